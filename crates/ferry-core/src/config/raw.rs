@@ -1,0 +1,87 @@
+//! The configuration file as written: every field optional so that validation, not the
+//! parser, reports what is missing, all at once and with its path.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub issuer: Option<String>,
+    pub listen: Option<String>,
+    pub data_dir: Option<String>,
+    pub log_level: Option<String>,
+    #[serde(default)]
+    pub tokens: RawTokens,
+    #[serde(default)]
+    pub limits: RawLimits,
+    #[serde(default)]
+    pub providers: Vec<RawProvider>,
+    #[serde(default)]
+    pub audiences: Vec<RawAudience>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTokens {
+    pub default_ttl: Option<String>,
+    pub max_ttl: Option<String>,
+    pub min_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProvider {
+    pub id: Option<String>,
+    pub kind: Option<String>,
+    pub issuer: Option<String>,
+    pub audiences: Option<Vec<String>>,
+    pub algorithms: Option<Vec<String>>,
+    pub jwks: Option<RawJwks>,
+    pub leeway: Option<String>,
+    pub max_token_lifetime: Option<String>,
+    pub cap_lifetime_at_subject_expiry: Option<bool>,
+    pub condition: Option<String>,
+    pub mapping: Option<RawMapping>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwks {
+    pub file: Option<String>,
+    pub inline: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMapping {
+    pub subject: Option<String>,
+    pub groups: Option<String>,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudience {
+    pub audience: Option<String>,
+    pub default_ttl: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub allow: Option<String>,
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub max_ttl: Option<String>,
+}

@@ -1,0 +1,177 @@
+//! OAuth errors (RFC 6749 §5.2, RFC 8693 §2.2.2). Every step of the request path returns
+//! an [`OAuthError`]; the server turns it into a response body in one place. The
+//! client-facing description is a `&'static str`, so it can never echo input; what went
+//! wrong in detail is kept in `detail` for the logs.
+
+use serde::Serialize;
+
+/// The `error` codes Ferry returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// RFC 6749 §5.2: malformed request, or (RFC 8693 §2.2.2) an invalid subject token.
+    InvalidRequest,
+    /// RFC 6749 §5.2: client authentication failed.
+    InvalidClient,
+    /// RFC 6749 §5.2 / RFC 7523: the grant (assertion) is invalid.
+    InvalidGrant,
+    /// RFC 6749 §5.2: the grant type is not supported.
+    UnsupportedGrantType,
+    /// RFC 6749 §5.2: the requested scope is not allowed.
+    InvalidScope,
+    /// RFC 8693 §2.2.2: the audience or resource is not acceptable.
+    InvalidTarget,
+    /// RFC 6749 §4.1.2.1: a dependency (an issuer's keys) is temporarily unavailable.
+    TemporarilyUnavailable,
+    /// An internal failure; the description never says more.
+    ServerError,
+}
+
+impl ErrorCode {
+    /// The wire form of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidClient => "invalid_client",
+            Self::InvalidGrant => "invalid_grant",
+            Self::UnsupportedGrantType => "unsupported_grant_type",
+            Self::InvalidScope => "invalid_scope",
+            Self::InvalidTarget => "invalid_target",
+            Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::ServerError => "server_error",
+        }
+    }
+
+    /// The HTTP status for the code (RFC 6749 §5.2: 400, or 401 for client auth).
+    pub fn http_status(self) -> u16 {
+        match self {
+            Self::InvalidClient => 401,
+            Self::TemporarilyUnavailable => 503,
+            Self::ServerError => 500,
+            _ => 400,
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The step of the request path that decided; named in every audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Step {
+    /// Reading the HTTP request and its form.
+    Request,
+    /// Verifying the subject token.
+    Verify,
+    /// The provider's condition and attribute mapping.
+    Mapping,
+    /// The audience access rules.
+    Policy,
+    /// Computing the lifetime and signing the token.
+    Mint,
+}
+
+impl Step {
+    /// The name used in audit events and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "request",
+            Self::Verify => "verify",
+            Self::Mapping => "mapping",
+            Self::Policy => "policy",
+            Self::Mint => "mint",
+        }
+    }
+}
+
+/// A refusal or failure, with what the client may see and what only the logs may see.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{} at {}: {detail}", code.as_str(), step.as_str())]
+pub struct OAuthError {
+    /// The RFC 6749 `error` code.
+    pub code: ErrorCode,
+    /// The fixed `error_description`.
+    pub description: &'static str,
+    /// The step that decided.
+    pub step: Step,
+    /// The rule that decided, when one did (`providers[0].condition`, an audience rule).
+    pub rule: Option<String>,
+    /// Detail for the logs; never sent to the client.
+    pub detail: String,
+    /// An HTTP status other than the code's own (405, 413).
+    pub status: Option<u16>,
+}
+
+impl OAuthError {
+    /// A new error with a fixed description.
+    pub fn new(code: ErrorCode, step: Step, description: &'static str) -> Self {
+        Self {
+            code,
+            description,
+            step,
+            rule: None,
+            detail: String::new(),
+            status: None,
+        }
+    }
+
+    /// Adds detail for the logs.
+    #[must_use]
+    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = detail.into();
+        self
+    }
+
+    /// Names the rule that decided.
+    #[must_use]
+    pub fn rule(mut self, rule: impl Into<String>) -> Self {
+        self.rule = Some(rule.into());
+        self
+    }
+
+    /// Overrides the HTTP status.
+    #[must_use]
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// The HTTP status to answer with.
+    pub fn http_status(&self) -> u16 {
+        self.status.unwrap_or_else(|| self.code.http_status())
+    }
+}
+
+/// The fixed client-facing descriptions. Kept together so a reviewer can see at a
+/// glance that none of them carries input.
+pub mod desc {
+    pub const BODY_TOO_LARGE: &str = "request body too large";
+    pub const CONTENT_TYPE: &str = "content type must be application/x-www-form-urlencoded";
+    pub const METHOD: &str = "method not allowed";
+    pub const MISSING_GRANT_TYPE: &str = "missing grant_type";
+    pub const UNSUPPORTED_GRANT: &str = "unsupported grant_type";
+    pub const DUPLICATE_PARAM: &str = "a parameter was given more than once";
+    pub const MISSING_SUBJECT_TOKEN: &str = "missing subject_token";
+    pub const MISSING_SUBJECT_TOKEN_TYPE: &str = "missing subject_token_type";
+    pub const UNSUPPORTED_SUBJECT_TOKEN_TYPE: &str = "unsupported subject_token_type";
+    pub const UNSUPPORTED_REQUESTED_TYPE: &str = "unsupported requested_token_type";
+    pub const ACTOR_UNSUPPORTED: &str = "actor_token is not supported";
+    pub const MISSING_TARGET: &str = "missing audience or resource";
+    pub const BAD_RESOURCE: &str = "resource must be an absolute URI without a fragment";
+    pub const BAD_SCOPE: &str = "malformed scope";
+    pub const INVALID_SUBJECT_TOKEN: &str = "invalid subject token";
+    pub const UNTRUSTED_ISSUER: &str = "subject token issuer is not trusted";
+    pub const KEYS_UNAVAILABLE: &str = "issuer keys temporarily unavailable";
+    pub const CONDITION_DENIED: &str = "subject token rejected by the provider's condition";
+    pub const MAPPING_FAILED: &str = "subject token could not be mapped";
+    pub const TARGET_NOT_ALLOWED: &str = "the requested audience is not available";
+    pub const SCOPE_NOT_ALLOWED: &str = "the requested scope is not allowed";
+    pub const SUBJECT_EXPIRES_TOO_SOON: &str = "subject token expires too soon";
+    pub const INTERNAL: &str = "internal error";
+}

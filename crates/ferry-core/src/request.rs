@@ -1,0 +1,362 @@
+//! The token request, parsed once from the form body into a typed value (RFC 8693 §2.1,
+//! RFC 6749 §3.2). Rules applied here, before anything else looks at the request:
+//!
+//! 1. Parameters sent without a value are treated as omitted (RFC 6749 §3.1).
+//! 2. A single-valued parameter given twice is `invalid_request` (RFC 6749 §3.1);
+//!    `audience` and `resource` may repeat (RFC 8693 §2.1).
+//! 3. Unknown parameters are ignored (RFC 6749 §3.2).
+//! 4. Surrounding ASCII whitespace of `subject_token` is dropped: Google's libraries send
+//!    a token file's bytes verbatim, trailing newline included.
+
+use crate::error::{ErrorCode, OAuthError, Step, desc};
+
+/// `grant_type` of RFC 8693.
+pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// Token type URIs of RFC 8693 §3.
+pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// An OpenID Connect ID token.
+pub const TT_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// An OAuth access token.
+pub const TT_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+/// The kinds of subject token Ferry accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubjectTokenType {
+    /// `…:jwt`
+    Jwt,
+    /// `…:id_token`
+    IdToken,
+}
+
+/// The kinds of token Ferry issues; echoed as `issued_token_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssuedTokenType {
+    /// `…:access_token` (the default).
+    AccessToken,
+    /// `…:jwt`
+    Jwt,
+}
+
+impl IssuedTokenType {
+    /// The token type URI.
+    pub fn uri(self) -> &'static str {
+        match self {
+            Self::AccessToken => TT_ACCESS_TOKEN,
+            Self::Jwt => TT_JWT,
+        }
+    }
+}
+
+/// A parsed token request, one variant per supported grant.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum TokenRequest {
+    /// RFC 8693 token exchange.
+    TokenExchange(ExchangeRequest),
+}
+
+/// An RFC 8693 §2.1 token-exchange request.
+#[derive(Clone)]
+pub struct ExchangeRequest {
+    /// The subject token, whitespace-trimmed.
+    pub subject_token: String,
+    /// Its declared type.
+    pub subject_token_type: SubjectTokenType,
+    /// What the client wants back.
+    pub requested_token_type: IssuedTokenType,
+    /// `audience` values, in order, deduplicated.
+    pub audiences: Vec<String>,
+    /// `resource` values, in order, deduplicated.
+    pub resources: Vec<String>,
+    /// Requested scopes, deduplicated; empty when none were requested.
+    pub scopes: Vec<String>,
+    /// A public client's self-declared `client_id`.
+    pub client_id: Option<String>,
+}
+
+impl std::fmt::Debug for ExchangeRequest {
+    // The subject token is a credential: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeRequest")
+            .field("subject_token", &"[redacted]")
+            .field("subject_token_type", &self.subject_token_type)
+            .field("requested_token_type", &self.requested_token_type)
+            .field("audiences", &self.audiences)
+            .field("resources", &self.resources)
+            .field("scopes", &self.scopes)
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
+impl ExchangeRequest {
+    /// The targets the client asked for: audiences then resources, deduplicated.
+    pub fn targets(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::with_capacity(self.audiences.len() + self.resources.len());
+        for t in self.audiences.iter().chain(&self.resources) {
+            if !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+        out
+    }
+}
+
+fn bad(description: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequest, Step::Request, description)
+}
+
+/// Returns true when the `Content-Type` header value names a urlencoded form, with or
+/// without parameters such as `charset`.
+pub fn is_form_content_type(value: &str) -> bool {
+    let media = value.split(';').next().unwrap_or("").trim();
+    media.eq_ignore_ascii_case("application/x-www-form-urlencoded")
+}
+
+const SINGLE: &[&str] = &[
+    "grant_type",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "scope",
+    "actor_token",
+    "actor_token_type",
+    "client_id",
+    "options",
+];
+
+#[derive(Default)]
+struct Params {
+    single: Vec<(&'static str, String)>,
+    audiences: Vec<String>,
+    resources: Vec<String>,
+}
+
+impl Params {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.single
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn push_unique(list: &mut Vec<String>, value: String) {
+    if !list.contains(&value) {
+        list.push(value);
+    }
+}
+
+fn collect(body: &[u8]) -> Result<Params, OAuthError> {
+    let mut p = Params::default();
+    for (key, value) in form_urlencoded::parse(body) {
+        if value.is_empty() {
+            continue; // rule 1
+        }
+        match key.as_ref() {
+            "audience" => push_unique(&mut p.audiences, value.into_owned()),
+            "resource" => push_unique(&mut p.resources, value.into_owned()),
+            k => {
+                if let Some(name) = SINGLE.iter().find(|n| **n == k) {
+                    if p.get(name).is_some() {
+                        return Err(bad(desc::DUPLICATE_PARAM).detail(format!("duplicate {name}")));
+                    }
+                    p.single.push((name, value.into_owned()));
+                }
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
+fn valid_scope_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+}
+
+/// Parses a space-delimited `scope` value into distinct scope tokens.
+pub fn parse_scope(value: &str) -> Result<Vec<String>, OAuthError> {
+    let mut out = Vec::new();
+    for s in value.split(' ').filter(|s| !s.is_empty()) {
+        if !valid_scope_token(s) {
+            return Err(OAuthError::new(ErrorCode::InvalidScope, Step::Request, desc::BAD_SCOPE));
+        }
+        push_unique(&mut out, s.to_owned());
+    }
+    Ok(out)
+}
+
+/// RFC 8707 §2: a resource is an absolute URI without a fragment.
+fn valid_resource(r: &str) -> bool {
+    let Some((scheme, rest)) = r.split_once(':') else {
+        return false;
+    };
+    let mut chars = scheme.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+        && !rest.is_empty()
+        && !r.contains('#')
+}
+
+/// Parses a token request body (already known to be a urlencoded form).
+pub fn parse_token_request(body: &[u8]) -> Result<TokenRequest, OAuthError> {
+    let p = collect(body)?;
+    let grant = p
+        .get("grant_type")
+        .ok_or_else(|| bad(desc::MISSING_GRANT_TYPE))?;
+    if grant != GRANT_TOKEN_EXCHANGE {
+        return Err(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            Step::Request,
+            desc::UNSUPPORTED_GRANT,
+        ));
+    }
+    parse_exchange(&p).map(TokenRequest::TokenExchange)
+}
+
+fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
+    let subject_token = p
+        .get("subject_token")
+        .map(|t| t.trim_matches(|c: char| c.is_ascii_whitespace()))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad(desc::MISSING_SUBJECT_TOKEN))?
+        .to_owned();
+    let subject_token_type = match p.get("subject_token_type") {
+        None => return Err(bad(desc::MISSING_SUBJECT_TOKEN_TYPE)),
+        Some(TT_JWT) => SubjectTokenType::Jwt,
+        Some(TT_ID_TOKEN) => SubjectTokenType::IdToken,
+        Some(_) => return Err(bad(desc::UNSUPPORTED_SUBJECT_TOKEN_TYPE)),
+    };
+    let requested_token_type = match p.get("requested_token_type") {
+        None | Some(TT_ACCESS_TOKEN) => IssuedTokenType::AccessToken,
+        Some(TT_JWT) => IssuedTokenType::Jwt,
+        Some(_) => return Err(bad(desc::UNSUPPORTED_REQUESTED_TYPE)),
+    };
+    // RFC 8693 §2.1: actor_token_type is REQUIRED when actor_token is present.
+    // Delegation comes with a later release; until then both are refused rather than
+    // silently dropped, so no client believes it obtained a delegated token.
+    if p.get("actor_token").is_some() || p.get("actor_token_type").is_some() {
+        return Err(bad(desc::ACTOR_UNSUPPORTED));
+    }
+    if let Some(r) = p.resources.iter().find(|r| !valid_resource(r)) {
+        return Err(
+            OAuthError::new(ErrorCode::InvalidTarget, Step::Request, desc::BAD_RESOURCE)
+                .detail(format!("resource of {} bytes is not an absolute URI", r.len())),
+        );
+    }
+    if p.audiences.is_empty() && p.resources.is_empty() {
+        return Err(bad(desc::MISSING_TARGET));
+    }
+    let scopes = match p.get("scope") {
+        Some(s) => parse_scope(s)?,
+        None => Vec::new(),
+    };
+    Ok(ExchangeRequest {
+        subject_token,
+        subject_token_type,
+        requested_token_type,
+        audiences: p.audiences.clone(),
+        resources: p.resources.clone(),
+        scopes,
+        client_id: p.get("client_id").map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+        &subject_token=abc.def.ghi\
+        &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt\
+        &audience=https%3A%2F%2Fsvc";
+
+    fn parse(body: &str) -> Result<ExchangeRequest, OAuthError> {
+        match parse_token_request(body.as_bytes())? {
+            TokenRequest::TokenExchange(r) => Ok(r),
+        }
+    }
+
+    #[test]
+    fn accepts_a_minimal_request() {
+        let r = parse(BASE).unwrap();
+        assert_eq!(r.subject_token, "abc.def.ghi");
+        assert_eq!(r.subject_token_type, SubjectTokenType::Jwt);
+        assert_eq!(r.requested_token_type, IssuedTokenType::AccessToken);
+        assert_eq!(r.targets(), vec!["https://svc"]);
+        assert!(r.scopes.is_empty());
+    }
+
+    #[test]
+    fn table_of_parameter_rules() {
+        let cases: &[(&str, Option<ErrorCode>)] = &[
+            ("", None),
+            ("&unknown=1&x-goog-api-client=1", None),
+            ("&subject_token=other", Some(ErrorCode::InvalidRequest)),
+            ("&scope=a&scope=b", Some(ErrorCode::InvalidRequest)),
+            ("&scope=a%20b", None),
+            ("&scope=a%22b", Some(ErrorCode::InvalidScope)),
+            ("&audience=https%3A%2F%2Fother", None),
+            ("&resource=https%3A%2F%2Fr", None),
+            ("&resource=not-a-uri", Some(ErrorCode::InvalidTarget)),
+            ("&resource=https%3A%2F%2Fr%23frag", Some(ErrorCode::InvalidTarget)),
+            ("&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt", None),
+            ("&requested_token_type=urn%3Aother", Some(ErrorCode::InvalidRequest)),
+            ("&actor_token=x", Some(ErrorCode::InvalidRequest)),
+            ("&client_id=", None),
+        ];
+        for (extra, want) in cases {
+            let got = parse(&format!("{BASE}{extra}")).err().map(|e| e.code);
+            assert_eq!(got, *want, "{extra}");
+        }
+    }
+
+    #[test]
+    fn missing_parameters_are_invalid_request() {
+        let full: Vec<&str> = BASE.split('&').collect();
+        for i in 0..full.len() {
+            let body: Vec<&str> = full
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, s)| *s)
+                .collect();
+            let err = parse(&body.join("&")).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidRequest, "without {}", full[i]);
+        }
+    }
+
+    #[test]
+    fn unknown_grant_is_unsupported() {
+        let err = parse_token_request(b"grant_type=password&username=a").unwrap_err();
+        assert_eq!(err.code, ErrorCode::UnsupportedGrantType);
+    }
+
+    #[test]
+    fn trailing_newline_of_token_files_is_tolerated() {
+        let body = BASE.replace("abc.def.ghi", "abc.def.ghi%0A");
+        assert_eq!(parse(&body).unwrap().subject_token, "abc.def.ghi");
+    }
+
+    #[test]
+    fn content_types() {
+        for ok in [
+            "application/x-www-form-urlencoded",
+            "application/x-www-form-urlencoded;charset=UTF-8",
+            "Application/X-WWW-Form-Urlencoded; charset=utf-8",
+        ] {
+            assert!(is_form_content_type(ok), "{ok}");
+        }
+        for bad in ["application/json", "multipart/form-data", "", "text/plain"] {
+            assert!(!is_form_content_type(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn repeated_audiences_are_kept_in_order_once() {
+        let r = parse(&format!("{BASE}&audience=b&audience=https%3A%2F%2Fsvc&resource=urn:x")).unwrap();
+        assert_eq!(r.targets(), vec!["https://svc", "b", "urn:x"]);
+    }
+}
