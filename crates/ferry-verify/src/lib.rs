@@ -1,1 +1,18 @@
-//! ferry-verify
+//! Verifying JWTs from a trusted issuer, strictly, per RFC 8725. Used by Ferry for
+//! inbound subject tokens and meant for relying services verifying Ferry's own tokens.
+//! It knows nothing of Ferry's configuration or policy.
+//!
+//! Keys are parsed once when a JWKS is loaded ([`KeySet`]) and never per request.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+mod alg;
+mod error;
+mod jwks;
+mod jws;
+mod verifier;
+
+pub use alg::Algorithm;
+pub use error::VerifyError;
+pub use jwks::{JwksError, KeySet, VerifyingKey};
+pub use jws::{Header, MAX_TOKEN_BYTES, peek_issuer};
+pub use verifier::{Rules, Verified, verify};

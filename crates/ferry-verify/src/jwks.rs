@@ -1,0 +1,220 @@
+//! JWK Sets (RFC 7517) turned into parsed public keys, once, when the set is loaded.
+//! Filtering rules:
+//!
+//! 1. Only public keys: a JWK carrying private members (`d`, `p`, `q`, …) is skipped
+//!    with a warning; so is `oct` (a symmetric key must never come from a key set).
+//! 2. `use`, when present, must be `sig`; `key_ops`, when present, must allow `verify`.
+//! 3. `alg`, when present, pins the key to that algorithm; it must be in the allowlist.
+//! 4. RSA keys of at least 2048 bits; EC keys on P-256/P-384 whose point is on the curve;
+//!    Ed25519 (`OKP`). Anything else is skipped with a warning.
+
+use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::Value;
+
+use crate::alg::{Algorithm, Family};
+
+/// A key set that could not be read at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwksError {
+    /// Not JSON, or no `keys` array.
+    #[error("not a JWK Set: {0}")]
+    Malformed(&'static str),
+}
+
+/// One parsed public key, bound to one algorithm.
+#[derive(Clone)]
+pub struct VerifyingKey {
+    /// `kid`, when the JWK has one.
+    pub kid: Option<String>,
+    /// The algorithm this parsed key verifies.
+    pub alg: Algorithm,
+    key: ParsedPublicKey,
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .finish()
+    }
+}
+
+impl VerifyingKey {
+    /// Verifies `signature` over `message`.
+    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        self.key.verify_sig(message, signature).is_ok()
+    }
+}
+
+/// The usable keys of one issuer.
+#[derive(Debug, Clone, Default)]
+pub struct KeySet {
+    keys: Vec<VerifyingKey>,
+}
+
+fn b64(v: Option<&Value>) -> Option<Vec<u8>> {
+    v.and_then(Value::as_str).and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+}
+
+const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+impl KeySet {
+    /// Parses a JWK Set, keeping the keys usable with `allowed` algorithms. Returns the
+    /// set and a warning for each skipped key.
+    pub fn from_jwks(json: &[u8], allowed: &[Algorithm]) -> Result<(Self, Vec<String>), JwksError> {
+        let doc: Value = serde_json::from_slice(json).map_err(|_| JwksError::Malformed("not JSON"))?;
+        let keys = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or(JwksError::Malformed("no keys array"))?;
+        let mut set = KeySet::default();
+        let mut warnings = Vec::new();
+        for (i, jwk) in keys.iter().enumerate() {
+            let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
+            let name = kid.clone().unwrap_or_else(|| format!("#{i}"));
+            match parse_jwk(jwk, allowed) {
+                Ok(parsed) if parsed.is_empty() => {
+                    warnings.push(format!("key {name}: no allowed algorithm fits it; skipped"));
+                }
+                Ok(parsed) => set.keys.extend(parsed.into_iter().map(|(alg, key)| VerifyingKey {
+                    kid: kid.clone(),
+                    alg,
+                    key,
+                })),
+                Err(why) => warnings.push(format!("key {name}: {why}; skipped")),
+            }
+        }
+        Ok((set, warnings))
+    }
+
+    /// Number of parsed keys (a key usable with two algorithms counts twice).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether no key is usable.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The distinct `kid`s in the set.
+    pub fn kids(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self.keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+        out.dedup();
+        out
+    }
+
+    /// Keys that may verify a token with this `kid` (when given) and `alg`.
+    pub fn candidates<'a>(
+        &'a self,
+        kid: Option<&'a str>,
+        alg: Algorithm,
+    ) -> impl Iterator<Item = &'a VerifyingKey> + 'a {
+        self.keys
+            .iter()
+            .filter(move |k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid))
+    }
+}
+
+fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<(Algorithm, ParsedPublicKey)>, String> {
+    let kty = jwk.get("kty").and_then(Value::as_str).ok_or("no kty")?;
+    if kty == "oct" {
+        return Err("symmetric (oct) keys are never accepted from a key set".into());
+    }
+    if PRIVATE_MEMBERS.iter().any(|m| jwk.get(*m).is_some()) {
+        return Err("carries private key material".into());
+    }
+    if let Some(u) = jwk.get("use") {
+        if u.as_str() != Some("sig") {
+            return Err("use is not sig".into());
+        }
+    }
+    if let Some(ops) = jwk.get("key_ops") {
+        let verify = ops
+            .as_array()
+            .is_some_and(|a| a.iter().any(|o| o.as_str() == Some("verify")));
+        if !verify {
+            return Err("key_ops does not allow verify".into());
+        }
+    }
+    let pinned = match jwk.get("alg") {
+        None => None,
+        Some(v) => {
+            let name = v.as_str().ok_or("alg is not a string")?;
+            Some(Algorithm::from_name(name).ok_or("alg is not supported")?)
+        }
+    };
+    let family = match (kty, jwk.get("crv").and_then(Value::as_str)) {
+        ("RSA", _) => Family::Rsa,
+        ("EC", Some("P-256")) => Family::P256,
+        ("EC", Some("P-384")) => Family::P384,
+        ("OKP", Some("Ed25519")) => Family::Ed25519,
+        _ => return Err(format!("unsupported key type {kty}")),
+    };
+    let algs: Vec<Algorithm> = allowed
+        .iter()
+        .copied()
+        .filter(|a| a.family() == family && pinned.is_none_or(|p| p == *a))
+        .collect();
+    if let Some(p) = pinned {
+        if p.family() != family {
+            return Err("alg does not fit the key type".into());
+        }
+    }
+    let mut out = Vec::with_capacity(algs.len());
+    match family {
+        Family::Rsa => {
+            let n = b64(jwk.get("n")).ok_or("bad n")?;
+            let e = b64(jwk.get("e")).ok_or("bad e")?;
+            let n = strip_zeros(&n);
+            let e = strip_zeros(&e);
+            if n.len() * 8 < 2048 {
+                return Err("RSA key shorter than 2048 bits".into());
+            }
+            let comps = RsaPublicKeyComponents { n, e };
+            for alg in algs {
+                let params = alg.rsa_params().ok_or("internal: no RSA parameters")?;
+                let key = comps.to_parsed_public_key(params).map_err(|_| "invalid RSA key")?;
+                out.push((alg, key));
+            }
+        }
+        Family::P256 | Family::P384 => {
+            let len = if family == Family::P256 { 32 } else { 48 };
+            let x = b64(jwk.get("x")).ok_or("bad x")?;
+            let y = b64(jwk.get("y")).ok_or("bad y")?;
+            if x.len() != len || y.len() != len {
+                return Err("EC coordinates of the wrong length".into());
+            }
+            let mut point = Vec::with_capacity(1 + 2 * len);
+            point.push(0x04);
+            point.extend_from_slice(&x);
+            point.extend_from_slice(&y);
+            for alg in algs {
+                let params = alg.non_rsa_params().ok_or("internal: no EC parameters")?;
+                // Parsing validates that the point lies on the curve.
+                let key = ParsedPublicKey::new(params, &point).map_err(|_| "EC point not on the curve")?;
+                out.push((alg, key));
+            }
+        }
+        Family::Ed25519 => {
+            let x = b64(jwk.get("x")).ok_or("bad x")?;
+            if x.len() != 32 {
+                return Err("Ed25519 key of the wrong length".into());
+            }
+            for alg in algs {
+                let params = alg.non_rsa_params().ok_or("internal: no EdDSA parameters")?;
+                let key = ParsedPublicKey::new(params, &x).map_err(|_| "invalid Ed25519 key")?;
+                out.push((alg, key));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn strip_zeros(b: &[u8]) -> &[u8] {
+    let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
+    &b[start..]
+}
