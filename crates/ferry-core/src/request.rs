@@ -49,7 +49,6 @@ impl IssuedTokenType {
 
 /// A parsed token request, one variant per supported grant.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub enum TokenRequest {
     /// RFC 8693 token exchange.
     TokenExchange(ExchangeRequest),

@@ -1,1 +1,178 @@
-fn main() {}
+//! The `ferry` command: `serve` and `check`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use ferry_core::SystemClock;
+use ferry_core::duration::format_secs;
+use ferry_keys::Signer as _;
+use ferry_server::audit::AuditSink;
+use ferry_server::load::{build_state, load_providers, read_config};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser, Debug)]
+#[command(name = "ferry", version, about = "Ferry: a federation token-exchange server (RFC 8693)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start the server.
+    Serve {
+        /// Configuration file (YAML).
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// Listen address; overrides `listen` in the file.
+        #[arg(long, env = "FERRY_LISTEN")]
+        listen: Option<String>,
+        /// Log level or filter (`info`, `ferry=debug`); overrides `log_level`. RUST_LOG wins over both.
+        #[arg(long, env = "FERRY_LOG_LEVEL")]
+        log_level: Option<String>,
+        /// Log format on standard error. Audit events always go to standard output as JSON lines.
+        #[arg(long, env = "FERRY_LOG_FORMAT", value_enum, default_value = "human")]
+        log_format: LogFormat,
+    },
+    /// Validate a configuration and report every problem at once; exits non-zero on any.
+    Check {
+        /// Configuration file (YAML).
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+fn init_logs(level: &str, format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check(path: &Path) -> ExitCode {
+    let config = match read_config(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("{errs}");
+            eprintln!("{} problem(s) found", errs.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    match load_providers(&config) {
+        Ok((providers, warnings)) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("configuration OK: issuer {}", config.issuer);
+            for p in &providers {
+                println!(
+                    "  provider {}: issuer {}, algorithms {}, leeway {}, max token lifetime {}, {} key(s)",
+                    p.config.id,
+                    p.config.issuer,
+                    p.config.algorithms.join(","),
+                    format_secs(p.config.leeway),
+                    format_secs(p.config.max_token_lifetime),
+                    p.keys.kids().len(),
+                );
+            }
+            for a in &config.audience_names {
+                println!("  audience {a}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprintln!("{errs}");
+            eprintln!("{} problem(s) found", errs.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn serve(path: &Path, listen: Option<String>, log_level: Option<String>, format: LogFormat) -> anyhow::Result<()> {
+    let mut config = read_config(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    init_logs(log_level.as_deref().unwrap_or(&config.log_level), format);
+    if let Some(l) = listen {
+        config.listen = l;
+    }
+    let (providers, warnings) = load_providers(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let (signer, created) = ferry_keys::load_or_create(&config.data_dir)
+        .with_context(|| format!("signing key in {}", config.data_dir.display()))?;
+    if created {
+        tracing::info!(kid = signer.kid(), dir = %config.data_dir.display(), "created a new signing key");
+    } else {
+        tracing::info!(kid = signer.kid(), "loaded signing key");
+    }
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let state = build_state(
+        config,
+        providers,
+        Arc::new(signer),
+        Arc::new(SystemClock),
+        Arc::new(AuditSink::stdout()),
+    );
+    let app = ferry_server::router(state);
+    tracing::info!("ferry listening on http://{addr}");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Serve {
+            config,
+            listen,
+            log_level,
+            log_format,
+        } => match serve(&config, listen, log_level, log_format).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ferry: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}

@@ -34,7 +34,8 @@ pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
 pub struct ConfigErrors(pub Vec<(String, String)>);
 
 impl ConfigErrors {
-    fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
+    /// Records a problem at `path`.
+    pub fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         self.0.push((path.into(), msg.into()));
     }
 }

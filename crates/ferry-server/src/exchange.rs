@@ -1,0 +1,95 @@
+//! The token exchange, top to bottom. Each step returns an [`OAuthError`] that names
+//! itself; the outcome, allowed or denied, becomes exactly one audit event.
+//!
+//! 1. Choose the provider by the exact, string-typed `iss` of the subject token.
+//! 2. Verify the subject token with that provider's rules and keys (RFC 8725).
+//! 3. Apply the provider's condition and mapping → principal.
+//! 4. Apply the audiences' access rules → grant (audiences, scopes, lifetime cap).
+//! 5. Compute the lifetime (never past the subject token unless the provider opts out;
+//!    never an already-expired token) and sign an RFC 9068 access token.
+
+use ferry_core::error::desc;
+use ferry_core::mint::{MintInput, access_token_claims, lifetime};
+use ferry_core::request::ExchangeRequest;
+use ferry_core::response::TokenResponse;
+use ferry_core::{ErrorCode, OAuthError, Step};
+
+use crate::audit::AuditEvent;
+use crate::state::AppState;
+use crate::{fingerprint, random_id};
+
+fn invalid_subject(detail: impl Into<String>) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequest, Step::Verify, desc::INVALID_SUBJECT_TOKEN).detail(detail)
+}
+
+/// Runs the exchange, filling `audit` with what was learnt along the way.
+pub fn exchange(state: &AppState, req: &ExchangeRequest, audit: &mut AuditEvent) -> Result<TokenResponse, OAuthError> {
+    let now = state.clock.now();
+    audit.subject_token_sha256 = Some(fingerprint(req.subject_token.as_bytes()));
+    audit.audiences = req.targets();
+
+    // 1. Provider by exact issuer. A token from an unknown issuer costs no key lookup.
+    let iss = ferry_verify::peek_issuer(&req.subject_token).map_err(|e| invalid_subject(e.to_string()))?;
+    let provider = state
+        .providers
+        .get(&iss)
+        .ok_or_else(|| invalid_subject("issuer not configured"))?;
+    audit.provider = Some(provider.config.id.clone());
+    audit.original_issuer = Some(iss);
+
+    // 2. Verify.
+    let verified = ferry_verify::verify(&req.subject_token, &provider.rules, &provider.keys, now)
+        .map_err(|e| invalid_subject(e.to_string()))?;
+    audit.original_subject = verified
+        .claims
+        .get("sub")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+
+    // 3. Condition and mapping.
+    let principal = provider.config.mapping.apply(&provider.config.id, &verified.claims)?;
+    audit.subject = Some(principal.subject.clone());
+
+    // 4. Access policy.
+    let targets = req.targets();
+    let grant = state
+        .config
+        .policy
+        .decide(&principal, req.client_id.as_deref(), &targets, &req.scopes)?;
+    audit.rule = Some(grant.rules.join(", "));
+    audit.scopes = grant.scopes.clone();
+
+    // 5. Lifetime and signature.
+    let ttl = lifetime(
+        &state.config.lifetimes,
+        &grant,
+        now,
+        verified.exp,
+        provider.config.cap_lifetime_at_subject_expiry,
+    )?;
+    let jti = random_id(16);
+    let provider_client = format!("ferry-provider:{}", provider.config.id);
+    let client_id = req.client_id.as_deref().unwrap_or(&provider_client);
+    audit.client_id = Some(client_id.to_owned());
+    let input = MintInput {
+        issuer: &state.config.issuer,
+        client_id,
+        now,
+        ttl,
+        jti: &jti,
+    };
+    let claims = access_token_claims(&input, &principal, &grant);
+    let token = ferry_keys::sign_jwt(state.signer.as_ref(), "at+jwt", &claims).map_err(|e| {
+        OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL).detail(e.to_string())
+    })?;
+    audit.jti = Some(jti);
+    audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+
+    Ok(TokenResponse {
+        access_token: token,
+        issued_token_type: req.requested_token_type.uri(),
+        token_type: "Bearer",
+        expires_in: ttl,
+        scope: (!grant.scopes.is_empty()).then(|| grant.scopes.join(" ")),
+    })
+}

@@ -1,0 +1,33 @@
+//! The Ferry server: loading a configuration into a running state, the HTTP routes,
+//! the exchange pipeline that ties verify → mapping → policy → mint together, and audit
+//! events. Domain rules live in `ferry-core`; verification in `ferry-verify`.
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+pub mod audit;
+pub mod exchange;
+pub mod load;
+pub mod routes;
+pub mod state;
+
+pub use routes::router;
+pub use state::AppState;
+
+/// Lowercase hex SHA-256 of `data`: how tokens and keys appear in logs and audit events.
+pub fn fingerprint(data: &[u8]) -> String {
+    use std::fmt::Write;
+    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    d.as_ref().iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// A random identifier of `bytes` bytes, base64url-encoded.
+pub fn random_id(bytes: usize) -> String {
+    use base64::Engine;
+    let mut buf = vec![0u8; bytes];
+    // SystemRandom only fails if the OS cannot provide randomness, in which case no
+    // identifier is safe; an all-zero id then still never repeats a signature.
+    let _ = aws_lc_rs::rand::fill(&mut buf);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}

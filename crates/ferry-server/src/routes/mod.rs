@@ -1,0 +1,48 @@
+//! HTTP routes. Handlers are thin: they read the request, call one function, and turn
+//! its result into a response. Errors become RFC 6749 §5.2 bodies in one place
+//! ([`error_response`]).
+
+mod health;
+mod token;
+mod wellknown;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use ferry_core::OAuthError;
+use ferry_core::response::ErrorResponse;
+
+use crate::state::AppState;
+
+/// The public router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/token", any(token::token))
+        .route("/jwks", get(wellknown::jwks))
+        .route("/.well-known/oauth-authorization-server", get(wellknown::metadata))
+        .route("/.well-known/openid-configuration", get(wellknown::metadata))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .with_state(state)
+}
+
+/// The one place an [`OAuthError`] becomes a response: a fixed JSON body, never input,
+/// never internal detail.
+pub fn error_response(err: &OAuthError) -> Response {
+    let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = ErrorResponse {
+        error: err.code.as_str(),
+        error_description: err.description,
+    };
+    let mut resp = (status, axum::Json(body)).into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        h.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests;

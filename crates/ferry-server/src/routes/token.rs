@@ -1,0 +1,97 @@
+//! `POST /token`. The HTTP-level checks, in order: method (405), content type (400),
+//! size (413), then the form is parsed once and the exchange runs.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::response::{IntoResponse, Response};
+use ferry_core::error::desc;
+use ferry_core::request::{TokenRequest, is_form_content_type, parse_token_request};
+use ferry_core::{ErrorCode, OAuthError, Step};
+
+use super::error_response;
+use crate::audit::AuditEvent;
+use crate::exchange::exchange;
+use crate::random_id;
+use crate::state::AppState;
+
+fn request_error(code: ErrorCode, description: &'static str) -> OAuthError {
+    OAuthError::new(code, Step::Request, description)
+}
+
+async fn read_form(state: &AppState, method: &Method, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, OAuthError> {
+    if method != Method::POST {
+        return Err(request_error(ErrorCode::InvalidRequest, desc::METHOD).status(405));
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !is_form_content_type(ct) {
+        return Err(request_error(ErrorCode::InvalidRequest, desc::CONTENT_TYPE));
+    }
+    let limit = state.config.max_body_bytes;
+    let too_large = || request_error(ErrorCode::InvalidRequest, desc::BODY_TOO_LARGE).status(413);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    to_bytes(body, limit).await.map(|b| b.to_vec()).map_err(|_| too_large())
+}
+
+/// `POST /token`.
+pub async fn token(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Body) -> Response {
+    let mut audit = AuditEvent {
+        kind: "ferry.audit",
+        time: state.clock.now(),
+        request_id: random_id(12),
+        ..AuditEvent::default()
+    };
+    let result = match read_form(&state, &method, &headers, body).await {
+        Ok(bytes) => match parse_token_request(&bytes) {
+            Ok(TokenRequest::TokenExchange(req)) => {
+                audit.grant_type = Some("token-exchange");
+                audit.client_id = req.client_id.clone();
+                exchange(&state, &req, &mut audit)
+            }
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(resp) => {
+            audit.decision = "allow";
+            audit.step = "mint";
+            state.audit.record(&audit);
+            tracing::info!(request_id = %audit.request_id, provider = ?audit.provider, subject = ?audit.subject, "token issued");
+            let mut r = axum::Json(resp).into_response();
+            let h = r.headers_mut();
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            r
+        }
+        Err(err) => {
+            audit.decision = "deny";
+            audit.step = err.step.as_str();
+            audit.error = Some(err.code.as_str());
+            if err.rule.is_some() {
+                audit.rule = err.rule.clone();
+            }
+            audit.reason = Some(if err.detail.is_empty() {
+                err.description.to_owned()
+            } else {
+                err.detail.clone()
+            });
+            state.audit.record(&audit);
+            if err.code == ErrorCode::ServerError {
+                tracing::error!(request_id = %audit.request_id, error = %err, "token request failed");
+            } else {
+                tracing::info!(request_id = %audit.request_id, error = %err, "token request denied");
+            }
+            error_response(&err)
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The running state shared by every request: built once at start, read-only after.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferry_core::Clock;
+use ferry_core::config::{Config, Provider};
+use ferry_keys::Signer;
+use ferry_verify::{KeySet, Rules};
+
+use crate::audit::AuditSink;
+
+/// A provider ready to verify: its configuration, verification rules and parsed keys.
+#[derive(Debug)]
+pub struct TrustedProvider {
+    /// The validated configuration.
+    pub config: Provider,
+    /// Verification rules derived from it.
+    pub rules: Rules,
+    /// Its keys, parsed once.
+    pub keys: KeySet,
+}
+
+/// Providers by exact issuer.
+#[derive(Debug, Default)]
+pub struct Providers {
+    by_issuer: HashMap<String, TrustedProvider>,
+}
+
+impl Providers {
+    /// Indexes providers by issuer.
+    pub fn new(list: Vec<TrustedProvider>) -> Self {
+        Self {
+            by_issuer: list.into_iter().map(|p| (p.config.issuer.clone(), p)).collect(),
+        }
+    }
+    /// The provider for exactly this issuer.
+    pub fn get(&self, iss: &str) -> Option<&TrustedProvider> {
+        self.by_issuer.get(iss)
+    }
+    /// Number of providers.
+    pub fn len(&self) -> usize {
+        self.by_issuer.len()
+    }
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_issuer.is_empty()
+    }
+}
+
+/// Everything a request needs.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Arc<Config>,
+    /// Trusted issuers.
+    pub providers: Arc<Providers>,
+    /// Ferry's signing key.
+    pub signer: Arc<dyn Signer>,
+    /// The clock.
+    pub clock: Arc<dyn Clock>,
+    /// Where audit events go.
+    pub audit: Arc<AuditSink>,
+    /// Pre-rendered `/jwks` body.
+    pub jwks_body: Arc<String>,
+    /// Pre-rendered discovery metadata.
+    pub metadata_body: Arc<String>,
+}
