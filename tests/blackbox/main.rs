@@ -1,1 +1,8 @@
+//! Black-box tests: the real `ferry` and `ferry-dev-idp` binaries on `127.0.0.1:0`.
+//! Nothing here reaches beyond loopback.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod harness;
+
+mod cli;
+mod exchange;

@@ -61,11 +61,19 @@ impl Expr {
         }
         let program = Program::compile(source).map_err(|e| {
             let msg = e.to_string();
-            format!("does not compile: {}", msg.lines().next().unwrap_or("syntax error"))
+            format!(
+                "does not compile: {}",
+                msg.lines().next().unwrap_or("syntax error")
+            )
         })?;
         let mut free = BTreeSet::new();
         let mut claims = ClaimUse::None;
-        walk(program.expression(), &mut Vec::new(), &mut free, &mut claims);
+        walk(
+            program.expression(),
+            &mut Vec::new(),
+            &mut free,
+            &mut claims,
+        );
         if let Some(unknown) = free.iter().find(|v| !allowed.contains(&v.as_str())) {
             return Err(format!(
                 "unknown variable '{unknown}' (available: {})",
@@ -119,7 +127,10 @@ impl Expr {
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s.to_string()),
-                    other => Err(format!("expected a list of strings, found {}", other.type_of())),
+                    other => Err(format!(
+                        "expected a list of strings, found {}",
+                        other.type_of()
+                    )),
                 })
                 .collect(),
             other => Err(format!("expected a list, got {}", other.type_of())),
@@ -141,28 +152,29 @@ fn walk(e: &IdedExpr, bound: &mut Vec<String>, free: &mut BTreeSet<String>, clai
             }
         }
         Ast::Select(sel) => {
-            if let Ast::Ident(name) = &sel.operand.expr {
-                if name == "assertion" && !bound.iter().any(|b| b == name) {
-                    free.insert(name.clone());
-                    *claims = claims.union(&ClaimUse::Some(BTreeSet::from([sel.field.clone()])));
-                    return;
-                }
+            if let Ast::Ident(name) = &sel.operand.expr
+                && name == "assertion"
+                && !bound.iter().any(|b| b == name)
+            {
+                free.insert(name.clone());
+                *claims = claims.union(&ClaimUse::Some(BTreeSet::from([sel.field.clone()])));
+                return;
             }
             walk(&sel.operand, bound, free, claims);
         }
         Ast::Call(call) => {
             // assertion['name'] reads one claim; a computed index reads them all.
-            if call.func_name == "_[_]" && call.args.len() == 2 {
-                if let (Ast::Ident(name), Ast::Literal(cel::common::ast::LiteralValue::String(key))) =
+            if call.func_name == "_[_]"
+                && call.args.len() == 2
+                && let (Ast::Ident(name), Ast::Literal(cel::common::ast::LiteralValue::String(key))) =
                     (&call.args[0].expr, &call.args[1].expr)
-                {
-                    if name == "assertion" && !bound.iter().any(|b| b == name) {
-                        free.insert(name.clone());
-                        let key: &str = key.as_ref();
-                        *claims = claims.union(&ClaimUse::Some(BTreeSet::from([key.to_owned()])));
-                        return;
-                    }
-                }
+                && name == "assertion"
+                && !bound.iter().any(|b| b == name)
+            {
+                free.insert(name.clone());
+                let key: &str = key.as_ref();
+                *claims = claims.union(&ClaimUse::Some(BTreeSet::from([key.to_owned()])));
+                return;
             }
             if let Some(t) = &call.target {
                 walk(t, bound, free, claims);
@@ -226,7 +238,9 @@ pub fn json_to_cel(v: &serde_json::Value) -> Value {
             .or_else(|| n.as_u64().map(Value::UInt))
             .unwrap_or_else(|| Value::Float(n.as_f64().unwrap_or(0.0))),
         serde_json::Value::String(s) => Value::String(Arc::new(s.clone())),
-        serde_json::Value::Array(items) => Value::List(Arc::new(items.iter().map(json_to_cel).collect())),
+        serde_json::Value::Array(items) => {
+            Value::List(Arc::new(items.iter().map(json_to_cel).collect()))
+        }
         serde_json::Value::Object(obj) => {
             let map: HashMap<Key, Value> = obj
                 .iter()
@@ -238,7 +252,10 @@ pub fn json_to_cel(v: &serde_json::Value) -> Value {
 }
 
 /// Builds the `assertion` map from only the claims `uses` names.
-pub fn claims_to_cel(claims: &serde_json::Map<String, serde_json::Value>, uses: &ClaimUse) -> Value {
+pub fn claims_to_cel(
+    claims: &serde_json::Map<String, serde_json::Value>,
+    uses: &ClaimUse,
+) -> Value {
     let map: HashMap<Key, Value> = match uses {
         ClaimUse::None => HashMap::new(),
         ClaimUse::All => claims
@@ -247,7 +264,11 @@ pub fn claims_to_cel(claims: &serde_json::Map<String, serde_json::Value>, uses: 
             .collect(),
         ClaimUse::Some(names) => names
             .iter()
-            .filter_map(|k| claims.get(k).map(|v| (Key::String(Arc::new(k.clone())), json_to_cel(v))))
+            .filter_map(|k| {
+                claims
+                    .get(k)
+                    .map(|v| (Key::String(Arc::new(k.clone())), json_to_cel(v)))
+            })
             .collect(),
     };
     Value::Map(Map { map: Arc::new(map) })
@@ -257,14 +278,24 @@ pub fn claims_to_cel(claims: &serde_json::Map<String, serde_json::Value>, uses: 
 pub fn string_map(entries: &BTreeMap<String, String>) -> Value {
     let map: HashMap<Key, Value> = entries
         .iter()
-        .map(|(k, v)| (Key::String(Arc::new(k.clone())), Value::String(Arc::new(v.clone()))))
+        .map(|(k, v)| {
+            (
+                Key::String(Arc::new(k.clone())),
+                Value::String(Arc::new(v.clone())),
+            )
+        })
         .collect();
     Value::Map(Map { map: Arc::new(map) })
 }
 
 /// A CEL list of strings.
 pub fn string_list(items: &[String]) -> Value {
-    Value::List(Arc::new(items.iter().map(|s| Value::String(Arc::new(s.clone()))).collect()))
+    Value::List(Arc::new(
+        items
+            .iter()
+            .map(|s| Value::String(Arc::new(s.clone())))
+            .collect(),
+    ))
 }
 
 #[cfg(test)]
@@ -284,10 +315,17 @@ mod tests {
 
     #[test]
     fn claim_use_is_tracked() {
-        let e = Expr::compile("assertion.sub + assertion['kubernetes.io'].namespace", &["assertion"]).unwrap();
+        let e = Expr::compile(
+            "assertion.sub + assertion['kubernetes.io'].namespace",
+            &["assertion"],
+        )
+        .unwrap();
         assert_eq!(
             e.claims(),
-            &ClaimUse::Some(BTreeSet::from(["sub".to_owned(), "kubernetes.io".to_owned()]))
+            &ClaimUse::Some(BTreeSet::from([
+                "sub".to_owned(),
+                "kubernetes.io".to_owned()
+            ]))
         );
         let e = Expr::compile("size(assertion) > 0", &["assertion"]).unwrap();
         assert_eq!(e.claims(), &ClaimUse::All);
@@ -298,7 +336,10 @@ mod tests {
         let e = Expr::compile("assertion.missing", &["assertion"]).unwrap();
         let claims = serde_json::json!({"sub": "x"});
         let mut ctx = Context::default();
-        ctx.add_variable_from_value("assertion", claims_to_cel(claims.as_object().unwrap(), &ClaimUse::All));
+        ctx.add_variable_from_value(
+            "assertion",
+            claims_to_cel(claims.as_object().unwrap(), &ClaimUse::All),
+        );
         assert!(e.eval_string(&ctx).is_err());
     }
 }

@@ -66,7 +66,11 @@ impl Mapping {
         attributes: Vec<(String, Expr)>,
     ) -> Self {
         let mut claims = subject.claims().clone();
-        for e in condition.iter().chain(groups.iter()).chain(attributes.iter().map(|(_, e)| e)) {
+        for e in condition
+            .iter()
+            .chain(groups.iter())
+            .chain(attributes.iter().map(|(_, e)| e))
+        {
             claims = claims.union(e.claims());
         }
         Self {
@@ -80,7 +84,11 @@ impl Mapping {
     }
 
     /// Applies the condition and mapping to verified claims.
-    pub fn apply(&self, provider: &str, claims: &Map<String, Json>) -> Result<Principal, OAuthError> {
+    pub fn apply(
+        &self,
+        provider: &str,
+        claims: &Map<String, Json>,
+    ) -> Result<Principal, OAuthError> {
         let mut ctx = Context::default();
         ctx.add_variable_from_value("assertion", claims_to_cel(claims, &self.claims));
 
@@ -89,7 +97,13 @@ impl Mapping {
             let rule = format!("{}.condition", self.path);
             match cond.eval_bool(&ctx) {
                 Ok(true) => {}
-                Ok(false) => return Err(deny(desc::CONDITION_DENIED, rule, "condition is false".into())),
+                Ok(false) => {
+                    return Err(deny(
+                        desc::CONDITION_DENIED,
+                        rule,
+                        "condition is false".into(),
+                    ));
+                }
                 Err(e) => return Err(deny(desc::CONDITION_DENIED, rule, e)),
             }
         }
@@ -108,9 +122,13 @@ impl Mapping {
         }
         // 3. Groups and attributes.
         let groups = match &self.groups {
-            Some(g) => g
-                .eval_string_list(&ctx)
-                .map_err(|e| deny(desc::MAPPING_FAILED, format!("{}.mapping.groups", self.path), e))?,
+            Some(g) => g.eval_string_list(&ctx).map_err(|e| {
+                deny(
+                    desc::MAPPING_FAILED,
+                    format!("{}.mapping.groups", self.path),
+                    e,
+                )
+            })?,
             None => Vec::new(),
         };
         let mut attributes = BTreeMap::new();
@@ -129,7 +147,11 @@ impl Mapping {
             subject,
             groups,
             attributes,
-            original_issuer: claims.get("iss").and_then(Json::as_str).unwrap_or_default().to_owned(),
+            original_issuer: claims
+                .get("iss")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             original_subject: claims.get("sub").and_then(Json::as_str).map(str::to_owned),
         })
     }
@@ -146,7 +168,10 @@ mod tests {
             cond.map(|c| Expr::compile(c, MAPPING_VARS).unwrap()),
             Expr::compile(subject, MAPPING_VARS).unwrap(),
             None,
-            vec![("repo".into(), Expr::compile("assertion.repository", MAPPING_VARS).unwrap())],
+            vec![(
+                "repo".into(),
+                Expr::compile("assertion.repository", MAPPING_VARS).unwrap(),
+            )],
         )
     }
 

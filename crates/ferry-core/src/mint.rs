@@ -31,10 +31,15 @@ pub fn lifetime(
 ) -> Result<u64, OAuthError> {
     let remaining = u64::try_from(subject_exp.saturating_sub(now)).unwrap_or(0);
     if remaining < l.min_ttl {
-        return Err(
-            OAuthError::new(ErrorCode::InvalidRequest, Step::Mint, desc::SUBJECT_EXPIRES_TOO_SOON)
-                .detail(format!("subject token has {remaining}s left, minimum {}s", l.min_ttl)),
-        );
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            Step::Mint,
+            desc::SUBJECT_EXPIRES_TOO_SOON,
+        )
+        .detail(format!(
+            "subject token has {remaining}s left, minimum {}s",
+            l.min_ttl
+        )));
     }
     let mut ttl = grant.ttl_cap.unwrap_or(l.default_ttl).min(l.max_ttl);
     if cap_at_subject_exp {
@@ -59,9 +64,15 @@ pub struct MintInput<'a> {
 }
 
 /// The RFC 9068 claims of an access token.
-pub fn access_token_claims(input: &MintInput<'_>, principal: &Principal, grant: &Grant) -> Map<String, Json> {
+pub fn access_token_claims(
+    input: &MintInput<'_>,
+    principal: &Principal,
+    grant: &Grant,
+) -> Map<String, Json> {
     let mut c = Map::new();
-    let exp = input.now.saturating_add(i64::try_from(input.ttl).unwrap_or(i64::MAX));
+    let exp = input
+        .now
+        .saturating_add(i64::try_from(input.ttl).unwrap_or(i64::MAX));
     c.insert("iss".into(), json!(input.issuer));
     c.insert("sub".into(), json!(principal.subject));
     // A single audience is a string, several an array (RFC 7519 §4.1.3).

@@ -57,7 +57,12 @@ pub struct Policy {
 }
 
 fn not_allowed(detail: String) -> OAuthError {
-    OAuthError::new(ErrorCode::InvalidTarget, Step::Policy, desc::TARGET_NOT_ALLOWED).detail(detail)
+    OAuthError::new(
+        ErrorCode::InvalidTarget,
+        Step::Policy,
+        desc::TARGET_NOT_ALLOWED,
+    )
+    .detail(detail)
 }
 
 fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
@@ -125,7 +130,10 @@ impl Policy {
             // 3. Scopes granted for several audiences are those each grants.
             granted = Some(match granted {
                 None => rule.scopes.clone(),
-                Some(prev) => prev.into_iter().filter(|s| rule.scopes.contains(s)).collect(),
+                Some(prev) => prev
+                    .into_iter()
+                    .filter(|s| rule.scopes.contains(s))
+                    .collect(),
             });
             ttl_cap = min_opt(ttl_cap, min_opt(rule.max_ttl, aud.default_ttl));
         }
@@ -134,9 +142,13 @@ impl Policy {
         let scopes = if requested.is_empty() {
             granted
         } else if let Some(s) = requested.iter().find(|s| !granted.contains(s)) {
-            return Err(OAuthError::new(ErrorCode::InvalidScope, Step::Policy, desc::SCOPE_NOT_ALLOWED)
-                .rule(rules.join(", "))
-                .detail(format!("scope of {} bytes not granted", s.len())));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                Step::Policy,
+                desc::SCOPE_NOT_ALLOWED,
+            )
+            .rule(rules.join(", "))
+            .detail(format!("scope of {} bytes not granted", s.len())));
         } else {
             requested.to_vec()
         };
@@ -169,14 +181,24 @@ mod tests {
                 name: "a".into(),
                 default_ttl: Some(600),
                 rules: vec![
-                    rule("a[0]", "attribute.repo == 'acme/app'", &["read", "write"], Some(300)),
+                    rule(
+                        "a[0]",
+                        "attribute.repo == 'acme/app'",
+                        &["read", "write"],
+                        Some(300),
+                    ),
                     rule("a[1]", "provider == 'gh'", &["read"], None),
                 ],
             },
             Audience {
                 name: "b".into(),
                 default_ttl: None,
-                rules: vec![rule("b[0]", "subject.startsWith('repo:')", &["read"], Some(900))],
+                rules: vec![rule(
+                    "b[0]",
+                    "subject.startsWith('repo:')",
+                    &["read"],
+                    Some(900),
+                )],
             },
         ])
     }
@@ -198,17 +220,23 @@ mod tests {
 
     #[test]
     fn first_allowing_rule_decides() {
-        let g = policy().decide(&principal("acme/app"), None, &s(&["a"]), &[]).unwrap();
+        let g = policy()
+            .decide(&principal("acme/app"), None, &s(&["a"]), &[])
+            .unwrap();
         assert_eq!(g.scopes, s(&["read", "write"]));
         assert_eq!(g.ttl_cap, Some(300));
-        let g = policy().decide(&principal("acme/other"), None, &s(&["a"]), &[]).unwrap();
+        let g = policy()
+            .decide(&principal("acme/other"), None, &s(&["a"]), &[])
+            .unwrap();
         assert_eq!(g.scopes, s(&["read"]));
         assert_eq!(g.rules, s(&["a[1]"]));
     }
 
     #[test]
     fn unknown_and_denied_audiences_look_alike() {
-        let unknown = policy().decide(&principal("acme/app"), None, &s(&["zzz"]), &[]).unwrap_err();
+        let unknown = policy()
+            .decide(&principal("acme/app"), None, &s(&["zzz"]), &[])
+            .unwrap_err();
         let mut p = principal("acme/app");
         p.subject = "user:x".into();
         let denied = policy().decide(&p, None, &s(&["b"]), &[]).unwrap_err();
@@ -219,7 +247,9 @@ mod tests {
 
     #[test]
     fn several_audiences_need_each_and_intersect_scopes() {
-        let g = policy().decide(&principal("acme/app"), None, &s(&["a", "b"]), &[]).unwrap();
+        let g = policy()
+            .decide(&principal("acme/app"), None, &s(&["a", "b"]), &[])
+            .unwrap();
         assert_eq!(g.scopes, s(&["read"]));
         assert_eq!(g.ttl_cap, Some(300));
         let err = policy()
@@ -231,8 +261,14 @@ mod tests {
     #[test]
     fn requested_scopes_must_be_granted() {
         let p = principal("acme/app");
-        assert!(policy().decide(&p, None, &s(&["a"]), &s(&["write"])).is_ok());
-        let err = policy().decide(&p, None, &s(&["a", "b"]), &s(&["write"])).unwrap_err();
+        assert!(
+            policy()
+                .decide(&p, None, &s(&["a"]), &s(&["write"]))
+                .is_ok()
+        );
+        let err = policy()
+            .decide(&p, None, &s(&["a", "b"]), &s(&["write"]))
+            .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidScope);
     }
 }

@@ -180,7 +180,11 @@ pub fn parse_scope(value: &str) -> Result<Vec<String>, OAuthError> {
     let mut out = Vec::new();
     for s in value.split(' ').filter(|s| !s.is_empty()) {
         if !valid_scope_token(s) {
-            return Err(OAuthError::new(ErrorCode::InvalidScope, Step::Request, desc::BAD_SCOPE));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                Step::Request,
+                desc::BAD_SCOPE,
+            ));
         }
         push_unique(&mut out, s.to_owned());
     }
@@ -241,8 +245,9 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
     }
     if let Some(r) = p.resources.iter().find(|r| !valid_resource(r)) {
         return Err(
-            OAuthError::new(ErrorCode::InvalidTarget, Step::Request, desc::BAD_RESOURCE)
-                .detail(format!("resource of {} bytes is not an absolute URI", r.len())),
+            OAuthError::new(ErrorCode::InvalidTarget, Step::Request, desc::BAD_RESOURCE).detail(
+                format!("resource of {} bytes is not an absolute URI", r.len()),
+            ),
         );
     }
     if p.audiences.is_empty() && p.resources.is_empty() {
@@ -300,9 +305,18 @@ mod tests {
             ("&audience=https%3A%2F%2Fother", None),
             ("&resource=https%3A%2F%2Fr", None),
             ("&resource=not-a-uri", Some(ErrorCode::InvalidTarget)),
-            ("&resource=https%3A%2F%2Fr%23frag", Some(ErrorCode::InvalidTarget)),
-            ("&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt", None),
-            ("&requested_token_type=urn%3Aother", Some(ErrorCode::InvalidRequest)),
+            (
+                "&resource=https%3A%2F%2Fr%23frag",
+                Some(ErrorCode::InvalidTarget),
+            ),
+            (
+                "&requested_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt",
+                None,
+            ),
+            (
+                "&requested_token_type=urn%3Aother",
+                Some(ErrorCode::InvalidRequest),
+            ),
             ("&actor_token=x", Some(ErrorCode::InvalidRequest)),
             ("&client_id=", None),
         ];
@@ -355,7 +369,10 @@ mod tests {
 
     #[test]
     fn repeated_audiences_are_kept_in_order_once() {
-        let r = parse(&format!("{BASE}&audience=b&audience=https%3A%2F%2Fsvc&resource=urn:x")).unwrap();
+        let r = parse(&format!(
+            "{BASE}&audience=b&audience=https%3A%2F%2Fsvc&resource=urn:x"
+        ))
+        .unwrap();
         assert_eq!(r.targets(), vec!["https://svc", "b", "urn:x"]);
     }
 }

@@ -70,7 +70,11 @@ pub fn thumbprint(jwk: &Value) -> String {
             get("y")
         ),
         "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, get("e"), get("n")),
-        "OKP" => format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, get("crv"), get("x")),
+        "OKP" => format!(
+            r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
+            get("crv"),
+            get("x")
+        ),
         _ => String::new(),
     };
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
@@ -79,8 +83,9 @@ pub fn thumbprint(jwk: &Value) -> String {
 impl SoftwareSigner {
     /// Generates a new key, returning the signer and its PKCS#8 encoding.
     pub fn generate() -> Result<(Self, Vec<u8>), KeyError> {
-        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-            .map_err(|_| KeyError::Generate)?;
+        let doc =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .map_err(|_| KeyError::Generate)?;
         let der = doc.as_ref().to_vec();
         Ok((Self::from_pkcs8(&der)?, der))
     }
@@ -132,7 +137,11 @@ impl Signer for SoftwareSigner {
 }
 
 /// Signs `claims` as a compact JWS with header `{alg, kid, typ}`.
-pub fn sign_jwt(signer: &dyn Signer, typ: &str, claims: &Map<String, Value>) -> Result<String, KeyError> {
+pub fn sign_jwt(
+    signer: &dyn Signer,
+    typ: &str,
+    claims: &Map<String, Value>,
+) -> Result<String, KeyError> {
     let header = json!({"alg": signer.alg(), "kid": signer.kid(), "typ": typ});
     let mut out = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header)?);
     out.push('.');
@@ -166,6 +175,9 @@ mod tests {
             .unwrap();
         // RFC 7638 §3.1 example key and thumbprint.
         let rfc = json!({"kty": "RSA", "e": "AQAB", "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
-        assert_eq!(thumbprint(&rfc), "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs");
+        assert_eq!(
+            thumbprint(&rfc),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
     }
 }

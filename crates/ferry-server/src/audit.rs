@@ -84,7 +84,9 @@ impl AuditSink {
 
     /// Events to any writer.
     pub fn new(out: Box<dyn Write + Send>) -> Self {
-        Self { out: Mutex::new(out) }
+        Self {
+            out: Mutex::new(out),
+        }
     }
 
     /// Writes one event as one line.

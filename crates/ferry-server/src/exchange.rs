@@ -19,17 +19,27 @@ use crate::state::AppState;
 use crate::{fingerprint, random_id};
 
 fn invalid_subject(detail: impl Into<String>) -> OAuthError {
-    OAuthError::new(ErrorCode::InvalidRequest, Step::Verify, desc::INVALID_SUBJECT_TOKEN).detail(detail)
+    OAuthError::new(
+        ErrorCode::InvalidRequest,
+        Step::Verify,
+        desc::INVALID_SUBJECT_TOKEN,
+    )
+    .detail(detail)
 }
 
 /// Runs the exchange, filling `audit` with what was learnt along the way.
-pub fn exchange(state: &AppState, req: &ExchangeRequest, audit: &mut AuditEvent) -> Result<TokenResponse, OAuthError> {
+pub fn exchange(
+    state: &AppState,
+    req: &ExchangeRequest,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
     audit.subject_token_sha256 = Some(fingerprint(req.subject_token.as_bytes()));
     audit.audiences = req.targets();
 
     // 1. Provider by exact issuer. A token from an unknown issuer costs no key lookup.
-    let iss = ferry_verify::peek_issuer(&req.subject_token).map_err(|e| invalid_subject(e.to_string()))?;
+    let iss = ferry_verify::peek_issuer(&req.subject_token)
+        .map_err(|e| invalid_subject(e.to_string()))?;
     let provider = state
         .providers
         .get(&iss)
@@ -47,15 +57,19 @@ pub fn exchange(state: &AppState, req: &ExchangeRequest, audit: &mut AuditEvent)
         .map(str::to_owned);
 
     // 3. Condition and mapping.
-    let principal = provider.config.mapping.apply(&provider.config.id, &verified.claims)?;
+    let principal = provider
+        .config
+        .mapping
+        .apply(&provider.config.id, &verified.claims)?;
     audit.subject = Some(principal.subject.clone());
 
     // 4. Access policy.
     let targets = req.targets();
-    let grant = state
-        .config
-        .policy
-        .decide(&principal, req.client_id.as_deref(), &targets, &req.scopes)?;
+    let grant =
+        state
+            .config
+            .policy
+            .decide(&principal, req.client_id.as_deref(), &targets, &req.scopes)?;
     audit.rule = Some(grant.rules.join(", "));
     audit.scopes = grant.scopes.clone();
 

@@ -16,10 +16,12 @@ pub use state::AppState;
 pub fn fingerprint(data: &[u8]) -> String {
     use std::fmt::Write;
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    d.as_ref().iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    d.as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// A random identifier of `bytes` bytes, base64url-encoded.

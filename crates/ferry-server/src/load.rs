@@ -29,7 +29,11 @@ pub fn read_config(path: &Path) -> Result<Config, ConfigErrors> {
 pub fn rules_for(p: &Provider) -> Rules {
     let mut rules = Rules::new(p.issuer.clone(), p.audiences.clone());
     // Names were validated against the same list at load.
-    rules.algorithms = p.algorithms.iter().filter_map(|a| Algorithm::from_name(a)).collect();
+    rules.algorithms = p
+        .algorithms
+        .iter()
+        .filter_map(|a| Algorithm::from_name(a))
+        .collect();
     rules.leeway = i64::try_from(p.leeway).unwrap_or(i64::MAX);
     rules.max_lifetime = i64::try_from(p.max_token_lifetime).unwrap_or(i64::MAX);
     rules
@@ -37,7 +41,9 @@ pub fn rules_for(p: &Provider) -> Rules {
 
 /// Loads every provider's keys; problems are collected with their paths. Returns the
 /// providers and warnings about skipped keys.
-pub fn load_providers(config: &Config) -> Result<(Vec<TrustedProvider>, Vec<String>), ConfigErrors> {
+pub fn load_providers(
+    config: &Config,
+) -> Result<(Vec<TrustedProvider>, Vec<String>), ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut warnings = Vec::new();
     let mut out = Vec::new();
@@ -54,7 +60,10 @@ pub fn load_providers(config: &Config) -> Result<(Vec<TrustedProvider>, Vec<Stri
                     }
                 }
             }
-            JwksSource::Inline(text) => (format!("providers[{i}].jwks.inline"), text.clone().into_bytes()),
+            JwksSource::Inline(text) => (
+                format!("providers[{i}].jwks.inline"),
+                text.clone().into_bytes(),
+            ),
         };
         match KeySet::from_jwks(&bytes, &rules.algorithms) {
             Ok((keys, w)) => {
@@ -72,7 +81,11 @@ pub fn load_providers(config: &Config) -> Result<(Vec<TrustedProvider>, Vec<Stri
             Err(e) => errs.push(path, e.to_string()),
         }
     }
-    if errs.0.is_empty() { Ok((out, warnings)) } else { Err(errs) }
+    if errs.0.is_empty() {
+        Ok((out, warnings))
+    } else {
+        Err(errs)
+    }
 }
 
 /// RFC 8414 §2 metadata. Ferry is not an OpenID Provider: the OpenID path serves the

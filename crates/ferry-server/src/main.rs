@@ -14,7 +14,11 @@ use ferry_server::load::{build_state, load_providers, read_config};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
-#[command(name = "ferry", version, about = "Ferry: a federation token-exchange server (RFC 8693)")]
+#[command(
+    name = "ferry",
+    version,
+    about = "Ferry: a federation token-exchange server (RFC 8693)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,7 +59,9 @@ fn init_logs(level: &str, format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -123,13 +129,20 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing in-flight requests");
 }
 
-async fn serve(path: &Path, listen: Option<String>, log_level: Option<String>, format: LogFormat) -> anyhow::Result<()> {
-    let mut config = read_config(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+async fn serve(
+    path: &Path,
+    listen: Option<String>,
+    log_level: Option<String>,
+    format: LogFormat,
+) -> anyhow::Result<()> {
+    let mut config =
+        read_config(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     init_logs(log_level.as_deref().unwrap_or(&config.log_level), format);
     if let Some(l) = listen {
         config.listen = l;
     }
-    let (providers, warnings) = load_providers(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let (providers, warnings) =
+        load_providers(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -153,7 +166,9 @@ async fn serve(path: &Path, listen: Option<String>, log_level: Option<String>, f
     );
     let app = ferry_server::router(state);
     tracing::info!("ferry listening on http://{addr}");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
     Ok(())
 }
 

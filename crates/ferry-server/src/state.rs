@@ -31,7 +31,10 @@ impl Providers {
     /// Indexes providers by issuer.
     pub fn new(list: Vec<TrustedProvider>) -> Self {
         Self {
-            by_issuer: list.into_iter().map(|p| (p.config.issuer.clone(), p)).collect(),
+            by_issuer: list
+                .into_iter()
+                .map(|p| (p.config.issuer.clone(), p))
+                .collect(),
         }
     }
     /// The provider for exactly this issuer.

@@ -47,14 +47,13 @@ async fn jwks(State(s): State<Arc<Shared>>) -> Json<Value> {
 }
 
 /// The discovery + JWKS router for an issuer; used by the mock and the dev issuer.
-pub fn router(issuer: String, jwks: Value) -> (Router, Arc<impl std::fmt::Debug + Send + Sync>) {
-    let shared = Arc::new(Shared {
+pub fn router(issuer: String, jwks: Value) -> Router {
+    router_for(Arc::new(Shared {
         issuer,
         jwks: RwLock::new(jwks),
         jwks_fetches: AtomicUsize::new(0),
         discovery_fetches: AtomicUsize::new(0),
-    });
-    (router_for(shared.clone()), shared)
+    }))
 }
 
 fn router_for(shared: Arc<Shared>) -> Router {
@@ -80,7 +79,12 @@ impl MockIdp {
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Ok(Self { url, addr, shared, task })
+        Ok(Self {
+            url,
+            addr,
+            shared,
+            task,
+        })
     }
 
     /// Replaces the served key set (an issuer rotating its keys).

@@ -35,22 +35,39 @@ impl TestKey {
     /// A new RSA-2048 key (RS256).
     pub fn rsa(kid: &str) -> Self {
         let kp = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
-        let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp).unwrap().as_ref().to_vec();
-        Self { kid: kid.into(), inner: Inner::Rsa(kp), pkcs8 }
+        let pkcs8 = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&kp)
+            .unwrap()
+            .as_ref()
+            .to_vec();
+        Self {
+            kid: kid.into(),
+            inner: Inner::Rsa(kp),
+            pkcs8,
+        }
     }
 
     /// A new P-256 key (ES256).
     pub fn ec(kid: &str) -> Self {
-        let doc = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new()).unwrap();
+        let doc =
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+                .unwrap();
         let kp = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, doc.as_ref()).unwrap();
-        Self { kid: kid.into(), inner: Inner::Ec(kp), pkcs8: doc.as_ref().to_vec() }
+        Self {
+            kid: kid.into(),
+            inner: Inner::Ec(kp),
+            pkcs8: doc.as_ref().to_vec(),
+        }
     }
 
     /// A new Ed25519 key (EdDSA).
     pub fn ed(kid: &str) -> Self {
         let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
         let kp = Ed25519KeyPair::from_pkcs8(doc.as_ref()).unwrap();
-        Self { kid: kid.into(), inner: Inner::Ed(kp), pkcs8: doc.as_ref().to_vec() }
+        Self {
+            kid: kid.into(),
+            inner: Inner::Ed(kp),
+            pkcs8: doc.as_ref().to_vec(),
+        }
     }
 
     /// Loads a key from PKCS#8 DER, trying RSA, P-256 and Ed25519.
@@ -64,7 +81,11 @@ impl TestKey {
         } else {
             anyhow::bail!("not an RSA, P-256 or Ed25519 PKCS#8 key");
         };
-        Ok(Self { kid: kid.into(), inner, pkcs8: der.to_vec() })
+        Ok(Self {
+            kid: kid.into(),
+            inner,
+            pkcs8: der.to_vec(),
+        })
     }
 
     /// The private key as PKCS#8 DER.
@@ -86,7 +107,13 @@ impl TestKey {
         match &self.inner {
             Inner::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
-                k.sign(&signature::RSA_PKCS1_SHA256, &SystemRandom::new(), msg, &mut sig).unwrap();
+                k.sign(
+                    &signature::RSA_PKCS1_SHA256,
+                    &SystemRandom::new(),
+                    msg,
+                    &mut sig,
+                )
+                .unwrap();
                 sig
             }
             Inner::Ec(k) => k.sign(&SystemRandom::new(), msg).unwrap().as_ref().to_vec(),

@@ -23,7 +23,10 @@ pub struct Issuer {
 impl Issuer {
     /// A new issuer.
     pub fn new(iss: impl Into<String>, key: TestKey) -> Self {
-        Self { iss: iss.into(), key }
+        Self {
+            iss: iss.into(),
+            key,
+        }
     }
 
     /// Standard claims for `aud` and `sub`, valid for five minutes from `now`, plus
@@ -45,7 +48,10 @@ impl Issuer {
 
     /// Signs `claims` with the standard header (`alg`, `kid`, `typ: JWT`).
     pub fn token(&self, claims: &Value) -> String {
-        self.token_with_header(&json!({"alg": self.key.alg(), "kid": self.key.kid, "typ": "JWT"}), claims)
+        self.token_with_header(
+            &json!({"alg": self.key.alg(), "kid": self.key.kid, "typ": "JWT"}),
+            claims,
+        )
     }
 
     /// Signs `claims` under a header of the caller's choosing.
@@ -57,7 +63,11 @@ impl Issuer {
 
     /// Signs raw header and payload JSON text (for duplicate-member attacks).
     pub fn token_raw(&self, header: &str, payload: &str) -> String {
-        let input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(payload));
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload)
+        );
         let sig = self.key.sign(input.as_bytes());
         format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
     }
@@ -65,7 +75,11 @@ impl Issuer {
 
 /// An unsigned token (`alg: none`, RFC 7519 §6).
 pub fn alg_none(claims: &Value) -> String {
-    format!("{}.{}.", b64(&json!({"alg": "none", "typ": "JWT"})), b64(claims))
+    format!(
+        "{}.{}.",
+        b64(&json!({"alg": "none", "typ": "JWT"})),
+        b64(claims)
+    )
 }
 
 /// The key-confusion attack: HS256 with the issuer's public key bytes as the secret.

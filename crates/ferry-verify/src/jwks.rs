@@ -56,7 +56,8 @@ pub struct KeySet {
 }
 
 fn b64(v: Option<&Value>) -> Option<Vec<u8>> {
-    v.and_then(Value::as_str).and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
+    v.and_then(Value::as_str)
+        .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
 }
 
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
@@ -65,7 +66,8 @@ impl KeySet {
     /// Parses a JWK Set, keeping the keys usable with `allowed` algorithms. Returns the
     /// set and a warning for each skipped key.
     pub fn from_jwks(json: &[u8], allowed: &[Algorithm]) -> Result<(Self, Vec<String>), JwksError> {
-        let doc: Value = serde_json::from_slice(json).map_err(|_| JwksError::Malformed("not JSON"))?;
+        let doc: Value =
+            serde_json::from_slice(json).map_err(|_| JwksError::Malformed("not JSON"))?;
         let keys = doc
             .get("keys")
             .and_then(Value::as_array)
@@ -79,11 +81,13 @@ impl KeySet {
                 Ok(parsed) if parsed.is_empty() => {
                     warnings.push(format!("key {name}: no allowed algorithm fits it; skipped"));
                 }
-                Ok(parsed) => set.keys.extend(parsed.into_iter().map(|(alg, key)| VerifyingKey {
-                    kid: kid.clone(),
-                    alg,
-                    key,
-                })),
+                Ok(parsed) => set
+                    .keys
+                    .extend(parsed.into_iter().map(|(alg, key)| VerifyingKey {
+                        kid: kid.clone(),
+                        alg,
+                        key,
+                    })),
                 Err(why) => warnings.push(format!("key {name}: {why}; skipped")),
             }
         }
@@ -119,7 +123,10 @@ impl KeySet {
     }
 }
 
-fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<(Algorithm, ParsedPublicKey)>, String> {
+fn parse_jwk(
+    jwk: &Value,
+    allowed: &[Algorithm],
+) -> Result<Vec<(Algorithm, ParsedPublicKey)>, String> {
     let kty = jwk.get("kty").and_then(Value::as_str).ok_or("no kty")?;
     if kty == "oct" {
         return Err("symmetric (oct) keys are never accepted from a key set".into());
@@ -127,10 +134,10 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<(Algorithm, Parse
     if PRIVATE_MEMBERS.iter().any(|m| jwk.get(*m).is_some()) {
         return Err("carries private key material".into());
     }
-    if let Some(u) = jwk.get("use") {
-        if u.as_str() != Some("sig") {
-            return Err("use is not sig".into());
-        }
+    if let Some(u) = jwk.get("use")
+        && u.as_str() != Some("sig")
+    {
+        return Err("use is not sig".into());
     }
     if let Some(ops) = jwk.get("key_ops") {
         let verify = ops
@@ -159,10 +166,10 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<(Algorithm, Parse
         .copied()
         .filter(|a| a.family() == family && pinned.is_none_or(|p| p == *a))
         .collect();
-    if let Some(p) = pinned {
-        if p.family() != family {
-            return Err("alg does not fit the key type".into());
-        }
+    if let Some(p) = pinned
+        && p.family() != family
+    {
+        return Err("alg does not fit the key type".into());
     }
     let mut out = Vec::with_capacity(algs.len());
     match family {
@@ -177,7 +184,9 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<(Algorithm, Parse
             let comps = RsaPublicKeyComponents { n, e };
             for alg in algs {
                 let params = alg.rsa_params().ok_or("internal: no RSA parameters")?;
-                let key = comps.to_parsed_public_key(params).map_err(|_| "invalid RSA key")?;
+                let key = comps
+                    .to_parsed_public_key(params)
+                    .map_err(|_| "invalid RSA key")?;
                 out.push((alg, key));
             }
         }
@@ -195,7 +204,8 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<(Algorithm, Parse
             for alg in algs {
                 let params = alg.non_rsa_params().ok_or("internal: no EC parameters")?;
                 // Parsing validates that the point lies on the curve.
-                let key = ParsedPublicKey::new(params, &point).map_err(|_| "EC point not on the curve")?;
+                let key = ParsedPublicKey::new(params, &point)
+                    .map_err(|_| "EC point not on the curve")?;
                 out.push((alg, key));
             }
         }
@@ -205,7 +215,9 @@ fn parse_jwk(jwk: &Value, allowed: &[Algorithm]) -> Result<Vec<(Algorithm, Parse
                 return Err("Ed25519 key of the wrong length".into());
             }
             for alg in algs {
-                let params = alg.non_rsa_params().ok_or("internal: no EdDSA parameters")?;
+                let params = alg
+                    .non_rsa_params()
+                    .ok_or("internal: no EdDSA parameters")?;
                 let key = ParsedPublicKey::new(params, &x).map_err(|_| "invalid Ed25519 key")?;
                 out.push((alg, key));
             }

@@ -59,8 +59,13 @@ impl<'de> Deserialize<'de> for NoDupObject {
 }
 
 /// Decodes base64url (no padding) JSON into an object without duplicate members.
-pub(crate) fn decode_object(b64: &str, what: &'static str) -> Result<Map<String, Value>, VerifyError> {
-    let bytes = URL_SAFE_NO_PAD.decode(b64).map_err(|_| VerifyError::Malformed(what))?;
+pub(crate) fn decode_object(
+    b64: &str,
+    what: &'static str,
+) -> Result<Map<String, Value>, VerifyError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(b64)
+        .map_err(|_| VerifyError::Malformed(what))?;
     serde_json::from_slice::<NoDupObject>(&bytes)
         .map(|o| o.0)
         .map_err(|_| VerifyError::Malformed(what))
@@ -135,7 +140,10 @@ mod tests {
             (r#"{"iss":"https://a"}"#, Ok("https://a".to_owned())),
             (r#"{"iss":["https://a"]}"#, Err(VerifyError::Claim("iss"))),
             (r#"{"sub":"x"}"#, Err(VerifyError::Claim("iss"))),
-            (r#"{"iss":"https://a","iss":"https://b"}"#, Err(VerifyError::Malformed("payload"))),
+            (
+                r#"{"iss":"https://a","iss":"https://b"}"#,
+                Err(VerifyError::Malformed("payload")),
+            ),
             (r#"[1]"#, Err(VerifyError::Malformed("payload"))),
         ] {
             let token = format!("{h}.{}.c2ln", b64(payload));

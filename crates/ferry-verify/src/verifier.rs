@@ -75,7 +75,12 @@ fn type_refused(typ: &str, refused: &[String]) -> bool {
 }
 
 /// Verifies `token` against `rules` and `keys` at time `now`.
-pub fn verify(token: &str, rules: &Rules, keys: &KeySet, now: i64) -> Result<Verified, VerifyError> {
+pub fn verify(
+    token: &str,
+    rules: &Rules,
+    keys: &KeySet,
+    now: i64,
+) -> Result<Verified, VerifyError> {
     // 1. Shape: a compact JWS with a JSON header without duplicate members.
     let parts = split(token)?;
     let header = parts.header;
@@ -89,7 +94,11 @@ pub fn verify(token: &str, rules: &Rules, keys: &KeySet, now: i64) -> Result<Ver
         return Err(VerifyError::CriticalHeader);
     }
     // 4. Explicit typing (RFC 8725 §3.11): an access token is not an identity assertion.
-    if header.typ.as_deref().is_some_and(|t| type_refused(t, &rules.rejected_types)) {
+    if header
+        .typ
+        .as_deref()
+        .is_some_and(|t| type_refused(t, &rules.rejected_types))
+    {
         return Err(VerifyError::TypeNotAccepted);
     }
     // 5. Signature, with a key of this issuer matching kid and alg, before any claim is
@@ -120,9 +129,10 @@ pub fn verify(token: &str, rules: &Rules, keys: &KeySet, now: i64) -> Result<Ver
     // 8. aud: required; one of ours (RFC 8725 §3.9, RFC 7519 §4.1.3).
     let aud_ok = match claims.get("aud") {
         Some(Value::String(s)) => rules.audiences.contains(s),
-        Some(Value::Array(a)) => a
-            .iter()
-            .any(|v| v.as_str().is_some_and(|s| rules.audiences.iter().any(|r| r == s))),
+        Some(Value::Array(a)) => a.iter().any(|v| {
+            v.as_str()
+                .is_some_and(|s| rules.audiences.iter().any(|r| r == s))
+        }),
         _ => return Err(VerifyError::Claim("aud")),
     };
     if !aud_ok {
@@ -133,10 +143,10 @@ pub fn verify(token: &str, rules: &Rules, keys: &KeySet, now: i64) -> Result<Ver
     if now >= exp.saturating_add(rules.leeway) {
         return Err(VerifyError::Expired);
     }
-    if let Some(nbf) = numeric(&claims, "nbf")? {
-        if nbf > now.saturating_add(rules.leeway) {
-            return Err(VerifyError::NotYetValid);
-        }
+    if let Some(nbf) = numeric(&claims, "nbf")?
+        && nbf > now.saturating_add(rules.leeway)
+    {
+        return Err(VerifyError::NotYetValid);
     }
     match numeric(&claims, "iat")? {
         Some(iat) => {
@@ -146,7 +156,10 @@ pub fn verify(token: &str, rules: &Rules, keys: &KeySet, now: i64) -> Result<Ver
             if exp.saturating_sub(iat) > rules.max_lifetime {
                 return Err(VerifyError::TooLong);
             }
-            if rules.max_age.is_some_and(|age| now.saturating_sub(iat) > age) {
+            if rules
+                .max_age
+                .is_some_and(|age| now.saturating_sub(iat) > age)
+            {
                 return Err(VerifyError::TooLong);
             }
         }
@@ -156,7 +169,11 @@ pub fn verify(token: &str, rules: &Rules, keys: &KeySet, now: i64) -> Result<Ver
             }
         }
     }
-    Ok(Verified { header, claims, exp })
+    Ok(Verified {
+        header,
+        claims,
+        exp,
+    })
 }
 
 #[cfg(test)]
@@ -182,11 +199,16 @@ mod tests {
         let (keys, warnings) = KeySet::from_jwks(&doc, &Algorithm::ALL).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");
         let rules = Rules::new("https://idp.test", vec![AUD.to_owned()]);
-        Fixture { issuer, keys, rules }
+        Fixture {
+            issuer,
+            keys,
+            rules,
+        }
     }
 
     fn good(f: &Fixture, extra: serde_json::Value) -> String {
-        f.issuer.token(&f.issuer.claims(AUD, "repo:acme/app", NOW, extra))
+        f.issuer
+            .token(&f.issuer.claims(AUD, "repo:acme/app", NOW, extra))
     }
 
     #[test]
@@ -269,7 +291,8 @@ mod tests {
             {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
             {"kty": "RSA", "kid": "short", "n": "AQAB", "e": "AQAB"},
         ]});
-        let (set, warnings) = KeySet::from_jwks(&serde_json::to_vec(&doc).unwrap(), &Algorithm::ALL).unwrap();
+        let (set, warnings) =
+            KeySet::from_jwks(&serde_json::to_vec(&doc).unwrap(), &Algorithm::ALL).unwrap();
         assert_eq!(set.kids(), vec!["ok"]);
         assert_eq!(warnings.len(), 5, "{warnings:?}");
         assert!(KeySet::from_jwks(b"{}", &Algorithm::ALL).is_err());

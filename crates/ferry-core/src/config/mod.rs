@@ -129,7 +129,10 @@ impl Config {
 fn is_loopback_http(url: &str) -> bool {
     ["http://127.0.0.1", "http://localhost", "http://[::1]"]
         .iter()
-        .any(|p| url.strip_prefix(p).is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/'])))
+        .any(|p| {
+            url.strip_prefix(p)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
+        })
 }
 
 fn valid_id(id: &str) -> bool {
@@ -165,7 +168,9 @@ fn opt_duration(errs: &mut ConfigErrors, path: &str, value: Option<&String>) -> 
 }
 
 fn compile(errs: &mut ConfigErrors, path: &str, src: &str, vars: &[&str]) -> Option<Expr> {
-    Expr::compile(src, vars).map_err(|e| errs.push(path, e)).ok()
+    Expr::compile(src, vars)
+        .map_err(|e| errs.push(path, e))
+        .ok()
 }
 
 /// Parses and validates a configuration. `base_dir` resolves relative paths.
@@ -183,11 +188,20 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
 
     let issuer = raw.issuer.clone().unwrap_or_default();
     if issuer.is_empty() {
-        errs.push("issuer", "is required (Ferry's public base URL, e.g. https://sts.example.com)");
+        errs.push(
+            "issuer",
+            "is required (Ferry's public base URL, e.g. https://sts.example.com)",
+        );
     } else if !(issuer.starts_with("https://") || is_loopback_http(&issuer)) {
-        errs.push("issuer", "must be an https URL (http is allowed only for 127.0.0.1, localhost or [::1])");
+        errs.push(
+            "issuer",
+            "must be an https URL (http is allowed only for 127.0.0.1, localhost or [::1])",
+        );
     } else if issuer.ends_with('/') || issuer.contains(['?', '#']) {
-        errs.push("issuer", "must not end with '/' or carry a query or fragment");
+        errs.push(
+            "issuer",
+            "must not end with '/' or carry a query or fragment",
+        );
     }
 
     let t = &raw.tokens;
@@ -211,21 +225,27 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
 
     if raw.providers.is_empty() {
-        errs.push("providers", "must not be empty: Ferry needs at least one trusted issuer");
+        errs.push(
+            "providers",
+            "must not be empty: Ferry needs at least one trusted issuer",
+        );
     }
     let mut providers = Vec::new();
     let mut ids = HashSet::new();
     let mut issuers = HashSet::new();
     for (i, p) in raw.providers.iter().enumerate() {
         let path = format!("providers[{i}]");
-        if let Some(id) = &p.id {
-            if !ids.insert(id.clone()) {
-                errs.push(format!("{path}.id"), "duplicate provider id");
-            }
+        if let Some(id) = &p.id
+            && !ids.insert(id.clone())
+        {
+            errs.push(format!("{path}.id"), "duplicate provider id");
         }
         if let Some(iss) = &p.issuer {
             if !issuers.insert(iss.clone()) {
-                errs.push(format!("{path}.issuer"), "another provider has the same issuer");
+                errs.push(
+                    format!("{path}.issuer"),
+                    "another provider has the same issuer",
+                );
             }
             if *iss == issuer {
                 errs.push(format!("{path}.issuer"), "must not be Ferry's own issuer");
@@ -237,7 +257,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
 
     if raw.audiences.is_empty() {
-        errs.push("audiences", "must not be empty: Ferry issues tokens only for configured audiences");
+        errs.push(
+            "audiences",
+            "must not be empty: Ferry issues tokens only for configured audiences",
+        );
     }
     let mut names = HashSet::new();
     let mut audiences = Vec::new();
@@ -271,7 +294,10 @@ fn provider(errs: &mut ConfigErrors, path: &str, p: &RawProvider, base: &Path) -
     let before = errs.0.len();
     let id = p.id.clone().unwrap_or_default();
     if !valid_id(&id) {
-        errs.push(format!("{path}.id"), "is required: 1-64 characters of a-z, 0-9, '-' or '_'");
+        errs.push(
+            format!("{path}.id"),
+            "is required: 1-64 characters of a-z, 0-9, '-' or '_'",
+        );
     }
     let kind = match p.kind.as_deref() {
         None | Some("static") => ProviderKind::Static,
@@ -298,7 +324,10 @@ fn provider(errs: &mut ConfigErrors, path: &str, p: &RawProvider, base: &Path) -
                 if !ALLOWED_ALGORITHMS.contains(&a.as_str()) {
                     errs.push(
                         format!("{path}.algorithms"),
-                        format!("'{a}' is not allowed (allowed: {})", ALLOWED_ALGORITHMS.join(", ")),
+                        format!(
+                            "'{a}' is not allowed (allowed: {})",
+                            ALLOWED_ALGORITHMS.join(", ")
+                        ),
                     );
                 }
             }
@@ -319,7 +348,12 @@ fn provider(errs: &mut ConfigErrors, path: &str, p: &RawProvider, base: &Path) -
             None
         }
     };
-    let leeway = duration(errs, &format!("{path}.leeway"), p.leeway.as_ref(), DEFAULT_LEEWAY);
+    let leeway = duration(
+        errs,
+        &format!("{path}.leeway"),
+        p.leeway.as_ref(),
+        DEFAULT_LEEWAY,
+    );
     if leeway > 300 {
         errs.push(format!("{path}.leeway"), "must be at most 5m");
     }
@@ -335,8 +369,15 @@ fn provider(errs: &mut ConfigErrors, path: &str, p: &RawProvider, base: &Path) -
         .condition
         .as_ref()
         .and_then(|c| compile(errs, &format!("{path}.condition"), c, MAPPING_VARS));
-    let subject_src = m.and_then(|m| m.subject.clone()).unwrap_or_else(|| "assertion.sub".to_owned());
-    let subject = compile(errs, &format!("{path}.mapping.subject"), &subject_src, MAPPING_VARS);
+    let subject_src = m
+        .and_then(|m| m.subject.clone())
+        .unwrap_or_else(|| "assertion.sub".to_owned());
+    let subject = compile(
+        errs,
+        &format!("{path}.mapping.subject"),
+        &subject_src,
+        MAPPING_VARS,
+    );
     let groups = m
         .and_then(|m| m.groups.as_ref())
         .and_then(|g| compile(errs, &format!("{path}.mapping.groups"), g, MAPPING_VARS));
@@ -367,7 +408,12 @@ fn provider(errs: &mut ConfigErrors, path: &str, p: &RawProvider, base: &Path) -
     })
 }
 
-fn audience(errs: &mut ConfigErrors, path: &str, a: &RawAudience, max_ttl: u64) -> Option<Audience> {
+fn audience(
+    errs: &mut ConfigErrors,
+    path: &str,
+    a: &RawAudience,
+    max_ttl: u64,
+) -> Option<Audience> {
     let before = errs.0.len();
     let name = a.audience.clone().unwrap_or_default();
     if name.is_empty() {
@@ -375,10 +421,16 @@ fn audience(errs: &mut ConfigErrors, path: &str, a: &RawAudience, max_ttl: u64) 
     }
     let default_ttl = opt_duration(errs, &format!("{path}.default_ttl"), a.default_ttl.as_ref());
     if default_ttl.is_some_and(|t| t > max_ttl) {
-        errs.push(format!("{path}.default_ttl"), "must not exceed tokens.max_ttl");
+        errs.push(
+            format!("{path}.default_ttl"),
+            "must not exceed tokens.max_ttl",
+        );
     }
     if a.rules.is_empty() {
-        errs.push(format!("{path}.rules"), "must not be empty: with no rule nobody gets this audience");
+        errs.push(
+            format!("{path}.rules"),
+            "must not be empty: with no rule nobody gets this audience",
+        );
     }
     let mut rules = Vec::new();
     for (j, r) in a.rules.iter().enumerate() {
@@ -391,8 +443,14 @@ fn audience(errs: &mut ConfigErrors, path: &str, a: &RawAudience, max_ttl: u64) 
             }
         };
         for s in &r.scopes {
-            if crate::request::parse_scope(s).map(|v| v.len() != 1).unwrap_or(true) {
-                errs.push(format!("{rpath}.scopes"), "each scope is one token of printable ASCII without spaces or quotes");
+            if crate::request::parse_scope(s)
+                .map(|v| v.len() != 1)
+                .unwrap_or(true)
+            {
+                errs.push(
+                    format!("{rpath}.scopes"),
+                    "each scope is one token of printable ASCII without spaces or quotes",
+                );
             }
         }
         let max = opt_duration(errs, &format!("{rpath}.max_ttl"), r.max_ttl.as_ref());
@@ -405,7 +463,11 @@ fn audience(errs: &mut ConfigErrors, path: &str, a: &RawAudience, max_ttl: u64) 
             });
         }
     }
-    (errs.0.len() == before).then_some(Audience { name, default_ttl, rules })
+    (errs.0.len() == before).then_some(Audience {
+        name,
+        default_ttl,
+        rules,
+    })
 }
 
 #[cfg(test)]
@@ -434,7 +496,10 @@ audiences:
     #[test]
     fn a_good_config_loads() {
         let c = parse(GOOD, Path::new("/etc/ferry")).unwrap();
-        assert_eq!(c.providers[0].jwks, JwksSource::File("/etc/ferry/keys.json".into()));
+        assert_eq!(
+            c.providers[0].jwks,
+            JwksSource::File("/etc/ferry/keys.json".into())
+        );
         assert_eq!(c.providers[0].algorithms, vec!["RS256", "ES256"]);
         assert_eq!(c.data_dir, PathBuf::from("/etc/ferry/ferry-data"));
         assert!(c.provider_for_issuer("https://idp.example.com").is_some());
@@ -460,14 +525,20 @@ audiences:
             ],
             "{errs}"
         );
-        assert!(errs.to_string().contains("providers[0].audiences: must not be empty"));
+        assert!(
+            errs.to_string()
+                .contains("providers[0].audiences: must not be empty")
+        );
         assert!(errs.to_string().contains("unknown variable 'assertin'"));
     }
 
     #[test]
     fn unknown_fields_and_hmac_are_refused() {
         assert!(parse(&format!("{GOOD}\nsurprise: 1\n"), Path::new("/")).is_err());
-        let hs = GOOD.replace("jwks: { file: keys.json }", "jwks: { file: keys.json }\n    algorithms: [HS256]");
+        let hs = GOOD.replace(
+            "jwks: { file: keys.json }",
+            "jwks: { file: keys.json }\n    algorithms: [HS256]",
+        );
         let errs = parse(&hs, Path::new("/")).unwrap_err();
         assert_eq!(errs.0[0].0, "providers[0].algorithms");
     }
@@ -482,7 +553,10 @@ audiences:
             ("http://127.0.0.1.evil.com", false),
             ("https://x.example/", false),
         ] {
-            let text = GOOD.replace("issuer: https://ferry.example.com", &format!("issuer: {iss}"));
+            let text = GOOD.replace(
+                "issuer: https://ferry.example.com",
+                &format!("issuer: {iss}"),
+            );
             assert_eq!(parse(&text, Path::new("/")).is_ok(), ok, "{iss}");
         }
     }

@@ -20,8 +20,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/token", any(token::token))
         .route("/jwks", get(wellknown::jwks))
-        .route("/.well-known/oauth-authorization-server", get(wellknown::metadata))
-        .route("/.well-known/openid-configuration", get(wellknown::metadata))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(wellknown::metadata),
+        )
+        .route(
+            "/.well-known/openid-configuration",
+            get(wellknown::metadata),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .with_state(state)

@@ -98,10 +98,15 @@ impl Fx {
         if let (Some(a), Value::Object(b)) = (e.as_object_mut(), extra) {
             a.extend(b);
         }
-        self.idp.token(&self.idp.claims(FERRY, "repo:acme/app", NOW, e))
+        self.idp
+            .token(&self.idp.claims(FERRY, "repo:acme/app", NOW, e))
     }
 
-    async fn post(&self, body: &str, content_type: &str) -> (StatusCode, axum::http::HeaderMap, Value) {
+    async fn post(
+        &self,
+        body: &str,
+        content_type: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         let req = Request::post("/token")
             .header(header::CONTENT_TYPE, content_type)
             .body(Body::from(body.to_owned()))
@@ -119,19 +124,27 @@ impl Fx {
     }
 
     async fn exchange(&self, token: &str, extra: &str) -> (StatusCode, Value) {
-        let body = format!("grant_type={TE}&subject_token={token}&subject_token_type={JWT}&audience={DEPLOY}{extra}");
+        let body = format!(
+            "grant_type={TE}&subject_token={token}&subject_token_type={JWT}&audience={DEPLOY}{extra}"
+        );
         let (s, _, v) = self.post(&body, "application/x-www-form-urlencoded").await;
         (s, v)
     }
 
     fn audit_lines(&self) -> Vec<Value> {
         let text = String::from_utf8(self.audit.0.lock().unwrap().clone()).unwrap();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
 fn verify_issued(fx: &Fx, token: &str, aud: &str) -> serde_json::Map<String, Value> {
-    let (keys, _) = ferry_verify::KeySet::from_jwks(fx.state.jwks_body.as_bytes(), &[ferry_verify::Algorithm::ES256]).unwrap();
+    let (keys, _) = ferry_verify::KeySet::from_jwks(
+        fx.state.jwks_body.as_bytes(),
+        &[ferry_verify::Algorithm::ES256],
+    )
+    .unwrap();
     let mut rules = ferry_verify::Rules::new(FERRY, vec![aud.to_owned()]);
     rules.rejected_types.clear();
     let v = ferry_verify::verify(token, &rules, &keys, NOW).unwrap();
@@ -143,12 +156,19 @@ fn verify_issued(fx: &Fx, token: &str, aud: &str) -> serde_json::Map<String, Val
 async fn a_token_exchange_succeeds_in_the_shape_clients_need() {
     let fx = fixture();
     let token = fx.subject(json!({}));
-    let body = format!("grant_type={TE}&subject_token={token}%0A&subject_token_type={JWT}&audience={DEPLOY}");
-    let (status, headers, v) = fx.post(&body, "application/x-www-form-urlencoded;charset=UTF-8").await;
+    let body = format!(
+        "grant_type={TE}&subject_token={token}%0A&subject_token_type={JWT}&audience={DEPLOY}"
+    );
+    let (status, headers, v) = fx
+        .post(&body, "application/x-www-form-urlencoded;charset=UTF-8")
+        .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     assert_eq!(headers[header::CONTENT_TYPE], "application/json");
-    assert_eq!(v["issued_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    assert_eq!(
+        v["issued_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
     assert_eq!(v["token_type"], "Bearer");
     assert_eq!(v["expires_in"], json!(300));
     assert_eq!(v["scope"], "deploy read");
@@ -186,7 +206,11 @@ async fn several_audiences_all_allowed_or_refused() {
     let (s, v) = fx.exchange(&t, "&audience=https://logs.test").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["scope"], "read");
-    let claims = verify_issued(&fx, v["access_token"].as_str().unwrap(), "https://logs.test");
+    let claims = verify_issued(
+        &fx,
+        v["access_token"].as_str().unwrap(),
+        "https://logs.test",
+    );
     assert_eq!(claims["aud"], json!([DEPLOY, "https://logs.test"]));
 
     let (s, v) = fx.exchange(&t, "&audience=https://admin.test").await;
@@ -201,15 +225,31 @@ async fn several_audiences_all_allowed_or_refused() {
 async fn denials_name_their_step_and_rule_in_the_audit_only() {
     let fx = fixture();
     // The provider's condition (twin: the passing subject above).
-    let t = fx.idp.token(&fx.idp.claims(FERRY, "repo:other/app", NOW, json!({"repository": "acme/app"})));
+    let t = fx.idp.token(&fx.idp.claims(
+        FERRY,
+        "repo:other/app",
+        NOW,
+        json!({"repository": "acme/app"}),
+    ));
     let (s, v) = fx.exchange(&t, "").await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
     // A policy rule.
-    let (s, v) = fx.exchange(&fx.subject(json!({"repository": "acme/other"})), "").await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_target")));
+    let (s, v) = fx
+        .exchange(&fx.subject(json!({"repository": "acme/other"})), "")
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_target"))
+    );
     // A scope.
     let (s, v) = fx.exchange(&fx.subject(json!({})), "&scope=admin").await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_scope")));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_scope"))
+    );
     let (s, _) = fx.exchange(&fx.subject(json!({})), "&scope=read").await;
     assert_eq!(s, StatusCode::OK);
 
@@ -230,7 +270,10 @@ async fn denials_name_their_step_and_rule_in_the_audit_only() {
 async fn a_subject_token_about_to_expire_is_refused() {
     let fx = fixture();
     let (s, v) = fx.exchange(&fx.subject(json!({"exp": NOW + 59})), "").await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
     // Inside the leeway but already past exp: also refused.
     let (s, _) = fx.exchange(&fx.subject(json!({"exp": NOW - 10})), "").await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
@@ -250,43 +293,76 @@ async fn http_level_errors() {
     let form = "application/x-www-form-urlencoded";
     assert_eq!(fx.post(&good, form).await.0, StatusCode::OK);
 
-    let (s, h, v) = fx.send(Request::get("/token").body(Body::empty()).unwrap()).await;
+    let (s, h, v) = fx
+        .send(Request::get("/token").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(h[header::ALLOW], "POST");
     assert_eq!(v["error"], "invalid_request");
 
     let (s, _, v) = fx.post(&good, "application/json").await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
 
     let big = format!("{good}&pad={}", "a".repeat(70 * 1024));
     let (s, _, v) = fx.post(&big, form).await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("invalid_request")));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("invalid_request"))
+    );
     // Same size without a Content-Length (chunked): still 413.
     let stream = futures_body(big.clone());
-    let req = Request::post("/token").header(header::CONTENT_TYPE, form).body(stream).unwrap();
+    let req = Request::post("/token")
+        .header(header::CONTENT_TYPE, form)
+        .body(stream)
+        .unwrap();
     assert_eq!(fx.send(req).await.0, StatusCode::PAYLOAD_TOO_LARGE);
 
-    let (s, _, v) = fx.post(&format!("{good}&audience={DEPLOY}&subject_token_type={JWT}"), form).await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+    let (s, _, v) = fx
+        .post(
+            &format!("{good}&audience={DEPLOY}&subject_token_type={JWT}"),
+            form,
+        )
+        .await;
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
 
     let (s, _, v) = fx.post("grant_type=client_credentials", form).await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_grant_type")));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("unsupported_grant_type"))
+    );
 
     let (s, _, v) = fx.post("\u{0}\u{ff}%%%&&==", form).await;
-    assert_eq!((s, v["error"].as_str()), (StatusCode::BAD_REQUEST, Some("invalid_request")));
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
 }
 
 fn futures_body(s: String) -> Body {
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
-        s.into_bytes().chunks(4096).map(|c| Ok(c.to_vec())).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = s
+        .into_bytes()
+        .chunks(4096)
+        .map(|c| Ok(c.to_vec()))
+        .collect();
     Body::from_stream(futures_util::stream::iter(chunks))
 }
 
 #[tokio::test]
 async fn discovery_and_jwks() {
     let fx = fixture();
-    for path in ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"] {
-        let (s, _, v) = fx.send(Request::get(path).body(Body::empty()).unwrap()).await;
+    for path in [
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+    ] {
+        let (s, _, v) = fx
+            .send(Request::get(path).body(Body::empty()).unwrap())
+            .await;
         assert_eq!(s, StatusCode::OK);
         assert_eq!(v["issuer"], FERRY);
         assert_eq!(v["jwks_uri"], format!("{FERRY}/jwks"));
@@ -295,11 +371,20 @@ async fn discovery_and_jwks() {
         assert_eq!(v["grant_types_supported"], json!([TE]));
         assert_eq!(v["token_endpoint_auth_methods_supported"], json!(["none"]));
     }
-    let (s, h, v) = fx.send(Request::get("/jwks").body(Body::empty()).unwrap()).await;
+    let (s, h, v) = fx
+        .send(Request::get("/jwks").body(Body::empty()).unwrap())
+        .await;
     assert_eq!(s, StatusCode::OK);
-    assert!(h[header::CACHE_CONTROL].to_str().unwrap().starts_with("public, max-age="));
+    assert!(
+        h[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .starts_with("public, max-age=")
+    );
     assert_eq!(v["keys"][0]["kid"], fx.state.signer.kid());
     assert!(v["keys"][0].get("d").is_none());
-    let (s, _, v) = fx.send(Request::get("/readyz").body(Body::empty()).unwrap()).await;
+    let (s, _, v) = fx
+        .send(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ready")));
 }

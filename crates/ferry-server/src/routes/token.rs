@@ -19,7 +19,12 @@ fn request_error(code: ErrorCode, description: &'static str) -> OAuthError {
     OAuthError::new(code, Step::Request, description)
 }
 
-async fn read_form(state: &AppState, method: &Method, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, OAuthError> {
+async fn read_form(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Vec<u8>, OAuthError> {
     if method != Method::POST {
         return Err(request_error(ErrorCode::InvalidRequest, desc::METHOD).status(405));
     }
@@ -39,11 +44,19 @@ async fn read_form(state: &AppState, method: &Method, headers: &HeaderMap, body:
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    to_bytes(body, limit).await.map(|b| b.to_vec()).map_err(|_| too_large())
+    to_bytes(body, limit)
+        .await
+        .map(|b| b.to_vec())
+        .map_err(|_| too_large())
 }
 
 /// `POST /token`.
-pub async fn token(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Body) -> Response {
+pub async fn token(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let mut audit = AuditEvent {
         kind: "ferry.audit",
         time: state.clock.now(),

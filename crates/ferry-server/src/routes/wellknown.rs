@@ -9,7 +9,10 @@ use crate::state::AppState;
 fn json_body(body: &str, cache: &'static str) -> Response {
     let mut resp = body.to_owned().into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     resp
 }

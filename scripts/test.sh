@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Ferry's whole test suite, from a fresh machine: installs what the tests need, then
+# checks formatting and lints, builds the binaries the black-box tests start, and runs
+# every test. This is the command CI runs (.ci/run) and the README's second command.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "==> clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "==> build the binaries the black-box tests start"
+cargo build --workspace --bins --locked
+
+echo "==> tests"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --locked --no-fail-fast
+else
+    cargo test --workspace --locked --no-fail-fast
+fi

@@ -1,0 +1,87 @@
+//! The `ferry` command line: `check` reports every problem at once; `serve` keeps its
+//! signing key across restarts and exits cleanly on SIGTERM.
+
+use std::process::Command;
+
+use crate::harness::{Ferry, TempDir, bin};
+
+const GOOD: &str = r#"
+issuer: https://ferry.example.com
+data_dir: data
+providers:
+  - id: a
+    issuer: https://idp.example.com
+    audiences: [https://ferry.example.com]
+    jwks: { inline: {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]} }
+audiences:
+  - audience: https://deploy.example.com
+    rules:
+      - allow: "provider == 'a'"
+"#;
+
+#[test]
+fn check_accepts_a_good_config_and_reports_every_problem_of_a_bad_one() {
+    let tmp = TempDir::new("check");
+    let good = tmp.path().join("good.yaml");
+    std::fs::write(&good, GOOD).unwrap();
+    let out = Command::new(bin("ferry"))
+        .args(["check", "--config"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("leeway 1m"));
+
+    let bad = tmp.path().join("bad.yaml");
+    let text = GOOD
+        .replace("audiences: [https://ferry.example.com]", "audiences: []")
+        .replace("provider == 'a'", "providr == 'a'");
+    std::fs::write(&bad, text).unwrap();
+    let out = Command::new(bin("ferry"))
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("providers[0].audiences: must not be empty"),
+        "{err}"
+    );
+    assert!(
+        err.contains("audiences[0].rules[0].allow: unknown variable 'providr'"),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s) found"), "{err}");
+}
+
+#[tokio::test]
+async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
+    let tmp = TempDir::new("restart");
+    let cfg = tmp.path().join("ferry.yaml");
+    std::fs::write(&cfg, GOOD).unwrap();
+    async fn kid(f: &Ferry) -> String {
+        let v: serde_json::Value = reqwest::get(format!("{}/jwks", f.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["keys"][0]["kid"].as_str().unwrap().to_owned()
+    }
+    let mut first = Ferry::start(&cfg).unwrap();
+    let k1 = kid(&first).await;
+    let status = Command::new("kill")
+        .args(["-TERM", &first.proc.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(first.proc.wait_exit(10).unwrap().success());
+    let second = Ferry::start(&cfg).unwrap();
+    assert_eq!(kid(&second).await, k1);
+    assert!(tmp.path().join("data/signing-key.p8").exists());
+}
