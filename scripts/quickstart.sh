@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Ferry's main job on an embedded default: builds the binaries, starts the development
+# issuer and Ferry on free loopback ports with examples/quickstart.yaml, mints a subject
+# token, exchanges it at POST /token and prints the response and the decoded token.
+# Everything runs in a temporary directory and is stopped on exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "==> building ferry and ferry-dev-idp"
+cargo build --quiet --bins
+
+work=$(mktemp -d -t ferry-quickstart.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_for() { # wait_for FILE PATTERN
+    for _ in $(seq 1 200); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "timed out waiting for '$2' in $1" >&2
+    cat "$1" >&2 || true
+    return 1
+}
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+echo "==> starting the development issuer (NOT FOR PRODUCTION)"
+target/debug/ferry-dev-idp serve --data-dir "$work/idp" >"$work/idp.out" 2>"$work/idp.err" &
+pids+=($!)
+wait_for "$work/idp.out" "listening on"
+idp=$(sed -n 's/.*listening on //p' "$work/idp.out")
+echo "    issuer $idp"
+
+port=$(free_port)
+ferry="http://127.0.0.1:$port"
+sed -e "s#@FERRY_URL@#$ferry#g" -e "s#@FERRY_LISTEN@#127.0.0.1:$port#" \
+    -e "s#@DATA_DIR@#$work/ferry-data#" -e "s#@IDP_ISSUER@#$idp#" \
+    -e "s#@IDP_JWKS@#$work/idp/jwks.json#" examples/quickstart.yaml >"$work/ferry.yaml"
+
+echo "==> ferry check"
+target/debug/ferry check --config "$work/ferry.yaml"
+
+echo "==> starting ferry on $ferry"
+target/debug/ferry serve --config "$work/ferry.yaml" >"$work/audit.jsonl" 2>"$work/ferry.log" &
+pids+=($!)
+wait_for "$work/ferry.log" "ferry listening on"
+
+echo "==> minting a GitHub-shaped subject token at the development issuer"
+subject=$(target/debug/ferry-dev-idp mint --data-dir "$work/idp" \
+    --sub "repo:acme/app:ref:refs/heads/main" --aud "$ferry" \
+    --claim repository=acme/app --claim ref=refs/heads/main --claim 'repository_owner_id="65"')
+
+echo "==> POST $ferry/token (RFC 8693 token exchange)"
+response=$(curl -sS "$ferry/token" \
+    --data-urlencode "grant_type=urn:ietf:params:oauth:grant-type:token-exchange" \
+    --data-urlencode "subject_token=$subject" \
+    --data-urlencode "subject_token_type=urn:ietf:params:oauth:token-type:jwt" \
+    --data-urlencode "audience=https://deploy.example.com" \
+    --data-urlencode "scope=deploy:write")
+
+RESPONSE="$response" python3 - <<'PY'
+import base64, json, os
+r = json.loads(os.environ["RESPONSE"])
+if "access_token" not in r:
+    print(json.dumps(r, indent=2))
+    raise SystemExit("exchange failed")
+token = r["access_token"]
+shown = dict(r, access_token=token[:24] + "...")
+print(json.dumps(shown, indent=2))
+def part(i):
+    s = token.split(".")[i]
+    return json.loads(base64.urlsafe_b64decode(s + "=" * (-len(s) % 4)))
+print("==> the issued token, decoded (verify it against /jwks)")
+print("header: ", json.dumps(part(0)))
+print("payload:", json.dumps(part(1), indent=2))
+PY
+
+echo "==> the audit event Ferry wrote for this decision"
+tail -n 1 "$work/audit.jsonl"
