@@ -1,20 +1,52 @@
 //! A mock identity provider on `127.0.0.1:0`: OIDC discovery and a JWKS, with counters
-//! so tests can assert how often Ferry fetched.
+//! so tests can assert how often it was fetched, and misbehaviour modes (slow, 500,
+//! HTML, oversized, redirects, a discovery document naming another issuer).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::Router;
 use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
 use serde_json::{Value, json};
-use tokio::sync::RwLock;
+
+/// How the mock misbehaves.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Mode {
+    /// Serve normally.
+    #[default]
+    Normal,
+    /// Answer 500 to everything.
+    Error500,
+    /// Answer an HTML page with status 200.
+    Html,
+    /// Answer a 2 MiB JSON body.
+    Oversized,
+    /// Redirect every request to this URL.
+    RedirectTo(String),
+    /// Discovery names another issuer.
+    IssuerMismatch,
+    /// Discovery names this `jwks_uri`.
+    JwksUri(String),
+}
+
+#[derive(Debug, Default)]
+struct Behaviour {
+    mode: Mode,
+    delay: Option<Duration>,
+    cache_control: Option<String>,
+    authorization_seen: Vec<Option<String>>,
+}
 
 #[derive(Debug)]
 struct Shared {
     issuer: String,
-    jwks: RwLock<Value>,
+    jwks: Mutex<Value>,
+    behaviour: Mutex<Behaviour>,
     jwks_fetches: AtomicUsize,
     discovery_fetches: AtomicUsize,
 }
@@ -22,7 +54,7 @@ struct Shared {
 /// A running mock issuer. Dropping it stops the server.
 #[derive(Debug)]
 pub struct MockIdp {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT`, also the issuer.
     pub url: String,
     /// The bound address.
     pub addr: SocketAddr,
@@ -30,30 +62,94 @@ pub struct MockIdp {
     task: tokio::task::JoinHandle<()>,
 }
 
-async fn discovery(State(s): State<Arc<Shared>>) -> Json<Value> {
+/// What the current mode makes of a request, before the normal answer.
+async fn misbehave(s: &Shared, headers: &HeaderMap) -> Option<Response> {
+    let (mode, delay) = {
+        let mut b = s.behaviour.lock().unwrap();
+        b.authorization_seen.push(
+            headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        );
+        (b.mode.clone(), b.delay)
+    };
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
+    match mode {
+        Mode::Error500 => Some((StatusCode::INTERNAL_SERVER_ERROR, "boom").into_response()),
+        Mode::Html => Some(
+            (
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html><body>Sign in to continue</body></html>",
+            )
+                .into_response(),
+        ),
+        Mode::Oversized => {
+            let big = format!(
+                "{{\"keys\":[],\"pad\":\"{}\"}}",
+                "a".repeat(2 * 1024 * 1024)
+            );
+            Some(([(header::CONTENT_TYPE, "application/json")], big).into_response())
+        }
+        Mode::RedirectTo(to) => Some((StatusCode::FOUND, [(header::LOCATION, to)]).into_response()),
+        _ => None,
+    }
+}
+
+fn json_response(s: &Shared, v: Value) -> Response {
+    let mut r = ([(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response();
+    if let Some(cc) = &s.behaviour.lock().unwrap().cache_control {
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_str(cc).unwrap());
+    }
+    r
+}
+
+async fn discovery(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     s.discovery_fetches.fetch_add(1, Ordering::SeqCst);
-    Json(json!({
-        "issuer": s.issuer,
-        "jwks_uri": format!("{}/jwks", s.issuer),
-        "response_types_supported": ["id_token"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256", "ES256"],
-    }))
+    if let Some(r) = misbehave(&s, &headers).await {
+        return r;
+    }
+    let mode = s.behaviour.lock().unwrap().mode.clone();
+    let issuer = match mode {
+        Mode::IssuerMismatch => format!("{}/other", s.issuer),
+        _ => s.issuer.clone(),
+    };
+    let jwks_uri = match mode {
+        Mode::JwksUri(u) => u,
+        _ => format!("{}/jwks", s.issuer),
+    };
+    json_response(
+        &s,
+        json!({
+            "issuer": issuer,
+            "jwks_uri": jwks_uri,
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+        }),
+    )
 }
 
-async fn jwks(State(s): State<Arc<Shared>>) -> Json<Value> {
+async fn jwks(State(s): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     s.jwks_fetches.fetch_add(1, Ordering::SeqCst);
-    Json(s.jwks.read().await.clone())
+    if let Some(r) = misbehave(&s, &headers).await {
+        return r;
+    }
+    let v = s.jwks.lock().unwrap().clone();
+    json_response(&s, v)
 }
 
-/// The discovery + JWKS router for an issuer; used by the mock and the dev issuer.
-pub fn router(issuer: String, jwks: Value) -> Router {
-    router_for(Arc::new(Shared {
+fn shared(issuer: String, jwks: Value) -> Arc<Shared> {
+    Arc::new(Shared {
         issuer,
-        jwks: RwLock::new(jwks),
+        jwks: Mutex::new(jwks),
+        behaviour: Mutex::new(Behaviour::default()),
         jwks_fetches: AtomicUsize::new(0),
         discovery_fetches: AtomicUsize::new(0),
-    }))
+    })
 }
 
 fn router_for(shared: Arc<Shared>) -> Router {
@@ -63,18 +159,18 @@ fn router_for(shared: Arc<Shared>) -> Router {
         .with_state(shared)
 }
 
+/// The discovery + JWKS router for an issuer; used by the development issuer.
+pub fn router(issuer: String, jwks: Value) -> Router {
+    router_for(shared(issuer, jwks))
+}
+
 impl MockIdp {
     /// Starts serving `jwks` on `127.0.0.1:0`; the issuer is the server's URL.
     pub async fn start(jwks: Value) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
-        let shared = Arc::new(Shared {
-            issuer: url.clone(),
-            jwks: RwLock::new(jwks),
-            jwks_fetches: AtomicUsize::new(0),
-            discovery_fetches: AtomicUsize::new(0),
-        });
+        let shared = shared(url.clone(), jwks);
         let app = router_for(shared.clone());
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -88,8 +184,33 @@ impl MockIdp {
     }
 
     /// Replaces the served key set (an issuer rotating its keys).
-    pub async fn set_jwks(&self, jwks: Value) {
-        *self.shared.jwks.write().await = jwks;
+    pub fn set_jwks(&self, jwks: Value) {
+        *self.shared.jwks.lock().unwrap() = jwks;
+    }
+
+    /// Sets the misbehaviour mode.
+    pub fn set_mode(&self, mode: Mode) {
+        self.shared.behaviour.lock().unwrap().mode = mode;
+    }
+
+    /// Delays every response.
+    pub fn set_delay(&self, delay: Option<Duration>) {
+        self.shared.behaviour.lock().unwrap().delay = delay;
+    }
+
+    /// Sets the `Cache-Control` header of successful responses.
+    pub fn set_cache_control(&self, value: Option<&str>) {
+        self.shared.behaviour.lock().unwrap().cache_control = value.map(str::to_owned);
+    }
+
+    /// The `Authorization` header of every request so far (None when absent).
+    pub fn authorization_seen(&self) -> Vec<Option<String>> {
+        self.shared
+            .behaviour
+            .lock()
+            .unwrap()
+            .authorization_seen
+            .clone()
     }
 
     /// How many times the JWKS was fetched.

@@ -41,6 +41,9 @@ pub enum VerifyError {
     /// `iat` is in the future.
     #[error("token issued in the future")]
     IssuedInFuture,
+    /// The issuer's keys cannot be had (issuer unreachable and no usable cached keys).
+    #[error("issuer keys unavailable: {0}")]
+    KeysUnavailable(String),
     /// `exp - iat` exceeds the allowed lifetime, or the token is older than allowed.
     #[error("token lifetime or age exceeds the allowed maximum")]
     TooLong,

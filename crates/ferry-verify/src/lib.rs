@@ -7,12 +7,23 @@
 
 mod alg;
 mod error;
+mod fetch;
 mod jwks;
 mod jws;
+pub mod net;
+mod remote;
+mod source;
+pub mod time;
 mod verifier;
 
 pub use alg::Algorithm;
 pub use error::VerifyError;
+pub use fetch::Bearer;
 pub use jwks::{JwksError, KeySet, VerifyingKey};
 pub use jws::{Header, MAX_TOKEN_BYTES, peek_issuer};
+pub use remote::{CacheSettings, CacheStats, Endpoint, RemoteKeys, Unavailable};
+pub use source::{KeySource, StaticKeys, verify_from};
 pub use verifier::{Rules, Verified, verify};
+
+#[cfg(test)]
+mod remote_tests;

@@ -1,0 +1,118 @@
+//! One hardened GET: the URL policy first, an optional bearer token sent only to its own
+//! origin, status 200 required, the body read up to the size cap, and the
+//! `Cache-Control` lifetime returned.
+
+use reqwest::Url;
+use reqwest::header::{ACCEPT, CACHE_CONTROL};
+
+use crate::net::{Http, origin};
+
+/// A bearer token for exactly one origin (a Kubernetes API server).
+#[derive(Clone)]
+pub struct Bearer {
+    /// `scheme://host:port` the token may be sent to.
+    pub origin: String,
+    /// The token.
+    pub token: String,
+}
+
+impl std::fmt::Debug for Bearer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bearer")
+            .field("origin", &self.origin)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A fetched body and its `Cache-Control: max-age`, if any.
+#[derive(Debug)]
+pub struct Fetched {
+    /// The body.
+    pub body: Vec<u8>,
+    /// Seconds from `max-age`; `Some(0)` for `no-store`/`no-cache`.
+    pub max_age: Option<u64>,
+}
+
+fn max_age(value: &str) -> Option<u64> {
+    let mut out = None;
+    for d in value.split(',').map(str::trim) {
+        let lower = d.to_ascii_lowercase();
+        if lower == "no-store" || lower == "no-cache" {
+            return Some(0);
+        }
+        if let Some(v) = lower.strip_prefix("max-age=") {
+            out = v.trim_matches('"').parse().ok();
+        }
+    }
+    out
+}
+
+/// GETs `url` under the client's policy.
+pub async fn get(http: &Http, url: &Url, bearer: Option<&Bearer>) -> Result<Fetched, String> {
+    http.policy.check_url(url).map_err(|e| e.to_string())?;
+    let mut req = http
+        .client
+        .get(url.clone())
+        .header(ACCEPT, "application/json, application/jwk-set+json");
+    if let Some(b) = bearer
+        && origin(url).as_deref() == Some(b.origin.as_str())
+    {
+        req = req.bearer_auth(&b.token);
+    }
+    let mut resp = req
+        .send()
+        .await
+        .map_err(|e| format!("request failed: {}", without_url(&e)))?;
+    if resp.status() != reqwest::StatusCode::OK {
+        return Err(format!("HTTP status {}", resp.status().as_u16()));
+    }
+    if resp
+        .content_length()
+        .is_some_and(|n| n > http.max_response_bytes as u64)
+    {
+        return Err("response larger than the cap".into());
+    }
+    let max_age = resp
+        .headers()
+        .get(CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(max_age);
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading body: {}", without_url(&e)))?
+    {
+        if body.len() + chunk.len() > http.max_response_bytes {
+            return Err("response larger than the cap".into());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Fetched { body, max_age })
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(u.as_str(), "<url>");
+    }
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cache_control_max_age() {
+        assert_eq!(super::max_age("public, max-age=300"), Some(300));
+        assert_eq!(super::max_age("max-age=\"60\""), Some(60));
+        assert_eq!(super::max_age("no-store"), Some(0));
+        assert_eq!(super::max_age("private"), None);
+    }
+}

@@ -1,0 +1,370 @@
+//! An issuer's key set fetched over HTTP and cached, built so that an issuer's rotation
+//! is followed without restart and a flood of bad tokens cannot turn into a flood of
+//! fetches.
+//!
+//! | event | behaviour |
+//! |---|---|
+//! | fresh keys | served from memory; past 80 % of their TTL a background refresh starts |
+//! | TTL | `Cache-Control: max-age` clamped to `[min_ttl, max_ttl]`; `default_ttl` without it |
+//! | cold cache, many requests | one fetch (single-flight); the others wait for it |
+//! | unknown `kid` | one forced refetch per `refetch_interval`, whoever asks; the rest are told no |
+//! | issuer down, keys expired | the old keys keep verifying for `max_staleness` (refreshed in the background) |
+//! | issuer down, no usable keys | `Unavailable`; the failure is remembered for `error_ttl` so a dead issuer is not hammered |
+//!
+//! Fetches run in spawned tasks: a client that disconnects mid-request does not cancel
+//! the fetch others are waiting for.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::alg::Algorithm;
+use crate::fetch::{Bearer, get};
+use crate::jwks::KeySet;
+use crate::net::Http;
+use crate::time::MonoTime;
+
+/// Where the keys are found.
+#[derive(Debug, Clone)]
+pub enum Endpoint {
+    /// OIDC discovery: `<issuer>/.well-known/openid-configuration` (or another document
+    /// URL), whose `issuer` must equal `issuer` exactly and whose `jwks_uri` is fetched.
+    Discovery {
+        /// The exact issuer the document must name.
+        issuer: String,
+        /// The discovery document's URL.
+        url: Url,
+    },
+    /// A JWKS URL given directly.
+    Jwks(Url),
+}
+
+/// Cache timing.
+#[derive(Debug, Clone)]
+pub struct CacheSettings {
+    /// Shortest cache lifetime, whatever the issuer says.
+    pub min_ttl: Duration,
+    /// Longest cache lifetime.
+    pub max_ttl: Duration,
+    /// Lifetime when the issuer sends no `max-age`.
+    pub default_ttl: Duration,
+    /// At most one forced refetch for an unknown `kid` per this interval.
+    pub refetch_interval: Duration,
+    /// How long expired keys keep verifying while the issuer cannot be reached.
+    pub max_staleness: Duration,
+    /// How long a failed fetch is remembered before another is tried.
+    pub error_ttl: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            min_ttl: Duration::from_secs(300),
+            max_ttl: Duration::from_secs(86_400),
+            default_ttl: Duration::from_secs(3_600),
+            refetch_interval: Duration::from_secs(300),
+            max_staleness: Duration::from_secs(86_400),
+            error_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The keys could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("keys unavailable: {0}")]
+pub struct Unavailable(pub String);
+
+#[derive(Debug, Default)]
+struct Counters {
+    fetches: AtomicU64,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    refetches: AtomicU64,
+    refetches_suppressed: AtomicU64,
+    errors: AtomicU64,
+    stale_served: AtomicU64,
+}
+
+/// A snapshot of a key cache's counters, for metrics and `/readyz`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Fetches started (discovery + JWKS count as one).
+    pub fetches: u64,
+    /// Requests served from fresh keys.
+    pub hits: u64,
+    /// Requests that found no fresh keys.
+    pub misses: u64,
+    /// Forced refetches for an unknown `kid`.
+    pub refetches: u64,
+    /// Forced refetches refused because one ran within the interval.
+    pub refetches_suppressed: u64,
+    /// Failed fetches.
+    pub errors: u64,
+    /// Requests served from expired keys while the issuer was unreachable.
+    pub stale_served: u64,
+    /// Seconds the served keys are past their expiry (0 when fresh or none).
+    pub staleness_seconds: u64,
+    /// Whether keys are held.
+    pub has_keys: bool,
+    /// The last fetch error, if the last fetch failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    keys: Option<Arc<KeySet>>,
+    refresh_at: Duration,
+    expires: Duration,
+    stale_until: Duration,
+    generation: u64,
+    last_error: Option<(Duration, String)>,
+    last_forced: Option<Duration>,
+}
+
+/// A cached remote key set.
+#[derive(Debug)]
+pub struct RemoteKeys {
+    name: String,
+    endpoint: Endpoint,
+    algorithms: Vec<Algorithm>,
+    http: Http,
+    bearer: Option<Bearer>,
+    settings: CacheSettings,
+    time: Arc<dyn MonoTime>,
+    state: RwLock<State>,
+    fetch_lock: tokio::sync::Mutex<()>,
+    refreshing: AtomicBool,
+    counters: Counters,
+}
+
+impl RemoteKeys {
+    /// A cold cache. `name` identifies it in logs (the provider id).
+    pub fn new(
+        name: impl Into<String>,
+        endpoint: Endpoint,
+        algorithms: Vec<Algorithm>,
+        http: Http,
+        bearer: Option<Bearer>,
+        settings: CacheSettings,
+        time: Arc<dyn MonoTime>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            endpoint,
+            algorithms,
+            http,
+            bearer,
+            settings,
+            time,
+            state: RwLock::new(State::default()),
+            fetch_lock: tokio::sync::Mutex::new(()),
+            refreshing: AtomicBool::new(false),
+            counters: Counters::default(),
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The current keys: fresh, or stale within the staleness bound, or fetched now.
+    pub async fn keys(self: &Arc<Self>) -> Result<Arc<KeySet>, Unavailable> {
+        let now = self.time.now();
+        let (keys, generation, refresh_due, fresh, usable, error_recent, last_error) = {
+            let s = self.read();
+            (
+                s.keys.clone(),
+                s.generation,
+                now >= s.refresh_at,
+                now < s.expires,
+                now < s.stale_until,
+                s.last_error
+                    .as_ref()
+                    .is_some_and(|(at, _)| now < *at + self.settings.error_ttl),
+                s.last_error.as_ref().map(|(_, e)| e.clone()),
+            )
+        };
+        if let Some(keys) = keys {
+            if fresh {
+                Self::bump(&self.counters.hits);
+                if refresh_due {
+                    self.refresh_in_background(generation);
+                }
+                return Ok(keys);
+            }
+            if usable {
+                // Expired but within the staleness bound: serve, and revalidate in the
+                // background unless the issuer just failed.
+                Self::bump(&self.counters.misses);
+                Self::bump(&self.counters.stale_served);
+                if !error_recent {
+                    self.refresh_in_background(generation);
+                }
+                return Ok(keys);
+            }
+        }
+        Self::bump(&self.counters.misses);
+        if error_recent {
+            return Err(Unavailable(last_error.unwrap_or_default()));
+        }
+        self.fetch(generation).await.map_err(Unavailable)
+    }
+
+    /// Forces one refetch because a token names a `kid` the cached set lacks. At most
+    /// one per `refetch_interval`, however many ask; `None` when suppressed or failed.
+    pub async fn refetch_for_unknown_kid(self: &Arc<Self>) -> Option<Arc<KeySet>> {
+        let now = self.time.now();
+        let generation = {
+            let mut s = self.write();
+            if s.last_forced
+                .is_some_and(|t| now < t + self.settings.refetch_interval)
+            {
+                Self::bump(&self.counters.refetches_suppressed);
+                return None;
+            }
+            s.last_forced = Some(now);
+            s.generation
+        };
+        Self::bump(&self.counters.refetches);
+        self.fetch(generation).await.ok()
+    }
+
+    /// The counters and state, for metrics.
+    pub fn stats(&self) -> CacheStats {
+        let now = self.time.now();
+        let s = self.read();
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        CacheStats {
+            fetches: load(&c.fetches),
+            hits: load(&c.hits),
+            misses: load(&c.misses),
+            refetches: load(&c.refetches),
+            refetches_suppressed: load(&c.refetches_suppressed),
+            errors: load(&c.errors),
+            stale_served: load(&c.stale_served),
+            staleness_seconds: if s.keys.is_some() {
+                now.saturating_sub(s.expires).as_secs()
+            } else {
+                0
+            },
+            has_keys: s.keys.is_some(),
+            last_error: s.last_error.as_ref().map(|(_, e)| e.clone()),
+        }
+    }
+
+    fn refresh_in_background(self: &Arc<Self>, generation: u64) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            let _ = this.fetch_serialised(generation).await;
+            this.refreshing.store(false, Ordering::Release);
+        });
+    }
+
+    /// Fetches unless another fetch completed since `seen` (single-flight), in a task of
+    /// its own so a cancelled caller does not cancel it.
+    async fn fetch(self: &Arc<Self>, seen: u64) -> Result<Arc<KeySet>, String> {
+        let this = self.clone();
+        match tokio::spawn(async move { this.fetch_serialised(seen).await }).await {
+            Ok(r) => r,
+            Err(e) => Err(format!("fetch task failed: {e}")),
+        }
+    }
+
+    async fn fetch_serialised(&self, seen: u64) -> Result<Arc<KeySet>, String> {
+        let _guard = self.fetch_lock.lock().await;
+        {
+            let s = self.read();
+            if s.generation != seen {
+                // Someone fetched while we waited: take their result.
+                return match (&s.keys, &s.last_error) {
+                    (_, Some((_, e))) => Err(e.clone()),
+                    (Some(k), None) => Ok(k.clone()),
+                    (None, None) => Err("no keys".into()),
+                };
+            }
+        }
+        Self::bump(&self.counters.fetches);
+        let result = self.download().await;
+        let now = self.time.now();
+        let mut s = self.write();
+        s.generation += 1;
+        match result {
+            Ok((set, max_age)) => {
+                let ttl = max_age
+                    .map(Duration::from_secs)
+                    .unwrap_or(self.settings.default_ttl)
+                    .clamp(self.settings.min_ttl, self.settings.max_ttl);
+                let set = Arc::new(set);
+                s.keys = Some(set.clone());
+                s.refresh_at = now + ttl.mul_f64(0.8);
+                s.expires = now + ttl;
+                s.stale_until = now + ttl + self.settings.max_staleness;
+                s.last_error = None;
+                tracing::debug!(provider = %self.name, kids = ?set.kids(), ttl_s = ttl.as_secs(), "fetched issuer keys");
+                Ok(set)
+            }
+            Err(e) => {
+                Self::bump(&self.counters.errors);
+                tracing::warn!(provider = %self.name, error = %e, "fetching issuer keys failed");
+                s.last_error = Some((now, e.clone()));
+                Err(e)
+            }
+        }
+    }
+
+    async fn download(&self) -> Result<(KeySet, Option<u64>), String> {
+        let jwks_url = match &self.endpoint {
+            Endpoint::Jwks(u) => u.clone(),
+            Endpoint::Discovery { issuer, url } => {
+                let doc = get(&self.http, url, self.bearer.as_ref()).await?;
+                let doc: Value = serde_json::from_slice(&doc.body)
+                    .map_err(|_| "discovery document is not JSON".to_owned())?;
+                // OpenID Connect Discovery §4.3: the issuer must be identical.
+                if doc.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
+                    return Err("discovery document names another issuer".into());
+                }
+                let uri = doc
+                    .get("jwks_uri")
+                    .and_then(Value::as_str)
+                    .ok_or("discovery document has no jwks_uri")?;
+                let uri = Url::parse(uri).map_err(|_| "jwks_uri is not a URL".to_owned())?;
+                self.http
+                    .policy()
+                    .check_url(&uri)
+                    .map_err(|e| format!("jwks_uri {e}"))?;
+                uri
+            }
+        };
+        let fetched = get(&self.http, &jwks_url, self.bearer.as_ref()).await?;
+        let (set, warnings) =
+            KeySet::from_jwks(&fetched.body, &self.algorithms).map_err(|e| e.to_string())?;
+        for w in warnings {
+            tracing::debug!(provider = %self.name, "{w}");
+        }
+        if set.is_empty() {
+            return Err("the key set has no usable key".into());
+        }
+        Ok((set, fetched.max_age))
+    }
+}

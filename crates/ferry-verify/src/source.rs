@@ -1,0 +1,163 @@
+//! Where an issuer's keys come from — a static set (inline, or a file reloaded when it
+//! changes) or a remote cache — and verification that asks the source again, once, when
+//! a token names a `kid` the current set lacks.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
+
+use crate::alg::Algorithm;
+use crate::error::VerifyError;
+use crate::jwks::KeySet;
+use crate::remote::{CacheStats, RemoteKeys, Unavailable};
+use crate::verifier::{Rules, Verified, verify};
+
+/// A key set given in configuration, optionally backed by a file that is reloaded when
+/// its modification time or size changes. A file that stops parsing keeps the old keys.
+#[derive(Debug)]
+pub struct StaticKeys {
+    keys: RwLock<Arc<KeySet>>,
+    file: Option<PathBuf>,
+    algorithms: Vec<Algorithm>,
+    seen: Mutex<Option<(SystemTime, u64)>>,
+}
+
+fn file_stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+fn parse(bytes: &[u8], algorithms: &[Algorithm]) -> Result<(KeySet, Vec<String>), String> {
+    let (set, warnings) = KeySet::from_jwks(bytes, algorithms).map_err(|e| e.to_string())?;
+    if set.is_empty() {
+        return Err("no usable key for the allowed algorithms".into());
+    }
+    Ok((set, warnings))
+}
+
+impl StaticKeys {
+    /// Keys from JWKS bytes.
+    pub fn from_bytes(
+        bytes: &[u8],
+        algorithms: &[Algorithm],
+    ) -> Result<(Self, Vec<String>), String> {
+        let (set, warnings) = parse(bytes, algorithms)?;
+        Ok((
+            Self {
+                keys: RwLock::new(Arc::new(set)),
+                file: None,
+                algorithms: algorithms.to_vec(),
+                seen: Mutex::new(None),
+            },
+            warnings,
+        ))
+    }
+
+    /// Keys from a JWKS file, to be reloaded when it changes.
+    pub fn from_file(
+        path: PathBuf,
+        algorithms: &[Algorithm],
+    ) -> Result<(Self, Vec<String>), String> {
+        let stamp = file_stamp(&path);
+        let bytes =
+            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let (mut me, warnings) = Self::from_bytes(&bytes, algorithms)?;
+        me.file = Some(path);
+        me.seen = Mutex::new(stamp);
+        Ok((me, warnings))
+    }
+
+    /// The current keys.
+    pub fn current(&self) -> Arc<KeySet> {
+        self.keys
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Reloads the file when it changed. `Ok(true)` when new keys were loaded; an error
+    /// leaves the old keys in place.
+    pub fn reload_if_changed(&self) -> Result<bool, String> {
+        let Some(path) = &self.file else {
+            return Ok(false);
+        };
+        let stamp = file_stamp(path);
+        {
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if stamp.is_none() || *seen == stamp {
+                return Ok(false);
+            }
+            *seen = stamp;
+        }
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let (set, _) = parse(&bytes, &self.algorithms)?;
+        *self
+            .keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(set);
+        Ok(true)
+    }
+}
+
+/// An issuer's key source.
+#[derive(Debug, Clone)]
+pub enum KeySource {
+    /// Keys given in configuration.
+    Static(Arc<StaticKeys>),
+    /// Keys fetched and cached.
+    Remote(Arc<RemoteKeys>),
+}
+
+impl KeySource {
+    /// The keys to verify with now.
+    pub async fn keys(&self) -> Result<Arc<KeySet>, Unavailable> {
+        match self {
+            Self::Static(s) => Ok(s.current()),
+            Self::Remote(r) => r.keys().await,
+        }
+    }
+
+    /// Asks for newer keys because a token names an unknown `kid`.
+    pub async fn refetch_for_unknown_kid(&self) -> Option<Arc<KeySet>> {
+        match self {
+            Self::Static(s) => match s.reload_if_changed() {
+                Ok(true) => Some(s.current()),
+                _ => None,
+            },
+            Self::Remote(r) => r.refetch_for_unknown_kid().await,
+        }
+    }
+
+    /// Cache counters of a remote source.
+    pub fn stats(&self) -> Option<CacheStats> {
+        match self {
+            Self::Static(_) => None,
+            Self::Remote(r) => Some(r.stats()),
+        }
+    }
+}
+
+/// Verifies `token` with keys from `source`; on an unknown `kid`, asks the source for
+/// newer keys once and tries again.
+pub async fn verify_from(
+    token: &str,
+    rules: &Rules,
+    source: &KeySource,
+    now: i64,
+) -> Result<Verified, VerifyError> {
+    let keys = source
+        .keys()
+        .await
+        .map_err(|e| VerifyError::KeysUnavailable(e.0))?;
+    match verify(token, rules, &keys, now) {
+        Err(VerifyError::UnknownKey) => match source.refetch_for_unknown_kid().await {
+            Some(newer) => verify(token, rules, &newer, now),
+            None => Err(VerifyError::UnknownKey),
+        },
+        other => other,
+    }
+}
