@@ -76,11 +76,11 @@ async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
     let mut first = Ferry::start(&cfg).unwrap();
     let k1 = kid(&first).await;
     let status = Command::new("kill")
-        .args(["-TERM", &first.proc.pid().to_string()])
+        .args(["-TERM", &first.proc().pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
-    assert!(first.proc.wait_exit(10).unwrap().success());
+    assert!(first.proc_mut().wait_exit(10).unwrap().success());
     let second = Ferry::start(&cfg).unwrap();
     assert_eq!(kid(&second).await, k1);
     assert!(tmp.path().join("data/signing-key.p8").exists());

@@ -200,7 +200,7 @@ async fn exchange_and_verify_the_issued_token_independently() {
     );
 
     // Nothing secret reached the logs: neither token, only fingerprints.
-    let out = env.ferry.proc.output();
+    let out = env.ferry.proc().output();
     assert!(out.contains("\"type\":\"ferry.audit\""), "{out}");
     assert!(!out.contains(&subject) && !out.contains(access) && !out.contains(&other));
     let sig = subject.rsplit('.').next().unwrap();

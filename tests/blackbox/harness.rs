@@ -163,13 +163,28 @@ impl DevIdp {
     }
 }
 
-/// A running Ferry.
+/// A running Ferry (or a handle to one another test task started).
 pub struct Ferry {
-    pub proc: Proc,
+    pub proc: Option<Proc>,
     pub url: String,
 }
 
 impl Ferry {
+    /// A handle to an already running Ferry, for use from another task.
+    pub fn attach(url: String) -> Self {
+        Self { proc: None, url }
+    }
+
+    /// The running process.
+    pub fn proc(&self) -> &Proc {
+        self.proc.as_ref().expect("a started Ferry")
+    }
+
+    /// The running process, mutably.
+    pub fn proc_mut(&mut self) -> &mut Proc {
+        self.proc.as_mut().expect("a started Ferry")
+    }
+
     /// Starts `ferry serve` on `127.0.0.1:0` with this configuration file.
     pub fn start(config: &Path) -> anyhow::Result<Self> {
         let mut proc = Proc::spawn(
@@ -187,7 +202,10 @@ impl Ferry {
             .next()
             .context("url")?
             .to_owned();
-        Ok(Self { proc, url })
+        Ok(Self {
+            proc: Some(proc),
+            url,
+        })
     }
 }
 

@@ -13,6 +13,7 @@ use ferry_core::mint::{MintInput, access_token_claims, lifetime};
 use ferry_core::request::ExchangeRequest;
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_verify::VerifyError;
 
 use crate::audit::AuditEvent;
 use crate::state::AppState;
@@ -28,7 +29,7 @@ fn invalid_subject(detail: impl Into<String>) -> OAuthError {
 }
 
 /// Runs the exchange, filling `audit` with what was learnt along the way.
-pub fn exchange(
+pub async fn exchange(
     state: &AppState,
     req: &ExchangeRequest,
     audit: &mut AuditEvent,
@@ -48,8 +49,19 @@ pub fn exchange(
     audit.original_issuer = Some(iss);
 
     // 2. Verify.
-    let verified = ferry_verify::verify(&req.subject_token, &provider.rules, &provider.keys, now)
-        .map_err(|e| invalid_subject(e.to_string()))?;
+    let verified =
+        ferry_verify::verify_from(&req.subject_token, &provider.rules, &provider.keys, now)
+            .await
+            .map_err(|e| match e {
+                // The issuer cannot be reached and no usable cached keys remain.
+                VerifyError::KeysUnavailable(detail) => OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    Step::Verify,
+                    desc::KEYS_UNAVAILABLE,
+                )
+                .detail(detail),
+                other => invalid_subject(other.to_string()),
+            })?;
     audit.original_subject = verified
         .claims
         .get("sub")

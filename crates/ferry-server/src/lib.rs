@@ -8,6 +8,7 @@ pub mod exchange;
 pub mod load;
 pub mod routes;
 pub mod state;
+pub mod tasks;
 
 pub use routes::router;
 pub use state::AppState;

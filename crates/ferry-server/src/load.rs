@@ -6,9 +6,17 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ferry_core::Clock;
-use ferry_core::config::{Config, ConfigErrors, JwksSource, Provider};
+use std::time::Duration;
+
+use ferry_core::config::{CacheConfig, Config, ConfigErrors, KeysConfig, Provider, origin_of};
 use ferry_keys::Signer;
-use ferry_verify::{Algorithm, KeySet, Rules};
+use ferry_verify::net::{ClientSettings, Http, OutboundPolicy};
+use ferry_verify::time::MonoTime;
+use ferry_verify::{
+    Algorithm, Bearer, BearerToken, CacheSettings, Endpoint, KeySource, RemoteKeys, Rules,
+    StaticKeys,
+};
+use reqwest::Url;
 use serde_json::json;
 
 use crate::audit::AuditSink;
@@ -36,49 +44,122 @@ pub fn rules_for(p: &Provider) -> Rules {
         .collect();
     rules.leeway = i64::try_from(p.leeway).unwrap_or(i64::MAX);
     rules.max_lifetime = i64::try_from(p.max_token_lifetime).unwrap_or(i64::MAX);
+    rules.max_age = p
+        .max_token_age
+        .map(|a| i64::try_from(a).unwrap_or(i64::MAX));
     rules
 }
 
-/// Loads every provider's keys; problems are collected with their paths. Returns the
-/// providers and warnings about skipped keys.
+fn cache_settings(c: &CacheConfig) -> CacheSettings {
+    let s = Duration::from_secs;
+    CacheSettings {
+        min_ttl: s(c.min_ttl),
+        max_ttl: s(c.max_ttl),
+        default_ttl: s(c.default_ttl),
+        refetch_interval: s(c.refetch_interval),
+        max_staleness: s(c.max_staleness),
+        error_ttl: s(c.error_ttl),
+    }
+}
+
+/// Builds a provider's remote key cache: a hardened client whose policy opts in the
+/// configured insecure origins and, for Kubernetes, the API server's origin (with its CA
+/// bundle and bearer token, which go to that origin only).
+fn remote_source(
+    config: &Config,
+    p: &Provider,
+    rules: &Rules,
+    path: &str,
+    time: Arc<dyn MonoTime>,
+) -> Result<KeySource, (String, String)> {
+    let api_origin = p.api_server.as_ref().and_then(|a| origin_of(&a.url));
+    let trusted: Vec<String> = api_origin.iter().cloned().collect();
+    let policy = OutboundPolicy::new(&config.outbound.allow_insecure_origins, &trusted)
+        .map_err(|e| (format!("{path}.keys"), e.to_string()))?;
+    let extra_roots_pem = match p.api_server.as_ref().and_then(|a| a.ca_file.as_ref()) {
+        Some(f) => Some(std::fs::read(f).map_err(|e| {
+            (
+                format!("{path}.api_server.ca_file"),
+                format!("cannot read {}: {e}", f.display()),
+            )
+        })?),
+        None => None,
+    };
+    let settings = ClientSettings {
+        connect_timeout: Duration::from_secs(config.outbound.connect_timeout),
+        timeout: Duration::from_secs(config.outbound.timeout),
+        max_response_bytes: config.outbound.max_response_bytes,
+        extra_roots_pem,
+    };
+    let http = Http::new(policy, &settings).map_err(|e| (format!("{path}.api_server"), e))?;
+    let parse = |u: &str, at: &str| {
+        Url::parse(u).map_err(|_| (format!("{path}.{at}"), "not a URL".to_owned()))
+    };
+    let endpoint = match &p.keys {
+        KeysConfig::Uri(u) => Endpoint::Jwks(parse(u, "jwks.uri")?),
+        KeysConfig::Discovery(u) => Endpoint::Discovery {
+            issuer: p.issuer.clone(),
+            url: parse(u, "issuer")?,
+        },
+        KeysConfig::Inline(_) | KeysConfig::File(_) => {
+            return Err((
+                format!("{path}.jwks"),
+                "internal: not a remote source".into(),
+            ));
+        }
+    };
+    let bearer = match (&p.api_server, api_origin) {
+        (Some(a), Some(origin)) => a.token_file.clone().map(|f| Bearer {
+            origin,
+            token: BearerToken::File(f),
+        }),
+        _ => None,
+    };
+    Ok(KeySource::Remote(RemoteKeys::new(
+        p.id.clone(),
+        endpoint,
+        rules.algorithms.clone(),
+        http,
+        bearer,
+        cache_settings(&p.cache),
+        time,
+    )))
+}
+
+/// Prepares every provider's key source; problems are collected with their paths.
+/// Static keys are read and parsed now; remote keys start cold (nothing is fetched
+/// here). Returns the providers and warnings about skipped keys.
 pub fn load_providers(
     config: &Config,
+    time: Arc<dyn MonoTime>,
 ) -> Result<(Vec<TrustedProvider>, Vec<String>), ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut warnings = Vec::new();
     let mut out = Vec::new();
     for (i, p) in config.providers.iter().enumerate() {
         let rules = rules_for(p);
-        let (path, bytes) = match &p.jwks {
-            JwksSource::File(f) => {
-                let path = format!("providers[{i}].jwks.file");
-                match std::fs::read(f) {
-                    Ok(b) => (path, b),
-                    Err(e) => {
-                        errs.push(path, format!("cannot read {}: {e}", f.display()));
-                        continue;
-                    }
-                }
+        let path = format!("providers[{i}]");
+        let source = match &p.keys {
+            KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), &rules.algorithms)
+                .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
+                .map_err(|e| (format!("{path}.jwks.inline"), e)),
+            KeysConfig::File(f) => StaticKeys::from_file(f.clone(), &rules.algorithms)
+                .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
+                .map_err(|e| (format!("{path}.jwks.file"), e)),
+            KeysConfig::Uri(_) | KeysConfig::Discovery(_) => {
+                remote_source(config, p, &rules, &path, time.clone()).map(|s| (s, Vec::new()))
             }
-            JwksSource::Inline(text) => (
-                format!("providers[{i}].jwks.inline"),
-                text.clone().into_bytes(),
-            ),
         };
-        match KeySet::from_jwks(&bytes, &rules.algorithms) {
+        match source {
             Ok((keys, w)) => {
                 warnings.extend(w.into_iter().map(|w| format!("{path}: {w}")));
-                if keys.is_empty() {
-                    errs.push(path, "no usable key for the allowed algorithms");
-                    continue;
-                }
                 out.push(TrustedProvider {
                     config: p.clone(),
                     rules,
                     keys,
                 });
             }
-            Err(e) => errs.push(path, e.to_string()),
+            Err((at, e)) => errs.push(at, e),
         }
     }
     if errs.0.is_empty() {

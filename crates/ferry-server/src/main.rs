@@ -7,10 +7,12 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry_core::SystemClock;
+use ferry_core::config::KeysConfig;
 use ferry_core::duration::format_secs;
 use ferry_keys::Signer as _;
 use ferry_server::audit::AuditSink;
 use ferry_server::load::{build_state, load_providers, read_config};
+use ferry_verify::time::SystemMono;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -77,7 +79,10 @@ fn check(path: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match load_providers(&config) {
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    match load_providers(&config, Arc::new(SystemMono::default())) {
         Ok((providers, warnings)) => {
             for w in &warnings {
                 eprintln!("warning: {w}");
@@ -85,13 +90,18 @@ fn check(path: &Path) -> ExitCode {
             println!("configuration OK: issuer {}", config.issuer);
             for p in &providers {
                 println!(
-                    "  provider {}: issuer {}, algorithms {}, leeway {}, max token lifetime {}, {} key(s)",
+                    "  provider {} ({}): issuer {}, keys {}, algorithms {}, leeway {}, max token lifetime {}{}",
                     p.config.id,
+                    p.config.kind.as_str(),
                     p.config.issuer,
+                    describe_keys(&p.config.keys),
                     p.config.algorithms.join(","),
                     format_secs(p.config.leeway),
                     format_secs(p.config.max_token_lifetime),
-                    p.keys.kids().len(),
+                    p.config
+                        .max_token_age
+                        .map(|a| format!(", max token age {}", format_secs(a)))
+                        .unwrap_or_default(),
                 );
             }
             for a in &config.audience_names {
@@ -104,6 +114,15 @@ fn check(path: &Path) -> ExitCode {
             eprintln!("{} problem(s) found", errs.0.len());
             ExitCode::FAILURE
         }
+    }
+}
+
+fn describe_keys(k: &KeysConfig) -> String {
+    match k {
+        KeysConfig::Inline(_) => "inline JWKS".to_owned(),
+        KeysConfig::File(f) => format!("file {}", f.display()),
+        KeysConfig::Uri(u) => format!("JWKS at {u}"),
+        KeysConfig::Discovery(u) => format!("discovery at {u}"),
     }
 }
 
@@ -141,8 +160,11 @@ async fn serve(
     if let Some(l) = listen {
         config.listen = l;
     }
-    let (providers, warnings) =
-        load_providers(&config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
+    let (providers, warnings) = load_providers(&config, Arc::new(SystemMono::default()))
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     for w in warnings {
         tracing::warn!("{w}");
     }
@@ -164,6 +186,7 @@ async fn serve(
         Arc::new(SystemClock),
         Arc::new(AuditSink::stdout()),
     );
+    ferry_server::tasks::spawn_background(&state);
     let app = ferry_server::router(state);
     tracing::info!("ferry listening on http://{addr}");
     axum::serve(listener, app)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use ferry_core::Clock;
 use ferry_core::config::{Config, Provider};
 use ferry_keys::Signer;
-use ferry_verify::{KeySet, Rules};
+use ferry_verify::{KeySource, Rules};
 
 use crate::audit::AuditSink;
 
@@ -17,8 +17,8 @@ pub struct TrustedProvider {
     pub config: Provider,
     /// Verification rules derived from it.
     pub rules: Rules,
-    /// Its keys, parsed once.
-    pub keys: KeySet,
+    /// Its keys: static (parsed once, file reloaded on change) or a remote cache.
+    pub keys: KeySource,
 }
 
 /// Providers by exact issuer.
@@ -40,6 +40,10 @@ impl Providers {
     /// The provider for exactly this issuer.
     pub fn get(&self, iss: &str) -> Option<&TrustedProvider> {
         self.by_issuer.get(iss)
+    }
+    /// Every provider.
+    pub fn iter(&self) -> impl Iterator<Item = &TrustedProvider> {
+        self.by_issuer.values()
     }
     /// Number of providers.
     pub fn len(&self) -> usize {

@@ -7,13 +7,31 @@ use reqwest::header::{ACCEPT, CACHE_CONTROL};
 
 use crate::net::{Http, origin};
 
+/// Where a bearer token comes from.
+#[derive(Clone)]
+pub enum BearerToken {
+    /// A fixed value.
+    Value(String),
+    /// A file re-read on every request (a projected service-account token rotates).
+    File(std::path::PathBuf),
+}
+
+impl std::fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Value(_) => f.write_str("Value([redacted])"),
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
 /// A bearer token for exactly one origin (a Kubernetes API server).
 #[derive(Clone)]
 pub struct Bearer {
     /// `scheme://host:port` the token may be sent to.
     pub origin: String,
     /// The token.
-    pub token: String,
+    pub token: BearerToken,
 }
 
 impl std::fmt::Debug for Bearer {
@@ -58,7 +76,14 @@ pub async fn get(http: &Http, url: &Url, bearer: Option<&Bearer>) -> Result<Fetc
     if let Some(b) = bearer
         && origin(url).as_deref() == Some(b.origin.as_str())
     {
-        req = req.bearer_auth(&b.token);
+        let token = match &b.token {
+            BearerToken::Value(v) => v.clone(),
+            BearerToken::File(f) => std::fs::read_to_string(f)
+                .map_err(|e| format!("reading the bearer-token file: {e}"))?
+                .trim()
+                .to_owned(),
+        };
+        req = req.bearer_auth(token);
     }
     let mut resp = req
         .send()

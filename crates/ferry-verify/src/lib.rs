@@ -18,7 +18,7 @@ mod verifier;
 
 pub use alg::Algorithm;
 pub use error::VerifyError;
-pub use fetch::Bearer;
+pub use fetch::{Bearer, BearerToken};
 pub use jwks::{JwksError, KeySet, VerifyingKey};
 pub use jws::{Header, MAX_TOKEN_BYTES, peek_issuer};
 pub use remote::{CacheSettings, CacheStats, Endpoint, RemoteKeys, Unavailable};

@@ -67,6 +67,11 @@ impl StaticKeys {
         Ok((me, warnings))
     }
 
+    /// Whether the keys come from a file that may change.
+    pub fn watches_file(&self) -> bool {
+        self.file.is_some()
+    }
+
     /// The current keys.
     pub fn current(&self) -> Arc<KeySet> {
         self.keys

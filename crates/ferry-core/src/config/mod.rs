@@ -3,6 +3,8 @@
 //! compiled once). Nothing here reads files: the caller passes the text and the
 //! directory relative paths are resolved against.
 
+mod audience;
+mod provider;
 mod raw;
 
 use std::collections::HashSet;
@@ -10,10 +12,12 @@ use std::path::{Path, PathBuf};
 
 use crate::duration::parse_secs;
 use crate::expr::Expr;
-use crate::mapping::{MAPPING_VARS, Mapping};
+use crate::mapping::Mapping;
 use crate::mint::Lifetimes;
-use crate::policy::{Audience, POLICY_VARS, Policy, Rule};
-use raw::{RawAudience, RawConfig, RawProvider};
+use crate::policy::Policy;
+use raw::RawConfig;
+
+pub use provider::{GITHUB_ISSUER, github_issuer_shape_ok};
 
 /// Signature algorithms a provider may allow. HMAC and `none` are never among them
 /// (RFC 8725 §3.1–3.2): a remote issuer's keys are public.
@@ -56,19 +60,69 @@ impl std::error::Error for ConfigErrors {}
 
 /// Where a provider's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksSource {
-    /// A JWKS file, resolved against the configuration's directory.
-    File(PathBuf),
+pub enum KeysConfig {
     /// A JWKS given inline, as JSON text.
     Inline(String),
+    /// A JWKS file (reloaded when it changes), resolved against the config's directory.
+    File(PathBuf),
+    /// A JWKS URL.
+    Uri(String),
+    /// OIDC discovery at this document URL; its `issuer` must equal the provider's.
+    Discovery(String),
 }
 
 /// The kinds of provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ProviderKind {
-    /// Keys from a static JWKS.
+    /// Keys from a JWKS given in configuration.
     Static,
+    /// Any OIDC issuer: discovery or an explicit `jwks_uri`.
+    Oidc,
+    /// GitHub Actions, with its pinning rules.
+    Github,
+    /// Kubernetes service-account tokens.
+    Kubernetes,
+}
+
+impl ProviderKind {
+    /// The configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Static => "static",
+            Self::Oidc => "oidc",
+            Self::Github => "github",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// Cache timing for remote keys, seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Shortest cache lifetime, whatever the issuer's `Cache-Control` says.
+    pub min_ttl: u64,
+    /// Longest cache lifetime.
+    pub max_ttl: u64,
+    /// Lifetime without `Cache-Control: max-age`.
+    pub default_ttl: u64,
+    /// At most one forced refetch for an unknown `kid` per this interval.
+    pub refetch_interval: u64,
+    /// How long expired keys keep verifying while the issuer is unreachable.
+    pub max_staleness: u64,
+    /// How long a failed fetch is remembered.
+    pub error_ttl: u64,
+}
+
+/// A Kubernetes API server used for discovery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiServer {
+    /// Its base URL; its origin is trusted (it may resolve to a private address).
+    pub url: String,
+    /// A CA bundle (PEM) for its certificate.
+    pub ca_file: Option<PathBuf>,
+    /// A bearer-token file, sent only to this origin, re-read on every fetch.
+    pub token_file: Option<PathBuf>,
 }
 
 /// A trusted external issuer.
@@ -85,15 +139,34 @@ pub struct Provider {
     /// Allowed signature algorithms.
     pub algorithms: Vec<String>,
     /// Where the keys come from.
-    pub jwks: JwksSource,
+    pub keys: KeysConfig,
+    /// Cache timing for remote keys.
+    pub cache: CacheConfig,
+    /// The Kubernetes API server, for `kubernetes` discovery.
+    pub api_server: Option<ApiServer>,
     /// Clock leeway, seconds.
     pub leeway: u64,
     /// Longest accepted `exp - iat`, seconds.
     pub max_token_lifetime: u64,
+    /// Oldest accepted `iat`, seconds; `None` for no limit.
+    pub max_token_age: Option<u64>,
     /// Whether issued tokens end no later than the subject token.
     pub cap_lifetime_at_subject_expiry: bool,
     /// Condition and mapping.
     pub mapping: Mapping,
+}
+
+/// Outbound HTTP settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    /// Exact origins that may be fetched over plain http (development and tests).
+    pub allow_insecure_origins: Vec<String>,
+    /// Connect timeout, seconds.
+    pub connect_timeout: u64,
+    /// Total timeout per request, seconds.
+    pub timeout: u64,
+    /// Largest accepted response.
+    pub max_response_bytes: usize,
 }
 
 /// A validated configuration.
@@ -111,12 +184,16 @@ pub struct Config {
     pub lifetimes: Lifetimes,
     /// Largest accepted `/token` body.
     pub max_body_bytes: usize,
+    /// Outbound HTTP.
+    pub outbound: Outbound,
     /// Trusted issuers.
     pub providers: Vec<Provider>,
     /// The audiences Ferry serves, in configuration order.
     pub audience_names: Vec<String>,
     /// Access policy.
     pub policy: Policy,
+    /// Things that load but deserve a second look (`ferry check` prints them).
+    pub warnings: Vec<String>,
 }
 
 impl Config {
@@ -133,6 +210,20 @@ fn is_loopback_http(url: &str) -> bool {
             url.strip_prefix(p)
                 .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
         })
+}
+
+/// `scheme://host:port` of a URL, default port explicit; `None` if not an http(s) URL.
+pub fn origin_of(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    Some(format!(
+        "{}://{}:{}",
+        u.scheme(),
+        u.host_str()?,
+        u.port_or_known_default()?
+    ))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -185,6 +276,7 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
 
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let mut errs = ConfigErrors::default();
+    let mut warnings = Vec::new();
 
     let issuer = raw.issuer.clone().unwrap_or_default();
     if issuer.is_empty() {
@@ -224,6 +316,37 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         errs.push("limits.max_body_bytes", "must be between 1024 and 1048576");
     }
 
+    let o = &raw.outbound;
+    let mut insecure = Vec::new();
+    for (i, origin) in o.allow_insecure_origins.iter().enumerate() {
+        match origin_of(origin) {
+            Some(norm) if origin.trim_end_matches('/') == origin_of_display(origin) => {
+                insecure.push(norm)
+            }
+            _ => errs.push(
+                format!("outbound.allow_insecure_origins[{i}]"),
+                "must be an exact origin such as http://127.0.0.1:8443 (no path)",
+            ),
+        }
+    }
+    if !insecure.is_empty() {
+        warnings.push(format!(
+            "outbound.allow_insecure_origins: plain http allowed for {}: for development and tests only",
+            insecure.join(", ")
+        ));
+    }
+    let outbound = Outbound {
+        allow_insecure_origins: insecure,
+        connect_timeout: duration(
+            &mut errs,
+            "outbound.connect_timeout",
+            o.connect_timeout.as_ref(),
+            2,
+        ),
+        timeout: duration(&mut errs, "outbound.timeout", o.timeout.as_ref(), 5),
+        max_response_bytes: o.max_response_bytes.unwrap_or(1024 * 1024),
+    };
+
     if raw.providers.is_empty() {
         errs.push(
             "providers",
@@ -235,25 +358,23 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let mut issuers = HashSet::new();
     for (i, p) in raw.providers.iter().enumerate() {
         let path = format!("providers[{i}]");
-        if let Some(id) = &p.id
-            && !ids.insert(id.clone())
-        {
+        let Some(p) = provider::provider(&mut errs, &mut warnings, &path, p, base, &outbound)
+        else {
+            continue;
+        };
+        if !ids.insert(p.id.clone()) {
             errs.push(format!("{path}.id"), "duplicate provider id");
         }
-        if let Some(iss) = &p.issuer {
-            if !issuers.insert(iss.clone()) {
-                errs.push(
-                    format!("{path}.issuer"),
-                    "another provider has the same issuer",
-                );
-            }
-            if *iss == issuer {
-                errs.push(format!("{path}.issuer"), "must not be Ferry's own issuer");
-            }
+        if !issuers.insert(p.issuer.clone()) {
+            errs.push(
+                format!("{path}.issuer"),
+                "another provider has the same issuer",
+            );
         }
-        if let Some(p) = provider(&mut errs, &path, p, base) {
-            providers.push(p);
+        if p.issuer == issuer {
+            errs.push(format!("{path}.issuer"), "must not be Ferry's own issuer");
         }
+        providers.push(p);
     }
 
     if raw.audiences.is_empty() {
@@ -266,7 +387,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let mut audiences = Vec::new();
     for (i, a) in raw.audiences.iter().enumerate() {
         let path = format!("audiences[{i}]");
-        if let Some(a) = audience(&mut errs, &path, a, lifetimes.max_ttl) {
+        if let Some(a) = audience::audience(&mut errs, &path, a, lifetimes.max_ttl) {
             if !names.insert(a.name.clone()) {
                 errs.push(format!("{path}.audience"), "duplicate audience");
             }
@@ -284,280 +405,27 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
         lifetimes,
         max_body_bytes,
+        outbound,
         providers,
         audience_names: audiences.iter().map(|a| a.name.clone()).collect(),
         policy: Policy::new(audiences),
+        warnings,
     })
 }
 
-fn provider(errs: &mut ConfigErrors, path: &str, p: &RawProvider, base: &Path) -> Option<Provider> {
-    let before = errs.0.len();
-    let id = p.id.clone().unwrap_or_default();
-    if !valid_id(&id) {
-        errs.push(
-            format!("{path}.id"),
-            "is required: 1-64 characters of a-z, 0-9, '-' or '_'",
-        );
-    }
-    let kind = match p.kind.as_deref() {
-        None | Some("static") => ProviderKind::Static,
-        Some(_) => {
-            errs.push(format!("{path}.kind"), "unknown kind (supported: static)");
-            ProviderKind::Static
-        }
-    };
-    let issuer = p.issuer.clone().unwrap_or_default();
-    if issuer.is_empty() {
-        errs.push(format!("{path}.issuer"), "is required");
-    }
-    let audiences = p.audiences.clone().unwrap_or_default();
-    if audiences.is_empty() || audiences.iter().any(String::is_empty) {
-        errs.push(format!("{path}.audiences"), "must not be empty");
-    }
-    let algorithms: Vec<String> = match &p.algorithms {
-        None => DEFAULT_ALGORITHMS.iter().map(|s| s.to_string()).collect(),
-        Some(list) => {
-            if list.is_empty() {
-                errs.push(format!("{path}.algorithms"), "must not be empty");
+/// The origin as written would print without a path: `http://127.0.0.1:8443`.
+fn origin_of_display(origin: &str) -> String {
+    url::Url::parse(origin)
+        .ok()
+        .map(|u| {
+            let mut s = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
+            if let Some(p) = u.port() {
+                s.push_str(&format!(":{p}"));
             }
-            for a in list {
-                if !ALLOWED_ALGORITHMS.contains(&a.as_str()) {
-                    errs.push(
-                        format!("{path}.algorithms"),
-                        format!(
-                            "'{a}' is not allowed (allowed: {})",
-                            ALLOWED_ALGORITHMS.join(", ")
-                        ),
-                    );
-                }
-            }
-            list.clone()
-        }
-    };
-    let jwks = match &p.jwks {
-        Some(j) => match (&j.file, &j.inline) {
-            (Some(f), None) => Some(JwksSource::File(base.join(f))),
-            (None, Some(v)) => Some(JwksSource::Inline(v.to_string())),
-            _ => {
-                errs.push(format!("{path}.jwks"), "give exactly one of file or inline");
-                None
-            }
-        },
-        None => {
-            errs.push(format!("{path}.jwks"), "is required for a static provider");
-            None
-        }
-    };
-    let leeway = duration(
-        errs,
-        &format!("{path}.leeway"),
-        p.leeway.as_ref(),
-        DEFAULT_LEEWAY,
-    );
-    if leeway > 300 {
-        errs.push(format!("{path}.leeway"), "must be at most 5m");
-    }
-    let max_token_lifetime = duration(
-        errs,
-        &format!("{path}.max_token_lifetime"),
-        p.max_token_lifetime.as_ref(),
-        DEFAULT_MAX_TOKEN_LIFETIME,
-    );
-
-    let m = p.mapping.as_ref();
-    let condition = p
-        .condition
-        .as_ref()
-        .and_then(|c| compile(errs, &format!("{path}.condition"), c, MAPPING_VARS));
-    let subject_src = m
-        .and_then(|m| m.subject.clone())
-        .unwrap_or_else(|| "assertion.sub".to_owned());
-    let subject = compile(
-        errs,
-        &format!("{path}.mapping.subject"),
-        &subject_src,
-        MAPPING_VARS,
-    );
-    let groups = m
-        .and_then(|m| m.groups.as_ref())
-        .and_then(|g| compile(errs, &format!("{path}.mapping.groups"), g, MAPPING_VARS));
-    let mut attributes = Vec::new();
-    for (name, src) in m.map(|m| &m.attributes).into_iter().flatten() {
-        let apath = format!("{path}.mapping.attributes.{name}");
-        if !valid_id(name) {
-            errs.push(&apath, "attribute names use a-z, 0-9, '-' or '_'");
-        }
-        if let Some(e) = compile(errs, &apath, src, MAPPING_VARS) {
-            attributes.push((name.clone(), e));
-        }
-    }
-    if errs.0.len() > before {
-        return None;
-    }
-    Some(Provider {
-        id,
-        kind,
-        issuer,
-        audiences,
-        algorithms,
-        jwks: jwks?,
-        leeway,
-        max_token_lifetime,
-        cap_lifetime_at_subject_expiry: p.cap_lifetime_at_subject_expiry.unwrap_or(true),
-        mapping: Mapping::new(path.to_owned(), condition, subject?, groups, attributes),
-    })
-}
-
-fn audience(
-    errs: &mut ConfigErrors,
-    path: &str,
-    a: &RawAudience,
-    max_ttl: u64,
-) -> Option<Audience> {
-    let before = errs.0.len();
-    let name = a.audience.clone().unwrap_or_default();
-    if name.is_empty() {
-        errs.push(format!("{path}.audience"), "is required");
-    }
-    let default_ttl = opt_duration(errs, &format!("{path}.default_ttl"), a.default_ttl.as_ref());
-    if default_ttl.is_some_and(|t| t > max_ttl) {
-        errs.push(
-            format!("{path}.default_ttl"),
-            "must not exceed tokens.max_ttl",
-        );
-    }
-    if a.rules.is_empty() {
-        errs.push(
-            format!("{path}.rules"),
-            "must not be empty: with no rule nobody gets this audience",
-        );
-    }
-    let mut rules = Vec::new();
-    for (j, r) in a.rules.iter().enumerate() {
-        let rpath = format!("{path}.rules[{j}]");
-        let allow = match &r.allow {
-            Some(src) => compile(errs, &format!("{rpath}.allow"), src, POLICY_VARS),
-            None => {
-                errs.push(format!("{rpath}.allow"), "is required");
-                None
-            }
-        };
-        for s in &r.scopes {
-            if crate::request::parse_scope(s)
-                .map(|v| v.len() != 1)
-                .unwrap_or(true)
-            {
-                errs.push(
-                    format!("{rpath}.scopes"),
-                    "each scope is one token of printable ASCII without spaces or quotes",
-                );
-            }
-        }
-        let max = opt_duration(errs, &format!("{rpath}.max_ttl"), r.max_ttl.as_ref());
-        if let Some(allow) = allow {
-            rules.push(Rule {
-                path: rpath,
-                allow,
-                scopes: r.scopes.clone(),
-                max_ttl: max,
-            });
-        }
-    }
-    (errs.0.len() == before).then_some(Audience {
-        name,
-        default_ttl,
-        rules,
-    })
+            s
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GOOD: &str = r#"
-issuer: https://ferry.example.com
-providers:
-  - id: dev
-    issuer: https://idp.example.com
-    audiences: [https://ferry.example.com]
-    jwks: { file: keys.json }
-    condition: assertion.sub.startsWith('repo:')
-    mapping:
-      subject: assertion.sub
-      attributes: { repository: assertion.repository }
-audiences:
-  - audience: https://deploy.example.com
-    rules:
-      - allow: provider == 'dev'
-        scopes: [deploy]
-        max_ttl: 15m
-"#;
-
-    #[test]
-    fn a_good_config_loads() {
-        let c = parse(GOOD, Path::new("/etc/ferry")).unwrap();
-        assert_eq!(
-            c.providers[0].jwks,
-            JwksSource::File("/etc/ferry/keys.json".into())
-        );
-        assert_eq!(c.providers[0].algorithms, vec!["RS256", "ES256"]);
-        assert_eq!(c.data_dir, PathBuf::from("/etc/ferry/ferry-data"));
-        assert!(c.provider_for_issuer("https://idp.example.com").is_some());
-        assert!(c.provider_for_issuer("https://idp.example.com/").is_none());
-    }
-
-    #[test]
-    fn every_problem_is_reported_with_its_path() {
-        let bad = GOOD
-            .replace("audiences: [https://ferry.example.com]", "audiences: []")
-            .replace("assertion.sub.startsWith", "assertin.sub.startsWith")
-            .replace("max_ttl: 15m", "max_ttl: 15x")
-            .replace("provider == 'dev'", "provider ==");
-        let errs = parse(&bad, Path::new("/")).unwrap_err();
-        let paths: Vec<&str> = errs.0.iter().map(|(p, _)| p.as_str()).collect();
-        assert_eq!(
-            paths,
-            vec![
-                "providers[0].audiences",
-                "providers[0].condition",
-                "audiences[0].rules[0].allow",
-                "audiences[0].rules[0].max_ttl",
-            ],
-            "{errs}"
-        );
-        assert!(
-            errs.to_string()
-                .contains("providers[0].audiences: must not be empty")
-        );
-        assert!(errs.to_string().contains("unknown variable 'assertin'"));
-    }
-
-    #[test]
-    fn unknown_fields_and_hmac_are_refused() {
-        assert!(parse(&format!("{GOOD}\nsurprise: 1\n"), Path::new("/")).is_err());
-        let hs = GOOD.replace(
-            "jwks: { file: keys.json }",
-            "jwks: { file: keys.json }\n    algorithms: [HS256]",
-        );
-        let errs = parse(&hs, Path::new("/")).unwrap_err();
-        assert_eq!(errs.0[0].0, "providers[0].algorithms");
-    }
-
-    #[test]
-    fn issuer_must_be_https_or_loopback() {
-        for (iss, ok) in [
-            ("https://x.example", true),
-            ("http://127.0.0.1:8080", true),
-            ("http://localhost", true),
-            ("http://example.com", false),
-            ("http://127.0.0.1.evil.com", false),
-            ("https://x.example/", false),
-        ] {
-            let text = GOOD.replace(
-                "issuer: https://ferry.example.com",
-                &format!("issuer: {iss}"),
-            );
-            assert_eq!(parse(&text, Path::new("/")).is_ok(), ok, "{iss}");
-        }
-    }
-}
+mod tests;

@@ -17,6 +17,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub limits: RawLimits,
     #[serde(default)]
+    pub outbound: RawOutbound,
+    #[serde(default)]
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub audiences: Vec<RawAudience>,
@@ -38,6 +40,35 @@ pub struct RawLimits {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawOutbound {
+    #[serde(default)]
+    pub allow_insecure_origins: Vec<String>,
+    pub connect_timeout: Option<String>,
+    pub timeout: Option<String>,
+    pub max_response_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub min_ttl: Option<String>,
+    pub max_ttl: Option<String>,
+    pub default_ttl: Option<String>,
+    pub refetch_interval: Option<String>,
+    pub max_staleness: Option<String>,
+    pub error_ttl: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiServer {
+    pub url: Option<String>,
+    pub ca_file: Option<String>,
+    pub token_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawProvider {
     pub id: Option<String>,
     pub kind: Option<String>,
@@ -45,8 +76,14 @@ pub struct RawProvider {
     pub audiences: Option<Vec<String>>,
     pub algorithms: Option<Vec<String>>,
     pub jwks: Option<RawJwks>,
+    pub discovery_url: Option<String>,
+    pub api_server: Option<RawApiServer>,
+    #[serde(default)]
+    pub cache: RawCache,
+    pub allow_unpinned: Option<bool>,
     pub leeway: Option<String>,
     pub max_token_lifetime: Option<String>,
+    pub max_token_age: Option<String>,
     pub cap_lifetime_at_subject_expiry: Option<bool>,
     pub condition: Option<String>,
     pub mapping: Option<RawMapping>,
@@ -57,6 +94,7 @@ pub struct RawProvider {
 pub struct RawJwks {
     pub file: Option<String>,
     pub inline: Option<serde_json::Value>,
+    pub uri: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -12,11 +12,28 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: configuration loaded and a signing key in memory.
+/// `GET /readyz`: configuration loaded and a signing key in memory. Always 200 while
+/// serving: an unreachable issuer shows in the body (and later in metrics), but never
+/// fails readiness, since every replica shares the same issuers.
 pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
+    let mut providers: Vec<Value> = state
+        .providers
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.config.id,
+                "kind": p.config.kind.as_str(),
+                "keys": match p.keys.stats() {
+                    Some(stats) => json!(stats),
+                    None => json!("static"),
+                },
+            })
+        })
+        .collect();
+    providers.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
     Json(json!({
         "status": "ready",
-        "providers": state.providers.len(),
+        "providers": providers,
         "audiences": state.config.audience_names.len(),
         "signing_key": state.signer.kid(),
     }))

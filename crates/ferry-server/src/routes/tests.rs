@@ -74,7 +74,8 @@ audiences:
         jwks = jwks(&[&idp.key])
     );
     let config = ferry_core::config::parse(&yaml, Path::new("/")).unwrap();
-    let (providers, _) = load_providers(&config).unwrap();
+    let (providers, _) =
+        load_providers(&config, Arc::new(ferry_verify::time::ManualMono::default())).unwrap();
     let (signer, _) = ferry_keys::SoftwareSigner::generate().unwrap();
     let audit = Buf::default();
     let state = build_state(

@@ -68,7 +68,7 @@ pub async fn token(
             Ok(TokenRequest::TokenExchange(req)) => {
                 audit.grant_type = Some("token-exchange");
                 audit.client_id = req.client_id.clone();
-                exchange(&state, &req, &mut audit)
+                exchange(&state, &req, &mut audit).await
             }
             Err(e) => Err(e),
         },

@@ -1,0 +1,441 @@
+//! One trusted issuer: its kind and presets, where its keys come from, its verification
+//! settings, and its compiled condition and mapping.
+//!
+//! GitHub's public issuer is shared by every GitHub user, so a `github` provider must pin
+//! an owner, repository or enterprise *id* in its condition (names can be re-registered)
+//! and must not accept GitHub's default audience; both refuse to load unless the
+//! operator sets `allow_unpinned: true`.
+
+use std::path::Path;
+
+use super::raw::{RawCache, RawProvider};
+use super::{
+    ALLOWED_ALGORITHMS, ApiServer, CacheConfig, ConfigErrors, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
+    DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, Provider, ProviderKind, compile, duration,
+    opt_duration, origin_of, valid_id,
+};
+use crate::expr::ClaimUse;
+use crate::mapping::{MAPPING_VARS, Mapping};
+
+/// GitHub Actions' public issuer.
+pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+const PINNING_CLAIMS: &[&str] = &["repository_owner_id", "repository_id", "enterprise_id"];
+const LEGACY_K8S_ISSUER: &str = "kubernetes/serviceaccount";
+
+fn label(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
+/// Whether `iss` has one of the shapes GitHub Actions uses: the public issuer, its
+/// enterprise-slug form, `token.actions.<sub>.ghe.com`, or GitHub Enterprise Server's
+/// `https://HOST/_services/token`.
+pub fn github_issuer_shape_ok(iss: &str) -> bool {
+    if iss == GITHUB_ISSUER {
+        return true;
+    }
+    if let Some(slug) = iss.strip_prefix("https://token.actions.githubusercontent.com/") {
+        return label(slug);
+    }
+    if let Some(sub) = iss
+        .strip_prefix("https://token.actions.")
+        .and_then(|r| r.strip_suffix(".ghe.com"))
+    {
+        return label(sub);
+    }
+    if let Some(host) = iss
+        .strip_prefix("https://")
+        .and_then(|r| r.strip_suffix("/_services/token"))
+    {
+        return !host.is_empty() && host.split('.').all(label) && !host.contains('/');
+    }
+    false
+}
+
+/// Whether a URL may be fetched: https, or an opted-in insecure origin.
+fn fetchable(url: &str, outbound: &Outbound) -> bool {
+    match origin_of(url) {
+        Some(o) if o.starts_with("https://") => true,
+        Some(o) => outbound.allow_insecure_origins.contains(&o),
+        None => false,
+    }
+}
+
+fn cache(errs: &mut ConfigErrors, path: &str, c: &RawCache) -> CacheConfig {
+    let d = |errs: &mut ConfigErrors, name: &str, v: Option<&String>, def: u64| {
+        duration(errs, &format!("{path}.cache.{name}"), v, def)
+    };
+    let out = CacheConfig {
+        min_ttl: d(errs, "min_ttl", c.min_ttl.as_ref(), 300),
+        max_ttl: d(errs, "max_ttl", c.max_ttl.as_ref(), 86_400),
+        default_ttl: d(errs, "default_ttl", c.default_ttl.as_ref(), 3_600),
+        refetch_interval: d(errs, "refetch_interval", c.refetch_interval.as_ref(), 300),
+        max_staleness: d(errs, "max_staleness", c.max_staleness.as_ref(), 86_400),
+        error_ttl: d(errs, "error_ttl", c.error_ttl.as_ref(), 30),
+    };
+    if out.min_ttl > out.max_ttl {
+        errs.push(
+            format!("{path}.cache.min_ttl"),
+            "must not exceed cache.max_ttl",
+        );
+    }
+    if out.refetch_interval == 0 {
+        errs.push(
+            format!("{path}.cache.refetch_interval"),
+            "must be greater than zero",
+        );
+    }
+    out
+}
+
+fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind {
+    match p.kind.as_deref() {
+        Some("static") => ProviderKind::Static,
+        Some("oidc") => ProviderKind::Oidc,
+        Some("github") => ProviderKind::Github,
+        Some("kubernetes") => ProviderKind::Kubernetes,
+        Some(_) => {
+            errs.push(
+                format!("{path}.kind"),
+                "unknown kind (supported: oidc, github, kubernetes, static)",
+            );
+            ProviderKind::Static
+        }
+        // Without a kind: a JWKS given here means static, anything else OIDC.
+        None => match &p.jwks {
+            Some(j) if j.file.is_some() || j.inline.is_some() => ProviderKind::Static,
+            _ => ProviderKind::Oidc,
+        },
+    }
+}
+
+#[allow(clippy::too_many_lines)]
+pub(super) fn provider(
+    errs: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+    path: &str,
+    p: &RawProvider,
+    base: &Path,
+    outbound: &Outbound,
+) -> Option<Provider> {
+    let before = errs.0.len();
+    let id = p.id.clone().unwrap_or_default();
+    if !valid_id(&id) {
+        errs.push(
+            format!("{path}.id"),
+            "is required: 1-64 characters of a-z, 0-9, '-' or '_'",
+        );
+    }
+    let kind = kind_of(errs, path, p);
+    let github = kind == ProviderKind::Github;
+    let unpinned = p.allow_unpinned.unwrap_or(false);
+    if p.allow_unpinned.is_some() && !github {
+        errs.push(
+            format!("{path}.allow_unpinned"),
+            "applies only to kind github",
+        );
+    }
+
+    // Issuer.
+    let issuer = match (&p.issuer, github) {
+        (Some(i), _) => i.clone(),
+        (None, true) => super::GITHUB_ISSUER.to_owned(),
+        (None, false) => String::new(),
+    };
+    if issuer.is_empty() {
+        errs.push(format!("{path}.issuer"), "is required");
+    } else if github && !github_issuer_shape_ok(&issuer) {
+        errs.push(
+            format!("{path}.issuer"),
+            "is not a GitHub Actions issuer (https://token.actions.githubusercontent.com[/<enterprise>], \
+             https://token.actions.<sub>.ghe.com or https://<host>/_services/token)",
+        );
+    } else if issuer == LEGACY_K8S_ISSUER {
+        errs.push(
+            format!("{path}.issuer"),
+            "legacy Kubernetes secret-based tokens (no exp, no aud) are never accepted; use projected tokens",
+        );
+    }
+
+    // Audiences the subject token must carry.
+    let audiences = p.audiences.clone().unwrap_or_default();
+    if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+        errs.push(format!("{path}.audiences"), "must not be empty");
+    }
+    if github
+        && !unpinned
+        && audiences
+            .iter()
+            .any(|a| a.starts_with("https://github.com/"))
+    {
+        errs.push(
+            format!("{path}.audiences"),
+            "must not include GitHub's default audience https://github.com/<owner>: \
+             request a dedicated audience in the workflow (or set allow_unpinned: true)",
+        );
+    }
+
+    // Algorithms.
+    let default_algs: &[&str] = if github {
+        &["RS256"]
+    } else {
+        DEFAULT_ALGORITHMS
+    };
+    let algorithms: Vec<String> = match &p.algorithms {
+        None => default_algs.iter().map(|s| s.to_string()).collect(),
+        Some(list) => {
+            if list.is_empty() {
+                errs.push(format!("{path}.algorithms"), "must not be empty");
+            }
+            for a in list {
+                if !ALLOWED_ALGORITHMS.contains(&a.as_str()) {
+                    errs.push(
+                        format!("{path}.algorithms"),
+                        format!(
+                            "'{a}' is not allowed (allowed: {})",
+                            ALLOWED_ALGORITHMS.join(", ")
+                        ),
+                    );
+                }
+            }
+            list.clone()
+        }
+    };
+
+    // Kubernetes API server.
+    let api_server = match (&p.api_server, kind) {
+        (None, _) => None,
+        (Some(_), k) if k != ProviderKind::Kubernetes => {
+            errs.push(
+                format!("{path}.api_server"),
+                "applies only to kind kubernetes",
+            );
+            None
+        }
+        (Some(a), _) => {
+            let url = a.url.clone().unwrap_or_default();
+            if !fetchable(&url, outbound) {
+                errs.push(
+                    format!("{path}.api_server.url"),
+                    "must be an https URL (or an origin listed in outbound.allow_insecure_origins)",
+                );
+            }
+            Some(ApiServer {
+                url: url.trim_end_matches('/').to_owned(),
+                ca_file: a.ca_file.as_ref().map(|f| base.join(f)),
+                token_file: a.token_file.as_ref().map(|f| base.join(f)),
+            })
+        }
+    };
+
+    // Where the keys come from.
+    let keys = keys_config(
+        errs,
+        path,
+        p,
+        kind,
+        &issuer,
+        api_server.as_ref(),
+        base,
+        outbound,
+    );
+
+    let cache = cache(errs, path, &p.cache);
+    let leeway = duration(
+        errs,
+        &format!("{path}.leeway"),
+        p.leeway.as_ref(),
+        DEFAULT_LEEWAY,
+    );
+    if leeway > 300 {
+        errs.push(format!("{path}.leeway"), "must be at most 5m");
+    }
+    let max_token_lifetime = duration(
+        errs,
+        &format!("{path}.max_token_lifetime"),
+        p.max_token_lifetime.as_ref(),
+        DEFAULT_MAX_TOKEN_LIFETIME,
+    );
+    let max_token_age = opt_duration(
+        errs,
+        &format!("{path}.max_token_age"),
+        p.max_token_age.as_ref(),
+    );
+
+    // Condition and mapping.
+    let m = p.mapping.as_ref();
+    let condition = p
+        .condition
+        .as_ref()
+        .and_then(|c| compile(errs, &format!("{path}.condition"), c, MAPPING_VARS));
+    if github {
+        github_pinning(
+            errs,
+            warnings,
+            path,
+            &id,
+            condition.as_ref().map(|c| c.claims()),
+            unpinned,
+        );
+    }
+    let subject_src = m
+        .and_then(|m| m.subject.clone())
+        .unwrap_or_else(|| "assertion.sub".to_owned());
+    let subject = compile(
+        errs,
+        &format!("{path}.mapping.subject"),
+        &subject_src,
+        MAPPING_VARS,
+    );
+    let groups = m
+        .and_then(|m| m.groups.as_ref())
+        .and_then(|g| compile(errs, &format!("{path}.mapping.groups"), g, MAPPING_VARS));
+    let mut attributes = Vec::new();
+    for (name, src) in m.map(|m| &m.attributes).into_iter().flatten() {
+        let apath = format!("{path}.mapping.attributes.{name}");
+        if !valid_id(name) {
+            errs.push(&apath, "attribute names use a-z, 0-9, '-' or '_'");
+        }
+        if let Some(e) = compile(errs, &apath, src, MAPPING_VARS) {
+            attributes.push((name.clone(), e));
+        }
+    }
+    if errs.0.len() > before {
+        return None;
+    }
+    Some(Provider {
+        id,
+        kind,
+        issuer,
+        audiences,
+        algorithms,
+        keys: keys?,
+        cache,
+        api_server,
+        leeway,
+        max_token_lifetime,
+        max_token_age,
+        // GitHub's tokens live about five minutes while jobs run longer: by default a
+        // github provider does not cap issued tokens at the subject token's exp.
+        cap_lifetime_at_subject_expiry: p.cap_lifetime_at_subject_expiry.unwrap_or(!github),
+        mapping: Mapping::new(path.to_owned(), condition, subject?, groups, attributes),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn keys_config(
+    errs: &mut ConfigErrors,
+    path: &str,
+    p: &RawProvider,
+    kind: ProviderKind,
+    issuer: &str,
+    api_server: Option<&ApiServer>,
+    base: &Path,
+    outbound: &Outbound,
+) -> Option<KeysConfig> {
+    let https_hint =
+        "must be an https URL (or an origin listed in outbound.allow_insecure_origins)";
+    if let Some(j) = &p.jwks {
+        let given = [j.file.is_some(), j.inline.is_some(), j.uri.is_some()];
+        if given.iter().filter(|g| **g).count() != 1 {
+            errs.push(
+                format!("{path}.jwks"),
+                "give exactly one of file, inline or uri",
+            );
+            return None;
+        }
+        if p.discovery_url.is_some() {
+            errs.push(
+                format!("{path}.discovery_url"),
+                "give either jwks or discovery_url",
+            );
+        }
+        if let Some(f) = &j.file {
+            return Some(KeysConfig::File(base.join(f)));
+        }
+        if let Some(v) = &j.inline {
+            return Some(KeysConfig::Inline(v.to_string()));
+        }
+        let uri = j.uri.clone().unwrap_or_default();
+        if kind == ProviderKind::Static {
+            errs.push(
+                format!("{path}.jwks.uri"),
+                "a static provider takes file or inline; use kind oidc for a URL",
+            );
+            return None;
+        }
+        if !fetchable(&uri, outbound) {
+            errs.push(format!("{path}.jwks.uri"), https_hint);
+            return None;
+        }
+        return Some(KeysConfig::Uri(uri));
+    }
+    if kind == ProviderKind::Static {
+        errs.push(
+            format!("{path}.jwks"),
+            "is required for a static provider (file or inline)",
+        );
+        return None;
+    }
+    // Discovery: an explicit document URL, the API server's, or the issuer's own.
+    let (url, at) = match (&p.discovery_url, api_server) {
+        (Some(u), _) => (u.clone(), format!("{path}.discovery_url")),
+        (None, Some(a)) => (
+            format!("{}/.well-known/openid-configuration", a.url),
+            format!("{path}.api_server.url"),
+        ),
+        (None, None) => (
+            format!(
+                "{}/.well-known/openid-configuration",
+                issuer.trim_end_matches('/')
+            ),
+            format!("{path}.issuer"),
+        ),
+    };
+    if issuer.is_empty() {
+        return None;
+    }
+    if !fetchable(&url, outbound) {
+        errs.push(at, format!("discovery {https_hint}"));
+        return None;
+    }
+    Some(KeysConfig::Discovery(url))
+}
+
+fn github_pinning(
+    errs: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+    path: &str,
+    id: &str,
+    claims: Option<&ClaimUse>,
+    unpinned: bool,
+) {
+    let used = match claims {
+        Some(ClaimUse::Some(set)) => set.clone(),
+        _ => Default::default(),
+    };
+    let pinned = PINNING_CLAIMS.iter().any(|c| used.contains(*c));
+    if !pinned && !unpinned {
+        errs.push(
+            format!("{path}.condition"),
+            "a github provider must pin repository_owner_id, repository_id or enterprise_id \
+             (GitHub's issuer is shared by every GitHub user); set allow_unpinned: true to override",
+        );
+    }
+    for (name, id_claim) in [
+        ("repository", "repository_id"),
+        ("repository_owner", "repository_owner_id"),
+    ] {
+        if used.contains(name) && !used.contains(id_claim) {
+            warnings.push(format!(
+                "{path} ({id}): the condition checks {name} by name but not {id_claim}: names can be \
+                 re-registered by someone else; pin the id"
+            ));
+        }
+    }
+    if !used.contains("event_name") {
+        warnings.push(format!(
+            "{path} ({id}): the condition does not look at event_name: workflows triggered by \
+             pull_request_target run with the base repository's identity and may run code from forks"
+        ));
+    }
+}

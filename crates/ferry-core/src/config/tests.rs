@@ -1,0 +1,208 @@
+//! Configuration validation tests.
+
+use super::*;
+
+const GOOD: &str = r#"
+issuer: https://ferry.example.com
+providers:
+  - id: dev
+    issuer: https://idp.example.com
+    audiences: [https://ferry.example.com]
+    jwks: { file: keys.json }
+    condition: assertion.sub.startsWith('repo:')
+    mapping:
+      subject: assertion.sub
+      attributes: { repository: assertion.repository }
+audiences:
+  - audience: https://deploy.example.com
+    rules:
+      - allow: provider == 'dev'
+        scopes: [deploy]
+        max_ttl: 15m
+"#;
+
+#[test]
+fn a_good_config_loads() {
+    let c = parse(GOOD, Path::new("/etc/ferry")).unwrap();
+    assert_eq!(
+        c.providers[0].keys,
+        KeysConfig::File("/etc/ferry/keys.json".into())
+    );
+    assert_eq!(c.providers[0].algorithms, vec!["RS256", "ES256"]);
+    assert_eq!(c.data_dir, PathBuf::from("/etc/ferry/ferry-data"));
+    assert!(c.provider_for_issuer("https://idp.example.com").is_some());
+    assert!(c.provider_for_issuer("https://idp.example.com/").is_none());
+}
+
+#[test]
+fn every_problem_is_reported_with_its_path() {
+    let bad = GOOD
+        .replace("audiences: [https://ferry.example.com]", "audiences: []")
+        .replace("assertion.sub.startsWith", "assertin.sub.startsWith")
+        .replace("max_ttl: 15m", "max_ttl: 15x")
+        .replace("provider == 'dev'", "provider ==");
+    let errs = parse(&bad, Path::new("/")).unwrap_err();
+    let paths: Vec<&str> = errs.0.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![
+            "providers[0].audiences",
+            "providers[0].condition",
+            "audiences[0].rules[0].allow",
+            "audiences[0].rules[0].max_ttl",
+        ],
+        "{errs}"
+    );
+    assert!(
+        errs.to_string()
+            .contains("providers[0].audiences: must not be empty")
+    );
+    assert!(errs.to_string().contains("unknown variable 'assertin'"));
+}
+
+#[test]
+fn unknown_fields_and_hmac_are_refused() {
+    assert!(parse(&format!("{GOOD}\nsurprise: 1\n"), Path::new("/")).is_err());
+    let hs = GOOD.replace(
+        "jwks: { file: keys.json }",
+        "jwks: { file: keys.json }\n    algorithms: [HS256]",
+    );
+    let errs = parse(&hs, Path::new("/")).unwrap_err();
+    assert_eq!(errs.0[0].0, "providers[0].algorithms");
+}
+
+#[test]
+fn issuer_must_be_https_or_loopback() {
+    for (iss, ok) in [
+        ("https://x.example", true),
+        ("http://127.0.0.1:8080", true),
+        ("http://localhost", true),
+        ("http://example.com", false),
+        ("http://127.0.0.1.evil.com", false),
+        ("https://x.example/", false),
+    ] {
+        let text = GOOD.replace(
+            "issuer: https://ferry.example.com",
+            &format!("issuer: {iss}"),
+        );
+        assert_eq!(parse(&text, Path::new("/")).is_ok(), ok, "{iss}");
+    }
+}
+
+const GH: &str = r#"
+issuer: https://ferry.example.com
+outbound: { allow_insecure_origins: ["http://127.0.0.1:9000"] }
+providers:
+  - id: gh
+    kind: github
+    audiences: [https://ferry.example.com]
+    condition: assertion.repository_owner_id == '65' && assertion.event_name != 'pull_request_target'
+audiences:
+  - audience: https://deploy.example.com
+    rules:
+      - allow: provider == 'gh'
+"#;
+
+fn err_paths(text: &str) -> Vec<String> {
+    parse(text, Path::new("/"))
+        .err()
+        .map(|e| e.0.into_iter().map(|(p, _)| p).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn github_preset_defaults() {
+    let c = parse(GH, Path::new("/")).unwrap();
+    let p = &c.providers[0];
+    assert_eq!(p.issuer, GITHUB_ISSUER);
+    assert_eq!(p.algorithms, vec!["RS256"]);
+    assert!(!p.cap_lifetime_at_subject_expiry);
+    assert_eq!(
+        p.keys,
+        KeysConfig::Discovery(format!("{GITHUB_ISSUER}/.well-known/openid-configuration"))
+    );
+    assert!(
+        c.warnings.iter().all(|w| !w.contains("event_name")),
+        "{:?}",
+        c.warnings
+    );
+}
+
+#[test]
+fn an_unpinned_github_provider_is_refused_unless_explicitly_allowed() {
+    let unpinned = GH.replace(
+        "assertion.repository_owner_id == '65'",
+        "assertion.repository_owner == 'acme'",
+    );
+    assert_eq!(err_paths(&unpinned), vec!["providers[0].condition"]);
+    let allowed = unpinned.replace("kind: github", "kind: github\n    allow_unpinned: true");
+    let c = parse(&allowed, Path::new("/")).unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("by name")),
+        "{:?}",
+        c.warnings
+    );
+
+    let no_condition = GH.replace("    condition: assertion.repository_owner_id == '65' && assertion.event_name != 'pull_request_target'\n", "");
+    assert_eq!(err_paths(&no_condition), vec!["providers[0].condition"]);
+
+    let default_aud = GH.replace(
+        "audiences: [https://ferry.example.com]",
+        "audiences: [https://github.com/acme]",
+    );
+    assert_eq!(err_paths(&default_aud), vec!["providers[0].audiences"]);
+}
+
+#[test]
+fn github_issuer_shapes() {
+    for (iss, ok) in [
+        ("https://token.actions.githubusercontent.com", true),
+        (
+            "https://token.actions.githubusercontent.com/acme-corp",
+            true,
+        ),
+        ("https://token.actions.acme.ghe.com", true),
+        ("https://github.acme.internal/_services/token", true),
+        ("https://token.actions.githubusercontent.com/a/b", false),
+        ("http://token.actions.githubusercontent.com", false),
+        (
+            "https://evil.example/token.actions.githubusercontent.com",
+            false,
+        ),
+    ] {
+        assert_eq!(github_issuer_shape_ok(iss), ok, "{iss}");
+    }
+}
+
+#[test]
+fn remote_key_urls_must_be_https_or_opted_in() {
+    let oidc = |keys: &str| {
+        format!(
+            "issuer: https://ferry.example.com\noutbound: {{ allow_insecure_origins: [\"http://127.0.0.1:9000\"] }}\nproviders:\n  - id: o\n    kind: oidc\n    issuer: {keys}\n    audiences: [x]\naudiences:\n  - audience: a\n    rules: [{{allow: 'true'}}]\n"
+        )
+    };
+    assert!(err_paths(&oidc("https://idp.example.com")).is_empty());
+    assert!(err_paths(&oidc("http://127.0.0.1:9000")).is_empty());
+    assert_eq!(
+        err_paths(&oidc("http://127.0.0.1:9001")),
+        vec!["providers[0].issuer"]
+    );
+    assert_eq!(
+        err_paths(&oidc("http://idp.example.com")),
+        vec!["providers[0].issuer"]
+    );
+}
+
+#[test]
+fn kubernetes_legacy_issuer_is_refused() {
+    let k8s = |iss: &str| {
+        format!(
+            "issuer: https://ferry.example.com\nproviders:\n  - id: k\n    kind: kubernetes\n    issuer: {iss}\n    audiences: [x]\n    jwks: {{ file: k.json }}\naudiences:\n  - audience: a\n    rules: [{{allow: 'true'}}]\n"
+        )
+    };
+    assert!(err_paths(&k8s("https://kubernetes.default.svc.cluster.local")).is_empty());
+    assert_eq!(
+        err_paths(&k8s("kubernetes/serviceaccount")),
+        vec!["providers[0].issuer"]
+    );
+}
