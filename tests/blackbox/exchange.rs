@@ -187,7 +187,10 @@ async fn exchange_and_verify_the_issued_token_independently() {
     // Ferry's own token is not an identity assertion: presented as a subject token it is
     // refused (its issuer is not a provider, and its typ is at+jwt).
     let (status, body) = env.exchange(access).await;
-    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request"))
+    );
 
     // The condition pins repository_owner_id: a different owner is refused (twin above).
     let other = env
