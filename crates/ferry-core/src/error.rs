@@ -3,6 +3,8 @@
 //! client-facing description is a `&'static str`, so it can never echo input; what went
 //! wrong in detail is kept in `detail` for the logs.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 /// The `error` codes Ferry returns.
@@ -96,8 +98,9 @@ impl Step {
 pub struct OAuthError {
     /// The RFC 6749 `error` code.
     pub code: ErrorCode,
-    /// The fixed `error_description`.
-    pub description: &'static str,
+    /// The `error_description`: a fixed string, or a message the operator wrote into
+    /// the configuration for a denial. Never input.
+    pub description: Cow<'static, str>,
     /// The step that decided.
     pub step: Step,
     /// The rule that decided, when one did (`providers[0].condition`, an audience rule).
@@ -113,7 +116,7 @@ impl OAuthError {
     pub fn new(code: ErrorCode, step: Step, description: &'static str) -> Self {
         Self {
             code,
-            description,
+            description: Cow::Borrowed(description),
             step,
             rule: None,
             detail: String::new(),
@@ -132,6 +135,13 @@ impl OAuthError {
     #[must_use]
     pub fn rule(mut self, rule: impl Into<String>) -> Self {
         self.rule = Some(rule.into());
+        self
+    }
+
+    /// Replaces the description with an operator-written denial message.
+    #[must_use]
+    pub fn operator_message(mut self, message: &str) -> Self {
+        self.description = Cow::Owned(message.to_owned());
         self
     }
 

@@ -5,13 +5,141 @@
 //! At compile time every free variable is checked against the variables the place of
 //! the expression offers, so a typo (`assertin.sub`) fails `ferry check` with its path
 //! instead of denying every request at run time.
+//!
+//! One [`Cel`] runtime is built per configuration: the standard environment (built once,
+//! not per request), `matches()` backed by regexes compiled once — the literal patterns
+//! of every expression at load, others on first use — and Google's `extract()`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr};
+use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr, LiteralValue};
+use cel::extractors::This;
 use cel::objects::{Key, Map};
-use cel::{Context, Program, Value};
+use cel::{Context, Env, ExecutionError, Program, Value};
+
+/// Most regexes kept for patterns that were not literals at load.
+const MAX_DYNAMIC_REGEXES: usize = 256;
+
+#[derive(Debug, Default)]
+struct Regexes(RwLock<HashMap<String, Arc<regex::Regex>>>);
+
+impl Regexes {
+    fn get(&self, pattern: &str) -> Result<Arc<regex::Regex>, String> {
+        if let Some(r) = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(pattern)
+        {
+            return Ok(r.clone());
+        }
+        let compiled =
+            Arc::new(regex::Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))?);
+        let mut map = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if map.len() < MAX_DYNAMIC_REGEXES {
+            map.insert(pattern.to_owned(), compiled.clone());
+        }
+        Ok(compiled)
+    }
+}
+
+/// The CEL runtime of one configuration.
+#[derive(Clone)]
+pub struct Cel {
+    env: Arc<Env>,
+    regexes: Arc<Regexes>,
+}
+
+impl std::fmt::Debug for Cel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cel")
+            .field("regexes", &self.regexes)
+            .finish()
+    }
+}
+
+impl Default for Cel {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Google's `extract(template)`: the text where `{name}` stands in `template`, e.g.
+/// `'repo:acme/app:ref:x'.extract('repo:{repo}:')` is `acme/app`. No match gives "",
+/// which a mapping then refuses like any empty value.
+pub fn extract(input: &str, template: &str) -> String {
+    let (Some(open), Some(close)) = (template.find('{'), template.find('}')) else {
+        return String::new();
+    };
+    if close < open {
+        return String::new();
+    }
+    let (prefix, suffix) = (&template[..open], &template[close + 1..]);
+    let Some(at) = input.find(prefix) else {
+        return String::new();
+    };
+    let rest = &input[at + prefix.len()..];
+    if suffix.is_empty() {
+        return rest.to_owned();
+    }
+    rest.find(suffix)
+        .map(|end| rest[..end].to_owned())
+        .unwrap_or_default()
+}
+
+impl Cel {
+    /// A runtime with the standard library, `matches` and `extract`.
+    pub fn new() -> Self {
+        let mut env = Env::stdlib();
+        // The strings extension (split, lowerAscii, replace, …) declares only functions
+        // Ferry does not redeclare; it cannot conflict with the standard library.
+        let _ = env.add_extension(cel::extensions::strings);
+        Self {
+            env: Arc::new(env),
+            regexes: Arc::default(),
+        }
+    }
+
+    /// Compiles `source`, allowing only the free variables in `allowed`. Literal regex
+    /// patterns are compiled now, so an invalid one fails the configuration.
+    pub fn compile(&self, source: &str, allowed: &[&str]) -> Result<Expr, String> {
+        let e = Expr::compile_with(&self.env, source, allowed)?;
+        for pattern in &e.regexes {
+            self.regexes.get(pattern)?;
+        }
+        Ok(e)
+    }
+
+    /// A fresh evaluation context: the shared environment plus Ferry's functions.
+    pub fn context(&self) -> Context<'static, 'static> {
+        let mut ctx = Context::with_env(self.env.clone());
+        let regexes = self.regexes.clone();
+        // Neither name is declared by the environment (cel's own `matches` is compiled
+        // out: it recompiles its regex on every call), so registration cannot fail.
+        let _ = ctx.add_function(
+            "matches",
+            move |This(this): This<Arc<String>>,
+                  pattern: Arc<String>|
+                  -> Result<bool, ExecutionError> {
+                let re = regexes
+                    .get(&pattern)
+                    .map_err(|e| ExecutionError::function_error("matches", e))?;
+                Ok(re.is_match(&this))
+            },
+        );
+        let _ = ctx.add_function(
+            "extract",
+            |This(this): This<Arc<String>>, template: Arc<String>| -> String {
+                extract(&this, &template)
+            },
+        );
+        ctx
+    }
+}
 
 /// Longest expression accepted, in bytes.
 pub const MAX_EXPRESSION_LEN: usize = 4_096;
@@ -22,6 +150,8 @@ pub struct Expr {
     source: Arc<str>,
     program: Arc<Program>,
     claims: ClaimUse,
+    vars: BTreeSet<String>,
+    regexes: Vec<String>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -54,12 +184,16 @@ impl ClaimUse {
 }
 
 impl Expr {
-    /// Compiles `source`, allowing only the free variables in `allowed`.
+    /// Compiles `source` for a default runtime; see [`Cel::compile`].
     pub fn compile(source: &str, allowed: &[&str]) -> Result<Self, String> {
+        Cel::new().compile(source, allowed)
+    }
+
+    fn compile_with(env: &Env, source: &str, allowed: &[&str]) -> Result<Self, String> {
         if source.len() > MAX_EXPRESSION_LEN {
             return Err(format!("expression longer than {MAX_EXPRESSION_LEN} bytes"));
         }
-        let program = Program::compile(source).map_err(|e| {
+        let program = env.compile(source).map_err(|e| {
             let msg = e.to_string();
             format!(
                 "does not compile: {}",
@@ -74,6 +208,8 @@ impl Expr {
             &mut free,
             &mut claims,
         );
+        let mut regexes = Vec::new();
+        literal_regexes(program.expression(), &mut regexes);
         if let Some(unknown) = free.iter().find(|v| !allowed.contains(&v.as_str())) {
             return Err(format!(
                 "unknown variable '{unknown}' (available: {})",
@@ -84,7 +220,14 @@ impl Expr {
             source: source.into(),
             program: Arc::new(program),
             claims,
+            vars: free,
+            regexes,
         })
+    }
+
+    /// Whether the expression reads variable `name`.
+    pub fn uses(&self, name: &str) -> bool {
+        self.vars.contains(name)
     }
 
     /// The expression as written.
@@ -226,6 +369,57 @@ fn walk(e: &IdedExpr, bound: &mut Vec<String>, free: &mut BTreeSet<String>, clai
     }
 }
 
+/// Collects the literal patterns of `matches` calls.
+fn literal_regexes(e: &IdedExpr, out: &mut Vec<String>) {
+    match &e.expr {
+        Ast::Call(call) => {
+            if call.func_name == "matches" {
+                let pattern = if call.target.is_some() {
+                    call.args.first()
+                } else {
+                    call.args.get(1)
+                };
+                if let Some(IdedExpr {
+                    expr: Ast::Literal(LiteralValue::String(p)),
+                    ..
+                }) = pattern
+                {
+                    let p: &str = p.as_ref();
+                    out.push(p.to_owned());
+                }
+            }
+            if let Some(t) = &call.target {
+                literal_regexes(t, out);
+            }
+            for a in &call.args {
+                literal_regexes(a, out);
+            }
+        }
+        Ast::Select(sel) => literal_regexes(&sel.operand, out),
+        Ast::List(list) => list.elements.iter().for_each(|el| literal_regexes(el, out)),
+        Ast::Map(map) => {
+            for entry in &map.entries {
+                if let EntryExpr::MapEntry(me) = &entry.expr {
+                    literal_regexes(&me.key, out);
+                    literal_regexes(&me.value, out);
+                }
+            }
+        }
+        Ast::Comprehension(c) => {
+            for part in [
+                &c.iter_range,
+                &c.accu_init,
+                &c.loop_cond,
+                &c.loop_step,
+                &c.result,
+            ] {
+                literal_regexes(part, out);
+            }
+        }
+        Ast::Struct(_) | Ast::Unspecified | Ast::Ident(_) | Ast::Literal(_) => {}
+    }
+}
+
 /// Converts a JSON value into a CEL value. Integers stay integers; other numbers are
 /// doubles.
 pub fn json_to_cel(v: &serde_json::Value) -> Value {
@@ -335,7 +529,7 @@ mod tests {
     fn missing_claims_are_errors_not_empty_strings() {
         let e = Expr::compile("assertion.missing", &["assertion"]).unwrap();
         let claims = serde_json::json!({"sub": "x"});
-        let mut ctx = Context::default();
+        let mut ctx = Cel::new().context();
         ctx.add_variable_from_value(
             "assertion",
             claims_to_cel(claims.as_object().unwrap(), &ClaimUse::All),

@@ -1,21 +1,32 @@
 //! A provider's condition and attribute mapping: verified claims in, a [`Principal`] out.
 //! Compiled once at load; per request only the claims the programs reference are
 //! converted into CEL values.
+//!
+//! Google's workload identity federation names are accepted as they are:
+//! `google.subject`, `google.groups` and `attribute.NAME` in the mapping, and `assertion`,
+//! `google` and `attribute` in the condition. A condition that reads only `assertion` runs
+//! before the mapping; one that reads the mapped `google` or `attribute` runs after it.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use cel::Context;
+use cel::objects::{Key, Map as CelMap};
+use cel::{Context, Value};
 use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
-use crate::expr::{ClaimUse, Expr, claims_to_cel};
+use crate::expr::{Cel, ClaimUse, Expr, claims_to_cel, string_list, string_map};
 
-/// Variables a provider's condition and mapping may use.
+/// Variables a mapping expression may use.
 pub const MAPPING_VARS: &[&str] = &["assertion"];
+/// Variables a provider's condition may use.
+pub const CONDITION_VARS: &[&str] = &["assertion", "google", "attribute"];
 
 /// Longest mapped subject accepted, in bytes.
 pub const MAX_SUBJECT_LEN: usize = 512;
+/// Most attributes a mapping may define.
+pub const MAX_ATTRIBUTES: usize = 50;
 
 /// The identity a verified subject token maps to.
 #[derive(Debug, Clone, Serialize)]
@@ -34,20 +45,33 @@ pub struct Principal {
     pub original_subject: Option<String>,
 }
 
+/// A provider's condition.
+#[derive(Debug, Clone)]
+pub struct Condition {
+    /// The expression.
+    pub expr: Expr,
+    /// The message a denial shows the client, when the operator exposes messages.
+    pub message: Option<String>,
+}
+
 /// A compiled condition and mapping.
 #[derive(Debug, Clone)]
 pub struct Mapping {
     /// Where this mapping lives in the configuration, e.g. `providers[0]`.
     pub path: String,
     /// Optional condition; false denies.
-    pub condition: Option<Expr>,
+    pub condition: Option<Condition>,
     /// The subject expression.
     pub subject: Expr,
     /// Optional groups expression.
     pub groups: Option<Expr>,
     /// Named attribute expressions.
     pub attributes: Vec<(String, Expr)>,
+    /// Whether operator messages are shown to clients.
+    pub expose_messages: bool,
+    cel: Cel,
     claims: ClaimUse,
+    late_condition: bool,
 }
 
 fn deny(description: &'static str, rule: String, detail: String) -> OAuthError {
@@ -56,56 +80,97 @@ fn deny(description: &'static str, rule: String, detail: String) -> OAuthError {
         .detail(detail)
 }
 
+fn note(trace: &mut Option<&mut Vec<String>>, line: String) {
+    if let Some(t) = trace.as_deref_mut() {
+        t.push(line);
+    }
+}
+
+fn quote(v: &str) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 impl Mapping {
     /// Assembles a mapping from compiled parts.
     pub fn new(
+        cel: Cel,
         path: String,
-        condition: Option<Expr>,
+        condition: Option<Condition>,
         subject: Expr,
         groups: Option<Expr>,
         attributes: Vec<(String, Expr)>,
     ) -> Self {
         let mut claims = subject.claims().clone();
-        for e in condition
+        let exprs = condition
             .iter()
+            .map(|c| &c.expr)
             .chain(groups.iter())
-            .chain(attributes.iter().map(|(_, e)| e))
-        {
+            .chain(attributes.iter().map(|(_, e)| e));
+        for e in exprs {
             claims = claims.union(e.claims());
         }
+        let late_condition = condition
+            .as_ref()
+            .is_some_and(|c| c.expr.uses("google") || c.expr.uses("attribute"));
         Self {
             path,
             condition,
             subject,
             groups,
             attributes,
+            expose_messages: false,
+            cel,
             claims,
+            late_condition,
         }
     }
 
-    /// Applies the condition and mapping to verified claims.
+    fn check_condition(
+        &self,
+        ctx: &Context<'_, '_>,
+        trace: &mut Option<&mut Vec<String>>,
+    ) -> Result<(), OAuthError> {
+        let Some(cond) = &self.condition else {
+            return Ok(());
+        };
+        let rule = format!("{}.condition", self.path);
+        let result = cond.expr.eval_bool(ctx);
+        note(
+            trace,
+            format!(
+                "condition {rule} `{}` → {}",
+                cond.expr.source(),
+                match &result {
+                    Ok(b) => b.to_string(),
+                    Err(e) => format!("error: {e}"),
+                }
+            ),
+        );
+        let err = match result {
+            Ok(true) => return Ok(()),
+            Ok(false) => deny(desc::CONDITION_DENIED, rule, "condition is false".into()),
+            Err(e) => deny(desc::CONDITION_DENIED, rule, e),
+        };
+        Err(match (&cond.message, self.expose_messages) {
+            (Some(m), true) => err.operator_message(m),
+            _ => err,
+        })
+    }
+
+    /// Applies the condition and mapping to verified claims. With `trace`, each step is
+    /// recorded for `ferry explain`.
     pub fn apply(
         &self,
         provider: &str,
         claims: &Map<String, Json>,
+        mut trace: Option<&mut Vec<String>>,
     ) -> Result<Principal, OAuthError> {
-        let mut ctx = Context::default();
+        let mut ctx = self.cel.context();
         ctx.add_variable_from_value("assertion", claims_to_cel(claims, &self.claims));
 
-        // 1. The condition: false or an evaluation error (a missing claim) denies.
-        if let Some(cond) = &self.condition {
-            let rule = format!("{}.condition", self.path);
-            match cond.eval_bool(&ctx) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(deny(
-                        desc::CONDITION_DENIED,
-                        rule,
-                        "condition is false".into(),
-                    ));
-                }
-                Err(e) => return Err(deny(desc::CONDITION_DENIED, rule, e)),
-            }
+        // 1. A condition over the claims alone: false or an error (a missing claim) denies.
+        if !self.late_condition {
+            self.check_condition(&ctx, &mut trace)?;
         }
         // 2. The subject: a non-empty string of bounded length.
         let rule = format!("{}.mapping.subject", self.path);
@@ -120,6 +185,14 @@ impl Mapping {
                 format!("subject longer than {MAX_SUBJECT_LEN} bytes"),
             ));
         }
+        note(
+            &mut trace,
+            format!(
+                "mapping subject `{}` → {}",
+                self.subject.source(),
+                quote(&subject)
+            ),
+        );
         // 3. Groups and attributes.
         let groups = match &self.groups {
             Some(g) => g.eval_string_list(&ctx).map_err(|e| {
@@ -131,16 +204,43 @@ impl Mapping {
             })?,
             None => Vec::new(),
         };
+        if self.groups.is_some() {
+            note(&mut trace, format!("mapping groups → {groups:?}"));
+        }
         let mut attributes = BTreeMap::new();
         for (name, e) in &self.attributes {
             let v = e.eval_string(&ctx).map_err(|err| {
                 deny(
                     desc::MAPPING_FAILED,
-                    format!("{}.mapping.attributes.{name}", self.path),
+                    format!("{}.mapping.attribute.{name}", self.path),
                     err,
                 )
             })?;
+            note(
+                &mut trace,
+                format!("mapping attribute.{name} `{}` → {}", e.source(), quote(&v)),
+            );
             attributes.insert(name.clone(), v);
+        }
+        // 4. A condition over the mapped values (Google's `google.*` and `attribute.*`).
+        if self.late_condition {
+            let google: std::collections::HashMap<Key, Value> = [
+                (
+                    Key::String(Arc::new("subject".into())),
+                    Value::String(Arc::new(subject.clone())),
+                ),
+                (Key::String(Arc::new("groups".into())), string_list(&groups)),
+            ]
+            .into_iter()
+            .collect();
+            ctx.add_variable_from_value(
+                "google",
+                Value::Map(CelMap {
+                    map: Arc::new(google),
+                }),
+            );
+            ctx.add_variable_from_value("attribute", string_map(&attributes));
+            self.check_condition(&ctx, &mut trace)?;
         }
         Ok(Principal {
             provider: provider.to_owned(),
@@ -163,14 +263,19 @@ mod tests {
     use serde_json::json;
 
     fn mapping(cond: Option<&str>, subject: &str) -> Mapping {
+        let cel = Cel::new();
         Mapping::new(
+            cel.clone(),
             "providers[0]".into(),
-            cond.map(|c| Expr::compile(c, MAPPING_VARS).unwrap()),
-            Expr::compile(subject, MAPPING_VARS).unwrap(),
+            cond.map(|c| Condition {
+                expr: cel.compile(c, CONDITION_VARS).unwrap(),
+                message: None,
+            }),
+            cel.compile(subject, MAPPING_VARS).unwrap(),
             None,
             vec![(
                 "repo".into(),
-                Expr::compile("assertion.repository", MAPPING_VARS).unwrap(),
+                cel.compile("assertion.repository", MAPPING_VARS).unwrap(),
             )],
         )
     }
@@ -185,22 +290,33 @@ mod tests {
     #[test]
     fn condition_true_maps_and_false_denies_naming_the_rule() {
         let ok = mapping(Some("assertion.owner_id == '65'"), "'gh:' + assertion.sub");
-        let p = ok.apply("gh", &claims()).unwrap();
+        let p = ok.apply("gh", &claims(), None).unwrap();
         assert_eq!(p.subject, "gh:repo:acme/app");
         assert_eq!(p.attributes["repo"], "acme/app");
 
         let no = mapping(Some("assertion.owner_id == '66'"), "'gh:' + assertion.sub");
-        let err = no.apply("gh", &claims()).unwrap_err();
+        let err = no.apply("gh", &claims(), None).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidRequest);
         assert_eq!(err.rule.as_deref(), Some("providers[0].condition"));
     }
 
     #[test]
+    fn a_condition_may_read_mapped_attributes_like_google() {
+        let ok = mapping(
+            Some("attribute.repo == 'acme/app' && google.subject.startsWith('repo:')"),
+            "assertion.sub",
+        );
+        assert!(ok.apply("gh", &claims(), None).is_ok());
+        let no = mapping(Some("attribute.repo == 'acme/other'"), "assertion.sub");
+        assert!(no.apply("gh", &claims(), None).is_err());
+    }
+
+    #[test]
     fn a_missing_claim_denies_instead_of_mapping_to_empty() {
         let m = mapping(None, "assertion.nope");
-        let err = m.apply("gh", &claims()).unwrap_err();
+        let err = m.apply("gh", &claims(), None).unwrap_err();
         assert_eq!(err.rule.as_deref(), Some("providers[0].mapping.subject"));
         let m = mapping(None, "assertion.sub");
-        assert!(m.apply("gh", &claims()).is_ok());
+        assert!(m.apply("gh", &claims(), None).is_ok());
     }
 }

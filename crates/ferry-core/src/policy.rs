@@ -1,29 +1,54 @@
-//! Access policy: which principal may get which audience, scopes and lifetime. Default
-//! deny. An audience Ferry does not serve and an audience no rule allows get the same
-//! fixed answer, so a holder of any trusted token cannot list the configured audiences.
+//! Access policy: which principal may get which audience, scopes and lifetime. Rules
+//! are ordered; the first whose expression is true decides (`allow` grants, `deny`
+//! refuses). With no rule deciding, the answer is deny. An audience Ferry does not serve
+//! and an audience no rule allows get the same fixed answer, so a holder of any trusted
+//! token cannot list the configured audiences — unless the operator chooses to show
+//! their own denial messages.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use cel::Context;
+use cel::Value;
+use cel::objects::{Key, Map as CelMap};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
-use crate::expr::{Expr, string_list, string_map};
+use crate::expr::{Cel, Expr, string_list, string_map};
 use crate::mapping::Principal;
 
 /// Variables an access rule may use.
-pub const POLICY_VARS: &[&str] = &["subject", "provider", "groups", "attribute", "client_id"];
+pub const POLICY_VARS: &[&str] = &[
+    "subject",
+    "provider",
+    "groups",
+    "attribute",
+    "client_id",
+    "request",
+];
+
+/// What a rule does when its expression is true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Effect {
+    /// Grant the audience.
+    Allow,
+    /// Refuse it.
+    Deny,
+}
 
 /// One ordered access rule of an audience.
 #[derive(Debug, Clone)]
 pub struct Rule {
-    /// Where the rule lives, e.g. `audiences[0].rules[1]`.
+    /// Where the rule lives, e.g. `audiences[0].rules[1]`, with its name if it has one.
     pub path: String,
-    /// The condition over the principal.
-    pub allow: Expr,
-    /// Scopes the rule grants.
+    /// Allow or deny.
+    pub effect: Effect,
+    /// The expression over the principal, provider, client and request.
+    pub expr: Expr,
+    /// Scopes an allow rule grants.
     pub scopes: Vec<String>,
-    /// The longest lifetime the rule grants, in seconds.
+    /// The longest lifetime an allow rule grants, in seconds.
     pub max_ttl: Option<u64>,
+    /// A deny rule's message for the client (shown only when messages are exposed).
+    pub message: Option<String>,
 }
 
 /// A relying service Ferry issues tokens for.
@@ -33,8 +58,13 @@ pub struct Audience {
     pub name: String,
     /// The lifetime granted when no rule caps it lower, in seconds.
     pub default_ttl: Option<u64>,
-    /// Ordered rules; the first that allows decides.
+    /// Ordered rules; the first whose expression is true decides.
     pub rules: Vec<Rule>,
+    /// Requested scopes no rule knows are dropped instead of refused (Google's Node and
+    /// Rust clients always send their cloud-platform scope).
+    pub ignore_unknown_scopes: bool,
+    /// The message of the default deny (shown only when messages are exposed).
+    pub message: Option<String>,
 }
 
 /// What the policy grants.
@@ -53,7 +83,10 @@ pub struct Grant {
 /// The compiled policy.
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
+    cel: Cel,
     audiences: HashMap<String, Audience>,
+    /// Whether operator-written denial messages are shown to clients.
+    pub expose_messages: bool,
 }
 
 fn not_allowed(detail: String) -> OAuthError {
@@ -73,43 +106,105 @@ fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
+fn note(trace: &mut Option<&mut Vec<String>>, line: String) {
+    if let Some(t) = trace.as_deref_mut() {
+        t.push(line);
+    }
+}
+
+fn key(s: &str) -> Key {
+    Key::String(Arc::new(s.to_owned()))
+}
+
 impl Policy {
     /// A policy over these audiences.
-    pub fn new(audiences: Vec<Audience>) -> Self {
+    pub fn new(cel: Cel, audiences: Vec<Audience>, expose_messages: bool) -> Self {
         Self {
+            cel,
             audiences: audiences.into_iter().map(|a| (a.name.clone(), a)).collect(),
+            expose_messages,
         }
     }
 
-    /// Decides a request for `targets` and `requested` scopes.
+    fn with_message(&self, err: OAuthError, message: Option<&String>) -> OAuthError {
+        match message {
+            Some(m) if self.expose_messages => err.operator_message(m),
+            _ => err,
+        }
+    }
+
+    /// Decides a request for `targets` and `requested` scopes. With `trace`, every rule
+    /// tried is recorded for `ferry explain`.
     pub fn decide(
         &self,
         principal: &Principal,
         client_id: Option<&str>,
         targets: &[String],
         requested: &[String],
+        mut trace: Option<&mut Vec<String>>,
     ) -> Result<Grant, OAuthError> {
-        let mut ctx = Context::default();
+        let mut ctx = self.cel.context();
         ctx.add_variable_from_value("subject", principal.subject.clone());
         ctx.add_variable_from_value("provider", principal.provider.clone());
         ctx.add_variable_from_value("groups", string_list(&principal.groups));
         ctx.add_variable_from_value("attribute", string_map(&principal.attributes));
         ctx.add_variable_from_value("client_id", client_id.unwrap_or_default().to_owned());
+        let audiences_value = string_list(targets);
+        let scopes_value = string_list(requested);
 
         let mut granted: Option<Vec<String>> = None;
         let mut ttl_cap = None;
         let mut rules = Vec::with_capacity(targets.len());
+        let mut all_ignore_unknown = true;
         for target in targets {
             // 1. The audience must be served; unknown and denied look alike.
-            let aud = self
-                .audiences
-                .get(target)
-                .ok_or_else(|| not_allowed("audience not configured".into()))?;
-            // 2. The first allowing rule decides; errors count as "does not allow".
+            let Some(aud) = self.audiences.get(target) else {
+                note(
+                    &mut trace,
+                    format!("policy audience {target}: not configured → deny"),
+                );
+                return Err(not_allowed("audience not configured".into())
+                    .rule(format!("audience {target}: not configured")));
+            };
+            all_ignore_unknown &= aud.ignore_unknown_scopes;
+            let request: HashMap<Key, Value> = [
+                (key("audience"), Value::String(Arc::new(target.clone()))),
+                (key("audiences"), audiences_value.clone()),
+                (key("scopes"), scopes_value.clone()),
+            ]
+            .into_iter()
+            .collect();
+            let mut scoped = ctx.new_inner_scope();
+            scoped.add_variable_from_value(
+                "request",
+                Value::Map(CelMap {
+                    map: Arc::new(request),
+                }),
+            );
+            // 2. The first rule whose expression is true decides; an evaluation error
+            //    (a missing attribute) counts as false and is reported.
             let mut decided = None;
             let mut last_error = None;
             for rule in &aud.rules {
-                match rule.allow.eval_bool(&ctx) {
+                let result = rule.expr.eval_bool(&scoped);
+                let verb = if rule.effect == Effect::Allow {
+                    "allow"
+                } else {
+                    "deny"
+                };
+                note(
+                    &mut trace,
+                    format!(
+                        "policy audience {target}: {} {verb} `{}` → {}",
+                        rule.path,
+                        rule.expr.source(),
+                        match &result {
+                            Ok(b) => b.to_string(),
+                            Err(e) => format!("error: {e}"),
+                        }
+                    ),
+                );
+                match result {
                     Ok(true) => {
                         decided = Some(rule);
                         break;
@@ -118,13 +213,24 @@ impl Policy {
                     Err(e) => last_error = Some(format!("{}: {e}", rule.path)),
                 }
             }
-            let Some(rule) = decided else {
-                let mut err = not_allowed(match last_error {
-                    Some(e) => format!("no rule allows the audience; last error {e}"),
-                    None => "no rule allows the audience".into(),
-                });
-                err.rule = Some(format!("audience {target}: default deny"));
-                return Err(err);
+            let rule = match decided {
+                Some(r) if r.effect == Effect::Allow => r,
+                Some(r) => {
+                    let err = not_allowed("a deny rule matched".into()).rule(r.path.clone());
+                    return Err(self.with_message(err, r.message.as_ref()));
+                }
+                None => {
+                    let err = not_allowed(match last_error {
+                        Some(e) => format!("no rule allows the audience; last error {e}"),
+                        None => "no rule allows the audience".into(),
+                    })
+                    .rule(format!("audience {target}: default deny"));
+                    note(
+                        &mut trace,
+                        format!("policy audience {target}: no rule decided → default deny"),
+                    );
+                    return Err(self.with_message(err, aud.message.as_ref()));
+                }
             };
             rules.push(rule.path.clone());
             // 3. Scopes granted for several audiences are those each grants.
@@ -138,20 +244,39 @@ impl Policy {
             ttl_cap = min_opt(ttl_cap, min_opt(rule.max_ttl, aud.default_ttl));
         }
         let granted = granted.unwrap_or_default();
-        // 4. Requested scopes must be a subset; none requested means the granted ones.
-        let scopes = if requested.is_empty() {
-            granted
-        } else if let Some(s) = requested.iter().find(|s| !granted.contains(s)) {
-            return Err(OAuthError::new(
-                ErrorCode::InvalidScope,
-                Step::Policy,
-                desc::SCOPE_NOT_ALLOWED,
-            )
-            .rule(rules.join(", "))
-            .detail(format!("scope of {} bytes not granted", s.len())));
-        } else {
-            requested.to_vec()
-        };
+        // 4. Requested scopes must be a subset; unknown ones are dropped where every
+        //    audience asked for says so; none requested means the granted ones.
+        let mut wanted: Vec<String> = Vec::with_capacity(requested.len());
+        for s in requested {
+            if granted.contains(s) {
+                wanted.push(s.clone());
+            } else if all_ignore_unknown {
+                note(
+                    &mut trace,
+                    format!("scope {s:?} not granted: ignored (ignore_unknown_scopes)"),
+                );
+            } else {
+                note(
+                    &mut trace,
+                    format!("scope {s:?} not granted → invalid_scope"),
+                );
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    Step::Policy,
+                    desc::SCOPE_NOT_ALLOWED,
+                )
+                .rule(rules.join(", "))
+                .detail(format!(
+                    "a requested scope of {} bytes is not granted",
+                    s.len()
+                )));
+            }
+        }
+        let scopes = if wanted.is_empty() { granted } else { wanted };
+        note(
+            &mut trace,
+            format!("policy grants scopes {scopes:?} by {}", rules.join(", ")),
+        );
         Ok(Grant {
             audiences: targets.to_vec(),
             scopes,
@@ -169,38 +294,54 @@ mod tests {
     fn rule(path: &str, allow: &str, scopes: &[&str], max_ttl: Option<u64>) -> Rule {
         Rule {
             path: path.into(),
-            allow: Expr::compile(allow, POLICY_VARS).unwrap(),
+            effect: Effect::Allow,
+            expr: Expr::compile(allow, POLICY_VARS).unwrap(),
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             max_ttl,
+            message: None,
+        }
+    }
+
+    fn audience(name: &str, default_ttl: Option<u64>, rules: Vec<Rule>) -> Audience {
+        Audience {
+            name: name.into(),
+            default_ttl,
+            rules,
+            ignore_unknown_scopes: false,
+            message: None,
         }
     }
 
     fn policy() -> Policy {
-        Policy::new(vec![
-            Audience {
-                name: "a".into(),
-                default_ttl: Some(600),
-                rules: vec![
-                    rule(
-                        "a[0]",
-                        "attribute.repo == 'acme/app'",
-                        &["read", "write"],
-                        Some(300),
-                    ),
-                    rule("a[1]", "provider == 'gh'", &["read"], None),
-                ],
-            },
-            Audience {
-                name: "b".into(),
-                default_ttl: None,
-                rules: vec![rule(
-                    "b[0]",
-                    "subject.startsWith('repo:')",
-                    &["read"],
-                    Some(900),
-                )],
-            },
-        ])
+        Policy::new(
+            Cel::new(),
+            vec![
+                audience(
+                    "a",
+                    Some(600),
+                    vec![
+                        rule(
+                            "a[0]",
+                            "attribute.repo == 'acme/app'",
+                            &["read", "write"],
+                            Some(300),
+                        ),
+                        rule("a[1]", "provider == 'gh'", &["read"], None),
+                    ],
+                ),
+                audience(
+                    "b",
+                    None,
+                    vec![rule(
+                        "b[0]",
+                        "subject.startsWith('repo:')",
+                        &["read"],
+                        Some(900),
+                    )],
+                ),
+            ],
+            false,
+        )
     }
 
     fn principal(repo: &str) -> Principal {
@@ -221,12 +362,12 @@ mod tests {
     #[test]
     fn first_allowing_rule_decides() {
         let g = policy()
-            .decide(&principal("acme/app"), None, &s(&["a"]), &[])
+            .decide(&principal("acme/app"), None, &s(&["a"]), &[], None)
             .unwrap();
         assert_eq!(g.scopes, s(&["read", "write"]));
         assert_eq!(g.ttl_cap, Some(300));
         let g = policy()
-            .decide(&principal("acme/other"), None, &s(&["a"]), &[])
+            .decide(&principal("acme/other"), None, &s(&["a"]), &[], None)
             .unwrap();
         assert_eq!(g.scopes, s(&["read"]));
         assert_eq!(g.rules, s(&["a[1]"]));
@@ -235,11 +376,13 @@ mod tests {
     #[test]
     fn unknown_and_denied_audiences_look_alike() {
         let unknown = policy()
-            .decide(&principal("acme/app"), None, &s(&["zzz"]), &[])
+            .decide(&principal("acme/app"), None, &s(&["zzz"]), &[], None)
             .unwrap_err();
         let mut p = principal("acme/app");
         p.subject = "user:x".into();
-        let denied = policy().decide(&p, None, &s(&["b"]), &[]).unwrap_err();
+        let denied = policy()
+            .decide(&p, None, &s(&["b"]), &[], None)
+            .unwrap_err();
         assert_eq!(unknown.code, ErrorCode::InvalidTarget);
         assert_eq!(unknown.description, denied.description);
         assert_eq!(denied.code, ErrorCode::InvalidTarget);
@@ -248,12 +391,12 @@ mod tests {
     #[test]
     fn several_audiences_need_each_and_intersect_scopes() {
         let g = policy()
-            .decide(&principal("acme/app"), None, &s(&["a", "b"]), &[])
+            .decide(&principal("acme/app"), None, &s(&["a", "b"]), &[], None)
             .unwrap();
         assert_eq!(g.scopes, s(&["read"]));
         assert_eq!(g.ttl_cap, Some(300));
         let err = policy()
-            .decide(&principal("acme/app"), None, &s(&["a", "zzz"]), &[])
+            .decide(&principal("acme/app"), None, &s(&["a", "zzz"]), &[], None)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidTarget);
     }
@@ -263,11 +406,11 @@ mod tests {
         let p = principal("acme/app");
         assert!(
             policy()
-                .decide(&p, None, &s(&["a"]), &s(&["write"]))
+                .decide(&p, None, &s(&["a"]), &s(&["write"]), None)
                 .is_ok()
         );
         let err = policy()
-            .decide(&p, None, &s(&["a", "b"]), &s(&["write"]))
+            .decide(&p, None, &s(&["a", "b"]), &s(&["write"]), None)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidScope);
     }

@@ -35,6 +35,6 @@ impl std::fmt::Debug for TokenResponse {
 pub struct ErrorResponse {
     /// The error code.
     pub error: &'static str,
-    /// A fixed description.
-    pub error_description: &'static str,
+    /// A fixed description (or an operator-written denial message).
+    pub error_description: String,
 }

@@ -6,10 +6,12 @@
 //! 3. Apply the provider's condition and mapping → principal.
 //! 4. Apply the audiences' access rules → grant (audiences, scopes, lifetime cap).
 //! 5. Compute the lifetime (never past the subject token unless the provider opts out;
-//!    never an already-expired token) and sign an RFC 9068 access token.
+//!    never an already-expired token).
+//! 6. Sign an RFC 9068 access token.
 
+use ferry_core::decision::{Ask, Outcome, decide_for};
 use ferry_core::error::desc;
-use ferry_core::mint::{MintInput, access_token_claims, lifetime};
+use ferry_core::mint::{MintInput, access_token_claims};
 use ferry_core::request::ExchangeRequest;
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
@@ -68,31 +70,35 @@ pub async fn exchange(
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
 
-    // 3. Condition and mapping.
+    // 3–5. Condition and mapping, access policy, lifetime.
+    let targets = req.targets();
+    let ask = Ask {
+        targets: &targets,
+        scopes: &req.scopes,
+        client_id: req.client_id.as_deref(),
+    };
     let principal = provider
         .config
         .mapping
-        .apply(&provider.config.id, &verified.claims)?;
+        .apply(&provider.config.id, &verified.claims, None)?;
     audit.subject = Some(principal.subject.clone());
-
-    // 4. Access policy.
-    let targets = req.targets();
-    let grant =
-        state
-            .config
-            .policy
-            .decide(&principal, req.client_id.as_deref(), &targets, &req.scopes)?;
+    let Outcome {
+        principal,
+        grant,
+        ttl,
+    } = decide_for(
+        &state.config,
+        &provider.config,
+        principal,
+        Some(verified.exp),
+        now,
+        ask,
+        None,
+    )?;
     audit.rule = Some(grant.rules.join(", "));
     audit.scopes = grant.scopes.clone();
 
-    // 5. Lifetime and signature.
-    let ttl = lifetime(
-        &state.config.lifetimes,
-        &grant,
-        now,
-        verified.exp,
-        provider.config.cap_lifetime_at_subject_expiry,
-    )?;
+    // 6. Sign.
     let jti = random_id(16);
     let provider_client = format!("ferry-provider:{}", provider.config.id);
     let client_id = req.client_id.as_deref().unwrap_or(&provider_client);

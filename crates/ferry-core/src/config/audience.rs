@@ -1,11 +1,13 @@
 //! An audience (a relying service) and its ordered access rules.
 
 use super::raw::RawAudience;
-use super::{ConfigErrors, compile, opt_duration};
-use crate::policy::{Audience, POLICY_VARS, Rule};
+use super::{ConfigErrors, compile, opt_duration, valid_id};
+use crate::expr::Cel;
+use crate::policy::{Audience, Effect, POLICY_VARS, Rule};
 
 pub(super) fn audience(
     errs: &mut ConfigErrors,
+    cel: &Cel,
     path: &str,
     a: &RawAudience,
     max_ttl: u64,
@@ -30,14 +32,16 @@ pub(super) fn audience(
     }
     let mut rules = Vec::new();
     for (j, r) in a.rules.iter().enumerate() {
-        let rpath = format!("{path}.rules[{j}]");
-        let allow = match &r.allow {
-            Some(src) => compile(errs, &format!("{rpath}.allow"), src, POLICY_VARS),
-            None => {
-                errs.push(format!("{rpath}.allow"), "is required");
-                None
+        let mut rpath = format!("{path}.rules[{j}]");
+        let (effect, src, at) = match (&r.allow, &r.deny) {
+            (Some(s), None) => (Effect::Allow, s, "allow"),
+            (None, Some(s)) => (Effect::Deny, s, "deny"),
+            _ => {
+                errs.push(&rpath, "give exactly one of allow or deny");
+                continue;
             }
         };
+        let expr = compile(errs, cel, &format!("{rpath}.{at}"), src, POLICY_VARS);
         for s in &r.scopes {
             if crate::request::parse_scope(s)
                 .map(|v| v.len() != 1)
@@ -49,13 +53,27 @@ pub(super) fn audience(
                 );
             }
         }
+        if effect == Effect::Deny && (!r.scopes.is_empty() || r.max_ttl.is_some()) {
+            errs.push(&rpath, "a deny rule grants nothing: no scopes or max_ttl");
+        }
         let max = opt_duration(errs, &format!("{rpath}.max_ttl"), r.max_ttl.as_ref());
-        if let Some(allow) = allow {
+        if let Some(n) = &r.name {
+            if !valid_id(n) {
+                errs.push(
+                    format!("{rpath}.name"),
+                    "rule names use a-z, 0-9, '-' or '_'",
+                );
+            }
+            rpath = format!("{rpath} ({n})");
+        }
+        if let Some(expr) = expr {
             rules.push(Rule {
                 path: rpath,
-                allow,
+                effect,
+                expr,
                 scopes: r.scopes.clone(),
                 max_ttl: max,
+                message: r.message.clone(),
             });
         }
     }
@@ -63,5 +81,7 @@ pub(super) fn audience(
         name,
         default_ttl,
         rules,
+        ignore_unknown_scopes: a.ignore_unknown_scopes.unwrap_or(false),
+        message: a.message.clone(),
     })
 }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::duration::parse_secs;
-use crate::expr::Expr;
+use crate::expr::{Cel, Expr};
 use crate::mapping::Mapping;
 use crate::mint::Lifetimes;
 use crate::policy::Policy;
@@ -258,10 +258,14 @@ fn opt_duration(errs: &mut ConfigErrors, path: &str, value: Option<&String>) -> 
     })
 }
 
-fn compile(errs: &mut ConfigErrors, path: &str, src: &str, vars: &[&str]) -> Option<Expr> {
-    Expr::compile(src, vars)
-        .map_err(|e| errs.push(path, e))
-        .ok()
+fn compile(
+    errs: &mut ConfigErrors,
+    cel: &Cel,
+    path: &str,
+    src: &str,
+    vars: &[&str],
+) -> Option<Expr> {
+    cel.compile(src, vars).map_err(|e| errs.push(path, e)).ok()
 }
 
 /// Parses and validates a configuration. `base_dir` resolves relative paths.
@@ -277,6 +281,8 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut warnings = Vec::new();
+    let cel = Cel::new();
+    let expose = raw.expose_denial_messages.unwrap_or(false);
 
     let issuer = raw.issuer.clone().unwrap_or_default();
     if issuer.is_empty() {
@@ -358,7 +364,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let mut issuers = HashSet::new();
     for (i, p) in raw.providers.iter().enumerate() {
         let path = format!("providers[{i}]");
-        let Some(p) = provider::provider(&mut errs, &mut warnings, &path, p, base, &outbound)
+        let Some(mut p) =
+            provider::provider(&mut errs, &mut warnings, &cel, &path, p, base, &outbound)
         else {
             continue;
         };
@@ -374,6 +381,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         if p.issuer == issuer {
             errs.push(format!("{path}.issuer"), "must not be Ferry's own issuer");
         }
+        p.mapping.expose_messages = expose;
         providers.push(p);
     }
 
@@ -387,7 +395,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let mut audiences = Vec::new();
     for (i, a) in raw.audiences.iter().enumerate() {
         let path = format!("audiences[{i}]");
-        if let Some(a) = audience::audience(&mut errs, &path, a, lifetimes.max_ttl) {
+        if let Some(a) = audience::audience(&mut errs, &cel, &path, a, lifetimes.max_ttl) {
             if !names.insert(a.name.clone()) {
                 errs.push(format!("{path}.audience"), "duplicate audience");
             }
@@ -408,7 +416,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         outbound,
         providers,
         audience_names: audiences.iter().map(|a| a.name.clone()).collect(),
-        policy: Policy::new(audiences),
+        policy: Policy::new(cel, audiences, expose),
         warnings,
     })
 }

@@ -9,13 +9,14 @@
 use std::path::Path;
 
 use super::raw::{RawCache, RawProvider};
+use super::raw::{RawMapping, RawMappingValue};
 use super::{
     ALLOWED_ALGORITHMS, ApiServer, CacheConfig, ConfigErrors, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
     DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, Provider, ProviderKind, compile, duration,
     opt_duration, origin_of, valid_id,
 };
-use crate::expr::ClaimUse;
-use crate::mapping::{MAPPING_VARS, Mapping};
+use crate::expr::{Cel, ClaimUse, Expr};
+use crate::mapping::{CONDITION_VARS, Condition, MAPPING_VARS, MAX_ATTRIBUTES, Mapping};
 
 /// GitHub Actions' public issuer.
 pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
@@ -112,6 +113,7 @@ fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind
 pub(super) fn provider(
     errs: &mut ConfigErrors,
     warnings: &mut Vec<String>,
+    cel: &Cel,
     path: &str,
     p: &RawProvider,
     base: &Path,
@@ -262,43 +264,29 @@ pub(super) fn provider(
     );
 
     // Condition and mapping.
-    let m = p.mapping.as_ref();
-    let condition = p
-        .condition
-        .as_ref()
-        .and_then(|c| compile(errs, &format!("{path}.condition"), c, MAPPING_VARS));
+    let condition = p.condition.as_ref().and_then(|c| {
+        compile(errs, cel, &format!("{path}.condition"), c, CONDITION_VARS).map(|expr| Condition {
+            expr,
+            message: p.condition_message.clone(),
+        })
+    });
+    if p.condition_message.is_some() && p.condition.is_none() {
+        errs.push(
+            format!("{path}.condition_message"),
+            "given without a condition",
+        );
+    }
     if github {
         github_pinning(
             errs,
             warnings,
             path,
             &id,
-            condition.as_ref().map(|c| c.claims()),
+            condition.as_ref().map(|c| c.expr.claims()),
             unpinned,
         );
     }
-    let subject_src = m
-        .and_then(|m| m.subject.clone())
-        .unwrap_or_else(|| "assertion.sub".to_owned());
-    let subject = compile(
-        errs,
-        &format!("{path}.mapping.subject"),
-        &subject_src,
-        MAPPING_VARS,
-    );
-    let groups = m
-        .and_then(|m| m.groups.as_ref())
-        .and_then(|g| compile(errs, &format!("{path}.mapping.groups"), g, MAPPING_VARS));
-    let mut attributes = Vec::new();
-    for (name, src) in m.map(|m| &m.attributes).into_iter().flatten() {
-        let apath = format!("{path}.mapping.attributes.{name}");
-        if !valid_id(name) {
-            errs.push(&apath, "attribute names use a-z, 0-9, '-' or '_'");
-        }
-        if let Some(e) = compile(errs, &apath, src, MAPPING_VARS) {
-            attributes.push((name.clone(), e));
-        }
-    }
+    let parts = mapping_parts(errs, warnings, cel, path, p.mapping.as_ref());
     if errs.0.len() > before {
         return None;
     }
@@ -317,7 +305,17 @@ pub(super) fn provider(
         // GitHub's tokens live about five minutes while jobs run longer: by default a
         // github provider does not cap issued tokens at the subject token's exp.
         cap_lifetime_at_subject_expiry: p.cap_lifetime_at_subject_expiry.unwrap_or(!github),
-        mapping: Mapping::new(path.to_owned(), condition, subject?, groups, attributes),
+        mapping: {
+            let (subject, groups, attributes) = parts?;
+            Mapping::new(
+                cel.clone(),
+                path.to_owned(),
+                condition,
+                subject,
+                groups,
+                attributes,
+            )
+        },
     })
 }
 
@@ -438,4 +436,85 @@ fn github_pinning(
              pull_request_target run with the base repository's identity and may run code from forks"
         ));
     }
+}
+
+type MappingParts = (Expr, Option<Expr>, Vec<(String, Expr)>);
+
+/// Reads a mapping in Ferry's form (`subject`, `groups`, `attributes: {…}`) or Google's
+/// (`google.subject`, `google.groups`, `attribute.NAME`), so an existing Google provider's
+/// mapping ports unchanged.
+fn mapping_parts(
+    errs: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+    cel: &Cel,
+    path: &str,
+    m: Option<&RawMapping>,
+) -> Option<MappingParts> {
+    let before = errs.0.len();
+    let mut subject_src: Option<(String, String)> = None;
+    let mut groups_src: Option<(String, String)> = None;
+    let mut attr_srcs: Vec<(String, String, String)> = Vec::new();
+    let set =
+        |slot: &mut Option<(String, String)>, errs: &mut ConfigErrors, at: String, src: &str| {
+            if slot.is_some() {
+                errs.push(
+                    &at,
+                    "given twice (subject/google.subject or groups/google.groups)",
+                );
+            }
+            *slot = Some((at, src.to_owned()));
+        };
+    for (key, value) in m.into_iter().flatten() {
+        let at = format!("{path}.mapping.{key}");
+        match (key.as_str(), value) {
+            ("subject" | "google.subject", RawMappingValue::Expr(src)) => set(&mut subject_src, errs, at, src),
+            ("groups" | "google.groups", RawMappingValue::Expr(src)) => set(&mut groups_src, errs, at, src),
+            ("attributes", RawMappingValue::Map(map)) => {
+                for (name, src) in map {
+                    attr_srcs.push((name.clone(), format!("{at}.{name}"), src.clone()));
+                }
+            }
+            ("google.display_name" | "google.profile_photo", RawMappingValue::Expr(_)) => {
+                warnings.push(format!("{at}: ignored (Ferry's tokens carry no display name or photo)"));
+            }
+            (k, RawMappingValue::Expr(src)) if k.starts_with("attribute.") => {
+                let name = &k["attribute.".len()..];
+                attr_srcs.push((name.to_owned(), at, src.clone()));
+            }
+            _ => errs.push(
+                at,
+                "unknown mapping key (use subject, groups, attributes, google.subject, google.groups or attribute.NAME)",
+            ),
+        }
+    }
+    if attr_srcs.len() > MAX_ATTRIBUTES {
+        errs.push(
+            format!("{path}.mapping"),
+            format!("at most {MAX_ATTRIBUTES} attributes"),
+        );
+    }
+    let (at, src) = subject_src.unwrap_or_else(|| {
+        (
+            format!("{path}.mapping.subject"),
+            "assertion.sub".to_owned(),
+        )
+    });
+    let subject = compile(errs, cel, &at, &src, MAPPING_VARS);
+    let groups = groups_src.and_then(|(at, src)| compile(errs, cel, &at, &src, MAPPING_VARS));
+    let mut attributes = Vec::new();
+    for (name, at, src) in attr_srcs {
+        if !valid_id(&name) {
+            errs.push(&at, "attribute names use a-z, 0-9, '-' or '_'");
+        }
+        if attributes.iter().any(|(n, _): &(String, Expr)| *n == name) {
+            errs.push(&at, "attribute defined twice");
+        }
+        if let Some(e) = compile(errs, cel, &at, &src, MAPPING_VARS) {
+            attributes.push((name, e));
+        }
+    }
+    if errs.0.len() > before {
+        return None;
+    }
+    Some((subject?, groups, attributes))
 }

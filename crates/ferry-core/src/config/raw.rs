@@ -22,6 +22,7 @@ pub struct RawConfig {
     pub providers: Vec<RawProvider>,
     #[serde(default)]
     pub audiences: Vec<RawAudience>,
+    pub expose_denial_messages: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +87,7 @@ pub struct RawProvider {
     pub max_token_age: Option<String>,
     pub cap_lifetime_at_subject_expiry: Option<bool>,
     pub condition: Option<String>,
+    pub condition_message: Option<String>,
     pub mapping: Option<RawMapping>,
 }
 
@@ -97,13 +99,15 @@ pub struct RawJwks {
     pub uri: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawMapping {
-    pub subject: Option<String>,
-    pub groups: Option<String>,
-    #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
+/// A mapping: `subject`, `groups`, `attributes: {NAME: expr}`, or Google's flat keys
+/// `google.subject`, `google.groups`, `attribute.NAME`.
+pub type RawMapping = BTreeMap<String, RawMappingValue>;
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMappingValue {
+    Expr(String),
+    Map(BTreeMap<String, String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -111,6 +115,8 @@ pub struct RawMapping {
 pub struct RawAudience {
     pub audience: Option<String>,
     pub default_ttl: Option<String>,
+    pub ignore_unknown_scopes: Option<bool>,
+    pub message: Option<String>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
 }
@@ -118,7 +124,10 @@ pub struct RawAudience {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRule {
+    pub name: Option<String>,
     pub allow: Option<String>,
+    pub deny: Option<String>,
+    pub message: Option<String>,
     #[serde(default)]
     pub scopes: Vec<String>,
     pub max_ttl: Option<String>,

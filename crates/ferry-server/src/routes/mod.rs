@@ -39,7 +39,7 @@ pub fn error_response(err: &OAuthError) -> Response {
     let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
     let body = ErrorResponse {
         error: err.code.as_str(),
-        error_description: err.description,
+        error_description: err.description.to_string(),
     };
     let mut resp = (status, axum::Json(body)).into_response();
     let h = resp.headers_mut();

@@ -94,7 +94,7 @@ pub async fn token(
                 audit.rule = err.rule.clone();
             }
             audit.reason = Some(if err.detail.is_empty() {
-                err.description.to_owned()
+                err.description.to_string()
             } else {
                 err.detail.clone()
             });
