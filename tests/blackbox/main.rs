@@ -7,3 +7,4 @@ mod harness;
 mod cli;
 mod exchange;
 mod issuers;
+mod policy;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use ferry_core::SystemClock;
 use ferry_core::config::KeysConfig;
 use ferry_core::duration::format_secs;
+use ferry_core::{Clock, SystemClock};
 use ferry_keys::Signer as _;
 use ferry_server::audit::AuditSink;
+use ferry_server::cli;
 use ferry_server::load::{build_state, load_providers, read_config};
 use ferry_verify::time::SystemMono;
 use tracing_subscriber::EnvFilter;
@@ -54,6 +55,36 @@ enum Command {
         /// Configuration file (YAML).
         #[arg(long, env = "FERRY_CONFIG")]
         config: PathBuf,
+    },
+    /// Explain the decision for a token (or bare claims) and a request, step by step.
+    /// Exits 0 when allowed, 1 when denied.
+    Explain {
+        /// Configuration file (YAML).
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// A subject token file: verified exactly as /token would (keys are fetched).
+        #[arg(long, conflicts_with = "claims", required_unless_present = "claims")]
+        token: Option<PathBuf>,
+        /// A JSON file of claims: the signature and claim checks are skipped.
+        #[arg(long)]
+        claims: Option<PathBuf>,
+        /// The requested audience (repeatable).
+        #[arg(long, required = true)]
+        audience: Vec<String>,
+        /// Requested scopes, space-delimited.
+        #[arg(long)]
+        scope: Option<String>,
+        /// The client id.
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// Run table-driven policy tests; exits non-zero at the first mismatch.
+    Test {
+        /// Configuration file (YAML).
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// The cases file (YAML).
+        cases: PathBuf,
     },
 }
 
@@ -195,11 +226,74 @@ async fn serve(
     Ok(())
 }
 
+async fn explain(
+    config: &Path,
+    token: Option<PathBuf>,
+    claims: Option<PathBuf>,
+    audiences: Vec<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let config = read_config(config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let subject = cli::explain::read_subject(token.as_deref(), claims.as_deref())?;
+    let report = cli::explain::explain(
+        &config,
+        &SystemClock,
+        subject,
+        &audiences,
+        scope.as_deref(),
+        client_id.as_deref(),
+    )
+    .await?;
+    print!("{}", report.text);
+    Ok(if report.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn policy_test(config: &Path, cases: &Path) -> anyhow::Result<ExitCode> {
+    let config = read_config(config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let text =
+        std::fs::read_to_string(cases).with_context(|| format!("reading {}", cases.display()))?;
+    let cases: cli::policy_test::Cases =
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", cases.display()))?;
+    let (lines, ok) = match cli::policy_test::run(&config, &cases, SystemClock.now()) {
+        Ok(lines) => (lines, true),
+        Err(lines) => (lines, false),
+    };
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("ferry: {e:#}");
+        ExitCode::from(2)
+    })
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            token,
+            claims,
+            audience,
+            scope,
+            client_id,
+        } => report(explain(&config, token, claims, audience, scope, client_id).await),
+        Command::Test { config, cases } => report(policy_test(&config, &cases)),
         Command::Serve {
             config,
             listen,

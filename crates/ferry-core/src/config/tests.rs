@@ -206,3 +206,148 @@ fn kubernetes_legacy_issuer_is_refused() {
         vec!["providers[0].issuer"]
     );
 }
+
+/// A Google workload identity pool provider's mapping and condition, pasted unchanged.
+const GOOGLE_STYLE: &str = r#"
+issuer: https://ferry.example.com
+providers:
+  - id: gh
+    kind: github
+    audiences: [https://ferry.example.com]
+    jwks: { inline: {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]} }
+    condition: "assertion.repository_owner_id == '65' && attribute.repository.startsWith('acme/')"
+    mapping:
+      google.subject: assertion.sub
+      attribute.actor: assertion.actor
+      attribute.repository: assertion.repository
+      attribute.repository_owner_id: assertion.repository_owner_id
+audiences:
+  - audience: https://deploy.example.com
+    rules:
+      - allow: attribute.repository == 'acme/app'
+"#;
+
+#[test]
+fn a_google_style_mapping_ports_unchanged() {
+    let c = parse(GOOGLE_STYLE, Path::new("/")).unwrap();
+    let claims = serde_json::json!({
+        "iss": GITHUB_ISSUER, "sub": "repo:acme/app:ref:refs/heads/main", "actor": "octocat",
+        "repository": "acme/app", "repository_owner_id": "65"
+    });
+    let p = c.providers[0]
+        .mapping
+        .apply("gh", claims.as_object().unwrap(), None)
+        .unwrap();
+    assert_eq!(p.subject, "repo:acme/app:ref:refs/heads/main");
+    assert_eq!(p.attributes["actor"], "octocat");
+    assert_eq!(p.attributes["repository_owner_id"], "65");
+    // The condition reads the mapped attribute: another repository is denied.
+    let other = serde_json::json!({
+        "iss": GITHUB_ISSUER, "sub": "x", "actor": "o", "repository": "evil/app", "repository_owner_id": "65"
+    });
+    assert!(
+        c.providers[0]
+            .mapping
+            .apply("gh", other.as_object().unwrap(), None)
+            .is_err()
+    );
+
+    let bad = GOOGLE_STYLE.replace("attribute.actor:", "attribute.Actor!:");
+    assert_eq!(
+        err_paths(&bad),
+        vec!["providers[0].mapping.attribute.Actor!"]
+    );
+    let unknown = GOOGLE_STYLE.replace("google.subject:", "google.subjekt:");
+    assert!(err_paths(&unknown).contains(&"providers[0].mapping.google.subjekt".to_owned()));
+}
+
+#[test]
+fn deny_rules_and_operator_messages() {
+    let text = GOOGLE_STYLE.replace(
+        "      - allow: attribute.repository == 'acme/app'\n",
+        "      - name: no-forks\n        deny: attribute.actor == 'mallory'\n        message: forks may not deploy\n      - allow: attribute.repository == 'acme/app'\n",
+    );
+    let principal = |actor: &str| crate::mapping::Principal {
+        provider: "gh".into(),
+        subject: "s".into(),
+        groups: vec![],
+        attributes: [
+            ("actor".to_owned(), actor.to_owned()),
+            ("repository".to_owned(), "acme/app".to_owned()),
+        ]
+        .into_iter()
+        .collect(),
+        original_issuer: GITHUB_ISSUER.into(),
+        original_subject: None,
+    };
+    let aud = vec!["https://deploy.example.com".to_owned()];
+    for expose in [false, true] {
+        let t = if expose {
+            format!("expose_denial_messages: true\n{text}")
+        } else {
+            text.clone()
+        };
+        let c = parse(&t, Path::new("/")).unwrap();
+        let err = c
+            .policy
+            .decide(&principal("mallory"), None, &aud, &[], None)
+            .unwrap_err();
+        assert_eq!(
+            err.rule.as_deref(),
+            Some("audiences[0].rules[0] (no-forks)")
+        );
+        let want = if expose {
+            "forks may not deploy"
+        } else {
+            crate::error::desc::TARGET_NOT_ALLOWED
+        };
+        assert_eq!(err.description, want);
+        // Twin: another actor passes the deny rule and is allowed by the next.
+        assert!(
+            c.policy
+                .decide(&principal("octocat"), None, &aud, &[], None)
+                .is_ok()
+        );
+    }
+    let both = text.replace(
+        "deny: attribute.actor",
+        "allow: 'true'\n        deny: attribute.actor",
+    );
+    assert_eq!(err_paths(&both), vec!["audiences[0].rules[0]"]);
+}
+
+#[test]
+fn unknown_scopes_are_dropped_only_where_configured() {
+    let principal = crate::mapping::Principal {
+        provider: "gh".into(),
+        subject: "s".into(),
+        groups: vec![],
+        attributes: [("repository".to_owned(), "acme/app".to_owned())]
+            .into_iter()
+            .collect(),
+        original_issuer: GITHUB_ISSUER.into(),
+        original_subject: None,
+    };
+    let aud = vec!["https://deploy.example.com".to_owned()];
+    let cloud = vec!["https://www.googleapis.com/auth/cloud-platform".to_owned()];
+    let with_scopes = GOOGLE_STYLE.replace(
+        "      - allow: attribute.repository == 'acme/app'\n",
+        "      - allow: attribute.repository == 'acme/app'\n        scopes: [deploy]\n",
+    );
+    let c = parse(&with_scopes, Path::new("/")).unwrap();
+    let err = c
+        .policy
+        .decide(&principal, None, &aud, &cloud, None)
+        .unwrap_err();
+    assert_eq!(err.code, crate::error::ErrorCode::InvalidScope);
+    let ignoring = with_scopes.replace(
+        "    rules:\n",
+        "    ignore_unknown_scopes: true\n    rules:\n",
+    );
+    let c = parse(&ignoring, Path::new("/")).unwrap();
+    let g = c
+        .policy
+        .decide(&principal, None, &aud, &cloud, None)
+        .unwrap();
+    assert_eq!(g.scopes, vec!["deploy"]);
+}

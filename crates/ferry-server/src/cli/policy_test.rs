@@ -1,0 +1,172 @@
+//! `ferry test`: table-driven policy tests. Each case gives claims and a request and the
+//! expected decision (and, optionally, the rule, step, error and scopes). The run stops
+//! at the first mismatch with a non-zero exit, so trust policies can be tested in CI.
+//!
+//! ```yaml
+//! cases:
+//!   - name: main branch may deploy
+//!     claims: { iss: https://token.actions.githubusercontent.com, repository_owner_id: "65", … }
+//!     audience: https://deploy.example.com
+//!     scope: deploy:write
+//!     expect: allow
+//!     rule: audiences[0].rules[0]
+//!   - name: forks may not
+//!     claims: { … }
+//!     audience: https://deploy.example.com
+//!     expect: deny
+//!     step: policy
+//!     error: invalid_target
+//! ```
+//!
+//! The clock is the claims' `iat` when present, so cases do not depend on when they run.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use ferry_core::config::Config;
+use ferry_core::decision::{Ask, decide};
+use ferry_core::request::parse_scope;
+
+use super::{numeric, provider_for};
+
+/// A file of cases.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cases {
+    /// The cases, run in order.
+    pub cases: Vec<Case>,
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Expect {
+    /// The request is allowed.
+    Allow,
+    /// The request is denied.
+    Deny,
+}
+
+/// One case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Case {
+    /// A name for the report.
+    pub name: String,
+    /// The verified claims.
+    pub claims: Map<String, Value>,
+    /// The provider id; by default the one whose issuer is `claims.iss`.
+    pub provider: Option<String>,
+    /// One requested audience …
+    pub audience: Option<String>,
+    /// … or several.
+    pub audiences: Option<Vec<String>>,
+    /// Requested scopes, space-delimited.
+    pub scope: Option<String>,
+    /// The client.
+    pub client_id: Option<String>,
+    /// The expected decision.
+    pub expect: Expect,
+    /// The rule expected to decide (allow: the allowing rule; deny: the denying one).
+    pub rule: Option<String>,
+    /// The step expected to deny (`mapping`, `policy`, `mint`).
+    pub step: Option<String>,
+    /// The error code expected for a denial.
+    pub error: Option<String>,
+    /// The scopes expected to be granted.
+    pub scopes: Option<Vec<String>>,
+}
+
+/// Runs `cases` against `config`; returns the report lines, and `Err` with the report
+/// so far at the first mismatch.
+pub fn run(config: &Config, cases: &Cases, fallback_now: i64) -> Result<Vec<String>, Vec<String>> {
+    let mut lines = Vec::new();
+    for (i, case) in cases.cases.iter().enumerate() {
+        let label = format!("case {} ({})", i + 1, case.name);
+        match check(config, case, fallback_now) {
+            Ok(()) => lines.push(format!("ok   {label}")),
+            Err(why) => {
+                lines.push(format!("FAIL {label}: {why}"));
+                lines.push(format!("{} passed, 1 failed", i));
+                return Err(lines);
+            }
+        }
+    }
+    lines.push(format!("{} passed, 0 failed", cases.cases.len()));
+    Ok(lines)
+}
+
+fn check(config: &Config, case: &Case, fallback_now: i64) -> Result<(), String> {
+    let provider = provider_for(config, case.provider.as_deref(), &case.claims)?;
+    let targets: Vec<String> = match (&case.audience, &case.audiences) {
+        (Some(a), None) => vec![a.clone()],
+        (None, Some(list)) => list.clone(),
+        _ => return Err("give exactly one of audience or audiences".into()),
+    };
+    let scopes = match case.scope.as_deref().map(parse_scope).transpose() {
+        Ok(s) => s.unwrap_or_default(),
+        Err(e) => return Err(format!("malformed scope: {}", e.description)),
+    };
+    let now = numeric(&case.claims, "iat").unwrap_or(fallback_now);
+    let ask = Ask {
+        targets: &targets,
+        scopes: &scopes,
+        client_id: case.client_id.as_deref(),
+    };
+    let result = decide(
+        config,
+        provider,
+        &case.claims,
+        numeric(&case.claims, "exp"),
+        now,
+        ask,
+        None,
+    );
+    match (case.expect, result) {
+        (Expect::Allow, Ok(o)) => {
+            if let Some(rule) = &case.rule
+                && !o.grant.rules.contains(rule)
+            {
+                return Err(format!("allowed by {:?}, expected {rule}", o.grant.rules));
+            }
+            if let Some(want) = &case.scopes
+                && *want != o.grant.scopes
+            {
+                return Err(format!(
+                    "granted scopes {:?}, expected {want:?}",
+                    o.grant.scopes
+                ));
+            }
+            Ok(())
+        }
+        (Expect::Allow, Err(e)) => Err(format!(
+            "denied ({} at {}{}: {}), expected allow",
+            e.code,
+            e.step.as_str(),
+            e.rule.map(|r| format!(" by {r}")).unwrap_or_default(),
+            e.detail
+        )),
+        (Expect::Deny, Ok(o)) => Err(format!(
+            "allowed by {}, expected deny",
+            o.grant.rules.join(", ")
+        )),
+        (Expect::Deny, Err(e)) => {
+            if let Some(rule) = &case.rule
+                && e.rule.as_deref() != Some(rule.as_str())
+            {
+                return Err(format!("denied by {:?}, expected {rule}", e.rule));
+            }
+            if let Some(step) = &case.step
+                && e.step.as_str() != step
+            {
+                return Err(format!("denied at {}, expected {step}", e.step.as_str()));
+            }
+            if let Some(code) = &case.error
+                && e.code.as_str() != code
+            {
+                return Err(format!("denied with {}, expected {code}", e.code));
+            }
+            Ok(())
+        }
+    }
+}
