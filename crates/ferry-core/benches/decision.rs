@@ -67,9 +67,31 @@ fn bench(c: &mut Criterion) {
         client_id: None,
     };
     let now = 1_632_493_567;
-    assert!(decide(&config, provider, &claims, Some(1_632_493_867), now, ask, None).is_ok());
+    assert!(
+        decide(
+            &config,
+            provider,
+            &claims,
+            Some(1_632_493_867),
+            now,
+            ask,
+            None
+        )
+        .is_ok()
+    );
     c.bench_function("condition + mapping + policy (GitHub claims)", |b| {
-        b.iter(|| decide(black_box(&config), provider, black_box(&claims), Some(1_632_493_867), now, ask, None).unwrap())
+        b.iter(|| {
+            decide(
+                black_box(&config),
+                provider,
+                black_box(&claims),
+                Some(1_632_493_867),
+                now,
+                ask,
+                None,
+            )
+            .unwrap()
+        })
     });
 }
 

@@ -10,6 +10,7 @@ pub mod decision;
 pub mod duration;
 pub mod error;
 pub mod expr;
+pub mod keyring;
 pub mod mapping;
 pub mod mint;
 pub mod policy;
