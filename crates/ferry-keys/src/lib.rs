@@ -1,10 +1,22 @@
-//! Ferry's own signing keys: the [`Signer`] trait, a software ES256 signer whose key is
-//! parsed once, and a local-directory store that creates the key on first start and
-//! keeps it across restarts.
+//! Ferry's own signing keys: signers (software keys parsed once; PKCS#11 tokens) behind
+//! one trait, key-encryption keys for keys at rest, key stores with compare-and-swap,
+//! and the manager that runs the rotating key ring.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
-mod local;
+pub mod kek;
+pub mod manager;
+pub mod pkcs11;
 mod signer;
+pub mod store;
 
-pub use local::{KEY_FILE, load_or_create};
-pub use signer::{KeyError, Signer, SoftwareSigner, sign_jwt, thumbprint};
+#[cfg(test)]
+mod conformance;
+#[cfg(test)]
+mod tests;
+
+pub use kek::{Kek, Keks};
+pub use manager::{Backend, KeyManager, ManagerConfig, Snapshot};
+pub use signer::{
+    KeyError, Signer, SigningAlg, SoftwareSigner, finish_jwk, p256_jwk, sign_jwt, thumbprint,
+};
+pub use store::{KeyStore, LocalStore, Material, StoredKey, StoredRing};

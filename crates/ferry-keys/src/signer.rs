@@ -1,9 +1,14 @@
-//! Signing JWTs with Ferry's keys. A signer holds its parsed private key; nothing is
-//! parsed per request.
+//! Signing JWTs with Ferry's keys. A signer holds its parsed private key (or a handle to
+//! it in an HSM); nothing is parsed per request.
 
 use aws_lc_rs::digest;
+use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use aws_lc_rs::rsa::KeySize;
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
+    RsaKeyPair,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Map, Value, json};
@@ -12,20 +17,31 @@ use serde_json::{Map, Value, json};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeyError {
-    /// The stored key could not be parsed.
-    #[error("stored key is not a valid P-256 PKCS#8 key")]
-    InvalidKey,
+    /// Stored key material could not be parsed.
+    #[error("stored key material is not a valid {0} key")]
+    InvalidKey(&'static str),
     /// Signing failed.
     #[error("signing failed")]
     Sign,
     /// Key generation failed.
     #[error("key generation failed")]
     Generate,
+    /// No configured key-encryption key opens the stored key.
+    #[error(
+        "no configured key-encryption key opens key {0}: the key-encryption key is wrong or missing"
+    )]
+    WrongKek(String),
+    /// The key store refused or failed.
+    #[error("key store: {0}")]
+    Store(String),
+    /// The HSM refused or failed.
+    #[error("HSM: {0}")]
+    Hsm(String),
     /// Reading or writing the key store failed.
     #[error("key store I/O: {0}")]
     Io(#[from] std::io::Error),
-    /// Serialising claims failed.
-    #[error("serialising claims: {0}")]
+    /// Serialising failed.
+    #[error("serialising: {0}")]
     Json(#[from] serde_json::Error),
 }
 
@@ -41,20 +57,35 @@ pub trait Signer: Send + Sync + std::fmt::Debug {
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError>;
 }
 
-/// An ES256 key held in process memory.
-pub struct SoftwareSigner {
-    kid: String,
-    key: EcdsaKeyPair,
-    jwk: Value,
-    rng: SystemRandom,
+/// The algorithms Ferry signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningAlg {
+    /// ECDSA P-256 (the default).
+    Es256,
+    /// Ed25519.
+    EdDsa,
+    /// RSA-2048 PKCS#1 v1.5: widely supported, several times slower to sign.
+    Rs256,
 }
 
-impl std::fmt::Debug for SoftwareSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SoftwareSigner")
-            .field("kid", &self.kid)
-            .field("key", &"[redacted]")
-            .finish()
+impl SigningAlg {
+    /// Parses a JWS `alg` name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "ES256" => Some(Self::Es256),
+            "EdDSA" => Some(Self::EdDsa),
+            "RS256" => Some(Self::Rs256),
+            _ => None,
+        }
+    }
+
+    /// The JWS `alg` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Es256 => "ES256",
+            Self::EdDsa => "EdDSA",
+            Self::Rs256 => "RS256",
+        }
     }
 }
 
@@ -80,38 +111,107 @@ pub fn thumbprint(jwk: &Value) -> String {
     URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
 }
 
+/// Completes a public JWK with its thumbprint `kid`, `alg` and `use`.
+pub fn finish_jwk(mut jwk: Value, alg: &str) -> (String, Value) {
+    let kid = thumbprint(&jwk);
+    if let Some(o) = jwk.as_object_mut() {
+        o.insert("kid".into(), json!(kid));
+        o.insert("alg".into(), json!(alg));
+        o.insert("use".into(), json!("sig"));
+    }
+    (kid, jwk)
+}
+
+/// The public JWK of an uncompressed P-256 point (`04 || x || y`).
+pub fn p256_jwk(point: &[u8]) -> Option<Value> {
+    if point.len() != 65 || point[0] != 4 {
+        return None;
+    }
+    Some(json!({"kty": "EC", "crv": "P-256",
+                "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])}))
+}
+
+enum Inner {
+    Es256(EcdsaKeyPair),
+    EdDsa(Ed25519KeyPair),
+    Rs256(RsaKeyPair),
+}
+
+/// A key held in process memory, parsed once.
+pub struct SoftwareSigner {
+    kid: String,
+    alg: SigningAlg,
+    inner: Inner,
+    jwk: Value,
+    rng: SystemRandom,
+}
+
+impl std::fmt::Debug for SoftwareSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SoftwareSigner")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("key", &"[redacted]")
+            .finish()
+    }
+}
+
 impl SoftwareSigner {
     /// Generates a new key, returning the signer and its PKCS#8 encoding.
-    pub fn generate() -> Result<(Self, Vec<u8>), KeyError> {
-        let doc =
-            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
-                .map_err(|_| KeyError::Generate)?;
-        let der = doc.as_ref().to_vec();
-        Ok((Self::from_pkcs8(&der)?, der))
+    pub fn generate(alg: SigningAlg) -> Result<(Self, Vec<u8>), KeyError> {
+        let rng = SystemRandom::new();
+        let der = match alg {
+            SigningAlg::Es256 => {
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| KeyError::Generate)?
+                    .as_ref()
+                    .to_vec()
+            }
+            SigningAlg::EdDsa => Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|_| KeyError::Generate)?
+                .as_ref()
+                .to_vec(),
+            SigningAlg::Rs256 => {
+                let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
+                AsDer::<Pkcs8V1Der>::as_der(&kp)
+                    .map_err(|_| KeyError::Generate)?
+                    .as_ref()
+                    .to_vec()
+            }
+        };
+        Ok((Self::from_pkcs8(alg, &der)?, der))
     }
 
-    /// Loads a P-256 key from PKCS#8 DER.
-    pub fn from_pkcs8(der: &[u8]) -> Result<Self, KeyError> {
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
-            .map_err(|_| KeyError::InvalidKey)?;
-        let p = key.public_key().as_ref();
-        if p.len() != 65 {
-            return Err(KeyError::InvalidKey);
-        }
-        let mut jwk = json!({
-            "kty": "EC", "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&p[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&p[33..65]),
-        });
-        let kid = thumbprint(&jwk);
-        if let Some(o) = jwk.as_object_mut() {
-            o.insert("kid".into(), json!(kid));
-            o.insert("alg".into(), json!("ES256"));
-            o.insert("use".into(), json!("sig"));
-        }
+    /// Loads a key from PKCS#8 DER.
+    pub fn from_pkcs8(alg: SigningAlg, der: &[u8]) -> Result<Self, KeyError> {
+        let b = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
+        let (inner, jwk) = match alg {
+            SigningAlg::Es256 => {
+                let k = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(|_| KeyError::InvalidKey("P-256"))?;
+                let jwk = p256_jwk(k.public_key().as_ref()).ok_or(KeyError::InvalidKey("P-256"))?;
+                (Inner::Es256(k), jwk)
+            }
+            SigningAlg::EdDsa => {
+                let k =
+                    Ed25519KeyPair::from_pkcs8(der).map_err(|_| KeyError::InvalidKey("Ed25519"))?;
+                let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": b(k.public_key().as_ref())});
+                (Inner::EdDsa(k), jwk)
+            }
+            SigningAlg::Rs256 => {
+                let k = RsaKeyPair::from_pkcs8(der).map_err(|_| KeyError::InvalidKey("RSA"))?;
+                let pk = k.public_key();
+                let jwk = json!({"kty": "RSA",
+                    "n": b(pk.modulus().big_endian_without_leading_zero()),
+                    "e": b(pk.exponent().big_endian_without_leading_zero())});
+                (Inner::Rs256(k), jwk)
+            }
+        };
+        let (kid, jwk) = finish_jwk(jwk, alg.name());
         Ok(Self {
             kid,
-            key,
+            alg,
+            inner,
             jwk,
             rng: SystemRandom::new(),
         })
@@ -123,16 +223,25 @@ impl Signer for SoftwareSigner {
         &self.kid
     }
     fn alg(&self) -> &'static str {
-        "ES256"
+        self.alg.name()
     }
     fn public_jwk(&self) -> Value {
         self.jwk.clone()
     }
     fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, KeyError> {
-        self.key
-            .sign(&self.rng, msg)
-            .map(|s| s.as_ref().to_vec())
-            .map_err(|_| KeyError::Sign)
+        match &self.inner {
+            Inner::Es256(k) => k
+                .sign(&self.rng, msg)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| KeyError::Sign),
+            Inner::EdDsa(k) => Ok(k.sign(msg).as_ref().to_vec()),
+            Inner::Rs256(k) => {
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign(&RSA_PKCS1_SHA256, &self.rng, msg, &mut sig)
+                    .map_err(|_| KeyError::Sign)?;
+                Ok(sig)
+            }
+        }
     }
 }
 
@@ -155,29 +264,28 @@ pub fn sign_jwt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 
     #[test]
-    fn signs_verifiable_jwts_and_kid_is_the_rfc7638_thumbprint() {
-        let (s, der) = SoftwareSigner::generate().unwrap();
-        let again = SoftwareSigner::from_pkcs8(&der).unwrap();
-        assert_eq!(s.kid(), again.kid());
-        let mut claims = Map::new();
-        claims.insert("sub".into(), json!("x"));
-        let jwt = sign_jwt(&s, "at+jwt", &claims).unwrap();
-        let (input, sig) = jwt.rsplit_once('.').unwrap();
-        let jwk = s.public_jwk();
-        let mut point = vec![4u8];
-        point.extend(URL_SAFE_NO_PAD.decode(jwk["x"].as_str().unwrap()).unwrap());
-        point.extend(URL_SAFE_NO_PAD.decode(jwk["y"].as_str().unwrap()).unwrap());
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
-            .verify(input.as_bytes(), &URL_SAFE_NO_PAD.decode(sig).unwrap())
-            .unwrap();
-        // RFC 7638 §3.1 example key and thumbprint.
+    fn rfc7638_thumbprint_example() {
+        // RFC 7638 §3.1.
         let rfc = json!({"kty": "RSA", "e": "AQAB", "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"});
         assert_eq!(
             thumbprint(&rfc),
             "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
         );
+    }
+
+    #[test]
+    fn software_signers_pass_the_conformance_suite() {
+        for alg in [SigningAlg::Es256, SigningAlg::EdDsa, SigningAlg::Rs256] {
+            let (signer, der) = SoftwareSigner::generate(alg).unwrap();
+            crate::conformance::check_signer(&signer);
+            let again = SoftwareSigner::from_pkcs8(alg, &der).unwrap();
+            assert_eq!(
+                again.kid(),
+                signer.kid(),
+                "{alg:?}: reloading keeps the kid"
+            );
+        }
     }
 }

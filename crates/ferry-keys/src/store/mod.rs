@@ -1,0 +1,66 @@
+//! Key stores: where the ring (lifecycle records and private key material) lives. Every
+//! write is a compare-and-swap on the ring's version, so replicas sharing a store never
+//! both perform a transition: the loser sees the new version and plans again.
+
+mod local;
+
+use ferry_core::keyring::KeyMeta;
+use serde::{Deserialize, Serialize};
+
+use crate::signer::KeyError;
+
+pub use local::LocalStore;
+
+/// How a private key is held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Material {
+    /// PKCS#8 sealed with a key-encryption key (see `kek`).
+    Encrypted {
+        /// The sealed blob.
+        blob: String,
+    },
+    /// PKCS#8 in clear: only when explicitly configured for development.
+    Plaintext {
+        /// base64url PKCS#8.
+        pkcs8: String,
+    },
+    /// A key generated inside a PKCS#11 token; only a reference is stored.
+    Pkcs11 {
+        /// `CKA_LABEL` / `CKA_ID` of the key pair in the token.
+        label: String,
+    },
+}
+
+/// One key: its lifecycle record, its material and its public JWK.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredKey {
+    /// Lifecycle.
+    #[serde(flatten)]
+    pub meta: KeyMeta,
+    /// The public JWK (so `/jwks` and `ferry keys export-public` need no private key).
+    pub jwk: serde_json::Value,
+    /// The private key.
+    pub material: Material,
+}
+
+/// The whole ring at one version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredRing {
+    /// Incremented by every write; 0 for a store never written.
+    pub version: u64,
+    /// Who wrote this version (host and process), for the compare-and-swap history.
+    #[serde(default)]
+    pub written_by: String,
+    /// The keys.
+    pub keys: Vec<StoredKey>,
+}
+
+/// A key store.
+pub trait KeyStore: Send + Sync + std::fmt::Debug {
+    /// The current ring (version 0 and no keys when never written).
+    fn load(&self) -> Result<StoredRing, KeyError>;
+    /// Writes `ring` as version `expected + 1` if the stored version is still
+    /// `expected`. `Ok(false)` when another writer got there first.
+    fn compare_and_swap(&self, expected: u64, ring: &StoredRing) -> Result<bool, KeyError>;
+}
