@@ -6,6 +6,7 @@ set -euo pipefail
 need=()
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"

@@ -44,6 +44,10 @@ sed -e "s#@FERRY_URL@#$ferry#g" -e "s#@FERRY_LISTEN@#127.0.0.1:$port#" \
     -e "s#@DATA_DIR@#$work/ferry-data#" -e "s#@IDP_ISSUER@#$idp#" \
     -e "s#@IDP_JWKS@#$work/idp/jwks.json#" examples/quickstart.yaml >"$work/ferry.yaml"
 
+# Ferry seals its signing keys with a key-encryption key; a fresh one for this run.
+FERRY_KEK=$(target/debug/ferry keys new-kek)
+export FERRY_KEK
+
 echo "==> ferry check"
 target/debug/ferry check --config "$work/ferry.yaml"
 

@@ -16,6 +16,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "==> build the binaries the black-box tests start"
 cargo build --workspace --bins --locked
 
+echo "==> a throwaway SoftHSM2 token for the PKCS#11 tests"
+eval "$(scripts/softhsm-setup.sh)"
+
 echo "==> tests"
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --locked --no-fail-fast

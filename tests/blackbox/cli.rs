@@ -83,5 +83,5 @@ async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
     assert!(first.proc_mut().wait_exit(10).unwrap().success());
     let second = Ferry::start(&cfg).unwrap();
     assert_eq!(kid(&second).await, k1);
-    assert!(tmp.path().join("data/signing-key.p8").exists());
+    assert!(tmp.path().join("data/ring.json").exists());
 }

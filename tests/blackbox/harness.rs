@@ -185,16 +185,25 @@ impl Ferry {
         self.proc.as_mut().expect("a started Ferry")
     }
 
-    /// Starts `ferry serve` on `127.0.0.1:0` with this configuration file.
+    /// Starts `ferry serve` on `127.0.0.1:0` with this configuration file and the
+    /// test key-encryption key.
     pub fn start(config: &Path) -> anyhow::Result<Self> {
-        let mut proc = Proc::spawn(
-            Command::new(bin("ferry"))
-                .arg("serve")
-                .arg("--config")
-                .arg(config)
-                .env("FERRY_LISTEN", "127.0.0.1:0")
-                .env_remove("RUST_LOG"),
-        )?;
+        Self::start_with(config, &[("FERRY_KEK", TEST_KEK)])
+    }
+
+    /// Starts `ferry serve` with extra environment variables.
+    pub fn start_with(config: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(bin("ferry"));
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config)
+            .env("FERRY_LISTEN", "127.0.0.1:0")
+            .env_remove("RUST_LOG")
+            .env_remove("FERRY_KEK");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut proc = Proc::spawn(&mut cmd)?;
         let line = proc.wait_for("ferry listening on http://")?;
         let start = line.find("http://").context("url")?;
         let url = line[start..]
@@ -207,6 +216,16 @@ impl Ferry {
             url,
         })
     }
+}
+
+/// The key-encryption key the black-box tests run Ferry with (32 bytes, base64).
+pub const TEST_KEK: &str = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=";
+
+/// A `ferry` command with the test key-encryption key set.
+pub fn ferry_cmd() -> Command {
+    let mut c = Command::new(bin("ferry"));
+    c.env("FERRY_KEK", TEST_KEK);
+    c
 }
 
 /// A temporary directory removed on drop.

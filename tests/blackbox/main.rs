@@ -7,4 +7,5 @@ mod harness;
 mod cli;
 mod exchange;
 mod issuers;
+mod keys;
 mod policy;

@@ -245,10 +245,9 @@ impl KeyManager {
                 tracing::info!(transition = ?step, version = ring.version + 1, "signing key ring changed");
                 if let (Some(Material::Pkcs11 { label }), Backend::Pkcs11(hsm)) =
                     (removed, &self.cfg.backend)
+                    && let Err(e) = hsm.destroy(&label)
                 {
-                    if let Err(e) = hsm.destroy(&label) {
-                        tracing::warn!(error = %e, "removing a retired key from the token failed");
-                    }
+                    tracing::warn!(error = %e, "removing a retired key from the token failed");
                 }
             }
         }
@@ -318,14 +317,14 @@ impl KeyManager {
             let mut count = 0;
             let mut keys = ring.keys.clone();
             for k in &mut keys {
-                if let Material::Encrypted { blob } = &k.material {
-                    if Keks::blob_kek_id(blob) != primary.as_deref() {
-                        let der = keks.open(blob, &k.meta.kid)?;
-                        k.material = Material::Encrypted {
-                            blob: keks.seal(&der)?,
-                        };
-                        count += 1;
-                    }
+                if let Material::Encrypted { blob } = &k.material
+                    && Keks::blob_kek_id(blob) != primary.as_deref()
+                {
+                    let der = keks.open(blob, &k.meta.kid)?;
+                    k.material = Material::Encrypted {
+                        blob: keks.seal(&der)?,
+                    };
+                    count += 1;
                 }
             }
             if count == 0 || self.swap(&ring, keys)? {

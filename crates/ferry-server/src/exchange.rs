@@ -111,9 +111,11 @@ pub async fn exchange(
         jti: &jti,
     };
     let claims = access_token_claims(&input, &principal, &grant);
-    let token = ferry_keys::sign_jwt(state.signer.as_ref(), "at+jwt", &claims).map_err(|e| {
-        OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL).detail(e.to_string())
-    })?;
+    let token =
+        ferry_keys::sign_jwt(state.keys.active().as_ref(), "at+jwt", &claims).map_err(|e| {
+            OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL)
+                .detail(e.to_string())
+        })?;
     audit.jti = Some(jti);
     audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
 

@@ -9,7 +9,9 @@ use ferry_core::Clock;
 use std::time::Duration;
 
 use ferry_core::config::{CacheConfig, Config, ConfigErrors, KeysConfig, Provider, origin_of};
-use ferry_keys::Signer;
+use ferry_core::config::{SecretSource, Signing};
+use ferry_core::keyring::RingPolicy;
+use ferry_keys::{Backend, Kek, Keks, KeyManager, LocalStore, ManagerConfig, SigningAlg};
 use ferry_verify::net::{ClientSettings, Http, OutboundPolicy};
 use ferry_verify::time::MonoTime;
 use ferry_verify::{
@@ -169,9 +171,89 @@ pub fn load_providers(
     }
 }
 
+/// Reads a secret: `Ok(None)` for an unset environment variable.
+pub fn read_secret(s: &SecretSource) -> Result<Option<String>, String> {
+    match s {
+        SecretSource::Env(name) => Ok(std::env::var(name).ok().filter(|v| !v.trim().is_empty())),
+        SecretSource::File(path) => std::fs::read_to_string(path)
+            .map(|t| Some(t.trim().to_owned()))
+            .map_err(|e| format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+/// The ring timing of a configuration.
+pub fn ring_policy(config: &Config) -> RingPolicy {
+    let s: &Signing = &config.signing;
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    RingPolicy {
+        rotation_period: i(s.rotation_period),
+        jwks_max_age: i(s.jwks_max_age),
+        leeway: i(s.leeway),
+        max_token_ttl: i(config.lifetimes.max_ttl),
+    }
+}
+
+fn writer_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "ferry".into());
+    format!("{host}:{}", std::process::id())
+}
+
+/// Opens the signing key ring: reads the key-encryption keys (or opens the HSM), opens
+/// the store, and initialises the ring at `now` if it is empty.
+pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
+    let s = &config.signing;
+    let alg = SigningAlg::from_name(&s.algorithm).ok_or("unsupported signing algorithm")?;
+    let backend = match &s.hsm {
+        Some(h) => {
+            let pin = read_secret(&h.pin)?
+                .ok_or("signing.hsm.pin: the PIN's environment variable is not set")?;
+            Backend::Pkcs11(
+                ferry_keys::pkcs11::Hsm::open(&h.module, &h.token_label, pin)
+                    .map_err(|e| e.to_string())?,
+            )
+        }
+        None => {
+            let mut keks = Vec::new();
+            for (i, src) in s.key_encryption_keys.iter().enumerate() {
+                if let Some(text) = read_secret(src)? {
+                    keks.push(
+                        Kek::parse(&text)
+                            .map_err(|e| format!("signing.key_encryption_keys[{i}]: {e}"))?,
+                    );
+                }
+            }
+            if keks.is_empty() && !s.insecure_plaintext_keys {
+                return Err(format!(
+                    "no key-encryption key: set {} (create one with `ferry keys new-kek`), configure \
+                     signing.key_encryption_keys, or set signing.insecure_plaintext_keys: true for development",
+                    ferry_core::config::DEFAULT_KEK_ENV
+                ));
+            }
+            Backend::Software {
+                keks: Arc::new(Keks::new(keks)),
+                plaintext: s.insecure_plaintext_keys,
+            }
+        }
+    };
+    let store = LocalStore::open(&s.keys_dir)
+        .map_err(|e| format!("key store {}: {e}", s.keys_dir.display()))?;
+    let cfg = ManagerConfig {
+        alg,
+        policy: ring_policy(config),
+        backend,
+        writer: writer_name(),
+    };
+    KeyManager::open(Arc::new(store), cfg, now).map_err(|e| e.to_string())
+}
+
 /// RFC 8414 §2 metadata. Ferry is not an OpenID Provider: the OpenID path serves the
 /// same document so that JWKS discovery by OIDC libraries works.
-pub fn metadata(config: &Config, signer: &dyn Signer) -> serde_json::Value {
+pub fn metadata(config: &Config) -> serde_json::Value {
     json!({
         "issuer": config.issuer,
         "jwks_uri": format!("{}/jwks", config.issuer),
@@ -181,7 +263,7 @@ pub fn metadata(config: &Config, signer: &dyn Signer) -> serde_json::Value {
         "token_endpoint_auth_methods_supported": ["none"],
         "scopes_supported": [],
         "token_endpoint_auth_signing_alg_values_supported": [],
-        "ferry_signing_alg_values_supported": [signer.alg()],
+        "access_token_signing_alg_values_supported": [config.signing.algorithm],
     })
 }
 
@@ -189,19 +271,17 @@ pub fn metadata(config: &Config, signer: &dyn Signer) -> serde_json::Value {
 pub fn build_state(
     config: Config,
     providers: Vec<TrustedProvider>,
-    signer: Arc<dyn Signer>,
+    keys: Arc<KeyManager>,
     clock: Arc<dyn Clock>,
     audit: Arc<AuditSink>,
 ) -> AppState {
-    let jwks_body = json!({"keys": [signer.public_jwk()]}).to_string();
-    let metadata_body = metadata(&config, signer.as_ref()).to_string();
+    let metadata_body = metadata(&config).to_string();
     AppState {
         config: Arc::new(config),
         providers: Arc::new(Providers::new(providers)),
-        signer,
+        keys,
         clock,
         audit,
-        jwks_body: Arc::new(jwks_body),
         metadata_body: Arc::new(metadata_body),
     }
 }

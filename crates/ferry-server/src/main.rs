@@ -9,10 +9,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ferry_core::config::KeysConfig;
 use ferry_core::duration::format_secs;
 use ferry_core::{Clock, SystemClock};
-use ferry_keys::Signer as _;
 use ferry_server::audit::AuditSink;
 use ferry_server::cli;
-use ferry_server::load::{build_state, load_providers, read_config};
+use ferry_server::load::{build_state, load_providers, open_keys, read_config};
 use ferry_verify::time::SystemMono;
 use tracing_subscriber::EnvFilter;
 
@@ -25,6 +24,43 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// List the keys with their state and ages.
+    List {
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Rotate now: the standby key (published for jwks_max_age + leeway) starts signing.
+    Rotate {
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Emergency: remove a key from /jwks at once; if it signs, the standby takes over.
+    Revoke {
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+        /// The key id.
+        kid: String,
+        /// Revoke the active key even without a standby relying services have cached:
+        /// breaks them until they refetch /jwks.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public JWKS.
+    ExportPublic {
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Re-seal every key with the first key-encryption key.
+    Rewrap {
+        #[arg(long, env = "FERRY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print a new random key-encryption key (base64), e.g. for FERRY_KEK.
+    NewKek,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -77,6 +113,11 @@ enum Command {
         /// The client id.
         #[arg(long)]
         client_id: Option<String>,
+    },
+    /// Operate the signing key ring.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Run table-driven policy tests; exits non-zero at the first mismatch.
     Test {
@@ -138,6 +179,23 @@ fn check(path: &Path) -> ExitCode {
             for a in &config.audience_names {
                 println!("  audience {a}");
             }
+            let s = &config.signing;
+            println!(
+                "  signing: {}, rotation every {}, /jwks max-age {}, leeway {}, keys in {} ({})",
+                s.algorithm,
+                format_secs(s.rotation_period),
+                format_secs(s.jwks_max_age),
+                format_secs(s.leeway),
+                s.keys_dir.display(),
+                match (&s.hsm, s.insecure_plaintext_keys) {
+                    (Some(h), _) => format!("HSM token {:?}", h.token_label),
+                    (None, true) => "UNENCRYPTED: development only".to_owned(),
+                    (None, false) => format!(
+                        "sealed with {} key-encryption key source(s)",
+                        s.key_encryption_keys.len()
+                    ),
+                }
+            );
             ExitCode::SUCCESS
         }
         Err(errs) => {
@@ -199,13 +257,13 @@ async fn serve(
     for w in warnings {
         tracing::warn!("{w}");
     }
-    let (signer, created) = ferry_keys::load_or_create(&config.data_dir)
-        .with_context(|| format!("signing key in {}", config.data_dir.display()))?;
-    if created {
-        tracing::info!(kid = signer.kid(), dir = %config.data_dir.display(), "created a new signing key");
-    } else {
-        tracing::info!(kid = signer.kid(), "loaded signing key");
-    }
+    let keys =
+        open_keys(&config, SystemClock.now()).map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
+    tracing::info!(
+        kid = keys.active().kid(),
+        version = keys.snapshot().version,
+        "signing key ring ready"
+    );
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -213,7 +271,7 @@ async fn serve(
     let state = build_state(
         config,
         providers,
-        Arc::new(signer),
+        Arc::new(keys),
         Arc::new(SystemClock),
         Arc::new(AuditSink::stdout()),
     );
@@ -273,6 +331,32 @@ fn policy_test(config: &Path, cases: &Path) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn keys_command(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    let now = SystemClock.now();
+    let load =
+        |p: &Path| read_config(p).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"));
+    let out = match cmd {
+        KeysCommand::NewKek => ferry_keys::Kek::generate_text().map_err(|e| e.to_string()),
+        KeysCommand::List { config } => cli::keys::list(&load(&config)?, now),
+        KeysCommand::Rotate { config } => cli::keys::rotate(&load(&config)?, now),
+        KeysCommand::Revoke { config, kid, force } => {
+            cli::keys::revoke(&load(&config)?, now, &kid, force)
+        }
+        KeysCommand::ExportPublic { config } => cli::keys::export_public(&load(&config)?, now),
+        KeysCommand::Rewrap { config } => cli::keys::rewrap(&load(&config)?, now),
+    };
+    match out {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("ferry keys: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
         eprintln!("ferry: {e:#}");
@@ -294,6 +378,7 @@ async fn main() -> ExitCode {
             client_id,
         } => report(explain(&config, token, claims, audience, scope, client_id).await),
         Command::Test { config, cases } => report(policy_test(&config, &cases)),
+        Command::Keys { command } => report(keys_command(command)),
         Command::Serve {
             config,
             listen,

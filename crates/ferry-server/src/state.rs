@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ferry_core::Clock;
 use ferry_core::config::{Config, Provider};
-use ferry_keys::Signer;
+use ferry_keys::KeyManager;
 use ferry_verify::{KeySource, Rules};
 
 use crate::audit::AuditSink;
@@ -62,14 +62,12 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// Trusted issuers.
     pub providers: Arc<Providers>,
-    /// Ferry's signing key.
-    pub signer: Arc<dyn Signer>,
+    /// Ferry's signing key ring.
+    pub keys: Arc<KeyManager>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Where audit events go.
     pub audit: Arc<AuditSink>,
-    /// Pre-rendered `/jwks` body.
-    pub jwks_body: Arc<String>,
     /// Pre-rendered discovery metadata.
     pub metadata_body: Arc<String>,
 }

@@ -10,8 +10,33 @@ use crate::state::AppState;
 /// How often JWKS files are checked for changes.
 pub const FILE_POLL: Duration = Duration::from_secs(2);
 
+/// How often the key ring is checked for due transitions and for changes by other
+/// processes (an emergency revocation reaches a running server within this).
+pub fn ring_poll(state: &AppState) -> Duration {
+    let ahead = state.config.signing.jwks_max_age + state.config.signing.leeway;
+    Duration::from_secs((ahead / 10).clamp(1, 10))
+}
+
 /// Starts the background tasks for `state`. They end with the runtime.
 pub fn spawn_background(state: &AppState) {
+    let keys = state.keys.clone();
+    let clock = state.clock.clone();
+    let every = ring_poll(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            let (keys, now) = (keys.clone(), clock.now());
+            // The store does blocking file I/O (and takes a lock): off the async workers.
+            match tokio::task::spawn_blocking(move || keys.tick(now)).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits")
+                }
+                Err(e) => tracing::error!(error = %e, "key ring task failed"),
+            }
+        }
+    });
     for p in state.providers.iter() {
         match &p.keys {
             KeySource::Remote(remote) => {

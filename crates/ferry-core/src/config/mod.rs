@@ -6,6 +6,7 @@
 mod audience;
 mod provider;
 mod raw;
+mod signing;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use crate::policy::Policy;
 use raw::RawConfig;
 
 pub use provider::{GITHUB_ISSUER, github_issuer_shape_ok};
+pub use signing::{DEFAULT_KEK_ENV, HsmConfig, SecretSource, Signing};
 
 /// Signature algorithms a provider may allow. HMAC and `none` are never among them
 /// (RFC 8725 §3.1–3.2): a remote issuer's keys are public.
@@ -192,6 +194,8 @@ pub struct Config {
     pub audience_names: Vec<String>,
     /// Access policy.
     pub policy: Policy,
+    /// Ferry's own signing keys.
+    pub signing: Signing,
     /// Things that load but deserve a second look (`ferry check` prints them).
     pub warnings: Vec<String>,
 }
@@ -403,13 +407,27 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let data_dir = base.join(
+        raw.data_dir
+            .clone()
+            .unwrap_or_else(|| "ferry-data".to_owned()),
+    );
+    let signing = signing::signing(
+        &mut errs,
+        &mut warnings,
+        &raw.signing,
+        &data_dir,
+        base,
+        lifetimes.max_ttl,
+    );
+
     if !errs.0.is_empty() {
         return Err(errs);
     }
     Ok(Config {
         issuer,
         listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
-        data_dir: base.join(raw.data_dir.unwrap_or_else(|| "ferry-data".to_owned())),
+        data_dir,
         log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
         lifetimes,
         max_body_bytes,
@@ -417,6 +435,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         providers,
         audience_names: audiences.iter().map(|a| a.name.clone()).collect(),
         policy: Policy::new(cel, audiences, expose),
+        signing,
         warnings,
     })
 }

@@ -23,6 +23,36 @@ pub struct RawConfig {
     #[serde(default)]
     pub audiences: Vec<RawAudience>,
     pub expose_denial_messages: Option<bool>,
+    #[serde(default)]
+    pub signing: RawSigning,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSigning {
+    pub algorithm: Option<String>,
+    pub rotation_period: Option<String>,
+    pub jwks_max_age: Option<String>,
+    pub leeway: Option<String>,
+    pub keys_dir: Option<String>,
+    pub key_encryption_keys: Option<Vec<RawSecretSource>>,
+    pub insecure_plaintext_keys: Option<bool>,
+    pub hsm: Option<RawHsm>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSecretSource {
+    pub env: Option<String>,
+    pub file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHsm {
+    pub module: Option<String>,
+    pub token_label: Option<String>,
+    pub pin: Option<RawSecretSource>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -54,10 +54,10 @@ fn tick(keys: &mut Vec<KeyMeta>, p: &RingPolicy, now: i64, next_kid: &mut u32, h
         if let Some(k) = &new_key {
             hist.0.insert(k.kid.clone(), (now, None));
         }
-        if let Transition::Remove(kid) = &step {
-            if let Some(entry) = hist.0.get_mut(kid) {
-                entry.1 = Some(now);
-            }
+        if let Transition::Remove(kid) = &step
+            && let Some(entry) = hist.0.get_mut(kid)
+        {
+            entry.1 = Some(now);
         }
         apply(keys, &step, now, new_key);
     }

@@ -3,6 +3,7 @@
 //! function as `/token`.
 
 pub mod explain;
+pub mod keys;
 pub mod policy_test;
 
 use ferry_core::config::{Config, Provider};

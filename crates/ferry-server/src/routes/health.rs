@@ -35,6 +35,7 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
         "status": "ready",
         "providers": providers,
         "audiences": state.config.audience_names.len(),
-        "signing_key": state.signer.kid(),
+        "signing_key": state.keys.active().kid(),
+        "key_ring_version": state.keys.snapshot().version,
     }))
 }

@@ -36,6 +36,7 @@ impl Write for Buf {
 }
 
 struct Fx {
+    _keys_dir: tempfile::TempDir,
     app: axum::Router,
     idp: Issuer,
     audit: Buf,
@@ -76,16 +77,31 @@ audiences:
     let config = ferry_core::config::parse(&yaml, Path::new("/")).unwrap();
     let (providers, _) =
         load_providers(&config, Arc::new(ferry_verify::time::ManualMono::default())).unwrap();
-    let (signer, _) = ferry_keys::SoftwareSigner::generate().unwrap();
+    let keys_dir = tempfile::tempdir().unwrap();
+    let keys = ferry_keys::KeyManager::open(
+        Arc::new(ferry_keys::LocalStore::open(keys_dir.path()).unwrap()),
+        ferry_keys::ManagerConfig {
+            alg: ferry_keys::SigningAlg::Es256,
+            policy: crate::load::ring_policy(&config),
+            backend: ferry_keys::Backend::Software {
+                keks: Arc::new(ferry_keys::Keks::default()),
+                plaintext: true,
+            },
+            writer: "test".into(),
+        },
+        NOW,
+    )
+    .unwrap();
     let audit = Buf::default();
     let state = build_state(
         config,
         providers,
-        Arc::new(signer),
+        Arc::new(keys),
         Arc::new(FakeClock::new(NOW)),
         Arc::new(AuditSink::new(Box::new(audit.clone()))),
     );
     Fx {
+        _keys_dir: keys_dir,
         app: crate::router(state.clone()),
         idp,
         audit,
@@ -142,7 +158,7 @@ impl Fx {
 
 fn verify_issued(fx: &Fx, token: &str, aud: &str) -> serde_json::Map<String, Value> {
     let (keys, _) = ferry_verify::KeySet::from_jwks(
-        fx.state.jwks_body.as_bytes(),
+        fx.state.keys.snapshot().jwks.as_bytes(),
         &[ferry_verify::Algorithm::ES256],
     )
     .unwrap();
@@ -382,7 +398,24 @@ async fn discovery_and_jwks() {
             .unwrap()
             .starts_with("public, max-age=")
     );
-    assert_eq!(v["keys"][0]["kid"], fx.state.signer.kid());
+    let active = fx.state.keys.active().kid().to_owned();
+    assert!(
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == active.as_str())
+    );
+    assert_eq!(v["keys"].as_array().unwrap().len(), 2, "active and standby");
+    // A conditional request with the ETag is answered 304.
+    let etag = h[header::ETAG].to_str().unwrap().to_owned();
+    let req = Request::get("/jwks")
+        .header(header::IF_NONE_MATCH, &etag)
+        .body(Body::empty())
+        .unwrap();
+    let resp = fx.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(h[header::CACHE_CONTROL], "public, max-age=300");
     assert!(v["keys"][0].get("d").is_none());
     let (s, _, v) = fx
         .send(Request::get("/readyz").body(Body::empty()).unwrap())

@@ -1,7 +1,7 @@
 //! `/jwks` and the discovery documents, rendered once at start.
 
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::state::AppState;
@@ -17,9 +17,36 @@ fn json_body(body: &str, cache: &'static str) -> Response {
     resp
 }
 
-/// `GET /jwks`: Ferry's public keys.
-pub async fn jwks(State(state): State<AppState>) -> Response {
-    json_body(&state.jwks_body, "public, max-age=300")
+/// `GET /jwks`: Ferry's pending, active and retired public keys, cacheable for
+/// `jwks_max_age`, with a strong ETag (`If-None-Match` → 304).
+pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let snap = state.keys.snapshot();
+    let cache = format!("public, max-age={}", state.config.signing.jwks_max_age);
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim() == snap.etag || t.trim() == "*")
+        });
+    let mut resp = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        let mut r = snap.jwks.clone().into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        r
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&cache) {
+        h.insert(header::CACHE_CONTROL, v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&snap.etag) {
+        h.insert(header::ETAG, v);
+    }
+    resp
 }
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414) and its OpenID alias.

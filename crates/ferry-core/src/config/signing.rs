@@ -1,0 +1,179 @@
+//! Ferry's own signing keys: algorithm, ring timing, where keys live and how they are
+//! protected at rest.
+
+use std::path::{Path, PathBuf};
+
+use super::raw::{RawSecretSource, RawSigning};
+use super::{ConfigErrors, duration};
+
+/// Where a secret (a key-encryption key, an HSM PIN) is read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// An environment variable.
+    Env(String),
+    /// A file (its content, trimmed).
+    File(PathBuf),
+}
+
+/// A PKCS#11 token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HsmConfig {
+    /// The PKCS#11 module (`.so`).
+    pub module: PathBuf,
+    /// The token's label.
+    pub token_label: String,
+    /// The user PIN.
+    pub pin: SecretSource,
+}
+
+/// Signing settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signing {
+    /// `ES256` (default), `EdDSA` or `RS256`.
+    pub algorithm: String,
+    /// How long a key signs, seconds.
+    pub rotation_period: u64,
+    /// `Cache-Control: max-age` of `/jwks`, seconds.
+    pub jwks_max_age: u64,
+    /// Slack added to publication margins, seconds.
+    pub leeway: u64,
+    /// The local key store's directory.
+    pub keys_dir: PathBuf,
+    /// Key-encryption keys, the first seals; default `FERRY_KEK` from the environment.
+    pub key_encryption_keys: Vec<SecretSource>,
+    /// Store private keys in clear (development only).
+    pub insecure_plaintext_keys: bool,
+    /// Keys in a PKCS#11 token instead.
+    pub hsm: Option<HsmConfig>,
+}
+
+/// The environment variable read for the key-encryption key by default.
+pub const DEFAULT_KEK_ENV: &str = "FERRY_KEK";
+
+fn source(
+    errs: &mut ConfigErrors,
+    path: &str,
+    s: &RawSecretSource,
+    base: &Path,
+) -> Option<SecretSource> {
+    match (&s.env, &s.file) {
+        (Some(e), None) if !e.is_empty() => Some(SecretSource::Env(e.clone())),
+        (None, Some(f)) if !f.is_empty() => Some(SecretSource::File(base.join(f))),
+        _ => {
+            errs.push(path, "give exactly one of env or file");
+            None
+        }
+    }
+}
+
+pub(super) fn signing(
+    errs: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+    s: &RawSigning,
+    data_dir: &Path,
+    base: &Path,
+    max_token_ttl: u64,
+) -> Signing {
+    let algorithm = s.algorithm.clone().unwrap_or_else(|| "ES256".into());
+    match algorithm.as_str() {
+        "ES256" | "EdDSA" => {}
+        "RS256" => warnings.push(
+            "signing.algorithm: RS256 signatures cost several times ES256 or EdDSA on every exchange".into(),
+        ),
+        _ => errs.push("signing.algorithm", "must be ES256, EdDSA or RS256"),
+    }
+    let rotation_period = duration(
+        errs,
+        "signing.rotation_period",
+        s.rotation_period.as_ref(),
+        7 * 86_400,
+    );
+    let jwks_max_age = duration(errs, "signing.jwks_max_age", s.jwks_max_age.as_ref(), 300);
+    let leeway = duration(errs, "signing.leeway", s.leeway.as_ref(), 60);
+    if jwks_max_age == 0 {
+        errs.push("signing.jwks_max_age", "must be greater than zero");
+    }
+    if rotation_period < 2 * (jwks_max_age + leeway) {
+        errs.push(
+            "signing.rotation_period",
+            "must be at least twice jwks_max_age + leeway, so the next key is published well before it signs",
+        );
+    }
+    if rotation_period < max_token_ttl {
+        warnings.push(format!(
+            "signing.rotation_period is shorter than tokens.max_ttl: several retired keys stay published at once ({} s vs {} s)",
+            rotation_period, max_token_ttl
+        ));
+    }
+    let keks: Vec<SecretSource> = match &s.key_encryption_keys {
+        Some(list) => {
+            if list.is_empty() {
+                errs.push(
+                    "signing.key_encryption_keys",
+                    "must not be empty (omit it to read FERRY_KEK)",
+                );
+            }
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, k)| {
+                    source(errs, &format!("signing.key_encryption_keys[{i}]"), k, base)
+                })
+                .collect()
+        }
+        None => vec![SecretSource::Env(DEFAULT_KEK_ENV.into())],
+    };
+    let plaintext = s.insecure_plaintext_keys.unwrap_or(false);
+    let hsm = s.hsm.as_ref().and_then(|h| {
+        let module = h.module.clone().unwrap_or_default();
+        let label = h.token_label.clone().unwrap_or_default();
+        if module.is_empty() {
+            errs.push(
+                "signing.hsm.module",
+                "is required (the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so)",
+            );
+        }
+        if label.is_empty() {
+            errs.push("signing.hsm.token_label", "is required");
+        }
+        if algorithm != "ES256" {
+            errs.push("signing.algorithm", "keys held in an HSM are ES256");
+        }
+        let pin = match &h.pin {
+            Some(p) => source(errs, "signing.hsm.pin", p, base),
+            None => {
+                errs.push(
+                    "signing.hsm.pin",
+                    "is required ({env: VAR} or {file: path})",
+                );
+                None
+            }
+        };
+        Some(HsmConfig {
+            module: PathBuf::from(module),
+            token_label: label,
+            pin: pin?,
+        })
+    });
+    if plaintext && hsm.is_some() {
+        errs.push(
+            "signing.insecure_plaintext_keys",
+            "cannot be combined with an HSM",
+        );
+    }
+    if plaintext {
+        warnings.push("signing.insecure_plaintext_keys: private keys are stored unencrypted: development only".into());
+    }
+    Signing {
+        algorithm,
+        rotation_period,
+        jwks_max_age,
+        leeway,
+        keys_dir: match &s.keys_dir {
+            Some(d) => base.join(d),
+            None => data_dir.to_owned(),
+        },
+        key_encryption_keys: keks,
+        insecure_plaintext_keys: plaintext,
+        hsm,
+    }
+}
