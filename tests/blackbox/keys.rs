@@ -257,3 +257,40 @@ async fn two_processes_sharing_a_directory_keep_one_active_key() {
             .contains(':')
     );
 }
+
+#[tokio::test]
+async fn a_server_whose_keys_live_in_softhsm() {
+    let module = std::env::var("FERRY_TEST_PKCS11_MODULE")
+        .expect("FERRY_TEST_PKCS11_MODULE is not set: run the test command (scripts/test.sh), which sets up SoftHSM2");
+    let tmp = TempDir::new("hsm");
+    let cfg = tmp.path().join("ferry.yaml");
+    let hsm = format!(
+        "  hsm:\n    module: {module}\n    token_label: {}\n    pin: {{ env: HSM_PIN }}\n",
+        std::env::var("FERRY_TEST_PKCS11_TOKEN").unwrap_or_else(|_| "ferry-test".into())
+    );
+    std::fs::write(&cfg, config(&hsm)).unwrap();
+    let pin = std::env::var("FERRY_TEST_PKCS11_PIN").unwrap_or_else(|_| "1234".into());
+    let ferry = Ferry::start_with(&cfg, &[("HSM_PIN", &pin)]).unwrap();
+    let jwks: Value = reqwest::get(format!("{}/jwks", ferry.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["alg"] == "ES256")
+    );
+    let text = std::fs::read_to_string(tmp.path().join("data/ring.json")).unwrap();
+    assert!(
+        text.contains("\"kind\": \"pkcs11\"") && !text.contains("blob"),
+        "{text}"
+    );
+    // Twin: a wrong PIN does not start.
+    drop(ferry);
+    assert!(Ferry::start_with(&cfg, &[("HSM_PIN", "0000")]).is_err());
+}
