@@ -15,6 +15,17 @@ use ferry_core::response::ErrorResponse;
 
 use crate::state::AppState;
 
+/// Every public route and the method it serves; `openapi/openapi.yaml` describes exactly
+/// these (a test keeps the two in agreement).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("/token", "post"),
+    ("/jwks", "get"),
+    ("/.well-known/oauth-authorization-server", "get"),
+    ("/.well-known/openid-configuration", "get"),
+    ("/healthz", "get"),
+    ("/readyz", "get"),
+];
+
 /// The public router.
 pub fn router(state: AppState) -> Router {
     Router::new()

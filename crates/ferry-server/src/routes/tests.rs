@@ -422,3 +422,39 @@ async fn discovery_and_jwks() {
         .await;
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ready")));
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_served_routes() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.yaml");
+    let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut documented: Vec<(String, String)> = Vec::new();
+    for (p, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            // GET /token is documented only for its 405.
+            let only_405 = op["responses"]
+                .as_object()
+                .is_some_and(|r| r.keys().all(|k| k == "405"));
+            if !only_405 {
+                documented.push((p.clone(), method.clone()));
+            }
+        }
+    }
+    documented.sort();
+    let mut served: Vec<(String, String)> = super::ROUTES
+        .iter()
+        .map(|(p, m)| (p.to_string(), m.to_string()))
+        .collect();
+    served.sort();
+    assert_eq!(documented, served);
+    // And every listed route is really served (not 404).
+    let fx = fixture();
+    for (p, m) in super::ROUTES {
+        let req = Request::builder()
+            .method(m.to_uppercase().as_str())
+            .uri(*p)
+            .body(Body::empty())
+            .unwrap();
+        let status = fx.app.clone().oneshot(req).await.unwrap().status();
+        assert_ne!(status, StatusCode::NOT_FOUND, "{m} {p}");
+    }
+}
