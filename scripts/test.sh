@@ -25,3 +25,6 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
     cargo test --workspace --locked --no-fail-fast
 fi
+
+echo "==> unmodified standard clients against a real Ferry"
+scripts/clients-test.sh
