@@ -154,18 +154,26 @@ fn the_keys_command_lists_rotates_revokes_exports_and_rewraps() {
             .all(|k| k.get("d").is_none())
     );
 
-    // Emergency revocation of the active key: the brand-new standby is too recent, so it
-    // is refused without --force; with it, the key leaves the JWKS at once.
+    // Emergency revocation of the active key: the standby published long enough signs
+    // at once and the revoked key leaves the JWKS.
     let (ok, out) = keys(dir, &["revoke", &second], TEST_KEK);
-    assert!(!ok && out.contains("--force"), "{out}");
-    let (ok, out) = keys(dir, &["revoke", &second, "--force"], TEST_KEK);
     assert!(ok, "{out}");
     assert!(
         out.contains("jwks_max_age"),
         "the remaining exposure is stated: {out}"
     );
+    let third = active(&ring(dir)).pop().unwrap();
+    assert_ne!(third, second);
     let (_, jwks) = keys(dir, &["export-public"], TEST_KEK);
     assert!(!jwks.contains(&second));
+    // Revoking again at once: the remaining standbys are too recent, so it is refused
+    // without --force; with it, the key leaves the JWKS all the same.
+    let (ok, out) = keys(dir, &["revoke", &third], TEST_KEK);
+    assert!(!ok && out.contains("--force"), "{out}");
+    let (ok, out) = keys(dir, &["revoke", &third, "--force"], TEST_KEK);
+    assert!(ok, "{out}");
+    let (_, jwks) = keys(dir, &["export-public"], TEST_KEK);
+    assert!(!jwks.contains(&third));
     assert_eq!(active(&ring(dir)).len(), 1);
 
     // Rewrap under a new KEK, keeping the old one for reading.
@@ -277,7 +285,7 @@ async fn a_server_whose_keys_live_in_softhsm() {
         .json()
         .await
         .unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
     assert!(
         jwks["keys"]
             .as_array()

@@ -57,10 +57,10 @@ fn a_new_ring_has_one_active_key_and_a_standby_and_survives_restart() {
             .iter()
             .filter(|k| k.state == KeyState::Pending)
             .count(),
-        1
+        2
     );
     let jwks: serde_json::Value = serde_json::from_str(&snap.jwks).unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 3);
     // No private key material in clear on disk.
     let text = std::fs::read_to_string(store.ring_path()).unwrap();
     assert!(text.contains("\"kind\": \"encrypted\"") && !text.contains("pkcs8"));
@@ -99,7 +99,7 @@ fn rewrap_moves_every_key_to_the_new_kek() {
         .kid()
         .to_owned();
     let both = KeyManager::open(store.clone(), software(&[&new, &old]), 1_000).unwrap();
-    assert_eq!(both.rewrap().unwrap(), 2);
+    assert_eq!(both.rewrap().unwrap(), 3);
     assert_eq!(both.rewrap().unwrap(), 0, "idempotent");
     let only_new = KeyManager::open(store.clone(), software(&[&new]), 1_000).unwrap();
     assert_eq!(only_new.active().kid(), kid);

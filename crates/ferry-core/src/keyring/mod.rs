@@ -9,8 +9,11 @@
 //!    signs at once: no relying party can hold an older JWKS of this issuer.)
 //! 3. A key stays published at least `max_token_ttl + jwks_max_age + leeway` after it
 //!    last signed, so every unexpired token stays verifiable.
-//! 4. A standby (pending) key always exists, so an emergency revocation of the active key
-//!    can switch to a key relying parties already cached.
+//! 4. Two pending keys are kept: the next one and the one after it. With a rotation
+//!    period of at least twice `jwks_max_age + leeway` (configuration enforces it), the
+//!    ring therefore always holds a standby published long enough to sign at once, so an
+//!    emergency revocation of the active key switches to a key relying parties already
+//!    cached (the first `jwks_max_age + leeway` of a brand-new ring aside).
 //!
 //! [`next_step`] says what is due; applying steps until none is due converges.
 
@@ -70,6 +73,9 @@ impl RingPolicy {
     }
 }
 
+/// How many pending keys the ring keeps.
+pub const STANDBYS: usize = 2;
+
 /// A transition of the ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
@@ -108,8 +114,8 @@ pub fn next_step(keys: &[KeyMeta], p: &RingPolicy, now: i64) -> Option<Transitio
     }) {
         return Some(Transition::Remove(old.kid.clone()));
     }
-    // 4. Always a standby.
-    if pending.is_empty() {
+    // 4. Always two standbys: the next key and the one after it.
+    if pending.len() < STANDBYS {
         return Some(Transition::Generate);
     }
     // 5. Rotation, once the standby has been published long enough.

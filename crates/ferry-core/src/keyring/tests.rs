@@ -103,11 +103,20 @@ fn thirty_days_of_rotation_never_break_a_relying_party() {
                     now - active.published_at
                 );
             }
-            // Invariant 4: a standby is published.
+            // Invariant 4: a standby is published, and (with a rotation period of at least
+            // twice the publication margin, as configuration requires) one that may sign
+            // at once, after the brand-new ring's first margin.
             assert!(
                 keys.iter().any(|k| k.state == KeyState::Pending),
                 "seed {seed}: no standby"
             );
+            if p.rotation_period >= 2 * p.publish_ahead() && now >= start + p.publish_ahead() {
+                assert!(
+                    keys.iter().any(|k| k.state == KeyState::Pending
+                        && now - k.published_at >= p.publish_ahead()),
+                    "seed {seed} at {now}: no standby eligible for an emergency"
+                );
+            }
             // A third of the tokens live as long as allowed: the boundary that matters.
             let ttl = if rng.range(0, 2) == 0 {
                 p.max_token_ttl

@@ -406,7 +406,11 @@ async fn discovery_and_jwks() {
             .iter()
             .any(|k| k["kid"] == active.as_str())
     );
-    assert_eq!(v["keys"].as_array().unwrap().len(), 2, "active and standby");
+    assert_eq!(
+        v["keys"].as_array().unwrap().len(),
+        3,
+        "active and two standbys"
+    );
     // A conditional request with the ETag is answered 304.
     let etag = h[header::ETAG].to_str().unwrap().to_owned();
     let req = Request::get("/jwks")
