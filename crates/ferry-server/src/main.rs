@@ -42,7 +42,8 @@ enum KeysCommand {
     Revoke {
         #[arg(long, env = "FERRY_CONFIG")]
         config: PathBuf,
-        /// The key id.
+        /// The key id (a thumbprint may begin with '-').
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Revoke the active key even without a standby relying services have cached:
         /// breaks them until they refetch /jwks.
@@ -391,5 +392,31 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn a_kid_may_begin_with_a_hyphen() {
+        for args in [
+            vec![
+                "ferry", "keys", "revoke", "--config", "f.yaml", "-Tq9x", "--force",
+            ],
+            vec![
+                "ferry", "keys", "revoke", "-Tq9x", "--config", "f.yaml", "--force",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            match cli.command {
+                Command::Keys {
+                    command: KeysCommand::Revoke { kid, force, .. },
+                } => assert_eq!((kid.as_str(), force), ("-Tq9x", true)),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 }
