@@ -9,3 +9,4 @@ mod exchange;
 mod issuers;
 mod keys;
 mod policy;
+mod reload;

@@ -37,13 +37,14 @@ pub async fn exchange(
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
+    let loaded = state.loaded();
     audit.subject_token_sha256 = Some(fingerprint(req.subject_token.as_bytes()));
     audit.audiences = req.targets();
 
     // 1. Provider by exact issuer. A token from an unknown issuer costs no key lookup.
     let iss = ferry_verify::peek_issuer(&req.subject_token)
         .map_err(|e| invalid_subject(e.to_string()))?;
-    let provider = state
+    let provider = loaded
         .providers
         .get(&iss)
         .ok_or_else(|| invalid_subject("issuer not configured"))?;
@@ -87,7 +88,7 @@ pub async fn exchange(
         grant,
         ttl,
     } = decide_for(
-        &state.config,
+        &loaded.config,
         &provider.config,
         principal,
         Some(verified.exp),
@@ -104,7 +105,7 @@ pub async fn exchange(
     let client_id = req.client_id.as_deref().unwrap_or(&provider_client);
     audit.client_id = Some(client_id.to_owned());
     let input = MintInput {
-        issuer: &state.config.issuer,
+        issuer: &loaded.config.issuer,
         client_id,
         now,
         ttl,

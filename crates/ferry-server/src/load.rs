@@ -22,7 +22,7 @@ use reqwest::Url;
 use serde_json::json;
 
 use crate::audit::AuditSink;
-use crate::state::{AppState, Providers, TrustedProvider};
+use crate::state::{AppState, Loaded, Providers, TrustedProvider};
 
 /// Reads and validates a configuration file.
 pub fn read_config(path: &Path) -> Result<Config, ConfigErrors> {
@@ -135,6 +135,17 @@ pub fn load_providers(
     config: &Config,
     time: Arc<dyn MonoTime>,
 ) -> Result<(Vec<TrustedProvider>, Vec<String>), ConfigErrors> {
+    load_providers_reusing(config, time, &Providers::default())
+}
+
+/// As [`load_providers`], keeping the remote key cache of every provider whose issuer,
+/// key source, algorithms and cache settings did not change (a reload keeps caches warm).
+/// Pass empty `previous` providers when the outbound settings changed.
+pub fn load_providers_reusing(
+    config: &Config,
+    time: Arc<dyn MonoTime>,
+    previous: &Providers,
+) -> Result<(Vec<TrustedProvider>, Vec<String>), ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut warnings = Vec::new();
     let mut out = Vec::new();
@@ -148,9 +159,18 @@ pub fn load_providers(
             KeysConfig::File(f) => StaticKeys::from_file(f.clone(), &rules.algorithms)
                 .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
                 .map_err(|e| (format!("{path}.jwks.file"), e)),
-            KeysConfig::Uri(_) | KeysConfig::Discovery(_) => {
-                remote_source(config, p, &rules, &path, time.clone()).map(|s| (s, Vec::new()))
-            }
+            KeysConfig::Uri(_) | KeysConfig::Discovery(_) => match previous.get(&p.issuer) {
+                Some(prev)
+                    if matches!(prev.keys, KeySource::Remote(_))
+                        && prev.config.keys == p.keys
+                        && prev.config.algorithms == p.algorithms
+                        && prev.config.cache == p.cache
+                        && prev.config.api_server == p.api_server =>
+                {
+                    Ok((prev.keys.clone(), Vec::new()))
+                }
+                _ => remote_source(config, p, &rules, &path, time.clone()).map(|s| (s, Vec::new())),
+            },
         };
         match source {
             Ok((keys, w)) => {
@@ -267,6 +287,16 @@ pub fn metadata(config: &Config) -> serde_json::Value {
     })
 }
 
+/// Assembles what a configuration becomes.
+pub fn loaded(config: Config, providers: Vec<TrustedProvider>) -> Loaded {
+    let metadata_body = metadata(&config).to_string();
+    Loaded {
+        config,
+        providers: Providers::new(providers),
+        metadata_body,
+    }
+}
+
 /// Assembles the running state.
 pub fn build_state(
     config: Config,
@@ -275,13 +305,5 @@ pub fn build_state(
     clock: Arc<dyn Clock>,
     audit: Arc<AuditSink>,
 ) -> AppState {
-    let metadata_body = metadata(&config).to_string();
-    AppState {
-        config: Arc::new(config),
-        providers: Arc::new(Providers::new(providers)),
-        keys,
-        clock,
-        audit,
-        metadata_body: Arc::new(metadata_body),
-    }
+    AppState::new(loaded(config, providers), keys, clock, audit)
 }

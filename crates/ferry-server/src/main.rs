@@ -276,7 +276,11 @@ async fn serve(
         Arc::new(SystemClock),
         Arc::new(AuditSink::stdout()),
     );
-    ferry_server::tasks::spawn_background(&state);
+    ferry_server::tasks::spawn_background(
+        &state,
+        Some(path.to_owned()),
+        Arc::new(ferry_server::tasks::ReloadStats::default()),
+    );
     let app = ferry_server::router(state);
     tracing::info!("ferry listening on http://{addr}");
     axum::serve(listener, app)

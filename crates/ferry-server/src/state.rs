@@ -1,7 +1,7 @@
 //! The running state shared by every request: built once at start, read-only after.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use ferry_core::Clock;
 use ferry_core::config::{Config, Provider};
@@ -55,19 +55,59 @@ impl Providers {
     }
 }
 
+/// What a configuration file becomes: swapped whole on reload, so a request that
+/// started under one configuration finishes under it.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: Config,
+    /// Trusted issuers.
+    pub providers: Providers,
+    /// Pre-rendered discovery metadata.
+    pub metadata_body: String,
+}
+
 /// Everything a request needs.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    /// The validated configuration.
-    pub config: Arc<Config>,
-    /// Trusted issuers.
-    pub providers: Arc<Providers>,
+    loaded: Arc<RwLock<Arc<Loaded>>>,
     /// Ferry's signing key ring.
     pub keys: Arc<KeyManager>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
     /// Where audit events go.
     pub audit: Arc<AuditSink>,
-    /// Pre-rendered discovery metadata.
-    pub metadata_body: Arc<String>,
+}
+
+impl AppState {
+    /// A state serving `loaded`.
+    pub fn new(
+        loaded: Loaded,
+        keys: Arc<KeyManager>,
+        clock: Arc<dyn Clock>,
+        audit: Arc<AuditSink>,
+    ) -> Self {
+        Self {
+            loaded: Arc::new(RwLock::new(Arc::new(loaded))),
+            keys,
+            clock,
+            audit,
+        }
+    }
+
+    /// The configuration in force now.
+    pub fn loaded(&self) -> Arc<Loaded> {
+        self.loaded
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Puts a new configuration in force; requests in flight keep the old one.
+    pub fn swap(&self, next: Loaded) {
+        *self
+            .loaded
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+    }
 }

@@ -1,75 +1,175 @@
-//! Background work: warming remote key caches at start, and reloading JWKS files when
-//! they change.
+//! Background work: the key-ring poll, warming remote key caches, reloading JWKS files
+//! when they change, and reloading the configuration on SIGHUP or when its file changes.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use ferry_verify::KeySource;
+use ferry_verify::time::SystemMono;
 
-use crate::state::AppState;
+use crate::load::{load_providers_reusing, loaded, read_config};
+use crate::state::{AppState, Providers};
 
-/// How often JWKS files are checked for changes.
+/// How often JWKS files and the configuration file are checked for changes.
 pub const FILE_POLL: Duration = Duration::from_secs(2);
+
+/// Counts of configuration reloads, for metrics.
+#[derive(Debug, Default)]
+pub struct ReloadStats {
+    /// Reloads that took effect.
+    pub ok: AtomicU64,
+    /// Reloads refused (the old configuration stayed).
+    pub failed: AtomicU64,
+}
 
 /// How often the key ring is checked for due transitions and for changes by other
 /// processes (an emergency revocation reaches a running server within this).
 pub fn ring_poll(state: &AppState) -> Duration {
-    let ahead = state.config.signing.jwks_max_age + state.config.signing.leeway;
-    Duration::from_secs((ahead / 10).clamp(1, 10))
+    let s = &state.loaded().config.signing;
+    Duration::from_secs(((s.jwks_max_age + s.leeway) / 10).clamp(1, 10))
 }
 
-/// Starts the background tasks for `state`. They end with the runtime.
-pub fn spawn_background(state: &AppState) {
-    let keys = state.keys.clone();
-    let clock = state.clock.clone();
-    let every = ring_poll(state);
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
-            let (keys, now) = (keys.clone(), clock.now());
-            // The store does blocking file I/O (and takes a lock): off the async workers.
-            match tokio::task::spawn_blocking(move || keys.tick(now)).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits")
+fn warm(state: &AppState) {
+    for p in state.loaded().providers.iter() {
+        if let KeySource::Remote(remote) = &p.keys {
+            if remote.stats().fetches > 0 {
+                continue;
+            }
+            // Warm the cache so the first request does not wait for the issuer. The
+            // fetch is single-flight: requests arriving meanwhile join it.
+            let remote = remote.clone();
+            let id = p.config.id.clone();
+            tokio::spawn(async move {
+                if let Err(e) = remote.keys().await {
+                    tracing::warn!(provider = %id, error = %e, "initial key fetch failed; will retry on demand");
                 }
-                Err(e) => tracing::error!(error = %e, "key ring task failed"),
-            }
+            });
         }
-    });
-    for p in state.providers.iter() {
-        match &p.keys {
-            KeySource::Remote(remote) => {
-                // Warm the cache so the first request does not wait for the issuer. The
-                // fetch is single-flight: requests arriving meanwhile join it.
-                let remote = remote.clone();
-                let id = p.config.id.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = remote.keys().await {
-                        tracing::warn!(provider = %id, error = %e, "initial key fetch failed; will retry on demand");
+    }
+}
+
+/// Reloads the configuration from `path`: fully validated, then swapped atomically;
+/// on any error the old configuration stays and the error is logged and counted.
+/// Remote key caches of unchanged providers are kept warm.
+pub fn reload(state: &AppState, path: &std::path::Path, stats: &ReloadStats) -> Result<(), String> {
+    let result = (|| {
+        let config = read_config(path).map_err(|e| e.to_string())?;
+        let current = state.loaded();
+        if config.signing != current.config.signing {
+            tracing::warn!("signing settings changed: they take effect at the next restart");
+        }
+        if config.listen != current.config.listen {
+            tracing::warn!("listen changed: it takes effect at the next restart");
+        }
+        let empty = Providers::default();
+        let previous = if config.outbound == current.config.outbound {
+            &current.providers
+        } else {
+            &empty
+        };
+        let (providers, warnings) =
+            load_providers_reusing(&config, Arc::new(SystemMono::default()), previous)
+                .map_err(|e| e.to_string())?;
+        for w in config.warnings.iter().chain(&warnings) {
+            tracing::warn!("{w}");
+        }
+        state.swap(loaded(config, providers));
+        Ok::<(), String>(())
+    })();
+    match &result {
+        Ok(()) => {
+            stats.ok.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(config = %path.display(), "configuration reloaded");
+            warm(state);
+        }
+        Err(e) => {
+            stats.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(config = %path.display(), error = %e, "configuration reload refused; the previous configuration stays in force");
+        }
+    }
+    result
+}
+
+fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// Starts the background tasks for `state`. They end with the runtime. With
+/// `config_path`, the configuration is reloaded on SIGHUP and when the file changes.
+pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>, stats: Arc<ReloadStats>) {
+    // The key ring.
+    {
+        let (keys, clock, every) = (state.keys.clone(), state.clock.clone(), ring_poll(state));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                let (keys, now) = (keys.clone(), clock.now());
+                // The store does blocking file I/O (and takes a lock): off the workers.
+                match tokio::task::spawn_blocking(move || keys.tick(now)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
+                        tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits")
                     }
-                });
+                    Err(e) => tracing::error!(error = %e, "key ring task failed"),
+                }
             }
-            KeySource::Static(keys) if keys.watches_file() => {
-                let keys = keys.clone();
-                let id = p.config.id.clone();
-                tokio::spawn(async move {
-                    let mut tick = tokio::time::interval(FILE_POLL);
-                    loop {
-                        tick.tick().await;
+        });
+    }
+    warm(state);
+    // JWKS files and the configuration file.
+    {
+        let state = state.clone();
+        let stats = stats.clone();
+        let path = config_path.clone();
+        tokio::spawn(async move {
+            let mut seen = path.as_deref().and_then(stamp);
+            let mut tick = tokio::time::interval(FILE_POLL);
+            loop {
+                tick.tick().await;
+                for p in state.loaded().providers.iter() {
+                    if let KeySource::Static(keys) = &p.keys {
+                        if !keys.watches_file() {
+                            continue;
+                        }
                         match keys.reload_if_changed() {
                             Ok(true) => {
-                                tracing::info!(provider = %id, "JWKS file changed: keys reloaded")
+                                tracing::info!(provider = %p.config.id, "JWKS file changed: keys reloaded")
                             }
                             Ok(false) => {}
                             Err(e) => {
-                                tracing::warn!(provider = %id, error = %e, "JWKS file changed but could not be loaded; keeping the old keys")
+                                tracing::warn!(provider = %p.config.id, error = %e, "JWKS file changed but could not be loaded; keeping the old keys")
                             }
                         }
                     }
-                });
+                }
+                if let Some(path) = &path {
+                    let now = stamp(path);
+                    if now.is_some() && now != seen {
+                        seen = now;
+                        let _ = reload(&state, path, &stats);
+                    }
+                }
             }
-            KeySource::Static(_) => {}
-        }
+        });
+    }
+    // SIGHUP.
+    #[cfg(unix)]
+    if let Some(path) = config_path {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                tracing::warn!("SIGHUP cannot be handled; reload by changing the file");
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let _ = reload(&state, &path, &stats);
+            }
+        });
     }
 }

@@ -16,7 +16,8 @@ pub async fn healthz() -> &'static str {
 /// serving: an unreachable issuer shows in the body (and later in metrics), but never
 /// fails readiness, since every replica shares the same issuers.
 pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
-    let mut providers: Vec<Value> = state
+    let loaded = state.loaded();
+    let mut providers: Vec<Value> = loaded
         .providers
         .iter()
         .map(|p| {
@@ -34,7 +35,7 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "status": "ready",
         "providers": providers,
-        "audiences": state.config.audience_names.len(),
+        "audiences": loaded.config.audience_names.len(),
         "signing_key": state.keys.active().kid(),
         "key_ring_version": state.keys.snapshot().version,
     }))

@@ -35,7 +35,7 @@ async fn read_form(
     if !is_form_content_type(ct) {
         return Err(request_error(ErrorCode::InvalidRequest, desc::CONTENT_TYPE));
     }
-    let limit = state.config.max_body_bytes;
+    let limit = state.loaded().config.max_body_bytes;
     let too_large = || request_error(ErrorCode::InvalidRequest, desc::BODY_TOO_LARGE).status(413);
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -21,7 +21,10 @@ fn json_body(body: &str, cache: &'static str) -> Response {
 /// `jwks_max_age`, with a strong ETag (`If-None-Match` → 304).
 pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let snap = state.keys.snapshot();
-    let cache = format!("public, max-age={}", state.config.signing.jwks_max_age);
+    let cache = format!(
+        "public, max-age={}",
+        state.loaded().config.signing.jwks_max_age
+    );
     let matches = headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -51,5 +54,5 @@ pub async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response
 
 /// `GET /.well-known/oauth-authorization-server` (RFC 8414) and its OpenID alias.
 pub async fn metadata(State(state): State<AppState>) -> Response {
-    json_body(&state.metadata_body, "public, max-age=3600")
+    json_body(&state.loaded().metadata_body, "public, max-age=3600")
 }
