@@ -167,12 +167,24 @@ impl DevIdp {
 pub struct Ferry {
     pub proc: Option<Proc>,
     pub url: String,
+    /// The admin listener's URL.
+    pub admin: Option<String>,
+}
+
+/// The URL in a "listening on URL" line.
+fn after_scheme(line: &str) -> Option<String> {
+    let start = line.find("http")?;
+    line[start..].split_whitespace().next().map(str::to_owned)
 }
 
 impl Ferry {
     /// A handle to an already running Ferry, for use from another task.
     pub fn attach(url: String) -> Self {
-        Self { proc: None, url }
+        Self {
+            proc: None,
+            url,
+            admin: None,
+        }
     }
 
     /// The running process.
@@ -198,22 +210,23 @@ impl Ferry {
             .arg("--config")
             .arg(config)
             .env("FERRY_LISTEN", "127.0.0.1:0")
+            .env("FERRY_ADMIN_LISTEN", "127.0.0.1:0")
             .env_remove("RUST_LOG")
             .env_remove("FERRY_KEK");
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut proc = Proc::spawn(&mut cmd)?;
-        let line = proc.wait_for("ferry listening on http://")?;
-        let start = line.find("http://").context("url")?;
-        let url = line[start..]
-            .split_whitespace()
-            .next()
-            .context("url")?
-            .to_owned();
+        let line = proc.wait_for("ferry listening on http")?;
+        let url = after_scheme(&line).context("url")?;
+        let admin = proc
+            .wait_for("ferry admin listening on http")
+            .ok()
+            .and_then(|l| after_scheme(&l));
         Ok(Self {
             proc: Some(proc),
             url,
+            admin,
         })
     }
 }

@@ -28,7 +28,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 fn config(provider: &str, insecure: &[&str]) -> String {
     let origins: Vec<String> = insecure.iter().map(|o| format!("\"{o}\"")).collect();
     format!(
-        "issuer: {FERRY}\ndata_dir: data\noutbound:\n  allow_insecure_origins: [{}]\nproviders:\n{provider}\naudiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n        scopes: [deploy]\n",
+        "issuer: {FERRY}\ndata_dir: data\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}\noutbound:\n  allow_insecure_origins: [{}]\nproviders:\n{provider}\naudiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n        scopes: [deploy]\n",
         origins.join(", ")
     )
 }

@@ -14,7 +14,7 @@ const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 fn config(audiences: &[&str]) -> String {
     let mut s = String::from(
-        "issuer: https://ferry.example.com\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [https://ferry.example.com]\n    jwks: { file: idp.json }\naudiences:\n",
+        "issuer: https://ferry.example.com\ndata_dir: data\nlimits: { rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [https://ferry.example.com]\n    jwks: { file: idp.json }\naudiences:\n",
     );
     for a in audiences {
         s.push_str(&format!(

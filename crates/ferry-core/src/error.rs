@@ -107,8 +107,12 @@ pub struct OAuthError {
     pub rule: Option<String>,
     /// Detail for the logs; never sent to the client.
     pub detail: String,
-    /// An HTTP status other than the code's own (405, 413).
+    /// An HTTP status other than the code's own (405, 413, 429).
     pub status: Option<u16>,
+    /// Seconds after which a rate-limited client may retry (`Retry-After`).
+    pub retry_after: Option<u64>,
+    /// Whether an expression failed to evaluate (a missing claim or attribute).
+    pub expression_error: bool,
 }
 
 impl OAuthError {
@@ -121,6 +125,8 @@ impl OAuthError {
             rule: None,
             detail: String::new(),
             status: None,
+            retry_after: None,
+            expression_error: false,
         }
     }
 
@@ -184,4 +190,8 @@ pub mod desc {
     pub const SCOPE_NOT_ALLOWED: &str = "the requested scope is not allowed";
     pub const SUBJECT_EXPIRES_TOO_SOON: &str = "subject token expires too soon";
     pub const INTERNAL: &str = "internal error";
+    pub const HEADERS_TOO_LARGE: &str = "request headers too large";
+    pub const BUSY: &str = "server busy, retry later";
+    pub const TIMEOUT: &str = "request timed out";
+    pub const RATE_LIMITED: &str = "too many requests, retry later";
 }

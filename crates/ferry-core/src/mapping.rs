@@ -80,6 +80,13 @@ fn deny(description: &'static str, rule: String, detail: String) -> OAuthError {
         .detail(detail)
 }
 
+/// A denial because an expression failed to evaluate (counted in metrics).
+fn deny_eval(description: &'static str, rule: String, detail: String) -> OAuthError {
+    let mut e = deny(description, rule, detail);
+    e.expression_error = true;
+    e
+}
+
 fn note(trace: &mut Option<&mut Vec<String>>, line: String) {
     if let Some(t) = trace.as_deref_mut() {
         t.push(line);
@@ -149,7 +156,7 @@ impl Mapping {
         let err = match result {
             Ok(true) => return Ok(()),
             Ok(false) => deny(desc::CONDITION_DENIED, rule, "condition is false".into()),
-            Err(e) => deny(desc::CONDITION_DENIED, rule, e),
+            Err(e) => deny_eval(desc::CONDITION_DENIED, rule, e),
         };
         Err(match (&cond.message, self.expose_messages) {
             (Some(m), true) => err.operator_message(m),
@@ -177,7 +184,7 @@ impl Mapping {
         let subject = self
             .subject
             .eval_string(&ctx)
-            .map_err(|e| deny(desc::MAPPING_FAILED, rule.clone(), e))?;
+            .map_err(|e| deny_eval(desc::MAPPING_FAILED, rule.clone(), e))?;
         if subject.len() > MAX_SUBJECT_LEN {
             return Err(deny(
                 desc::MAPPING_FAILED,
@@ -196,7 +203,7 @@ impl Mapping {
         // 3. Groups and attributes.
         let groups = match &self.groups {
             Some(g) => g.eval_string_list(&ctx).map_err(|e| {
-                deny(
+                deny_eval(
                     desc::MAPPING_FAILED,
                     format!("{}.mapping.groups", self.path),
                     e,
@@ -210,7 +217,7 @@ impl Mapping {
         let mut attributes = BTreeMap::new();
         for (name, e) in &self.attributes {
             let v = e.eval_string(&ctx).map_err(|err| {
-                deny(
+                deny_eval(
                     desc::MAPPING_FAILED,
                     format!("{}.mapping.attribute.{name}", self.path),
                     err,

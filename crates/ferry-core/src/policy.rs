@@ -220,11 +220,13 @@ impl Policy {
                     return Err(self.with_message(err, r.message.as_ref()));
                 }
                 None => {
-                    let err = not_allowed(match last_error {
+                    let had_error = last_error.is_some();
+                    let mut err = not_allowed(match last_error {
                         Some(e) => format!("no rule allows the audience; last error {e}"),
                         None => "no rule allows the audience".into(),
                     })
                     .rule(format!("audience {target}: default deny"));
+                    err.expression_error = had_error;
                     note(
                         &mut trace,
                         format!("policy audience {target}: no rule decided → default deny"),

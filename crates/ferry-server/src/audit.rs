@@ -17,6 +17,12 @@ pub struct AuditEvent {
     pub time: i64,
     /// The request id.
     pub request_id: String,
+    /// The W3C trace id, when the caller sent `traceparent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
+    /// The source address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// `allow` or `deny`.
     pub decision: &'static str,
     /// The step that decided.
@@ -80,6 +86,18 @@ impl AuditSink {
     /// Events to standard output, one line each.
     pub fn stdout() -> Self {
         Self::new(Box::new(std::io::stdout()))
+    }
+
+    /// Events appended to a file (created 0600).
+    pub fn file(path: &std::path::Path) -> std::io::Result<Self> {
+        let mut o = std::fs::OpenOptions::new();
+        o.append(true).create(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        Ok(Self::new(Box::new(o.open(path)?)))
     }
 
     /// Events to any writer.

@@ -65,6 +65,21 @@ pub async fn exchange(
                 .detail(detail),
                 other => invalid_subject(other.to_string()),
             })?;
+    // 2b. The provider's bucket counts only tokens whose signature verified.
+    if let Err(retry) = state.limits.check_provider(&provider.config.id) {
+        state
+            .metrics
+            .limited
+            .get_or_create(&crate::metrics::LimitLabels {
+                limit: "provider".to_owned(),
+            })
+            .inc();
+        let mut e = OAuthError::new(ErrorCode::InvalidRequest, Step::Verify, desc::RATE_LIMITED)
+            .status(429)
+            .detail("provider rate limit");
+        e.retry_after = Some(retry.0);
+        return Err(e);
+    }
     audit.original_subject = verified
         .claims
         .get("sub")

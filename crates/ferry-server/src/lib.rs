@@ -3,13 +3,17 @@
 //! events. Domain rules live in `ferry-core`; verification in `ferry-verify`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod exchange;
+pub mod limits;
 pub mod load;
+pub mod metrics;
 pub mod routes;
 pub mod state;
 pub mod tasks;
+pub mod tls;
 
 pub use routes::router;
 pub use state::AppState;

@@ -9,9 +9,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ferry_core::config::KeysConfig;
 use ferry_core::duration::format_secs;
 use ferry_core::{Clock, SystemClock};
+use std::future::IntoFuture as _;
+
+use ferry_core::config::AuditSinkConfig;
 use ferry_server::audit::AuditSink;
 use ferry_server::cli;
 use ferry_server::load::{build_state, load_providers, open_keys, read_config};
+use ferry_server::tls::{Peer, ReloadingCert, TlsListener, server_config};
 use ferry_verify::time::SystemMono;
 use tracing_subscriber::EnvFilter;
 
@@ -80,6 +84,9 @@ enum Command {
         /// Listen address; overrides `listen` in the file.
         #[arg(long, env = "FERRY_LISTEN")]
         listen: Option<String>,
+        /// Admin listen address (`off` to disable); overrides `admin.listen`.
+        #[arg(long, env = "FERRY_ADMIN_LISTEN")]
+        admin_listen: Option<String>,
         /// Log level or filter (`info`, `ferry=debug`); overrides `log_level`. RUST_LOG wins over both.
         #[arg(long, env = "FERRY_LOG_LEVEL")]
         log_level: Option<String>,
@@ -241,6 +248,7 @@ async fn shutdown_signal() {
 async fn serve(
     path: &Path,
     listen: Option<String>,
+    admin_listen: Option<String>,
     log_level: Option<String>,
     format: LogFormat,
 ) -> anyhow::Result<()> {
@@ -249,6 +257,23 @@ async fn serve(
     init_logs(log_level.as_deref().unwrap_or(&config.log_level), format);
     if let Some(l) = listen {
         config.listen = l;
+    }
+    match admin_listen.as_deref() {
+        Some("off") => config.admin.listen = None,
+        Some(l) => {
+            let loopback = l
+                .parse::<std::net::SocketAddr>()
+                .is_ok_and(|a| a.ip().is_loopback());
+            if !loopback
+                && (config.admin.tls.is_none() || config.admin.bearer_token_hashes_file.is_none())
+            {
+                anyhow::bail!(
+                    "off loopback the admin listener requires admin.tls and admin.bearer_token_hashes_file"
+                );
+            }
+            config.admin.listen = Some(l.to_owned());
+        }
+        None => {}
     }
     for w in &config.warnings {
         tracing::warn!("{w}");
@@ -265,27 +290,95 @@ async fn serve(
         version = keys.snapshot().version,
         "signing key ring ready"
     );
-    let listener = tokio::net::TcpListener::bind(&config.listen)
+    let audit = match &config.audit {
+        AuditSinkConfig::Stdout => AuditSink::stdout(),
+        AuditSinkConfig::File(p) => {
+            AuditSink::file(p).with_context(|| format!("audit file {}", p.display()))?
+        }
+    };
+    let (admin, tls, deadline) = (
+        config.admin.clone(),
+        config.tls.clone(),
+        config.limits.shutdown_timeout,
+    );
+    let tcp = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
+    let addr = tcp.local_addr()?;
     let state = build_state(
         config,
         providers,
         Arc::new(keys),
         Arc::new(SystemClock),
-        Arc::new(AuditSink::stdout()),
+        Arc::new(audit),
     );
-    ferry_server::tasks::spawn_background(
-        &state,
-        Some(path.to_owned()),
-        Arc::new(ferry_server::tasks::ReloadStats::default()),
-    );
-    let app = ferry_server::router(state);
-    tracing::info!("ferry listening on http://{addr}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
+    ferry_server::tasks::spawn_background(&state, Some(path.to_owned()));
+
+    // The admin listener: loopback by default; elsewhere TLS and tokens (checked at load).
+    if let Some(listen) = &admin.listen {
+        let tcp = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the admin listener {listen}"))?;
+        let admin_addr = tcp.local_addr()?;
+        let app = ferry_server::admin::router(state.clone());
+        match &admin.tls {
+            Some(t) => {
+                let cert = ReloadingCert::open(&t.cert_file, &t.key_file)
+                    .map_err(|e| anyhow::anyhow!("admin TLS: {e}"))?;
+                cert.watch();
+                let listener =
+                    TlsListener::new(tcp, server_config(cert).map_err(|e| anyhow::anyhow!(e))?)?;
+                tracing::info!("ferry admin listening on https://{admin_addr}");
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+            None => {
+                tracing::info!("ferry admin listening on http://{admin_addr}");
+                tokio::spawn(async move { axum::serve(tcp, app).await });
+            }
+        }
+    }
+
+    // The public listener; SIGTERM stops accepting and lets in-flight requests finish
+    // within limits.shutdown_timeout.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut rx = stopped.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let app = ferry_server::router(state).into_make_service_with_connect_info::<Peer>();
+    let server = match &tls {
+        Some(t) => {
+            let cert = ReloadingCert::open(&t.cert_file, &t.key_file)
+                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
+            cert.watch();
+            let listener =
+                TlsListener::new(tcp, server_config(cert).map_err(|e| anyhow::anyhow!(e))?)?;
+            tracing::info!("ferry listening on https://{addr}");
+            tokio::spawn(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(until_stopped())
+                    .into_future(),
+            )
+        }
+        None => {
+            tracing::info!("ferry listening on http://{addr}");
+            tokio::spawn(
+                axum::serve(tcp, app)
+                    .with_graceful_shutdown(until_stopped())
+                    .into_future(),
+            )
+        }
+    };
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    match tokio::time::timeout(std::time::Duration::from_secs(deadline), server).await {
+        Ok(_) => tracing::info!("stopped"),
+        Err(_) => tracing::warn!(
+            "in-flight requests did not finish within the shutdown deadline; exiting"
+        ),
+    }
     Ok(())
 }
 
@@ -387,9 +480,10 @@ async fn main() -> ExitCode {
         Command::Serve {
             config,
             listen,
+            admin_listen,
             log_level,
             log_format,
-        } => match serve(&config, listen, log_level, log_format).await {
+        } => match serve(&config, listen, admin_listen, log_level, log_format).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ferry: {e:#}");

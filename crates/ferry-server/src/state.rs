@@ -9,6 +9,9 @@ use ferry_keys::KeyManager;
 use ferry_verify::{KeySource, Rules};
 
 use crate::audit::AuditSink;
+use crate::limits::Limiters;
+use crate::metrics::Metrics;
+use crate::tasks::ReloadStats;
 
 /// A provider ready to verify: its configuration, verification rules and parsed keys.
 #[derive(Debug)]
@@ -77,6 +80,12 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// Where audit events go.
     pub audit: Arc<AuditSink>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Rate limits and load shedding (fixed at start: limit changes need a restart).
+    pub limits: Arc<Limiters>,
+    /// Configuration reload counts.
+    pub reloads: Arc<ReloadStats>,
 }
 
 impl AppState {
@@ -87,11 +96,15 @@ impl AppState {
         clock: Arc<dyn Clock>,
         audit: Arc<AuditSink>,
     ) -> Self {
+        let limits = Arc::new(Limiters::new(&loaded.config.limits));
         Self {
             loaded: Arc::new(RwLock::new(Arc::new(loaded))),
             keys,
             clock,
             audit,
+            metrics: Arc::new(Metrics::new()),
+            limits,
+            reloads: Arc::new(ReloadStats::default()),
         }
     }
 

@@ -99,7 +99,8 @@ fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
 
 /// Starts the background tasks for `state`. They end with the runtime. With
 /// `config_path`, the configuration is reloaded on SIGHUP and when the file changes.
-pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>, stats: Arc<ReloadStats>) {
+pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
+    let stats = state.reloads.clone();
     // The key ring.
     {
         let (keys, clock, every) = (state.keys.clone(), state.clock.clone(), ring_poll(state));
@@ -120,6 +121,17 @@ pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>, stats: A
         });
     }
     warm(state);
+    // Idle rate-limit state.
+    {
+        let limits = state.limits.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limits.shrink();
+            }
+        });
+    }
     // JWKS files and the configuration file.
     {
         let state = state.clone();

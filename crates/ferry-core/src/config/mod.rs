@@ -4,6 +4,7 @@
 //! directory relative paths are resolved against.
 
 mod audience;
+mod ops;
 mod provider;
 mod raw;
 mod signing;
@@ -18,6 +19,7 @@ use crate::mint::Lifetimes;
 use crate::policy::Policy;
 use raw::RawConfig;
 
+pub use ops::{Admin, AuditSinkConfig, Limits, Tls};
 pub use provider::{GITHUB_ISSUER, github_issuer_shape_ok};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, SecretSource, Signing};
 
@@ -196,6 +198,14 @@ pub struct Config {
     pub policy: Policy,
     /// Ferry's own signing keys.
     pub signing: Signing,
+    /// Request limits.
+    pub limits: Limits,
+    /// HTTPS for the public listener (plain HTTP behind a proxy otherwise).
+    pub tls: Option<Tls>,
+    /// The admin listener.
+    pub admin: Admin,
+    /// Where audit events go.
+    pub audit: AuditSinkConfig,
     /// Things that load but deserve a second look (`ferry check` prints them).
     pub warnings: Vec<String>,
 }
@@ -321,10 +331,14 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     if lifetimes.default_ttl > lifetimes.max_ttl {
         errs.push("tokens.default_ttl", "must not exceed tokens.max_ttl");
     }
-    let max_body_bytes = raw.limits.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY);
-    if !(1_024..=1_048_576).contains(&max_body_bytes) {
-        errs.push("limits.max_body_bytes", "must be between 1024 and 1048576");
-    }
+    let limits = ops::limits(&mut errs, &raw.limits);
+    let max_body_bytes = limits.max_body_bytes;
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| ops::tls(&mut errs, "tls", t, base));
+    let admin = ops::admin(&mut errs, &raw.admin, base);
+    let audit = ops::audit(&raw.audit, base);
 
     let o = &raw.outbound;
     let mut insecure = Vec::new();
@@ -436,6 +450,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         audience_names: audiences.iter().map(|a| a.name.clone()).collect(),
         policy: Policy::new(cel, audiences, expose),
         signing,
+        limits,
+        tls,
+        admin,
+        audit,
         warnings,
     })
 }

@@ -25,6 +25,11 @@ pub struct RawConfig {
     pub expose_denial_messages: Option<bool>,
     #[serde(default)]
     pub signing: RawSigning,
+    pub tls: Option<RawTls>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
+    pub audit: RawAudit,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +72,34 @@ pub struct RawTokens {
 #[serde(deny_unknown_fields)]
 pub struct RawLimits {
     pub max_body_bytes: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub request_timeout: Option<String>,
+    pub concurrency: Option<usize>,
+    pub rate_per_source: Option<u32>,
+    pub rate_global: Option<u32>,
+    pub rate_per_provider: Option<u32>,
+    pub shutdown_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Option<String>,
+    pub tls: Option<RawTls>,
+    pub bearer_token_hashes_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    pub file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

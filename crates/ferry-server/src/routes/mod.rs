@@ -3,6 +3,8 @@
 //! ([`error_response`]).
 
 mod health;
+pub use health::readyz;
+pub mod middleware;
 mod token;
 mod wellknown;
 
@@ -41,6 +43,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::track,
+        ))
         .with_state(state)
 }
 
@@ -57,6 +63,11 @@ pub fn error_response(err: &OAuthError) -> Response {
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if status == StatusCode::METHOD_NOT_ALLOWED {
         h.insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    if let Some(secs) = err.retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        h.insert(header::RETRY_AFTER, v);
     }
     resp
 }

@@ -1,8 +1,9 @@
 //! `POST /token`. The HTTP-level checks, in order: method (405), content type (400),
 //! size (413), then the form is parsed once and the exchange runs.
 
+use axum::Extension;
 use axum::body::{Body, to_bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use ferry_core::error::desc;
@@ -10,6 +11,7 @@ use ferry_core::request::{TokenRequest, is_form_content_type, parse_token_reques
 use ferry_core::{ErrorCode, OAuthError, Step};
 
 use super::error_response;
+use super::middleware::RequestId;
 use crate::audit::AuditEvent;
 use crate::exchange::exchange;
 use crate::random_id;
@@ -50,20 +52,54 @@ async fn read_form(
         .map_err(|_| too_large())
 }
 
+fn rate_limited(limit: &'static str, retry: crate::limits::RetryAfter) -> OAuthError {
+    let mut e = OAuthError::new(ErrorCode::InvalidRequest, Step::Request, desc::RATE_LIMITED)
+        .status(429)
+        .detail(format!("{limit} rate limit"));
+    e.retry_after = Some(retry.0);
+    e
+}
+
 /// `POST /token`.
 pub async fn token(
     State(state): State<AppState>,
     method: Method,
     headers: HeaderMap,
+    request_id: Option<Extension<RequestId>>,
+    peer: Option<Extension<ConnectInfo<crate::tls::Peer>>>,
     body: Body,
 ) -> Response {
+    let (request_id, trace_id) = match request_id {
+        Some(Extension(r)) => (r.id, r.trace_id),
+        None => (random_id(12), None),
+    };
     let mut audit = AuditEvent {
         kind: "ferry.audit",
         time: state.clock.now(),
-        request_id: random_id(12),
+        request_id,
+        trace_id,
+        source: peer.as_ref().map(|p| p.0.0.0.ip().to_string()),
         ..AuditEvent::default()
     };
-    let result = match read_form(&state, &method, &headers, body).await {
+    // Before anything is parsed or verified: the source's and the global buckets.
+    let admitted = state
+        .limits
+        .check_unverified(peer.map(|p| p.0.0.0.ip()))
+        .map_err(|(limit, retry)| {
+            state
+                .metrics
+                .limited
+                .get_or_create(&crate::metrics::LimitLabels {
+                    limit: limit.to_owned(),
+                })
+                .inc();
+            rate_limited(limit, retry)
+        });
+    let read = match admitted {
+        Ok(()) => read_form(&state, &method, &headers, body).await,
+        Err(e) => Err(e),
+    };
+    let result = match read {
         Ok(bytes) => match parse_token_request(&bytes) {
             Ok(TokenRequest::TokenExchange(req)) => {
                 audit.grant_type = Some("token-exchange");
@@ -74,8 +110,22 @@ pub async fn token(
         },
         Err(e) => Err(e),
     };
+    let audience = audit
+        .audiences
+        .first()
+        .filter(|a| state.loaded().config.audience_names.contains(a))
+        .cloned()
+        .unwrap_or_else(|| "unknown".to_owned());
+    let mut labels = crate::metrics::ExchangeLabels {
+        provider: audit.provider.clone().unwrap_or_else(|| "none".to_owned()),
+        audience,
+        decision: String::new(),
+        error: String::new(),
+    };
     match result {
         Ok(resp) => {
+            labels.decision = "allow".into();
+            state.metrics.exchanges.get_or_create(&labels).inc();
             audit.decision = "allow";
             audit.step = "mint";
             state.audit.record(&audit);
@@ -87,6 +137,18 @@ pub async fn token(
             r
         }
         Err(err) => {
+            labels.decision = "deny".into();
+            labels.error = err.code.as_str().into();
+            state.metrics.exchanges.get_or_create(&labels).inc();
+            if err.expression_error {
+                state
+                    .metrics
+                    .expression_errors
+                    .get_or_create(&crate::metrics::ProviderLabels {
+                        provider: labels.provider.clone(),
+                    })
+                    .inc();
+            }
             audit.decision = "deny";
             audit.step = err.step.as_str();
             audit.error = Some(err.code.as_str());

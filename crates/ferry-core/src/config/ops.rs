@@ -1,0 +1,152 @@
+//! Operations: limits, TLS, the admin listener and the audit sink.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::raw::{RawAdmin, RawAudit, RawLimits, RawTls};
+use super::{ConfigErrors, DEFAULT_MAX_BODY, duration};
+
+/// Request limits, with documented defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest `/token` body (64 KiB).
+    pub max_body_bytes: usize,
+    /// Largest total size of request headers (16 KiB).
+    pub max_header_bytes: usize,
+    /// Longest a request may take, seconds (10).
+    pub request_timeout: u64,
+    /// Requests served at once; more are refused with 503 (1024).
+    pub concurrency: usize,
+    /// Token requests per second from one source address, before verification (50).
+    pub rate_per_source: u32,
+    /// Token requests per second in all, before verification (2000).
+    pub rate_global: u32,
+    /// Verified token requests per second per provider (500).
+    pub rate_per_provider: u32,
+    /// How long in-flight requests may take to finish after SIGTERM, seconds (20).
+    pub shutdown_timeout: u64,
+}
+
+/// A certificate and key, PEM files reloaded when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tls {
+    /// Certificate chain.
+    pub cert_file: PathBuf,
+    /// Private key.
+    pub key_file: PathBuf,
+}
+
+/// The admin listener: metrics, explain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Where it listens (127.0.0.1:9090 by default); `None` when disabled (`off`).
+    pub listen: Option<String>,
+    /// TLS, required off loopback.
+    pub tls: Option<Tls>,
+    /// SHA-256 (hex) of the accepted bearer tokens, one per line; required off loopback.
+    pub bearer_token_hashes_file: Option<PathBuf>,
+}
+
+/// Where audit events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditSinkConfig {
+    /// Standard output (the default).
+    Stdout,
+    /// A file, appended to.
+    File(PathBuf),
+}
+
+pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
+    let out = Limits {
+        max_body_bytes: l.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
+        max_header_bytes: l.max_header_bytes.unwrap_or(16 * 1024),
+        request_timeout: duration(
+            errs,
+            "limits.request_timeout",
+            l.request_timeout.as_ref(),
+            10,
+        ),
+        concurrency: l.concurrency.unwrap_or(1024),
+        rate_per_source: l.rate_per_source.unwrap_or(50),
+        rate_global: l.rate_global.unwrap_or(2_000),
+        rate_per_provider: l.rate_per_provider.unwrap_or(500),
+        shutdown_timeout: duration(
+            errs,
+            "limits.shutdown_timeout",
+            l.shutdown_timeout.as_ref(),
+            20,
+        ),
+    };
+    if !(1_024..=1_048_576).contains(&out.max_body_bytes) {
+        errs.push("limits.max_body_bytes", "must be between 1024 and 1048576");
+    }
+    if !(1_024..=1_048_576).contains(&out.max_header_bytes) {
+        errs.push(
+            "limits.max_header_bytes",
+            "must be between 1024 and 1048576",
+        );
+    }
+    for (name, v) in [
+        ("limits.concurrency", out.concurrency as u64),
+        ("limits.rate_per_source", u64::from(out.rate_per_source)),
+        ("limits.rate_global", u64::from(out.rate_global)),
+        ("limits.rate_per_provider", u64::from(out.rate_per_provider)),
+        ("limits.request_timeout", out.request_timeout),
+    ] {
+        if v == 0 {
+            errs.push(name, "must be greater than zero");
+        }
+    }
+    out
+}
+
+pub(super) fn tls(errs: &mut ConfigErrors, path: &str, t: &RawTls, base: &Path) -> Option<Tls> {
+    match (&t.cert_file, &t.key_file) {
+        (Some(c), Some(k)) => Some(Tls {
+            cert_file: base.join(c),
+            key_file: base.join(k),
+        }),
+        _ => {
+            errs.push(path, "give both cert_file and key_file");
+            None
+        }
+    }
+}
+
+fn is_loopback(listen: &str) -> bool {
+    match listen.parse::<SocketAddr>() {
+        Ok(a) => a.ip().is_loopback(),
+        Err(_) => listen.starts_with("localhost:"),
+    }
+}
+
+pub(super) fn admin(errs: &mut ConfigErrors, a: &RawAdmin, base: &Path) -> Admin {
+    let listen = match a.listen.as_deref() {
+        None => Some("127.0.0.1:9090".to_owned()),
+        Some("off") => None,
+        Some(l) => Some(l.to_owned()),
+    };
+    let tls = a.tls.as_ref().and_then(|t| tls(errs, "admin.tls", t, base));
+    let hashes = a.bearer_token_hashes_file.as_ref().map(|f| base.join(f));
+    if let Some(l) = &listen
+        && !is_loopback(l)
+        && (tls.is_none() || hashes.is_none())
+    {
+        errs.push(
+            "admin.listen",
+            "off loopback the admin listener requires admin.tls and admin.bearer_token_hashes_file",
+        );
+    }
+    Admin {
+        listen,
+        tls,
+        bearer_token_hashes_file: hashes,
+    }
+}
+
+pub(super) fn audit(a: &RawAudit, base: &Path) -> AuditSinkConfig {
+    match &a.file {
+        Some(f) => AuditSinkConfig::File(base.join(f)),
+        None => AuditSinkConfig::Stdout,
+    }
+}

@@ -1,0 +1,230 @@
+//! Prometheus metrics, in one registry owned by the server (no global recorder). Counts
+//! and latencies are recorded as requests happen; the issuer key caches and the signing
+//! key ring are read at scrape time.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::state::AppState;
+use crate::tasks::ReloadStats;
+
+/// `route`, `method`, `status`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The matched route.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The status code.
+    pub status: u16,
+}
+
+/// `route`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The matched route.
+    pub route: String,
+}
+
+/// One exchange decision.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExchangeLabels {
+    /// Provider id, or `none` before one was chosen.
+    pub provider: String,
+    /// The first requested audience when Ferry serves it, else `unknown`.
+    pub audience: String,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The error code of a denial, empty for an allow.
+    pub error: String,
+}
+
+/// `provider`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// Provider id.
+    pub provider: String,
+}
+
+/// `scope` of a rate limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// `source`, `global`, `provider`, `concurrency`, `timeout`, `headers`.
+    pub limit: String,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+/// The server's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by route, method and status.
+    pub http_requests: Family<HttpLabels, Counter>,
+    /// Latency by route.
+    pub http_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// Exchanges by provider, audience and decision.
+    pub exchanges: Family<ExchangeLabels, Counter>,
+    /// Expression evaluation errors (a missing claim or attribute), by provider.
+    pub expression_errors: Family<ProviderLabels, Counter>,
+    /// Requests refused by a limit.
+    pub limited: Family<LimitLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every metric.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let http_requests = Family::<HttpLabels, Counter>::default();
+        let http_duration =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency);
+        let exchanges = Family::<ExchangeLabels, Counter>::default();
+        let expression_errors = Family::<ProviderLabels, Counter>::default();
+        let limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "ferry_http_requests",
+            "HTTP requests by route, method and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "ferry_http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_duration.clone(),
+        );
+        registry.register(
+            "ferry_token_exchanges",
+            "Token exchanges by provider, audience and decision",
+            exchanges.clone(),
+        );
+        registry.register(
+            "ferry_expression_errors",
+            "CEL evaluation errors in conditions, mappings and rules",
+            expression_errors.clone(),
+        );
+        registry.register(
+            "ferry_limited_requests",
+            "Requests refused by a limit",
+            limited.clone(),
+        );
+        Self {
+            registry,
+            http_requests,
+            http_duration,
+            exchanges,
+            expression_errors,
+            limited,
+        }
+    }
+
+    /// The OpenMetrics text of every metric, including the ones read at scrape time.
+    pub fn render(&self, state: &AppState, reloads: &ReloadStats) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            return "# EOF\n".to_owned();
+        }
+        let mut tail = String::new();
+        let loaded = state.loaded();
+        let mut providers: Vec<_> = loaded
+            .providers
+            .iter()
+            .filter_map(|p| p.keys.stats().map(|s| (p.config.id.clone(), s)))
+            .collect();
+        providers.sort_by(|a, b| a.0.cmp(&b.0));
+        let counters: [(&str, &str, fn(&ferry_verify::CacheStats) -> u64); 7] = [
+            ("ferry_issuer_key_fetches", "Issuer key set fetches", |s| {
+                s.fetches
+            }),
+            (
+                "ferry_issuer_key_cache_hits",
+                "Requests served from fresh cached issuer keys",
+                |s| s.hits,
+            ),
+            (
+                "ferry_issuer_key_cache_misses",
+                "Requests that found no fresh cached issuer keys",
+                |s| s.misses,
+            ),
+            (
+                "ferry_issuer_key_refetches",
+                "Forced refetches for an unknown kid",
+                |s| s.refetches,
+            ),
+            (
+                "ferry_issuer_key_refetches_suppressed",
+                "Forced refetches refused within the interval",
+                |s| s.refetches_suppressed,
+            ),
+            (
+                "ferry_issuer_key_fetch_errors",
+                "Failed issuer key fetches",
+                |s| s.errors,
+            ),
+            (
+                "ferry_issuer_key_stale_served",
+                "Requests verified with expired keys while the issuer was down",
+                |s| s.stale_served,
+            ),
+        ];
+        for (name, help, get) in counters {
+            let _ = writeln!(tail, "# HELP {name} {help}.\n# TYPE {name} counter");
+            for (id, s) in &providers {
+                let _ = writeln!(tail, "{name}_total{{provider=\"{id}\"}} {}", get(s));
+            }
+        }
+        let _ = writeln!(
+            tail,
+            "# HELP ferry_issuer_key_staleness_seconds How far past expiry the served issuer keys are.\n# TYPE ferry_issuer_key_staleness_seconds gauge\n# UNIT ferry_issuer_key_staleness_seconds seconds"
+        );
+        for (id, s) in &providers {
+            let _ = writeln!(
+                tail,
+                "ferry_issuer_key_staleness_seconds{{provider=\"{id}\"}} {}",
+                s.staleness_seconds
+            );
+        }
+        let now = state.clock.now();
+        let snap = state.keys.snapshot();
+        let policy = state.keys.policy();
+        if let Some(active) = snap
+            .keys
+            .iter()
+            .find(|k| k.state == ferry_core::keyring::KeyState::Active)
+        {
+            let since = active.activated_at.unwrap_or(active.published_at);
+            let _ = writeln!(
+                tail,
+                "# HELP ferry_signing_key_age_seconds Time the active signing key has signed.\n# TYPE ferry_signing_key_age_seconds gauge\n# UNIT ferry_signing_key_age_seconds seconds\nferry_signing_key_age_seconds {}",
+                now - since
+            );
+            let _ = writeln!(
+                tail,
+                "# HELP ferry_signing_key_next_rotation_seconds Time until the next scheduled rotation.\n# TYPE ferry_signing_key_next_rotation_seconds gauge\n# UNIT ferry_signing_key_next_rotation_seconds seconds\nferry_signing_key_next_rotation_seconds {}",
+                (since + policy.rotation_period - now).max(0)
+            );
+        }
+        let _ = writeln!(
+            tail,
+            "# HELP ferry_config_reloads Configuration reloads by result.\n# TYPE ferry_config_reloads counter\nferry_config_reloads_total{{result=\"ok\"}} {}\nferry_config_reloads_total{{result=\"error\"}} {}",
+            reloads.ok.load(Ordering::Relaxed),
+            reloads.failed.load(Ordering::Relaxed)
+        );
+        match out.strip_suffix("# EOF\n") {
+            Some(head) => format!("{head}{tail}# EOF\n"),
+            None => format!("{out}{tail}"),
+        }
+    }
+}

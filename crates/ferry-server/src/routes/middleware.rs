@@ -1,0 +1,186 @@
+//! What every public request passes through, in order:
+//!
+//! 1. A request id (the caller's `X-Request-Id` when sane, else a random one), the W3C
+//!    `traceparent` trace id when present, and one span carrying both.
+//! 2. Headers larger than `limits.max_header_bytes` → 431.
+//! 3. Load shedding: more than `limits.concurrency` requests at once → 503.
+//! 4. A deadline of `limits.request_timeout` → 503.
+//! 5. Metrics: count and latency by route, method and status.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::Response;
+use ferry_core::{ErrorCode, OAuthError, Step};
+use tracing::Instrument;
+
+use super::error_response;
+use crate::metrics::{HttpLabels, LimitLabels, RouteLabels};
+use crate::random_id;
+use crate::state::AppState;
+
+/// The request id of the current request.
+#[derive(Debug, Clone)]
+pub struct RequestId {
+    /// The id.
+    pub id: String,
+    /// The W3C trace id, when the caller sent `traceparent`.
+    pub trace_id: Option<String>,
+}
+
+/// `traceparent: 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>` (W3C Trace
+/// Context §3.2); an all-zero id is invalid.
+pub fn trace_id(traceparent: &str) -> Option<String> {
+    let parts: Vec<&str> = traceparent.trim().split('-').collect();
+    let [version, trace, parent, flags] = parts.as_slice() else {
+        return None;
+    };
+    let hex = |s: &str, n: usize| {
+        s.len() == n
+            && s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    (hex(version, 2)
+        && *version != "ff"
+        && hex(trace, 32)
+        && hex(parent, 16)
+        && hex(flags, 2)
+        && trace.bytes().any(|b| b != b'0'))
+    .then(|| trace.to_string())
+}
+
+fn sane_request_id(v: &str) -> bool {
+    !v.is_empty()
+        && v.len() <= 64
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+fn limited(
+    state: &AppState,
+    limit: &str,
+    status: u16,
+    code: ErrorCode,
+    description: &'static str,
+) -> Response {
+    state
+        .metrics
+        .limited
+        .get_or_create(&LimitLabels {
+            limit: limit.to_owned(),
+        })
+        .inc();
+    error_response(&OAuthError::new(code, Step::Request, description).status(status))
+}
+
+/// The middleware.
+pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| sane_request_id(v))
+        .map_or_else(|| random_id(12), str::to_owned);
+    let trace = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(trace_id);
+    let span = tracing::info_span!("request", request_id = %id, trace_id = trace.as_deref().unwrap_or(""), %method, %route);
+    req.extensions_mut().insert(RequestId {
+        id: id.clone(),
+        trace_id: trace,
+    });
+    let limits = state.loaded().config.limits.clone();
+
+    let mut resp = async {
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 4)
+            .sum();
+        if header_bytes > limits.max_header_bytes {
+            return limited(
+                &state,
+                "headers",
+                431,
+                ErrorCode::InvalidRequest,
+                ferry_core::error::desc::HEADERS_TOO_LARGE,
+            );
+        }
+        let Ok(_permit) = state.limits.concurrency.try_acquire() else {
+            return limited(
+                &state,
+                "concurrency",
+                503,
+                ErrorCode::TemporarilyUnavailable,
+                ferry_core::error::desc::BUSY,
+            );
+        };
+        let deadline = std::time::Duration::from_secs(limits.request_timeout);
+        match tokio::time::timeout(deadline, next.run(req)).await {
+            Ok(r) => r,
+            Err(_) => limited(
+                &state,
+                "timeout",
+                503,
+                ErrorCode::TemporarilyUnavailable,
+                ferry_core::error::desc::TIMEOUT,
+            ),
+        }
+    }
+    .instrument(span)
+    .await;
+
+    let status = resp.status().as_u16();
+    state
+        .metrics
+        .http_requests
+        .get_or_create(&HttpLabels {
+            route: route.clone(),
+            method,
+            status,
+        })
+        .inc();
+    state
+        .metrics
+        .http_duration
+        .get_or_create(&RouteLabels { route })
+        .observe(started.elapsed().as_secs_f64());
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        tracing::warn!(request_id = %id, "request shed or timed out");
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn traceparent_parsing() {
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            super::trace_id(ok).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        for bad in [
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "junk",
+        ] {
+            assert_eq!(super::trace_id(bad), None, "{bad}");
+        }
+    }
+}

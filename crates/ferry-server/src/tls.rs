@@ -1,0 +1,202 @@
+//! HTTPS served directly with rustls (aws-lc-rs): certificate and key from PEM files,
+//! reloaded when they change, and a listener that completes TLS handshakes off the
+//! accept loop (a slow client cannot stall others). Plain HTTP behind a proxy works too.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::connect_info::Connected;
+use axum::serve::{IncomingStream, Listener};
+use rustls::ServerConfig;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+/// The peer of a connection, plain or TLS (`ConnectInfo<Peer>`).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for Peer {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        Peer(*stream.remote_addr())
+    }
+}
+
+fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    if chain.is_empty() {
+        return Err(format!("{}: no certificate", cert.display()));
+    }
+    let key_der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(key_der)
+        .map_err(|e| format!("{}: {e}", key.display()))?;
+    Ok(Arc::new(CertifiedKey::new(chain, signing)))
+}
+
+fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.modified().ok()?, m.len()))
+}
+
+/// A certificate that follows its files.
+#[derive(Debug)]
+pub struct ReloadingCert {
+    current: RwLock<Arc<CertifiedKey>>,
+    cert: PathBuf,
+    key: PathBuf,
+    seen: Mutex<(Option<(SystemTime, u64)>, Option<(SystemTime, u64)>)>,
+}
+
+impl ReloadingCert {
+    /// Loads the pair; an unreadable pair is an error at start.
+    pub fn open(cert: &Path, key: &Path) -> Result<Arc<Self>, String> {
+        let ck = load(cert, key)?;
+        Ok(Arc::new(Self {
+            current: RwLock::new(ck),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            seen: Mutex::new((stamp(cert), stamp(key))),
+        }))
+    }
+
+    /// Reloads when either file changed; a pair that does not load keeps the old one.
+    pub fn reload_if_changed(&self) {
+        let now = (stamp(&self.cert), stamp(&self.key));
+        {
+            let mut seen = self
+                .seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if *seen == now {
+                return;
+            }
+            *seen = now;
+        }
+        match load(&self.cert, &self.key) {
+            Ok(ck) => {
+                *self
+                    .current
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = ck;
+                tracing::info!(cert = %self.cert.display(), "TLS certificate reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS certificate changed but does not load; keeping the old one")
+            }
+        }
+    }
+
+    /// Polls the files every 2 s.
+    pub fn watch(self: &Arc<Self>) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                me.reload_if_changed();
+            }
+        });
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(
+            self.current
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        )
+    }
+}
+
+/// A TLS server configuration for a reloading certificate.
+pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>, String> {
+    let mut cfg = ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_no_client_auth()
+    .with_cert_resolver(cert);
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A listener yielding completed TLS connections.
+#[derive(Debug)]
+pub struct TlsListener {
+    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl TlsListener {
+    /// Accepts TCP on `tcp` and completes handshakes (10 s each) in their own tasks.
+    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
+        let local = tcp.local_addr()?;
+        let (tx, rx) = mpsc::channel(256);
+        let acceptor = TlsAcceptor::from(config);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match tcp.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(Self { rx, local })
+    }
+}
+
+impl Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The acceptor task ended: no more connections, ever.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
+}
