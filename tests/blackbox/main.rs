@@ -8,5 +8,6 @@ mod cli;
 mod exchange;
 mod issuers;
 mod keys;
+mod ops;
 mod policy;
 mod reload;

@@ -1,0 +1,327 @@
+//! Operating Ferry: metrics, the admin listener and its authentication, the audit file,
+//! rate limits (and which tokens count against a provider's bucket), size limits,
+//! graceful shutdown with a request in flight, and HTTPS with a generated certificate.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_testkit::idp::Mode;
+use ferry_testkit::keys::jwks;
+use ferry_testkit::mint::tamper_payload;
+use ferry_testkit::{Issuer, MockIdp, TestKey, now};
+use serde_json::json;
+
+use crate::harness::{Ferry, TempDir};
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+const FERRY: &str = "https://ferry.example.com";
+
+struct Setup {
+    tmp: TempDir,
+    idp: Issuer,
+}
+
+fn setup(tag: &str, extra: &str) -> (Setup, std::path::PathBuf) {
+    let tmp = TempDir::new(tag);
+    let idp = Issuer::new(
+        "https://token.actions.githubusercontent.com",
+        TestKey::rsa("gh"),
+    );
+    std::fs::write(tmp.path().join("gh.json"), jwks(&[&idp.key]).to_string()).unwrap();
+    let cfg = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer: {FERRY}\ndata_dir: data\n{extra}\nproviders:\n  - id: github\n    kind: github\n    audiences: [{FERRY}]\n    jwks: {{ file: gh.json }}\n    condition: assertion.repository_owner_id == '65'\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n"
+        ),
+    )
+    .unwrap();
+    (Setup { tmp, idp }, cfg)
+}
+
+impl Setup {
+    fn token(&self) -> String {
+        self.idp.token(&self.idp.claims(
+            FERRY,
+            "repo:acme/app",
+            now(),
+            json!({"repository_owner_id": "65"}),
+        ))
+    }
+}
+
+async fn exchange_with(http: &reqwest::Client, url: &str, token: &str) -> reqwest::Response {
+    http.post(format!("{url}/token"))
+        .form(&[
+            ("grant_type", TE),
+            ("subject_token", token),
+            ("subject_token_type", JWT),
+            ("audience", "https://deploy.example.com"),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn exchange(url: &str, token: &str) -> u16 {
+    exchange_with(&reqwest::Client::new(), url, token)
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn metrics_after_an_exchange_and_the_audit_file() {
+    let (s, cfg) = setup("metrics", "audit: { file: audit.jsonl }");
+    let ferry = Ferry::start(&cfg).unwrap();
+    assert_eq!(exchange(&ferry.url, &s.token()).await, 200);
+    let bad = tamper_payload(&s.token(), &json!({"sub": "x"}));
+    assert_eq!(exchange(&ferry.url, &bad).await, 400);
+    let admin = ferry.admin.clone().expect("admin listener");
+    let text = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "ferry_token_exchanges_total{provider=\"github\",audience=\"https://deploy.example.com\",decision=\"allow\",error=\"\"} 1",
+        "decision=\"deny\",error=\"invalid_request\"} 1",
+        "ferry_http_requests_total{route=\"/token\",method=\"POST\",status=\"200\"} 1",
+        "ferry_http_request_duration_seconds_bucket{le=",
+        "ferry_signing_key_age_seconds ",
+        "ferry_signing_key_next_rotation_seconds ",
+        "ferry_config_reloads_total{result=\"ok\"} 0",
+        "# EOF",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    // The audit file holds one event per decision, never the token.
+    let audit = std::fs::read_to_string(s.tmp.path().join("audit.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        events.iter().filter(|e| e["type"] == "ferry.audit").count(),
+        2
+    );
+    assert!(!audit.contains(&s.token()[..40]) && !audit.contains(bad.rsplit('.').next().unwrap()));
+    let out = ferry.proc().output();
+    assert!(
+        !out.contains(bad.rsplit('.').next().unwrap()),
+        "no token text in logs"
+    );
+}
+
+#[tokio::test]
+async fn admin_endpoints_need_a_valid_bearer_token_when_configured() {
+    // printf %s secret | sha256sum
+    let (s, cfg) = setup("admin", "admin: { bearer_token_hashes_file: admin-tokens }");
+    std::fs::write(
+        s.tmp.path().join("admin-tokens"),
+        "# current\n2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b\n",
+    )
+    .unwrap();
+    let ferry = Ferry::start(&cfg).unwrap();
+    let admin = ferry.admin.clone().unwrap();
+    let http = reqwest::Client::new();
+    let get = |auth: Option<&'static str>| {
+        let mut r = http.get(format!("{admin}/metrics"));
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        r.send()
+    };
+    let none = get(None).await.unwrap();
+    assert_eq!(none.status().as_u16(), 401);
+    assert!(none.headers().contains_key("www-authenticate"));
+    assert_eq!(
+        get(Some("Bearer wrong")).await.unwrap().status().as_u16(),
+        401
+    );
+    assert_eq!(
+        get(Some("Bearer secret")).await.unwrap().status().as_u16(),
+        200
+    );
+    // POST /explain with the right token.
+    let r = http
+        .post(format!("{admin}/explain"))
+        .header("authorization", "Bearer secret")
+        .json(&json!({"token": s.token(), "audience": ["https://deploy.example.com"]}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["allowed"], true, "{body}");
+    assert!(
+        body["report"]
+            .as_str()
+            .unwrap()
+            .contains("verify: signature ok")
+    );
+    let denied = http
+        .post(format!("{admin}/explain"))
+        .json(&json!({"token": s.token(), "audience": ["https://deploy.example.com"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    // Admin requests are audited.
+    assert!(ferry.proc().output().contains("\"type\":\"ferry.admin\""));
+}
+
+#[tokio::test]
+async fn the_source_rate_limit_answers_429_with_retry_after() {
+    let (s, cfg) = setup("rate", "limits: { rate_per_source: 1 }");
+    let ferry = Ferry::start(&cfg).unwrap();
+    let http = reqwest::Client::new();
+    // The bucket bursts to twice the rate: the first two pass (the twin)…
+    assert_eq!(
+        exchange_with(&http, &ferry.url, &s.token())
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        exchange_with(&http, &ferry.url, &s.token())
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    // …the next is limited.
+    let r = exchange_with(&http, &ferry.url, &s.token()).await;
+    assert_eq!(r.status().as_u16(), 429);
+    assert!(
+        r.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            >= 1
+    );
+}
+
+#[tokio::test]
+async fn junk_tokens_claiming_github_do_not_consume_the_github_bucket() {
+    let (s, cfg) = setup(
+        "provider-bucket",
+        "limits: { rate_per_source: 100000, rate_global: 100000, rate_per_provider: 1 }",
+    );
+    let ferry = Ferry::start(&cfg).unwrap();
+    // Twenty junk tokens with GitHub's issuer (their signatures do not verify).
+    for _ in 0..20 {
+        let junk = tamper_payload(
+            &s.token(),
+            &json!({"iss": "https://token.actions.githubusercontent.com", "sub": "x"}),
+        );
+        assert_eq!(exchange(&ferry.url, &junk).await, 400);
+    }
+    // The bucket (burst 2) is untouched: verified tokens still pass…
+    assert_eq!(exchange(&ferry.url, &s.token()).await, 200);
+    assert_eq!(exchange(&ferry.url, &s.token()).await, 200);
+    // …and verified tokens do count (the twin): the third is limited.
+    assert_eq!(exchange(&ferry.url, &s.token()).await, 429);
+}
+
+#[tokio::test]
+async fn oversized_headers_are_refused() {
+    let (s, cfg) = setup("headers", "");
+    let ferry = Ferry::start(&cfg).unwrap();
+    let http = reqwest::Client::new();
+    let big = "a".repeat(20 * 1024);
+    let r = http
+        .get(format!("{}/healthz", ferry.url))
+        .header("x-padding", &big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 431);
+    let small = "a".repeat(8 * 1024);
+    let r = http
+        .get(format!("{}/healthz", ferry.url))
+        .header("x-padding", &small)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    drop(s);
+}
+
+#[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish_and_exits_zero() {
+    // A remote issuer that answers slowly keeps the first exchange in flight.
+    let key = TestKey::rsa("k1");
+    let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
+    idp.set_delay(Some(Duration::from_millis(1_500)));
+    let issuer = Issuer::new(idp.url.clone(), key);
+    let tmp = TempDir::new("graceful");
+    let cfg = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer: {FERRY}\ndata_dir: data\noutbound: {{ allow_insecure_origins: [\"{u}\"] }}\nproviders:\n  - id: idp\n    kind: oidc\n    issuer: {u}\n    audiences: [{FERRY}]\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n",
+            u = idp.url
+        ),
+    )
+    .unwrap();
+    let mut ferry = Ferry::start(&cfg).unwrap();
+    let token = issuer.token(&issuer.claims(FERRY, "svc", now(), json!({})));
+    let url = ferry.url.clone();
+    let in_flight = tokio::spawn(async move { exchange(&url, &token).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pid = ferry.proc().pid().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert_eq!(
+        in_flight.await.unwrap(),
+        200,
+        "the request in flight finished"
+    );
+    let status =
+        tokio::task::spawn_blocking(move || ferry.proc_mut().wait_exit(20).map(|s| s.success()))
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(status, "exit 0");
+    idp.set_mode(Mode::Normal);
+}
+
+fn write_cert(dir: &Path) -> Vec<u8> {
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+            .unwrap();
+    std::fs::write(dir.join("cert.pem"), cert.cert.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
+    cert.cert.pem().into_bytes()
+}
+
+#[tokio::test]
+async fn https_with_a_generated_certificate() {
+    let (s, cfg) = setup("https", "tls: { cert_file: cert.pem, key_file: key.pem }");
+    let pem = write_cert(s.tmp.path());
+    let ferry = Ferry::start(&cfg).unwrap();
+    assert!(ferry.url.starts_with("https://"), "{}", ferry.url);
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap();
+    let r = exchange_with(&http, &ferry.url, &s.token()).await;
+    assert_eq!(r.status().as_u16(), 200);
+    // Twin: a client that does not trust the certificate cannot connect.
+    assert!(
+        reqwest::Client::new()
+            .get(format!("{}/healthz", ferry.url))
+            .send()
+            .await
+            .is_err()
+    );
+}
