@@ -14,6 +14,9 @@ use prometheus_client::registry::Registry;
 use crate::state::AppState;
 use crate::tasks::ReloadStats;
 
+/// Reads one counter of a key cache.
+type StatFn = fn(&ferry_verify::CacheStats) -> u64;
+
 /// `route`, `method`, `status`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
@@ -144,7 +147,7 @@ impl Metrics {
             .filter_map(|p| p.keys.stats().map(|s| (p.config.id.clone(), s)))
             .collect();
         providers.sort_by(|a, b| a.0.cmp(&b.0));
-        let counters: [(&str, &str, fn(&ferry_verify::CacheStats) -> u64); 7] = [
+        let counters: [(&str, &str, StatFn); 7] = [
             ("ferry_issuer_key_fetches", "Issuer key set fetches", |s| {
                 s.fetches
             }),

@@ -53,7 +53,10 @@ fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     Ok(Arc::new(CertifiedKey::new(chain, signing)))
 }
 
-fn stamp(p: &Path) -> Option<(SystemTime, u64)> {
+/// A file's modification time and length.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn stamp(p: &Path) -> Stamp {
     let m = std::fs::metadata(p).ok()?;
     Some((m.modified().ok()?, m.len()))
 }
@@ -64,7 +67,7 @@ pub struct ReloadingCert {
     current: RwLock<Arc<CertifiedKey>>,
     cert: PathBuf,
     key: PathBuf,
-    seen: Mutex<(Option<(SystemTime, u64)>, Option<(SystemTime, u64)>)>,
+    seen: Mutex<(Stamp, Stamp)>,
 }
 
 impl ReloadingCert {
