@@ -9,5 +9,6 @@ mod exchange;
 mod issuers;
 mod keys;
 mod ops;
+mod otlp;
 mod policy;
 mod reload;

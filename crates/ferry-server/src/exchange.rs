@@ -16,6 +16,7 @@ use ferry_core::request::ExchangeRequest;
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_verify::VerifyError;
+use tracing::Instrument as _;
 
 use crate::audit::AuditEvent;
 use crate::state::AppState;
@@ -54,6 +55,7 @@ pub async fn exchange(
     // 2. Verify.
     let verified =
         ferry_verify::verify_from(&req.subject_token, &provider.rules, &provider.keys, now)
+            .instrument(tracing::info_span!("verify", provider = %provider.config.id))
             .await
             .map_err(|e| match e {
                 // The issuer cannot be reached and no usable cached keys remain.
@@ -93,6 +95,7 @@ pub async fn exchange(
         scopes: &req.scopes,
         client_id: req.client_id.as_deref(),
     };
+    let policy_span = tracing::info_span!("policy").entered();
     let principal = provider
         .config
         .mapping
@@ -114,7 +117,9 @@ pub async fn exchange(
     audit.rule = Some(grant.rules.join(", "));
     audit.scopes = grant.scopes.clone();
 
+    drop(policy_span);
     // 6. Sign.
+    let _sign = tracing::info_span!("sign").entered();
     let jti = random_id(16);
     let provider_client = format!("ferry-provider:{}", provider.config.id);
     let client_id = req.client_id.as_deref().unwrap_or(&provider_client);

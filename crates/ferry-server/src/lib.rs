@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod routes;
 pub mod state;
 pub mod tasks;
+pub mod telemetry;
 pub mod tls;
 
 pub use routes::router;

@@ -17,7 +17,6 @@ use ferry_server::cli;
 use ferry_server::load::{build_state, load_providers, open_keys, read_config};
 use ferry_server::tls::{Peer, ReloadingCert, TlsListener, server_config};
 use ferry_verify::time::SystemMono;
-use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -137,19 +136,6 @@ enum Command {
     },
 }
 
-fn init_logs(level: &str, format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-}
-
 fn check(path: &Path) -> ExitCode {
     let config = match read_config(path) {
         Ok(c) => c,
@@ -254,7 +240,10 @@ async fn serve(
 ) -> anyhow::Result<()> {
     let mut config =
         read_config(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    init_logs(log_level.as_deref().unwrap_or(&config.log_level), format);
+    let _telemetry = ferry_server::telemetry::init(
+        log_level.as_deref().unwrap_or(&config.log_level),
+        matches!(format, LogFormat::Json),
+    );
     if let Some(l) = listen {
         config.listen = l;
     }

@@ -305,7 +305,12 @@ impl RemoteKeys {
             }
         }
         Self::bump(&self.counters.fetches);
-        let result = self.download().await;
+        let result = {
+            use tracing::Instrument as _;
+            self.download()
+                .instrument(tracing::info_span!("issuer_key_fetch", provider = %self.name))
+                .await
+        };
         let now = self.time.now();
         let mut s = self.write();
         s.generation += 1;

@@ -95,6 +95,7 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
         .and_then(|v| v.to_str().ok())
         .and_then(trace_id);
     let span = tracing::info_span!("request", request_id = %id, trace_id = trace.as_deref().unwrap_or(""), %method, %route);
+    crate::telemetry::continue_trace(&span, req.headers());
     req.extensions_mut().insert(RequestId {
         id: id.clone(),
         trace_id: trace,
