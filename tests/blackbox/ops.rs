@@ -325,3 +325,54 @@ async fn https_with_a_generated_certificate() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_key_store_shows_in_readyz_but_signing_continues() {
+    let (s, cfg) = setup(
+        "keystore-down",
+        "signing: { jwks_max_age: 1s, leeway: 0s, rotation_period: 1h }",
+    );
+    let ferry = Ferry::start(&cfg).unwrap();
+    let ready = |url: String| async move {
+        let r = reqwest::get(format!("{url}/readyz")).await.unwrap();
+        (
+            r.status().as_u16(),
+            r.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let (status, body) = ready(ferry.url.clone()).await;
+    assert_eq!((status, body["key_store"].as_str()), (200, Some("ok")));
+    // The ring file becomes unreadable (the store is "down").
+    std::fs::write(s.tmp.path().join("data/ring.json"), "not json").unwrap();
+    let mut seen = serde_json::Value::Null;
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (status, body) = ready(ferry.url.clone()).await;
+        assert_eq!(status, 200, "readiness never fails for a shared dependency");
+        if body["key_store"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("unavailable"))
+        {
+            seen = body;
+            break;
+        }
+    }
+    assert!(
+        seen["key_store"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("unavailable")),
+        "{seen}"
+    );
+    assert_eq!(
+        exchange(&ferry.url, &s.token()).await,
+        200,
+        "signing continues from memory"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", ferry.admin.clone().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("ferry_key_store_up 0"), "{metrics}");
+}

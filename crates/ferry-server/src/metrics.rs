@@ -221,6 +221,11 @@ impl Metrics {
         }
         let _ = writeln!(
             tail,
+            "# HELP ferry_key_store_up Whether the last key-ring poll reached the key store.\n# TYPE ferry_key_store_up gauge\nferry_key_store_up {}",
+            u8::from(reloads.key_store_error().is_none())
+        );
+        let _ = writeln!(
+            tail,
             "# HELP ferry_config_reloads Configuration reloads by result.\n# TYPE ferry_config_reloads counter\nferry_config_reloads_total{{result=\"ok\"}} {}\nferry_config_reloads_total{{result=\"error\"}} {}",
             reloads.ok.load(Ordering::Relaxed),
             reloads.failed.load(Ordering::Relaxed)

@@ -15,13 +15,33 @@ use crate::state::{AppState, Providers};
 /// How often JWKS files and the configuration file are checked for changes.
 pub const FILE_POLL: Duration = Duration::from_secs(2);
 
-/// Counts of configuration reloads, for metrics.
+/// Counts of configuration reloads and the key store's health, for metrics and
+/// `/readyz`.
 #[derive(Debug, Default)]
 pub struct ReloadStats {
     /// Reloads that took effect.
     pub ok: AtomicU64,
     /// Reloads refused (the old configuration stayed).
     pub failed: AtomicU64,
+    /// The last key-ring poll's error, `None` when it succeeded.
+    pub key_store_error: std::sync::Mutex<Option<String>>,
+}
+
+impl ReloadStats {
+    /// The key store's last error, if its last poll failed.
+    pub fn key_store_error(&self) -> Option<String> {
+        self.key_store_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_key_store_error(&self, e: Option<String>) {
+        *self
+            .key_store_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = e;
+    }
 }
 
 /// How often the key ring is checked for due transitions and for changes by other
@@ -104,6 +124,7 @@ pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
     // The key ring.
     {
         let (keys, clock, every) = (state.keys.clone(), state.clock.clone(), ring_poll(state));
+        let health = state.reloads.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             loop {
@@ -111,9 +132,10 @@ pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
                 let (keys, now) = (keys.clone(), clock.now());
                 // The store does blocking file I/O (and takes a lock): off the workers.
                 match tokio::task::spawn_blocking(move || keys.tick(now)).await {
-                    Ok(Ok(_)) => {}
+                    Ok(Ok(_)) => health.set_key_store_error(None),
                     Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits")
+                        tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits");
+                        health.set_key_store_error(Some(e.to_string()));
                     }
                     Err(e) => tracing::error!(error = %e, "key ring task failed"),
                 }

@@ -38,5 +38,9 @@ pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
         "audiences": loaded.config.audience_names.len(),
         "signing_key": state.keys.active().kid(),
         "key_ring_version": state.keys.snapshot().version,
+        "key_store": match state.reloads.key_store_error() {
+            None => "ok".to_owned(),
+            Some(e) => format!("unavailable: {e}"),
+        },
     }))
 }
