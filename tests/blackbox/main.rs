@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod accounts;
 mod cli;
 mod exchange;
 mod issuers;

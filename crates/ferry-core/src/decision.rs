@@ -46,14 +46,22 @@ pub fn decide(
     let principal = provider
         .mapping
         .apply(&provider.id, claims, trace.as_deref_mut())?;
-    decide_for(config, provider, principal, exp, now, ask, trace)
+    decide_for(
+        config,
+        provider.cap_lifetime_at_subject_expiry,
+        principal,
+        exp,
+        now,
+        ask,
+        trace,
+    )
 }
 
 /// Decides for an already mapped principal (the server records the principal in its
 /// audit event before the policy runs).
 pub fn decide_for(
     config: &Config,
-    provider: &Provider,
+    cap_at_subject_exp: bool,
     principal: Principal,
     exp: Option<i64>,
     now: i64,
@@ -68,13 +76,7 @@ pub fn decide_for(
         trace.as_deref_mut(),
     )?;
     let ttl = match exp {
-        Some(exp) => lifetime(
-            &config.lifetimes,
-            &grant,
-            now,
-            exp,
-            provider.cap_lifetime_at_subject_expiry,
-        )?,
+        Some(exp) => lifetime(&config.lifetimes, &grant, now, exp, cap_at_subject_exp)?,
         None => grant
             .ttl_cap
             .unwrap_or(config.lifetimes.default_ttl)
@@ -88,7 +90,7 @@ pub fn decide_for(
                 .map(|c| format!("{c}s"))
                 .unwrap_or_else(|| "none".into()),
             config.lifetimes.max_ttl,
-            match (exp, provider.cap_lifetime_at_subject_expiry) {
+            match (exp, cap_at_subject_exp) {
                 (Some(e), true) => format!("expires in {}s, caps", e - now),
                 (Some(e), false) =>
                     format!("expires in {}s, does not cap (provider setting)", e - now),

@@ -174,6 +174,9 @@ pub mod desc {
     pub const UNSUPPORTED_GRANT: &str = "unsupported grant_type";
     pub const DUPLICATE_PARAM: &str = "a parameter was given more than once";
     pub const MISSING_SUBJECT_TOKEN: &str = "missing subject_token";
+    pub const MISSING_ASSERTION: &str = "missing assertion";
+    pub const INVALID_ASSERTION: &str = "invalid assertion";
+    pub const INVALID_CLIENT: &str = "client authentication failed";
     pub const MISSING_SUBJECT_TOKEN_TYPE: &str = "missing subject_token_type";
     pub const UNSUPPORTED_SUBJECT_TOKEN_TYPE: &str = "unsupported subject_token_type";
     pub const UNSUPPORTED_REQUESTED_TYPE: &str = "unsupported requested_token_type";

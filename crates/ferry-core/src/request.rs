@@ -12,6 +12,10 @@ use crate::error::{ErrorCode, OAuthError, Step, desc};
 
 /// `grant_type` of RFC 8693.
 pub const GRANT_TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+/// `grant_type` of RFC 7523 §2.1.
+pub const GRANT_JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+/// `client_assertion_type` of RFC 7523 §2.2.
+pub const CLIENT_ASSERTION_JWT: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 /// Token type URIs of RFC 8693 §3.
 pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// An OpenID Connect ID token.
@@ -52,6 +56,75 @@ impl IssuedTokenType {
 pub enum TokenRequest {
     /// RFC 8693 token exchange.
     TokenExchange(ExchangeRequest),
+    /// RFC 7523 §2.1 JWT bearer grant (a service account's own assertion).
+    JwtBearer(JwtBearerRequest),
+}
+
+/// An RFC 7523 §2.1 request.
+#[derive(Clone)]
+pub struct JwtBearerRequest {
+    /// The assertion.
+    pub assertion: String,
+    /// `audience` values.
+    pub audiences: Vec<String>,
+    /// `resource` values.
+    pub resources: Vec<String>,
+    /// Requested scopes.
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for JwtBearerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JwtBearerRequest")
+            .field("assertion", &"[redacted]")
+            .field("audiences", &self.audiences)
+            .field("resources", &self.resources)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+impl JwtBearerRequest {
+    /// The targets: audiences then resources, deduplicated.
+    pub fn targets(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for t in self.audiences.iter().chain(&self.resources) {
+            if !out.contains(t) {
+                out.push(t.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Client credentials sent in the form (RFC 6749 §2.3.1, RFC 7523 §2.2).
+#[derive(Clone, Default)]
+pub struct ClientParams {
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `client_secret` (client_secret_post).
+    pub client_secret: Option<String>,
+    /// `client_assertion_type`.
+    pub client_assertion_type: Option<String>,
+    /// `client_assertion` (private_key_jwt).
+    pub client_assertion: Option<String>,
+}
+
+impl std::fmt::Debug for ClientParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientParams")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[redacted]"),
+            )
+            .field("client_assertion_type", &self.client_assertion_type)
+            .field(
+                "client_assertion",
+                &self.client_assertion.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 /// An RFC 8693 §2.1 token-exchange request.
@@ -122,6 +195,10 @@ const SINGLE: &[&str] = &[
     "actor_token_type",
     "client_id",
     "options",
+    "assertion",
+    "client_secret",
+    "client_assertion",
+    "client_assertion_type",
 ];
 
 #[derive(Default)]
@@ -204,19 +281,66 @@ fn valid_resource(r: &str) -> bool {
 }
 
 /// Parses a token request body (already known to be a urlencoded form).
-pub fn parse_token_request(body: &[u8]) -> Result<TokenRequest, OAuthError> {
+pub fn parse_token_request(body: &[u8]) -> Result<(TokenRequest, ClientParams), OAuthError> {
     let p = collect(body)?;
+    let client = ClientParams {
+        client_id: p.get("client_id").map(str::to_owned),
+        client_secret: p.get("client_secret").map(str::to_owned),
+        client_assertion_type: p.get("client_assertion_type").map(str::to_owned),
+        client_assertion: p.get("client_assertion").map(str::to_owned),
+    };
     let grant = p
         .get("grant_type")
         .ok_or_else(|| bad(desc::MISSING_GRANT_TYPE))?;
-    if grant != GRANT_TOKEN_EXCHANGE {
-        return Err(OAuthError::new(
-            ErrorCode::UnsupportedGrantType,
-            Step::Request,
-            desc::UNSUPPORTED_GRANT,
-        ));
+    let request = match grant {
+        GRANT_TOKEN_EXCHANGE => parse_exchange(&p).map(TokenRequest::TokenExchange)?,
+        GRANT_JWT_BEARER => parse_jwt_bearer(&p).map(TokenRequest::JwtBearer)?,
+        _ => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedGrantType,
+                Step::Request,
+                desc::UNSUPPORTED_GRANT,
+            ));
+        }
+    };
+    Ok((request, client))
+}
+
+fn parse_jwt_bearer(p: &Params) -> Result<JwtBearerRequest, OAuthError> {
+    // RFC 7523 §2.1: exactly one assertion.
+    let assertion = p
+        .get("assertion")
+        .map(|t| t.trim_matches(|c: char| c.is_ascii_whitespace()))
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| bad(desc::MISSING_ASSERTION))?
+        .to_owned();
+    let (audiences, resources, scopes) = targets(p)?;
+    Ok(JwtBearerRequest {
+        assertion,
+        audiences,
+        resources,
+        scopes,
+    })
+}
+
+type Targets = (Vec<String>, Vec<String>, Vec<String>);
+
+fn targets(p: &Params) -> Result<Targets, OAuthError> {
+    if let Some(r) = p.resources.iter().find(|r| !valid_resource(r)) {
+        return Err(
+            OAuthError::new(ErrorCode::InvalidTarget, Step::Request, desc::BAD_RESOURCE).detail(
+                format!("resource of {} bytes is not an absolute URI", r.len()),
+            ),
+        );
     }
-    parse_exchange(&p).map(TokenRequest::TokenExchange)
+    if p.audiences.is_empty() && p.resources.is_empty() {
+        return Err(bad(desc::MISSING_TARGET));
+    }
+    let scopes = match p.get("scope") {
+        Some(s) => parse_scope(s)?,
+        None => Vec::new(),
+    };
+    Ok((p.audiences.clone(), p.resources.clone(), scopes))
 }
 
 fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
@@ -243,26 +367,13 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
     if p.get("actor_token").is_some() || p.get("actor_token_type").is_some() {
         return Err(bad(desc::ACTOR_UNSUPPORTED));
     }
-    if let Some(r) = p.resources.iter().find(|r| !valid_resource(r)) {
-        return Err(
-            OAuthError::new(ErrorCode::InvalidTarget, Step::Request, desc::BAD_RESOURCE).detail(
-                format!("resource of {} bytes is not an absolute URI", r.len()),
-            ),
-        );
-    }
-    if p.audiences.is_empty() && p.resources.is_empty() {
-        return Err(bad(desc::MISSING_TARGET));
-    }
-    let scopes = match p.get("scope") {
-        Some(s) => parse_scope(s)?,
-        None => Vec::new(),
-    };
+    let (audiences, resources, scopes) = targets(p)?;
     Ok(ExchangeRequest {
         subject_token,
         subject_token_type,
         requested_token_type,
-        audiences: p.audiences.clone(),
-        resources: p.resources.clone(),
+        audiences,
+        resources,
         scopes,
         client_id: p.get("client_id").map(str::to_owned),
     })
@@ -278,8 +389,9 @@ mod tests {
         &audience=https%3A%2F%2Fsvc";
 
     fn parse(body: &str) -> Result<ExchangeRequest, OAuthError> {
-        match parse_token_request(body.as_bytes())? {
+        match parse_token_request(body.as_bytes())?.0 {
             TokenRequest::TokenExchange(r) => Ok(r),
+            TokenRequest::JwtBearer(_) => panic!("not an exchange"),
         }
     }
 

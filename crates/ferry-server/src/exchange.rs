@@ -1,26 +1,43 @@
-//! The token exchange, top to bottom. Each step returns an [`OAuthError`] that names
-//! itself; the outcome, allowed or denied, becomes exactly one audit event.
+//! The token exchange and the JWT bearer grant, top to bottom. Each step returns an
+//! [`OAuthError`] that names itself; the outcome, allowed or denied, becomes exactly one
+//! audit event.
 //!
-//! 1. Choose the provider by the exact, string-typed `iss` of the subject token.
-//! 2. Verify the subject token with that provider's rules and keys (RFC 8725).
-//! 3. Apply the provider's condition and mapping → principal.
-//! 4. Apply the audiences' access rules → grant (audiences, scopes, lifetime cap).
-//! 5. Compute the lifetime (never past the subject token unless the provider opts out;
+//! Token exchange (RFC 8693):
+//! 1. Choose the provider by the exact, string-typed `iss` of the subject token (a
+//!    registered service account's `iss` selects the `service_account` provider).
+//! 2. Verify the subject token with that provider's rules and keys (RFC 8725); a
+//!    service account's assertion is verified with its registered keys and its `jti`
+//!    consumed (RFC 7523 §3).
+//! 3. Count it against the provider's rate bucket (only verified tokens count).
+//! 4. Apply the provider's condition and mapping → principal.
+//! 5. Apply the audiences' access rules → grant (audiences, scopes, lifetime cap).
+//! 6. Compute the lifetime (never past the subject token unless the provider opts out;
 //!    never an already-expired token).
-//! 6. Sign an RFC 9068 access token.
+//! 7. Sign an RFC 9068 access token.
+//!
+//! JWT bearer (RFC 7523 §2.1): the assertion is a service account's own; it is verified
+//! like step 2, the principal is the service account, then steps 5–7.
+
+use std::collections::BTreeMap;
 
 use ferry_core::decision::{Ask, Outcome, decide_for};
 use ferry_core::error::desc;
+use ferry_core::mapping::Principal;
 use ferry_core::mint::{MintInput, access_token_claims};
-use ferry_core::request::ExchangeRequest;
+use ferry_core::request::{ExchangeRequest, IssuedTokenType, JwtBearerRequest};
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
-use ferry_verify::VerifyError;
+use ferry_verify::{Verified, VerifyError};
+use serde_json::Value;
 use tracing::Instrument as _;
 
+use crate::accounts::{AssertionError, verify_assertion};
 use crate::audit::AuditEvent;
-use crate::state::AppState;
+use crate::state::{AppState, Loaded};
 use crate::{fingerprint, random_id};
+
+/// The provider id under which service accounts appear in policies (`provider`).
+pub const SERVICE_ACCOUNT_PROVIDER: &str = "service-account";
 
 fn invalid_subject(detail: impl Into<String>) -> OAuthError {
     OAuthError::new(
@@ -29,6 +46,59 @@ fn invalid_subject(detail: impl Into<String>) -> OAuthError {
         desc::INVALID_SUBJECT_TOKEN,
     )
     .detail(detail)
+}
+
+fn invalid_grant(detail: impl Into<String>) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidGrant,
+        Step::Verify,
+        desc::INVALID_ASSERTION,
+    )
+    .detail(detail)
+}
+
+fn rate_limit(state: &AppState, bucket: &str) -> Result<(), OAuthError> {
+    state.limits.check_provider(bucket).map_err(|retry| {
+        state
+            .metrics
+            .limited
+            .get_or_create(&crate::metrics::LimitLabels {
+                limit: "provider".to_owned(),
+            })
+            .inc();
+        let mut e = OAuthError::new(ErrorCode::InvalidRequest, Step::Verify, desc::RATE_LIMITED)
+            .status(429)
+            .detail("provider rate limit");
+        e.retry_after = Some(retry.0);
+        e
+    })
+}
+
+/// Verifies a service account's assertion: its registered keys, `aud` Ferry's issuer or
+/// token endpoint, bounded lifetime, `jti` single use.
+async fn verify_service_account(
+    state: &AppState,
+    loaded: &Loaded,
+    iss: &str,
+    token: &str,
+    now: i64,
+) -> Result<Verified, Result<AssertionError, &'static str>> {
+    let sa = loaded
+        .accounts
+        .service_accounts
+        .get(iss)
+        .ok_or(Err("not a service account"))?;
+    verify_assertion(
+        token,
+        &sa.keys,
+        &sa.rules,
+        state.replay.as_ref(),
+        now,
+        false,
+    )
+    .instrument(tracing::info_span!("verify", service_account = %iss))
+    .await
+    .map_err(Ok)
 }
 
 /// Runs the exchange, filling `audit` with what was learnt along the way.
@@ -45,50 +115,52 @@ pub async fn exchange(
     // 1. Provider by exact issuer. A token from an unknown issuer costs no key lookup.
     let iss = ferry_verify::peek_issuer(&req.subject_token)
         .map_err(|e| invalid_subject(e.to_string()))?;
-    let provider = loaded
-        .providers
-        .get(&iss)
-        .ok_or_else(|| invalid_subject("issuer not configured"))?;
-    audit.provider = Some(provider.config.id.clone());
-    audit.original_issuer = Some(iss);
-
-    // 2. Verify.
-    let verified =
-        ferry_verify::verify_from(&req.subject_token, &provider.rules, &provider.keys, now)
-            .instrument(tracing::info_span!("verify", provider = %provider.config.id))
-            .await
-            .map_err(|e| match e {
-                // The issuer cannot be reached and no usable cached keys remain.
-                VerifyError::KeysUnavailable(detail) => OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    Step::Verify,
-                    desc::KEYS_UNAVAILABLE,
-                )
-                .detail(detail),
-                other => invalid_subject(other.to_string()),
-            })?;
-    // 2b. The provider's bucket counts only tokens whose signature verified.
-    if let Err(retry) = state.limits.check_provider(&provider.config.id) {
-        state
-            .metrics
-            .limited
-            .get_or_create(&crate::metrics::LimitLabels {
-                limit: "provider".to_owned(),
-            })
-            .inc();
-        let mut e = OAuthError::new(ErrorCode::InvalidRequest, Step::Verify, desc::RATE_LIMITED)
-            .status(429)
-            .detail("provider rate limit");
-        e.retry_after = Some(retry.0);
-        return Err(e);
-    }
+    let (provider, verified) = match loaded.providers.get(&iss) {
+        Some(provider) => {
+            audit.provider = Some(provider.config.id.clone());
+            audit.original_issuer = Some(iss);
+            // 2. Verify.
+            let verified =
+                ferry_verify::verify_from(&req.subject_token, &provider.rules, &provider.keys, now)
+                    .instrument(tracing::info_span!("verify", provider = %provider.config.id))
+                    .await
+                    .map_err(|e| match e {
+                        // The issuer cannot be reached and no usable cached keys remain.
+                        VerifyError::KeysUnavailable(detail) => OAuthError::new(
+                            ErrorCode::TemporarilyUnavailable,
+                            Step::Verify,
+                            desc::KEYS_UNAVAILABLE,
+                        )
+                        .detail(detail),
+                        other => invalid_subject(other.to_string()),
+                    })?;
+            (provider, verified)
+        }
+        None => {
+            // A service account's own assertion, where a service_account provider is
+            // configured.
+            let provider = loaded
+                .providers
+                .get(ferry_core::config::SERVICE_ACCOUNT_ISSUER)
+                .filter(|_| loaded.accounts.service_accounts.contains_key(&iss))
+                .ok_or_else(|| invalid_subject("issuer not configured"))?;
+            audit.provider = Some(provider.config.id.clone());
+            audit.original_issuer = Some(iss.clone());
+            let verified = verify_service_account(state, &loaded, &iss, &req.subject_token, now)
+                .await
+                .map_err(|e| invalid_subject(e.map_or_else(str::to_owned, |e| e.to_string())))?;
+            (provider, verified)
+        }
+    };
+    // 3. The provider's bucket counts only tokens whose signature verified.
+    rate_limit(state, &provider.config.id)?;
     audit.original_subject = verified
         .claims
         .get("sub")
-        .and_then(serde_json::Value::as_str)
+        .and_then(Value::as_str)
         .map(str::to_owned);
 
-    // 3–5. Condition and mapping, access policy, lifetime.
+    // 4–6. Condition and mapping, access policy, lifetime.
     let targets = req.targets();
     let ask = Ask {
         targets: &targets,
@@ -101,29 +173,101 @@ pub async fn exchange(
         .mapping
         .apply(&provider.config.id, &verified.claims, None)?;
     audit.subject = Some(principal.subject.clone());
-    let Outcome {
-        principal,
-        grant,
-        ttl,
-    } = decide_for(
+    let outcome = decide_for(
         &loaded.config,
-        &provider.config,
+        provider.config.cap_lifetime_at_subject_expiry,
         principal,
         Some(verified.exp),
         now,
         ask,
         None,
     )?;
+    drop(policy_span);
+    let fallback = format!("ferry-provider:{}", provider.config.id);
+    mint(
+        state,
+        &loaded,
+        outcome,
+        req.client_id.as_deref().unwrap_or(&fallback),
+        req.requested_token_type,
+        now,
+        audit,
+    )
+}
+
+/// The JWT bearer grant: a service account trades its own signed assertion.
+pub async fn jwt_bearer(
+    state: &AppState,
+    req: &JwtBearerRequest,
+    client_id: Option<&str>,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    let now = state.clock.now();
+    let loaded = state.loaded();
+    audit.subject_token_sha256 = Some(fingerprint(req.assertion.as_bytes()));
+    audit.audiences = req.targets();
+    let iss =
+        ferry_verify::peek_issuer(&req.assertion).map_err(|e| invalid_grant(e.to_string()))?;
+    audit.provider = Some(SERVICE_ACCOUNT_PROVIDER.to_owned());
+    audit.original_issuer = Some(iss.clone());
+    verify_service_account(state, &loaded, &iss, &req.assertion, now)
+        .await
+        .map_err(|e| invalid_grant(e.map_or_else(str::to_owned, |e| e.to_string())))?;
+    rate_limit(state, SERVICE_ACCOUNT_PROVIDER)?;
+    audit.original_subject = Some(iss.clone());
+    audit.subject = Some(iss.clone());
+    let principal = Principal {
+        provider: SERVICE_ACCOUNT_PROVIDER.to_owned(),
+        subject: iss.clone(),
+        groups: Vec::new(),
+        attributes: BTreeMap::from([("service_account".to_owned(), iss.clone())]),
+        original_issuer: iss.clone(),
+        original_subject: Some(iss.clone()),
+    };
+    let targets = req.targets();
+    let ask = Ask {
+        targets: &targets,
+        scopes: &req.scopes,
+        client_id,
+    };
+    // The assertion proves possession now; the issued lifetime is the policy's (its
+    // short `exp` does not cap it).
+    let outcome = {
+        let _span = tracing::info_span!("policy").entered();
+        decide_for(&loaded.config, false, principal, None, now, ask, None)?
+    };
+    let fallback = format!("ferry-service-account:{iss}");
+    mint(
+        state,
+        &loaded,
+        outcome,
+        client_id.unwrap_or(&fallback),
+        IssuedTokenType::AccessToken,
+        now,
+        audit,
+    )
+}
+
+/// 7. Signs the access token and fills the audit event.
+fn mint(
+    state: &AppState,
+    loaded: &Loaded,
+    outcome: Outcome,
+    client_id: &str,
+    issued: IssuedTokenType,
+    now: i64,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    let _sign = tracing::info_span!("sign").entered();
+    let Outcome {
+        principal,
+        grant,
+        ttl,
+    } = outcome;
     audit.rule = Some(grant.rules.join(", "));
     audit.scopes = grant.scopes.clone();
-
-    drop(policy_span);
-    // 6. Sign.
-    let _sign = tracing::info_span!("sign").entered();
-    let jti = random_id(16);
-    let provider_client = format!("ferry-provider:{}", provider.config.id);
-    let client_id = req.client_id.as_deref().unwrap_or(&provider_client);
     audit.client_id = Some(client_id.to_owned());
+    let jti = random_id(16);
     let input = MintInput {
         issuer: &loaded.config.issuer,
         client_id,
@@ -139,10 +283,9 @@ pub async fn exchange(
         })?;
     audit.jti = Some(jti);
     audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
-
     Ok(TokenResponse {
         access_token: token,
-        issued_token_type: req.requested_token_type.uri(),
+        issued_token_type: issued.uri(),
         token_type: "Bearer",
         expires_in: ttl,
         scope: (!grant.scopes.is_empty()).then(|| grant.scopes.join(" ")),

@@ -3,13 +3,16 @@
 //! events. Domain rules live in `ferry-core`; verification in `ferry-verify`.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod cli;
+pub mod client_auth;
 pub mod exchange;
 pub mod limits;
 pub mod load;
 pub mod metrics;
+pub mod replay;
 pub mod routes;
 pub mod state;
 pub mod tasks;

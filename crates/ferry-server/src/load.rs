@@ -8,7 +8,9 @@ use std::sync::Arc;
 use ferry_core::Clock;
 use std::time::Duration;
 
-use ferry_core::config::{CacheConfig, Config, ConfigErrors, KeysConfig, Provider, origin_of};
+use ferry_core::config::{
+    CacheConfig, Config, ConfigErrors, KeysConfig, Provider, ProviderKind, origin_of,
+};
 use ferry_core::config::{SecretSource, Signing};
 use ferry_core::keyring::RingPolicy;
 use ferry_keys::{Backend, Kek, Keks, KeyManager, LocalStore, ManagerConfig, SigningAlg};
@@ -21,6 +23,7 @@ use ferry_verify::{
 use reqwest::Url;
 use serde_json::json;
 
+use crate::accounts::Accounts;
 use crate::audit::AuditSink;
 use crate::state::{AppState, Loaded, Providers, TrustedProvider};
 
@@ -67,6 +70,20 @@ fn cache_settings(c: &CacheConfig) -> CacheSettings {
 /// Builds a provider's remote key cache: a hardened client whose policy opts in the
 /// configured insecure origins and, for Kubernetes, the API server's origin (with its CA
 /// bundle and bearer token, which go to that origin only).
+/// A hardened HTTP client under the configured outbound policy, trusting `trusted`
+/// origins besides the insecure opt-ins.
+pub fn http_for(config: &Config, trusted: &[String]) -> Result<Http, String> {
+    let policy = OutboundPolicy::new(&config.outbound.allow_insecure_origins, trusted)
+        .map_err(|e| e.to_string())?;
+    let settings = ClientSettings {
+        connect_timeout: Duration::from_secs(config.outbound.connect_timeout),
+        timeout: Duration::from_secs(config.outbound.timeout),
+        max_response_bytes: config.outbound.max_response_bytes,
+        extra_roots_pem: None,
+    };
+    Http::new(policy, &settings)
+}
+
 fn remote_source(
     config: &Config,
     p: &Provider,
@@ -153,6 +170,10 @@ pub fn load_providers_reusing(
         let rules = rules_for(p);
         let path = format!("providers[{i}]");
         let source = match &p.keys {
+            // Service-account assertions are verified with the registry's keys.
+            _ if p.kind == ProviderKind::ServiceAccount => {
+                Ok((KeySource::Static(Arc::new(StaticKeys::empty())), Vec::new()))
+            }
             KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), &rules.algorithms)
                 .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
                 .map_err(|e| (format!("{path}.jwks.inline"), e)),
@@ -278,21 +299,22 @@ pub fn metadata(config: &Config) -> serde_json::Value {
         "issuer": config.issuer,
         "jwks_uri": format!("{}/jwks", config.issuer),
         "token_endpoint": format!("{}/token", config.issuer),
-        "grant_types_supported": [ferry_core::request::GRANT_TOKEN_EXCHANGE],
+        "grant_types_supported": [ferry_core::request::GRANT_TOKEN_EXCHANGE, ferry_core::request::GRANT_JWT_BEARER],
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
         "scopes_supported": [],
-        "token_endpoint_auth_signing_alg_values_supported": [],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256", "PS256"],
         "access_token_signing_alg_values_supported": [config.signing.algorithm],
     })
 }
 
 /// Assembles what a configuration becomes.
-pub fn loaded(config: Config, providers: Vec<TrustedProvider>) -> Loaded {
+pub fn loaded(config: Config, providers: Vec<TrustedProvider>, accounts: Accounts) -> Loaded {
     let metadata_body = metadata(&config).to_string();
     Loaded {
         config,
         providers: Providers::new(providers),
+        accounts,
         metadata_body,
     }
 }
@@ -301,9 +323,10 @@ pub fn loaded(config: Config, providers: Vec<TrustedProvider>) -> Loaded {
 pub fn build_state(
     config: Config,
     providers: Vec<TrustedProvider>,
+    accounts: Accounts,
     keys: Arc<KeyManager>,
     clock: Arc<dyn Clock>,
     audit: Arc<AuditSink>,
 ) -> AppState {
-    AppState::new(loaded(config, providers), keys, clock, audit)
+    AppState::new(loaded(config, providers, accounts), keys, clock, audit)
 }

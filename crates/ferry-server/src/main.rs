@@ -30,6 +30,43 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+enum SaCommand {
+    /// Generate a key pair locally; writes the private key (0600) and prints the public
+    /// JWK to register under `service_accounts`.
+    Create {
+        /// The service account's id.
+        name: String,
+        /// Where to write the key file.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// ES256, EdDSA or RS256.
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+    },
+    /// Sign an assertion with a key file and exchange it at Ferry; prints the access token.
+    Token {
+        /// The key file from `ferry sa create`.
+        #[arg(long)]
+        key: PathBuf,
+        /// Ferry's base URL.
+        #[arg(long, env = "FERRY_URL")]
+        url: String,
+        /// The audience to request.
+        #[arg(long)]
+        audience: String,
+        /// Scopes, space-delimited.
+        #[arg(long)]
+        scope: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientsCommand {
+    /// Print a new client secret and the SHA-256 to register as `secret_sha256`.
+    NewSecret,
+}
+
+#[derive(Subcommand, Debug)]
 enum KeysCommand {
     /// List the keys with their state and ages.
     List {
@@ -121,6 +158,16 @@ enum Command {
         #[arg(long)]
         client_id: Option<String>,
     },
+    /// Service accounts: create a key pair, get a token with it.
+    Sa {
+        #[command(subcommand)]
+        command: SaCommand,
+    },
+    /// Registered clients.
+    Clients {
+        #[command(subcommand)]
+        command: ClientsCommand,
+    },
     /// Operate the signing key ring.
     Keys {
         #[command(subcommand)]
@@ -147,6 +194,11 @@ fn check(path: &Path) -> ExitCode {
     };
     for w in &config.warnings {
         eprintln!("warning: {w}");
+    }
+    if let Err(errs) = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default())) {
+        eprintln!("{errs}");
+        eprintln!("{} problem(s) found", errs.0.len());
+        return ExitCode::FAILURE;
     }
     match load_providers(&config, Arc::new(SystemMono::default())) {
         Ok((providers, warnings)) => {
@@ -294,9 +346,12 @@ async fn serve(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = tcp.local_addr()?;
+    let accounts = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let state = build_state(
         config,
         providers,
+        accounts,
         Arc::new(keys),
         Arc::new(SystemClock),
         Arc::new(audit),
@@ -444,6 +499,28 @@ fn keys_command(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
+async fn sa_command(cmd: SaCommand) -> anyhow::Result<ExitCode> {
+    let out = match cmd {
+        SaCommand::Create { name, dir, alg } => cli::sa::create(&name, &dir, &alg),
+        SaCommand::Token {
+            key,
+            url,
+            audience,
+            scope,
+        } => cli::sa::token(&key, &url, &audience, scope.as_deref(), SystemClock.now()).await,
+    };
+    match out {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("ferry sa: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
 fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     result.unwrap_or_else(|e| {
         eprintln!("ferry: {e:#}");
@@ -466,6 +543,16 @@ async fn main() -> ExitCode {
         } => report(explain(&config, token, claims, audience, scope, client_id).await),
         Command::Test { config, cases } => report(policy_test(&config, &cases)),
         Command::Keys { command } => report(keys_command(command)),
+        Command::Sa { command } => report(sa_command(command).await),
+        Command::Clients {
+            command: ClientsCommand::NewSecret,
+        } => {
+            let (secret, hash) = ferry_server::client_auth::new_secret();
+            println!(
+                "client secret (give it to the client; Ferry keeps only the hash):\n{secret}\nsecret_sha256: {hash}"
+            );
+            ExitCode::SUCCESS
+        }
         Command::Serve {
             config,
             listen,

@@ -8,9 +8,11 @@ use ferry_core::config::{Config, Provider};
 use ferry_keys::KeyManager;
 use ferry_verify::{KeySource, Rules};
 
+use crate::accounts::Accounts;
 use crate::audit::AuditSink;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
+use crate::replay::{InProcessReplay, ReplayCache};
 use crate::tasks::ReloadStats;
 
 /// A provider ready to verify: its configuration, verification rules and parsed keys.
@@ -66,6 +68,8 @@ pub struct Loaded {
     pub config: Config,
     /// Trusted issuers.
     pub providers: Providers,
+    /// Service accounts and registered clients.
+    pub accounts: Accounts,
     /// Pre-rendered discovery metadata.
     pub metadata_body: String,
 }
@@ -86,6 +90,8 @@ pub struct AppState {
     pub limits: Arc<Limiters>,
     /// Configuration reload counts.
     pub reloads: Arc<ReloadStats>,
+    /// Single-use assertion ids.
+    pub replay: Arc<dyn ReplayCache>,
 }
 
 impl AppState {
@@ -97,6 +103,8 @@ impl AppState {
         audit: Arc<AuditSink>,
     ) -> Self {
         let limits = Arc::new(Limiters::new(&loaded.config.limits));
+        let replay: Arc<dyn ReplayCache> =
+            Arc::new(InProcessReplay::new(loaded.config.max_replay_entries));
         Self {
             loaded: Arc::new(RwLock::new(Arc::new(loaded))),
             keys,
@@ -105,6 +113,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             limits,
             reloads: Arc::new(ReloadStats::default()),
+            replay,
         }
     }
 

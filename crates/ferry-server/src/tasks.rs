@@ -95,7 +95,9 @@ pub fn reload(state: &AppState, path: &std::path::Path, stats: &ReloadStats) -> 
         for w in config.warnings.iter().chain(&warnings) {
             tracing::warn!("{w}");
         }
-        state.swap(loaded(config, providers));
+        let accounts = crate::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
+            .map_err(|e| e.to_string())?;
+        state.swap(loaded(config, providers, accounts));
         Ok::<(), String>(())
     })();
     match &result {
@@ -164,18 +166,36 @@ pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
             let mut tick = tokio::time::interval(FILE_POLL);
             loop {
                 tick.tick().await;
-                for p in state.loaded().providers.iter() {
-                    if let KeySource::Static(keys) = &p.keys {
+                let loaded = state.loaded();
+                let accounts = &loaded.accounts;
+                let sources = loaded
+                    .providers
+                    .iter()
+                    .map(|p| (p.config.id.as_str(), &p.keys))
+                    .chain(
+                        accounts
+                            .service_accounts
+                            .iter()
+                            .map(|(id, sa)| (id.as_str(), &sa.keys)),
+                    )
+                    .chain(
+                        accounts
+                            .clients
+                            .iter()
+                            .filter_map(|(id, c)| c.keys.as_ref().map(|(k, _)| (id.as_str(), k))),
+                    );
+                for (id, keys) in sources {
+                    if let KeySource::Static(keys) = keys {
                         if !keys.watches_file() {
                             continue;
                         }
                         match keys.reload_if_changed() {
                             Ok(true) => {
-                                tracing::info!(provider = %p.config.id, "JWKS file changed: keys reloaded")
+                                tracing::info!(keys_of = %id, "JWKS file changed: keys reloaded")
                             }
                             Ok(false) => {}
                             Err(e) => {
-                                tracing::warn!(provider = %p.config.id, error = %e, "JWKS file changed but could not be loaded; keeping the old keys")
+                                tracing::warn!(keys_of = %id, error = %e, "JWKS file changed but could not be loaded; keeping the old keys")
                             }
                         }
                     }

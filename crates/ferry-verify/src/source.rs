@@ -53,6 +53,16 @@ impl StaticKeys {
         ))
     }
 
+    /// No keys at all (a placeholder for sources that verify elsewhere).
+    pub fn empty() -> Self {
+        Self {
+            keys: RwLock::new(Arc::new(KeySet::default())),
+            file: None,
+            algorithms: Vec::new(),
+            seen: Mutex::new(None),
+        }
+    }
+
     /// Keys from a JWKS file, to be reloaded when it changes.
     pub fn from_file(
         path: PathBuf,

@@ -4,6 +4,7 @@
 //! directory relative paths are resolved against.
 
 mod audience;
+mod clients;
 mod ops;
 mod provider;
 mod raw;
@@ -19,6 +20,7 @@ use crate::mint::Lifetimes;
 use crate::policy::Policy;
 use raw::RawConfig;
 
+pub use clients::{Client, ClientAuth, ServiceAccount};
 pub use ops::{Admin, AuditSinkConfig, Limits, Tls};
 pub use provider::{GITHUB_ISSUER, github_issuer_shape_ok};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, SecretSource, Signing};
@@ -87,7 +89,14 @@ pub enum ProviderKind {
     Github,
     /// Kubernetes service-account tokens.
     Kubernetes,
+    /// Assertions signed by Ferry's own service accounts (RFC 7523), accepted as
+    /// token-exchange subject tokens.
+    ServiceAccount,
 }
+
+/// The internal issuer of the `service_account` provider (it matches any registered
+/// service account's `iss`).
+pub const SERVICE_ACCOUNT_ISSUER: &str = "urn:ferry:service-accounts";
 
 impl ProviderKind {
     /// The configuration name.
@@ -97,6 +106,7 @@ impl ProviderKind {
             Self::Oidc => "oidc",
             Self::Github => "github",
             Self::Kubernetes => "kubernetes",
+            Self::ServiceAccount => "service_account",
         }
     }
 }
@@ -206,6 +216,12 @@ pub struct Config {
     pub admin: Admin,
     /// Where audit events go.
     pub audit: AuditSinkConfig,
+    /// Service accounts (RFC 7523).
+    pub service_accounts: Vec<ServiceAccount>,
+    /// Registered clients.
+    pub clients: Vec<Client>,
+    /// Capacity of the in-process replay cache (assertion `jti`s kept until `exp`).
+    pub max_replay_entries: usize,
     /// Things that load but deserve a second look (`ferry check` prints them).
     pub warnings: Vec<String>,
 }
@@ -421,6 +437,21 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         }
     }
 
+    let service_accounts =
+        clients::service_accounts(&mut errs, &raw.service_accounts, base, &outbound);
+    let clients = clients::clients(&mut errs, &raw.clients, base, &outbound);
+    for sa in &service_accounts {
+        if clients.iter().any(|c| c.id == sa.id) {
+            errs.push("clients", format!("client id {:?} is also a service account: client and service-account keys are registered separately", sa.id));
+        }
+        if providers.iter().any(|p| p.issuer == sa.id) {
+            errs.push(
+                "service_accounts",
+                format!("{:?} is also a provider's issuer", sa.id),
+            );
+        }
+    }
+    let max_replay_entries = raw.max_replay_entries.unwrap_or(100_000);
     let data_dir = base.join(
         raw.data_dir
             .clone()
@@ -454,6 +485,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         tls,
         admin,
         audit,
+        service_accounts,
+        clients,
+        max_replay_entries,
         warnings,
     })
 }

@@ -94,10 +94,11 @@ fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind
         Some("oidc") => ProviderKind::Oidc,
         Some("github") => ProviderKind::Github,
         Some("kubernetes") => ProviderKind::Kubernetes,
+        Some("service_account") => ProviderKind::ServiceAccount,
         Some(_) => {
             errs.push(
                 format!("{path}.kind"),
-                "unknown kind (supported: oidc, github, kubernetes, static)",
+                "unknown kind (supported: oidc, github, kubernetes, static, service_account)",
             );
             ProviderKind::Static
         }
@@ -137,8 +138,16 @@ pub(super) fn provider(
         );
     }
 
+    let service_account = kind == ProviderKind::ServiceAccount;
+    if service_account && (p.issuer.is_some() || p.jwks.is_some() || p.audiences.is_some()) {
+        errs.push(
+            path,
+            "a service_account provider takes no issuer, jwks or audiences: service accounts are registered under service_accounts",
+        );
+    }
     // Issuer.
     let issuer = match (&p.issuer, github) {
+        _ if service_account => super::SERVICE_ACCOUNT_ISSUER.to_owned(),
         (Some(i), _) => i.clone(),
         (None, true) => super::GITHUB_ISSUER.to_owned(),
         (None, false) => String::new(),
@@ -160,7 +169,7 @@ pub(super) fn provider(
 
     // Audiences the subject token must carry.
     let audiences = p.audiences.clone().unwrap_or_default();
-    if audiences.is_empty() || audiences.iter().any(String::is_empty) {
+    if !service_account && (audiences.is_empty() || audiences.iter().any(String::is_empty)) {
         errs.push(format!("{path}.audiences"), "must not be empty");
     }
     if github
@@ -229,17 +238,21 @@ pub(super) fn provider(
         }
     };
 
-    // Where the keys come from.
-    let keys = keys_config(
-        errs,
-        path,
-        p,
-        kind,
-        &issuer,
-        api_server.as_ref(),
-        base,
-        outbound,
-    );
+    // Where the keys come from (a service_account provider uses the registry's keys).
+    let keys = if service_account {
+        Some(KeysConfig::Inline("{\"keys\":[]}".to_owned()))
+    } else {
+        keys_config(
+            errs,
+            path,
+            p,
+            kind,
+            &issuer,
+            api_server.as_ref(),
+            base,
+            outbound,
+        )
+    };
 
     let cache = cache(errs, path, &p.cache);
     let leeway = duration(

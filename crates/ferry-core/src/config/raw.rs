@@ -30,6 +30,31 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub service_accounts: Vec<RawServiceAccount>,
+    #[serde(default)]
+    pub clients: Vec<RawClient>,
+    pub max_replay_entries: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServiceAccount {
+    pub id: Option<String>,
+    pub description: Option<String>,
+    pub jwks: Option<RawJwks>,
+    pub algorithms: Option<Vec<String>>,
+    pub max_assertion_lifetime: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClient {
+    pub id: Option<String>,
+    pub auth: Option<String>,
+    pub secret_sha256: Option<String>,
+    pub jwks: Option<RawJwks>,
+    pub accept_token_endpoint_audience: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,7 @@
 pub mod explain;
 pub mod keys;
 pub mod policy_test;
+pub mod sa;
 
 use ferry_core::config::{Config, Provider};
 use serde_json::{Map, Value};

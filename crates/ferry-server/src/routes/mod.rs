@@ -61,6 +61,13 @@ pub fn error_response(err: &OAuthError) -> Response {
     let mut resp = (status, axum::Json(body)).into_response();
     let h = resp.headers_mut();
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if err.code == ferry_core::ErrorCode::InvalidClient {
+        // RFC 6749 §5.2: 401 with the scheme the client may use.
+        h.insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Basic realm=\"ferry\""),
+        );
+    }
     if status == StatusCode::METHOD_NOT_ALLOWED {
         h.insert(header::ALLOW, HeaderValue::from_static("POST"));
     }

@@ -93,9 +93,15 @@ audiences:
     )
     .unwrap();
     let audit = Buf::default();
+    let accounts = crate::accounts::load_accounts(
+        &config,
+        Arc::new(ferry_verify::time::ManualMono::default()),
+    )
+    .unwrap();
     let state = build_state(
         config,
         providers,
+        accounts,
         Arc::new(keys),
         Arc::new(FakeClock::new(NOW)),
         Arc::new(AuditSink::new(Box::new(audit.clone()))),

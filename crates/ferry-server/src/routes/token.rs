@@ -13,7 +13,7 @@ use ferry_core::{ErrorCode, OAuthError, Step};
 use super::error_response;
 use super::middleware::RequestId;
 use crate::audit::AuditEvent;
-use crate::exchange::exchange;
+use crate::exchange::{exchange, jwt_bearer};
 use crate::random_id;
 use crate::state::AppState;
 
@@ -99,16 +99,28 @@ pub async fn token(
         Ok(()) => read_form(&state, &method, &headers, body).await,
         Err(e) => Err(e),
     };
-    let result = match read {
-        Ok(bytes) => match parse_token_request(&bytes) {
-            Ok(TokenRequest::TokenExchange(req)) => {
-                audit.grant_type = Some("token-exchange");
-                audit.client_id = req.client_id.clone();
-                exchange(&state, &req, &mut audit).await
-            }
-            Err(e) => Err(e),
-        },
+    let result = match read.and_then(|bytes| parse_token_request(&bytes)) {
         Err(e) => Err(e),
+        Ok((request, params)) => {
+            match crate::client_auth::authenticate(&state, &headers, &params).await {
+                Err(e) => Err(e),
+                Ok(client) => {
+                    let client_id = client.map(|c| c.id);
+                    audit.client_id = client_id.clone();
+                    match request {
+                        TokenRequest::TokenExchange(mut req) => {
+                            audit.grant_type = Some("token-exchange");
+                            req.client_id = client_id;
+                            exchange(&state, &req, &mut audit).await
+                        }
+                        TokenRequest::JwtBearer(req) => {
+                            audit.grant_type = Some("jwt-bearer");
+                            jwt_bearer(&state, &req, client_id.as_deref(), &mut audit).await
+                        }
+                    }
+                }
+            }
+        }
     };
     let audience = audit
         .audiences

@@ -1,0 +1,226 @@
+//! Service accounts (RFC 7523 self-signed assertions) and registered clients.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::raw::{RawClient, RawJwks, RawServiceAccount};
+use super::{ALLOWED_ALGORITHMS, ConfigErrors, KeysConfig, Outbound, duration, valid_id};
+
+/// A workload that signs its own JWT assertions with a key it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccount {
+    /// The id: the assertion's `iss` and `sub`.
+    pub id: String,
+    /// A description for operators.
+    pub description: Option<String>,
+    /// Its public keys.
+    pub keys: KeysConfig,
+    /// Accepted algorithms.
+    pub algorithms: Vec<String>,
+    /// Longest accepted `exp - iat` (or `exp - now`), seconds (1 h).
+    pub max_assertion_lifetime: u64,
+}
+
+/// How a client authenticates at `/token`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// A public client: `client_id` only.
+    None,
+    /// HTTP Basic with the client secret (RFC 6749 §2.3.1).
+    SecretBasic,
+    /// `client_secret` in the form.
+    SecretPost,
+    /// A JWT signed with the client's key (RFC 7523 §2.2).
+    PrivateKeyJwt,
+}
+
+impl ClientAuth {
+    /// The RFC 8414 name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::SecretBasic => "client_secret_basic",
+            Self::SecretPost => "client_secret_post",
+            Self::PrivateKeyJwt => "private_key_jwt",
+        }
+    }
+}
+
+/// A registered client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    /// Its authentication method.
+    pub auth: ClientAuth,
+    /// SHA-256 (hex) of its server-generated secret.
+    pub secret_sha256: Option<String>,
+    /// Its public keys, for private_key_jwt.
+    pub keys: Option<KeysConfig>,
+    /// Also accept the token endpoint URL as a client assertion's `aud` (legacy clients;
+    /// the issuer identifier alone is the default, per draft-ietf-oauth-rfc7523bis).
+    pub accept_token_endpoint_audience: bool,
+}
+
+fn static_keys(
+    errs: &mut ConfigErrors,
+    path: &str,
+    j: Option<&RawJwks>,
+    base: &Path,
+    outbound: &Outbound,
+) -> Option<KeysConfig> {
+    let Some(j) = j else {
+        errs.push(format!("{path}.jwks"), "is required");
+        return None;
+    };
+    match (&j.file, &j.inline, &j.uri) {
+        (Some(f), None, None) => Some(KeysConfig::File(base.join(f))),
+        (None, Some(v), None) => Some(KeysConfig::Inline(v.to_string())),
+        (None, None, Some(u)) => {
+            let ok = super::origin_of(u).is_some_and(|o| {
+                o.starts_with("https://") || outbound.allow_insecure_origins.contains(&o)
+            });
+            if !ok {
+                errs.push(
+                    format!("{path}.jwks.uri"),
+                    "must be an https URL (or an origin listed in outbound.allow_insecure_origins)",
+                );
+                return None;
+            }
+            Some(KeysConfig::Uri(u.clone()))
+        }
+        _ => {
+            errs.push(
+                format!("{path}.jwks"),
+                "give exactly one of file, inline or uri",
+            );
+            None
+        }
+    }
+}
+
+pub(super) fn service_accounts(
+    errs: &mut ConfigErrors,
+    list: &[RawServiceAccount],
+    base: &Path,
+    outbound: &Outbound,
+) -> Vec<ServiceAccount> {
+    let mut ids = HashSet::new();
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let path = format!("service_accounts[{i}]");
+        let before = errs.0.len();
+        let id = s.id.clone().unwrap_or_default();
+        if !valid_id(&id) {
+            errs.push(
+                format!("{path}.id"),
+                "is required: 1-64 characters of a-z, 0-9, '-' or '_'",
+            );
+        } else if !ids.insert(id.clone()) {
+            errs.push(format!("{path}.id"), "duplicate service account");
+        }
+        let keys = static_keys(errs, &path, s.jwks.as_ref(), base, outbound);
+        let algorithms = s
+            .algorithms
+            .clone()
+            .unwrap_or_else(|| vec!["ES256".into(), "EdDSA".into(), "RS256".into()]);
+        for a in &algorithms {
+            if !ALLOWED_ALGORITHMS.contains(&a.as_str()) {
+                errs.push(
+                    format!("{path}.algorithms"),
+                    format!("'{a}' is not allowed"),
+                );
+            }
+        }
+        let max = duration(
+            errs,
+            &format!("{path}.max_assertion_lifetime"),
+            s.max_assertion_lifetime.as_ref(),
+            3_600,
+        );
+        if errs.0.len() == before
+            && let Some(keys) = keys
+        {
+            out.push(ServiceAccount {
+                id,
+                description: s.description.clone(),
+                keys,
+                algorithms,
+                max_assertion_lifetime: max,
+            });
+        }
+    }
+    out
+}
+
+fn is_hex64(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+pub(super) fn clients(
+    errs: &mut ConfigErrors,
+    list: &[RawClient],
+    base: &Path,
+    outbound: &Outbound,
+) -> Vec<Client> {
+    let mut ids = HashSet::new();
+    let mut out = Vec::new();
+    for (i, c) in list.iter().enumerate() {
+        let path = format!("clients[{i}]");
+        let before = errs.0.len();
+        let id = c.id.clone().unwrap_or_default();
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            errs.push(
+                format!("{path}.id"),
+                "is required: printable ASCII without spaces, at most 128 bytes",
+            );
+        } else if !ids.insert(id.clone()) {
+            errs.push(format!("{path}.id"), "duplicate client");
+        }
+        let auth = match c.auth.as_deref() {
+            Some("none") => ClientAuth::None,
+            Some("client_secret_basic") => ClientAuth::SecretBasic,
+            Some("client_secret_post") => ClientAuth::SecretPost,
+            Some("private_key_jwt") => ClientAuth::PrivateKeyJwt,
+            _ => {
+                errs.push(
+                    format!("{path}.auth"),
+                    "is required: none, client_secret_basic, client_secret_post or private_key_jwt",
+                );
+                ClientAuth::None
+            }
+        };
+        let secret = c.secret_sha256.clone().map(|s| s.to_ascii_lowercase());
+        match (auth, &secret) {
+            (ClientAuth::SecretBasic | ClientAuth::SecretPost, Some(s)) if is_hex64(s) => {}
+            (ClientAuth::SecretBasic | ClientAuth::SecretPost, _) => errs.push(
+                format!("{path}.secret_sha256"),
+                "is required: the SHA-256 (hex) of a secret from `ferry clients new-secret`",
+            ),
+            (_, Some(_)) => errs.push(
+                format!("{path}.secret_sha256"),
+                "only for client_secret_basic or client_secret_post",
+            ),
+            _ => {}
+        }
+        let keys = match auth {
+            ClientAuth::PrivateKeyJwt => static_keys(errs, &path, c.jwks.as_ref(), base, outbound),
+            _ => {
+                if c.jwks.is_some() {
+                    errs.push(format!("{path}.jwks"), "only for private_key_jwt");
+                }
+                None
+            }
+        };
+        if errs.0.len() == before {
+            out.push(Client {
+                id,
+                auth,
+                secret_sha256: secret,
+                keys,
+                accept_token_endpoint_audience: c.accept_token_endpoint_audience.unwrap_or(false),
+            });
+        }
+    }
+    out
+}

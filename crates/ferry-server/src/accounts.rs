@@ -1,0 +1,209 @@
+//! Service accounts and registered clients: their keys, loaded like providers' keys, and
+//! the verification of the JWTs they sign (RFC 7523). Service-account keys and client
+//! keys are kept apart: a client assertion is never accepted as a service-account
+//! assertion or as a subject token, and the other way round.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferry_core::config::{Client, Config, ConfigErrors, KeysConfig, ServiceAccount};
+use ferry_verify::time::MonoTime;
+use ferry_verify::{
+    Algorithm, Endpoint, KeySource, RemoteKeys, Rules, StaticKeys, Verified, VerifyError,
+    verify_from,
+};
+use reqwest::Url;
+use serde_json::Value;
+
+use crate::load::http_for;
+use crate::replay::{ReplayCache, ReplayError};
+
+/// A service account ready to verify its assertions.
+#[derive(Debug)]
+pub struct SaEntry {
+    /// Its configuration.
+    pub account: ServiceAccount,
+    /// Its keys.
+    pub keys: KeySource,
+    /// Verification rules: `iss` is the account, `aud` Ferry's issuer or token endpoint.
+    pub rules: Rules,
+}
+
+/// A registered client.
+#[derive(Debug)]
+pub struct ClientEntry {
+    /// Its configuration.
+    pub client: Client,
+    /// For private_key_jwt: its keys and the rules its assertions follow.
+    pub keys: Option<(KeySource, Rules)>,
+}
+
+/// The registries.
+#[derive(Debug, Default)]
+pub struct Accounts {
+    /// Service accounts by id.
+    pub service_accounts: HashMap<String, SaEntry>,
+    /// Clients by id.
+    pub clients: HashMap<String, ClientEntry>,
+}
+
+fn key_source(
+    config: &Config,
+    name: &str,
+    keys: &KeysConfig,
+    algs: &[Algorithm],
+    time: Arc<dyn MonoTime>,
+) -> Result<KeySource, String> {
+    match keys {
+        KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), algs)
+            .map(|(k, _)| KeySource::Static(Arc::new(k))),
+        KeysConfig::File(f) => {
+            StaticKeys::from_file(f.clone(), algs).map(|(k, _)| KeySource::Static(Arc::new(k)))
+        }
+        KeysConfig::Uri(u) | KeysConfig::Discovery(u) => {
+            let url = Url::parse(u).map_err(|_| "not a URL".to_owned())?;
+            Ok(KeySource::Remote(RemoteKeys::new(
+                name,
+                Endpoint::Jwks(url),
+                algs.to_vec(),
+                http_for(config, &[])?,
+                None,
+                ferry_verify::CacheSettings::default(),
+                time,
+            )))
+        }
+    }
+}
+
+fn algorithms(names: &[String]) -> Vec<Algorithm> {
+    names
+        .iter()
+        .filter_map(|a| Algorithm::from_name(a))
+        .collect()
+}
+
+/// The token endpoint URL.
+pub fn token_endpoint(config: &Config) -> String {
+    format!("{}/token", config.issuer)
+}
+
+/// Loads the registries; problems are collected with their paths.
+pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Accounts, ConfigErrors> {
+    let mut errs = ConfigErrors::default();
+    let mut out = Accounts::default();
+    for (i, sa) in config.service_accounts.iter().enumerate() {
+        let algs = algorithms(&sa.algorithms);
+        let mut rules = Rules::new(
+            sa.id.clone(),
+            vec![config.issuer.clone(), token_endpoint(config)],
+        );
+        rules.algorithms = algs.clone();
+        rules.max_lifetime = i64::try_from(sa.max_assertion_lifetime).unwrap_or(i64::MAX);
+        match key_source(config, &sa.id, &sa.keys, &algs, time.clone()) {
+            Ok(keys) => {
+                out.service_accounts.insert(
+                    sa.id.clone(),
+                    SaEntry {
+                        account: sa.clone(),
+                        keys,
+                        rules,
+                    },
+                );
+            }
+            Err(e) => errs.push(format!("service_accounts[{i}].jwks"), e),
+        }
+    }
+    for (i, c) in config.clients.iter().enumerate() {
+        let keys = match &c.keys {
+            None => None,
+            Some(k) => {
+                let algs = vec![
+                    Algorithm::ES256,
+                    Algorithm::EdDSA,
+                    Algorithm::RS256,
+                    Algorithm::PS256,
+                ];
+                let mut audiences = vec![config.issuer.clone()];
+                if c.accept_token_endpoint_audience {
+                    audiences.push(token_endpoint(config));
+                }
+                let mut rules = Rules::new(c.id.clone(), audiences);
+                rules.algorithms = algs.clone();
+                rules.max_lifetime = 3_600;
+                match key_source(config, &c.id, k, &algs, time.clone()) {
+                    Ok(ks) => Some((ks, rules)),
+                    Err(e) => {
+                        errs.push(format!("clients[{i}].jwks"), e);
+                        continue;
+                    }
+                }
+            }
+        };
+        out.clients.insert(
+            c.id.clone(),
+            ClientEntry {
+                client: c.clone(),
+                keys,
+            },
+        );
+    }
+    if errs.0.is_empty() {
+        Ok(out)
+    } else {
+        Err(errs)
+    }
+}
+
+/// Why an assertion was refused (for logs; clients see a fixed text).
+#[derive(Debug, thiserror::Error)]
+pub enum AssertionError {
+    /// Signature, issuer, audience or time checks failed.
+    #[error("{0}")]
+    Verify(#[from] VerifyError),
+    /// `sub` is not the issuer.
+    #[error("sub is not the issuer")]
+    Subject,
+    /// No `jti`.
+    #[error("jti is required")]
+    Jti,
+    /// `aud` is not the single string required.
+    #[error("aud must be a single string naming Ferry's issuer")]
+    Audience,
+    /// Seen before.
+    #[error("assertion replayed")]
+    Replayed,
+    /// The replay cache is full of live assertions.
+    #[error("replay cache full")]
+    Full,
+}
+
+/// Verifies a JWT signed by an account (RFC 7523 §3): signature and claims by `rules`,
+/// `sub` equal to `iss`, a `jti` consumed once until `exp`. `single_aud` demands `aud`
+/// be one string (client assertions, per draft-ietf-oauth-rfc7523bis).
+pub async fn verify_assertion(
+    token: &str,
+    keys: &KeySource,
+    rules: &Rules,
+    replay: &dyn ReplayCache,
+    now: i64,
+    single_aud: bool,
+) -> Result<Verified, AssertionError> {
+    let v = verify_from(token, rules, keys, now).await?;
+    if v.claims.get("sub").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
+        return Err(AssertionError::Subject);
+    }
+    if single_aud && !v.claims.get("aud").is_some_and(Value::is_string) {
+        return Err(AssertionError::Audience);
+    }
+    let jti = v
+        .claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or(AssertionError::Jti)?;
+    match replay.consume(&rules.issuer, jti, v.exp, now) {
+        Ok(()) => Ok(v),
+        Err(ReplayError::Replayed) => Err(AssertionError::Replayed),
+        Err(ReplayError::Full) => Err(AssertionError::Full),
+    }
+}

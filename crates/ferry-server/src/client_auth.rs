@@ -1,0 +1,194 @@
+//! Client authentication at `/token` (RFC 6749 §2.3, RFC 7523 §2.2), one method per
+//! request:
+//!
+//! - `client_secret_basic`: HTTP Basic; both the raw `id:secret` (Google's libraries,
+//!   Authlib) and the form-urlencoded form of RFC 6749 §2.3.1 (Rust `oauth2`) are
+//!   accepted.
+//! - `client_secret_post`: `client_id` and `client_secret` in the form.
+//! - `private_key_jwt`: a `client_assertion` whose `iss` and `sub` are the client, whose
+//!   `aud` is Ferry's issuer identifier as a single string (the token endpoint URL only
+//!   for clients configured for it), with a single-use `jti`.
+//! - public clients: `client_id` alone, for clients registered with `auth: none` (and
+//!   any unregistered `client_id`, which is only a label).
+//!
+//! Secrets are server-generated with 256 bits of entropy, so a fast hash suffices:
+//! stored as SHA-256, compared in constant time. No slow password hash sits on `/token`.
+//! Failures are `401 invalid_client` with `WWW-Authenticate`.
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use ferry_core::config::ClientAuth;
+use ferry_core::error::desc;
+use ferry_core::request::{CLIENT_ASSERTION_JWT, ClientParams};
+use ferry_core::{ErrorCode, OAuthError, Step};
+
+use crate::accounts::verify_assertion;
+use crate::state::AppState;
+
+/// The authenticated (or self-declared public) client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// `client_id`.
+    pub id: String,
+    /// How it authenticated.
+    pub method: ClientAuth,
+}
+
+fn fail(detail: impl Into<String>) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidClient,
+        Step::Request,
+        desc::INVALID_CLIENT,
+    )
+    .detail(detail)
+}
+
+fn sha256_hex(s: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn secret_ok(stored: Option<&String>, presented: &str) -> bool {
+    stored.is_some_and(|h| {
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            h.as_bytes(),
+            sha256_hex(presented).as_bytes(),
+        )
+        .is_ok()
+    })
+}
+
+fn form_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// A new client secret and the hash to register (`ferry clients new-secret`).
+pub fn new_secret() -> (String, String) {
+    let secret = crate::random_id(32);
+    let hash = sha256_hex(&secret);
+    (secret, hash)
+}
+
+/// Authenticates the client of a token request; `Ok(None)` when none is named.
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &ClientParams,
+) -> Result<Option<ClientIdentity>, OAuthError> {
+    let loaded = state.loaded();
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        });
+    let methods = usize::from(basic.is_some())
+        + usize::from(params.client_secret.is_some())
+        + usize::from(params.client_assertion.is_some());
+    if methods > 1 {
+        // RFC 6749 §2.3: a client MUST NOT use more than one method per request.
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            Step::Request,
+            desc::INVALID_CLIENT,
+        )
+        .status(400)
+        .detail("more than one client authentication method"));
+    }
+    let lookup = |id: &str| loaded.accounts.clients.get(id);
+
+    if let Some(b64) = basic {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| fail("malformed Basic credentials"))?;
+        let (raw_id, raw_secret) = decoded
+            .split_once(':')
+            .ok_or_else(|| fail("malformed Basic credentials"))?;
+        // Raw first (Google's libraries, Authlib), then RFC 6749 §2.3.1's urlencoding.
+        for (id, secret) in [
+            (raw_id.to_owned(), raw_secret.to_owned()),
+            (form_decode(raw_id), form_decode(raw_secret)),
+        ] {
+            if let Some(c) = lookup(&id).filter(|c| c.client.auth == ClientAuth::SecretBasic) {
+                if params.client_id.as_deref().is_some_and(|p| p != id) {
+                    return Err(fail("client_id does not match the Basic credentials"));
+                }
+                if secret_ok(c.client.secret_sha256.as_ref(), &secret) {
+                    return Ok(Some(ClientIdentity {
+                        id,
+                        method: ClientAuth::SecretBasic,
+                    }));
+                }
+            }
+        }
+        return Err(fail("Basic credentials rejected"));
+    }
+
+    if let Some(secret) = &params.client_secret {
+        let id = params
+            .client_id
+            .as_deref()
+            .ok_or_else(|| fail("client_secret without client_id"))?;
+        let c = lookup(id)
+            .filter(|c| c.client.auth == ClientAuth::SecretPost)
+            .ok_or_else(|| fail("not a client_secret_post client"))?;
+        if !secret_ok(c.client.secret_sha256.as_ref(), secret) {
+            return Err(fail("client_secret rejected"));
+        }
+        return Ok(Some(ClientIdentity {
+            id: id.to_owned(),
+            method: ClientAuth::SecretPost,
+        }));
+    }
+
+    if let Some(assertion) = &params.client_assertion {
+        if params.client_assertion_type.as_deref() != Some(CLIENT_ASSERTION_JWT) {
+            return Err(fail("unsupported client_assertion_type"));
+        }
+        let id = ferry_verify::peek_issuer(assertion).map_err(|e| fail(e.to_string()))?;
+        if params.client_id.as_deref().is_some_and(|p| p != id) {
+            return Err(fail("client_id does not match the assertion"));
+        }
+        let c = lookup(&id)
+            .filter(|c| c.client.auth == ClientAuth::PrivateKeyJwt)
+            .ok_or_else(|| fail("not a private_key_jwt client"))?;
+        let (keys, rules) = c.keys.as_ref().ok_or_else(|| fail("client has no keys"))?;
+        verify_assertion(
+            assertion,
+            keys,
+            rules,
+            state.replay.as_ref(),
+            state.clock.now(),
+            true,
+        )
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+        return Ok(Some(ClientIdentity {
+            id,
+            method: ClientAuth::PrivateKeyJwt,
+        }));
+    }
+
+    match params.client_id.as_deref() {
+        None => Ok(None),
+        Some(id) => match lookup(id) {
+            // A registered confidential client must authenticate.
+            Some(c) if c.client.auth != ClientAuth::None => {
+                Err(fail("client authentication required"))
+            }
+            _ => Ok(Some(ClientIdentity {
+                id: id.to_owned(),
+                method: ClientAuth::None,
+            })),
+        },
+    }
+}
