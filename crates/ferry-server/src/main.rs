@@ -195,7 +195,9 @@ fn check(path: &Path) -> ExitCode {
     for w in &config.warnings {
         eprintln!("warning: {w}");
     }
-    if let Err(errs) = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default())) {
+    if let Err(errs) =
+        ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
+    {
         eprintln!("{errs}");
         eprintln!("{} problem(s) found", errs.0.len());
         return ExitCode::FAILURE;

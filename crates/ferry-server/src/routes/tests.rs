@@ -391,8 +391,19 @@ async fn discovery_and_jwks() {
         assert_eq!(v["jwks_uri"], format!("{FERRY}/jwks"));
         assert_eq!(v["token_endpoint"], format!("{FERRY}/token"));
         assert_eq!(v["response_types_supported"], json!([]));
-        assert_eq!(v["grant_types_supported"], json!([TE]));
-        assert_eq!(v["token_endpoint_auth_methods_supported"], json!(["none"]));
+        assert_eq!(
+            v["grant_types_supported"],
+            json!([TE, "urn:ietf:params:oauth:grant-type:jwt-bearer"])
+        );
+        assert_eq!(
+            v["token_endpoint_auth_methods_supported"],
+            json!([
+                "none",
+                "client_secret_basic",
+                "client_secret_post",
+                "private_key_jwt"
+            ])
+        );
     }
     let (s, h, v) = fx
         .send(Request::get("/jwks").body(Body::empty()).unwrap())
