@@ -376,3 +376,36 @@ async fn an_unreachable_key_store_shows_in_readyz_but_signing_continues() {
         .unwrap();
     assert!(metrics.contains("ferry_key_store_up 0"), "{metrics}");
 }
+
+#[tokio::test]
+async fn the_client_rate_limit_applies_after_client_identification() {
+    let (s, cfg) = setup(
+        "client-rate",
+        "limits: { rate_per_source: 100000, rate_global: 100000, rate_per_client: 1 }",
+    );
+    let ferry = Ferry::start(&cfg).unwrap();
+    let http = reqwest::Client::new();
+    let with_client = |client: &'static str| {
+        let (http, url, token) = (http.clone(), ferry.url.clone(), s.token());
+        async move {
+            http.post(format!("{url}/token"))
+                .form(&[
+                    ("grant_type", TE),
+                    ("subject_token", token.as_str()),
+                    ("subject_token_type", JWT),
+                    ("audience", "https://deploy.example.com"),
+                    ("client_id", client),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(with_client("ci-a").await, 200);
+    assert_eq!(with_client("ci-a").await, 200);
+    assert_eq!(with_client("ci-a").await, 429);
+    // Twin: another client has its own bucket.
+    assert_eq!(with_client("ci-b").await, 200);
+}

@@ -19,6 +19,7 @@ pub struct Limiters {
     per_source: DefaultKeyedRateLimiter<IpAddr>,
     global: DefaultDirectRateLimiter,
     per_provider: DefaultKeyedRateLimiter<String>,
+    per_client: DefaultKeyedRateLimiter<String>,
     /// Requests served at once.
     pub concurrency: Semaphore,
     clock: DefaultClock,
@@ -41,6 +42,7 @@ impl Limiters {
             per_source: RateLimiter::keyed(quota(l.rate_per_source)),
             global: RateLimiter::direct(quota(l.rate_global)),
             per_provider: RateLimiter::keyed(quota(l.rate_per_provider)),
+            per_client: RateLimiter::keyed(quota(l.rate_per_client)),
             concurrency: Semaphore::new(l.concurrency),
             clock: DefaultClock::default(),
         }
@@ -70,9 +72,17 @@ impl Limiters {
             .map_err(|n| self.retry(&n))
     }
 
-    /// Drops the state of idle source addresses (called periodically).
+    /// After client authentication: the client's bucket.
+    pub fn check_client(&self, client: &str) -> Result<(), RetryAfter> {
+        self.per_client
+            .check_key(&client.to_owned())
+            .map_err(|n| self.retry(&n))
+    }
+
+    /// Drops the state of idle keys (called periodically).
     pub fn shrink(&self) {
         self.per_source.retain_recent();
         self.per_provider.retain_recent();
+        self.per_client.retain_recent();
     }
 }

@@ -23,6 +23,8 @@ pub struct Limits {
     pub rate_global: u32,
     /// Verified token requests per second per provider (500).
     pub rate_per_provider: u32,
+    /// Token requests per second per client, after client authentication (100).
+    pub rate_per_client: u32,
     /// How long in-flight requests may take to finish after SIGTERM, seconds (20).
     pub shutdown_timeout: u64,
 }
@@ -70,6 +72,7 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
         rate_per_source: l.rate_per_source.unwrap_or(50),
         rate_global: l.rate_global.unwrap_or(2_000),
         rate_per_provider: l.rate_per_provider.unwrap_or(500),
+        rate_per_client: l.rate_per_client.unwrap_or(100),
         shutdown_timeout: duration(
             errs,
             "limits.shutdown_timeout",
@@ -91,6 +94,7 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
         ("limits.rate_per_source", u64::from(out.rate_per_source)),
         ("limits.rate_global", u64::from(out.rate_global)),
         ("limits.rate_per_provider", u64::from(out.rate_per_provider)),
+        ("limits.rate_per_client", u64::from(out.rate_per_client)),
         ("limits.request_timeout", out.request_timeout),
     ] {
         if v == 0 {

@@ -103,6 +103,7 @@ pub struct RawLimits {
     pub rate_per_source: Option<u32>,
     pub rate_global: Option<u32>,
     pub rate_per_provider: Option<u32>,
+    pub rate_per_client: Option<u32>,
     pub shutdown_timeout: Option<String>,
 }
 

@@ -107,13 +107,25 @@ pub async fn token(
                 Ok(client) => {
                     let client_id = client.map(|c| c.id);
                     audit.client_id = client_id.clone();
-                    match request {
-                        TokenRequest::TokenExchange(mut req) => {
+                    // After client authentication: the client's bucket.
+                    let limited = client_id.as_deref().map(|id| state.limits.check_client(id));
+                    match (limited, request) {
+                        (Some(Err(retry)), _) => {
+                            state
+                                .metrics
+                                .limited
+                                .get_or_create(&crate::metrics::LimitLabels {
+                                    limit: "client".to_owned(),
+                                })
+                                .inc();
+                            Err(rate_limited("client", retry))
+                        }
+                        (_, TokenRequest::TokenExchange(mut req)) => {
                             audit.grant_type = Some("token-exchange");
                             req.client_id = client_id;
                             exchange(&state, &req, &mut audit).await
                         }
-                        TokenRequest::JwtBearer(req) => {
+                        (_, TokenRequest::JwtBearer(req)) => {
                             audit.grant_type = Some("jwt-bearer");
                             jwt_bearer(&state, &req, client_id.as_deref(), &mut audit).await
                         }
