@@ -6,6 +6,7 @@ mod harness;
 
 mod accounts;
 mod cli;
+mod dpop;
 mod exchange;
 mod issuers;
 mod keys;

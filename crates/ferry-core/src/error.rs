@@ -26,6 +26,10 @@ pub enum ErrorCode {
     InvalidTarget,
     /// RFC 6749 §4.1.2.1: a dependency (an issuer's keys) is temporarily unavailable.
     TemporarilyUnavailable,
+    /// RFC 9449 §5: the DPoP proof is missing or invalid.
+    InvalidDpopProof,
+    /// RFC 9449 §8: the proof must carry the server's nonce (given in `DPoP-Nonce`).
+    UseDpopNonce,
     /// An internal failure; the description never says more.
     ServerError,
 }
@@ -41,6 +45,8 @@ impl ErrorCode {
             Self::InvalidScope => "invalid_scope",
             Self::InvalidTarget => "invalid_target",
             Self::TemporarilyUnavailable => "temporarily_unavailable",
+            Self::InvalidDpopProof => "invalid_dpop_proof",
+            Self::UseDpopNonce => "use_dpop_nonce",
             Self::ServerError => "server_error",
         }
     }
@@ -197,4 +203,7 @@ pub mod desc {
     pub const BUSY: &str = "server busy, retry later";
     pub const TIMEOUT: &str = "request timed out";
     pub const RATE_LIMITED: &str = "too many requests, retry later";
+    pub const INVALID_DPOP_PROOF: &str = "invalid DPoP proof";
+    pub const DPOP_REQUIRED: &str = "a DPoP proof is required";
+    pub const DPOP_NONCE: &str = "use the DPoP-Nonce the server provided";
 }

@@ -61,6 +61,8 @@ pub struct MintInput<'a> {
     pub ttl: u64,
     /// A unique token id.
     pub jti: &'a str,
+    /// The thumbprint of the key the token is bound to (`cnf.jkt`, RFC 9449 §6.1).
+    pub cnf_jkt: Option<&'a str>,
 }
 
 /// The RFC 9068 claims of an access token.
@@ -90,6 +92,9 @@ pub fn access_token_claims(
     c.insert("client_id".into(), json!(input.client_id));
     if !grant.scopes.is_empty() {
         c.insert("scope".into(), json!(grant.scopes.join(" ")));
+    }
+    if let Some(jkt) = input.cnf_jkt {
+        c.insert("cnf".into(), json!({"jkt": jkt}));
     }
     if !principal.groups.is_empty() {
         c.insert("groups".into(), json!(principal.groups));
@@ -123,6 +128,7 @@ mod tests {
             scopes: vec![],
             ttl_cap: cap,
             rules: vec![],
+            require_dpop: false,
         }
     }
 

@@ -49,6 +49,8 @@ pub struct Rule {
     pub max_ttl: Option<u64>,
     /// A deny rule's message for the client (shown only when messages are exposed).
     pub message: Option<String>,
+    /// An allow rule that grants only tokens bound to a key (DPoP).
+    pub require_dpop: bool,
 }
 
 /// A relying service Ferry issues tokens for.
@@ -65,6 +67,8 @@ pub struct Audience {
     pub ignore_unknown_scopes: bool,
     /// The message of the default deny (shown only when messages are exposed).
     pub message: Option<String>,
+    /// Tokens for this audience must be bound to a key (DPoP).
+    pub require_dpop: bool,
 }
 
 /// What the policy grants.
@@ -78,6 +82,8 @@ pub struct Grant {
     pub ttl_cap: Option<u64>,
     /// The rule that allowed each audience.
     pub rules: Vec<String>,
+    /// Whether an audience or rule involved requires a DPoP-bound token.
+    pub require_dpop: bool,
 }
 
 /// The compiled policy.
@@ -156,6 +162,7 @@ impl Policy {
         let mut ttl_cap = None;
         let mut rules = Vec::with_capacity(targets.len());
         let mut all_ignore_unknown = true;
+        let mut require_dpop = false;
         for target in targets {
             // 1. The audience must be served; unknown and denied look alike.
             let Some(aud) = self.audiences.get(target) else {
@@ -235,6 +242,7 @@ impl Policy {
                 }
             };
             rules.push(rule.path.clone());
+            require_dpop |= rule.require_dpop || aud.require_dpop;
             // 3. Scopes granted for several audiences are those each grants.
             granted = Some(match granted {
                 None => rule.scopes.clone(),
@@ -284,6 +292,7 @@ impl Policy {
             scopes,
             ttl_cap,
             rules,
+            require_dpop,
         })
     }
 }
@@ -301,6 +310,7 @@ mod tests {
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             max_ttl,
             message: None,
+            require_dpop: false,
         }
     }
 
@@ -311,6 +321,7 @@ mod tests {
             rules,
             ignore_unknown_scopes: false,
             message: None,
+            require_dpop: false,
         }
     }
 

@@ -27,6 +27,7 @@ use ferry_core::mint::{MintInput, access_token_claims};
 use ferry_core::request::{ExchangeRequest, IssuedTokenType, JwtBearerRequest};
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_verify::dpop::DpopProof;
 use ferry_verify::{Verified, VerifyError};
 use serde_json::Value;
 use tracing::Instrument as _;
@@ -105,6 +106,7 @@ async fn verify_service_account(
 pub async fn exchange(
     state: &AppState,
     req: &ExchangeRequest,
+    dpop: Option<&DpopProof>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
@@ -154,6 +156,19 @@ pub async fn exchange(
     };
     // 3. The provider's bucket counts only tokens whose signature verified.
     rate_limit(state, &provider.config.id)?;
+    // A subject token bound to a key (RFC 9449 §6) is exchanged only by that key's
+    // holder, and the new token stays bound to it: a stolen bound token never comes back
+    // out of /token as a bearer token.
+    if let Some(jkt) = ferry_verify::dpop::bound_jkt(&verified.claims)
+        && dpop.is_none_or(|p| p.jkt != jkt)
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            Step::Verify,
+            desc::INVALID_DPOP_PROOF,
+        )
+        .detail("the subject token is bound to a key and no proof by that key came with it"));
+    }
     audit.original_subject = verified
         .claims
         .get("sub")
@@ -190,6 +205,7 @@ pub async fn exchange(
         outcome,
         req.client_id.as_deref().unwrap_or(&fallback),
         req.requested_token_type,
+        dpop,
         now,
         audit,
     )
@@ -200,6 +216,7 @@ pub async fn jwt_bearer(
     state: &AppState,
     req: &JwtBearerRequest,
     client_id: Option<&str>,
+    dpop: Option<&DpopProof>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
@@ -243,18 +260,21 @@ pub async fn jwt_bearer(
         outcome,
         client_id.unwrap_or(&fallback),
         IssuedTokenType::AccessToken,
+        dpop,
         now,
         audit,
     )
 }
 
 /// 7. Signs the access token and fills the audit event.
+#[allow(clippy::too_many_arguments)]
 fn mint(
     state: &AppState,
     loaded: &Loaded,
     outcome: Outcome,
     client_id: &str,
     issued: IssuedTokenType,
+    dpop: Option<&DpopProof>,
     now: i64,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
@@ -264,6 +284,16 @@ fn mint(
         grant,
         ttl,
     } = outcome;
+    // An audience or rule may grant only key-bound tokens.
+    if grant.require_dpop && dpop.is_none() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            Step::Policy,
+            desc::DPOP_REQUIRED,
+        )
+        .rule(grant.rules.join(", "))
+        .detail("DPoP required by the audience or rule"));
+    }
     audit.rule = Some(grant.rules.join(", "));
     audit.scopes = grant.scopes.clone();
     audit.client_id = Some(client_id.to_owned());
@@ -274,6 +304,7 @@ fn mint(
         now,
         ttl,
         jti: &jti,
+        cnf_jkt: dpop.map(|p| p.jkt.as_str()),
     };
     let claims = access_token_claims(&input, &principal, &grant);
     let token =
@@ -286,7 +317,7 @@ fn mint(
     Ok(TokenResponse {
         access_token: token,
         issued_token_type: issued.uri(),
-        token_type: "Bearer",
+        token_type: if dpop.is_some() { "DPoP" } else { "Bearer" },
         expires_in: ttl,
         scope: (!grant.scopes.is_empty()).then(|| grant.scopes.join(" ")),
     })

@@ -92,6 +92,8 @@ pub struct AppState {
     pub reloads: Arc<ReloadStats>,
     /// Single-use assertion ids.
     pub replay: Arc<dyn ReplayCache>,
+    /// DPoP server nonces.
+    pub nonces: Arc<crate::dpop::Nonces>,
 }
 
 impl AppState {
@@ -114,6 +116,7 @@ impl AppState {
             limits,
             reloads: Arc::new(ReloadStats::default()),
             replay,
+            nonces: Arc::default(),
         }
     }
 

@@ -110,3 +110,41 @@ pub fn header(token: &str) -> Map<String, Value> {
     let p = token.split('.').next().unwrap();
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).unwrap()).unwrap()
 }
+
+/// A DPoP proof (RFC 9449 §4.2) signed by `key`, whose header carries `jwk`.
+#[allow(clippy::too_many_arguments)]
+pub fn dpop_proof_with_jwk(
+    key: &TestKey,
+    jwk: &Value,
+    htm: &str,
+    htu: &str,
+    iat: i64,
+    jti: &str,
+    ath: Option<&str>,
+    nonce: Option<&str>,
+) -> String {
+    let header = json!({"typ": "dpop+jwt", "alg": key.alg(), "jwk": jwk});
+    let mut claims = json!({"htm": htm, "htu": htu, "iat": iat, "jti": jti});
+    if let Some(a) = ath {
+        claims["ath"] = json!(a);
+    }
+    if let Some(n) = nonce {
+        claims["nonce"] = json!(n);
+    }
+    let input = format!("{}.{}", b64(&header), b64(&claims));
+    let sig = key.sign(input.as_bytes());
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+/// A DPoP proof by `key` carrying its own public JWK.
+pub fn dpop_proof(
+    key: &TestKey,
+    htm: &str,
+    htu: &str,
+    iat: i64,
+    jti: &str,
+    ath: Option<&str>,
+    nonce: Option<&str>,
+) -> String {
+    dpop_proof_with_jwk(key, &key.public_jwk(), htm, htu, iat, jti, ath, nonce)
+}

@@ -123,6 +123,20 @@ impl KeySet {
     }
 }
 
+/// Parses one public JWK for one algorithm (a DPoP proof's `jwk`).
+pub(crate) fn parse_single(jwk: &Value, alg: Algorithm) -> Result<VerifyingKey, String> {
+    let parsed = parse_jwk(jwk, &[alg])?;
+    let (alg, key) = parsed
+        .into_iter()
+        .next()
+        .ok_or("the key does not fit the algorithm")?;
+    Ok(VerifyingKey {
+        kid: None,
+        alg,
+        key,
+    })
+}
+
 fn parse_jwk(
     jwk: &Value,
     allowed: &[Algorithm],

@@ -6,11 +6,13 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod alg;
+pub mod dpop;
 mod error;
 mod fetch;
 mod jwks;
 mod jws;
 pub mod net;
+mod relying;
 mod remote;
 mod source;
 pub mod time;
@@ -21,6 +23,9 @@ pub use error::VerifyError;
 pub use fetch::{Bearer, BearerToken};
 pub use jwks::{JwksError, KeySet, VerifyingKey};
 pub use jws::{Header, MAX_TOKEN_BYTES, peek_issuer};
+#[cfg(feature = "axum")]
+pub use relying::FerryAuth;
+pub use relying::{FerryToken, FerryVerifier, RelyingError};
 pub use remote::{CacheSettings, CacheStats, Endpoint, RemoteKeys, Unavailable};
 pub use source::{KeySource, StaticKeys, verify_from};
 pub use verifier::{Rules, Verified, verify};

@@ -26,6 +26,8 @@ pub struct Rules {
     /// `typ` values refused (compared case-insensitively, with or without an
     /// `application/` prefix). By default access tokens (RFC 9068 §4).
     pub rejected_types: Vec<String>,
+    /// A `typ` the token must carry (e.g. `at+jwt` for Ferry's own tokens).
+    pub required_type: Option<String>,
 }
 
 impl Rules {
@@ -40,6 +42,7 @@ impl Rules {
             max_lifetime: 86_400,
             max_age: None,
             rejected_types: vec!["at+jwt".to_owned()],
+            required_type: None,
         }
     }
 }
@@ -98,6 +101,14 @@ pub fn verify(
         .typ
         .as_deref()
         .is_some_and(|t| type_refused(t, &rules.rejected_types))
+    {
+        return Err(VerifyError::TypeNotAccepted);
+    }
+    if let Some(required) = &rules.required_type
+        && !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| type_refused(t, std::slice::from_ref(required)))
     {
         return Err(VerifyError::TypeNotAccepted);
     }

@@ -74,6 +74,7 @@ pub(super) fn audience(
                 scopes: r.scopes.clone(),
                 max_ttl: max,
                 message: r.message.clone(),
+                require_dpop: r.require_dpop.unwrap_or(false),
             });
         }
     }
@@ -83,5 +84,6 @@ pub(super) fn audience(
         rules,
         ignore_unknown_scopes: a.ignore_unknown_scopes.unwrap_or(false),
         message: a.message.clone(),
+        require_dpop: a.require_dpop.unwrap_or(false),
     })
 }

@@ -21,7 +21,7 @@ use crate::policy::Policy;
 use raw::RawConfig;
 
 pub use clients::{Client, ClientAuth, ServiceAccount};
-pub use ops::{Admin, AuditSinkConfig, Limits, Tls};
+pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
 pub use provider::{GITHUB_ISSUER, github_issuer_shape_ok};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, SecretSource, Signing};
 
@@ -222,6 +222,8 @@ pub struct Config {
     pub clients: Vec<Client>,
     /// Capacity of the in-process replay cache (assertion `jti`s kept until `exp`).
     pub max_replay_entries: usize,
+    /// DPoP at `/token`.
+    pub dpop: Dpop,
     /// Things that load but deserve a second look (`ferry check` prints them).
     pub warnings: Vec<String>,
 }
@@ -452,6 +454,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         }
     }
     let max_replay_entries = raw.max_replay_entries.unwrap_or(100_000);
+    let dpop = ops::dpop(&mut errs, &raw.dpop, &issuer);
     let data_dir = base.join(
         raw.data_dir
             .clone()
@@ -488,6 +491,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         service_accounts,
         clients,
         max_replay_entries,
+        dpop,
         warnings,
     })
 }

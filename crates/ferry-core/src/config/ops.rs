@@ -154,3 +154,30 @@ pub(super) fn audit(a: &RawAudit, base: &Path) -> AuditSinkConfig {
         None => AuditSinkConfig::Stdout,
     }
 }
+
+/// DPoP at `/token` (RFC 9449).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dpop {
+    /// The public URL of the token endpoint that proofs' `htu` must name (the `Host`
+    /// header is never trusted); default `<issuer>/token`.
+    pub token_url: String,
+    /// Accepted distance of a proof's `iat` from now, seconds (60).
+    pub iat_window: u64,
+    /// Require the server's nonce in proofs (`use_dpop_nonce`).
+    pub require_nonce: bool,
+}
+
+pub(super) fn dpop(errs: &mut ConfigErrors, d: &super::raw::RawDpop, issuer: &str) -> Dpop {
+    let token_url = d
+        .token_url
+        .clone()
+        .unwrap_or_else(|| format!("{issuer}/token"));
+    if url::Url::parse(&token_url).is_err() {
+        errs.push("dpop.token_url", "must be an absolute URL");
+    }
+    Dpop {
+        token_url,
+        iat_window: duration(errs, "dpop.iat_window", d.iat_window.as_ref(), 60),
+        require_nonce: d.require_nonce.unwrap_or(false),
+    }
+}

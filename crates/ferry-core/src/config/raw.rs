@@ -35,6 +35,16 @@ pub struct RawConfig {
     #[serde(default)]
     pub clients: Vec<RawClient>,
     pub max_replay_entries: Option<usize>,
+    #[serde(default)]
+    pub dpop: RawDpop,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDpop {
+    pub token_url: Option<String>,
+    pub iat_window: Option<String>,
+    pub require_nonce: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,6 +216,7 @@ pub struct RawAudience {
     pub default_ttl: Option<String>,
     pub ignore_unknown_scopes: Option<bool>,
     pub message: Option<String>,
+    pub require_dpop: Option<bool>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
 }
@@ -217,6 +228,7 @@ pub struct RawRule {
     pub allow: Option<String>,
     pub deny: Option<String>,
     pub message: Option<String>,
+    pub require_dpop: Option<bool>,
     #[serde(default)]
     pub scopes: Vec<String>,
     pub max_ttl: Option<String>,

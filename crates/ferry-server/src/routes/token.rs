@@ -120,15 +120,27 @@ pub async fn token(
                                 .inc();
                             Err(rate_limited("client", retry))
                         }
-                        (_, TokenRequest::TokenExchange(mut req)) => {
-                            audit.grant_type = Some("token-exchange");
-                            req.client_id = client_id;
-                            exchange(&state, &req, &mut audit).await
-                        }
-                        (_, TokenRequest::JwtBearer(req)) => {
-                            audit.grant_type = Some("jwt-bearer");
-                            jwt_bearer(&state, &req, client_id.as_deref(), &mut audit).await
-                        }
+                        (_, request) => match crate::dpop::check_token_request(&state, &headers) {
+                            Err(e) => Err(e),
+                            Ok(proof) => match request {
+                                TokenRequest::TokenExchange(mut req) => {
+                                    audit.grant_type = Some("token-exchange");
+                                    req.client_id = client_id;
+                                    exchange(&state, &req, proof.as_ref(), &mut audit).await
+                                }
+                                TokenRequest::JwtBearer(req) => {
+                                    audit.grant_type = Some("jwt-bearer");
+                                    jwt_bearer(
+                                        &state,
+                                        &req,
+                                        client_id.as_deref(),
+                                        proof.as_ref(),
+                                        &mut audit,
+                                    )
+                                    .await
+                                }
+                            },
+                        },
                     }
                 }
             }
@@ -146,7 +158,7 @@ pub async fn token(
         decision: String::new(),
         error: String::new(),
     };
-    match result {
+    let mut response = match result {
         Ok(resp) => {
             labels.decision = "allow".into();
             state.metrics.exchanges.get_or_create(&labels).inc();
@@ -192,5 +204,13 @@ pub async fn token(
             }
             error_response(&err)
         }
+    };
+    // RFC 9449 §8: with nonces required, every response carries a fresh one.
+    let loaded = state.loaded();
+    if loaded.config.dpop.require_nonce
+        && let Ok(v) = HeaderValue::from_str(&state.nonces.issue(state.clock.now()))
+    {
+        response.headers_mut().insert("dpop-nonce", v);
     }
+    response
 }

@@ -1,0 +1,116 @@
+//! DPoP at `/token` (RFC 9449): the proof in the `DPoP` header is checked against the
+//! configured public token URL (never the `Host` header), its `jti` is single use, and,
+//! when configured, it must carry a fresh server nonce. Nonces are stateless: a
+//! timestamp and its HMAC under a key made at start, valid for the proof window.
+
+use aws_lc_rs::hmac;
+use axum::http::HeaderMap;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ferry_core::error::desc;
+use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_verify::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopProof, verify_proof};
+
+use crate::state::AppState;
+
+/// Makes and checks server nonces.
+#[derive(Debug)]
+pub struct Nonces {
+    key: hmac::Key,
+}
+
+impl Default for Nonces {
+    fn default() -> Self {
+        let mut k = [0u8; 32];
+        let _ = aws_lc_rs::rand::fill(&mut k);
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &k),
+        }
+    }
+}
+
+impl Nonces {
+    /// A nonce for `now`.
+    pub fn issue(&self, now: i64) -> String {
+        let ts = now.to_be_bytes();
+        let tag = hmac::sign(&self.key, &ts);
+        let mut raw = ts.to_vec();
+        raw.extend_from_slice(&tag.as_ref()[..16]);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Whether `nonce` was issued by this server within `window` seconds.
+    pub fn valid(&self, nonce: &str, now: i64, window: i64) -> bool {
+        let Ok(raw) = URL_SAFE_NO_PAD.decode(nonce) else {
+            return false;
+        };
+        if raw.len() != 24 {
+            return false;
+        }
+        let (ts, tag) = raw.split_at(8);
+        let Ok(ts_bytes) = <[u8; 8]>::try_from(ts) else {
+            return false;
+        };
+        let issued = i64::from_be_bytes(ts_bytes);
+        let want = hmac::sign(&self.key, ts);
+        aws_lc_rs::constant_time::verify_slices_are_equal(&want.as_ref()[..16], tag).is_ok()
+            && (now - issued).abs() <= window
+    }
+}
+
+fn invalid(detail: impl Into<String>) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidDpopProof,
+        Step::Request,
+        desc::INVALID_DPOP_PROOF,
+    )
+    .detail(detail)
+}
+
+/// Checks the `DPoP` header of a token request, if any.
+pub fn check_token_request(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<DpopProof>, OAuthError> {
+    let mut values = headers.get_all("dpop").iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(invalid("more than one DPoP header"));
+    }
+    let proof = first
+        .to_str()
+        .map_err(|_| invalid("DPoP header is not ASCII"))?;
+    let loaded = state.loaded();
+    let cfg = &loaded.config.dpop;
+    let now = state.clock.now();
+    let window = i64::try_from(cfg.iat_window).unwrap_or(60);
+    let check = DpopCheck {
+        method: "POST",
+        url: &cfg.token_url,
+        now,
+        window,
+        access_token: None,
+        nonce: None,
+        algorithms: DEFAULT_DPOP_ALGORITHMS,
+    };
+    let p = verify_proof(proof, &check).map_err(|e| invalid(e.to_string()))?;
+    if cfg.require_nonce
+        && !p
+            .nonce
+            .as_deref()
+            .is_some_and(|n| state.nonces.valid(n, now, window))
+    {
+        return Err(
+            OAuthError::new(ErrorCode::UseDpopNonce, Step::Request, desc::DPOP_NONCE)
+                .detail("nonce missing or stale"),
+        );
+    }
+    // Single use: remembered (per key) for as long as the proof could be accepted.
+    state
+        .replay
+        .consume(&format!("dpop:{}", p.jkt), &p.jti, p.iat + window, now)
+        .map_err(|_| invalid("DPoP proof replayed"))?;
+    Ok(Some(p))
+}

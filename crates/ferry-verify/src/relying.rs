@@ -1,0 +1,297 @@
+//! Verifying Ferry's own tokens in a relying service: Ferry's metadata discovered once,
+//! `/jwks` cached with the same machinery as inbound issuer keys (refetch on an unknown
+//! `kid`, stale-if-error), RFC 9068 checks (`typ: at+jwt`, `iss`, `aud`, `exp`, `alg`),
+//! and DPoP for bound tokens: a token carrying `cnf.jkt` is accepted only with the
+//! `DPoP` scheme and a proof by that key for this request (`htm`, `htu`, `ath`), used
+//! once. A bound token presented as a bearer token is refused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use reqwest::Url;
+use serde_json::{Map, Value};
+
+use crate::alg::Algorithm;
+use crate::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopError, bound_jkt, verify_proof};
+use crate::net::Http;
+use crate::remote::{CacheSettings, Endpoint, RemoteKeys};
+use crate::source::{KeySource, verify_from};
+use crate::time::MonoTime;
+use crate::{Rules, VerifyError};
+
+/// A verified Ferry token.
+#[derive(Debug, Clone)]
+pub struct FerryToken {
+    /// `sub`: the mapped subject.
+    pub subject: String,
+    /// `client_id`.
+    pub client_id: Option<String>,
+    /// `scope`, split.
+    pub scopes: Vec<String>,
+    /// `groups`.
+    pub groups: Vec<String>,
+    /// `attributes`.
+    pub attributes: Map<String, Value>,
+    /// The key the token is bound to (`cnf.jkt`), if any.
+    pub bound_jkt: Option<String>,
+    /// Every claim.
+    pub claims: Map<String, Value>,
+}
+
+impl FerryToken {
+    /// Whether the token grants `scope`.
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.iter().any(|s| s == scope)
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RelyingError {
+    /// No usable `Authorization` header.
+    #[error("missing or malformed Authorization header")]
+    NoToken,
+    /// The token did not verify.
+    #[error("invalid token: {0}")]
+    Token(#[from] VerifyError),
+    /// The DPoP proof is missing or invalid.
+    #[error("{0}")]
+    Dpop(#[from] DpopError),
+}
+
+impl RelyingError {
+    /// Whether the client should retry with the DPoP scheme.
+    pub fn is_dpop(&self) -> bool {
+        matches!(self, Self::Dpop(_))
+    }
+}
+
+/// Verifies Ferry tokens for one audience.
+#[derive(Debug)]
+pub struct FerryVerifier {
+    rules: Rules,
+    keys: KeySource,
+    /// The service's public base URL (proofs' `htu` are matched against it plus the
+    /// request path; the `Host` header is never trusted).
+    public_url: String,
+    dpop_window: i64,
+    seen: Mutex<HashMap<String, i64>>,
+}
+
+impl FerryVerifier {
+    /// A verifier with the given keys.
+    pub fn new(issuer: &str, audience: &str, public_url: &str, keys: KeySource) -> Self {
+        let mut rules = Rules::new(issuer, vec![audience.to_owned()]);
+        rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+        rules.rejected_types.clear();
+        rules.required_type = Some("at+jwt".to_owned());
+        rules.max_lifetime = 86_400;
+        Self {
+            rules,
+            keys,
+            public_url: public_url.trim_end_matches('/').to_owned(),
+            dpop_window: 60,
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Discovers Ferry's metadata at `issuer` and caches its `/jwks`.
+    pub async fn discover(
+        issuer: &str,
+        audience: &str,
+        public_url: &str,
+        http: Http,
+        time: Arc<dyn MonoTime>,
+    ) -> Result<Self, String> {
+        let meta_url = Url::parse(&format!(
+            "{}/.well-known/oauth-authorization-server",
+            issuer.trim_end_matches('/')
+        ))
+        .map_err(|_| "issuer is not a URL".to_owned())?;
+        let doc = crate::fetch::get(&http, &meta_url, None).await?;
+        let doc: Value =
+            serde_json::from_slice(&doc.body).map_err(|_| "metadata is not JSON".to_owned())?;
+        if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
+            return Err("metadata names another issuer".into());
+        }
+        let jwks = doc
+            .get("jwks_uri")
+            .and_then(Value::as_str)
+            .and_then(|u| Url::parse(u).ok())
+            .ok_or("metadata has no jwks_uri")?;
+        http.policy().check_url(&jwks).map_err(|e| e.to_string())?;
+        let keys = RemoteKeys::new(
+            "ferry",
+            Endpoint::Jwks(jwks),
+            vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+            http,
+            None,
+            CacheSettings::default(),
+            time,
+        );
+        Ok(Self::new(
+            issuer,
+            audience,
+            public_url,
+            KeySource::Remote(keys),
+        ))
+    }
+
+    fn consume(&self, key: String, until: i64, now: i64) -> bool {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if seen.len() > 100_000 {
+            seen.retain(|_, exp| *exp >= now);
+        }
+        if seen.get(&key).is_some_and(|exp| *exp >= now) {
+            return false;
+        }
+        seen.insert(key, until);
+        true
+    }
+
+    /// Verifies the request's token (and DPoP proof): `authorization` is the
+    /// `Authorization` header, `dpop` the `DPoP` header, `path` the request path.
+    pub async fn verify(
+        &self,
+        authorization: Option<&str>,
+        dpop: Option<&str>,
+        method: &str,
+        path: &str,
+        now: i64,
+    ) -> Result<FerryToken, RelyingError> {
+        let auth = authorization.ok_or(RelyingError::NoToken)?;
+        let (scheme, token) = auth.split_once(' ').ok_or(RelyingError::NoToken)?;
+        let token = token.trim();
+        let v = verify_from(token, &self.rules, &self.keys, now).await?;
+        let bound = bound_jkt(&v.claims).map(str::to_owned);
+        match (scheme.to_ascii_lowercase().as_str(), &bound) {
+            ("bearer", None) => {}
+            // RFC 9449 §7.1: a bound token is never a bearer token.
+            ("bearer", Some(_)) => return Err(DpopError::Missing.into()),
+            ("dpop", Some(jkt)) => {
+                let proof = dpop.ok_or(DpopError::Missing)?;
+                let url = format!("{}{}", self.public_url, path);
+                let check = DpopCheck {
+                    method,
+                    url: &url,
+                    now,
+                    window: self.dpop_window,
+                    access_token: Some(token),
+                    nonce: None,
+                    algorithms: DEFAULT_DPOP_ALGORITHMS,
+                };
+                let p = verify_proof(proof, &check)?;
+                if &p.jkt != jkt {
+                    return Err(DpopError::Binding.into());
+                }
+                if !self.consume(
+                    format!("{}:{}", p.jkt, p.jti),
+                    p.iat + self.dpop_window,
+                    now,
+                ) {
+                    return Err(DpopError::Replayed.into());
+                }
+            }
+            _ => return Err(RelyingError::NoToken),
+        }
+        let c = &v.claims;
+        let strings = |k: &str| -> Vec<String> {
+            c.get(k)
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        Ok(FerryToken {
+            subject: c
+                .get("sub")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            client_id: c
+                .get("client_id")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            scopes: c
+                .get("scope")
+                .and_then(Value::as_str)
+                .map(|s| {
+                    s.split(' ')
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default(),
+            groups: strings("groups"),
+            attributes: c
+                .get("attributes")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+            bound_jkt: bound,
+            claims: v.claims,
+        })
+    }
+}
+
+/// An axum extractor: `FerryAuth(token)` in a handler whose state provides an
+/// `Arc<FerryVerifier>` (via `FromRef`). Refusals are `401` with `WWW-Authenticate`.
+#[cfg(feature = "axum")]
+#[derive(Debug, Clone)]
+pub struct FerryAuth(pub FerryToken);
+
+#[cfg(feature = "axum")]
+impl<S> axum::extract::FromRequestParts<S> for FerryAuth
+where
+    S: Send + Sync,
+    Arc<FerryVerifier>: axum::extract::FromRef<S>,
+{
+    type Rejection = axum::response::Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        use axum::extract::FromRef;
+        use axum::response::IntoResponse;
+        let verifier = Arc::<FerryVerifier>::from_ref(state);
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        match verifier
+            .verify(
+                header("authorization"),
+                header("dpop"),
+                parts.method.as_str(),
+                parts.uri.path(),
+                now,
+            )
+            .await
+        {
+            Ok(t) => Ok(FerryAuth(t)),
+            Err(e) => {
+                tracing::info!(error = %e, "request refused");
+                let challenge = if e.is_dpop() {
+                    "DPoP error=\"invalid_dpop_proof\", algs=\"ES256 EdDSA RS256 PS256\""
+                } else {
+                    "Bearer error=\"invalid_token\""
+                };
+                let mut r = (axum::http::StatusCode::UNAUTHORIZED, "unauthorized").into_response();
+                r.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static(challenge),
+                );
+                Err(r)
+            }
+        }
+    }
+}

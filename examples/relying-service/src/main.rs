@@ -1,0 +1,60 @@
+//! An example relying service: `GET /resource` answers only requests carrying a valid
+//! Ferry token for its audience (and, for bound tokens, a DPoP proof by the bound key).
+//!
+//! Environment: `FERRY_ISSUER` (Ferry's issuer URL), `AUDIENCE` (this service's
+//! audience), `LISTEN` (default 127.0.0.1:0), `PUBLIC_URL` (this service's public base
+//! URL; default `http://<bound address>`), `INSECURE_ORIGINS` (comma-separated origins
+//! that may be fetched over http, for development and tests).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::routing::get;
+use ferry_verify::net::{ClientSettings, Http, OutboundPolicy};
+use ferry_verify::time::SystemMono;
+use ferry_verify::{FerryAuth, FerryVerifier};
+use serde_json::{Value, json};
+
+async fn resource(FerryAuth(token): FerryAuth) -> Json<Value> {
+    Json(json!({
+        "hello": token.subject,
+        "scopes": token.scopes,
+        "bound": token.bound_jkt.is_some(),
+    }))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let env = |k: &str| std::env::var(k).map_err(|_| format!("{k} is not set"));
+    let listener = tokio::net::TcpListener::bind(
+        std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:0".into()),
+    )
+    .await?;
+    let addr = listener.local_addr()?;
+    let public_url = std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("http://{addr}"));
+    let insecure: Vec<String> = std::env::var("INSECURE_ORIGINS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let http = Http::new(
+        OutboundPolicy::new(&insecure, &[])?,
+        &ClientSettings::default(),
+    )?;
+    let verifier = FerryVerifier::discover(
+        &env("FERRY_ISSUER")?,
+        &env("AUDIENCE")?,
+        &public_url,
+        http,
+        Arc::new(SystemMono::default()),
+    )
+    .await?;
+    let app = Router::new()
+        .route("/resource", get(resource))
+        .with_state(Arc::new(verifier));
+    println!("relying service listening on http://{addr}");
+    axum::serve(listener, app).await?;
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! DPoP (RFC 9449) end to end: bound tokens from /token, used at the example relying
+//! service (ferry-verify's extractor), and each attack beside its positive twin.
+
+use std::process::Command;
+
+use ferry_testkit::keys::jwks;
+use ferry_testkit::mint::{dpop_proof, dpop_proof_with_jwk};
+use ferry_testkit::{Issuer, TestKey, now};
+use ferry_verify::dpop::{access_token_hash, thumbprint};
+use serde_json::{Value, json};
+
+use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, bin};
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+const API: &str = "https://api.example.com";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Env {
+    _tmp: TempDir,
+    ferry: Ferry,
+    issuer_url: String,
+    idp: Issuer,
+    http: reqwest::Client,
+}
+
+fn start(extra: &str) -> Env {
+    let tmp = TempDir::new("dpop");
+    let port = free_port();
+    let issuer_url = format!("http://127.0.0.1:{port}");
+    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
+    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
+    let cfg = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer: {issuer_url}\ndata_dir: data\n{extra}\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, rate_per_client: 100000 }}\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n        scopes: [read]\n  - audience: https://dpop-only.example.com\n    require_dpop: true\n    rules:\n      - allow: \"true\"\n"
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let ferry =
+        Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)]).unwrap();
+    Env {
+        _tmp: tmp,
+        ferry,
+        issuer_url,
+        idp,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Env {
+    fn token_url(&self) -> String {
+        format!("{}/token", self.issuer_url)
+    }
+
+    fn subject(&self, extra: Value) -> String {
+        self.idp
+            .token(&self.idp.claims(&self.issuer_url, "workload", now(), extra))
+    }
+
+    async fn exchange(
+        &self,
+        subject: &str,
+        audience: &str,
+        proofs: &[&str],
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut r = self.http.post(format!("{}/token", self.ferry.url)).form(&[
+            ("grant_type", TE),
+            ("subject_token", subject),
+            ("subject_token_type", JWT),
+            ("audience", audience),
+        ]);
+        for p in proofs {
+            r = r.header("DPoP", *p);
+        }
+        let resp = r.send().await.unwrap();
+        let (s, h) = (resp.status().as_u16(), resp.headers().clone());
+        (s, resp.json().await.unwrap_or(Value::Null), h)
+    }
+
+    fn proof(&self, key: &TestKey, jti: &str) -> String {
+        dpop_proof(key, "POST", &self.token_url(), now(), jti, None, None)
+    }
+}
+
+fn relying_service(issuer: &str) -> (Proc, String) {
+    let mut proc = Proc::spawn(
+        Command::new(bin("ferry-example-relying-service"))
+            .env("FERRY_ISSUER", issuer)
+            .env("AUDIENCE", API)
+            .env("INSECURE_ORIGINS", issuer),
+    )
+    .unwrap();
+    let line = proc.wait_for("relying service listening on ").unwrap();
+    let url = line.rsplit(' ').next().unwrap().to_owned();
+    (proc, url)
+}
+
+#[tokio::test]
+async fn a_bound_token_at_the_relying_service() {
+    let env = start("");
+    let key = TestKey::ec("client");
+    let jkt = thumbprint(&key.public_jwk());
+    let (s, body, _) = env
+        .exchange(&env.subject(json!({})), API, &[&env.proof(&key, "t1")])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(
+        ferry_testkit::mint::payload(&token)["cnf"]["jkt"],
+        jkt.as_str()
+    );
+
+    let (_svc, url) = relying_service(&env.issuer_url);
+    let resource = format!("{url}/resource");
+    let call = |auth: String, proof: Option<String>| {
+        let (http, resource) = (env.http.clone(), resource.clone());
+        async move {
+            let mut r = http.get(resource).header("authorization", auth);
+            if let Some(p) = proof {
+                r = r.header("DPoP", p);
+            }
+            r.send().await.unwrap().status().as_u16()
+        }
+    };
+    let ath = access_token_hash(&token);
+    let good = |jti: &str| dpop_proof(&key, "GET", &resource, now(), jti, Some(&ath), None);
+    // The twin of everything below.
+    let p = good("r1");
+    assert_eq!(call(format!("DPoP {token}"), Some(p.clone())).await, 200);
+    // Replay of the same proof.
+    assert_eq!(call(format!("DPoP {token}"), Some(p)).await, 401);
+    // Wrong ath.
+    let wrong_ath = dpop_proof(
+        &key,
+        "GET",
+        &resource,
+        now(),
+        "r2",
+        Some(&access_token_hash("other")),
+        None,
+    );
+    assert_eq!(call(format!("DPoP {token}"), Some(wrong_ath)).await, 401);
+    // Missing proof; the bound token as a bearer token.
+    assert_eq!(call(format!("DPoP {token}"), None).await, 401);
+    assert_eq!(call(format!("Bearer {token}"), Some(good("r3"))).await, 401);
+    // A proof by another key.
+    let other = TestKey::ec("other");
+    let stolen = dpop_proof(&other, "GET", &resource, now(), "r4", Some(&ath), None);
+    assert_eq!(call(format!("DPoP {token}"), Some(stolen)).await, 401);
+    // Wrong htm / htu at the service.
+    let wrong_htm = dpop_proof(&key, "POST", &resource, now(), "r5", Some(&ath), None);
+    assert_eq!(call(format!("DPoP {token}"), Some(wrong_htm)).await, 401);
+    assert_eq!(call(format!("DPoP {token}"), Some(good("r6"))).await, 200);
+
+    // An unbound token is a plain bearer token there.
+    let (s, body, _) = env.exchange(&env.subject(json!({})), API, &[]).await;
+    assert_eq!((s, body["token_type"].as_str()), (200, Some("Bearer")));
+    assert_eq!(
+        call(
+            format!("Bearer {}", body["access_token"].as_str().unwrap()),
+            None
+        )
+        .await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn proofs_at_the_token_endpoint_each_attack_with_its_twin() {
+    let env = start("");
+    let key = TestKey::ec("client");
+    let subject = || env.subject(json!({}));
+    let t = now();
+    let url = env.token_url();
+    let mut private = key.public_jwk();
+    // A "public" JWK carrying private material is refused whatever else holds.
+    private["d"] = json!("AAAA");
+    let other = TestKey::ec("other");
+    let cases: Vec<(&str, Vec<String>, u16)> = vec![
+        ("good", vec![env.proof(&key, "a1")], 200),
+        (
+            "query ignored in htu",
+            vec![dpop_proof(
+                &key,
+                "POST",
+                &format!("{url}?x=1"),
+                t,
+                "a2",
+                None,
+                None,
+            )],
+            200,
+        ),
+        (
+            "wrong htm",
+            vec![dpop_proof(&key, "GET", &url, t, "a3", None, None)],
+            400,
+        ),
+        (
+            "wrong htu",
+            vec![dpop_proof(
+                &key,
+                "POST",
+                "https://elsewhere.example.com/token",
+                t,
+                "a4",
+                None,
+                None,
+            )],
+            400,
+        ),
+        (
+            "stale iat",
+            vec![dpop_proof(&key, "POST", &url, t - 300, "a5", None, None)],
+            400,
+        ),
+        (
+            "private key in jwk",
+            vec![dpop_proof_with_jwk(
+                &key, &private, "POST", &url, t, "a6", None, None,
+            )],
+            400,
+        ),
+        (
+            "signed by another key",
+            vec![dpop_proof_with_jwk(
+                &other,
+                &key.public_jwk(),
+                "POST",
+                &url,
+                t,
+                "a7",
+                None,
+                None,
+            )],
+            400,
+        ),
+        (
+            "two DPoP headers",
+            vec![env.proof(&key, "a8"), env.proof(&key, "a9")],
+            400,
+        ),
+    ];
+    for (name, proofs, want) in cases {
+        let refs: Vec<&str> = proofs.iter().map(String::as_str).collect();
+        let (s, body, _) = env.exchange(&subject(), API, &refs).await;
+        assert_eq!(s, want, "{name}: {body}");
+        if want == 400 {
+            assert_eq!(body["error"], "invalid_dpop_proof", "{name}");
+        }
+    }
+    // Replay: the same proof twice.
+    let once = env.proof(&key, "b1");
+    assert_eq!(env.exchange(&subject(), API, &[&once]).await.0, 200);
+    let (s, body, _) = env.exchange(&subject(), API, &[&once]).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("invalid_dpop_proof"))
+    );
+    // An audience that requires DPoP, without and with a proof.
+    let (s, body, _) = env
+        .exchange(&subject(), "https://dpop-only.example.com", &[])
+        .await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("invalid_dpop_proof"))
+    );
+    assert_eq!(
+        env.exchange(
+            &subject(),
+            "https://dpop-only.example.com",
+            &[&env.proof(&key, "b2")]
+        )
+        .await
+        .0,
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_bound_subject_token_needs_its_keys_proof_and_stays_bound() {
+    let env = start("");
+    let key = TestKey::ec("holder");
+    let jkt = thumbprint(&key.public_jwk());
+    let bound = env.subject(json!({"cnf": {"jkt": jkt}}));
+    // Without a proof, or with another key's: never a bearer token out of /token.
+    let (s, body, _) = env.exchange(&bound, API, &[]).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("invalid_dpop_proof"))
+    );
+    let other = TestKey::ec("thief");
+    let (s, _, _) = env.exchange(&bound, API, &[&env.proof(&other, "c1")]).await;
+    assert_eq!(s, 400);
+    // With the holder's proof: allowed, and the new token keeps the binding.
+    let (s, body, _) = env.exchange(&bound, API, &[&env.proof(&key, "c2")]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        ferry_testkit::mint::payload(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        jkt.as_str()
+    );
+}
+
+#[tokio::test]
+async fn the_nonce_flow() {
+    let env = start("dpop: { require_nonce: true }");
+    let key = TestKey::ec("client");
+    // Without the server's nonce: use_dpop_nonce, with a nonce to use.
+    let (s, body, headers) = env
+        .exchange(&env.subject(json!({})), API, &[&env.proof(&key, "n1")])
+        .await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("use_dpop_nonce")));
+    let nonce = headers["dpop-nonce"].to_str().unwrap().to_owned();
+    // With it: allowed.
+    let p = dpop_proof(
+        &key,
+        "POST",
+        &env.token_url(),
+        now(),
+        "n2",
+        None,
+        Some(&nonce),
+    );
+    let (s, body, _) = env.exchange(&env.subject(json!({})), API, &[&p]).await;
+    assert_eq!(s, 200, "{body}");
+    // A forged nonce is refused.
+    let p = dpop_proof(
+        &key,
+        "POST",
+        &env.token_url(),
+        now(),
+        "n3",
+        None,
+        Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+    );
+    assert_eq!(
+        env.exchange(&env.subject(json!({})), API, &[&p]).await.0,
+        400
+    );
+}
