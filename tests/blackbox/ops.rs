@@ -256,7 +256,7 @@ async fn sigterm_lets_a_request_in_flight_finish_and_exits_zero() {
     // A remote issuer that answers slowly keeps the first exchange in flight.
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
-    idp.set_delay(Some(Duration::from_millis(1_500)));
+    idp.set_delay(Some(Duration::from_millis(3_000)));
     let issuer = Issuer::new(idp.url.clone(), key);
     let tmp = TempDir::new("graceful");
     let cfg = tmp.path().join("ferry.yaml");
@@ -272,7 +272,8 @@ async fn sigterm_lets_a_request_in_flight_finish_and_exits_zero() {
     let token = issuer.token(&issuer.claims(FERRY, "svc", now(), json!({})));
     let url = ferry.url.clone();
     let in_flight = tokio::spawn(async move { exchange(&url, &token).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The request reaches Ferry and waits for the slow issuer (3 s) when SIGTERM comes.
+    tokio::time::sleep(Duration::from_millis(800)).await;
     let pid = ferry.proc().pid().to_string();
     assert!(
         std::process::Command::new("kill")
