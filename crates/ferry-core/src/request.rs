@@ -30,6 +30,8 @@ pub enum SubjectTokenType {
     Jwt,
     /// `…:id_token`
     IdToken,
+    /// `…:access_token`: a token Ferry issued, to be narrowed (downscoping).
+    AccessToken,
 }
 
 /// The kinds of token Ferry issues; echoed as `issued_token_type`.
@@ -354,6 +356,7 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
         None => return Err(bad(desc::MISSING_SUBJECT_TOKEN_TYPE)),
         Some(TT_JWT) => SubjectTokenType::Jwt,
         Some(TT_ID_TOKEN) => SubjectTokenType::IdToken,
+        Some(TT_ACCESS_TOKEN) => SubjectTokenType::AccessToken,
         Some(_) => return Err(bad(desc::UNSUPPORTED_SUBJECT_TOKEN_TYPE)),
     };
     let requested_token_type = match p.get("requested_token_type") {

@@ -109,6 +109,10 @@ pub async fn exchange(
     dpop: Option<&DpopProof>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
+    // A Ferry token to narrow: its own path.
+    if req.subject_token_type == ferry_core::request::SubjectTokenType::AccessToken {
+        return crate::downscope::downscope(state, req, dpop, audit);
+    }
     let now = state.clock.now();
     let loaded = state.loaded();
     audit.subject_token_sha256 = Some(fingerprint(req.subject_token.as_bytes()));
@@ -199,7 +203,7 @@ pub async fn exchange(
     )?;
     drop(policy_span);
     let fallback = format!("ferry-provider:{}", provider.config.id);
-    mint(
+    mint_token(
         state,
         &loaded,
         outcome,
@@ -254,7 +258,7 @@ pub async fn jwt_bearer(
         decide_for(&loaded.config, false, principal, None, now, ask, None)?
     };
     let fallback = format!("ferry-service-account:{iss}");
-    mint(
+    mint_token(
         state,
         &loaded,
         outcome,
@@ -268,7 +272,7 @@ pub async fn jwt_bearer(
 
 /// 7. Signs the access token and fills the audit event.
 #[allow(clippy::too_many_arguments)]
-fn mint(
+pub(crate) fn mint_token(
     state: &AppState,
     loaded: &Loaded,
     outcome: Outcome,

@@ -8,6 +8,7 @@ pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod client_auth;
+pub mod downscope;
 pub mod dpop;
 pub mod exchange;
 pub mod limits;

@@ -94,6 +94,8 @@ pub struct AppState {
     pub replay: Arc<dyn ReplayCache>,
     /// DPoP server nonces.
     pub nonces: Arc<crate::dpop::Nonces>,
+    /// Ferry's own public keys, for downscoping.
+    pub own_keys: Arc<crate::downscope::OwnKeys>,
 }
 
 impl AppState {
@@ -117,6 +119,7 @@ impl AppState {
             reloads: Arc::new(ReloadStats::default()),
             replay,
             nonces: Arc::default(),
+            own_keys: Arc::default(),
         }
     }
 

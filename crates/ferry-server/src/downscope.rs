@@ -1,0 +1,236 @@
+//! Server-side downscoping: a token Ferry issued, presented as
+//! `subject_token_type=urn:ietf:params:oauth:token-type:access_token`, is exchanged for a
+//! narrower one — a subset of its audiences, a subset of its scopes, an `exp` no later
+//! than its own. Nothing can widen: an audience or scope the parent lacks is refused
+//! (`invalid_target`, `invalid_scope`). A bound parent needs a DPoP proof by its key and
+//! the child stays bound. Ferry's own tokens are never accepted as `…:jwt` or
+//! `…:id_token` subjects (their `typ` is `at+jwt` and Ferry is not its own provider).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use ferry_core::decision::Outcome;
+use ferry_core::error::desc;
+use ferry_core::mapping::Principal;
+use ferry_core::policy::Grant;
+use ferry_core::request::ExchangeRequest;
+use ferry_core::response::TokenResponse;
+use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_verify::dpop::{DpopProof, bound_jkt};
+use ferry_verify::{Algorithm, KeySet, Rules};
+use serde_json::Value;
+
+use crate::audit::AuditEvent;
+use crate::fingerprint;
+use crate::state::AppState;
+
+/// Ferry's own public keys, parsed once per key-ring version.
+#[derive(Debug, Default)]
+pub struct OwnKeys(RwLock<Option<(u64, Arc<KeySet>)>>);
+
+impl OwnKeys {
+    fn get(&self, state: &AppState) -> Arc<KeySet> {
+        let snap = state.keys.snapshot();
+        if let Some((v, k)) = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            && *v == snap.version
+        {
+            return k.clone();
+        }
+        let algs = [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+        let set = Arc::new(
+            KeySet::from_jwks(snap.jwks.as_bytes(), &algs)
+                .map(|(s, _)| s)
+                .unwrap_or_default(),
+        );
+        *self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((snap.version, set.clone()));
+        set
+    }
+}
+
+fn invalid_subject(detail: impl Into<String>) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidRequest,
+        Step::Verify,
+        desc::INVALID_SUBJECT_TOKEN,
+    )
+    .detail(detail)
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Narrows a Ferry-issued token.
+pub fn downscope(
+    state: &AppState,
+    req: &ExchangeRequest,
+    dpop: Option<&DpopProof>,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    let now = state.clock.now();
+    let loaded = state.loaded();
+    let config = &loaded.config;
+    audit.subject_token_sha256 = Some(fingerprint(req.subject_token.as_bytes()));
+    audit.audiences = req.targets();
+    audit.provider = Some("ferry".to_owned());
+    audit.original_issuer = Some(config.issuer.clone());
+
+    // 1. The parent: signed by Ferry's own keys, typ at+jwt, unexpired.
+    let targets = req.targets();
+    let mut rules = Rules::new(config.issuer.clone(), targets.clone());
+    rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+    rules.rejected_types.clear();
+    rules.required_type = Some("at+jwt".to_owned());
+    rules.max_lifetime = i64::try_from(config.lifetimes.max_ttl).unwrap_or(i64::MAX) + 60;
+    let keys = state.own_keys.get(state);
+    let parent = match ferry_verify::verify(&req.subject_token, &rules, &keys, now) {
+        Ok(v) => v,
+        // An audience the parent does not hold fails the aud check: that is widening.
+        Err(ferry_verify::VerifyError::Audience) => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                Step::Policy,
+                desc::TARGET_NOT_ALLOWED,
+            )
+            .rule("downscoping: audiences must be a subset of the parent's")
+            .detail("requested audience not in the parent token"));
+        }
+        Err(e) => return Err(invalid_subject(e.to_string())),
+    };
+    let c = &parent.claims;
+    audit.original_subject = c.get("sub").and_then(Value::as_str).map(str::to_owned);
+
+    // 2. Audiences: every one requested must be one of the parent's.
+    let parent_aud = strings(c.get("aud"));
+    if let Some(extra) = targets.iter().find(|t| !parent_aud.contains(t)) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            Step::Policy,
+            desc::TARGET_NOT_ALLOWED,
+        )
+        .rule("downscoping: audiences must be a subset of the parent's")
+        .detail(format!(
+            "audience of {} bytes not in the parent token",
+            extra.len()
+        )));
+    }
+    // 3. Scopes: a subset of the parent's; none requested keeps the parent's.
+    let parent_scopes: Vec<String> = c
+        .get("scope")
+        .and_then(Value::as_str)
+        .map(|s| {
+            s.split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default();
+    if req.scopes.iter().any(|s| !parent_scopes.contains(s)) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            Step::Policy,
+            desc::SCOPE_NOT_ALLOWED,
+        )
+        .rule("downscoping: scopes must be a subset of the parent's"));
+    }
+    let scopes = if req.scopes.is_empty() {
+        parent_scopes
+    } else {
+        req.scopes.clone()
+    };
+    // 4. Binding: a bound parent is narrowed only by its key's holder.
+    if let Some(jkt) = bound_jkt(c)
+        && dpop.is_none_or(|p| p.jkt != jkt)
+    {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidDpopProof,
+            Step::Verify,
+            desc::INVALID_DPOP_PROOF,
+        )
+        .detail("the parent token is bound to a key and no proof by that key came with it"));
+    }
+    // 5. Lifetime: never past the parent's exp.
+    let remaining = u64::try_from(parent.exp.saturating_sub(now)).unwrap_or(0);
+    if remaining < config.lifetimes.min_ttl {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            Step::Mint,
+            desc::SUBJECT_EXPIRES_TOO_SOON,
+        )
+        .detail(format!("parent has {remaining}s left")));
+    }
+    let ferry = c.get("ferry");
+    let attributes: BTreeMap<String, String> = c
+        .get("attributes")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let principal = Principal {
+        provider: ferry
+            .and_then(|f| f.get("provider"))
+            .and_then(Value::as_str)
+            .unwrap_or("ferry")
+            .to_owned(),
+        subject: c
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        groups: strings(c.get("groups")),
+        attributes,
+        original_issuer: ferry
+            .and_then(|f| f.get("iss"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        original_subject: ferry
+            .and_then(|f| f.get("sub"))
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+    };
+    audit.subject = Some(principal.subject.clone());
+    let outcome = Outcome {
+        principal,
+        grant: Grant {
+            audiences: targets,
+            scopes,
+            ttl_cap: Some(remaining),
+            rules: vec!["downscoping".to_owned()],
+            require_dpop: bound_jkt(c).is_some(),
+        },
+        ttl: remaining.min(config.lifetimes.max_ttl),
+    };
+    let client_id = c
+        .get("client_id")
+        .and_then(Value::as_str)
+        .unwrap_or("ferry")
+        .to_owned();
+    crate::exchange::mint_token(
+        state,
+        &loaded,
+        outcome,
+        &client_id,
+        req.requested_token_type,
+        dpop,
+        now,
+        audit,
+    )
+}

@@ -1,0 +1,232 @@
+//! Server-side downscoping: a Ferry token narrowed at /token, each widening attempt
+//! refused beside its positive twin.
+
+use ferry_testkit::keys::jwks;
+use ferry_testkit::mint::{dpop_proof, payload};
+use ferry_testkit::{Issuer, TestKey, now};
+use ferry_verify::dpop::thumbprint;
+use serde_json::{Value, json};
+
+use crate::harness::{Ferry, TEST_KEK, TempDir};
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+struct Env {
+    _tmp: TempDir,
+    ferry: Ferry,
+    issuer_url: String,
+    idp: Issuer,
+    http: reqwest::Client,
+}
+
+fn start() -> Env {
+    let tmp = TempDir::new("downscope");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer_url = format!("http://127.0.0.1:{port}");
+    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
+    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
+    let cfg = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer: {issuer_url}\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: https://a.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://b.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://c.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write, admin] }}]\n"
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let ferry =
+        Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)]).unwrap();
+    Env {
+        _tmp: tmp,
+        ferry,
+        issuer_url,
+        idp,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Env {
+    async fn post(&self, form: &[(&str, &str)], proof: Option<&str>) -> (u16, Value) {
+        let mut r = self
+            .http
+            .post(format!("{}/token", self.ferry.url))
+            .form(form);
+        if let Some(p) = proof {
+            r = r.header("DPoP", p);
+        }
+        let resp = r.send().await.unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// A broad parent token: audiences a and b, scopes read and write.
+    async fn parent(&self, proof: Option<&str>) -> (String, Value) {
+        let subject = self.idp.token(&self.idp.claims(
+            &self.issuer_url,
+            "workload",
+            now(),
+            json!({"exp": now() + 3_000}),
+        ));
+        let (s, body) = self
+            .post(
+                &[
+                    ("grant_type", TE),
+                    ("subject_token", &subject),
+                    ("subject_token_type", JWT),
+                    ("audience", "https://a.example.com"),
+                    ("audience", "https://b.example.com"),
+                ],
+                proof,
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+        let t = body["access_token"].as_str().unwrap().to_owned();
+        let claims = Value::Object(payload(&t));
+        (t, claims)
+    }
+
+    async fn narrow(
+        &self,
+        parent: &str,
+        audience: &str,
+        scope: Option<&str>,
+        proof: Option<&str>,
+    ) -> (u16, Value) {
+        let mut form = vec![
+            ("grant_type", TE),
+            ("subject_token", parent),
+            ("subject_token_type", AT),
+            ("audience", audience),
+        ];
+        if let Some(s) = scope {
+            form.push(("scope", s));
+        }
+        self.post(&form, proof).await
+    }
+}
+
+#[tokio::test]
+async fn narrowing_works_and_every_widening_is_refused() {
+    let env = start();
+    let (parent, pc) = env.parent(None).await;
+    // The twin: a subset of audiences and scopes.
+    let (s, body) = env
+        .narrow(&parent, "https://a.example.com", Some("read"), None)
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let child = payload(body["access_token"].as_str().unwrap());
+    assert_eq!(child["aud"], "https://a.example.com");
+    assert_eq!(child["scope"], "read");
+    assert_eq!(child["sub"], pc["sub"]);
+    assert!(
+        child["exp"].as_i64().unwrap() <= pc["exp"].as_i64().unwrap(),
+        "never past the parent's exp"
+    );
+    // Widening the audience (c is served, but not in the parent).
+    let (s, body) = env
+        .narrow(&parent, "https://c.example.com", None, None)
+        .await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_target")));
+    // Widening the scopes.
+    let (s, body) = env
+        .narrow(&parent, "https://a.example.com", Some("read admin"), None)
+        .await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_scope")));
+    // A child cannot widen back either.
+    let child_token = body_token(
+        &env.narrow(&parent, "https://a.example.com", Some("read"), None)
+            .await,
+    );
+    let (s, body) = env
+        .narrow(&child_token, "https://a.example.com", Some("write"), None)
+        .await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_scope")));
+    let (s, _) = env
+        .narrow(&child_token, "https://b.example.com", None, None)
+        .await;
+    assert_eq!(s, 400);
+    // A Ferry token presented as …:jwt is refused (twin: as …:access_token above).
+    let (s, body) = env
+        .post(
+            &[
+                ("grant_type", TE),
+                ("subject_token", &parent),
+                ("subject_token_type", JWT),
+                ("audience", "https://a.example.com"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_request")));
+    // A token Ferry did not issue is not narrowed.
+    let foreign = env.idp.token(
+        &env.idp
+            .claims("https://a.example.com", "x", now(), json!({})),
+    );
+    let (s, _) = env
+        .narrow(&foreign, "https://a.example.com", None, None)
+        .await;
+    assert_eq!(s, 400);
+}
+
+fn body_token(r: &(u16, Value)) -> String {
+    assert_eq!(r.0, 200, "{}", r.1);
+    r.1["access_token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_bound_parent_is_narrowed_only_by_its_holder_and_the_child_stays_bound() {
+    let env = start();
+    let key = TestKey::ec("holder");
+    let url = format!("{}/token", env.issuer_url);
+    let (parent, _) = env
+        .parent(Some(&dpop_proof(
+            &key,
+            "POST",
+            &url,
+            now(),
+            "p1",
+            None,
+            None,
+        )))
+        .await;
+    let (s, body) = env
+        .narrow(&parent, "https://a.example.com", None, None)
+        .await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("invalid_dpop_proof"))
+    );
+    let thief = TestKey::ec("thief");
+    let (s, _) = env
+        .narrow(
+            &parent,
+            "https://a.example.com",
+            None,
+            Some(&dpop_proof(&thief, "POST", &url, now(), "p2", None, None)),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, body) = env
+        .narrow(
+            &parent,
+            "https://a.example.com",
+            None,
+            Some(&dpop_proof(&key, "POST", &url, now(), "p3", None, None)),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    assert_eq!(
+        payload(body["access_token"].as_str().unwrap())["cnf"]["jkt"],
+        thumbprint(&key.public_jwk()).as_str()
+    );
+}
