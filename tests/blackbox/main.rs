@@ -6,6 +6,7 @@ mod harness;
 
 mod accounts;
 mod cli;
+mod delegation;
 mod downscope;
 mod dpop;
 mod exchange;

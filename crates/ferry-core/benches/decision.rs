@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
         targets: &targets,
         scopes: &scopes,
         client_id: None,
+        actor: None,
     };
     let now = 1_632_493_567;
     assert!(

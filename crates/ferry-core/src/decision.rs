@@ -19,6 +19,8 @@ pub struct Ask<'a> {
     pub scopes: &'a [String],
     /// The client, when known.
     pub client_id: Option<&'a str>,
+    /// The actor of a delegation, when there is one.
+    pub actor: Option<&'a Principal>,
 }
 
 /// What was decided.
@@ -73,6 +75,7 @@ pub fn decide_for(
         ask.client_id,
         ask.targets,
         ask.scopes,
+        ask.actor,
         trace.as_deref_mut(),
     )?;
     let ttl = match exp {

@@ -186,7 +186,9 @@ pub mod desc {
     pub const MISSING_SUBJECT_TOKEN_TYPE: &str = "missing subject_token_type";
     pub const UNSUPPORTED_SUBJECT_TOKEN_TYPE: &str = "unsupported subject_token_type";
     pub const UNSUPPORTED_REQUESTED_TYPE: &str = "unsupported requested_token_type";
-    pub const ACTOR_UNSUPPORTED: &str = "actor_token is not supported";
+    pub const ACTOR_UNSUPPORTED: &str = "actor_token needs actor_token_type jwt or id_token";
+    pub const INVALID_ACTOR_TOKEN: &str = "invalid actor token";
+    pub const ACTOR_NOT_ALLOWED: &str = "the actor may not act for the subject";
     pub const MISSING_TARGET: &str = "missing audience or resource";
     pub const BAD_RESOURCE: &str = "resource must be an absolute URI without a fragment";
     pub const BAD_SCOPE: &str = "malformed scope";

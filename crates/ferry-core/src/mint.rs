@@ -63,6 +63,8 @@ pub struct MintInput<'a> {
     pub jti: &'a str,
     /// The thumbprint of the key the token is bound to (`cnf.jkt`, RFC 9449 §6.1).
     pub cnf_jkt: Option<&'a str>,
+    /// The `act` claim of a delegated token (RFC 8693 §4.1), nested for chains.
+    pub act: Option<&'a Json>,
 }
 
 /// The RFC 9068 claims of an access token.
@@ -92,6 +94,9 @@ pub fn access_token_claims(
     c.insert("client_id".into(), json!(input.client_id));
     if !grant.scopes.is_empty() {
         c.insert("scope".into(), json!(grant.scopes.join(" ")));
+    }
+    if let Some(act) = input.act {
+        c.insert("act".into(), act.clone());
     }
     if let Some(jkt) = input.cnf_jkt {
         c.insert("cnf".into(), json!({"jkt": jkt}));

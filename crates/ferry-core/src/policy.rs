@@ -23,6 +23,7 @@ pub const POLICY_VARS: &[&str] = &[
     "attribute",
     "client_id",
     "request",
+    "actor",
 ];
 
 /// What a rule does when its expression is true.
@@ -147,6 +148,7 @@ impl Policy {
         client_id: Option<&str>,
         targets: &[String],
         requested: &[String],
+        actor: Option<&Principal>,
         mut trace: Option<&mut Vec<String>>,
     ) -> Result<Grant, OAuthError> {
         let mut ctx = self.cel.context();
@@ -155,6 +157,23 @@ impl Policy {
         ctx.add_variable_from_value("groups", string_list(&principal.groups));
         ctx.add_variable_from_value("attribute", string_map(&principal.attributes));
         ctx.add_variable_from_value("client_id", client_id.unwrap_or_default().to_owned());
+        // `actor`: the delegate acting for the subject (RFC 8693 §4.1); empty without one.
+        let actor_map: HashMap<Key, Value> = match actor {
+            Some(a) => [
+                (key("subject"), Value::String(Arc::new(a.subject.clone()))),
+                (key("provider"), Value::String(Arc::new(a.provider.clone()))),
+                (key("attribute"), string_map(&a.attributes)),
+            ]
+            .into_iter()
+            .collect(),
+            None => HashMap::new(),
+        };
+        ctx.add_variable_from_value(
+            "actor",
+            Value::Map(CelMap {
+                map: Arc::new(actor_map),
+            }),
+        );
         let audiences_value = string_list(targets);
         let scopes_value = string_list(requested);
 
@@ -375,12 +394,12 @@ mod tests {
     #[test]
     fn first_allowing_rule_decides() {
         let g = policy()
-            .decide(&principal("acme/app"), None, &s(&["a"]), &[], None)
+            .decide(&principal("acme/app"), None, &s(&["a"]), &[], None, None)
             .unwrap();
         assert_eq!(g.scopes, s(&["read", "write"]));
         assert_eq!(g.ttl_cap, Some(300));
         let g = policy()
-            .decide(&principal("acme/other"), None, &s(&["a"]), &[], None)
+            .decide(&principal("acme/other"), None, &s(&["a"]), &[], None, None)
             .unwrap();
         assert_eq!(g.scopes, s(&["read"]));
         assert_eq!(g.rules, s(&["a[1]"]));
@@ -389,12 +408,12 @@ mod tests {
     #[test]
     fn unknown_and_denied_audiences_look_alike() {
         let unknown = policy()
-            .decide(&principal("acme/app"), None, &s(&["zzz"]), &[], None)
+            .decide(&principal("acme/app"), None, &s(&["zzz"]), &[], None, None)
             .unwrap_err();
         let mut p = principal("acme/app");
         p.subject = "user:x".into();
         let denied = policy()
-            .decide(&p, None, &s(&["b"]), &[], None)
+            .decide(&p, None, &s(&["b"]), &[], None, None)
             .unwrap_err();
         assert_eq!(unknown.code, ErrorCode::InvalidTarget);
         assert_eq!(unknown.description, denied.description);
@@ -404,12 +423,26 @@ mod tests {
     #[test]
     fn several_audiences_need_each_and_intersect_scopes() {
         let g = policy()
-            .decide(&principal("acme/app"), None, &s(&["a", "b"]), &[], None)
+            .decide(
+                &principal("acme/app"),
+                None,
+                &s(&["a", "b"]),
+                &[],
+                None,
+                None,
+            )
             .unwrap();
         assert_eq!(g.scopes, s(&["read"]));
         assert_eq!(g.ttl_cap, Some(300));
         let err = policy()
-            .decide(&principal("acme/app"), None, &s(&["a", "zzz"]), &[], None)
+            .decide(
+                &principal("acme/app"),
+                None,
+                &s(&["a", "zzz"]),
+                &[],
+                None,
+                None,
+            )
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidTarget);
     }
@@ -419,11 +452,11 @@ mod tests {
         let p = principal("acme/app");
         assert!(
             policy()
-                .decide(&p, None, &s(&["a"]), &s(&["write"]), None)
+                .decide(&p, None, &s(&["a"]), &s(&["write"]), None, None)
                 .is_ok()
         );
         let err = policy()
-            .decide(&p, None, &s(&["a", "b"]), &s(&["write"]), None)
+            .decide(&p, None, &s(&["a", "b"]), &s(&["write"]), None, None)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidScope);
     }

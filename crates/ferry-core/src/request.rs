@@ -146,6 +146,10 @@ pub struct ExchangeRequest {
     pub scopes: Vec<String>,
     /// A public client's self-declared `client_id`.
     pub client_id: Option<String>,
+    /// RFC 8693 §2.1 `actor_token` (delegation).
+    pub actor_token: Option<String>,
+    /// Its type.
+    pub actor_token_type: Option<SubjectTokenType>,
 }
 
 impl std::fmt::Debug for ExchangeRequest {
@@ -364,12 +368,16 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
         Some(TT_JWT) => IssuedTokenType::Jwt,
         Some(_) => return Err(bad(desc::UNSUPPORTED_REQUESTED_TYPE)),
     };
-    // RFC 8693 §2.1: actor_token_type is REQUIRED when actor_token is present.
-    // Delegation comes with a later release; until then both are refused rather than
-    // silently dropped, so no client believes it obtained a delegated token.
-    if p.get("actor_token").is_some() || p.get("actor_token_type").is_some() {
-        return Err(bad(desc::ACTOR_UNSUPPORTED));
-    }
+    // RFC 8693 §2.1: actor_token_type is REQUIRED with actor_token and MUST NOT come
+    // without it. Actors are identities from trusted issuers (`…:jwt`, `…:id_token`).
+    let (actor_token, actor_token_type) = match (p.get("actor_token"), p.get("actor_token_type")) {
+        (None, None) => (None, None),
+        (Some(t), Some(TT_JWT)) => (Some(t.trim().to_owned()), Some(SubjectTokenType::Jwt)),
+        (Some(t), Some(TT_ID_TOKEN)) => {
+            (Some(t.trim().to_owned()), Some(SubjectTokenType::IdToken))
+        }
+        _ => return Err(bad(desc::ACTOR_UNSUPPORTED)),
+    };
     let (audiences, resources, scopes) = targets(p)?;
     Ok(ExchangeRequest {
         subject_token,
@@ -379,6 +387,8 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
         resources,
         scopes,
         client_id: p.get("client_id").map(str::to_owned),
+        actor_token,
+        actor_token_type,
     })
 }
 

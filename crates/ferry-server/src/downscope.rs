@@ -75,7 +75,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// Narrows a Ferry-issued token.
-pub fn downscope(
+pub async fn downscope(
     state: &AppState,
     req: &ExchangeRequest,
     dpop: Option<&DpopProof>,
@@ -207,6 +207,8 @@ pub fn downscope(
             .map(str::to_owned),
     };
     audit.subject = Some(principal.subject.clone());
+    // A delegated parent keeps its `act`; a new actor is nested over it.
+    let (_actor, act) = crate::exchange::delegation(state, &loaded, req, c, now).await?;
     let outcome = Outcome {
         principal,
         grant: Grant {
@@ -230,6 +232,7 @@ pub fn downscope(
         &client_id,
         req.requested_token_type,
         dpop,
+        act.as_ref(),
         now,
         audit,
     )

@@ -111,7 +111,7 @@ pub async fn exchange(
 ) -> Result<TokenResponse, OAuthError> {
     // A Ferry token to narrow: its own path.
     if req.subject_token_type == ferry_core::request::SubjectTokenType::AccessToken {
-        return crate::downscope::downscope(state, req, dpop, audit);
+        return crate::downscope::downscope(state, req, dpop, audit).await;
     }
     let now = state.clock.now();
     let loaded = state.loaded();
@@ -180,11 +180,14 @@ pub async fn exchange(
         .map(str::to_owned);
 
     // 4–6. Condition and mapping, access policy, lifetime.
+    // Delegation (RFC 8693 §1.1, §4.1): an actor token names who acts for the subject.
+    let (actor, act) = delegation(state, &loaded, req, &verified.claims, now).await?;
     let targets = req.targets();
     let ask = Ask {
         targets: &targets,
         scopes: &req.scopes,
         client_id: req.client_id.as_deref(),
+        actor: actor.as_ref(),
     };
     let policy_span = tracing::info_span!("policy").entered();
     let principal = provider
@@ -210,9 +213,71 @@ pub async fn exchange(
         req.client_id.as_deref().unwrap_or(&fallback),
         req.requested_token_type,
         dpop,
+        act.as_ref(),
         now,
         audit,
     )
+}
+
+fn invalid_actor(detail: impl Into<String>) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidRequest,
+        Step::Verify,
+        desc::INVALID_ACTOR_TOKEN,
+    )
+    .detail(detail)
+}
+
+/// Delegation: verifies the actor token like a subject token (a trusted issuer, its
+/// mapping), honours the subject's `may_act` (RFC 8693 §4.4), and builds the `act`
+/// claim, nesting any `act` the subject already carries (a chain). Without an actor
+/// token (impersonation) the subject's `act`, if any, is kept.
+pub(crate) async fn delegation(
+    state: &AppState,
+    loaded: &Loaded,
+    req: &ExchangeRequest,
+    subject: &serde_json::Map<String, Value>,
+    now: i64,
+) -> Result<(Option<Principal>, Option<Value>), OAuthError> {
+    let prior = subject.get("act").cloned();
+    let Some(token) = &req.actor_token else {
+        return Ok((None, prior));
+    };
+    let iss = ferry_verify::peek_issuer(token).map_err(|e| invalid_actor(e.to_string()))?;
+    let provider = loaded
+        .providers
+        .get(&iss)
+        .ok_or_else(|| invalid_actor("actor issuer not configured"))?;
+    let verified = ferry_verify::verify_from(token, &provider.rules, &provider.keys, now)
+        .instrument(tracing::info_span!("verify_actor", provider = %provider.config.id))
+        .await
+        .map_err(|e| invalid_actor(e.to_string()))?;
+    rate_limit(state, &provider.config.id)?;
+    if let Some(may) = subject.get("may_act") {
+        let sub_ok = may.get("sub").and_then(Value::as_str)
+            == verified.claims.get("sub").and_then(Value::as_str);
+        let iss_ok = may
+            .get("iss")
+            .is_none_or(|i| i.as_str() == Some(iss.as_str()));
+        if !(sub_ok && iss_ok) {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                Step::Policy,
+                desc::ACTOR_NOT_ALLOWED,
+            )
+            .rule("may_act")
+            .detail("the actor is not the one the subject token's may_act names"));
+        }
+    }
+    let actor = provider
+        .config
+        .mapping
+        .apply(&provider.config.id, &verified.claims, None)?;
+    let mut act = serde_json::json!({"sub": actor.subject, "provider": actor.provider});
+    if let Some(p) = prior {
+        act["act"] = p;
+    }
+    Ok((Some(actor), Some(act)))
 }
 
 /// The JWT bearer grant: a service account trades its own signed assertion.
@@ -250,6 +315,7 @@ pub async fn jwt_bearer(
         targets: &targets,
         scopes: &req.scopes,
         client_id,
+        actor: None,
     };
     // The assertion proves possession now; the issued lifetime is the policy's (its
     // short `exp` does not cap it).
@@ -258,6 +324,7 @@ pub async fn jwt_bearer(
         decide_for(&loaded.config, false, principal, None, now, ask, None)?
     };
     let fallback = format!("ferry-service-account:{iss}");
+    let act: Option<Value> = None;
     mint_token(
         state,
         &loaded,
@@ -265,6 +332,7 @@ pub async fn jwt_bearer(
         client_id.unwrap_or(&fallback),
         IssuedTokenType::AccessToken,
         dpop,
+        act.as_ref(),
         now,
         audit,
     )
@@ -279,6 +347,7 @@ pub(crate) fn mint_token(
     client_id: &str,
     issued: IssuedTokenType,
     dpop: Option<&DpopProof>,
+    act: Option<&Value>,
     now: i64,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
@@ -309,6 +378,7 @@ pub(crate) fn mint_token(
         ttl,
         jti: &jti,
         cnf_jkt: dpop.map(|p| p.jkt.as_str()),
+        act,
     };
     let claims = access_token_claims(&input, &principal, &grant);
     let token =

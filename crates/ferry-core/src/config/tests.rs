@@ -290,7 +290,7 @@ fn deny_rules_and_operator_messages() {
         let c = parse(&t, Path::new("/")).unwrap();
         let err = c
             .policy
-            .decide(&principal("mallory"), None, &aud, &[], None)
+            .decide(&principal("mallory"), None, &aud, &[], None, None)
             .unwrap_err();
         assert_eq!(
             err.rule.as_deref(),
@@ -305,7 +305,7 @@ fn deny_rules_and_operator_messages() {
         // Twin: another actor passes the deny rule and is allowed by the next.
         assert!(
             c.policy
-                .decide(&principal("octocat"), None, &aud, &[], None)
+                .decide(&principal("octocat"), None, &aud, &[], None, None)
                 .is_ok()
         );
     }
@@ -337,7 +337,7 @@ fn unknown_scopes_are_dropped_only_where_configured() {
     let c = parse(&with_scopes, Path::new("/")).unwrap();
     let err = c
         .policy
-        .decide(&principal, None, &aud, &cloud, None)
+        .decide(&principal, None, &aud, &cloud, None, None)
         .unwrap_err();
     assert_eq!(err.code, crate::error::ErrorCode::InvalidScope);
     let ignoring = with_scopes.replace(
@@ -347,7 +347,7 @@ fn unknown_scopes_are_dropped_only_where_configured() {
     let c = parse(&ignoring, Path::new("/")).unwrap();
     let g = c
         .policy
-        .decide(&principal, None, &aud, &cloud, None)
+        .decide(&principal, None, &aud, &cloud, None, None)
         .unwrap();
     assert_eq!(g.scopes, vec!["deploy"]);
 }

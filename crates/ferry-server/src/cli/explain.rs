@@ -150,6 +150,7 @@ pub async fn explain(
         targets: audiences,
         scopes: &scopes,
         client_id,
+        actor: None,
     };
     let result = decide(config, provider, &claims, exp, now, ask, Some(&mut trace));
     for line in trace {

@@ -112,6 +112,7 @@ fn check(config: &Config, case: &Case, fallback_now: i64) -> Result<(), String> 
         targets: &targets,
         scopes: &scopes,
         client_id: case.client_id.as_deref(),
+        actor: None,
     };
     let result = decide(
         config,

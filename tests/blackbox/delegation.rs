@@ -1,0 +1,147 @@
+//! Delegation (RFC 8693 §1.1, §4.1, §4.4): an actor token produces an `act` claim, nested
+//! for chains; `may_act` is honoured; policies condition on the actor.
+
+use ferry_testkit::keys::jwks;
+use ferry_testkit::mint::payload;
+use ferry_testkit::{Issuer, TestKey, now};
+use serde_json::{Value, json};
+
+use crate::harness::{Ferry, TEST_KEK, TempDir};
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+
+struct Env {
+    _tmp: TempDir,
+    ferry: Ferry,
+    issuer_url: String,
+    idp: Issuer,
+}
+
+fn start() -> Env {
+    let tmp = TempDir::new("delegation");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let issuer_url = format!("http://127.0.0.1:{port}");
+    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
+    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
+    let cfg = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer: {issuer_url}\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: https://api.example.com\n    rules: [{{ allow: \"true\", scopes: [read] }}]\n  - audience: https://delegated.example.com\n    rules: [{{ allow: \"actor.subject == 'ci-bot'\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let ferry =
+        Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)]).unwrap();
+    Env {
+        _tmp: tmp,
+        ferry,
+        issuer_url,
+        idp,
+    }
+}
+
+impl Env {
+    fn token(&self, sub: &str, extra: Value) -> String {
+        self.idp
+            .token(&self.idp.claims(&self.issuer_url, sub, now(), extra))
+    }
+
+    async fn exchange(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/token", self.ferry.url))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test]
+async fn delegation_act_may_act_chains_and_policy() {
+    let env = start();
+    let alice = env.token("alice", json!({"may_act": {"sub": "ci-bot"}}));
+    let bot = env.token("ci-bot", json!({}));
+    let mallory = env.token("mallory", json!({}));
+    let form = |subject: &str, actor: Option<&str>, aud: &str| {
+        let mut f: Vec<(String, String)> = vec![
+            ("grant_type".into(), TE.into()),
+            ("subject_token".into(), subject.into()),
+            ("subject_token_type".into(), JWT.into()),
+            ("audience".into(), aud.into()),
+        ];
+        if let Some(a) = actor {
+            f.push(("actor_token".into(), a.into()));
+            f.push(("actor_token_type".into(), JWT.into()));
+        }
+        f
+    };
+    async fn send(env: &Env, f: Vec<(String, String)>) -> (u16, Value) {
+        let refs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        env.exchange(&refs).await
+    }
+
+    // Delegation: act names the actor.
+    let (s, body) = send(&env, form(&alice, Some(&bot), "https://api.example.com")).await;
+    assert_eq!(s, 200, "{body}");
+    let delegated = body["access_token"].as_str().unwrap().to_owned();
+    let c = payload(&delegated);
+    assert_eq!(c["sub"], "alice");
+    assert_eq!(c["act"], json!({"sub": "ci-bot", "provider": "idp"}));
+    // Impersonation (no actor): no act.
+    let (s, body) = send(&env, form(&alice, None, "https://api.example.com")).await;
+    assert_eq!(s, 200);
+    assert!(
+        payload(body["access_token"].as_str().unwrap())
+            .get("act")
+            .is_none()
+    );
+    // may_act names ci-bot: mallory may not act for alice.
+    let (s, body) = send(
+        &env,
+        form(&alice, Some(&mallory), "https://api.example.com"),
+    )
+    .await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_request")));
+    // Policy on the actor: the delegated audience needs ci-bot as actor (twin: without an actor).
+    assert_eq!(
+        send(
+            &env,
+            form(&bot, Some(&bot), "https://delegated.example.com")
+        )
+        .await
+        .0,
+        200
+    );
+    let (s, body) = send(&env, form(&alice, None, "https://delegated.example.com")).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_target")));
+    // A chain: the delegated token, narrowed with another actor, nests the acts.
+    let worker = env.token("worker", json!({}));
+    let chain = vec![
+        ("grant_type".to_owned(), TE.to_owned()),
+        ("subject_token".to_owned(), delegated.clone()),
+        ("subject_token_type".to_owned(), AT.to_owned()),
+        ("audience".to_owned(), "https://api.example.com".to_owned()),
+        ("actor_token".to_owned(), worker),
+        ("actor_token_type".to_owned(), JWT.to_owned()),
+    ];
+    let (s, body) = send(&env, chain).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        payload(body["access_token"].as_str().unwrap())["act"],
+        json!({"sub": "worker", "provider": "idp", "act": {"sub": "ci-bot", "provider": "idp"}})
+    );
+    // actor_token without actor_token_type is malformed.
+    let mut bad = form(&alice, None, "https://api.example.com");
+    bad.push(("actor_token".into(), bot.clone()));
+    let (s, body) = send(&env, bad).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_request")));
+}
