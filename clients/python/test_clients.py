@@ -297,3 +297,36 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(env):
     )
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
     print(out.stdout[-3000:])
+
+
+def test_python_downscoped_credentials_carry_an_access_boundary(env):
+    """google.auth.downscoped.Credentials, unmodified; only its transport is pointed at
+    Ferry (its STS URL is hard-wired to Google's)."""
+    from google.auth import downscoped, identity_pool
+    from google.auth.transport.requests import Request
+
+    class ToFerry(Request):
+        def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+            if url.startswith("https://sts."):
+                url = env.token_url
+            return super().__call__(url, method=method, body=body, headers=headers, timeout=timeout, **kwargs)
+
+    source = identity_pool.Credentials.from_info(external_account(env, {"file": str(subject_file(env, "ds.jwt"))}))
+    rule = downscoped.AccessBoundaryRule(
+        available_resource="//storage.googleapis.com/projects/_/buckets/bucket-123",
+        available_permissions=["inRole:roles/storage.objectViewer"],
+        availability_condition=downscoped.AvailabilityCondition(
+            expression="resource.name.startsWith('projects/_/buckets/bucket-123/objects/customer-a')",
+            title="customer-a-objects",
+        ),
+    )
+    creds = downscoped.Credentials(
+        source_credentials=source,
+        credential_access_boundary=downscoped.CredentialAccessBoundary(rules=[rule]),
+    )
+    creds.refresh(ToFerry())
+    claims = verify(env, creds.token)
+    boundary = claims["access_boundaries"][0]["accessBoundaryRules"][0]
+    assert boundary["availableResource"] == "//storage.googleapis.com/projects/_/buckets/bucket-123"
+    assert boundary["availabilityCondition"]["title"] == "customer-a-objects"
+    assert claims["aud"] == AUDIENCE, "the parent's audience is kept"

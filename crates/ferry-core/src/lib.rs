@@ -4,6 +4,7 @@
 //! function that tests can drive with a fake clock.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod boundary;
 pub mod clock;
 pub mod config;
 pub mod decision;

@@ -95,6 +95,9 @@ pub fn access_token_claims(
     if !grant.scopes.is_empty() {
         c.insert("scope".into(), json!(grant.scopes.join(" ")));
     }
+    if let Some(b) = &grant.access_boundaries {
+        c.insert("access_boundaries".into(), b.clone());
+    }
     if let Some(act) = input.act {
         c.insert("act".into(), act.clone());
     }
@@ -134,6 +137,7 @@ mod tests {
             ttl_cap: cap,
             rules: vec![],
             require_dpop: false,
+            access_boundaries: None,
         }
     }
 

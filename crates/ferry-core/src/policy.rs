@@ -85,6 +85,8 @@ pub struct Grant {
     pub rules: Vec<String>,
     /// Whether an audience or rule involved requires a DPoP-bound token.
     pub require_dpop: bool,
+    /// Access boundaries the token carries (downscoping), every one of which must allow.
+    pub access_boundaries: Option<serde_json::Value>,
 }
 
 /// The compiled policy.
@@ -124,6 +126,11 @@ fn key(s: &str) -> Key {
 }
 
 impl Policy {
+    /// The CEL runtime the configuration was compiled with.
+    pub fn cel(&self) -> &Cel {
+        &self.cel
+    }
+
     /// A policy over these audiences.
     pub fn new(cel: Cel, audiences: Vec<Audience>, expose_messages: bool) -> Self {
         Self {
@@ -312,6 +319,7 @@ impl Policy {
             ttl_cap,
             rules,
             require_dpop,
+            access_boundaries: None,
         })
     }
 }

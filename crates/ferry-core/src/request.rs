@@ -150,6 +150,8 @@ pub struct ExchangeRequest {
     pub actor_token: Option<String>,
     /// Its type.
     pub actor_token_type: Option<SubjectTokenType>,
+    /// Google's `options` (JSON), e.g. a Credential Access Boundary.
+    pub options: Option<String>,
 }
 
 impl std::fmt::Debug for ExchangeRequest {
@@ -378,7 +380,20 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
         }
         _ => return Err(bad(desc::ACTOR_UNSUPPORTED)),
     };
-    let (audiences, resources, scopes) = targets(p)?;
+    // Narrowing a Ferry token may keep its audiences (Google's downscoping clients send
+    // none).
+    let (audiences, resources, scopes) = if subject_token_type == SubjectTokenType::AccessToken
+        && p.audiences.is_empty()
+        && p.resources.is_empty()
+    {
+        let scopes = match p.get("scope") {
+            Some(s) => parse_scope(s)?,
+            None => Vec::new(),
+        };
+        (Vec::new(), Vec::new(), scopes)
+    } else {
+        targets(p)?
+    };
     Ok(ExchangeRequest {
         subject_token,
         subject_token_type,
@@ -389,6 +404,7 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
         client_id: p.get("client_id").map(str::to_owned),
         actor_token,
         actor_token_type,
+        options: p.get("options").map(str::to_owned),
     })
 }
 

@@ -90,7 +90,26 @@ pub async fn downscope(
     audit.original_issuer = Some(config.issuer.clone());
 
     // 1. The parent: signed by Ferry's own keys, typ at+jwt, unexpired.
-    let targets = req.targets();
+    // No audience requested keeps the parent's (Google's downscoping clients send none).
+    let requested = req.targets();
+    let peeked_aud = if requested.is_empty() {
+        ferry_verify::peek_claims(&req.subject_token)
+            .ok()
+            .map(|c| strings(c.get("aud")))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let targets = if requested.is_empty() {
+        peeked_aud
+    } else {
+        requested
+    };
+    if targets.is_empty() {
+        return Err(invalid_subject(
+            "no audience requested and none in the parent",
+        ));
+    }
     let mut rules = Rules::new(config.issuer.clone(), targets.clone());
     rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
     rules.rejected_types.clear();
@@ -209,6 +228,18 @@ pub async fn downscope(
     audit.subject = Some(principal.subject.clone());
     // A delegated parent keeps its `act`; a new actor is nested over it.
     let (_actor, act) = crate::exchange::delegation(state, &loaded, req, c, now).await?;
+    // An added access boundary (Google's `options`), on top of the parent's: every
+    // boundary in the list must allow.
+    let mut boundaries: Vec<Value> = c
+        .get("access_boundaries")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if let Some(options) = &req.options
+        && let Some(b) = ferry_core::boundary::access_boundary(options, config.policy.cel())?
+    {
+        boundaries.push(b);
+    }
     let outcome = Outcome {
         principal,
         grant: Grant {
@@ -217,6 +248,7 @@ pub async fn downscope(
             ttl_cap: Some(remaining),
             rules: vec!["downscoping".to_owned()],
             require_dpop: bound_jkt(c).is_some(),
+            access_boundaries: (!boundaries.is_empty()).then_some(Value::Array(boundaries)),
         },
         ttl: remaining.min(config.lifetimes.max_ttl),
     };

@@ -114,6 +114,12 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, VerifyError> {
     })
 }
 
+/// Reads the claims of a token without verifying it (to learn what to verify it for).
+pub fn peek_claims(token: &str) -> Result<Map<String, Value>, VerifyError> {
+    let parts = split(token)?;
+    decode_object(parts.payload_b64, "payload")
+}
+
 /// Reads `iss` from a token without verifying it, to choose the provider whose keys
 /// will verify it. `iss` must be a JSON string: an array or object never matches.
 pub fn peek_issuer(token: &str) -> Result<String, VerifyError> {

@@ -22,7 +22,7 @@ pub use alg::Algorithm;
 pub use error::VerifyError;
 pub use fetch::{Bearer, BearerToken};
 pub use jwks::{JwksError, KeySet, VerifyingKey};
-pub use jws::{Header, MAX_TOKEN_BYTES, peek_issuer};
+pub use jws::{Header, MAX_TOKEN_BYTES, peek_claims, peek_issuer};
 #[cfg(feature = "axum")]
 pub use relying::FerryAuth;
 pub use relying::{FerryToken, FerryVerifier, RelyingError};
