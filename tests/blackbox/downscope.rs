@@ -230,3 +230,104 @@ async fn a_bound_parent_is_narrowed_only_by_its_holder_and_the_child_stays_bound
         thumbprint(&key.public_jwk()).as_str()
     );
 }
+
+const BUCKET: &str = "//storage.googleapis.com/projects/_/buckets/bucket-123";
+const VIEWER: &str = "inRole:roles/storage.objectViewer";
+
+fn cab(expression: &str) -> String {
+    json!({"accessBoundary": {"accessBoundaryRules": [{
+        "availableResource": BUCKET,
+        "availablePermissions": [VIEWER],
+        "availabilityCondition": {"expression": expression, "title": "t"},
+    }]}})
+    .to_string()
+}
+
+#[tokio::test]
+async fn access_boundaries_are_carried_and_enforced_by_the_verifier() {
+    use ferry_verify::FerryVerifier;
+    use ferry_verify::boundary::ResourceAccess;
+    use ferry_verify::net::{ClientSettings, Http, OutboundPolicy};
+    use std::sync::Arc;
+
+    let env = start();
+    let (parent, _) = env.parent(None).await;
+    let narrow = |token: String, options: String| {
+        let env = &env;
+        async move {
+            env.post(
+                &[
+                    ("grant_type", TE),
+                    ("subject_token", &token),
+                    ("subject_token_type", AT),
+                    ("audience", "https://a.example.com"),
+                    ("options", &options),
+                ],
+                None,
+            )
+            .await
+        }
+    };
+    // Two steps: every .txt object, then only customer-a's.
+    let child = body_token(&narrow(parent.clone(), cab("resource.name.endsWith('.txt')")).await);
+    let prefix = "resource.name.startsWith('projects/_/buckets/bucket-123/objects/customer-a/')";
+    let grandchild = body_token(&narrow(child.clone(), cab(prefix)).await);
+    // An expression that does not compile is refused at the exchange (twin: above).
+    let (s, body) = narrow(child.clone(), cab("resource.name.startsWith((")).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_request")));
+
+    let http = Http::new(
+        OutboundPolicy::new(std::slice::from_ref(&env.issuer_url), &[]).unwrap(),
+        &ClientSettings::default(),
+    )
+    .unwrap();
+    let verifier = FerryVerifier::discover(
+        &env.issuer_url,
+        "https://a.example.com",
+        "http://svc.test",
+        http,
+        Arc::new(ferry_verify::time::SystemMono::default()),
+    )
+    .await
+    .unwrap();
+    let verified = |t: String| {
+        let verifier = &verifier;
+        async move {
+            verifier
+                .verify(Some(&format!("Bearer {t}")), None, "GET", "/", now())
+                .await
+                .unwrap()
+        }
+    };
+    let object = |name: &'static str| ResourceAccess {
+        resource: BUCKET,
+        permission: VIEWER,
+        name,
+        kind: "storage.googleapis.com/Object",
+        service: "storage.googleapis.com",
+    };
+    let a = object("projects/_/buckets/bucket-123/objects/customer-a/1.txt");
+    let b = object("projects/_/buckets/bucket-123/objects/customer-b/1.txt");
+    let a_bin = object("projects/_/buckets/bucket-123/objects/customer-a/1.bin");
+
+    let g = verified(grandchild).await;
+    assert_eq!(g.claims["access_boundaries"].as_array().unwrap().len(), 2);
+    assert!(g.boundary_allows(&a));
+    assert!(!g.boundary_allows(&b), "the added boundary narrows");
+    assert!(
+        !g.boundary_allows(&a_bin),
+        "the parent's boundary still applies"
+    );
+    let mut admin = a;
+    admin.permission = "inRole:roles/storage.objectAdmin";
+    assert!(!g.boundary_allows(&admin));
+    let c = verified(child).await;
+    assert!(c.boundary_allows(&b), "one step up, customer-b is allowed");
+    assert!(!c.boundary_allows(&a_bin));
+    let p = verified(parent).await;
+    assert!(p.claims.get("access_boundaries").is_none());
+    assert!(
+        p.boundary_allows(&a_bin),
+        "an unbounded token is not narrowed"
+    );
+}

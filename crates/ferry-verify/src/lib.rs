@@ -6,6 +6,8 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod alg;
+#[cfg(feature = "access-boundary")]
+pub mod boundary;
 pub mod dpop;
 mod error;
 mod fetch;

@@ -43,6 +43,17 @@ impl FerryToken {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
+
+    /// Whether the token's access boundaries (if any) allow `access`. A token without
+    /// `access_boundaries` allows it; one whose boundaries do not parse allows nothing.
+    #[cfg(feature = "access-boundary")]
+    pub fn boundary_allows(&self, access: &crate::boundary::ResourceAccess<'_>) -> bool {
+        match crate::boundary::AccessBoundaries::from_claims(&self.claims) {
+            Ok(None) => true,
+            Ok(Some(b)) => b.allows(access),
+            Err(_) => false,
+        }
+    }
 }
 
 /// Why a request was refused.
