@@ -330,3 +330,17 @@ def test_python_downscoped_credentials_carry_an_access_boundary(env):
     assert boundary["availableResource"] == "//storage.googleapis.com/projects/_/buckets/bucket-123"
     assert boundary["availabilityCondition"]["title"] == "customer-a-objects"
     assert claims["aud"] == AUDIENCE, "the parent's audience is kept"
+
+
+def test_node_downscoped_client_carries_an_access_boundary(env):
+    """npm DownscopedClient, unmodified but for its STS endpoint (hard-wired to Google's)."""
+    out = node("downscoped.mjs", AUDIENCE=AUDIENCE, TOKEN_URL=env.token_url,
+               SUBJECT_TOKEN_FILE=str(subject_file(env, "node-ds.jwt")))
+    claims = verify(env, out["access_token"])
+    rule = claims["access_boundaries"][0]["accessBoundaryRules"][0]
+    assert rule["availablePermissions"] == ["inRole:roles/storage.objectViewer"]
+    assert rule["availabilityCondition"]["title"] == "customer-a-objects"
+    # Twin: the source token it narrowed carries no boundary and lives at least as long.
+    parent = verify(env, out["parent"])
+    assert "access_boundaries" not in parent
+    assert claims["exp"] <= parent["exp"]
