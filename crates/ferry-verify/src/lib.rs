@@ -8,6 +8,7 @@
 mod alg;
 #[cfg(feature = "access-boundary")]
 pub mod boundary;
+pub mod derive;
 pub mod dpop;
 mod error;
 mod fetch;

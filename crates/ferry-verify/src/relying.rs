@@ -66,6 +66,9 @@ pub enum RelyingError {
     /// The token did not verify.
     #[error("invalid token: {0}")]
     Token(#[from] VerifyError),
+    /// A locally derived token did not verify.
+    #[error("invalid derived token: {0}")]
+    Derived(#[from] crate::derive::DeriveError),
     /// The DPoP proof is missing or invalid.
     #[error("{0}")]
     Dpop(#[from] DpopError),
@@ -177,8 +180,17 @@ impl FerryVerifier {
         let auth = authorization.ok_or(RelyingError::NoToken)?;
         let (scheme, token) = auth.split_once(' ').ok_or(RelyingError::NoToken)?;
         let token = token.trim();
-        let v = verify_from(token, &self.rules, &self.keys, now).await?;
-        let bound = bound_jkt(&v.claims).map(str::to_owned);
+        // A token derived locally by a holder (`typ: ferry-derived+jwt`) is verified
+        // down to its Ferry root; its effective claims are then treated like a Ferry
+        // token's (bound if its outermost layer names a key).
+        let claims = if crate::derive::is_derived_token(token) {
+            crate::derive::verify_derived(token, &self.rules, &self.keys, now).await?
+        } else {
+            verify_from(token, &self.rules, &self.keys, now)
+                .await?
+                .claims
+        };
+        let bound = bound_jkt(&claims).map(str::to_owned);
         match (scheme.to_ascii_lowercase().as_str(), &bound) {
             ("bearer", None) => {}
             // RFC 9449 §7.1: a bound token is never a bearer token.
@@ -209,7 +221,7 @@ impl FerryVerifier {
             }
             _ => return Err(RelyingError::NoToken),
         }
-        let c = &v.claims;
+        let c = &claims;
         let strings = |k: &str| -> Vec<String> {
             c.get(k)
                 .and_then(Value::as_array)
@@ -247,7 +259,7 @@ impl FerryVerifier {
                 .cloned()
                 .unwrap_or_default(),
             bound_jkt: bound,
-            claims: v.claims,
+            claims,
         })
     }
 }

@@ -1,0 +1,730 @@
+//! Local downscoping: the holder of a bound Ferry token derives a narrower token on its
+//! own machine, without a round trip to Ferry, and a relying service verifies it offline.
+//!
+//! A derived token is a compact JWS with `typ: ferry-derived+jwt`, signed (ES256) by the
+//! key its parent is bound to, with that public key in the header's `jwk`. Its payload:
+//!
+//! ```json
+//! {"parent": "<the parent token>", "aud": ["…"], "scope": "…", "iat": 0, "exp": 0,
+//!  "depth": 1, "access_boundary": {"accessBoundaryRules": […]}, "cnf": {"jkt": "…"}}
+//! ```
+//!
+//! `aud` ⊆ the parent's, `scope` ⊆ the parent's, `exp` ≤ the parent's, `depth` = the
+//! parent's + 1 (a Ferry token is depth 0) and at most [`MAX_DEPTH`]; `access_boundary`
+//! is added to the parent's boundaries; `cnf.jkt` (optional) binds the derived token to
+//! another key (the task's): it is then used with DPoP proofs by that key, and only that
+//! key can derive from it further. Without `cnf` the derived token is a bearer token and
+//! the end of its chain.
+//!
+//! Threat model: the root must be a Ferry token bound to the holder's key (`cnf.jkt`), so
+//! a service that receives a derived token and extracts the embedded parent cannot use
+//! it — presenting it needs a DPoP proof by the holder's key — and cannot derive from it
+//! either. The service can replay the derived token itself until its `exp`, only to the
+//! audiences and scopes it names: keep derived lifetimes short and bind them (`cnf`) when
+//! the receiver is not trusted with a bearer token. Revocation is by the root's `exp`.
+
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Map, Value, json};
+
+use crate::alg::Algorithm;
+use crate::dpop::{bound_jkt, thumbprint};
+use crate::jwks::parse_single;
+use crate::jws::{decode_object, split};
+use crate::source::{KeySource, verify_from};
+use crate::{Rules, VerifyError};
+
+/// The `typ` of a derived token.
+pub const DERIVED_TYPE: &str = "ferry-derived+jwt";
+/// The deepest derivation accepted.
+pub const MAX_DEPTH: u64 = 4;
+
+/// Why a derivation was refused (holder side) or a derived token did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeriveError {
+    /// The embedded chain or a layer is malformed.
+    #[error("malformed derived token: {0}")]
+    Malformed(&'static str),
+    /// The root Ferry token did not verify.
+    #[error("root token: {0}")]
+    Root(#[from] VerifyError),
+    /// The parent is not bound to a key, or this layer is not signed by it.
+    #[error("not signed by the key the parent is bound to")]
+    Holder,
+    /// A layer's signature does not verify.
+    #[error("bad signature on a derived layer")]
+    Signature,
+    /// A layer is broader than its parent (`aud`, `scope` or `exp`).
+    #[error("a derived layer widens its parent: {0}")]
+    Widens(&'static str),
+    /// Deeper than [`MAX_DEPTH`], or `depth` not the parent's + 1.
+    #[error("derivation depth")]
+    Depth,
+    /// The derived token has expired or is issued in the future.
+    #[error("derived token expired or not yet valid")]
+    Time,
+    /// The outermost `aud` does not name this service.
+    #[error("audience mismatch")]
+    Audience,
+    /// The access boundary does not parse or compile.
+    #[error("invalid access boundary")]
+    Boundary,
+    /// The holder key could not be used.
+    #[error("holder key: {0}")]
+    Key(&'static str),
+}
+
+/// The holder's ES256 key: the key its Ferry token is bound to.
+#[derive(Debug)]
+pub struct HolderKey {
+    pair: EcdsaKeyPair,
+    jwk: Value,
+    jkt: String,
+}
+
+impl HolderKey {
+    /// A new random P-256 key.
+    pub fn generate() -> Result<Self, DeriveError> {
+        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
+            .map_err(|_| DeriveError::Key("generation failed"))?;
+        Self::from_pair(pair)
+    }
+
+    /// A P-256 key from PKCS#8 DER.
+    pub fn from_pkcs8(der: &[u8]) -> Result<Self, DeriveError> {
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+            .map_err(|_| DeriveError::Key("not a P-256 PKCS#8 key"))?;
+        Self::from_pair(pair)
+    }
+
+    fn from_pair(pair: EcdsaKeyPair) -> Result<Self, DeriveError> {
+        let point = pair.public_key().as_ref();
+        if point.len() != 65 || point[0] != 4 {
+            return Err(DeriveError::Key("unexpected public key encoding"));
+        }
+        let jwk = json!({
+            "kty": "EC",
+            "crv": "P-256",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        });
+        let jkt = thumbprint(&jwk);
+        Ok(Self { pair, jwk, jkt })
+    }
+
+    /// The public JWK.
+    pub fn jwk(&self) -> &Value {
+        &self.jwk
+    }
+
+    /// The RFC 7638 thumbprint (the `cnf.jkt` a token bound to this key carries).
+    pub fn thumbprint(&self) -> &str {
+        &self.jkt
+    }
+
+    /// Signs a compact JWS with this key (ES256): `header` gains `alg` and `jwk`.
+    pub fn sign(
+        &self,
+        mut header: Map<String, Value>,
+        payload: &Value,
+    ) -> Result<String, DeriveError> {
+        header.insert("alg".into(), json!("ES256"));
+        header.insert("jwk".into(), self.jwk.clone());
+        let h = serde_json::to_vec(&header).map_err(|_| DeriveError::Key("header"))?;
+        let p = serde_json::to_vec(payload).map_err(|_| DeriveError::Key("payload"))?;
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(h),
+            URL_SAFE_NO_PAD.encode(p)
+        );
+        let sig = self
+            .pair
+            .sign(&SystemRandom::new(), input.as_bytes())
+            .map_err(|_| DeriveError::Key("signing failed"))?;
+        Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())))
+    }
+}
+
+/// How to narrow a parent. Empty/`None` fields keep the parent's.
+#[derive(Debug, Clone, Default)]
+pub struct Narrowing {
+    /// `aud`, a subset of the parent's.
+    pub audiences: Vec<String>,
+    /// Scopes, a subset of the parent's.
+    pub scopes: Option<Vec<String>>,
+    /// Lifetime from now, seconds; capped by the parent's `exp`.
+    pub lifetime: Option<i64>,
+    /// A Google-style access boundary (`{"accessBoundaryRules": […]}`) added to the
+    /// parent's.
+    pub access_boundary: Option<Value>,
+    /// Bind the derived token to another key (its RFC 7638 thumbprint).
+    pub bind_to: Option<String>,
+}
+
+/// What one layer grants.
+#[derive(Debug, Clone)]
+struct View {
+    aud: Vec<String>,
+    scopes: Vec<String>,
+    exp: i64,
+    depth: u64,
+    jkt: Option<String>,
+}
+
+fn strings(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn scopes(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_str)
+        .map(|s| {
+            s.split(' ')
+                .filter(|x| !x.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn is_derived(token: &str) -> bool {
+    split(token).is_ok_and(|p| p.header.typ.as_deref() == Some(DERIVED_TYPE))
+}
+
+fn view(claims: &Map<String, Value>, depth: u64) -> Result<View, DeriveError> {
+    Ok(View {
+        aud: strings(claims.get("aud")),
+        scopes: scopes(claims.get("scope")),
+        exp: claims
+            .get("exp")
+            .and_then(Value::as_i64)
+            .ok_or(DeriveError::Malformed("exp"))?,
+        depth,
+        jkt: bound_jkt(claims).map(str::to_owned),
+    })
+}
+
+/// Derives a narrower token from `parent` (a bound Ferry token, or a derived token bound
+/// to `holder`). Checks every rule the verifier will check, so a refused derivation
+/// fails here rather than at the relying service.
+pub fn derive(
+    parent: &str,
+    holder: &HolderKey,
+    n: &Narrowing,
+    now: i64,
+) -> Result<String, DeriveError> {
+    let claims = decode_object(split(parent)?.payload_b64, "payload")?;
+    let depth = if is_derived(parent) {
+        claims
+            .get("depth")
+            .and_then(Value::as_u64)
+            .ok_or(DeriveError::Malformed("depth"))?
+    } else {
+        0
+    };
+    let p = view(&claims, depth)?;
+    if p.jkt.as_deref() != Some(holder.thumbprint()) {
+        return Err(DeriveError::Holder);
+    }
+    if depth + 1 > MAX_DEPTH {
+        return Err(DeriveError::Depth);
+    }
+    let aud = if n.audiences.is_empty() {
+        p.aud.clone()
+    } else {
+        n.audiences.clone()
+    };
+    if aud.iter().any(|a| !p.aud.contains(a)) {
+        return Err(DeriveError::Widens("aud"));
+    }
+    let scope = n.scopes.clone().unwrap_or_else(|| p.scopes.clone());
+    if scope.iter().any(|s| !p.scopes.contains(s)) {
+        return Err(DeriveError::Widens("scope"));
+    }
+    let exp = n.lifetime.map_or(p.exp, |l| (now + l).min(p.exp));
+    if exp <= now {
+        return Err(DeriveError::Time);
+    }
+    let mut payload = json!({
+        "parent": parent,
+        "aud": aud,
+        "scope": scope.join(" "),
+        "iat": now,
+        "exp": exp,
+        "depth": depth + 1,
+    });
+    if let Some(b) = &n.access_boundary {
+        check_boundary(b)?;
+        payload["access_boundary"] = b.clone();
+    }
+    if let Some(jkt) = &n.bind_to {
+        payload["cnf"] = json!({"jkt": jkt});
+    }
+    let mut header = Map::new();
+    header.insert("typ".into(), json!(DERIVED_TYPE));
+    holder.sign(header, &payload)
+}
+
+#[cfg(feature = "access-boundary")]
+fn check_boundary(b: &Value) -> Result<(), DeriveError> {
+    crate::boundary::AccessBoundaries::parse(&Value::Array(vec![b.clone()]))
+        .map(|_| ())
+        .map_err(|_| DeriveError::Boundary)
+}
+
+#[cfg(not(feature = "access-boundary"))]
+fn check_boundary(b: &Value) -> Result<(), DeriveError> {
+    b.get("accessBoundaryRules")
+        .and_then(Value::as_array)
+        .filter(|r| !r.is_empty())
+        .map(|_| ())
+        .ok_or(DeriveError::Boundary)
+}
+
+/// Whether `token` is a derived token (by its header; nothing is verified).
+pub fn is_derived_token(token: &str) -> bool {
+    is_derived(token)
+}
+
+/// Verifies a derived token offline: Ferry's signature on the root (with `rules` and
+/// `keys`, as for Ferry's own tokens), each layer's signature by the key its parent is
+/// bound to, every narrowing rule and the depth. Returns the effective claims: the
+/// root's, with the outermost layer's `aud`, `scope`, `iat`, `exp` and `cnf` (none if
+/// the outermost is unbound), every layer's boundary appended to `access_boundaries`,
+/// and `derivation_depth`.
+pub async fn verify_derived(
+    token: &str,
+    rules: &Rules,
+    keys: &KeySource,
+    now: i64,
+) -> Result<Map<String, Value>, DeriveError> {
+    // Unwrap the chain, outermost first, without trusting anything yet.
+    let mut layers: Vec<(String, Map<String, Value>)> = Vec::new();
+    let mut current = token.to_owned();
+    while is_derived(&current) {
+        if layers.len() as u64 >= MAX_DEPTH {
+            return Err(DeriveError::Depth);
+        }
+        let claims = decode_object(split(&current)?.payload_b64, "payload")?;
+        let parent = claims
+            .get("parent")
+            .and_then(Value::as_str)
+            .ok_or(DeriveError::Malformed("parent"))?
+            .to_owned();
+        layers.push((std::mem::replace(&mut current, parent), claims));
+    }
+    if layers.is_empty() {
+        return Err(DeriveError::Malformed("not a derived token"));
+    }
+    // The root: a Ferry token, verified as the service verifies any.
+    let root = verify_from(&current, rules, keys, now).await?;
+    let mut claims = root.claims;
+    let mut parent = view(&claims, 0)?;
+    let mut boundaries: Vec<Value> = claims
+        .get("access_boundaries")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let mut outer = Map::new();
+    for (layer, payload) in layers.into_iter().rev() {
+        let parts = split(&layer)?;
+        if parts.header.crit {
+            return Err(DeriveError::Malformed("crit"));
+        }
+        let alg = Algorithm::from_name(&parts.header.alg)
+            .filter(|a| matches!(a, Algorithm::ES256 | Algorithm::EdDSA))
+            .ok_or(DeriveError::Malformed("alg"))?;
+        let header_b64 = parts.signing_input.split('.').next().unwrap_or_default();
+        let header = decode_object(header_b64, "header")?;
+        let jwk = header
+            .get("jwk")
+            .filter(|j| j.is_object())
+            .ok_or(DeriveError::Holder)?;
+        if ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+            .iter()
+            .any(|k| jwk.get(*k).is_some())
+        {
+            return Err(DeriveError::Malformed("private key material in jwk"));
+        }
+        if parent.jkt.as_deref() != Some(thumbprint(jwk).as_str()) {
+            return Err(DeriveError::Holder);
+        }
+        let key = parse_single(jwk, alg).map_err(|_| DeriveError::Holder)?;
+        if !key.verify(parts.signing_input.as_bytes(), &parts.signature) {
+            return Err(DeriveError::Signature);
+        }
+        let depth = payload
+            .get("depth")
+            .and_then(Value::as_u64)
+            .ok_or(DeriveError::Malformed("depth"))?;
+        if depth != parent.depth + 1 || depth > MAX_DEPTH {
+            return Err(DeriveError::Depth);
+        }
+        let this = view(&payload, depth)?;
+        if this.aud.is_empty() || this.aud.iter().any(|a| !parent.aud.contains(a)) {
+            return Err(DeriveError::Widens("aud"));
+        }
+        if this.scopes.iter().any(|s| !parent.scopes.contains(s)) {
+            return Err(DeriveError::Widens("scope"));
+        }
+        if this.exp > parent.exp {
+            return Err(DeriveError::Widens("exp"));
+        }
+        let iat = payload
+            .get("iat")
+            .and_then(Value::as_i64)
+            .ok_or(DeriveError::Malformed("iat"))?;
+        if this.exp + rules.leeway <= now || iat > now + rules.leeway {
+            return Err(DeriveError::Time);
+        }
+        if let Some(b) = payload.get("access_boundary") {
+            check_boundary(b)?;
+            boundaries.push(b.clone());
+        }
+        parent = this;
+        outer = payload;
+    }
+    if !parent.aud.iter().any(|a| rules.audiences.contains(a)) {
+        return Err(DeriveError::Audience);
+    }
+    for k in ["aud", "scope", "iat", "exp"] {
+        if let Some(v) = outer.remove(k) {
+            claims.insert(k.into(), v);
+        }
+    }
+    match outer.remove("cnf") {
+        Some(c) => claims.insert("cnf".into(), c),
+        None => claims.remove("cnf"),
+    };
+    if !boundaries.is_empty() {
+        claims.insert("access_boundaries".into(), Value::Array(boundaries));
+    }
+    claims.insert("derivation_depth".into(), json!(parent.depth));
+    Ok(claims)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ferry_testkit::keys::jwks;
+    use ferry_testkit::mint::{dpop_proof, payload};
+    use ferry_testkit::{Issuer, TestKey, now};
+
+    use super::*;
+    use crate::dpop::access_token_hash;
+    use crate::{FerryVerifier, RelyingError, StaticKeys};
+
+    const ISS: &str = "https://sts.example.com";
+    const API: &str = "https://api.example.com";
+    const OTHER: &str = "https://other.example.com";
+
+    struct Fx {
+        ferry: Issuer,
+        verifier: FerryVerifier,
+        holder_tk: TestKey,
+        holder: HolderKey,
+    }
+
+    fn fx() -> Fx {
+        let ferry = Issuer::new(ISS, TestKey::ec("ferry-1"));
+        let (keys, _) = StaticKeys::from_bytes(
+            jwks(&[&ferry.key]).to_string().as_bytes(),
+            &[Algorithm::ES256],
+        )
+        .unwrap();
+        let verifier = FerryVerifier::new(ISS, API, API, KeySource::Static(Arc::new(keys)));
+        let holder_tk = TestKey::ec("holder");
+        let holder = HolderKey::from_pkcs8(holder_tk.pkcs8()).unwrap();
+        Fx {
+            ferry,
+            verifier,
+            holder_tk,
+            holder,
+        }
+    }
+
+    impl Fx {
+        fn root(&self, extra: Value) -> String {
+            let mut claims = json!({"iss": ISS, "aud": [API, OTHER], "sub": "repo:acme/app",
+                "iat": now(), "exp": now() + 600, "jti": "t", "client_id": "c", "scope": "read write",
+                "cnf": {"jkt": self.holder.thumbprint()}});
+            for (k, v) in extra.as_object().unwrap() {
+                if v.is_null() {
+                    claims.as_object_mut().unwrap().remove(k);
+                } else {
+                    claims[k] = v.clone();
+                }
+            }
+            self.ferry.token_with_header(
+                &json!({"alg": "ES256", "kid": "ferry-1", "typ": "at+jwt"}),
+                &claims,
+            )
+        }
+
+        async fn bearer(&self, token: &str) -> Result<crate::FerryToken, RelyingError> {
+            self.verifier
+                .verify(Some(&format!("Bearer {token}")), None, "GET", "/r", now())
+                .await
+        }
+
+        async fn dpop(
+            &self,
+            key: &TestKey,
+            token: &str,
+        ) -> Result<crate::FerryToken, RelyingError> {
+            let proof = dpop_proof(
+                key,
+                "GET",
+                &format!("{API}/r"),
+                now(),
+                &format!("{}", now() as u128 * 1000 + u128::from(rand_u16())),
+                Some(&access_token_hash(token)),
+                None,
+            );
+            self.verifier
+                .verify(
+                    Some(&format!("DPoP {token}")),
+                    Some(&proof),
+                    "GET",
+                    "/r",
+                    now(),
+                )
+                .await
+        }
+
+        /// Signs an arbitrary derived layer (bypassing the holder-side checks).
+        fn forge(&self, key: &HolderKey, payload: Value) -> String {
+            let mut h = Map::new();
+            h.insert("typ".into(), json!(DERIVED_TYPE));
+            key.sign(h, &payload).unwrap()
+        }
+    }
+
+    fn rand_u16() -> u16 {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        static N: AtomicU16 = AtomicU16::new(0);
+        N.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn narrow(aud: &str, scope: &str) -> Narrowing {
+        Narrowing {
+            audiences: vec![aud.to_owned()],
+            scopes: Some(vec![scope.to_owned()]),
+            lifetime: Some(60),
+            ..Narrowing::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_derived_token_verifies_offline_with_the_narrowed_claims() {
+        let f = fx();
+        let root = f.root(json!({}));
+        let d = derive(&root, &f.holder, &narrow(API, "read"), now()).unwrap();
+        assert_eq!(payload(&d)["depth"], 1);
+        let t = f.bearer(&d).await.unwrap();
+        assert_eq!(t.subject, "repo:acme/app");
+        assert_eq!(t.scopes, vec!["read"]);
+        assert_eq!(t.claims["aud"], json!([API]));
+        assert!(t.claims["exp"].as_i64().unwrap() <= now() + 60);
+        assert_eq!(
+            t.bound_jkt, None,
+            "an unbound derived token is a bearer token"
+        );
+        assert_eq!(t.claims["derivation_depth"], 1);
+        // The root itself is bound: as a bearer token it is refused, with its proof it works.
+        assert!(matches!(f.bearer(&root).await, Err(RelyingError::Dpop(_))));
+        assert!(f.dpop(&f.holder_tk, &root).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn widening_is_impossible_for_the_holder_and_refused_when_forged() {
+        let f = fx();
+        let root = f.root(json!({"aud": [API], "scope": "read"}));
+        let t = now();
+        // Holder side: each widening refused, its twin accepted.
+        assert_eq!(
+            derive(&root, &f.holder, &narrow(OTHER, "read"), t),
+            Err(DeriveError::Widens("aud"))
+        );
+        assert_eq!(
+            derive(&root, &f.holder, &narrow(API, "write"), t),
+            Err(DeriveError::Widens("scope"))
+        );
+        assert!(derive(&root, &f.holder, &narrow(API, "read"), t).is_ok());
+        // A longer lifetime is capped at the parent's exp, never beyond.
+        let long = Narrowing {
+            lifetime: Some(100_000),
+            ..Narrowing::default()
+        };
+        let d = derive(&root, &f.holder, &long, t).unwrap();
+        assert_eq!(payload(&d)["exp"], payload(&root)["exp"]);
+        // Verifier side: forged layers, each beside its valid twin.
+        let exp = payload(&root)["exp"].as_i64().unwrap();
+        let layer = |aud: Value, scope: &str, exp: i64| json!({"parent": root, "aud": aud, "scope": scope, "iat": t, "exp": exp, "depth": 1});
+        let ok = f.forge(&f.holder, layer(json!([API]), "read", exp));
+        assert!(f.bearer(&ok).await.is_ok());
+        for (bad, why) in [
+            (layer(json!([API, OTHER]), "read", exp), "aud"),
+            (layer(json!([API]), "read write", exp), "scope"),
+            (layer(json!([API]), "read", exp + 1), "exp"),
+        ] {
+            let forged = f.forge(&f.holder, bad);
+            let err = f.bearer(&forged).await.unwrap_err();
+            assert!(
+                matches!(err, RelyingError::Derived(DeriveError::Widens(w)) if w == why),
+                "{why}: {err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_bound_key_can_derive() {
+        let f = fx();
+        let root = f.root(json!({}));
+        let stranger = HolderKey::generate().unwrap();
+        assert_eq!(
+            derive(&root, &stranger, &narrow(API, "read"), now()),
+            Err(DeriveError::Holder)
+        );
+        let t = now();
+        let layer = json!({"parent": root, "aud": [API], "scope": "read", "iat": t, "exp": t + 60, "depth": 1});
+        let forged = f.forge(&stranger, layer.clone());
+        assert!(matches!(
+            f.bearer(&forged).await,
+            Err(RelyingError::Derived(DeriveError::Holder))
+        ));
+        assert!(f.bearer(&f.forge(&f.holder, layer)).await.is_ok());
+        // An unbound root cannot be derived from at all (twin: the bound root above).
+        let unbound = f.root(json!({"cnf": null}));
+        assert_eq!(
+            derive(&unbound, &f.holder, &narrow(API, "read"), now()),
+            Err(DeriveError::Holder)
+        );
+        let layer = json!({"parent": unbound, "aud": [API], "scope": "read", "iat": t, "exp": t + 60, "depth": 1});
+        assert!(matches!(
+            f.bearer(&f.forge(&f.holder, layer)).await,
+            Err(RelyingError::Derived(DeriveError::Holder))
+        ));
+    }
+
+    #[tokio::test]
+    async fn depth_four_verifies_and_five_is_impossible() {
+        let f = fx();
+        // Each level bound to the next holder's key, as a task hands a token to a subtask.
+        let keys: Vec<TestKey> = (0..5).map(|i| TestKey::ec(&format!("k{i}"))).collect();
+        let holders: Vec<HolderKey> = keys
+            .iter()
+            .map(|k| HolderKey::from_pkcs8(k.pkcs8()).unwrap())
+            .collect();
+        let root = f.root(json!({"cnf": {"jkt": holders[0].thumbprint()}}));
+        let mut token = root.clone();
+        for i in 0..4 {
+            let n = Narrowing {
+                bind_to: Some(holders[i + 1].thumbprint().to_owned()),
+                lifetime: Some(300 - 10 * i as i64),
+                ..Narrowing::default()
+            };
+            token = derive(&token, &holders[i], &n, now()).unwrap();
+            // Each level is bound: refused as a bearer token, accepted with its holder's proof.
+            assert!(matches!(f.bearer(&token).await, Err(RelyingError::Dpop(_))));
+            let t = f.dpop(&keys[i + 1], &token).await.unwrap();
+            assert_eq!(t.claims["derivation_depth"], i + 1);
+            assert_eq!(t.bound_jkt.as_deref(), Some(holders[i + 1].thumbprint()));
+        }
+        assert_eq!(
+            derive(&token, &holders[4], &Narrowing::default(), now()),
+            Err(DeriveError::Depth)
+        );
+        let t = now();
+        let fifth = f.forge(
+            &holders[4],
+            json!({"parent": token, "aud": [API, OTHER], "scope": "read write", "iat": t, "exp": t + 60, "depth": 5}),
+        );
+        assert!(matches!(
+            f.dpop(&keys[4], &fifth).await,
+            Err(RelyingError::Derived(DeriveError::Depth))
+        ));
+        // A depth claim that skips a level is refused too (twin: the chain above).
+        let skip = f.forge(
+            &holders[0],
+            json!({"parent": root, "aud": [API], "scope": "read", "iat": t, "exp": t + 60, "depth": 2}),
+        );
+        assert!(matches!(
+            f.bearer(&skip).await,
+            Err(RelyingError::Derived(DeriveError::Depth))
+        ));
+    }
+
+    #[cfg(feature = "access-boundary")]
+    #[tokio::test]
+    async fn boundaries_accumulate_and_are_enforced() {
+        use crate::boundary::ResourceAccess;
+        let f = fx();
+        let bucket = "//storage.googleapis.com/projects/_/buckets/b";
+        let rule = |expr: &str| {
+            json!({"accessBoundaryRules": [{"availableResource": bucket,
+                "availablePermissions": ["read"], "availabilityCondition": {"expression": expr}}]})
+        };
+        let root = f.root(json!({"access_boundaries": [rule("resource.name.endsWith('.txt')")]}));
+        let n = Narrowing {
+            access_boundary: Some(rule("resource.name.startsWith('a/')")),
+            ..narrow(API, "read")
+        };
+        let d = derive(&root, &f.holder, &n, now()).unwrap();
+        let t = f.bearer(&d).await.unwrap();
+        let access = |name| ResourceAccess {
+            resource: bucket,
+            permission: "read",
+            name,
+            ..ResourceAccess::default()
+        };
+        assert!(t.boundary_allows(&access("a/1.txt")));
+        assert!(
+            !t.boundary_allows(&access("b/1.txt")),
+            "the derived boundary"
+        );
+        assert!(
+            !t.boundary_allows(&access("a/1.bin")),
+            "the root's boundary"
+        );
+        let bad = Narrowing {
+            access_boundary: Some(rule("resource.name.startsWith((")),
+            ..narrow(API, "read")
+        };
+        assert_eq!(
+            derive(&root, &f.holder, &bad, now()),
+            Err(DeriveError::Boundary)
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_or_foreign_audience_derived_tokens_are_refused() {
+        let f = fx();
+        let root = f.root(json!({}));
+        let t = now();
+        let layer = |aud: &str, exp: i64| json!({"parent": root, "aud": [aud], "scope": "read", "iat": t - 200, "exp": exp, "depth": 1});
+        assert!(
+            f.bearer(&f.forge(&f.holder, layer(API, t + 60)))
+                .await
+                .is_ok()
+        );
+        assert!(matches!(
+            f.bearer(&f.forge(&f.holder, layer(API, t - 100))).await,
+            Err(RelyingError::Derived(DeriveError::Time))
+        ));
+        assert!(matches!(
+            f.bearer(&f.forge(&f.holder, layer(OTHER, t + 60))).await,
+            Err(RelyingError::Derived(DeriveError::Audience))
+        ));
+    }
+}
