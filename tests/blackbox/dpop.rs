@@ -349,3 +349,64 @@ async fn the_nonce_flow() {
         400
     );
 }
+
+#[tokio::test]
+async fn a_locally_derived_token_at_the_relying_service_and_its_parent_unusable_there() {
+    use ferry_verify::derive::{HolderKey, Narrowing, derive};
+    let env = start("");
+    let key = TestKey::ec("holder");
+    let (s, body, _) = env
+        .exchange(&env.subject(json!({})), API, &[&env.proof(&key, "d1")])
+        .await;
+    assert_eq!(s, 200, "{body}");
+    let root = body["access_token"].as_str().unwrap().to_owned();
+    // The holder narrows it on its own machine: no request to Ferry.
+    let holder = HolderKey::from_pkcs8(key.pkcs8()).unwrap();
+    let n = Narrowing {
+        scopes: Some(vec!["read".into()]),
+        lifetime: Some(60),
+        ..Narrowing::default()
+    };
+    let derived = derive(&root, &holder, &n, now()).unwrap();
+
+    let (_svc, url) = relying_service(&env.issuer_url);
+    let resource = format!("{url}/resource");
+    let call = |auth: String, proof: Option<String>| {
+        let (http, resource) = (env.http.clone(), resource.clone());
+        async move {
+            let mut r = http.get(resource).header("authorization", auth);
+            if let Some(p) = proof {
+                r = r.header("DPoP", p);
+            }
+            r.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(call(format!("Bearer {derived}"), None).await, 200);
+    // The service that received it extracts the embedded parent: bound to the holder's
+    // key, it is refused as a bearer token and with the service's own proof…
+    let parent = ferry_testkit::mint::payload(&derived)["parent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(parent, root);
+    assert_eq!(call(format!("Bearer {parent}"), None).await, 401);
+    let thief = TestKey::ec("service");
+    let ath = access_token_hash(&parent);
+    let stolen = dpop_proof(&thief, "GET", &resource, now(), "s1", Some(&ath), None);
+    assert_eq!(call(format!("DPoP {parent}"), Some(stolen)).await, 401);
+    // …and it cannot derive its own token from it (twin: the holder's derivation above).
+    let thief_key = HolderKey::from_pkcs8(thief.pkcs8()).unwrap();
+    assert!(derive(&parent, &thief_key, &Narrowing::default(), now()).is_err());
+    let mut header = serde_json::Map::new();
+    header.insert("typ".into(), json!(ferry_verify::derive::DERIVED_TYPE));
+    let forged = thief_key
+        .sign(
+            header,
+            &json!({"parent": parent, "aud": [API], "scope": "read", "iat": now(), "exp": now() + 60, "depth": 1}),
+        )
+        .unwrap();
+    assert_eq!(call(format!("Bearer {forged}"), None).await, 401);
+    // Only the holder, with its proof, uses the parent.
+    let own = dpop_proof(&key, "GET", &resource, now(), "h1", Some(&ath), None);
+    assert_eq!(call(format!("DPoP {parent}"), Some(own)).await, 200);
+}
