@@ -7,6 +7,7 @@ need=()
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"

@@ -16,3 +16,4 @@ mod ops;
 mod otlp;
 mod policy;
 mod reload;
+mod replay;

@@ -195,6 +195,8 @@ pub mod desc {
     pub const INVALID_SUBJECT_TOKEN: &str = "invalid subject token";
     pub const UNTRUSTED_ISSUER: &str = "subject token issuer is not trusted";
     pub const KEYS_UNAVAILABLE: &str = "issuer keys temporarily unavailable";
+    /// The shared replay cache cannot be reached.
+    pub const REPLAY_UNAVAILABLE: &str = "temporarily unable to check assertion replay";
     pub const CONDITION_DENIED: &str = "subject token rejected by the provider's condition";
     pub const MAPPING_FAILED: &str = "subject token could not be mapped";
     pub const TARGET_NOT_ALLOWED: &str = "the requested audience is not available";

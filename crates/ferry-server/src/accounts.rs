@@ -175,6 +175,29 @@ pub enum AssertionError {
     /// The replay cache is full of live assertions.
     #[error("replay cache full")]
     Full,
+    /// The shared replay cache cannot be reached.
+    #[error("replay cache unavailable")]
+    Unavailable,
+}
+
+impl AssertionError {
+    /// The client's error: `503 temporarily_unavailable` when the shared replay cache
+    /// cannot be reached, else what `otherwise` makes of the detail.
+    pub fn to_oauth(
+        &self,
+        otherwise: impl FnOnce(String) -> ferry_core::error::OAuthError,
+    ) -> ferry_core::error::OAuthError {
+        use ferry_core::error::{ErrorCode, OAuthError, Step, desc};
+        match self {
+            Self::Unavailable => OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                Step::Verify,
+                desc::REPLAY_UNAVAILABLE,
+            )
+            .detail("replay cache unreachable"),
+            other => otherwise(other.to_string()),
+        }
+    }
 }
 
 /// Verifies a JWT signed by an account (RFC 7523 §3): signature and claims by `rules`,
@@ -201,9 +224,10 @@ pub async fn verify_assertion(
         .and_then(Value::as_str)
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or(AssertionError::Jti)?;
-    match replay.consume(&rules.issuer, jti, v.exp, now) {
+    match replay.consume(&rules.issuer, jti, v.exp, now).await {
         Ok(()) => Ok(v),
         Err(ReplayError::Replayed) => Err(AssertionError::Replayed),
         Err(ReplayError::Full) => Err(AssertionError::Full),
+        Err(ReplayError::Unavailable) => Err(AssertionError::Unavailable),
     }
 }

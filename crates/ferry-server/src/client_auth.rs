@@ -171,7 +171,7 @@ pub async fn authenticate(
             true,
         )
         .await
-        .map_err(|e| fail(e.to_string()))?;
+        .map_err(|e| e.to_oauth(fail))?;
         return Ok(Some(ClientIdentity {
             id,
             method: ClientAuth::PrivateKeyJwt,

@@ -68,7 +68,7 @@ fn invalid(detail: impl Into<String>) -> OAuthError {
 }
 
 /// Checks the `DPoP` header of a token request, if any.
-pub fn check_token_request(
+pub async fn check_token_request(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<DpopProof>, OAuthError> {
@@ -111,6 +111,12 @@ pub fn check_token_request(
     state
         .replay
         .consume(&format!("dpop:{}", p.jkt), &p.jti, p.iat + window, now)
-        .map_err(|_| invalid("DPoP proof replayed"))?;
+        .await
+        .map_err(|e| match e {
+            crate::replay::ReplayError::Unavailable => {
+                crate::accounts::AssertionError::Unavailable.to_oauth(invalid)
+            }
+            _ => invalid("DPoP proof replayed"),
+        })?;
     Ok(Some(p))
 }

@@ -154,7 +154,10 @@ pub async fn exchange(
             audit.original_issuer = Some(iss.clone());
             let verified = verify_service_account(state, &loaded, &iss, &req.subject_token, now)
                 .await
-                .map_err(|e| invalid_subject(e.map_or_else(str::to_owned, |e| e.to_string())))?;
+                .map_err(|e| match e {
+                    Ok(e) => e.to_oauth(invalid_subject),
+                    Err(e) => invalid_subject(e),
+                })?;
             (provider, verified)
         }
     };
@@ -298,7 +301,10 @@ pub async fn jwt_bearer(
     audit.original_issuer = Some(iss.clone());
     verify_service_account(state, &loaded, &iss, &req.assertion, now)
         .await
-        .map_err(|e| invalid_grant(e.map_or_else(str::to_owned, |e| e.to_string())))?;
+        .map_err(|e| match e {
+            Ok(e) => e.to_oauth(invalid_grant),
+            Err(e) => invalid_grant(e),
+        })?;
     rate_limit(state, SERVICE_ACCOUNT_PROVIDER)?;
     audit.original_subject = Some(iss.clone());
     audit.subject = Some(iss.clone());

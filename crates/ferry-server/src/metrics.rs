@@ -230,6 +230,12 @@ impl Metrics {
             reloads.ok.load(Ordering::Relaxed),
             reloads.failed.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            tail,
+            "# HELP ferry_replay_backend_errors Replay checks that could not reach the shared replay cache (Redis).\n# TYPE ferry_replay_backend_errors counter\nferry_replay_backend_errors_total {}\n# HELP ferry_replay_full_refusals Assertions refused because the in-process replay cache was full.\n# TYPE ferry_replay_full_refusals counter\nferry_replay_full_refusals_total {}",
+            state.replay.backend_errors(),
+            state.replay.refusals()
+        );
         match out.strip_suffix("# EOF\n") {
             Some(head) => format!("{head}{tail}# EOF\n"),
             None => format!("{out}{tail}"),

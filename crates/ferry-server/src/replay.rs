@@ -5,8 +5,14 @@
 //! refusal). Size it at least at (assertion rate) × (longest assertion lifetime).
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
 
 /// Why an assertion id was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,15 +21,24 @@ pub enum ReplayError {
     Replayed,
     /// The cache is full of live entries.
     Full,
+    /// The shared cache cannot be reached (and the configuration fails closed).
+    Unavailable,
 }
 
-/// The replay cache interface (a shared implementation comes with scale-out).
+/// What [`ReplayCache::consume`] returns.
+pub type Consume<'a> = Pin<Box<dyn Future<Output = Result<(), ReplayError>> + Send + 'a>>;
+
+/// The replay cache interface: in process, or shared through Redis.
 pub trait ReplayCache: Send + Sync + std::fmt::Debug {
     /// Records `(issuer, jti)` until `exp`; an error if it was already recorded or if it
     /// cannot be recorded.
-    fn consume(&self, issuer: &str, jti: &str, exp: i64, now: i64) -> Result<(), ReplayError>;
+    fn consume<'a>(&'a self, issuer: &'a str, jti: &'a str, exp: i64, now: i64) -> Consume<'a>;
     /// Refusals because the cache was full.
     fn refusals(&self) -> u64;
+    /// Times the shared backend could not be reached (0 for the in-process cache).
+    fn backend_errors(&self) -> u64 {
+        0
+    }
 }
 
 /// An in-process replay cache.
@@ -46,7 +61,18 @@ impl InProcessReplay {
 }
 
 impl ReplayCache for InProcessReplay {
-    fn consume(&self, issuer: &str, jti: &str, exp: i64, now: i64) -> Result<(), ReplayError> {
+    fn consume<'a>(&'a self, issuer: &'a str, jti: &'a str, exp: i64, now: i64) -> Consume<'a> {
+        let r = self.consume_now(issuer, jti, exp, now);
+        Box::pin(std::future::ready(r))
+    }
+
+    fn refusals(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl InProcessReplay {
+    fn consume_now(&self, issuer: &str, jti: &str, exp: i64, now: i64) -> Result<(), ReplayError> {
         let mut map = self
             .entries
             .lock()
@@ -65,9 +91,167 @@ impl ReplayCache for InProcessReplay {
         map.insert(key, exp);
         Ok(())
     }
+}
+
+/// A replay cache shared by every replica through Redis: one `SET key 1 NX PX ttl` per
+/// assertion, the key a SHA-256 of issuer and `jti` (bounded length, nothing echoed).
+/// One connection, reconnected on error; each command bounded by the configured
+/// timeout. When Redis cannot be reached the assertion is refused (`503`) unless the
+/// configuration says `fail_open`, and either way the failure is counted
+/// (`ferry_replay_backend_errors_total`) and logged.
+#[derive(Debug)]
+pub struct RedisReplay {
+    config: ferry_core::config::RedisReplay,
+    conn: tokio::sync::Mutex<Option<BufReader<TcpStream>>>,
+    errors: AtomicU64,
+}
+
+impl RedisReplay {
+    /// A cache for `config`; connects on first use.
+    pub fn new(config: ferry_core::config::RedisReplay) -> Self {
+        Self {
+            config,
+            conn: tokio::sync::Mutex::new(None),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.config.timeout_ms.max(1))
+    }
+
+    async fn connect(&self) -> Result<BufReader<TcpStream>, String> {
+        let stream = TcpStream::connect(&self.config.addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
+        let _ = stream.set_nodelay(true);
+        let mut conn = BufReader::new(stream);
+        if let Some(p) = &self.config.password {
+            command(&mut conn, &[b"AUTH", p.as_bytes()]).await?;
+        }
+        if self.config.db != 0 {
+            command(
+                &mut conn,
+                &[b"SELECT", self.config.db.to_string().as_bytes()],
+            )
+            .await?;
+        }
+        Ok(conn)
+    }
+
+    async fn set_nx(&self, key: &str, ttl_ms: u64) -> Result<bool, String> {
+        let ttl = ttl_ms.to_string();
+        let args: [&[u8]; 6] = [b"SET", key.as_bytes(), b"1", b"NX", b"PX", ttl.as_bytes()];
+        let mut guard = self.conn.lock().await;
+        // A kept connection may have died with a Redis restart: on failure, one retry on
+        // a fresh connection. (Had the lost command run, the retry finds the key and
+        // refuses the assertion: a failure on the safe side.)
+        let mut reply = Err(String::new());
+        if let Some(conn) = guard.as_mut() {
+            reply = command(conn, &args).await;
+        }
+        if reply.is_err() {
+            *guard = None;
+            let conn = guard.insert(self.connect().await?);
+            reply = command(conn, &args).await;
+            if reply.is_err() {
+                // The connection's state is unknown: start afresh next time.
+                *guard = None;
+            }
+        }
+        match reply?.as_slice() {
+            b"+OK" => Ok(true),
+            b"$-1" | b"_" => Ok(false),
+            _ => Err("unexpected reply to SET".into()),
+        }
+    }
+}
+
+/// Sends one RESP command and reads a one-line reply (`+OK`, `$-1`, `_`, or a bulk
+/// string whose body is skipped); an error reply is an error.
+async fn command(conn: &mut BufReader<TcpStream>, args: &[&[u8]]) -> Result<Vec<u8>, String> {
+    let mut buf = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        buf.extend_from_slice(a);
+        buf.extend_from_slice(b"\r\n");
+    }
+    conn.get_mut()
+        .write_all(&buf)
+        .await
+        .map_err(|e| format!("write: {e}"))?;
+    let mut line = Vec::new();
+    let n = (&mut *conn)
+        .take(4096)
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|e| format!("read: {e}"))?;
+    if n == 0 || !line.ends_with(b"\r\n") {
+        return Err("connection closed".into());
+    }
+    line.truncate(line.len() - 2);
+    if line.first() == Some(&b'-') {
+        return Err("Redis refused the command".into());
+    }
+    if line.first() == Some(&b'$') && line.as_slice() != b"$-1" {
+        // A bulk reply (e.g. `SET … GET`): skip its body.
+        let len: usize = std::str::from_utf8(&line[1..])
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or("malformed bulk reply")?;
+        let mut body = vec![0u8; len + 2];
+        conn.read_exact(&mut body)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
+    }
+    Ok(line)
+}
+
+impl ReplayCache for RedisReplay {
+    fn consume<'a>(&'a self, issuer: &'a str, jti: &'a str, exp: i64, now: i64) -> Consume<'a> {
+        Box::pin(async move {
+            // Kept until `exp` inclusive, like the in-process cache.
+            let ttl_ms = u64::try_from(exp.saturating_sub(now).max(0) + 1)
+                .unwrap_or(1)
+                .saturating_mul(1000);
+            let key = format!(
+                "ferry:jti:{}",
+                crate::fingerprint(format!("{issuer}\0{jti}").as_bytes())
+            );
+            match tokio::time::timeout(self.timeout(), self.set_nx(&key, ttl_ms)).await {
+                Ok(Ok(true)) => Ok(()),
+                Ok(Ok(false)) => Err(ReplayError::Replayed),
+                Ok(Err(e)) => self.unreachable(&e),
+                Err(_) => {
+                    // A timed-out command may still be answered later: drop the link.
+                    *self.conn.lock().await = None;
+                    self.unreachable("timed out")
+                }
+            }
+        })
+    }
 
     fn refusals(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
+        0
+    }
+
+    fn backend_errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+}
+
+impl RedisReplay {
+    fn unreachable(&self, why: &str) -> Result<(), ReplayError> {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if self.config.fail_open {
+            tracing::error!(addr = %self.config.addr, error = %why,
+                "replay cache (Redis) unreachable: accepting the assertion without a replay check (fail_open)");
+            Ok(())
+        } else {
+            tracing::error!(addr = %self.config.addr, error = %why,
+                "replay cache (Redis) unreachable: refusing the assertion (set replay.fail_open to accept)");
+            Err(ReplayError::Unavailable)
+        }
     }
 }
 
@@ -78,11 +262,18 @@ mod tests {
     #[test]
     fn replayed_ids_are_refused_until_they_expire() {
         let c = InProcessReplay::new(10);
-        assert_eq!(c.consume("sa", "a", 100, 0), Ok(()));
-        assert_eq!(c.consume("sa", "a", 100, 50), Err(ReplayError::Replayed));
-        assert_eq!(c.consume("other", "a", 100, 50), Ok(()), "keyed by issuer");
+        assert_eq!(c.consume_now("sa", "a", 100, 0), Ok(()));
         assert_eq!(
-            c.consume("sa", "a", 200, 101),
+            c.consume_now("sa", "a", 100, 50),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(
+            c.consume_now("other", "a", 100, 50),
+            Ok(()),
+            "keyed by issuer"
+        );
+        assert_eq!(
+            c.consume_now("sa", "a", 200, 101),
             Ok(()),
             "after exp it is gone"
         );
@@ -91,10 +282,10 @@ mod tests {
     #[test]
     fn a_flood_never_evicts_a_live_entry() {
         let c = InProcessReplay::new(100);
-        assert_eq!(c.consume("sa", "live", 1_000, 0), Ok(()));
+        assert_eq!(c.consume_now("sa", "live", 1_000, 0), Ok(()));
         let mut refused = 0;
         for i in 0..10_000 {
-            if c.consume("attacker", &format!("j{i}"), 1_000, 1) == Err(ReplayError::Full) {
+            if c.consume_now("attacker", &format!("j{i}"), 1_000, 1) == Err(ReplayError::Full) {
                 refused += 1;
             }
         }
@@ -102,10 +293,10 @@ mod tests {
         assert_eq!(c.refusals(), 10_000 - 99);
         // The live assertion is still remembered: its replay is refused.
         assert_eq!(
-            c.consume("sa", "live", 1_000, 2),
+            c.consume_now("sa", "live", 1_000, 2),
             Err(ReplayError::Replayed)
         );
         // Twin: once the flood's entries expire, new ids are accepted again.
-        assert_eq!(c.consume("sa", "new", 2_000, 1_001), Ok(()));
+        assert_eq!(c.consume_now("sa", "new", 2_000, 1_001), Ok(()));
     }
 }

@@ -107,8 +107,10 @@ impl AppState {
         audit: Arc<AuditSink>,
     ) -> Self {
         let limits = Arc::new(Limiters::new(&loaded.config.limits));
-        let replay: Arc<dyn ReplayCache> =
-            Arc::new(InProcessReplay::new(loaded.config.max_replay_entries));
+        let replay: Arc<dyn ReplayCache> = match &loaded.config.replay_redis {
+            Some(redis) => Arc::new(crate::replay::RedisReplay::new(redis.clone())),
+            None => Arc::new(InProcessReplay::new(loaded.config.max_replay_entries)),
+        };
         Self {
             loaded: Arc::new(RwLock::new(Arc::new(loaded))),
             keys,

@@ -222,6 +222,8 @@ pub struct Config {
     pub clients: Vec<Client>,
     /// Capacity of the in-process replay cache (assertion `jti`s kept until `exp`).
     pub max_replay_entries: usize,
+    /// A shared replay cache (Redis) for several replicas; `None` keeps it in process.
+    pub replay_redis: Option<RedisReplay>,
     /// DPoP at `/token`.
     pub dpop: Dpop,
     /// Things that load but deserve a second look (`ferry check` prints them).
@@ -454,6 +456,20 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         }
     }
     let max_replay_entries = raw.max_replay_entries.unwrap_or(100_000);
+    let replay_redis = raw.replay.as_ref().and_then(|r| {
+        let url = r.redis.as_deref()?;
+        match RedisReplay::parse(url) {
+            Ok(mut c) => {
+                c.fail_open = r.fail_open.unwrap_or(false);
+                c.timeout_ms = duration(&mut errs, "replay.timeout", r.timeout.as_ref(), 1) * 1000;
+                Some(c)
+            }
+            Err(e) => {
+                errs.push("replay.redis", e);
+                None
+            }
+        }
+    });
     let dpop = ops::dpop(&mut errs, &raw.dpop, &issuer);
     let data_dir = base.join(
         raw.data_dir
@@ -491,9 +507,61 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         service_accounts,
         clients,
         max_replay_entries,
+        replay_redis,
         dpop,
         warnings,
     })
+}
+
+/// Where the shared replay cache lives: `redis://[:password@]host:port[/db]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisReplay {
+    /// `host:port`.
+    pub addr: String,
+    /// `AUTH` password, if any.
+    pub password: Option<String>,
+    /// `SELECT` database.
+    pub db: u32,
+    /// Accept assertions when Redis cannot be reached (default: refuse them).
+    pub fail_open: bool,
+    /// Per-command timeout, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for RedisReplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisReplay")
+            .field("addr", &self.addr)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .field("fail_open", &self.fail_open)
+            .finish()
+    }
+}
+
+impl RedisReplay {
+    /// Parses a `redis://` URL (no TLS: run Redis on a private network or loopback).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let u = url::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
+        if u.scheme() != "redis" {
+            return Err("only redis:// URLs are supported".into());
+        }
+        let host = u.host_str().filter(|h| !h.is_empty()).ok_or("no host")?;
+        let port = u.port().unwrap_or(6379);
+        let db = match u.path().trim_start_matches('/') {
+            "" => 0,
+            d => d
+                .parse()
+                .map_err(|_| "the path must be a database number".to_owned())?,
+        };
+        Ok(Self {
+            addr: format!("{host}:{port}"),
+            password: u.password().map(str::to_owned),
+            db,
+            fail_open: false,
+            timeout_ms: 1000,
+        })
+    }
 }
 
 /// The origin as written would print without a path: `http://127.0.0.1:8443`.

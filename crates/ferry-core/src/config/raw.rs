@@ -35,8 +35,17 @@ pub struct RawConfig {
     #[serde(default)]
     pub clients: Vec<RawClient>,
     pub max_replay_entries: Option<usize>,
+    pub replay: Option<RawReplay>,
     #[serde(default)]
     pub dpop: RawDpop,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReplay {
+    pub redis: Option<String>,
+    pub fail_open: Option<bool>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

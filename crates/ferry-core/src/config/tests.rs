@@ -351,3 +351,42 @@ fn unknown_scopes_are_dropped_only_where_configured() {
         .unwrap();
     assert_eq!(g.scopes, vec!["deploy"]);
 }
+
+#[test]
+fn redis_replay_urls() {
+    let r = RedisReplay::parse("redis://:pw@10.0.0.5:6380/2").unwrap();
+    assert_eq!(
+        (r.addr.as_str(), r.password.as_deref(), r.db),
+        ("10.0.0.5:6380", Some("pw"), 2)
+    );
+    assert!(!r.fail_open, "fails closed by default");
+    assert!(
+        !format!("{r:?}").contains("pw"),
+        "the password is never printed"
+    );
+    let d = RedisReplay::parse("redis://localhost").unwrap();
+    assert_eq!(
+        (d.addr.as_str(), d.password, d.db),
+        ("localhost:6379", None, 0)
+    );
+    assert!(RedisReplay::parse("rediss://localhost").is_err());
+    assert!(RedisReplay::parse("redis://localhost/x").is_err());
+    assert!(RedisReplay::parse("localhost:6379").is_err());
+    // In a configuration: a bad URL names its path; fail_open and timeout are read.
+    let with = |replay: &str| format!("{GOOGLE_STYLE}replay: {replay}\n");
+    let c = parse(
+        &with("{ redis: \"redis://127.0.0.1:7000\", fail_open: true, timeout: 2s }"),
+        Path::new("/"),
+    )
+    .unwrap();
+    let r = c.replay_redis.unwrap();
+    assert_eq!((r.fail_open, r.timeout_ms), (true, 2000));
+    let err = parse(&with("{ redis: \"http://x\" }"), Path::new("/")).unwrap_err();
+    assert!(err.to_string().contains("replay.redis"), "{err}");
+    assert!(
+        parse(GOOGLE_STYLE, Path::new("/"))
+            .unwrap()
+            .replay_redis
+            .is_none()
+    );
+}

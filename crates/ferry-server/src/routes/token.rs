@@ -120,27 +120,29 @@ pub async fn token(
                                 .inc();
                             Err(rate_limited("client", retry))
                         }
-                        (_, request) => match crate::dpop::check_token_request(&state, &headers) {
-                            Err(e) => Err(e),
-                            Ok(proof) => match request {
-                                TokenRequest::TokenExchange(mut req) => {
-                                    audit.grant_type = Some("token-exchange");
-                                    req.client_id = client_id;
-                                    exchange(&state, &req, proof.as_ref(), &mut audit).await
-                                }
-                                TokenRequest::JwtBearer(req) => {
-                                    audit.grant_type = Some("jwt-bearer");
-                                    jwt_bearer(
-                                        &state,
-                                        &req,
-                                        client_id.as_deref(),
-                                        proof.as_ref(),
-                                        &mut audit,
-                                    )
-                                    .await
-                                }
-                            },
-                        },
+                        (_, request) => {
+                            match crate::dpop::check_token_request(&state, &headers).await {
+                                Err(e) => Err(e),
+                                Ok(proof) => match request {
+                                    TokenRequest::TokenExchange(mut req) => {
+                                        audit.grant_type = Some("token-exchange");
+                                        req.client_id = client_id;
+                                        exchange(&state, &req, proof.as_ref(), &mut audit).await
+                                    }
+                                    TokenRequest::JwtBearer(req) => {
+                                        audit.grant_type = Some("jwt-bearer");
+                                        jwt_bearer(
+                                            &state,
+                                            &req,
+                                            client_id.as_deref(),
+                                            proof.as_ref(),
+                                            &mut audit,
+                                        )
+                                        .await
+                                    }
+                                },
+                            }
+                        }
                     }
                 }
             }

@@ -1,0 +1,164 @@
+//! The shared replay cache: two Ferry replicas and a Redis server started here on
+//! loopback. An assertion used at one replica is refused at the other; without Redis,
+//! assertions are refused (`503`) unless the configuration fails open; when Redis comes
+//! back, checks resume.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferry_testkit::keys::jwks;
+use ferry_testkit::{Issuer, TestKey, now};
+use serde_json::{Value, json};
+
+use crate::harness::{Ferry, Proc, TempDir};
+
+const ISS: &str = "https://ferry.example.com";
+const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const DEPLOY: &str = "https://deploy.example.com";
+
+static JTI: AtomicU64 = AtomicU64::new(0);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `redis-server` on loopback, no persistence; installed by scripts/install-test-deps.sh.
+fn redis(port: u16) -> Proc {
+    let mut p = Proc::spawn(Command::new("redis-server").args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]))
+    .expect("redis-server (scripts/install-test-deps.sh installs it)");
+    p.wait_for("Ready to accept connections").unwrap();
+    p
+}
+
+fn replica(dir: &Path, name: &str, redis_port: u16, fail_open: bool) -> Ferry {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(dir.join("builder.json"), d.join("builder.json")).unwrap();
+    let cfg = d.join("ferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+issuer: {ISS}
+data_dir: data
+limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}
+replay: {{ redis: "redis://127.0.0.1:{redis_port}", fail_open: {fail_open}, timeout: 1s }}
+service_accounts:
+  - id: builder
+    jwks: {{ file: builder.json }}
+providers:
+  - id: sa
+    kind: service_account
+    mapping: {{ subject: "'sa:' + assertion.sub" }}
+audiences:
+  - audience: {DEPLOY}
+    rules:
+      - allow: provider == 'service-account' && subject == 'builder'
+        scopes: [deploy]
+"#
+        ),
+    )
+    .unwrap();
+    Ferry::start(&cfg).unwrap()
+}
+
+fn assertion(signer: &Issuer) -> String {
+    let t = now();
+    signer.token(
+        &json!({"iss": signer.iss, "sub": signer.iss, "aud": ISS, "iat": t, "exp": t + 300,
+        "jti": format!("r-{}-{}", std::process::id(), JTI.fetch_add(1, Ordering::SeqCst))}),
+    )
+}
+
+async fn grant(ferry: &Ferry, assertion: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/token", ferry.url))
+        .form(&[
+            ("grant_type", JWT_BEARER),
+            ("assertion", assertion),
+            ("audience", DEPLOY),
+        ])
+        .send()
+        .await
+        .unwrap();
+    (
+        resp.status().as_u16(),
+        resp.json().await.unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn replicas_share_replay_state_through_redis_and_fail_closed_without_it() {
+    let tmp = TempDir::new("replay");
+    let builder = Issuer::new("builder", TestKey::ec("b1"));
+    std::fs::write(
+        tmp.path().join("builder.json"),
+        jwks(&[&builder.key]).to_string(),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut server = Some(redis(port));
+    let a = replica(tmp.path(), "a", port, false);
+    let b = replica(tmp.path(), "b", port, false);
+    let open = replica(tmp.path(), "open", port, true);
+
+    // Used at A, refused at B (and at A again); a fresh one works at B (the twin).
+    let x = assertion(&builder);
+    let (s, body) = grant(&a, &x).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, body) = grant(&b, &x).await;
+    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(grant(&a, &x).await.0, 400);
+    assert_eq!(grant(&b, &assertion(&builder)).await.0, 200);
+    // The Redis key names neither the issuer nor the jti.
+    assert!(!a.proc().output().contains(&x));
+
+    // Redis gone: fail closed by default, with a fixed error and a counted failure…
+    drop(server.take());
+    let (s, body) = grant(&a, &assertion(&builder)).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (503, Some("temporarily_unavailable"))
+    );
+    // …and accepted where the configuration says fail_open (twin).
+    assert_eq!(grant(&open, &assertion(&builder)).await.0, 200);
+    let admin = a.admin.clone().unwrap();
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let errors: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ferry_replay_backend_errors_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(errors >= 1, "{metrics}");
+    assert!(
+        a.proc()
+            .output()
+            .contains("replay cache (Redis) unreachable: refusing the assertion")
+    );
+
+    // Redis back (empty): the replicas reconnect and share state again.
+    let _server = redis(port);
+    let y = assertion(&builder);
+    assert_eq!(grant(&b, &y).await.0, 200);
+    assert_eq!(grant(&a, &y).await.0, 400);
+}
