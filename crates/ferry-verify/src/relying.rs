@@ -183,7 +183,7 @@ impl FerryVerifier {
         // A token derived locally by a holder (`typ: ferry-derived+jwt`) is verified
         // down to its Ferry root; its effective claims are then treated like a Ferry
         // token's (bound if its outermost layer names a key).
-        let claims = if crate::derive::is_derived_token(token) {
+        let claims = if crate::derive::is_derived(token) {
             crate::derive::verify_derived(token, &self.rules, &self.keys, now).await?
         } else {
             verify_from(token, &self.rules, &self.keys, now)
