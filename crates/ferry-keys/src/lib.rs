@@ -12,6 +12,8 @@ pub mod store;
 #[cfg(test)]
 mod conformance;
 #[cfg(test)]
+mod store_conformance;
+#[cfg(test)]
 mod tests;
 
 pub use kek::{Kek, Keks};
@@ -19,4 +21,7 @@ pub use manager::{Backend, KeyManager, ManagerConfig, Snapshot};
 pub use signer::{
     KeyError, Signer, SigningAlg, SoftwareSigner, finish_jwk, p256_jwk, sign_jwt, thumbprint,
 };
-pub use store::{KeyStore, LocalStore, Material, StoredKey, StoredRing};
+pub use store::{
+    KeyStore, LocalStore, MIGRATIONS, Material, Migration, PgStore, SCHEMA_VERSION, StoredKey,
+    StoredRing,
+};

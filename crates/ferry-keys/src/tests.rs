@@ -2,8 +2,7 @@
 //! key-encryption keys, emergency revocation, two writers sharing a directory, and the
 //! signer conformance suite on SoftHSM2.
 
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use ferry_core::keyring::{KeyState, RingPolicy};
 
@@ -158,95 +157,99 @@ fn rotation_revocation_and_jwks() {
     assert!(!m.snapshot().jwks.contains(&first));
 }
 
-/// A store that records every compare-and-swap attempt.
-#[derive(Debug)]
-struct Recording {
-    inner: LocalStore,
-    log: Arc<Mutex<Vec<(u64, bool, String)>>>,
+#[test]
+fn the_local_store_passes_the_store_conformance_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    crate::store_conformance::check_store(move || -> Arc<dyn KeyStore> {
+        Arc::new(LocalStore::open(&path).unwrap())
+    });
 }
 
-impl KeyStore for Recording {
-    fn load(&self) -> Result<StoredRing, KeyError> {
-        self.inner.load()
-    }
-    fn compare_and_swap(&self, expected: u64, ring: &StoredRing) -> Result<bool, KeyError> {
-        let ok = self.inner.compare_and_swap(expected, ring)?;
-        if ok {
-            // Invariant 1 in every version written.
-            let written = self.inner.load()?;
-            let active = written
-                .keys
-                .iter()
-                .filter(|k| k.meta.state == KeyState::Active)
-                .count();
-            assert!(
-                active <= 1,
-                "version {} has {active} active keys",
-                written.version
-            );
-        }
-        self.log
-            .lock()
-            .unwrap()
-            .push((expected, ok, ring.written_by.clone()));
-        Ok(ok)
-    }
+fn pg_open(url: &str) -> Arc<PgStore> {
+    Arc::new(PgStore::open(url, std::time::Duration::from_secs(10)).unwrap())
 }
 
 #[test]
-fn two_writers_sharing_a_directory_never_write_the_same_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(Mutex::new(Vec::new()));
+fn the_postgres_store_passes_the_store_conformance_suite_and_keeps_the_history() {
+    let pg = ferry_testkit::Postgres::start();
+    let url = pg.url();
+    crate::store_conformance::check_store(move || -> Arc<dyn KeyStore> { pg_open(&url) });
+    // The history has every version exactly once, in order, with its writer, and no
+    // key material.
+    let store = pg_open(&pg.url());
+    let history = store.history().unwrap();
+    let current = store.load().unwrap();
+    let versions: Vec<u64> = history.iter().map(|(v, _, _)| *v).collect();
+    assert_eq!(versions, (1..=current.version).collect::<Vec<_>>());
+    assert_eq!(history.last().unwrap().1, current.written_by);
+    let text = serde_json::to_string(&history.iter().map(|h| &h.2).collect::<Vec<_>>()).unwrap();
+    assert!(!text.contains("blob") && !text.contains("material"));
+    // The database holds no private key in clear.
+    let dump = pg.psql("SELECT keys::text FROM ferry_key_ring");
+    assert!(dump.contains("\"kind\": \"encrypted\"") && !dump.contains("pkcs8"));
+}
+
+#[test]
+fn an_older_binary_refuses_a_schema_it_cannot_read_and_accepts_an_expanded_one() {
+    let pg = ferry_testkit::Postgres::start();
+    pg_open(&pg.url());
+    let next = SCHEMA_VERSION + 1;
+    // An expanding migration of the next release: this binary still reads the schema.
+    pg.psql(&format!(
+        "INSERT INTO ferry_schema_migrations (version, min_reader, description) \
+         VALUES ({next}, {SCHEMA_VERSION}, 'expand')"
+    ));
+    let store = pg_open(&pg.url());
     let kek = Kek::generate_text().unwrap();
-    let clock = Arc::new(AtomicI64::new(0));
-    let fast = RingPolicy {
-        rotation_period: 30,
-        jwks_max_age: 10,
-        leeway: 2,
-        max_token_ttl: 20,
-    };
-    let handles: Vec<_> = ["a", "b"]
-        .into_iter()
-        .map(|name| {
-            let store = Arc::new(Recording {
-                inner: LocalStore::open(dir.path()).unwrap(),
-                log: log.clone(),
-            });
-            let (kek, clock) = (kek.clone(), clock.clone());
-            std::thread::spawn(move || {
-                let mut c = software(&[&kek]);
-                c.policy = fast;
-                c.writer = name.into();
-                let m = KeyManager::open(store, c, clock.load(Ordering::SeqCst)).unwrap();
-                for _ in 0..300 {
-                    let now = clock.fetch_add(1, Ordering::SeqCst);
-                    m.tick(now).unwrap();
-                    ferry_core::keyring::check(&m.snapshot().keys).unwrap();
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        h.join().unwrap();
-    }
-    let log = log.lock().unwrap();
-    let won: Vec<u64> = log
-        .iter()
-        .filter(|(_, ok, _)| *ok)
-        .map(|(v, _, _)| *v)
-        .collect();
-    // Every version was written exactly once, in order, by one writer or the other.
-    let expected: Vec<u64> = (0..won.len() as u64).collect();
-    let mut sorted = won.clone();
-    sorted.sort_unstable();
-    assert_eq!(sorted, expected, "versions written: {won:?}");
-    assert!(won.len() > 20, "the ring rotated: {} versions", won.len());
-    let writers: std::collections::HashSet<&str> = log
-        .iter()
-        .filter(|(_, ok, _)| *ok)
-        .map(|(_, _, w)| w.as_str())
-        .collect();
-    assert!(!writers.is_empty());
+    assert!(KeyManager::open(store, software(&[&kek]), 1_000).is_ok());
+    // Its contracting migration: this binary must refuse, and say why.
+    pg.psql(&format!(
+        "INSERT INTO ferry_schema_migrations (version, min_reader, description) \
+         VALUES ({}, {next}, 'contract')",
+        next + 1
+    ));
+    let err = PgStore::open(&pg.url(), std::time::Duration::from_secs(10)).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(&format!("schema is version {}", next + 1))
+            && text.contains(&format!("knows schema {SCHEMA_VERSION}"))
+            && text.contains("upgrade Ferry"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_postgres_store_reconnects_after_a_restart_and_its_errors_hold_no_password() {
+    let mut pg = ferry_testkit::Postgres::start();
+    let store = pg_open(&pg.url());
+    let kek = Kek::generate_text().unwrap();
+    let m = KeyManager::open(store.clone(), software(&[&kek]), 1_000).unwrap();
+    let kid = m.active().kid().to_owned();
+    pg.stop();
+    let err = m.tick(1_001).unwrap_err().to_string();
+    assert!(err.contains("PostgreSQL"), "{err}");
+    assert!(!err.contains(pg.password()), "{err}");
+    assert!(
+        err.contains(&format!("127.0.0.1:{}/postgres", pg.port())),
+        "{err}"
+    );
+    // Signing goes on with the keys in memory.
+    assert_eq!(m.active().kid(), kid);
+    pg.start_again();
+    // Twin: with the database back, the same handle works again and rotation resumes.
+    m.tick(1_002).unwrap();
+    let rotated = m.rotate(1_000 + 400).unwrap();
+    assert_ne!(rotated, kid);
+    // A wrong password is refused without being echoed.
+    let bad = pg.url().replace(pg.password(), "not-the-password");
+    let err = PgStore::open(&bad, std::time::Duration::from_secs(10))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        !err.contains("not-the-password") && !err.contains(pg.password()),
+        "{err}"
+    );
 }
 
 /// SoftHSM2, set up by scripts/softhsm-setup.sh (the test command runs it).

@@ -6,10 +6,12 @@
 pub mod idp;
 pub mod keys;
 pub mod mint;
+pub mod postgres;
 
 pub use idp::MockIdp;
 pub use keys::TestKey;
 pub use mint::Issuer;
+pub use postgres::Postgres;
 
 /// Seconds since the Unix epoch, for tests that need the real time.
 pub fn now() -> i64 {

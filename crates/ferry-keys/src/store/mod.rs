@@ -3,6 +3,7 @@
 //! both perform a transition: the loser sees the new version and plans again.
 
 mod local;
+mod postgres;
 
 use ferry_core::keyring::KeyMeta;
 use serde::{Deserialize, Serialize};
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::signer::KeyError;
 
 pub use local::LocalStore;
+pub use postgres::{MIGRATIONS, Migration, PgStore, SCHEMA_VERSION};
 
 /// How a private key is held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

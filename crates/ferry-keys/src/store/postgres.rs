@@ -1,0 +1,388 @@
+//! The PostgreSQL store, for replicas that share one ring. The ring is one row
+//! (`ferry_key_ring`): its version, its writer and its keys as JSON, private halves sealed
+//! with the key-encryption key (or HSM references). A write is a compare-and-swap:
+//! `UPDATE … WHERE version = expected`; under PostgreSQL's row locks the second of two
+//! concurrent writers finds the version changed and updates nothing. Every successful
+//! write also appends the new version's lifecycle records (never key material) to
+//! `ferry_key_ring_history`, keyed by version: the history of who wrote what.
+//!
+//! The store's calls are synchronous, like the local store's. They run on one dedicated
+//! thread that owns a small Tokio runtime and the connection, so a call works from any
+//! context (startup, the CLI, a blocking task) and a call that does not finish within
+//! the timeout fails instead of hanging. A broken connection (PostgreSQL restarted) is
+//! replaced on the next call.
+//!
+//! Schema changes follow expand-then-contract: every migration records `min_reader`, the
+//! oldest schema version a binary may know and still use the database. An expanding
+//! migration keeps `min_reader` (older replicas keep working beside newer ones); a
+//! contracting one, shipped a release later, raises it. A binary that finds a schema it
+//! cannot read refuses to start with an error that says so.
+
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio_postgres::{Client, NoTls};
+
+use super::{KeyStore, StoredKey, StoredRing};
+use crate::signer::KeyError;
+
+/// The schema version this binary writes and reads.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// A migration: its version, the oldest schema version a binary must know to use the
+/// database once it is applied, what it does, and its SQL.
+#[derive(Debug)]
+pub struct Migration {
+    /// The schema version it produces.
+    pub version: i32,
+    /// `min_reader` once applied.
+    pub min_reader: i32,
+    /// For the table and the logs.
+    pub description: &'static str,
+    /// The statements.
+    pub sql: &'static str,
+}
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    min_reader: 1,
+    description: "key ring and its write history",
+    sql: "CREATE TABLE ferry_key_ring (
+              id integer PRIMARY KEY CHECK (id = 1),
+              version bigint NOT NULL,
+              written_by text NOT NULL,
+              written_at timestamptz NOT NULL DEFAULT now(),
+              keys jsonb NOT NULL
+          );
+          INSERT INTO ferry_key_ring (id, version, written_by, keys) VALUES (1, 0, '', '[]');
+          CREATE TABLE ferry_key_ring_history (
+              version bigint PRIMARY KEY,
+              written_by text NOT NULL,
+              written_at timestamptz NOT NULL DEFAULT now(),
+              keys jsonb NOT NULL
+          );",
+}];
+
+/// Serialises migrations between replicas starting together (any constant will do; this
+/// one is "ferry-ks" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6665_7272_792d_6b73;
+
+type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+struct Conn {
+    rt: tokio::runtime::Runtime,
+    config: tokio_postgres::Config,
+    client: Option<Client>,
+    timeout: Duration,
+}
+
+impl Conn {
+    /// Runs `f` with a live client, connecting first if needed; drops the client after
+    /// any error so that the next call starts on a fresh connection.
+    fn run<T>(
+        &mut self,
+        f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, KeyError> {
+        let Self {
+            rt,
+            config,
+            client,
+            timeout,
+        } = self;
+        let out = rt.block_on(async {
+            tokio::time::timeout(*timeout, async {
+                let mut c = match client.take() {
+                    Some(c) if !c.is_closed() => c,
+                    _ => {
+                        let (c, connection) = config.connect(NoTls).await?;
+                        tokio::spawn(async move {
+                            if let Err(e) = connection.await {
+                                tracing::warn!(error = %e, "key store: PostgreSQL connection lost");
+                            }
+                        });
+                        c
+                    }
+                };
+                let out = f(&mut c).await;
+                *client = Some(c);
+                out
+            })
+            .await
+        });
+        match out {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => {
+                *client = None;
+                Err(pg_error(&e))
+            }
+            Err(_) => {
+                *client = None;
+                Err(KeyError::Store(format!(
+                    "PostgreSQL did not answer within {} ms",
+                    timeout.as_millis()
+                )))
+            }
+        }
+    }
+}
+
+fn pg_error(e: &tokio_postgres::Error) -> KeyError {
+    // The Display of a database error carries the server's message only; the
+    // connection string (and its password) never appears in it.
+    match e.as_db_error() {
+        Some(db) => KeyError::Store(format!(
+            "PostgreSQL: {}: {}",
+            db.code().code(),
+            db.message()
+        )),
+        None => KeyError::Store(format!("PostgreSQL: {e}")),
+    }
+}
+
+/// A ring in PostgreSQL.
+pub struct PgStore {
+    jobs: mpsc::Sender<Job>,
+    timeout: Duration,
+    target: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("target", &self.target)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `host:port/dbname` of a connection string, for messages: never the password.
+fn describe(config: &tokio_postgres::Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config
+        .get_dbname()
+        .or(config.get_user())
+        .unwrap_or("postgres");
+    format!("{host}:{port}/{db}")
+}
+
+impl PgStore {
+    /// Connects to `url` (a `postgres://` URL or a libpq key=value string), brings the
+    /// schema up to date (or refuses a schema this binary cannot read) and returns the
+    /// store. `timeout` bounds every call, connecting included.
+    pub fn open(url: &str, timeout: Duration) -> Result<Self, KeyError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
+            // The parser's message may quote the string, password included.
+            KeyError::Store("the PostgreSQL connection string is not valid".into())
+        })?;
+        config.connect_timeout(timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("ferry");
+        }
+        let target = describe(&config);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (jobs, rx) = mpsc::channel::<Job>();
+        let mut conn = Conn {
+            rt,
+            config,
+            client: None,
+            timeout,
+        };
+        std::thread::Builder::new()
+            .name("ferry-key-store".into())
+            .spawn(move || {
+                for job in rx {
+                    job(&mut conn);
+                }
+            })?;
+        let store = Self {
+            jobs,
+            timeout,
+            target,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Runs `f` on the store's thread and waits for its result.
+    fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Conn) -> Result<T, KeyError> + Send + 'static,
+    ) -> Result<T, KeyError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        self.jobs
+            .send(Box::new(move |c: &mut Conn| {
+                let _ = tx.send(f(c));
+            }))
+            .map_err(|_| KeyError::Store("the key store's thread has stopped".into()))?;
+        // The job bounds itself by `timeout`; allow for the queue in front of it.
+        rx.recv_timeout(self.timeout * 2 + Duration::from_secs(1))
+            .map_err(|_| {
+                KeyError::Store(format!(
+                    "PostgreSQL at {} did not answer in time",
+                    self.target
+                ))
+            })?
+            .map_err(|e| match e {
+                KeyError::Store(m) => KeyError::Store(format!("{} ({})", m, self.target)),
+                other => other,
+            })
+    }
+
+    fn migrate(&self) -> Result<(), KeyError> {
+        let outcome = self.call(|c| {
+            c.run(async |client| {
+                let tx = client.transaction().await?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+                    .await?;
+                tx.batch_execute(
+                    "CREATE TABLE IF NOT EXISTS ferry_schema_migrations (
+                         version integer PRIMARY KEY,
+                         min_reader integer NOT NULL,
+                         description text NOT NULL,
+                         applied_at timestamptz NOT NULL DEFAULT now()
+                     )",
+                )
+                .await?;
+                let row = tx
+                    .query_opt(
+                        "SELECT version, min_reader FROM ferry_schema_migrations
+                         ORDER BY version DESC LIMIT 1",
+                        &[],
+                    )
+                    .await?;
+                let (current, min_reader) = row
+                    .map(|r| (r.get::<_, i32>(0), r.get::<_, i32>(1)))
+                    .unwrap_or((0, 0));
+                if current > SCHEMA_VERSION {
+                    tx.rollback().await?;
+                    return Ok(Err((current, min_reader)));
+                }
+                let mut applied = Vec::new();
+                for m in MIGRATIONS.iter().filter(|m| m.version > current) {
+                    tx.batch_execute(m.sql).await?;
+                    tx.execute(
+                        "INSERT INTO ferry_schema_migrations (version, min_reader, description)
+                         VALUES ($1, $2, $3)",
+                        &[&m.version, &m.min_reader, &m.description],
+                    )
+                    .await?;
+                    applied.push(m.version);
+                }
+                tx.commit().await?;
+                Ok(Ok(applied))
+            })
+        })?;
+        match outcome {
+            Ok(applied) => {
+                for v in applied {
+                    tracing::info!(version = v, "key store: schema migration applied");
+                }
+                Ok(())
+            }
+            Err((current, min_reader)) if min_reader <= SCHEMA_VERSION => {
+                tracing::warn!(
+                    schema = current,
+                    known = SCHEMA_VERSION,
+                    "key store: the database schema is newer than this binary but still readable by it (an upgrade is under way)"
+                );
+                Ok(())
+            }
+            Err((current, min_reader)) => Err(KeyError::Store(format!(
+                "the key store's schema is version {current}, which only Ferry releases knowing schema {min_reader} or later can use; \
+                 this binary knows schema {SCHEMA_VERSION}: upgrade Ferry before pointing it at this database"
+            ))),
+        }
+    }
+
+    /// The write history, oldest first: `(version, written_by, lifecycle records)`.
+    pub fn history(&self) -> Result<Vec<(u64, String, serde_json::Value)>, KeyError> {
+        self.call(|c| {
+            c.run(async |client| {
+                let rows = client
+                    .query(
+                        "SELECT version, written_by, keys FROM ferry_key_ring_history ORDER BY version",
+                        &[],
+                    )
+                    .await?;
+                Ok(rows
+                    .iter()
+                    .map(|r| {
+                        (
+                            u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+                            r.get::<_, String>(1),
+                            r.get::<_, serde_json::Value>(2),
+                        )
+                    })
+                    .collect())
+            })
+        })
+    }
+}
+
+impl KeyStore for PgStore {
+    fn load(&self) -> Result<StoredRing, KeyError> {
+        let (version, written_by, keys) = self.call(|c| {
+            c.run(async |client| {
+                let r = client
+                    .query_one(
+                        "SELECT version, written_by, keys FROM ferry_key_ring WHERE id = 1",
+                        &[],
+                    )
+                    .await?;
+                Ok((
+                    r.get::<_, i64>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, serde_json::Value>(2),
+                ))
+            })
+        })?;
+        let keys: Vec<StoredKey> = serde_json::from_value(keys)
+            .map_err(|e| KeyError::Store(format!("the stored key ring is not valid: {e}")))?;
+        Ok(StoredRing {
+            version: u64::try_from(version).unwrap_or(0),
+            written_by,
+            keys,
+        })
+    }
+
+    fn compare_and_swap(&self, expected: u64, ring: &StoredRing) -> Result<bool, KeyError> {
+        let expected = i64::try_from(expected)
+            .map_err(|_| KeyError::Store("key ring version out of range".into()))?;
+        let keys = serde_json::to_value(&ring.keys)?;
+        let metas = serde_json::to_value(ring.keys.iter().map(|k| &k.meta).collect::<Vec<_>>())?;
+        let writer = ring.written_by.clone();
+        self.call(move |c| {
+            c.run(async move |client| {
+                let tx = client.transaction().await?;
+                let next = expected + 1;
+                let n = tx
+                    .execute(
+                        "UPDATE ferry_key_ring SET version = $2, written_by = $3, written_at = now(), keys = $4
+                         WHERE id = 1 AND version = $1",
+                        &[&expected, &next, &writer, &keys],
+                    )
+                    .await?;
+                if n != 1 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                tx.execute(
+                    "INSERT INTO ferry_key_ring_history (version, written_by, keys) VALUES ($1, $2, $3)",
+                    &[&next, &writer, &metas],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            })
+        })
+    }
+}

@@ -1,0 +1,171 @@
+//! The conformance suite every key store passes (the local directory, PostgreSQL):
+//! an empty store; a ring written through the manager, with private keys only sealed;
+//! a restart through another handle; a wrong key-encryption key that leaves the store
+//! untouched; a stale compare-and-swap that changes nothing; every kind of key material
+//! round-tripping; and two writers on separate handles, racing through accelerated
+//! rotations, where every version is written exactly once and holds at most one
+//! active key.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ferry_core::keyring::{KeyState, RingPolicy};
+
+use crate::*;
+
+const POLICY: RingPolicy = RingPolicy {
+    rotation_period: 3_600,
+    jwks_max_age: 300,
+    leeway: 60,
+    max_token_ttl: 900,
+};
+
+fn software(kek: &str, writer: &str) -> ManagerConfig {
+    ManagerConfig {
+        alg: SigningAlg::Es256,
+        policy: POLICY,
+        backend: Backend::Software {
+            keks: Arc::new(Keks::new(vec![Kek::parse(kek).unwrap()])),
+            plaintext: false,
+        },
+        writer: writer.into(),
+    }
+}
+
+/// A store that records every compare-and-swap attempt and checks invariant 1 (at most
+/// one active key) in every version written.
+#[derive(Debug)]
+pub struct Recording {
+    pub inner: Arc<dyn KeyStore>,
+    pub log: Arc<Mutex<Vec<(u64, bool, String)>>>,
+}
+
+impl KeyStore for Recording {
+    fn load(&self) -> Result<StoredRing, KeyError> {
+        self.inner.load()
+    }
+    fn compare_and_swap(&self, expected: u64, ring: &StoredRing) -> Result<bool, KeyError> {
+        let active = ring
+            .keys
+            .iter()
+            .filter(|k| k.meta.state == KeyState::Active)
+            .count();
+        assert!(active <= 1, "a write with {active} active keys");
+        let ok = self.inner.compare_and_swap(expected, ring)?;
+        self.log
+            .lock()
+            .unwrap()
+            .push((expected, ok, ring.written_by.clone()));
+        Ok(ok)
+    }
+}
+
+/// Runs the suite. `open` returns a new handle onto one store that starts empty.
+pub fn check_store(open: impl Fn() -> Arc<dyn KeyStore> + Send + Sync + Clone + 'static) {
+    let store = open();
+    let empty = store.load().unwrap();
+    assert_eq!((empty.version, empty.keys.len()), (0, 0), "a new store");
+
+    let kek = Kek::generate_text().unwrap();
+    let m = KeyManager::open(store.clone(), software(&kek, "first"), 1_000).unwrap();
+    let ring = store.load().unwrap();
+    assert!(ring.version >= 1);
+    assert_eq!(ring.written_by, "first");
+    assert_eq!(ring.keys.len(), 3, "one active key and two standbys");
+    assert!(
+        ring.keys
+            .iter()
+            .all(|k| matches!(k.material, Material::Encrypted { .. })),
+        "private keys are stored sealed"
+    );
+    assert!(!serde_json::to_string(&ring).unwrap().contains("pkcs8"));
+
+    // Another handle (a restart, another replica) sees the same ring.
+    let other = open();
+    let again = KeyManager::open(other.clone(), software(&kek, "second"), 2_000).unwrap();
+    assert_eq!(again.active().kid(), m.active().kid());
+    assert_eq!(other.load().unwrap(), ring, "opening wrote nothing");
+
+    // A wrong key-encryption key is a clear error and leaves the store untouched.
+    let wrong = Kek::generate_text().unwrap();
+    let err = KeyManager::open(open(), software(&wrong, "wrong"), 2_000).unwrap_err();
+    assert!(matches!(err, KeyError::WrongKek(_)), "{err}");
+    assert_eq!(store.load().unwrap(), ring);
+
+    // A stale compare-and-swap changes nothing; the current one writes version + 1.
+    let mut next = ring.clone();
+    next.written_by = "stale".into();
+    assert!(!store.compare_and_swap(ring.version - 1, &next).unwrap());
+    assert_eq!(store.load().unwrap(), ring);
+
+    // Every kind of material round-trips.
+    let mut kinds = ring.clone();
+    kinds.written_by = "kinds".into();
+    kinds.keys[1].material = Material::Plaintext {
+        pkcs8: "cGxhaW4".into(),
+    };
+    kinds.keys[2].material = Material::Pkcs11 {
+        label: "ferry-label".into(),
+    };
+    assert!(other.compare_and_swap(ring.version, &kinds).unwrap());
+    let read = store.load().unwrap();
+    assert_eq!(read.version, ring.version + 1);
+    assert_eq!(read.keys, kinds.keys);
+    assert_eq!(read.written_by, "kinds");
+    // Restore sealed keys for the race below.
+    assert!(store.compare_and_swap(read.version, &ring).unwrap());
+
+    race(open, &kek);
+}
+
+/// Two managers on separate handles race through accelerated rotations.
+fn race(open: impl Fn() -> Arc<dyn KeyStore> + Send + Sync + Clone + 'static, kek: &str) {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let start = open().load().unwrap().version;
+    let clock = Arc::new(AtomicI64::new(10_000));
+    let fast = RingPolicy {
+        rotation_period: 30,
+        jwks_max_age: 10,
+        leeway: 2,
+        max_token_ttl: 20,
+    };
+    let handles: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let store: Arc<dyn KeyStore> = Arc::new(Recording {
+                inner: open(),
+                log: log.clone(),
+            });
+            let (kek, clock) = (kek.to_owned(), clock.clone());
+            std::thread::spawn(move || {
+                let mut c = software(&kek, name);
+                c.policy = fast;
+                let m = KeyManager::open(store, c, clock.load(Ordering::SeqCst)).unwrap();
+                for _ in 0..300 {
+                    let now = clock.fetch_add(1, Ordering::SeqCst);
+                    m.tick(now).unwrap();
+                    ferry_core::keyring::check(&m.snapshot().keys).unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    let log = log.lock().unwrap();
+    let mut won: Vec<u64> = log
+        .iter()
+        .filter(|(_, ok, _)| *ok)
+        .map(|(v, _, _)| *v)
+        .collect();
+    won.sort_unstable();
+    // Every version after `start` was written exactly once, by one writer or the other.
+    let expected: Vec<u64> = (start..start + won.len() as u64).collect();
+    assert_eq!(won, expected, "versions written");
+    assert!(won.len() > 20, "the ring rotated: {} versions", won.len());
+    assert_eq!(
+        open().load().unwrap().version,
+        start + won.len() as u64,
+        "the store holds the last version written"
+    );
+}

@@ -1,0 +1,260 @@
+//! A throwaway PostgreSQL cluster on a free loopback port: `initdb` into a temporary
+//! directory, password (SCRAM) authentication over TCP, no durability (fsync off). Run
+//! as the `postgres` user when the tests run as root (PostgreSQL refuses root).
+//! The server binaries come from Debian's `postgresql` package, which
+//! scripts/install-test-deps.sh installs.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// A running (or stopped) throwaway cluster; removed on drop.
+#[derive(Debug)]
+pub struct Postgres {
+    dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    password: String,
+    owner: Option<(u32, u32)>,
+    child: Option<Child>,
+}
+
+fn bin_dir() -> PathBuf {
+    let mut versions: Vec<u32> = fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort_unstable();
+    match versions.last() {
+        Some(v) => PathBuf::from(format!("/usr/lib/postgresql/{v}/bin")),
+        None => panic!(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql: run scripts/install-test-deps.sh"
+        ),
+    }
+}
+
+/// uid and gid of the `postgres` account, when running as root.
+fn owner() -> Option<(u32, u32)> {
+    let me = Command::new("id").arg("-u").output().ok()?;
+    if String::from_utf8_lossy(&me.stdout).trim() != "0" {
+        return None;
+    }
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.starts_with("postgres:"))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Postgres {
+    /// Creates and starts a cluster.
+    pub fn start() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "ferry-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut pw = [0u8; 12];
+        aws_lc_rs::rand::fill(&mut pw).unwrap();
+        let password: String = pw.iter().map(|b| format!("{b:02x}")).collect();
+        fs::write(dir.join("pwfile"), &password).unwrap();
+        let mut pg = Self {
+            bin: bin_dir(),
+            port: free_port(),
+            password,
+            owner: owner(),
+            child: None,
+            dir,
+        };
+        pg.chown(&pg.dir.clone());
+        pg.chown(&pg.dir.join("pwfile"));
+        let data = pg.dir.join("data");
+        let out = pg
+            .command("initdb")
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ])
+            .arg(format!("--pwfile={}", pg.dir.join("pwfile").display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.start_again();
+        pg
+    }
+
+    fn chown(&self, path: &Path) {
+        if let Some((uid, gid)) = self.owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+        }
+    }
+
+    /// A command for a PostgreSQL binary, run as `postgres` when we are root.
+    fn command(&self, name: &str) -> Command {
+        let exe = self.bin.join(name);
+        match self.owner {
+            Some(_) => {
+                let mut c = Command::new("setpriv");
+                c.args([
+                    "--reuid=postgres",
+                    "--regid=postgres",
+                    "--init-groups",
+                    "--",
+                ])
+                .arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        }
+    }
+
+    /// Starts the (stopped) server again on the same port and data.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let child = self
+            .command("postgres")
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-k")
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "shared_buffers=16MB",
+                "-c",
+                "max_connections=40",
+            ])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = Command::new(self.bin.join("pg_isready"))
+                .args(["-q", "-h", "127.0.0.1", "-t", "1", "-p"])
+                .arg(self.port.to_string())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "PostgreSQL did not start: {}",
+                fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut, as in a restart).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL with the superuser's password.
+    pub fn url(&self) -> String {
+        format!(
+            "postgres://postgres:{}@127.0.0.1:{}/postgres",
+            self.password, self.port
+        )
+    }
+
+    /// The password (to show that it never reaches a log).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// Runs `sql` with psql; returns its unaligned, tuples-only output.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+            ])
+            .arg("postgres")
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg("-c")
+            .arg(sql)
+            .arg("postgres")
+            .env("PGPASSWORD", &self.password)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // Immediate shutdown: nothing here needs to survive.
+            let _ = Command::new("kill")
+                .args(["-QUIT", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
