@@ -13,7 +13,9 @@ use ferry_core::config::{
 };
 use ferry_core::config::{SecretSource, Signing};
 use ferry_core::keyring::RingPolicy;
-use ferry_keys::{Backend, Kek, Keks, KeyManager, LocalStore, ManagerConfig, SigningAlg};
+use ferry_keys::{
+    Backend, Kek, Keks, KeyManager, KeyStore, LocalStore, ManagerConfig, PgStore, SigningAlg,
+};
 use ferry_verify::net::{ClientSettings, Http, OutboundPolicy};
 use ferry_verify::time::MonoTime;
 use ferry_verify::{
@@ -281,15 +283,28 @@ pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
             }
         }
     };
-    let store = LocalStore::open(&s.keys_dir)
-        .map_err(|e| format!("key store {}: {e}", s.keys_dir.display()))?;
+    let store: Arc<dyn KeyStore> = match &s.postgres {
+        Some(pg) => {
+            let url = read_secret(&pg.url)?.ok_or(
+                "signing.postgres.url: the connection string's environment variable is not set",
+            )?;
+            Arc::new(
+                PgStore::open(&url, Duration::from_millis(pg.timeout_ms))
+                    .map_err(|e| format!("key store: {e}"))?,
+            )
+        }
+        None => Arc::new(
+            LocalStore::open(&s.keys_dir)
+                .map_err(|e| format!("key store {}: {e}", s.keys_dir.display()))?,
+        ),
+    };
     let cfg = ManagerConfig {
         alg,
         policy: ring_policy(config),
         backend,
         writer: writer_name(),
     };
-    KeyManager::open(Arc::new(store), cfg, now).map_err(|e| e.to_string())
+    KeyManager::open(store, cfg, now).map_err(|e| e.to_string())
 }
 
 /// RFC 8414 §2 metadata. Ferry is not an OpenID Provider: the OpenID path serves the

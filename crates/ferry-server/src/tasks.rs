@@ -48,7 +48,11 @@ impl ReloadStats {
 /// processes (an emergency revocation reaches a running server within this).
 pub fn ring_poll(state: &AppState) -> Duration {
     let s = &state.loaded().config.signing;
-    Duration::from_secs(((s.jwks_max_age + s.leeway) / 10).clamp(1, 10))
+    match &s.postgres {
+        // Replicas learn of each other's transitions by reading the shared ring.
+        Some(pg) => Duration::from_millis(pg.poll_interval_ms),
+        None => Duration::from_secs(((s.jwks_max_age + s.leeway) / 10).clamp(1, 10)),
+    }
 }
 
 fn warm(state: &AppState) {

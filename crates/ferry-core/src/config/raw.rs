@@ -87,6 +87,15 @@ pub struct RawSigning {
     pub key_encryption_keys: Option<Vec<RawSecretSource>>,
     pub insecure_plaintext_keys: Option<bool>,
     pub hsm: Option<RawHsm>,
+    pub postgres: Option<RawPostgres>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    pub url: Option<RawSecretSource>,
+    pub poll_interval: Option<String>,
+    pub timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

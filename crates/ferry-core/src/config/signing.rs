@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawSecretSource, RawSigning};
+use super::raw::{RawPostgres, RawSecretSource, RawSigning};
 use super::{ConfigErrors, duration};
 
 /// Where a secret (a key-encryption key, an HSM PIN) is read from.
@@ -26,6 +26,17 @@ pub struct HsmConfig {
     pub pin: SecretSource,
 }
 
+/// The shared key store of several replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresStore {
+    /// The connection string (it may hold a password, so it is read like a secret).
+    pub url: SecretSource,
+    /// How often each replica reads the ring, milliseconds.
+    pub poll_interval_ms: u64,
+    /// Bound on every call to the database, connecting included, milliseconds.
+    pub timeout_ms: u64,
+}
+
 /// Signing settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signing {
@@ -45,6 +56,8 @@ pub struct Signing {
     pub insecure_plaintext_keys: bool,
     /// Keys in a PKCS#11 token instead.
     pub hsm: Option<HsmConfig>,
+    /// The ring in PostgreSQL instead of `keys_dir`.
+    pub postgres: Option<PostgresStore>,
 }
 
 /// The environment variable read for the key-encryption key by default.
@@ -163,6 +176,10 @@ pub(super) fn signing(
     if plaintext {
         warnings.push("signing.insecure_plaintext_keys: private keys are stored unencrypted: development only".into());
     }
+    let postgres = s
+        .postgres
+        .as_ref()
+        .and_then(|p| postgres(errs, p, base, jwks_max_age + leeway));
     Signing {
         algorithm,
         rotation_period,
@@ -175,5 +192,64 @@ pub(super) fn signing(
         key_encryption_keys: keks,
         insecure_plaintext_keys: plaintext,
         hsm,
+        postgres,
     }
+}
+
+/// `250ms`, or any duration `parse_secs` reads, in milliseconds.
+fn millis(errs: &mut ConfigErrors, path: &str, value: Option<&String>, default: u64) -> u64 {
+    match value {
+        None => default,
+        Some(v) => match v.trim().strip_suffix("ms") {
+            Some(n) => n.trim().parse().unwrap_or_else(|_| {
+                errs.push(path, "expected a number of milliseconds, as in 250ms");
+                default
+            }),
+            None => duration(errs, path, Some(v), default / 1000).saturating_mul(1000),
+        },
+    }
+}
+
+fn postgres(
+    errs: &mut ConfigErrors,
+    p: &RawPostgres,
+    base: &Path,
+    publish_ahead: u64,
+) -> Option<PostgresStore> {
+    // Replicas must see a newly published key well before any of them signs with it.
+    let default_poll = (publish_ahead * 100).clamp(100, 10_000);
+    let poll_interval_ms = millis(
+        errs,
+        "signing.postgres.poll_interval",
+        p.poll_interval.as_ref(),
+        default_poll,
+    );
+    if poll_interval_ms == 0 || poll_interval_ms * 10 > publish_ahead * 1000 {
+        errs.push(
+            "signing.postgres.poll_interval",
+            format!(
+                "must be greater than zero and at most a tenth of jwks_max_age + leeway ({publish_ahead} s), \
+                 so every replica sees a new key long before it signs"
+            ),
+        );
+    }
+    let timeout_ms = millis(errs, "signing.postgres.timeout", p.timeout.as_ref(), 5_000);
+    if timeout_ms == 0 {
+        errs.push("signing.postgres.timeout", "must be greater than zero");
+    }
+    let url = match &p.url {
+        Some(u) => source(errs, "signing.postgres.url", u, base),
+        None => {
+            errs.push(
+                "signing.postgres.url",
+                "is required ({env: VAR} or {file: path}; the connection string may hold a password)",
+            );
+            None
+        }
+    };
+    Some(PostgresStore {
+        url: url?,
+        poll_interval_ms,
+        timeout_ms,
+    })
 }

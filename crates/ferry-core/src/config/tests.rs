@@ -390,3 +390,55 @@ fn redis_replay_urls() {
             .is_none()
     );
 }
+
+#[test]
+fn a_shared_postgres_key_store() {
+    let with = |pg: &str| {
+        format!("{GOOGLE_STYLE}signing: {{ jwks_max_age: 20s, leeway: 10s, postgres: {pg} }}\n")
+    };
+    let c = parse(
+        &with("{ url: { env: FERRY_PG }, poll_interval: 250ms, timeout: 3s }"),
+        Path::new("/"),
+    )
+    .unwrap();
+    let pg = c.signing.postgres.unwrap();
+    assert_eq!(pg.url, SecretSource::Env("FERRY_PG".into()));
+    assert_eq!((pg.poll_interval_ms, pg.timeout_ms), (250, 3000));
+    // Default poll: a tenth of the publish-ahead margin (30 s here).
+    let d = parse(&with("{ url: { env: FERRY_PG } }"), Path::new("/")).unwrap();
+    assert_eq!(d.signing.postgres.unwrap().poll_interval_ms, 3000);
+    // A poll slower than a tenth of the margin is refused, naming its path; twin: 3s.
+    let err = parse(
+        &with("{ url: { env: FERRY_PG }, poll_interval: 4s }"),
+        Path::new("/"),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("signing.postgres.poll_interval"),
+        "{err}"
+    );
+    assert!(
+        parse(
+            &with("{ url: { env: FERRY_PG }, poll_interval: 3s }"),
+            Path::new("/")
+        )
+        .is_ok()
+    );
+    // The connection string is required and read like a secret, never inline.
+    let err = parse(&with("{ poll_interval: 1s }"), Path::new("/")).unwrap_err();
+    assert!(err.to_string().contains("signing.postgres.url"), "{err}");
+    assert!(
+        parse(
+            &with("{ url: \"postgres://u:pw@db/ferry\" }"),
+            Path::new("/")
+        )
+        .is_err()
+    );
+    assert!(
+        parse(GOOGLE_STYLE, Path::new("/"))
+            .unwrap()
+            .signing
+            .postgres
+            .is_none()
+    );
+}
