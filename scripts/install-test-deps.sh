@@ -8,6 +8,9 @@ command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# PostgreSQL server binaries (the tests run a throwaway cluster with initdb; no service).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"

@@ -17,3 +17,4 @@ mod otlp;
 mod policy;
 mod reload;
 mod replay;
+mod scaleout;

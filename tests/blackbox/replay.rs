@@ -19,7 +19,7 @@ const DEPLOY: &str = "https://deploy.example.com";
 
 static JTI: AtomicU64 = AtomicU64::new(0);
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -28,7 +28,7 @@ fn free_port() -> u16 {
 }
 
 /// `redis-server` on loopback, no persistence; installed by scripts/install-test-deps.sh.
-fn redis(port: u16) -> Proc {
+pub(crate) fn redis(port: u16) -> Proc {
     let mut p = Proc::spawn(Command::new("redis-server").args([
         "--port",
         &port.to_string(),
