@@ -11,6 +11,9 @@ command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # PostgreSQL server binaries (the tests run a throwaway cluster with initdb; no service).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+# The deploy checks: Compose validation (no engine needed) and package downloads.
+command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"

@@ -234,7 +234,17 @@ fn check(path: &Path) -> ExitCode {
                 format_secs(s.rotation_period),
                 format_secs(s.jwks_max_age),
                 format_secs(s.leeway),
-                s.keys_dir.display(),
+                match &s.postgres {
+                    Some(pg) => format!(
+                        "PostgreSQL (connection string from {}, read every {} ms)",
+                        match &pg.url {
+                            ferry_core::config::SecretSource::Env(v) => format!("${v}"),
+                            ferry_core::config::SecretSource::File(f) => f.display().to_string(),
+                        },
+                        pg.poll_interval_ms
+                    ),
+                    None => s.keys_dir.display().to_string(),
+                },
                 match (&s.hsm, s.insecure_plaintext_keys) {
                     (Some(h), _) => format!("HSM token {:?}", h.token_label),
                     (None, true) => "UNENCRYPTED: development only".to_owned(),

@@ -1,0 +1,68 @@
+"""Checks what a schema cannot: the rendered manifests of one overlay (a multi-document
+YAML file) keep the properties the README promises. Exits non-zero with every problem."""
+import sys
+
+import yaml
+
+path, min_replicas = sys.argv[1], int(sys.argv[2])
+docs = [d for d in yaml.safe_load_all(open(path)) if d]
+by_kind = {}
+for d in docs:
+    by_kind.setdefault(d["kind"], []).append(d)
+problems = []
+
+
+def need(cond, msg):
+    if not cond:
+        problems.append(msg)
+
+
+for kind in ["Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler",
+             "ConfigMap", "Secret", "ServiceAccount"]:
+    need(len(by_kind.get(kind, [])) == 1, f"exactly one {kind}")
+if problems:
+    sys.exit("\n".join(problems))
+
+dep = by_kind["Deployment"][0]
+spec = dep["spec"]
+pod = spec["template"]["spec"]
+(c,) = pod["containers"]
+need(spec["replicas"] >= min_replicas, f"replicas {spec['replicas']} < {min_replicas}")
+need(spec["strategy"]["rollingUpdate"]["maxUnavailable"] == 0, "rollouts keep every replica")
+need(pod["securityContext"].get("runAsNonRoot") is True, "pod runAsNonRoot")
+need(pod["securityContext"].get("runAsUser", 0) != 0, "pod runs as a non-zero uid")
+need(pod["securityContext"].get("seccompProfile", {}).get("type") == "RuntimeDefault", "seccomp")
+need(pod.get("automountServiceAccountToken") is False, "no service account token mounted")
+sc = c["securityContext"]
+need(sc.get("readOnlyRootFilesystem") is True, "read-only root filesystem")
+need(sc.get("allowPrivilegeEscalation") is False, "no privilege escalation")
+need(sc.get("capabilities", {}).get("drop") == ["ALL"], "all capabilities dropped")
+need(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "liveness probe on /healthz")
+need(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "readiness probe on /readyz")
+need("limits" in c["resources"] and "requests" in c["resources"], "resources")
+need(not c["image"].startswith("ferry:"), "the overlay sets the image")
+
+# The generated names (with their content hash) are the ones the Deployment uses.
+cm, secret = by_kind["ConfigMap"][0], by_kind["Secret"][0]
+volumes = {v["name"]: v for v in pod["volumes"]}
+need(volumes["config"]["configMap"]["name"] == cm["metadata"]["name"], "config map reference")
+refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in c["env"] if "valueFrom" in e}
+for env, key in [("FERRY_KEK", "kek"), ("FERRY_POSTGRES_URL", "postgres-url")]:
+    need(refs.get(env, {}).get("name") == secret["metadata"]["name"], f"{env} from the Secret")
+    need(refs.get(env, {}).get("key") == key and key in secret.get("data", {}), f"Secret key {key}")
+need("ferry.yaml" in cm["data"], "ferry.yaml in the ConfigMap")
+
+pdb, hpa = by_kind["PodDisruptionBudget"][0], by_kind["HorizontalPodAutoscaler"][0]
+need(pdb["spec"]["minAvailable"] < spec["replicas"], "a drain can make progress")
+need(hpa["spec"]["minReplicas"] >= min_replicas, "the autoscaler keeps the minimum")
+need(hpa["spec"]["scaleTargetRef"]["name"] == dep["metadata"]["name"], "autoscaler target")
+selector = dep["spec"]["selector"]["matchLabels"]
+svc = by_kind["Service"][0]
+need(all(svc["spec"]["selector"].get(k) == v for k, v in selector.items()), "service selects the pods")
+need(all(pdb["spec"]["selector"]["matchLabels"].get(k) == v for k, v in selector.items()), "budget selects the pods")
+
+if problems:
+    sys.exit(f"{path}:\n  " + "\n  ".join(problems))
+# The configuration, for `ferry check`.
+open(path + ".ferry.yaml", "w").write(cm["data"]["ferry.yaml"])
+print(f"{path}: {len(docs)} objects, {spec['replicas']} replicas: OK")

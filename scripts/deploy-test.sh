@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Checks deploy/ and docker-compose.yml without a cluster or a Docker engine (none runs on
+# these machines): renders each Kustomize overlay with the kubectl on the machine and
+# with Debian's kubernetes-client 1.20 (built-in kustomize v2, the syntax we keep to),
+# validates the objects against the Kubernetes schemas shipped by PyPI's
+# kubernetes-validate (strict), checks what schemas cannot (deploy/check.py), runs
+# `ferry check` on every bundled configuration, and validates the Compose file with
+# Debian's docker-compose. Expects the ferry binary built (the test command builds it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ferry=target/debug/ferry
+
+# Debian's kubectl 1.20, unpacked next to the build (installing the package would
+# replace a newer kubectl).
+tools=$PWD/target/deploy-tools
+if [ ! -x "$tools/kc120/usr/bin/kubectl" ]; then
+    mkdir -p "$tools/kc120"
+    (cd "$tools" && apt-get download kubernetes-client >/dev/null 2>&1 || { apt-get update -qq && apt-get download kubernetes-client; })
+    dpkg -x "$tools"/kubernetes-client_*.deb "$tools/kc120"
+fi
+kubectls=("$tools/kc120/usr/bin/kubectl")
+if command -v kubectl >/dev/null 2>&1; then kubectls+=("$(command -v kubectl)"); fi
+
+venv=target/deploy-tools/venv
+if [ ! -x "$venv/bin/kubernetes-validate" ]; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r deploy/requirements.lock
+fi
+
+work=$(mktemp -d -t ferry-deploy.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+kek=$("$ferry" keys new-kek)
+
+echo "==> Kubernetes: render, validate, check"
+cp -r deploy/kubernetes "$work/k8s"
+for overlay in staging production; do
+    dir="$work/k8s/overlays/$overlay"
+    printf '%s' "$kek" >"$dir/kek"
+    printf '%s' 'postgres://ferry:pw@postgres:5432/ferry' >"$dir/postgres-url"
+    min=2; [ "$overlay" = production ] && min=3
+    for kc in "${kubectls[@]}"; do
+        version=$("$kc" version --client 2>/dev/null | grep -o 'v1\.[0-9]*' | head -1)
+        out="$work/$overlay-$version.yaml"
+        "$kc" kustomize "$dir" >"$out"
+        for k in 1.30.0 1.37.0; do
+            "$venv/bin/kubernetes-validate" --strict --quiet -k "$k" "$out"
+        done
+        "$venv/bin/python" deploy/check.py "$out" "$min"
+        echo "    $overlay rendered by kubectl $version: valid for Kubernetes 1.30 and 1.37"
+    done
+    # The configuration in the ConfigMap loads (data_dir moved somewhere writable).
+    sed "s#/var/lib/ferry#$work/data-$overlay#" "$out.ferry.yaml" >"$work/$overlay-ferry.yaml"
+    FERRY_KEK=$kek FERRY_POSTGRES_URL=unused "$ferry" check --config "$work/$overlay-ferry.yaml" >/dev/null
+done
+# The validator is not vacuous: a replica count that is not a number is refused.
+sed 's/^  replicas: 3$/  replicas: three/' "$out" >"$work/broken.yaml"
+grep -q 'replicas: three' "$work/broken.yaml"
+if "$venv/bin/kubernetes-validate" --strict --quiet -k 1.37.0 "$work/broken.yaml" >/dev/null 2>&1; then
+    echo "kubernetes-validate accepted a broken Deployment" >&2
+    exit 1
+fi
+
+echo "==> docker-compose.yml"
+FERRY_KEK=$kek FERRY_DB_PASSWORD=pw docker-compose -f docker-compose.yml config -q
+# Without the secrets in the environment it refuses to render (nothing secret in the file).
+if docker-compose -f docker-compose.yml config -q >/dev/null 2>&1; then
+    echo "docker-compose.yml renders without FERRY_KEK and FERRY_DB_PASSWORD" >&2
+    exit 1
+fi
+mkdir -p "$work/idp"
+target/debug/ferry-dev-idp jwks --data-dir "$work/idp" >"$work/idp/jwks.json"
+sed -e "s#/idp/jwks.json#$work/idp/jwks.json#" -e "s#/var/lib/ferry#$work/data-compose#" \
+    deploy/compose/ferry.yaml >"$work/compose-ferry.yaml"
+FERRY_KEK=$kek FERRY_POSTGRES_URL=unused "$ferry" check --config "$work/compose-ferry.yaml" >/dev/null
+echo "    valid; its Ferry configuration passes ferry check"
+
+echo "==> Dockerfile"
+"$venv/bin/python" - <<'PY'
+import re
+text = open("deploy/Dockerfile").read()
+stages = re.findall(r"^FROM\s+(\S+)(?:\s+AS\s+(\S+))?", text, re.M)
+assert len(stages) >= 2, "multi-stage"
+assert stages[-1][1] == "runtime" and "distroless" in stages[-1][0], "distroless runtime last"
+last = text[text.rindex("\nFROM "):]
+user = re.findall(r"^USER\s+(\S+)", last, re.M)
+assert user and not user[-1].startswith(("0", "root")), "the runtime runs as a non-root user"
+assert "cargo build --release --locked" in text
+assert "/usr/local/bin/ferry" in last
+print("    multi-stage, distroless runtime as", user[-1])
+PY
+echo "deploy checks passed"
