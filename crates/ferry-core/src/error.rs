@@ -197,6 +197,8 @@ pub mod desc {
     pub const KEYS_UNAVAILABLE: &str = "issuer keys temporarily unavailable";
     /// The shared replay cache cannot be reached.
     pub const REPLAY_UNAVAILABLE: &str = "temporarily unable to check assertion replay";
+    /// Signing paused: the key store has been unreachable too long.
+    pub const SIGNING_UNAVAILABLE: &str = "temporarily unable to sign tokens";
     pub const CONDITION_DENIED: &str = "subject token rejected by the provider's condition";
     pub const MAPPING_FAILED: &str = "subject token could not be mapped";
     pub const TARGET_NOT_ALLOWED: &str = "the requested audience is not available";

@@ -118,6 +118,11 @@ impl KeyManager {
         self.snapshot().active.clone()
     }
 
+    /// The latest `exp` a token signed now may carry (see `keyring::signing_deadline`).
+    pub fn signing_deadline(&self) -> Option<i64> {
+        keyring::signing_deadline(&self.snapshot().keys, &self.cfg.policy)
+    }
+
     /// The ring's timing.
     pub fn policy(&self) -> &RingPolicy {
         &self.cfg.policy

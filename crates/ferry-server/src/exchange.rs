@@ -361,8 +361,29 @@ pub(crate) fn mint_token(
     let Outcome {
         principal,
         grant,
-        ttl,
+        mut ttl,
     } = outcome;
+    // Cut off from the key store past the ring's scheduled rotation, this replica's key
+    // may be retired and later removed by the others: no token may outlive that.
+    if let Some(deadline) = state.keys.signing_deadline() {
+        let left = u64::try_from(deadline.saturating_sub(now)).unwrap_or(0);
+        if left < ttl {
+            if left < loaded.config.lifetimes.min_ttl {
+                return Err(OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    Step::Mint,
+                    desc::SIGNING_UNAVAILABLE,
+                )
+                .detail("the key store has been unreachable past the signing key's rotation: refusing to sign"));
+            }
+            tracing::warn!(
+                ttl,
+                left,
+                "key store unreachable past the scheduled rotation: token lifetime shortened"
+            );
+            ttl = left;
+        }
+    }
     // An audience or rule may grant only key-bound tokens.
     if grant.require_dpop && dpop.is_none() {
         return Err(OAuthError::new(

@@ -73,6 +73,22 @@ impl RingPolicy {
     }
 }
 
+/// The latest `exp` a token signed now by the active key in `keys` may carry: the
+/// earliest moment another writer of a shared ring could remove that key from `/jwks`
+/// (it retires `rotation_period` after activation at the soonest, then stays published
+/// for `keep_after`). A replica that rotates on time never comes near it; one cut off
+/// from its store does, and must not issue tokens that outlive the key's publication.
+/// `None` without an active key.
+pub fn signing_deadline(keys: &[KeyMeta], p: &RingPolicy) -> Option<i64> {
+    let active = keys.iter().find(|k| k.state == KeyState::Active)?;
+    Some(
+        active
+            .activated_at?
+            .saturating_add(p.rotation_period)
+            .saturating_add(p.keep_after()),
+    )
+}
+
 /// How many pending keys the ring keeps.
 pub const STANDBYS: usize = 2;
 

@@ -227,3 +227,41 @@ fn emergency_revocation_without_an_eligible_standby_needs_force() {
     tick(&mut keys, &policy(), 11, &mut n, &mut hist);
     check(&keys).unwrap();
 }
+
+#[test]
+fn the_signing_deadline_is_the_earliest_removal_of_the_active_key() {
+    let p = RingPolicy {
+        rotation_period: 1_000,
+        jwks_max_age: 50,
+        leeway: 10,
+        max_token_ttl: 100,
+    };
+    let mut keys = Vec::new();
+    assert_eq!(signing_deadline(&keys, &p), None);
+    // Drive the ring on schedule: the active key is always well inside its deadline,
+    // and once retired, it is removed no earlier than that deadline.
+    let mut deadlines = std::collections::HashMap::new();
+    for now in 0..10_000 {
+        while let Some(step) = next_step(&keys, &p, now) {
+            let new = matches!(step, Transition::Generate).then(|| KeyMeta {
+                kid: format!("k{now}-{}", keys.len()),
+                alg: "ES256".into(),
+                state: KeyState::Pending,
+                published_at: now,
+                activated_at: None,
+                retired_at: None,
+            });
+            if let Transition::Remove(kid) = &step {
+                assert!(now >= deadlines[kid], "{kid} removed before its deadline");
+            }
+            apply(&mut keys, &step, now, new);
+        }
+        let d = signing_deadline(&keys, &p).unwrap();
+        let active = keys.iter().find(|k| k.state == KeyState::Active).unwrap();
+        deadlines.insert(active.kid.clone(), d);
+        assert!(
+            d - now >= p.max_token_ttl,
+            "a full token lifetime is always left on schedule"
+        );
+    }
+}

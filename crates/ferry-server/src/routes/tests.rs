@@ -41,6 +41,7 @@ struct Fx {
     idp: Issuer,
     audit: Buf,
     state: crate::AppState,
+    clock: Arc<FakeClock>,
 }
 
 fn fixture() -> Fx {
@@ -93,6 +94,7 @@ audiences:
     )
     .unwrap();
     let audit = Buf::default();
+    let clock = Arc::new(FakeClock::new(NOW));
     let accounts = crate::accounts::load_accounts(
         &config,
         Arc::new(ferry_verify::time::ManualMono::default()),
@@ -103,7 +105,7 @@ audiences:
         providers,
         accounts,
         Arc::new(keys),
-        Arc::new(FakeClock::new(NOW)),
+        clock.clone(),
         Arc::new(AuditSink::new(Box::new(audit.clone()))),
     );
     Fx {
@@ -112,6 +114,7 @@ audiences:
         idp,
         audit,
         state,
+        clock,
     }
 }
 
@@ -304,6 +307,49 @@ async fn a_subject_token_about_to_expire_is_refused() {
     let (s, v) = fx.exchange(&fx.subject(json!({"exp": NOW + 61})), "").await;
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["expires_in"], json!(61));
+}
+
+#[tokio::test]
+async fn a_replica_cut_off_from_its_key_store_never_issues_a_token_that_outlives_its_key() {
+    let fx = fixture();
+    let at = |t: i64| {
+        fx.clock.set(t);
+        fx.idp.token(
+            &fx.idp
+                .claims(FERRY, "repo:acme/app", t, json!({"repository": "acme/app"})),
+        )
+    };
+    let (s, normal) = fx.exchange(&at(NOW), "").await;
+    assert_eq!(s, StatusCode::OK, "{normal}");
+    // No tick ran since NOW (the store is "unreachable"): the key scheduled to retire
+    // after 7 days may be removed by other replicas at the deadline.
+    let deadline = fx.state.keys.signing_deadline().unwrap();
+    // Twin: an hour before it, the full lifetime.
+    let (s, v) = fx.exchange(&at(deadline - 3_600), "").await;
+    assert_eq!(
+        (s, &v["expires_in"]),
+        (StatusCode::OK, &normal["expires_in"])
+    );
+    // Two minutes before: the token ends at the deadline.
+    let (s, v) = fx.exchange(&at(deadline - 120), "").await;
+    assert_eq!((s, v["expires_in"].as_u64()), (StatusCode::OK, Some(120)));
+    let payload = v["access_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["exp"], json!(deadline));
+    // Less than min_ttl left: refused, fixed error, nothing issued.
+    let (s, v) = fx.exchange(&at(deadline - 30), "").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(v["error"], "temporarily_unavailable");
+    assert!(v.get("access_token").is_none());
 }
 
 #[tokio::test]
