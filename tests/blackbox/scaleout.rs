@@ -214,12 +214,16 @@ async fn three_replicas_share_keys_and_replay_state_through_rotation_a_lost_repl
                         Ok(body) => {
                             let token =
                                 body["access_token"].as_str().unwrap_or_default().to_owned();
+                            // A failure here is charged to the replica asked for /jwks.
                             match j {
-                                Some(j) => verify_at(&http, &urls[j], &token).await.map(|_| token),
+                                Some(j) => verify_at(&http, &urls[j], &token)
+                                    .await
+                                    .map(|_| token)
+                                    .map_err(|e| (j, e)),
                                 None => Ok(token),
                             }
                         }
-                        Err(e) => Err(e),
+                        Err(e) => Err((i, e)),
                     };
                     let mut s = seen.lock().unwrap();
                     match result {
@@ -230,7 +234,7 @@ async fn three_replicas_share_keys_and_replay_state_through_rotation_a_lost_repl
                                 s.kids.insert(h.kid.unwrap_or_default());
                             }
                         }
-                        Err(e) => s.failures.push((i, Instant::now(), e)),
+                        Err((at, e)) => s.failures.push((at, Instant::now(), e)),
                     }
                 }
             })

@@ -167,7 +167,7 @@ fn the_local_store_passes_the_store_conformance_suite() {
 }
 
 fn pg_open(url: &str) -> Arc<PgStore> {
-    Arc::new(PgStore::open(url, std::time::Duration::from_secs(10)).unwrap())
+    Arc::new(PgStore::open(url, std::time::Duration::from_secs(10), None).unwrap())
 }
 
 #[test]
@@ -209,7 +209,7 @@ fn an_older_binary_refuses_a_schema_it_cannot_read_and_accepts_an_expanded_one()
          VALUES ({}, {next}, 'contract')",
         next + 1
     ));
-    let err = PgStore::open(&pg.url(), std::time::Duration::from_secs(10)).unwrap_err();
+    let err = PgStore::open(&pg.url(), std::time::Duration::from_secs(10), None).unwrap_err();
     let text = err.to_string();
     assert!(
         text.contains(&format!("schema is version {}", next + 1))
@@ -243,7 +243,7 @@ fn the_postgres_store_reconnects_after_a_restart_and_its_errors_hold_no_password
     assert_ne!(rotated, kid);
     // A wrong password is refused without being echoed.
     let bad = pg.url().replace(pg.password(), "not-the-password");
-    let err = PgStore::open(&bad, std::time::Duration::from_secs(10))
+    let err = PgStore::open(&bad, std::time::Duration::from_secs(10), None)
         .unwrap_err()
         .to_string();
     assert!(
@@ -287,4 +287,60 @@ fn a_ring_held_in_the_hsm_rotates_and_stores_only_references() {
     let next = m.rotate(400).unwrap();
     assert_eq!(m.active().kid(), next);
     crate::conformance::check_signer(m.active().as_ref());
+}
+
+#[test]
+fn tls_to_postgres_verifies_the_server_and_is_really_used() {
+    // A certificate for the name `localhost` only.
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let pg = ferry_testkit::Postgres::start_with_tls(
+        &cert.cert.pem(),
+        &cert.signing_key.serialize_pem(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, cert.cert.pem()).unwrap();
+    let other = dir.path().join("other.pem");
+    std::fs::write(
+        &other,
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])
+            .unwrap()
+            .cert
+            .pem(),
+    )
+    .unwrap();
+    let timeout = std::time::Duration::from_secs(10);
+    let at = |host: &str, mode: &str| {
+        format!(
+            "postgres://postgres:{}@{host}:{}/postgres{mode}",
+            pg.password(),
+            pg.port()
+        )
+    };
+    let url = at("localhost", "?sslmode=require");
+    // Trusting the server's CA: the store works over TLS.
+    let store = Arc::new(PgStore::open(&url, timeout, Some(&ca)).unwrap());
+    let kek = Kek::generate_text().unwrap();
+    assert!(KeyManager::open(store, software(&[&kek]), 1_000).is_ok());
+    // The default sslmode (prefer) uses TLS too when the server offers it.
+    assert!(PgStore::open(&at("localhost", ""), timeout, Some(&ca)).is_ok());
+    // Another CA, or the system's roots: the server is not trusted, and it says so.
+    for ca in [Some(other.as_path()), None] {
+        let err = PgStore::open(&url, timeout, ca).unwrap_err().to_string();
+        assert!(err.to_lowercase().contains("certificate"), "{err}");
+        assert!(!err.contains(pg.password()), "{err}");
+    }
+    // The right CA but another name (127.0.0.1 is not in the certificate): refused.
+    let err = PgStore::open(&at("127.0.0.1", "?sslmode=require"), timeout, Some(&ca))
+        .unwrap_err()
+        .to_string();
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
+    // Without TLS the server refuses us: the connections above really used it.
+    let err = PgStore::open(&at("localhost", "?sslmode=disable"), timeout, Some(&ca))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pg_hba.conf") || err.contains("28000"),
+        "{err}"
+    );
 }

@@ -289,8 +289,12 @@ pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
                 "signing.postgres.url: the connection string's environment variable is not set",
             )?;
             Arc::new(
-                PgStore::open(&url, Duration::from_millis(pg.timeout_ms))
-                    .map_err(|e| format!("key store: {e}"))?,
+                PgStore::open(
+                    &url,
+                    Duration::from_millis(pg.timeout_ms),
+                    pg.ca_file.as_deref(),
+                )
+                .map_err(|e| format!("key store: {e}"))?,
             )
         }
         None => Arc::new(

@@ -19,6 +19,7 @@ pub struct Postgres {
     password: String,
     owner: Option<(u32, u32)>,
     child: Option<Child>,
+    tls: bool,
 }
 
 fn bin_dir() -> PathBuf {
@@ -60,6 +61,16 @@ fn free_port() -> u16 {
 impl Postgres {
     /// Creates and starts a cluster.
     pub fn start() -> Self {
+        Self::create(None)
+    }
+
+    /// A cluster that accepts TCP connections only over TLS (`hostssl` alone in
+    /// pg_hba.conf), with this certificate and key (PEM).
+    pub fn start_with_tls(cert_pem: &str, key_pem: &str) -> Self {
+        Self::create(Some((cert_pem, key_pem)))
+    }
+
+    fn create(tls: Option<(&str, &str)>) -> Self {
         static N: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "ferry-pg-{}-{}",
@@ -79,6 +90,7 @@ impl Postgres {
             owner: owner(),
             child: None,
             dir,
+            tls: tls.is_some(),
         };
         pg.chown(&pg.dir.clone());
         pg.chown(&pg.dir.join("pwfile"));
@@ -104,6 +116,21 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some((cert, key)) = tls {
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = pg.dir.join(name);
+                fs::write(&path, pem).unwrap();
+                fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+                    .unwrap();
+                pg.chown(&path);
+            }
+            fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n",
+            )
+            .unwrap();
+            pg.chown(&data.join("pg_hba.conf"));
+        }
         pg.start_again();
         pg
     }
@@ -163,6 +190,18 @@ impl Postgres {
                 "-c",
                 "max_connections=40",
             ])
+            .args(if self.tls {
+                vec![
+                    "-c".to_owned(),
+                    "ssl=on".to_owned(),
+                    "-c".to_owned(),
+                    format!("ssl_cert_file={}", self.dir.join("server.crt").display()),
+                    "-c".to_owned(),
+                    format!("ssl_key_file={}", self.dir.join("server.key").display()),
+                ]
+            } else {
+                Vec::new()
+            })
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -94,6 +94,7 @@ pub struct RawSigning {
 #[serde(deny_unknown_fields)]
 pub struct RawPostgres {
     pub url: Option<RawSecretSource>,
+    pub ca_file: Option<String>,
     pub poll_interval: Option<String>,
     pub timeout: Option<String>,
 }

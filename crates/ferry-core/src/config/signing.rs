@@ -35,6 +35,8 @@ pub struct PostgresStore {
     pub poll_interval_ms: u64,
     /// Bound on every call to the database, connecting included, milliseconds.
     pub timeout_ms: u64,
+    /// The CA certificates (PEM) that TLS to the database trusts; else the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Signing settings.
@@ -251,5 +253,6 @@ fn postgres(
         url: url?,
         poll_interval_ms,
         timeout_ms,
+        ca_file: p.ca_file.as_ref().map(|f| base.join(f)),
     })
 }

@@ -397,13 +397,14 @@ fn a_shared_postgres_key_store() {
         format!("{GOOGLE_STYLE}signing: {{ jwks_max_age: 20s, leeway: 10s, postgres: {pg} }}\n")
     };
     let c = parse(
-        &with("{ url: { env: FERRY_PG }, poll_interval: 250ms, timeout: 3s }"),
+        &with("{ url: { env: FERRY_PG }, poll_interval: 250ms, timeout: 3s, ca_file: ca.pem }"),
         Path::new("/"),
     )
     .unwrap();
     let pg = c.signing.postgres.unwrap();
     assert_eq!(pg.url, SecretSource::Env("FERRY_PG".into()));
     assert_eq!((pg.poll_interval_ms, pg.timeout_ms), (250, 3000));
+    assert_eq!(pg.ca_file.as_deref(), Some(Path::new("/ca.pem")));
     // Default poll: a tenth of the publish-ahead margin (30 s here).
     let d = parse(&with("{ url: { env: FERRY_PG } }"), Path::new("/")).unwrap();
     assert_eq!(d.signing.postgres.unwrap().poll_interval_ms, 3000);

@@ -3,6 +3,7 @@
 //! both perform a transition: the loser sees the new version and plans again.
 
 mod local;
+mod pg_tls;
 mod postgres;
 
 use ferry_core::keyring::KeyMeta;

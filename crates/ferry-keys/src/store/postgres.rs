@@ -18,10 +18,13 @@
 //! contracting one, shipped a release later, raises it. A binary that finds a schema it
 //! cannot read refuses to start with an error that says so.
 
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+
+use super::pg_tls::MakeRustls;
 
 use super::{KeyStore, StoredKey, StoredRing};
 use crate::signer::KeyError;
@@ -75,6 +78,7 @@ struct Conn {
     config: tokio_postgres::Config,
     client: Option<Client>,
     timeout: Duration,
+    tls: MakeRustls,
 }
 
 impl Conn {
@@ -89,13 +93,14 @@ impl Conn {
             config,
             client,
             timeout,
+            tls,
         } = self;
         let out = rt.block_on(async {
             tokio::time::timeout(*timeout, async {
                 let mut c = match client.take() {
                     Some(c) if !c.is_closed() => c,
                     _ => {
-                        let (c, connection) = config.connect(NoTls).await?;
+                        let (c, connection) = config.connect(tls.clone()).await?;
                         tokio::spawn(async move {
                             if let Err(e) = connection.await {
                                 tracing::warn!(error = %e, "key store: PostgreSQL connection lost");
@@ -136,7 +141,16 @@ fn pg_error(e: &tokio_postgres::Error) -> KeyError {
             db.code().code(),
             db.message()
         )),
-        None => KeyError::Store(format!("PostgreSQL: {e}")),
+        None => {
+            // The cause (a refused certificate, a refused connection) is in the chain.
+            let mut text = format!("PostgreSQL: {e}");
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            KeyError::Store(text)
+        }
     }
 }
 
@@ -175,8 +189,9 @@ fn describe(config: &tokio_postgres::Config) -> String {
 impl PgStore {
     /// Connects to `url` (a `postgres://` URL or a libpq key=value string), brings the
     /// schema up to date (or refuses a schema this binary cannot read) and returns the
-    /// store. `timeout` bounds every call, connecting included.
-    pub fn open(url: &str, timeout: Duration) -> Result<Self, KeyError> {
+    /// store. `timeout` bounds every call, connecting included. TLS (per `sslmode`)
+    /// verifies the server against `ca_file`, else the system's roots.
+    pub fn open(url: &str, timeout: Duration, ca_file: Option<&Path>) -> Result<Self, KeyError> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
             // The parser's message may quote the string, password included.
             KeyError::Store("the PostgreSQL connection string is not valid".into())
@@ -186,6 +201,7 @@ impl PgStore {
             config.application_name("ferry");
         }
         let target = describe(&config);
+        let tls = MakeRustls::new(ca_file)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -195,6 +211,7 @@ impl PgStore {
             config,
             client: None,
             timeout,
+            tls,
         };
         std::thread::Builder::new()
             .name("ferry-key-store".into())
