@@ -30,6 +30,8 @@ pub enum ErrorCode {
     InvalidDpopProof,
     /// RFC 9449 §8: the proof must carry the server's nonce (given in `DPoP-Nonce`).
     UseDpopNonce,
+    /// RFC 6749 §5.2 / RFC 7009 §2.1: the client may not act on this token.
+    UnauthorizedClient,
     /// An internal failure; the description never says more.
     ServerError,
 }
@@ -47,6 +49,7 @@ impl ErrorCode {
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::InvalidDpopProof => "invalid_dpop_proof",
             Self::UseDpopNonce => "use_dpop_nonce",
+            Self::UnauthorizedClient => "unauthorized_client",
             Self::ServerError => "server_error",
         }
     }
@@ -199,6 +202,13 @@ pub mod desc {
     pub const REPLAY_UNAVAILABLE: &str = "temporarily unable to check assertion replay";
     /// Signing paused: the key store has been unreachable too long.
     pub const SIGNING_UNAVAILABLE: &str = "temporarily unable to sign tokens";
+    /// Revocation state (or reference tokens) cannot be reached.
+    pub const REVOCATION_UNAVAILABLE: &str = "temporarily unable to check revocation";
+    pub const MISSING_TOKEN: &str = "missing token";
+    pub const NOT_YOUR_TOKEN: &str = "the token was not issued to this client";
+    pub const NOT_INTROSPECTOR: &str = "this client may not introspect tokens";
+    pub const TOKEN_REVOKED: &str = "the token has been revoked";
+    pub const ONE_TARGET: &str = "give exactly one of token, subject, provider or client_id";
     pub const CONDITION_DENIED: &str = "subject token rejected by the provider's condition";
     pub const MAPPING_FAILED: &str = "subject token could not be mapped";
     pub const TARGET_NOT_ALLOWED: &str = "the requested audience is not available";

@@ -22,6 +22,9 @@ pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 pub const TT_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 /// An OAuth access token.
 pub const TT_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
+/// Ferry's reference (opaque) token type: a random handle standing for an access token,
+/// turned back into it by introspection (the phantom-token pattern).
+pub const TT_REFERENCE: &str = "urn:ferry:params:oauth:token-type:reference_token";
 
 /// The kinds of subject token Ferry accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +44,8 @@ pub enum IssuedTokenType {
     AccessToken,
     /// `…:jwt`
     Jwt,
+    /// Ferry's reference token: an opaque handle.
+    Reference,
 }
 
 impl IssuedTokenType {
@@ -49,6 +54,7 @@ impl IssuedTokenType {
         match self {
             Self::AccessToken => TT_ACCESS_TOKEN,
             Self::Jwt => TT_JWT,
+            Self::Reference => TT_REFERENCE,
         }
     }
 }
@@ -207,6 +213,10 @@ const SINGLE: &[&str] = &[
     "client_secret",
     "client_assertion",
     "client_assertion_type",
+    "token",
+    "token_type_hint",
+    "subject",
+    "provider",
 ];
 
 #[derive(Default)]
@@ -286,6 +296,52 @@ fn valid_resource(r: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
         && !rest.is_empty()
         && !r.contains('#')
+}
+
+/// A revocation (RFC 7009) or introspection (RFC 7662) request. Admin revocations may
+/// name a `subject`, `provider` or `client_id` instead of a token.
+#[derive(Clone)]
+pub struct TokenActionRequest {
+    /// `token`.
+    pub token: Option<String>,
+    /// `token_type_hint` (advisory).
+    pub token_type_hint: Option<String>,
+    /// `subject` (admin revocation).
+    pub subject: Option<String>,
+    /// `provider` (admin revocation).
+    pub provider: Option<String>,
+}
+
+impl std::fmt::Debug for TokenActionRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenActionRequest")
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .field("token_type_hint", &self.token_type_hint)
+            .field("subject", &self.subject)
+            .field("provider", &self.provider)
+            .finish()
+    }
+}
+
+/// Parses a revocation or introspection body (already known to be a urlencoded form).
+pub fn parse_token_action(body: &[u8]) -> Result<(TokenActionRequest, ClientParams), OAuthError> {
+    let p = collect(body)?;
+    let client = ClientParams {
+        client_id: p.get("client_id").map(str::to_owned),
+        client_secret: p.get("client_secret").map(str::to_owned),
+        client_assertion_type: p.get("client_assertion_type").map(str::to_owned),
+        client_assertion: p.get("client_assertion").map(str::to_owned),
+    };
+    let s = |k: &str| p.get(k).map(|v| v.trim().to_owned());
+    Ok((
+        TokenActionRequest {
+            token: s("token"),
+            token_type_hint: s("token_type_hint"),
+            subject: s("subject"),
+            provider: s("provider"),
+        },
+        client,
+    ))
 }
 
 /// Parses a token request body (already known to be a urlencoded form).
@@ -368,6 +424,7 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
     let requested_token_type = match p.get("requested_token_type") {
         None | Some(TT_ACCESS_TOKEN) => IssuedTokenType::AccessToken,
         Some(TT_JWT) => IssuedTokenType::Jwt,
+        Some(TT_REFERENCE) => IssuedTokenType::Reference,
         Some(_) => return Err(bad(desc::UNSUPPORTED_REQUESTED_TYPE)),
     };
     // RFC 8693 §2.1: actor_token_type is REQUIRED with actor_token and MUST NOT come

@@ -24,6 +24,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/explain", post(explain_endpoint))
+        .route("/revoke", post(admin_revoke))
         .route("/readyz", get(crate::routes::readyz))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -161,6 +162,94 @@ async fn explain_endpoint(
             (
                 StatusCode::BAD_REQUEST,
                 Json(json!({"error": "explain failed"})),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `POST /revoke` on the admin listener (form): `token=` revokes one token Ferry issued,
+/// whoever it was issued to; `subject=`, `provider=` or `client_id=` revokes every token
+/// issued to that subject, through that provider or to that client up to now. Each is
+/// an audit event.
+async fn admin_revoke(State(state): State<AppState>, body: axum::body::Bytes) -> Response {
+    use crate::revocation::RuleKind;
+    let bad = |msg: &'static str| {
+        (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "invalid_request", "error_description": msg})),
+        )
+            .into_response()
+    };
+    let Ok((req, client)) = ferry_core::request::parse_token_action(&body) else {
+        return bad("malformed form");
+    };
+    let now = state.clock.now();
+    let targets = [
+        req.token.as_deref().map(|t| (None, t)),
+        req.subject.as_deref().map(|v| (Some(RuleKind::Subject), v)),
+        req.provider
+            .as_deref()
+            .map(|v| (Some(RuleKind::Provider), v)),
+        client
+            .client_id
+            .as_deref()
+            .map(|v| (Some(RuleKind::Client), v)),
+    ];
+    let mut given = targets.iter().flatten();
+    let (Some(&(kind, value)), None) = (given.next(), given.next()) else {
+        return bad(ferry_core::error::desc::ONE_TARGET);
+    };
+    let mut audit = AuditEvent {
+        kind: "ferry.revocation",
+        time: now,
+        request_id: random_id(12),
+        decision: "allow",
+        step: "revoke",
+        ..AuditEvent::default()
+    };
+    let outcome = match kind {
+        None => {
+            audit.subject_token_sha256 = Some(fingerprint(value.as_bytes()));
+            match crate::tokens::resolve(&state, value, now).await {
+                Ok(Some(issued)) => {
+                    audit.jti = issued
+                        .claims
+                        .get("jti")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned);
+                    audit.reason = Some("revoked by an administrator".into());
+                    crate::tokens::revoke(&state, &issued, now)
+                        .await
+                        .map(|()| json!({"revoked": 1}))
+                }
+                Ok(None) => Ok(json!({"revoked": 0})),
+                Err(e) => Err(e),
+            }
+        }
+        Some(kind) => {
+            audit.rule = Some(format!("{kind:?}").to_lowercase());
+            audit.subject = Some(value.to_owned());
+            audit.reason = Some(format!(
+                "every token issued to this {} up to now revoked by an administrator",
+                format!("{kind:?}").to_lowercase()
+            ));
+            crate::tokens::revoke_all(&state, kind, value, now)
+                .await
+                .map(|rule| json!({"rule": rule}))
+        }
+    };
+    match outcome {
+        Ok(body) => {
+            state.audit.record(&audit);
+            tracing::warn!(reason = ?audit.reason, "administrative revocation");
+            Json(body).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "administrative revocation failed: revocation state unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"error": "temporarily_unavailable"})),
             )
                 .into_response()
         }

@@ -29,7 +29,8 @@ use crate::state::AppState;
 pub struct OwnKeys(RwLock<Option<(u64, Arc<KeySet>)>>);
 
 impl OwnKeys {
-    fn get(&self, state: &AppState) -> Arc<KeySet> {
+    /// The key set of the ring version in force.
+    pub(crate) fn get(&self, state: &AppState) -> Arc<KeySet> {
         let snap = state.keys.snapshot();
         if let Some((v, k)) = self
             .0
@@ -132,6 +133,22 @@ pub async fn downscope(
     };
     let c = &parent.claims;
     audit.original_subject = c.get("sub").and_then(Value::as_str).map(str::to_owned);
+    // A revoked parent cannot be narrowed.
+    match crate::tokens::is_revoked(state, c, now).await {
+        Ok(false) => {}
+        Ok(true) => {
+            // RFC 8693 §2.2.2: an unacceptable subject token is `invalid_request`.
+            return Err(invalid_subject("the parent token has been revoked"));
+        }
+        Err(e) => {
+            return Err(OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                Step::Verify,
+                desc::REVOCATION_UNAVAILABLE,
+            )
+            .detail(e));
+        }
+    }
 
     // 2. Audiences: every one requested must be one of the parent's.
     let parent_aud = strings(c.get("aud"));
@@ -257,7 +274,7 @@ pub async fn downscope(
         .and_then(Value::as_str)
         .unwrap_or("ferry")
         .to_owned();
-    crate::exchange::mint_token(
+    let resp = crate::exchange::mint_token(
         state,
         &loaded,
         outcome,
@@ -267,5 +284,6 @@ pub async fn downscope(
         act.as_ref(),
         now,
         audit,
-    )
+    )?;
+    crate::tokens::maybe_reference(state, req.requested_token_type, resp, now).await
 }

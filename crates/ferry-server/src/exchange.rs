@@ -209,7 +209,7 @@ pub async fn exchange(
     )?;
     drop(policy_span);
     let fallback = format!("ferry-provider:{}", provider.config.id);
-    mint_token(
+    let resp = mint_token(
         state,
         &loaded,
         outcome,
@@ -219,7 +219,8 @@ pub async fn exchange(
         act.as_ref(),
         now,
         audit,
-    )
+    )?;
+    crate::tokens::maybe_reference(state, req.requested_token_type, resp, now).await
 }
 
 fn invalid_actor(detail: impl Into<String>) -> OAuthError {

@@ -14,12 +14,15 @@ pub mod exchange;
 pub mod limits;
 pub mod load;
 pub mod metrics;
+pub mod redis;
 pub mod replay;
+pub mod revocation;
 pub mod routes;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod tokens;
 
 pub use routes::router;
 pub use state::AppState;

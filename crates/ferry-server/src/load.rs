@@ -324,6 +324,12 @@ pub fn metadata(config: &Config) -> serde_json::Value {
         "scopes_supported": [],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256", "PS256"],
         "access_token_signing_alg_values_supported": [config.signing.algorithm],
+        "revocation_endpoint": format!("{}/revoke", config.issuer),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint": format!("{}/introspect", config.issuer),
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_signing_alg_values_supported": [config.signing.algorithm],
+        "ferry_revocation_list_uri": format!("{}/revocations", config.issuer),
     })
 }
 

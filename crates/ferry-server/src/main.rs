@@ -368,6 +368,9 @@ async fn serve(
         Arc::new(SystemClock),
         Arc::new(audit),
     );
+    if let Some(e) = state.revocations.broken() {
+        anyhow::bail!("revocation state: {e}");
+    }
     ferry_server::tasks::spawn_background(&state, Some(path.to_owned()));
 
     // The admin listener: loopback by default; elsewhere TLS and tokens (checked at load).

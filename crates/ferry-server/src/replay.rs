@@ -9,10 +9,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use crate::redis::Reply;
 
 /// Why an assertion id was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,8 +99,7 @@ impl InProcessReplay {
 /// (`ferry_replay_backend_errors_total`) and logged.
 #[derive(Debug)]
 pub struct RedisReplay {
-    config: ferry_core::config::RedisReplay,
-    conn: tokio::sync::Mutex<Option<BufReader<TcpStream>>>,
+    redis: crate::redis::Redis,
     errors: AtomicU64,
 }
 
@@ -110,101 +107,25 @@ impl RedisReplay {
     /// A cache for `config`; connects on first use.
     pub fn new(config: ferry_core::config::RedisReplay) -> Self {
         Self {
-            config,
-            conn: tokio::sync::Mutex::new(None),
+            redis: crate::redis::Redis::new(config),
             errors: AtomicU64::new(0),
         }
     }
 
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(self.config.timeout_ms.max(1))
-    }
-
-    async fn connect(&self) -> Result<BufReader<TcpStream>, String> {
-        let stream = TcpStream::connect(&self.config.addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let mut conn = BufReader::new(stream);
-        if let Some(p) = &self.config.password {
-            command(&mut conn, &[b"AUTH", p.as_bytes()]).await?;
-        }
-        if self.config.db != 0 {
-            command(
-                &mut conn,
-                &[b"SELECT", self.config.db.to_string().as_bytes()],
-            )
-            .await?;
-        }
-        Ok(conn)
-    }
-
     async fn set_nx(&self, key: &str, ttl_ms: u64) -> Result<bool, String> {
+        // Had a lost command run before the client's retry, the retry finds the key and
+        // refuses the assertion: a failure on the safe side.
         let ttl = ttl_ms.to_string();
-        let args: [&[u8]; 6] = [b"SET", key.as_bytes(), b"1", b"NX", b"PX", ttl.as_bytes()];
-        let mut guard = self.conn.lock().await;
-        // A kept connection may have died with a Redis restart: on failure, one retry on
-        // a fresh connection. (Had the lost command run, the retry finds the key and
-        // refuses the assertion: a failure on the safe side.)
-        let mut reply = Err(String::new());
-        if let Some(conn) = guard.as_mut() {
-            reply = command(conn, &args).await;
-        }
-        if reply.is_err() {
-            *guard = None;
-            let conn = guard.insert(self.connect().await?);
-            reply = command(conn, &args).await;
-            if reply.is_err() {
-                // The connection's state is unknown: start afresh next time.
-                *guard = None;
-            }
-        }
-        match reply?.as_slice() {
-            b"+OK" => Ok(true),
-            b"$-1" | b"_" => Ok(false),
+        match self
+            .redis
+            .call(&[b"SET", key.as_bytes(), b"1", b"NX", b"PX", ttl.as_bytes()])
+            .await?
+        {
+            Reply::Simple(ok) if ok == b"OK" => Ok(true),
+            Reply::Bulk(None) => Ok(false),
             _ => Err("unexpected reply to SET".into()),
         }
     }
-}
-
-/// Sends one RESP command and reads a one-line reply (`+OK`, `$-1`, `_`, or a bulk
-/// string whose body is skipped); an error reply is an error.
-async fn command(conn: &mut BufReader<TcpStream>, args: &[&[u8]]) -> Result<Vec<u8>, String> {
-    let mut buf = format!("*{}\r\n", args.len()).into_bytes();
-    for a in args {
-        buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        buf.extend_from_slice(a);
-        buf.extend_from_slice(b"\r\n");
-    }
-    conn.get_mut()
-        .write_all(&buf)
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut line = Vec::new();
-    let n = (&mut *conn)
-        .take(4096)
-        .read_until(b'\n', &mut line)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    if n == 0 || !line.ends_with(b"\r\n") {
-        return Err("connection closed".into());
-    }
-    line.truncate(line.len() - 2);
-    if line.first() == Some(&b'-') {
-        return Err("Redis refused the command".into());
-    }
-    if line.first() == Some(&b'$') && line.as_slice() != b"$-1" {
-        // A bulk reply (e.g. `SET … GET`): skip its body.
-        let len: usize = std::str::from_utf8(&line[1..])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or("malformed bulk reply")?;
-        let mut body = vec![0u8; len + 2];
-        conn.read_exact(&mut body)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-    }
-    Ok(line)
 }
 
 impl ReplayCache for RedisReplay {
@@ -218,15 +139,10 @@ impl ReplayCache for RedisReplay {
                 "ferry:jti:{}",
                 crate::fingerprint(format!("{issuer}\0{jti}").as_bytes())
             );
-            match tokio::time::timeout(self.timeout(), self.set_nx(&key, ttl_ms)).await {
-                Ok(Ok(true)) => Ok(()),
-                Ok(Ok(false)) => Err(ReplayError::Replayed),
-                Ok(Err(e)) => self.unreachable(&e),
-                Err(_) => {
-                    // A timed-out command may still be answered later: drop the link.
-                    *self.conn.lock().await = None;
-                    self.unreachable("timed out")
-                }
+            match self.set_nx(&key, ttl_ms).await {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(ReplayError::Replayed),
+                Err(e) => self.unreachable(&e),
             }
         })
     }
@@ -243,12 +159,12 @@ impl ReplayCache for RedisReplay {
 impl RedisReplay {
     fn unreachable(&self, why: &str) -> Result<(), ReplayError> {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        if self.config.fail_open {
-            tracing::error!(addr = %self.config.addr, error = %why,
+        if self.redis.config().fail_open {
+            tracing::error!(addr = %self.redis.config().addr, error = %why,
                 "replay cache (Redis) unreachable: accepting the assertion without a replay check (fail_open)");
             Ok(())
         } else {
-            tracing::error!(addr = %self.config.addr, error = %why,
+            tracing::error!(addr = %self.redis.config().addr, error = %why,
                 "replay cache (Redis) unreachable: refusing the assertion (set replay.fail_open to accept)");
             Err(ReplayError::Unavailable)
         }

@@ -96,6 +96,8 @@ pub struct AppState {
     pub nonces: Arc<crate::dpop::Nonces>,
     /// Ferry's own public keys, for downscoping.
     pub own_keys: Arc<crate::downscope::OwnKeys>,
+    /// Revoked tokens and reference-token handles.
+    pub revocations: Arc<crate::revocation::Revocations>,
 }
 
 impl AppState {
@@ -111,6 +113,7 @@ impl AppState {
             Some(redis) => Arc::new(crate::replay::RedisReplay::new(redis.clone())),
             None => Arc::new(InProcessReplay::new(loaded.config.max_replay_entries)),
         };
+        let revocations = Arc::new(crate::revocation::Revocations::for_config(&loaded.config));
         Self {
             loaded: Arc::new(RwLock::new(Arc::new(loaded))),
             keys,
@@ -122,6 +125,7 @@ impl AppState {
             replay,
             nonces: Arc::default(),
             own_keys: Arc::default(),
+            revocations,
         }
     }
 

@@ -60,6 +60,8 @@ pub struct Client {
     /// Also accept the token endpoint URL as a client assertion's `aud` (legacy clients;
     /// the issuer identifier alone is the default, per draft-ietf-oauth-rfc7523bis).
     pub accept_token_endpoint_audience: bool,
+    /// May call `/introspect` (a resource server or gateway).
+    pub introspect: bool,
 }
 
 fn static_keys(
@@ -219,6 +221,7 @@ pub(super) fn clients(
                 secret_sha256: secret,
                 keys,
                 accept_token_endpoint_audience: c.accept_token_endpoint_audience.unwrap_or(false),
+                introspect: c.introspect.unwrap_or(false),
             });
         }
     }

@@ -74,6 +74,7 @@ pub struct RawClient {
     pub secret_sha256: Option<String>,
     pub jwks: Option<RawJwks>,
     pub accept_token_endpoint_audience: Option<bool>,
+    pub introspect: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -6,6 +6,7 @@ mod health;
 pub use health::readyz;
 pub mod middleware;
 mod token;
+mod tokens;
 mod wellknown;
 
 use axum::Router;
@@ -21,6 +22,9 @@ use crate::state::AppState;
 /// these (a test keeps the two in agreement).
 pub const ROUTES: &[(&str, &str)] = &[
     ("/token", "post"),
+    ("/revoke", "post"),
+    ("/introspect", "post"),
+    ("/revocations", "get"),
     ("/jwks", "get"),
     ("/.well-known/oauth-authorization-server", "get"),
     ("/.well-known/openid-configuration", "get"),
@@ -32,6 +36,9 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/token", any(token::token))
+        .route("/revoke", any(tokens::revoke))
+        .route("/introspect", any(tokens::introspect))
+        .route("/revocations", get(tokens::revocations))
         .route("/jwks", get(wellknown::jwks))
         .route(
             "/.well-known/oauth-authorization-server",

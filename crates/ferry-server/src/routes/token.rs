@@ -21,7 +21,8 @@ fn request_error(code: ErrorCode, description: &'static str) -> OAuthError {
     OAuthError::new(code, Step::Request, description)
 }
 
-async fn read_form(
+/// The method, content-type and size checks of a form endpoint, then the body.
+pub(super) async fn read_form(
     state: &AppState,
     method: &Method,
     headers: &HeaderMap,

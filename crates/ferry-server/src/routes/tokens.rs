@@ -1,0 +1,256 @@
+//! `POST /revoke` (RFC 7009), `POST /introspect` (RFC 7662, RFC 9701) and
+//! `GET /revocations` (the signed revocation list).
+//!
+//! Revocation: the issuing client, authenticated, revokes its own tokens; anything that
+//! is not a live token Ferry issued is answered 200, as RFC 7009 §2.2 asks; a token of
+//! another client is refused (`unauthorized_client`). Introspection: only clients
+//! registered with `introspect: true`; every inactive token — expired, revoked,
+//! foreign, malformed, unknown handle — gets exactly `{"active": false}`.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferry_core::config::ClientAuth;
+use ferry_core::error::desc;
+use ferry_core::request::parse_token_action;
+use ferry_core::{ErrorCode, OAuthError, Step};
+use serde_json::Value;
+
+use super::error_response;
+use super::token::read_form;
+use crate::audit::AuditEvent;
+use crate::client_auth::{ClientIdentity, authenticate};
+use crate::state::AppState;
+use crate::tokens;
+use crate::{fingerprint, random_id};
+
+fn no_store(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn unavailable(e: String) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        Step::Verify,
+        desc::REVOCATION_UNAVAILABLE,
+    )
+    .detail(e)
+}
+
+fn invalid_client(detail: &str) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidClient,
+        Step::Request,
+        desc::INVALID_CLIENT,
+    )
+    .detail(detail.to_owned())
+}
+
+/// Reads the form and authenticates a confidential client.
+async fn client_request(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(ferry_core::request::TokenActionRequest, ClientIdentity), OAuthError> {
+    let bytes = read_form(state, method, headers, body).await?;
+    let (req, params) = parse_token_action(&bytes)?;
+    let client = authenticate(state, headers, &params)
+        .await?
+        .filter(|c| c.method != ClientAuth::None)
+        .ok_or_else(|| invalid_client("client authentication required"))?;
+    Ok((req, client))
+}
+
+fn audit_event(state: &AppState, kind: &'static str) -> AuditEvent {
+    AuditEvent {
+        kind,
+        time: state.clock.now(),
+        request_id: random_id(12),
+        decision: "allow",
+        step: "revoke",
+        ..AuditEvent::default()
+    }
+}
+
+/// `POST /revoke`.
+pub async fn revoke(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let now = state.clock.now();
+    let result = async {
+        let (req, client) = client_request(&state, &method, &headers, body).await?;
+        let token = req.token.ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::InvalidRequest,
+                Step::Request,
+                desc::MISSING_TOKEN,
+            )
+        })?;
+        let mut audit = audit_event(&state, "ferry.revocation");
+        audit.client_id = Some(client.id.clone());
+        audit.subject_token_sha256 = Some(fingerprint(token.as_bytes()));
+        let Some(issued) = tokens::resolve(&state, &token, now)
+            .await
+            .map_err(unavailable)?
+        else {
+            // RFC 7009 §2.2: an invalid token needs no action and gets 200.
+            return Ok(());
+        };
+        let owner = issued.claims.get("client_id").and_then(Value::as_str);
+        if owner != Some(client.id.as_str()) {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                Step::Policy,
+                desc::NOT_YOUR_TOKEN,
+            )
+            .detail(format!(
+                "client {} revoking a token of another client",
+                client.id
+            )));
+        }
+        tokens::revoke(&state, &issued, now)
+            .await
+            .map_err(unavailable)?;
+        audit.jti = issued
+            .claims
+            .get("jti")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        audit.subject = issued
+            .claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        audit.reason = Some("revoked by its client".into());
+        state.audit.record(&audit);
+        tracing::info!(client = %client.id, jti = ?audit.jti, "token revoked");
+        Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => no_store(StatusCode::OK.into_response()),
+        Err(e) => {
+            tracing::warn!(error = %e.code, detail = %e.detail, "revocation refused");
+            error_response(&e)
+        }
+    }
+}
+
+const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
+
+/// `POST /introspect`.
+pub async fn introspect(
+    State(state): State<AppState>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let now = state.clock.now();
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let result = async {
+        let (req, client) = client_request(&state, &method, &headers, body).await?;
+        let allowed = state
+            .loaded()
+            .accounts
+            .clients
+            .get(&client.id)
+            .is_some_and(|c| c.client.introspect);
+        if !allowed {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                Step::Policy,
+                desc::NOT_INTROSPECTOR,
+            )
+            .status(403)
+            .detail(format!(
+                "client {} is not registered with introspect",
+                client.id
+            )));
+        }
+        let token = req.token.ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::InvalidRequest,
+                Step::Request,
+                desc::MISSING_TOKEN,
+            )
+        })?;
+        let issued = tokens::resolve(&state, &token, now)
+            .await
+            .map_err(unavailable)?;
+        let live = match issued {
+            Some(i) => {
+                let revoked = tokens::is_revoked(&state, &i.claims, now)
+                    .await
+                    .map_err(unavailable)?;
+                (!revoked).then_some(i)
+            }
+            None => None,
+        };
+        // The phantom-token pattern: a gateway swaps a live handle for its JWT.
+        if let Some(i) = &live
+            && i.reference
+            && accept.contains("application/jwt")
+        {
+            let mut r = i.jwt.clone().into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwt"),
+            );
+            return Ok(r);
+        }
+        let body = match &live {
+            Some(i) => tokens::introspection(&i.claims),
+            None => tokens::inactive(),
+        };
+        if accept.contains(INTROSPECTION_JWT) {
+            let jwt = tokens::introspection_jwt(&state, &client.id, body, now)?;
+            let mut r = jwt.into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(INTROSPECTION_JWT),
+            );
+            return Ok(r);
+        }
+        Ok(axum::Json(body).into_response())
+    }
+    .await;
+    match result {
+        Ok(r) => no_store(r),
+        Err(e) => {
+            tracing::warn!(error = %e.code, detail = %e.detail, "introspection refused");
+            error_response(&e)
+        }
+    }
+}
+
+/// `GET /revocations`: the signed revocation list (`typ: ferry-revocations+jwt`).
+pub async fn revocations(State(state): State<AppState>) -> Response {
+    match tokens::revocation_list(&state, state.clock.now()).await {
+        Ok(jwt) => {
+            let mut r = jwt.into_response();
+            let h = r.headers_mut();
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwt"),
+            );
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(detail = %e.detail, "revocation list unavailable");
+            error_response(&e)
+        }
+    }
+}

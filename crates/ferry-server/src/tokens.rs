@@ -1,0 +1,215 @@
+//! The tokens Ferry issued, after issuance: reference tokens (opaque handles), revocation
+//! (RFC 7009), introspection (RFC 7662, and its JWT form, RFC 9701) and the signed
+//! revocation list relying services poll.
+
+use ferry_core::error::desc;
+use ferry_core::request::{IssuedTokenType, TT_REFERENCE};
+use ferry_core::response::TokenResponse;
+use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_verify::{Algorithm, Rules};
+use serde_json::{Map, Value, json};
+
+use crate::revocation::{Facts, Rule, RuleKind};
+use crate::state::AppState;
+use crate::{fingerprint, random_id};
+
+/// Every reference token starts with this, so a handle is never mistaken for a JWT.
+pub const HANDLE_PREFIX: &str = "ferry_ref_";
+
+/// `typ` of the revocation list.
+pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
+
+/// How long a revocation list is valid after it was signed.
+pub const REVOCATIONS_TTL: i64 = 300;
+
+fn unavailable(detail: impl Into<String>) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        Step::Verify,
+        desc::REVOCATION_UNAVAILABLE,
+    )
+    .detail(detail)
+}
+
+/// Turns an issued JWT into a reference token when one was asked for: the response
+/// carries a random handle instead, and the handle's hash maps to the JWT until `exp`.
+pub async fn maybe_reference(
+    state: &AppState,
+    requested: IssuedTokenType,
+    mut resp: TokenResponse,
+    now: i64,
+) -> Result<TokenResponse, OAuthError> {
+    if requested != IssuedTokenType::Reference {
+        return Ok(resp);
+    }
+    let handle = format!("{HANDLE_PREFIX}{}", random_id(32));
+    let exp = now.saturating_add(i64::try_from(resp.expires_in).unwrap_or(i64::MAX));
+    state
+        .revocations
+        .put_handle(
+            &fingerprint(handle.as_bytes()),
+            &resp.access_token,
+            exp,
+            now,
+        )
+        .await
+        .map_err(|e| unavailable(format!("storing a reference token: {e}")))?;
+    resp.access_token = handle;
+    resp.issued_token_type = TT_REFERENCE;
+    Ok(resp)
+}
+
+/// A token Ferry issued, verified (signature by one of Ferry's published keys,
+/// `typ: at+jwt`, Ferry's `iss`, unexpired), from a JWT or a reference handle.
+#[derive(Debug)]
+pub struct Issued {
+    /// The JWT (the one a handle stands for).
+    pub jwt: String,
+    /// Its claims.
+    pub claims: Map<String, Value>,
+    /// Whether it was presented as a handle.
+    pub reference: bool,
+}
+
+/// Resolves `token`; `Ok(None)` for anything that is not a live token Ferry issued
+/// (expired, foreign, malformed, unknown handle). `Err` only when the shared state
+/// cannot be reached.
+pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<Issued>, String> {
+    let (jwt, reference) = match token.strip_prefix(HANDLE_PREFIX) {
+        Some(_) => match state
+            .revocations
+            .get_handle(&fingerprint(token.as_bytes()), now)
+            .await?
+        {
+            Some(jwt) => (jwt, true),
+            None => return Ok(None),
+        },
+        None => (token.to_owned(), false),
+    };
+    let config = &state.loaded().config;
+    // Any audience: the signature, type and issuer say the token is Ferry's.
+    let audiences = match ferry_verify::peek_claims(&jwt) {
+        Ok(c) => match c.get("aud") {
+            Some(Value::String(a)) => vec![a.clone()],
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            _ => return Ok(None),
+        },
+        Err(_) => return Ok(None),
+    };
+    let mut rules = Rules::new(config.issuer.clone(), audiences);
+    rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+    rules.rejected_types.clear();
+    rules.required_type = Some("at+jwt".to_owned());
+    rules.max_lifetime = i64::try_from(config.lifetimes.max_ttl).unwrap_or(i64::MAX) + 60;
+    let keys = state.own_keys.get(state);
+    match ferry_verify::verify(&jwt, &rules, &keys, now) {
+        Ok(v) => Ok(Some(Issued {
+            jwt,
+            claims: v.claims,
+            reference,
+        })),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Whether a verified token has been revoked.
+pub async fn is_revoked(
+    state: &AppState,
+    claims: &Map<String, Value>,
+    now: i64,
+) -> Result<bool, String> {
+    state.revocations.is_revoked(&Facts::of(claims), now).await
+}
+
+/// Revokes a resolved token until its `exp`.
+pub async fn revoke(state: &AppState, issued: &Issued, now: i64) -> Result<(), String> {
+    let c = &issued.claims;
+    let jti = c.get("jti").and_then(Value::as_str).unwrap_or_default();
+    let exp = c.get("exp").and_then(Value::as_i64).unwrap_or(now);
+    state.revocations.revoke_jti(jti, exp, now).await
+}
+
+/// Revokes every token issued to `value` (a subject, provider or client) up to now.
+pub async fn revoke_all(
+    state: &AppState,
+    kind: RuleKind,
+    value: &str,
+    now: i64,
+) -> Result<Rule, String> {
+    let max_ttl = i64::try_from(state.loaded().config.lifetimes.max_ttl).unwrap_or(i64::MAX);
+    let rule = Rule {
+        kind,
+        value: value.to_owned(),
+        before: now,
+        until: now.saturating_add(max_ttl).saturating_add(60),
+    };
+    state.revocations.add_rule(&rule, now).await?;
+    Ok(rule)
+}
+
+/// The RFC 7662 response for a live token.
+pub fn introspection(claims: &Map<String, Value>) -> Value {
+    let mut out = claims.clone();
+    out.insert("active".into(), Value::Bool(true));
+    let bound = ferry_verify::dpop::bound_jkt(claims).is_some();
+    out.insert(
+        "token_type".into(),
+        Value::String(if bound { "DPoP" } else { "Bearer" }.into()),
+    );
+    Value::Object(out)
+}
+
+/// The RFC 7662 response for anything else: no detail at all.
+pub fn inactive() -> Value {
+    json!({"active": false})
+}
+
+/// RFC 9701: the introspection response as a JWT signed by Ferry, for `client`.
+pub fn introspection_jwt(
+    state: &AppState,
+    client: &str,
+    response: Value,
+    now: i64,
+) -> Result<String, OAuthError> {
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(state.loaded().config.issuer));
+    claims.insert("aud".into(), json!(client));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("token_introspection".into(), response);
+    ferry_keys::sign_jwt(
+        state.keys.active().as_ref(),
+        "token-introspection+jwt",
+        &claims,
+    )
+    .map_err(|e| {
+        OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL).detail(e.to_string())
+    })
+}
+
+/// The signed revocation list: every revoked `jti` with its `exp`, and every rule.
+pub async fn revocation_list(state: &AppState, now: i64) -> Result<String, OAuthError> {
+    let listing = state.revocations.listing(now).await.map_err(unavailable)?;
+    let issuer = state.loaded().config.issuer.clone();
+    let mut claims = Map::new();
+    claims.insert("iss".into(), json!(issuer));
+    claims.insert("aud".into(), json!(issuer));
+    claims.insert("iat".into(), json!(now));
+    claims.insert("exp".into(), json!(now + REVOCATIONS_TTL));
+    claims.insert(
+        "revoked".into(),
+        Value::Array(
+            listing
+                .jtis
+                .iter()
+                .map(|(jti, exp)| json!({"jti": jti, "exp": exp}))
+                .collect(),
+        ),
+    );
+    claims.insert("rules".into(), json!(listing.rules));
+    ferry_keys::sign_jwt(state.keys.active().as_ref(), REVOCATIONS_TYPE, &claims).map_err(|e| {
+        OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL).detail(e.to_string())
+    })
+}
