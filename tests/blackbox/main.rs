@@ -17,4 +17,5 @@ mod otlp;
 mod policy;
 mod reload;
 mod replay;
+mod revocation;
 mod scaleout;

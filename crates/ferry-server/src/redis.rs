@@ -236,4 +236,3 @@ fn read_reply(conn: &mut BufReader<TcpStream>, depth: usize) -> ReadReply<'_> {
         }))
     })
 }
-

@@ -423,7 +423,11 @@ mod tests {
         r.revoke_jti("j-repo:acme/lib-100", 400, 150).await.unwrap();
         assert!(r.is_revoked(&a, 150).await.unwrap());
         // Twin: another token of the same subject is untouched by a jti revocation.
-        assert!(!r.is_revoked(&facts("repo:acme/lib", 101), 150).await.unwrap());
+        assert!(
+            !r.is_revoked(&facts("repo:acme/lib", 101), 150)
+                .await
+                .unwrap()
+        );
         // A rule: everything issued to a subject up to 200.
         let rule = Rule {
             kind: RuleKind::Subject,
@@ -432,17 +436,44 @@ mod tests {
             until: 200 + 3_600,
         };
         r.add_rule(&rule, 200).await.unwrap();
-        assert!(r.is_revoked(&facts("repo:acme/app", 200), 250).await.unwrap());
-        assert!(!r.is_revoked(&facts("repo:acme/app", 201), 250).await.unwrap());
-        assert!(!r.is_revoked(&facts("repo:acme/other", 150), 250).await.unwrap());
+        assert!(
+            r.is_revoked(&facts("repo:acme/app", 200), 250)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !r.is_revoked(&facts("repo:acme/app", 201), 250)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !r.is_revoked(&facts("repo:acme/other", 150), 250)
+                .await
+                .unwrap()
+        );
         // A restart keeps them.
         let again = Revocations::local(dir.path()).unwrap();
         assert!(again.is_revoked(&a, 300).await.unwrap());
-        assert!(again.is_revoked(&facts("repo:acme/app", 199), 300).await.unwrap());
+        assert!(
+            again
+                .is_revoked(&facts("repo:acme/app", 199), 300)
+                .await
+                .unwrap()
+        );
         // Past their lifetimes they are dropped.
         assert!(!again.is_revoked(&a, 401).await.unwrap());
-        assert!(again.is_revoked(&facts("repo:acme/app", 199), 3_800).await.unwrap());
-        assert!(!again.is_revoked(&facts("repo:acme/app", 199), 3_801).await.unwrap());
+        assert!(
+            again
+                .is_revoked(&facts("repo:acme/app", 199), 3_800)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !again
+                .is_revoked(&facts("repo:acme/app", 199), 3_801)
+                .await
+                .unwrap()
+        );
         assert_eq!(again.listing(5_000).await.unwrap(), Listing::default());
     }
 

@@ -104,6 +104,8 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
     rules.rejected_types.clear();
     rules.required_type = Some("at+jwt".to_owned());
     rules.max_lifetime = i64::try_from(config.lifetimes.max_ttl).unwrap_or(i64::MAX) + 60;
+    // Ferry's own clock decided `exp`: no leeway for skew.
+    rules.leeway = 0;
     let keys = state.own_keys.get(state);
     match ferry_verify::verify(&jwt, &rules, &keys, now) {
         Ok(v) => Ok(Some(Issued {

@@ -296,7 +296,7 @@ fn check_boundary(b: &Value) -> Result<(), DeriveError> {
 /// bound to, every narrowing rule and the depth. Returns the effective claims: the
 /// root's, with the outermost layer's `aud`, `scope`, `iat`, `exp` and `cnf` (none if
 /// the outermost is unbound), every layer's boundary appended to `access_boundaries`,
-/// and `derivation_depth`.
+/// `derivation_depth`, and `root_iat` (the root's `iat`).
 pub async fn verify_derived(
     token: &str,
     rules: &Rules,
@@ -326,6 +326,10 @@ pub async fn verify_derived(
     // The root: a Ferry token, verified as the service verifies any.
     let root = verify_from(&current, rules, keys, now).await?;
     let mut claims = root.claims;
+    // Revocation rules ("every token issued up to …") look at when the root was issued.
+    if let Some(iat) = claims.get("iat").cloned() {
+        claims.insert("root_iat".into(), iat);
+    }
     let mut parent = view(&claims, 0)?;
     let mut boundaries: Vec<Value> = claims
         .get("access_boundaries")

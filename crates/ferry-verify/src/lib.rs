@@ -17,6 +17,7 @@ mod jws;
 pub mod net;
 mod relying;
 mod remote;
+pub mod revocation;
 mod source;
 pub mod time;
 mod verifier;

@@ -72,6 +72,9 @@ pub enum RelyingError {
     /// The DPoP proof is missing or invalid.
     #[error("{0}")]
     Dpop(#[from] DpopError),
+    /// Revoked, or no current revocation list (with revocation polling on).
+    #[error("{0}")]
+    Revocation(#[from] crate::revocation::RevocationError),
 }
 
 impl RelyingError {
@@ -91,6 +94,7 @@ pub struct FerryVerifier {
     public_url: String,
     dpop_window: i64,
     seen: Mutex<HashMap<String, i64>>,
+    revocations: Option<crate::revocation::RevocationPoller>,
 }
 
 impl FerryVerifier {
@@ -107,7 +111,22 @@ impl FerryVerifier {
             public_url: public_url.trim_end_matches('/').to_owned(),
             dpop_window: 60,
             seen: Mutex::new(HashMap::new()),
+            revocations: None,
         }
+    }
+
+    /// Checks every token against Ferry's signed revocation list (`GET /revocations`
+    /// under the issuer), fetched again whenever the copy held is older than
+    /// `interval`: a revocation takes effect here within `interval`. Without a list
+    /// younger than three intervals, every token is refused.
+    pub fn with_revocations(mut self, http: Http, interval: std::time::Duration) -> Self {
+        let url = format!("{}/revocations", self.rules.issuer.trim_end_matches('/'));
+        if let Ok(url) = Url::parse(&url) {
+            self.revocations = Some(crate::revocation::RevocationPoller::new(
+                url, http, interval,
+            ));
+        }
+        self
     }
 
     /// Discovers Ferry's metadata at `issuer` and caches its `/jwks`.
@@ -190,6 +209,10 @@ impl FerryVerifier {
                 .await?
                 .claims
         };
+        if let Some(r) = &self.revocations {
+            r.check(&claims, &self.rules.issuer, &self.keys, now)
+                .await?;
+        }
         let bound = bound_jkt(&claims).map(str::to_owned);
         match (scheme.to_ascii_lowercase().as_str(), &bound) {
             ("bearer", None) => {}

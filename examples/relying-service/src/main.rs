@@ -43,14 +43,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         OutboundPolicy::new(&insecure, &[])?,
         &ClientSettings::default(),
     )?;
-    let verifier = FerryVerifier::discover(
+    let mut verifier = FerryVerifier::discover(
         &env("FERRY_ISSUER")?,
         &env("AUDIENCE")?,
         &public_url,
-        http,
+        http.clone(),
         Arc::new(SystemMono::default()),
     )
     .await?;
+    // REVOCATION_INTERVAL=N: refuse tokens Ferry revoked, learning of them within N s.
+    if let Ok(n) = std::env::var("REVOCATION_INTERVAL") {
+        let secs: u64 = n
+            .parse()
+            .map_err(|_| "REVOCATION_INTERVAL is not a number")?;
+        verifier = verifier.with_revocations(http, std::time::Duration::from_secs(secs));
+    }
     let app = Router::new()
         .route("/resource", get(resource))
         .with_state(Arc::new(verifier));

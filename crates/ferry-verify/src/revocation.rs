@@ -1,0 +1,195 @@
+//! Revocations for relying services that verify Ferry's tokens offline. Ferry publishes a
+//! signed list (`GET /revocations`, `typ: ferry-revocations+jwt`): the `jti` and `exp`
+//! of every revoked token, and rules revoking every token issued to a subject, through
+//! a provider or to a client up to a moment. The verifier fetches it when its copy is
+//! older than the polling interval — before answering, so a token revoked more than one
+//! interval ago is never accepted — verifies it with Ferry's keys, and refuses every
+//! token while it holds no list younger than `max_staleness` (fail closed).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::Url;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::Rules;
+use crate::alg::Algorithm;
+use crate::net::Http;
+use crate::source::{KeySource, verify_from};
+
+/// `typ` of the list.
+pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
+
+#[derive(Debug, Clone, Deserialize)]
+struct RuleEntry {
+    kind: String,
+    value: String,
+    before: i64,
+    until: i64,
+}
+
+#[derive(Debug, Default)]
+struct Held {
+    list: Option<List>,
+    /// After a failed fetch, the next is not tried before this (one per second).
+    next_try: i64,
+}
+
+#[derive(Debug, Default)]
+struct List {
+    fetched_at: i64,
+    jtis: HashMap<String, i64>,
+    rules: Vec<RuleEntry>,
+}
+
+/// Why a token was refused on revocation grounds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevocationError {
+    /// The token (or a rule covering it) is on the list.
+    #[error("the token has been revoked")]
+    Revoked,
+    /// No list younger than `max_staleness` could be had.
+    #[error("no current revocation list: {0}")]
+    Unavailable(String),
+}
+
+/// Polls Ferry's revocation list.
+#[derive(Debug)]
+pub struct RevocationPoller {
+    url: Url,
+    http: Http,
+    interval: i64,
+    max_staleness: i64,
+    held: tokio::sync::RwLock<Held>,
+}
+
+fn s<'a>(claims: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
+    claims.get(k).and_then(Value::as_str)
+}
+
+impl RevocationPoller {
+    /// Polls `url` at most every `interval`; refuses every token after
+    /// `3 × interval` without a list.
+    pub fn new(url: Url, http: Http, interval: Duration) -> Self {
+        let interval = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
+        Self {
+            url,
+            http,
+            interval,
+            max_staleness: interval.saturating_mul(3),
+            held: tokio::sync::RwLock::new(Held::default()),
+        }
+    }
+
+    /// How long a list may be used when a new one cannot be had.
+    pub fn with_max_staleness(mut self, max: Duration) -> Self {
+        self.max_staleness = i64::try_from(max.as_secs())
+            .unwrap_or(i64::MAX)
+            .max(self.interval);
+        self
+    }
+
+    async fn fetch(&self, issuer: &str, keys: &KeySource, now: i64) -> Result<List, String> {
+        let got = crate::fetch::get(&self.http, &self.url, None).await?;
+        let text = String::from_utf8(got.body).map_err(|_| "the list is not text".to_owned())?;
+        let mut rules = Rules::new(issuer, vec![issuer.to_owned()]);
+        rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+        rules.rejected_types.clear();
+        rules.required_type = Some(REVOCATIONS_TYPE.to_owned());
+        let v = verify_from(text.trim(), &rules, keys, now)
+            .await
+            .map_err(|e| format!("the list does not verify: {e}"))?;
+        let mut list = List {
+            fetched_at: now,
+            ..List::default()
+        };
+        for e in v
+            .claims
+            .get("revoked")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            if let (Some(j), Some(exp)) = (
+                e.get("jti").and_then(Value::as_str),
+                e.get("exp").and_then(Value::as_i64),
+            ) {
+                list.jtis.insert(j.to_owned(), exp);
+            }
+        }
+        if let Some(r) = v.claims.get("rules") {
+            list.rules = serde_json::from_value(r.clone())
+                .map_err(|_| "the list's rules are malformed".to_owned())?;
+        }
+        Ok(list)
+    }
+
+    /// Refuses `claims` (a verified Ferry token's) if revoked, refreshing the list first
+    /// when it is older than the interval.
+    pub async fn check(
+        &self,
+        claims: &Map<String, Value>,
+        issuer: &str,
+        keys: &KeySource,
+        now: i64,
+    ) -> Result<(), RevocationError> {
+        let due = |h: &Held| {
+            now >= h.next_try
+                && h.list
+                    .as_ref()
+                    .is_none_or(|l| now - l.fetched_at >= self.interval)
+        };
+        if due(&*self.held.read().await) {
+            // One refresh at a time; requests arriving meanwhile wait for it.
+            let mut w = self.held.write().await;
+            if due(&w) {
+                match self.fetch(issuer, keys, now).await {
+                    Ok(l) => w.list = Some(l),
+                    Err(e) => {
+                        tracing::warn!(error = %e, url = %self.url, "revocation list refresh failed");
+                        w.next_try = now + 1;
+                    }
+                }
+            }
+        }
+        let guard = self.held.read().await;
+        let list = match guard.list.as_ref() {
+            Some(l) if now - l.fetched_at <= self.max_staleness => l,
+            _ => {
+                return Err(RevocationError::Unavailable(
+                    "no revocation list younger than max_staleness".into(),
+                ));
+            }
+        };
+        if s(claims, "jti")
+            .and_then(|j| list.jtis.get(j))
+            .is_some_and(|exp| *exp >= now)
+        {
+            return Err(RevocationError::Revoked);
+        }
+        // A derived token carries its root's `iat` as `root_iat`.
+        let iat = claims
+            .get("root_iat")
+            .or_else(|| claims.get("iat"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        let provider = claims
+            .get("ferry")
+            .and_then(|f| f.get("provider"))
+            .and_then(Value::as_str);
+        let hit = list.rules.iter().any(|r| {
+            let field = match r.kind.as_str() {
+                "subject" => s(claims, "sub"),
+                "provider" => provider,
+                "client" => s(claims, "client_id"),
+                _ => None,
+            };
+            now <= r.until && iat <= r.before && field == Some(r.value.as_str())
+        });
+        if hit {
+            return Err(RevocationError::Revoked);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,595 @@
+//! Revocation (RFC 7009), introspection (RFC 7662, RFC 9701), reference tokens and the
+//! phantom-token pattern, and the revocation list a relying service polls — through
+//! the real binaries: Ferry, the example relying service, and a small gateway here.
+
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use ferry_testkit::keys::jwks;
+use ferry_testkit::mint::{dpop_proof, payload};
+use ferry_testkit::{Issuer, TestKey, now};
+use serde_json::{Value, json};
+
+use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, bin};
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+const REF: &str = "urn:ferry:params:oauth:token-type:reference_token";
+const API: &str = "https://api.example.com";
+const SHORT: &str = "https://short.example.com";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn sha256_hex(s: &str) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+struct Env {
+    tmp: TempDir,
+    ferry: Ferry,
+    issuer_url: String,
+    port: u16,
+    idp: Issuer,
+    http: reqwest::Client,
+}
+
+fn config(issuer_url: &str) -> String {
+    format!(
+        r#"issuer: {issuer_url}
+data_dir: data
+limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, rate_per_client: 100000 }}
+tokens: {{ default_ttl: 10m, max_ttl: 1h, min_ttl: 1s }}
+clients:
+  - {{ id: ci, auth: client_secret_basic, secret_sha256: {ci} }}
+  - {{ id: other, auth: client_secret_basic, secret_sha256: {other} }}
+  - {{ id: gateway, auth: client_secret_basic, secret_sha256: {gw}, introspect: true }}
+providers:
+  - id: idp
+    issuer: https://idp.example.com
+    audiences: [{issuer_url}]
+    jwks: {{ file: idp.json }}
+audiences:
+  - audience: {API}
+    rules:
+      - allow: "true"
+        scopes: [read]
+  - audience: {SHORT}
+    rules:
+      - allow: "true"
+        max_ttl: 2s
+"#,
+        ci = sha256_hex("ci-secret"),
+        other = sha256_hex("other-secret"),
+        gw = sha256_hex("gateway-secret"),
+    )
+}
+
+fn start() -> Env {
+    let tmp = TempDir::new("revocation");
+    let port = free_port();
+    let issuer_url = format!("http://127.0.0.1:{port}");
+    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
+    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
+    std::fs::write(tmp.path().join("ferry.yaml"), config(&issuer_url)).unwrap();
+    let ferry = boot(&tmp, port);
+    Env {
+        tmp,
+        ferry,
+        issuer_url,
+        port,
+        idp,
+        http: reqwest::Client::new(),
+    }
+}
+
+fn boot(tmp: &TempDir, port: u16) -> Ferry {
+    let listen = format!("127.0.0.1:{port}");
+    Ferry::start_with(
+        &tmp.path().join("ferry.yaml"),
+        &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)],
+    )
+    .unwrap()
+}
+
+impl Env {
+    fn subject(&self, sub: &str) -> String {
+        self.idp
+            .token(&self.idp.claims(&self.issuer_url, sub, now(), json!({})))
+    }
+
+    /// A token for `ci` (or `client`), with extra form fields and headers.
+    async fn issue(
+        &self,
+        sub: &str,
+        audience: &str,
+        extra: &[(&str, &str)],
+        dpop: Option<String>,
+    ) -> Value {
+        let subject = self.subject(sub);
+        let mut form = vec![
+            ("grant_type", TE),
+            ("subject_token", subject.as_str()),
+            ("subject_token_type", JWT),
+            ("audience", audience),
+        ];
+        form.extend_from_slice(extra);
+        let mut r = self
+            .http
+            .post(format!("{}/token", self.ferry.url))
+            .basic_auth("ci", Some("ci-secret"))
+            .form(&form);
+        if let Some(p) = dpop {
+            r = r.header("DPoP", p);
+        }
+        let resp = r.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        resp.json().await.unwrap()
+    }
+
+    async fn token(&self, sub: &str) -> String {
+        self.issue(sub, API, &[], None).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        who: Option<(&str, &str)>,
+        form: &[(&str, &str)],
+        accept: Option<&str>,
+    ) -> reqwest::Response {
+        let mut r = self
+            .http
+            .post(format!("{}{path}", self.ferry.url))
+            .form(form);
+        if let Some((id, secret)) = who {
+            r = r.basic_auth(id, Some(secret));
+        }
+        if let Some(a) = accept {
+            r = r.header("accept", a);
+        }
+        r.send().await.unwrap()
+    }
+
+    async fn revoke(&self, who: Option<(&str, &str)>, token: &str) -> (u16, Value) {
+        let resp = self.post("/revoke", who, &[("token", token)], None).await;
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    /// Introspection as the gateway: status and raw body.
+    async fn introspect(&self, token: &str) -> (u16, String) {
+        let resp = self
+            .post(
+                "/introspect",
+                Some(("gateway", "gateway-secret")),
+                &[("token", token)],
+                None,
+            )
+            .await;
+        (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    fn relying_service(&self, interval: Option<u64>) -> (Proc, String) {
+        let mut cmd = Command::new(bin("ferry-example-relying-service"));
+        cmd.env("FERRY_ISSUER", &self.issuer_url)
+            .env("AUDIENCE", API)
+            .env("INSECURE_ORIGINS", &self.issuer_url);
+        if let Some(i) = interval {
+            cmd.env("REVOCATION_INTERVAL", i.to_string());
+        }
+        let mut proc = Proc::spawn(&mut cmd).unwrap();
+        let line = proc.wait_for("relying service listening on ").unwrap();
+        let url = line.rsplit(' ').next().unwrap().to_owned();
+        (proc, url)
+    }
+}
+
+async fn call(http: &reqwest::Client, url: &str, auth: &str, proof: Option<String>) -> u16 {
+    let mut r = http.get(url).header("authorization", auth);
+    if let Some(p) = proof {
+        r = r.header("DPoP", p);
+    }
+    r.send().await.unwrap().status().as_u16()
+}
+
+const INACTIVE: &str = r#"{"active":false}"#;
+
+#[tokio::test]
+async fn revoked_tokens_go_inactive_everywhere_within_the_bound() {
+    use ferry_verify::derive::{HolderKey, Narrowing, derive};
+    let env = start();
+    let t = env.token("workload").await;
+    let keep = env.token("workload").await;
+    // A bound root and a token its holder derives from it locally.
+    let key = TestKey::ec("holder");
+    let proof = dpop_proof(
+        &key,
+        "POST",
+        &format!("{}/token", env.issuer_url),
+        now(),
+        "p1",
+        None,
+        None,
+    );
+    let root = env.issue("workload", API, &[], Some(proof)).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let holder = HolderKey::from_pkcs8(key.pkcs8()).unwrap();
+    let derived = derive(
+        &root,
+        &holder,
+        &Narrowing {
+            lifetime: Some(120),
+            ..Narrowing::default()
+        },
+        now(),
+    )
+    .unwrap();
+    let short = env.issue("workload", SHORT, &[], None).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let (_svc, url) = env.relying_service(Some(1));
+    let resource = format!("{url}/resource");
+    assert_eq!(
+        call(&env.http, &resource, &format!("Bearer {t}"), None).await,
+        200
+    );
+    assert_eq!(
+        call(&env.http, &resource, &format!("Bearer {derived}"), None).await,
+        200
+    );
+
+    // Introspection: active, with the token's claims; only for an introspecting client.
+    let (s, body) = env.introspect(&t).await;
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (s, &v["active"], &v["client_id"], &v["token_type"]),
+        (200, &json!(true), &json!("ci"), &json!("Bearer"))
+    );
+    assert_eq!(v["jti"], payload(&t)["jti"]);
+    let r = env
+        .post(
+            "/introspect",
+            Some(("ci", "ci-secret")),
+            &[("token", &t)],
+            None,
+        )
+        .await;
+    assert_eq!(r.status().as_u16(), 403);
+    let r = env.post("/introspect", None, &[("token", &t)], None).await;
+    assert_eq!(r.status().as_u16(), 401);
+
+    // Revocation by another client, or by nobody, is refused; the token stays active.
+    let (s, body) = env.revoke(Some(("other", "other-secret")), &t).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("unauthorized_client"))
+    );
+    assert_eq!(env.revoke(None, &t).await.0, 401);
+    assert_eq!(env.revoke(Some(("ci", "wrong")), &t).await.0, 401);
+    assert!(env.introspect(&t).await.1.contains("\"active\":true"));
+    // Its client revokes it (and the bound root).
+    assert_eq!(env.revoke(Some(("ci", "ci-secret")), &t).await.0, 200);
+    assert_eq!(env.revoke(Some(("ci", "ci-secret")), &root).await.0, 200);
+    assert_eq!(env.introspect(&t).await, (200, INACTIVE.to_owned()));
+    // Anything that is not a live token of ours: 200 at /revoke, as RFC 7009 says.
+    assert_eq!(
+        env.revoke(Some(("ci", "ci-secret")), "not-a-token").await.0,
+        200
+    );
+
+    // The relying service learns within its interval (1 s): the revoked token and the
+    // token derived from the revoked root are refused; the twin is not.
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(
+        call(&env.http, &resource, &format!("Bearer {t}"), None).await,
+        401
+    );
+    assert_eq!(
+        call(&env.http, &resource, &format!("Bearer {derived}"), None).await,
+        401
+    );
+    assert_eq!(
+        call(&env.http, &resource, &format!("Bearer {keep}"), None).await,
+        200
+    );
+
+    // A revoked token cannot be narrowed at Ferry; its twin can.
+    for (token, want) in [(&t, 400), (&keep, 200)] {
+        let r = env
+            .post(
+                "/token",
+                Some(("ci", "ci-secret")),
+                &[
+                    ("grant_type", TE),
+                    ("subject_token", token),
+                    ("subject_token_type", AT),
+                    ("audience", API),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), want);
+    }
+
+    // Inactive is inactive: expired, revoked, foreign, malformed, unknown handle — the
+    // same bytes, nothing about why.
+    let foreign = env.subject("workload");
+    for token in [
+        short.as_str(),
+        t.as_str(),
+        foreign.as_str(),
+        "abc.def.ghi",
+        "ferry_ref_unknown",
+    ] {
+        assert_eq!(
+            env.introspect(token).await,
+            (200, INACTIVE.to_owned()),
+            "{token:.12}"
+        );
+    }
+
+    // RFC 9701: the response as a JWT signed by Ferry, for the gateway.
+    let r = env
+        .post(
+            "/introspect",
+            Some(("gateway", "gateway-secret")),
+            &[("token", &keep)],
+            Some("application/token-introspection+jwt"),
+        )
+        .await;
+    assert_eq!(
+        r.headers()["content-type"],
+        "application/token-introspection+jwt"
+    );
+    let jwt = r.text().await.unwrap();
+    let set: jsonwebtoken::jwk::JwkSet = reqwest::get(format!("{}/jwks", env.ferry.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(&jwt).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("token-introspection+jwt"));
+    let mut val = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    val.set_audience(&["gateway"]);
+    val.set_required_spec_claims(&["iss", "aud"]);
+    let data = jsonwebtoken::decode::<Value>(
+        &jwt,
+        &jsonwebtoken::DecodingKey::from_jwk(set.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap(),
+        &val,
+    )
+    .unwrap();
+    assert_eq!(data.claims["token_introspection"]["active"], true);
+    assert_eq!(
+        data.claims["token_introspection"]["jti"],
+        payload(&keep)["jti"]
+    );
+
+    // Discovery lists the endpoints and how to authenticate there.
+    let meta: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        env.ferry.url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        meta["revocation_endpoint"],
+        format!("{}/revoke", env.issuer_url)
+    );
+    assert_eq!(
+        meta["introspection_endpoint"],
+        format!("{}/introspect", env.issuer_url)
+    );
+    assert!(
+        meta["introspection_endpoint_auth_methods_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("private_key_jwt"))
+    );
+}
+
+#[tokio::test]
+async fn revocations_survive_a_restart_and_an_administrator_revokes_by_subject() {
+    let mut env = start();
+    let revoked = env.token("workload").await;
+    let kept = env.token("workload").await;
+    let other = env.token("someone-else").await;
+    assert_eq!(env.revoke(Some(("ci", "ci-secret")), &revoked).await.0, 200);
+    // Restart on the same data directory.
+    drop(env.ferry);
+    env.ferry = boot(&env.tmp, env.port);
+    env.http = reqwest::Client::new();
+    assert_eq!(env.introspect(&revoked).await.1, INACTIVE);
+    assert!(env.introspect(&kept).await.1.contains("\"active\":true"));
+    let text = std::fs::read_to_string(env.tmp.path().join("data/revocations.json")).unwrap();
+    assert!(
+        !text.contains(&kept) && !text.contains(&revoked),
+        "ids only"
+    );
+
+    // "Revoke everything issued to this subject before now", on the admin listener.
+    let admin = env.ferry.admin.clone().unwrap();
+    let r = env
+        .http
+        .post(format!("{admin}/revoke"))
+        .form(&[("subject", "workload")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let rule: Value = r.json().await.unwrap();
+    assert_eq!(rule["rule"]["kind"], "subject");
+    assert_eq!(env.introspect(&kept).await.1, INACTIVE);
+    assert!(
+        env.introspect(&other).await.1.contains("\"active\":true"),
+        "another subject"
+    );
+    // A token issued after the revocation is fine.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let fresh = env.token("workload").await;
+    assert!(env.introspect(&fresh).await.1.contains("\"active\":true"));
+    // Two targets at once is refused; the audit log records the revocation.
+    let r = env
+        .http
+        .post(format!("{admin}/revoke"))
+        .form(&[("subject", "a"), ("provider", "b")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let out = env.ferry.proc().output();
+    assert!(
+        out.contains("\"type\":\"ferry.revocation\"")
+            && out.contains("revoked by an administrator")
+    );
+    // The rule survives a restart too.
+    drop(env.ferry);
+    env.ferry = boot(&env.tmp, env.port);
+    env.http = reqwest::Client::new();
+    assert_eq!(env.introspect(&kept).await.1, INACTIVE);
+}
+
+/// A gateway in front of the relying service: it swaps a reference token for its JWT at
+/// Ferry's introspection endpoint, and forwards the request with the JWT.
+async fn gateway(ferry: String, upstream: String) -> String {
+    use axum::extract::State;
+    use axum::http::HeaderMap;
+    let app = axum::Router::new()
+        .route(
+            "/resource",
+            axum::routing::get(
+                |State((ferry, upstream)): State<(String, String)>, headers: HeaderMap| async move {
+                    let http = reqwest::Client::new();
+                    let handle = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .unwrap_or_default()
+                        .to_owned();
+                    let r = http
+                        .post(format!("{ferry}/introspect"))
+                        .basic_auth("gateway", Some("gateway-secret"))
+                        .header("accept", "application/jwt")
+                        .form(&[("token", handle.as_str())])
+                        .send()
+                        .await
+                        .unwrap();
+                    let is_jwt = r
+                        .headers()
+                        .get("content-type")
+                        .is_some_and(|v| v == "application/jwt");
+                    if !is_jwt {
+                        return axum::http::StatusCode::UNAUTHORIZED;
+                    }
+                    let jwt = r.text().await.unwrap();
+                    let s = http
+                        .get(format!("{upstream}/resource"))
+                        .bearer_auth(jwt)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    axum::http::StatusCode::from_u16(s.as_u16()).unwrap()
+                },
+            ),
+        )
+        .with_state((ferry, upstream));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn the_phantom_token_pattern_end_to_end() {
+    let env = start();
+    let body = env
+        .issue("workload", API, &[("requested_token_type", REF)], None)
+        .await;
+    assert_eq!(body["issued_token_type"], REF);
+    let handle = body["access_token"].as_str().unwrap().to_owned();
+    assert!(
+        handle.starts_with("ferry_ref_") && !handle.contains('.'),
+        "opaque"
+    );
+    let (_svc, upstream) = env.relying_service(None);
+    let gw = gateway(env.ferry.url.clone(), upstream.clone()).await;
+    // The handle means nothing to the service itself; through the gateway it works.
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{upstream}/resource"),
+            &format!("Bearer {handle}"),
+            None
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{gw}/resource"),
+            &format!("Bearer {handle}"),
+            None
+        )
+        .await,
+        200
+    );
+    // Introspected without asking for the JWT: claims only, never the JWT.
+    let (_, text) = env.introspect(&handle).await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["active"], true);
+    assert!(!text.contains("eyJ"), "no JWT in the JSON response");
+    // A handle never seen (twin of the live one) and the handle revoked by its client.
+    let unknown = format!(
+        "ferry_ref_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32])
+    );
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{gw}/resource"),
+            &format!("Bearer {unknown}"),
+            None
+        )
+        .await,
+        401
+    );
+    assert_eq!(env.revoke(Some(("ci", "ci-secret")), &handle).await.0, 200);
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{gw}/resource"),
+            &format!("Bearer {handle}"),
+            None
+        )
+        .await,
+        401
+    );
+    assert_eq!(env.introspect(&handle).await.1, INACTIVE);
+}
