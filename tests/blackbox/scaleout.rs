@@ -29,7 +29,7 @@ const NAMES: [&str; 3] = ["a", "b", "c"];
 
 static JTI: AtomicU64 = AtomicU64::new(0);
 
-fn replica(dir: &Path, name: &str, redis_port: u16, pg_url: &str) -> Ferry {
+fn replica(dir: &Path, name: &str, redis_port: u16, pg_url: &str, extra: &str) -> Ferry {
     let d = dir.join(name);
     std::fs::create_dir_all(&d).unwrap();
     std::fs::copy(dir.join("builder.json"), d.join("builder.json")).unwrap();
@@ -60,7 +60,7 @@ audiences:
     rules:
       - allow: provider == 'service-account' && subject == 'builder'
         scopes: [deploy]
-"#
+{extra}"#
         ),
     )
     .unwrap();
@@ -168,7 +168,7 @@ async fn three_replicas_share_keys_and_replay_state_through_rotation_a_lost_repl
     let _redis = redis(redis_port);
     let replicas: Vec<Ferry> = NAMES
         .iter()
-        .map(|n| replica(tmp.path(), n, redis_port, &pg.url()))
+        .map(|n| replica(tmp.path(), n, redis_port, &pg.url(), ""))
         .collect();
     let urls: Arc<Vec<String>> = Arc::new(replicas.iter().map(|f| f.url.clone()).collect());
     let http = reqwest::Client::builder()
@@ -377,4 +377,111 @@ async fn three_replicas_share_keys_and_replay_state_through_rotation_a_lost_repl
     for f in &replicas {
         assert!(!f.proc().output().contains(pg.password()));
     }
+}
+
+/// Revocation state and reference-token handles live in Redis: what one replica revokes
+/// or issues, the others know at once.
+#[tokio::test]
+async fn a_token_revoked_at_one_replica_is_inactive_at_another() {
+    let tmp = TempDir::new("scaleout-revocation");
+    let builder = Issuer::new("builder", TestKey::ec("b1"));
+    std::fs::write(
+        tmp.path().join("builder.json"),
+        jwks(&[&builder.key]).to_string(),
+    )
+    .unwrap();
+    let pg = Postgres::start();
+    let redis_port = free_port();
+    let _redis = redis(redis_port);
+    let gateway_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"gw-secret")
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>();
+    let clients = format!(
+        "clients:\n  - {{ id: gateway, auth: client_secret_basic, secret_sha256: {gateway_hash}, introspect: true }}\n"
+    );
+    let start = |name: &str| replica(tmp.path(), name, redis_port, &pg.url(), &clients);
+    let (a, b) = (start("a"), start("b"));
+    let http = reqwest::Client::new();
+    let issue = |reference: bool| {
+        let (http, url, x) = (http.clone(), a.url.clone(), assertion(&builder));
+        async move {
+            let mut form = vec![
+                ("grant_type", JWT_BEARER.to_owned()),
+                ("assertion", x),
+                ("audience", DEPLOY.to_owned()),
+            ];
+            if reference {
+                form.push((
+                    "requested_token_type",
+                    "urn:ferry:params:oauth:token-type:reference_token".to_owned(),
+                ));
+            }
+            let v: Value = http
+                .post(format!("{url}/token"))
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["access_token"].as_str().unwrap().to_owned()
+        }
+    };
+    let introspect = |url: String, token: String| {
+        let http = http.clone();
+        async move {
+            let v: Value = http
+                .post(format!("{url}/introspect"))
+                .basic_auth("gateway", Some("gw-secret"))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["active"] == json!(true)
+        }
+    };
+    let (t, twin, handle) = (issue(false).await, issue(false).await, issue(true).await);
+    // Issued at A, known at B (shared keys; the handle through Redis).
+    assert!(introspect(b.url.clone(), t.clone()).await);
+    assert!(introspect(b.url.clone(), handle.clone()).await);
+    // Revoked at A's admin listener (these tokens belong to no authenticating client).
+    let admin = a.admin.clone().unwrap();
+    for token in [&t, &handle] {
+        let r = http
+            .post(format!("{admin}/revoke"))
+            .form(&[("token", token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert!(!introspect(b.url.clone(), t.clone()).await);
+    assert!(!introspect(b.url.clone(), handle).await);
+    assert!(
+        introspect(b.url.clone(), twin).await,
+        "the twin stays active"
+    );
+    // B's revocation list carries it too.
+    let list = http
+        .get(format!("{}/revocations", b.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let jti = ferry_testkit::mint::payload(&t)["jti"].clone();
+    assert!(
+        ferry_testkit::mint::payload(&list)["revoked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["jti"] == jti)
+    );
 }
