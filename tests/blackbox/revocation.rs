@@ -11,7 +11,7 @@ use ferry_testkit::mint::{dpop_proof, payload};
 use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, bin};
+use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, bin, ferry_cmd};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -77,12 +77,20 @@ audiences:
 }
 
 fn start() -> Env {
+    start_with("")
+}
+
+fn start_with(extra: &str) -> Env {
     let tmp = TempDir::new("revocation");
     let port = free_port();
     let issuer_url = format!("http://127.0.0.1:{port}");
     let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
     std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    std::fs::write(tmp.path().join("ferry.yaml"), config(&issuer_url)).unwrap();
+    std::fs::write(
+        tmp.path().join("ferry.yaml"),
+        format!("{}{extra}", config(&issuer_url)),
+    )
+    .unwrap();
     let ferry = boot(&tmp, port);
     Env {
         tmp,
@@ -592,4 +600,52 @@ async fn the_phantom_token_pattern_end_to_end() {
         401
     );
     assert_eq!(env.introspect(&handle).await.1, INACTIVE);
+}
+
+#[tokio::test]
+async fn a_signing_key_revoked_in_an_emergency_is_refused_before_caches_expire() {
+    // A ring polled every second, so the server sees the CLI's revocation at once.
+    let env = start_with("signing: { jwks_max_age: 10s, leeway: 0s, rotation_period: 1h }\n");
+    let old = env.token("workload").await;
+    let kid = ferry_testkit::mint::header(&old)["kid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_svc, url) = env.relying_service(Some(1));
+    let resource = format!("{url}/resource");
+    // The service has fetched and cached the JWKS holding the key.
+    assert_eq!(
+        call(&env.http, &resource, &format!("Bearer {old}"), None).await,
+        200
+    );
+    let out = ferry_cmd()
+        .args(["keys", "revoke", &kid, "--force", "--config", "ferry.yaml"])
+        .current_dir(env.tmp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    // Still in the service's cached JWKS, yet refused: the list names the key.
+    assert_eq!(
+        call(&env.http, &resource, &format!("Bearer {old}"), None).await,
+        401
+    );
+    let list = reqwest::get(format!("{}/revocations", env.ferry.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(payload(&list)["revoked_kids"], json!([kid]));
+    // Twin: a token from the new signing key is accepted.
+    let new = env.token("workload").await;
+    assert_ne!(ferry_testkit::mint::header(&new)["kid"], json!(kid));
+    assert_eq!(
+        call(&env.http, &resource, &format!("Bearer {new}"), None).await,
+        200
+    );
 }

@@ -22,6 +22,6 @@ pub use signer::{
     KeyError, Signer, SigningAlg, SoftwareSigner, finish_jwk, p256_jwk, sign_jwt, thumbprint,
 };
 pub use store::{
-    KeyStore, LocalStore, MIGRATIONS, Material, Migration, PgStore, SCHEMA_VERSION, StoredKey,
-    StoredRing,
+    KeyStore, LocalStore, MIGRATIONS, Material, Migration, PgStore, RevokedKey, SCHEMA_VERSION,
+    StoredKey, StoredRing,
 };

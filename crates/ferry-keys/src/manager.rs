@@ -61,6 +61,8 @@ pub struct Snapshot {
     pub jwks: String,
     /// A strong ETag of `jwks`.
     pub etag: String,
+    /// Keys revoked in an emergency whose tokens may still be alive.
+    pub revoked: Vec<crate::store::RevokedKey>,
 }
 
 /// The key manager.
@@ -149,6 +151,7 @@ impl KeyManager {
             active: signer,
             jwks,
             etag,
+            revoked: ring.revoked.clone(),
         }))
     }
 
@@ -213,6 +216,7 @@ impl KeyManager {
             version: ring.version,
             written_by: self.cfg.writer.clone(),
             keys,
+            revoked: ring.revoked.clone(),
         };
         self.store.compare_and_swap(ring.version, &next)
     }
@@ -301,7 +305,17 @@ impl KeyManager {
             let mut metas = meta_of(&ring);
             keyring::revoke(&mut metas, kid, &self.cfg.policy, now, force)
                 .map_err(|e| KeyError::Store(e.to_string()))?;
-            if self.swap(&ring, reconcile(ring.keys.clone(), &metas))? {
+            // Listed until every token it signed has expired everywhere.
+            let mut listed = ring.clone();
+            let keep = self.cfg.policy.keep_after();
+            listed
+                .revoked
+                .retain(|r| r.at + keep >= now && r.kid != kid);
+            listed.revoked.push(crate::store::RevokedKey {
+                kid: kid.to_owned(),
+                at: now,
+            });
+            if self.swap(&listed, reconcile(ring.keys.clone(), &metas))? {
                 tracing::warn!(kid, "signing key revoked: it left /jwks");
                 self.tick(now)?;
                 return Ok(());
@@ -411,5 +425,6 @@ fn placeholder() -> Snapshot {
         active: Arc::new(None_),
         jwks: "{\"keys\":[]}".into(),
         etag: "\"empty\"".into(),
+        revoked: Vec::new(),
     }
 }

@@ -107,10 +107,15 @@ pub fn check_store(open: impl Fn() -> Arc<dyn KeyStore> + Send + Sync + Clone + 
     kinds.keys[2].material = Material::Pkcs11 {
         label: "ferry-label".into(),
     };
+    kinds.revoked = vec![RevokedKey {
+        kid: "revoked-kid".into(),
+        at: 1_500,
+    }];
     assert!(other.compare_and_swap(ring.version, &kinds).unwrap());
     let read = store.load().unwrap();
     assert_eq!(read.version, ring.version + 1);
     assert_eq!(read.keys, kinds.keys);
+    assert_eq!(read.revoked, kinds.revoked);
     assert_eq!(read.written_by, "kinds");
     // Restore sealed keys for the race below.
     assert!(store.compare_and_swap(read.version, &ring).unwrap());

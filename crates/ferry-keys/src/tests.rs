@@ -150,6 +150,14 @@ fn rotation_revocation_and_jwks() {
     m.revoke(&third, 400 + 3_600 + 400, false).unwrap();
     let snap = m.snapshot();
     assert!(!snap.jwks.contains(&third));
+    assert_eq!(
+        snap.revoked
+            .iter()
+            .map(|r| r.kid.as_str())
+            .collect::<Vec<_>>(),
+        [third.as_str()],
+        "listed for the revocation list"
+    );
     assert_ne!(snap.etag, etag);
     assert_ne!(m.active().kid(), third);
     // Retired keys leave after max_token_ttl + jwks_max_age + leeway.

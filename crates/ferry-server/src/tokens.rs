@@ -211,6 +211,18 @@ pub async fn revocation_list(state: &AppState, now: i64) -> Result<String, OAuth
         ),
     );
     claims.insert("rules".into(), json!(listing.rules));
+    claims.insert(
+        "revoked_kids".into(),
+        Value::Array(
+            state
+                .keys
+                .snapshot()
+                .revoked
+                .iter()
+                .map(|r| json!(r.kid))
+                .collect(),
+        ),
+    );
     ferry_keys::sign_jwt(state.keys.active().as_ref(), REVOCATIONS_TYPE, &claims).map_err(|e| {
         OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL).detail(e.to_string())
     })

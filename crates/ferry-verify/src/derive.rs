@@ -296,7 +296,7 @@ fn check_boundary(b: &Value) -> Result<(), DeriveError> {
 /// bound to, every narrowing rule and the depth. Returns the effective claims: the
 /// root's, with the outermost layer's `aud`, `scope`, `iat`, `exp` and `cnf` (none if
 /// the outermost is unbound), every layer's boundary appended to `access_boundaries`,
-/// `derivation_depth`, and `root_iat` (the root's `iat`).
+/// `derivation_depth`, and `root_iat` and `root_kid` (the root's `iat` and signing key).
 pub async fn verify_derived(
     token: &str,
     rules: &Rules,
@@ -325,7 +325,11 @@ pub async fn verify_derived(
     }
     // The root: a Ferry token, verified as the service verifies any.
     let root = verify_from(&current, rules, keys, now).await?;
+    let root_kid = root.header.kid.clone();
     let mut claims = root.claims;
+    if let Some(kid) = root_kid {
+        claims.insert("root_kid".into(), Value::String(kid));
+    }
     // Revocation rules ("every token issued up to …") look at when the root was issued.
     if let Some(iat) = claims.get("iat").cloned() {
         claims.insert("root_iat".into(), iat);

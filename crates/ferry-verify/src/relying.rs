@@ -202,15 +202,19 @@ impl FerryVerifier {
         // A token derived locally by a holder (`typ: ferry-derived+jwt`) is verified
         // down to its Ferry root; its effective claims are then treated like a Ferry
         // token's (bound if its outermost layer names a key).
-        let claims = if crate::derive::is_derived(token) {
-            crate::derive::verify_derived(token, &self.rules, &self.keys, now).await?
+        let (claims, kid) = if crate::derive::is_derived(token) {
+            let claims = crate::derive::verify_derived(token, &self.rules, &self.keys, now).await?;
+            let kid = claims
+                .get("root_kid")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            (claims, kid)
         } else {
-            verify_from(token, &self.rules, &self.keys, now)
-                .await?
-                .claims
+            let v = verify_from(token, &self.rules, &self.keys, now).await?;
+            (v.claims, v.header.kid)
         };
         if let Some(r) = &self.revocations {
-            r.check(&claims, &self.rules.issuer, &self.keys, now)
+            r.check(&claims, kid.as_deref(), &self.rules.issuer, &self.keys, now)
                 .await?;
         }
         let bound = bound_jkt(&claims).map(str::to_owned);

@@ -41,6 +41,7 @@ struct List {
     fetched_at: i64,
     jtis: HashMap<String, i64>,
     rules: Vec<RuleEntry>,
+    kids: Vec<String>,
 }
 
 /// Why a token was refused on revocation grounds.
@@ -118,6 +119,14 @@ impl RevocationPoller {
                 list.jtis.insert(j.to_owned(), exp);
             }
         }
+        list.kids = v
+            .claims
+            .get("revoked_kids")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect();
         if let Some(r) = v.claims.get("rules") {
             list.rules = serde_json::from_value(r.clone())
                 .map_err(|_| "the list's rules are malformed".to_owned())?;
@@ -125,11 +134,12 @@ impl RevocationPoller {
         Ok(list)
     }
 
-    /// Refuses `claims` (a verified Ferry token's) if revoked, refreshing the list first
-    /// when it is older than the interval.
+    /// Refuses `claims` (a verified Ferry token's, signed with `kid`) if revoked,
+    /// refreshing the list first when it is older than the interval.
     pub async fn check(
         &self,
         claims: &Map<String, Value>,
+        kid: Option<&str>,
         issuer: &str,
         keys: &KeySource,
         now: i64,
@@ -162,6 +172,10 @@ impl RevocationPoller {
                 ));
             }
         };
+        // A key revoked in an emergency may still sit in a cached JWKS.
+        if kid.is_some_and(|k| list.kids.iter().any(|r| r == k)) {
+            return Err(RevocationError::Revoked);
+        }
         if s(claims, "jti")
             .and_then(|j| list.jtis.get(j))
             .is_some_and(|exp| *exp >= now)

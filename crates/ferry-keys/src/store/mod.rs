@@ -57,6 +57,19 @@ pub struct StoredRing {
     pub written_by: String,
     /// The keys.
     pub keys: Vec<StoredKey>,
+    /// Keys revoked in an emergency, listed (in the signed revocation list) until every
+    /// token they signed has expired.
+    #[serde(default)]
+    pub revoked: Vec<RevokedKey>,
+}
+
+/// A key revoked in an emergency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevokedKey {
+    /// Its `kid`.
+    pub kid: String,
+    /// When.
+    pub at: i64,
 }
 
 /// A key store.

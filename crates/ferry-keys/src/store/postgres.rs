@@ -30,7 +30,7 @@ use super::{KeyStore, StoredKey, StoredRing};
 use crate::signer::KeyError;
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// A migration: its version, the oldest schema version a binary must know to use the
 /// database once it is applied, what it does, and its SQL.
@@ -47,11 +47,12 @@ pub struct Migration {
 }
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    min_reader: 1,
-    description: "key ring and its write history",
-    sql: "CREATE TABLE ferry_key_ring (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        min_reader: 1,
+        description: "key ring and its write history",
+        sql: "CREATE TABLE ferry_key_ring (
               id integer PRIMARY KEY CHECK (id = 1),
               version bigint NOT NULL,
               written_by text NOT NULL,
@@ -65,7 +66,16 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
               written_at timestamptz NOT NULL DEFAULT now(),
               keys jsonb NOT NULL
           );",
-}];
+    },
+    // Expanding: a column with a default. Binaries knowing schema 1 still run beside
+    // this one (they neither read nor overwrite it), so `min_reader` stays 1.
+    Migration {
+        version: 2,
+        min_reader: 1,
+        description: "keys revoked in an emergency",
+        sql: "ALTER TABLE ferry_key_ring ADD COLUMN revoked jsonb NOT NULL DEFAULT '[]'",
+    },
+];
 
 /// Serialises migrations between replicas starting together (any constant will do; this
 /// one is "ferry-ks" in ASCII).
@@ -347,11 +357,11 @@ impl PgStore {
 
 impl KeyStore for PgStore {
     fn load(&self) -> Result<StoredRing, KeyError> {
-        let (version, written_by, keys) = self.call(|c| {
+        let (version, written_by, keys, revoked) = self.call(|c| {
             c.run(async |client| {
                 let r = client
                     .query_one(
-                        "SELECT version, written_by, keys FROM ferry_key_ring WHERE id = 1",
+                        "SELECT version, written_by, keys, revoked FROM ferry_key_ring WHERE id = 1",
                         &[],
                     )
                     .await?;
@@ -359,15 +369,19 @@ impl KeyStore for PgStore {
                     r.get::<_, i64>(0),
                     r.get::<_, String>(1),
                     r.get::<_, serde_json::Value>(2),
+                    r.get::<_, serde_json::Value>(3),
                 ))
             })
         })?;
         let keys: Vec<StoredKey> = serde_json::from_value(keys)
             .map_err(|e| KeyError::Store(format!("the stored key ring is not valid: {e}")))?;
+        let revoked = serde_json::from_value(revoked)
+            .map_err(|e| KeyError::Store(format!("the stored revoked keys are not valid: {e}")))?;
         Ok(StoredRing {
             version: u64::try_from(version).unwrap_or(0),
             written_by,
             keys,
+            revoked,
         })
     }
 
@@ -375,6 +389,7 @@ impl KeyStore for PgStore {
         let expected = i64::try_from(expected)
             .map_err(|_| KeyError::Store("key ring version out of range".into()))?;
         let keys = serde_json::to_value(&ring.keys)?;
+        let revoked = serde_json::to_value(&ring.revoked)?;
         let metas = serde_json::to_value(ring.keys.iter().map(|k| &k.meta).collect::<Vec<_>>())?;
         let writer = ring.written_by.clone();
         self.call(move |c| {
@@ -383,9 +398,9 @@ impl KeyStore for PgStore {
                 let next = expected + 1;
                 let n = tx
                     .execute(
-                        "UPDATE ferry_key_ring SET version = $2, written_by = $3, written_at = now(), keys = $4
+                        "UPDATE ferry_key_ring SET version = $2, written_by = $3, written_at = now(), keys = $4, revoked = $5
                          WHERE id = 1 AND version = $1",
-                        &[&expected, &next, &writer, &keys],
+                        &[&expected, &next, &writer, &keys, &revoked],
                     )
                     .await?;
                 if n != 1 {
