@@ -573,6 +573,24 @@ async fn the_phantom_token_pattern_end_to_end() {
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["active"], true);
     assert!(!text.contains("eyJ"), "no JWT in the JSON response");
+    // Its holder narrows it at Ferry by presenting the handle (twin: an unknown handle).
+    let unknown_handle = format!("ferry_ref_{}", "x".repeat(43));
+    for (token, want) in [(&handle, 200), (&unknown_handle, 400)] {
+        let r = env
+            .post(
+                "/token",
+                Some(("ci", "ci-secret")),
+                &[
+                    ("grant_type", TE),
+                    ("subject_token", token),
+                    ("subject_token_type", AT),
+                    ("scope", "read"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), want);
+    }
     // A handle never seen (twin of the live one) and the handle revoked by its client.
     let unknown = format!(
         "ferry_ref_{}",

@@ -90,11 +90,29 @@ pub async fn downscope(
     audit.provider = Some("ferry".to_owned());
     audit.original_issuer = Some(config.issuer.clone());
 
+    // A reference token stands for its JWT.
+    let subject_token = match req.subject_token.strip_prefix(crate::tokens::HANDLE_PREFIX) {
+        Some(_) => state
+            .revocations
+            .get_handle(&fingerprint(req.subject_token.as_bytes()), now)
+            .await
+            .map_err(|e| {
+                OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    Step::Verify,
+                    desc::REVOCATION_UNAVAILABLE,
+                )
+                .detail(e)
+            })?
+            .ok_or_else(|| invalid_subject("unknown or expired reference token"))?,
+        None => req.subject_token.clone(),
+    };
+
     // 1. The parent: signed by Ferry's own keys, typ at+jwt, unexpired.
     // No audience requested keeps the parent's (Google's downscoping clients send none).
     let requested = req.targets();
     let peeked_aud = if requested.is_empty() {
-        ferry_verify::peek_claims(&req.subject_token)
+        ferry_verify::peek_claims(&subject_token)
             .ok()
             .map(|c| strings(c.get("aud")))
             .unwrap_or_default()
@@ -117,7 +135,7 @@ pub async fn downscope(
     rules.required_type = Some("at+jwt".to_owned());
     rules.max_lifetime = i64::try_from(config.lifetimes.max_ttl).unwrap_or(i64::MAX) + 60;
     let keys = state.own_keys.get(state);
-    let parent = match ferry_verify::verify(&req.subject_token, &rules, &keys, now) {
+    let parent = match ferry_verify::verify(&subject_token, &rules, &keys, now) {
         Ok(v) => v,
         // An audience the parent does not hold fails the aud check: that is widening.
         Err(ferry_verify::VerifyError::Audience) => {

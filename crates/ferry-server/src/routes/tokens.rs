@@ -7,8 +7,9 @@
 //! registered with `introspect: true`; every inactive token — expired, revoked,
 //! foreign, malformed, unknown handle — gets exactly `{"active": false}`.
 
+use axum::Extension;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_core::config::ClientAuth;
@@ -50,13 +51,28 @@ fn invalid_client(detail: &str) -> OAuthError {
     .detail(detail.to_owned())
 }
 
-/// Reads the form and authenticates a confidential client.
+type Peer = Option<Extension<ConnectInfo<crate::tls::Peer>>>;
+
+/// Reads the form and authenticates a confidential client, within the source's and the
+/// global rate limits (as `/token`).
 async fn client_request(
     state: &AppState,
+    peer: Peer,
     method: &Method,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(ferry_core::request::TokenActionRequest, ClientIdentity), OAuthError> {
+    state
+        .limits
+        .check_unverified(peer.map(|p| p.0.0.0.ip()))
+        .map_err(|(limit, retry)| {
+            let mut e =
+                OAuthError::new(ErrorCode::InvalidRequest, Step::Request, desc::RATE_LIMITED)
+                    .status(429)
+                    .detail(format!("{limit} rate limit"));
+            e.retry_after = Some(retry.0);
+            e
+        })?;
     let bytes = read_form(state, method, headers, body).await?;
     let (req, params) = parse_token_action(&bytes)?;
     let client = authenticate(state, headers, &params)
@@ -80,13 +96,14 @@ fn audit_event(state: &AppState, kind: &'static str) -> AuditEvent {
 /// `POST /revoke`.
 pub async fn revoke(
     State(state): State<AppState>,
+    peer: Peer,
     method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let now = state.clock.now();
     let result = async {
-        let (req, client) = client_request(&state, &method, &headers, body).await?;
+        let (req, client) = client_request(&state, peer, &method, &headers, body).await?;
         let token = req.token.ok_or_else(|| {
             OAuthError::new(
                 ErrorCode::InvalidRequest,
@@ -149,6 +166,7 @@ const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
 /// `POST /introspect`.
 pub async fn introspect(
     State(state): State<AppState>,
+    peer: Peer,
     method: Method,
     headers: HeaderMap,
     body: Body,
@@ -160,7 +178,7 @@ pub async fn introspect(
         .unwrap_or_default()
         .to_ascii_lowercase();
     let result = async {
-        let (req, client) = client_request(&state, &method, &headers, body).await?;
+        let (req, client) = client_request(&state, peer, &method, &headers, body).await?;
         let allowed = state
             .loaded()
             .accounts
