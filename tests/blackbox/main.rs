@@ -14,6 +14,7 @@ mod issuers;
 mod keys;
 mod ops;
 mod otlp;
+mod phantom;
 mod policy;
 mod reload;
 mod replay;

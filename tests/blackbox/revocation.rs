@@ -1,11 +1,10 @@
-//! Revocation (RFC 7009), introspection (RFC 7662, RFC 9701), reference tokens and the
-//! phantom-token pattern, and the revocation list a relying service polls — through
-//! the real binaries: Ferry, the example relying service, and a small gateway here.
+//! Revocation (RFC 7009), introspection (RFC 7662, RFC 9701) and the revocation list a
+//! relying service polls — through the real binaries: Ferry and the example relying
+//! service. Reference tokens and the phantom-token pattern: `phantom.rs`.
 
 use std::process::Command;
 use std::time::Duration;
 
-use base64::Engine;
 use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::{dpop_proof, payload};
 use ferry_testkit::{Issuer, TestKey, now};
@@ -13,11 +12,11 @@ use serde_json::{Value, json};
 
 use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, bin, ferry_cmd};
 
-const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+pub(crate) const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
-const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
-const REF: &str = "urn:ferry:params:oauth:token-type:reference_token";
-const API: &str = "https://api.example.com";
+pub(crate) const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+pub(crate) const REF: &str = "urn:ferry:params:oauth:token-type:reference_token";
+pub(crate) const API: &str = "https://api.example.com";
 const SHORT: &str = "https://short.example.com";
 
 fn free_port() -> u16 {
@@ -36,13 +35,13 @@ fn sha256_hex(s: &str) -> String {
         .collect()
 }
 
-struct Env {
+pub(crate) struct Env {
     tmp: TempDir,
-    ferry: Ferry,
+    pub(crate) ferry: Ferry,
     issuer_url: String,
     port: u16,
     idp: Issuer,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
 }
 
 fn config(issuer_url: &str) -> String {
@@ -76,7 +75,7 @@ audiences:
     )
 }
 
-fn start() -> Env {
+pub(crate) fn start() -> Env {
     start_with("")
 }
 
@@ -118,7 +117,7 @@ impl Env {
     }
 
     /// A token for `ci` (or `client`), with extra form fields and headers.
-    async fn issue(
+    pub(crate) async fn issue(
         &self,
         sub: &str,
         audience: &str,
@@ -153,7 +152,7 @@ impl Env {
             .to_owned()
     }
 
-    async fn post(
+    pub(crate) async fn post(
         &self,
         path: &str,
         who: Option<(&str, &str)>,
@@ -173,7 +172,7 @@ impl Env {
         r.send().await.unwrap()
     }
 
-    async fn revoke(&self, who: Option<(&str, &str)>, token: &str) -> (u16, Value) {
+    pub(crate) async fn revoke(&self, who: Option<(&str, &str)>, token: &str) -> (u16, Value) {
         let resp = self.post("/revoke", who, &[("token", token)], None).await;
         (
             resp.status().as_u16(),
@@ -182,7 +181,7 @@ impl Env {
     }
 
     /// Introspection as the gateway: status and raw body.
-    async fn introspect(&self, token: &str) -> (u16, String) {
+    pub(crate) async fn introspect(&self, token: &str) -> (u16, String) {
         let resp = self
             .post(
                 "/introspect",
@@ -194,7 +193,7 @@ impl Env {
         (resp.status().as_u16(), resp.text().await.unwrap())
     }
 
-    fn relying_service(&self, interval: Option<u64>) -> (Proc, String) {
+    pub(crate) fn relying_service(&self, interval: Option<u64>) -> (Proc, String) {
         let mut cmd = Command::new(bin("ferry-example-relying-service"));
         cmd.env("FERRY_ISSUER", &self.issuer_url)
             .env("AUDIENCE", API)
@@ -209,7 +208,12 @@ impl Env {
     }
 }
 
-async fn call(http: &reqwest::Client, url: &str, auth: &str, proof: Option<String>) -> u16 {
+pub(crate) async fn call(
+    http: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    proof: Option<String>,
+) -> u16 {
     let mut r = http.get(url).header("authorization", auth);
     if let Some(p) = proof {
         r = r.header("DPoP", p);
@@ -217,7 +221,7 @@ async fn call(http: &reqwest::Client, url: &str, auth: &str, proof: Option<Strin
     r.send().await.unwrap().status().as_u16()
 }
 
-const INACTIVE: &str = r#"{"active":false}"#;
+pub(crate) const INACTIVE: &str = r#"{"active":false}"#;
 
 #[tokio::test]
 async fn revoked_tokens_go_inactive_everywhere_within_the_bound() {
@@ -480,144 +484,6 @@ async fn revocations_survive_a_restart_and_an_administrator_revokes_by_subject()
     env.ferry = boot(&env.tmp, env.port);
     env.http = reqwest::Client::new();
     assert_eq!(env.introspect(&kept).await.1, INACTIVE);
-}
-
-/// A gateway in front of the relying service: it swaps a reference token for its JWT at
-/// Ferry's introspection endpoint, and forwards the request with the JWT.
-async fn gateway(ferry: String, upstream: String) -> String {
-    use axum::extract::State;
-    use axum::http::HeaderMap;
-    let app = axum::Router::new()
-        .route(
-            "/resource",
-            axum::routing::get(
-                |State((ferry, upstream)): State<(String, String)>, headers: HeaderMap| async move {
-                    let http = reqwest::Client::new();
-                    let handle = headers
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.strip_prefix("Bearer "))
-                        .unwrap_or_default()
-                        .to_owned();
-                    let r = http
-                        .post(format!("{ferry}/introspect"))
-                        .basic_auth("gateway", Some("gateway-secret"))
-                        .header("accept", "application/jwt")
-                        .form(&[("token", handle.as_str())])
-                        .send()
-                        .await
-                        .unwrap();
-                    let is_jwt = r
-                        .headers()
-                        .get("content-type")
-                        .is_some_and(|v| v == "application/jwt");
-                    if !is_jwt {
-                        return axum::http::StatusCode::UNAUTHORIZED;
-                    }
-                    let jwt = r.text().await.unwrap();
-                    let s = http
-                        .get(format!("{upstream}/resource"))
-                        .bearer_auth(jwt)
-                        .send()
-                        .await
-                        .unwrap()
-                        .status();
-                    axum::http::StatusCode::from_u16(s.as_u16()).unwrap()
-                },
-            ),
-        )
-        .with_state((ferry, upstream));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
-}
-
-#[tokio::test]
-async fn the_phantom_token_pattern_end_to_end() {
-    let env = start();
-    let body = env
-        .issue("workload", API, &[("requested_token_type", REF)], None)
-        .await;
-    assert_eq!(body["issued_token_type"], REF);
-    let handle = body["access_token"].as_str().unwrap().to_owned();
-    assert!(
-        handle.starts_with("ferry_ref_") && !handle.contains('.'),
-        "opaque"
-    );
-    let (_svc, upstream) = env.relying_service(None);
-    let gw = gateway(env.ferry.url.clone(), upstream.clone()).await;
-    // The handle means nothing to the service itself; through the gateway it works.
-    assert_eq!(
-        call(
-            &env.http,
-            &format!("{upstream}/resource"),
-            &format!("Bearer {handle}"),
-            None
-        )
-        .await,
-        401
-    );
-    assert_eq!(
-        call(
-            &env.http,
-            &format!("{gw}/resource"),
-            &format!("Bearer {handle}"),
-            None
-        )
-        .await,
-        200
-    );
-    // Introspected without asking for the JWT: claims only, never the JWT.
-    let (_, text) = env.introspect(&handle).await;
-    let v: Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["active"], true);
-    assert!(!text.contains("eyJ"), "no JWT in the JSON response");
-    // Its holder narrows it at Ferry by presenting the handle (twin: an unknown handle).
-    let unknown_handle = format!("ferry_ref_{}", "x".repeat(43));
-    for (token, want) in [(&handle, 200), (&unknown_handle, 400)] {
-        let r = env
-            .post(
-                "/token",
-                Some(("ci", "ci-secret")),
-                &[
-                    ("grant_type", TE),
-                    ("subject_token", token),
-                    ("subject_token_type", AT),
-                    ("scope", "read"),
-                ],
-                None,
-            )
-            .await;
-        assert_eq!(r.status().as_u16(), want);
-    }
-    // A handle never seen (twin of the live one) and the handle revoked by its client.
-    let unknown = format!(
-        "ferry_ref_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32])
-    );
-    assert_eq!(
-        call(
-            &env.http,
-            &format!("{gw}/resource"),
-            &format!("Bearer {unknown}"),
-            None
-        )
-        .await,
-        401
-    );
-    assert_eq!(env.revoke(Some(("ci", "ci-secret")), &handle).await.0, 200);
-    assert_eq!(
-        call(
-            &env.http,
-            &format!("{gw}/resource"),
-            &format!("Bearer {handle}"),
-            None
-        )
-        .await,
-        401
-    );
-    assert_eq!(env.introspect(&handle).await.1, INACTIVE);
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! and `ferry test` (table-driven policy tests for CI). Both run the same decision
 //! function as `/token`.
 
+pub mod check;
 pub mod explain;
 pub mod keys;
 pub mod policy_test;

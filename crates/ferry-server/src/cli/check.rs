@@ -1,0 +1,101 @@
+//! `ferry check`: validates a configuration and reports every problem at once, then
+//! summarises what it would run.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use ferry_core::config::KeysConfig;
+use ferry_core::duration::format_secs;
+use ferry_verify::time::SystemMono;
+
+use crate::load::{load_providers, read_config};
+
+/// Runs the check; prints the summary on stdout and problems on stderr.
+pub fn check(path: &Path) -> ExitCode {
+    let config = match read_config(path) {
+        Ok(c) => c,
+        Err(errs) => {
+            eprintln!("{errs}");
+            eprintln!("{} problem(s) found", errs.0.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &config.warnings {
+        eprintln!("warning: {w}");
+    }
+    if let Err(errs) = crate::accounts::load_accounts(&config, Arc::new(SystemMono::default())) {
+        eprintln!("{errs}");
+        eprintln!("{} problem(s) found", errs.0.len());
+        return ExitCode::FAILURE;
+    }
+    match load_providers(&config, Arc::new(SystemMono::default())) {
+        Ok((providers, warnings)) => {
+            for w in &warnings {
+                eprintln!("warning: {w}");
+            }
+            println!("configuration OK: issuer {}", config.issuer);
+            for p in &providers {
+                println!(
+                    "  provider {} ({}): issuer {}, keys {}, algorithms {}, leeway {}, max token lifetime {}{}",
+                    p.config.id,
+                    p.config.kind.as_str(),
+                    p.config.issuer,
+                    describe_keys(&p.config.keys),
+                    p.config.algorithms.join(","),
+                    format_secs(p.config.leeway),
+                    format_secs(p.config.max_token_lifetime),
+                    p.config
+                        .max_token_age
+                        .map(|a| format!(", max token age {}", format_secs(a)))
+                        .unwrap_or_default(),
+                );
+            }
+            for a in &config.audience_names {
+                println!("  audience {a}");
+            }
+            let s = &config.signing;
+            println!(
+                "  signing: {}, rotation every {}, /jwks max-age {}, leeway {}, keys in {} ({})",
+                s.algorithm,
+                format_secs(s.rotation_period),
+                format_secs(s.jwks_max_age),
+                format_secs(s.leeway),
+                match &s.postgres {
+                    Some(pg) => format!(
+                        "PostgreSQL (connection string from {}, read every {} ms)",
+                        match &pg.url {
+                            ferry_core::config::SecretSource::Env(v) => format!("${v}"),
+                            ferry_core::config::SecretSource::File(f) => f.display().to_string(),
+                        },
+                        pg.poll_interval_ms
+                    ),
+                    None => s.keys_dir.display().to_string(),
+                },
+                match (&s.hsm, s.insecure_plaintext_keys) {
+                    (Some(h), _) => format!("HSM token {:?}", h.token_label),
+                    (None, true) => "UNENCRYPTED: development only".to_owned(),
+                    (None, false) => format!(
+                        "sealed with {} key-encryption key source(s)",
+                        s.key_encryption_keys.len()
+                    ),
+                }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errs) => {
+            eprintln!("{errs}");
+            eprintln!("{} problem(s) found", errs.0.len());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn describe_keys(k: &KeysConfig) -> String {
+    match k {
+        KeysConfig::Inline(_) => "inline JWKS".to_owned(),
+        KeysConfig::File(f) => format!("file {}", f.display()),
+        KeysConfig::Uri(u) => format!("JWKS at {u}"),
+        KeysConfig::Discovery(u) => format!("discovery at {u}"),
+    }
+}

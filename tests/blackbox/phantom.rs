@@ -1,0 +1,146 @@
+//! Reference tokens and the phantom-token pattern: a client holds an opaque handle; a
+//! gateway (a small one here) swaps it for the JWT at Ferry's introspection endpoint and
+//! forwards the request to the example relying service with the JWT.
+
+use base64::Engine;
+use serde_json::Value;
+
+use crate::revocation::{API, AT, INACTIVE, REF, TE, call, start};
+
+/// A gateway in front of the relying service: it swaps a reference token for its JWT at
+/// Ferry's introspection endpoint, and forwards the request with the JWT.
+async fn gateway(ferry: String, upstream: String) -> String {
+    use axum::extract::State;
+    use axum::http::HeaderMap;
+    let app = axum::Router::new()
+        .route(
+            "/resource",
+            axum::routing::get(
+                |State((ferry, upstream)): State<(String, String)>, headers: HeaderMap| async move {
+                    let http = reqwest::Client::new();
+                    let handle = headers
+                        .get("authorization")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .unwrap_or_default()
+                        .to_owned();
+                    let r = http
+                        .post(format!("{ferry}/introspect"))
+                        .basic_auth("gateway", Some("gateway-secret"))
+                        .header("accept", "application/jwt")
+                        .form(&[("token", handle.as_str())])
+                        .send()
+                        .await
+                        .unwrap();
+                    let is_jwt = r
+                        .headers()
+                        .get("content-type")
+                        .is_some_and(|v| v == "application/jwt");
+                    if !is_jwt {
+                        return axum::http::StatusCode::UNAUTHORIZED;
+                    }
+                    let jwt = r.text().await.unwrap();
+                    let s = http
+                        .get(format!("{upstream}/resource"))
+                        .bearer_auth(jwt)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status();
+                    axum::http::StatusCode::from_u16(s.as_u16()).unwrap()
+                },
+            ),
+        )
+        .with_state((ferry, upstream));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn the_phantom_token_pattern_end_to_end() {
+    let env = start();
+    let body = env
+        .issue("workload", API, &[("requested_token_type", REF)], None)
+        .await;
+    assert_eq!(body["issued_token_type"], REF);
+    let handle = body["access_token"].as_str().unwrap().to_owned();
+    assert!(
+        handle.starts_with("ferry_ref_") && !handle.contains('.'),
+        "opaque"
+    );
+    let (_svc, upstream) = env.relying_service(None);
+    let gw = gateway(env.ferry.url.clone(), upstream.clone()).await;
+    // The handle means nothing to the service itself; through the gateway it works.
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{upstream}/resource"),
+            &format!("Bearer {handle}"),
+            None
+        )
+        .await,
+        401
+    );
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{gw}/resource"),
+            &format!("Bearer {handle}"),
+            None
+        )
+        .await,
+        200
+    );
+    // Introspected without asking for the JWT: claims only, never the JWT.
+    let (_, text) = env.introspect(&handle).await;
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["active"], true);
+    assert!(!text.contains("eyJ"), "no JWT in the JSON response");
+    // Its holder narrows it at Ferry by presenting the handle (twin: an unknown handle).
+    let unknown_handle = format!("ferry_ref_{}", "x".repeat(43));
+    for (token, want) in [(&handle, 200), (&unknown_handle, 400)] {
+        let r = env
+            .post(
+                "/token",
+                Some(("ci", "ci-secret")),
+                &[
+                    ("grant_type", TE),
+                    ("subject_token", token),
+                    ("subject_token_type", AT),
+                    ("scope", "read"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status().as_u16(), want);
+    }
+    // A handle never seen (twin of the live one) and the handle revoked by its client.
+    let unknown = format!(
+        "ferry_ref_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32])
+    );
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{gw}/resource"),
+            &format!("Bearer {unknown}"),
+            None
+        )
+        .await,
+        401
+    );
+    assert_eq!(env.revoke(Some(("ci", "ci-secret")), &handle).await.0, 200);
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{gw}/resource"),
+            &format!("Bearer {handle}"),
+            None
+        )
+        .await,
+        401
+    );
+    assert_eq!(env.introspect(&handle).await.1, INACTIVE);
+}
