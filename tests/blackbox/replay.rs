@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_testkit::keys::jwks;
-use ferry_testkit::{Issuer, TestKey, now};
+use ferry_testkit::{Issuer, TestKey, free_port, now};
 use serde_json::{Value, json};
 
 use crate::harness::{Ferry, Proc, TempDir};
@@ -18,14 +18,6 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const DEPLOY: &str = "https://deploy.example.com";
 
 static JTI: AtomicU64 = AtomicU64::new(0);
-
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// `redis-server` on loopback, no persistence; installed by scripts/install-test-deps.sh.
 pub(crate) fn redis(port: u16) -> Proc {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::{dpop_proof, payload};
-use ferry_testkit::{Issuer, TestKey, now};
+use ferry_testkit::{Issuer, TestKey, free_port, now, sha256_hex};
 use serde_json::{Value, json};
 
 use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, bin, ferry_cmd};
@@ -18,22 +18,6 @@ pub(crate) const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub(crate) const REF: &str = "urn:ferry:params:oauth:token-type:reference_token";
 pub(crate) const API: &str = "https://api.example.com";
 const SHORT: &str = "https://short.example.com";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn sha256_hex(s: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
 
 pub(crate) struct Env {
     tmp: TempDir,

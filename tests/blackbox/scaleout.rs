@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_testkit::keys::jwks;
-use ferry_testkit::{Issuer, Postgres, TestKey, now};
+use ferry_testkit::{Issuer, Postgres, TestKey, free_port, now, sha256_hex};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::{Value, json};
 
 use crate::harness::{Ferry, TEST_KEK, TempDir};
-use crate::replay::{free_port, redis};
+use crate::replay::redis;
 
 const ISS: &str = "https://ferry.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -393,11 +393,7 @@ async fn a_token_revoked_at_one_replica_is_inactive_at_another() {
     let pg = Postgres::start();
     let redis_port = free_port();
     let _redis = redis(redis_port);
-    let gateway_hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"gw-secret")
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>();
+    let gateway_hash = sha256_hex("gw-secret");
     let clients = format!(
         "clients:\n  - {{ id: gateway, auth: client_secret_basic, secret_sha256: {gateway_hash}, introspect: true }}\n"
     );

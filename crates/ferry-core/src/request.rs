@@ -298,6 +298,15 @@ fn valid_resource(r: &str) -> bool {
         && !r.contains('#')
 }
 
+fn client_params(p: &Params) -> ClientParams {
+    ClientParams {
+        client_id: p.get("client_id").map(str::to_owned),
+        client_secret: p.get("client_secret").map(str::to_owned),
+        client_assertion_type: p.get("client_assertion_type").map(str::to_owned),
+        client_assertion: p.get("client_assertion").map(str::to_owned),
+    }
+}
+
 /// A revocation (RFC 7009) or introspection (RFC 7662) request. Admin revocations may
 /// name a `subject`, `provider` or `client_id` instead of a token.
 #[derive(Clone)]
@@ -326,12 +335,7 @@ impl std::fmt::Debug for TokenActionRequest {
 /// Parses a revocation or introspection body (already known to be a urlencoded form).
 pub fn parse_token_action(body: &[u8]) -> Result<(TokenActionRequest, ClientParams), OAuthError> {
     let p = collect(body)?;
-    let client = ClientParams {
-        client_id: p.get("client_id").map(str::to_owned),
-        client_secret: p.get("client_secret").map(str::to_owned),
-        client_assertion_type: p.get("client_assertion_type").map(str::to_owned),
-        client_assertion: p.get("client_assertion").map(str::to_owned),
-    };
+    let client = client_params(&p);
     let s = |k: &str| p.get(k).map(|v| v.trim().to_owned());
     Ok((
         TokenActionRequest {
@@ -347,12 +351,7 @@ pub fn parse_token_action(body: &[u8]) -> Result<(TokenActionRequest, ClientPara
 /// Parses a token request body (already known to be a urlencoded form).
 pub fn parse_token_request(body: &[u8]) -> Result<(TokenRequest, ClientParams), OAuthError> {
     let p = collect(body)?;
-    let client = ClientParams {
-        client_id: p.get("client_id").map(str::to_owned),
-        client_secret: p.get("client_secret").map(str::to_owned),
-        client_assertion_type: p.get("client_assertion_type").map(str::to_owned),
-        client_assertion: p.get("client_assertion").map(str::to_owned),
-    };
+    let client = client_params(&p);
     let grant = p
         .get("grant_type")
         .ok_or_else(|| bad(desc::MISSING_GRANT_TYPE))?;

@@ -50,14 +50,6 @@ fn owner() -> Option<(u32, u32)> {
     Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Postgres {
     /// Creates and starts a cluster.
     pub fn start() -> Self {
@@ -85,7 +77,7 @@ impl Postgres {
         fs::write(dir.join("pwfile"), &password).unwrap();
         let mut pg = Self {
             bin: bin_dir(),
-            port: free_port(),
+            port: crate::free_port(),
             password,
             owner: owner(),
             child: None,

@@ -42,6 +42,14 @@ fn unavailable(e: String) -> OAuthError {
     .detail(e)
 }
 
+fn missing_token() -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidRequest,
+        Step::Request,
+        desc::MISSING_TOKEN,
+    )
+}
+
 fn invalid_client(detail: &str) -> OAuthError {
     OAuthError::new(
         ErrorCode::InvalidClient,
@@ -104,13 +112,7 @@ pub async fn revoke(
     let now = state.clock.now();
     let result = async {
         let (req, client) = client_request(&state, peer, &method, &headers, body).await?;
-        let token = req.token.ok_or_else(|| {
-            OAuthError::new(
-                ErrorCode::InvalidRequest,
-                Step::Request,
-                desc::MISSING_TOKEN,
-            )
-        })?;
+        let token = req.token.ok_or_else(missing_token)?;
         let mut audit = audit_event(&state, "ferry.revocation");
         audit.client_id = Some(client.id.clone());
         audit.subject_token_sha256 = Some(fingerprint(token.as_bytes()));
@@ -197,13 +199,7 @@ pub async fn introspect(
                 client.id
             )));
         }
-        let token = req.token.ok_or_else(|| {
-            OAuthError::new(
-                ErrorCode::InvalidRequest,
-                Step::Request,
-                desc::MISSING_TOKEN,
-            )
-        })?;
+        let token = req.token.ok_or_else(missing_token)?;
         let issued = tokens::resolve(&state, &token, now)
             .await
             .map_err(unavailable)?;
