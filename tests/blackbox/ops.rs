@@ -410,3 +410,29 @@ async fn the_client_rate_limit_applies_after_client_identification() {
     // Twin: another client has its own bucket.
     assert_eq!(with_client("ci-b").await, 200);
 }
+
+#[tokio::test]
+async fn the_log_level_filters_every_layer() {
+    // Twin pair: the default (info) logs the key ring's changes and each issued token;
+    // `ferry=info,ferry_keys=warn,ferry_server=warn` keeps the listening line only.
+    for (level, want) in [
+        (None, true),
+        (Some("ferry=info,ferry_keys=warn,ferry_server=warn"), false),
+    ] {
+        let (s, cfg) = setup("loglevel", "");
+        let mut env = vec![("FERRY_KEK", crate::harness::TEST_KEK)];
+        if let Some(l) = level {
+            env.push(("FERRY_LOG_LEVEL", l));
+        }
+        let ferry = Ferry::start_with(&cfg, &env).unwrap();
+        assert_eq!(exchange(&ferry.url, &s.token()).await, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let out = ferry.proc().output();
+        assert_eq!(
+            out.contains("signing key ring changed"),
+            want,
+            "{level:?}: {out}"
+        );
+        assert_eq!(out.contains("token issued"), want, "{level:?}");
+    }
+}

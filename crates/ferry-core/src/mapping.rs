@@ -87,9 +87,10 @@ fn deny_eval(description: &'static str, rule: String, detail: String) -> OAuthEr
     e
 }
 
-fn note(trace: &mut Option<&mut Vec<String>>, line: String) {
+/// Records a line for `ferry explain`; the line is only built when someone listens.
+fn note(trace: &mut Option<&mut Vec<String>>, line: impl FnOnce() -> String) {
     if let Some(t) = trace.as_deref_mut() {
-        t.push(line);
+        t.push(line());
     }
 }
 
@@ -140,23 +141,23 @@ impl Mapping {
         let Some(cond) = &self.condition else {
             return Ok(());
         };
-        let rule = format!("{}.condition", self.path);
         let result = cond.expr.eval_bool(ctx);
-        note(
-            trace,
+        let rule = || format!("{}.condition", self.path);
+        note(trace, || {
             format!(
-                "condition {rule} `{}` → {}",
+                "condition {} `{}` → {}",
+                rule(),
                 cond.expr.source(),
                 match &result {
                     Ok(b) => b.to_string(),
                     Err(e) => format!("error: {e}"),
                 }
-            ),
-        );
+            )
+        });
         let err = match result {
             Ok(true) => return Ok(()),
-            Ok(false) => deny(desc::CONDITION_DENIED, rule, "condition is false".into()),
-            Err(e) => deny_eval(desc::CONDITION_DENIED, rule, e),
+            Ok(false) => deny(desc::CONDITION_DENIED, rule(), "condition is false".into()),
+            Err(e) => deny_eval(desc::CONDITION_DENIED, rule(), e),
         };
         Err(match (&cond.message, self.expose_messages) {
             (Some(m), true) => err.operator_message(m),
@@ -180,26 +181,25 @@ impl Mapping {
             self.check_condition(&ctx, &mut trace)?;
         }
         // 2. The subject: a non-empty string of bounded length.
-        let rule = format!("{}.mapping.subject", self.path);
+        let rule = || format!("{}.mapping.subject", self.path);
         let subject = self
             .subject
             .eval_string(&ctx)
-            .map_err(|e| deny_eval(desc::MAPPING_FAILED, rule.clone(), e))?;
+            .map_err(|e| deny_eval(desc::MAPPING_FAILED, rule(), e))?;
         if subject.len() > MAX_SUBJECT_LEN {
             return Err(deny(
                 desc::MAPPING_FAILED,
-                rule,
+                rule(),
                 format!("subject longer than {MAX_SUBJECT_LEN} bytes"),
             ));
         }
-        note(
-            &mut trace,
+        note(&mut trace, || {
             format!(
                 "mapping subject `{}` → {}",
                 self.subject.source(),
                 quote(&subject)
-            ),
-        );
+            )
+        });
         // 3. Groups and attributes.
         let groups = match &self.groups {
             Some(g) => g.eval_string_list(&ctx).map_err(|e| {
@@ -212,7 +212,7 @@ impl Mapping {
             None => Vec::new(),
         };
         if self.groups.is_some() {
-            note(&mut trace, format!("mapping groups → {groups:?}"));
+            note(&mut trace, || format!("mapping groups → {groups:?}"));
         }
         let mut attributes = BTreeMap::new();
         for (name, e) in &self.attributes {
@@ -223,10 +223,9 @@ impl Mapping {
                     err,
                 )
             })?;
-            note(
-                &mut trace,
-                format!("mapping attribute.{name} `{}` → {}", e.source(), quote(&v)),
-            );
+            note(&mut trace, || {
+                format!("mapping attribute.{name} `{}` → {}", e.source(), quote(&v))
+            });
             attributes.insert(name.clone(), v);
         }
         // 4. A condition over the mapped values (Google's `google.*` and `attribute.*`).

@@ -115,9 +115,10 @@ fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-fn note(trace: &mut Option<&mut Vec<String>>, line: String) {
+/// Records a line for `ferry explain`; the line is only built when someone listens.
+fn note(trace: &mut Option<&mut Vec<String>>, line: impl FnOnce() -> String) {
     if let Some(t) = trace.as_deref_mut() {
-        t.push(line);
+        t.push(line());
     }
 }
 
@@ -192,10 +193,9 @@ impl Policy {
         for target in targets {
             // 1. The audience must be served; unknown and denied look alike.
             let Some(aud) = self.audiences.get(target) else {
-                note(
-                    &mut trace,
-                    format!("policy audience {target}: not configured → deny"),
-                );
+                note(&mut trace, || {
+                    format!("policy audience {target}: not configured → deny")
+                });
                 return Err(not_allowed("audience not configured".into())
                     .rule(format!("audience {target}: not configured")));
             };
@@ -225,8 +225,7 @@ impl Policy {
                 } else {
                     "deny"
                 };
-                note(
-                    &mut trace,
+                note(&mut trace, || {
                     format!(
                         "policy audience {target}: {} {verb} `{}` → {}",
                         rule.path,
@@ -235,8 +234,8 @@ impl Policy {
                             Ok(b) => b.to_string(),
                             Err(e) => format!("error: {e}"),
                         }
-                    ),
-                );
+                    )
+                });
                 match result {
                     Ok(true) => {
                         decided = Some(rule);
@@ -260,10 +259,9 @@ impl Policy {
                     })
                     .rule(format!("audience {target}: default deny"));
                     err.expression_error = had_error;
-                    note(
-                        &mut trace,
-                        format!("policy audience {target}: no rule decided → default deny"),
-                    );
+                    note(&mut trace, || {
+                        format!("policy audience {target}: no rule decided → default deny")
+                    });
                     return Err(self.with_message(err, aud.message.as_ref()));
                 }
             };
@@ -287,15 +285,13 @@ impl Policy {
             if granted.contains(s) {
                 wanted.push(s.clone());
             } else if all_ignore_unknown {
-                note(
-                    &mut trace,
-                    format!("scope {s:?} not granted: ignored (ignore_unknown_scopes)"),
-                );
+                note(&mut trace, || {
+                    format!("scope {s:?} not granted: ignored (ignore_unknown_scopes)")
+                });
             } else {
-                note(
-                    &mut trace,
-                    format!("scope {s:?} not granted → invalid_scope"),
-                );
+                note(&mut trace, || {
+                    format!("scope {s:?} not granted → invalid_scope")
+                });
                 return Err(OAuthError::new(
                     ErrorCode::InvalidScope,
                     Step::Policy,
@@ -309,10 +305,9 @@ impl Policy {
             }
         }
         let scopes = if wanted.is_empty() { granted } else { wanted };
-        note(
-            &mut trace,
-            format!("policy grants scopes {scopes:?} by {}", rules.join(", ")),
-        );
+        note(&mut trace, || {
+            format!("policy grants scopes {scopes:?} by {}", rules.join(", "))
+        });
         Ok(Grant {
             audiences: targets.to_vec(),
             scopes,

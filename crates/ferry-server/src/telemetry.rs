@@ -52,8 +52,11 @@ pub fn init(level: &str, json: bool) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    type Boxed = Box<dyn tracing_subscriber::Layer<tracing_subscriber::Registry> + Send + Sync>;
-    let mut layers: Vec<Boxed> = vec![filter.boxed()];
+    // The filter is global (`registry().with(filter)`): a filter inside the vector of
+    // layers would only filter itself, and every event would reach the others.
+    type Base = tracing_subscriber::layer::Layered<EnvFilter, tracing_subscriber::Registry>;
+    type Boxed = Box<dyn tracing_subscriber::Layer<Base> + Send + Sync>;
+    let mut layers: Vec<Boxed> = Vec::new();
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     layers.push(if json {
         fmt.json().boxed()
@@ -89,7 +92,10 @@ pub fn init(level: &str, json: bool) -> TelemetryGuard {
             Err(e) => eprintln!("ferry: OTLP trace export disabled: {e}"),
         }
     }
-    tracing_subscriber::registry().with(layers).init();
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(layers)
+        .init();
     if provider.is_some() {
         tracing::info!("exporting traces over OTLP/HTTP");
     }

@@ -304,7 +304,15 @@ fn compile(
 
 /// Parses and validates a configuration. `base_dir` resolves relative paths.
 pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
-    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+    // The parser's default budget (250,000 nodes) stops near 8,000 providers; a
+    // configuration is the operator's input, so allow 40 times that, still bounded.
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_nodes: 10_000_000,
+            max_events: 40_000_000,
+        },
+    };
+    let raw: RawConfig = serde_saphyr::from_str_with_options(text, options).map_err(|e| {
         let mut errs = ConfigErrors::default();
         errs.push("(file)", e.to_string());
         errs

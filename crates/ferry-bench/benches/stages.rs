@@ -1,0 +1,265 @@
+//! The cost of one exchange, stage by stage, against the cryptographic floor, all in
+//! one run on one core: `cargo bench -p ferry-bench --bench stages` (pin it with
+//! `taskset -c 0`). The floor is jsonwebtoken (aws-lc-rs): RS256-2048 verify + ES256
+//! sign. The stages are measured separately and the whole exchange through the router
+//! (HTTP request in, JSON out, audit and metrics included); BENCHMARKS.md compares the
+//! sum of the stages with the whole.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use criterion::{Criterion, criterion_group, criterion_main};
+use ferry_bench::{DEPLOY, FERRY, Fixture, SCOPE, form};
+use ferry_core::mint::{MintInput, access_token_claims};
+use ferry_core::request::{TokenRequest, parse_token_request};
+use ferry_core::{Clock, SystemClock};
+use ferry_keys::{SigningAlg, SoftwareSigner, sign_jwt};
+use ferry_server::audit::{AuditEvent, AuditSink};
+use ferry_verify::{Algorithm, KeySet, Rules};
+use tower::ServiceExt;
+
+fn state(dir: &std::path::Path, fx: &Fixture) -> ferry_server::state::AppState {
+    fx.write(dir, 10);
+    let config = ferry_server::load::read_config(&dir.join("ferry.yaml")).unwrap();
+    let mono: Arc<dyn ferry_verify::time::MonoTime> =
+        Arc::new(ferry_verify::time::SystemMono::default());
+    let (providers, _) = ferry_server::load::load_providers(&config, mono.clone()).unwrap();
+    let accounts = ferry_server::accounts::load_accounts(&config, mono).unwrap();
+    let keys = ferry_keys::KeyManager::open(
+        Arc::new(ferry_keys::LocalStore::open(&dir.join("keys")).unwrap()),
+        ferry_keys::ManagerConfig {
+            alg: SigningAlg::Es256,
+            policy: ferry_server::load::ring_policy(&config),
+            backend: ferry_keys::Backend::Software {
+                keks: Arc::new(ferry_keys::Keks::default()),
+                plaintext: true,
+            },
+            writer: "bench".into(),
+        },
+        SystemClock.now(),
+    )
+    .unwrap();
+    ferry_server::load::build_state(
+        config,
+        providers,
+        accounts,
+        Arc::new(keys),
+        Arc::new(SystemClock),
+        Arc::new(AuditSink::new(Box::new(std::io::sink()))),
+    )
+}
+
+fn bench(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = Fixture::new();
+    let now = SystemClock.now();
+    let token = fx.tokens(1, 1, now).pop().unwrap();
+    let st = state(dir.path(), &fx);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The floor: jsonwebtoken, keys parsed once.
+    {
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(fx.key.public_jwk()).unwrap();
+        let dk = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+        let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        v.set_audience(&[FERRY]);
+        let es = ferry_testkit::TestKey::ec("floor");
+        let ek = jsonwebtoken::EncodingKey::from_ec_der(es.pkcs8());
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        let out = serde_json::json!({"iss": FERRY, "sub": "repo:octo-org/repo-0:ref:refs/heads/main", "aud": DEPLOY, "exp": now + 900, "iat": now, "jti": "x", "scope": SCOPE});
+        let mut g = c.benchmark_group("floor");
+        g.bench_function("RS256 verify (jsonwebtoken)", |b| {
+            b.iter(|| {
+                jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &dk, &v).unwrap()
+            })
+        });
+        g.bench_function("ES256 sign (jsonwebtoken)", |b| {
+            b.iter(|| jsonwebtoken::encode(&header, black_box(&out), &ek).unwrap())
+        });
+        g.bench_function("RS256 verify + ES256 sign (jsonwebtoken)", |b| {
+            b.iter(|| {
+                jsonwebtoken::decode::<serde_json::Value>(black_box(&token), &dk, &v).unwrap();
+                jsonwebtoken::encode(&header, black_box(&out), &ek).unwrap()
+            })
+        });
+        g.finish();
+    }
+
+    let mut g = c.benchmark_group("stage");
+    // HTTP: the router and its middleware around a trivial handler.
+    let app = ferry_server::routes::router(st.clone());
+    g.bench_function("HTTP routing and response (GET /healthz)", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                app.clone()
+                    .oneshot(Request::get("/healthz").body(Body::empty()).unwrap())
+                    .await
+                    .unwrap()
+            })
+        })
+    });
+    let body = form(&token);
+    g.bench_function("form parsing", |b| {
+        b.iter(|| parse_token_request(black_box(body.as_bytes())).unwrap())
+    });
+    // Inbound verification with keys parsed once.
+    let rules = {
+        let mut r = Rules::new(ferry_bench::issuer(0), vec![FERRY.to_owned()]);
+        r.algorithms = vec![Algorithm::RS256];
+        r
+    };
+    let rsa_keys = KeySet::from_jwks(
+        ferry_testkit::keys::jwks(&[&fx.key]).to_string().as_bytes(),
+        &[Algorithm::RS256],
+    )
+    .unwrap()
+    .0;
+    g.bench_function("verify RS256", |b| {
+        b.iter(|| ferry_verify::verify(black_box(&token), &rules, &rsa_keys, now).unwrap())
+    });
+    let ec = ferry_testkit::TestKey::ec("ec");
+    let ec_keys = KeySet::from_jwks(
+        ferry_testkit::keys::jwks(&[&ec]).to_string().as_bytes(),
+        &[Algorithm::ES256],
+    )
+    .unwrap()
+    .0;
+    let ec_token = ferry_testkit::Issuer::new(ferry_bench::issuer(0), ec)
+        .token(&ferry_bench::claims(0, 0, now));
+    let ec_rules = {
+        let mut r = rules.clone();
+        r.algorithms = vec![Algorithm::ES256];
+        r
+    };
+    g.bench_function("verify ES256", |b| {
+        b.iter(|| ferry_verify::verify(black_box(&ec_token), &ec_rules, &ec_keys, now).unwrap())
+    });
+    let verified = ferry_verify::verify(&token, &rules, &rsa_keys, now).unwrap();
+    let config = &st.loaded().config;
+    let provider = &config.providers[0];
+    g.bench_function("claim context + condition + mapping", |b| {
+        b.iter(|| {
+            provider
+                .mapping
+                .apply(&provider.id, black_box(&verified.claims), None)
+                .unwrap()
+        })
+    });
+    let principal = provider
+        .mapping
+        .apply(&provider.id, &verified.claims, None)
+        .unwrap();
+    let targets = vec![DEPLOY.to_owned()];
+    let scopes = vec![SCOPE.to_owned()];
+    g.bench_function("policy (20 rules, the 20th allows)", |b| {
+        b.iter(|| {
+            config
+                .policy
+                .decide(black_box(&principal), None, &targets, &scopes, None, None)
+                .unwrap()
+        })
+    });
+    let grant = config
+        .policy
+        .decide(&principal, None, &targets, &scopes, None, None)
+        .unwrap();
+    for alg in [SigningAlg::Es256, SigningAlg::EdDsa] {
+        let (signer, _) = SoftwareSigner::generate(alg).unwrap();
+        g.bench_function(format!("mint and sign {}", signer_alg(alg)), |b| {
+            b.iter(|| {
+                let jti = ferry_server::random_id(16);
+                let input = MintInput {
+                    issuer: FERRY,
+                    client_id: "ferry-provider:p0",
+                    now,
+                    ttl: 900,
+                    jti: &jti,
+                    cnf_jkt: None,
+                    act: None,
+                };
+                let claims = access_token_claims(&input, black_box(&principal), &grant);
+                sign_jwt(&signer, "at+jwt", &claims).unwrap()
+            })
+        });
+    }
+    let sink = AuditSink::new(Box::new(std::io::sink()));
+    g.bench_function("audit event and metrics", |b| {
+        b.iter(|| {
+            let ev = AuditEvent {
+                kind: "ferry.audit",
+                time: now,
+                request_id: ferry_server::random_id(12),
+                decision: "allow",
+                step: "mint",
+                provider: Some("p0".into()),
+                subject: Some(principal.subject.clone()),
+                audiences: targets.clone(),
+                scopes: scopes.clone(),
+                jti: Some(ferry_server::random_id(16)),
+                ..AuditEvent::default()
+            };
+            sink.record(black_box(&ev));
+            st.metrics
+                .exchanges
+                .get_or_create(&ferry_server::metrics::ExchangeLabels {
+                    provider: "p0".into(),
+                    audience: DEPLOY.into(),
+                    decision: "allow".into(),
+                    error: String::new(),
+                })
+                .inc();
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("exchange");
+    let TokenRequest::TokenExchange(req) = parse_token_request(body.as_bytes()).unwrap().0 else {
+        panic!("not an exchange");
+    };
+    g.bench_function("in process (no HTTP)", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let mut audit = AuditEvent::default();
+                ferry_server::exchange::exchange(&st, black_box(&req), None, &mut audit)
+                    .await
+                    .unwrap()
+            })
+        })
+    });
+    g.bench_function("through the router (HTTP request to JSON response)", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                let r = app
+                    .clone()
+                    .oneshot(
+                        Request::post("/token")
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(Body::from(body.clone()))
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r
+            })
+        })
+    });
+    g.finish();
+}
+
+fn signer_alg(a: SigningAlg) -> &'static str {
+    match a {
+        SigningAlg::Es256 => "ES256",
+        SigningAlg::EdDsa => "EdDSA",
+        _ => "RS256",
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

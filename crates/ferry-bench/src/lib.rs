@@ -1,0 +1,142 @@
+//! Fixtures shared by the criterion benches and `scripts/bench.sh`: a realistic
+//! configuration (N static providers with GitHub-shaped RS256 tokens, one audience with
+//! 20 rules), its JWKS files, and a pool of distinct subject tokens.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+
+use ferry_testkit::keys::jwks;
+use ferry_testkit::{Issuer, TestKey};
+use serde_json::{Value, json};
+
+/// Ferry's issuer in the fixture.
+pub const FERRY: &str = "https://ferry.example.com";
+/// The audience exchanged for.
+pub const DEPLOY: &str = "https://deploy.example.com";
+/// The scope asked for.
+pub const SCOPE: &str = "deploy:write";
+
+/// The `issuer` of provider `i`.
+pub fn issuer(i: usize) -> String {
+    format!("https://issuer-{i}.example.com")
+}
+
+/// The configuration: `providers` static providers (keys from `jwks.json`, all with the
+/// same key, as tenants of one CI system would be), GitHub-style condition and mapping,
+/// and one audience whose 20th rule is the one that allows.
+pub fn config(data_dir: &Path, providers: usize) -> String {
+    let mut y = format!(
+        "issuer: {FERRY}\ndata_dir: {}\n\
+         limits: {{ rate_per_source: 100000000, rate_global: 100000000, rate_per_provider: 100000000, rate_per_client: 100000000 }}\n\
+         tokens: {{ default_ttl: 10m, max_ttl: 1h, min_ttl: 60s }}\nproviders:\n",
+        data_dir.display()
+    );
+    for i in 0..providers {
+        y.push_str(&format!(
+            r#"  - id: p{i}
+    issuer: {iss}
+    audiences: [{FERRY}]
+    algorithms: [RS256]
+    jwks: {{ file: jwks.json }}
+    condition: >-
+      assertion.repository_owner_id == '65' && assertion.event_name != 'pull_request_target'
+      && assertion.ref.matches('^refs/(heads|tags)/')
+    mapping:
+      subject: "'repo:' + assertion.repository + ':' + assertion.ref"
+      attributes:
+        repository: assertion.repository
+        workflow: assertion.job_workflow_ref
+        environment: "has(assertion.environment) ? assertion.environment : 'none'"
+"#,
+            iss = issuer(i)
+        ));
+    }
+    y.push_str(&format!(
+        "audiences:\n  - audience: {DEPLOY}\n    rules:\n      - name: no-bots\n        deny: subject.endsWith('[bot]')\n"
+    ));
+    for k in 0..18 {
+        y.push_str(&format!(
+            "      - name: other-{k}\n        allow: attribute.repository == 'octo-org/other-{k}' && attribute.environment == 'prod'\n        scopes: [deploy:read]\n"
+        ));
+    }
+    y.push_str(
+        "      - name: app\n        allow: attribute.repository.startsWith('octo-org/') && attribute.workflow.startsWith('octo-org/octo-automation/')\n        scopes: [deploy:read, deploy:write]\n        max_ttl: 15m\n",
+    );
+    y
+}
+
+/// GitHub-shaped claims for token `n` of provider `i`, valid from `now` for an hour.
+pub fn claims(i: usize, n: usize, now: i64) -> Value {
+    json!({
+        "jti": format!("bench-{i}-{n}"), "sub": format!("repo:octo-org/repo-{n}:ref:refs/heads/main"),
+        "environment": "prod", "aud": FERRY, "ref": "refs/heads/main", "sha": "example-sha",
+        "repository": format!("octo-org/repo-{n}"), "repository_owner": "octo-org", "actor_id": "12",
+        "repository_visibility": "private", "repository_id": format!("{}", 1000 + n), "repository_owner_id": "65",
+        "run_id": format!("{n}"), "run_number": "10", "run_attempt": "1",
+        "runner_environment": "github-hosted", "actor": "octocat", "workflow": "deploy",
+        "head_ref": "", "base_ref": "", "event_name": "push", "ref_type": "branch",
+        "ref_protected": "true",
+        "job_workflow_ref": "octo-org/octo-automation/.github/workflows/oidc.yml@refs/heads/main",
+        "job_workflow_sha": "example-sha",
+        "workflow_ref": format!("octo-org/repo-{n}/.github/workflows/deploy.yml@refs/heads/main"),
+        "workflow_sha": "example-sha", "enterprise": "octo-enterprise", "enterprise_id": "2",
+        "iss": issuer(i), "nbf": now - 5, "iat": now - 5, "exp": now + 3_600
+    })
+}
+
+/// The fixture's RSA key and the issuers that sign with it.
+#[derive(Debug)]
+pub struct Fixture {
+    /// The key every provider trusts.
+    pub key: TestKey,
+}
+
+impl Default for Fixture {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Fixture {
+    /// A fresh RSA-2048 key.
+    pub fn new() -> Self {
+        Self {
+            key: TestKey::rsa("bench"),
+        }
+    }
+
+    /// Writes `ferry.yaml` and `jwks.json` into `dir`.
+    pub fn write(&self, dir: &Path, providers: usize) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("jwks.json"), jwks(&[&self.key]).to_string()).unwrap();
+        std::fs::write(dir.join("ferry.yaml"), config(&dir.join("data"), providers)).unwrap();
+    }
+
+    /// `count` distinct subject tokens spread over the first `providers` providers.
+    pub fn tokens(&self, providers: usize, count: usize, now: i64) -> Vec<String> {
+        let providers = providers.clamp(1, count.max(1));
+        let signers: Vec<Issuer> = (0..providers)
+            .map(|i| {
+                Issuer::new(
+                    issuer(i),
+                    TestKey::from_pkcs8("bench", self.key.pkcs8()).unwrap(),
+                )
+            })
+            .collect();
+        (0..count)
+            .map(|n| {
+                let i = n % providers;
+                signers[i].token(&claims(i, n, now))
+            })
+            .collect()
+    }
+}
+
+/// The form body of an exchange of `subject`.
+pub fn form(subject: &str) -> String {
+    format!(
+        "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange\
+         &subject_token_type=urn%3Aietf%3Aparams%3Aoauth%3Atoken-type%3Ajwt\
+         &audience=https%3A%2F%2Fdeploy.example.com&scope=deploy%3Awrite&subject_token={subject}"
+    )
+}

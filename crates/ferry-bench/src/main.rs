@@ -1,0 +1,312 @@
+//! `ferry-bench`: the helpers `scripts/bench.sh` drives. Loopback only.
+//!
+//! - `setup`: the fixture (configuration, JWKS, a pool of request bodies).
+//! - `floor`: the cryptographic floor on this core (jsonwebtoken RS256 verify + ES256 sign).
+//! - `load`: a fixed-rate (open-loop) load generator; latency is measured from each
+//!   request's scheduled send time, so a stalled server cannot hide its queue
+//!   (coordinated omission).
+//! - `stampede`: a mock OIDC issuer counting its fetches, and 100 concurrent exchanges
+//!   against a Ferry that has never fetched its keys.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand};
+use ferry_bench::{DEPLOY, FERRY, Fixture, SCOPE, form};
+use ferry_core::{Clock, SystemClock};
+
+#[derive(Parser)]
+#[command(about = "Benchmark helpers for scripts/bench.sh (loopback only)")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Writes ferry.yaml, jwks.json and bodies.txt (one form body per line) into DIR.
+    Setup {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10)]
+        providers: usize,
+        #[arg(long, default_value_t = 2000)]
+        tokens: usize,
+    },
+    /// Measures the floor for SECS seconds on the current core.
+    Floor {
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+    },
+    /// Sends RATE requests per second for SECS seconds to URL/token.
+    Load {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        bodies: PathBuf,
+        #[arg(long)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
+    /// Counts an issuer's fetches under 100 concurrent exchanges of a fresh Ferry.
+    Stampede {
+        #[arg(long)]
+        ferry: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Setup {
+            dir,
+            providers,
+            tokens,
+        } => {
+            let fx = Fixture::new();
+            fx.write(&dir, providers);
+            let bodies: Vec<String> = fx
+                .tokens(providers, tokens, SystemClock.now())
+                .iter()
+                .map(|t| form(t))
+                .collect();
+            std::fs::write(dir.join("bodies.txt"), bodies.join("\n") + "\n")?;
+            println!(
+                "{} providers, {} request bodies in {}",
+                providers,
+                tokens,
+                dir.display()
+            );
+        }
+        Cmd::Floor { secs } => floor(secs),
+        Cmd::Load {
+            url,
+            bodies,
+            rate,
+            secs,
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(load(url, bodies, rate, secs))?;
+        }
+        Cmd::Stampede { ferry, dir } => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(stampede(ferry, dir))?;
+        }
+    }
+    Ok(())
+}
+
+fn floor(secs: u64) {
+    let fx = Fixture::new();
+    let now = SystemClock.now();
+    let token = fx.tokens(1, 1, now).pop().unwrap();
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(fx.key.public_jwk()).unwrap();
+    let dk = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    v.set_audience(&[FERRY]);
+    let es = ferry_testkit::TestKey::ec("floor");
+    let ek = jsonwebtoken::EncodingKey::from_ec_der(es.pkcs8());
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    let out = serde_json::json!({"iss": FERRY, "sub": "repo:octo-org/repo-0:ref:refs/heads/main",
+        "aud": DEPLOY, "exp": now + 900, "iat": now, "jti": "x", "scope": SCOPE});
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < Duration::from_secs(secs) {
+        for _ in 0..100 {
+            std::hint::black_box(
+                jsonwebtoken::decode::<serde_json::Value>(&token, &dk, &v).unwrap(),
+            );
+            std::hint::black_box(jsonwebtoken::encode(&header, &out, &ek).unwrap());
+        }
+        n += 100;
+    }
+    let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!("floor_us={us:.1} floor_per_s={:.0}", 1e6 / us);
+}
+
+async fn load(url: String, bodies: PathBuf, rate: u64, secs: u64) -> anyhow::Result<()> {
+    let bodies: Arc<Vec<String>> = Arc::new(
+        std::fs::read_to_string(bodies)?
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    );
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4096)
+        .timeout(Duration::from_secs(10))
+        .build()?;
+    let total = rate * secs;
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
+    let errors = Arc::new(AtomicU64::new(0));
+    let inflight = Arc::new(tokio::sync::Semaphore::new(4096));
+    let start = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(total as usize);
+    for k in 0..total {
+        let due = start + interval.mul_f64(k as f64);
+        tokio::time::sleep_until(due).await;
+        let permit = inflight.clone().acquire_owned().await?;
+        let (http, url, bodies, latencies, errors) = (
+            http.clone(),
+            url.clone(),
+            bodies.clone(),
+            latencies.clone(),
+            errors.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let body = bodies[(k as usize) % bodies.len()].clone();
+            let r = http
+                .post(format!("{url}/token"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await;
+            let ok = match r {
+                Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
+                Err(_) => false,
+            };
+            // From the scheduled time, not the actual send time.
+            let took = due.elapsed();
+            if ok {
+                latencies.lock().unwrap().push(took);
+            } else {
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(permit);
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort_unstable();
+    let pct = |p: f64| {
+        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1e3)
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "rate={rate} sent={total} ok={} errors={} achieved_per_s={:.0} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
+        l.len(),
+        errors.load(Ordering::Relaxed),
+        l.len() as f64 / wall,
+        pct(0.50),
+        pct(0.99),
+        pct(1.0)
+    );
+    Ok(())
+}
+
+async fn stampede(ferry: PathBuf, dir: PathBuf) -> anyhow::Result<()> {
+    use axum::routing::get;
+    std::fs::create_dir_all(&dir)?;
+    let key = ferry_testkit::TestKey::rsa("cold");
+    let jwks = ferry_testkit::keys::jwks(&[&key]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let issuer = format!("http://{}", listener.local_addr()?);
+    let (disc, keys) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let app = {
+        let (disc, keys, issuer2, jwks) =
+            (disc.clone(), keys.clone(), issuer.clone(), jwks.clone());
+        axum::Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || {
+                    let (disc, issuer) = (disc.clone(), issuer2.clone());
+                    async move {
+                        disc.fetch_add(1, Ordering::SeqCst);
+                        // A slow issuer: the stampede arrives while the fetch is out.
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        axum::Json(serde_json::json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")}))
+                    }
+                }),
+            )
+            .route(
+                "/jwks",
+                get(move || {
+                    let (keys, jwks) = (keys.clone(), jwks.clone());
+                    async move {
+                        keys.fetch_add(1, Ordering::SeqCst);
+                        axum::Json(jwks)
+                    }
+                }),
+            )
+    };
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    std::fs::write(
+        dir.join("ferry.yaml"),
+        format!(
+            "issuer: {FERRY}\ndata_dir: data\nlisten: 127.0.0.1:{port}\n\
+             limits: {{ rate_per_source: 1000000, rate_global: 1000000, rate_per_provider: 1000000 }}\n\
+             outbound: {{ allow_insecure_origins: [\"{issuer}\"] }}\n\
+             providers:\n  - id: cold\n    kind: oidc\n    issuer: {issuer}\n    audiences: [{FERRY}]\n    algorithms: [RS256]\n\
+             audiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n        scopes: [{SCOPE}]\n"
+        ),
+    )?;
+    let mut child = std::process::Command::new(&ferry)
+        .args(["serve", "--config"])
+        .arg(dir.join("ferry.yaml"))
+        .env("FERRY_ADMIN_LISTEN", "off")
+        .env("FERRY_KEK", "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let up = Instant::now();
+    while http.get(format!("{url}/healthz")).send().await.is_err() {
+        anyhow::ensure!(
+            up.elapsed() < Duration::from_secs(20),
+            "ferry did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let signer = ferry_testkit::Issuer::new(issuer.clone(), key);
+    let now = SystemClock.now();
+    let reqs: Vec<_> = (0..100)
+        .map(|n| {
+            let body = form(
+                &signer.token(&serde_json::json!({"iss": issuer, "sub": format!("w{n}"),
+                "aud": FERRY, "iat": now, "nbf": now, "exp": now + 600})),
+            );
+            let (http, url) = (http.clone(), url.clone());
+            tokio::spawn(async move {
+                http.post(format!("{url}/token"))
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(body)
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for r in reqs {
+        if r.await? == 200 {
+            ok += 1;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    println!(
+        "stampede: 100 concurrent exchanges, {ok} ok; issuer fetches: discovery={} jwks={}",
+        disc.load(Ordering::SeqCst),
+        keys.load(Ordering::SeqCst)
+    );
+    Ok(())
+}

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Ferry's load benchmark (not part of CI; figures in BENCHMARKS.md). Builds release
+# binaries, starts Ferry pinned to core 0 with a realistic configuration (10 providers,
+# GitHub-shaped RS256 subject tokens from a pool of 2,000 distinct ones, an audience with
+# 20 rules), drives it from core 1 with wrk, and prints: exchanges/s, p50/p99, the
+# cryptographic floor measured on core 0 in the same run and the ratio, the server's
+# RSS; p99 at half the maximum rate with a fixed-rate generator; 100 concurrent requests
+# against a cold issuer (its fetches counted); 10 vs 10,000 providers (throughput and
+# startup); a soak (RSS at 10 s and at the end). Loopback only; everything stops by
+# itself. Environment: SECS (each throughput run, default 10), SOAK (default 60).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${SECS:-10}
+SOAK=${SOAK:-60}
+CONNS=${CONNS:-32}
+
+command -v wrk >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+[ "$(nproc)" -ge 2 ] || { echo "needs two cores (server and load generator apart)" >&2; exit 1; }
+
+echo "==> release build"
+cargo build --release --locked -q -p ferry-server -p ferry-bench --bins
+ferry=$PWD/target/release/ferry
+fb=$PWD/target/release/ferry-bench
+
+work=$(mktemp -d -t ferry-bench.XXXXXX)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+FERRY_KEK=$("$ferry" keys new-kek)
+export FERRY_KEK
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+
+# start DIR: starts Ferry on core 0; sets PID, URL and STARTUP_MS.
+start() {
+    local dir=$1 port
+    port=$(free_port)
+    local t0
+    t0=$(date +%s%N)
+    FERRY_LISTEN=127.0.0.1:$port FERRY_ADMIN_LISTEN=off FERRY_LOG_LEVEL=warn \
+        taskset -c 0 "$ferry" serve --config "$dir/ferry.yaml" >/dev/null 2>"$dir/ferry.log" &
+    PID=$!
+    pids+=("$PID")
+    URL=http://127.0.0.1:$port
+    until curl -fsS "$URL/healthz" >/dev/null 2>&1; do
+        kill -0 "$PID" 2>/dev/null || { cat "$dir/ferry.log" >&2; exit 1; }
+        sleep 0.01
+    done
+    STARTUP_MS=$((($(date +%s%N) - t0) / 1000000))
+}
+stop() { kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; }
+wrk_run() { # wrk_run URL BODIES SECS
+    BODIES=$2 taskset -c 1 wrk -t1 -c"$CONNS" -d"$3"s -s scripts/bench/exchange.lua "$1" | grep '^wrk_'
+}
+field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+
+echo "==> fixtures"
+"$fb" setup --dir "$work/p10" --providers 10 --tokens 2000
+"$fb" setup --dir "$work/p10000" --providers 10000 --tokens 2000
+
+echo "==> 10 providers: maximum throughput (server on core 0, wrk on core 1, $CONNS connections, ${SECS}s)"
+start "$work/p10"
+startup10=$STARTUP_MS
+BODIES=$work/p10/bodies.txt taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s scripts/bench/exchange.lua "$URL" >/dev/null # warm-up
+out=$(wrk_run "$URL" "$work/p10/bodies.txt" "$SECS")
+echo "    $out"
+rps=$(echo "$out" | field wrk_rps)
+rss=$(rss_mib "$PID")
+echo "==> the floor on core 0 (jsonwebtoken: RS256-2048 verify + ES256 sign)"
+floor=$(taskset -c 0 "$fb" floor --secs 3)
+echo "    $floor"
+floor_per_s=$(echo "$floor" | field floor_per_s)
+half=$((${rps%.*} / 2))
+echo "==> fixed rate at half the maximum ($half/s for ${SECS}s, latency from the scheduled send time)"
+fixed=$(taskset -c 1 "$fb" load --url "$URL" --bodies "$work/p10/bodies.txt" --rate "$half" --secs "$SECS")
+echo "    $fixed"
+stop
+
+echo "==> 10,000 providers"
+start "$work/p10000"
+startup10k=$STARTUP_MS
+BODIES=$work/p10000/bodies.txt taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s scripts/bench/exchange.lua "$URL" >/dev/null
+out10k=$(wrk_run "$URL" "$work/p10000/bodies.txt" "$SECS")
+echo "    $out10k"
+rps10k=$(echo "$out10k" | field wrk_rps)
+rss10k=$(rss_mib "$PID")
+stop
+
+echo "==> cold issuer: 100 concurrent exchanges"
+stampede=$("$fb" stampede --ferry "$ferry" --dir "$work/cold")
+echo "    $stampede"
+
+echo "==> soak: ${SOAK}s of maximum load"
+start "$work/p10"
+BODIES=$work/p10/bodies.txt taskset -c 1 wrk -t1 -c"$CONNS" -d"$SOAK"s -s scripts/bench/exchange.lua "$URL" >"$work/soak.out" &
+wrk_pid=$!
+sleep 10
+rss_10s=$(rss_mib "$PID")
+wait "$wrk_pid"
+rss_end=$(rss_mib "$PID")
+soak=$(grep '^wrk_' "$work/soak.out")
+stop
+
+echo
+echo "================ summary ================"
+printf 'exchanges/s (10 providers, 1 core)     %s\n' "$rps"
+printf 'floor exchanges/s (same core, same run) %s\n' "$floor_per_s"
+printf 'ratio to the floor                      %s\n' "$(python3 -c "print(f'{$rps / $floor_per_s:.2f}')")"
+printf 'latency at max (wrk)                    p50 %s ms, p99 %s ms\n' "$(echo "$out" | field wrk_p50_ms)" "$(echo "$out" | field wrk_p99_ms)"
+printf 'latency at half max (fixed rate)        p50 %s ms, p99 %s ms, errors %s\n' "$(echo "$fixed" | field p50_ms)" "$(echo "$fixed" | field p99_ms)" "$(echo "$fixed" | field errors)"
+printf 'RSS after the run                       %s MiB\n' "$rss"
+printf '10,000 providers: exchanges/s           %s (%s of 10 providers)\n' "$rps10k" "$(python3 -c "print(f'{$rps10k / $rps:.2f}')")"
+printf 'startup: 10 / 10,000 providers          %s ms / %s ms (RSS %s MiB with 10,000)\n' "$startup10" "$startup10k" "$rss10k"
+printf 'cold issuer                             %s\n' "${stampede#stampede: }"
+printf 'soak %ss                                RSS %s MiB at 10 s, %s MiB at the end (%s)\n' "$SOAK" "$rss_10s" "$rss_end" "$(python3 -c "print(f'{($rss_end - $rss_10s) / $rss_10s * 100:+.1f} %')")"
+printf 'soak wrk                                %s\n' "$soak"
