@@ -413,10 +413,10 @@ async fn the_client_rate_limit_applies_after_client_identification() {
 
 #[tokio::test]
 async fn the_log_level_filters_every_layer() {
-    // Twin pair: the default (info) logs the key ring's changes and each issued token;
+    // Twin pair: `debug` logs the key ring's changes and each issued token;
     // `ferry=info,ferry_keys=warn,ferry_server=warn` keeps the listening line only.
     for (level, want) in [
-        (None, true),
+        (Some("debug"), true),
         (Some("ferry=info,ferry_keys=warn,ferry_server=warn"), false),
     ] {
         let (s, cfg) = setup("loglevel", "");

@@ -154,7 +154,16 @@ async fn load(url: String, bodies: PathBuf, rate: u64, secs: u64) -> anyhow::Res
     let mut tasks = Vec::with_capacity(total as usize);
     for k in 0..total {
         let due = start + interval.mul_f64(k as f64);
-        tokio::time::sleep_until(due).await;
+        // Tokio's timer has a 1 ms grain: sleep to just before the slot, then yield
+        // until it (this core is the generator's alone).
+        if let Some(early) = due.checked_sub(Duration::from_millis(2))
+            && tokio::time::Instant::now() < early
+        {
+            tokio::time::sleep_until(early).await;
+        }
+        while tokio::time::Instant::now() < due {
+            tokio::task::yield_now().await;
+        }
         let permit = inflight.clone().acquire_owned().await?;
         let (http, url, bodies, latencies, errors) = (
             http.clone(),

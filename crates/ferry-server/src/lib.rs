@@ -29,14 +29,14 @@ pub use state::AppState;
 
 /// Lowercase hex SHA-256 of `data`: how tokens and keys appear in logs and audit events.
 pub fn fingerprint(data: &[u8]) -> String {
-    use std::fmt::Write;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    d.as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    let mut s = String::with_capacity(64);
+    for b in d.as_ref() {
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    s
 }
 
 /// A random identifier of `bytes` bytes, base64url-encoded.

@@ -122,11 +122,26 @@ pub fn peek_claims(token: &str) -> Result<Map<String, Value>, VerifyError> {
 
 /// Reads `iss` from a token without verifying it, to choose the provider whose keys
 /// will verify it. `iss` must be a JSON string: an array or object never matches.
+///
+/// Only `iss` is read (no map of the other claims is built: this runs before every
+/// verification); the payload must still be a JSON object with at most one `iss`, and
+/// the verification that follows checks the rest.
 pub fn peek_issuer(token: &str) -> Result<String, VerifyError> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        iss: Option<Value>,
+    }
     let parts = split(token)?;
-    let claims = decode_object(parts.payload_b64, "payload")?;
-    match claims.get("iss") {
-        Some(Value::String(s)) => Ok(s.clone()),
+    let bytes = URL_SAFE_NO_PAD
+        .decode(parts.payload_b64)
+        .map_err(|_| VerifyError::Malformed("payload"))?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(VerifyError::Malformed("payload"));
+    }
+    let peek: Peek =
+        serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed("payload"))?;
+    match peek.iss {
+        Some(Value::String(s)) => Ok(s),
         _ => Err(VerifyError::Claim("iss")),
     }
 }

@@ -168,7 +168,8 @@ pub async fn token(
             audit.decision = "allow";
             audit.step = "mint";
             state.audit.record(&audit);
-            tracing::info!(request_id = %audit.request_id, provider = ?audit.provider, subject = ?audit.subject, "token issued");
+            // The audit event on stdout is the record of every issued token.
+            tracing::debug!(request_id = %audit.request_id, provider = ?audit.provider, subject = ?audit.subject, "token issued");
             let mut r = axum::Json(resp).into_response();
             let h = r.headers_mut();
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
