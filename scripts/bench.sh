@@ -71,6 +71,9 @@ out=$(wrk_run "$URL" "$work/p10/bodies.txt" "$SECS")
 echo "    $out"
 rps=$(echo "$out" | field wrk_rps)
 rss=$(rss_mib "$PID")
+echo "==> HTTP alone: GET /healthz at full load (hyper, TCP, router and middleware)"
+healthz=$(taskset -c 1 wrk -t1 -c"$CONNS" -d5s "$URL/healthz" | awk '/Requests\/sec/ {print $2}')
+echo "    $healthz requests/s"
 echo "==> the floor on core 0 (jsonwebtoken: RS256-2048 verify + ES256 sign)"
 floor=$(taskset -c 0 "$fb" floor --secs 3)
 echo "    $floor"
@@ -114,6 +117,7 @@ printf 'ratio to the floor                      %s\n' "$(python3 -c "print(f'{$r
 printf 'latency at max (wrk)                    p50 %s ms, p99 %s ms\n' "$(echo "$out" | field wrk_p50_ms)" "$(echo "$out" | field wrk_p99_ms)"
 printf 'latency at half max (fixed rate)        p50 %s ms, p99 %s ms, errors %s\n' "$(echo "$fixed" | field p50_ms)" "$(echo "$fixed" | field p99_ms)" "$(echo "$fixed" | field errors)"
 printf 'RSS after the run                       %s MiB\n' "$rss"
+printf 'HTTP alone (GET /healthz)               %s requests/s (%s us each)\n' "$healthz" "$(python3 -c "print(f'{1e6 / $healthz:.1f}')")"
 printf '10,000 providers: exchanges/s           %s (%s of 10 providers)\n' "$rps10k" "$(python3 -c "print(f'{$rps10k / $rps:.2f}')")"
 printf 'startup: 10 / 10,000 providers          %s ms / %s ms (RSS %s MiB with 10,000)\n' "$startup10" "$startup10k" "$rss10k"
 printf 'cold issuer                             %s\n' "${stampede#stampede: }"

@@ -108,6 +108,14 @@ fn bench(c: &mut Criterion) {
     g.bench_function("form parsing", |b| {
         b.iter(|| parse_token_request(black_box(body.as_bytes())).unwrap())
     });
+    g.bench_function("issuer peek and token fingerprint", |b| {
+        b.iter(|| {
+            (
+                ferry_verify::peek_issuer(black_box(&token)).unwrap(),
+                ferry_server::fingerprint(black_box(token.as_bytes())),
+            )
+        })
+    });
     // Inbound verification with keys parsed once.
     let rules = {
         let mut r = Rules::new(ferry_bench::issuer(0), vec![FERRY.to_owned()]);
@@ -241,6 +249,29 @@ fn bench(c: &mut Criterion) {
                         Request::post("/token")
                             .header("content-type", "application/x-www-form-urlencoded")
                             .body(Body::from(body.clone()))
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                r
+            })
+        })
+    });
+    // The same with 2,000 distinct subject tokens over 10 providers, as the load test
+    // sends them: what caches cost.
+    let pool: Vec<String> = fx.tokens(10, 2_000, now).iter().map(|t| form(t)).collect();
+    let mut i = 0usize;
+    g.bench_function("through the router, 2,000 distinct tokens", |b| {
+        b.iter(|| {
+            i = (i + 1) % pool.len();
+            rt.block_on(async {
+                let r = app
+                    .clone()
+                    .oneshot(
+                        Request::post("/token")
+                            .header("content-type", "application/x-www-form-urlencoded")
+                            .body(Body::from(pool[i].clone()))
                             .unwrap(),
                     )
                     .await
