@@ -5,6 +5,7 @@
 mod harness;
 
 mod accounts;
+mod attacks;
 mod cli;
 mod delegation;
 mod downscope;

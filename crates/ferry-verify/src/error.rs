@@ -14,6 +14,9 @@ pub enum VerifyError {
     /// The header carries `crit`, which Ferry understands no extension of (RFC 7515 §4.1.11).
     #[error("critical header parameters are not supported")]
     CriticalHeader,
+    /// The header carries a key, a key URL, `b64: false`, `cty: JWT` or `zip`.
+    #[error("header not accepted: {0}")]
+    HeaderNotAccepted(&'static str),
     /// `typ` names a kind of token not accepted here (RFC 8725 §3.11).
     #[error("token type not accepted here")]
     TypeNotAccepted,

@@ -23,6 +23,11 @@ pub struct Header {
     pub typ: Option<String>,
     /// Whether `crit` is present.
     pub crit: bool,
+    /// What makes the header unacceptable for a token Ferry verifies against configured
+    /// keys, if anything: a key or key URL carried in the token (`jwk`, `jku`, `x5u`,
+    /// `x5c`), an unencoded payload (`b64` other than true, RFC 7797), a nested token
+    /// (`cty: JWT`) or compression (`zip`, JWE only).
+    pub refused: Option<&'static str>,
 }
 
 pub(crate) struct Parts<'a> {
@@ -97,11 +102,30 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, VerifyError> {
             Some(_) => Err(VerifyError::Malformed("header member of the wrong type")),
         }
     };
+    let refused = if ["jwk", "jku", "x5u", "x5c"]
+        .iter()
+        .any(|k| h.contains_key(*k))
+    {
+        Some("a key or key URL in the header")
+    } else if h.get("b64").is_some_and(|v| v != &Value::Bool(true)) {
+        Some("b64")
+    } else if h
+        .get("cty")
+        .and_then(Value::as_str)
+        .is_some_and(|c| c.eq_ignore_ascii_case("jwt"))
+    {
+        Some("a nested token")
+    } else if h.contains_key("zip") {
+        Some("zip")
+    } else {
+        None
+    };
     let header = Header {
         alg,
         kid: opt_str("kid")?,
         typ: opt_str("typ")?,
         crit: h.contains_key("crit"),
+        refused,
     };
     let signature = URL_SAFE_NO_PAD
         .decode(sig_b64)

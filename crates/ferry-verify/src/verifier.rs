@@ -96,6 +96,10 @@ pub fn verify(
     if header.crit {
         return Err(VerifyError::CriticalHeader);
     }
+    // Keys come from configuration only; no unencoded, nested or compressed payloads.
+    if let Some(what) = header.refused {
+        return Err(VerifyError::HeaderNotAccepted(what));
+    }
     // 4. Explicit typing (RFC 8725 §3.11): an access token is not an identity assertion.
     if header
         .typ
@@ -148,6 +152,12 @@ pub fn verify(
     };
     if !aud_ok {
         return Err(VerifyError::Audience);
+    }
+    // sub and jti, when present, are strings (RFC 7519 §4.1.2, §4.1.7).
+    for claim in ["sub", "jti"] {
+        if claims.get(claim).is_some_and(|v| !v.is_string()) {
+            return Err(VerifyError::Claim(claim));
+        }
     }
     // 9. Time: exp required; nbf and iat checked with leeway; bounded lifetime and age.
     let exp = numeric(&claims, "exp")?.ok_or(VerifyError::Claim("exp"))?;
@@ -258,6 +268,8 @@ mod tests {
             ("iss as array", good(&f, json!({"iss": ["https://idp.test"]})), Some(VerifyError::Claim("iss"))),
             ("no exp", good(&f, json!({"exp": null})), Some(VerifyError::Claim("exp"))),
             ("exp as string", good(&f, json!({"exp": "9999999999"})), Some(VerifyError::Claim("exp"))),
+            ("jti as number", good(&f, json!({"jti": 5})), Some(VerifyError::Claim("jti"))),
+            ("sub as number", good(&f, json!({"sub": 5})), Some(VerifyError::Claim("sub"))),
             ("unknown kid", f.issuer.token_with_header(&json!({"alg": "RS256", "kid": "other"}), &base(json!({}))), Some(VerifyError::UnknownKey)),
             ("no kid", f.issuer.token_with_header(&json!({"alg": "RS256"}), &base(json!({}))), None),
             ("typ at+jwt", f.issuer.token_with_header(&json!({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}), &base(json!({}))), Some(VerifyError::TypeNotAccepted)),
