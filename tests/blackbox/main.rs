@@ -21,3 +21,4 @@ mod reload;
 mod replay;
 mod revocation;
 mod scaleout;
+mod secrets;
