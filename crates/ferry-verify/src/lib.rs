@@ -36,3 +36,5 @@ pub use verifier::{Rules, Verified, verify};
 
 #[cfg(test)]
 mod remote_tests;
+#[cfg(test)]
+mod wycheproof_tests;
