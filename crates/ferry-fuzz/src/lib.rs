@@ -1,0 +1,154 @@
+//! What each fuzz target runs, in one place: the cargo-fuzz targets under `fuzz/` call
+//! these, and `cargo test -p ferry-fuzz` replays every file of `fuzz/corpus/<target>` and
+//! `fuzz/artifacts/<target>` through them on the stable toolchain. Each must return
+//! (refusing the input is fine) and never panic.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use ferry_core::decision::{Ask, decide};
+use ferry_verify::{Algorithm, KeySet, Rules};
+use serde_json::Value;
+
+/// The targets, by name (the directory names under `fuzz/corpus`).
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("token", token),
+    ("form", form),
+    ("config", config),
+    ("claims", claims),
+];
+
+/// A fixed key set: an RSA and a P-256 key (public halves only).
+const JWKS: &str = r#"{"keys":[
+ {"kty":"EC","crv":"P-256","kid":"e1","x":"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU","y":"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+ {"kty":"RSA","kid":"r1","e":"AQAB","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}
+]}"#;
+
+fn keys() -> &'static KeySet {
+    static K: OnceLock<KeySet> = OnceLock::new();
+    K.get_or_init(|| {
+        KeySet::from_jwks(JWKS.as_bytes(), &[Algorithm::RS256, Algorithm::ES256])
+            .unwrap()
+            .0
+    })
+}
+
+/// A token from anywhere: peeked, verified (it never verifies; every check before the
+/// signature and the parsing after it run).
+pub fn token(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = ferry_verify::peek_issuer(s);
+    let _ = ferry_verify::peek_claims(s);
+    let mut rules = Rules::new("https://idp.test", vec!["https://ferry.test".into()]);
+    rules.algorithms = vec![Algorithm::RS256, Algorithm::ES256];
+    let _ = ferry_verify::verify(s, &rules, keys(), 1_700_000_000);
+}
+
+/// A `/token`, `/revoke` or `/introspect` body.
+pub fn form(data: &[u8]) {
+    let _ = ferry_core::request::parse_token_request(data);
+    let _ = ferry_core::request::parse_token_action(data);
+}
+
+/// A configuration file.
+pub fn config(data: &[u8]) {
+    if let Ok(s) = std::str::from_utf8(data) {
+        let _ = ferry_core::config::parse(s, Path::new("/nonexistent"));
+    }
+}
+
+const CONFIG: &str = r#"
+issuer: https://ferry.test
+providers:
+  - id: gh
+    issuer: https://idp.test
+    audiences: [https://ferry.test]
+    jwks: { inline: {"keys": [{"kty": "EC", "crv": "P-256", "kid": "k", "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}]} }
+    condition: "assertion.repository_owner_id == '65' && assertion.ref.matches('^refs/(heads|tags)/') && size(assertion.groups) < 5"
+    mapping:
+      subject: "'repo:' + assertion.repository + ':' + assertion.ref"
+      groups: "has(assertion.groups) ? assertion.groups : []"
+      attributes:
+        repository: assertion.repository
+        env: "has(assertion.environment) ? assertion.environment : 'none'"
+        first: "assertion.repository.split('/')[0]"
+audiences:
+  - audience: https://deploy.test
+    rules:
+      - deny: subject.endsWith('[bot]')
+      - allow: attribute.repository.startsWith('acme/') && 'admins' in groups
+        scopes: [deploy]
+"#;
+
+/// Hostile claims through a condition, a mapping and a policy.
+pub fn claims(data: &[u8]) {
+    static C: OnceLock<ferry_core::config::Config> = OnceLock::new();
+    let config = C.get_or_init(|| ferry_core::config::parse(CONFIG, Path::new("/")).unwrap());
+    let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    let targets = vec!["https://deploy.test".to_owned()];
+    let scopes = vec!["deploy".to_owned()];
+    let ask = Ask {
+        targets: &targets,
+        scopes: &scopes,
+        client_id: None,
+        actor: None,
+    };
+    let _ = decide(
+        config,
+        &config.providers[0],
+        &claims,
+        Some(1_700_000_300),
+        1_700_000_000,
+        ask,
+        None,
+    );
+}
+
+/// Every file of `dir` (none is fine).
+pub fn inputs(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, Vec<u8>)> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .map(|e| {
+            (
+                e.path().display().to_string(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Replays every committed corpus and crash input on the stable toolchain.
+    #[test]
+    fn every_corpus_and_crash_input_replays_without_a_panic() {
+        let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+        let mut seen = 0;
+        for (name, run) in TARGETS {
+            let corpus = inputs(&fuzz.join("corpus").join(name));
+            assert!(!corpus.is_empty(), "fuzz/corpus/{name} is empty");
+            for (path, data) in corpus
+                .iter()
+                .chain(inputs(&fuzz.join("artifacts").join(name)).iter())
+            {
+                let r = std::panic::catch_unwind(|| run(data));
+                assert!(r.is_ok(), "{name}: {path} panics");
+                seen += 1;
+            }
+        }
+        assert!(seen >= 8, "{seen} inputs");
+    }
+}
