@@ -11,8 +11,11 @@ use ferry_core::decision::{Ask, decide};
 use ferry_verify::{Algorithm, KeySet, Rules};
 use serde_json::Value;
 
+/// A target's body.
+pub type Target = fn(&[u8]);
+
 /// The targets, by name (the directory names under `fuzz/corpus`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("token", token),
     ("form", form),
     ("config", config),
