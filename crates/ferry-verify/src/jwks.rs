@@ -244,3 +244,53 @@ fn strip_zeros(b: &[u8]) -> &[u8] {
     let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
     &b[start..]
 }
+
+#[cfg(test)]
+mod hostile_keys {
+    use super::*;
+    use ferry_testkit::TestKey;
+    use serde_json::json;
+
+    /// An issuer's JWKS holding keys that must never verify anything — a private key,
+    /// a symmetric key, a 1024-bit RSA key, an EC point off the curve — beside two good
+    /// keys (the twins): only the good ones are kept, each other one with a warning.
+    #[test]
+    fn hostile_keys_in_a_jwks_are_skipped_and_good_ones_kept() {
+        let (rsa, ec) = (TestKey::rsa("good-rsa"), TestKey::ec("good-ec"));
+        let mut private = rsa.public_jwk();
+        private["kid"] = json!("private");
+        private["d"] = json!("AQAB");
+        let mut off_curve = ec.public_jwk();
+        off_curve["kid"] = json!("off-curve");
+        let mut y = URL_SAFE_NO_PAD
+            .decode(off_curve["y"].as_str().unwrap())
+            .unwrap();
+        y[31] ^= 1;
+        off_curve["y"] = json!(URL_SAFE_NO_PAD.encode(&y));
+        let small = json!({"kty": "RSA", "kid": "small", "e": "AQAB",
+            "n": URL_SAFE_NO_PAD.encode([0xc1u8; 128])});
+        let oct = json!({"kty": "oct", "kid": "oct", "k": URL_SAFE_NO_PAD.encode([7u8; 32])});
+        let doc =
+            json!({"keys": [rsa.public_jwk(), ec.public_jwk(), private, off_curve, small, oct]});
+        let (set, warnings) = KeySet::from_jwks(
+            doc.to_string().as_bytes(),
+            &[Algorithm::RS256, Algorithm::ES256],
+        )
+        .unwrap();
+        let mut kids = set.kids();
+        kids.sort_unstable();
+        assert_eq!(kids, ["good-ec", "good-rsa"]);
+        assert_eq!(warnings.len(), 4, "{warnings:?}");
+        for (kid, why) in [
+            ("private", "private"),
+            ("off-curve", "curve"),
+            ("small", "2048"),
+            ("oct", ""),
+        ] {
+            assert!(
+                warnings.iter().any(|w| w.contains(kid) && w.contains(why)),
+                "{kid}: {warnings:?}"
+            );
+        }
+    }
+}
