@@ -339,6 +339,18 @@ async fn key_attacks() {
             .token_with_header(&env.header(json!({"kid": kid})), &claims);
         env.pair(name, &bad, &good, "invalid_request").await;
     }
+    // No kid: any of the issuer's keys for the algorithm may verify (RFC 7515 makes kid
+    // optional), so the twin is the trusted key's signature without one, and the attack
+    // another key's.
+    let attacker = Issuer::new("https://rsa.test", TestKey::rsa("r1"));
+    let no_kid = env.header(json!({"kid": null}));
+    env.pair(
+        "no kid, another key",
+        &attacker.token_with_header(&no_kid, &claims),
+        &env.rsa.token_with_header(&no_kid, &claims),
+        "invalid_request",
+    )
+    .await;
     // Psychic signatures (CVE-2022-21449): r = s = 0.
     let ec_good = env.ec.token(&env.claims("https://ec.test"));
     let p: Vec<&str> = ec_good.split('.').collect();
