@@ -34,14 +34,29 @@ pub(crate) fn start() -> Env {
     let rsa = Issuer::new("https://rsa.test", TestKey::rsa("r1"));
     let ec = Issuer::new("https://ec.test", TestKey::ec("e1"));
     // The RSA issuer's set also holds keys that must never verify anything: a symmetric
-    // key and a private key (public members are what Ferry may use of it).
+    // key; the trusted key itself published with its private exponent; a 1024-bit
+    // modulus. The EC issuer's, a point off the curve.
     let mut set = jwks(&[&rsa.key]);
-    set["keys"].as_array_mut().unwrap().push(json!({
+    let mut private = rsa.key.public_jwk();
+    private["kid"] = json!("private");
+    private["d"] = json!("AQAB");
+    let keys = set["keys"].as_array_mut().unwrap();
+    keys.push(json!({
         "kty": "oct", "kid": "hmac", "alg": "HS256",
         "k": URL_SAFE_NO_PAD.encode(b"a shared secret of thirty-two bytes!!")
     }));
+    keys.push(private);
+    keys.push(json!({"kty": "RSA", "kid": "small", "e": "AQAB",
+        "n": URL_SAFE_NO_PAD.encode([0xc1u8; 128])}));
+    let mut ec_set = jwks(&[&ec.key]);
+    let mut off = ec.key.public_jwk();
+    off["kid"] = json!("off-curve");
+    let mut y = URL_SAFE_NO_PAD.decode(off["y"].as_str().unwrap()).unwrap();
+    y[31] ^= 1;
+    off["y"] = json!(URL_SAFE_NO_PAD.encode(&y));
+    ec_set["keys"].as_array_mut().unwrap().push(off);
     std::fs::write(tmp.path().join("rsa.json"), set.to_string()).unwrap();
-    std::fs::write(tmp.path().join("ec.json"), jwks(&[&ec.key]).to_string()).unwrap();
+    std::fs::write(tmp.path().join("ec.json"), ec_set.to_string()).unwrap();
     let cfg = tmp.path().join("ferry.yaml");
     std::fs::write(
         &cfg,
@@ -361,6 +376,30 @@ async fn key_attacks() {
         "no kid, another key",
         &attacker.token_with_header(&no_kid, &claims),
         &env.rsa.token_with_header(&no_kid, &claims),
+        "invalid_request",
+    )
+    .await;
+    // Keys in the JWKS that Ferry must have skipped: the trusted key's own signature
+    // under the kid of its published-with-private-members twin, and tokens naming the
+    // 1024-bit and the off-curve keys.
+    for (name, kid) in [
+        ("kid of a key published with d", "private"),
+        ("kid of a 1024-bit key", "small"),
+    ] {
+        let bad = env
+            .rsa
+            .token_with_header(&env.header(json!({"kid": kid})), &claims);
+        env.pair(name, &bad, &good, "invalid_request").await;
+    }
+    let ec_claims = env.claims("https://ec.test");
+    let off = env.ec.token_with_header(
+        &json!({"alg": "ES256", "kid": "off-curve", "typ": "JWT"}),
+        &ec_claims,
+    );
+    env.pair(
+        "kid of an off-curve key",
+        &off,
+        &env.ec.token(&ec_claims),
         "invalid_request",
     )
     .await;
