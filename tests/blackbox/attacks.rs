@@ -549,17 +549,9 @@ async fn claim_attacks() {
         }
         c.insert("deep".into(), v);
     });
-    let (s, h, body) = env.exchange_as(&deep, JWT).await;
-    assert!(s == 200 || s == 400, "deep nesting: {s}");
-    if s == 400 {
-        refused(
-            "deep nesting",
-            (s, &h, &body),
-            400,
-            "invalid_request",
-            &deep,
-        );
-    }
+    // 100 levels parse (the twin); 5,000 are refused, without a crash.
+    let (s, _, body) = env.exchange_as(&deep, JWT).await;
+    assert_eq!(s, 200, "100 levels of nesting: {body}");
     let mut raw = String::from("{\"iss\":\"https://rsa.test\",\"deep\":");
     raw.push_str(&"[".repeat(5_000));
     raw.push_str(&"]".repeat(5_000));

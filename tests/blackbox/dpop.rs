@@ -5,7 +5,7 @@ use std::process::Command;
 
 use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::{dpop_proof, dpop_proof_with_jwk};
-use ferry_testkit::{Issuer, TestKey, now};
+use ferry_testkit::{Issuer, TestKey, free_port, now};
 use ferry_verify::dpop::{access_token_hash, thumbprint};
 use serde_json::{Value, json};
 
@@ -14,14 +14,6 @@ use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, bin};
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const API: &str = "https://api.example.com";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 struct Env {
     _tmp: TempDir,

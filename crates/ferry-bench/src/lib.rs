@@ -140,3 +140,52 @@ pub fn form(subject: &str) -> String {
          &audience=https%3A%2F%2Fdeploy.example.com&scope=deploy%3Awrite&subject_token={subject}"
     )
 }
+
+/// The cryptographic floor of one exchange: jsonwebtoken (aws-lc-rs) verifying an RS256
+/// subject token and signing an ES256 token, keys parsed once.
+pub struct Floor {
+    token: String,
+    decoding: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+    encoding: jsonwebtoken::EncodingKey,
+    header: jsonwebtoken::Header,
+    claims: Value,
+}
+
+impl std::fmt::Debug for Floor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Floor")
+    }
+}
+
+impl Floor {
+    /// The floor for a token of `fx`, valid at `now`.
+    pub fn new(fx: &Fixture, now: i64) -> Self {
+        let token = fx.tokens(1, 1, now).pop().unwrap();
+        let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(fx.key.public_jwk()).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.set_audience(&[FERRY]);
+        let es = TestKey::ec("floor");
+        Self {
+            token,
+            decoding: jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap(),
+            validation,
+            encoding: jsonwebtoken::EncodingKey::from_ec_der(es.pkcs8()),
+            header: jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+            claims: json!({"iss": FERRY, "sub": "repo:octo-org/repo-0:ref:refs/heads/main",
+                "aud": DEPLOY, "exp": now + 900, "iat": now, "jti": "x", "scope": SCOPE}),
+        }
+    }
+
+    /// One RS256 verification.
+    pub fn verify(&self) -> Value {
+        jsonwebtoken::decode::<Value>(&self.token, &self.decoding, &self.validation)
+            .unwrap()
+            .claims
+    }
+
+    /// One ES256 signature.
+    pub fn sign(&self) -> String {
+        jsonwebtoken::encode(&self.header, &self.claims, &self.encoding).unwrap()
+    }
+}

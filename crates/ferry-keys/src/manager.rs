@@ -63,6 +63,9 @@ pub struct Snapshot {
     pub etag: String,
     /// Keys revoked in an emergency whose tokens may still be alive.
     pub revoked: Vec<crate::store::RevokedKey>,
+    /// The latest `exp` a token signed by `active` may carry
+    /// (`keyring::signing_deadline`), computed once per ring version.
+    pub signing_deadline: Option<i64>,
 }
 
 /// The key manager.
@@ -94,7 +97,7 @@ impl KeyManager {
         for k in &ring.keys {
             open_signer(&cfg.backend, k)?;
         }
-        let first = Self::build(&cfg.backend, &ring, None)?;
+        let first = Self::build(&cfg, &ring, None)?;
         let mgr = Self {
             store,
             cfg,
@@ -122,7 +125,7 @@ impl KeyManager {
 
     /// The latest `exp` a token signed now may carry (see `keyring::signing_deadline`).
     pub fn signing_deadline(&self) -> Option<i64> {
-        keyring::signing_deadline(&self.snapshot().keys, &self.cfg.policy)
+        self.snapshot().signing_deadline
     }
 
     /// The ring's timing.
@@ -133,7 +136,7 @@ impl KeyManager {
     /// Builds a snapshot for `ring`, reusing `prev`'s signer when the active key is
     /// unchanged. `None` for a ring without an active key.
     fn build(
-        backend: &Backend,
+        cfg: &ManagerConfig,
         ring: &StoredRing,
         prev: Option<&Snapshot>,
     ) -> Result<Option<Snapshot>, KeyError> {
@@ -142,12 +145,14 @@ impl KeyManager {
         };
         let signer = match prev {
             Some(p) if p.active.kid() == active.meta.kid => p.active.clone(),
-            _ => open_signer(backend, active)?,
+            _ => open_signer(&cfg.backend, active)?,
         };
         let (jwks, etag) = jwks_of(ring);
+        let keys = meta_of(ring);
         Ok(Some(Snapshot {
             version: ring.version,
-            keys: meta_of(ring),
+            signing_deadline: keyring::signing_deadline(&keys, &cfg.policy),
+            keys,
             active: signer,
             jwks,
             etag,
@@ -160,7 +165,7 @@ impl KeyManager {
         if prev.version == ring.version {
             return Ok(());
         }
-        if let Some(next) = Self::build(&self.cfg.backend, ring, Some(&prev))? {
+        if let Some(next) = Self::build(&self.cfg, ring, Some(&prev))? {
             *self
                 .current
                 .write()
@@ -426,5 +431,6 @@ fn placeholder() -> Snapshot {
         jwks: "{\"keys\":[]}".into(),
         etag: "\"empty\"".into(),
         revoked: Vec::new(),
+        signing_deadline: None,
     }
 }

@@ -1,7 +1,6 @@
 //! Signing JWTs with Ferry's keys. A signer holds its parsed private key (or a handle to
 //! it in an HSM); nothing is parsed per request.
 
-use aws_lc_rs::digest;
 use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
@@ -89,27 +88,8 @@ impl SigningAlg {
     }
 }
 
-/// The RFC 7638 thumbprint of a public JWK: base64url(SHA-256) of the required members
-/// in lexicographic order, without whitespace.
-pub fn thumbprint(jwk: &Value) -> String {
-    let get = |k: &str| jwk.get(k).and_then(Value::as_str).unwrap_or_default();
-    let canonical = match get("kty") {
-        "EC" => format!(
-            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
-            get("crv"),
-            get("x"),
-            get("y")
-        ),
-        "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, get("e"), get("n")),
-        "OKP" => format!(
-            r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#,
-            get("crv"),
-            get("x")
-        ),
-        _ => String::new(),
-    };
-    URL_SAFE_NO_PAD.encode(digest::digest(&digest::SHA256, canonical.as_bytes()))
-}
+/// The RFC 7638 thumbprint of a public JWK (the one relying services compute too).
+pub use ferry_verify::dpop::thumbprint;
 
 /// Completes a public JWK with its thumbprint `kid`, `alg` and `use`.
 pub fn finish_jwk(mut jwk: Value, alg: &str) -> (String, Value) {

@@ -43,19 +43,11 @@ fn fail(detail: impl Into<String>) -> OAuthError {
     .detail(detail)
 }
 
-fn sha256_hex(s: &str) -> String {
-    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn secret_ok(stored: Option<&String>, presented: &str) -> bool {
     stored.is_some_and(|h| {
         aws_lc_rs::constant_time::verify_slices_are_equal(
             h.as_bytes(),
-            sha256_hex(presented).as_bytes(),
+            crate::fingerprint(presented.as_bytes()).as_bytes(),
         )
         .is_ok()
     })
@@ -71,7 +63,7 @@ fn form_decode(s: &str) -> String {
 /// A new client secret and the hash to register (`ferry clients new-secret`).
 pub fn new_secret() -> (String, String) {
     let secret = crate::random_id(32);
-    let hash = sha256_hex(&secret);
+    let hash = crate::fingerprint(secret.as_bytes());
     (secret, hash)
 }
 

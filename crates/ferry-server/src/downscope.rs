@@ -96,14 +96,7 @@ pub async fn downscope(
             .revocations
             .get_handle(&fingerprint(req.subject_token.as_bytes()), now)
             .await
-            .map_err(|e| {
-                OAuthError::new(
-                    ErrorCode::TemporarilyUnavailable,
-                    Step::Verify,
-                    desc::REVOCATION_UNAVAILABLE,
-                )
-                .detail(e)
-            })?
+            .map_err(crate::tokens::unavailable)?
             .ok_or_else(|| invalid_subject("unknown or expired reference token"))?,
         None => req.subject_token.clone(),
     };
@@ -158,14 +151,7 @@ pub async fn downscope(
             // RFC 8693 §2.2.2: an unacceptable subject token is `invalid_request`.
             return Err(invalid_subject("the parent token has been revoked"));
         }
-        Err(e) => {
-            return Err(OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                Step::Verify,
-                desc::REVOCATION_UNAVAILABLE,
-            )
-            .detail(e));
-        }
+        Err(e) => return Err(crate::tokens::unavailable(e)),
     }
 
     // 2. Audiences: every one requested must be one of the parent's.

@@ -366,7 +366,9 @@ pub(crate) fn mint_token(
     } = outcome;
     // Cut off from the key store past the ring's scheduled rotation, this replica's key
     // may be retired and later removed by the others: no token may outlive that.
-    if let Some(deadline) = state.keys.signing_deadline() {
+    // One snapshot for both the deadline and the signer.
+    let keys = state.keys.snapshot();
+    if let Some(deadline) = keys.signing_deadline {
         let left = u64::try_from(deadline.saturating_sub(now)).unwrap_or(0);
         if left < ttl {
             if left < loaded.config.lifetimes.min_ttl {
@@ -409,11 +411,9 @@ pub(crate) fn mint_token(
         act,
     };
     let claims = access_token_claims(&input, &principal, &grant);
-    let token =
-        ferry_keys::sign_jwt(state.keys.active().as_ref(), "at+jwt", &claims).map_err(|e| {
-            OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL)
-                .detail(e.to_string())
-        })?;
+    let token = ferry_keys::sign_jwt(keys.active.as_ref(), "at+jwt", &claims).map_err(|e| {
+        OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL).detail(e.to_string())
+    })?;
     audit.jti = Some(jti);
     audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
     Ok(TokenResponse {

@@ -22,7 +22,8 @@ pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
 /// How long a revocation list is valid after it was signed.
 pub const REVOCATIONS_TTL: i64 = 300;
 
-fn unavailable(detail: impl Into<String>) -> OAuthError {
+/// The revocation state (or the reference-token store) cannot be reached: 503.
+pub(crate) fn unavailable(detail: impl Into<String>) -> OAuthError {
     OAuthError::new(
         ErrorCode::TemporarilyUnavailable,
         Step::Verify,

@@ -60,8 +60,6 @@ fn b64(v: Option<&Value>) -> Option<Vec<u8>> {
         .and_then(|s| URL_SAFE_NO_PAD.decode(s).ok())
 }
 
-const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
-
 impl KeySet {
     /// Parses a JWK Set, keeping the keys usable with `allowed` algorithms. Returns the
     /// set and a warning for each skipped key.
@@ -145,7 +143,7 @@ fn parse_jwk(
     if kty == "oct" {
         return Err("symmetric (oct) keys are never accepted from a key set".into());
     }
-    if PRIVATE_MEMBERS.iter().any(|m| jwk.get(*m).is_some()) {
+    if crate::dpop::has_private_material(jwk) {
         return Err("carries private key material".into());
     }
     if let Some(u) = jwk.get("use")

@@ -53,6 +53,24 @@ pub(super) async fn read_form(
         .map_err(|_| too_large())
 }
 
+/// The source's and the global rate limits, counted in metrics when they refuse: the
+/// first check of every public form endpoint.
+pub(super) fn admit(state: &AppState, source: Option<std::net::IpAddr>) -> Result<(), OAuthError> {
+    state
+        .limits
+        .check_unverified(source)
+        .map_err(|(limit, retry)| {
+            state
+                .metrics
+                .limited
+                .get_or_create(&crate::metrics::LimitLabels {
+                    limit: limit.to_owned(),
+                })
+                .inc();
+            rate_limited(limit, retry)
+        })
+}
+
 fn rate_limited(limit: &'static str, retry: crate::limits::RetryAfter) -> OAuthError {
     let mut e = OAuthError::new(ErrorCode::InvalidRequest, Step::Request, desc::RATE_LIMITED)
         .status(429)
@@ -83,19 +101,7 @@ pub async fn token(
         ..AuditEvent::default()
     };
     // Before anything is parsed or verified: the source's and the global buckets.
-    let admitted = state
-        .limits
-        .check_unverified(peer.map(|p| p.0.0.0.ip()))
-        .map_err(|(limit, retry)| {
-            state
-                .metrics
-                .limited
-                .get_or_create(&crate::metrics::LimitLabels {
-                    limit: limit.to_owned(),
-                })
-                .inc();
-            rate_limited(limit, retry)
-        });
+    let admitted = admit(&state, peer.map(|p| p.0.0.0.ip()));
     let read = match admitted {
         Ok(()) => read_form(&state, &method, &headers, body).await,
         Err(e) => Err(e),

@@ -33,15 +33,6 @@ fn no_store(mut r: Response) -> Response {
     r
 }
 
-fn unavailable(e: String) -> OAuthError {
-    OAuthError::new(
-        ErrorCode::TemporarilyUnavailable,
-        Step::Verify,
-        desc::REVOCATION_UNAVAILABLE,
-    )
-    .detail(e)
-}
-
 fn missing_token() -> OAuthError {
     OAuthError::new(
         ErrorCode::InvalidRequest,
@@ -70,17 +61,7 @@ async fn client_request(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(ferry_core::request::TokenActionRequest, ClientIdentity), OAuthError> {
-    state
-        .limits
-        .check_unverified(peer.map(|p| p.0.0.0.ip()))
-        .map_err(|(limit, retry)| {
-            let mut e =
-                OAuthError::new(ErrorCode::InvalidRequest, Step::Request, desc::RATE_LIMITED)
-                    .status(429)
-                    .detail(format!("{limit} rate limit"));
-            e.retry_after = Some(retry.0);
-            e
-        })?;
+    super::token::admit(state, peer.map(|p| p.0.0.0.ip()))?;
     let bytes = read_form(state, method, headers, body).await?;
     let (req, params) = parse_token_action(&bytes)?;
     let client = authenticate(state, headers, &params)
@@ -118,7 +99,7 @@ pub async fn revoke(
         audit.subject_token_sha256 = Some(fingerprint(token.as_bytes()));
         let Some(issued) = tokens::resolve(&state, &token, now)
             .await
-            .map_err(unavailable)?
+            .map_err(tokens::unavailable)?
         else {
             // RFC 7009 §2.2: an invalid token needs no action and gets 200.
             return Ok(());
@@ -137,7 +118,7 @@ pub async fn revoke(
         }
         tokens::revoke(&state, &issued, now)
             .await
-            .map_err(unavailable)?;
+            .map_err(tokens::unavailable)?;
         audit.jti = issued
             .claims
             .get("jti")
@@ -202,12 +183,12 @@ pub async fn introspect(
         let token = req.token.ok_or_else(missing_token)?;
         let issued = tokens::resolve(&state, &token, now)
             .await
-            .map_err(unavailable)?;
+            .map_err(tokens::unavailable)?;
         let live = match issued {
             Some(i) => {
                 let revoked = tokens::is_revoked(&state, &i.claims, now)
                     .await
-                    .map_err(unavailable)?;
+                    .map_err(tokens::unavailable)?;
                 (!revoked).then_some(i)
             }
             None => None,
