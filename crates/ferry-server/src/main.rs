@@ -451,6 +451,12 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
     })
 }
 
+/// mimalloc instead of glibc's malloc: an exchange allocates and frees a few hundred
+/// small objects, and glibc's allocator (with its periodic consolidation) was 12 % of the
+/// server's time under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();

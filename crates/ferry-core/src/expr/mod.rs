@@ -18,6 +18,8 @@ use cel::extractors::This;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value};
 
+mod fast;
+
 /// Most regexes kept for patterns that were not literals at load.
 const MAX_DYNAMIC_REGEXES: usize = 256;
 
@@ -107,10 +109,11 @@ impl Cel {
     /// Compiles `source`, allowing only the free variables in `allowed`. Literal regex
     /// patterns are compiled now, so an invalid one fails the configuration.
     pub fn compile(&self, source: &str, allowed: &[&str]) -> Result<Expr, String> {
-        let e = Expr::compile_with(&self.env, source, allowed)?;
+        let mut e = Expr::compile_with(&self.env, source, allowed)?;
         for pattern in &e.regexes {
             self.regexes.get(pattern)?;
         }
+        e.fast = fast::compile(e.program.expression(), &self.regexes).map(Arc::new);
         Ok(e)
     }
 
@@ -152,6 +155,8 @@ pub struct Expr {
     claims: ClaimUse,
     vars: BTreeSet<String>,
     regexes: Vec<String>,
+    /// The fast path, when the whole expression has one (see `fast`).
+    fast: Option<Arc<fast::Fast>>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -222,6 +227,7 @@ impl Expr {
             claims,
             vars: free,
             regexes,
+            fast: None,
         })
     }
 
@@ -233,6 +239,11 @@ impl Expr {
     /// The expression as written.
     pub fn source(&self) -> &str {
         &self.source
+    }
+
+    /// Whether [`Expr::eval_bool`] has a fast path for this expression.
+    pub fn has_fast_path(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// The claims of `assertion` this expression reads.
@@ -247,6 +258,9 @@ impl Expr {
 
     /// Evaluates to a boolean; any other type is an error.
     pub fn eval_bool(&self, ctx: &Context<'_, '_>) -> Result<bool, String> {
+        if let Some(b) = self.fast.as_ref().and_then(|f| f.eval(ctx)) {
+            return Ok(b);
+        }
         match self.eval(ctx)? {
             Value::Bool(b) => Ok(b),
             other => Err(format!("expected a bool, got {}", other.type_of())),

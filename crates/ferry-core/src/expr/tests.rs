@@ -143,3 +143,102 @@ fn extract_table() {
     assert_eq!(extract("abc", "x{y}"), "");
     assert_eq!(extract("abc", "no placeholder"), "");
 }
+
+/// The fast path of `eval_bool` gives CEL's answer, error text included, on every
+/// expression and context here: strings that match and do not, missing variables,
+/// missing fields, fields that are numbers, lists or maps, and shapes the fast path does
+/// not take (which must fall through to CEL unchanged).
+#[test]
+fn fast_path_agrees_with_cel() {
+    let cel = Cel::new();
+    let exprs = [
+        "attribute.repository == 'octo/app' && attribute.environment == 'prod'",
+        "attribute.repository == 'octo/app' || attribute.environment != 'prod'",
+        "!(attribute.repository == 'octo/app')",
+        "subject.endsWith('[bot]')",
+        "subject.startsWith('repo:') && !subject.contains('evil')",
+        "'prod' == attribute.environment",
+        "assertion.n == '3'",
+        "assertion.ref.matches('^refs/(heads|tags)/') && assertion.event != 'pull_request_target'",
+        "assertion.missing == 'x' && true",
+        "false && assertion.missing == 'x'",
+        "assertion.missing == 'x' || true",
+        "true || assertion.missing == 'x'",
+        "assertion.groups == 'x'",
+        "assertion.nested == 'x'",
+        "nosuch == 'x'",
+        "nosuch.field == 'x'",
+        "client_id == '' || client_id.startsWith('ci-')",
+        "true",
+        "!false",
+        // Not on the fast path: CEL evaluates these.
+        "'admins' in assertion.groups",
+        "assertion.n > 2",
+        "has(assertion.ref) && assertion.ref == 'refs/heads/main'",
+    ];
+    let subjects = [
+        "repo:octo/app:ref:refs/heads/main",
+        "dependabot[bot]",
+        "repo:evil",
+    ];
+    let attributes = [
+        BTreeMap::from([
+            ("repository".to_owned(), "octo/app".to_owned()),
+            ("environment".to_owned(), "prod".to_owned()),
+        ]),
+        BTreeMap::from([("repository".to_owned(), "octo/other".to_owned())]),
+        BTreeMap::new(),
+    ];
+    let claims = [
+        serde_json::json!({"ref": "refs/heads/main", "event": "push", "n": 3,
+            "groups": ["a"], "nested": {"x": "y"}}),
+        serde_json::json!({"ref": "refs/pull/1/merge", "n": "3", "groups": "x"}),
+        serde_json::json!({}),
+    ];
+    let mut fast = 0;
+    let mut compared = 0;
+    let mut answered = 0;
+    for source in exprs {
+        let allowed = ["attribute", "subject", "assertion", "client_id", "nosuch"];
+        let e = cel.compile(source, &allowed).unwrap();
+        fast += usize::from(e.has_fast_path());
+        for subject in subjects {
+            for attrs in &attributes {
+                for c in &claims {
+                    for with_client in [false, true] {
+                        let mut ctx = cel.context();
+                        ctx.add_variable_from_value("subject", subject.to_owned());
+                        ctx.add_variable_from_value("attribute", string_map(attrs));
+                        ctx.add_variable_from_value(
+                            "assertion",
+                            claims_to_cel(c.as_object().unwrap(), &ClaimUse::All),
+                        );
+                        if with_client {
+                            ctx.add_variable_from_value("client_id", "ci-deploy".to_owned());
+                        }
+                        let by_cel = match e.eval(&ctx) {
+                            Ok(Value::Bool(b)) => Ok(b),
+                            Ok(other) => Err(format!("expected a bool, got {}", other.type_of())),
+                            Err(err) => Err(err),
+                        };
+                        assert_eq!(
+                            e.eval_bool(&ctx),
+                            by_cel,
+                            "{source} {subject} {attrs:?} {c}"
+                        );
+                        if let Some(b) = e.fast.as_ref().and_then(|f| f.eval(&ctx)) {
+                            assert_eq!(Ok(b), by_cel);
+                            answered += 1;
+                        }
+                        compared += 1;
+                    }
+                }
+            }
+        }
+    }
+    // Every expression above the marker takes the fast path; the three below do not.
+    assert_eq!(fast, exprs.len() - 3);
+    assert_eq!(compared, exprs.len() * 54);
+    // The fast path answers most of the time, and gives up where CEL errs.
+    assert!(answered > compared / 3, "{answered} of {compared}");
+}

@@ -1,0 +1,169 @@
+//! A fast path for the boolean expressions most rules are written in: comparisons of a
+//! string variable or a map variable's field (`subject`, `attribute.repository`,
+//! `assertion.ref`) with string literals (`==`, `!=`, `startsWith`, `endsWith`,
+//! `contains`, `matches` with a literal pattern), joined by `&&`, `||` and `!`.
+//!
+//! Evaluating one through the CEL interpreter costs a qualified-name resolution per
+//! identifier (a joined string, lookups in every scope and the type registry); here it
+//! is a hash lookup and a string comparison. The fast path only ever answers when the
+//! answer cannot differ from CEL's: every operand it reads must be present and a string,
+//! else it gives up ([`None`]) and the caller evaluates the expression with CEL, which
+//! then also produces CEL's exact error for the explain trace and the audit event.
+//! `&&` and `||` answer early exactly where CEL's short-circuit does (a `false` left of
+//! `&&`, a `true` left of `||`); a left side the fast path cannot decide hands the whole
+//! expression to CEL. `expr::tests` checks the two against each other.
+
+use std::sync::Arc;
+
+use cel::Context;
+use cel::common::ast::{Expr as Ast, IdedExpr, LiteralValue, operators};
+use cel::common::types::{CelMap, CelMapKey, CelString};
+
+use super::Regexes;
+
+/// A compiled fast-path expression.
+#[derive(Debug)]
+pub(super) enum Fast {
+    Bool(bool),
+    Not(Box<Fast>),
+    And(Box<Fast>, Box<Fast>),
+    Or(Box<Fast>, Box<Fast>),
+    Cmp(Op, Operand, Operand),
+    Matches(Operand, Arc<regex::Regex>),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Op {
+    Eq,
+    Ne,
+    StartsWith,
+    EndsWith,
+    Contains,
+}
+
+/// A string-valued operand.
+#[derive(Debug)]
+pub(super) enum Operand {
+    Lit(String),
+    /// A top-level variable.
+    Var(String),
+    /// A field of a map variable: `attribute.repository`, `assertion.ref`.
+    Field(String, String),
+}
+
+/// The fast form of `e`, when all of it has one.
+pub(super) fn compile(e: &IdedExpr, regexes: &Regexes) -> Option<Fast> {
+    match &e.expr {
+        Ast::Literal(LiteralValue::Boolean(b)) => Some(Fast::Bool(*b.inner())),
+        Ast::Call(call) => {
+            let name = call.func_name.as_str();
+            match (&call.target, call.args.as_slice()) {
+                (None, [a]) if name == operators::LOGICAL_NOT => {
+                    Some(Fast::Not(Box::new(compile(a, regexes)?)))
+                }
+                (None, [a, b]) if name == operators::LOGICAL_AND => Some(Fast::And(
+                    Box::new(compile(a, regexes)?),
+                    Box::new(compile(b, regexes)?),
+                )),
+                (None, [a, b]) if name == operators::LOGICAL_OR => Some(Fast::Or(
+                    Box::new(compile(a, regexes)?),
+                    Box::new(compile(b, regexes)?),
+                )),
+                (None, [a, b]) if name == operators::EQUALS => {
+                    Some(Fast::Cmp(Op::Eq, operand(a)?, operand(b)?))
+                }
+                (None, [a, b]) if name == operators::NOT_EQUALS => {
+                    Some(Fast::Cmp(Op::Ne, operand(a)?, operand(b)?))
+                }
+                (Some(t), [arg]) => {
+                    let target = operand(t)?;
+                    let Ast::Literal(LiteralValue::String(lit)) = &arg.expr else {
+                        return None;
+                    };
+                    let op = match name {
+                        "startsWith" => Op::StartsWith,
+                        "endsWith" => Op::EndsWith,
+                        "contains" => Op::Contains,
+                        "matches" => {
+                            return regexes
+                                .get(lit.inner())
+                                .ok()
+                                .map(|re| Fast::Matches(target, re));
+                        }
+                        _ => return None,
+                    };
+                    Some(Fast::Cmp(op, target, Operand::Lit(lit.inner().to_owned())))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn operand(e: &IdedExpr) -> Option<Operand> {
+    match &e.expr {
+        Ast::Literal(LiteralValue::String(s)) => Some(Operand::Lit(s.inner().to_owned())),
+        Ast::Ident(name) if !name.starts_with('@') && !name.contains('.') => {
+            Some(Operand::Var(name.clone()))
+        }
+        Ast::Select(sel) if !sel.test => match &sel.operand.expr {
+            Ast::Ident(name) if !name.starts_with('@') && !name.contains('.') => {
+                Some(Operand::Field(name.clone(), sel.field.clone()))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+impl Operand {
+    /// Calls `f` with the operand's string, or gives up when it is missing or not a
+    /// string.
+    fn with<R>(&self, ctx: &Context<'_, '_>, f: impl FnOnce(&str) -> R) -> Option<R> {
+        match self {
+            Operand::Lit(s) => Some(f(s)),
+            Operand::Var(name) => {
+                let v = ctx.get_variable(name)?;
+                Some(f(v.downcast_ref::<CelString>()?.inner()))
+            }
+            Operand::Field(name, field) => {
+                let v = ctx.get_variable(name)?;
+                let map = v.downcast_ref::<CelMap>()?;
+                let key = CelMapKey::String(CelString::from(field.as_str()));
+                let value = map.get(&key)?;
+                Some(f(value.downcast_ref::<CelString>()?.inner()))
+            }
+        }
+    }
+}
+
+impl Fast {
+    /// The expression's value, when the fast path can be sure it is CEL's.
+    pub(super) fn eval(&self, ctx: &Context<'_, '_>) -> Option<bool> {
+        match self {
+            Fast::Bool(b) => Some(*b),
+            Fast::Not(a) => a.eval(ctx).map(|b| !b),
+            Fast::And(a, b) => match a.eval(ctx)? {
+                false => Some(false),
+                true => b.eval(ctx),
+            },
+            Fast::Or(a, b) => match a.eval(ctx)? {
+                true => Some(true),
+                false => b.eval(ctx),
+            },
+            Fast::Cmp(op, a, b) => a
+                .with(ctx, |x| {
+                    b.with(ctx, |y| match op {
+                        Op::Eq => x == y,
+                        Op::Ne => x != y,
+                        Op::StartsWith => x.starts_with(y),
+                        Op::EndsWith => x.ends_with(y),
+                        Op::Contains => x.contains(y),
+                    })
+                })
+                .flatten(),
+            Fast::Matches(a, re) => a.with(ctx, |x| re.is_match(x)),
+        }
+    }
+}
