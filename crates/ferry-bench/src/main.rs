@@ -5,6 +5,8 @@
 //! - `load`: a fixed-rate (open-loop) load generator; latency is measured from each
 //!   request's scheduled send time, so a stalled server cannot hide its queue
 //!   (coordinated omission).
+//! - `max`: a closed-loop generator that busy-polls its sockets instead of sleeping
+//!   (see `spin.rs` for why the maximum throughput is also measured this way).
 //! - `stampede`: a mock OIDC issuer counting its fetches, and 100 concurrent exchanges
 //!   against a Ferry that has never fetched its keys.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -13,6 +15,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+mod spin;
 
 use clap::{Parser, Subcommand};
 use ferry_bench::{DEPLOY, FERRY, Fixture, SCOPE, form};
@@ -49,6 +53,18 @@ enum Cmd {
         bodies: PathBuf,
         #[arg(long)]
         rate: u64,
+        #[arg(long, default_value_t = 10)]
+        secs: u64,
+    },
+    /// Sends requests on CONNS connections as fast as the server answers, for SECS
+    /// seconds, busy-polling (run it on a core of its own).
+    Max {
+        #[arg(long)]
+        url: String,
+        #[arg(long)]
+        bodies: PathBuf,
+        #[arg(long, default_value_t = 32)]
+        conns: usize,
         #[arg(long, default_value_t = 10)]
         secs: u64,
     },
@@ -95,6 +111,12 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(load(url, bodies, rate, secs))?;
         }
+        Cmd::Max {
+            url,
+            bodies,
+            conns,
+            secs,
+        } => spin::run(&url, &std::fs::read_to_string(bodies)?, conns, secs)?,
         Cmd::Stampede { ferry, dir } => {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()

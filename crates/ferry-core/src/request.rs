@@ -250,20 +250,33 @@ fn push_unique(list: &mut Vec<String>, value: String) {
 /// value that has neither `+` nor `%` beyond one UTF-8 check: the subject token, most of
 /// the body, is borrowed rather than scanned three times and copied (BENCHMARKS.md).
 pub fn form_pairs(body: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    body.split(|&b| b == b'&')
-        .filter(|sequence| !sequence.is_empty())
-        .map(|sequence| {
-            let (name, value) = match memchr::memchr(b'=', sequence) {
-                Some(i) => (&sequence[..i], &sequence[i + 1..]),
-                None => (sequence, &[][..]),
-            };
-            (form_decode(name), form_decode(value))
-        })
+    let mut rest = body;
+    std::iter::from_fn(move || {
+        let (sequence, after) = match memchr::memchr(b'&', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &[][..]),
+        };
+        let last = sequence.len() == rest.len();
+        rest = after;
+        (!(last && sequence.is_empty())).then_some(sequence)
+    })
+    .filter(|sequence| !sequence.is_empty())
+    .map(|sequence| {
+        let (name, value) = match memchr::memchr(b'=', sequence) {
+            Some(i) => (&sequence[..i], &sequence[i + 1..]),
+            None => (sequence, &[][..]),
+        };
+        (form_decode(name), form_decode(value))
+    })
 }
 
 fn form_decode(input: &[u8]) -> Cow<'_, str> {
     if memchr::memchr2(b'+', b'%', input).is_none() {
-        return String::from_utf8_lossy(input);
+        // `from_utf8` is the vectorised check; `from_utf8_lossy` walks byte by byte.
+        return match std::str::from_utf8(input) {
+            Ok(s) => Cow::Borrowed(s),
+            Err(_) => String::from_utf8_lossy(input),
+        };
     }
     let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
     let mut out = Vec::with_capacity(input.len());

@@ -119,15 +119,16 @@ pub async fn exchange(
     audit.audiences = req.targets();
 
     // 1. Provider by exact issuer. A token from an unknown issuer costs no key lookup.
-    let iss = ferry_verify::peek_issuer(&req.subject_token)
-        .map_err(|e| invalid_subject(e.to_string()))?;
-    let (provider, verified) = match loaded.providers.get(&iss) {
+    //    The token is split and decoded once, here; verification reuses it.
+    let peeked =
+        ferry_verify::peek(&req.subject_token).map_err(|e| invalid_subject(e.to_string()))?;
+    let (provider, verified) = match loaded.providers.get(peeked.issuer()) {
         Some(provider) => {
             audit.provider = Some(provider.config.id.clone());
-            audit.original_issuer = Some(iss);
+            audit.original_issuer = Some(peeked.issuer().to_owned());
             // 2. Verify.
             let verified =
-                ferry_verify::verify_from(&req.subject_token, &provider.rules, &provider.keys, now)
+                ferry_verify::verify_peeked_from(peeked, &provider.rules, &provider.keys, now)
                     .instrument(tracing::info_span!("verify", provider = %provider.config.id))
                     .await
                     .map_err(|e| match e {
@@ -145,6 +146,7 @@ pub async fn exchange(
         None => {
             // A service account's own assertion, where a service_account provider is
             // configured.
+            let iss = peeked.issuer().to_owned();
             let provider = loaded
                 .providers
                 .get(ferry_core::config::SERVICE_ACCOUNT_ISSUER)

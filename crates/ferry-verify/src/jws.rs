@@ -151,6 +151,51 @@ pub fn peek_claims(token: &str) -> Result<Map<String, Value>, VerifyError> {
 /// verification); the payload must still be a JSON object with at most one `iss`, and
 /// the verification that follows checks the rest.
 pub fn peek_issuer(token: &str) -> Result<String, VerifyError> {
+    peek_issuer_only(token)
+}
+
+/// A token split and decoded once, for a caller that picks the issuer's keys by its
+/// `iss` and then verifies it ([`crate::verify_peeked_from`]): the payload is decoded
+/// here, before the signature is checked, but nothing in it is believed until then.
+pub struct Peeked<'a> {
+    pub(crate) parts: Parts<'a>,
+    pub(crate) claims: Map<String, Value>,
+    issuer: String,
+}
+
+impl std::fmt::Debug for Peeked<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peeked")
+            .field("issuer", &self.issuer)
+            .finish()
+    }
+}
+
+impl Peeked<'_> {
+    /// The unverified `iss`.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+}
+
+/// Splits `token`, decodes its header and its payload (a JSON object without duplicate
+/// members) and reads its `iss`, which must be a string: the errors of
+/// [`peek_issuer`], plus those of a malformed header, which verification would report.
+pub fn peek(token: &str) -> Result<Peeked<'_>, VerifyError> {
+    let parts = split(token)?;
+    let claims = decode_object(parts.payload_b64, "payload")?;
+    let issuer = match claims.get("iss") {
+        Some(Value::String(s)) => s.clone(),
+        _ => return Err(VerifyError::Claim("iss")),
+    };
+    Ok(Peeked {
+        parts,
+        claims,
+        issuer,
+    })
+}
+
+fn peek_issuer_only(token: &str) -> Result<String, VerifyError> {
     #[derive(serde::Deserialize)]
     struct Peek {
         iss: Option<Value>,

@@ -9,8 +9,9 @@ use std::time::SystemTime;
 use crate::alg::Algorithm;
 use crate::error::VerifyError;
 use crate::jwks::KeySet;
+use crate::jws::Peeked;
 use crate::remote::{CacheStats, RemoteKeys, Unavailable};
-use crate::verifier::{Rules, Verified, verify};
+use crate::verifier::{Rules, Verified, check, verify};
 
 /// A key set given in configuration, optionally backed by a file that is reloaded when
 /// its modification time or size changes. A file that stops parsing keeps the old keys.
@@ -154,6 +155,34 @@ impl KeySource {
             Self::Remote(r) => Some(r.stats()),
         }
     }
+}
+
+/// [`verify_from`] for a token already split and decoded by [`crate::peek`] (to find
+/// its issuer), without decoding it again.
+pub async fn verify_peeked_from(
+    peeked: Peeked<'_>,
+    rules: &Rules,
+    source: &KeySource,
+    now: i64,
+) -> Result<Verified, VerifyError> {
+    let keys = source
+        .keys()
+        .await
+        .map_err(|e| VerifyError::KeysUnavailable(e.0))?;
+    let Peeked { parts, claims, .. } = peeked;
+    let mut claims = Some(claims);
+    let exp = match check(&parts, &mut claims, rules, &keys, now) {
+        Err(VerifyError::UnknownKey) => match source.refetch_for_unknown_kid().await {
+            Some(newer) => check(&parts, &mut claims, rules, &newer, now),
+            None => Err(VerifyError::UnknownKey),
+        },
+        other => other,
+    }?;
+    Ok(Verified {
+        header: parts.header,
+        claims: claims.unwrap_or_default(),
+        exp,
+    })
 }
 
 /// Verifies `token` with keys from `source`; on an unknown `kid`, asks the source for

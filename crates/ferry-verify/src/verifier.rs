@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use crate::alg::Algorithm;
 use crate::error::VerifyError;
 use crate::jwks::KeySet;
-use crate::jws::{Header, decode_object, split};
+use crate::jws::{Header, Parts, Peeked, decode_object, split};
 
 /// What a token must satisfy.
 #[derive(Debug, Clone)]
@@ -86,7 +86,44 @@ pub fn verify(
 ) -> Result<Verified, VerifyError> {
     // 1. Shape: a compact JWS with a JSON header without duplicate members.
     let parts = split(token)?;
-    let header = parts.header;
+    let mut claims = None;
+    let exp = check(&parts, &mut claims, rules, keys, now)?;
+    Ok(Verified {
+        header: parts.header,
+        claims: claims.unwrap_or_default(),
+        exp,
+    })
+}
+
+/// [`verify`] for a token already split and decoded by [`crate::jws::peek`]; the same
+/// checks in the same order, without decoding the token a second time.
+pub fn verify_peeked(
+    peeked: Peeked<'_>,
+    rules: &Rules,
+    keys: &KeySet,
+    now: i64,
+) -> Result<Verified, VerifyError> {
+    let Peeked { parts, claims, .. } = peeked;
+    let mut claims = Some(claims);
+    let exp = check(&parts, &mut claims, rules, keys, now)?;
+    Ok(Verified {
+        header: parts.header,
+        claims: claims.unwrap_or_default(),
+        exp,
+    })
+}
+
+/// Steps 2–9 on a split token. `claims` holds the decoded payload when the caller has
+/// it already; otherwise it is decoded after the signature verifies, and left there.
+/// Returns `exp`.
+pub(crate) fn check(
+    parts: &Parts<'_>,
+    claims: &mut Option<Map<String, Value>>,
+    rules: &Rules,
+    keys: &KeySet,
+    now: i64,
+) -> Result<i64, VerifyError> {
+    let header = &parts.header;
     // 2. Algorithm: from the allowlist only (RFC 8725 §3.1); `none` and HMAC are not
     //    algorithms here at all.
     let alg = Algorithm::from_name(&header.alg)
@@ -134,7 +171,10 @@ pub fn verify(
         return Err(VerifyError::BadSignature);
     }
     // 6. Claims: a JSON object without duplicate members.
-    let claims = decode_object(parts.payload_b64, "payload")?;
+    let claims: &Map<String, Value> = match claims {
+        Some(c) => c,
+        None => claims.insert(decode_object(parts.payload_b64, "payload")?),
+    };
     // 7. iss: a string equal to the configured issuer (RFC 8725 §3.8).
     match claims.get("iss") {
         Some(Value::String(s)) if *s == rules.issuer => {}
@@ -160,16 +200,16 @@ pub fn verify(
         }
     }
     // 9. Time: exp required; nbf and iat checked with leeway; bounded lifetime and age.
-    let exp = numeric(&claims, "exp")?.ok_or(VerifyError::Claim("exp"))?;
+    let exp = numeric(claims, "exp")?.ok_or(VerifyError::Claim("exp"))?;
     if now >= exp.saturating_add(rules.leeway) {
         return Err(VerifyError::Expired);
     }
-    if let Some(nbf) = numeric(&claims, "nbf")?
+    if let Some(nbf) = numeric(claims, "nbf")?
         && nbf > now.saturating_add(rules.leeway)
     {
         return Err(VerifyError::NotYetValid);
     }
-    match numeric(&claims, "iat")? {
+    match numeric(claims, "iat")? {
         Some(iat) => {
             if iat > now.saturating_add(rules.leeway) {
                 return Err(VerifyError::IssuedInFuture);
@@ -190,11 +230,7 @@ pub fn verify(
             }
         }
     }
-    Ok(Verified {
-        header,
-        claims,
-        exp,
-    })
+    Ok(exp)
 }
 
 #[cfg(test)]
@@ -289,8 +325,16 @@ mod tests {
             ),
         ];
         for (name, token, want) in cases {
-            let got = verify(&token, &f.rules, &f.keys, NOW).err();
-            assert_eq!(got, want, "{name}");
+            let got = verify(&token, &f.rules, &f.keys, NOW);
+            assert_eq!(got.as_ref().err(), want.as_ref(), "{name}");
+            // Peeked first (the exchange's path): the same answer, the same claims.
+            let peeked =
+                crate::jws::peek(&token).and_then(|p| verify_peeked(p, &f.rules, &f.keys, NOW));
+            assert_eq!(peeked.as_ref().err(), want.as_ref(), "{name} (peeked)");
+            if let (Ok(a), Ok(b)) = (&got, &peeked) {
+                assert_eq!((&a.claims, a.exp), (&b.claims, b.exp), "{name}");
+                assert!(!b.claims.is_empty());
+            }
         }
     }
 
