@@ -2,7 +2,9 @@
 # Ferry's load benchmark (not part of CI; figures in BENCHMARKS.md). Builds release
 # binaries, starts Ferry pinned to core 0 with a realistic configuration (10 providers,
 # GitHub-shaped RS256 subject tokens from a pool of 2,000 distinct ones, an audience with
-# 20 rules), drives it from core 1 with wrk, and prints: exchanges/s, p50/p99, the
+# 20 rules), drives it from core 1 with wrk and with ferry-bench's busy-polling
+# generator (wrk sleeps between responses, and waking it costs the server's core; see
+# BENCHMARKS.md), and prints: exchanges/s, p50/p99, the
 # cryptographic floor measured on core 0 in the same run and the ratio, the server's
 # RSS; p99 at half the maximum rate with a fixed-rate generator; 100 concurrent requests
 # against a cold issuer (its fetches counted); 10 vs 10,000 providers (throughput and
@@ -58,6 +60,9 @@ wrk_run() { # wrk_run URL BODIES SECS
     BODIES=$2 taskset -c 1 wrk -t1 -c"$CONNS" -d"$3"s -s scripts/bench/exchange.lua "$1" | grep '^wrk_'
 }
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p"; }
+max_run() { # max_run URL BODIES SECS: the busy-polling closed-loop generator on core 1
+    taskset -c 1 "$fb" max --url "$1" --bodies "$2" --conns "$CONNS" --secs "$3"
+}
 
 echo "==> fixtures"
 "$fb" setup --dir "$work/p10" --providers 10 --tokens 2000
@@ -70,15 +75,25 @@ BODIES=$work/p10/bodies.txt taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s scripts/benc
 out=$(wrk_run "$URL" "$work/p10/bodies.txt" "$SECS")
 echo "    $out"
 rps=$(echo "$out" | field wrk_rps)
+echo "==> the same with the busy-polling generator (ferry-bench max, core 1)"
+spin=$(max_run "$URL" "$work/p10/bodies.txt" "$SECS")
+echo "    $spin"
+rps_spin=$(echo "$spin" | field max_rps)
 rss=$(rss_mib "$PID")
 echo "==> HTTP alone: GET /healthz at full load (hyper, TCP, router and middleware)"
 healthz=$(taskset -c 1 wrk -t1 -c"$CONNS" -d5s "$URL/healthz" | awk '/Requests\/sec/ {print $2}')
 echo "    $healthz requests/s"
+echo "==> HTTP, form parsing and an audited refusal: POST /token with an unsupported grant_type (busy-polling)"
+sed 's/grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Atoken-exchange/grant_type=urn%3Aexample%3Aunsupported/' \
+    "$work/p10/bodies.txt" >"$work/p10/refusals.txt"
+refusal=$(max_run "$URL" "$work/p10/refusals.txt" 5)
+echo "    $refusal (every response a 400, as intended)"
+refusal_rps=$(echo "$refusal" | field max_rps)
 echo "==> the floor on core 0 (jsonwebtoken: RS256-2048 verify + ES256 sign)"
 floor=$(taskset -c 0 "$fb" floor --secs 3)
 echo "    $floor"
 floor_per_s=$(echo "$floor" | field floor_per_s)
-half=$((${rps%.*} / 2))
+half=$((${rps_spin%.*} / 2))
 echo "==> fixed rate at half the maximum ($half/s for ${SECS}s, latency from the scheduled send time)"
 fixed=$(taskset -c 1 "$fb" load --url "$URL" --bodies "$work/p10/bodies.txt" --rate "$half" --secs "$SECS")
 echo "    $fixed"
@@ -91,6 +106,9 @@ BODIES=$work/p10000/bodies.txt taskset -c 1 wrk -t1 -c"$CONNS" -d2s -s scripts/b
 out10k=$(wrk_run "$URL" "$work/p10000/bodies.txt" "$SECS")
 echo "    $out10k"
 rps10k=$(echo "$out10k" | field wrk_rps)
+spin10k=$(max_run "$URL" "$work/p10000/bodies.txt" "$SECS")
+echo "    $spin10k"
+rps10k_spin=$(echo "$spin10k" | field max_rps)
 rss10k=$(rss_mib "$PID")
 stop
 
@@ -111,14 +129,16 @@ stop
 
 echo
 echo "================ summary ================"
-printf 'exchanges/s (10 providers, 1 core)     %s\n' "$rps"
 printf 'floor exchanges/s (same core, same run) %s\n' "$floor_per_s"
-printf 'ratio to the floor                      %s\n' "$(python3 -c "print(f'{$rps / $floor_per_s:.2f}')")"
+printf 'exchanges/s, busy-polling generator     %s (%s of the floor; %s us each)\n' "$rps_spin" "$(python3 -c "print(f'{$rps_spin / $floor_per_s:.2f}')")" "$(python3 -c "print(f'{1e6 / $rps_spin:.1f}')")"
+printf 'exchanges/s, wrk                        %s (%s of the floor)\n' "$rps" "$(python3 -c "print(f'{$rps / $floor_per_s:.2f}')")"
+printf 'latency at max (busy-polling)           p50 %s ms, p99 %s ms\n' "$(echo "$spin" | field max_p50_ms)" "$(echo "$spin" | field max_p99_ms)"
 printf 'latency at max (wrk)                    p50 %s ms, p99 %s ms\n' "$(echo "$out" | field wrk_p50_ms)" "$(echo "$out" | field wrk_p99_ms)"
 printf 'latency at half max (fixed rate)        p50 %s ms, p99 %s ms, errors %s\n' "$(echo "$fixed" | field p50_ms)" "$(echo "$fixed" | field p99_ms)" "$(echo "$fixed" | field errors)"
 printf 'RSS after the run                       %s MiB\n' "$rss"
 printf 'HTTP alone (GET /healthz)               %s requests/s (%s us each)\n' "$healthz" "$(python3 -c "print(f'{1e6 / $healthz:.1f}')")"
-printf '10,000 providers: exchanges/s           %s (%s of 10 providers)\n' "$rps10k" "$(python3 -c "print(f'{$rps10k / $rps:.2f}')")"
+printf 'refusal over TCP (busy-polling)         %s requests/s (%s us each)\n' "$refusal_rps" "$(python3 -c "print(f'{1e6 / $refusal_rps:.1f}')")"
+printf '10,000 providers: exchanges/s           %s busy-polling (%s of 10 providers), %s wrk (%s)\n' "$rps10k_spin" "$(python3 -c "print(f'{$rps10k_spin / $rps_spin:.2f}')")" "$rps10k" "$(python3 -c "print(f'{$rps10k / $rps:.2f}')")"
 printf 'startup: 10 / 10,000 providers          %s ms / %s ms (RSS %s MiB with 10,000)\n' "$startup10" "$startup10k" "$rss10k"
 printf 'cold issuer                             %s\n' "${stampede#stampede: }"
 printf 'soak %ss                                RSS %s MiB at 10 s, %s MiB at the end (%s)\n' "$SOAK" "$rss_10s" "$rss_end" "$(python3 -c "print(f'{($rss_end - $rss_10s) / $rss_10s * 100:+.1f} %')")"

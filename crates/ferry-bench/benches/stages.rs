@@ -92,10 +92,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("form parsing", |b| {
         b.iter(|| parse_token_request(black_box(body.as_bytes())).unwrap())
     });
-    g.bench_function("issuer peek and token fingerprint", |b| {
+    g.bench_function("peek (split, decode, iss) and token fingerprint", |b| {
         b.iter(|| {
             (
-                ferry_verify::peek_issuer(black_box(&token)).unwrap(),
+                ferry_verify::peek(black_box(&token)).unwrap(),
                 ferry_server::fingerprint(black_box(token.as_bytes())),
             )
         })
@@ -114,6 +114,14 @@ fn bench(c: &mut Criterion) {
     .0;
     g.bench_function("verify RS256", |b| {
         b.iter(|| ferry_verify::verify(black_box(&token), &rules, &rsa_keys, now).unwrap())
+    });
+    // What the exchange does after the peek: the checks and the signature, no decoding.
+    g.bench_function("verify RS256 after the peek", |b| {
+        b.iter_batched(
+            || ferry_verify::peek(&token).unwrap(),
+            |p| ferry_verify::verify_peeked(p, &rules, &rsa_keys, now).unwrap(),
+            criterion::BatchSize::SmallInput,
+        )
     });
     let ec = ferry_testkit::TestKey::ec("ec");
     let ec_keys = KeySet::from_jwks(
