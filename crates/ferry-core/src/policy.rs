@@ -12,7 +12,7 @@ use cel::Value;
 use cel::objects::{Key, Map as CelMap};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
-use crate::expr::{Cel, Expr, string_list, string_map};
+use crate::expr::{Cel, Expr, Vars, string_list, string_map};
 use crate::mapping::Principal;
 
 /// Variables an access rule may use.
@@ -148,23 +148,22 @@ impl Policy {
         }
     }
 
-    /// Decides a request for `targets` and `requested` scopes. With `trace`, every rule
-    /// tried is recorded for `ferry explain`.
-    pub fn decide(
+    /// The CEL context of a rule: the variables of [`POLICY_VARS`].
+    fn context(
         &self,
         principal: &Principal,
-        client_id: Option<&str>,
+        client_id: &str,
+        actor: Option<&Principal>,
+        audience: &str,
         targets: &[String],
         requested: &[String],
-        actor: Option<&Principal>,
-        mut trace: Option<&mut Vec<String>>,
-    ) -> Result<Grant, OAuthError> {
+    ) -> cel::Context<'static, 'static> {
         let mut ctx = self.cel.context();
         ctx.add_variable_from_value("subject", principal.subject.clone());
         ctx.add_variable_from_value("provider", principal.provider.clone());
         ctx.add_variable_from_value("groups", string_list(&principal.groups));
         ctx.add_variable_from_value("attribute", string_map(&principal.attributes));
-        ctx.add_variable_from_value("client_id", client_id.unwrap_or_default().to_owned());
+        ctx.add_variable_from_value("client_id", client_id.to_owned());
         // `actor`: the delegate acting for the subject (RFC 8693 §4.1); empty without one.
         let actor_map: HashMap<Key, Value> = match actor {
             Some(a) => [
@@ -182,9 +181,37 @@ impl Policy {
                 map: Arc::new(actor_map),
             }),
         );
-        let audiences_value = string_list(targets);
-        let scopes_value = string_list(requested);
+        let request: HashMap<Key, Value> = [
+            (
+                key("audience"),
+                Value::String(Arc::new(audience.to_owned())),
+            ),
+            (key("audiences"), string_list(targets)),
+            (key("scopes"), string_list(requested)),
+        ]
+        .into_iter()
+        .collect();
+        ctx.add_variable_from_value(
+            "request",
+            Value::Map(CelMap {
+                map: Arc::new(request),
+            }),
+        );
+        ctx
+    }
 
+    /// Decides a request for `targets` and `requested` scopes. With `trace`, every rule
+    /// tried is recorded for `ferry explain`.
+    pub fn decide(
+        &self,
+        principal: &Principal,
+        client_id: Option<&str>,
+        targets: &[String],
+        requested: &[String],
+        actor: Option<&Principal>,
+        mut trace: Option<&mut Vec<String>>,
+    ) -> Result<Grant, OAuthError> {
+        let client_id = client_id.unwrap_or_default();
         let mut granted: Option<Vec<String>> = None;
         let mut ttl_cap = None;
         let mut rules = Vec::with_capacity(targets.len());
@@ -200,26 +227,25 @@ impl Policy {
                     .rule(format!("audience {target}: not configured")));
             };
             all_ignore_unknown &= aud.ignore_unknown_scopes;
-            let request: HashMap<Key, Value> = [
-                (key("audience"), Value::String(Arc::new(target.clone()))),
-                (key("audiences"), audiences_value.clone()),
-                (key("scopes"), scopes_value.clone()),
-            ]
-            .into_iter()
-            .collect();
-            let mut scoped = ctx.new_inner_scope();
-            scoped.add_variable_from_value(
-                "request",
-                Value::Map(CelMap {
-                    map: Arc::new(request),
-                }),
-            );
+            let view = View {
+                principal,
+                client_id,
+                actor,
+                audience: target,
+            };
+            // Built only for a rule the fast path cannot answer (see `expr::fast`).
+            let mut ctx = None;
             // 2. The first rule whose expression is true decides; an evaluation error
             //    (a missing attribute) counts as false and is reported.
             let mut decided = None;
             let mut last_error = None;
             for rule in &aud.rules {
-                let result = rule.expr.eval_bool(&scoped);
+                let result = match rule.expr.eval_bool_fast(&view) {
+                    Some(b) => Ok(b),
+                    None => rule.expr.eval_bool(ctx.get_or_insert_with(|| {
+                        self.context(principal, client_id, actor, target, targets, requested)
+                    })),
+                };
                 let verb = if rule.effect == Effect::Allow {
                     "allow"
                 } else {
@@ -316,6 +342,36 @@ impl Policy {
             require_dpop,
             access_boundaries: None,
         })
+    }
+}
+
+/// The string variables of [`Policy::context`], read where they are (no CEL values are
+/// built): what the fast path of a rule needs.
+struct View<'a> {
+    principal: &'a Principal,
+    client_id: &'a str,
+    actor: Option<&'a Principal>,
+    audience: &'a str,
+}
+
+impl Vars for View<'_> {
+    fn string(&self, name: &str) -> Option<&str> {
+        match name {
+            "subject" => Some(&self.principal.subject),
+            "provider" => Some(&self.principal.provider),
+            "client_id" => Some(self.client_id),
+            _ => None,
+        }
+    }
+
+    fn field<'b>(&'b self, name: &str, field: &'b str) -> Option<&'b str> {
+        match (name, field) {
+            ("attribute", f) => self.principal.attributes.get(f).map(String::as_str),
+            ("actor", "subject") => self.actor.map(|a| a.subject.as_str()),
+            ("actor", "provider") => self.actor.map(|a| a.provider.as_str()),
+            ("request", "audience") => Some(self.audience),
+            _ => None,
+        }
     }
 }
 
@@ -462,5 +518,65 @@ mod tests {
             .decide(&p, None, &s(&["a", "b"]), &s(&["write"]), None, None)
             .unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidScope);
+    }
+
+    /// The view the fast path reads holds exactly the strings of the CEL context a rule
+    /// would otherwise get: every variable and field asked of both answers alike.
+    #[test]
+    fn the_view_answers_as_the_cel_context_does() {
+        let p = policy();
+        let mut subject = principal("acme/app");
+        subject.groups = s(&["admins"]);
+        let actor = principal("acme/deployer");
+        let targets = s(&["https://a", "https://b"]);
+        let names = [
+            "subject",
+            "provider",
+            "groups",
+            "attribute",
+            "client_id",
+            "request",
+            "actor",
+            "nope",
+        ];
+        let fields = [
+            "repo",
+            "environment",
+            "subject",
+            "provider",
+            "attribute",
+            "audience",
+            "audiences",
+            "scopes",
+            "nope",
+        ];
+        let mut strings = 0;
+        for actor in [None, Some(&actor)] {
+            for client_id in ["", "ci"] {
+                for target in &targets {
+                    let view = View {
+                        principal: &subject,
+                        client_id,
+                        actor,
+                        audience: target,
+                    };
+                    let ctx = p.context(&subject, client_id, actor, target, &targets, &s(&["x"]));
+                    for name in names {
+                        assert_eq!(view.string(name), Vars::string(&ctx, name), "{name}");
+                        strings += usize::from(view.string(name).is_some());
+                        for field in fields {
+                            assert_eq!(
+                                view.field(name, field),
+                                Vars::field(&ctx, name, field),
+                                "{name}.{field}"
+                            );
+                            strings += usize::from(view.field(name, field).is_some());
+                        }
+                    }
+                }
+            }
+        }
+        // subject, provider, client_id, attribute.repo, request.audience; actor's two.
+        assert_eq!(strings, 8 * 5 + 4 * 2);
     }
 }

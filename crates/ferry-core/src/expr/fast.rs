@@ -18,6 +18,7 @@ use std::sync::Arc;
 use cel::Context;
 use cel::common::ast::{Expr as Ast, IdedExpr, LiteralValue, operators};
 use cel::common::types::{CelMap, CelMapKey, CelString};
+use cel::common::value::CowVal;
 
 use super::Regexes;
 
@@ -117,53 +118,71 @@ fn operand(e: &IdedExpr) -> Option<Operand> {
     }
 }
 
+/// Where the fast path reads its operands: a CEL context, or a view of the same values
+/// that never built one (the policy's, over the principal). An implementation answers
+/// exactly what the CEL context holding the same variables would, or `None` where that
+/// is not a string.
+pub trait Vars {
+    /// The variable `name`, when it is a string.
+    fn string(&self, name: &str) -> Option<&str>;
+    /// The field `field` of the map variable `name`, when it is a string.
+    fn field<'a>(&'a self, name: &str, field: &'a str) -> Option<&'a str>;
+}
+
+impl Vars for Context<'_, '_> {
+    fn string(&self, name: &str) -> Option<&str> {
+        match self.get_variable(name)? {
+            CowVal::Borrowed(v) => v.downcast_ref::<CelString>().map(|s| s.inner()),
+            CowVal::Owned(_) => None,
+        }
+    }
+
+    fn field<'a>(&'a self, name: &str, field: &'a str) -> Option<&'a str> {
+        let CowVal::Borrowed(v) = self.get_variable(name)? else {
+            return None;
+        };
+        let map = v.downcast_ref::<CelMap>()?;
+        let value = map.get(&CelMapKey::String(CelString::from(field)))?;
+        value.downcast_ref::<CelString>().map(|s| s.inner())
+    }
+}
+
 impl Operand {
-    /// Calls `f` with the operand's string, or gives up when it is missing or not a
-    /// string.
-    fn with<R>(&self, ctx: &Context<'_, '_>, f: impl FnOnce(&str) -> R) -> Option<R> {
+    /// The operand's string, or `None` when it is missing or not a string.
+    fn get<'a, V: Vars + ?Sized>(&'a self, vars: &'a V) -> Option<&'a str> {
         match self {
-            Operand::Lit(s) => Some(f(s)),
-            Operand::Var(name) => {
-                let v = ctx.get_variable(name)?;
-                Some(f(v.downcast_ref::<CelString>()?.inner()))
-            }
-            Operand::Field(name, field) => {
-                let v = ctx.get_variable(name)?;
-                let map = v.downcast_ref::<CelMap>()?;
-                let key = CelMapKey::String(CelString::from(field.as_str()));
-                let value = map.get(&key)?;
-                Some(f(value.downcast_ref::<CelString>()?.inner()))
-            }
+            Operand::Lit(s) => Some(s),
+            Operand::Var(name) => vars.string(name),
+            Operand::Field(name, field) => vars.field(name, field),
         }
     }
 }
 
 impl Fast {
     /// The expression's value, when the fast path can be sure it is CEL's.
-    pub(super) fn eval(&self, ctx: &Context<'_, '_>) -> Option<bool> {
+    pub(super) fn eval<V: Vars + ?Sized>(&self, vars: &V) -> Option<bool> {
         match self {
             Fast::Bool(b) => Some(*b),
-            Fast::Not(a) => a.eval(ctx).map(|b| !b),
-            Fast::And(a, b) => match a.eval(ctx)? {
+            Fast::Not(a) => a.eval(vars).map(|b| !b),
+            Fast::And(a, b) => match a.eval(vars)? {
                 false => Some(false),
-                true => b.eval(ctx),
+                true => b.eval(vars),
             },
-            Fast::Or(a, b) => match a.eval(ctx)? {
+            Fast::Or(a, b) => match a.eval(vars)? {
                 true => Some(true),
-                false => b.eval(ctx),
+                false => b.eval(vars),
             },
-            Fast::Cmp(op, a, b) => a
-                .with(ctx, |x| {
-                    b.with(ctx, |y| match op {
-                        Op::Eq => x == y,
-                        Op::Ne => x != y,
-                        Op::StartsWith => x.starts_with(y),
-                        Op::EndsWith => x.ends_with(y),
-                        Op::Contains => x.contains(y),
-                    })
+            Fast::Cmp(op, a, b) => {
+                let (x, y) = (a.get(vars)?, b.get(vars)?);
+                Some(match op {
+                    Op::Eq => x == y,
+                    Op::Ne => x != y,
+                    Op::StartsWith => x.starts_with(y),
+                    Op::EndsWith => x.ends_with(y),
+                    Op::Contains => x.contains(y),
                 })
-                .flatten(),
-            Fast::Matches(a, re) => a.with(ctx, |x| re.is_match(x)),
+            }
+            Fast::Matches(a, re) => a.get(vars).map(|x| re.is_match(x)),
         }
     }
 }

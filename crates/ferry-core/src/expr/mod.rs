@@ -20,6 +20,8 @@ use cel::{Context, Env, ExecutionError, Program, Value};
 
 mod fast;
 
+pub use fast::Vars;
+
 /// Most regexes kept for patterns that were not literals at load.
 const MAX_DYNAMIC_REGEXES: usize = 256;
 
@@ -241,6 +243,13 @@ impl Expr {
         &self.source
     }
 
+    /// The expression's value by the fast path alone, over `vars`: `None` when the
+    /// expression has none or it cannot be sure of CEL's answer (then evaluate it with
+    /// [`Expr::eval_bool`] on a context holding the same variables).
+    pub fn eval_bool_fast<V: Vars + ?Sized>(&self, vars: &V) -> Option<bool> {
+        self.fast.as_ref().and_then(|f| f.eval(vars))
+    }
+
     /// Whether [`Expr::eval_bool`] has a fast path for this expression.
     pub fn has_fast_path(&self) -> bool {
         self.fast.is_some()
@@ -258,7 +267,7 @@ impl Expr {
 
     /// Evaluates to a boolean; any other type is an error.
     pub fn eval_bool(&self, ctx: &Context<'_, '_>) -> Result<bool, String> {
-        if let Some(b) = self.fast.as_ref().and_then(|f| f.eval(ctx)) {
+        if let Some(b) = self.eval_bool_fast(ctx) {
             return Ok(b);
         }
         match self.eval(ctx)? {
