@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
-use crate::expr::{Cel, ClaimUse, Expr, claims_to_cel, string_list, string_map};
+use crate::expr::{Cel, ClaimUse, Expr, Vars, claims_to_cel, string_list, string_map};
 
 /// Variables a mapping expression may use.
 pub const MAPPING_VARS: &[&str] = &["assertion"];
@@ -133,15 +133,22 @@ impl Mapping {
         }
     }
 
+    /// The CEL context of the mapping: `assertion`, with the claims it reads.
+    fn context(&self, claims: &Map<String, Json>) -> Context<'static, 'static> {
+        let mut ctx = self.cel.context();
+        ctx.add_variable_from_value("assertion", claims_to_cel(claims, &self.claims));
+        ctx
+    }
+
     fn check_condition(
         &self,
-        ctx: &Context<'_, '_>,
+        eval: impl FnOnce(&Expr) -> Result<bool, String>,
         trace: &mut Option<&mut Vec<String>>,
     ) -> Result<(), OAuthError> {
         let Some(cond) = &self.condition else {
             return Ok(());
         };
-        let result = cond.expr.eval_bool(ctx);
+        let result = eval(&cond.expr);
         let rule = || format!("{}.condition", self.path);
         note(trace, || {
             format!(
@@ -173,18 +180,32 @@ impl Mapping {
         claims: &Map<String, Json>,
         mut trace: Option<&mut Vec<String>>,
     ) -> Result<Principal, OAuthError> {
-        let mut ctx = self.cel.context();
-        ctx.add_variable_from_value("assertion", claims_to_cel(claims, &self.claims));
+        // Expressions the CEL fast path answers read the claims where they are; the CEL
+        // context is built for the first one it cannot (see `expr::fast`).
+        let view = ClaimsView(claims);
+        let mut ctx = None;
+        let string = |e: &Expr, ctx: &mut Option<Context<'static, 'static>>| {
+            e.eval_string_fast(&view).map_or_else(
+                || e.eval_string(ctx.get_or_insert_with(|| self.context(claims))),
+                Ok,
+            )
+        };
 
         // 1. A condition over the claims alone: false or an error (a missing claim) denies.
         if !self.late_condition {
-            self.check_condition(&ctx, &mut trace)?;
+            self.check_condition(
+                |e| {
+                    e.eval_bool_fast(&view).map_or_else(
+                        || e.eval_bool(ctx.get_or_insert_with(|| self.context(claims))),
+                        Ok,
+                    )
+                },
+                &mut trace,
+            )?;
         }
         // 2. The subject: a non-empty string of bounded length.
         let rule = || format!("{}.mapping.subject", self.path);
-        let subject = self
-            .subject
-            .eval_string(&ctx)
+        let subject = string(&self.subject, &mut ctx)
             .map_err(|e| deny_eval(desc::MAPPING_FAILED, rule(), e))?;
         if subject.len() > MAX_SUBJECT_LEN {
             return Err(deny(
@@ -202,13 +223,15 @@ impl Mapping {
         });
         // 3. Groups and attributes.
         let groups = match &self.groups {
-            Some(g) => g.eval_string_list(&ctx).map_err(|e| {
-                deny_eval(
-                    desc::MAPPING_FAILED,
-                    format!("{}.mapping.groups", self.path),
-                    e,
-                )
-            })?,
+            Some(g) => g
+                .eval_string_list(ctx.get_or_insert_with(|| self.context(claims)))
+                .map_err(|e| {
+                    deny_eval(
+                        desc::MAPPING_FAILED,
+                        format!("{}.mapping.groups", self.path),
+                        e,
+                    )
+                })?,
             None => Vec::new(),
         };
         if self.groups.is_some() {
@@ -216,7 +239,7 @@ impl Mapping {
         }
         let mut attributes = BTreeMap::new();
         for (name, e) in &self.attributes {
-            let v = e.eval_string(&ctx).map_err(|err| {
+            let v = string(e, &mut ctx).map_err(|err| {
                 deny_eval(
                     desc::MAPPING_FAILED,
                     format!("{}.mapping.attribute.{name}", self.path),
@@ -230,6 +253,7 @@ impl Mapping {
         }
         // 4. A condition over the mapped values (Google's `google.*` and `attribute.*`).
         if self.late_condition {
+            let ctx = ctx.get_or_insert_with(|| self.context(claims));
             let google: std::collections::HashMap<Key, Value> = [
                 (
                     Key::String(Arc::new("subject".into())),
@@ -246,7 +270,7 @@ impl Mapping {
                 }),
             );
             ctx.add_variable_from_value("attribute", string_map(&attributes));
-            self.check_condition(&ctx, &mut trace)?;
+            self.check_condition(|e| e.eval_bool(ctx), &mut trace)?;
         }
         Ok(Principal {
             provider: provider.to_owned(),
@@ -260,6 +284,27 @@ impl Mapping {
                 .to_owned(),
             original_subject: claims.get("sub").and_then(Json::as_str).map(str::to_owned),
         })
+    }
+}
+
+/// `assertion` read from the verified claims where they are, for the CEL fast path: the
+/// same strings and keys as the `assertion` map of [`Mapping::context`] for every claim
+/// an expression of the mapping names (the map holds exactly those).
+struct ClaimsView<'a>(&'a Map<String, Json>);
+
+impl Vars for ClaimsView<'_> {
+    fn string(&self, _: &str) -> Option<&str> {
+        None
+    }
+
+    fn field<'b>(&'b self, name: &str, field: &'b str) -> Option<&'b str> {
+        (name == "assertion")
+            .then(|| self.0.get(field).and_then(Json::as_str))
+            .flatten()
+    }
+
+    fn has(&self, name: &str, field: &str) -> Option<bool> {
+        (name == "assertion").then(|| self.0.contains_key(field))
     }
 }
 
@@ -324,5 +369,49 @@ mod tests {
         assert_eq!(err.rule.as_deref(), Some("providers[0].mapping.subject"));
         let m = mapping(None, "assertion.sub");
         assert!(m.apply("gh", &claims(), None).is_ok());
+    }
+
+    /// The claims view answers as the mapping's CEL context does, for every claim an
+    /// expression names, whatever its JSON type, and for claims that are absent.
+    #[test]
+    fn the_claims_view_answers_as_the_cel_context_does() {
+        let m = mapping(
+            Some("has(assertion.n) && assertion.owner_id == '65'"),
+            "assertion.sub + assertion.env + assertion.list + assertion.obj + assertion.nul + assertion.absent",
+        );
+        let claims = json!({"sub": "s", "owner_id": "65", "repository": "r", "n": 3,
+            "env": "", "list": ["a"], "obj": {"a": "b"}, "nul": null, "unnamed": "u"});
+        let claims = claims.as_object().unwrap();
+        let ctx = m.context(claims);
+        let view = ClaimsView(claims);
+        let mut strings = 0;
+        for field in [
+            "sub",
+            "owner_id",
+            "repository",
+            "n",
+            "env",
+            "list",
+            "obj",
+            "nul",
+            "absent",
+        ] {
+            assert_eq!(
+                view.field("assertion", field),
+                Vars::field(&ctx, "assertion", field),
+                "{field}"
+            );
+            assert_eq!(
+                view.has("assertion", field),
+                Vars::has(&ctx, "assertion", field),
+                "{field}"
+            );
+            strings += usize::from(view.field("assertion", field).is_some());
+        }
+        assert_eq!(view.string("assertion"), Vars::string(&ctx, "assertion"));
+        assert_eq!(strings, 4);
+        // The result through the fast path and through CEL alone.
+        let p = m.apply("gh", claims, None);
+        assert!(p.is_err(), "assertion.list is not a string");
     }
 }

@@ -373,6 +373,9 @@ impl Vars for View<'_> {
             _ => None,
         }
     }
+    fn has(&self, name: &str, field: &str) -> Option<bool> {
+        (name == "attribute").then(|| self.principal.attributes.contains_key(field))
+    }
 }
 
 #[cfg(test)]
@@ -565,6 +568,13 @@ mod tests {
                         assert_eq!(view.string(name), Vars::string(&ctx, name), "{name}");
                         strings += usize::from(view.string(name).is_some());
                         for field in fields {
+                            if let Some(has) = view.has(name, field) {
+                                assert_eq!(
+                                    Some(has),
+                                    Vars::has(&ctx, name, field),
+                                    "has {name}.{field}"
+                                );
+                            }
                             assert_eq!(
                                 view.field(name, field),
                                 Vars::field(&ctx, name, field),

@@ -31,6 +31,16 @@ pub(super) enum Fast {
     Or(Box<Fast>, Box<Fast>),
     Cmp(Op, Operand, Operand),
     Matches(Operand, Arc<regex::Regex>),
+    /// `has(name.field)` on a map variable.
+    Has(String, String),
+}
+
+/// A compiled fast-path string expression: a concatenation of operands, or a choice
+/// between two by a fast-path condition (`has(assertion.x) ? assertion.x : 'none'`).
+#[derive(Debug)]
+pub(super) enum FastStr {
+    Concat(Vec<Operand>),
+    Cond(Fast, Box<FastStr>, Box<FastStr>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,10 +62,51 @@ pub(super) enum Operand {
     Field(String, String),
 }
 
+/// The fast string form of `e`, when all of it has one.
+pub(super) fn compile_str(e: &IdedExpr, regexes: &Regexes) -> Option<FastStr> {
+    if let Ast::Call(call) = &e.expr
+        && call.target.is_none()
+        && call.func_name == operators::CONDITIONAL
+        && let [c, a, b] = call.args.as_slice()
+    {
+        return Some(FastStr::Cond(
+            compile(c, regexes)?,
+            Box::new(compile_str(a, regexes)?),
+            Box::new(compile_str(b, regexes)?),
+        ));
+    }
+    let mut parts = Vec::new();
+    concat(e, &mut parts)?;
+    Some(FastStr::Concat(parts))
+}
+
+/// The operands of `a + b + …`, left to right.
+fn concat(e: &IdedExpr, out: &mut Vec<Operand>) -> Option<()> {
+    match &e.expr {
+        Ast::Call(call) if call.target.is_none() && call.func_name == operators::ADD => {
+            let [a, b] = call.args.as_slice() else {
+                return None;
+            };
+            concat(a, out)?;
+            concat(b, out)
+        }
+        _ => {
+            out.push(operand(e)?);
+            Some(())
+        }
+    }
+}
+
 /// The fast form of `e`, when all of it has one.
 pub(super) fn compile(e: &IdedExpr, regexes: &Regexes) -> Option<Fast> {
     match &e.expr {
         Ast::Literal(LiteralValue::Boolean(b)) => Some(Fast::Bool(*b.inner())),
+        Ast::Select(sel) if sel.test => match &sel.operand.expr {
+            Ast::Ident(name) if !name.starts_with('@') && !name.contains('.') => {
+                Some(Fast::Has(name.clone(), sel.field.clone()))
+            }
+            _ => None,
+        },
         Ast::Call(call) => {
             let name = call.func_name.as_str();
             match (&call.target, call.args.as_slice()) {
@@ -127,6 +178,9 @@ pub trait Vars {
     fn string(&self, name: &str) -> Option<&str>;
     /// The field `field` of the map variable `name`, when it is a string.
     fn field<'a>(&'a self, name: &str, field: &'a str) -> Option<&'a str>;
+    /// Whether the map variable `name` has the key `field`; `None` when it is not a map
+    /// (or the view does not know).
+    fn has(&self, name: &str, field: &str) -> Option<bool>;
 }
 
 impl Vars for Context<'_, '_> {
@@ -144,6 +198,17 @@ impl Vars for Context<'_, '_> {
         let map = v.downcast_ref::<CelMap>()?;
         let value = map.get(&CelMapKey::String(CelString::from(field)))?;
         value.downcast_ref::<CelString>().map(|s| s.inner())
+    }
+
+    fn has(&self, name: &str, field: &str) -> Option<bool> {
+        let CowVal::Borrowed(v) = self.get_variable(name)? else {
+            return None;
+        };
+        let map = v.downcast_ref::<CelMap>()?;
+        Some(
+            map.get(&CelMapKey::String(CelString::from(field)))
+                .is_some(),
+        )
     }
 }
 
@@ -183,6 +248,30 @@ impl Fast {
                 })
             }
             Fast::Matches(a, re) => a.get(vars).map(|x| re.is_match(x)),
+            Fast::Has(name, field) => vars.has(name, field),
+        }
+    }
+}
+
+impl FastStr {
+    /// The string, when the fast path can be sure it is CEL's (and it is not empty:
+    /// an empty result is CEL's to report).
+    pub(super) fn eval<V: Vars + ?Sized>(&self, vars: &V) -> Option<String> {
+        match self {
+            FastStr::Concat(parts) => {
+                let mut out = String::new();
+                for p in parts {
+                    out.push_str(p.get(vars)?);
+                }
+                (!out.is_empty()).then_some(out)
+            }
+            FastStr::Cond(c, a, b) => {
+                if c.eval(vars)? {
+                    a.eval(vars)
+                } else {
+                    b.eval(vars)
+                }
+            }
         }
     }
 }

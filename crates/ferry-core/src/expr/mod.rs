@@ -116,6 +116,7 @@ impl Cel {
             self.regexes.get(pattern)?;
         }
         e.fast = fast::compile(e.program.expression(), &self.regexes).map(Arc::new);
+        e.fast_str = fast::compile_str(e.program.expression(), &self.regexes).map(Arc::new);
         Ok(e)
     }
 
@@ -159,6 +160,8 @@ pub struct Expr {
     regexes: Vec<String>,
     /// The fast path, when the whole expression has one (see `fast`).
     fast: Option<Arc<fast::Fast>>,
+    /// The fast path of a string expression.
+    fast_str: Option<Arc<fast::FastStr>>,
 }
 
 impl std::fmt::Debug for Expr {
@@ -230,6 +233,7 @@ impl Expr {
             vars: free,
             regexes,
             fast: None,
+            fast_str: None,
         })
     }
 
@@ -248,6 +252,12 @@ impl Expr {
     /// [`Expr::eval_bool`] on a context holding the same variables).
     pub fn eval_bool_fast<V: Vars + ?Sized>(&self, vars: &V) -> Option<bool> {
         self.fast.as_ref().and_then(|f| f.eval(vars))
+    }
+
+    /// [`Expr::eval_bool_fast`] for a string expression: `None` where
+    /// [`Expr::eval_string`] on a context holding the same variables must answer.
+    pub fn eval_string_fast<V: Vars + ?Sized>(&self, vars: &V) -> Option<String> {
+        self.fast_str.as_ref().and_then(|f| f.eval(vars))
     }
 
     /// Whether [`Expr::eval_bool`] has a fast path for this expression.
@@ -279,6 +289,9 @@ impl Expr {
     /// Evaluates to a string; any other type (or an empty string) is an error, so a
     /// missing claim never silently becomes "".
     pub fn eval_string(&self, ctx: &Context<'_, '_>) -> Result<String, String> {
+        if let Some(s) = self.eval_string_fast(ctx) {
+            return Ok(s);
+        }
         match self.eval(ctx)? {
             Value::String(s) if !s.is_empty() => Ok(s.to_string()),
             Value::String(_) => Err("evaluated to an empty string".to_owned()),

@@ -171,10 +171,11 @@ fn fast_path_agrees_with_cel() {
         "client_id == '' || client_id.startsWith('ci-')",
         "true",
         "!false",
+        "has(assertion.ref) && assertion.ref == 'refs/heads/main'",
+        "has(attribute.environment) || has(nosuch.x)",
         // Not on the fast path: CEL evaluates these.
         "'admins' in assertion.groups",
         "assertion.n > 2",
-        "has(assertion.ref) && assertion.ref == 'refs/heads/main'",
     ];
     let subjects = [
         "repo:octo/app:ref:refs/heads/main",
@@ -236,9 +237,60 @@ fn fast_path_agrees_with_cel() {
             }
         }
     }
-    // Every expression above the marker takes the fast path; the three below do not.
-    assert_eq!(fast, exprs.len() - 3);
+    // Every expression above the marker takes the fast path; the two below do not.
+    assert_eq!(fast, exprs.len() - 2);
     assert_eq!(compared, exprs.len() * 54);
     // The fast path answers most of the time, and gives up where CEL errs.
     assert!(answered > compared / 3, "{answered} of {compared}");
+}
+
+/// The same for string expressions (mappings): concatenations and `has(…) ? … : …`.
+#[test]
+fn fast_string_path_agrees_with_cel() {
+    let cel = Cel::new();
+    let exprs = [
+        "'repo:' + assertion.repository + ':' + assertion.ref",
+        "assertion.ref",
+        "has(assertion.environment) ? assertion.environment : 'none'",
+        "assertion.ref == 'refs/heads/main' ? 'main' : assertion.ref",
+        "assertion.empty",
+        "assertion.n",
+        "assertion.missing + 'x'",
+        "'x' + assertion.groups",
+        "'fixed'",
+        // Not on the fast path.
+        "assertion.repository.split('/')[0]",
+        "assertion.n + 1",
+    ];
+    let claims = [
+        serde_json::json!({"repository": "octo/app", "ref": "refs/heads/main",
+            "environment": "prod", "empty": "", "n": 3, "groups": ["a"]}),
+        serde_json::json!({"repository": "octo/app", "ref": "refs/tags/v1", "environment": 5}),
+        serde_json::json!({"ref": ""}),
+    ];
+    let (mut fast, mut answered) = (0, 0);
+    for source in exprs {
+        let e = cel.compile(source, &["assertion"]).unwrap();
+        fast += usize::from(e.fast_str.is_some());
+        for c in &claims {
+            let mut ctx = cel.context();
+            ctx.add_variable_from_value(
+                "assertion",
+                claims_to_cel(c.as_object().unwrap(), e.claims()),
+            );
+            let by_cel = match e.eval(&ctx) {
+                Ok(Value::String(s)) if !s.is_empty() => Ok(s.to_string()),
+                Ok(Value::String(_)) => Err("evaluated to an empty string".to_owned()),
+                Ok(other) => Err(format!("expected a string, got {}", other.type_of())),
+                Err(err) => Err(err),
+            };
+            assert_eq!(e.eval_string(&ctx), by_cel, "{source} {c}");
+            if let Some(s) = e.eval_string_fast(&ctx) {
+                assert_eq!(Ok(s), by_cel, "{source} {c}");
+                answered += 1;
+            }
+        }
+    }
+    assert_eq!(fast, exprs.len() - 2);
+    assert!(answered >= 10, "{answered}");
 }
