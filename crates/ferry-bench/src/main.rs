@@ -4,7 +4,7 @@
 //! - `floor`: the cryptographic floor on this core (jsonwebtoken RS256 verify + ES256 sign).
 //! - `load`: a fixed-rate (open-loop) load generator; latency is measured from each
 //!   request's scheduled send time, so a stalled server cannot hide its queue
-//!   (coordinated omission).
+//!   (coordinated omission). It busy-polls, like `max` (`spin.rs`).
 //! - `max`: a closed-loop generator that busy-polls its sockets instead of sleeping
 //!   (see `spin.rs` for why the maximum throughput is also measured this way).
 //! - `stampede`: a mock OIDC issuer counting its fetches, and 100 concurrent exchanges
@@ -55,6 +55,9 @@ enum Cmd {
         rate: u64,
         #[arg(long, default_value_t = 10)]
         secs: u64,
+        /// Connections (requests in flight at most).
+        #[arg(long, default_value_t = 64)]
+        conns: usize,
     },
     /// Sends requests on CONNS connections as fast as the server answers, for SECS
     /// seconds, busy-polling (run it on a core of its own).
@@ -105,12 +108,8 @@ fn main() -> anyhow::Result<()> {
             bodies,
             rate,
             secs,
-        } => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(load(url, bodies, rate, secs))?;
-        }
+            conns,
+        } => spin::fixed(&url, &std::fs::read_to_string(bodies)?, rate, secs, conns)?,
         Cmd::Max {
             url,
             bodies,
@@ -139,90 +138,6 @@ fn floor(secs: u64) {
     }
     let us = start.elapsed().as_secs_f64() * 1e6 / n as f64;
     println!("floor_us={us:.1} floor_per_s={:.0}", 1e6 / us);
-}
-
-async fn load(url: String, bodies: PathBuf, rate: u64, secs: u64) -> anyhow::Result<()> {
-    let bodies: Arc<Vec<String>> = Arc::new(
-        std::fs::read_to_string(bodies)?
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    );
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(4096)
-        .timeout(Duration::from_secs(10))
-        .build()?;
-    let total = rate * secs;
-    let interval = Duration::from_secs_f64(1.0 / rate as f64);
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::with_capacity(total as usize)));
-    let errors = Arc::new(AtomicU64::new(0));
-    let inflight = Arc::new(tokio::sync::Semaphore::new(4096));
-    let start = tokio::time::Instant::now();
-    let mut tasks = Vec::with_capacity(total as usize);
-    for k in 0..total {
-        let due = start + interval.mul_f64(k as f64);
-        // Tokio's timer has a 1 ms grain: sleep to just before the slot, then yield
-        // until it (this core is the generator's alone).
-        if let Some(early) = due.checked_sub(Duration::from_millis(2))
-            && tokio::time::Instant::now() < early
-        {
-            tokio::time::sleep_until(early).await;
-        }
-        while tokio::time::Instant::now() < due {
-            tokio::task::yield_now().await;
-        }
-        let permit = inflight.clone().acquire_owned().await?;
-        let (http, url, bodies, latencies, errors) = (
-            http.clone(),
-            url.clone(),
-            bodies.clone(),
-            latencies.clone(),
-            errors.clone(),
-        );
-        tasks.push(tokio::spawn(async move {
-            let body = bodies[(k as usize) % bodies.len()].clone();
-            let r = http
-                .post(format!("{url}/token"))
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await;
-            let ok = match r {
-                Ok(r) => r.status() == 200 && r.bytes().await.is_ok(),
-                Err(_) => false,
-            };
-            // From the scheduled time, not the actual send time.
-            let took = due.elapsed();
-            if ok {
-                latencies.lock().unwrap().push(took);
-            } else {
-                errors.fetch_add(1, Ordering::Relaxed);
-            }
-            drop(permit);
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
-    let wall = start.elapsed().as_secs_f64();
-    let mut l = latencies.lock().unwrap().clone();
-    l.sort_unstable();
-    let pct = |p: f64| {
-        l.get(((l.len() as f64 * p) as usize).min(l.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1e3)
-            .unwrap_or(f64::NAN)
-    };
-    println!(
-        "rate={rate} sent={total} ok={} errors={} achieved_per_s={:.0} p50_ms={:.3} p99_ms={:.3} max_ms={:.3}",
-        l.len(),
-        errors.load(Ordering::Relaxed),
-        l.len() as f64 / wall,
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
-    );
-    Ok(())
 }
 
 async fn stampede(ferry: PathBuf, dir: PathBuf) -> anyhow::Result<()> {
