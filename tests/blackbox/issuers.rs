@@ -339,9 +339,16 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
         "cluster-jwks.json",
         &jwks(&[&cluster.key]).to_string(),
     );
+    // A second issuer names the same file: the providers share one key set (loaded
+    // and watched once), and both follow its rotation.
     let provider = format!(
-        "  - id: prod-cluster\n    kind: kubernetes\n    issuer: https://kubernetes.default.svc.cluster.local\n    audiences: [{FERRY}]\n    jwks: {{ file: cluster-jwks.json }}\n    condition: assertion['kubernetes.io'].namespace == 'payments'\n    mapping:\n      subject: assertion.sub\n      attributes:\n        namespace: assertion['kubernetes.io'].namespace\n"
+        "  - id: prod-cluster\n    kind: kubernetes\n    issuer: https://kubernetes.default.svc.cluster.local\n    audiences: [{FERRY}]\n    jwks: {{ file: cluster-jwks.json }}\n    condition: assertion['kubernetes.io'].namespace == 'payments'\n    mapping:\n      subject: assertion.sub\n      attributes:\n        namespace: assertion['kubernetes.io'].namespace\n  - id: twin-cluster\n    kind: kubernetes\n    issuer: https://twin.cluster.example\n    audiences: [{FERRY}]\n    jwks: {{ file: cluster-jwks.json }}\n    mapping:\n      subject: assertion.sub\n"
     );
+    let twin = |namespace: &str| {
+        let mut c = k8s_claims(namespace);
+        c["iss"] = json!("https://twin.cluster.example");
+        c
+    };
     let cfg = write(tmp.path(), "ferry.yaml", &config(&provider, &[]));
     let ferry = Ferry::start(&cfg).unwrap();
     let header = json!({"alg": "RS256", "kid": "c1"});
@@ -354,6 +361,12 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
     assert_eq!(s, 200, "{body}");
     let issued = ferry_testkit::mint::payload(body["access_token"].as_str().unwrap());
     assert_eq!(issued["attributes"]["namespace"], "payments");
+    let (s, body) = exchange(
+        &ferry,
+        &cluster.token_with_header(&header, &twin("default")),
+    )
+    .await;
+    assert_eq!(s, 200, "the twin provider: {body}");
     // Another namespace: refused by the condition.
     let (s, _) = exchange(
         &ferry,
@@ -386,6 +399,16 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
     )
     .await;
     assert_eq!(s, 200, "{body}");
+    let c2 = json!({"alg": "RS256", "kid": "c2"});
+    let (s, body) = exchange(&ferry, &rotated.token_with_header(&c2, &twin("default"))).await;
+    assert_eq!(s, 200, "the twin provider after the rotation: {body}");
+    // The old key is gone for both.
+    let (s, _) = exchange(
+        &ferry,
+        &cluster.token_with_header(&header, &twin("default")),
+    )
+    .await;
+    assert_eq!(s, 400);
 }
 
 #[tokio::test]

@@ -2,7 +2,9 @@
 //! load each provider's keys → assemble. `ferry check` runs the same steps without
 //! touching the signing key, so what it accepts is exactly what `serve` accepts.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ferry_core::Clock;
@@ -168,6 +170,10 @@ pub fn load_providers_reusing(
     let mut errs = ConfigErrors::default();
     let mut warnings = Vec::new();
     let mut out = Vec::new();
+    // Providers naming the same JWKS file (with the same algorithms) share one parsed,
+    // watched key set: read and parsed once, stat'ed once per poll.
+    type Shared = (KeySource, Vec<String>);
+    let mut files: HashMap<(PathBuf, Vec<Algorithm>), Shared> = HashMap::new();
     for (i, p) in config.providers.iter().enumerate() {
         let rules = rules_for(p);
         let path = format!("providers[{i}]");
@@ -179,9 +185,12 @@ pub fn load_providers_reusing(
             KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), &rules.algorithms)
                 .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
                 .map_err(|e| (format!("{path}.jwks.inline"), e)),
-            KeysConfig::File(f) => StaticKeys::from_file(f.clone(), &rules.algorithms)
-                .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
-                .map_err(|e| (format!("{path}.jwks.file"), e)),
+            KeysConfig::File(f) => match files.entry((f.clone(), rules.algorithms.clone())) {
+                Entry::Occupied(e) => Ok(e.get().clone()),
+                Entry::Vacant(e) => StaticKeys::from_file(f.clone(), &rules.algorithms)
+                    .map(|(k, w)| e.insert((KeySource::Static(Arc::new(k)), w)).clone())
+                    .map_err(|e| (format!("{path}.jwks.file"), e)),
+            },
             KeysConfig::Uri(_) | KeysConfig::Discovery(_) => match previous.get(&p.issuer) {
                 Some(prev)
                     if matches!(prev.keys, KeySource::Remote(_))

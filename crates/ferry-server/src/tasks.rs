@@ -188,9 +188,11 @@ pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
                             .iter()
                             .filter_map(|(id, c)| c.keys.as_ref().map(|(k, _)| (id.as_str(), k))),
                     );
+                // Providers naming one file share its key set: check it once.
+                let mut checked = std::collections::HashSet::new();
                 for (id, keys) in sources {
                     if let KeySource::Static(keys) = keys {
-                        if !keys.watches_file() {
+                        if !keys.watches_file() || !checked.insert(Arc::as_ptr(keys)) {
                             continue;
                         }
                         match keys.reload_if_changed() {

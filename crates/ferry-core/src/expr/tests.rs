@@ -294,3 +294,27 @@ fn fast_string_path_agrees_with_cel() {
     assert_eq!(fast, exprs.len() - 2);
     assert!(answered >= 10, "{answered}");
 }
+
+/// One runtime compiles an expression once: providers written from one template share
+/// the compiled program; other variables or another source compile anew.
+#[test]
+fn identical_expressions_are_compiled_once() {
+    let cel = Cel::new();
+    let a = cel.compile("assertion.sub == 'x'", &["assertion"]).unwrap();
+    let b = cel.compile("assertion.sub == 'x'", &["assertion"]).unwrap();
+    assert!(Arc::ptr_eq(&a.program, &b.program));
+    let other_vars = cel
+        .compile("assertion.sub == 'x'", &["assertion", "google"])
+        .unwrap();
+    assert!(!Arc::ptr_eq(&a.program, &other_vars.program));
+    let other_source = cel.compile("assertion.sub == 'y'", &["assertion"]).unwrap();
+    assert!(!Arc::ptr_eq(&a.program, &other_source.program));
+    // A runtime of its own (another configuration) shares nothing.
+    let c = Cel::new()
+        .compile("assertion.sub == 'x'", &["assertion"])
+        .unwrap();
+    assert!(!Arc::ptr_eq(&a.program, &c.program));
+    // Errors are not cached as successes.
+    assert!(cel.compile("assertin.sub", &["assertion"]).is_err());
+    assert!(cel.compile("assertin.sub", &["assertion"]).is_err());
+}
