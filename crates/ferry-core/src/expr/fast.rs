@@ -1,7 +1,11 @@
-//! A fast path for the boolean expressions most rules are written in: comparisons of a
-//! string variable or a map variable's field (`subject`, `attribute.repository`,
-//! `assertion.ref`) with string literals (`==`, `!=`, `startsWith`, `endsWith`,
-//! `contains`, `matches` with a literal pattern), joined by `&&`, `||` and `!`.
+//! A fast path for the expressions most rules and mappings are written in: comparisons
+//! of a string variable or a map variable's field (`subject`, `attribute.repository`,
+//! `assertion.ref`) with each other or with string literals (`==`, `!=`, `startsWith`,
+//! `endsWith`, `contains`, `matches` with a literal pattern) and `has(…)`, joined by
+//! `&&`, `||` and `!`; and string expressions that concatenate such operands or choose
+//! between two by such a condition (`has(assertion.environment) ? assertion.environment
+//! : 'none'`). Operands are read through [`Vars`]: a CEL context, or a view of the same
+//! values that never built one (the policy's principal, the mapping's claims).
 //!
 //! Evaluating one through the CEL interpreter costs a qualified-name resolution per
 //! identifier (a joined string, lookups in every scope and the type registry); here it
