@@ -52,6 +52,30 @@ fn state(dir: &std::path::Path, fx: &Fixture) -> ferry_server::state::AppState {
     )
 }
 
+/// `POST /token` with `body` through the router in process; the response must have
+/// `status`.
+fn post_token(
+    rt: &tokio::runtime::Runtime,
+    app: &axum::Router,
+    body: &str,
+    status: u16,
+) -> axum::response::Response {
+    rt.block_on(async {
+        let r = app
+            .clone()
+            .oneshot(
+                Request::post("/token")
+                    .header("content-type", "application/x-www-form-urlencoded")
+                    .body(Body::from(body.to_owned()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+        r
+    })
+}
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let fx = Fixture::new();
@@ -100,22 +124,7 @@ fn bench(c: &mut Criterion) {
     );
     assert_ne!(refused, body);
     g.bench_function("refusal through the router (unsupported grant_type)", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let r = app
-                    .clone()
-                    .oneshot(
-                        Request::post("/token")
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .body(Body::from(refused.clone()))
-                            .unwrap(),
-                    )
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 400);
-                r
-            })
-        })
+        b.iter(|| post_token(&rt, &app, &refused, 400))
     });
     g.bench_function("peek (split, decode, iss) and token fingerprint", |b| {
         b.iter(|| {
@@ -258,22 +267,7 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("through the router (HTTP request to JSON response)", |b| {
-        b.iter(|| {
-            rt.block_on(async {
-                let r = app
-                    .clone()
-                    .oneshot(
-                        Request::post("/token")
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .body(Body::from(body.clone()))
-                            .unwrap(),
-                    )
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                r
-            })
-        })
+        b.iter(|| post_token(&rt, &app, &body, 200))
     });
     // The same with 2,000 distinct subject tokens over 10 providers, as the load test
     // sends them: what caches cost.
@@ -282,20 +276,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("through the router, 2,000 distinct tokens", |b| {
         b.iter(|| {
             i = (i + 1) % pool.len();
-            rt.block_on(async {
-                let r = app
-                    .clone()
-                    .oneshot(
-                        Request::post("/token")
-                            .header("content-type", "application/x-www-form-urlencoded")
-                            .body(Body::from(pool[i].clone()))
-                            .unwrap(),
-                    )
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                r
-            })
+            post_token(&rt, &app, &pool[i], 200)
         })
     });
     g.finish();

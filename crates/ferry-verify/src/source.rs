@@ -157,6 +157,25 @@ impl KeySource {
     }
 }
 
+/// Runs `attempt` with the keys of `source`; on an unknown `kid`, asks the source for
+/// newer keys once and runs it again.
+async fn with_refetch<T>(
+    source: &KeySource,
+    mut attempt: impl FnMut(&KeySet) -> Result<T, VerifyError>,
+) -> Result<T, VerifyError> {
+    let keys = source
+        .keys()
+        .await
+        .map_err(|e| VerifyError::KeysUnavailable(e.0))?;
+    match attempt(&keys) {
+        Err(VerifyError::UnknownKey) => match source.refetch_for_unknown_kid().await {
+            Some(newer) => attempt(&newer),
+            None => Err(VerifyError::UnknownKey),
+        },
+        other => other,
+    }
+}
+
 /// [`verify_from`] for a token already split and decoded by [`crate::peek`] (to find
 /// its issuer), without decoding it again.
 pub async fn verify_peeked_from(
@@ -165,19 +184,9 @@ pub async fn verify_peeked_from(
     source: &KeySource,
     now: i64,
 ) -> Result<Verified, VerifyError> {
-    let keys = source
-        .keys()
-        .await
-        .map_err(|e| VerifyError::KeysUnavailable(e.0))?;
     let Peeked { parts, claims, .. } = peeked;
     let mut claims = Some(claims);
-    let exp = match check(&parts, &mut claims, rules, &keys, now) {
-        Err(VerifyError::UnknownKey) => match source.refetch_for_unknown_kid().await {
-            Some(newer) => check(&parts, &mut claims, rules, &newer, now),
-            None => Err(VerifyError::UnknownKey),
-        },
-        other => other,
-    }?;
+    let exp = with_refetch(source, |keys| check(&parts, &mut claims, rules, keys, now)).await?;
     Ok(Verified {
         header: parts.header,
         claims: claims.unwrap_or_default(),
@@ -193,15 +202,5 @@ pub async fn verify_from(
     source: &KeySource,
     now: i64,
 ) -> Result<Verified, VerifyError> {
-    let keys = source
-        .keys()
-        .await
-        .map_err(|e| VerifyError::KeysUnavailable(e.0))?;
-    match verify(token, rules, &keys, now) {
-        Err(VerifyError::UnknownKey) => match source.refetch_for_unknown_kid().await {
-            Some(newer) => verify(token, rules, &newer, now),
-            None => Err(VerifyError::UnknownKey),
-        },
-        other => other,
-    }
+    with_refetch(source, |keys| verify(token, rules, keys, now)).await
 }
