@@ -299,7 +299,9 @@ fn compile(
     src: &str,
     vars: &[&str],
 ) -> Option<Expr> {
-    cel.compile(src, vars).map_err(|e| errs.push(path, e)).ok()
+    cel.compile_shared(src, vars)
+        .map_err(|e| errs.push(path, e))
+        .ok()
 }
 
 /// Parses and validates a configuration. `base_dir` resolves relative paths.

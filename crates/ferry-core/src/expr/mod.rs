@@ -56,9 +56,11 @@ impl Regexes {
 pub struct Cel {
     env: Arc<Env>,
     regexes: Arc<Regexes>,
-    /// Expressions compiled so far, by variables allowed and source: a configuration
-    /// of thousands of providers written from one template compiles each expression
-    /// once, and every provider shares it (memory, and caches that stay warm).
+    /// Expressions of the configuration compiled so far ([`Cel::compile_shared`]), by
+    /// variables allowed and source: a configuration of thousands of providers written
+    /// from one template compiles each expression once, and every provider shares it
+    /// (memory, and caches that stay warm). Bounded by the configuration's size:
+    /// expressions that arrive with requests never enter it.
     compiled: Arc<Mutex<HashMap<(String, String), Expr>>>,
 }
 
@@ -116,16 +118,25 @@ impl Cel {
     /// Compiles `source`, allowing only the free variables in `allowed`. Literal regex
     /// patterns are compiled now, so an invalid one fails the configuration.
     pub fn compile(&self, source: &str, allowed: &[&str]) -> Result<Expr, String> {
-        let key = (allowed.join(","), source.to_owned());
-        if let Some(e) = self.cache().get(&key) {
-            return Ok(e.clone());
-        }
         let mut e = Expr::compile_with(&self.env, source, allowed)?;
         for pattern in &e.regexes {
             self.regexes.get(pattern)?;
         }
         e.fast = fast::compile(e.program.expression(), &self.regexes).map(Arc::new);
         e.fast_str = fast::compile_str(e.program.expression(), &self.regexes).map(Arc::new);
+        Ok(e)
+    }
+
+    /// [`Cel::compile`] for an expression of the configuration: an identical one
+    /// compiled before by this runtime is shared rather than compiled again. Not for
+    /// expressions that arrive with requests (downscoping conditions): the map of
+    /// shared expressions would grow with them.
+    pub fn compile_shared(&self, source: &str, allowed: &[&str]) -> Result<Expr, String> {
+        let key = (allowed.join(","), source.to_owned());
+        if let Some(e) = self.cache().get(&key) {
+            return Ok(e.clone());
+        }
+        let e = self.compile(source, allowed)?;
         self.cache().insert(key, e.clone());
         Ok(e)
     }

@@ -295,26 +295,48 @@ fn fast_string_path_agrees_with_cel() {
     assert!(answered >= 10, "{answered}");
 }
 
-/// One runtime compiles an expression once: providers written from one template share
-/// the compiled program; other variables or another source compile anew.
+/// One runtime compiles an expression of the configuration once: providers written from
+/// one template share the compiled program; other variables or another source compile
+/// anew; expressions compiled for requests (`compile`) are never kept.
 #[test]
 fn identical_expressions_are_compiled_once() {
     let cel = Cel::new();
-    let a = cel.compile("assertion.sub == 'x'", &["assertion"]).unwrap();
-    let b = cel.compile("assertion.sub == 'x'", &["assertion"]).unwrap();
+    let a = cel
+        .compile_shared("assertion.sub == 'x'", &["assertion"])
+        .unwrap();
+    let b = cel
+        .compile_shared("assertion.sub == 'x'", &["assertion"])
+        .unwrap();
     assert!(Arc::ptr_eq(&a.program, &b.program));
     let other_vars = cel
-        .compile("assertion.sub == 'x'", &["assertion", "google"])
+        .compile_shared("assertion.sub == 'x'", &["assertion", "google"])
         .unwrap();
     assert!(!Arc::ptr_eq(&a.program, &other_vars.program));
-    let other_source = cel.compile("assertion.sub == 'y'", &["assertion"]).unwrap();
+    let other_source = cel
+        .compile_shared("assertion.sub == 'y'", &["assertion"])
+        .unwrap();
     assert!(!Arc::ptr_eq(&a.program, &other_source.program));
     // A runtime of its own (another configuration) shares nothing.
     let c = Cel::new()
-        .compile("assertion.sub == 'x'", &["assertion"])
+        .compile_shared("assertion.sub == 'x'", &["assertion"])
         .unwrap();
     assert!(!Arc::ptr_eq(&a.program, &c.program));
-    // Errors are not cached as successes.
-    assert!(cel.compile("assertin.sub", &["assertion"]).is_err());
-    assert!(cel.compile("assertin.sub", &["assertion"]).is_err());
+    // Errors are not kept as successes.
+    assert!(cel.compile_shared("assertin.sub", &["assertion"]).is_err());
+    assert!(cel.compile_shared("assertin.sub", &["assertion"]).is_err());
+    // Request-time compilation neither reads nor fills the shared map.
+    let r1 = cel.compile("request.x == 'y'", &["request"]).unwrap();
+    let r2 = cel.compile("request.x == 'y'", &["request"]).unwrap();
+    assert!(!Arc::ptr_eq(&r1.program, &r2.program));
+    let shared = cel
+        .compile_shared("assertion.sub == 'x'", &["assertion"])
+        .unwrap();
+    let fresh = cel.compile("assertion.sub == 'x'", &["assertion"]).unwrap();
+    assert!(Arc::ptr_eq(&a.program, &shared.program));
+    assert!(!Arc::ptr_eq(&a.program, &fresh.program));
+    assert_eq!(
+        cel.cache().len(),
+        3,
+        "only the configuration's expressions are kept"
+    );
 }
