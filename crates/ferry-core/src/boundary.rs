@@ -20,10 +20,7 @@ fn bad(detail: impl Into<String>) -> OAuthError {
 }
 
 fn percent_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    crate::form::percent_decode(s.as_bytes()).into_owned()
 }
 
 /// Parses and validates `options`; returns the boundary in Google's JSON shape, or

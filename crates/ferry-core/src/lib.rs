@@ -11,6 +11,7 @@ pub mod decision;
 pub mod duration;
 pub mod error;
 pub mod expr;
+pub mod form;
 pub mod keyring;
 pub mod mapping;
 pub mod mint;

@@ -8,8 +8,6 @@
 //! 4. Surrounding ASCII whitespace of `subject_token` is dropped: Google's libraries send
 //!    a token file's bytes verbatim, trailing newline included.
 
-use std::borrow::Cow;
-
 use crate::error::{ErrorCode, OAuthError, Step, desc};
 
 /// `grant_type` of RFC 8693.
@@ -243,65 +241,9 @@ fn push_unique(list: &mut Vec<String>, value: String) {
     }
 }
 
-/// The `application/x-www-form-urlencoded` pairs of `body`, exactly as
-/// `form_urlencoded::parse` yields them (the WHATWG URL standard's parser: `&`-separated,
-/// empty sequences skipped, split at the first `=`, `+` is a space, `%XX` decoded, a `%`
-/// not followed by two hex digits kept, invalid UTF-8 replaced), but without touching a
-/// value that has neither `+` nor `%` beyond one UTF-8 check: the subject token, most of
-/// the body, is borrowed rather than scanned three times and copied (BENCHMARKS.md).
-pub fn form_pairs(body: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
-    let mut rest = body;
-    std::iter::from_fn(move || {
-        let (sequence, after) = match memchr::memchr(b'&', rest) {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &[][..]),
-        };
-        let last = sequence.len() == rest.len();
-        rest = after;
-        (!(last && sequence.is_empty())).then_some(sequence)
-    })
-    .filter(|sequence| !sequence.is_empty())
-    .map(|sequence| {
-        let (name, value) = match memchr::memchr(b'=', sequence) {
-            Some(i) => (&sequence[..i], &sequence[i + 1..]),
-            None => (sequence, &[][..]),
-        };
-        (form_decode(name), form_decode(value))
-    })
-}
-
-fn form_decode(input: &[u8]) -> Cow<'_, str> {
-    if memchr::memchr2(b'+', b'%', input).is_none() {
-        // `from_utf8` is the vectorised check; `from_utf8_lossy` walks byte by byte.
-        return match std::str::from_utf8(input) {
-            Ok(s) => Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(input),
-        };
-    }
-    let hex = |b: Option<&u8>| b.and_then(|b| (*b as char).to_digit(16));
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while let Some(&b) = input.get(i) {
-        i += 1;
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => match (hex(input.get(i)), hex(input.get(i + 1))) {
-                (Some(hi), Some(lo)) => {
-                    // Two hex digits: at most 0xff.
-                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'%'));
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-    }
-    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
-}
-
 fn collect(body: &[u8]) -> Result<Params, OAuthError> {
     let mut p = Params::default();
-    for (key, value) in form_pairs(body) {
+    for (key, value) in crate::form::pairs(body) {
         if value.is_empty() {
             continue; // rule 1
         }
@@ -629,50 +571,5 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(r.targets(), vec!["https://svc", "b", "urn:x"]);
-    }
-
-    /// `form_pairs` yields exactly what `form_urlencoded::parse` does, on bodies built
-    /// from the bytes that matter (separators, `+`, `%`, hex digits, bytes that are not
-    /// UTF-8) and on the fuzzing corpus of the form target.
-    #[test]
-    fn form_pairs_match_the_url_standard_parser() {
-        let reference = |b: &[u8]| -> Vec<(String, String)> {
-            form_urlencoded::parse(b)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        };
-        let ours = |b: &[u8]| -> Vec<(String, String)> {
-            super::form_pairs(b)
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect()
-        };
-        let alphabet: &[u8] = b"&=+%%aF09zG. \xff\xc3\xa9\x00";
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut distinct = std::collections::HashSet::new();
-        for len in 0..40 {
-            for _ in 0..500 {
-                let body: Vec<u8> = (0..len)
-                    .map(|_| {
-                        seed ^= seed << 13;
-                        seed ^= seed >> 7;
-                        seed ^= seed << 17;
-                        alphabet[(seed % alphabet.len() as u64) as usize]
-                    })
-                    .collect();
-                let want = reference(&body);
-                assert_eq!(ours(&body), want, "{body:?}");
-                distinct.insert(want);
-            }
-        }
-        assert!(distinct.len() > 10_000, "the generator covers little");
-        let corpus =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/form");
-        let mut files = 0;
-        for entry in std::fs::read_dir(corpus).unwrap() {
-            let body = std::fs::read(entry.unwrap().path()).unwrap();
-            assert_eq!(ours(&body), reference(&body), "{body:?}");
-            files += 1;
-        }
-        assert!(files > 100);
     }
 }

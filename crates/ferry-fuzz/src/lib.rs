@@ -53,9 +53,12 @@ pub fn token(data: &[u8]) {
 /// A `/token`, `/revoke` or `/introspect` body.
 pub fn form(data: &[u8]) {
     // Ferry's own decoder must agree with the URL standard's parser on every input.
-    let ours: Vec<_> = ferry_core::request::form_pairs(data).collect();
+    let ours: Vec<_> = ferry_core::form::pairs(data).collect();
     let reference: Vec<_> = form_urlencoded::parse(data).collect();
-    assert_eq!(ours, reference, "form_pairs disagrees with form_urlencoded");
+    assert_eq!(
+        ours, reference,
+        "form::pairs disagrees with form_urlencoded"
+    );
     let _ = ferry_core::request::parse_token_request(data);
     let _ = ferry_core::request::parse_token_action(data);
 }

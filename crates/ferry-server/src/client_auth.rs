@@ -54,10 +54,7 @@ fn secret_ok(stored: Option<&String>, presented: &str) -> bool {
 }
 
 fn form_decode(s: &str) -> String {
-    form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    ferry_core::form::decode(s.as_bytes()).into_owned()
 }
 
 /// A new client secret and the hash to register (`ferry clients new-secret`).
