@@ -144,29 +144,18 @@ pub fn peek_claims(token: &str) -> Result<Map<String, Value>, VerifyError> {
     decode_object(parts.payload_b64, "payload")
 }
 
-/// Reads `iss` from a token without verifying it, to choose the provider whose keys
-/// will verify it. `iss` must be a JSON string: an array or object never matches.
-///
-/// Only `iss` is read (no map of the other claims is built: this runs before every
-/// verification); the payload must still be a JSON object with at most one `iss`, and
-/// the verification that follows checks the rest.
-pub fn peek_issuer(token: &str) -> Result<String, VerifyError> {
-    peek_issuer_only(token)
-}
-
 /// A token split and decoded once, for a caller that picks the issuer's keys by its
 /// `iss` and then verifies it ([`crate::verify_peeked_from`]): the payload is decoded
 /// here, before the signature is checked, but nothing in it is believed until then.
 pub struct Peeked<'a> {
     pub(crate) parts: Parts<'a>,
     pub(crate) claims: Map<String, Value>,
-    issuer: String,
 }
 
 impl std::fmt::Debug for Peeked<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peeked")
-            .field("issuer", &self.issuer)
+            .field("issuer", &self.issuer())
             .finish()
     }
 }
@@ -174,7 +163,11 @@ impl std::fmt::Debug for Peeked<'_> {
 impl Peeked<'_> {
     /// The unverified `iss`.
     pub fn issuer(&self) -> &str {
-        &self.issuer
+        // `peek` made sure it is a string.
+        self.claims
+            .get("iss")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
     }
 }
 
@@ -184,18 +177,19 @@ impl Peeked<'_> {
 pub fn peek(token: &str) -> Result<Peeked<'_>, VerifyError> {
     let parts = split(token)?;
     let claims = decode_object(parts.payload_b64, "payload")?;
-    let issuer = match claims.get("iss") {
-        Some(Value::String(s)) => s.clone(),
-        _ => return Err(VerifyError::Claim("iss")),
-    };
-    Ok(Peeked {
-        parts,
-        claims,
-        issuer,
-    })
+    if !claims.get("iss").is_some_and(Value::is_string) {
+        return Err(VerifyError::Claim("iss"));
+    }
+    Ok(Peeked { parts, claims })
 }
 
-fn peek_issuer_only(token: &str) -> Result<String, VerifyError> {
+/// Reads `iss` from a token without verifying it, to choose the provider whose keys
+/// will verify it. `iss` must be a JSON string: an array or object never matches.
+///
+/// Only `iss` is read (no map of the other claims is built); the payload must still be
+/// a JSON object with at most one `iss`, and the verification that follows checks the
+/// rest. The token exchange uses [`peek`] instead, whose decoding verification reuses.
+pub fn peek_issuer(token: &str) -> Result<String, VerifyError> {
     #[derive(serde::Deserialize)]
     struct Peek {
         iss: Option<Value>,

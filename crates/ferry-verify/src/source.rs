@@ -184,14 +184,10 @@ pub async fn verify_peeked_from(
     source: &KeySource,
     now: i64,
 ) -> Result<Verified, VerifyError> {
-    let Peeked { parts, claims, .. } = peeked;
+    let Peeked { parts, claims } = peeked;
     let mut claims = Some(claims);
     let exp = with_refetch(source, |keys| check(&parts, &mut claims, rules, keys, now)).await?;
-    Ok(Verified {
-        header: parts.header,
-        claims: claims.unwrap_or_default(),
-        exp,
-    })
+    Ok(Verified::new(parts, claims, exp))
 }
 
 /// Verifies `token` with keys from `source`; on an unknown `kid`, asks the source for

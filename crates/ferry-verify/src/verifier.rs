@@ -58,6 +58,18 @@ pub struct Verified {
     pub exp: i64,
 }
 
+impl Verified {
+    /// The result of [`check`] on `parts`: its header, the claims it decoded or was
+    /// given, and `exp`.
+    pub(crate) fn new(parts: Parts<'_>, claims: Option<Map<String, Value>>, exp: i64) -> Self {
+        Self {
+            header: parts.header,
+            claims: claims.unwrap_or_default(),
+            exp,
+        }
+    }
+}
+
 fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64>, VerifyError> {
     match claims.get(name) {
         None => Ok(None),
@@ -88,11 +100,7 @@ pub fn verify(
     let parts = split(token)?;
     let mut claims = None;
     let exp = check(&parts, &mut claims, rules, keys, now)?;
-    Ok(Verified {
-        header: parts.header,
-        claims: claims.unwrap_or_default(),
-        exp,
-    })
+    Ok(Verified::new(parts, claims, exp))
 }
 
 /// [`verify`] for a token already split and decoded by [`crate::jws::peek`]; the same
@@ -103,14 +111,10 @@ pub fn verify_peeked(
     keys: &KeySet,
     now: i64,
 ) -> Result<Verified, VerifyError> {
-    let Peeked { parts, claims, .. } = peeked;
+    let Peeked { parts, claims } = peeked;
     let mut claims = Some(claims);
     let exp = check(&parts, &mut claims, rules, keys, now)?;
-    Ok(Verified {
-        header: parts.header,
-        claims: claims.unwrap_or_default(),
-        exp,
-    })
+    Ok(Verified::new(parts, claims, exp))
 }
 
 /// Steps 2–9 on a split token. `claims` holds the decoded payload when the caller has
