@@ -67,9 +67,28 @@ if docker-compose -f docker-compose.yml config -q >/dev/null 2>&1; then
     echo "docker-compose.yml renders without FERRY_KEK and FERRY_DB_PASSWORD" >&2
     exit 1
 fi
+# Ferry's containers mount no volume the development issuer keeps its private key in.
+FERRY_KEK=$kek FERRY_DB_PASSWORD=pw docker-compose -f docker-compose.yml config >"$work/compose.yaml"
+"$venv/bin/python" - "$work/compose.yaml" <<'PY'
+import sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+def sources(svc):
+    out = set()
+    for v in services[svc].get("volumes", []):
+        out.add(v["source"] if isinstance(v, dict) else v.split(":")[0])
+    return out
+key_volumes = {s for s in sources("dev-idp")} - {
+    v for svc in services if svc != "dev-idp" and svc.startswith("ferry") for v in sources(svc)}
+assert key_volumes, "the development issuer keeps a volume of its own (its private key)"
+for svc in services:
+    if svc.startswith("ferry"):
+        shared = sources(svc) & sources("dev-idp")
+        assert shared and all("jwks" in v for v in shared), f"{svc} mounts {shared}"
+print("    the development issuer's key volume is mounted into no Ferry replica")
+PY
 mkdir -p "$work/idp"
 target/debug/ferry-dev-idp jwks --data-dir "$work/idp" >"$work/idp/jwks.json"
-sed -e "s#/idp/jwks.json#$work/idp/jwks.json#" -e "s#/var/lib/ferry#$work/data-compose#" \
+sed -e "s#/idp-jwks/jwks.json#$work/idp/jwks.json#" -e "s#/var/lib/ferry#$work/data-compose#" \
     deploy/compose/ferry.yaml >"$work/compose-ferry.yaml"
 FERRY_KEK=$kek FERRY_POSTGRES_URL=unused "$ferry" check --config "$work/compose-ferry.yaml" >/dev/null
 echo "    valid; its Ferry configuration passes ferry check"

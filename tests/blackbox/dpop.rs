@@ -84,7 +84,7 @@ impl Env {
     }
 }
 
-fn relying_service(issuer: &str) -> (Proc, String) {
+pub(crate) fn relying_service(issuer: &str) -> (Proc, String) {
     let mut proc = Proc::spawn(
         Command::new(bin("ferry-example-relying-service"))
             .env("FERRY_ISSUER", issuer)

@@ -20,10 +20,10 @@ pub(crate) const API: &str = "https://api.example.com";
 const SHORT: &str = "https://short.example.com";
 
 pub(crate) struct Env {
-    tmp: TempDir,
+    pub(crate) tmp: TempDir,
     pub(crate) ferry: Ferry,
     issuer_url: String,
-    port: u16,
+    pub(crate) port: u16,
     idp: Issuer,
     pub(crate) http: reqwest::Client,
 }
@@ -85,7 +85,7 @@ fn start_with(extra: &str) -> Env {
     }
 }
 
-fn boot(tmp: &TempDir, port: u16) -> Ferry {
+pub(crate) fn boot(tmp: &TempDir, port: u16) -> Ferry {
     let listen = format!("127.0.0.1:{port}");
     Ferry::start_with(
         &tmp.path().join("ferry.yaml"),
@@ -108,10 +108,34 @@ impl Env {
         extra: &[(&str, &str)],
         dpop: Option<String>,
     ) -> Value {
-        let subject = self.subject(sub);
+        self.issue_for(&self.subject(sub), audience, extra, dpop)
+            .await
+    }
+
+    /// A token for `ci` exchanged from a subject token living `secs` seconds.
+    pub(crate) async fn token_from_subject_living(&self, sub: &str, secs: i64) -> String {
+        let subject = self.idp.token(&self.idp.claims(
+            &self.issuer_url,
+            sub,
+            now(),
+            json!({"exp": now() + secs}),
+        ));
+        self.issue_for(&subject, API, &[], None).await["access_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn issue_for(
+        &self,
+        subject: &str,
+        audience: &str,
+        extra: &[(&str, &str)],
+        dpop: Option<String>,
+    ) -> Value {
         let mut form = vec![
             ("grant_type", TE),
-            ("subject_token", subject.as_str()),
+            ("subject_token", subject),
             ("subject_token_type", JWT),
             ("audience", audience),
         ];
@@ -129,7 +153,7 @@ impl Env {
         resp.json().await.unwrap()
     }
 
-    async fn token(&self, sub: &str) -> String {
+    pub(crate) async fn token(&self, sub: &str) -> String {
         self.issue(sub, API, &[], None).await["access_token"]
             .as_str()
             .unwrap()

@@ -208,6 +208,7 @@ pub mod desc {
     pub const NOT_YOUR_TOKEN: &str = "the token was not issued to this client";
     pub const NOT_INTROSPECTOR: &str = "this client may not introspect tokens";
     pub const TOKEN_REVOKED: &str = "the token has been revoked";
+    pub const NOT_ATTRIBUTABLE: &str = "not a live token Ferry issued: nothing to revoke (expired, foreign, malformed or unknown handle)";
     pub const ONE_TARGET: &str = "give exactly one of token, subject, provider or client_id";
     pub const CONDITION_DENIED: &str = "subject token rejected by the provider's condition";
     pub const MAPPING_FAILED: &str = "subject token could not be mapped";

@@ -29,11 +29,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve discovery and the JWKS; writes `issuer` and `jwks.json` into the data directory.
+    /// Serve discovery and the JWKS; writes `issuer` and `jwks.json` into the data
+    /// directory (and `jwks.json` into `--publish-dir`, if given).
     Serve {
         /// Where the signing key and the published files live.
         #[arg(long, default_value = "dev-idp-data")]
         data_dir: PathBuf,
+        /// Another directory that receives only the public `jwks.json`: share this one
+        /// with Ferry, never the data directory (it holds the private key).
+        #[arg(long)]
+        publish_dir: Option<PathBuf>,
         /// Listen address (loopback only).
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
@@ -87,7 +92,7 @@ fn now() -> i64 {
     ferry_testkit::now()
 }
 
-async fn serve(data_dir: &Path, listen: &str) -> anyhow::Result<()> {
+async fn serve(data_dir: &Path, publish_dir: Option<&Path>, listen: &str) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
@@ -98,6 +103,9 @@ async fn serve(data_dir: &Path, listen: &str) -> anyhow::Result<()> {
     let jwks = ferry_testkit::keys::jwks(&[&key]);
     std::fs::write(data_dir.join(ISSUER_FILE), &issuer)?;
     std::fs::write(data_dir.join(JWKS_FILE), serde_json::to_vec_pretty(&jwks)?)?;
+    if let Some(dir) = publish_dir {
+        std::fs::write(dir.join(JWKS_FILE), serde_json::to_vec_pretty(&jwks)?)?;
+    }
     eprintln!(
         "ferry-dev-idp: DEVELOPMENT ISSUER, NOT FOR PRODUCTION: it mints any token it is asked for"
     );
@@ -146,7 +154,11 @@ fn mint(
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Serve { data_dir, listen } => serve(&data_dir, &listen).await,
+        Command::Serve {
+            data_dir,
+            publish_dir,
+            listen,
+        } => serve(&data_dir, publish_dir.as_deref(), &listen).await,
         Command::Mint {
             data_dir,
             issuer,

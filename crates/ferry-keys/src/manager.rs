@@ -66,6 +66,8 @@ pub struct Snapshot {
     /// The latest `exp` a token signed by `active` may carry
     /// (`keyring::signing_deadline`), computed once per ring version.
     pub signing_deadline: Option<i64>,
+    /// The longest token lifetime ever configured (`StoredRing::max_issued_ttl`).
+    pub max_issued_ttl: i64,
 }
 
 /// The key manager.
@@ -157,6 +159,7 @@ impl KeyManager {
             jwks,
             etag,
             revoked: ring.revoked.clone(),
+            max_issued_ttl: ring.max_issued_ttl,
         }))
     }
 
@@ -222,6 +225,7 @@ impl KeyManager {
             written_by: self.cfg.writer.clone(),
             keys,
             revoked: ring.revoked.clone(),
+            max_issued_ttl: ring.max_issued_ttl,
         };
         self.store.compare_and_swap(ring.version, &next)
     }
@@ -232,7 +236,8 @@ impl KeyManager {
         for _ in 0..16 {
             let ring = self.store.load()?;
             let mut metas = meta_of(&ring);
-            let Some(step) = keyring::next_step(&metas, &self.cfg.policy, now) else {
+            let policy = self.cfg.policy.covering(ring.max_issued_ttl);
+            let Some(step) = keyring::next_step(&metas, &policy, now) else {
                 self.refresh(&ring)?;
                 return Ok(changed);
             };
@@ -303,16 +308,35 @@ impl KeyManager {
         Err(KeyError::Store("the key ring is busy".into()))
     }
 
+    /// Records that tokens may now be issued for up to `ttl` seconds (raising the
+    /// ring's [`StoredRing::max_issued_ttl`], never lowering it), before any is.
+    pub fn record_issued_ttl(&self, ttl: i64) -> Result<(), KeyError> {
+        for _ in 0..16 {
+            let ring = self.store.load()?;
+            if ring.max_issued_ttl >= ttl {
+                return self.refresh(&ring);
+            }
+            let mut next = ring.clone();
+            next.written_by = self.cfg.writer.clone();
+            next.max_issued_ttl = ttl;
+            if self.store.compare_and_swap(ring.version, &next)? {
+                return self.refresh(&self.store.load()?);
+            }
+        }
+        Err(KeyError::Store("the key ring is busy".into()))
+    }
+
     /// Emergency revocation of `kid` (see `keyring::revoke`).
     pub fn revoke(&self, kid: &str, now: i64, force: bool) -> Result<(), KeyError> {
         for _ in 0..16 {
             let ring = self.store.load()?;
             let mut metas = meta_of(&ring);
-            keyring::revoke(&mut metas, kid, &self.cfg.policy, now, force)
+            let policy = self.cfg.policy.covering(ring.max_issued_ttl);
+            keyring::revoke(&mut metas, kid, &policy, now, force)
                 .map_err(|e| KeyError::Store(e.to_string()))?;
             // Listed until every token it signed has expired everywhere.
             let mut listed = ring.clone();
-            let keep = self.cfg.policy.keep_after();
+            let keep = policy.keep_after();
             listed
                 .revoked
                 .retain(|r| r.at + keep >= now && r.kid != kid);
@@ -432,5 +456,6 @@ fn placeholder() -> Snapshot {
         etag: "\"empty\"".into(),
         revoked: Vec::new(),
         signing_deadline: None,
+        max_issued_ttl: 0,
     }
 }

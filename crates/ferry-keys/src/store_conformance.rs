@@ -120,7 +120,34 @@ pub fn check_store(open: impl Fn() -> Arc<dyn KeyStore> + Send + Sync + Clone + 
     // Restore sealed keys for the race below.
     assert!(store.compare_and_swap(read.version, &ring).unwrap());
 
-    race(open, &kek);
+    race(open.clone(), &kek);
+    longest_lifetime(&open(), &kek);
+}
+
+/// The longest token lifetime round-trips, is never lowered by a write, and the
+/// manager records it.
+fn longest_lifetime(store: &Arc<dyn KeyStore>, kek: &str) {
+    let mut ring = store.load().unwrap();
+    ring.max_issued_ttl = 7_200;
+    assert!(store.compare_and_swap(ring.version, &ring).unwrap());
+    let read = store.load().unwrap();
+    assert_eq!(read.max_issued_ttl, 7_200);
+    let mut lower = read.clone();
+    lower.max_issued_ttl = 0;
+    assert!(store.compare_and_swap(read.version, &lower).unwrap());
+    assert_eq!(store.load().unwrap().max_issued_ttl, 7_200, "never lowered");
+    let clock = store
+        .load()
+        .unwrap()
+        .keys
+        .iter()
+        .map(|k| k.meta.published_at)
+        .max();
+    let mgr = KeyManager::open(store.clone(), software(kek, "ttl"), clock.unwrap_or(0)).unwrap();
+    mgr.record_issued_ttl(9_000).unwrap();
+    mgr.record_issued_ttl(600).unwrap();
+    assert_eq!(store.load().unwrap().max_issued_ttl, 9_000);
+    assert_eq!(mgr.snapshot().max_issued_ttl, 9_000);
 }
 
 /// Two managers on separate handles race through accelerated rotations.

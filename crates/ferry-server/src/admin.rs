@@ -218,7 +218,9 @@ async fn admin_revoke(State(state): State<AppState>, body: axum::body::Bytes) ->
                         .await
                         .map(|()| json!({"revoked": 1}))
                 }
-                Ok(None) => Ok(json!({"revoked": 0})),
+                // An administrator must learn that nothing was revoked, not read a
+                // success: a typo or a token of another issuer revokes nothing.
+                Ok(None) => return bad(ferry_core::error::desc::NOT_ATTRIBUTABLE),
                 Err(e) => Err(e),
             }
         }

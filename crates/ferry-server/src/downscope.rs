@@ -126,7 +126,7 @@ pub async fn downscope(
     rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
     rules.rejected_types.clear();
     rules.required_type = Some("at+jwt".to_owned());
-    rules.max_lifetime = i64::try_from(config.lifetimes.max_ttl).unwrap_or(i64::MAX) + 60;
+    rules.max_lifetime = crate::tokens::longest_lifetime(state).saturating_add(60);
     let keys = state.own_keys.get(state);
     let parent = match ferry_verify::verify(&subject_token, &rules, &keys, now) {
         Ok(v) => v,

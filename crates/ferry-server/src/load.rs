@@ -317,7 +317,18 @@ pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
         backend,
         writer: writer_name(),
     };
-    KeyManager::open(store, cfg, now).map_err(|e| e.to_string())
+    let keys = KeyManager::open(store, cfg, now).map_err(|e| e.to_string())?;
+    record_max_ttl(&keys, config)?;
+    Ok(keys)
+}
+
+/// Records `tokens.max_ttl` beside the key ring before any token is issued under it
+/// (see `StoredRing::max_issued_ttl`): lowering the limit later never makes a token
+/// issued under the longer one unrevocable.
+pub fn record_max_ttl(keys: &KeyManager, config: &Config) -> Result<(), String> {
+    let ttl = i64::try_from(config.lifetimes.max_ttl).unwrap_or(i64::MAX);
+    keys.record_issued_ttl(ttl)
+        .map_err(|e| format!("recording tokens.max_ttl beside the key ring: {e}"))
 }
 
 /// RFC 8414 §2 metadata. Ferry is not an OpenID Provider: the OpenID path serves the

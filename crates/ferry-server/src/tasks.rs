@@ -101,6 +101,8 @@ pub fn reload(state: &AppState, path: &std::path::Path, stats: &ReloadStats) -> 
         }
         let accounts = crate::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
             .map_err(|e| e.to_string())?;
+        // A longer `tokens.max_ttl` is recorded before any token is issued under it.
+        crate::load::record_max_ttl(&state.keys, &config)?;
         state.swap(loaded(config, providers, accounts));
         Ok::<(), String>(())
     })();

@@ -104,7 +104,7 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
     rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
     rules.rejected_types.clear();
     rules.required_type = Some("at+jwt".to_owned());
-    rules.max_lifetime = i64::try_from(config.lifetimes.max_ttl).unwrap_or(i64::MAX) + 60;
+    rules.max_lifetime = longest_lifetime(state).saturating_add(60);
     // Ferry's own clock decided `exp`: no leeway for skew.
     rules.leeway = 0;
     let keys = state.own_keys.get(state);
@@ -116,6 +116,15 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
         })),
         Err(_) => Ok(None),
     }
+}
+
+/// The longest lifetime a live Ferry token may have: the configured `tokens.max_ttl`,
+/// or a longer one some replica was configured with before (recorded beside the key
+/// ring), so a token issued before the limit was lowered is still recognised, revoked
+/// and covered by revocation rules until it expires.
+pub fn longest_lifetime(state: &AppState) -> i64 {
+    let configured = i64::try_from(state.loaded().config.lifetimes.max_ttl).unwrap_or(i64::MAX);
+    configured.max(state.keys.snapshot().max_issued_ttl)
 }
 
 /// Whether a verified token has been revoked.
@@ -142,12 +151,13 @@ pub async fn revoke_all(
     value: &str,
     now: i64,
 ) -> Result<Rule, String> {
-    let max_ttl = i64::try_from(state.loaded().config.lifetimes.max_ttl).unwrap_or(i64::MAX);
     let rule = Rule {
         kind,
         value: value.to_owned(),
         before: now,
-        until: now.saturating_add(max_ttl).saturating_add(60),
+        until: now
+            .saturating_add(longest_lifetime(state))
+            .saturating_add(60),
     };
     state.revocations.add_rule(&rule, now).await?;
     Ok(rule)

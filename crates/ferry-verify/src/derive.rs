@@ -9,7 +9,8 @@
 //!  "depth": 1, "access_boundary": {"accessBoundaryRules": […]}, "cnf": {"jkt": "…"}}
 //! ```
 //!
-//! `aud` ⊆ the parent's, `scope` ⊆ the parent's, `exp` ≤ the parent's, `depth` = the
+//! `aud` ⊆ the parent's, `scope` ⊆ the parent's (a space-delimited string; absent means
+//! no scopes, never the parent's), `exp` ≤ the parent's, `depth` = the
 //! parent's + 1 (a Ferry token is depth 0) and at most [`MAX_DEPTH`]; `access_boundary`
 //! is added to the parent's boundaries; `cnf.jkt` (optional) binds the derived token to
 //! another key (the task's): it is then used with DPoP proofs by that key, and only that
@@ -174,26 +175,32 @@ struct View {
     jkt: Option<String>,
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+/// `aud`: a string or an array of strings (RFC 7519 §4.1.3); anything else is malformed.
+fn audiences(v: Option<&Value>) -> Result<Vec<String>, DeriveError> {
     match v {
-        Some(Value::String(s)) => vec![s.clone()],
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![s.clone()]),
         Some(Value::Array(a)) => a
             .iter()
-            .filter_map(|x| x.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
+            .map(|x| x.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(DeriveError::Malformed("aud")),
+        Some(_) => Err(DeriveError::Malformed("aud")),
     }
 }
 
-fn scopes(v: Option<&Value>) -> Vec<String> {
-    v.and_then(Value::as_str)
-        .map(|s| {
-            s.split(' ')
-                .filter(|x| !x.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+/// `scope` (RFC 8693 §4.2): absent means no scopes — a layer never inherits its
+/// parent's — and a present one is a space-delimited string; anything else is malformed.
+fn scopes(v: Option<&Value>) -> Result<Vec<String>, DeriveError> {
+    match v {
+        None => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(s
+            .split(' ')
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()),
+        Some(_) => Err(DeriveError::Malformed("scope")),
+    }
 }
 
 /// Whether `token` is a derived token (by its header; nothing is verified).
@@ -203,8 +210,8 @@ pub fn is_derived(token: &str) -> bool {
 
 fn view(claims: &Map<String, Value>, depth: u64) -> Result<View, DeriveError> {
     Ok(View {
-        aud: strings(claims.get("aud")),
-        scopes: scopes(claims.get("scope")),
+        aud: audiences(claims.get("aud"))?,
+        scopes: scopes(claims.get("scope"))?,
         exp: claims
             .get("exp")
             .and_then(Value::as_i64)
@@ -294,8 +301,9 @@ fn check_boundary(b: &Value) -> Result<(), DeriveError> {
 /// Verifies a derived token offline: Ferry's signature on the root (with `rules` and
 /// `keys`, as for Ferry's own tokens), each layer's signature by the key its parent is
 /// bound to, every narrowing rule and the depth. Returns the effective claims: the
-/// root's, with the outermost layer's `aud`, `scope`, `iat`, `exp` and `cnf` (none if
-/// the outermost is unbound), every layer's boundary appended to `access_boundaries`,
+/// root's, with `aud`, `scope`, `exp` and `cnf` of the narrowed chain (each layer's
+/// checked against its parent's; an absent `scope` is no scope, `cnf` none if the
+/// outermost layer is unbound) and the outermost layer's `iat`, every layer's boundary appended to `access_boundaries`,
 /// `derivation_depth`, and `root_iat` and `root_kid` (the root's `iat` and signing key).
 pub async fn verify_derived(
     token: &str,
@@ -399,13 +407,21 @@ pub async fn verify_derived(
     if !parent.aud.iter().any(|a| rules.audiences.contains(a)) {
         return Err(DeriveError::Audience);
     }
-    for k in ["aud", "scope", "iat", "exp"] {
-        if let Some(v) = outer.remove(k) {
-            claims.insert(k.into(), v);
-        }
+    // The effective claims are the narrowed chain's (`parent` is now the outermost
+    // layer's view, each member checked against the one before), never whatever members
+    // the outermost layer happens to carry.
+    claims.insert("aud".into(), json!(parent.aud));
+    if parent.scopes.is_empty() {
+        claims.remove("scope");
+    } else {
+        claims.insert("scope".into(), json!(parent.scopes.join(" ")));
     }
-    match outer.remove("cnf") {
-        Some(c) => claims.insert("cnf".into(), c),
+    claims.insert("exp".into(), json!(parent.exp));
+    if let Some(iat) = outer.get("iat") {
+        claims.insert("iat".into(), iat.clone());
+    }
+    match &parent.jkt {
+        Some(jkt) => claims.insert("cnf".into(), json!({"jkt": jkt})),
         None => claims.remove("cnf"),
     };
     if !boundaries.is_empty() {

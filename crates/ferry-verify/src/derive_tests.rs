@@ -310,3 +310,74 @@ async fn expired_or_foreign_audience_derived_tokens_are_refused() {
         Err(RelyingError::Derived(DeriveError::Audience))
     ));
 }
+
+/// The effective claims come from the narrowed chain: at depth 2 and 3, a layer that
+/// omits `scope` has none (never the root's), a non-string `scope` or `aud` is
+/// malformed, and `aud`, `scope` and `exp` are the outermost layer's as checked.
+#[tokio::test]
+async fn effective_claims_are_the_narrowed_chains_at_every_depth() {
+    let f = fx();
+    let keys: Vec<HolderKey> = (0..3).map(|_| HolderKey::generate().unwrap()).collect();
+    let root = f.root(json!({"scope": "read write admin"}));
+    let t = now();
+    for depth in [2u64, 3] {
+        // An honest chain down to depth - 1: bound to the next key, `read write` for API.
+        let mut parent = root.clone();
+        let mut signer = &f.holder;
+        for k in keys.iter().take(depth as usize - 1) {
+            let n = Narrowing {
+                audiences: vec![API.into()],
+                scopes: Some(vec!["read".into(), "write".into()]),
+                lifetime: Some(120),
+                bind_to: Some(k.thumbprint().to_owned()),
+                ..Narrowing::default()
+            };
+            parent = derive(&parent, signer, &n, t).unwrap();
+            signer = k;
+        }
+        let layer = |edit: Value| {
+            let mut p = json!({"parent": parent, "aud": [API], "scope": "read", "iat": t,
+                "exp": t + 60, "depth": depth});
+            for (k, v) in edit.as_object().unwrap() {
+                if v.is_null() {
+                    p.as_object_mut().unwrap().remove(k);
+                } else {
+                    p[k] = v.clone();
+                }
+            }
+            f.forge(signer, p)
+        };
+        // Omitted scope: verified, with no scope at all.
+        let v = f.bearer(&layer(json!({"scope": null}))).await.unwrap();
+        assert!(v.scopes.is_empty(), "depth {depth}: {:?}", v.scopes);
+        assert!(!v.claims.contains_key("scope"));
+        // Twin: an equal scope is the parent's.
+        let v = f
+            .bearer(&layer(json!({"scope": "read write"})))
+            .await
+            .unwrap();
+        assert_eq!(v.scopes, vec!["read", "write"]);
+        assert_eq!(v.claims["aud"], json!([API]));
+        assert_eq!(v.claims["exp"], json!(t + 60));
+        assert_eq!(v.claims["derivation_depth"], json!(depth));
+        // aud as a bare string is the same audience.
+        let v = f.bearer(&layer(json!({"aud": API}))).await.unwrap();
+        assert_eq!(v.claims["aud"], json!([API]));
+        for (edit, want) in [
+            (json!({"scope": ["read"]}), DeriveError::Malformed("scope")),
+            (json!({"scope": 7}), DeriveError::Malformed("scope")),
+            (json!({"scope": "read admin"}), DeriveError::Widens("scope")),
+            (json!({"aud": [API, 1]}), DeriveError::Malformed("aud")),
+            (json!({"aud": null}), DeriveError::Widens("aud")),
+            (json!({"aud": [API, OTHER]}), DeriveError::Widens("aud")),
+            (json!({"exp": null}), DeriveError::Malformed("exp")),
+            (json!({"exp": t + 121}), DeriveError::Widens("exp")),
+        ] {
+            let err = f.bearer(&layer(edit.clone())).await.unwrap_err();
+            assert!(
+                matches!(&err, RelyingError::Derived(e) if *e == want),
+                "depth {depth}, {edit}: {err}"
+            );
+        }
+    }
+}

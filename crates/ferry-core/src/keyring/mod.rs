@@ -71,6 +71,15 @@ impl RingPolicy {
     pub fn keep_after(&self) -> i64 {
         self.max_token_ttl + self.jwks_max_age + self.leeway
     }
+
+    /// This policy, keeping keys for tokens of up to `issued` seconds as well: tokens
+    /// issued before `tokens.max_ttl` was lowered stay verifiable until they expire.
+    pub fn covering(&self, issued: i64) -> Self {
+        Self {
+            max_token_ttl: self.max_token_ttl.max(issued),
+            ..*self
+        }
+    }
 }
 
 /// The latest `exp` a token signed now by the active key in `keys` may carry: the

@@ -57,11 +57,14 @@ impl KeyStore for LocalStore {
         // Blocks until no other writer (thread or process) holds the lock; released
         // when `lock` is dropped.
         lock.lock()?;
-        if self.read()?.version != expected {
+        let current = self.read()?;
+        if current.version != expected {
             return Ok(false);
         }
         let mut next = ring.clone();
         next.version = expected + 1;
+        // Only ever raised, whoever writes (as PostgreSQL's GREATEST does).
+        next.max_issued_ttl = next.max_issued_ttl.max(current.max_issued_ttl);
         let tmp = self.dir.join(format!(".{RING}.{}.tmp", std::process::id()));
         {
             let mut f = open_private(&tmp, true)?;

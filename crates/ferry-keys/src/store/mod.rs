@@ -61,6 +61,11 @@ pub struct StoredRing {
     /// token they signed has expired.
     #[serde(default)]
     pub revoked: Vec<RevokedKey>,
+    /// The longest token lifetime (seconds) any replica has been configured to issue:
+    /// a token issued before `tokens.max_ttl` was lowered is still verified, revoked and
+    /// covered by revocation rules for that long. Only ever raised.
+    #[serde(default)]
+    pub max_issued_ttl: i64,
 }
 
 /// A key revoked in an emergency.

@@ -30,7 +30,7 @@ use super::{KeyStore, StoredKey, StoredRing};
 use crate::signer::KeyError;
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// A migration: its version, the oldest schema version a binary must know to use the
 /// database once it is applied, what it does, and its SQL.
@@ -74,6 +74,13 @@ pub const MIGRATIONS: &[Migration] = &[
         min_reader: 1,
         description: "keys revoked in an emergency",
         sql: "ALTER TABLE ferry_key_ring ADD COLUMN revoked jsonb NOT NULL DEFAULT '[]'",
+    },
+    // Expanding, like 2: binaries knowing schema 1 or 2 neither read nor overwrite it.
+    Migration {
+        version: 3,
+        min_reader: 1,
+        description: "the longest token lifetime ever configured",
+        sql: "ALTER TABLE ferry_key_ring ADD COLUMN max_issued_ttl bigint NOT NULL DEFAULT 0",
     },
 ];
 
@@ -357,11 +364,11 @@ impl PgStore {
 
 impl KeyStore for PgStore {
     fn load(&self) -> Result<StoredRing, KeyError> {
-        let (version, written_by, keys, revoked) = self.call(|c| {
+        let (version, written_by, keys, revoked, max_issued_ttl) = self.call(|c| {
             c.run(async |client| {
                 let r = client
                     .query_one(
-                        "SELECT version, written_by, keys, revoked FROM ferry_key_ring WHERE id = 1",
+                        "SELECT version, written_by, keys, revoked, max_issued_ttl FROM ferry_key_ring WHERE id = 1",
                         &[],
                     )
                     .await?;
@@ -370,6 +377,7 @@ impl KeyStore for PgStore {
                     r.get::<_, String>(1),
                     r.get::<_, serde_json::Value>(2),
                     r.get::<_, serde_json::Value>(3),
+                    r.get::<_, i64>(4),
                 ))
             })
         })?;
@@ -382,6 +390,7 @@ impl KeyStore for PgStore {
             written_by,
             keys,
             revoked,
+            max_issued_ttl,
         })
     }
 
@@ -392,15 +401,16 @@ impl KeyStore for PgStore {
         let revoked = serde_json::to_value(&ring.revoked)?;
         let metas = serde_json::to_value(ring.keys.iter().map(|k| &k.meta).collect::<Vec<_>>())?;
         let writer = ring.written_by.clone();
+        let max_issued_ttl = ring.max_issued_ttl;
         self.call(move |c| {
             c.run(async move |client| {
                 let tx = client.transaction().await?;
                 let next = expected + 1;
                 let n = tx
                     .execute(
-                        "UPDATE ferry_key_ring SET version = $2, written_by = $3, written_at = now(), keys = $4, revoked = $5
-                         WHERE id = 1 AND version = $1",
-                        &[&expected, &next, &writer, &keys, &revoked],
+                        "UPDATE ferry_key_ring SET version = $2, written_by = $3, written_at = now(), keys = $4, revoked = $5,
+                         max_issued_ttl = GREATEST(max_issued_ttl, $6) WHERE id = 1 AND version = $1",
+                        &[&expected, &next, &writer, &keys, &revoked, &max_issued_ttl],
                     )
                     .await?;
                 if n != 1 {
