@@ -14,6 +14,7 @@ mod dpop;
 mod exchange;
 mod issuers;
 mod keys;
+mod limits;
 mod ops;
 mod otlp;
 mod phantom;
