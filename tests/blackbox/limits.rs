@@ -120,12 +120,17 @@ impl Env {
     fn assertion(&self, sa: usize, exp_in: i64) -> String {
         let s = &self.sa[sa];
         let t = now();
-        s.token(&json!({"iss": s.iss, "sub": s.iss, "aud": self.issuer_url, "iat": t,
-            "exp": t + exp_in, "jti": fresh_jti()}))
+        s.token(
+            &json!({"iss": s.iss, "sub": s.iss, "aud": self.issuer_url, "iat": t,
+            "exp": t + exp_in, "jti": fresh_jti()}),
+        )
     }
 
     async fn post(&self, form: &[(&str, &str)], dpop: Option<&str>) -> (u16, Value) {
-        let mut r = self.http.post(format!("{}/token", self.ferry.url)).form(form);
+        let mut r = self
+            .http
+            .post(format!("{}/token", self.ferry.url))
+            .form(form);
         if let Some(p) = dpop {
             r = r.header("DPoP", p);
         }
@@ -168,16 +173,26 @@ impl Env {
         self.post(&form, None).await
     }
 
-    fn audit_lines(&self) -> Vec<Value> {
-        self.ferry
-            .proc()
-            .stdout
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v["type"] == "ferry.audit")
-            .collect()
+    /// The audit events so far, once at least `want` of them were read from the
+    /// process's output (which is collected in the background).
+    async fn audit_lines(&self, want: usize) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let events: Vec<Value> = self
+                .ferry
+                .proc()
+                .stdout
+                .lock()
+                .unwrap()
+                .iter()
+                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                .filter(|v| v["type"] == "ferry.audit")
+                .collect();
+            if events.len() >= want || std::time::Instant::now() > deadline {
+                return events;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     async fn metric(&self, name: &str) -> u64 {
@@ -217,9 +232,9 @@ async fn a_public_client_id_is_at_most_128_printable_characters() {
         }
     }
     // The long one never reached the audit log.
-    let audit = serde_json::to_string(&env.audit_lines()).unwrap();
+    let audit = serde_json::to_string(&env.audit_lines(6).await).unwrap();
     assert!(!audit.contains(&long));
-    assert!(audit.contains(&ok), "the twin is audited");
+    assert!(audit.contains(&ok), "the twin is audited: {audit}");
 }
 
 #[tokio::test]
@@ -230,13 +245,19 @@ async fn unregistered_client_ids_get_no_bucket_of_their_own() {
     // A registered public client has its bucket: the third request in a row is refused…
     let mut codes = Vec::new();
     for _ in 0..4 {
-        codes.push(env.exchange(&subject, &[("client_id", "registered")]).await.0);
+        codes.push(
+            env.exchange(&subject, &[("client_id", "registered")])
+                .await
+                .0,
+        );
     }
     assert_eq!(codes.last(), Some(&429), "{codes:?}");
     // …while an unregistered label is only a label: no bucket is made for it (the
     // source and global buckets still apply), so any number of them cannot grow the map.
     for _ in 0..4 {
-        let (s, body) = env.exchange(&subject, &[("client_id", "just-a-label")]).await;
+        let (s, body) = env
+            .exchange(&subject, &[("client_id", "just-a-label")])
+            .await;
         assert_eq!(s, 200, "{body}");
     }
 }
@@ -262,17 +283,21 @@ async fn audit_events_never_carry_unbounded_request_values() {
     // An assertion whose issuer is nobody's.
     let stranger = Issuer::new(huge_iss.clone(), TestKey::ec("x"));
     let t = now();
-    let a = stranger.token(&json!({"iss": huge_iss, "sub": huge_iss, "aud": env.issuer_url,
-        "iat": t, "exp": t + 60, "jti": fresh_jti()}));
+    let a = stranger.token(
+        &json!({"iss": huge_iss, "sub": huge_iss, "aud": env.issuer_url,
+        "iat": t, "exp": t + 60, "jti": fresh_jti()}),
+    );
     assert_eq!(env.bearer(&a).await.0, 400);
     // Twin: a configured audience is audited as it is.
     assert_eq!(env.exchange(&subject, &[]).await.0, 200);
-    let audit = serde_json::to_string(&env.audit_lines()).unwrap();
+    let events = env.audit_lines(3).await;
+    assert_eq!(events.len(), 3);
+    let audit = serde_json::to_string(&events).unwrap();
     assert!(!audit.contains(&"a".repeat(4000)), "requested audience");
     assert!(!audit.contains(&"i".repeat(4000)), "unverified issuer");
     assert!(audit.contains(API));
     assert!(
-        env.audit_lines().iter().all(|e| e.to_string().len() < 2048),
+        events.iter().all(|e| e.to_string().len() < 2048),
         "every event stays small"
     );
 }
@@ -287,7 +312,11 @@ async fn a_foreign_tenant_drains_its_own_bucket_not_the_providers() {
         codes.push(env.exchange(&env.subject(&env.idp, "foreign"), &[]).await.0);
     }
     assert_eq!(&codes[..2], &[400, 400], "{codes:?}");
-    assert_eq!(codes.last(), Some(&429), "its own bucket refuses it: {codes:?}");
+    assert_eq!(
+        codes.last(),
+        Some(&429),
+        "its own bucket refuses it: {codes:?}"
+    );
     // Another foreign tenant is refused by the condition, not by a bucket…
     let (s, body) = env.exchange(&env.subject(&env.idp, "stranger"), &[]).await;
     assert_eq!(s, 400, "{body}");
@@ -321,14 +350,17 @@ async fn one_service_account_cannot_fill_anothers_replay_share() {
         23
     );
     let reasons: Vec<String> = env
-        .audit_lines()
+        .audit_lines(27)
+        .await
         .iter()
         .filter(|e| e["decision"] == "deny")
         .filter_map(|e| e["reason"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(reasons.len(), 23);
     assert!(
-        reasons.iter().all(|r| r.contains("full") && !r.contains("replayed")),
+        reasons
+            .iter()
+            .all(|r| r.contains("full") && !r.contains("replayed")),
         "{reasons:?}"
     );
 }
@@ -377,7 +409,10 @@ async fn a_dpop_proof_is_consumed_only_after_the_subject_token_verified() {
     assert_eq!(s, 200, "{body}");
     // and once used, it is spent.
     let (s, body) = exchange(env.subject(&env.idp, "mine")).await;
-    assert_eq!((s, body["error"].as_str()), (400, Some("invalid_dpop_proof")));
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("invalid_dpop_proof"))
+    );
 }
 
 #[tokio::test]
@@ -407,7 +442,8 @@ async fn a_full_dpop_cache_is_audited_as_full() {
     }
     assert_eq!(codes, [200, 200, 200, 503]);
     let denied: Vec<Value> = env
-        .audit_lines()
+        .audit_lines(4)
+        .await
         .into_iter()
         .filter(|e| e["decision"] == "deny")
         .collect();

@@ -106,7 +106,11 @@ pub fn clip(text: &str) -> String {
 /// The requested targets as an event carries them: at most [`MAX_TARGETS`], each
 /// [`bounded`].
 pub fn targets(targets: &[String]) -> Vec<String> {
-    targets.iter().take(MAX_TARGETS).map(|t| bounded(t)).collect()
+    targets
+        .iter()
+        .take(MAX_TARGETS)
+        .map(|t| bounded(t))
+        .collect()
 }
 
 /// Where audit events are written.
@@ -171,7 +175,10 @@ mod tests {
     fn request_values_are_bounded() {
         assert_eq!(bounded("https://svc"), "https://svc");
         let long = "a".repeat(MAX_VALUE + 1);
-        assert_eq!(bounded(&long), format!("sha256:{}", crate::fingerprint(long.as_bytes())));
+        assert_eq!(
+            bounded(&long),
+            format!("sha256:{}", crate::fingerprint(long.as_bytes()))
+        );
         let many: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
         assert_eq!(targets(&many).len(), MAX_TARGETS);
         assert_eq!(clip("short"), "short");

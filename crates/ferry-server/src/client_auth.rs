@@ -43,7 +43,9 @@ pub const MAX_PUBLIC_CLIENT_ID: usize = 128;
 /// Whether `id` may be a public client's label: 1 to 128 characters of RFC 6749
 /// Appendix A.1's VSCHAR (printable ASCII, `%x20-7E`).
 fn label_ok(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_PUBLIC_CLIENT_ID && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+    !id.is_empty()
+        && id.len() <= MAX_PUBLIC_CLIENT_ID
+        && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 fn fail(detail: impl Into<String>) -> OAuthError {

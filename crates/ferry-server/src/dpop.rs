@@ -97,17 +97,15 @@ pub async fn consume<'a>(
     let now = state.clock.now();
     let window = i64::try_from(loaded.config.dpop.iat_window).unwrap_or(60);
     let skew = i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0);
-    let until = p
-        .iat
-        .max(now)
-        .saturating_add(window)
-        .saturating_add(skew);
+    let until = p.iat.max(now).saturating_add(window).saturating_add(skew);
     state
         .dpop_replay
         .consume(&format!("dpop:{}", p.jkt), &p.jti, until, now)
         .await
         .map_err(|e| match e {
-            ReplayError::Unavailable => crate::accounts::AssertionError::Unavailable.to_oauth(invalid),
+            ReplayError::Unavailable => {
+                crate::accounts::AssertionError::Unavailable.to_oauth(invalid)
+            }
             // A full cache is not a replay: audited (and counted) as what it is.
             ReplayError::Full | ReplayError::ShareFull => OAuthError::new(
                 ErrorCode::TemporarilyUnavailable,

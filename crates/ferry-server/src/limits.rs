@@ -144,10 +144,7 @@ impl TenantBuckets {
         tenant: &str,
     ) -> Result<(), governor::NotUntil<governor::clock::QuantaInstant>> {
         // The key is bounded whatever the tenant value's length.
-        let key = format!(
-            "{provider}\0{}",
-            crate::fingerprint(tenant.as_bytes())
-        );
+        let key = format!("{provider}\0{}", crate::fingerprint(tenant.as_bytes()));
         let mut lru = self
             .inner
             .lock()
@@ -177,7 +174,8 @@ impl TenantBuckets {
         lru.order.push_back((key, stamp));
         if lru.order.len() > 2 * self.capacity {
             let map = &lru.map;
-            lru.order.retain(|(k, s)| map.get(k).is_some_and(|(_, st)| st == s));
+            lru.order
+                .retain(|(k, s)| map.get(k).is_some_and(|(_, st)| st == s));
         }
         result
     }

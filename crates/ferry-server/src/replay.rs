@@ -275,15 +275,15 @@ impl ReplayCache for RedisReplay {
                 crate::fingerprint(format!("{principal}\0{jti}").as_bytes())
             );
             let result = match self.share {
-                None => self
-                    .set_nx(&key, ttl_ms)
-                    .await
-                    .map(|fresh| if fresh { Ok(()) } else { Err(ReplayError::Replayed) }),
+                None => self.set_nx(&key, ttl_ms).await.map(|fresh| {
+                    if fresh {
+                        Ok(())
+                    } else {
+                        Err(ReplayError::Replayed)
+                    }
+                }),
                 Some(share) => {
-                    let index = format!(
-                        "ferry:jtis:{}",
-                        crate::fingerprint(principal.as_bytes())
-                    );
+                    let index = format!("ferry:jtis:{}", crate::fingerprint(principal.as_bytes()));
                     self.consume_shared(&key, &index, ttl_ms, share).await
                 }
             };

@@ -141,7 +141,6 @@ pub struct Revocations(Store);
 const JTIS: &[u8] = b"ferry:revoked:jtis";
 const RULES: &[u8] = b"ferry:revoked:rules";
 
-
 impl Revocations {
     /// Revocations kept in `data_dir/revocations.json`, loaded now.
     pub fn local(data_dir: &Path) -> Result<Self, String> {
@@ -349,7 +348,6 @@ impl Revocations {
             }
         }
     }
-
 }
 
 #[cfg(test)]

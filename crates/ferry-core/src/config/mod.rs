@@ -24,8 +24,8 @@ use raw::RawConfig;
 pub use clients::{Client, ClientAuth, ServiceAccount};
 pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
 pub use provider::{GITHUB_ISSUER, github_issuer_shape_ok};
-pub use tenant::TenantClaim;
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
+pub use tenant::TenantClaim;
 
 /// Signature algorithms a provider may allow. HMAC and `none` are never among them
 /// (RFC 8725 §3.1–3.2): a remote issuer's keys are public.

@@ -131,7 +131,10 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
             "limits.max_replay_entries_per_principal",
             out.max_replay_entries_per_principal.map_or(1, |n| n as u64),
         ),
-        ("limits.max_reference_tokens", out.max_reference_tokens as u64),
+        (
+            "limits.max_reference_tokens",
+            out.max_reference_tokens as u64,
+        ),
     ] {
         if v == 0 {
             errs.push(name, "must be greater than zero");

@@ -85,9 +85,15 @@ mod tests {
                 .map(Cow::into_owned)
         };
         assert_eq!(value(ProviderKind::Github, None).as_deref(), Some("123"));
-        assert_eq!(value(ProviderKind::Kubernetes, None).as_deref(), Some("prod"));
+        assert_eq!(
+            value(ProviderKind::Kubernetes, None).as_deref(),
+            Some("prod")
+        );
         assert_eq!(value(ProviderKind::Oidc, None).as_deref(), Some("s"));
-        assert_eq!(value(ProviderKind::Oidc, Some("/a~1b")).as_deref(), Some("slash"));
+        assert_eq!(
+            value(ProviderKind::Oidc, Some("/a~1b")).as_deref(),
+            Some("slash")
+        );
         assert_eq!(value(ProviderKind::Oidc, Some("list")), None);
         assert_eq!(value(ProviderKind::Oidc, Some("missing")), None);
         for bad in ["", "/", "/a//b"] {

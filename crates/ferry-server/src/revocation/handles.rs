@@ -134,7 +134,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let r = Revocations::local(dir.path()).unwrap();
         for i in 0..3 {
-            r.put_handle(&format!("h{i}"), "jwt", 100, 10, 3).await.unwrap();
+            r.put_handle(&format!("h{i}"), "jwt", 100, 10, 3)
+                .await
+                .unwrap();
         }
         assert_eq!(
             r.put_handle("h3", "jwt", 100, 10, 3).await,
