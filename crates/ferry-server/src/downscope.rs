@@ -145,7 +145,10 @@ pub async fn downscope(
         Err(e) => return Err(invalid_subject(e.to_string())),
     };
     let c = &parent.claims;
-    audit.original_subject = c.get("sub").and_then(Value::as_str).map(str::to_owned);
+    audit.original_subject = c
+        .get("sub")
+        .and_then(Value::as_str)
+        .map(crate::audit::bounded);
     // A revoked parent cannot be narrowed.
     match crate::tokens::is_revoked(state, c, now).await {
         Ok(false) => {}

@@ -168,7 +168,7 @@ pub async fn exchange(
         .claims
         .get("sub")
         .and_then(Value::as_str)
-        .map(str::to_owned);
+        .map(crate::audit::bounded);
 
     // 4. Condition and mapping; the bucket of whoever is to pay.
     let principal = {
