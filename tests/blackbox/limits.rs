@@ -527,3 +527,41 @@ async fn downscoping_counts_against_the_providers_bucket() {
     let (s, body) = env.exchange(&env.subject(&env.idp2, "any"), &[]).await;
     assert_eq!(s, 200, "{body}");
 }
+
+#[tokio::test]
+async fn a_reference_token_stores_at_most_16_kib() {
+    let env = start("rate_per_provider: 100000, rate_per_client: 100000", "");
+    let (s, body) = env.exchange(&env.subject(&env.idp, "mine"), &[]).await;
+    assert_eq!(s, 200, "{body}");
+    let parent = body["access_token"].as_str().unwrap().to_owned();
+    // Ten rules of about 2.5 KiB each: a token of more than 16 KiB.
+    let rule = |i: usize| {
+        json!({"availableResource": format!("//storage.googleapis.com/{i}/{}", "r".repeat(1_200)),
+            "availablePermissions": ["inRole:roles/storage.objectViewer"],
+            "availabilityCondition": {"expression": "true", "title": "t".repeat(256),
+                "description": "d".repeat(1_024)}})
+    };
+    let big =
+        json!({"accessBoundary": {"accessBoundaryRules": (0..10).map(rule).collect::<Vec<_>>()}})
+            .to_string();
+    let small = boundary("t", "d");
+    for (options, reference, want) in [(&big, true, 400), (&big, false, 200), (&small, true, 200)] {
+        let mut more = vec![("options", options.as_str())];
+        if reference {
+            more.push(("requested_token_type", REF));
+        }
+        let (s, body) = env.downscope(&parent, &more).await;
+        assert_eq!(
+            s,
+            want,
+            "{} bytes, reference {reference}: {body}",
+            options.len()
+        );
+        if want == 400 {
+            assert_eq!(
+                body["error_description"],
+                "the token is too large to be stored as a reference token"
+            );
+        }
+    }
+}
