@@ -15,6 +15,7 @@ mod dpop;
 mod exchange;
 mod issuers;
 mod keys;
+mod limits;
 mod ops;
 mod otlp;
 mod phantom;

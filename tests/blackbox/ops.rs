@@ -382,7 +382,9 @@ async fn an_unreachable_key_store_shows_in_readyz_but_signing_continues() {
 async fn the_client_rate_limit_applies_after_client_identification() {
     let (s, cfg) = setup(
         "client-rate",
-        "limits: { rate_per_source: 100000, rate_global: 100000, rate_per_client: 1 }",
+        // Registered public clients: only registered clients have buckets of their own
+        // (limits::unregistered_client_ids_get_no_bucket_of_their_own).
+        "limits: { rate_per_source: 100000, rate_global: 100000, rate_per_client: 1 }\nclients:\n  - { id: ci-a, auth: none }\n  - { id: ci-b, auth: none }",
     );
     let ferry = Ferry::start(&cfg).unwrap();
     let http = reqwest::Client::new();

@@ -154,3 +154,62 @@ async fn replicas_share_replay_state_through_redis_and_fail_closed_without_it() 
     assert_eq!(grant(&b, &y).await.0, 200);
     assert_eq!(grant(&a, &y).await.0, 400);
 }
+
+/// The shares of the shared cache: one account filling its share at one replica cannot
+/// lock another account out at the other (the same rule as in process).
+#[tokio::test]
+async fn replicas_keep_each_accounts_share_through_redis() {
+    let tmp = TempDir::new("replay-share");
+    let builder = Issuer::new("builder", TestKey::ec("b1"));
+    let other = Issuer::new("other", TestKey::ec("o1"));
+    let port = free_port();
+    let _server = redis(port);
+    let start = |name: &str| {
+        let d = tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        for (file, key) in [("builder.json", &builder.key), ("other.json", &other.key)] {
+            std::fs::write(d.join(file), jwks(&[key]).to_string()).unwrap();
+        }
+        let cfg = d.join("ferry.yaml");
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"
+issuer: {ISS}
+data_dir: data
+limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, max_replay_entries_per_principal: 2 }}
+replay: {{ redis: "redis://127.0.0.1:{port}", timeout: 1s }}
+service_accounts:
+  - {{ id: builder, jwks: {{ file: builder.json }} }}
+  - {{ id: other, jwks: {{ file: other.json }} }}
+providers:
+  - id: sa
+    kind: service_account
+audiences:
+  - audience: {DEPLOY}
+    rules:
+      - allow: provider == 'service-account'
+"#
+            ),
+        )
+        .unwrap();
+        Ferry::start(&cfg).unwrap()
+    };
+    let (a, b) = (start("a"), start("b"));
+    assert_eq!(grant(&a, &assertion(&builder)).await.0, 200);
+    assert_eq!(grant(&b, &assertion(&builder)).await.0, 200);
+    // The third live assertion of the same account is refused at either replica, as
+    // a full share (503), not as a replay…
+    for r in [&a, &b] {
+        let (s, body) = grant(r, &assertion(&builder)).await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (503, Some("temporarily_unavailable"))
+        );
+    }
+    // …while the other account's are accepted (twin), and replays are still replays.
+    let y = assertion(&other);
+    assert_eq!(grant(&a, &y).await.0, 200);
+    assert_eq!(grant(&b, &assertion(&other)).await.0, 200);
+    assert_eq!(grant(&b, &y).await.0, 400);
+}

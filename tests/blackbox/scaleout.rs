@@ -40,7 +40,9 @@ fn replica(dir: &Path, name: &str, redis_port: u16, pg_url: &str, extra: &str) -
             r#"
 issuer: {ISS}
 data_dir: data
-limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}
+# One service account makes the whole load: its share of the replay cache must hold
+# every assertion it makes within their lifetime (the default is 10 000).
+limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, max_replay_entries_per_principal: 1000000 }}
 tokens: {{ default_ttl: 5s, max_ttl: 5s, min_ttl: 1s }}
 replay: {{ redis: "redis://127.0.0.1:{redis_port}", timeout: 2s }}
 signing:

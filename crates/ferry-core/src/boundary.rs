@@ -4,8 +4,10 @@
 //! "title", "description"}}]}}`. Python's client percent-encodes the JSON twice, Node's
 //! and Rust's once: after form decoding, a value starting with `%` is decoded once more.
 //! At most 10 rules; every condition must compile (CEL over `resource`, `api` and
-//! `request`). The validated boundary is carried in the issued token for relying
-//! services to enforce.
+//! `request`); a condition's `title` is at most 256 bytes and its `description` at most
+//! 1024 (they are copied into the issued token, and so into any stored reference
+//! token). The validated boundary is carried in the issued token for relying services
+//! to enforce.
 
 use serde_json::{Value, json};
 
@@ -14,6 +16,10 @@ use crate::expr::Cel;
 
 /// Most rules in one boundary (Google's limit).
 pub const MAX_RULES: usize = 10;
+/// Longest condition `title`, bytes.
+pub const MAX_TITLE: usize = 256;
+/// Longest condition `description`, bytes.
+pub const MAX_DESCRIPTION: usize = 1024;
 
 fn bad(detail: impl Into<String>) -> OAuthError {
     OAuthError::new(ErrorCode::InvalidRequest, Step::Request, "invalid options").detail(detail)
@@ -66,8 +72,11 @@ pub fn access_boundary(options: &str, cel: &Cel) -> Result<Option<Value>, OAuthE
             cel.compile(expr, &["resource", "api", "request"])
                 .map_err(|e| bad(format!("condition: {e}")))?;
             let mut cond = json!({"expression": expr});
-            for k in ["title", "description"] {
+            for (k, max) in [("title", MAX_TITLE), ("description", MAX_DESCRIPTION)] {
                 if let Some(t) = c.get(k).and_then(Value::as_str) {
+                    if t.len() > max {
+                        return Err(bad(format!("condition {k} longer than {max} bytes")));
+                    }
                     cond[k] = json!(t);
                 }
             }
@@ -101,5 +110,20 @@ mod tests {
         );
         assert!(access_boundary(&eleven, &cel).is_err());
         assert_eq!(access_boundary("{}", &cel).unwrap(), None);
+    }
+
+    #[test]
+    fn title_and_description_are_bounded() {
+        let cel = Cel::new();
+        let with = |title: usize, description: usize| {
+            let v = serde_json::json!({"accessBoundary": {"accessBoundaryRules": [{
+                "availableResource": "r", "availablePermissions": ["p"],
+                "availabilityCondition": {"expression": "true",
+                    "title": "t".repeat(title), "description": "d".repeat(description)}}]}});
+            access_boundary(&v.to_string(), &cel)
+        };
+        assert!(with(MAX_TITLE, MAX_DESCRIPTION).unwrap().is_some());
+        assert!(with(MAX_TITLE + 1, 0).is_err());
+        assert!(with(0, MAX_DESCRIPTION + 1).is_err());
     }
 }

@@ -186,6 +186,11 @@ pub mod desc {
     pub const MISSING_ASSERTION: &str = "missing assertion";
     pub const INVALID_ASSERTION: &str = "invalid assertion";
     pub const INVALID_CLIENT: &str = "client authentication failed";
+    pub const INVALID_CLIENT_ID: &str = "client_id must be 1 to 128 printable ASCII characters";
+    pub const REPLAY_FULL: &str = "too many live assertions or proofs, retry later";
+    pub const REFERENCE_FULL: &str = "too many live reference tokens, retry later";
+    pub const REFERENCE_TOO_LARGE: &str =
+        "the token is too large to be stored as a reference token";
     pub const MISSING_SUBJECT_TOKEN_TYPE: &str = "missing subject_token_type";
     pub const UNSUPPORTED_SUBJECT_TOKEN_TYPE: &str = "unsupported subject_token_type";
     pub const UNSUPPORTED_REQUESTED_TYPE: &str = "unsupported requested_token_type";

@@ -175,14 +175,17 @@ pub enum AssertionError {
     /// The replay cache is full of live assertions.
     #[error("replay cache full")]
     Full,
+    /// The account holds its whole share of the replay cache.
+    #[error("replay cache share of this account full")]
+    ShareFull,
     /// The shared replay cache cannot be reached.
     #[error("replay cache unavailable")]
     Unavailable,
 }
 
 impl AssertionError {
-    /// The client's error: `503 temporarily_unavailable` when the shared replay cache
-    /// cannot be reached, else what `otherwise` makes of the detail.
+    /// The client's error: `503 temporarily_unavailable` when the replay cache cannot
+    /// be reached or has no room, else what `otherwise` makes of the detail.
     pub fn to_oauth(
         &self,
         otherwise: impl FnOnce(String) -> ferry_core::error::OAuthError,
@@ -195,20 +198,30 @@ impl AssertionError {
                 desc::REPLAY_UNAVAILABLE,
             )
             .detail("replay cache unreachable"),
+            // Not a replay and not the assertion's fault: audited as what it is.
+            Self::Full | Self::ShareFull => OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                Step::Verify,
+                desc::REPLAY_FULL,
+            )
+            .detail(self.to_string()),
             other => otherwise(other.to_string()),
         }
     }
 }
 
 /// Verifies a JWT signed by an account (RFC 7523 §3): signature and claims by `rules`,
-/// `sub` equal to `iss`, a `jti` consumed once until `exp`. `single_aud` demands `aud`
-/// be one string (client assertions, per draft-ietf-oauth-rfc7523bis).
+/// `sub` equal to `iss`, a `jti` consumed once and remembered for as long as any
+/// replica could accept the assertion: `exp` plus the verifier's leeway plus `skew`,
+/// the allowed clock difference between replicas. `single_aud` demands `aud` be one
+/// string (client assertions, per draft-ietf-oauth-rfc7523bis).
 pub async fn verify_assertion(
     token: &str,
     keys: &KeySource,
     rules: &Rules,
     replay: &dyn ReplayCache,
     now: i64,
+    skew: i64,
     single_aud: bool,
 ) -> Result<Verified, AssertionError> {
     let v = verify_from(token, rules, keys, now).await?;
@@ -224,10 +237,15 @@ pub async fn verify_assertion(
         .and_then(Value::as_str)
         .filter(|j| !j.is_empty() && j.len() <= 256)
         .ok_or(AssertionError::Jti)?;
-    match replay.consume(&rules.issuer, jti, v.exp, now).await {
+    let until = v
+        .exp
+        .saturating_add(rules.leeway.max(0))
+        .saturating_add(skew);
+    match replay.consume(&rules.issuer, jti, until, now).await {
         Ok(()) => Ok(v),
         Err(ReplayError::Replayed) => Err(AssertionError::Replayed),
         Err(ReplayError::Full) => Err(AssertionError::Full),
+        Err(ReplayError::ShareFull) => Err(AssertionError::ShareFull),
         Err(ReplayError::Unavailable) => Err(AssertionError::Unavailable),
     }
 }

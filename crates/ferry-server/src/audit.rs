@@ -71,6 +71,48 @@ pub struct AuditEvent {
     pub exp: Option<i64>,
 }
 
+/// Most requested targets an event lists.
+pub const MAX_TARGETS: usize = 16;
+/// Longest request value an event carries as it is; longer ones appear as
+/// `sha256:<hex>` of the value.
+pub const MAX_VALUE: usize = 256;
+
+/// A request value as an event may carry it: as it is when short, else its
+/// fingerprint. Audit lines stay bounded whatever a caller sends.
+pub fn bounded(value: &str) -> String {
+    if value.len() <= MAX_VALUE {
+        value.to_owned()
+    } else {
+        format!("sha256:{}", crate::fingerprint(value.as_bytes()))
+    }
+}
+
+/// Longest `rule` or `reason` an event carries; longer ones are cut (at a character
+/// boundary) and end in `…`. They may quote a request value (an unconfigured audience).
+pub const MAX_TEXT: usize = 512;
+
+/// A rule or reason as an event may carry it: at most [`MAX_TEXT`] bytes.
+pub fn clip(text: &str) -> String {
+    if text.len() <= MAX_TEXT {
+        return text.to_owned();
+    }
+    let mut end = MAX_TEXT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+/// The requested targets as an event carries them: at most [`MAX_TARGETS`], each
+/// [`bounded`].
+pub fn targets(targets: &[String]) -> Vec<String> {
+    targets
+        .iter()
+        .take(MAX_TARGETS)
+        .map(|t| bounded(t))
+        .collect()
+}
+
 /// Where audit events are written.
 pub struct AuditSink {
     out: Mutex<Box<dyn Write + Send>>,
@@ -122,5 +164,26 @@ impl AuditSink {
             }
             Err(_) => tracing::error!("audit sink lock poisoned"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_values_are_bounded() {
+        assert_eq!(bounded("https://svc"), "https://svc");
+        let long = "a".repeat(MAX_VALUE + 1);
+        assert_eq!(
+            bounded(&long),
+            format!("sha256:{}", crate::fingerprint(long.as_bytes()))
+        );
+        let many: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
+        assert_eq!(targets(&many).len(), MAX_TARGETS);
+        assert_eq!(clip("short"), "short");
+        let text = "é".repeat(MAX_TEXT);
+        let c = clip(&text);
+        assert!(c.len() <= MAX_TEXT + "…".len() && c.ends_with('…'));
     }
 }

@@ -32,6 +32,20 @@ pub struct ClientIdentity {
     pub id: String,
     /// How it authenticated.
     pub method: ClientAuth,
+    /// Whether it is registered (only registered clients have a rate bucket of their
+    /// own: an unregistered `client_id` is a label anyone may invent).
+    pub registered: bool,
+}
+
+/// Longest unregistered `client_id` (a label, audited and matched by policies).
+pub const MAX_PUBLIC_CLIENT_ID: usize = 128;
+
+/// Whether `id` may be a public client's label: 1 to 128 characters of RFC 6749
+/// Appendix A.1's VSCHAR (printable ASCII, `%x20-7E`).
+fn label_ok(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_PUBLIC_CLIENT_ID
+        && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
 }
 
 fn fail(detail: impl Into<String>) -> OAuthError {
@@ -115,6 +129,7 @@ pub async fn authenticate(
                     return Ok(Some(ClientIdentity {
                         id,
                         method: ClientAuth::SecretBasic,
+                        registered: true,
                     }));
                 }
             }
@@ -136,6 +151,7 @@ pub async fn authenticate(
         return Ok(Some(ClientIdentity {
             id: id.to_owned(),
             method: ClientAuth::SecretPost,
+            registered: true,
         }));
     }
 
@@ -157,6 +173,7 @@ pub async fn authenticate(
             rules,
             state.replay.as_ref(),
             state.clock.now(),
+            i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0),
             true,
         )
         .await
@@ -164,6 +181,7 @@ pub async fn authenticate(
         return Ok(Some(ClientIdentity {
             id,
             method: ClientAuth::PrivateKeyJwt,
+            registered: true,
         }));
     }
 
@@ -174,9 +192,23 @@ pub async fn authenticate(
             Some(c) if c.client.auth != ClientAuth::None => {
                 Err(fail("client authentication required"))
             }
-            _ => Ok(Some(ClientIdentity {
+            Some(_) => Ok(Some(ClientIdentity {
                 id: id.to_owned(),
                 method: ClientAuth::None,
+                registered: true,
+            })),
+            // An unregistered id is bounded before it is audited or matched: nothing a
+            // caller invents may grow what Ferry keeps.
+            None if !label_ok(id) => Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                Step::Request,
+                desc::INVALID_CLIENT_ID,
+            )
+            .detail("unregistered client_id longer than 128 characters or not printable ASCII")),
+            None => Ok(Some(ClientIdentity {
+                id: id.to_owned(),
+                method: ClientAuth::None,
+                registered: false,
             })),
         },
     }

@@ -5,6 +5,7 @@
 //! (`invalid_target`, `invalid_scope`). A bound parent needs a DPoP proof by its key and
 //! the child stays bound. Ferry's own tokens are never accepted as `…:jwt` or
 //! `…:id_token` subjects (their `typ` is `at+jwt` and Ferry is not its own provider).
+//! Narrowing counts against the bucket of the provider the parent came from.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -16,11 +17,12 @@ use ferry_core::policy::Grant;
 use ferry_core::request::ExchangeRequest;
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
-use ferry_verify::dpop::{DpopProof, bound_jkt};
+use ferry_verify::dpop::bound_jkt;
 use ferry_verify::{Algorithm, KeySet, Rules};
 use serde_json::Value;
 
 use crate::audit::AuditEvent;
+use crate::dpop::Pending;
 use crate::fingerprint;
 use crate::state::AppState;
 
@@ -79,14 +81,14 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 pub async fn downscope(
     state: &AppState,
     req: &ExchangeRequest,
-    dpop: Option<&DpopProof>,
+    dpop: Option<&Pending>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
     let loaded = state.loaded();
     let config = &loaded.config;
     audit.subject_token_sha256 = Some(fingerprint(req.subject_token.as_bytes()));
-    audit.audiences = req.targets();
+    audit.audiences = crate::audit::targets(&req.targets());
     audit.provider = Some("ferry".to_owned());
     audit.original_issuer = Some(config.issuer.clone());
 
@@ -143,7 +145,10 @@ pub async fn downscope(
         Err(e) => return Err(invalid_subject(e.to_string())),
     };
     let c = &parent.claims;
-    audit.original_subject = c.get("sub").and_then(Value::as_str).map(str::to_owned);
+    audit.original_subject = c
+        .get("sub")
+        .and_then(Value::as_str)
+        .map(crate::audit::bounded);
     // A revoked parent cannot be narrowed.
     match crate::tokens::is_revoked(state, c, now).await {
         Ok(false) => {}
@@ -153,6 +158,16 @@ pub async fn downscope(
         }
         Err(e) => return Err(crate::tokens::unavailable(e)),
     }
+    // The parent verified: the proof is spent, and the narrowing is charged to the
+    // bucket of the provider the parent was first issued from (downscoping is no way
+    // around a provider's limit).
+    let dpop = crate::dpop::consume(state, dpop).await?;
+    let provider = c
+        .get("ferry")
+        .and_then(|f| f.get("provider"))
+        .and_then(Value::as_str)
+        .unwrap_or("ferry");
+    crate::charge::provider(state, provider)?;
 
     // 2. Audiences: every one requested must be one of the parent's.
     let parent_aud = strings(c.get("aud"));

@@ -1,7 +1,11 @@
 //! DPoP at `/token` (RFC 9449): the proof in the `DPoP` header is checked against the
-//! configured public token URL (never the `Host` header), its `jti` is single use, and,
-//! when configured, it must carry a fresh server nonce. Nonces are stateless: a
-//! timestamp and its HMAC under a key made at start, valid for the proof window.
+//! configured public token URL (never the `Host` header) and, when configured, must
+//! carry a fresh server nonce. Its `jti` is single use (§11.1), but it is spent only
+//! once the grant's subject token verified: a checked proof is a [`Pending`] that the
+//! grant must [`consume`] to get the [`DpopProof`] that minting takes, so no grant can
+//! forget the step, and nobody without a valid subject token can fill the proof cache
+//! (a proof's key is anyone's to make). Nonces are stateless: a timestamp and its HMAC
+//! under a key made at start, valid for the proof window.
 
 use aws_lc_rs::hmac;
 use axum::http::HeaderMap;
@@ -11,6 +15,7 @@ use ferry_core::error::desc;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_verify::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopProof, verify_proof};
 
+use crate::replay::ReplayError;
 use crate::state::AppState;
 
 /// Makes and checks server nonces.
@@ -67,11 +72,58 @@ fn invalid(detail: impl Into<String>) -> OAuthError {
     .detail(detail)
 }
 
-/// Checks the `DPoP` header of a token request, if any.
+/// A checked proof whose `jti` is not yet spent.
+#[derive(Debug)]
+pub struct Pending(DpopProof);
+
+impl Pending {
+    /// The thumbprint of the proof's key (RFC 7638).
+    pub fn jkt(&self) -> &str {
+        &self.0.jkt
+    }
+}
+
+/// Spends the proof's `jti` (after the subject token verified), remembered under its
+/// key for as long as any replica could accept the proof: `max(iat, now)` plus the
+/// window plus the allowed clock difference between replicas.
+pub async fn consume<'a>(
+    state: &AppState,
+    pending: Option<&'a Pending>,
+) -> Result<Option<&'a DpopProof>, OAuthError> {
+    let Some(Pending(p)) = pending else {
+        return Ok(None);
+    };
+    let loaded = state.loaded();
+    let now = state.clock.now();
+    let window = i64::try_from(loaded.config.dpop.iat_window).unwrap_or(60);
+    let skew = i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0);
+    let until = p.iat.max(now).saturating_add(window).saturating_add(skew);
+    state
+        .dpop_replay
+        .consume(&format!("dpop:{}", p.jkt), &p.jti, until, now)
+        .await
+        .map_err(|e| match e {
+            ReplayError::Unavailable => {
+                crate::accounts::AssertionError::Unavailable.to_oauth(invalid)
+            }
+            // A full cache is not a replay: audited (and counted) as what it is.
+            ReplayError::Full | ReplayError::ShareFull => OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                Step::Verify,
+                desc::REPLAY_FULL,
+            )
+            .detail("DPoP replay cache full"),
+            ReplayError::Replayed => invalid("DPoP proof replayed"),
+        })?;
+    Ok(Some(p))
+}
+
+/// Checks the `DPoP` header of a token request, if any; its `jti` is spent later, by
+/// [`consume`].
 pub async fn check_token_request(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<Option<DpopProof>, OAuthError> {
+) -> Result<Option<Pending>, OAuthError> {
     let mut values = headers.get_all("dpop").iter();
     let Some(first) = values.next() else {
         return Ok(None);
@@ -107,16 +159,5 @@ pub async fn check_token_request(
                 .detail("nonce missing or stale"),
         );
     }
-    // Single use: remembered (per key) for as long as the proof could be accepted.
-    state
-        .replay
-        .consume(&format!("dpop:{}", p.jkt), &p.jti, p.iat + window, now)
-        .await
-        .map_err(|e| match e {
-            crate::replay::ReplayError::Unavailable => {
-                crate::accounts::AssertionError::Unavailable.to_oauth(invalid)
-            }
-            _ => invalid("DPoP proof replayed"),
-        })?;
-    Ok(Some(p))
+    Ok(Some(Pending(p)))
 }

@@ -8,15 +8,16 @@
 //! 2. Verify the subject token with that provider's rules and keys (RFC 8725); a
 //!    service account's assertion is verified with its registered keys and its `jti`
 //!    consumed (RFC 7523 §3).
-//! 3. Count it against the provider's rate bucket (only verified tokens count).
-//! 4. Apply the provider's condition and mapping → principal.
+//! 3. Spend the DPoP proof's `jti`, if a proof came (only now: RFC 9449 §11.1).
+//! 4. Apply the provider's condition and mapping → principal; charge the provider's
+//!    rate bucket only when the condition passed, else the tenant's.
 //! 5. Apply the audiences' access rules → grant (audiences, scopes, lifetime cap).
 //! 6. Compute the lifetime (never past the subject token unless the provider opts out;
 //!    never an already-expired token).
 //! 7. Sign an RFC 9068 access token.
 //!
 //! JWT bearer (RFC 7523 §2.1): the assertion is a service account's own; it is verified
-//! like step 2, the principal is the service account, then steps 5–7.
+//! like step 2, the proof spent (3), the principal is the service account, then 5–7.
 
 use std::collections::BTreeMap;
 
@@ -34,6 +35,7 @@ use tracing::Instrument as _;
 
 use crate::accounts::{AssertionError, verify_assertion};
 use crate::audit::AuditEvent;
+use crate::dpop::Pending;
 use crate::state::{AppState, Loaded};
 use crate::{fingerprint, random_id};
 
@@ -58,23 +60,6 @@ fn invalid_grant(detail: impl Into<String>) -> OAuthError {
     .detail(detail)
 }
 
-fn rate_limit(state: &AppState, bucket: &str) -> Result<(), OAuthError> {
-    state.limits.check_provider(bucket).map_err(|retry| {
-        state
-            .metrics
-            .limited
-            .get_or_create(&crate::metrics::LimitLabels {
-                limit: "provider".to_owned(),
-            })
-            .inc();
-        let mut e = OAuthError::new(ErrorCode::InvalidRequest, Step::Verify, desc::RATE_LIMITED)
-            .status(429)
-            .detail("provider rate limit");
-        e.retry_after = Some(retry.0);
-        e
-    })
-}
-
 /// Verifies a service account's assertion: its registered keys, `aud` Ferry's issuer or
 /// token endpoint, bounded lifetime, `jti` single use.
 async fn verify_service_account(
@@ -95,6 +80,7 @@ async fn verify_service_account(
         &sa.rules,
         state.replay.as_ref(),
         now,
+        i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0),
         false,
     )
     .instrument(tracing::info_span!("verify", service_account = %iss))
@@ -106,7 +92,7 @@ async fn verify_service_account(
 pub async fn exchange(
     state: &AppState,
     req: &ExchangeRequest,
-    dpop: Option<&DpopProof>,
+    dpop: Option<&Pending>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
     // A Ferry token to narrow: its own path.
@@ -116,7 +102,7 @@ pub async fn exchange(
     let now = state.clock.now();
     let loaded = state.loaded();
     audit.subject_token_sha256 = Some(fingerprint(req.subject_token.as_bytes()));
-    audit.audiences = req.targets();
+    audit.audiences = crate::audit::targets(&req.targets());
 
     // 1. Provider by exact issuer. A token from an unknown issuer costs no key lookup.
     //    The token is split and decoded once, here; verification reuses it.
@@ -163,8 +149,8 @@ pub async fn exchange(
             (provider, verified)
         }
     };
-    // 3. The provider's bucket counts only tokens whose signature verified.
-    rate_limit(state, &provider.config.id)?;
+    // 3. The subject token verified: now, and only now, the proof is spent.
+    let dpop = crate::dpop::consume(state, dpop).await?;
     // A subject token bound to a key (RFC 9449 §6) is exchanged only by that key's
     // holder, and the new token stays bound to it: a stolen bound token never comes back
     // out of /token as a bearer token.
@@ -182,9 +168,15 @@ pub async fn exchange(
         .claims
         .get("sub")
         .and_then(Value::as_str)
-        .map(str::to_owned);
+        .map(crate::audit::bounded);
 
-    // 4–6. Condition and mapping, access policy, lifetime.
+    // 4. Condition and mapping; the bucket of whoever is to pay.
+    let principal = {
+        let _span = tracing::info_span!("policy").entered();
+        crate::charge::map(state, provider, &verified.claims)?
+    };
+    audit.subject = Some(principal.subject.clone());
+    // 5–6. Access policy, lifetime.
     // Delegation (RFC 8693 §1.1, §4.1): an actor token names who acts for the subject.
     let (actor, act) = delegation(state, &loaded, req, &verified.claims, now).await?;
     let targets = req.targets();
@@ -195,11 +187,6 @@ pub async fn exchange(
         actor: actor.as_ref(),
     };
     let policy_span = tracing::info_span!("policy").entered();
-    let principal = provider
-        .config
-        .mapping
-        .apply(&provider.config.id, &verified.claims, None)?;
-    audit.subject = Some(principal.subject.clone());
     let outcome = decide_for(
         &loaded.config,
         provider.config.cap_lifetime_at_subject_expiry,
@@ -258,7 +245,6 @@ pub(crate) async fn delegation(
         .instrument(tracing::info_span!("verify_actor", provider = %provider.config.id))
         .await
         .map_err(|e| invalid_actor(e.to_string()))?;
-    rate_limit(state, &provider.config.id)?;
     if let Some(may) = subject.get("may_act") {
         let sub_ok = may.get("sub").and_then(Value::as_str)
             == verified.claims.get("sub").and_then(Value::as_str);
@@ -275,10 +261,8 @@ pub(crate) async fn delegation(
             .detail("the actor is not the one the subject token's may_act names"));
         }
     }
-    let actor = provider
-        .config
-        .mapping
-        .apply(&provider.config.id, &verified.claims, None)?;
+    // The actor's provider is charged like a subject's: after its condition passed.
+    let actor = crate::charge::map(state, provider, &verified.claims)?;
     let mut act = serde_json::json!({"sub": actor.subject, "provider": actor.provider});
     if let Some(p) = prior {
         act["act"] = p;
@@ -291,24 +275,27 @@ pub async fn jwt_bearer(
     state: &AppState,
     req: &JwtBearerRequest,
     client_id: Option<&str>,
-    dpop: Option<&DpopProof>,
+    dpop: Option<&Pending>,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
     let loaded = state.loaded();
     audit.subject_token_sha256 = Some(fingerprint(req.assertion.as_bytes()));
-    audit.audiences = req.targets();
+    audit.audiences = crate::audit::targets(&req.targets());
     let iss =
         ferry_verify::peek_issuer(&req.assertion).map_err(|e| invalid_grant(e.to_string()))?;
     audit.provider = Some(SERVICE_ACCOUNT_PROVIDER.to_owned());
-    audit.original_issuer = Some(iss.clone());
     verify_service_account(state, &loaded, &iss, &req.assertion, now)
         .await
         .map_err(|e| match e {
             Ok(e) => e.to_oauth(invalid_grant),
             Err(e) => invalid_grant(e),
         })?;
-    rate_limit(state, SERVICE_ACCOUNT_PROVIDER)?;
+    // A registered account's id, not whatever an unverified token claimed.
+    audit.original_issuer = Some(iss.clone());
+    let dpop = crate::dpop::consume(state, dpop).await?;
+    // The account itself is the tenant and its own assertion the condition.
+    crate::charge::provider(state, SERVICE_ACCOUNT_PROVIDER)?;
     audit.original_subject = Some(iss.clone());
     audit.subject = Some(iss.clone());
     let principal = Principal {

@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod audit;
+pub mod charge;
 pub mod cli;
 pub mod client_auth;
 pub mod downscope;

@@ -24,6 +24,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::redis::{Redis, Reply};
 
+mod handles;
+pub use handles::HandleError;
+
 /// What a rule matches on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -137,10 +140,6 @@ pub struct Revocations(Store);
 
 const JTIS: &[u8] = b"ferry:revoked:jtis";
 const RULES: &[u8] = b"ferry:revoked:rules";
-
-fn handle_key(hash: &str) -> String {
-    format!("ferry:ref:{hash}")
-}
 
 impl Revocations {
     /// Revocations kept in `data_dir/revocations.json`, loaded now.
@@ -349,55 +348,6 @@ impl Revocations {
             }
         }
     }
-
-    /// Stores a reference token's handle (as its hash) until `exp`.
-    pub async fn put_handle(
-        &self,
-        hash: &str,
-        jwt: &str,
-        exp: i64,
-        now: i64,
-    ) -> Result<(), String> {
-        match &self.0 {
-            Store::Local { handles, .. } => {
-                let mut h = handles
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if h.len() > 100_000 {
-                    h.retain(|_, (_, e)| *e >= now);
-                }
-                h.insert(hash.to_owned(), (jwt.to_owned(), exp));
-                Ok(())
-            }
-            Store::Broken(e) => Err(e.clone()),
-            Store::Redis(r) => {
-                let at = exp.saturating_mul(1000).to_string();
-                r.call(&[
-                    b"SET",
-                    handle_key(hash).as_bytes(),
-                    jwt.as_bytes(),
-                    b"PXAT",
-                    at.as_bytes(),
-                ])
-                .await
-                .map(|_| ())
-            }
-        }
-    }
-
-    /// The JWT a live handle stands for.
-    pub async fn get_handle(&self, hash: &str, now: i64) -> Result<Option<String>, String> {
-        match &self.0 {
-            Store::Local { handles, .. } => Ok(handles
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .get(hash)
-                .filter(|(_, exp)| *exp >= now)
-                .map(|(jwt, _)| jwt.clone())),
-            Store::Broken(e) => Err(e.clone()),
-            Store::Redis(r) => Ok(r.call(&[b"GET", handle_key(hash).as_bytes()]).await?.text()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -475,18 +425,5 @@ mod tests {
                 .unwrap()
         );
         assert_eq!(again.listing(5_000).await.unwrap(), Listing::default());
-    }
-
-    #[tokio::test]
-    async fn handles_expire_with_their_token() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = Revocations::local(dir.path()).unwrap();
-        r.put_handle("h", "jwt", 100, 10).await.unwrap();
-        assert_eq!(
-            r.get_handle("h", 100).await.unwrap().as_deref(),
-            Some("jwt")
-        );
-        assert_eq!(r.get_handle("h", 101).await.unwrap(), None);
-        assert_eq!(r.get_handle("other", 50).await.unwrap(), None);
     }
 }

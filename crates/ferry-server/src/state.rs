@@ -12,7 +12,7 @@ use crate::accounts::Accounts;
 use crate::audit::AuditSink;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
-use crate::replay::{InProcessReplay, ReplayCache};
+use crate::replay::{Capacity, InProcessReplay, RedisReplay, ReplayCache};
 use crate::tasks::ReloadStats;
 
 /// A provider ready to verify: its configuration, verification rules and parsed keys.
@@ -90,8 +90,12 @@ pub struct AppState {
     pub limits: Arc<Limiters>,
     /// Configuration reload counts.
     pub reloads: Arc<ReloadStats>,
-    /// Single-use assertion ids.
+    /// Single-use assertion ids (service accounts, client assertions), each registered
+    /// principal holding at most its share.
     pub replay: Arc<dyn ReplayCache>,
+    /// Single-use DPoP proof ids, apart from the assertions: a proof's key is anyone's
+    /// to make, so proofs cannot take the assertions' room.
+    pub dpop_replay: Arc<dyn ReplayCache>,
     /// DPoP server nonces.
     pub nonces: Arc<crate::dpop::Nonces>,
     /// Ferry's own public keys, for downscoping.
@@ -109,10 +113,18 @@ impl AppState {
         audit: Arc<AuditSink>,
     ) -> Self {
         let limits = Arc::new(Limiters::new(&loaded.config.limits));
-        let replay: Arc<dyn ReplayCache> = match &loaded.config.replay_redis {
-            Some(redis) => Arc::new(crate::replay::RedisReplay::new(redis.clone())),
-            None => Arc::new(InProcessReplay::new(loaded.config.max_replay_entries)),
+        let config = &loaded.config;
+        let cache = |share: Option<usize>| -> Arc<dyn ReplayCache> {
+            match &config.replay_redis {
+                Some(redis) => Arc::new(RedisReplay::new(redis.clone(), share)),
+                None => Arc::new(InProcessReplay::new(Capacity {
+                    total: config.max_replay_entries,
+                    per_principal: share.unwrap_or(config.max_replay_entries),
+                })),
+            }
         };
+        let replay = cache(Some(config.replay_share()));
+        let dpop_replay = cache(None);
         let revocations = Arc::new(crate::revocation::Revocations::for_config(&loaded.config));
         Self {
             loaded: Arc::new(RwLock::new(Arc::new(loaded))),
@@ -123,6 +135,7 @@ impl AppState {
             limits,
             reloads: Arc::new(ReloadStats::default()),
             replay,
+            dpop_replay,
             nonces: Arc::default(),
             own_keys: Arc::default(),
             revocations,

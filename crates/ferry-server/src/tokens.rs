@@ -9,7 +9,7 @@ use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_verify::{Algorithm, Rules};
 use serde_json::{Map, Value, json};
 
-use crate::revocation::{Facts, Rule, RuleKind};
+use crate::revocation::{Facts, HandleError, Rule, RuleKind};
 use crate::state::AppState;
 use crate::{fingerprint, random_id};
 
@@ -45,6 +45,7 @@ pub async fn maybe_reference(
     }
     let handle = format!("{HANDLE_PREFIX}{}", random_id(32));
     let exp = now.saturating_add(i64::try_from(resp.expires_in).unwrap_or(i64::MAX));
+    let cap = state.loaded().config.limits.max_reference_tokens;
     state
         .revocations
         .put_handle(
@@ -52,9 +53,26 @@ pub async fn maybe_reference(
             &resp.access_token,
             exp,
             now,
+            cap,
         )
         .await
-        .map_err(|e| unavailable(format!("storing a reference token: {e}")))?;
+        .map_err(|e| match e {
+            // Bounded: at most `limits.max_reference_tokens` live handles, each JWT at
+            // most 16 KiB; refused with a fixed text, nothing stored.
+            HandleError::Full => OAuthError::new(
+                ErrorCode::TemporarilyUnavailable,
+                Step::Mint,
+                desc::REFERENCE_FULL,
+            )
+            .detail("reference token store full"),
+            HandleError::TooLarge => OAuthError::new(
+                ErrorCode::InvalidRequest,
+                Step::Mint,
+                desc::REFERENCE_TOO_LARGE,
+            )
+            .detail("issued token larger than 16 KiB"),
+            HandleError::Unavailable(e) => unavailable(format!("storing a reference token: {e}")),
+        })?;
     resp.access_token = handle;
     resp.issued_token_type = TT_REFERENCE;
     Ok(resp)

@@ -9,6 +9,7 @@ mod ops;
 mod provider;
 mod raw;
 mod signing;
+mod tenant;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ pub use clients::{Client, ClientAuth, ServiceAccount};
 pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
 pub use provider::{GITHUB_ISSUER, github_issuer_shape_ok};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
+pub use tenant::TenantClaim;
 
 /// Signature algorithms a provider may allow. HMAC and `none` are never among them
 /// (RFC 8725 §3.1–3.2): a remote issuer's keys are public.
@@ -168,6 +170,8 @@ pub struct Provider {
     pub cap_lifetime_at_subject_expiry: bool,
     /// Condition and mapping.
     pub mapping: Mapping,
+    /// Whose a token is, for the bucket of tokens the condition refuses.
+    pub tenant_claim: TenantClaim,
 }
 
 /// Outbound HTTP settings.

@@ -27,6 +27,26 @@ pub struct Limits {
     pub rate_per_client: u32,
     /// How long in-flight requests may take to finish after SIGTERM, seconds (20).
     pub shutdown_timeout: u64,
+    /// Live replay-cache entries one registered client or service account may hold;
+    /// `None`: a tenth of `max_replay_entries` (see [`super::Config::replay_share`]).
+    pub max_replay_entries_per_principal: Option<usize>,
+    /// The allowed clock difference between replicas, seconds (5): replay entries are
+    /// kept this much longer than an id stays acceptable by the clock that checked it.
+    pub replay_clock_skew: u64,
+    /// Live reference tokens kept (100 000); more are refused with 503.
+    pub max_reference_tokens: usize,
+}
+
+impl super::Config {
+    /// Live replay-cache entries one registered client or service account may hold:
+    /// `limits.max_replay_entries_per_principal`, by default a tenth of the cache (at
+    /// least one).
+    pub fn replay_share(&self) -> usize {
+        self.limits
+            .max_replay_entries_per_principal
+            .unwrap_or(self.max_replay_entries / 10)
+            .max(1)
+    }
 }
 
 /// A certificate and key, PEM files reloaded when they change.
@@ -79,7 +99,18 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
             l.shutdown_timeout.as_ref(),
             20,
         ),
+        max_replay_entries_per_principal: l.max_replay_entries_per_principal,
+        replay_clock_skew: duration(
+            errs,
+            "limits.replay_clock_skew",
+            l.replay_clock_skew.as_ref(),
+            5,
+        ),
+        max_reference_tokens: l.max_reference_tokens.unwrap_or(100_000),
     };
+    if out.replay_clock_skew > 300 {
+        errs.push("limits.replay_clock_skew", "must be at most 5m");
+    }
     if !(1_024..=1_048_576).contains(&out.max_body_bytes) {
         errs.push("limits.max_body_bytes", "must be between 1024 and 1048576");
     }
@@ -96,6 +127,14 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
         ("limits.rate_per_provider", u64::from(out.rate_per_provider)),
         ("limits.rate_per_client", u64::from(out.rate_per_client)),
         ("limits.request_timeout", out.request_timeout),
+        (
+            "limits.max_replay_entries_per_principal",
+            out.max_replay_entries_per_principal.map_or(1, |n| n as u64),
+        ),
+        (
+            "limits.max_reference_tokens",
+            out.max_reference_tokens as u64,
+        ),
     ] {
         if v == 0 {
             errs.push(name, "must be greater than zero");

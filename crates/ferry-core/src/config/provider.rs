@@ -300,6 +300,7 @@ pub(super) fn provider(
         );
     }
     let parts = mapping_parts(errs, warnings, cel, path, p.mapping.as_ref());
+    let tenant_claim = super::tenant::tenant_claim(errs, path, kind, p.tenant_claim.as_deref());
     if errs.0.len() > before {
         return None;
     }
@@ -318,6 +319,7 @@ pub(super) fn provider(
         // GitHub's tokens live about five minutes while jobs run longer: by default a
         // github provider does not cap issued tokens at the subject token's exp.
         cap_lifetime_at_subject_expiry: p.cap_lifetime_at_subject_expiry.unwrap_or(!github),
+        tenant_claim,
         mapping: {
             let (subject, groups, attributes) = parts?;
             Mapping::new(

@@ -135,6 +135,9 @@ pub struct RawLimits {
     pub rate_per_provider: Option<u32>,
     pub rate_per_client: Option<u32>,
     pub shutdown_timeout: Option<String>,
+    pub max_replay_entries_per_principal: Option<usize>,
+    pub replay_clock_skew: Option<String>,
+    pub max_reference_tokens: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +211,7 @@ pub struct RawProvider {
     pub condition: Option<String>,
     pub condition_message: Option<String>,
     pub mapping: Option<RawMapping>,
+    pub tenant_claim: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

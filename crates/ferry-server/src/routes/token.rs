@@ -112,10 +112,15 @@ pub async fn token(
             match crate::client_auth::authenticate(&state, &headers, &params).await {
                 Err(e) => Err(e),
                 Ok(client) => {
+                    // After client authentication: the client's bucket, for registered
+                    // clients only (an unregistered id is a label anyone may invent: a
+                    // bucket per label would let callers grow the map at will).
+                    let limited = client
+                        .as_ref()
+                        .filter(|c| c.registered)
+                        .map(|c| state.limits.check_client(&c.id));
                     let client_id = client.map(|c| c.id);
                     audit.client_id = client_id.clone();
-                    // After client authentication: the client's bucket.
-                    let limited = client_id.as_deref().map(|id| state.limits.check_client(id));
                     match (limited, request) {
                         (Some(Err(retry)), _) => {
                             state
@@ -198,14 +203,15 @@ pub async fn token(
             audit.decision = "deny";
             audit.step = err.step.as_str();
             audit.error = Some(err.code.as_str());
-            if err.rule.is_some() {
-                audit.rule = err.rule.clone();
+            // A rule or detail may quote a request value: bounded before it is logged.
+            if let Some(rule) = &err.rule {
+                audit.rule = Some(crate::audit::clip(rule));
             }
-            audit.reason = Some(if err.detail.is_empty() {
-                err.description.to_string()
+            audit.reason = Some(crate::audit::clip(if err.detail.is_empty() {
+                err.description.as_ref()
             } else {
-                err.detail.clone()
-            });
+                err.detail.as_str()
+            }));
             state.audit.record(&audit);
             if err.code == ErrorCode::ServerError {
                 tracing::error!(request_id = %audit.request_id, error = %err, "token request failed");
