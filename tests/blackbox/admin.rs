@@ -10,7 +10,7 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, ferry_cmd};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -261,4 +261,28 @@ async fn the_public_readyz_answers_status_only_and_the_admin_one_the_details() {
     for detail in ["providers", "signing_key", "key_ring_version", "key_store"] {
         assert!(admin.get(detail).is_some(), "{detail} in {admin}");
     }
+}
+
+#[tokio::test]
+async fn an_admin_listener_bound_off_loopback_without_tls_and_tokens_does_not_start() {
+    // The file says nothing of the admin listener (loopback by default); the command
+    // line moves it to every interface. Twin: the first test here, with TLS and tokens.
+    let e = env("admin-no-tls", "");
+    let mut proc = Proc::spawn(
+        ferry_cmd()
+            .arg("serve")
+            .arg("--config")
+            .arg(&e.cfg)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "0.0.0.0:0"])
+            .env_remove("FERRY_ADMIN_LISTEN"),
+    )
+    .unwrap();
+    let status = proc.wait_exit(30).unwrap();
+    assert!(!status.success());
+    let out = proc.output();
+    assert!(
+        out.contains("off loopback: it requires admin.tls and admin.bearer_token_hashes_file"),
+        "{out}"
+    );
+    assert!(!out.contains("ferry listening on"), "{out}");
 }
