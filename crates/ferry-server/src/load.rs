@@ -76,6 +76,17 @@ pub struct ConfigSource {
 }
 
 impl ConfigSource {
+    /// The file at `path` with the `--listen` and `--admin-listen` overrides.
+    pub fn new(path: PathBuf, listen: Option<String>, admin_listen: Option<String>) -> Self {
+        Self {
+            path,
+            overrides: Overrides {
+                listen,
+                admin_listen,
+            },
+        }
+    }
+
     /// Reads and validates the file, then applies the overrides: the effective
     /// configuration.
     pub fn read(&self) -> Result<Config, ConfigErrors> {

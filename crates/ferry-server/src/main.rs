@@ -12,9 +12,7 @@ use std::future::IntoFuture as _;
 use ferry_core::config::AuditSinkConfig;
 use ferry_server::audit::AuditSink;
 use ferry_server::cli;
-use ferry_server::load::{
-    ConfigSource, Overrides, build_state, load_providers, open_keys, read_config,
-};
+use ferry_server::load::{ConfigSource, build_state, load_providers, open_keys, read_config};
 use ferry_server::tls::{Peer, ReloadingCert, TlsListener, server_config};
 use ferry_verify::time::SystemMono;
 
@@ -212,13 +210,7 @@ async fn serve(
     log_level: Option<String>,
     format: LogFormat,
 ) -> anyhow::Result<()> {
-    let source = ConfigSource {
-        path: path.to_owned(),
-        overrides: Overrides {
-            listen,
-            admin_listen,
-        },
-    };
+    let source = ConfigSource::new(path.to_owned(), listen, admin_listen);
     let config = source
         .read()
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
@@ -256,8 +248,7 @@ async fn serve(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = tcp.local_addr()?;
-    // The admin listener: loopback by default; elsewhere TLS and tokens. How it
-    // authenticates is decided now, from the address really bound, for its whole life.
+    // Bound now: its authentication is decided from the address really bound, for good.
     let admin_socket = ferry_server::admin::AdminSocket::bind(&admin)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
