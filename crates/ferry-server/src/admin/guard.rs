@@ -9,9 +9,12 @@
 //! only a browser sends: an `Origin` header or a cross-site `Sec-Fetch-Site` (a page
 //! posting to `http://127.0.0.1:9090`: CSRF), and a `Host` that is not a loopback name
 //! (DNS rebinding: the page's own name re-resolved to 127.0.0.1). State-changing
-//! endpoints take only their documented content type on every listener, so a page
-//! cannot post to them as `text/plain` — the one kind of cross-origin POST a browser
-//! sends without a CORS preflight (Fetch standard, "CORS-safelisted request-header").
+//! endpoints take only their documented content type on every listener: no endpoint
+//! reads a `text/plain` or multipart body, and `/explain`'s `application/json` cannot
+//! be sent cross-origin without a CORS preflight, which this listener never answers.
+//! `/revoke`'s form is itself a CORS-safelisted type (Fetch standard, "CORS-safelisted
+//! request-header"): a plain HTML form can send it, and there the `Origin` check (every
+//! current browser sends `Origin` on a cross-origin POST) is what refuses the page.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
