@@ -341,14 +341,14 @@ async fn an_unreachable_key_store_shows_in_readyz_but_signing_continues() {
             r.json::<serde_json::Value>().await.unwrap(),
         )
     };
-    let (status, body) = ready(ferry.url.clone()).await;
+    let (status, body) = ready(ferry.admin.clone().unwrap()).await;
     assert_eq!((status, body["key_store"].as_str()), (200, Some("ok")));
     // The ring file becomes unreadable (the store is "down").
     std::fs::write(s.tmp.path().join("data/ring.json"), "not json").unwrap();
     let mut seen = serde_json::Value::Null;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let (status, body) = ready(ferry.url.clone()).await;
+        let (status, body) = ready(ferry.admin.clone().unwrap()).await;
         assert_eq!(status, 200, "readiness never fails for a shared dependency");
         if body["key_store"]
             .as_str()

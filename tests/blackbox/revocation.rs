@@ -38,6 +38,7 @@ clients:
   - {{ id: ci, auth: client_secret_basic, secret_sha256: {ci} }}
   - {{ id: other, auth: client_secret_basic, secret_sha256: {other} }}
   - {{ id: gateway, auth: client_secret_basic, secret_sha256: {gw}, introspect: true }}
+  - {{ id: relying, auth: client_secret_basic, secret_sha256: {rs}, revocations: true }}
 providers:
   - id: idp
     issuer: https://idp.example.com
@@ -56,6 +57,7 @@ audiences:
         ci = sha256_hex("ci-secret"),
         other = sha256_hex("other-secret"),
         gw = sha256_hex("gateway-secret"),
+        rs = sha256_hex("relying-secret"),
     )
 }
 
@@ -207,7 +209,9 @@ impl Env {
             .env("AUDIENCE", API)
             .env("INSECURE_ORIGINS", &self.issuer_url);
         if let Some(i) = interval {
-            cmd.env("REVOCATION_INTERVAL", i.to_string());
+            cmd.env("REVOCATION_INTERVAL", i.to_string())
+                .env("REVOCATION_CLIENT_ID", "relying")
+                .env("REVOCATION_CLIENT_SECRET", "relying-secret");
         }
         let mut proc = Proc::spawn(&mut cmd).unwrap();
         let line = proc.wait_for("relying service listening on ").unwrap();
@@ -526,7 +530,11 @@ async fn a_signing_key_revoked_in_an_emergency_is_refused_before_caches_expire()
         call(&env.http, &resource, &format!("Bearer {old}"), None).await,
         401
     );
-    let list = reqwest::get(format!("{}/revocations", env.ferry.url))
+    let list = env
+        .http
+        .get(format!("{}/revocations", env.ferry.url))
+        .basic_auth("relying", Some("relying-secret"))
+        .send()
         .await
         .unwrap()
         .text()
@@ -538,6 +546,79 @@ async fn a_signing_key_revoked_in_an_emergency_is_refused_before_caches_expire()
     assert_ne!(ferry_testkit::mint::header(&new)["kid"], json!(kid));
     assert_eq!(
         call(&env.http, &resource, &format!("Bearer {new}"), None).await,
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_revocation_list_only_for_clients_registered_for_it() {
+    let env = start();
+    let get = |who: Option<(&'static str, &'static str)>| {
+        let mut r = env.http.get(format!("{}/revocations", env.ferry.url));
+        if let Some((id, secret)) = who {
+            r = r.basic_auth(id, Some(secret));
+        }
+        async move { r.send().await.unwrap() }
+    };
+    // Anyone could otherwise learn which subjects, clients and tokens were revoked.
+    let r = get(None).await;
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().contains_key("www-authenticate"));
+    assert_eq!(get(Some(("relying", "wrong"))).await.status().as_u16(), 401);
+    // A client that authenticates but is not registered with `revocations: true`.
+    let r = get(Some(("gateway", "gateway-secret"))).await;
+    assert_eq!(r.status().as_u16(), 403);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client");
+    // Twin: the registered client gets the signed list.
+    let r = get(Some(("relying", "relying-secret"))).await;
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/jwt");
+    let list = r.text().await.unwrap();
+    assert_eq!(
+        ferry_testkit::mint::header(&list)["typ"],
+        "ferry-revocations+jwt"
+    );
+}
+
+#[tokio::test]
+async fn a_relying_service_with_wrong_revocation_credentials_refuses_every_token() {
+    let env = start();
+    let t = env.token("workload").await;
+    let wrong = |secret: &'static str| {
+        let mut cmd = Command::new(bin("ferry-example-relying-service"));
+        cmd.env("FERRY_ISSUER", &env.issuer_url)
+            .env("AUDIENCE", API)
+            .env("INSECURE_ORIGINS", &env.issuer_url)
+            .env("REVOCATION_INTERVAL", "1")
+            .env("REVOCATION_CLIENT_ID", "relying")
+            .env("REVOCATION_CLIENT_SECRET", secret);
+        let mut proc = Proc::spawn(&mut cmd).unwrap();
+        let line = proc.wait_for("relying service listening on ").unwrap();
+        (proc, line.rsplit(' ').next().unwrap().to_owned())
+    };
+    // Fail closed: without a list it may fetch, the service accepts nothing.
+    let (_bad, bad_url) = wrong("not-the-secret");
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{bad_url}/resource"),
+            &format!("Bearer {t}"),
+            None
+        )
+        .await,
+        401
+    );
+    // Twin: the right secret.
+    let (_good, good_url) = wrong("relying-secret");
+    assert_eq!(
+        call(
+            &env.http,
+            &format!("{good_url}/resource"),
+            &format!("Bearer {t}"),
+            None
+        )
+        .await,
         200
     );
 }

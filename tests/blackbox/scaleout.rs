@@ -396,8 +396,9 @@ async fn a_token_revoked_at_one_replica_is_inactive_at_another() {
     let redis_port = free_port();
     let _redis = redis(redis_port);
     let gateway_hash = sha256_hex("gw-secret");
+    let relying_hash = sha256_hex("rs-secret");
     let clients = format!(
-        "clients:\n  - {{ id: gateway, auth: client_secret_basic, secret_sha256: {gateway_hash}, introspect: true }}\n"
+        "clients:\n  - {{ id: gateway, auth: client_secret_basic, secret_sha256: {gateway_hash}, introspect: true }}\n  - {{ id: relying, auth: client_secret_basic, secret_sha256: {relying_hash}, revocations: true }}\n"
     );
     let start = |name: &str| replica(tmp.path(), name, redis_port, &pg.url(), &clients);
     let (a, b) = (start("a"), start("b"));
@@ -468,6 +469,7 @@ async fn a_token_revoked_at_one_replica_is_inactive_at_another() {
     // B's revocation list carries it too.
     let list = http
         .get(format!("{}/revocations", b.url))
+        .basic_auth("relying", Some("rs-secret"))
         .send()
         .await
         .unwrap()

@@ -212,6 +212,7 @@ pub mod desc {
     pub const MISSING_TOKEN: &str = "missing token";
     pub const NOT_YOUR_TOKEN: &str = "the token was not issued to this client";
     pub const NOT_INTROSPECTOR: &str = "this client may not introspect tokens";
+    pub const NOT_REVOCATION_READER: &str = "this client may not read the revocation list";
     pub const TOKEN_REVOKED: &str = "the token has been revoked";
     pub const NOT_ATTRIBUTABLE: &str = "not a live token Ferry issued: nothing to revoke (expired, foreign, malformed or unknown handle)";
     pub const ONE_TARGET: &str = "give exactly one of token, subject, provider or client_id";

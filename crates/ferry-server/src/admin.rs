@@ -1,100 +1,94 @@
-//! The admin listener: `/metrics`, `POST /explain`, `/readyz`. It binds 127.0.0.1 by
-//! default; anywhere else the configuration requires TLS and bearer tokens. Tokens are
-//! stored as SHA-256 hashes (one hex hash per line, several at once for rotation; the
-//! file is re-read on every request) and compared in constant time. Every admin request
-//! is an audit event.
+//! The admin listener: `GET /metrics`, `POST /explain`, `POST /revoke`, `GET /readyz`
+//! (with details). It binds 127.0.0.1 by default; anywhere else TLS and bearer tokens
+//! are required. How it authenticates is decided when its socket is bound and kept for
+//! the socket's life ([`guard`]). Every admin request is an audit event.
+
+mod guard;
+pub use guard::AdminAuth;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use ferry_core::config::Admin;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::audit::AuditEvent;
 use crate::cli::explain::{Subject, explain};
 use crate::state::AppState;
+use crate::tls::{ReloadingCert, TlsListener, server_config};
 use crate::{fingerprint, random_id};
 
-/// The admin router.
-pub fn router(state: AppState) -> Router {
+/// The admin router, authenticating as `auth` says for as long as it serves.
+pub fn router(state: AppState, auth: AdminAuth) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/explain", post(explain_endpoint))
         .route("/revoke", post(admin_revoke))
-        .route("/readyz", get(crate::routes::readyz))
+        .route("/readyz", get(crate::routes::readyz_details))
         .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authenticate,
+            (state.clone(), Arc::new(auth)),
+            guard::authenticate,
         ))
         .with_state(state)
 }
 
-/// Whether `presented` hashes to one of the lines of the hash file.
-fn token_matches(presented: &str, hashes: &str) -> bool {
-    let digest = fingerprint(presented.as_bytes());
-    let mut ok = false;
-    for line in hashes
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        // Every line is compared, in constant time, whatever matched before.
-        ok |= aws_lc_rs::constant_time::verify_slices_are_equal(
-            line.to_ascii_lowercase().as_bytes(),
-            digest.as_bytes(),
-        )
-        .is_ok();
-    }
-    ok
+/// The admin listener's socket: bound, its authentication decided from the address
+/// really bound (not the configured name), not yet serving.
+#[derive(Debug)]
+pub struct AdminSocket {
+    tcp: tokio::net::TcpListener,
+    addr: SocketAddr,
+    auth: AdminAuth,
+    admin: Admin,
 }
 
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let loaded = state.loaded();
-    let path = req.uri().path().to_owned();
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::to_owned);
-    let allowed = match &loaded.config.admin.bearer_token_hashes_file {
-        None => true, // loopback without tokens configured
-        Some(file) => match (std::fs::read_to_string(file), &presented) {
-            (Ok(hashes), Some(p)) => token_matches(p, &hashes),
-            (Err(e), _) => {
-                tracing::error!(error = %e, "admin token hashes cannot be read; refusing admin requests");
-                false
-            }
-            (Ok(_), None) => false,
-        },
-    };
-    state.audit.record(&AuditEvent {
-        kind: "ferry.admin",
-        time: state.clock.now(),
-        request_id: random_id(12),
-        decision: if allowed { "allow" } else { "deny" },
-        step: "admin",
-        rule: Some(path),
-        subject_token_sha256: presented.map(|p| fingerprint(p.as_bytes())),
-        ..AuditEvent::default()
-    });
-    if !allowed {
-        let mut r = (
-            StatusCode::UNAUTHORIZED,
-            Json(json!({"error": "invalid_token", "error_description": "admin authentication required"})),
-        )
-            .into_response();
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static("Bearer realm=\"ferry-admin\""),
-        );
-        return r;
+impl AdminSocket {
+    /// Binds the listener `admin` configures, if any. Off loopback without TLS and
+    /// tokens this fails, whatever the configuration's validation said of the name.
+    pub async fn bind(admin: &Admin) -> Result<Option<Self>, String> {
+        let Some(listen) = &admin.listen else {
+            return Ok(None);
+        };
+        let tcp = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| format!("binding the admin listener {listen}: {e}"))?;
+        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+        let auth = AdminAuth::at_bind(admin, addr)?;
+        Ok(Some(Self {
+            tcp,
+            addr,
+            auth,
+            admin: admin.clone(),
+        }))
     }
-    next.run(req).await
+
+    /// Serves the admin router on the socket, in the background.
+    pub fn serve(self, state: AppState) -> Result<(), String> {
+        let app = router(state, self.auth);
+        match &self.admin.tls {
+            Some(t) => {
+                let cert = ReloadingCert::open(&t.cert_file, &t.key_file)
+                    .map_err(|e| format!("admin TLS: {e}"))?;
+                cert.watch();
+                let listener = TlsListener::new(self.tcp, server_config(cert)?)
+                    .map_err(|e| format!("admin TLS: {e}"))?;
+                tracing::info!("ferry admin listening on https://{}", self.addr);
+                tokio::spawn(async move { axum::serve(listener, app).await });
+            }
+            None => {
+                tracing::info!("ferry admin listening on http://{}", self.addr);
+                tokio::spawn(async move { axum::serve(self.tcp, app).await });
+            }
+        }
+        Ok(())
+    }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -250,17 +244,5 @@ async fn admin_revoke(State(state): State<AppState>, body: axum::body::Bytes) ->
             )
                 .into_response()
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn token_hashes() {
-        // printf %s secret | sha256sum
-        let hashes = "# rotate by adding the new hash first\n2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b\n";
-        assert!(super::token_matches("secret", hashes));
-        assert!(!super::token_matches("Secret", hashes));
-        assert!(!super::token_matches("", hashes));
     }
 }

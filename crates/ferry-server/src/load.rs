@@ -42,6 +42,60 @@ pub fn read_config(path: &Path) -> Result<Config, ConfigErrors> {
     ferry_core::config::parse(&text, base)
 }
 
+/// Command-line overrides of the file (`--listen`, `--admin-listen`). They are applied at
+/// start and again at every reload, so a reload compares like with like.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen`: the public listener's address.
+    pub listen: Option<String>,
+    /// `--admin-listen`: the admin listener's address, or `off`.
+    pub admin_listen: Option<String>,
+}
+
+impl Overrides {
+    /// Applies the overrides to a configuration read from the file.
+    pub fn apply(&self, config: &mut Config) {
+        if let Some(l) = &self.listen {
+            config.listen.clone_from(l);
+        }
+        match self.admin_listen.as_deref() {
+            Some("off") => config.admin.listen = None,
+            Some(l) => config.admin.listen = Some(l.to_owned()),
+            None => {}
+        }
+    }
+}
+
+/// Where the running configuration comes from: a file and the command line's overrides.
+#[derive(Debug, Clone)]
+pub struct ConfigSource {
+    /// The configuration file.
+    pub path: PathBuf,
+    /// The command line's overrides of it.
+    pub overrides: Overrides,
+}
+
+impl ConfigSource {
+    /// The file at `path` with the `--listen` and `--admin-listen` overrides.
+    pub fn new(path: PathBuf, listen: Option<String>, admin_listen: Option<String>) -> Self {
+        Self {
+            path,
+            overrides: Overrides {
+                listen,
+                admin_listen,
+            },
+        }
+    }
+
+    /// Reads and validates the file, then applies the overrides: the effective
+    /// configuration.
+    pub fn read(&self) -> Result<Config, ConfigErrors> {
+        let mut config = read_config(&self.path)?;
+        self.overrides.apply(&mut config);
+        Ok(config)
+    }
+}
+
 /// The verification rules of a provider.
 pub fn rules_for(p: &Provider) -> Rules {
     let mut rules = Rules::new(p.issuer.clone(), p.audiences.clone());

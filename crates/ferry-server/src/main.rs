@@ -12,7 +12,7 @@ use std::future::IntoFuture as _;
 use ferry_core::config::AuditSinkConfig;
 use ferry_server::audit::AuditSink;
 use ferry_server::cli;
-use ferry_server::load::{build_state, load_providers, open_keys, read_config};
+use ferry_server::load::{ConfigSource, build_state, load_providers, open_keys, read_config};
 use ferry_server::tls::{Peer, ReloadingCert, TlsListener, server_config};
 use ferry_verify::time::SystemMono;
 
@@ -210,32 +210,14 @@ async fn serve(
     log_level: Option<String>,
     format: LogFormat,
 ) -> anyhow::Result<()> {
-    let mut config =
-        read_config(path).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let source = ConfigSource::new(path.to_owned(), listen, admin_listen);
+    let config = source
+        .read()
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let _telemetry = ferry_server::telemetry::init(
         log_level.as_deref().unwrap_or(&config.log_level),
         matches!(format, LogFormat::Json),
     );
-    if let Some(l) = listen {
-        config.listen = l;
-    }
-    match admin_listen.as_deref() {
-        Some("off") => config.admin.listen = None,
-        Some(l) => {
-            let loopback = l
-                .parse::<std::net::SocketAddr>()
-                .is_ok_and(|a| a.ip().is_loopback());
-            if !loopback
-                && (config.admin.tls.is_none() || config.admin.bearer_token_hashes_file.is_none())
-            {
-                anyhow::bail!(
-                    "off loopback the admin listener requires admin.tls and admin.bearer_token_hashes_file"
-                );
-            }
-            config.admin.listen = Some(l.to_owned());
-        }
-        None => {}
-    }
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
@@ -266,6 +248,10 @@ async fn serve(
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = tcp.local_addr()?;
+    // Bound now: its authentication is decided from the address really bound, for good.
+    let admin_socket = ferry_server::admin::AdminSocket::bind(&admin)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     let accounts = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let state = build_state(
@@ -279,30 +265,12 @@ async fn serve(
     if let Some(e) = state.revocations.broken() {
         anyhow::bail!("revocation state: {e}");
     }
-    ferry_server::tasks::spawn_background(&state, Some(path.to_owned()));
+    ferry_server::tasks::spawn_background(&state, Some(source));
 
-    // The admin listener: loopback by default; elsewhere TLS and tokens (checked at load).
-    if let Some(listen) = &admin.listen {
-        let tcp = tokio::net::TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding the admin listener {listen}"))?;
-        let admin_addr = tcp.local_addr()?;
-        let app = ferry_server::admin::router(state.clone());
-        match &admin.tls {
-            Some(t) => {
-                let cert = ReloadingCert::open(&t.cert_file, &t.key_file)
-                    .map_err(|e| anyhow::anyhow!("admin TLS: {e}"))?;
-                cert.watch();
-                let listener =
-                    TlsListener::new(tcp, server_config(cert).map_err(|e| anyhow::anyhow!(e))?)?;
-                tracing::info!("ferry admin listening on https://{admin_addr}");
-                tokio::spawn(async move { axum::serve(listener, app).await });
-            }
-            None => {
-                tracing::info!("ferry admin listening on http://{admin_addr}");
-                tokio::spawn(async move { axum::serve(tcp, app).await });
-            }
-        }
+    if let Some(socket) = admin_socket {
+        socket
+            .serve(state.clone())
+            .map_err(|e| anyhow::anyhow!(e))?;
     }
 
     // The public listener; SIGTERM stops accepting and lets in-flight requests finish

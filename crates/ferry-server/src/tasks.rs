@@ -1,7 +1,6 @@
 //! Background work: the key-ring poll, warming remote key caches, reloading JWKS files
 //! when they change, and reloading the configuration on SIGHUP or when its file changes.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
@@ -9,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use ferry_verify::KeySource;
 use ferry_verify::time::SystemMono;
 
-use crate::load::{load_providers_reusing, loaded, read_config};
+use crate::load::{ConfigSource, load_providers_reusing, loaded};
 use crate::state::{AppState, Providers};
 
 /// How often JWKS files and the configuration file are checked for changes.
@@ -74,13 +73,24 @@ fn warm(state: &AppState) {
     }
 }
 
-/// Reloads the configuration from `path`: fully validated, then swapped atomically;
-/// on any error the old configuration stays and the error is logged and counted.
-/// Remote key caches of unchanged providers are kept warm.
-pub fn reload(state: &AppState, path: &std::path::Path, stats: &ReloadStats) -> Result<(), String> {
+/// Reloads the configuration from `source` (the file, with the command line's overrides
+/// applied again): fully validated, then swapped atomically; on any error the old
+/// configuration stays and the error is logged and counted. Remote key caches of
+/// unchanged providers are kept warm.
+pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> Result<(), String> {
+    let path = &source.path;
     let result = (|| {
-        let config = read_config(path).map_err(|e| e.to_string())?;
+        let config = source.read().map_err(|e| e.to_string())?;
         let current = state.loaded();
+        // The admin listener's authentication was decided when its socket was bound; a
+        // file that changes it (turns the listener off, moves it to loopback, drops its
+        // tokens) must not half-apply: the whole reload is refused until a restart.
+        if config.admin != current.config.admin {
+            return Err("admin settings changed (admin.listen, admin.tls, \
+                 admin.bearer_token_hashes_file or --admin-listen): they take effect at the next \
+                 restart; nothing of this file was applied"
+                .to_owned());
+        }
         if config.signing != current.config.signing {
             tracing::warn!("signing settings changed: they take effect at the next restart");
         }
@@ -125,9 +135,9 @@ fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-/// Starts the background tasks for `state`. They end with the runtime. With
-/// `config_path`, the configuration is reloaded on SIGHUP and when the file changes.
-pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
+/// Starts the background tasks for `state`. They end with the runtime. With a
+/// `config_source`, the configuration is reloaded on SIGHUP and when the file changes.
+pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
     let stats = state.reloads.clone();
     // The key ring.
     {
@@ -166,9 +176,9 @@ pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
     {
         let state = state.clone();
         let stats = stats.clone();
-        let path = config_path.clone();
+        let source = config_source.clone();
         tokio::spawn(async move {
-            let mut seen = path.as_deref().and_then(stamp);
+            let mut seen = source.as_ref().and_then(|s| stamp(&s.path));
             let mut tick = tokio::time::interval(FILE_POLL);
             loop {
                 tick.tick().await;
@@ -208,11 +218,11 @@ pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
                         }
                     }
                 }
-                if let Some(path) = &path {
-                    let now = stamp(path);
+                if let Some(source) = &source {
+                    let now = stamp(&source.path);
                     if now.is_some() && now != seen {
                         seen = now;
-                        let _ = reload(&state, path, &stats);
+                        let _ = reload(&state, source, &stats);
                     }
                 }
             }
@@ -220,7 +230,7 @@ pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
     }
     // SIGHUP.
     #[cfg(unix)]
-    if let Some(path) = config_path {
+    if let Some(source) = config_source {
         let state = state.clone();
         tokio::spawn(async move {
             let Ok(mut hup) =
@@ -230,7 +240,7 @@ pub fn spawn_background(state: &AppState, config_path: Option<PathBuf>) {
                 return;
             };
             while hup.recv().await.is_some() {
-                let _ = reload(&state, &path, &stats);
+                let _ = reload(&state, &source, &stats);
             }
         });
     }

@@ -68,22 +68,39 @@ fn max_age(value: &str) -> Option<u64> {
 
 /// GETs `url` under the client's policy.
 pub async fn get(http: &Http, url: &Url, bearer: Option<&Bearer>) -> Result<Fetched, String> {
+    let authorization = match bearer {
+        Some(b) if origin(url).as_deref() == Some(b.origin.as_str()) => {
+            let token = match &b.token {
+                BearerToken::Value(v) => v.clone(),
+                BearerToken::File(f) => std::fs::read_to_string(f)
+                    .map_err(|e| format!("reading the bearer-token file: {e}"))?
+                    .trim()
+                    .to_owned(),
+            };
+            Some(format!("Bearer {token}"))
+        }
+        _ => None,
+    };
+    get_authorized(http, url, authorization).await
+}
+
+/// GETs `url` under the client's policy with an `Authorization` header value meant for
+/// `url`'s origin (reqwest drops it on a redirect to another host).
+pub(crate) async fn get_authorized(
+    http: &Http,
+    url: &Url,
+    authorization: Option<String>,
+) -> Result<Fetched, String> {
     http.policy.check_url(url).map_err(|e| e.to_string())?;
     let mut req = http
         .client
         .get(url.clone())
         .header(ACCEPT, "application/json, application/jwk-set+json");
-    if let Some(b) = bearer
-        && origin(url).as_deref() == Some(b.origin.as_str())
-    {
-        let token = match &b.token {
-            BearerToken::Value(v) => v.clone(),
-            BearerToken::File(f) => std::fs::read_to_string(f)
-                .map_err(|e| format!("reading the bearer-token file: {e}"))?
-                .trim()
-                .to_owned(),
-        };
-        req = req.bearer_auth(token);
+    if let Some(a) = authorization {
+        let mut value = reqwest::header::HeaderValue::from_str(&a)
+            .map_err(|_| "the credentials are not a valid header value".to_owned())?;
+        value.set_sensitive(true);
+        req = req.header(reqwest::header::AUTHORIZATION, value);
     }
     let mut resp = req
         .send()

@@ -116,14 +116,20 @@ impl FerryVerifier {
     }
 
     /// Checks every token against Ferry's signed revocation list (`GET /revocations`
-    /// under the issuer), fetched again whenever the copy held is older than
-    /// `interval`: a revocation takes effect here within `interval`. Without a list
-    /// younger than three intervals, every token is refused.
-    pub fn with_revocations(mut self, http: Http, interval: std::time::Duration) -> Self {
+    /// under the issuer), fetched as `client` (registered at Ferry with `revocations:
+    /// true`) whenever the copy held is older than `interval`: a revocation takes effect
+    /// here within `interval`. Without a list younger than three intervals — wrong
+    /// credentials included — every token is refused.
+    pub fn with_revocations(
+        mut self,
+        http: Http,
+        interval: std::time::Duration,
+        client: crate::revocation::ClientCredentials,
+    ) -> Self {
         let url = format!("{}/revocations", self.rules.issuer.trim_end_matches('/'));
         if let Ok(url) = Url::parse(&url) {
             self.revocations = Some(crate::revocation::RevocationPoller::new(
-                url, http, interval,
+                url, http, interval, client,
             ));
         }
         self

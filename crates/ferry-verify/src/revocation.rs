@@ -5,6 +5,10 @@
 //! older than the polling interval — before answering, so a token revoked more than one
 //! interval ago is never accepted — verifies it with Ferry's keys, and refuses every
 //! token while it holds no list younger than `max_staleness` (fail closed).
+//!
+//! The list names revoked subjects, clients and providers, so Ferry serves it only to a
+//! client registered with `revocations: true`: the poller authenticates as that client
+//! with HTTP Basic ([`ClientCredentials`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -55,11 +59,51 @@ pub enum RevocationError {
     Unavailable(String),
 }
 
+/// The id and secret of a client registered at Ferry with `revocations: true`, sent with
+/// HTTP Basic as RFC 6749 §2.3.1 says: each form-urlencoded, then joined with `:` and
+/// base64-encoded (so an id containing `:` survives). The secret never prints.
+#[derive(Clone)]
+pub struct ClientCredentials {
+    id: String,
+    secret: String,
+}
+
+impl ClientCredentials {
+    /// Credentials of client `id` (its secret from `ferry clients new-secret`).
+    pub fn new(id: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            secret: secret.into(),
+        }
+    }
+
+    /// The `Authorization` header value.
+    fn basic(&self) -> String {
+        use base64::Engine;
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        let pair = format!("{}:{}", enc(&self.id), enc(&self.secret));
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    }
+}
+
+impl std::fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("id", &self.id)
+            .field("secret", &"[redacted]")
+            .finish()
+    }
+}
+
 /// Polls Ferry's revocation list.
 #[derive(Debug)]
 pub struct RevocationPoller {
     url: Url,
     http: Http,
+    credentials: ClientCredentials,
     interval: i64,
     max_staleness: i64,
     held: tokio::sync::RwLock<Held>,
@@ -70,13 +114,14 @@ fn s<'a>(claims: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
 }
 
 impl RevocationPoller {
-    /// Polls `url` at most every `interval`; refuses every token after
-    /// `3 × interval` without a list.
-    pub fn new(url: Url, http: Http, interval: Duration) -> Self {
+    /// Polls `url` at most every `interval`, authenticating as `credentials`; refuses
+    /// every token after `3 × interval` without a list.
+    pub fn new(url: Url, http: Http, interval: Duration, credentials: ClientCredentials) -> Self {
         let interval = i64::try_from(interval.as_secs()).unwrap_or(i64::MAX).max(1);
         Self {
             url,
             http,
+            credentials,
             interval,
             max_staleness: interval.saturating_mul(3),
             held: tokio::sync::RwLock::new(Held::default()),
@@ -92,7 +137,9 @@ impl RevocationPoller {
     }
 
     async fn fetch(&self, issuer: &str, keys: &KeySource, now: i64) -> Result<List, String> {
-        let got = crate::fetch::get(&self.http, &self.url, None).await?;
+        let got =
+            crate::fetch::get_authorized(&self.http, &self.url, Some(self.credentials.basic()))
+                .await?;
         let text = String::from_utf8(got.body).map_err(|_| "the list is not text".to_owned())?;
         let mut rules = Rules::new(issuer, vec![issuer.to_owned()]);
         rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
@@ -205,5 +252,26 @@ impl RevocationPoller {
             return Err(RevocationError::Revoked);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::ClientCredentials;
+    use base64::Engine;
+
+    #[test]
+    fn basic_credentials_are_form_encoded_then_base64() {
+        let c = ClientCredentials::new("rs:1", "s3cr+t");
+        let b64 = c.basic().strip_prefix("Basic ").unwrap().to_owned();
+        let pair = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap();
+        assert_eq!(String::from_utf8(pair).unwrap(), "rs%3A1:s3cr%2Bt");
+        assert!(
+            !format!("{c:?}").contains("s3cr"),
+            "the secret never prints"
+        );
     }
 }

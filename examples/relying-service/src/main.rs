@@ -4,7 +4,9 @@
 //! Environment: `FERRY_ISSUER` (Ferry's issuer URL), `AUDIENCE` (this service's
 //! audience), `LISTEN` (default 127.0.0.1:0), `PUBLIC_URL` (this service's public base
 //! URL; default `http://<bound address>`), `INSECURE_ORIGINS` (comma-separated origins
-//! that may be fetched over http, for development and tests).
+//! that may be fetched over http, for development and tests), `REVOCATION_INTERVAL`
+//! (seconds; polls Ferry's revocation list as the client `REVOCATION_CLIENT_ID` with
+//! `REVOCATION_CLIENT_SECRET`, registered at Ferry with `revocations: true`).
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use axum::Json;
 use axum::Router;
 use axum::routing::get;
 use ferry_verify::net::{ClientSettings, Http, OutboundPolicy};
+use ferry_verify::revocation::ClientCredentials;
 use ferry_verify::time::SystemMono;
 use ferry_verify::{FerryAuth, FerryVerifier};
 use serde_json::{Value, json};
@@ -56,7 +59,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let secs: u64 = n
             .parse()
             .map_err(|_| "REVOCATION_INTERVAL is not a number")?;
-        verifier = verifier.with_revocations(http, std::time::Duration::from_secs(secs));
+        let client = ClientCredentials::new(
+            env("REVOCATION_CLIENT_ID")?,
+            env("REVOCATION_CLIENT_SECRET")?,
+        );
+        verifier = verifier.with_revocations(http, std::time::Duration::from_secs(secs), client);
     }
     let app = Router::new()
         .route("/resource", get(resource))

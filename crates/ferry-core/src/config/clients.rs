@@ -62,6 +62,9 @@ pub struct Client {
     pub accept_token_endpoint_audience: bool,
     /// May call `/introspect` (a resource server or gateway).
     pub introspect: bool,
+    /// May fetch `GET /revocations` (a relying service that verifies offline). The list
+    /// names revoked subjects, clients and providers, so it is not public.
+    pub revocations: bool,
 }
 
 fn static_keys(
@@ -214,6 +217,14 @@ pub(super) fn clients(
                 None
             }
         };
+        let revocations = c.revocations.unwrap_or(false);
+        if revocations && auth != ClientAuth::SecretBasic {
+            // A GET carries no form: HTTP Basic is the one method it can use.
+            errs.push(
+                format!("{path}.revocations"),
+                "requires auth: client_secret_basic (GET /revocations authenticates with HTTP Basic)",
+            );
+        }
         if errs.0.len() == before {
             out.push(Client {
                 id,
@@ -222,6 +233,7 @@ pub(super) fn clients(
                 keys,
                 accept_token_endpoint_audience: c.accept_token_endpoint_audience.unwrap_or(false),
                 introspect: c.introspect.unwrap_or(false),
+                revocations,
             });
         }
     }

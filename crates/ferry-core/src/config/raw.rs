@@ -75,6 +75,7 @@ pub struct RawClient {
     pub jwks: Option<RawJwks>,
     pub accept_token_endpoint_audience: Option<bool>,
     pub introspect: Option<bool>,
+    pub revocations: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -443,3 +443,17 @@ fn a_shared_postgres_key_store() {
             .is_none()
     );
 }
+
+#[test]
+fn only_a_basic_client_may_be_registered_for_the_revocation_list() {
+    let hash = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b";
+    let with = |auth: &str| {
+        format!(
+            "{GOOD}clients:\n  - {{ id: rs, auth: {auth}, secret_sha256: {hash}, revocations: true }}\n"
+        )
+    };
+    let c = parse(&with("client_secret_basic"), Path::new("/")).unwrap();
+    assert!(c.clients[0].revocations && !c.clients[0].introspect);
+    let err = parse(&with("client_secret_post"), Path::new("/")).unwrap_err();
+    assert!(err.to_string().contains("clients[0].revocations"), "{err}");
+}

@@ -1,5 +1,7 @@
 //! Liveness and readiness. Readiness means: configuration loaded and a signing key in
-//! memory, which holds for as long as this process serves at all.
+//! memory, which holds for as long as this process serves at all. The public `/readyz`
+//! answers its status only; the details (providers, key caches and their errors, the
+//! signing key id, the key store's health) are for operators, on the admin listener.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,10 +14,17 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: configuration loaded and a signing key in memory. Always 200 while
-/// serving: an unreachable issuer shows in the body (and later in metrics), but never
-/// fails readiness, since every replica shares the same issuers.
-pub async fn readyz(State(state): State<AppState>) -> Json<Value> {
+/// Public `GET /readyz`: configuration loaded and a signing key in memory. Always 200
+/// while serving; nothing but the status, so that it tells an outsider nothing about
+/// the issuers trusted, their health or the signing key.
+pub async fn readyz() -> Json<Value> {
+    Json(json!({"status": "ready"}))
+}
+
+/// Admin `GET /readyz`: the status and its details. An unreachable issuer or key store
+/// shows here (and in metrics), but never fails readiness, since every replica shares
+/// the same issuers and store.
+pub async fn readyz_details(State(state): State<AppState>) -> Json<Value> {
     let loaded = state.loaded();
     let mut providers: Vec<Value> = loaded
         .providers

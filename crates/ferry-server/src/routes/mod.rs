@@ -3,7 +3,7 @@
 //! ([`error_response`]).
 
 mod health;
-pub use health::readyz;
+pub use health::readyz_details;
 pub mod middleware;
 mod token;
 mod tokens;

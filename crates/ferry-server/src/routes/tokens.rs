@@ -5,7 +5,10 @@
 //! is not a live token Ferry issued is answered 200, as RFC 7009 §2.2 asks; a token of
 //! another client is refused (`unauthorized_client`). Introspection: only clients
 //! registered with `introspect: true`; every inactive token — expired, revoked,
-//! foreign, malformed, unknown handle — gets exactly `{"active": false}`.
+//! foreign, malformed, unknown handle — gets exactly `{"active": false}`. The
+//! revocation list: only clients registered with `revocations: true`, authenticated
+//! with HTTP Basic (a GET carries no form) — it names revoked subjects, clients and
+//! providers, which is nobody else's business.
 
 use axum::Extension;
 use axum::body::Body;
@@ -14,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_core::config::ClientAuth;
 use ferry_core::error::desc;
-use ferry_core::request::parse_token_action;
+use ferry_core::request::{ClientParams, parse_token_action};
 use ferry_core::{ErrorCode, OAuthError, Step};
 use serde_json::Value;
 
@@ -69,6 +72,33 @@ async fn client_request(
         .filter(|c| c.method != ClientAuth::None)
         .ok_or_else(|| invalid_client("client authentication required"))?;
     Ok((req, client))
+}
+
+/// Refuses (403 `unauthorized_client`, with the fixed `description`) a client not
+/// registered with `flag`.
+fn registered_for(
+    state: &AppState,
+    client: &ClientIdentity,
+    (flag, description): (&'static str, &'static str),
+    has: impl Fn(&ferry_core::config::Client) -> bool,
+) -> Result<(), OAuthError> {
+    let allowed = state
+        .loaded()
+        .accounts
+        .clients
+        .get(&client.id)
+        .is_some_and(|c| has(&c.client));
+    if allowed {
+        return Ok(());
+    }
+    Err(
+        OAuthError::new(ErrorCode::UnauthorizedClient, Step::Policy, description)
+            .status(403)
+            .detail(format!(
+                "client {} is not registered with {flag}",
+                client.id
+            )),
+    )
 }
 
 fn audit_event(state: &AppState, kind: &'static str) -> AuditEvent {
@@ -160,26 +190,14 @@ pub async fn introspect(
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_ascii_lowercase();
-    let result = async {
+    let result: Result<Response, OAuthError> = async {
         let (req, client) = client_request(&state, peer, &method, &headers, body).await?;
-        let allowed = state
-            .loaded()
-            .accounts
-            .clients
-            .get(&client.id)
-            .is_some_and(|c| c.client.introspect);
-        if !allowed {
-            return Err(OAuthError::new(
-                ErrorCode::UnauthorizedClient,
-                Step::Policy,
-                desc::NOT_INTROSPECTOR,
-            )
-            .status(403)
-            .detail(format!(
-                "client {} is not registered with introspect",
-                client.id
-            )));
-        }
+        registered_for(
+            &state,
+            &client,
+            ("introspect", desc::NOT_INTROSPECTOR),
+            |c| c.introspect,
+        )?;
         let token = req.token.ok_or_else(missing_token)?;
         let issued = tokens::resolve(&state, &token, now)
             .await
@@ -230,8 +248,31 @@ pub async fn introspect(
     }
 }
 
-/// `GET /revocations`: the signed revocation list (`typ: ferry-revocations+jwt`).
-pub async fn revocations(State(state): State<AppState>) -> Response {
+/// `GET /revocations`: the signed revocation list (`typ: ferry-revocations+jwt`), for a
+/// client registered with `revocations: true`, within the source's and the global rate
+/// limits (as `/token`).
+pub async fn revocations(
+    State(state): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+) -> Response {
+    let reader = async {
+        super::token::admit(&state, peer.map(|p| p.0.0.0.ip()))?;
+        // HTTP Basic only: the empty form leaves nothing else to authenticate with.
+        let client = authenticate(&state, &headers, &ClientParams::default())
+            .await?
+            .ok_or_else(|| invalid_client("client authentication required"))?;
+        registered_for(
+            &state,
+            &client,
+            ("revocations", desc::NOT_REVOCATION_READER),
+            |c| c.revocations,
+        )
+    };
+    if let Err(e) = reader.await {
+        tracing::warn!(error = %e.code, detail = %e.detail, "revocation list refused");
+        return error_response(&e);
+    }
     match tokens::revocation_list(&state, state.clock.now()).await {
         Ok(jwt) => {
             let mut r = jwt.into_response();
