@@ -12,6 +12,7 @@ mod delegation;
 mod downscope;
 mod dpop;
 mod exchange;
+mod http_limits;
 mod issuers;
 mod keys;
 mod ops;

@@ -27,6 +27,14 @@ pub struct Limits {
     pub rate_per_client: u32,
     /// How long in-flight requests may take to finish after SIGTERM, seconds (20).
     pub shutdown_timeout: u64,
+    /// How long a request's header may take to arrive, from its first byte (or from the
+    /// connection's start), seconds (10): a client that sends it slower is cut off.
+    pub header_read_timeout: u64,
+    /// How long a keep-alive connection may wait for its next request, seconds (60).
+    pub idle_timeout: u64,
+    /// Connections open at once from one source address (an IPv6 /64 counts as one
+    /// source); more are closed at accept (256).
+    pub max_connections_per_source: usize,
 }
 
 /// A certificate and key, PEM files reloaded when they change.
@@ -79,6 +87,14 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
             l.shutdown_timeout.as_ref(),
             20,
         ),
+        header_read_timeout: duration(
+            errs,
+            "limits.header_read_timeout",
+            l.header_read_timeout.as_ref(),
+            10,
+        ),
+        idle_timeout: duration(errs, "limits.idle_timeout", l.idle_timeout.as_ref(), 60),
+        max_connections_per_source: l.max_connections_per_source.unwrap_or(256),
     };
     if !(1_024..=1_048_576).contains(&out.max_body_bytes) {
         errs.push("limits.max_body_bytes", "must be between 1024 and 1048576");
@@ -96,6 +112,12 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
         ("limits.rate_per_provider", u64::from(out.rate_per_provider)),
         ("limits.rate_per_client", u64::from(out.rate_per_client)),
         ("limits.request_timeout", out.request_timeout),
+        ("limits.header_read_timeout", out.header_read_timeout),
+        ("limits.idle_timeout", out.idle_timeout),
+        (
+            "limits.max_connections_per_source",
+            out.max_connections_per_source as u64,
+        ),
     ] {
         if v == 0 {
             errs.push(name, "must be greater than zero");

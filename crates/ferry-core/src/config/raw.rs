@@ -135,6 +135,9 @@ pub struct RawLimits {
     pub rate_per_provider: Option<u32>,
     pub rate_per_client: Option<u32>,
     pub shutdown_timeout: Option<String>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections_per_source: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
