@@ -221,6 +221,9 @@ impl Connection {
         });
         let mut builder = http1::Builder::new();
         builder
+            // Our deadlines (below) replace hyper's header timer, which would also cut
+            // idle keep-alive connections at the header timeout.
+            .header_read_timeout(None)
             .max_header_size(o.max_header_bytes)
             .max_buf_size(o.max_header_bytes.max(MIN_BUF));
         let conn =
