@@ -216,7 +216,6 @@ pub mod desc {
     pub const SCOPE_NOT_ALLOWED: &str = "the requested scope is not allowed";
     pub const SUBJECT_EXPIRES_TOO_SOON: &str = "subject token expires too soon";
     pub const INTERNAL: &str = "internal error";
-    pub const HEADERS_TOO_LARGE: &str = "request headers too large";
     pub const BUSY: &str = "server busy, retry later";
     pub const TIMEOUT: &str = "request timed out";
     pub const RATE_LIMITED: &str = "too many requests, retry later";

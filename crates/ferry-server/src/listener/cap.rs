@@ -98,7 +98,8 @@ impl ConnectionCap {
     }
 
     /// Sources with at least one live connection.
-    pub fn sources(&self) -> usize {
+    #[cfg(test)]
+    fn sources(&self) -> usize {
         self.live
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
