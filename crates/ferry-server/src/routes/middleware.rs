@@ -98,7 +98,7 @@ fn registered(method: &Method) -> bool {
 }
 
 /// The metric label of a method: the ones Ferry serves by name, every other as `OTHER`.
-pub fn method_label(method: &Method) -> &'static str {
+fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
