@@ -14,6 +14,7 @@ mod derived;
 mod downscope;
 mod dpop;
 mod exchange;
+mod http_limits;
 mod issuers;
 mod keys;
 mod limits;

@@ -179,6 +179,7 @@ pub mod desc {
     pub const BODY_TOO_LARGE: &str = "request body too large";
     pub const CONTENT_TYPE: &str = "content type must be application/x-www-form-urlencoded";
     pub const METHOD: &str = "method not allowed";
+    pub const METHOD_NOT_IMPLEMENTED: &str = "method not implemented";
     pub const MISSING_GRANT_TYPE: &str = "missing grant_type";
     pub const UNSUPPORTED_GRANT: &str = "unsupported grant_type";
     pub const DUPLICATE_PARAM: &str = "a parameter was given more than once";
@@ -222,7 +223,6 @@ pub mod desc {
     pub const SCOPE_NOT_ALLOWED: &str = "the requested scope is not allowed";
     pub const SUBJECT_EXPIRES_TOO_SOON: &str = "subject token expires too soon";
     pub const INTERNAL: &str = "internal error";
-    pub const HEADERS_TOO_LARGE: &str = "request headers too large";
     pub const BUSY: &str = "server busy, retry later";
     pub const TIMEOUT: &str = "request timed out";
     pub const RATE_LIMITED: &str = "too many requests, retry later";

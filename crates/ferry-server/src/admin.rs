@@ -22,7 +22,8 @@ use serde_json::{Map, Value, json};
 use crate::audit::AuditEvent;
 use crate::cli::explain::{Subject, explain};
 use crate::state::AppState;
-use crate::tls::{ReloadingCert, TlsListener, server_config};
+use crate::listener::Server;
+use crate::tls::acceptor;
 use crate::{fingerprint, random_id};
 
 /// The admin router, authenticating as `auth` says for as long as it serves.
@@ -69,24 +70,22 @@ impl AdminSocket {
         }))
     }
 
-    /// Serves the admin router on the socket, in the background.
+    /// Serves the admin router on the socket, in the background, through the same
+    /// listener as the public one (header and idle deadlines, per-source cap). It has
+    /// no graceful shutdown: it ends with the process.
     pub fn serve(self, state: AppState) -> Result<(), String> {
-        let app = router(state, self.auth);
-        match &self.admin.tls {
-            Some(t) => {
-                let cert = ReloadingCert::open(&t.cert_file, &t.key_file)
-                    .map_err(|e| format!("admin TLS: {e}"))?;
-                cert.watch();
-                let listener = TlsListener::new(self.tcp, server_config(cert)?)
-                    .map_err(|e| format!("admin TLS: {e}"))?;
-                tracing::info!("ferry admin listening on https://{}", self.addr);
-                tokio::spawn(async move { axum::serve(listener, app).await });
-            }
-            None => {
-                tracing::info!("ferry admin listening on http://{}", self.addr);
-                tokio::spawn(async move { axum::serve(self.tcp, app).await });
-            }
-        }
+        let app = router(state.clone(), self.auth);
+        let tls = match &self.admin.tls {
+            Some(t) => Some(
+                acceptor(&t.cert_file, &t.key_file).map_err(|e| format!("admin TLS: {e}"))?,
+            ),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let limits = state.loaded().config.limits.clone();
+        let server = Server::new(self.tcp, tls, &limits, state.metrics.clone());
+        tracing::info!("ferry admin listening on {scheme}://{}", self.addr);
+        tokio::spawn(server.run(app, std::future::pending()));
         Ok(())
     }
 }

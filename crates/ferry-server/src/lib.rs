@@ -13,6 +13,7 @@ pub mod downscope;
 pub mod dpop;
 pub mod exchange;
 pub mod limits;
+pub mod listener;
 pub mod load;
 pub mod metrics;
 pub mod redis;

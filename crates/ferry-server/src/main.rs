@@ -7,13 +7,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry_core::{Clock, SystemClock};
-use std::future::IntoFuture as _;
 
 use ferry_core::config::AuditSinkConfig;
 use ferry_server::audit::AuditSink;
 use ferry_server::cli;
+use ferry_server::listener::Server;
 use ferry_server::load::{ConfigSource, build_state, load_providers, open_keys, read_config};
-use ferry_server::tls::{Peer, ReloadingCert, TlsListener, server_config};
+use ferry_server::tls::acceptor;
 use ferry_verify::time::SystemMono;
 
 #[derive(Parser, Debug)]
@@ -239,10 +239,10 @@ async fn serve(
             AuditSink::file(p).with_context(|| format!("audit file {}", p.display()))?
         }
     };
-    let (admin, tls, deadline) = (
+    let (admin, tls, limits) = (
         config.admin.clone(),
         config.tls.clone(),
-        config.limits.shutdown_timeout,
+        config.limits.clone(),
     );
     let tcp = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -275,40 +275,27 @@ async fn serve(
 
     // The public listener; SIGTERM stops accepting and lets in-flight requests finish
     // within limits.shutdown_timeout.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let until_stopped = move || {
-        let mut rx = stopped.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-    let app = ferry_server::router(state).into_make_service_with_connect_info::<Peer>();
-    let server = match &tls {
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let tls = match &tls {
         Some(t) => {
-            let cert = ReloadingCert::open(&t.cert_file, &t.key_file)
-                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?;
-            cert.watch();
-            let listener =
-                TlsListener::new(tcp, server_config(cert).map_err(|e| anyhow::anyhow!(e))?)?;
-            tracing::info!("ferry listening on https://{addr}");
-            tokio::spawn(
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(until_stopped())
-                    .into_future(),
-            )
+            Some(acceptor(&t.cert_file, &t.key_file).map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
         }
-        None => {
-            tracing::info!("ferry listening on http://{addr}");
-            tokio::spawn(
-                axum::serve(tcp, app)
-                    .with_graceful_shutdown(until_stopped())
-                    .into_future(),
-            )
-        }
+        None => None,
     };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let public = Server::new(tcp, tls, &limits, state.metrics.clone());
+    tracing::info!("ferry listening on {scheme}://{addr}");
+    let server = tokio::spawn(public.run(ferry_server::router(state), async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    }));
     shutdown_signal().await;
     let _ = stop.send(true);
-    match tokio::time::timeout(std::time::Duration::from_secs(deadline), server).await {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(limits.shutdown_timeout),
+        server,
+    )
+    .await
+    {
         Ok(_) => tracing::info!("stopped"),
         Err(_) => tracing::warn!(
             "in-flight requests did not finish within the shutdown deadline; exiting"

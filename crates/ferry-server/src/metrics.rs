@@ -22,8 +22,8 @@ type StatFn = fn(&ferry_verify::CacheStats) -> u64;
 pub struct HttpLabels {
     /// The matched route.
     pub route: String,
-    /// The HTTP method.
-    pub method: String,
+    /// The HTTP method: `GET`, `POST`, `HEAD` or `OTHER` (never a client's own name).
+    pub method: &'static str,
     /// The status code.
     pub status: u16,
 }
@@ -58,7 +58,8 @@ pub struct ProviderLabels {
 /// `scope` of a rate limit.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
-    /// `source`, `global`, `provider`, `concurrency`, `timeout`, `headers`.
+    /// `source`, `global`, `provider`, `concurrency`, `timeout`, `headers`,
+    /// `header_timeout`, `connections`.
     pub limit: String,
 }
 

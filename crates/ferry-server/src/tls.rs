@@ -1,39 +1,23 @@
 //! HTTPS served directly with rustls (aws-lc-rs): certificate and key from PEM files,
-//! reloaded when they change, and a listener that completes TLS handshakes off the
-//! accept loop (a slow client cannot stall others). Plain HTTP behind a proxy works too.
+//! reloaded when they change. Handshakes happen in each connection's task
+//! (`crate::listener`), off the accept loop. Plain HTTP behind a proxy works too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
-use axum::extract::connect_info::Connected;
-use axum::serve::{IncomingStream, Listener};
 use rustls::ServerConfig;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
 
-/// The peer of a connection, plain or TLS (`ConnectInfo<Peer>`).
+/// The peer of a connection, plain or TLS (`ConnectInfo<Peer>` in every request's
+/// extensions, put there by `crate::listener`).
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
-
-impl Connected<IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TcpListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
-
-impl Connected<IncomingStream<'_, TlsListener>> for Peer {
-    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
-        Peer(*stream.remote_addr())
-    }
-}
 
 fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
     let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
@@ -146,60 +130,9 @@ pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>, Stri
     Ok(Arc::new(cfg))
 }
 
-/// A listener yielding completed TLS connections.
-#[derive(Debug)]
-pub struct TlsListener {
-    rx: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: SocketAddr,
-}
-
-impl TlsListener {
-    /// Accepts TCP on `tcp` and completes handshakes (10 s each) in their own tasks.
-    pub fn new(tcp: TcpListener, config: Arc<ServerConfig>) -> std::io::Result<Self> {
-        let local = tcp.local_addr()?;
-        let (tx, rx) = mpsc::channel(256);
-        let acceptor = TlsAcceptor::from(config);
-        tokio::spawn(async move {
-            loop {
-                let (stream, peer) = match tcp.accept().await {
-                    Ok(x) => x,
-                    Err(e) => {
-                        tracing::debug!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let (acceptor, tx) = (acceptor.clone(), tx.clone());
-                tokio::spawn(async move {
-                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => {
-                            let _ = tx.send((tls, peer)).await;
-                        }
-                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!("TLS handshake timed out"),
-                    }
-                });
-            }
-        });
-        Ok(Self { rx, local })
-    }
-}
-
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(conn) => conn,
-            // The acceptor task ended: no more connections, ever.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        Ok(self.local)
-    }
+/// A TLS acceptor for a certificate and key that are reloaded when their files change.
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+    let cert = ReloadingCert::open(cert, key)?;
+    cert.watch();
+    Ok(TlsAcceptor::from(server_config(cert)?))
 }

@@ -35,6 +35,14 @@ pub struct Limits {
     pub replay_clock_skew: u64,
     /// Live reference tokens kept (100 000); more are refused with 503.
     pub max_reference_tokens: usize,
+    /// How long a request's header may take to arrive, from its first byte (or from the
+    /// connection's start), seconds (10): a client that sends it slower is cut off.
+    pub header_read_timeout: u64,
+    /// How long a keep-alive connection may wait for its next request, seconds (60).
+    pub idle_timeout: u64,
+    /// Connections open at once from one source address (an IPv6 /64 counts as one
+    /// source); more are closed at accept (256).
+    pub max_connections_per_source: usize,
 }
 
 impl super::Config {
@@ -107,6 +115,14 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
             5,
         ),
         max_reference_tokens: l.max_reference_tokens.unwrap_or(100_000),
+        header_read_timeout: duration(
+            errs,
+            "limits.header_read_timeout",
+            l.header_read_timeout.as_ref(),
+            10,
+        ),
+        idle_timeout: duration(errs, "limits.idle_timeout", l.idle_timeout.as_ref(), 60),
+        max_connections_per_source: l.max_connections_per_source.unwrap_or(256),
     };
     if out.replay_clock_skew > 300 {
         errs.push("limits.replay_clock_skew", "must be at most 5m");
@@ -134,6 +150,12 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
         (
             "limits.max_reference_tokens",
             out.max_reference_tokens as u64,
+        ),
+        ("limits.header_read_timeout", out.header_read_timeout),
+        ("limits.idle_timeout", out.idle_timeout),
+        (
+            "limits.max_connections_per_source",
+            out.max_connections_per_source as u64,
         ),
     ] {
         if v == 0 {

@@ -139,6 +139,9 @@ pub struct RawLimits {
     pub max_replay_entries_per_principal: Option<usize>,
     pub replay_clock_skew: Option<String>,
     pub max_reference_tokens: Option<usize>,
+    pub header_read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
+    pub max_connections_per_source: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -457,3 +457,40 @@ fn only_a_basic_client_may_be_registered_for_the_revocation_list() {
     let err = parse(&with("client_secret_post"), Path::new("/")).unwrap_err();
     assert!(err.to_string().contains("clients[0].revocations"), "{err}");
 }
+
+#[test]
+fn connection_limits_have_defaults_and_are_validated_with_their_paths() {
+    let c = parse(GOOD, Path::new("/")).unwrap();
+    assert_eq!(
+        (
+            c.limits.header_read_timeout,
+            c.limits.idle_timeout,
+            c.limits.max_connections_per_source
+        ),
+        (10, 60, 256)
+    );
+    let set = |limits: &str| format!("{GOOD}\nlimits: {{ {limits} }}\n");
+    let c = parse(
+        &set("header_read_timeout: 2s, idle_timeout: 5m, max_connections_per_source: 8"),
+        Path::new("/"),
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            c.limits.header_read_timeout,
+            c.limits.idle_timeout,
+            c.limits.max_connections_per_source
+        ),
+        (2, 300, 8)
+    );
+    assert_eq!(
+        err_paths(&set(
+            "header_read_timeout: 0s, idle_timeout: 10x, max_connections_per_source: 0"
+        )),
+        vec![
+            "limits.idle_timeout",
+            "limits.header_read_timeout",
+            "limits.max_connections_per_source",
+        ]
+    );
+}

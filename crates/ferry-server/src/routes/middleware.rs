@@ -2,15 +2,20 @@
 //!
 //! 1. A request id (the caller's `X-Request-Id` when sane, else a random one), the W3C
 //!    `traceparent` trace id when present, and one span carrying both.
-//! 2. Headers larger than `limits.max_header_bytes` → 431.
+//! 2. A method outside HTTP's registered set (RFC 9110 §9) → 501 (§15.6.2), so no
+//!    method name a client invents reaches a handler or a metric label.
 //! 3. Load shedding: more than `limits.concurrency` requests at once → 503.
 //! 4. A deadline of `limits.request_timeout` → 503.
-//! 5. Metrics: count and latency by route, method and status.
+//! 5. Metrics: count and latency by route, method and status. The method label is one
+//!    of `GET`, `POST`, `HEAD` or `OTHER`: a label set clients cannot grow.
+//!
+//! The header size limit (`limits.max_header_bytes`, 431) is enforced earlier, while the
+//! header is read (`crate::listener`).
 
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use ferry_core::{ErrorCode, OAuthError, Step};
@@ -75,6 +80,33 @@ fn limited(
     error_response(&OAuthError::new(code, Step::Request, description).status(status))
 }
 
+/// The methods HTTP defines (RFC 9110 §9.3, RFC 5789); any other name is an extension
+/// Ferry does not implement.
+fn registered(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ]
+    .contains(method)
+}
+
+/// The metric label of a method: the ones Ferry serves by name, every other as `OTHER`.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        _ => "OTHER",
+    }
+}
+
 /// The middleware.
 pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
@@ -82,7 +114,7 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = req.method().as_str().to_owned();
+    let method = method_label(req.method());
     let id = req
         .headers()
         .get("x-request-id")
@@ -103,18 +135,14 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
     let limits = state.loaded().config.limits.clone();
 
     let mut resp = async {
-        let header_bytes: usize = req
-            .headers()
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len() + 4)
-            .sum();
-        if header_bytes > limits.max_header_bytes {
-            return limited(
-                &state,
-                "headers",
-                431,
-                ErrorCode::InvalidRequest,
-                ferry_core::error::desc::HEADERS_TOO_LARGE,
+        if !registered(req.method()) {
+            return error_response(
+                &OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    Step::Request,
+                    ferry_core::error::desc::METHOD_NOT_IMPLEMENTED,
+                )
+                .status(501),
             );
         }
         let Ok(_permit) = state.limits.concurrency.try_acquire() else {

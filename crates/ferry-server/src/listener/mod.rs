@@ -1,0 +1,262 @@
+//! The accept loop: HTTP/1.1 served with hyper directly, plain or over TLS, so that the
+//! limits a client can break before a request exists hold at the connection:
+//!
+//! 1. At accept, the per-source connection cap ([`cap`]); over it, the socket is closed
+//!    before a TLS handshake or a byte is read.
+//! 2. The TLS handshake, within 10 s, in the connection's own task (a slow client
+//!    cannot stall the accept loop).
+//! 3. The header size limit (`limits.max_header_bytes`) enforced by hyper while the
+//!    header is read: 431 and close once that many bytes arrived without a complete
+//!    header, not after hundreds of kilobytes were buffered. The read buffer is bounded
+//!    to the same size.
+//! 4. The header-read and idle deadlines ([`deadline`]).
+//! 5. The router, with `ConnectInfo<Peer>` in every request's extensions. Everything per
+//!    request (load shedding, timeouts, rate limits) happens there, so a request takes a
+//!    concurrency permit only once its connection was admitted and its header arrived.
+//!
+//! On shutdown the loop stops accepting, idle connections close, and requests in
+//! flight finish; [`Server::run`] returns when the last connection ended.
+
+pub mod cap;
+pub mod deadline;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt as _;
+
+use crate::metrics::{LimitLabels, Metrics};
+use crate::tls::Peer;
+use cap::ConnectionCap;
+use deadline::{Deadlines, Expired, Watched};
+use ferry_core::config::Limits;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// hyper refuses a read buffer smaller than this.
+const MIN_BUF: usize = 8 * 1024;
+
+/// The connection-level limits, from `limits:`.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// `limits.header_read_timeout`.
+    pub header_read_timeout: Duration,
+    /// `limits.idle_timeout`.
+    pub idle_timeout: Duration,
+    /// `limits.max_header_bytes`.
+    pub max_header_bytes: usize,
+}
+
+impl Options {
+    /// The options `limits` sets.
+    pub fn from_limits(l: &Limits) -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(l.header_read_timeout),
+            idle_timeout: Duration::from_secs(l.idle_timeout),
+            max_header_bytes: l.max_header_bytes,
+        }
+    }
+}
+
+/// A bound listener with its limits.
+pub struct Server {
+    /// The bound socket.
+    pub tcp: TcpListener,
+    /// TLS, when configured.
+    pub tls: Option<TlsAcceptor>,
+    /// The per-source connection cap.
+    pub cap: Arc<ConnectionCap>,
+    /// Timeouts and sizes.
+    pub options: Options,
+    /// Where refusals are counted (`ferry_limited_total{limit=…}`).
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("tcp", &self.tcp)
+            .field("tls", &self.tls.is_some())
+            .field("cap", &self.cap)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+fn count(metrics: &Metrics, limit: &str) {
+    metrics
+        .limited
+        .get_or_create(&LimitLabels {
+            limit: limit.to_owned(),
+        })
+        .inc();
+}
+
+impl Server {
+    /// A server on `tcp` with the connection limits of `limits`.
+    pub fn new(
+        tcp: TcpListener,
+        tls: Option<TlsAcceptor>,
+        limits: &Limits,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            tcp,
+            tls,
+            // No peer is exempt yet. Trusted proxies, once configured, are: a proxy
+            // carries many clients on its connections.
+            cap: ConnectionCap::new(limits.max_connections_per_source, Box::new(|_| false)),
+            options: Options::from_limits(limits),
+            metrics,
+        }
+    }
+
+    /// Serves `app` until `shutdown` resolves, then waits for the open connections to
+    /// finish their requests.
+    pub async fn run(self, app: Router, shutdown: impl Future<Output = ()>) {
+        let Self {
+            tcp,
+            tls,
+            cap,
+            options,
+            metrics,
+        } = self;
+        let (stop, stopping) = watch::channel(false);
+        // Every connection task holds a sender: `recv` returns `None` once all ended.
+        let (alive, mut all_ended) = mpsc::channel::<()>(1);
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, addr) = tokio::select! {
+                accepted = tcp.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors, most often: back off instead of spinning.
+                        tracing::debug!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Some(admitted) = cap.admit(addr.ip()) else {
+                count(&metrics, "connections");
+                tracing::debug!("connection refused: per-source connection cap");
+                drop(stream);
+                continue;
+            };
+            let (app, tls, stopping, alive, metrics) = (
+                app.clone(),
+                tls.clone(),
+                stopping.clone(),
+                alive.clone(),
+                metrics.clone(),
+            );
+            tokio::spawn(async move {
+                let _held = (admitted, alive);
+                let conn = Connection {
+                    peer: Peer(addr),
+                    app,
+                    options,
+                    stopping,
+                    metrics,
+                };
+                match tls {
+                    None => conn.serve(stream).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                        {
+                            Ok(Ok(tls)) => conn.serve(tls).await,
+                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                            Err(_) => tracing::debug!("TLS handshake timed out"),
+                        }
+                    }
+                }
+            });
+        }
+        drop(tcp);
+        let _ = stop.send(true);
+        drop(alive);
+        let _ = all_ended.recv().await;
+    }
+}
+
+/// One accepted connection.
+struct Connection {
+    peer: Peer,
+    app: Router,
+    options: Options,
+    stopping: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Connection {
+    async fn serve<I>(mut self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let o = self.options;
+        let deadlines = Deadlines::new(o.header_read_timeout, o.idle_timeout);
+        let (peer, app, tracked) = (self.peer, self.app.clone(), deadlines.clone());
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let busy = tracked.busy();
+            let served = app.clone().oneshot(req.map(Body::new));
+            async move {
+                let response = served.await;
+                drop(busy);
+                response
+            }
+        });
+        let mut builder = http1::Builder::new();
+        builder
+            // Our deadlines (below) replace hyper's header timer, which would also cut
+            // idle keep-alive connections at the header timeout.
+            .header_read_timeout(None)
+            .max_header_size(o.max_header_bytes)
+            .max_buf_size(o.max_header_bytes.max(MIN_BUF));
+        let conn =
+            builder.serve_connection(TokioIo::new(Watched::new(io, deadlines.clone())), service);
+        tokio::pin!(conn);
+        let expired = deadlines.expired();
+        tokio::pin!(expired);
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                served = conn.as_mut() => {
+                    if let Err(e) = served {
+                        if e.is_parse_too_large() {
+                            count(&self.metrics, "headers");
+                        }
+                        tracing::debug!(error = %e, "connection ended");
+                    }
+                    return;
+                }
+                // Dropping the connection closes the socket.
+                which = &mut expired => {
+                    if which == Expired::Header {
+                        count(&self.metrics, "header_timeout");
+                        tracing::debug!("connection closed: header_read_timeout");
+                    }
+                    return;
+                }
+                _ = self.stopping.wait_for(|s| *s), if !draining => {
+                    // Finish the request in flight, if any, then close.
+                    draining = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
