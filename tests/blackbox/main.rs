@@ -28,4 +28,5 @@ mod revocation;
 mod revocation_ttl;
 mod scaleout;
 mod secrets;
+mod shedding;
 mod ssrf;

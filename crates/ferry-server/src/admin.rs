@@ -21,8 +21,8 @@ use serde_json::{Map, Value, json};
 
 use crate::audit::AuditEvent;
 use crate::cli::explain::{Subject, explain};
-use crate::state::AppState;
 use crate::listener::Server;
+use crate::state::AppState;
 use crate::tls::acceptor;
 use crate::{fingerprint, random_id};
 
@@ -76,9 +76,9 @@ impl AdminSocket {
     pub fn serve(self, state: AppState) -> Result<(), String> {
         let app = router(state.clone(), self.auth);
         let tls = match &self.admin.tls {
-            Some(t) => Some(
-                acceptor(&t.cert_file, &t.key_file).map_err(|e| format!("admin TLS: {e}"))?,
-            ),
+            Some(t) => {
+                Some(acceptor(&t.cert_file, &t.key_file).map_err(|e| format!("admin TLS: {e}"))?)
+            }
             None => None,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -4,13 +4,14 @@
 //!    `traceparent` trace id when present, and one span carrying both.
 //! 2. A method outside HTTP's registered set (RFC 9110 §9) → 501 (§15.6.2), so no
 //!    method name a client invents reaches a handler or a metric label.
-//! 3. Load shedding: more than `limits.concurrency` requests at once → 503.
-//! 4. A deadline of `limits.request_timeout` → 503.
-//! 5. Metrics: count and latency by route, method and status. The method label is one
+//! 3. A deadline of `limits.request_timeout` → 503.
+//! 4. Metrics: count and latency by route, method and status. The method label is one
 //!    of `GET`, `POST`, `HEAD` or `OTHER`: a label set clients cannot grow.
 //!
 //! The header size limit (`limits.max_header_bytes`, 431) is enforced earlier, while the
-//! header is read (`crate::listener`).
+//! header is read (`crate::listener`). Load shedding (`limits.concurrency`, 503) comes
+//! later, in the form endpoints once a request is admitted (`token::permit`): a request
+//! over its rate limits, or whose body is still arriving, holds no permit.
 
 use std::time::Instant;
 
@@ -145,15 +146,6 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
                 .status(501),
             );
         }
-        let Ok(_permit) = state.limits.concurrency.try_acquire() else {
-            return limited(
-                &state,
-                "concurrency",
-                503,
-                ErrorCode::TemporarilyUnavailable,
-                ferry_core::error::desc::BUSY,
-            );
-        };
         let deadline = std::time::Duration::from_secs(limits.request_timeout);
         match tokio::time::timeout(deadline, next.run(req)).await {
             Ok(r) => r,

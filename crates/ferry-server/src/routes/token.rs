@@ -71,6 +71,23 @@ pub(super) fn admit(state: &AppState, source: Option<std::net::IpAddr>) -> Resul
         })
 }
 
+/// A concurrency permit (load shedding: more than `limits.concurrency` requests at work
+/// at once → 503), taken only once a request is admitted — within its source's and the
+/// global buckets, its body fully read — so a client over its limits, or sending its
+/// body slowly, never holds one.
+pub(super) fn permit(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, OAuthError> {
+    state.limits.concurrency.try_acquire().map_err(|_| {
+        state
+            .metrics
+            .limited
+            .get_or_create(&crate::metrics::LimitLabels {
+                limit: "concurrency".to_owned(),
+            })
+            .inc();
+        OAuthError::new(ErrorCode::TemporarilyUnavailable, Step::Request, desc::BUSY).status(503)
+    })
+}
+
 fn rate_limited(limit: &'static str, retry: crate::limits::RetryAfter) -> OAuthError {
     let mut e = OAuthError::new(ErrorCode::InvalidRequest, Step::Request, desc::RATE_LIMITED)
         .status(429)
@@ -105,6 +122,11 @@ pub async fn token(
     let read = match admitted {
         Ok(()) => read_form(&state, &method, &headers, body).await,
         Err(e) => Err(e),
+    };
+    // Admitted and read: only now may the request hold a concurrency permit.
+    let (read, _permit) = match read.and_then(|b| permit(&state).map(|p| (b, p))) {
+        Ok((bytes, p)) => (Ok(bytes), Some(p)),
+        Err(e) => (Err(e), None),
     };
     let result = match read.and_then(|bytes| parse_token_request(&bytes)) {
         Err(e) => Err(e),

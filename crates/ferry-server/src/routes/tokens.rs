@@ -56,22 +56,31 @@ fn invalid_client(detail: &str) -> OAuthError {
 type Peer = Option<Extension<ConnectInfo<crate::tls::Peer>>>;
 
 /// Reads the form and authenticates a confidential client, within the source's and the
-/// global rate limits (as `/token`).
-async fn client_request(
-    state: &AppState,
+/// global rate limits (as `/token`); the request holds the returned concurrency permit
+/// while it is served.
+async fn client_request<'s>(
+    state: &'s AppState,
     peer: Peer,
     method: &Method,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(ferry_core::request::TokenActionRequest, ClientIdentity), OAuthError> {
+) -> Result<
+    (
+        ferry_core::request::TokenActionRequest,
+        ClientIdentity,
+        tokio::sync::SemaphorePermit<'s>,
+    ),
+    OAuthError,
+> {
     super::token::admit(state, peer.map(|p| p.0.0.0.ip()))?;
     let bytes = read_form(state, method, headers, body).await?;
+    let permit = super::token::permit(state)?;
     let (req, params) = parse_token_action(&bytes)?;
     let client = authenticate(state, headers, &params)
         .await?
         .filter(|c| c.method != ClientAuth::None)
         .ok_or_else(|| invalid_client("client authentication required"))?;
-    Ok((req, client))
+    Ok((req, client, permit))
 }
 
 /// Refuses (403 `unauthorized_client`, with the fixed `description`) a client not
@@ -122,7 +131,7 @@ pub async fn revoke(
 ) -> Response {
     let now = state.clock.now();
     let result = async {
-        let (req, client) = client_request(&state, peer, &method, &headers, body).await?;
+        let (req, client, _permit) = client_request(&state, peer, &method, &headers, body).await?;
         let token = req.token.ok_or_else(missing_token)?;
         let mut audit = audit_event(&state, "ferry.revocation");
         audit.client_id = Some(client.id.clone());
@@ -191,7 +200,7 @@ pub async fn introspect(
         .unwrap_or_default()
         .to_ascii_lowercase();
     let result: Result<Response, OAuthError> = async {
-        let (req, client) = client_request(&state, peer, &method, &headers, body).await?;
+        let (req, client, _permit) = client_request(&state, peer, &method, &headers, body).await?;
         registered_for(
             &state,
             &client,
@@ -258,6 +267,7 @@ pub async fn revocations(
 ) -> Response {
     let reader = async {
         super::token::admit(&state, peer.map(|p| p.0.0.0.ip()))?;
+        let permit = super::token::permit(&state)?;
         // HTTP Basic only: the empty form leaves nothing else to authenticate with.
         let client = authenticate(&state, &headers, &ClientParams::default())
             .await?
@@ -267,12 +277,16 @@ pub async fn revocations(
             &client,
             ("revocations", desc::NOT_REVOCATION_READER),
             |c| c.revocations,
-        )
+        )?;
+        Ok::<_, OAuthError>(permit)
     };
-    if let Err(e) = reader.await {
-        tracing::warn!(error = %e.code, detail = %e.detail, "revocation list refused");
-        return error_response(&e);
-    }
+    let _permit = match reader.await {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e.code, detail = %e.detail, "revocation list refused");
+            return error_response(&e);
+        }
+    };
     match tokens::revocation_list(&state, state.clock.now()).await {
         Ok(jwt) => {
             let mut r = jwt.into_response();
