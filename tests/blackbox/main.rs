@@ -24,3 +24,4 @@ mod revocation;
 mod scaleout;
 mod secrets;
 mod ssrf;
+mod traps;

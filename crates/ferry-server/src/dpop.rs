@@ -54,7 +54,7 @@ impl Nonces {
         let issued = i64::from_be_bytes(ts_bytes);
         let want = hmac::sign(&self.key, ts);
         aws_lc_rs::constant_time::verify_slices_are_equal(&want.as_ref()[..16], tag).is_ok()
-            && (now - issued).abs() <= window
+            && now.abs_diff(issued) <= u64::try_from(window).unwrap_or(0)
     }
 }
 
@@ -110,7 +110,12 @@ pub async fn check_token_request(
     // Single use: remembered (per key) for as long as the proof could be accepted.
     state
         .replay
-        .consume(&format!("dpop:{}", p.jkt), &p.jti, p.iat + window, now)
+        .consume(
+            &format!("dpop:{}", p.jkt),
+            &p.jti,
+            p.iat.saturating_add(window),
+            now,
+        )
         .await
         .map_err(|e| match e {
             crate::replay::ReplayError::Unavailable => {

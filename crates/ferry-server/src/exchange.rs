@@ -89,17 +89,10 @@ async fn verify_service_account(
         .service_accounts
         .get(iss)
         .ok_or(Err("not a service account"))?;
-    verify_assertion(
-        token,
-        &sa.keys,
-        &sa.rules,
-        state.replay.as_ref(),
-        now,
-        false,
-    )
-    .instrument(tracing::info_span!("verify", service_account = %iss))
-    .await
-    .map_err(Ok)
+    verify_assertion(token, &sa.keys, &sa.rules, state.replay.as_ref(), now)
+        .instrument(tracing::info_span!("verify", service_account = %iss))
+        .await
+        .map_err(Ok)
 }
 
 /// Runs the exchange, filling `audit` with what was learnt along the way.
