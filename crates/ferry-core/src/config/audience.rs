@@ -1,7 +1,7 @@
 //! An audience (a relying service) and its ordered access rules.
 
-use super::raw::RawAudience;
-use super::{Client, ClientAuth, ConfigErrors, compile, opt_duration, valid_id};
+use super::raw::{RawAudience, RawClient};
+use super::{ConfigErrors, compile, opt_duration, valid_id};
 use crate::expr::Cel;
 use crate::policy::{Audience, Effect, POLICY_VARS, Rule};
 
@@ -91,16 +91,17 @@ pub(super) fn audience(
 /// A rule that compares `client_id` with a label is only as strong as the label: a
 /// public client's `client_id`, or an unregistered one, is whatever the caller sends
 /// (RFC 6749 §2.1). Such a comparison must name a registered confidential client, whose
-/// `client_id` in a policy is the authenticated one.
+/// `client_id` in a policy is the authenticated one. Read from the clients as written,
+/// so a client with a problem of its own is reported once, not again here.
 pub(super) fn check_client_ids(
     errs: &mut ConfigErrors,
     audiences: &[Audience],
-    clients: &[Client],
+    clients: &[RawClient],
 ) {
     let confidential = |id: &str| {
         clients
             .iter()
-            .any(|c| c.id == id && c.auth != ClientAuth::None)
+            .any(|c| c.id.as_deref() == Some(id) && c.auth.as_deref().is_some_and(|a| a != "none"))
     };
     for rule in audiences.iter().flat_map(|a| &a.rules) {
         for id in rule.expr.literals_compared_with("client_id") {

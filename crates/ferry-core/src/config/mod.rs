@@ -457,7 +457,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let service_accounts =
         clients::service_accounts(&mut errs, &raw.service_accounts, base, &outbound);
     let clients = clients::clients(&mut errs, &raw.clients, base, &outbound);
-    audience::check_client_ids(&mut errs, &audiences, &clients);
+    audience::check_client_ids(&mut errs, &audiences, &raw.clients);
     for sa in &service_accounts {
         if clients.iter().any(|c| c.id == sa.id) {
             errs.push("clients", format!("client id {:?} is also a service account: client and service-account keys are registered separately", sa.id));
