@@ -10,6 +10,7 @@ mod ops;
 mod provider;
 mod raw;
 mod signing;
+mod typing;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
