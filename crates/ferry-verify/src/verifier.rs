@@ -32,7 +32,7 @@ pub struct Rules {
 /// The `typ` values of an identity assertion, accepted by default: `JWT` in any case,
 /// with or without `application/` (RFC 7519 §5.1, RFC 7515 §4.1.9). A token without
 /// `typ` is accepted too.
-pub const IDENTITY_TYPES: &[&str] = &["jwt"];
+const IDENTITY_TYPES: &[&str] = &["jwt"];
 
 impl Rules {
     /// Strict rules for an issuer: RS256 and ES256, 60 s leeway, 24 h maximum lifetime,
