@@ -76,7 +76,7 @@ providers:
 audiences:
   - audience: {DEPLOY}
     rules:
-      - allow: provider == 'service-account' && subject == 'builder'
+      - allow: provider == 'service-account' && subject in ['builder', 'legacy']
         scopes: [deploy]
       - allow: provider == 'sa'
         scopes: [deploy]
@@ -119,18 +119,27 @@ impl Env {
         form: &[(&str, &str)],
         basic: Option<&str>,
     ) -> (u16, Value, Option<String>) {
+        let auth = basic.map(|b| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(b)
+            )
+        });
+        self.post_auth(form, auth).await
+    }
+
+    /// `post` with any `Authorization` header.
+    async fn post_auth(
+        &self,
+        form: &[(&str, &str)],
+        authorization: Option<String>,
+    ) -> (u16, Value, Option<String>) {
         let mut r = self
             .http
             .post(format!("{}/token", self.ferry.url))
             .form(form);
-        if let Some(b) = basic {
-            r = r.header(
-                "authorization",
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(b)
-                ),
-            );
+        if let Some(a) = authorization {
+            r = r.header("authorization", a);
         }
         let resp = r.send().await.unwrap();
         let status = resp.status().as_u16();
@@ -168,9 +177,23 @@ async fn jwt_bearer_rules_each_with_a_positive_twin() {
             400,
         ),
         (
+            // Only for accounts with accept_token_endpoint_audience (tested below).
             "the token endpoint as audience",
             assertion(&env.builder, json!({"aud": format!("{ISS}/token")})),
-            200,
+            400,
+        ),
+        (
+            "aud an array naming Ferry",
+            assertion(&env.builder, json!({"aud": [ISS]})),
+            400,
+        ),
+        (
+            "aud an array naming Ferry and another server",
+            assertion(
+                &env.builder,
+                json!({"aud": [ISS, "https://other.example.com"]}),
+            ),
+            400,
         ),
         (
             "lifetime above 1 h",
@@ -242,6 +265,123 @@ async fn a_service_account_assertion_as_a_subject_token_consumes_the_same_jti() 
     // Used once: neither path accepts it again.
     assert_eq!(env.post(&form, None).await.0, 400);
     assert_eq!(env.bearer(&a).await.0, 400);
+}
+
+/// draft-ietf-oauth-rfc7523bis, as for client assertions: a service account's assertion
+/// names Ferry's issuer as one string on the token-exchange path too (the jwt-bearer
+/// path is in the table above); each refusal beside its single-string twin.
+#[tokio::test]
+async fn a_service_account_subject_token_carries_a_single_string_aud() {
+    let env = start();
+    let exchange = |a: String| {
+        let env = &env;
+        async move {
+            let form = [
+                ("grant_type", TE),
+                ("subject_token", a.as_str()),
+                ("subject_token_type", JWT),
+                ("audience", DEPLOY),
+            ];
+            let (s, body, _) = env.post(&form, None).await;
+            (s, body["error"].as_str().map(str::to_owned))
+        }
+    };
+    for aud in [
+        json!([ISS]),
+        json!([ISS, "https://other.example.com"]),
+        json!(format!("{ISS}/token")),
+    ] {
+        let got = exchange(assertion(&env.builder, json!({ "aud": aud }))).await;
+        assert_eq!(got, (400, Some("invalid_request".to_owned())), "aud {aud}");
+    }
+    let twin = exchange(assertion(&env.builder, json!({ "aud": ISS }))).await;
+    assert_eq!(twin, (200, None));
+}
+
+/// `accept_token_endpoint_audience: true` on a service account (legacy libraries):
+/// the token endpoint URL is accepted as well, still as one string; the account beside
+/// it without the setting refuses it.
+#[tokio::test]
+async fn a_service_account_may_accept_the_token_endpoint_audience() {
+    let tmp = TempDir::new("sa-legacy");
+    let builder = Issuer::new("builder", TestKey::ec("b1"));
+    let client = Issuer::new("ci-jwt", TestKey::ec("c1"));
+    let legacy = Issuer::new(
+        "legacy",
+        TestKey::from_pkcs8("b1", builder.key.pkcs8()).unwrap(),
+    );
+    let cfg = tmp.path().join("ferry.yaml");
+    let text = config(tmp.path(), &jwks(&[&builder.key]), &jwks(&[&client.key])).replace(
+        "service_accounts:\n",
+        "service_accounts:\n  - id: legacy\n    jwks: { file: builder.json }\n    accept_token_endpoint_audience: true\n",
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let ferry = Ferry::start(&cfg).unwrap();
+    let http = reqwest::Client::new();
+    let bearer = |a: String| {
+        let (http, url) = (http.clone(), format!("{}/token", ferry.url));
+        async move {
+            let form = [
+                ("grant_type", JWT_BEARER),
+                ("assertion", a.as_str()),
+                ("audience", DEPLOY),
+            ];
+            http.post(url)
+                .form(&form)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let endpoint = json!({ "aud": format!("{ISS}/token") });
+    assert_eq!(bearer(assertion(&legacy, endpoint.clone())).await, 200);
+    assert_eq!(bearer(assertion(&legacy, json!({}))).await, 200);
+    assert_eq!(
+        bearer(assertion(
+            &legacy,
+            json!({ "aud": [format!("{ISS}/token")] })
+        ))
+        .await,
+        400
+    );
+    assert_eq!(bearer(assertion(&builder, endpoint)).await, 400);
+}
+
+/// RFC 7235 §2.1: the scheme name is case-insensitive. `BASIC` and `basic` authenticate
+/// exactly as `Basic` does — a wrong secret under any spelling is 401, never skipped as
+/// "no client authentication".
+#[tokio::test]
+async fn the_basic_scheme_matches_in_any_case() {
+    let env = start();
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+        let a = assertion(&env.builder, json!({}));
+        let form = [
+            ("grant_type", JWT_BEARER),
+            ("assertion", a.as_str()),
+            ("audience", DEPLOY),
+        ];
+        let good = format!("{scheme} {}", b64(&format!("ci@acme:{SECRET}")));
+        let (s, body, _) = env.post_auth(&form, Some(good)).await;
+        assert_eq!(s, 200, "{scheme}: {body}");
+        let claims = ferry_testkit::mint::payload(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["client_id"], "ci@acme", "{scheme}");
+        let a = assertion(&env.builder, json!({}));
+        let form = [
+            ("grant_type", JWT_BEARER),
+            ("assertion", a.as_str()),
+            ("audience", DEPLOY),
+        ];
+        let wrong = format!("{scheme} {}", b64("ci@acme:wrong"));
+        let (s, body, _) = env.post_auth(&form, Some(wrong)).await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (401, Some("invalid_client")),
+            "{scheme}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -124,3 +124,48 @@ async fn request_and_confusion_attacks() {
     )
     .await;
 }
+
+/// RFC 8725 §3.11: another kind of JWT signed by a trusted issuer's key — a DPoP proof,
+/// a logout token, a security event token, an access token, a client assertion — is
+/// refused as a `…:jwt` or `…:id_token` subject token; its twin differs only in `typ`.
+/// An identity assertion's `typ` (none, or `JWT` in any case, with or without
+/// `application/`, RFC 7515 §4.1.9) is accepted.
+#[tokio::test]
+async fn a_jwt_of_another_kind_is_not_a_subject_token() {
+    let env = start();
+    let claims = env.claims("https://rsa.test");
+    let with_typ = |typ: Option<&str>| {
+        env.rsa
+            .token_with_header(&env.header(json!({ "typ": typ })), &claims)
+    };
+    let twin = with_typ(Some("JWT"));
+    for ty in [JWT, ID] {
+        for typ in [
+            "dpop+jwt",
+            "logout+jwt",
+            "secevent+jwt",
+            "at+jwt",
+            "application/secevent+jwt",
+            "client-authentication+jwt",
+            "foo+jwt",
+        ] {
+            env.pair_as(
+                &format!("typ {typ} as {ty}"),
+                (&with_typ(Some(typ)), ty),
+                (&twin, ty),
+                "invalid_request",
+            )
+            .await;
+        }
+        for typ in [
+            None,
+            Some("JWT"),
+            Some("jwt"),
+            Some("application/jwt"),
+            Some("APPLICATION/JWT"),
+        ] {
+            let (s, _, body) = env.exchange_as(&with_typ(typ), ty).await;
+            assert_eq!(s, 200, "typ {typ:?} as {ty}: {body}");
+        }
+    }
+}

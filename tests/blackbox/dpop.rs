@@ -402,3 +402,115 @@ async fn a_locally_derived_token_at_the_relying_service_and_its_parent_unusable_
     let own = dpop_proof(&key, "GET", &resource, now(), "h1", Some(&ath), None);
     assert_eq!(call(format!("DPoP {parent}"), Some(own)).await, 200);
 }
+
+/// Header and number attacks on proofs at /token, each beside its twin: `crit` (RFC
+/// 7515 §4.1.11: Ferry understands no extension, so it refuses any); `iat` at i64::MIN
+/// or i64::MAX (refused with 400 — the window arithmetic must not overflow); an RSA
+/// `jwk` whose `n` carries a leading zero octet (RFC 7518 §6.3.1.1: the same key with a
+/// second thumbprint).
+#[tokio::test]
+async fn proof_headers_and_numbers_each_with_its_twin() {
+    let env = start("");
+    let key = TestKey::ec("client");
+    let signer = Issuer::new("-", TestKey::from_pkcs8("client", key.pkcs8()).unwrap());
+    let proof = |extra: Value, iat: i64, jti: &str| {
+        let mut h = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.public_jwk()});
+        for (k, v) in extra.as_object().unwrap() {
+            h[k] = v.clone();
+        }
+        let claims = json!({"htm": "POST", "htu": env.token_url(), "iat": iat, "jti": jti});
+        signer.token_with_header(&h, &claims)
+    };
+    let t = now();
+    let rsa = TestKey::rsa("rsa-client");
+    let mut padded = rsa.public_jwk();
+    let mut n = vec![0u8];
+    n.extend(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            padded["n"].as_str().unwrap(),
+        )
+        .unwrap(),
+    );
+    padded["n"] = json!(base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        n
+    ));
+    let rsa_proof = |jwk: &Value, jti: &str| {
+        dpop_proof_with_jwk(&rsa, jwk, "POST", &env.token_url(), now(), jti, None, None)
+    };
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "crit",
+            proof(json!({"crit": ["exp"]}), t, "c1"),
+            proof(json!({}), t, "c2"),
+        ),
+        (
+            "crit naming an extension it carries",
+            proof(json!({"crit": ["x-ext"], "x-ext": true}), t, "c3"),
+            proof(json!({"x-ext": true}), t, "c4"),
+        ),
+        (
+            "iat i64::MIN",
+            proof(json!({}), i64::MIN, "c5"),
+            proof(json!({}), t, "c6"),
+        ),
+        (
+            "iat i64::MAX",
+            proof(json!({}), i64::MAX, "c7"),
+            proof(json!({}), t, "c8"),
+        ),
+        (
+            "RSA jwk with a non-minimal n",
+            rsa_proof(&padded, "c9"),
+            rsa_proof(&rsa.public_jwk(), "c10"),
+        ),
+    ];
+    // Every case is run and every wrong answer collected; a dropped connection (a
+    // panicking handler) counts as status 0.
+    let send = |proof: String| {
+        let (http, url, subject) = (
+            env.http.clone(),
+            format!("{}/token", env.ferry.url),
+            env.subject(json!({})),
+        );
+        async move {
+            let form = [
+                ("grant_type", TE),
+                ("subject_token", subject.as_str()),
+                ("subject_token_type", JWT),
+                ("audience", API),
+            ];
+            match http
+                .post(url)
+                .form(&form)
+                .header("DPoP", proof)
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    let s = r.status().as_u16();
+                    (s, r.json::<Value>().await.unwrap_or(Value::Null))
+                }
+                Err(_) => (0, Value::Null),
+            }
+        }
+    };
+    let mut wrong = Vec::new();
+    for (name, bad, twin) in cases {
+        let (s, body) = send(bad).await;
+        if (s, body["error"].as_str()) != (400, Some("invalid_dpop_proof")) {
+            wrong.push(format!("{name}: {s} {body}"));
+        }
+        let (s, body) = send(twin).await;
+        if (s, body["token_type"].as_str()) != (200, Some("DPoP")) {
+            wrong.push(format!("{name}: the twin: {s} {body}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // The server survived all of it.
+    let (s, _, _) = env
+        .exchange(&env.subject(json!({})), API, &[&env.proof(&key, "last")])
+        .await;
+    assert_eq!(s, 200);
+}

@@ -30,3 +30,4 @@ mod scaleout;
 mod secrets;
 mod shedding;
 mod ssrf;
+mod traps;

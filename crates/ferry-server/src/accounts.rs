@@ -16,6 +16,10 @@ use reqwest::Url;
 use serde_json::Value;
 
 use crate::load::http_for;
+
+/// The `typ` of a client assertion in draft-ietf-oauth-rfc7523bis; accepted besides
+/// `JWT` for client assertions only, never for a subject token.
+const CLIENT_ASSERTION_TYPE: &str = "client-authentication+jwt";
 use crate::replay::{ReplayCache, ReplayError};
 
 /// A service account ready to verify its assertions.
@@ -25,7 +29,8 @@ pub struct SaEntry {
     pub account: ServiceAccount,
     /// Its keys.
     pub keys: KeySource,
-    /// Verification rules: `iss` is the account, `aud` Ferry's issuer or token endpoint.
+    /// Verification rules: `iss` is the account, `aud` Ferry's issuer (or, where the
+    /// account opts in, its token endpoint).
     pub rules: Rules,
 }
 
@@ -93,10 +98,13 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
     let mut out = Accounts::default();
     for (i, sa) in config.service_accounts.iter().enumerate() {
         let algs = algorithms(&sa.algorithms);
-        let mut rules = Rules::new(
-            sa.id.clone(),
-            vec![config.issuer.clone(), token_endpoint(config)],
-        );
+        // `aud`: Ferry's issuer identifier; the token endpoint URL only for accounts
+        // configured for it (draft-ietf-oauth-rfc7523bis, as for client assertions).
+        let mut audiences = vec![config.issuer.clone()];
+        if sa.accept_token_endpoint_audience {
+            audiences.push(token_endpoint(config));
+        }
+        let mut rules = Rules::new(sa.id.clone(), audiences);
         rules.algorithms = algs.clone();
         rules.max_lifetime = i64::try_from(sa.max_assertion_lifetime).unwrap_or(i64::MAX);
         match key_source(config, &sa.id, &sa.keys, &algs, time.clone()) {
@@ -127,7 +135,9 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                 if c.accept_token_endpoint_audience {
                     audiences.push(token_endpoint(config));
                 }
-                let mut rules = Rules::new(c.id.clone(), audiences);
+                // The explicit type of draft-ietf-oauth-rfc7523bis, besides JWT.
+                let mut rules =
+                    Rules::new(c.id.clone(), audiences).accept_types([CLIENT_ASSERTION_TYPE]);
                 rules.algorithms = algs.clone();
                 rules.max_lifetime = 3_600;
                 match key_source(config, &c.id, k, &algs, time.clone()) {
@@ -211,10 +221,12 @@ impl AssertionError {
 }
 
 /// Verifies a JWT signed by an account (RFC 7523 §3): signature and claims by `rules`,
-/// `sub` equal to `iss`, a `jti` consumed once and remembered for as long as any
-/// replica could accept the assertion: `exp` plus the verifier's leeway plus `skew`,
-/// the allowed clock difference between replicas. `single_aud` demands `aud` be one
-/// string (client assertions, per draft-ietf-oauth-rfc7523bis).
+/// `sub` equal to `iss`, `aud` one string (draft-ietf-oauth-rfc7523bis: an array could
+/// name another server beside Ferry, which would then accept the same assertion), a
+/// `jti` consumed once and remembered for as long as any replica could accept the
+/// assertion: `exp` plus the verifier's leeway plus `skew`, the allowed clock
+/// difference between replicas. For client assertions, jwt-bearer grants and
+/// service-account subject tokens alike.
 pub async fn verify_assertion(
     token: &str,
     keys: &KeySource,
@@ -222,13 +234,12 @@ pub async fn verify_assertion(
     replay: &dyn ReplayCache,
     now: i64,
     skew: i64,
-    single_aud: bool,
 ) -> Result<Verified, AssertionError> {
     let v = verify_from(token, rules, keys, now).await?;
     if v.claims.get("sub").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
         return Err(AssertionError::Subject);
     }
-    if single_aud && !v.claims.get("aud").is_some_and(Value::is_string) {
+    if !v.claims.get("aud").is_some_and(Value::is_string) {
         return Err(AssertionError::Audience);
     }
     let jti = v

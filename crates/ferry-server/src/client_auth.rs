@@ -71,6 +71,14 @@ fn form_decode(s: &str) -> String {
     ferry_core::form::decode(s.as_bytes()).into_owned()
 }
 
+/// The credentials of an `Authorization: Basic …` header. The scheme name is
+/// case-insensitive (RFC 7235 §2.1): `BASIC` is Basic, and must not let a wrong secret
+/// pass as "no client authentication".
+fn basic_credentials(value: &str) -> Option<&str> {
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    scheme.eq_ignore_ascii_case("basic").then_some(rest)
+}
+
 /// A new client secret and the hash to register (`ferry clients new-secret`).
 pub fn new_secret() -> (String, String) {
     let secret = crate::random_id(32);
@@ -88,10 +96,7 @@ pub async fn authenticate(
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        });
+        .and_then(basic_credentials);
     let methods = usize::from(basic.is_some())
         + usize::from(params.client_secret.is_some())
         + usize::from(params.client_assertion.is_some());
@@ -174,7 +179,6 @@ pub async fn authenticate(
             state.replay.as_ref(),
             state.clock.now(),
             i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0),
-            true,
         )
         .await
         .map_err(|e| e.to_oauth(fail))?;

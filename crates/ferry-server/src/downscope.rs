@@ -124,10 +124,8 @@ pub async fn downscope(
             "no audience requested and none in the parent",
         ));
     }
-    let mut rules = Rules::new(config.issuer.clone(), targets.clone());
+    let mut rules = Rules::new(config.issuer.clone(), targets.clone()).require_type("at+jwt");
     rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
-    rules.rejected_types.clear();
-    rules.required_type = Some("at+jwt".to_owned());
     rules.max_lifetime = crate::tokens::longest_lifetime(state).saturating_add(60);
     let keys = state.own_keys.get(state);
     let parent = match ferry_verify::verify(&subject_token, &rules, &keys, now) {

@@ -59,7 +59,7 @@ impl Nonces {
         let issued = i64::from_be_bytes(ts_bytes);
         let want = hmac::sign(&self.key, ts);
         aws_lc_rs::constant_time::verify_slices_are_equal(&want.as_ref()[..16], tag).is_ok()
-            && (now - issued).abs() <= window
+            && now.abs_diff(issued) <= u64::try_from(window).unwrap_or(0)
     }
 }
 

@@ -81,7 +81,6 @@ async fn verify_service_account(
         state.replay.as_ref(),
         now,
         i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0),
-        false,
     )
     .instrument(tracing::info_span!("verify", service_account = %iss))
     .await

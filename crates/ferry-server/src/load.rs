@@ -98,7 +98,9 @@ impl ConfigSource {
 
 /// The verification rules of a provider.
 pub fn rules_for(p: &Provider) -> Rules {
-    let mut rules = Rules::new(p.issuer.clone(), p.audiences.clone());
+    // Explicit typing (RFC 8725 §3.11): `JWT` or none, plus what the provider lists.
+    let mut rules =
+        Rules::new(p.issuer.clone(), p.audiences.clone()).accept_types(&p.accepted_types);
     // Names were validated against the same list at load.
     rules.algorithms = p
         .algorithms

@@ -118,10 +118,8 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
         },
         Err(_) => return Ok(None),
     };
-    let mut rules = Rules::new(config.issuer.clone(), audiences);
+    let mut rules = Rules::new(config.issuer.clone(), audiences).require_type("at+jwt");
     rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
-    rules.rejected_types.clear();
-    rules.required_type = Some("at+jwt".to_owned());
     rules.max_lifetime = longest_lifetime(state).saturating_add(60);
     // Ferry's own clock decided `exp`: no leeway for skew.
     rules.leeway = 0;

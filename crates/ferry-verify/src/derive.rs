@@ -394,7 +394,7 @@ pub async fn verify_derived(
             .get("iat")
             .and_then(Value::as_i64)
             .ok_or(DeriveError::Malformed("iat"))?;
-        if this.exp + rules.leeway <= now || iat > now + rules.leeway {
+        if this.exp.saturating_add(rules.leeway) <= now || iat > now.saturating_add(rules.leeway) {
             return Err(DeriveError::Time);
         }
         if let Some(b) = payload.get("access_boundary") {

@@ -4,7 +4,7 @@
 //!
 //! A proof is accepted when (RFC 9449 §4.3):
 //! 1. it is a JWS whose header has `typ: dpop+jwt`, an asymmetric `alg` from the
-//!    allowlist and a public `jwk` (a JWK with private members is refused);
+//!    allowlist, no `crit`, and a public `jwk` (a JWK with private members is refused);
 //! 2. its signature verifies with that `jwk`;
 //! 3. `htm` is the request's method and `htu` the request's URL (scheme, host, port and
 //!    path; query and fragment ignored) as the verifier knows it — never from `Host`;
@@ -34,6 +34,9 @@ pub enum DpopError {
     /// `alg` not allowed.
     #[error("DPoP proof algorithm not allowed")]
     Algorithm,
+    /// The header carries `crit`: no extension is understood (RFC 7515 §4.1.11).
+    #[error("DPoP proof critical header parameters are not supported")]
+    Critical,
     /// `jwk` missing, private, or unusable.
     #[error("DPoP proof jwk: {0}")]
     Key(String),
@@ -169,6 +172,11 @@ pub fn verify_proof(proof: &str, check: &DpopCheck<'_>) -> Result<DpopProof, Dpo
     let alg = Algorithm::from_name(&parts.header.alg)
         .filter(|a| check.algorithms.contains(a))
         .ok_or(DpopError::Algorithm)?;
+    // A recipient that does not understand every `crit` extension must refuse the JWS
+    // (RFC 7515 §4.1.11); Ferry understands none.
+    if parts.header.crit {
+        return Err(DpopError::Critical);
+    }
     let header_b64 = parts.signing_input.split('.').next().unwrap_or_default();
     let header = decode_object(header_b64, "header").map_err(|_| DpopError::Malformed("header"))?;
     let jwk = header
@@ -199,7 +207,8 @@ pub fn verify_proof(proof: &str, check: &DpopCheck<'_>) -> Result<DpopProof, Dpo
         .get("iat")
         .and_then(Value::as_i64)
         .ok_or(DpopError::Malformed("iat"))?;
-    if (check.now - iat).abs() > check.window {
+    // `iat` is the sender's number: `abs_diff` cannot overflow at i64::MIN or MAX.
+    if check.now.abs_diff(iat) > u64::try_from(check.window).unwrap_or(0) {
         return Err(DpopError::Stale);
     }
     let jti = s("jti")

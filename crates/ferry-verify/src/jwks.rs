@@ -5,7 +5,7 @@
 //!    with a warning; so is `oct` (a symmetric key must never come from a key set).
 //! 2. `use`, when present, must be `sig`; `key_ops`, when present, must allow `verify`.
 //! 3. `alg`, when present, pins the key to that algorithm; it must be in the allowlist.
-//! 4. RSA keys of at least 2048 bits; EC keys on P-256/P-384 whose point is on the curve;
+//! 4. RSA keys of at least 2048 bits, `n` and `e` minimally encoded; EC keys on P-256/P-384 whose point is on the curve;
 //!    Ed25519 (`OKP`). Anything else is skipped with a warning.
 
 use aws_lc_rs::signature::{ParsedPublicKey, RsaPublicKeyComponents};
@@ -188,8 +188,13 @@ fn parse_jwk(
         Family::Rsa => {
             let n = b64(jwk.get("n")).ok_or("bad n")?;
             let e = b64(jwk.get("e")).ok_or("bad e")?;
-            let n = strip_zeros(&n);
-            let e = strip_zeros(&e);
+            // RFC 7518 §6.3.1.1–6.3.1.2: the minimum number of octets. A leading zero
+            // would give the same key a second RFC 7638 thumbprint, so a token bound
+            // to one (`cnf.jkt`) could be presented with a proof by "another" key.
+            if n.first().is_none_or(|b| *b == 0) || e.first().is_none_or(|b| *b == 0) {
+                return Err("RSA n or e is not in its minimal encoding (leading zero)".into());
+            }
+            let (n, e) = (n.as_slice(), e.as_slice());
             if n.len() * 8 < 2048 {
                 return Err("RSA key shorter than 2048 bits".into());
             }
@@ -238,11 +243,6 @@ fn parse_jwk(
     Ok(out)
 }
 
-fn strip_zeros(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|x| *x != 0).unwrap_or(b.len());
-    &b[start..]
-}
-
 #[cfg(test)]
 mod hostile_keys {
     use super::*;
@@ -289,6 +289,39 @@ mod hostile_keys {
                 warnings.iter().any(|w| w.contains(kid) && w.contains(why)),
                 "{kid}: {warnings:?}"
             );
+        }
+    }
+
+    /// RFC 7518 §6.3.1.1: `n` with a leading zero octet is the same key under a second
+    /// thumbprint; it is refused, in a key set and as a single (DPoP) key, beside its
+    /// minimal twin.
+    #[test]
+    fn rsa_members_must_be_minimal() {
+        let rsa = TestKey::rsa("k");
+        let pad = |member: &str| {
+            let mut jwk = rsa.public_jwk();
+            let mut bytes = vec![0u8];
+            bytes.extend(
+                URL_SAFE_NO_PAD
+                    .decode(jwk[member].as_str().unwrap())
+                    .unwrap(),
+            );
+            jwk[member] = json!(URL_SAFE_NO_PAD.encode(bytes));
+            jwk
+        };
+        for (name, jwk, ok) in [
+            ("minimal", rsa.public_jwk(), true),
+            ("n with a leading zero", pad("n"), false),
+            ("e with a leading zero", pad("e"), false),
+        ] {
+            let doc = json!({ "keys": [jwk] });
+            let (set, warnings) =
+                KeySet::from_jwks(doc.to_string().as_bytes(), &[Algorithm::RS256]).unwrap();
+            assert_eq!(set.len(), usize::from(ok), "{name}: {warnings:?}");
+            assert_eq!(parse_single(&jwk, Algorithm::RS256).is_ok(), ok, "{name}");
+            if !ok {
+                assert!(warnings[0].contains("minimal"), "{name}: {warnings:?}");
+            }
         }
     }
 }

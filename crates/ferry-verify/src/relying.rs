@@ -100,10 +100,8 @@ pub struct FerryVerifier {
 impl FerryVerifier {
     /// A verifier with the given keys.
     pub fn new(issuer: &str, audience: &str, public_url: &str, keys: KeySource) -> Self {
-        let mut rules = Rules::new(issuer, vec![audience.to_owned()]);
+        let mut rules = Rules::new(issuer, vec![audience.to_owned()]).require_type("at+jwt");
         rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
-        rules.rejected_types.clear();
-        rules.required_type = Some("at+jwt".to_owned());
         rules.max_lifetime = 86_400;
         Self {
             rules,
@@ -246,7 +244,7 @@ impl FerryVerifier {
                 }
                 if !self.consume(
                     format!("{}:{}", p.jkt, p.jti),
-                    p.iat + self.dpop_window,
+                    p.iat.saturating_add(self.dpop_window),
                     now,
                 ) {
                     return Err(DpopError::Replayed.into());

@@ -141,10 +141,8 @@ impl RevocationPoller {
             crate::fetch::get_authorized(&self.http, &self.url, Some(self.credentials.basic()))
                 .await?;
         let text = String::from_utf8(got.body).map_err(|_| "the list is not text".to_owned())?;
-        let mut rules = Rules::new(issuer, vec![issuer.to_owned()]);
+        let mut rules = Rules::new(issuer, vec![issuer.to_owned()]).require_type(REVOCATIONS_TYPE);
         rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
-        rules.rejected_types.clear();
-        rules.required_type = Some(REVOCATIONS_TYPE.to_owned());
         let v = verify_from(text.trim(), &rules, keys, now)
             .await
             .map_err(|e| format!("the list does not verify: {e}"))?;

@@ -23,16 +23,22 @@ pub struct Rules {
     pub max_lifetime: i64,
     /// Oldest accepted `iat`, seconds before now; `None` for no limit.
     pub max_age: Option<i64>,
-    /// `typ` values refused (compared case-insensitively, with or without an
-    /// `application/` prefix). By default access tokens (RFC 9068 §4).
-    pub rejected_types: Vec<String>,
-    /// A `typ` the token must carry (e.g. `at+jwt` for Ferry's own tokens).
-    pub required_type: Option<String>,
+    /// `typ` values accepted besides the identity types (see [`Rules::accept_types`]).
+    accepted_types: Vec<String>,
+    /// The one `typ` the token must carry (see [`Rules::require_type`]).
+    required_type: Option<String>,
 }
+
+/// The `typ` values of an identity assertion, accepted by default: `JWT` in any case,
+/// with or without `application/` (RFC 7519 §5.1, RFC 7515 §4.1.9). A token without
+/// `typ` is accepted too.
+const IDENTITY_TYPES: &[&str] = &["jwt"];
 
 impl Rules {
     /// Strict rules for an issuer: RS256 and ES256, 60 s leeway, 24 h maximum lifetime,
-    /// access tokens (`at+jwt`) refused.
+    /// and only identity assertions — no `typ`, or `JWT` — so another kind of JWT
+    /// (`at+jwt`, `dpop+jwt`, `logout+jwt`, `secevent+jwt`, …) signed by the same key
+    /// is never taken for one (RFC 8725 §3.11).
     pub fn new(issuer: impl Into<String>, audiences: Vec<String>) -> Self {
         Self {
             issuer: issuer.into(),
@@ -41,8 +47,40 @@ impl Rules {
             leeway: 60,
             max_lifetime: 86_400,
             max_age: None,
-            rejected_types: vec!["at+jwt".to_owned()],
+            accepted_types: Vec::new(),
             required_type: None,
+        }
+    }
+
+    /// Loosens the `typ` check: these media types are accepted besides the identity
+    /// types (compared case-insensitively, with or without `application/`).
+    #[must_use]
+    pub fn accept_types<S: AsRef<str>>(mut self, types: impl IntoIterator<Item = S>) -> Self {
+        self.accepted_types
+            .extend(types.into_iter().map(|t| media_type(t.as_ref())));
+        self
+    }
+
+    /// Demands exactly this `typ` (e.g. `at+jwt` for Ferry's own tokens): a token
+    /// without it, or with any other, is refused.
+    #[must_use]
+    pub fn require_type(mut self, typ: &str) -> Self {
+        self.required_type = Some(media_type(typ));
+        self
+    }
+
+    /// Whether a token with header `typ` is of a kind these rules accept. Compares
+    /// without allocating: it runs on every verification.
+    fn type_accepted(&self, typ: Option<&str>) -> bool {
+        let same = |a: &str, b: &str| short_type(a).eq_ignore_ascii_case(b);
+        match (typ, &self.required_type) {
+            (t, Some(required)) => t.is_some_and(|t| same(t, required)),
+            (None, None) => true,
+            (Some(t), None) => IDENTITY_TYPES
+                .iter()
+                .copied()
+                .chain(self.accepted_types.iter().map(String::as_str))
+                .any(|a| same(t, a)),
         }
     }
 }
@@ -83,10 +121,17 @@ fn numeric(claims: &Map<String, Value>, name: &'static str) -> Result<Option<i64
     }
 }
 
-fn type_refused(typ: &str, refused: &[String]) -> bool {
-    let t = typ.to_ascii_lowercase();
-    let t = t.strip_prefix("application/").unwrap_or(&t);
-    refused.iter().any(|r| r.eq_ignore_ascii_case(t))
+/// A `typ` without the `application/` prefix RFC 7515 §4.1.9 lets producers omit.
+fn short_type(typ: &str) -> &str {
+    match typ.get(..12) {
+        Some(p) if p.eq_ignore_ascii_case("application/") => typ.get(12..).unwrap_or_default(),
+        _ => typ,
+    }
+}
+
+/// A `typ` as stored in [`Rules`]: lowercase, short form.
+fn media_type(typ: &str) -> String {
+    short_type(typ).to_ascii_lowercase()
 }
 
 /// Verifies `token` against `rules` and `keys` at time `now`.
@@ -141,20 +186,10 @@ pub(crate) fn check(
     if let Some(what) = header.refused {
         return Err(VerifyError::HeaderNotAccepted(what));
     }
-    // 4. Explicit typing (RFC 8725 §3.11): an access token is not an identity assertion.
-    if header
-        .typ
-        .as_deref()
-        .is_some_and(|t| type_refused(t, &rules.rejected_types))
-    {
-        return Err(VerifyError::TypeNotAccepted);
-    }
-    if let Some(required) = &rules.required_type
-        && !header
-            .typ
-            .as_deref()
-            .is_some_and(|t| type_refused(t, std::slice::from_ref(required)))
-    {
+    // 4. Explicit typing (RFC 8725 §3.11): a JWT of another kind signed by the same key
+    //    (an access token, a DPoP proof, a logout or security event token) is not the
+    //    kind of token these rules are for.
+    if !rules.type_accepted(header.typ.as_deref()) {
         return Err(VerifyError::TypeNotAccepted);
     }
     // 5. Signature, with a key of this issuer matching kid and alg, before any claim is
@@ -338,6 +373,61 @@ mod tests {
             if let (Ok(a), Ok(b)) = (&got, &peeked) {
                 assert_eq!((&a.claims, a.exp), (&b.claims, b.exp), "{name}");
                 assert!(!b.claims.is_empty());
+            }
+        }
+    }
+
+    /// RFC 8725 §3.11: only identity assertions by default; `accept_types` adds kinds,
+    /// `require_type` demands exactly one.
+    #[test]
+    fn typ_allowlist_each_with_a_positive_twin() {
+        let f = fixture(TestKey::rsa("k1"));
+        let claims = f.issuer.claims(AUD, "s", NOW, json!({}));
+        let with_typ = |typ: Option<&str>| {
+            let mut h = json!({"alg": "RS256", "kid": "k1"});
+            if let Some(t) = typ {
+                h["typ"] = json!(t);
+            }
+            f.issuer.token_with_header(&h, &claims)
+        };
+        let strict = f.rules.clone();
+        let loose = f.rules.clone().accept_types(["foo+jwt"]);
+        let own = f.rules.clone().require_type("at+jwt");
+        let cases: &[(Option<&str>, bool, bool, bool)] = &[
+            // typ, strict, with foo+jwt accepted, at+jwt required
+            (None, true, true, false),
+            (Some("JWT"), true, true, false),
+            (Some("jwt"), true, true, false),
+            (Some("application/jwt"), true, true, false),
+            (Some("APPLICATION/JWT"), true, true, false),
+            (Some("at+jwt"), false, false, true),
+            (Some("application/at+JWT"), false, false, true),
+            (Some("dpop+jwt"), false, false, false),
+            (Some("logout+jwt"), false, false, false),
+            (Some("secevent+jwt"), false, false, false),
+            (Some("client-authentication+jwt"), false, false, false),
+            (Some("foo+jwt"), false, true, false),
+            (Some("application/FOO+jwt"), false, true, false),
+            (Some("application/"), false, false, false),
+            (Some(""), false, false, false),
+        ];
+        for (typ, ok_strict, ok_loose, ok_own) in cases {
+            let token = with_typ(*typ);
+            for (name, rules, want) in [
+                ("strict", &strict, ok_strict),
+                ("loose", &loose, ok_loose),
+                ("own", &own, ok_own),
+            ] {
+                let got = verify(&token, rules, &f.keys, NOW);
+                if *want {
+                    assert!(got.is_ok(), "{typ:?} {name}: {got:?}");
+                } else {
+                    assert_eq!(
+                        got.err(),
+                        Some(VerifyError::TypeNotAccepted),
+                        "{typ:?} {name}"
+                    );
+                }
             }
         }
     }

@@ -1,6 +1,6 @@
 //! An audience (a relying service) and its ordered access rules.
 
-use super::raw::RawAudience;
+use super::raw::{RawAudience, RawClient};
 use super::{ConfigErrors, compile, opt_duration, valid_id};
 use crate::expr::Cel;
 use crate::policy::{Audience, Effect, POLICY_VARS, Rule};
@@ -86,4 +86,35 @@ pub(super) fn audience(
         message: a.message.clone(),
         require_dpop: a.require_dpop.unwrap_or(false),
     })
+}
+
+/// A rule that compares `client_id` with a label is only as strong as the label: a
+/// public client's `client_id`, or an unregistered one, is whatever the caller sends
+/// (RFC 6749 §2.1). Such a comparison must name a registered confidential client, whose
+/// `client_id` in a policy is the authenticated one. Read from the clients as written,
+/// so a client with a problem of its own is reported once, not again here.
+pub(super) fn check_client_ids(
+    errs: &mut ConfigErrors,
+    audiences: &[Audience],
+    clients: &[RawClient],
+) {
+    let confidential = |id: &str| {
+        clients
+            .iter()
+            .any(|c| c.id.as_deref() == Some(id) && c.auth.as_deref().is_some_and(|a| a != "none"))
+    };
+    for rule in audiences.iter().flat_map(|a| &a.rules) {
+        for id in rule.expr.literals_compared_with("client_id") {
+            if !confidential(&id) {
+                errs.push(
+                    &rule.path,
+                    format!(
+                        "compares client_id with '{id}', which is not a registered confidential \
+                         client: anyone can send that client_id; register it under clients with \
+                         client_secret_basic, client_secret_post or private_key_jwt"
+                    ),
+                );
+            }
+        }
+    }
 }

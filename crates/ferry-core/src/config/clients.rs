@@ -19,6 +19,9 @@ pub struct ServiceAccount {
     pub algorithms: Vec<String>,
     /// Longest accepted `exp - iat` (or `exp - now`), seconds (1 h).
     pub max_assertion_lifetime: u64,
+    /// Also accept the token endpoint URL as the assertion's `aud` (still one string);
+    /// by default only Ferry's issuer identifier, as for client assertions.
+    pub accept_token_endpoint_audience: bool,
 }
 
 /// How a client authenticates at `/token`.
@@ -152,6 +155,7 @@ pub(super) fn service_accounts(
                 keys,
                 algorithms,
                 max_assertion_lifetime: max,
+                accept_token_endpoint_audience: s.accept_token_endpoint_audience.unwrap_or(false),
             });
         }
     }
@@ -161,6 +165,10 @@ pub(super) fn service_accounts(
 fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
+
+/// SHA-256 of the empty string: registered as a secret's hash, it would let any client
+/// that sends an empty secret (or none at all, by some libraries) authenticate.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 pub(super) fn clients(
     errs: &mut ConfigErrors,
@@ -197,6 +205,13 @@ pub(super) fn clients(
         };
         let secret = c.secret_sha256.clone().map(|s| s.to_ascii_lowercase());
         match (auth, &secret) {
+            (ClientAuth::SecretBasic | ClientAuth::SecretPost, Some(s)) if s == EMPTY_SHA256 => {
+                errs.push(
+                    format!("{path}.secret_sha256"),
+                    "is the SHA-256 of the empty string: anyone could authenticate with an empty \
+                     secret; use `ferry clients new-secret`",
+                )
+            }
             (ClientAuth::SecretBasic | ClientAuth::SecretPost, Some(s)) if is_hex64(s) => {}
             (ClientAuth::SecretBasic | ClientAuth::SecretPost, _) => errs.push(
                 format!("{path}.secret_sha256"),

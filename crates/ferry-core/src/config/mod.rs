@@ -5,11 +5,13 @@
 
 mod audience;
 mod clients;
+mod github;
 mod ops;
 mod provider;
 mod raw;
 mod signing;
 mod tenant;
+mod typing;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -22,8 +24,8 @@ use crate::policy::Policy;
 use raw::RawConfig;
 
 pub use clients::{Client, ClientAuth, ServiceAccount};
+pub use github::{GITHUB_ISSUER, github_issuer_shape_ok};
 pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
-pub use provider::{GITHUB_ISSUER, github_issuer_shape_ok};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
 pub use tenant::TenantClaim;
 
@@ -154,6 +156,8 @@ pub struct Provider {
     pub audiences: Vec<String>,
     /// Allowed signature algorithms.
     pub algorithms: Vec<String>,
+    /// `typ` values accepted besides `JWT` (or none), RFC 8725 §3.11.
+    pub accepted_types: Vec<String>,
     /// Where the keys come from.
     pub keys: KeysConfig,
     /// Cache timing for remote keys.
@@ -458,6 +462,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let service_accounts =
         clients::service_accounts(&mut errs, &raw.service_accounts, base, &outbound);
     let clients = clients::clients(&mut errs, &raw.clients, base, &outbound);
+    audience::check_client_ids(&mut errs, &audiences, &raw.clients);
     for sa in &service_accounts {
         if clients.iter().any(|c| c.id == sa.id) {
             errs.push("clients", format!("client id {:?} is also a service account: client and service-account keys are registered separately", sa.id));
@@ -594,3 +599,5 @@ fn origin_of_display(origin: &str) -> String {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod trap_tests;

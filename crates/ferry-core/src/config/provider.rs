@@ -1,10 +1,6 @@
 //! One trusted issuer: its kind and presets, where its keys come from, its verification
-//! settings, and its compiled condition and mapping.
-//!
-//! GitHub's public issuer is shared by every GitHub user, so a `github` provider must pin
-//! an owner, repository or enterprise *id* in its condition (names can be re-registered)
-//! and must not accept GitHub's default audience; both refuse to load unless the
-//! operator sets `allow_unpinned: true`.
+//! settings, and its compiled condition and mapping. The `github` preset's rules live in
+//! `github.rs`.
 
 use std::path::Path;
 
@@ -15,42 +11,10 @@ use super::{
     DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, Provider, ProviderKind, compile, duration,
     opt_duration, origin_of, valid_id,
 };
-use crate::expr::{Cel, ClaimUse, Expr};
+use crate::expr::{Cel, Expr};
 use crate::mapping::{CONDITION_VARS, Condition, MAPPING_VARS, MAX_ATTRIBUTES, Mapping};
 
-/// GitHub Actions' public issuer.
-pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
-const PINNING_CLAIMS: &[&str] = &["repository_owner_id", "repository_id", "enterprise_id"];
 const LEGACY_K8S_ISSUER: &str = "kubernetes/serviceaccount";
-
-fn label(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-}
-
-/// Whether `iss` has one of the shapes GitHub Actions uses: the public issuer, its
-/// enterprise-slug form, `token.actions.<sub>.ghe.com`, or GitHub Enterprise Server's
-/// `https://HOST/_services/token`.
-pub fn github_issuer_shape_ok(iss: &str) -> bool {
-    if iss == GITHUB_ISSUER {
-        return true;
-    }
-    if let Some(slug) = iss.strip_prefix("https://token.actions.githubusercontent.com/") {
-        return label(slug);
-    }
-    if let Some(sub) = iss
-        .strip_prefix("https://token.actions.")
-        .and_then(|r| r.strip_suffix(".ghe.com"))
-    {
-        return label(sub);
-    }
-    if let Some(host) = iss
-        .strip_prefix("https://")
-        .and_then(|r| r.strip_suffix("/_services/token"))
-    {
-        return !host.is_empty() && host.split('.').all(label) && !host.contains('/');
-    }
-    false
-}
 
 /// Whether a URL may be fetched: https, or an opted-in insecure origin.
 fn fetchable(url: &str, outbound: &Outbound) -> bool {
@@ -154,7 +118,7 @@ pub(super) fn provider(
     };
     if issuer.is_empty() {
         errs.push(format!("{path}.issuer"), "is required");
-    } else if github && !github_issuer_shape_ok(&issuer) {
+    } else if github && !super::github_issuer_shape_ok(&issuer) {
         errs.push(
             format!("{path}.issuer"),
             "is not a GitHub Actions issuer (https://token.actions.githubusercontent.com[/<enterprise>], \
@@ -186,6 +150,9 @@ pub(super) fn provider(
     }
 
     // Algorithms.
+    if github {
+        super::github::algorithms(errs, path, p.algorithms.as_ref());
+    }
     let default_algs: &[&str] = if github {
         &["RS256"]
     } else {
@@ -211,6 +178,9 @@ pub(super) fn provider(
             list.clone()
         }
     };
+
+    let accepted_types =
+        super::typing::accepted_types(errs, path, p.accepted_types.as_ref(), service_account);
 
     // Kubernetes API server.
     let api_server = match (&p.api_server, kind) {
@@ -290,14 +260,7 @@ pub(super) fn provider(
         );
     }
     if github {
-        github_pinning(
-            errs,
-            warnings,
-            path,
-            &id,
-            condition.as_ref().map(|c| c.expr.claims()),
-            unpinned,
-        );
+        super::github::pinning(errs, warnings, path, &id, condition.as_ref(), unpinned);
     }
     let parts = mapping_parts(errs, warnings, cel, path, p.mapping.as_ref());
     let tenant_claim = super::tenant::tenant_claim(errs, path, kind, p.tenant_claim.as_deref());
@@ -310,6 +273,7 @@ pub(super) fn provider(
         issuer,
         audiences,
         algorithms,
+        accepted_types,
         keys: keys?,
         cache,
         api_server,
@@ -412,45 +376,6 @@ fn keys_config(
         return None;
     }
     Some(KeysConfig::Discovery(url))
-}
-
-fn github_pinning(
-    errs: &mut ConfigErrors,
-    warnings: &mut Vec<String>,
-    path: &str,
-    id: &str,
-    claims: Option<&ClaimUse>,
-    unpinned: bool,
-) {
-    let used = match claims {
-        Some(ClaimUse::Some(set)) => set.clone(),
-        _ => Default::default(),
-    };
-    let pinned = PINNING_CLAIMS.iter().any(|c| used.contains(*c));
-    if !pinned && !unpinned {
-        errs.push(
-            format!("{path}.condition"),
-            "a github provider must pin repository_owner_id, repository_id or enterprise_id \
-             (GitHub's issuer is shared by every GitHub user); set allow_unpinned: true to override",
-        );
-    }
-    for (name, id_claim) in [
-        ("repository", "repository_id"),
-        ("repository_owner", "repository_owner_id"),
-    ] {
-        if used.contains(name) && !used.contains(id_claim) {
-            warnings.push(format!(
-                "{path} ({id}): the condition checks {name} by name but not {id_claim}: names can be \
-                 re-registered by someone else; pin the id"
-            ));
-        }
-    }
-    if !used.contains("event_name") {
-        warnings.push(format!(
-            "{path} ({id}): the condition does not look at event_name: workflows triggered by \
-             pull_request_target run with the base repository's identity and may run code from forks"
-        ));
-    }
 }
 
 type MappingParts = (Expr, Option<Expr>, Vec<(String, Expr)>);

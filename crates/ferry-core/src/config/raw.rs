@@ -64,6 +64,7 @@ pub struct RawServiceAccount {
     pub jwks: Option<RawJwks>,
     pub algorithms: Option<Vec<String>>,
     pub max_assertion_lifetime: Option<String>,
+    pub accept_token_endpoint_audience: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +203,7 @@ pub struct RawProvider {
     pub issuer: Option<String>,
     pub audiences: Option<Vec<String>>,
     pub algorithms: Option<Vec<String>>,
+    pub accepted_types: Option<Vec<String>>,
     pub jwks: Option<RawJwks>,
     pub discovery_url: Option<String>,
     pub api_server: Option<RawApiServer>,

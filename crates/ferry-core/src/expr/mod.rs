@@ -19,6 +19,7 @@ use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value};
 
 mod fast;
+mod shape;
 
 pub use fast::Vars;
 

@@ -171,8 +171,7 @@ fn verify_issued(fx: &Fx, token: &str, aud: &str) -> serde_json::Map<String, Val
         &[ferry_verify::Algorithm::ES256],
     )
     .unwrap();
-    let mut rules = ferry_verify::Rules::new(FERRY, vec![aud.to_owned()]);
-    rules.rejected_types.clear();
+    let rules = ferry_verify::Rules::new(FERRY, vec![aud.to_owned()]).require_type("at+jwt");
     let v = ferry_verify::verify(token, &rules, &keys, NOW).unwrap();
     assert_eq!(v.header.typ.as_deref(), Some("at+jwt"));
     v.claims

@@ -1,0 +1,200 @@
+//! Configuration traps: each refused case beside an accepted twin that differs only in
+//! the trapped part.
+
+use super::*;
+
+/// Every trap's twin: this configuration loads.
+const BASE: &str = r#"
+issuer: https://ferry.example.com
+providers:
+  - id: gh
+    kind: github
+    audiences: [https://ferry.example.com]
+    condition: CONDITION
+  - id: idp
+    issuer: https://idp.example.com
+    audiences: [https://ferry.example.com]
+    jwks: { file: keys.json }
+clients:
+  - { id: ci, auth: client_secret_basic, secret_sha256: SECRET }
+  - { id: ci-jwt, auth: private_key_jwt, jwks: { file: ci.json } }
+  - { id: ci-public, auth: none }
+audiences:
+  - audience: https://deploy.example.com
+    rules:
+      - allow: RULE
+"#;
+
+const PIN: &str = "assertion.repository_owner_id == '123' && assertion.event_name == 'push'";
+const REAL: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+const EMPTY: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+fn config(condition: &str, rule: &str, secret: &str, extra: &str) -> String {
+    BASE.replace("CONDITION", &format!("\"{condition}\"{extra}"))
+        .replace("RULE", &format!("\"{rule}\""))
+        .replace("SECRET", secret)
+}
+
+/// The problems of a configuration, as `path: message`.
+fn problems(text: &str) -> Vec<String> {
+    match parse(text, Path::new("/")) {
+        Ok(_) => Vec::new(),
+        Err(e) => e.0.into_iter().map(|(p, m)| format!("{p}: {m}")).collect(),
+    }
+}
+
+#[test]
+fn the_base_loads() {
+    assert_eq!(
+        problems(&config(PIN, "true", REAL, "")),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn a_github_pin_is_read_from_the_condition_not_its_text() {
+    let cases = [
+        (PIN, true),
+        (
+            "assertion.repository_owner_id == '123' && assertion.workflow == 'ci'",
+            true,
+        ),
+        ("assertion.repository_id in ['1', '2']", true),
+        (
+            "assertion['enterprise_id'] == '7' && assertion.ref == 'refs/heads/main'",
+            true,
+        ),
+        ("has(assertion.repository_owner_id) || true", false),
+        ("assertion.repository_owner_id != '1'", false),
+        (
+            "assertion.repository_owner_id == '123' || assertion.event_name == 'push'",
+            false,
+        ),
+        ("assertion.repository_owner == 'acme'", false),
+        ("assertion.repository_owner_id == ''", false),
+    ];
+    for (condition, ok) in cases {
+        let p = problems(&config(condition, "true", REAL, ""));
+        if ok {
+            assert!(p.is_empty(), "{condition}: {p:?}");
+        } else {
+            assert!(
+                p.iter().any(|e| e.starts_with("providers[0].condition:")),
+                "{condition}: {p:?}"
+            );
+        }
+    }
+    // allow_unpinned still overrides, deliberately.
+    let unpinned = config(
+        "has(assertion.repository_owner_id) || true",
+        "true",
+        REAL,
+        "\n    allow_unpinned: true",
+    );
+    assert!(problems(&unpinned).is_empty());
+}
+
+#[test]
+fn a_github_provider_verifies_rs256_only() {
+    for (algs, ok) in [
+        ("[RS256]", true),
+        ("[RS256, ES256]", false),
+        ("[ES256]", false),
+        ("[RS256, RS256]", false),
+        ("[PS256]", false),
+    ] {
+        let text = config(PIN, "true", REAL, &format!("\n    algorithms: {algs}"));
+        let p = problems(&text);
+        assert_eq!(p.is_empty(), ok, "{algs}: {p:?}");
+        if !ok {
+            assert!(p[0].starts_with("providers[0].algorithms:"), "{p:?}");
+        }
+    }
+}
+
+#[test]
+fn a_client_secret_hash_is_not_the_empty_strings() {
+    for (hash, ok) in [
+        (REAL, true),
+        (EMPTY, false),
+        (&EMPTY.to_ascii_uppercase() as &str, false),
+    ] {
+        let p = problems(&config(PIN, "true", hash, ""));
+        assert_eq!(p.is_empty(), ok, "{hash}: {p:?}");
+        if !ok {
+            assert!(p[0].starts_with("clients[0].secret_sha256:"), "{p:?}");
+        }
+    }
+}
+
+#[test]
+fn client_id_is_compared_only_with_confidential_clients() {
+    for (rule, ok) in [
+        ("client_id == 'ci'", true),
+        ("'ci-jwt' == client_id", true),
+        ("client_id in ['ci', 'ci-jwt']", true),
+        ("client_id != 'ci' && true", true),
+        ("client_id == 'ci-public'", false),
+        ("client_id == 'stranger'", false),
+        ("client_id in ['ci', 'stranger']", false),
+        ("client_id != 'ci-public'", false),
+        ("client_id == ''", false),
+        ("subject == 'ci-public'", true),
+    ] {
+        let p = problems(&config(PIN, rule, REAL, ""));
+        assert_eq!(p.is_empty(), ok, "{rule}: {p:?}");
+        if !ok {
+            assert!(p[0].starts_with("audiences[0].rules[0]:"), "{p:?}");
+            assert!(
+                p[0].contains("not a registered confidential client"),
+                "{p:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn accepted_types_add_kinds_but_never_a_non_identity_one() {
+    let with = |types: &str| {
+        config(PIN, "true", REAL, "").replace(
+            "    jwks: { file: keys.json }",
+            &format!("    jwks: {{ file: keys.json }}\n    accepted_types: {types}"),
+        )
+    };
+    for (types, ok) in [
+        ("[foo+jwt]", true),
+        ("[application/foo+jwt, jwt]", true),
+        ("[dpop+jwt]", false),
+        ("[foo+jwt, application/Logout+JWT]", false),
+        ("[secevent+jwt]", false),
+        ("['']", false),
+        ("['foo jwt']", false),
+    ] {
+        let p = problems(&with(types));
+        assert_eq!(p.is_empty(), ok, "{types}: {p:?}");
+        if !ok {
+            assert!(p[0].starts_with("providers[1].accepted_types:"), "{p:?}");
+        }
+    }
+    let c = parse(&with("[foo+jwt]"), Path::new("/")).unwrap();
+    assert_eq!(c.providers[1].accepted_types, vec!["foo+jwt"]);
+    assert!(c.providers[0].accepted_types.is_empty());
+}
+
+#[test]
+fn a_service_account_opts_in_to_the_token_endpoint_audience() {
+    let text = |extra: &str| {
+        format!(
+            "{}service_accounts:\n  - id: builder\n    jwks: {{ file: b.json }}\n{extra}",
+            config(PIN, "true", REAL, "")
+        )
+    };
+    let c = parse(&text(""), Path::new("/")).unwrap();
+    assert!(!c.service_accounts[0].accept_token_endpoint_audience);
+    let c = parse(
+        &text("    accept_token_endpoint_audience: true\n"),
+        Path::new("/"),
+    )
+    .unwrap();
+    assert!(c.service_accounts[0].accept_token_endpoint_audience);
+}
