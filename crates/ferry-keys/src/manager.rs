@@ -320,6 +320,12 @@ impl KeyManager {
             next.written_by = self.cfg.writer.clone();
             next.max_issued_ttl = ttl;
             if self.store.compare_and_swap(ring.version, &next)? {
+                tracing::info!(
+                    transition = "longest token lifetime raised",
+                    max_issued_ttl = ttl,
+                    version = ring.version + 1,
+                    "signing key ring changed"
+                );
                 return self.refresh(&self.store.load()?);
             }
         }
