@@ -15,13 +15,7 @@ use crate::state::{AppState, TrustedProvider};
 
 /// A `429` for `limit`, counted in metrics.
 fn limited(state: &AppState, limit: &str, retry: RetryAfter) -> OAuthError {
-    state
-        .metrics
-        .limited
-        .get_or_create(&crate::metrics::LimitLabels {
-            limit: limit.to_owned(),
-        })
-        .inc();
+    state.metrics.count_limited(limit);
     let mut e = OAuthError::new(ErrorCode::InvalidRequest, Step::Verify, desc::RATE_LIMITED)
         .status(429)
         .detail(format!("{limit} rate limit"));

@@ -90,6 +90,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one request refused by `limit` (`ferry_limited_requests_total{limit}`);
+    /// `limit` is always one of Ferry's own names, never a value from a request.
+    pub fn count_limited(&self, limit: &str) {
+        self.limited
+            .get_or_create(&LimitLabels {
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
     /// A registry with every metric.
     pub fn new() -> Self {
         let mut registry = Registry::default();

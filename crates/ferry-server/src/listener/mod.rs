@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
-use crate::metrics::{LimitLabels, Metrics};
+use crate::metrics::Metrics;
 use crate::tls::Peer;
 use cap::ConnectionCap;
 use deadline::{Deadlines, Expired, Watched};
@@ -96,12 +96,7 @@ impl std::fmt::Debug for Server {
 }
 
 fn count(metrics: &Metrics, limit: &str) {
-    metrics
-        .limited
-        .get_or_create(&LimitLabels {
-            limit: limit.to_owned(),
-        })
-        .inc();
+    metrics.count_limited(limit);
 }
 
 impl Server {

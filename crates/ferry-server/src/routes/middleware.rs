@@ -23,7 +23,7 @@ use ferry_core::{ErrorCode, OAuthError, Step};
 use tracing::Instrument;
 
 use super::error_response;
-use crate::metrics::{HttpLabels, LimitLabels, RouteLabels};
+use crate::metrics::{HttpLabels, RouteLabels};
 use crate::random_id;
 use crate::state::AppState;
 
@@ -71,13 +71,7 @@ fn limited(
     code: ErrorCode,
     description: &'static str,
 ) -> Response {
-    state
-        .metrics
-        .limited
-        .get_or_create(&LimitLabels {
-            limit: limit.to_owned(),
-        })
-        .inc();
+    state.metrics.count_limited(limit);
     error_response(&OAuthError::new(code, Step::Request, description).status(status))
 }
 

@@ -60,13 +60,7 @@ pub(super) fn admit(state: &AppState, source: Option<std::net::IpAddr>) -> Resul
         .limits
         .check_unverified(source)
         .map_err(|(limit, retry)| {
-            state
-                .metrics
-                .limited
-                .get_or_create(&crate::metrics::LimitLabels {
-                    limit: limit.to_owned(),
-                })
-                .inc();
+            state.metrics.count_limited(limit);
             rate_limited(limit, retry)
         })
 }
@@ -77,13 +71,7 @@ pub(super) fn admit(state: &AppState, source: Option<std::net::IpAddr>) -> Resul
 /// body slowly, never holds one.
 pub(super) fn permit(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_>, OAuthError> {
     state.limits.concurrency.try_acquire().map_err(|_| {
-        state
-            .metrics
-            .limited
-            .get_or_create(&crate::metrics::LimitLabels {
-                limit: "concurrency".to_owned(),
-            })
-            .inc();
+        state.metrics.count_limited("concurrency");
         OAuthError::new(ErrorCode::TemporarilyUnavailable, Step::Request, desc::BUSY).status(503)
     })
 }
@@ -145,13 +133,7 @@ pub async fn token(
                     audit.client_id = client_id.clone();
                     match (limited, request) {
                         (Some(Err(retry)), _) => {
-                            state
-                                .metrics
-                                .limited
-                                .get_or_create(&crate::metrics::LimitLabels {
-                                    limit: "client".to_owned(),
-                                })
-                                .inc();
+                            state.metrics.count_limited("client");
                             Err(rate_limited("client", retry))
                         }
                         (_, request) => {
