@@ -224,6 +224,10 @@ async fn a_public_client_id_is_at_most_128_printable_characters() {
         ("tab\there", 400),
         ("nul\0here", 400),
         ("caf\u{e9}", 400),
+        // Ferry's own namespace: a caller must not pass for a service account.
+        ("ferry-service-account:builder", 400),
+        ("ferry-provider:idp", 400),
+        ("my-ferry-client", 200),
     ] {
         let (s, body) = env.exchange(&subject, &[("client_id", id)]).await;
         assert_eq!(s, want, "{id:?}: {body}");
@@ -232,7 +236,7 @@ async fn a_public_client_id_is_at_most_128_printable_characters() {
         }
     }
     // The long one never reached the audit log.
-    let audit = serde_json::to_string(&env.audit_lines(6).await).unwrap();
+    let audit = serde_json::to_string(&env.audit_lines(9).await).unwrap();
     assert!(!audit.contains(&long));
     assert!(audit.contains(&ok), "the twin is audited: {audit}");
 }

@@ -145,6 +145,18 @@ async fn admin_endpoints_need_a_valid_bearer_token_when_configured() {
         get(Some("Bearer secret")).await.unwrap().status().as_u16(),
         200
     );
+    // The scheme is case-insensitive (RFC 7235 §2.1); the token is not.
+    for (auth, want) in [
+        ("bearer secret", 200),
+        ("BEARER secret", 200),
+        ("bearer Secret", 401),
+    ] {
+        assert_eq!(
+            get(Some(auth)).await.unwrap().status().as_u16(),
+            want,
+            "{auth}"
+        );
+    }
     // POST /explain with the right token.
     let r = http
         .post(format!("{admin}/explain"))

@@ -89,4 +89,10 @@ async fn an_administrator_revoking_a_token_ferry_cannot_attribute_gets_an_error(
     // Twin: a live token of ours is revoked.
     let (s, body) = admin_revoke(&env, &[("token", &live)]).await;
     assert_eq!((s, &body["revoked"]), (200, &Value::from(1)));
+    // A rule's value is bounded like every stored value (twin: a subject of 512 bytes,
+    // the longest a mapping produces).
+    let (s, body) = admin_revoke(&env, &[("subject", &"s".repeat(1025))]).await;
+    assert_eq!((s, &body["error"]), (400, &Value::from("invalid_request")));
+    let (s, body) = admin_revoke(&env, &[("subject", &"s".repeat(512))]).await;
+    assert_eq!(s, 200, "{body}");
 }

@@ -108,6 +108,18 @@ fn check_refuses_each_trap_and_accepts_its_twin() {
             "audiences[0].rules[0]: compares client_id with 'anyone'",
         ),
         (
+            "client_id tested by prefix",
+            "client_id == 'ci'",
+            "client_id.startsWith('ci')",
+            "audiences[0].rules[0]: uses client_id other than by comparing it",
+        ),
+        (
+            "GitHub's issuer under another kind (no pin required there)",
+            "    issuer: https://idp.example.com\n",
+            "    issuer: https://token.actions.githubusercontent.com\n",
+            "providers[1].kind: GitHub Actions' issuer is shared by every GitHub user",
+        ),
+        (
             "a DPoP proof accepted as an identity",
             "  - id: custom\n",
             "  - id: custom\n    accepted_types: [foo+jwt, dpop+jwt]\n",

@@ -187,7 +187,7 @@ pub mod desc {
     pub const MISSING_ASSERTION: &str = "missing assertion";
     pub const INVALID_ASSERTION: &str = "invalid assertion";
     pub const INVALID_CLIENT: &str = "client authentication failed";
-    pub const INVALID_CLIENT_ID: &str = "client_id must be 1 to 128 printable ASCII characters";
+    pub const INVALID_CLIENT_ID: &str = "an unregistered client_id must be 1 to 128 printable ASCII characters, not beginning with ferry-";
     pub const REPLAY_FULL: &str = "too many live assertions or proofs, retry later";
     pub const REFERENCE_FULL: &str = "too many live reference tokens, retry later";
     pub const REFERENCE_TOO_LARGE: &str =
@@ -216,6 +216,8 @@ pub mod desc {
     pub const NOT_REVOCATION_READER: &str = "this client may not read the revocation list";
     pub const TOKEN_REVOKED: &str = "the token has been revoked";
     pub const NOT_ATTRIBUTABLE: &str = "not a live token Ferry issued: nothing to revoke (expired, foreign, malformed or unknown handle)";
+    pub const RULE_VALUE_TOO_LONG: &str =
+        "subject, provider or client_id longer than 1024 bytes: no token carries it";
     pub const ONE_TARGET: &str = "give exactly one of token, subject, provider or client_id";
     pub const CONDITION_DENIED: &str = "subject token rejected by the provider's condition";
     pub const MAPPING_FAILED: &str = "subject token could not be mapped";

@@ -26,6 +26,9 @@ use crate::state::AppState;
 use crate::tls::acceptor;
 use crate::{fingerprint, random_id};
 
+/// Longest subject, provider or client a revocation rule may name.
+const MAX_RULE_VALUE: usize = 1024;
+
 /// The admin router, authenticating as `auth` says for as long as it serves.
 pub fn router(state: AppState, auth: AdminAuth) -> Router {
     Router::new()
@@ -188,6 +191,11 @@ async fn admin_revoke(State(state): State<AppState>, body: axum::body::Bytes) ->
     let (Some(&(kind, value)), None) = (given.next(), given.next()) else {
         return bad(ferry_core::error::desc::ONE_TARGET);
     };
+    // A rule is kept (and listed to every relying service) until its tokens expire: its
+    // value is bounded like every other stored value.
+    if kind.is_some() && value.len() > MAX_RULE_VALUE {
+        return bad(ferry_core::error::desc::RULE_VALUE_TOO_LONG);
+    }
     let mut audit = AuditEvent {
         kind: "ferry.revocation",
         time: now,

@@ -41,11 +41,14 @@ pub struct ClientIdentity {
 pub const MAX_PUBLIC_CLIENT_ID: usize = 128;
 
 /// Whether `id` may be a public client's label: 1 to 128 characters of RFC 6749
-/// Appendix A.1's VSCHAR (printable ASCII, `%x20-7E`).
+/// Appendix A.1's VSCHAR (printable ASCII, `%x20-7E`), outside the `ferry-` prefix Ferry
+/// writes itself when no client is named (`ferry-provider:…`, `ferry-service-account:…`):
+/// a caller must not pass for a service account in a relying service's eyes.
 fn label_ok(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_PUBLIC_CLIENT_ID
         && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
+        && !id.starts_with("ferry-")
 }
 
 fn fail(detail: impl Into<String>) -> OAuthError {
@@ -208,7 +211,7 @@ pub async fn authenticate(
                 Step::Request,
                 desc::INVALID_CLIENT_ID,
             )
-            .detail("unregistered client_id longer than 128 characters or not printable ASCII")),
+            .detail("unregistered client_id too long, not printable ASCII or in Ferry's ferry- namespace")),
             None => Ok(Some(ClientIdentity {
                 id: id.to_owned(),
                 method: ClientAuth::None,

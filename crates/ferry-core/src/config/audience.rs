@@ -104,17 +104,20 @@ pub(super) fn check_client_ids(
             .any(|c| c.id.as_deref() == Some(id) && c.auth.as_deref().is_some_and(|a| a != "none"))
     };
     for rule in audiences.iter().flat_map(|a| &a.rules) {
-        for id in rule.expr.literals_compared_with("client_id") {
-            if !confidential(&id) {
-                errs.push(
-                    &rule.path,
-                    format!(
-                        "compares client_id with '{id}', which is not a registered confidential \
-                         client: anyone can send that client_id; register it under clients with \
-                         client_secret_basic, client_secret_post or private_key_jwt"
-                    ),
-                );
-            }
+        for used in rule.expr.uses_of("client_id") {
+            let problem = match used {
+                Some(id) if confidential(&id) => continue,
+                Some(id) => format!(
+                    "compares client_id with '{id}', which is not a registered confidential \
+                     client: anyone can send that client_id; register it under clients with \
+                     client_secret_basic, client_secret_post or private_key_jwt"
+                ),
+                None => "uses client_id other than by comparing it (==, != or in) with literal \
+                         ids of registered confidential clients: any other test (startsWith, \
+                         matches, a computed value) can be met by a client_id anyone may send"
+                    .to_owned(),
+            };
+            errs.push(&rule.path, problem);
         }
     }
 }

@@ -124,6 +124,17 @@ pub(super) fn provider(
             "is not a GitHub Actions issuer (https://token.actions.githubusercontent.com[/<enterprise>], \
              https://token.actions.<sub>.ghe.com or https://<host>/_services/token)",
         );
+    } else if !github
+        && (issuer == super::GITHUB_ISSUER
+            || issuer.starts_with("https://token.actions.githubusercontent.com/"))
+    {
+        // Every GitHub user's workflows get tokens from this issuer: only the github
+        // preset, which demands a pinned id and RS256, may trust it.
+        errs.push(
+            format!("{path}.kind"),
+            "GitHub Actions' issuer is shared by every GitHub user: trust it with kind: github, \
+             which requires a pinned repository_owner_id, repository_id or enterprise_id",
+        );
     } else if issuer == LEGACY_K8S_ISSUER {
         errs.push(
             format!("{path}.issuer"),

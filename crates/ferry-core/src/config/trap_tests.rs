@@ -113,6 +113,44 @@ fn a_github_provider_verifies_rs256_only() {
 }
 
 #[test]
+fn github_actions_issuer_is_trusted_only_by_the_github_preset() {
+    let second = |kind: &str, issuer: &str| {
+        config(PIN, "true", REAL, "").replace(
+            "  - id: idp\n    issuer: https://idp.example.com\n",
+            &format!("  - id: idp\n{kind}    issuer: {issuer}\n"),
+        )
+    };
+    for (kind, issuer, ok) in [
+        ("", "https://token.actions.githubusercontent.com", false),
+        (
+            "    kind: oidc\n",
+            "https://token.actions.githubusercontent.com",
+            false,
+        ),
+        (
+            "    kind: static\n",
+            "https://token.actions.githubusercontent.com",
+            false,
+        ),
+        (
+            "    kind: oidc\n",
+            "https://token.actions.githubusercontent.com/acme",
+            false,
+        ),
+        // Twins: the same provider for another issuer.
+        ("", "https://idp.example.com", true),
+        ("    kind: oidc\n", "https://token.example.com", true),
+    ] {
+        let p = problems(&second(kind, issuer));
+        assert_eq!(p.is_empty(), ok, "{kind}{issuer}: {p:?}");
+        if !ok {
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].starts_with("providers[1].kind:"), "{p:?}");
+        }
+    }
+}
+
+#[test]
 fn a_client_secret_hash_is_not_the_empty_strings() {
     for (hash, ok) in [
         (REAL, true),
@@ -150,6 +188,22 @@ fn client_id_is_compared_only_with_confidential_clients() {
                 "{p:?}"
             );
         }
+    }
+    // Any other test of client_id can be met by a label anyone sends (twin: `== 'ci'`
+    // above, a registered confidential client).
+    for rule in [
+        "client_id.startsWith('ci')",
+        "client_id.matches('^ci$')",
+        "client_id == 'c' + 'i'",
+        "client_id in [subject]",
+        "size(client_id) > 0",
+    ] {
+        let p = problems(&config(PIN, rule, REAL, ""));
+        assert_eq!(p.len(), 1, "{rule}: {p:?}");
+        assert!(
+            p[0].starts_with("audiences[0].rules[0]:") && p[0].contains("other than by comparing"),
+            "{p:?}"
+        );
     }
 }
 

@@ -17,9 +17,11 @@ impl Expr {
         pinned(self.program.expression(), claims)
     }
 
-    /// The string literals that variable `var` is compared with anywhere in the
-    /// expression (`var == 'x'`, `'x' != var`, `var in ['x', 'y']`), in order.
-    pub fn literals_compared_with(&self, var: &str) -> Vec<String> {
+    /// Every use of variable `var` in the expression, in order: `Some(literal)` where it
+    /// is compared with a string literal (`var == 'x'`, `'x' != var`, each element of
+    /// `var in ['x', 'y']`), `None` for any other use (`var.startsWith('x')`,
+    /// `var == 'a' + 'b'`, `var in some_list`, `var` passed anywhere).
+    pub fn uses_of(&self, var: &str) -> Vec<Option<String>> {
         let mut out = Vec::new();
         compared(self.program.expression(), var, &mut Vec::new(), &mut out);
         out
@@ -83,31 +85,34 @@ fn pinned(e: &IdedExpr, claims: &[&str]) -> bool {
     }
 }
 
-/// Collects the literals `var` is compared with, skipping scopes where a comprehension
-/// variable of the same name hides it.
-fn compared(e: &IdedExpr, var: &str, bound: &mut Vec<String>, out: &mut Vec<String>) {
+/// Collects the uses of `var` (see [`Expr::uses_of`]), skipping scopes where a
+/// comprehension variable of the same name hides it.
+fn compared(e: &IdedExpr, var: &str, bound: &mut Vec<String>, out: &mut Vec<Option<String>>) {
     let is_var = |e: &IdedExpr| {
         matches!(&e.expr, Ast::Ident(n) if n == var) && !bound.iter().any(|b| b == var)
     };
     match &e.expr {
         Ast::Call(call) => {
             match (call.func_name.as_str(), call.args.as_slice()) {
-                (operators::EQUALS | operators::NOT_EQUALS, [a, b]) => {
-                    if let Some(s) = string_literal(b).filter(|_| is_var(a)) {
-                        out.push(s.to_owned());
-                    }
-                    if let Some(s) = string_literal(a).filter(|_| is_var(b)) {
-                        out.push(s.to_owned());
-                    }
+                (operators::EQUALS | operators::NOT_EQUALS, [a, b])
+                    if (is_var(a) && string_literal(b).is_some())
+                        || (is_var(b) && string_literal(a).is_some()) =>
+                {
+                    let lit = if is_var(a) { b } else { a };
+                    out.push(string_literal(lit).map(str::to_owned));
+                    return;
                 }
                 (operators::IN, [a, list]) if is_var(a) => {
-                    if let Ast::List(l) = &list.expr {
+                    if let Ast::List(l) = &list.expr
+                        && !l.elements.is_empty()
+                        && l.elements.iter().all(|x| string_literal(x).is_some())
+                    {
                         out.extend(
                             l.elements
                                 .iter()
-                                .filter_map(string_literal)
-                                .map(str::to_owned),
+                                .map(|x| string_literal(x).map(str::to_owned)),
                         );
+                        return;
                     }
                 }
                 _ => {}
@@ -144,6 +149,7 @@ fn compared(e: &IdedExpr, var: &str, bound: &mut Vec<String>, out: &mut Vec<Stri
             }
             bound.truncate(bound.len() - pushed);
         }
+        Ast::Ident(_) if is_var(e) => out.push(None),
         Ast::Struct(_) | Ast::Unspecified | Ast::Ident(_) | Ast::Literal(_) => {}
     }
 }
@@ -212,23 +218,30 @@ mod tests {
     }
 
     #[test]
-    fn literals_compared_with_a_variable() {
+    fn uses_of_a_variable() {
         let cel = Cel::new();
-        let cases: &[(&str, &[&str])] = &[
-            ("client_id == 'ci'", &["ci"]),
-            ("'ci' == client_id", &["ci"]),
+        let lit = |s: &str| Some(s.to_owned());
+        let cases: Vec<(&str, Vec<Option<String>>)> = vec![
+            ("client_id == 'ci'", vec![lit("ci")]),
+            ("'ci' == client_id", vec![lit("ci")]),
             (
                 "client_id != 'a' && client_id in ['b', 'c']",
-                &["a", "b", "c"],
+                vec![lit("a"), lit("b"), lit("c")],
             ),
-            ("subject == 'ci'", &[]),
-            ("client_id == subject", &[]),
-            ("[1].exists(client_id, client_id == 'shadowed')", &[]),
-            ("[1].exists(x, client_id == 'seen')", &["seen"]),
+            ("subject == 'ci'", vec![]),
+            ("[1].exists(client_id, client_id == 'shadowed')", vec![]),
+            ("[1].exists(x, client_id == 'seen')", vec![lit("seen")]),
+            // Any other use is reported as such.
+            ("client_id == subject", vec![None]),
+            ("client_id.startsWith('c1')", vec![None]),
+            ("client_id.matches('^ci$')", vec![None]),
+            ("client_id == 'no' + 'body'", vec![None]),
+            ("client_id in [subject]", vec![None]),
+            ("size(client_id) > 0", vec![None]),
         ];
         for (src, want) in cases {
             let e = cel.compile(src, &["client_id", "subject"]).unwrap();
-            assert_eq!(e.literals_compared_with("client_id"), *want, "{src}");
+            assert_eq!(e.uses_of("client_id"), want, "{src}");
         }
     }
 }

@@ -158,7 +158,12 @@ pub(super) async fn authenticate(
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        // RFC 7235 §2.1: the scheme name is case-insensitive.
+        .and_then(|v| {
+            v.get(..7)
+                .filter(|s| s.eq_ignore_ascii_case("bearer "))
+                .and_then(|_| v.get(7..))
+        })
         .map(str::to_owned);
     // 1. On loopback, nothing a browser sends (CSRF, DNS rebinding).
     let browser = if auth.loopback {
