@@ -5,10 +5,13 @@
 
 mod audience;
 mod clients;
+mod errors;
 mod github;
 mod ops;
+mod origin;
 mod provider;
 mod raw;
+mod redis;
 mod signing;
 mod tenant;
 mod typing;
@@ -24,8 +27,12 @@ use crate::policy::Policy;
 use raw::RawConfig;
 
 pub use clients::{Client, ClientAuth, ServiceAccount};
+pub use errors::ConfigErrors;
 pub use github::{GITHUB_ISSUER, github_issuer_shape_ok};
 pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
+pub use origin::origin_of;
+use origin::{is_loopback_http, origin_of_display};
+pub use redis::RedisReplay;
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
 pub use tenant::TenantClaim;
 
@@ -42,31 +49,6 @@ pub const DEFAULT_LEEWAY: u64 = 60;
 pub const DEFAULT_MAX_TOKEN_LIFETIME: u64 = 86_400;
 /// Default body limit of `/token`.
 pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
-
-/// Every problem found in a configuration, each with its path.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConfigErrors(pub Vec<(String, String)>);
-
-impl ConfigErrors {
-    /// Records a problem at `path`.
-    pub fn push(&mut self, path: impl Into<String>, msg: impl Into<String>) {
-        self.0.push((path.into(), msg.into()));
-    }
-}
-
-impl std::fmt::Display for ConfigErrors {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, (path, msg)) in self.0.iter().enumerate() {
-            if i > 0 {
-                writeln!(f)?;
-            }
-            write!(f, "{path}: {msg}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for ConfigErrors {}
 
 /// Where a provider's keys come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -243,29 +225,6 @@ impl Config {
     pub fn provider_for_issuer(&self, iss: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.issuer == iss)
     }
-}
-
-fn is_loopback_http(url: &str) -> bool {
-    ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| {
-            url.strip_prefix(p)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with([':', '/']))
-        })
-}
-
-/// `scheme://host:port` of a URL, default port explicit; `None` if not an http(s) URL.
-pub fn origin_of(url: &str) -> Option<String> {
-    let u = url::Url::parse(url).ok()?;
-    if !matches!(u.scheme(), "http" | "https") {
-        return None;
-    }
-    Some(format!(
-        "{}://{}:{}",
-        u.scheme(),
-        u.host_str()?,
-        u.port_or_known_default()?
-    ))
 }
 
 fn valid_id(id: &str) -> bool {
@@ -530,71 +489,6 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         dpop,
         warnings,
     })
-}
-
-/// Where the shared replay cache lives: `redis://[:password@]host:port[/db]`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RedisReplay {
-    /// `host:port`.
-    pub addr: String,
-    /// `AUTH` password, if any.
-    pub password: Option<String>,
-    /// `SELECT` database.
-    pub db: u32,
-    /// Accept assertions when Redis cannot be reached (default: refuse them).
-    pub fail_open: bool,
-    /// Per-command timeout, milliseconds.
-    pub timeout_ms: u64,
-}
-
-impl std::fmt::Debug for RedisReplay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisReplay")
-            .field("addr", &self.addr)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("db", &self.db)
-            .field("fail_open", &self.fail_open)
-            .finish()
-    }
-}
-
-impl RedisReplay {
-    /// Parses a `redis://` URL (no TLS: run Redis on a private network or loopback).
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let u = url::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
-        if u.scheme() != "redis" {
-            return Err("only redis:// URLs are supported".into());
-        }
-        let host = u.host_str().filter(|h| !h.is_empty()).ok_or("no host")?;
-        let port = u.port().unwrap_or(6379);
-        let db = match u.path().trim_start_matches('/') {
-            "" => 0,
-            d => d
-                .parse()
-                .map_err(|_| "the path must be a database number".to_owned())?,
-        };
-        Ok(Self {
-            addr: format!("{host}:{port}"),
-            password: u.password().map(str::to_owned),
-            db,
-            fail_open: false,
-            timeout_ms: 1000,
-        })
-    }
-}
-
-/// The origin as written would print without a path: `http://127.0.0.1:8443`.
-fn origin_of_display(origin: &str) -> String {
-    url::Url::parse(origin)
-        .ok()
-        .map(|u| {
-            let mut s = format!("{}://{}", u.scheme(), u.host_str().unwrap_or_default());
-            if let Some(p) = u.port() {
-                s.push_str(&format!(":{p}"));
-            }
-            s
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

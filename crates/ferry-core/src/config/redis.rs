@@ -1,0 +1,53 @@
+//! The shared replay cache's address (`replay.redis`), parsed once at load; its
+//! password never reaches a `Debug` print.
+
+/// Where the shared replay cache lives: `redis://[:password@]host:port[/db]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisReplay {
+    /// `host:port`.
+    pub addr: String,
+    /// `AUTH` password, if any.
+    pub password: Option<String>,
+    /// `SELECT` database.
+    pub db: u32,
+    /// Accept assertions when Redis cannot be reached (default: refuse them).
+    pub fail_open: bool,
+    /// Per-command timeout, milliseconds.
+    pub timeout_ms: u64,
+}
+
+impl std::fmt::Debug for RedisReplay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisReplay")
+            .field("addr", &self.addr)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("db", &self.db)
+            .field("fail_open", &self.fail_open)
+            .finish()
+    }
+}
+
+impl RedisReplay {
+    /// Parses a `redis://` URL (no TLS: run Redis on a private network or loopback).
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let u = url::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
+        if u.scheme() != "redis" {
+            return Err("only redis:// URLs are supported".into());
+        }
+        let host = u.host_str().filter(|h| !h.is_empty()).ok_or("no host")?;
+        let port = u.port().unwrap_or(6379);
+        let db = match u.path().trim_start_matches('/') {
+            "" => 0,
+            d => d
+                .parse()
+                .map_err(|_| "the path must be a database number".to_owned())?,
+        };
+        Ok(Self {
+            addr: format!("{host}:{port}"),
+            password: u.password().map(str::to_owned),
+            db,
+            fail_open: false,
+            timeout_ms: 1000,
+        })
+    }
+}
