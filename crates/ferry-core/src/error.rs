@@ -179,7 +179,6 @@ pub mod desc {
     pub const BODY_TOO_LARGE: &str = "request body too large";
     pub const CONTENT_TYPE: &str = "content type must be application/x-www-form-urlencoded";
     pub const METHOD: &str = "method not allowed";
-    pub const METHOD_NOT_IMPLEMENTED: &str = "method not implemented";
     pub const MISSING_GRANT_TYPE: &str = "missing grant_type";
     pub const UNSUPPORTED_GRANT: &str = "unsupported grant_type";
     pub const DUPLICATE_PARAM: &str = "a parameter was given more than once";

@@ -2,11 +2,11 @@
 //!
 //! 1. A request id (the caller's `X-Request-Id` when sane, else a random one), the W3C
 //!    `traceparent` trace id when present, and one span carrying both.
-//! 2. A method outside HTTP's registered set (RFC 9110 §9) → 501 (§15.6.2), so no
-//!    method name a client invents reaches a handler or a metric label.
-//! 3. A deadline of `limits.request_timeout` → 503.
-//! 4. Metrics: count and latency by route, method and status. The method label is one
-//!    of `GET`, `POST`, `HEAD` or `OTHER`: a label set clients cannot grow.
+//! 2. A deadline of `limits.request_timeout` → 503.
+//! 3. Metrics: count and latency by route, method and status. The method label is one
+//!    of `GET`, `POST`, `HEAD` or `OTHER`: a label set clients cannot grow. A method a
+//!    route does not serve — any name a client invents included — gets the router's 405
+//!    with `Allow` (RFC 9110 §15.5.6), or 404 off every route: a 4xx, never a 5xx.
 //!
 //! The header size limit (`limits.max_header_bytes`, 431) is enforced earlier, while the
 //! header is read (`crate::listener`). Load shedding (`limits.concurrency`, 503) comes
@@ -75,23 +75,6 @@ fn limited(
     error_response(&OAuthError::new(code, Step::Request, description).status(status))
 }
 
-/// The methods HTTP defines (RFC 9110 §9.3, RFC 5789); any other name is an extension
-/// Ferry does not implement.
-fn registered(method: &Method) -> bool {
-    [
-        Method::GET,
-        Method::HEAD,
-        Method::POST,
-        Method::PUT,
-        Method::DELETE,
-        Method::CONNECT,
-        Method::OPTIONS,
-        Method::TRACE,
-        Method::PATCH,
-    ]
-    .contains(method)
-}
-
 /// The metric label of a method: the ones Ferry serves by name, every other as `OTHER`.
 fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -130,16 +113,6 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
     let limits = state.loaded().config.limits.clone();
 
     let mut resp = async {
-        if !registered(req.method()) {
-            return error_response(
-                &OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    Step::Request,
-                    ferry_core::error::desc::METHOD_NOT_IMPLEMENTED,
-                )
-                .status(501),
-            );
-        }
         let deadline = std::time::Duration::from_secs(limits.request_timeout);
         match tokio::time::timeout(deadline, next.run(req)).await {
             Ok(r) => r,
