@@ -87,7 +87,9 @@ impl AdminSocket {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let limits = state.loaded().config.limits.clone();
         let server = Server::new(self.tcp, tls, &limits, state.metrics.clone());
-        tracing::info!("ferry admin listening on {scheme}://{}", self.addr);
+        // Under the binary's target, beside "ferry listening on": a filter that keeps
+        // the listening lines (`ferry=info`) keeps both.
+        tracing::info!(target: "ferry", "ferry admin listening on {scheme}://{}", self.addr);
         tokio::spawn(server.run(app, std::future::pending()));
         Ok(())
     }
