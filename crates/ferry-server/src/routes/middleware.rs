@@ -143,6 +143,14 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
         .http_duration
         .get_or_create(&RouteLabels { route })
         .observe(started.elapsed().as_secs_f64());
+    // A body refused for its size is left unread: the connection cannot carry another
+    // request, and saying so (RFC 9112 §9.6) keeps a client from reusing it mid-close.
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        resp.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        );
+    }
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert("x-request-id", v);
     }
