@@ -30,4 +30,5 @@ mod scaleout;
 mod secrets;
 mod shedding;
 mod ssrf;
+mod storms;
 mod traps;
