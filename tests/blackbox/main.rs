@@ -26,6 +26,7 @@ mod reload;
 mod replay;
 mod revocation;
 mod revocation_ttl;
+mod rollout;
 mod scaleout;
 mod secrets;
 mod shedding;

@@ -1,5 +1,6 @@
 //! Background work: the key-ring poll, warming remote key caches, reloading JWKS files
-//! when they change, and reloading the configuration on SIGHUP or when its file changes.
+//! when they change, reloading the configuration on SIGHUP or when its file changes,
+//! probing the data directory for writes, and logging the counts of repeated warnings.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +72,32 @@ fn warm(state: &AppState) {
             });
         }
     }
+}
+
+/// Probes the data directory every [`crate::lifecycle::DATA_DIR_PROBE`] when Ferry keeps
+/// state there: the local key ring, or anything already in an existing directory (a
+/// replica whose ring is in PostgreSQL and that never created the directory has nothing
+/// to persist there, and is not failed for it).
+fn probe_data_dir(state: &AppState) {
+    let config = &state.loaded().config;
+    let dir = config.data_dir.clone();
+    if config.signing.postgres.is_some() && !dir.is_dir() {
+        return;
+    }
+    state.lifecycle.watch_data_dir(dir.clone());
+    let lifecycle = state.lifecycle.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::lifecycle::DATA_DIR_PROBE);
+        loop {
+            tick.tick().await;
+            let dir = dir.clone();
+            // Blocking file I/O (an fsync): off the workers.
+            match tokio::task::spawn_blocking(move || crate::lifecycle::probe(&dir)).await {
+                Ok(result) => lifecycle.record_probe(result),
+                Err(e) => tracing::error!(error = %e, "data directory probe task failed"),
+            }
+        }
+    });
 }
 
 /// Reloads the configuration from `source` (the file, with the command line's overrides
@@ -161,6 +188,18 @@ pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
         });
     }
     warm(state);
+    probe_data_dir(state);
+    // The counts of repeated per-request warnings, once their interval ended.
+    {
+        let warnings = state.warnings.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::repeated::INTERVAL);
+            loop {
+                tick.tick().await;
+                crate::repeated::flush(&warnings);
+            }
+        });
+    }
     // Idle rate-limit state.
     {
         let limits = state.limits.clone();
