@@ -61,7 +61,10 @@ impl RepeatedWarnings {
         self.note_at(message, Level::Warn, now)
     }
 
-    fn note_at(&self, message: &'static str, level: Level, now: Instant) -> Option<u64> {
+    /// [`Self::note`] for a message logged at `level` (by [`flush`] too). A call site
+    /// that wants its first line in an interval to carry detail logs that line itself
+    /// when this returns `Some`.
+    pub fn note_at(&self, message: &'static str, level: Level, now: Instant) -> Option<u64> {
         let mut entries = self
             .entries
             .lock()

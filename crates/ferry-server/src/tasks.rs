@@ -191,12 +191,13 @@ pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
     probe_data_dir(state);
     // The counts of repeated per-request warnings, once their interval ended.
     {
-        let warnings = state.warnings.clone();
+        let (warnings, audit) = (state.warnings.clone(), state.audit.clone());
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(crate::repeated::INTERVAL);
             loop {
                 tick.tick().await;
                 crate::repeated::flush(&warnings);
+                audit.flush_failures();
             }
         });
     }

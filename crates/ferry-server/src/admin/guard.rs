@@ -177,10 +177,15 @@ pub(super) async fn authenticate(
         Some(file) => match (std::fs::read_to_string(file), &presented) {
             (Ok(hashes), Some(p)) => token_matches(p, &hashes),
             (Err(e), _) => {
-                tracing::debug!(error = %e, "admin token hashes cannot be read");
-                state
-                    .warnings
-                    .error("admin token hashes cannot be read; refusing admin requests");
+                const UNREADABLE: &str =
+                    "admin token hashes cannot be read; refusing admin requests";
+                if let Some(repeated) = state.warnings.note_at(
+                    UNREADABLE,
+                    crate::repeated::Level::Error,
+                    std::time::Instant::now(),
+                ) {
+                    tracing::error!(error = %e, repeated, "{UNREADABLE}");
+                }
                 false
             }
             (Ok(_), None) => false,

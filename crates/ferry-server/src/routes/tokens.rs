@@ -308,7 +308,10 @@ pub async fn revocations(
             r
         }
         Err(e) => {
-            tracing::error!(detail = %e.detail, "revocation list unavailable");
+            tracing::debug!(detail = %e.detail, "revocation list unavailable");
+            state
+                .warnings
+                .error("revocation list unavailable (details at debug level)");
             error_response(&e)
         }
     }
