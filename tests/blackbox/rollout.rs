@@ -3,7 +3,8 @@
 //! (with `Connection: close`), then the listener closes and the process exits 0 (and
 //! with a delay of 0 it closes at once); a data directory that stops taking writes
 //! fails readiness within a probe interval and recovers; a warning every request
-//! causes is logged once per interval with a count.
+//! causes (a 503 for an unavailable issuer, a shortened token lifetime) is logged once
+//! per interval with a count.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -295,4 +296,60 @@ async fn a_503_every_request_gets_is_logged_once_per_interval_with_a_count() {
     assert!(lines[0].contains("repeated=1"), "{}", lines[0]);
     // These 503s are not load shedding, and are not reported as such.
     assert!(!out.contains("requests shed"), "{out}");
+}
+
+#[tokio::test]
+async fn many_shortened_lifetimes_make_one_log_line_with_a_count() {
+    // Rotation every 2 s and 60 s tokens: once the key store is unreachable for a few
+    // seconds past the scheduled rotation, every token is shortened (README, "PostgreSQL
+    // unreachable from one replica past the scheduled rotation"; a broken ring file
+    // stands for the unreachable store).
+    let tmp = TempDir::new("rollout-shortened");
+    let idp = Issuer::new("https://idp.example.com", TestKey::rsa("k1"));
+    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
+    let cfg = tmp.path().join("ferry.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "issuer: {FERRY}\ndata_dir: data\ntokens: {{ default_ttl: 60s, max_ttl: 60s, min_ttl: 1s }}\nsigning: {{ jwks_max_age: 1s, leeway: 0s, rotation_period: 2s }}\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{FERRY}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n"
+        ),
+    )
+    .unwrap();
+    let ferry = Ferry::start(&cfg).unwrap();
+    let token = || idp.token(&idp.claims(FERRY, "svc", now(), json!({})));
+    let lifetime = |r: Value| r["expires_in"].as_u64().unwrap();
+    // Twin: with the store reachable, the full lifetime and no such line.
+    let r = exchange(&ferry.url, &token()).await.unwrap();
+    assert_eq!(lifetime(r.json().await.unwrap()), 60);
+
+    std::fs::write(tmp.path().join("data/ring.json"), "not json").unwrap();
+    let mut shortened = false;
+    for _ in 0..100 {
+        let r = exchange(&ferry.url, &token()).await.unwrap();
+        if lifetime(r.json().await.unwrap()) < 60 {
+            shortened = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(shortened, "{}", ferry.proc().output());
+    let started = std::time::Instant::now();
+    for _ in 0..40 {
+        let r = exchange(&ferry.url, &token()).await.unwrap();
+        assert!(lifetime(r.json().await.unwrap()) < 60);
+    }
+    let took = started.elapsed();
+    let out = plain(&ferry.proc().output());
+    let lines: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("token lifetime shortened"))
+        .collect();
+    // 41 shortened tokens, one line per 10 s interval at most, not one per token.
+    let most = 2 + took.as_secs() / 10;
+    assert!(
+        !lines.is_empty() && lines.len() as u64 <= most,
+        "{} lines in {took:?}:\n{out}",
+        lines.len()
+    );
+    assert!(lines[0].contains("repeated=1"), "{}", lines[0]);
 }
