@@ -51,6 +51,24 @@ impl Lifecycle {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// The first step of a shutdown: readiness fails now, and the listeners keep
+    /// serving for `delay_s` seconds (0: not at all) or until `again` (a second signal)
+    /// resolves. The caller then stops accepting.
+    pub async fn drain(&self, delay_s: u64, again: impl std::future::Future<Output = ()>) {
+        self.begin_draining();
+        if delay_s > 0 {
+            tracing::info!(
+                shutdown_delay_s = delay_s,
+                "shutting down: readiness fails now; still serving for limits.shutdown_delay"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(delay_s)) => {},
+                () = again => {},
+            }
+        }
+        tracing::info!("shutting down: no longer accepting; finishing in-flight requests");
+    }
+
     /// Whether the process is shutting down.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)

@@ -292,19 +292,9 @@ async fn serve(
         let _ = stopped.wait_for(|s| *s).await;
     }));
     shutdown_signal().await;
-    lifecycle.begin_draining();
-    if limits.shutdown_delay > 0 {
-        tracing::info!(
-            shutdown_delay_s = limits.shutdown_delay,
-            "shutting down: readiness fails now; still serving for limits.shutdown_delay"
-        );
-        tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_secs(limits.shutdown_delay)) => {},
-            // A second signal skips the rest of the delay.
-            () = shutdown_signal() => {},
-        }
-    }
-    tracing::info!("shutting down: no longer accepting; finishing in-flight requests");
+    lifecycle
+        .drain(limits.shutdown_delay, shutdown_signal())
+        .await;
     let _ = stop.send(true);
     match tokio::time::timeout(
         std::time::Duration::from_secs(limits.shutdown_timeout),

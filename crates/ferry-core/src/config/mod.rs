@@ -492,8 +492,6 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
 }
 
 #[cfg(test)]
-mod ops_tests;
-#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trap_tests;

@@ -250,3 +250,7 @@ pub(super) fn dpop(errs: &mut ConfigErrors, d: &super::raw::RawDpop, issuer: &st
         require_nonce: d.require_nonce.unwrap_or(false),
     }
 }
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod tests;

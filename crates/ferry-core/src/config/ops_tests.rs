@@ -1,7 +1,10 @@
 //! The shutdown settings: their defaults, their parsing like every other duration, and
 //! their bounds.
 
-use super::*;
+use std::path::Path;
+
+use super::Limits;
+use crate::config::parse;
 
 const BASE: &str = r#"
 issuer: https://ferry.example.com
