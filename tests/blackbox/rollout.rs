@@ -353,3 +353,19 @@ async fn many_shortened_lifetimes_make_one_log_line_with_a_count() {
     );
     assert!(lines[0].contains("repeated=1"), "{}", lines[0]);
 }
+
+#[tokio::test]
+async fn a_second_sigterm_skips_the_rest_of_the_delay() {
+    // A five-minute delay, cut short by a second signal (an operator's second Ctrl-C).
+    let (_s, cfg) = setup("rollout-twice", "shutdown_delay: 5m");
+    let mut ferry = Ferry::start(&cfg).unwrap();
+    sigterm(&ferry);
+    ferry
+        .proc_mut()
+        .wait_for("still serving for limits.shutdown_delay")
+        .unwrap();
+    assert_eq!(ready(&ferry.url).await.unwrap().0, 503, "draining");
+    sigterm(&ferry);
+    assert!(refused(&ferry.url).await, "connections refused");
+    assert!(exit_status(ferry).await.success(), "exit 0");
+}
