@@ -87,14 +87,29 @@ fn probe_data_dir(state: &AppState) {
     state.lifecycle.watch_data_dir(dir.clone());
     let lifecycle = state.lifecycle.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(crate::lifecycle::DATA_DIR_PROBE);
+        let every = crate::lifecycle::DATA_DIR_PROBE;
+        let mut tick = tokio::time::interval(every);
+        // A probe stuck in the kernel (a hung network disk) fails too; it is waited
+        // for again at the next tick rather than joined by another stuck thread.
+        let mut stuck = None;
         loop {
             tick.tick().await;
-            let dir = dir.clone();
-            // Blocking file I/O (an fsync): off the workers.
-            match tokio::task::spawn_blocking(move || crate::lifecycle::probe(&dir)).await {
-                Ok(result) => lifecycle.record_probe(result),
-                Err(e) => tracing::error!(error = %e, "data directory probe task failed"),
+            let mut probe = stuck.take().unwrap_or_else(|| {
+                let dir = dir.clone();
+                // Blocking file I/O (an fsync): off the workers.
+                tokio::task::spawn_blocking(move || crate::lifecycle::probe(&dir))
+            });
+            match tokio::time::timeout(every, &mut probe).await {
+                Ok(Ok(result)) => lifecycle.record_probe(result),
+                Ok(Err(e)) => tracing::error!(error = %e, "data directory probe task failed"),
+                Err(_) => {
+                    lifecycle.record_probe(Err(format!(
+                        "write probe in {} did not finish within {} s",
+                        dir.display(),
+                        every.as_secs()
+                    )));
+                    stuck = Some(probe);
+                }
             }
         }
     });
