@@ -1,5 +1,5 @@
 //! The shutdown settings: their defaults, their parsing like every other duration, and
-//! their bounds.
+//! their bounds; and the bound on an issuer cache's `error_ttl` (no refresh storms).
 
 use std::path::Path;
 
@@ -45,4 +45,19 @@ fn shutdown_delay_defaults_to_five_seconds_and_zero_disables_it() {
         limits("shutdown_delay: 5x").unwrap_err(),
         vec!["limits.shutdown_delay"]
     );
+}
+
+#[test]
+fn an_issuer_cache_must_remember_a_failure_for_some_time() {
+    let with = |ttl: &str| {
+        BASE.replace(
+            "    jwks: { file: keys.json }\n",
+            &format!("    cache: {{ error_ttl: {ttl} }}\n"),
+        )
+    };
+    let c = parse(&with("1s"), Path::new("/")).unwrap();
+    assert_eq!(c.providers[0].cache.error_ttl, 1);
+    let err = parse(&with("0s"), Path::new("/")).unwrap_err();
+    let paths: Vec<String> = err.0.into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, vec!["providers[0].cache.error_ttl"]);
 }
