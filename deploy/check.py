@@ -52,6 +52,31 @@ for env, key in [("FERRY_KEK", "kek"), ("FERRY_POSTGRES_URL", "postgres-url")]:
     need(refs.get(env, {}).get("key") == key and key in secret.get("data", {}), f"Secret key {key}")
 need("ferry.yaml" in cm["data"], "ferry.yaml in the ConfigMap")
 
+
+def seconds(text, default):
+    """A Ferry duration (90s, 15m, 1h30m, 2d or a number of seconds)."""
+    if text is None:
+        return default
+    text = str(text).strip()
+    if text.isdigit():
+        return int(text)
+    total, digits = 0, ""
+    for ch in text:
+        if ch.isdigit():
+            digits += ch
+        else:
+            total += int(digits) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[ch]
+            digits = ""
+    return total
+
+
+# A rollout drains each pod: SIGTERM, serve on for shutdown_delay, then shutdown_timeout
+# for in-flight requests. The kubelet must not kill Ferry before (margin: 5 s).
+limits = (yaml.safe_load(cm["data"]["ferry.yaml"]) or {}).get("limits") or {}
+drain = seconds(limits.get("shutdown_delay"), 5) + seconds(limits.get("shutdown_timeout"), 20)
+grace = pod.get("terminationGracePeriodSeconds", 30)
+need(grace >= drain + 5, f"terminationGracePeriodSeconds {grace} < shutdown_delay + shutdown_timeout + 5 s ({drain + 5})")
+
 pdb, hpa = by_kind["PodDisruptionBudget"][0], by_kind["HorizontalPodAutoscaler"][0]
 need(pdb["spec"]["minAvailable"] < spec["replicas"], "a drain can make progress")
 need(hpa["spec"]["minReplicas"] >= min_replicas, "the autoscaler keeps the minimum")

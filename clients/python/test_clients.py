@@ -76,6 +76,8 @@ def env(tmp_path_factory):
 issuer: {e.url}
 listen: 127.0.0.1:{port}
 data_dir: {tmp / "data"}
+limits:
+  shutdown_delay: 0s   # stopped at the end of the session: no load balancer to wait for
 outbound:
   allow_insecure_origins: ["{e.idp}"]
 providers:

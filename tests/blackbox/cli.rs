@@ -63,7 +63,8 @@ fn check_accepts_a_good_config_and_reports_every_problem_of_a_bad_one() {
 async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
     let tmp = TempDir::new("restart");
     let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(&cfg, GOOD).unwrap();
+    // No shutdown delay: this test restarts at once (rollout.rs tests the delay).
+    std::fs::write(&cfg, format!("{GOOD}\nlimits: {{ shutdown_delay: 0s }}\n")).unwrap();
     async fn kid(f: &Ferry) -> String {
         let v: serde_json::Value = reqwest::get(format!("{}/jwks", f.url))
             .await

@@ -265,7 +265,9 @@ async fn oversized_headers_are_refused() {
 
 #[tokio::test]
 async fn sigterm_lets_a_request_in_flight_finish_and_exits_zero() {
-    // A remote issuer that answers slowly keeps the first exchange in flight.
+    // A remote issuer that answers slowly keeps the first exchange in flight. No
+    // shutdown delay: the listener stops accepting at once, and the request in flight
+    // still finishes (rollout.rs tests the delay).
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     idp.set_delay(Some(Duration::from_millis(3_000)));
@@ -275,7 +277,7 @@ async fn sigterm_lets_a_request_in_flight_finish_and_exits_zero() {
     std::fs::write(
         &cfg,
         format!(
-            "issuer: {FERRY}\ndata_dir: data\noutbound: {{ allow_insecure_origins: [\"{u}\"] }}\nproviders:\n  - id: idp\n    kind: oidc\n    issuer: {u}\n    audiences: [{FERRY}]\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n",
+            "issuer: {FERRY}\ndata_dir: data\nlimits: {{ shutdown_delay: 0s }}\noutbound: {{ allow_insecure_origins: [\"{u}\"] }}\nproviders:\n  - id: idp\n    kind: oidc\n    issuer: {u}\n    audiences: [{FERRY}]\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n",
             u = idp.url
         ),
     )

@@ -116,6 +116,7 @@ pub fn targets(targets: &[String]) -> Vec<String> {
 /// Where audit events are written.
 pub struct AuditSink {
     out: Mutex<Box<dyn Write + Send>>,
+    failures: crate::repeated::RepeatedWarnings,
 }
 
 impl std::fmt::Debug for AuditSink {
@@ -146,23 +147,36 @@ impl AuditSink {
     pub fn new(out: Box<dyn Write + Send>) -> Self {
         Self {
             out: Mutex::new(out),
+            failures: crate::repeated::RepeatedWarnings::default(),
         }
+    }
+
+    /// Logs an audit failure: every event fails alike (a full disk), so once per
+    /// interval with a count.
+    fn failed(&self, message: &'static str) {
+        self.failures.error(message);
+    }
+
+    /// Logs the counts of audit failures whose interval ended (run by the background
+    /// task that flushes the other repeated warnings).
+    pub fn flush_failures(&self) {
+        crate::repeated::flush(&self.failures);
     }
 
     /// Writes one event as one line.
     pub fn record(&self, event: &AuditEvent) {
         let Ok(mut line) = serde_json::to_vec(event) else {
-            tracing::error!("audit event could not be serialised");
+            self.failed("audit event could not be serialised");
             return;
         };
         line.push(b'\n');
         match self.out.lock() {
             Ok(mut out) => {
                 if out.write_all(&line).and_then(|()| out.flush()).is_err() {
-                    tracing::error!("audit event could not be written");
+                    self.failed("audit events could not be written");
                 }
             }
-            Err(_) => tracing::error!("audit sink lock poisoned"),
+            Err(_) => self.failed("audit sink lock poisoned"),
         }
     }
 }

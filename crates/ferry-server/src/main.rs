@@ -200,7 +200,6 @@ async fn shutdown_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 async fn serve(
@@ -273,9 +272,12 @@ async fn serve(
             .map_err(|e| anyhow::anyhow!(e))?;
     }
 
-    // The public listener; SIGTERM stops accepting and lets in-flight requests finish
-    // within limits.shutdown_timeout.
+    // The public listener. On SIGTERM: readiness fails at once; the listener keeps
+    // serving (Connection: close) for limits.shutdown_delay, so requests a load balancer
+    // still routes here are served; then it stops accepting and in-flight requests
+    // finish within limits.shutdown_timeout.
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    let lifecycle = state.lifecycle.clone();
     let tls = match &tls {
         Some(t) => {
             Some(acceptor(&t.cert_file, &t.key_file).map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
@@ -283,12 +285,16 @@ async fn serve(
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let public = Server::new(tcp, tls, &limits, state.metrics.clone());
+    let public = Server::new(tcp, tls, &limits, state.metrics.clone())
+        .closing_when_draining(lifecycle.clone());
     tracing::info!("ferry listening on {scheme}://{addr}");
     let server = tokio::spawn(public.run(ferry_server::router(state), async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));
     shutdown_signal().await;
+    lifecycle
+        .drain(limits.shutdown_delay, shutdown_signal())
+        .await;
     let _ = stop.send(true);
     match tokio::time::timeout(
         std::time::Duration::from_secs(limits.shutdown_timeout),

@@ -237,6 +237,15 @@ impl Metrics {
         );
         let _ = writeln!(
             tail,
+            "# HELP ferry_data_dir_writable Whether the last write probe of the data directory succeeded (1 when Ferry keeps nothing there).\n# TYPE ferry_data_dir_writable gauge\nferry_data_dir_writable {}\n# HELP ferry_data_dir_probe_failures Failed write probes of the data directory.\n# TYPE ferry_data_dir_probe_failures counter\nferry_data_dir_probe_failures_total {}",
+            u8::from(!matches!(
+                state.lifecycle.data_dir(),
+                crate::lifecycle::DataDir::NotWritable(_)
+            )),
+            state.lifecycle.probe_failures()
+        );
+        let _ = writeln!(
+            tail,
             "# HELP ferry_config_reloads Configuration reloads by result.\n# TYPE ferry_config_reloads counter\nferry_config_reloads_total{{result=\"ok\"}} {}\nferry_config_reloads_total{{result=\"error\"}} {}",
             reloads.ok.load(Ordering::Relaxed),
             reloads.failed.load(Ordering::Relaxed)

@@ -102,6 +102,10 @@ pub struct AppState {
     pub own_keys: Arc<crate::downscope::OwnKeys>,
     /// Revoked tokens and reference-token handles.
     pub revocations: Arc<crate::revocation::Revocations>,
+    /// Draining after SIGTERM and the data directory's health: readiness.
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// Per-request warnings, logged once per interval with a count.
+    pub warnings: Arc<crate::repeated::RepeatedWarnings>,
 }
 
 impl AppState {
@@ -139,6 +143,8 @@ impl AppState {
             nonces: Arc::default(),
             own_keys: Arc::default(),
             revocations,
+            lifecycle: Arc::default(),
+            warnings: Arc::default(),
         }
     }
 

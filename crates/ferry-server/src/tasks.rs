@@ -1,5 +1,6 @@
 //! Background work: the key-ring poll, warming remote key caches, reloading JWKS files
-//! when they change, and reloading the configuration on SIGHUP or when its file changes.
+//! when they change, reloading the configuration on SIGHUP or when its file changes,
+//! probing the data directory for writes, and logging the counts of repeated warnings.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -71,6 +72,47 @@ fn warm(state: &AppState) {
             });
         }
     }
+}
+
+/// Probes the data directory every [`crate::lifecycle::DATA_DIR_PROBE`] when Ferry keeps
+/// state there: the local key ring, or anything already in an existing directory (a
+/// replica whose ring is in PostgreSQL and that never created the directory has nothing
+/// to persist there, and is not failed for it).
+fn probe_data_dir(state: &AppState) {
+    let config = &state.loaded().config;
+    let dir = config.data_dir.clone();
+    if config.signing.postgres.is_some() && !dir.is_dir() {
+        return;
+    }
+    state.lifecycle.watch_data_dir(dir.clone());
+    let lifecycle = state.lifecycle.clone();
+    tokio::spawn(async move {
+        let every = crate::lifecycle::DATA_DIR_PROBE;
+        let mut tick = tokio::time::interval(every);
+        // A probe stuck in the kernel (a hung network disk) fails too; it is waited
+        // for again at the next tick rather than joined by another stuck thread.
+        let mut stuck = None;
+        loop {
+            tick.tick().await;
+            let mut probe = stuck.take().unwrap_or_else(|| {
+                let dir = dir.clone();
+                // Blocking file I/O (an fsync): off the workers.
+                tokio::task::spawn_blocking(move || crate::lifecycle::probe(&dir))
+            });
+            match tokio::time::timeout(every, &mut probe).await {
+                Ok(Ok(result)) => lifecycle.record_probe(result),
+                Ok(Err(e)) => tracing::error!(error = %e, "data directory probe task failed"),
+                Err(_) => {
+                    lifecycle.record_probe(Err(format!(
+                        "write probe in {} did not finish within {} s",
+                        dir.display(),
+                        every.as_secs()
+                    )));
+                    stuck = Some(probe);
+                }
+            }
+        }
+    });
 }
 
 /// Reloads the configuration from `source` (the file, with the command line's overrides
@@ -161,6 +203,19 @@ pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
         });
     }
     warm(state);
+    probe_data_dir(state);
+    // The counts of repeated per-request warnings, once their interval ended.
+    {
+        let (warnings, audit) = (state.warnings.clone(), state.audit.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(crate::repeated::INTERVAL);
+            loop {
+                tick.tick().await;
+                crate::repeated::flush(&warnings);
+                audit.flush_failures();
+            }
+        });
+    }
     // Idle rate-limit state.
     {
         let limits = state.limits.clone();

@@ -1,6 +1,7 @@
 //! A mock identity provider on `127.0.0.1:0`: OIDC discovery and a JWKS, with counters
 //! so tests can assert how often it was fetched, and misbehaviour modes (slow, 500,
-//! HTML, oversized, redirects, a discovery document naming another issuer).
+//! HTML, oversized, redirects, a discovery document naming another issuer, refused
+//! connections).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -59,7 +60,27 @@ pub struct MockIdp {
     /// The bound address.
     pub addr: SocketAddr,
     shared: Arc<Shared>,
+    serving: Mutex<Option<Serving>>,
+}
+
+/// The serving task and the signal that stops it gracefully.
+#[derive(Debug)]
+struct Serving {
+    stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+}
+
+fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) -> Serving {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = router_for(shared);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    Serving { stop, task }
 }
 
 /// What the current mode makes of a request, before the normal answer.
@@ -171,16 +192,36 @@ impl MockIdp {
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         let shared = shared(url.clone(), jwks);
-        let app = router_for(shared.clone());
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let serving = serve(listener, shared.clone());
         Ok(Self {
             url,
             addr,
             shared,
-            task,
+            serving: Mutex::new(Some(serving)),
         })
+    }
+
+    /// Closes the listening socket and every idle connection: from now on connections
+    /// to the issuer are refused (an issuer whose process is down). Requests in flight
+    /// get up to 2 s to finish, then their connections are dropped too.
+    pub async fn refuse_connections(&self) {
+        let serving = self.serving.lock().unwrap().take();
+        if let Some(Serving { stop, mut task }) = serving {
+            let _ = stop.send(());
+            if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+
+    /// Listens again on the same address after [`Self::refuse_connections`].
+    pub async fn accept_connections(&self) -> anyhow::Result<()> {
+        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        *self.serving.lock().unwrap() = Some(serve(listener, self.shared.clone()));
+        Ok(())
     }
 
     /// Replaces the served key set (an issuer rotating its keys).
@@ -226,6 +267,9 @@ impl MockIdp {
 
 impl Drop for MockIdp {
     fn drop(&mut self) {
-        self.task.abort();
+        if let Some(s) = self.serving.lock().unwrap().take() {
+            let _ = s.stop.send(());
+            s.task.abort();
+        }
     }
 }

@@ -35,6 +35,8 @@ pub use source::{KeySource, StaticKeys, verify_from, verify_peeked_from};
 pub use verifier::{Rules, Verified, verify, verify_peeked};
 
 #[cfg(test)]
+mod remote_storm_tests;
+#[cfg(test)]
 mod remote_tests;
 #[cfg(test)]
 mod wycheproof_tests;

@@ -9,7 +9,13 @@
 //! | cold cache, many requests | one fetch (single-flight); the others wait for it |
 //! | unknown `kid` | one forced refetch per `refetch_interval`, whoever asks; the rest are told no |
 //! | issuer down, keys expired | the old keys keep verifying for `max_staleness` (refreshed in the background) |
-//! | issuer down, no usable keys | `Unavailable`; the failure is remembered for `error_ttl` so a dead issuer is not hammered |
+//! | issuer down, no usable keys | `Unavailable` |
+//! | any fetch failed (500, refused, timed out, bad body) | no fetch of any kind — background refresh, cold fetch, unknown-`kid` refetch — for `error_ttl`, whatever the request rate and whether stale keys are being served |
+//!
+//! At most one fetch runs at a time (single-flight): a request that finds one in flight
+//! either waits for its result (no usable keys) or is served the keys at hand (a
+//! background refresh). So a failing issuer sees at most one fetch per `error_ttl` (plus
+//! the one that was in flight when it started failing).
 //!
 //! Fetches run in spawned tasks: a client that disconnects mid-request does not cancel
 //! the fetch others are waiting for.
@@ -180,6 +186,13 @@ impl RemoteKeys {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether the last fetch failed less than `error_ttl` ago.
+    fn error_recent(&self, s: &State, now: Duration) -> bool {
+        s.last_error
+            .as_ref()
+            .is_some_and(|(at, _)| now < *at + self.settings.error_ttl)
+    }
+
     fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
@@ -195,16 +208,16 @@ impl RemoteKeys {
                 now >= s.refresh_at,
                 now < s.expires,
                 now < s.stale_until,
-                s.last_error
-                    .as_ref()
-                    .is_some_and(|(at, _)| now < *at + self.settings.error_ttl),
+                self.error_recent(&s, now),
                 s.last_error.as_ref().map(|(_, e)| e.clone()),
             )
         };
         if let Some(keys) = keys {
             if fresh {
                 Self::bump(&self.counters.hits);
-                if refresh_due {
+                // Refreshing ahead of expiry is an optimisation: never worth a fetch
+                // while the issuer's last failure is remembered.
+                if refresh_due && !error_recent {
                     self.refresh_in_background(generation);
                 }
                 return Ok(keys);
@@ -233,6 +246,12 @@ impl RemoteKeys {
         let now = self.time.now();
         let generation = {
             let mut s = self.write();
+            if self.error_recent(&s, now) {
+                // The issuer just failed: asking again now would only add load. The
+                // refetch slot is not spent, so the first request after error_ttl may.
+                Self::bump(&self.counters.refetches_suppressed);
+                return None;
+            }
             if s.last_forced
                 .is_some_and(|t| now < t + self.settings.refetch_interval)
             {
@@ -302,6 +321,15 @@ impl RemoteKeys {
                     (Some(k), None) => Ok(k.clone()),
                     (None, None) => Err("no keys".into()),
                 };
+            }
+            // The one gate every fetch passes: a failure is remembered for error_ttl,
+            // whichever path (refresh, cold fetch, unknown kid) asks.
+            if let Some((_, e)) = s
+                .last_error
+                .as_ref()
+                .filter(|_| self.error_recent(&s, self.time.now()))
+            {
+                return Err(e.clone());
             }
         }
         Self::bump(&self.counters.fetches);

@@ -18,15 +18,15 @@ use crate::*;
 const AUD: &str = "https://ferry.test";
 const HOUR: Duration = Duration::from_secs(3_600);
 
-struct Fx {
-    idp: MockIdp,
-    issuer: Issuer,
-    time: Arc<ManualMono>,
-    keys: Arc<RemoteKeys>,
-    rules: Rules,
+pub(crate) struct Fx {
+    pub idp: MockIdp,
+    pub issuer: Issuer,
+    pub time: Arc<ManualMono>,
+    pub keys: Arc<RemoteKeys>,
+    pub rules: Rules,
 }
 
-fn http(origins: &[&str], timeout: Duration) -> Http {
+pub(crate) fn http(origins: &[&str], timeout: Duration) -> Http {
     let policy = OutboundPolicy::new(
         &origins.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
         &[],
@@ -39,7 +39,7 @@ fn http(origins: &[&str], timeout: Duration) -> Http {
     Http::new(policy, &settings).unwrap()
 }
 
-async fn fixture(settings: CacheSettings) -> Fx {
+pub(crate) async fn fixture(settings: CacheSettings) -> Fx {
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     let issuer = Issuer::new(idp.url.clone(), key);
@@ -67,7 +67,7 @@ async fn fixture(settings: CacheSettings) -> Fx {
     }
 }
 
-fn far() -> CacheSettings {
+pub(crate) fn far() -> CacheSettings {
     // The refetch interval is far above any test's duration, so a loaded machine
     // cannot make the counts flaky.
     CacheSettings {
@@ -76,7 +76,7 @@ fn far() -> CacheSettings {
     }
 }
 
-fn token(issuer: &Issuer, kid: &str) -> String {
+pub(crate) fn token(issuer: &Issuer, kid: &str) -> String {
     let now = ferry_testkit::now();
     issuer.token_with_header(
         &json!({"alg": "RS256", "kid": kid, "typ": "JWT"}),

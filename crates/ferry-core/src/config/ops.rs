@@ -27,6 +27,10 @@ pub struct Limits {
     pub rate_per_client: u32,
     /// How long in-flight requests may take to finish after SIGTERM, seconds (20).
     pub shutdown_timeout: u64,
+    /// How long the listeners keep serving after SIGTERM, with readiness already
+    /// failing, before they stop accepting, seconds (5; 0: stop at once). Covers the time
+    /// a load balancer or Kubernetes takes to stop routing to a terminating replica.
+    pub shutdown_delay: u64,
     /// Live replay-cache entries one registered client or service account may hold;
     /// `None`: a tenth of `max_replay_entries` (see [`super::Config::replay_share`]).
     pub max_replay_entries_per_principal: Option<usize>,
@@ -107,6 +111,7 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
             l.shutdown_timeout.as_ref(),
             20,
         ),
+        shutdown_delay: duration(errs, "limits.shutdown_delay", l.shutdown_delay.as_ref(), 5),
         max_replay_entries_per_principal: l.max_replay_entries_per_principal,
         replay_clock_skew: duration(
             errs,
@@ -124,6 +129,9 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
         idle_timeout: duration(errs, "limits.idle_timeout", l.idle_timeout.as_ref(), 60),
         max_connections_per_source: l.max_connections_per_source.unwrap_or(256),
     };
+    if out.shutdown_delay > 300 {
+        errs.push("limits.shutdown_delay", "must be at most 5m");
+    }
     if out.replay_clock_skew > 300 {
         errs.push("limits.replay_clock_skew", "must be at most 5m");
     }
@@ -242,3 +250,7 @@ pub(super) fn dpop(errs: &mut ConfigErrors, d: &super::raw::RawDpop, issuer: &st
         require_nonce: d.require_nonce.unwrap_or(false),
     }
 }
+
+#[cfg(test)]
+#[path = "ops_tests.rs"]
+mod tests;

@@ -43,11 +43,14 @@ fn cache(errs: &mut ConfigErrors, path: &str, c: &RawCache) -> CacheConfig {
             "must not exceed cache.max_ttl",
         );
     }
-    if out.refetch_interval == 0 {
-        errs.push(
-            format!("{path}.cache.refetch_interval"),
-            "must be greater than zero",
-        );
+    for (name, v) in [
+        ("refetch_interval", out.refetch_interval),
+        // Without it, a failing issuer would be asked again by every request.
+        ("error_ttl", out.error_ttl),
+    ] {
+        if v == 0 {
+            errs.push(format!("{path}.cache.{name}"), "must be greater than zero");
+        }
     }
     out
 }

@@ -137,6 +137,7 @@ pub struct RawLimits {
     pub rate_per_provider: Option<u32>,
     pub rate_per_client: Option<u32>,
     pub shutdown_timeout: Option<String>,
+    pub shutdown_delay: Option<String>,
     pub max_replay_entries_per_principal: Option<usize>,
     pub replay_clock_skew: Option<String>,
     pub max_reference_tokens: Option<usize>,

@@ -177,7 +177,15 @@ pub(super) async fn authenticate(
         Some(file) => match (std::fs::read_to_string(file), &presented) {
             (Ok(hashes), Some(p)) => token_matches(p, &hashes),
             (Err(e), _) => {
-                tracing::error!(error = %e, "admin token hashes cannot be read; refusing admin requests");
+                const UNREADABLE: &str =
+                    "admin token hashes cannot be read; refusing admin requests";
+                if let Some(repeated) = state.warnings.note_at(
+                    UNREADABLE,
+                    crate::repeated::Level::Error,
+                    std::time::Instant::now(),
+                ) {
+                    tracing::error!(error = %e, repeated, "{UNREADABLE}");
+                }
                 false
             }
             (Ok(_), None) => false,
@@ -196,7 +204,10 @@ pub(super) async fn authenticate(
         ..AuditEvent::default()
     });
     if let Some(why) = browser {
-        tracing::warn!(reason = why, "admin request refused");
+        tracing::debug!(reason = why, "admin request refused");
+        state
+            .warnings
+            .warn("admin requests refused from a browser (details at debug level)");
         return refusal(
             StatusCode::FORBIDDEN,
             "access_denied",

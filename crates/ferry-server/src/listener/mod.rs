@@ -14,8 +14,11 @@
 //!    request (load shedding, timeouts, rate limits) happens there, so a request takes a
 //!    concurrency permit only once its connection was admitted and its header arrived.
 //!
-//! On shutdown the loop stops accepting, idle connections close, and requests in
-//! flight finish; [`Server::run`] returns when the last connection ended.
+//! While the process drains after SIGTERM (`limits.shutdown_delay`, see
+//! [`crate::lifecycle`]) the loop still accepts, and every response carries
+//! `Connection: close` so clients reconnect elsewhere. On shutdown the loop stops
+//! accepting, idle connections close, and requests in flight finish; [`Server::run`]
+//! returns when the last connection ended.
 
 pub mod cap;
 pub mod deadline;
@@ -36,6 +39,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::tls::Peer;
 use cap::ConnectionCap;
@@ -82,6 +86,8 @@ pub struct Server {
     pub options: Options,
     /// Where refusals are counted (`ferry_limited_total{limit=…}`).
     pub metrics: Arc<Metrics>,
+    /// Whether the process drains: responses then carry `Connection: close`.
+    pub lifecycle: Option<Arc<Lifecycle>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -115,7 +121,15 @@ impl Server {
             cap: ConnectionCap::new(limits.max_connections_per_source, Box::new(|_| false)),
             options: Options::from_limits(limits),
             metrics,
+            lifecycle: None,
         }
+    }
+
+    /// Closes each connection after its response once `lifecycle` drains.
+    #[must_use]
+    pub fn closing_when_draining(mut self, lifecycle: Arc<Lifecycle>) -> Self {
+        self.lifecycle = Some(lifecycle);
+        self
     }
 
     /// Serves `app` until `shutdown` resolves, then waits for the open connections to
@@ -127,6 +141,7 @@ impl Server {
             cap,
             options,
             metrics,
+            lifecycle,
         } = self;
         let (stop, stopping) = watch::channel(false);
         // Every connection task holds a sender: `recv` returns `None` once all ended.
@@ -151,12 +166,13 @@ impl Server {
                 drop(stream);
                 continue;
             };
-            let (app, tls, stopping, alive, metrics) = (
+            let (app, tls, stopping, alive, metrics, lifecycle) = (
                 app.clone(),
                 tls.clone(),
                 stopping.clone(),
                 alive.clone(),
                 metrics.clone(),
+                lifecycle.clone(),
             );
             tokio::spawn(async move {
                 let _held = (admitted, alive);
@@ -166,6 +182,7 @@ impl Server {
                     options,
                     stopping,
                     metrics,
+                    lifecycle,
                 };
                 match tls {
                     None => conn.serve(stream).await,
@@ -194,6 +211,7 @@ struct Connection {
     options: Options,
     stopping: watch::Receiver<bool>,
     metrics: Arc<Metrics>,
+    lifecycle: Option<Arc<Lifecycle>>,
 }
 
 impl Connection {
@@ -204,13 +222,26 @@ impl Connection {
         let o = self.options;
         let deadlines = Deadlines::new(o.header_read_timeout, o.idle_timeout);
         let (peer, app, tracked) = (self.peer, self.app.clone(), deadlines.clone());
+        let lifecycle = self.lifecycle.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             let busy = tracked.busy();
             let served = app.clone().oneshot(req.map(Body::new));
+            let lifecycle = lifecycle.clone();
             async move {
-                let response = served.await;
+                let mut response = served.await;
                 drop(busy);
+                // Draining: this connection carries no further request (RFC 9112 §9.6);
+                // the client's next one opens a connection the load balancer routes
+                // to a replica that stays.
+                if let Ok(r) = response.as_mut()
+                    && lifecycle.as_ref().is_some_and(|l| l.draining())
+                {
+                    r.headers_mut().insert(
+                        axum::http::header::CONNECTION,
+                        axum::http::HeaderValue::from_static("close"),
+                    );
+                }
                 response
             }
         });

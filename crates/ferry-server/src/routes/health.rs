@@ -1,12 +1,16 @@
 //! Liveness and readiness. Readiness means: configuration loaded and a signing key in
-//! memory, which holds for as long as this process serves at all. The public `/readyz`
-//! answers its status only; the details (providers, key caches and their errors, the
-//! signing key id, the key store's health) are for operators, on the admin listener.
+//! memory, the process not shutting down, and its data directory taking writes
+//! ([`crate::lifecycle`]). The public `/readyz` answers its status only; the details
+//! (providers, key caches and their errors, the signing key id, the key store's and the
+//! data directory's health) are for operators, on the admin listener.
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::lifecycle::DataDir;
 use crate::state::AppState;
 
 /// `GET /healthz`: the process is up.
@@ -14,17 +18,25 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Public `GET /readyz`: configuration loaded and a signing key in memory. Always 200
-/// while serving; nothing but the status, so that it tells an outsider nothing about
-/// the issuers trusted, their health or the signing key.
-pub async fn readyz() -> Json<Value> {
-    Json(json!({"status": "ready"}))
+/// Public `GET /readyz`: 200 `{"status": "ready"}`, or 503 with the reason's short name
+/// (`shutting down`, `data directory not writable`) and nothing else, so that it tells an
+/// outsider nothing about the issuers trusted, their health or the signing key.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match state.lifecycle.not_ready() {
+        None => Json(json!({"status": "ready"})).into_response(),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": why})),
+        )
+            .into_response(),
+    }
 }
 
 /// Admin `GET /readyz`: the status and its details. An unreachable issuer or key store
 /// shows here (and in metrics), but never fails readiness, since every replica shares
-/// the same issuers and store.
-pub async fn readyz_details(State(state): State<AppState>) -> Json<Value> {
+/// the same issuers and store; shutting down and an unwritable data directory (this
+/// replica's own) do, with the same status code as the public `/readyz`.
+pub async fn readyz_details(State(state): State<AppState>) -> Response {
     let loaded = state.loaded();
     let mut providers: Vec<Value> = loaded
         .providers
@@ -41,8 +53,15 @@ pub async fn readyz_details(State(state): State<AppState>) -> Json<Value> {
         })
         .collect();
     providers.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
-    Json(json!({
-        "status": "ready",
+    let not_ready = state.lifecycle.not_ready();
+    let body = Json(json!({
+        "status": not_ready.unwrap_or("ready"),
+        "shutting_down": state.lifecycle.draining(),
+        "data_dir": match state.lifecycle.data_dir() {
+            DataDir::NotUsed => "not used".to_owned(),
+            DataDir::Writable => "ok".to_owned(),
+            DataDir::NotWritable(e) => format!("not writable: {e}"),
+        },
         "providers": providers,
         "audiences": loaded.config.audience_names.len(),
         "signing_key": state.keys.active().kid(),
@@ -51,5 +70,9 @@ pub async fn readyz_details(State(state): State<AppState>) -> Json<Value> {
             None => "ok".to_owned(),
             Some(e) => format!("unavailable: {e}"),
         },
-    }))
+    }));
+    match not_ready {
+        None => body.into_response(),
+        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, body).into_response(),
+    }
 }

@@ -3,7 +3,9 @@
 //! 1. A request id (the caller's `X-Request-Id` when sane, else a random one), the W3C
 //!    `traceparent` trace id when present, and one span carrying both.
 //! 2. A deadline of `limits.request_timeout` → 503.
-//! 3. Metrics: count and latency by route, method and status. The method label is one
+//! 3. Metrics: count and latency by route, method and status; a 503 noted in the
+//!    repeated warnings ([`crate::repeated`]: one line per interval with a count), as
+//!    shed or timed out only when it was. The method label is one
 //!    of `GET`, `POST`, `HEAD` or `OTHER`: a label set clients cannot grow. A method a
 //!    route does not serve — any name a client invents included — gets the router's 405
 //!    with `Allow` (RFC 9110 §15.5.6), or 404 off every route: a 4xx, never a 5xx.
@@ -112,17 +114,21 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
     });
     let limits = state.loaded().config.limits.clone();
 
+    let mut timed_out = false;
     let mut resp = async {
         let deadline = std::time::Duration::from_secs(limits.request_timeout);
         match tokio::time::timeout(deadline, next.run(req)).await {
             Ok(r) => r,
-            Err(_) => limited(
-                &state,
-                "timeout",
-                503,
-                ErrorCode::TemporarilyUnavailable,
-                ferry_core::error::desc::TIMEOUT,
-            ),
+            Err(_) => {
+                timed_out = true;
+                limited(
+                    &state,
+                    "timeout",
+                    503,
+                    ErrorCode::TemporarilyUnavailable,
+                    ferry_core::error::desc::TIMEOUT,
+                )
+            }
         }
     }
     .instrument(span)
@@ -155,7 +161,15 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
         resp.headers_mut().insert("x-request-id", v);
     }
     if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
-        tracing::warn!(request_id = %id, "request shed or timed out");
+        let message = if timed_out || resp.extensions().get::<super::Shed>().is_some() {
+            "requests shed (limits.concurrency) or timed out (limits.request_timeout): answered 503"
+        } else {
+            // An issuer, the replay cache or the key store unavailable: the request's
+            // own log line (at info) says which.
+            "requests answered 503 temporarily_unavailable: a dependency is unavailable"
+        };
+        tracing::debug!(request_id = %id, "{message}");
+        state.warnings.warn(message);
     }
     resp
 }

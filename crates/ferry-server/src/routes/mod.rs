@@ -57,6 +57,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Marks a response refused by load shedding (`limits.concurrency`), so the logs tell it
+/// from a 503 for an unavailable dependency.
+#[derive(Debug, Clone, Copy)]
+pub struct Shed;
+
 /// The one place an [`OAuthError`] becomes a response: a fixed JSON body, never input,
 /// never internal detail.
 pub fn error_response(err: &OAuthError) -> Response {
@@ -75,6 +80,10 @@ pub fn error_response(err: &OAuthError) -> Response {
             HeaderValue::from_static("Basic realm=\"ferry\""),
         );
     }
+    if err.description == ferry_core::error::desc::BUSY {
+        resp.extensions_mut().insert(Shed);
+    }
+    let h = resp.headers_mut();
     if status == StatusCode::METHOD_NOT_ALLOWED {
         h.insert(header::ALLOW, HeaderValue::from_static("POST"));
     }

@@ -218,7 +218,21 @@ pub async fn token(
             }));
             state.audit.record(&audit);
             if err.code == ErrorCode::ServerError {
-                tracing::error!(request_id = %audit.request_id, error = %err, "token request failed");
+                // The first in each interval with its detail, then a count: an
+                // internal fault every request hits must not flood the logs.
+                const FAILED: &str = "token requests failed with an internal error";
+                match state.warnings.note_at(
+                    FAILED,
+                    crate::repeated::Level::Error,
+                    std::time::Instant::now(),
+                ) {
+                    Some(repeated) => {
+                        tracing::error!(request_id = %audit.request_id, error = %err, repeated, "{FAILED}");
+                    }
+                    None => {
+                        tracing::debug!(request_id = %audit.request_id, error = %err, "{FAILED}");
+                    }
+                }
             } else {
                 tracing::info!(request_id = %audit.request_id, error = %err, "token request denied");
             }

@@ -177,7 +177,10 @@ pub async fn revoke(
     match result {
         Ok(()) => no_store(StatusCode::OK.into_response()),
         Err(e) => {
-            tracing::warn!(error = %e.code, detail = %e.detail, "revocation refused");
+            tracing::debug!(error = %e.code, detail = %e.detail, "revocation refused");
+            state
+                .warnings
+                .warn("revocation refuseds (details at debug level)");
             error_response(&e)
         }
     }
@@ -251,7 +254,10 @@ pub async fn introspect(
     match result {
         Ok(r) => no_store(r),
         Err(e) => {
-            tracing::warn!(error = %e.code, detail = %e.detail, "introspection refused");
+            tracing::debug!(error = %e.code, detail = %e.detail, "introspection refused");
+            state
+                .warnings
+                .warn("introspection refuseds (details at debug level)");
             error_response(&e)
         }
     }
@@ -283,7 +289,10 @@ pub async fn revocations(
     let _permit = match reader.await {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(error = %e.code, detail = %e.detail, "revocation list refused");
+            tracing::debug!(error = %e.code, detail = %e.detail, "revocation list refused");
+            state
+                .warnings
+                .warn("revocation list refuseds (details at debug level)");
             return error_response(&e);
         }
     };
@@ -299,7 +308,10 @@ pub async fn revocations(
             r
         }
         Err(e) => {
-            tracing::error!(detail = %e.detail, "revocation list unavailable");
+            tracing::debug!(detail = %e.detail, "revocation list unavailable");
+            state
+                .warnings
+                .error("revocation list unavailable (details at debug level)");
             error_response(&e)
         }
     }

@@ -1,0 +1,63 @@
+//! The shutdown settings: their defaults, their parsing like every other duration, and
+//! their bounds; and the bound on an issuer cache's `error_ttl` (no refresh storms).
+
+use std::path::Path;
+
+use super::Limits;
+use crate::config::parse;
+
+const BASE: &str = r#"
+issuer: https://ferry.example.com
+providers:
+  - id: dev
+    issuer: https://idp.example.com
+    audiences: [https://ferry.example.com]
+    jwks: { file: keys.json }
+audiences:
+  - audience: https://deploy.example.com
+    rules:
+      - allow: provider == 'dev'
+"#;
+
+fn limits(set: &str) -> Result<Limits, Vec<String>> {
+    parse(&format!("{BASE}limits: {{ {set} }}\n"), Path::new("/"))
+        .map(|c| c.limits)
+        .map_err(|e| e.0.into_iter().map(|(p, _)| p).collect())
+}
+
+#[test]
+fn shutdown_delay_defaults_to_five_seconds_and_zero_disables_it() {
+    let c = parse(BASE, Path::new("/")).unwrap();
+    assert_eq!(
+        (c.limits.shutdown_delay, c.limits.shutdown_timeout),
+        (5, 20)
+    );
+    assert_eq!(limits("shutdown_delay: 0s").unwrap().shutdown_delay, 0);
+    assert_eq!(limits("shutdown_delay: 0").unwrap().shutdown_delay, 0);
+    assert_eq!(limits("shutdown_delay: 1m30s").unwrap().shutdown_delay, 90);
+    assert_eq!(limits("shutdown_delay: 5m").unwrap().shutdown_delay, 300);
+    // Refused, each beside its accepted twin above.
+    assert_eq!(
+        limits("shutdown_delay: 5m1s").unwrap_err(),
+        vec!["limits.shutdown_delay"]
+    );
+    assert_eq!(
+        limits("shutdown_delay: 5x").unwrap_err(),
+        vec!["limits.shutdown_delay"]
+    );
+}
+
+#[test]
+fn an_issuer_cache_must_remember_a_failure_for_some_time() {
+    let with = |ttl: &str| {
+        BASE.replace(
+            "    jwks: { file: keys.json }\n",
+            &format!("    cache: {{ error_ttl: {ttl} }}\n"),
+        )
+    };
+    let c = parse(&with("1s"), Path::new("/")).unwrap();
+    assert_eq!(c.providers[0].cache.error_ttl, 1);
+    let err = parse(&with("0s"), Path::new("/")).unwrap_err();
+    let paths: Vec<String> = err.0.into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, vec!["providers[0].cache.error_ttl"]);
+}
