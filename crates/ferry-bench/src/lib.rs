@@ -27,7 +27,7 @@ pub fn issuer(i: usize) -> String {
 pub fn config(data_dir: &Path, providers: usize) -> String {
     let mut y = format!(
         "issuer: {FERRY}\ndata_dir: {}\n\
-         limits: {{ rate_per_source: 100000000, rate_global: 100000000, rate_per_provider: 100000000, rate_per_client: 100000000 }}\n\
+         limits: {{ rate_per_source: 100000000, rate_global: 100000000, rate_per_provider: 100000000, rate_per_client: 100000000, shutdown_delay: 0s }}\n\
          tokens: {{ default_ttl: 10m, max_ttl: 1h, min_ttl: 60s }}\nproviders:\n",
         data_dir.display()
     );

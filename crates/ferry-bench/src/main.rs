@@ -183,7 +183,7 @@ async fn stampede(ferry: PathBuf, dir: PathBuf) -> anyhow::Result<()> {
         dir.join("ferry.yaml"),
         format!(
             "issuer: {FERRY}\ndata_dir: data\nlisten: 127.0.0.1:{port}\n\
-             limits: {{ rate_per_source: 1000000, rate_global: 1000000, rate_per_provider: 1000000 }}\n\
+             limits: {{ rate_per_source: 1000000, rate_global: 1000000, rate_per_provider: 1000000, shutdown_delay: 0s }}\n\
              outbound: {{ allow_insecure_origins: [\"{issuer}\"] }}\n\
              providers:\n  - id: cold\n    kind: oidc\n    issuer: {issuer}\n    audiences: [{FERRY}]\n    algorithms: [RS256]\n\
              audiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n        scopes: [{SCOPE}]\n"
