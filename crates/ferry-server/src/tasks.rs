@@ -1,4 +1,4 @@
-//! Background work: the key-ring poll, warming remote key caches, reloading JWKS files
+//! Background work: the key-ring poll, the revocation copy's sync, warming remote key caches, reloading JWKS files
 //! when they change, and reloading the configuration on SIGHUP or when its file changes.
 
 use std::sync::Arc;
@@ -157,6 +157,18 @@ pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
                     }
                     Err(e) => tracing::error!(error = %e, "key ring task failed"),
                 }
+            }
+        });
+    }
+    // The revocation copy: synced from its store, expired entries dropped.
+    {
+        let (revocations, clock) = (state.revocations.clone(), state.clock.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(revocations.poll_interval());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                revocations.poll(clock.now()).await;
             }
         });
     }

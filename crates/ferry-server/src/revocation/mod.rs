@@ -4,426 +4,425 @@
 //!   anyway).
 //! - A rule revokes every token issued to a subject, through a provider or to a client
 //!   up to a moment (`iat <= before`); it is kept until every token it can match has
-//!   expired (`before + tokens.max_ttl`).
+//!   expired (`before` plus the longest lifetime ever issued, which the signing store
+//!   records durably beside the key ring: `StoredRing::max_issued_ttl`).
 //! - A reference token's handle is stored as its SHA-256, mapped to the JWT it stands
-//!   for, until that JWT's `exp`.
+//!   for — sealed under the key-encryption key — until that JWT's `exp` (`handles`).
 //!
-//! Single node: revocations live in `data_dir/revocations.json` (written atomically,
-//! 0600) and survive a restart; handles stay in memory only (a restart loses them and
-//! their holders ask again: no issued JWT is written to disk). Scale-out: everything
-//! lives in Redis (`replay.redis`), so a revocation at one replica holds at every other
-//! at once: revoked `jti`s in the sorted set `ferry:revoked:jtis` (score `exp`), rules in
-//! `ferry:revoked:rules` (score: until), handles at `ferry:ref:<sha256>` expiring at the
-//! token's `exp`.
+//! Where: a durable store ([`store::Store`]) — the data directory of a single node
+//! (`local`; also when Redis is configured for replay), or PostgreSQL shared by replicas
+//! (`postgres`; `revocation.postgres`, by default the signing store's database). Redis
+//! holds none of it, not even a cache: a Redis restarted empty loses nothing here.
+//!
+//! Every replica keeps an in-memory copy of the live state, synced from the store by a
+//! background poll (`revocation.postgres.poll_interval`, 2 s by default), after each of
+//! its own writes, and — so that a revocation at one replica holds at every other at
+//! once — before each read, single-flight (concurrent reads share one incremental sync
+//! that started after they arrived). When the store is down, writes fail (`/revoke`
+//! answers 503) and reads are served from the copy without waiting, until the poll
+//! reaches the store again; the copy's age is `ferry_revocation_sync_age_seconds`.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use serde::{Deserialize, Serialize};
-
-use crate::redis::{Redis, Reply};
-
+mod checks;
 mod handles;
-pub use handles::HandleError;
+mod local;
+mod model;
+mod postgres;
+mod store;
 
-/// What a rule matches on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RuleKind {
-    /// The token's `sub`.
-    Subject,
-    /// The provider that verified the subject token (`ferry.provider`).
-    Provider,
-    /// The token's `client_id`.
-    Client,
-}
+#[cfg(test)]
+mod conformance;
 
-/// "Every token issued to `value` up to `before`".
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rule {
-    /// What `value` is compared with.
-    pub kind: RuleKind,
-    /// The subject, provider or client.
-    pub value: String,
-    /// Tokens issued at or before this moment are revoked.
-    pub before: i64,
-    /// Kept until then (every token it can match has expired).
-    pub until: i64,
-}
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-/// The facts of a token that revocation looks at.
-#[derive(Debug, Clone, Default)]
-pub struct Facts {
-    /// `jti`.
-    pub jti: Option<String>,
-    /// `sub`.
-    pub subject: Option<String>,
-    /// `ferry.provider`.
-    pub provider: Option<String>,
-    /// `client_id`.
-    pub client: Option<String>,
-    /// `iat`.
-    pub iat: i64,
-}
+pub use checks::{per_node_revocations, startup_warnings};
+pub use handles::{HandleError, MAX_JWT_BYTES, Sealer};
+pub use model::{Facts, Listing, Rule, RuleKind};
+pub use postgres::{MIGRATIONS, SCHEMA_VERSION};
+use store::{Changes, Cursor, Store, StoredHandle};
 
-impl Facts {
-    /// The facts of a Ferry token's claims.
-    pub fn of(claims: &serde_json::Map<String, serde_json::Value>) -> Self {
-        let s = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
-        Self {
-            jti: s(claims.get("jti")),
-            subject: s(claims.get("sub")),
-            provider: s(claims.get("ferry").and_then(|f| f.get("provider"))),
-            client: s(claims.get("client_id")),
-            iat: claims
-                .get("iat")
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(0),
-        }
-    }
-}
-
-impl Rule {
-    /// Whether the rule revokes a token with these facts at `now`.
-    pub fn matches(&self, f: &Facts, now: i64) -> bool {
-        let field = match self.kind {
-            RuleKind::Subject => &f.subject,
-            RuleKind::Provider => &f.provider,
-            RuleKind::Client => &f.client,
-        };
-        now <= self.until && f.iat <= self.before && field.as_deref() == Some(&self.value)
-    }
-}
-
-/// Revoked `jti`s with their `exp`, and the live rules.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Listing {
-    /// `jti` → `exp`.
-    pub jtis: BTreeMap<String, i64>,
-    /// Rules.
-    pub rules: Vec<Rule>,
-}
-
-impl Listing {
-    fn prune(&mut self, now: i64) {
-        self.jtis.retain(|_, exp| *exp >= now);
-        self.rules.retain(|r| r.until >= now);
-    }
-
-    /// Whether a token with these facts is revoked at `now`.
-    pub fn revokes(&self, f: &Facts, now: i64) -> bool {
-        f.jti
-            .as_ref()
-            .and_then(|j| self.jtis.get(j))
-            .is_some_and(|exp| *exp >= now)
-            || self.rules.iter().any(|r| r.matches(f, now))
-    }
-}
-
+/// Which durable store.
 #[derive(Debug)]
-enum Store {
-    Local {
-        path: PathBuf,
-        state: Mutex<Listing>,
-        handles: Mutex<BTreeMap<String, (String, i64)>>,
-    },
-    Redis(Redis),
-    /// The local file could not be read: every call fails (closed), and `serve`
-    /// refuses to start.
+enum Backend {
+    Local(local::LocalStore),
+    Postgres(Box<postgres::PgStore>),
+    /// The store could not be opened: every call fails (closed), and `serve` refuses to
+    /// start.
     Broken(String),
 }
 
-/// The revocation state.
-#[derive(Debug)]
-pub struct Revocations(Store);
+impl Backend {
+    async fn changes(&self, since: Cursor, now: i64) -> Result<Changes, String> {
+        match self {
+            Self::Local(s) => s.changes(since, now).await,
+            Self::Postgres(s) => s.changes(since, now).await,
+            Self::Broken(e) => Err(e.clone()),
+        }
+    }
+}
 
-const JTIS: &[u8] = b"ferry:revoked:jtis";
-const RULES: &[u8] = b"ferry:revoked:rules";
+/// A handle's JWT in the copy: sealed as stored, or (single node, no key-encryption
+/// key) in memory only.
+#[derive(Debug, Clone)]
+enum Body {
+    Sealed(String),
+    Clear(String),
+}
+
+/// The in-memory copy every read is answered from.
+#[derive(Debug, Default)]
+struct Copy {
+    /// Whether the store was read once (before that, reads fail closed).
+    loaded: bool,
+    listing: Listing,
+    handles: HashMap<String, (Body, i64)>,
+    cursor: Cursor,
+    synced: Option<Instant>,
+}
+
+impl Copy {
+    fn apply(&mut self, changes: Changes) {
+        for (jti, exp) in changes.listing.jtis {
+            self.listing.add_jti(&jti, exp);
+        }
+        for rule in changes.listing.rules {
+            self.listing.add_rule(rule);
+        }
+        for (hash, h) in changes.handles {
+            self.handles.insert(hash, (Body::Sealed(h.sealed), h.exp));
+        }
+        self.cursor = changes.next;
+        self.synced = Some(Instant::now());
+        self.loaded = true;
+    }
+}
+
+/// The revocation state: a durable store and this replica's copy of it.
+#[derive(Debug)]
+pub struct Revocations {
+    backend: Backend,
+    sealer: Sealer,
+    copy: RwLock<Copy>,
+    /// Single flight: held while a sync runs; holds when the last one started.
+    sync: tokio::sync::Mutex<Option<Instant>>,
+    /// Whether the last call reached the store (reads skip the store while it is not).
+    up: AtomicBool,
+    poll: Duration,
+}
+
+/// How often the copy of a data-directory store is pruned (it needs no sync).
+const LOCAL_POLL: Duration = Duration::from_secs(2);
 
 impl Revocations {
-    /// Revocations kept in `data_dir/revocations.json`, loaded now.
-    pub fn local(data_dir: &Path) -> Result<Self, String> {
-        let path = data_dir.join("revocations.json");
-        let state = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is not valid: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Listing::default(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        };
-        Ok(Self(Store::Local {
-            path,
-            state: Mutex::new(state),
-            handles: Mutex::new(BTreeMap::new()),
-        }))
+    fn with(backend: Backend, sealer: Sealer, poll: Duration) -> Self {
+        Self {
+            backend,
+            sealer,
+            copy: RwLock::new(Copy::default()),
+            sync: tokio::sync::Mutex::new(None),
+            up: AtomicBool::new(true),
+            poll,
+        }
     }
 
-    /// The state for a configuration: Redis when `replay.redis` is set, else the data
-    /// directory. A local file that cannot be read leaves a state whose every call
-    /// fails (see [`Revocations::broken`]).
+    /// Revocations kept in `data_dir`, loaded now; handles sealed by `sealer` (or in
+    /// memory only when it has no key).
+    pub fn local(data_dir: &Path, sealer: Sealer) -> Result<Self, String> {
+        let store = local::LocalStore::open(data_dir)?;
+        let everything = store.everything(i64::MIN)?;
+        let r = Self::with(Backend::Local(store), sealer, LOCAL_POLL);
+        r.write().apply(everything);
+        Ok(r)
+    }
+
+    /// Revocations shared through PostgreSQL; nothing is read until [`Self::start`].
+    pub fn postgres(
+        url: &str,
+        timeout: Duration,
+        ca_file: Option<&Path>,
+        poll: Duration,
+        sealer: Sealer,
+    ) -> Result<Self, String> {
+        let store = postgres::PgStore::new(url, timeout, ca_file)?;
+        Ok(Self::with(Backend::Postgres(Box::new(store)), sealer, poll))
+    }
+
+    /// The state for a configuration (see `ferry_core::config::RevocationStore`). A
+    /// store that cannot be opened leaves a state whose every call fails (see
+    /// [`Revocations::broken`]).
     pub fn for_config(config: &ferry_core::config::Config) -> Self {
-        match &config.replay_redis {
-            Some(r) => Self::redis(r.clone()),
-            None => Self::local(&config.data_dir).unwrap_or_else(|e| Self(Store::Broken(e))),
-        }
+        use ferry_core::config::RevocationStore;
+        let sealer = match crate::load::read_keks(&config.signing) {
+            Ok(keks) => Sealer::new(ferry_keys::Keks::new(keks)),
+            Err(e) => return Self::broken_with(e),
+        };
+        let opened = match &config.revocation {
+            RevocationStore::DataDir => Self::local(&config.data_dir, sealer),
+            RevocationStore::Postgres { store, .. } => crate::load::read_secret(&store.url)
+                .and_then(|u| u.ok_or_else(|| "revocation.postgres.url: the connection string's environment variable is not set".to_owned()))
+                .and_then(|url| {
+                    Self::postgres(
+                        &url,
+                        Duration::from_millis(store.timeout_ms),
+                        store.ca_file.as_deref(),
+                        Duration::from_millis(store.poll_interval_ms),
+                        sealer,
+                    )
+                }),
+        };
+        opened.unwrap_or_else(Self::broken_with)
+    }
+
+    fn broken_with(e: String) -> Self {
+        Self::with(Backend::Broken(e), Sealer::default(), LOCAL_POLL)
     }
 
     /// Why the state cannot be used, if it cannot.
     pub fn broken(&self) -> Option<&str> {
-        match &self.0 {
-            Store::Broken(e) => Some(e),
+        match &self.backend {
+            Backend::Broken(e) => Some(e),
             _ => None,
         }
     }
 
-    /// Revocations shared through Redis.
-    pub fn redis(config: ferry_core::config::RedisReplay) -> Self {
-        Self(Store::Redis(Redis::new(config)))
+    /// Whether reference handles are sealed and stored durably (a key-encryption key
+    /// is configured).
+    pub fn seals_handles(&self) -> bool {
+        self.sealer.can_seal()
     }
 
-    fn save(path: &Path, state: &Listing) -> Result<(), String> {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        let tmp = dir.join(format!(".revocations.{}.tmp", std::process::id()));
-        let bytes = serde_json::to_vec(state).map_err(|e| e.to_string())?;
-        {
-            use std::io::Write;
-            let mut o = std::fs::OpenOptions::new();
-            o.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-            let mut f = o.open(&tmp).map_err(|e| e.to_string())?;
-            f.write_all(&bytes).map_err(|e| e.to_string())?;
-            f.sync_all().map_err(|e| e.to_string())?;
+    /// Whether the store is shared by replicas (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// Brings a PostgreSQL schema up to date and reads the whole state once; until this
+    /// succeeded, every read fails (closed).
+    pub async fn start(&self, now: i64) -> Result<(), String> {
+        match &self.backend {
+            Backend::Broken(e) => Err(e.clone()),
+            Backend::Local(_) => Ok(()),
+            Backend::Postgres(pg) => {
+                pg.migrate().await?;
+                self.sync(now).await
+            }
         }
-        std::fs::rename(&tmp, path).map_err(|e| e.to_string())
     }
 
-    fn update_local(
-        path: &Path,
-        state: &Mutex<Listing>,
-        now: i64,
-        f: impl FnOnce(&mut Listing),
-    ) -> Result<(), String> {
-        let mut s = state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut next = s.clone();
-        f(&mut next);
-        next.prune(now);
-        Self::save(path, &next)?;
-        *s = next;
+    /// How often [`Self::poll`] should run.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Copy> {
+        self.copy
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Copy> {
+        self.copy
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Records whether the store answered, logging each change.
+    fn mark(&self, up: bool, error: Option<&str>) {
+        let was = self.up.swap(up, Ordering::SeqCst);
+        match (was, up) {
+            (true, false) => tracing::warn!(
+                error = error.unwrap_or(""),
+                age_seconds = self.sync_age().unwrap_or(0.0),
+                "revocation store unavailable: revocations answer 503; reads are served from the last synced copy"
+            ),
+            (false, true) => tracing::info!("revocation store reachable again"),
+            _ => {}
+        }
+    }
+
+    /// Reads what changed since the copy's cursor, single-flight: a caller that finds
+    /// a sync started after it asked (and finished meanwhile) uses that one.
+    async fn sync(&self, now: i64) -> Result<(), String> {
+        let asked = Instant::now();
+        let mut last = self.sync.lock().await;
+        if last.is_some_and(|s| s >= asked) {
+            return Ok(());
+        }
+        *last = Some(Instant::now());
+        let cursor = self.read().cursor;
+        match self.backend.changes(cursor, now).await {
+            Ok(changes) => {
+                self.write().apply(changes);
+                self.mark(true, None);
+                Ok(())
+            }
+            Err(e) => {
+                self.mark(false, Some(&e));
+                Err(e)
+            }
+        }
+    }
+
+    /// Before a read: syncs the copy when the store is up (a failure is logged and the
+    /// copy answers); fails only before the first successful sync.
+    async fn fresh(&self, now: i64) -> Result<(), String> {
+        if let Backend::Broken(e) = &self.backend {
+            return Err(e.clone());
+        }
+        if matches!(self.backend, Backend::Postgres(_)) && self.up.load(Ordering::SeqCst) {
+            let _ = self.sync(now).await;
+        }
+        if self.read().loaded {
+            Ok(())
+        } else {
+            Err("the revocation store has not been read yet".into())
+        }
+    }
+
+    /// The background poll: syncs the copy and drops what expired from it.
+    pub async fn poll(&self, now: i64) {
+        let _ = self.sync(now).await;
+        let mut copy = self.write();
+        copy.listing.prune(now);
+        copy.handles.retain(|_, (_, exp)| *exp >= now);
+    }
+
+    /// Seconds since the copy was last synced with the store (`None` before the first
+    /// sync).
+    pub fn sync_age(&self) -> Option<f64> {
+        self.read().synced.map(|s| s.elapsed().as_secs_f64())
+    }
+
+    /// Whether the last call reached the store.
+    pub fn store_up(&self) -> bool {
+        self.up.load(Ordering::SeqCst) && self.broken().is_none()
+    }
+
+    fn written(&self, result: Result<(), String>) -> Result<(), String> {
+        match &result {
+            Ok(()) => self.mark(true, None),
+            Err(e) => self.mark(false, Some(e)),
+        }
+        result
+    }
+
+    /// Revokes one token until its `exp` (durably, then in the copy).
+    pub async fn revoke_jti(&self, jti: &str, exp: i64, now: i64) -> Result<(), String> {
+        let r = match &self.backend {
+            Backend::Local(s) => s.revoke_jti(jti, exp, now).await,
+            Backend::Postgres(s) => s.revoke_jti(jti, exp, now).await,
+            Backend::Broken(e) => Err(e.clone()),
+        };
+        self.written(r)?;
+        self.write().listing.add_jti(jti, exp);
         Ok(())
     }
 
-    /// Revokes one token until its `exp`.
-    pub async fn revoke_jti(&self, jti: &str, exp: i64, now: i64) -> Result<(), String> {
-        match &self.0 {
-            Store::Local { path, state, .. } => Self::update_local(path, state, now, |s| {
-                s.jtis.insert(jti.to_owned(), exp);
-            }),
-            Store::Broken(e) => Err(e.clone()),
-            Store::Redis(r) => {
-                let (exp, now) = (exp.to_string(), now.to_string());
-                r.pipeline(&[
-                    &[b"ZADD", JTIS, exp.as_bytes(), jti.as_bytes()],
-                    &[
-                        b"ZREMRANGEBYSCORE",
-                        JTIS,
-                        b"-inf",
-                        format!("({now}").as_bytes(),
-                    ],
-                ])
-                .await
-                .map(|_| ())
-            }
-        }
-    }
-
-    /// Adds a rule.
+    /// Adds a rule (durably, then in the copy).
     pub async fn add_rule(&self, rule: &Rule, now: i64) -> Result<(), String> {
-        match &self.0 {
-            Store::Local { path, state, .. } => Self::update_local(path, state, now, |s| {
-                s.rules.push(rule.clone());
-            }),
-            Store::Broken(e) => Err(e.clone()),
-            Store::Redis(r) => {
-                let json = serde_json::to_string(rule).map_err(|e| e.to_string())?;
-                let until = rule.until.to_string();
-                r.pipeline(&[
-                    &[b"ZADD", RULES, until.as_bytes(), json.as_bytes()],
-                    &[
-                        b"ZREMRANGEBYSCORE",
-                        RULES,
-                        b"-inf",
-                        format!("({now}").as_bytes(),
-                    ],
-                ])
-                .await
-                .map(|_| ())
-            }
-        }
+        let r = match &self.backend {
+            Backend::Local(s) => s.add_rule(rule, now).await,
+            Backend::Postgres(s) => s.add_rule(rule, now).await,
+            Backend::Broken(e) => Err(e.clone()),
+        };
+        self.written(r)?;
+        self.write().listing.add_rule(rule.clone());
+        Ok(())
     }
 
     /// Every live revocation.
     pub async fn listing(&self, now: i64) -> Result<Listing, String> {
-        match &self.0 {
-            Store::Local { state, .. } => {
-                let mut s = state
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .clone();
-                s.prune(now);
-                Ok(s)
-            }
-            Store::Broken(e) => Err(e.clone()),
-            Store::Redis(r) => {
-                let now_s = now.to_string();
-                let replies = r
-                    .pipeline(&[
-                        &[
-                            b"ZRANGEBYSCORE",
-                            JTIS,
-                            now_s.as_bytes(),
-                            b"+inf",
-                            b"WITHSCORES",
-                        ],
-                        &[b"ZRANGEBYSCORE", RULES, now_s.as_bytes(), b"+inf"],
-                    ])
-                    .await?;
-                let mut it = replies.into_iter();
-                let mut listing = Listing::default();
-                let jtis = it.next().map(Reply::items).unwrap_or_default();
-                for pair in jtis.chunks(2) {
-                    if let [j, score] = pair
-                        && let (Some(j), Some(s)) = (j.text(), score.text())
-                    {
-                        listing
-                            .jtis
-                            .insert(j, s.parse::<f64>().unwrap_or(0.0) as i64);
-                    }
-                }
-                for r in it.next().map(Reply::items).unwrap_or_default() {
-                    if let Some(rule) = r.text().and_then(|t| serde_json::from_str(&t).ok()) {
-                        listing.rules.push(rule);
-                    }
-                }
-                Ok(listing)
-            }
-        }
+        self.fresh(now).await?;
+        let mut l = self.read().listing.clone();
+        l.prune(now);
+        Ok(l)
     }
 
     /// Whether a token with these facts is revoked.
     pub async fn is_revoked(&self, facts: &Facts, now: i64) -> Result<bool, String> {
-        match &self.0 {
-            Store::Local { state, .. } => Ok(state
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .revokes(facts, now)),
-            Store::Broken(e) => Err(e.clone()),
-            Store::Redis(r) => {
-                let jti = facts.jti.clone().unwrap_or_default();
-                let now_s = now.to_string();
-                let replies = r
-                    .pipeline(&[
-                        &[b"ZSCORE", JTIS, jti.as_bytes()],
-                        &[b"ZRANGEBYSCORE", RULES, now_s.as_bytes(), b"+inf"],
-                    ])
-                    .await?;
-                let mut it = replies.into_iter();
-                let jti_hit = it
-                    .next()
-                    .and_then(|r| r.text())
-                    .and_then(|s| s.parse::<f64>().ok())
-                    .is_some_and(|exp| exp as i64 >= now);
-                Ok(jti_hit
-                    || it
-                        .next()
-                        .map(Reply::items)
-                        .unwrap_or_default()
-                        .iter()
-                        .filter_map(|r| r.text())
-                        .filter_map(|t| serde_json::from_str::<Rule>(&t).ok())
-                        .any(|rule| rule.matches(facts, now)))
+        {
+            let copy = self.read();
+            // Revocations are never undone: a hit in the copy needs no sync.
+            if copy.loaded && copy.listing.revokes(facts, now) {
+                return Ok(true);
             }
         }
+        self.fresh(now).await?;
+        Ok(self.read().listing.revokes(facts, now))
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn facts(sub: &str, iat: i64) -> Facts {
-        Facts {
-            jti: Some(format!("j-{sub}-{iat}")),
-            subject: Some(sub.into()),
-            provider: Some("github".into()),
-            client: Some("ci".into()),
-            iat,
+    /// Stores a reference token's handle (as its hash) until `exp`, unless `cap` live
+    /// handles are held or the JWT is too large.
+    pub async fn put_handle(
+        &self,
+        hash: &str,
+        jwt: &str,
+        exp: i64,
+        now: i64,
+        cap: usize,
+    ) -> Result<(), HandleError> {
+        if jwt.len() > MAX_JWT_BYTES {
+            return Err(HandleError::TooLarge);
         }
+        if !self.sealer.can_seal() && matches!(self.backend, Backend::Local(_)) {
+            // No key-encryption key: this node's memory only, never the disk.
+            let mut copy = self.write();
+            if copy.handles.len() >= cap {
+                copy.handles.retain(|_, (_, e)| *e >= now);
+                if copy.handles.len() >= cap {
+                    return Err(HandleError::Full);
+                }
+            }
+            copy.handles
+                .insert(hash.to_owned(), (Body::Clear(jwt.to_owned()), exp));
+            return Ok(());
+        }
+        let stored = self.sealer.seal(hash, jwt, exp)?;
+        let r = match &self.backend {
+            Backend::Local(s) => s.put_handle(hash, &stored, now, cap).await,
+            Backend::Postgres(s) => s.put_handle(hash, &stored, now, cap).await,
+            Backend::Broken(e) => Err(HandleError::Unavailable(e.clone())),
+        };
+        if let Err(HandleError::Unavailable(e)) = &r {
+            self.mark(false, Some(e));
+        }
+        r?;
+        self.write()
+            .handles
+            .insert(hash.to_owned(), (Body::Sealed(stored.sealed), exp));
+        Ok(())
     }
 
-    #[tokio::test]
-    async fn jtis_and_rules_hold_until_they_expire_and_survive_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let r = Revocations::local(dir.path()).unwrap();
-        let a = facts("repo:acme/lib", 100);
-        assert!(!r.is_revoked(&a, 150).await.unwrap());
-        r.revoke_jti("j-repo:acme/lib-100", 400, 150).await.unwrap();
-        assert!(r.is_revoked(&a, 150).await.unwrap());
-        // Twin: another token of the same subject is untouched by a jti revocation.
-        assert!(
-            !r.is_revoked(&facts("repo:acme/lib", 101), 150)
-                .await
-                .unwrap()
-        );
-        // A rule: everything issued to a subject up to 200.
-        let rule = Rule {
-            kind: RuleKind::Subject,
-            value: "repo:acme/app".into(),
-            before: 200,
-            until: 200 + 3_600,
-        };
-        r.add_rule(&rule, 200).await.unwrap();
-        assert!(
-            r.is_revoked(&facts("repo:acme/app", 200), 250)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !r.is_revoked(&facts("repo:acme/app", 201), 250)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !r.is_revoked(&facts("repo:acme/other", 150), 250)
-                .await
-                .unwrap()
-        );
-        // A restart keeps them.
-        let again = Revocations::local(dir.path()).unwrap();
-        assert!(again.is_revoked(&a, 300).await.unwrap());
-        assert!(
-            again
-                .is_revoked(&facts("repo:acme/app", 199), 300)
-                .await
-                .unwrap()
-        );
-        // Past their lifetimes they are dropped.
-        assert!(!again.is_revoked(&a, 401).await.unwrap());
-        assert!(
-            again
-                .is_revoked(&facts("repo:acme/app", 199), 3_800)
-                .await
-                .unwrap()
-        );
-        assert!(
-            !again
-                .is_revoked(&facts("repo:acme/app", 199), 3_801)
-                .await
-                .unwrap()
-        );
-        assert_eq!(again.listing(5_000).await.unwrap(), Listing::default());
+    fn lookup(&self, hash: &str, now: i64) -> Option<Option<String>> {
+        let copy = self.read();
+        let (body, exp) = copy.handles.get(hash).filter(|(_, exp)| *exp >= now)?;
+        Some(match body {
+            Body::Clear(jwt) => Some(jwt.clone()),
+            Body::Sealed(sealed) => {
+                let h = StoredHandle {
+                    sealed: sealed.clone(),
+                    exp: *exp,
+                };
+                let jwt = self.sealer.open(hash, &h);
+                if jwt.is_none() {
+                    tracing::warn!(
+                        "a reference handle could not be opened with the configured key-encryption keys"
+                    );
+                }
+                jwt
+            }
+        })
+    }
+
+    /// The JWT a live handle stands for.
+    pub async fn get_handle(&self, hash: &str, now: i64) -> Result<Option<String>, String> {
+        if let Some(found) = self.lookup(hash, now) {
+            return Ok(found);
+        }
+        self.fresh(now).await?;
+        Ok(self.lookup(hash, now).flatten())
     }
 }
