@@ -207,7 +207,7 @@ impl Revocations {
             Backend::Local(_) => Ok(()),
             Backend::Postgres(pg) => {
                 pg.migrate().await?;
-                self.sync(now).await
+                self.sync(now, false).await
             }
         }
     }
@@ -244,11 +244,13 @@ impl Revocations {
     }
 
     /// Reads what changed since the copy's cursor, single-flight: a caller that finds
-    /// a sync started after it asked (and finished meanwhile) uses that one.
-    async fn sync(&self, now: i64) -> Result<(), String> {
+    /// a sync started after it asked (and finished meanwhile) uses that one. A `reader`
+    /// that finds the store marked down meanwhile does not try again: readers queued
+    /// behind a sync that timed out must not each wait for a timeout of their own.
+    async fn sync(&self, now: i64, reader: bool) -> Result<(), String> {
         let asked = Instant::now();
         let mut last = self.sync.lock().await;
-        if last.is_some_and(|s| s >= asked) {
+        if last.is_some_and(|s| s >= asked) || (reader && !self.up.load(Ordering::SeqCst)) {
             return Ok(());
         }
         *last = Some(Instant::now());
@@ -273,7 +275,7 @@ impl Revocations {
             return Err(e.clone());
         }
         if matches!(self.backend, Backend::Postgres(_)) && self.up.load(Ordering::SeqCst) {
-            let _ = self.sync(now).await;
+            let _ = self.sync(now, true).await;
         }
         if self.read().loaded {
             Ok(())
@@ -284,7 +286,7 @@ impl Revocations {
 
     /// The background poll: syncs the copy and drops what expired from it.
     pub async fn poll(&self, now: i64) {
-        let _ = self.sync(now).await;
+        let _ = self.sync(now, false).await;
         let mut copy = self.write();
         copy.listing.prune(now);
         copy.handles.retain(|_, (_, exp)| *exp >= now);
