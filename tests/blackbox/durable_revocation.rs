@@ -426,6 +426,22 @@ async fn while_postgres_is_down_revoking_answers_503_and_reads_use_the_synced_co
         "{metrics}"
     );
 
+    // Readiness stays (every replica shares the database); the admin one says why.
+    let ready = |url: String| {
+        let http = c.http.clone();
+        async move {
+            let r = http.get(format!("{url}/readyz")).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(ready(f.url.clone()).await.0, 200);
+    let (status, body) = ready(admin.clone()).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("\"revocation_store\":\"unavailable\""),
+        "{body}"
+    );
+
     // Twin: PostgreSQL back, revoking works again.
     pg.start_again();
     let mut status = 0;
@@ -438,4 +454,5 @@ async fn while_postgres_is_down_revoking_answers_503_and_reads_use_the_synced_co
     }
     assert_eq!(status, 200);
     assert_eq!(c.introspect(&f.url, &later).await, INACTIVE);
+    assert!(ready(admin).await.1.contains("\"revocation_store\":\"ok\""));
 }

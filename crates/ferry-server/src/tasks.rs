@@ -91,6 +91,9 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
                  restart; nothing of this file was applied"
                 .to_owned());
         }
+        if config.revocation != current.config.revocation {
+            tracing::warn!("revocation settings changed: they take effect at the next restart");
+        }
         if config.signing != current.config.signing {
             tracing::warn!("signing settings changed: they take effect at the next restart");
         }

@@ -5,7 +5,8 @@
 //! its payload never appear in what the store holds at rest). PostgreSQL also shows
 //! what only a shared store can: a write at one replica holds at another at once, the
 //! handle cap holds across replicas writing together, and while the database is down
-//! writes fail and reads are answered from the copy.
+//! writes fail and reads are answered from the copy; and its schema migrations follow
+//! expand-then-contract.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -295,4 +296,30 @@ async fn the_postgres_store_passes_the_conformance_suite_and_is_shared() {
     }
     a.revoke_jti("k2", 2_500, now).await.unwrap();
     assert!(b.is_revoked(&facts("k2", "s", 1_900), now).await.unwrap());
+
+    // Expand-then-contract: a newer schema this binary can still read is accepted (a
+    // rolling upgrade); one that needs a newer reader stops it at start, saying why.
+    let record = |v: i32, min: i32| {
+        format!(
+            "INSERT INTO ferry_revocation_schema_migrations (version, min_reader, description) \
+             VALUES ({v}, {min}, 'from a future release')"
+        )
+    };
+    pg.psql(&record(SCHEMA_VERSION + 1, SCHEMA_VERSION));
+    assert!(pg_front(&url, &kek).await.store_up());
+    pg.psql(&record(SCHEMA_VERSION + 2, SCHEMA_VERSION + 2));
+    let old = Revocations::postgres(
+        &url,
+        Duration::from_secs(2),
+        None,
+        Duration::from_secs(1),
+        sealer(&kek),
+    )
+    .unwrap();
+    let err = old.start(now).await.unwrap_err();
+    assert!(
+        err.contains("revocation store's schema is version 3"),
+        "{err}"
+    );
+    assert!(!err.contains(pg.password()), "{err}");
 }
