@@ -169,7 +169,10 @@ impl PgStore {
         match tokio::time::timeout(self.timeout, f).await {
             Ok(r) => r.map_err(|e| format!("{e} ({})", self.target)),
             Err(_) => {
-                *self.client.lock().await = None;
+                // Locked: another call is connecting afresh anyway.
+                if let Ok(mut slot) = self.client.try_lock() {
+                    *slot = None;
+                }
                 Err(format!(
                     "PostgreSQL at {} did not answer within {} ms",
                     self.target,
