@@ -12,7 +12,7 @@ use super::signing::{PostgresStore, millis, source};
 /// Default interval of the background sync of the in-memory copy, milliseconds.
 pub const DEFAULT_REVOCATION_POLL_MS: u64 = 2_000;
 /// Default bound on every call to the revocation database, milliseconds.
-pub const DEFAULT_REVOCATION_TIMEOUT_MS: u64 = 1_000;
+pub const DEFAULT_REVOCATION_TIMEOUT_MS: u64 = 2_000;
 
 /// The durable store of revocation state.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,9 @@
 //! only while it is below the cap and inserts the handle only if it did.
 //!
 //! Calls run on the server's runtime over one pipelined connection, each bounded by
-//! `revocation.postgres.timeout`; a broken or silent connection is replaced.
+//! `revocation.postgres.timeout`; a broken or silent connection is replaced. The two
+//! calls that may legitimately take long — the migration and the first, full read of
+//! the state at start — get [`patience`] instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -79,6 +81,11 @@ const SCHEMA: Schema = Schema {
 /// Revoked `jti`s and rules are pruned this long after they expired, so a replica whose
 /// clock runs behind never finds a live token's revocation gone.
 const PRUNE_MARGIN: i64 = 300;
+
+/// The bound on the migration and the first full read: ten timeouts, at least 30 s.
+fn patience(timeout: Duration) -> Duration {
+    (timeout * 10).max(Duration::from_secs(30))
+}
 
 /// Revocation state in PostgreSQL.
 pub struct PgStore {
@@ -161,12 +168,13 @@ impl PgStore {
         Ok(c)
     }
 
-    /// Runs `f` within the timeout; a call that does not answer drops the connection.
-    async fn bounded<T>(
+    /// Runs `f` within `limit`; a call that does not answer drops the connection.
+    async fn bounded_by<T>(
         &self,
+        limit: Duration,
         f: impl Future<Output = Result<T, String>> + Send,
     ) -> Result<T, String> {
-        match tokio::time::timeout(self.timeout, f).await {
+        match tokio::time::timeout(limit, f).await {
             Ok(r) => r.map_err(|e| format!("{e} ({})", self.target)),
             Err(_) => {
                 // Locked: another call is connecting afresh anyway.
@@ -176,17 +184,25 @@ impl PgStore {
                 Err(format!(
                     "PostgreSQL at {} did not answer within {} ms",
                     self.target,
-                    self.timeout.as_millis()
+                    limit.as_millis()
                 ))
             }
         }
+    }
+
+    /// Runs `f` within the configured timeout.
+    async fn bounded<T>(
+        &self,
+        f: impl Future<Output = Result<T, String>> + Send,
+    ) -> Result<T, String> {
+        self.bounded_by(self.timeout, f).await
     }
 
     /// Brings the schema up to date (on a connection of its own, in one transaction),
     /// or refuses a schema this binary cannot read.
     pub async fn migrate(&self) -> Result<(), String> {
         let outcome = self
-            .bounded(async {
+            .bounded_by(patience(self.timeout), async {
                 let (mut c, connection) = self
                     .config
                     .connect(self.tls.clone())
@@ -227,7 +243,13 @@ impl PgStore {
 
 impl Store for PgStore {
     async fn changes(&self, since: Cursor, now: i64) -> Result<Changes, String> {
-        self.bounded(async {
+        // Everything (at start) may be many handles; what changed since is a few rows.
+        let limit = if since == Cursor::default() {
+            patience(self.timeout)
+        } else {
+            self.timeout
+        };
+        self.bounded_by(limit, async {
             let c = self.client().await?;
             let err = |e: tokio_postgres::Error| text(&e);
             // First the horizon: every transaction before it has finished.
