@@ -79,7 +79,8 @@ pub fn describe(config: &tokio_postgres::Config) -> String {
     format!("{host}:{port}/{db}")
 }
 
-/// A client-facing-safe text of a PostgreSQL error.
+/// A PostgreSQL error for logs: the server's message and the cause chain, never the
+/// connection string or its password (never sent to clients either way).
 pub fn pg_error(e: &tokio_postgres::Error) -> KeyError {
     // The Display of a database error carries the server's message only; the
     // connection string (and its password) never appears in it.
