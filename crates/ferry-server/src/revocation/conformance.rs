@@ -323,3 +323,26 @@ async fn the_postgres_store_passes_the_conformance_suite_and_is_shared() {
     );
     assert!(!err.contains(pg.password()), "{err}");
 }
+
+#[tokio::test]
+async fn a_handle_opens_with_any_configured_kek_and_is_unknown_without_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (old, new) = (Kek::generate_text().unwrap(), Kek::generate_text().unwrap());
+    let keks = |texts: &[&str]| {
+        Sealer::new(Keks::new(
+            texts.iter().map(|t| Kek::parse(t).unwrap()).collect(),
+        ))
+    };
+    let r = Revocations::local(dir.path(), keks(&[&old])).unwrap();
+    r.put_handle(&hash(0), JWT, 1_400, 1_000, 3).await.unwrap();
+    drop(r);
+    // The new KEK first, the old one still configured: it opens.
+    let both = Revocations::local(dir.path(), keks(&[&new, &old])).unwrap();
+    assert_eq!(
+        both.get_handle(&hash(0), 1_000).await.unwrap().as_deref(),
+        Some(JWT)
+    );
+    // Twin: the old KEK dropped: unknown, not an error.
+    let only_new = Revocations::local(dir.path(), keks(&[&new])).unwrap();
+    assert_eq!(only_new.get_handle(&hash(0), 1_000).await.unwrap(), None);
+}
