@@ -86,3 +86,51 @@ async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
     assert_eq!(kid(&second).await, k1);
     assert!(tmp.path().join("data/ring.json").exists());
 }
+
+/// Replicas sharing replay state (Redis) must share revocations too: `ferry check`
+/// refuses per-node revocations beside `replay.redis`, and accepts the same file once
+/// revocations live in PostgreSQL — their own section, or the signing store's database.
+#[test]
+fn check_refuses_shared_replay_state_with_revocations_kept_per_node() {
+    let tmp = TempDir::new("check-revocations");
+    let check = |name: &str, extra: &str| {
+        let path = tmp.path().join(name);
+        std::fs::write(&path, format!("{GOOD}{extra}")).unwrap();
+        let out = Command::new(bin("ferry"))
+            .args(["check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let redis = "replay: { redis: \"redis://127.0.0.1:6379\" }\n";
+    let (ok, _, err) = check("per-node.yaml", redis);
+    assert!(!ok, "{err}");
+    assert!(
+        err.contains("replay.redis shares replay state between replicas")
+            && err.contains("revocation.postgres"),
+        "{err}"
+    );
+    // Twin: the same file with revocations in PostgreSQL.
+    let (ok, out, err) = check(
+        "shared.yaml",
+        &format!("{redis}revocation: {{ postgres: {{ url: {{ env: FERRY_REVOCATION_PG }} }} }}\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("revocations: PostgreSQL"), "{out}");
+    // Twin: the signing keys in PostgreSQL; revocations default to that database.
+    let (ok, out, err) = check(
+        "signing.yaml",
+        &format!("{redis}signing: {{ postgres: {{ url: {{ env: FERRY_PG }} }} }}\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("the signing store's database"), "{out}");
+    // Twin: a single node without Redis keeps them in its data directory.
+    let (ok, out, err) = check("single.yaml", "");
+    assert!(ok, "{err}");
+    assert!(out.contains("revocations: data directory"), "{out}");
+}

@@ -13,6 +13,7 @@ mod delegation;
 mod derived;
 mod downscope;
 mod dpop;
+mod durable_revocation;
 mod exchange;
 mod http_limits;
 mod issuers;

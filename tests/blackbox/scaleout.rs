@@ -381,8 +381,9 @@ async fn three_replicas_share_keys_and_replay_state_through_rotation_a_lost_repl
     }
 }
 
-/// Revocation state and reference-token handles live in Redis: what one replica revokes
-/// or issues, the others know at once.
+/// Revocation state and reference-token handles live in PostgreSQL (by default the
+/// signing store's database), and every read syncs the replica's copy first: what one
+/// replica revokes or issues, the others know at once.
 #[tokio::test]
 async fn a_token_revoked_at_one_replica_is_inactive_at_another() {
     let tmp = TempDir::new("scaleout-revocation");
@@ -446,7 +447,7 @@ async fn a_token_revoked_at_one_replica_is_inactive_at_another() {
         }
     };
     let (t, twin, handle) = (issue(false).await, issue(false).await, issue(true).await);
-    // Issued at A, known at B (shared keys; the handle through Redis).
+    // Issued at A, known at B (shared keys; the handle through PostgreSQL).
     assert!(introspect(b.url.clone(), t.clone()).await);
     assert!(introspect(b.url.clone(), handle.clone()).await);
     // Revoked at A's admin listener (these tokens belong to no authenticating client).

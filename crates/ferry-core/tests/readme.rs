@@ -34,6 +34,7 @@ const FERRY_KEYS: &[&str] = &[
     "audit",
     "listen",
     "data_dir",
+    "revocation",
 ];
 
 fn blocks() -> Vec<&'static str> {

@@ -86,6 +86,13 @@ impl Keks {
 
     /// Encrypts `plaintext` with the first KEK.
     pub fn seal(&self, plaintext: &[u8]) -> Result<String, KeyError> {
+        self.seal_bound(plaintext, b"")
+    }
+
+    /// Encrypts `plaintext` with the first KEK, binding `context` (authenticated, not
+    /// stored): the blob opens only with the same context, so it cannot be moved to
+    /// another record or another purpose. An empty context is [`Keks::seal`].
+    pub fn seal_bound(&self, plaintext: &[u8], context: &[u8]) -> Result<String, KeyError> {
         let kek = self
             .0
             .first()
@@ -96,7 +103,7 @@ impl Keks {
         kek.key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(kek.id),
+                Aad::from([&kek.id[..], context].concat()),
                 &mut buf,
             )
             .map_err(|_| KeyError::Store("encryption failed".into()))?;
@@ -115,6 +122,11 @@ impl Keks {
 
     /// Decrypts a blob with the KEK that sealed it. `kid` names the key in errors.
     pub fn open(&self, blob: &str, kid: &str) -> Result<Vec<u8>, KeyError> {
+        self.open_bound(blob, b"", kid)
+    }
+
+    /// Decrypts a blob sealed by [`Keks::seal_bound`] with the same `context`.
+    pub fn open_bound(&self, blob: &str, context: &[u8], kid: &str) -> Result<Vec<u8>, KeyError> {
         let wrong = || KeyError::WrongKek(kid.to_owned());
         let parts: Vec<&str> = blob
             .strip_prefix("v1.")
@@ -142,7 +154,7 @@ impl Keks {
             .key
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
-                Aad::from(kek.id),
+                Aad::from([&kek.id[..], context].concat()),
                 &mut buf,
             )
             .map_err(|_| wrong())?;
@@ -177,5 +189,18 @@ mod tests {
         t.push(if blob.ends_with('A') { 'B' } else { 'A' });
         assert!(old.open(&t, "k").is_err());
         assert!(Kek::parse("too-short").is_err());
+    }
+
+    #[test]
+    fn a_bound_blob_opens_only_with_its_context() {
+        let keks = Keks::new(vec![Kek::parse(&Kek::generate_text().unwrap()).unwrap()]);
+        let blob = keks.seal_bound(b"jwt", b"handle:a").unwrap();
+        assert_eq!(keks.open_bound(&blob, b"handle:a", "h").unwrap(), b"jwt");
+        // Twins: another record's context, or none, does not open it.
+        assert!(keks.open_bound(&blob, b"handle:b", "h").is_err());
+        assert!(keks.open(&blob, "h").is_err());
+        // An unbound blob still opens as before.
+        let plain = keks.seal(b"k").unwrap();
+        assert_eq!(keks.open_bound(&plain, b"", "k").unwrap(), b"k");
     }
 }

@@ -289,6 +289,21 @@ pub fn read_secret(s: &SecretSource) -> Result<Option<String>, String> {
     }
 }
 
+/// The key-encryption keys configured and set (an unset environment variable is
+/// skipped), in order: the first seals. They seal private signing keys and the JWTs
+/// behind reference handles.
+pub fn read_keks(s: &Signing) -> Result<Vec<Kek>, String> {
+    let mut keks = Vec::new();
+    for (i, src) in s.key_encryption_keys.iter().enumerate() {
+        if let Some(text) = read_secret(src)? {
+            keks.push(
+                Kek::parse(&text).map_err(|e| format!("signing.key_encryption_keys[{i}]: {e}"))?,
+            );
+        }
+    }
+    Ok(keks)
+}
+
 /// The ring timing of a configuration.
 pub fn ring_policy(config: &Config) -> RingPolicy {
     let s: &Signing = &config.signing;
@@ -326,15 +341,7 @@ pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
             )
         }
         None => {
-            let mut keks = Vec::new();
-            for (i, src) in s.key_encryption_keys.iter().enumerate() {
-                if let Some(text) = read_secret(src)? {
-                    keks.push(
-                        Kek::parse(&text)
-                            .map_err(|e| format!("signing.key_encryption_keys[{i}]: {e}"))?,
-                    );
-                }
-            }
+            let keks = read_keks(s)?;
             if keks.is_empty() && !s.insecure_plaintext_keys {
                 return Err(format!(
                     "no key-encryption key: set {} (create one with `ferry keys new-kek`), configure \

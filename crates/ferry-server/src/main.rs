@@ -264,6 +264,16 @@ async fn serve(
     if let Some(e) = state.revocations.broken() {
         anyhow::bail!("revocation state: {e}");
     }
+    // Never serve from an empty copy: a revoked token would be active again.
+    state
+        .revocations
+        .start(state.clock.now())
+        .await
+        .map_err(|e| anyhow::anyhow!("revocation store: {e}"))?;
+    for w in ferry_server::revocation::startup_warnings(&state.loaded().config, &state.revocations)
+    {
+        tracing::warn!("{w}");
+    }
     ferry_server::tasks::spawn_background(&state, Some(source));
 
     if let Some(socket) = admin_socket {

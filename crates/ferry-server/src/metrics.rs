@@ -246,6 +246,17 @@ impl Metrics {
         );
         let _ = writeln!(
             tail,
+            "# HELP ferry_revocation_store_up Whether the last call reached the revocation store.\n# TYPE ferry_revocation_store_up gauge\nferry_revocation_store_up {}",
+            u8::from(state.revocations.store_up())
+        );
+        if let Some(age) = state.revocations.sync_age() {
+            let _ = writeln!(
+                tail,
+                "# HELP ferry_revocation_sync_age_seconds Age of the in-memory revocation copy reads are served from.\n# TYPE ferry_revocation_sync_age_seconds gauge\n# UNIT ferry_revocation_sync_age_seconds seconds\nferry_revocation_sync_age_seconds {age:.3}"
+            );
+        }
+        let _ = writeln!(
+            tail,
             "# HELP ferry_config_reloads Configuration reloads by result.\n# TYPE ferry_config_reloads counter\nferry_config_reloads_total{{result=\"ok\"}} {}\nferry_config_reloads_total{{result=\"error\"}} {}",
             reloads.ok.load(Ordering::Relaxed),
             reloads.failed.load(Ordering::Relaxed)

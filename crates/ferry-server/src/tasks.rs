@@ -1,6 +1,7 @@
-//! Background work: the key-ring poll, warming remote key caches, reloading JWKS files
-//! when they change, reloading the configuration on SIGHUP or when its file changes,
-//! probing the data directory for writes, and logging the counts of repeated warnings.
+//! Background work: the key-ring poll, the revocation copy's sync, warming remote key
+//! caches, reloading JWKS files when they change, reloading the configuration on SIGHUP
+//! or when its file changes, probing the data directory for writes, and logging the
+//! counts of repeated warnings.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,6 +134,9 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
                  restart; nothing of this file was applied"
                 .to_owned());
         }
+        if config.revocation != current.config.revocation {
+            tracing::warn!("revocation settings changed: they take effect at the next restart");
+        }
         if config.signing != current.config.signing {
             tracing::warn!("signing settings changed: they take effect at the next restart");
         }
@@ -199,6 +203,18 @@ pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
                     }
                     Err(e) => tracing::error!(error = %e, "key ring task failed"),
                 }
+            }
+        });
+    }
+    // The revocation copy: synced from its store, expired entries dropped.
+    {
+        let (revocations, clock) = (state.revocations.clone(), state.clock.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(revocations.poll_interval());
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                revocations.poll(clock.now()).await;
             }
         });
     }

@@ -5,6 +5,7 @@
 
 mod audience;
 mod clients;
+mod durations;
 mod errors;
 mod github;
 mod ops;
@@ -12,6 +13,7 @@ mod origin;
 mod provider;
 mod raw;
 mod redis;
+mod revocation;
 mod signing;
 mod tenant;
 mod typing;
@@ -19,11 +21,11 @@ mod typing;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::duration::parse_secs;
 use crate::expr::{Cel, Expr};
 use crate::mapping::Mapping;
 use crate::mint::Lifetimes;
 use crate::policy::Policy;
+use durations::{duration, opt_duration};
 use raw::RawConfig;
 
 pub use clients::{Client, ClientAuth, ServiceAccount};
@@ -33,6 +35,7 @@ pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
 pub use origin::origin_of;
 use origin::{is_loopback_http, origin_of_display};
 pub use redis::RedisReplay;
+pub use revocation::{DEFAULT_REVOCATION_POLL_MS, DEFAULT_REVOCATION_TIMEOUT_MS, RevocationStore};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
 pub use tenant::TenantClaim;
 
@@ -214,6 +217,8 @@ pub struct Config {
     pub max_replay_entries: usize,
     /// A shared replay cache (Redis) for several replicas; `None` keeps it in process.
     pub replay_redis: Option<RedisReplay>,
+    /// Where revoked tokens, rules and reference handles are kept.
+    pub revocation: RevocationStore,
     /// DPoP at `/token`.
     pub dpop: Dpop,
     /// Things that load but deserve a second look (`ferry check` prints them).
@@ -233,30 +238,6 @@ fn valid_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-fn duration(errs: &mut ConfigErrors, path: &str, value: Option<&String>, default: u64) -> u64 {
-    match value {
-        None => default,
-        Some(v) => parse_secs(v).unwrap_or_else(|e| {
-            errs.push(path, e);
-            default
-        }),
-    }
-}
-
-fn opt_duration(errs: &mut ConfigErrors, path: &str, value: Option<&String>) -> Option<u64> {
-    value.and_then(|v| match parse_secs(v) {
-        Ok(s) if s > 0 => Some(s),
-        Ok(_) => {
-            errs.push(path, "must be greater than zero");
-            None
-        }
-        Err(e) => {
-            errs.push(path, e);
-            None
-        }
-    })
 }
 
 fn compile(
@@ -462,6 +443,12 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         base,
         lifetimes.max_ttl,
     );
+    let revocation = revocation::revocation(
+        &mut errs,
+        raw.revocation.as_ref(),
+        signing.postgres.as_ref(),
+        base,
+    );
 
     if !errs.0.is_empty() {
         return Err(errs);
@@ -486,6 +473,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         clients,
         max_replay_entries,
         replay_redis,
+        revocation,
         dpop,
         warnings,
     })

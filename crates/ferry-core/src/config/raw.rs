@@ -36,6 +36,7 @@ pub struct RawConfig {
     pub clients: Vec<RawClient>,
     pub max_replay_entries: Option<usize>,
     pub replay: Option<RawReplay>,
+    pub revocation: Option<RawRevocation>,
     #[serde(default)]
     pub dpop: RawDpop,
 }
@@ -46,6 +47,12 @@ pub struct RawReplay {
     pub redis: Option<String>,
     pub fail_open: Option<bool>,
     pub timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRevocation {
+    pub postgres: Option<RawPostgres>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -65,7 +65,7 @@ pub struct Signing {
 /// The environment variable read for the key-encryption key by default.
 pub const DEFAULT_KEK_ENV: &str = "FERRY_KEK";
 
-fn source(
+pub(super) fn source(
     errs: &mut ConfigErrors,
     path: &str,
     s: &RawSecretSource,
@@ -199,7 +199,12 @@ pub(super) fn signing(
 }
 
 /// `250ms`, or any duration `parse_secs` reads, in milliseconds.
-fn millis(errs: &mut ConfigErrors, path: &str, value: Option<&String>, default: u64) -> u64 {
+pub(super) fn millis(
+    errs: &mut ConfigErrors,
+    path: &str,
+    value: Option<&String>,
+    default: u64,
+) -> u64 {
     match value {
         None => default,
         Some(v) => match v.trim().strip_suffix("ms") {

@@ -3,6 +3,7 @@
 //! both perform a transition: the loser sees the new version and plans again.
 
 mod local;
+pub mod pg;
 mod pg_tls;
 mod postgres;
 
@@ -12,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::signer::KeyError;
 
 pub use local::LocalStore;
-pub use postgres::{MIGRATIONS, Migration, PgStore, SCHEMA_VERSION};
+pub use pg::Migration;
+pub use postgres::{MIGRATIONS, PgStore, SCHEMA_VERSION};
 
 /// How a private key is held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -24,27 +24,13 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::pg_tls::MakeRustls;
+use super::pg::{self, MakeRustls, Migration, Schema, pg_error};
 
 use super::{KeyStore, StoredKey, StoredRing};
 use crate::signer::KeyError;
 
 /// The schema version this binary writes and reads.
 pub const SCHEMA_VERSION: i32 = 3;
-
-/// A migration: its version, the oldest schema version a binary must know to use the
-/// database once it is applied, what it does, and its SQL.
-#[derive(Debug)]
-pub struct Migration {
-    /// The schema version it produces.
-    pub version: i32,
-    /// `min_reader` once applied.
-    pub min_reader: i32,
-    /// For the table and the logs.
-    pub description: &'static str,
-    /// The statements.
-    pub sql: &'static str,
-}
 
 /// Every migration, in order.
 pub const MIGRATIONS: &[Migration] = &[
@@ -84,9 +70,16 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
-/// Serialises migrations between replicas starting together (any constant will do; this
-/// one is "ferry-ks" in ASCII).
-const MIGRATION_LOCK: i64 = 0x6665_7272_792d_6b73;
+/// The key store's schema: its migrations, recorded in `ferry_schema_migrations` and
+/// serialised between replicas starting together by an advisory lock ("ferry-ks" in
+/// ASCII).
+const SCHEMA: Schema = Schema {
+    name: "key store",
+    table: "ferry_schema_migrations",
+    lock: 0x6665_7272_792d_6b73,
+    version: SCHEMA_VERSION,
+    migrations: MIGRATIONS,
+};
 
 type Job = Box<dyn FnOnce(&mut Conn) + Send>;
 
@@ -149,28 +142,6 @@ impl Conn {
     }
 }
 
-fn pg_error(e: &tokio_postgres::Error) -> KeyError {
-    // The Display of a database error carries the server's message only; the
-    // connection string (and its password) never appears in it.
-    match e.as_db_error() {
-        Some(db) => KeyError::Store(format!(
-            "PostgreSQL: {}: {}",
-            db.code().code(),
-            db.message()
-        )),
-        None => {
-            // The cause (a refused certificate, a refused connection) is in the chain.
-            let mut text = format!("PostgreSQL: {e}");
-            let mut cause = std::error::Error::source(e);
-            while let Some(c) = cause {
-                text.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            KeyError::Store(text)
-        }
-    }
-}
-
 /// A ring in PostgreSQL.
 pub struct PgStore {
     jobs: mpsc::Sender<Job>,
@@ -186,38 +157,13 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-/// `host:port/dbname` of a connection string, for messages: never the password.
-fn describe(config: &tokio_postgres::Config) -> String {
-    use tokio_postgres::config::Host;
-    let host = match config.get_hosts().first() {
-        Some(Host::Tcp(h)) => h.clone(),
-        #[cfg(unix)]
-        Some(Host::Unix(p)) => p.display().to_string(),
-        None => "localhost".into(),
-    };
-    let port = config.get_ports().first().copied().unwrap_or(5432);
-    let db = config
-        .get_dbname()
-        .or(config.get_user())
-        .unwrap_or("postgres");
-    format!("{host}:{port}/{db}")
-}
-
 impl PgStore {
     /// Connects to `url` (a `postgres://` URL or a libpq key=value string), brings the
     /// schema up to date (or refuses a schema this binary cannot read) and returns the
     /// store. `timeout` bounds every call, connecting included. TLS (per `sslmode`)
     /// verifies the server against `ca_file`, else the system's roots.
     pub fn open(url: &str, timeout: Duration, ca_file: Option<&Path>) -> Result<Self, KeyError> {
-        let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
-            // The parser's message may quote the string, password included.
-            KeyError::Store("the PostgreSQL connection string is not valid".into())
-        })?;
-        config.connect_timeout(timeout);
-        if config.get_application_name().is_none() {
-            config.application_name("ferry");
-        }
-        let target = describe(&config);
+        let (config, target) = pg::config(url, timeout)?;
         let tls = MakeRustls::new(ca_file)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -272,69 +218,8 @@ impl PgStore {
     }
 
     fn migrate(&self) -> Result<(), KeyError> {
-        let outcome = self.call(|c| {
-            c.run(async |client| {
-                let tx = client.transaction().await?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-                    .await?;
-                tx.batch_execute(
-                    "CREATE TABLE IF NOT EXISTS ferry_schema_migrations (
-                         version integer PRIMARY KEY,
-                         min_reader integer NOT NULL,
-                         description text NOT NULL,
-                         applied_at timestamptz NOT NULL DEFAULT now()
-                     )",
-                )
-                .await?;
-                let row = tx
-                    .query_opt(
-                        "SELECT version, min_reader FROM ferry_schema_migrations
-                         ORDER BY version DESC LIMIT 1",
-                        &[],
-                    )
-                    .await?;
-                let (current, min_reader) = row
-                    .map(|r| (r.get::<_, i32>(0), r.get::<_, i32>(1)))
-                    .unwrap_or((0, 0));
-                if current > SCHEMA_VERSION {
-                    tx.rollback().await?;
-                    return Ok(Err((current, min_reader)));
-                }
-                let mut applied = Vec::new();
-                for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-                    tx.batch_execute(m.sql).await?;
-                    tx.execute(
-                        "INSERT INTO ferry_schema_migrations (version, min_reader, description)
-                         VALUES ($1, $2, $3)",
-                        &[&m.version, &m.min_reader, &m.description],
-                    )
-                    .await?;
-                    applied.push(m.version);
-                }
-                tx.commit().await?;
-                Ok(Ok(applied))
-            })
-        })?;
-        match outcome {
-            Ok(applied) => {
-                for v in applied {
-                    tracing::info!(version = v, "key store: schema migration applied");
-                }
-                Ok(())
-            }
-            Err((current, min_reader)) if min_reader <= SCHEMA_VERSION => {
-                tracing::warn!(
-                    schema = current,
-                    known = SCHEMA_VERSION,
-                    "key store: the database schema is newer than this binary but still readable by it (an upgrade is under way)"
-                );
-                Ok(())
-            }
-            Err((current, min_reader)) => Err(KeyError::Store(format!(
-                "the key store's schema is version {current}, which only Ferry releases knowing schema {min_reader} or later can use; \
-                 this binary knows schema {SCHEMA_VERSION}: upgrade Ferry before pointing it at this database"
-            ))),
-        }
+        let outcome = self.call(|c| c.run(async |client| pg::migrate(client, &SCHEMA).await))?;
+        pg::report(&SCHEMA, outcome)
     }
 
     /// The write history, oldest first: `(version, written_by, lifecycle records)`.

@@ -29,6 +29,12 @@ pub fn check(path: &Path) -> ExitCode {
         eprintln!("{} problem(s) found", errs.0.len());
         return ExitCode::FAILURE;
     }
+    // Replicas sharing replay state must share revocations too.
+    if let Some(problem) = crate::revocation::per_node_revocations(&config) {
+        eprintln!("revocation: {problem}");
+        eprintln!("1 problem(s) found");
+        return ExitCode::FAILURE;
+    }
     match load_providers(&config, Arc::new(SystemMono::default())) {
         Ok((providers, warnings)) => {
             for w in &warnings {
@@ -81,6 +87,7 @@ pub fn check(path: &Path) -> ExitCode {
                     ),
                 }
             );
+            println!("  revocations: {}", describe_revocations(&config));
             ExitCode::SUCCESS
         }
         Err(errs) => {
@@ -88,6 +95,25 @@ pub fn check(path: &Path) -> ExitCode {
             eprintln!("{} problem(s) found", errs.0.len());
             ExitCode::FAILURE
         }
+    }
+}
+
+fn describe_revocations(config: &ferry_core::config::Config) -> String {
+    use ferry_core::config::{RevocationStore, SecretSource};
+    match &config.revocation {
+        RevocationStore::DataDir => format!("data directory {}", config.data_dir.display()),
+        RevocationStore::Postgres {
+            store,
+            from_signing,
+        } => format!(
+            "PostgreSQL ({}, copy synced every {} ms)",
+            match (&store.url, from_signing) {
+                (_, true) => "the signing store's database".to_owned(),
+                (SecretSource::Env(v), false) => format!("connection string from ${v}"),
+                (SecretSource::File(f), false) => format!("connection string from {}", f.display()),
+            },
+            store.poll_interval_ms
+        ),
     }
 }
 

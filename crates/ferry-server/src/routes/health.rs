@@ -70,6 +70,8 @@ pub async fn readyz_details(State(state): State<AppState>) -> Response {
             None => "ok".to_owned(),
             Some(e) => format!("unavailable: {e}"),
         },
+        "revocation_store": if state.revocations.store_up() { "ok" } else { "unavailable" },
+        "revocation_sync_age_seconds": state.revocations.sync_age(),
     }));
     match not_ready {
         None => body.into_response(),
