@@ -19,8 +19,35 @@ const DEPLOY: &str = "https://deploy.example.com";
 
 static JTI: AtomicU64 = AtomicU64::new(0);
 
-/// `redis-server` on loopback, no persistence; installed by scripts/install-test-deps.sh.
+/// `redis-server` on loopback holding the epoch marker of a deployment that has used it
+/// for long (a marker from 1970): Ferry joins its epoch and counts no loss. Used by the
+/// tests that are not about losses.
 pub(crate) fn redis(port: u16) -> Proc {
+    let p = redis_empty(port);
+    assert_eq!(
+        redis_cmd(port, &["SET", "ferry:replay:epoch", "seed:0"]),
+        "+OK"
+    );
+    p
+}
+
+/// One Redis command over a fresh connection; the first line of the reply.
+pub(crate) fn redis_cmd(port: u16, args: &[&str]) -> String {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+/// `redis-server` on loopback, empty, no persistence (a restart loses everything);
+/// installed by scripts/install-test-deps.sh.
+pub(crate) fn redis_empty(port: u16) -> Proc {
     let mut p = Proc::spawn(Command::new("redis-server").args([
         "--port",
         &port.to_string(),
@@ -148,7 +175,8 @@ async fn replicas_share_replay_state_through_redis_and_fail_closed_without_it() 
             .contains("replay cache (Redis) unreachable: refusing the assertion")
     );
 
-    // Redis back (empty): the replicas reconnect and share state again.
+    // Redis back (with the deployment's state): the replicas reconnect and share state
+    // again. (Redis back empty: tests/blackbox/replay_loss.rs.)
     let _server = redis(port);
     let y = assertion(&builder);
     assert_eq!(grant(&b, &y).await.0, 200);
