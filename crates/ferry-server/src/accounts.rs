@@ -286,3 +286,27 @@ pub async fn verify_assertion(
         Err(ReplayError::Unavailable) => Err(AssertionError::Unavailable),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::error::{ErrorCode, OAuthError, Step, desc};
+
+    /// An assertion issued before a loss keeps the error code of its role (a grant's
+    /// `invalid_grant`, a client assertion's `invalid_client`) with a fixed description;
+    /// a plain replay keeps the role's own description (twin).
+    #[test]
+    fn an_assertion_issued_before_a_loss_says_so_in_its_roles_error() {
+        for code in [ErrorCode::InvalidGrant, ErrorCode::InvalidClient] {
+            let role = |detail: String| {
+                OAuthError::new(code, Step::Verify, desc::INVALID_ASSERTION).detail(detail)
+            };
+            let lost = AssertionError::BeforeLoss.to_oauth(role);
+            assert_eq!(lost.code, code);
+            assert_eq!(lost.description, desc::ASSERTION_BEFORE_REPLAY_LOSS);
+            let replayed = AssertionError::Replayed.to_oauth(role);
+            assert_eq!(replayed.code, code);
+            assert_eq!(replayed.description, desc::INVALID_ASSERTION);
+        }
+    }
+}

@@ -254,7 +254,6 @@ async fn serve(
         .map_err(|e| anyhow::anyhow!(e))?;
     let accounts = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    let data_dir = config.data_dir.clone();
     let state = build_state(
         config,
         providers,
@@ -266,13 +265,12 @@ async fn serve(
     if let Some(e) = state.revocations.broken() {
         anyhow::bail!("revocation state: {e}");
     }
-    // The single node's replay state: what the previous process saved, or a loss.
-    if let Some(local) = &state.replay_local {
-        local
-            .open(&data_dir, SystemClock.now())
-            .map_err(|e| anyhow::anyhow!("replay state: {e}"))?;
-    }
-    let saving = state.replay_local.clone();
+    let replay_saver = ferry_server::replay::persist::start(
+        state.replay_local.clone(),
+        &state.loaded().config.data_dir,
+        SystemClock.now(),
+    )
+    .map_err(|e| anyhow::anyhow!("replay state: {e}"))?;
     ferry_server::tasks::spawn_background(&state, Some(source));
 
     if let Some(socket) = admin_socket {
@@ -298,31 +296,19 @@ async fn serve(
     }));
     shutdown_signal().await;
     let _ = stop.send(true);
-    let drained = match tokio::time::timeout(
+    match tokio::time::timeout(
         std::time::Duration::from_secs(limits.shutdown_timeout),
         server,
     )
     .await
     {
-        Ok(_) => {
-            tracing::info!("stopped");
-            true
-        }
-        Err(_) => {
-            tracing::warn!(
-                "in-flight requests did not finish within the shutdown deadline; exiting"
-            );
-            false
-        }
-    };
-    // After the last request, so nothing spent later is missing from the file; not
-    // saved when requests were cut off (the next start then counts a loss).
-    if let Some(local) = saving.filter(|_| drained) {
-        match local.save(&data_dir, SystemClock.now()) {
-            Ok(n) => tracing::info!(entries = n, "replay state saved"),
-            Err(e) => tracing::error!(error = %e,
-                "replay state not saved: the next start counts it as lost"),
-        }
+        Ok(_) => tracing::info!("stopped"),
+        Err(_) => tracing::warn!(
+            "in-flight requests did not finish within the shutdown deadline; exiting"
+        ),
+    }
+    if let Some(saver) = replay_saver {
+        saver.save(SystemClock.now());
     }
     Ok(())
 }

@@ -30,6 +30,8 @@ pub struct InProcessReplay {
 
 #[derive(Debug, Default)]
 struct Entries {
+    /// Saved for a stop: nothing more is recorded.
+    sealed: bool,
     map: HashMap<(String, String), i64>,
     /// Live entries per principal (only principals holding some).
     per: HashMap<String, usize>,
@@ -82,10 +84,12 @@ impl InProcessReplay {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The entries still live at `now`, to save.
-    pub fn snapshot(&self, now: i64) -> Vec<Entry> {
-        self.entries()
-            .map
+    /// The entries still live at `now`, to save; from then on every id is refused as
+    /// `Unavailable`, so none is spent that the saved copy would miss.
+    pub fn seal(&self, now: i64) -> Vec<Entry> {
+        let mut e = self.entries();
+        e.sealed = true;
+        e.map
             .iter()
             .filter(|(_, until)| **until >= now)
             .map(|((principal, jti), until)| Entry {
@@ -138,6 +142,9 @@ impl InProcessReplay {
 
     fn record(&self, principal: &str, jti: &str, until: i64, now: i64) -> Result<(), ReplayError> {
         let mut e = self.entries();
+        if e.sealed {
+            return Err(ReplayError::Unavailable);
+        }
         let key = (principal.to_owned(), jti.to_owned());
         if e.map.get(&key).is_some_and(|u| *u >= now) {
             return Err(ReplayError::Replayed);
@@ -266,8 +273,13 @@ mod tests {
         let c = cache(10, 10);
         assert_eq!(c.consume_now("sa", "live", 100, 0), Ok(()));
         assert_eq!(c.consume_now("sa", "old", 10, 0), Ok(()));
-        let saved = c.snapshot(20);
+        let saved = c.seal(20);
         assert_eq!(saved.len(), 1, "only live entries are saved");
+        assert_eq!(
+            c.consume_now("sa", "after", 100, 21),
+            Err(ReplayError::Unavailable),
+            "a sealed cache spends nothing more"
+        );
         let again = cache(10, 10);
         again.restore(saved, 30);
         assert_eq!(

@@ -95,13 +95,15 @@ impl Local {
         Ok(previous)
     }
 
-    /// Saves the live entries and the latest loss, then removes the running mark.
+    /// Saves the live entries and the latest loss, then removes the running mark. The
+    /// caches are sealed first: a request still in flight can spend no id that the
+    /// file would miss (it gets `503`).
     pub fn save(&self, dir: &Path, now: i64) -> Result<usize, String> {
         let saved = Saved {
             saved_at: now,
             lost_at: self.losses.at(),
-            assertions: self.assertions.snapshot(now),
-            proofs: self.proofs.snapshot(now),
+            assertions: self.assertions.seal(now),
+            proofs: self.proofs.seal(now),
         };
         let n = saved.assertions.len() + saved.proofs.len();
         let body = serde_json::to_vec(&saved).map_err(|e| e.to_string())?;
@@ -112,6 +114,38 @@ impl Local {
         }
         sync_dir(dir);
         Ok(n)
+    }
+}
+
+/// Saves a single node's replay state at a graceful stop.
+#[derive(Debug)]
+pub struct Saver {
+    local: Arc<Local>,
+    dir: PathBuf,
+}
+
+/// At start: loads the single node's saved replay state from `dir` and marks it
+/// running (nothing to do with Redis: `local` is `None`); the saver to call at a
+/// graceful stop, after the last request.
+pub fn start(local: Option<Arc<Local>>, dir: &Path, now: i64) -> Result<Option<Saver>, String> {
+    let Some(local) = local else {
+        return Ok(None);
+    };
+    local.open(dir, now)?;
+    Ok(Some(Saver {
+        local,
+        dir: dir.to_owned(),
+    }))
+}
+
+impl Saver {
+    /// Saves, logging the outcome: a state not saved is counted as lost at next start.
+    pub fn save(self, now: i64) {
+        match self.local.save(&self.dir, now) {
+            Ok(n) => tracing::info!(target: "ferry", entries = n, "replay state saved"),
+            Err(e) => tracing::error!(target: "ferry", error = %e,
+                "replay state not saved: the next start counts it as lost"),
+        }
     }
 }
 
