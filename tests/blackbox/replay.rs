@@ -48,16 +48,16 @@ pub(crate) fn redis_cmd(port: u16, args: &[&str]) -> String {
 /// `redis-server` on loopback, empty, no persistence (a restart loses everything);
 /// installed by scripts/install-test-deps.sh.
 pub(crate) fn redis_empty(port: u16) -> Proc {
-    let mut p = Proc::spawn(Command::new("redis-server").args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]))
+    redis_with(port, &["--save", "", "--appendonly", "no"])
+}
+
+/// `redis-server` on loopback with these extra arguments.
+pub(crate) fn redis_with(port: u16, extra: &[&str]) -> Proc {
+    let mut p = Proc::spawn(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(extra),
+    )
     .expect("redis-server (scripts/install-test-deps.sh installs it)");
     p.wait_for("Ready to accept connections").unwrap();
     p
@@ -191,7 +191,24 @@ async fn replicas_keep_each_accounts_share_through_redis() {
     let builder = Issuer::new("builder", TestKey::ec("b1"));
     let other = Issuer::new("other", TestKey::ec("o1"));
     let port = free_port();
-    let _server = redis(port);
+    // A Redis that persists, as production's must (the other tests' do not).
+    let aof = tmp.path().join("redis");
+    std::fs::create_dir_all(&aof).unwrap();
+    let _server = redis_with(
+        port,
+        &[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--dir",
+            aof.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        redis_cmd(port, &["SET", "ferry:replay:epoch", "seed:0"]),
+        "+OK"
+    );
     let start = |name: &str| {
         let d = tmp.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
@@ -240,4 +257,8 @@ audiences:
     assert_eq!(grant(&a, &y).await.0, 200);
     assert_eq!(grant(&b, &assertion(&other)).await.0, 200);
     assert_eq!(grant(&b, &y).await.0, 400);
+    // Persisting, it draws no warning (twin of replay_loss' Redis without persistence).
+    for r in [&a, &b] {
+        assert!(!r.proc().output().contains("Redis does not persist"));
+    }
 }

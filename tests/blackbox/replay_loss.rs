@@ -204,6 +204,9 @@ async fn replicas_refuse_what_was_issued_before_redis_lost_its_state() {
     assert_eq!(got.1["error"], "invalid_dpop_proof", "{got:?}");
     assert!(losses(&a).await >= 1 && losses(&b).await >= 1);
     assert!(a.proc().output().contains("replay state (Redis) was lost"));
+    // This Redis does not persist: each replica said so once.
+    let warned = a.proc().output().matches("Redis does not persist").count();
+    assert_eq!(warned, 1, "{}", a.proc().output());
 
     // FLUSHALL: the same.
     assert_eq!(redis_cmd(port, &["FLUSHALL"]), "+OK");

@@ -100,11 +100,18 @@ impl InProcessReplay {
             .collect()
     }
 
-    /// Puts saved entries back (those still live at `now`, within the capacity and each
-    /// principal's share: what did not fit could not have been recorded either).
+    /// Puts saved entries back (those still live at `now`), all of them even beyond a
+    /// capacity lowered since: dropping one would let it be replayed, while a cache
+    /// over its capacity only refuses new ids until enough expire.
     pub fn restore(&self, entries: Vec<Entry>, now: i64) {
-        for e in entries.into_iter().filter(|e| e.until >= now) {
-            let _ = self.record(&e.principal, &e.jti, e.until, now);
+        let mut e = self.entries();
+        for saved in entries.into_iter().filter(|s| s.until >= now) {
+            let until = saved.until;
+            let principal = saved.principal.clone();
+            if e.map.insert((saved.principal, saved.jti), until).is_none() {
+                *e.per.entry(principal).or_insert(0) += 1;
+            }
+            e.next_expiry = e.next_expiry.min(until);
         }
     }
 }
@@ -288,6 +295,27 @@ mod tests {
         );
         // Twin: an id that was not saved is new.
         assert_eq!(again.consume_now("sa", "old", 100, 40), Ok(()));
+        // Restored into a smaller cache, every live id is kept: new ones wait.
+        let small = cache(1, 1);
+        small.restore(
+            (0..3)
+                .map(|i| Entry {
+                    principal: "sa".into(),
+                    jti: format!("j{i}"),
+                    until: 100,
+                })
+                .collect(),
+            0,
+        );
+        assert_eq!(
+            small.consume_now("sa", "j2", 100, 1),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(
+            small.consume_now("sa", "new", 100, 1),
+            Err(ReplayError::ShareFull)
+        );
+        assert_eq!(small.consume_now("sa", "new", 200, 101), Ok(()));
     }
 
     #[test]

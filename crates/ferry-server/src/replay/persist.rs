@@ -55,7 +55,13 @@ impl Local {
     /// Loads what the previous process saved and marks this one running; after an
     /// unclean stop, records the loss at `now`.
     pub fn open(&self, dir: &Path, now: i64) -> Result<Previous, String> {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         let running = dir.join(RUNNING_FILE);
         let state = dir.join(STATE_FILE);
         let was_running = running.exists();

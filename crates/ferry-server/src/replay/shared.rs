@@ -30,7 +30,7 @@
 //! configuration says `fail_open`, and either way the failure is counted
 //! (`ferry_replay_backend_errors_total`) and logged.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::{Consume, Losses, ReplayCache, ReplayError, Spend};
@@ -83,6 +83,8 @@ return {1}
 pub struct Epoch {
     known: Mutex<Option<String>>,
     losses: Arc<Losses>,
+    /// Whether Redis' persistence was looked at (once, after the first write).
+    persistence_checked: AtomicBool,
 }
 
 impl Epoch {
@@ -91,6 +93,7 @@ impl Epoch {
         Self {
             known: Mutex::new(None),
             losses,
+            persistence_checked: AtomicBool::new(false),
         }
     }
 
@@ -199,6 +202,25 @@ impl RedisReplay {
         }))
     }
 
+    /// Warns once when Redis keeps its data only in memory (`appendonly no`): a restart
+    /// then loses the replay state, which Ferry detects but pays for in refusals. A
+    /// Redis that does not answer `INFO` (some managed ones) is not judged.
+    async fn check_persistence(&self) {
+        if self.epoch.persistence_checked.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let Ok(info) = self.redis.call(&[b"INFO", b"persistence"]).await else {
+            return;
+        };
+        if info
+            .text()
+            .is_some_and(|t| t.lines().any(|l| l.trim() == "aof_enabled:0"))
+        {
+            tracing::warn!(target: "ferry", addr = %self.redis.config().addr,
+                "Redis does not persist its replay state (appendonly no): a restart empties it, and Ferry then refuses every assertion and DPoP proof issued before until they expire; run production Redis with appendonly yes");
+        }
+    }
+
     fn unreachable(&self, why: &str) -> Result<(), ReplayError> {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let addr = &self.redis.config().addr;
@@ -238,7 +260,10 @@ impl ReplayCache for RedisReplay {
                         self.refused.fetch_add(1, Ordering::Relaxed);
                         return Err(ReplayError::ShareFull);
                     }
-                    Ok(Ok(r)) => return r,
+                    Ok(Ok(r)) => {
+                        self.check_persistence().await;
+                        return r;
+                    }
                     Ok(Err(())) => continue,
                     Err(e) => return self.unreachable(&e),
                 }
