@@ -215,8 +215,17 @@ mod tests {
     }
 
     fn spend(l: &Local, jti: &str, issued: i64, now: i64) -> Result<(), super::super::ReplayError> {
+        spend_in(&l.assertions, jti, issued, now)
+    }
+
+    fn spend_in(
+        cache: &InProcessReplay,
+        jti: &str,
+        issued: i64,
+        now: i64,
+    ) -> Result<(), super::super::ReplayError> {
         use super::super::{ReplayCache, Spend};
-        futures_util::FutureExt::now_or_never(l.assertions.consume(Spend {
+        futures_util::FutureExt::now_or_never(cache.consume(Spend {
             principal: "sa",
             jti,
             issued,
@@ -235,7 +244,8 @@ mod tests {
         let first = local();
         assert_eq!(first.open(dir.path(), 1_000).unwrap(), Previous::None);
         assert_eq!(spend(&first, "a", 1_000, 1_000), Ok(()));
-        assert_eq!(first.save(dir.path(), 1_010).unwrap(), 1);
+        assert_eq!(spend_in(&first.proofs, "p", 1_000, 1_000), Ok(()));
+        assert_eq!(first.save(dir.path(), 1_010).unwrap(), 2);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
@@ -251,6 +261,10 @@ mod tests {
         assert_eq!(second.open(dir.path(), 1_020).unwrap(), Previous::Graceful);
         assert_eq!(
             spend(&second, "a", 1_000, 1_020),
+            Err(ReplayError::Replayed)
+        );
+        assert_eq!(
+            spend_in(&second.proofs, "p", 1_000, 1_020),
             Err(ReplayError::Replayed)
         );
         assert_eq!(spend(&second, "b", 1_020, 1_020), Ok(()));
