@@ -216,6 +216,23 @@ async fn replicas_refuse_what_was_issued_before_redis_lost_its_state() {
     let z = assertion_at(&builder, now() + LEEWAY);
     assert_eq!(grant(&b, &z, None).await.0, 200);
     assert_eq!(grant(&a, &z, None).await.0, 400);
+
+    // A failover to a replica that holds an older epoch (and not the newest ids): the
+    // marker is there but older than the one the replicas know — a loss as well.
+    assert_eq!(redis_cmd(port, &["FLUSHALL"]), "+OK");
+    assert_eq!(
+        redis_cmd(port, &["SET", "ferry:replay:epoch", "older:1000"]),
+        "+OK"
+    );
+    let got = grant(&a, &z, None).await;
+    assert_eq!(refusal(&got), (400, "invalid_grant", LOST), "{got:?}");
+    next_second().await;
+    assert_eq!(
+        grant(&b, &assertion_at(&builder, now() + LEEWAY), None)
+            .await
+            .0,
+        200
+    );
 }
 
 fn kill(ferry: &Ferry, signal: &str) {
