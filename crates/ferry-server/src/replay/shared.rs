@@ -105,8 +105,9 @@ impl Epoch {
     }
 
     /// Takes `marker` (`id:ms`) as the epoch in force; `was` is what the script was
-    /// told, `made` whether it remade the marker.
-    fn adopt(&self, marker: &str, was: Option<&str>, made: bool) {
+    /// told, `made` whether it remade the marker, `now` this replica's time (the loss
+    /// time should the marker's not be readable).
+    fn adopt(&self, marker: &str, was: Option<&str>, made: bool, now: i64) {
         let mut known = self
             .known
             .lock()
@@ -115,15 +116,18 @@ impl Epoch {
             return; // another request adopted it meanwhile
         }
         let first = was.is_none() && known.is_none();
-        *known = Some(marker.to_owned());
-        drop(known);
         // Seconds, rounded up: an id issued within the loss' second may have been seen.
-        let ms = marker
+        let at = marker
             .rsplit_once(':')
             .and_then(|(_, ms)| ms.parse::<i64>().ok())
-            .unwrap_or(i64::MAX);
-        let at = ms.saturating_add(999).div_euclid(1000);
+            .map_or(now.saturating_add(1), |ms| {
+                ms.saturating_add(999).div_euclid(1000)
+            });
+        // The floor rises before the marker is published: a request that reads the new
+        // marker (and may then write in its epoch) also sees the new floor.
         self.losses.raise(at);
+        *known = Some(marker.to_owned());
+        drop(known);
         if first && !made {
             tracing::info!(target: "ferry", lost_at = at,
                 "replay state (Redis): joined the epoch in force");
@@ -164,11 +168,12 @@ impl RedisReplay {
     /// (adopted here; nothing written).
     async fn attempt(
         &self,
+        was: Option<String>,
         key: &str,
         index: &str,
         ttl_ms: u64,
+        now: i64,
     ) -> Result<Result<Result<(), ReplayError>, ()>, String> {
-        let was = self.epoch.known();
         let fresh = {
             let mut b = [0u8; 12];
             let _ = aws_lc_rs::rand::fill(&mut b);
@@ -195,7 +200,7 @@ impl RedisReplay {
             [Reply::Int(2)] => Err(ReplayError::ShareFull),
             [Reply::Int(3), marker, Reply::Int(made)] => {
                 let marker = marker.text().ok_or("unexpected epoch marker")?;
-                self.epoch.adopt(&marker, was.as_deref(), *made == 1);
+                self.epoch.adopt(&marker, was.as_deref(), *made == 1, now);
                 return Ok(Err(()));
             }
             _ => return Err("unexpected reply to the replay script".into()),
@@ -252,10 +257,13 @@ impl ReplayCache for RedisReplay {
             // The epoch changes at most once per call in practice; a marker flapping
             // faster than that is treated as an unreachable backend.
             for _ in 0..3 {
+                // The marker first, then the floor (see `Epoch::adopt`): the script
+                // writes only in the epoch whose floor was checked.
+                let was = self.epoch.known();
                 if self.epoch.losses.refuses(s.issued, margin) {
                     return Err(ReplayError::BeforeLoss);
                 }
-                match self.attempt(&key, &index, ttl_ms).await {
+                match self.attempt(was, &key, &index, ttl_ms, s.now).await {
                     Ok(Ok(Err(ReplayError::ShareFull))) => {
                         self.refused.fetch_add(1, Ordering::Relaxed);
                         return Err(ReplayError::ShareFull);
@@ -278,5 +286,42 @@ impl ReplayCache for RedisReplay {
 
     fn backend_errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joining_an_epoch_is_no_loss_and_a_changed_marker_is() {
+        let losses = Arc::new(Losses::default());
+        let e = Epoch::new(losses.clone());
+        // First contact with the deployment's marker: its time is the floor, no loss.
+        e.adopt("aa:1000000", None, false, 5_000);
+        assert_eq!((losses.at(), losses.count()), (Some(1_000), 0));
+        // The same marker again (another request adopted it): nothing.
+        e.adopt("aa:1000000", Some("aa:1000000"), false, 5_000);
+        assert_eq!(losses.count(), 0);
+        // Remade by another replica: a loss, at its time (ms rounded up).
+        e.adopt("bb:2000001", Some("aa:1000000"), false, 5_000);
+        assert_eq!((losses.at(), losses.count()), (Some(2_001), 1));
+        assert_eq!(e.known().as_deref(), Some("bb:2000001"));
+        // An unreadable time counts from this replica's clock, never from far ahead.
+        e.adopt(
+            "cc:99999999999999999999999",
+            Some("bb:2000001"),
+            true,
+            5_000,
+        );
+        assert_eq!((losses.at(), losses.count()), (Some(5_001), 2));
+    }
+
+    #[test]
+    fn no_marker_at_first_contact_is_a_loss() {
+        let losses = Arc::new(Losses::default());
+        let e = Epoch::new(losses.clone());
+        e.adopt("aa:3000000", None, true, 3_000);
+        assert_eq!((losses.at(), losses.count()), (Some(3_000), 1));
     }
 }
