@@ -86,6 +86,28 @@ for svc in services:
         assert shared and all("jwks" in v for v in shared), f"{svc} mounts {shared}"
 print("    the development issuer's key volume is mounted into no Ferry replica")
 PY
+# Redis persists the replay state: append-only on, its data directory on a volume.
+cat >"$work/redis_persists.py" <<'PY'
+import sys, yaml
+redis = yaml.safe_load(open(sys.argv[1]))["services"]["redis"]
+command = redis.get("command", [])
+command = command.split() if isinstance(command, str) else command
+def option(name):
+    return next((command[i + 1] for i, a in enumerate(command[:-1]) if a == name), None)
+assert option("--appendonly") == "yes", f"Redis runs without appendonly yes: {command}"
+data = option("--dir") or "/data"
+targets = [v.get("target") if isinstance(v, dict) else v.split(":")[1]
+           for v in redis.get("volumes", [])]
+assert data in targets, f"Redis' {data} is not on a volume"
+PY
+"$venv/bin/python" "$work/redis_persists.py" "$work/compose.yaml"
+# The check is not vacuous: Redis without persistence is refused.
+sed 's/- "yes"$/- "no"/; s/- yes$/- "no"/' "$work/compose.yaml" >"$work/compose-nopersist.yaml"
+if "$venv/bin/python" "$work/redis_persists.py" "$work/compose-nopersist.yaml" 2>/dev/null; then
+    echo "the Redis persistence check accepted appendonly no" >&2
+    exit 1
+fi
+echo "    Redis persists (appendonly yes, data on a volume)"
 mkdir -p "$work/idp"
 target/debug/ferry-dev-idp jwks --data-dir "$work/idp" >"$work/idp/jwks.json"
 sed -e "s#/idp-jwks/jwks.json#$work/idp/jwks.json#" -e "s#/var/lib/ferry#$work/data-compose#" \

@@ -25,6 +25,7 @@ mod phantom;
 mod policy;
 mod reload;
 mod replay;
+mod replay_loss;
 mod revocation;
 mod revocation_ttl;
 mod rollout;

@@ -19,18 +19,45 @@ const DEPLOY: &str = "https://deploy.example.com";
 
 static JTI: AtomicU64 = AtomicU64::new(0);
 
-/// `redis-server` on loopback, no persistence; installed by scripts/install-test-deps.sh.
+/// `redis-server` on loopback holding the epoch marker of a deployment that has used it
+/// for long (a marker from 1970): Ferry joins its epoch and counts no loss. Used by the
+/// tests that are not about losses.
 pub(crate) fn redis(port: u16) -> Proc {
-    let mut p = Proc::spawn(Command::new("redis-server").args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]))
+    let p = redis_empty(port);
+    assert_eq!(
+        redis_cmd(port, &["SET", "ferry:replay:epoch", "seed:0"]),
+        "+OK"
+    );
+    p
+}
+
+/// One Redis command over a fresh connection; the first line of the reply.
+pub(crate) fn redis_cmd(port: u16, args: &[&str]) -> String {
+    use std::io::{BufRead, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    line.trim_end().to_owned()
+}
+
+/// `redis-server` on loopback, empty, no persistence (a restart loses everything);
+/// installed by scripts/install-test-deps.sh.
+pub(crate) fn redis_empty(port: u16) -> Proc {
+    redis_with(port, &["--save", "", "--appendonly", "no"])
+}
+
+/// `redis-server` on loopback with these extra arguments.
+pub(crate) fn redis_with(port: u16, extra: &[&str]) -> Proc {
+    let mut p = Proc::spawn(
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(extra),
+    )
     .expect("redis-server (scripts/install-test-deps.sh installs it)");
     p.wait_for("Ready to accept connections").unwrap();
     p
@@ -148,7 +175,8 @@ async fn replicas_share_replay_state_through_redis_and_fail_closed_without_it() 
             .contains("replay cache (Redis) unreachable: refusing the assertion")
     );
 
-    // Redis back (empty): the replicas reconnect and share state again.
+    // Redis back (with the deployment's state): the replicas reconnect and share state
+    // again. (Redis back empty: tests/blackbox/replay_loss.rs.)
     let _server = redis(port);
     let y = assertion(&builder);
     assert_eq!(grant(&b, &y).await.0, 200);
@@ -163,7 +191,24 @@ async fn replicas_keep_each_accounts_share_through_redis() {
     let builder = Issuer::new("builder", TestKey::ec("b1"));
     let other = Issuer::new("other", TestKey::ec("o1"));
     let port = free_port();
-    let _server = redis(port);
+    // A Redis that persists, as production's must (the other tests' do not).
+    let aof = tmp.path().join("redis");
+    std::fs::create_dir_all(&aof).unwrap();
+    let _server = redis_with(
+        port,
+        &[
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--dir",
+            aof.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        redis_cmd(port, &["SET", "ferry:replay:epoch", "seed:0"]),
+        "+OK"
+    );
     let start = |name: &str| {
         let d = tmp.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
@@ -212,4 +257,8 @@ audiences:
     assert_eq!(grant(&a, &y).await.0, 200);
     assert_eq!(grant(&b, &assertion(&other)).await.0, 200);
     assert_eq!(grant(&b, &y).await.0, 400);
+    // Persisting, it draws no warning (twin of replay_loss' Redis without persistence).
+    for r in [&a, &b] {
+        assert!(!r.proc().output().contains("Redis does not persist"));
+    }
 }

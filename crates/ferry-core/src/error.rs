@@ -188,6 +188,13 @@ pub mod desc {
     pub const INVALID_CLIENT: &str = "client authentication failed";
     pub const INVALID_CLIENT_ID: &str = "an unregistered client_id must be 1 to 128 printable ASCII characters, not beginning with ferry-";
     pub const REPLAY_FULL: &str = "too many live assertions or proofs, retry later";
+    /// An assertion issued before the replay state was found lost (it may have been
+    /// used before): refused until it expires.
+    pub const ASSERTION_BEFORE_REPLAY_LOSS: &str =
+        "assertion issued before replay state was lost, retry with a new one";
+    /// The same for a DPoP proof.
+    pub const DPOP_BEFORE_REPLAY_LOSS: &str =
+        "DPoP proof issued before replay state was lost, retry with a new one";
     pub const REFERENCE_FULL: &str = "too many live reference tokens, retry later";
     pub const REFERENCE_TOO_LARGE: &str =
         "the token is too large to be stored as a reference token";

@@ -20,7 +20,7 @@ use crate::load::http_for;
 /// The `typ` of a client assertion in draft-ietf-oauth-rfc7523bis; accepted besides
 /// `JWT` for client assertions only, never for a subject token.
 const CLIENT_ASSERTION_TYPE: &str = "client-authentication+jwt";
-use crate::replay::{ReplayCache, ReplayError};
+use crate::replay::{ReplayCache, ReplayError, Spend, issued_at};
 
 /// A service account ready to verify its assertions.
 #[derive(Debug)]
@@ -182,6 +182,9 @@ pub enum AssertionError {
     /// Seen before.
     #[error("assertion replayed")]
     Replayed,
+    /// Issued before the replay state was lost: it may have been seen.
+    #[error("assertion issued before replay state was lost")]
+    BeforeLoss,
     /// The replay cache is full of live assertions.
     #[error("replay cache full")]
     Full,
@@ -215,6 +218,13 @@ impl AssertionError {
                 desc::REPLAY_FULL,
             )
             .detail(self.to_string()),
+            // The error of the assertion's role, with a description that tells the
+            // client a new assertion (issued now) will do.
+            Self::BeforeLoss => {
+                let mut e = otherwise(self.to_string());
+                e.description = desc::ASSERTION_BEFORE_REPLAY_LOSS.into();
+                e
+            }
             other => otherwise(other.to_string()),
         }
     }
@@ -225,8 +235,10 @@ impl AssertionError {
 /// name another server beside Ferry, which would then accept the same assertion), a
 /// `jti` consumed once and remembered for as long as any replica could accept the
 /// assertion: `exp` plus the verifier's leeway plus `skew`, the allowed clock
-/// difference between replicas. For client assertions, jwt-bearer grants and
-/// service-account subject tokens alike.
+/// difference between replicas. An assertion issued (`iat`, or without it `exp` minus
+/// the longest lifetime allowed) before the replay state was last lost, plus the
+/// leeway, is refused: it may have been used before. For client assertions, jwt-bearer
+/// grants and service-account subject tokens alike.
 pub async fn verify_assertion(
     token: &str,
     keys: &KeySource,
@@ -252,11 +264,49 @@ pub async fn verify_assertion(
         .exp
         .saturating_add(rules.leeway.max(0))
         .saturating_add(skew);
-    match replay.consume(&rules.issuer, jti, until, now).await {
+    let iat = v.claims.get("iat").and_then(|i| {
+        i.as_i64()
+            .or_else(|| i.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+    });
+    let spend = Spend {
+        principal: &rules.issuer,
+        jti,
+        issued: issued_at(iat, v.exp, rules.max_lifetime),
+        leeway: rules.leeway.max(0),
+        skew,
+        until,
+        now,
+    };
+    match replay.consume(spend).await {
         Ok(()) => Ok(v),
         Err(ReplayError::Replayed) => Err(AssertionError::Replayed),
+        Err(ReplayError::BeforeLoss) => Err(AssertionError::BeforeLoss),
         Err(ReplayError::Full) => Err(AssertionError::Full),
         Err(ReplayError::ShareFull) => Err(AssertionError::ShareFull),
         Err(ReplayError::Unavailable) => Err(AssertionError::Unavailable),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::error::{ErrorCode, OAuthError, Step, desc};
+
+    /// An assertion issued before a loss keeps the error code of its role (a grant's
+    /// `invalid_grant`, a client assertion's `invalid_client`) with a fixed description;
+    /// a plain replay keeps the role's own description (twin).
+    #[test]
+    fn an_assertion_issued_before_a_loss_says_so_in_its_roles_error() {
+        for code in [ErrorCode::InvalidGrant, ErrorCode::InvalidClient] {
+            let role = |detail: String| {
+                OAuthError::new(code, Step::Verify, desc::INVALID_ASSERTION).detail(detail)
+            };
+            let lost = AssertionError::BeforeLoss.to_oauth(role);
+            assert_eq!(lost.code, code);
+            assert_eq!(lost.description, desc::ASSERTION_BEFORE_REPLAY_LOSS);
+            let replayed = AssertionError::Replayed.to_oauth(role);
+            assert_eq!(replayed.code, code);
+            assert_eq!(replayed.description, desc::INVALID_ASSERTION);
+        }
     }
 }

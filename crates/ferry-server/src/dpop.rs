@@ -15,7 +15,7 @@ use ferry_core::error::desc;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_verify::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopProof, verify_proof};
 
-use crate::replay::ReplayError;
+use crate::replay::{ReplayError, Spend};
 use crate::state::AppState;
 
 /// Makes and checks server nonces.
@@ -98,9 +98,21 @@ pub async fn consume<'a>(
     let window = i64::try_from(loaded.config.dpop.iat_window).unwrap_or(60);
     let skew = i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0);
     let until = p.iat.max(now).saturating_add(window).saturating_add(skew);
+    let principal = format!("dpop:{}", p.jkt);
+    // A proof is accepted with an `iat` up to the window ahead of now: one issued
+    // before a loss of the replay state plus the window may have been used.
+    let spend = Spend {
+        principal: &principal,
+        jti: &p.jti,
+        issued: p.iat,
+        leeway: window,
+        skew,
+        until,
+        now,
+    };
     state
         .dpop_replay
-        .consume(&format!("dpop:{}", p.jkt), &p.jti, until, now)
+        .consume(spend)
         .await
         .map_err(|e| match e {
             ReplayError::Unavailable => {
@@ -114,6 +126,14 @@ pub async fn consume<'a>(
             )
             .detail("DPoP replay cache full"),
             ReplayError::Replayed => invalid("DPoP proof replayed"),
+            // RFC 9449 §5: the proof is what cannot be accepted; a new one (issued now)
+            // will be once the loss is older than the window.
+            ReplayError::BeforeLoss => OAuthError::new(
+                ErrorCode::InvalidDpopProof,
+                Step::Request,
+                desc::DPOP_BEFORE_REPLAY_LOSS,
+            )
+            .detail("DPoP proof issued before replay state was lost"),
         })?;
     Ok(Some(p))
 }

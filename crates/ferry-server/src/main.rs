@@ -274,6 +274,12 @@ async fn serve(
     {
         tracing::warn!("{w}");
     }
+    let replay_saver = ferry_server::replay::persist::start(
+        state.replay_local.clone(),
+        &state.loaded().config.data_dir,
+        SystemClock.now(),
+    )
+    .map_err(|e| anyhow::anyhow!("replay state: {e}"))?;
     ferry_server::tasks::spawn_background(&state, Some(source));
 
     if let Some(socket) = admin_socket {
@@ -316,6 +322,9 @@ async fn serve(
         Err(_) => tracing::warn!(
             "in-flight requests did not finish within the shutdown deadline; exiting"
         ),
+    }
+    if let Some(saver) = replay_saver {
+        saver.save(SystemClock.now());
     }
     Ok(())
 }

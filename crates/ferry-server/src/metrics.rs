@@ -263,10 +263,11 @@ impl Metrics {
         );
         let _ = writeln!(
             tail,
-            "# HELP ferry_replay_backend_errors Replay checks that could not reach the shared replay cache (Redis).\n# TYPE ferry_replay_backend_errors counter\nferry_replay_backend_errors_total {}\n# HELP ferry_replay_full_refusals Assertions refused because the replay cache, or the principal's share of it, was full.\n# TYPE ferry_replay_full_refusals counter\nferry_replay_full_refusals_total {}\n# HELP ferry_dpop_replay_full_refusals DPoP proofs refused because the proof replay cache was full.\n# TYPE ferry_dpop_replay_full_refusals counter\nferry_dpop_replay_full_refusals_total {}",
+            "# HELP ferry_replay_backend_errors Replay checks that could not reach the shared replay cache (Redis).\n# TYPE ferry_replay_backend_errors counter\nferry_replay_backend_errors_total {}\n# HELP ferry_replay_full_refusals Assertions refused because the replay cache, or the principal's share of it, was full.\n# TYPE ferry_replay_full_refusals counter\nferry_replay_full_refusals_total {}\n# HELP ferry_dpop_replay_full_refusals DPoP proofs refused because the proof replay cache was full.\n# TYPE ferry_dpop_replay_full_refusals counter\nferry_dpop_replay_full_refusals_total {}\n# HELP ferry_replay_state_lost Times the replay state was found lost (Redis emptied, or an unclean stop of a single node): ids issued before are refused until they expire.\n# TYPE ferry_replay_state_lost counter\nferry_replay_state_lost_total {}",
             state.replay.backend_errors() + state.dpop_replay.backend_errors(),
             state.replay.refusals(),
-            state.dpop_replay.refusals()
+            state.dpop_replay.refusals(),
+            state.replay_losses.count()
         );
         match out.strip_suffix("# EOF\n") {
             Some(head) => format!("{head}{tail}# EOF\n"),

@@ -1,13 +1,14 @@
-//! A small Redis (RESP2/RESP3) client: one kept connection, commands in sequence, a
-//! command that fails on a kept connection retried once on a fresh one (a Redis
-//! restart fails no request), every call bounded by the configured timeout. Used by the
-//! shared replay cache and the shared revocation state.
+//! Redis through the maintained `redis` crate: one connection manager (multiplexed,
+//! reconnecting in the background), every call bounded by the configured timeout, and a
+//! call that fails because the connection dropped retried once on the new one (a Redis
+//! restart fails no request). Used by the shared replay cache (scripts, see
+//! [`crate::replay`]) and the shared revocation state (plain commands, answered as
+//! [`Reply`]).
 
-use std::future::Future;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 
 /// A reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,16 +39,33 @@ impl Reply {
             _ => None,
         }
     }
-}
 
-const MAX_BULK: usize = 1 << 20;
-const MAX_ITEMS: usize = 1 << 20;
+    /// The crate's value as a reply; an error reply (or a RESP3-only type Ferry never
+    /// asks for) is an error.
+    fn from_value(v: Value) -> Result<Self, String> {
+        Ok(match v {
+            Value::Nil => Reply::Bulk(None),
+            Value::Int(n) => Reply::Int(n),
+            Value::BulkString(b) => Reply::Bulk(Some(b)),
+            Value::SimpleString(s) => Reply::Simple(s.into_bytes()),
+            Value::Okay => Reply::Simple(b"OK".to_vec()),
+            Value::Array(items) | Value::Set(items) => Reply::Array(Some(
+                items
+                    .into_iter()
+                    .map(Self::from_value)
+                    .collect::<Result<_, _>>()?,
+            )),
+            Value::ServerError(_) => return Err("Redis refused the command".into()),
+            _ => return Err("unsupported reply type".into()),
+        })
+    }
+}
 
 /// The client.
 #[derive(Debug)]
 pub struct Redis {
     config: ferry_core::config::RedisReplay,
-    conn: tokio::sync::Mutex<Option<BufReader<TcpStream>>>,
+    manager: tokio::sync::OnceCell<ConnectionManager>,
 }
 
 impl Redis {
@@ -55,7 +73,7 @@ impl Redis {
     pub fn new(config: ferry_core::config::RedisReplay) -> Self {
         Self {
             config,
-            conn: tokio::sync::Mutex::new(None),
+            manager: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -64,37 +82,87 @@ impl Redis {
         &self.config
     }
 
-    async fn connect(&self) -> Result<BufReader<TcpStream>, String> {
-        let stream = TcpStream::connect(&self.config.addr)
+    fn timeout(&self) -> Duration {
+        Duration::from_millis(self.config.timeout_ms.max(1))
+    }
+
+    /// The connection manager, made on first use (it needs the runtime) and connecting
+    /// lazily: a Redis that is down at start fails calls, not the start.
+    async fn manager(&self) -> Result<ConnectionManager, String> {
+        self.manager
+            .get_or_try_init(|| async {
+                let (host, port) = split_addr(&self.config.addr)?;
+                let mut redis = RedisConnectionInfo::default()
+                    .set_db(i64::from(self.config.db))
+                    .set_skip_set_lib_name();
+                if let Some(p) = &self.config.password {
+                    redis = redis.set_password(p);
+                }
+                let info = ConnectionAddr::Tcp(host, port)
+                    .into_connection_info()
+                    .map_err(|e| format!("address: {e}"))?
+                    .set_redis_settings(redis);
+                let client = Client::open(info).map_err(|e| format!("client: {e}"))?;
+                // Reconnection is retried briefly: a caller waits at most the timeout,
+                // and the next call starts a new attempt.
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout()))
+                    .set_response_timeout(Some(self.timeout()))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(20))
+                    .set_max_delay(Duration::from_millis(200));
+                client
+                    .get_connection_manager_lazy(config)
+                    .map_err(|e| format!("connect: {e}"))
+            })
             .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let mut conn = BufReader::new(stream);
-        if let Some(p) = &self.config.password {
-            exchange(&mut conn, &[&[b"AUTH", p.as_bytes()]]).await?;
-        }
-        if self.config.db != 0 {
-            exchange(
-                &mut conn,
-                &[&[b"SELECT", self.config.db.to_string().as_bytes()]],
-            )
-            .await?;
-        }
-        Ok(conn)
+            .cloned()
+    }
+
+    /// Runs `op` on the connection within the timeout, once more on a fresh connection
+    /// when the first attempt lost its connection. Had a lost command run before the
+    /// retry, the retry sees its effect: replay writes then refuse the id, a failure on
+    /// the safe side.
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, String>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let attempt = async {
+            let manager = self.manager().await?;
+            match op(manager.clone()).await {
+                Ok(v) => Ok(v),
+                Err(e)
+                    if e.is_io_error()
+                        || e.is_connection_dropped()
+                        || e.is_unrecoverable_error() =>
+                {
+                    op(manager).await.map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        tokio::time::timeout(self.timeout(), attempt)
+            .await
+            .map_err(|_| "timed out".to_owned())?
     }
 
     /// Sends `commands` as one pipeline and returns their replies, within the timeout.
     /// An error reply is an error.
     pub async fn pipeline(&self, commands: &[&[&[u8]]]) -> Result<Vec<Reply>, String> {
-        let timeout = Duration::from_millis(self.config.timeout_ms.max(1));
-        match tokio::time::timeout(timeout, self.pipeline_once(commands)).await {
-            Ok(r) => r,
-            Err(_) => {
-                // A timed-out command may still be answered later: drop the link.
-                *self.conn.lock().await = None;
-                Err("timed out".into())
+        let mut pipe = redis::pipe();
+        for args in commands {
+            let mut cmd = redis::Cmd::new();
+            for a in *args {
+                cmd.arg(*a);
             }
+            pipe.add_command(cmd);
         }
+        let pipe = &pipe;
+        let values: Vec<Value> = self
+            .run(move |mut c| async move { pipe.query_async(&mut c).await })
+            .await?;
+        values.into_iter().map(Reply::from_value).collect()
     }
 
     /// One command.
@@ -105,134 +173,57 @@ impl Redis {
             .ok_or_else(|| "no reply".to_owned())
     }
 
-    async fn pipeline_once(&self, commands: &[&[&[u8]]]) -> Result<Vec<Reply>, String> {
-        let mut guard = self.conn.lock().await;
-        let mut reply = Err(String::new());
-        if let Some(conn) = guard.as_mut() {
-            reply = exchange(conn, commands).await;
+    /// Runs a Lua script (by SHA, loaded on demand, so also after a restart).
+    pub async fn script(
+        &self,
+        script: &redis::Script,
+        keys: &[&str],
+        args: &[&[u8]],
+    ) -> Result<Reply, String> {
+        let mut invocation = script.prepare_invoke();
+        for k in keys {
+            invocation.key(*k);
         }
-        if reply.is_err() {
-            *guard = None;
-            let conn = guard.insert(self.connect().await?);
-            reply = exchange(conn, commands).await;
-            if reply.is_err() {
-                // The connection's state is unknown: start afresh next time.
-                *guard = None;
-            }
+        for a in args {
+            invocation.arg(*a);
         }
-        reply
+        let invocation = &invocation;
+        let value: Value = self
+            .run(move |mut c| async move { invocation.invoke_async(&mut c).await })
+            .await?;
+        Reply::from_value(value)
     }
 }
 
-async fn exchange(
-    conn: &mut BufReader<TcpStream>,
-    commands: &[&[&[u8]]],
-) -> Result<Vec<Reply>, String> {
-    let mut buf = Vec::new();
-    for args in commands {
-        buf.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-        for a in *args {
-            buf.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-            buf.extend_from_slice(a);
-            buf.extend_from_slice(b"\r\n");
-        }
-    }
-    conn.get_mut()
-        .write_all(&buf)
-        .await
-        .map_err(|e| format!("write: {e}"))?;
-    let mut replies = Vec::with_capacity(commands.len());
-    let mut refused = false;
-    for _ in commands {
-        match read_reply(conn, 0).await? {
-            Ok(r) => replies.push(r),
-            Err(()) => {
-                refused = true;
-                replies.push(Reply::Bulk(None));
-            }
-        }
-    }
-    if refused {
-        return Err("Redis refused the command".into());
-    }
-    Ok(replies)
+/// `host:port` (IPv6 in brackets) as its parts.
+fn split_addr(addr: &str) -> Result<(String, u16), String> {
+    let (host, port) = addr.rsplit_once(':').ok_or("no port in the address")?;
+    let port = port.parse().map_err(|_| "bad port in the address")?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Ok((host.to_owned(), port))
 }
 
-async fn line(conn: &mut BufReader<TcpStream>) -> Result<Vec<u8>, String> {
-    let mut line = Vec::new();
-    let n = (&mut *conn)
-        .take(4096)
-        .read_until(b'\n', &mut line)
-        .await
-        .map_err(|e| format!("read: {e}"))?;
-    if n == 0 || !line.ends_with(b"\r\n") {
-        return Err("connection closed".into());
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_split_into_host_and_port() {
+        assert_eq!(split_addr("10.0.0.5:6380"), Ok(("10.0.0.5".into(), 6380)));
+        assert_eq!(split_addr("[::1]:6379"), Ok(("::1".into(), 6379)));
+        assert!(split_addr("localhost").is_err());
     }
-    line.truncate(line.len() - 2);
-    Ok(line)
-}
 
-fn number(s: &[u8]) -> Result<i64, String> {
-    std::str::from_utf8(s)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| "malformed reply".to_owned())
-}
-
-/// One reply read: `Ok(Err(()))` for an error reply (read completely).
-type ReadReply<'a> =
-    std::pin::Pin<Box<dyn Future<Output = Result<Result<Reply, ()>, String>> + Send + 'a>>;
-
-/// Reads one reply.
-fn read_reply(conn: &mut BufReader<TcpStream>, depth: usize) -> ReadReply<'_> {
-    Box::pin(async move {
-        if depth > 4 {
-            return Err("reply nested too deeply".into());
-        }
-        let l = line(conn).await?;
-        let (kind, rest) = l.split_first().ok_or("empty reply")?;
-        Ok(Ok(match kind {
-            b'+' => Reply::Simple(rest.to_vec()),
-            b'-' => return Ok(Err(())),
-            b':' => Reply::Int(number(rest)?),
-            b'_' => Reply::Bulk(None),
-            b'$' => {
-                let n = number(rest)?;
-                if n < 0 {
-                    Reply::Bulk(None)
-                } else {
-                    let n = usize::try_from(n).map_err(|_| "malformed reply")?;
-                    if n > MAX_BULK {
-                        return Err("bulk reply too large".into());
-                    }
-                    let mut body = vec![0u8; n + 2];
-                    conn.read_exact(&mut body)
-                        .await
-                        .map_err(|e| format!("read: {e}"))?;
-                    body.truncate(n);
-                    Reply::Bulk(Some(body))
-                }
-            }
-            b'*' => {
-                let n = number(rest)?;
-                if n < 0 {
-                    Reply::Array(None)
-                } else {
-                    let n = usize::try_from(n).map_err(|_| "malformed reply")?;
-                    if n > MAX_ITEMS {
-                        return Err("array reply too large".into());
-                    }
-                    let mut items = Vec::with_capacity(n.min(1024));
-                    for _ in 0..n {
-                        match read_reply(conn, depth + 1).await? {
-                            Ok(r) => items.push(r),
-                            Err(()) => return Ok(Err(())),
-                        }
-                    }
-                    Reply::Array(Some(items))
-                }
-            }
-            _ => return Err("unsupported reply type".into()),
-        }))
-    })
+    #[test]
+    fn replies_convert_and_error_replies_are_errors() {
+        assert_eq!(
+            Reply::from_value(Value::Array(vec![Value::Int(3), Value::Nil])),
+            Ok(Reply::Array(Some(vec![Reply::Int(3), Reply::Bulk(None)])))
+        );
+        assert_eq!(
+            Reply::from_value(Value::Okay),
+            Ok(Reply::Simple(b"OK".to_vec()))
+        );
+        assert!(Reply::from_value(Value::Double(1.0)).is_err());
+    }
 }

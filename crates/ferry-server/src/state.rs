@@ -12,7 +12,8 @@ use crate::accounts::Accounts;
 use crate::audit::AuditSink;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
-use crate::replay::{Capacity, InProcessReplay, RedisReplay, ReplayCache};
+use crate::replay::persist::Local;
+use crate::replay::{Capacity, Epoch, InProcessReplay, Losses, RedisReplay, ReplayCache};
 use crate::tasks::ReloadStats;
 
 /// A provider ready to verify: its configuration, verification rules and parsed keys.
@@ -96,6 +97,10 @@ pub struct AppState {
     /// Single-use DPoP proof ids, apart from the assertions: a proof's key is anyone's
     /// to make, so proofs cannot take the assertions' room.
     pub dpop_replay: Arc<dyn ReplayCache>,
+    /// When the replay state was last lost (both caches), and how often.
+    pub replay_losses: Arc<Losses>,
+    /// The in-process caches, saved at a graceful stop (`None` with Redis).
+    pub replay_local: Option<Arc<Local>>,
     /// DPoP server nonces.
     pub nonces: Arc<crate::dpop::Nonces>,
     /// Ferry's own public keys, for downscoping.
@@ -108,6 +113,55 @@ pub struct AppState {
     pub warnings: Arc<crate::repeated::RepeatedWarnings>,
 }
 
+/// The assertion and proof caches: both in Redis, sharing one connection and one epoch,
+/// or both in process.
+#[allow(clippy::type_complexity)]
+fn replay_caches(
+    config: &Config,
+) -> (
+    Arc<dyn ReplayCache>,
+    Arc<dyn ReplayCache>,
+    Arc<Losses>,
+    Option<Arc<Local>>,
+) {
+    let losses = Arc::new(Losses::default());
+    let share = config.replay_share();
+    match &config.replay_redis {
+        Some(r) => {
+            let redis = Arc::new(crate::redis::Redis::new(r.clone()));
+            let epoch = Arc::new(Epoch::new(losses.clone()));
+            (
+                Arc::new(RedisReplay::new(redis.clone(), epoch.clone(), Some(share))),
+                Arc::new(RedisReplay::new(redis, epoch, None)),
+                losses,
+                None,
+            )
+        }
+        None => {
+            let cache = |per_principal| {
+                Arc::new(InProcessReplay::new(
+                    Capacity {
+                        total: config.max_replay_entries,
+                        per_principal,
+                    },
+                    losses.clone(),
+                ))
+            };
+            let local = Arc::new(Local {
+                assertions: cache(share),
+                proofs: cache(config.max_replay_entries),
+                losses: losses.clone(),
+            });
+            (
+                local.assertions.clone(),
+                local.proofs.clone(),
+                losses,
+                Some(local),
+            )
+        }
+    }
+}
+
 impl AppState {
     /// A state serving `loaded`.
     pub fn new(
@@ -118,17 +172,7 @@ impl AppState {
     ) -> Self {
         let limits = Arc::new(Limiters::new(&loaded.config.limits));
         let config = &loaded.config;
-        let cache = |share: Option<usize>| -> Arc<dyn ReplayCache> {
-            match &config.replay_redis {
-                Some(redis) => Arc::new(RedisReplay::new(redis.clone(), share)),
-                None => Arc::new(InProcessReplay::new(Capacity {
-                    total: config.max_replay_entries,
-                    per_principal: share.unwrap_or(config.max_replay_entries),
-                })),
-            }
-        };
-        let replay = cache(Some(config.replay_share()));
-        let dpop_replay = cache(None);
+        let (replay, dpop_replay, replay_losses, replay_local) = replay_caches(config);
         let revocations = Arc::new(crate::revocation::Revocations::for_config(&loaded.config));
         Self {
             loaded: Arc::new(RwLock::new(Arc::new(loaded))),
@@ -140,6 +184,8 @@ impl AppState {
             reloads: Arc::new(ReloadStats::default()),
             replay,
             dpop_replay,
+            replay_losses,
+            replay_local,
             nonces: Arc::default(),
             own_keys: Arc::default(),
             revocations,
