@@ -16,6 +16,7 @@ mod dpop;
 mod exchange;
 mod http_limits;
 mod issuers;
+mod kek_rollout;
 mod keys;
 mod limits;
 mod ops;

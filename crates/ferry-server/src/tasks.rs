@@ -91,9 +91,12 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
                  restart; nothing of this file was applied"
                 .to_owned());
         }
-        if config.signing != current.config.signing {
+        let mut signing = config.signing.clone();
+        signing.key_encryption_keys = current.config.signing.key_encryption_keys.clone();
+        if signing != current.config.signing {
             tracing::warn!("signing settings changed: they take effect at the next restart");
         }
+        reload_keks(state, &config)?;
         if config.listen != current.config.listen {
             tracing::warn!("listen changed: it takes effect at the next restart");
         }
@@ -130,6 +133,22 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
     result
 }
 
+/// Reads the key-encryption keys again (a KEK added for a rollout): when they changed,
+/// the key manager takes them, so a replica that could not unseal the active key signs
+/// again without a restart.
+fn reload_keks(state: &AppState, config: &ferry_core::config::Config) -> Result<(), String> {
+    if config.signing.hsm.is_some() {
+        return Ok(());
+    }
+    let keks = crate::load::read_keks(config)?;
+    if keks.ids() != state.keys.kek_ids() {
+        tracing::info!(kek_fingerprints = %keks.ids().join(", "), "key-encryption keys reloaded");
+        state.keys.replace_keks(keks);
+        crate::load::warn_kek_order(&state.keys, config);
+    }
+    Ok(())
+}
+
 fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len()))
@@ -149,7 +168,9 @@ pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
                 tick.tick().await;
                 let (keys, now) = (keys.clone(), clock.now());
                 // The store does blocking file I/O (and takes a lock): off the workers.
-                match tokio::task::spawn_blocking(move || keys.tick(now)).await {
+                // Then this replica's heartbeat: the KEKs it holds, for `ferry keys rewrap`.
+                let poll = move || keys.tick(now).and_then(|_| keys.heartbeat());
+                match tokio::task::spawn_blocking(poll).await {
                     Ok(Ok(_)) => health.set_key_store_error(None),
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits");
