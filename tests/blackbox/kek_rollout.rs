@@ -351,3 +351,110 @@ async fn a_kek_rollout_in_the_wrong_order_keeps_one_key_set_and_the_replica_with
         "{out}"
     );
 }
+
+/// `ferry check` inspects the ring against the configured KEKs (read-only): a KEK that
+/// opens none of the keys or not the active one is an error; dropping a KEK that still
+/// seals a standby is a warning naming it; the safe orders pass without either.
+#[test]
+fn ferry_check_reports_an_unsafe_key_encryption_key_order() {
+    let tmp = TempDir::new("kek-check");
+    let dir = tmp.path();
+    std::fs::write(dir.join("old.kek"), TEST_KEK).unwrap();
+    std::fs::write(dir.join("new.kek"), NEW_KEK).unwrap();
+    let with = |keks: &str| {
+        std::fs::write(
+            dir.join("ferry.yaml"),
+            format!(
+                "issuer: {ISS}\ndata_dir: data\nsigning: {{ jwks_max_age: 1s, leeway: 0s, key_encryption_keys: [{keks}] }}\n\
+                 providers:\n  - id: a\n    issuer: https://idp.example.com\n    audiences: [{ISS}]\n    jwks: {{ file: builder.json }}\n\
+                 audiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n"
+            ),
+        )
+        .unwrap();
+    };
+    std::fs::write(
+        dir.join("builder.json"),
+        jwks(&[&TestKey::ec("b1")]).to_string(),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = ferry_cmd()
+            .args(args)
+            .args(["--config", "ferry.yaml"])
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A ring under the old KEK, then a standby sealed under the new one (new first).
+    with("{file: old.kek}");
+    assert!(run(&["keys", "list"]).0);
+    with("{file: new.kek}, {file: old.kek}");
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert!(run(&["keys", "rotate"]).0);
+    let ring: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("data/ring.json")).unwrap()).unwrap();
+    let kek_of = |k: &Value| {
+        k["material"]["blob"]
+            .as_str()
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .to_owned()
+    };
+    let keys = ring["keys"].as_array().unwrap();
+    let old_fp = keys
+        .iter()
+        .find(|k| k["state"] == "active")
+        .map(kek_of)
+        .unwrap();
+    let standby_new = keys
+        .iter()
+        .find(|k| k["state"] == "pending" && kek_of(k) != old_fp)
+        .map(|k| k["kid"].as_str().unwrap().to_owned());
+    let before = std::fs::read(dir.join("data/ring.json")).unwrap();
+
+    // Both KEKs: safe.
+    let (ok, err) = run(&["check"]);
+    assert!(
+        ok && !err.contains("signing:") && !err.contains("sealed under"),
+        "{err}"
+    );
+    // Only the old KEK: the standby sealed under the new one is named.
+    with("{file: old.kek}");
+    let (ok, err) = run(&["check"]);
+    assert!(ok, "{err}");
+    let standby_new = standby_new.expect("a standby sealed under the new KEK");
+    assert!(
+        err.contains("warning: signing keys") && err.contains(&standby_new),
+        "{err}"
+    );
+    // Only the new KEK: the active key cannot be unsealed.
+    with("{file: new.kek}");
+    let (ok, err) = run(&["check"]);
+    assert!(
+        !ok && err.contains("signing: the active signing key"),
+        "{err}"
+    );
+    // A KEK that opens nothing.
+    std::fs::write(
+        dir.join("other.kek"),
+        "b3RoZXIta2V5LWVuY3J5cHRpb24ta2V5LTMyLWJ5dGU=",
+    )
+    .unwrap();
+    with("{file: other.kek}");
+    let (ok, err) = run(&["check"]);
+    assert!(
+        !ok && err.contains("open none of the key ring's keys"),
+        "{err}"
+    );
+    // `ferry check` wrote nothing.
+    assert_eq!(std::fs::read(dir.join("data/ring.json")).unwrap(), before);
+    for secret in [TEST_KEK, NEW_KEK] {
+        assert!(!err.contains(secret));
+    }
+}
