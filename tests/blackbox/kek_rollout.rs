@@ -165,6 +165,11 @@ async fn a_kek_rollout_in_the_wrong_order_keeps_one_key_set_and_the_replica_with
     // B starts first and creates the ring under the old KEK; A holds [new, old].
     let b_cfg = write_config(tmp.path(), "b", &["old"]);
     let b = Ferry::start_with(&b_cfg, &env).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while pg.psql("SELECT count(*) FROM ferry_replicas").trim() != "1" {
+        assert!(Instant::now() < deadline, "no heartbeat from B");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let a_cfg = write_config(tmp.path(), "a", &["new", "old"]);
     let a = Ferry::start_with(&a_cfg, &env).unwrap();
     let (a_admin, b_admin) = (a.admin.clone().unwrap(), b.admin.clone().unwrap());
@@ -175,6 +180,15 @@ async fn a_kek_rollout_in_the_wrong_order_keeps_one_key_set_and_the_replica_with
         .unwrap()
         .to_owned();
     let b_name = format!(":{}", b.proc().pid());
+    // A warns at start: B, live, lacks the KEK that A seals new keys with.
+    let a_log = a.proc().output();
+    assert!(
+        a_log.contains(&format!(
+            "do not hold the key-encryption key {new_fp} that this configuration seals new keys with"
+        )) && a_log.contains("1 live replica(s) (")
+            && a_log.contains(&b_name),
+        "{a_log}"
+    );
 
     // Both replicas have a heartbeat: the rewrap is refused, naming B.
     let deadline = Instant::now() + Duration::from_secs(5);
