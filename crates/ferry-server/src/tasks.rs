@@ -96,7 +96,6 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
         if signing != current.config.signing {
             tracing::warn!("signing settings changed: they take effect at the next restart");
         }
-        reload_keks(state, &config)?;
         if config.listen != current.config.listen {
             tracing::warn!("listen changed: it takes effect at the next restart");
         }
@@ -116,6 +115,8 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
             .map_err(|e| e.to_string())?;
         // A longer `tokens.max_ttl` is recorded before any token is issued under it.
         crate::load::record_max_ttl(&state.keys, &config)?;
+        // Last before the swap: a refused reload changes nothing, KEKs included.
+        reload_keks(state, &config)?;
         state.swap(loaded(config, providers, accounts));
         Ok::<(), String>(())
     })();
