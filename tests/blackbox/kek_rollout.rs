@@ -430,6 +430,17 @@ fn ferry_check_reports_an_unsafe_key_encryption_key_order() {
         .iter()
         .find(|k| k["state"] == "pending" && kek_of(k) != old_fp)
         .map(|k| k["kid"].as_str().unwrap().to_owned());
+    // `ferry keys list` tells which KEK seals each key.
+    let out = ferry_cmd()
+        .args(["keys", "list", "--config", "ferry.yaml"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        listed.contains(&format!("sealed under key-encryption key {old_fp}")),
+        "{listed}"
+    );
     let before = std::fs::read(dir.join("data/ring.json")).unwrap();
 
     // Both KEKs: safe.

@@ -158,6 +158,18 @@ impl KeyManager {
         Err(KeyError::Store("the key ring is busy".into()))
     }
 
+    /// For each key of the ring, the fingerprint of the key-encryption key it is sealed
+    /// under (`None`: in clear or in an HSM), for `ferry keys list`.
+    pub fn sealed_under(&self) -> Result<Vec<(String, Option<String>)>, KeyError> {
+        Ok(self
+            .store
+            .load()?
+            .keys
+            .iter()
+            .map(|k| (k.meta.kid.clone(), sealed_under(k)))
+            .collect())
+    }
+
     /// The KEK report of this manager's ring, configuration and the live replicas.
     pub fn kek_report(&self, max_age: Duration) -> Result<KekReport, KeyError> {
         let ring = self.store.load()?;

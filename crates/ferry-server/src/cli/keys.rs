@@ -13,6 +13,11 @@ use crate::load::{open_keys, replica_max_age};
 pub fn list(config: &Config, now: i64) -> Result<String, String> {
     let m = open_keys(config, now)?;
     let snap = m.snapshot();
+    let sealed: std::collections::HashMap<String, Option<String>> = m
+        .sealed_under()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
     let mut out = format!(
         "key ring version {} ({} keys)\n",
         snap.version,
@@ -24,8 +29,12 @@ pub fn list(config: &Config, now: i64) -> Result<String, String> {
             KeyState::Active => "active",
             KeyState::Retired => "retired",
         };
+        let kek = match sealed.get(&k.kid) {
+            Some(Some(fp)) => format!(", sealed under key-encryption key {fp}"),
+            _ => String::new(),
+        };
         out.push_str(&format!(
-            "{state:8} {} {} published {}s ago{}{}\n",
+            "{state:8} {} {} published {}s ago{}{}{kek}\n",
             k.kid,
             k.alg,
             now - k.published_at,
