@@ -17,6 +17,7 @@ mod durable_revocation;
 mod exchange;
 mod http_limits;
 mod issuers;
+mod kek_rollout;
 mod keys;
 mod limits;
 mod ops;

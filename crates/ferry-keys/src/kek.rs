@@ -58,7 +58,8 @@ impl Kek {
         Ok(STANDARD.encode(bytes))
     }
 
-    /// The KEK's id, as stored in blobs.
+    /// The KEK's id, as stored in blobs: its fingerprint (the first 8 bytes of the
+    /// SHA-256 of the key, base64url), safe to log and to record in the store.
     pub fn id(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.id)
     }
@@ -82,6 +83,16 @@ impl Keks {
     /// The id of the KEK new blobs are sealed with.
     pub fn primary_id(&self) -> Option<String> {
         self.0.first().map(Kek::id)
+    }
+
+    /// The fingerprints (ids) of the KEKs, the one new blobs are sealed with first.
+    pub fn ids(&self) -> Vec<String> {
+        self.0.iter().map(Kek::id).collect()
+    }
+
+    /// Whether a KEK with fingerprint `id` is configured.
+    pub fn has(&self, id: &str) -> bool {
+        self.0.iter().any(|k| k.id() == id)
     }
 
     /// Encrypts `plaintext` with the first KEK.

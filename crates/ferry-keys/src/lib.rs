@@ -17,11 +17,11 @@ mod store_conformance;
 mod tests;
 
 pub use kek::{Kek, Keks};
-pub use manager::{Backend, KeyManager, ManagerConfig, Snapshot};
+pub use manager::{Backend, KekReport, KeyManager, ManagerConfig, Snapshot};
 pub use signer::{
     KeyError, Signer, SigningAlg, SoftwareSigner, finish_jwk, p256_jwk, sign_jwt, thumbprint,
 };
 pub use store::{
-    KeyStore, LocalStore, MIGRATIONS, Material, Migration, PgStore, RevokedKey, SCHEMA_VERSION,
-    StoredKey, StoredRing,
+    KeyStore, LocalStore, MIGRATIONS, Material, Migration, PgStore, Replica, RevokedKey,
+    SCHEMA_VERSION, StoredKey, StoredRing,
 };

@@ -30,6 +30,9 @@ pub enum KeyError {
         "no configured key-encryption key opens key {0}: the key-encryption key is wrong or missing"
     )]
     WrongKek(String),
+    /// This replica cannot sign: it cannot unseal the active key (named).
+    #[error("this replica cannot unseal the active signing key {0}")]
+    CannotSign(String),
     /// The key store refused or failed.
     #[error("key store: {0}")]
     Store(String),

@@ -4,7 +4,9 @@
 //! untouched; a stale compare-and-swap that changes nothing; every kind of key material
 //! round-tripping; and two writers on separate handles, racing through accelerated
 //! rotations, where every version is written exactly once and holds at most one
-//! active key.
+//! active key; public keys stored beside sealed private keys, so that a replica without
+//! the key-encryption key of some keys still publishes every key (and does not sign
+//! when the active key is one of them, until it is given that KEK); heartbeats.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,6 +124,169 @@ pub fn check_store(open: impl Fn() -> Arc<dyn KeyStore> + Send + Sync + Clone + 
 
     race(open.clone(), &kek);
     longest_lifetime(&open(), &kek);
+    public_keys_beside_sealed(&open, &kek);
+}
+
+fn latest(ring: &StoredRing) -> i64 {
+    ring.keys
+        .iter()
+        .flat_map(|k| {
+            [
+                Some(k.meta.published_at),
+                k.meta.activated_at,
+                k.meta.retired_at,
+            ]
+        })
+        .flatten()
+        .max()
+        .unwrap_or(0)
+}
+
+fn sealed_under(k: &StoredKey) -> Option<&str> {
+    match &k.material {
+        Material::Encrypted { blob } => Keks::blob_kek_id(blob),
+        _ => None,
+    }
+}
+
+/// A KEK rollout in the wrong order: a replica holding [new, old] rotates until the
+/// active key is sealed under `new`; a replica holding only [old] publishes exactly the
+/// same JWKS (every key of the ring, from the stored public keys), refuses to sign, says
+/// why, and signs again once given `new`. Heartbeats record each replica's KEKs.
+fn public_keys_beside_sealed(open: &impl Fn() -> Arc<dyn KeyStore>, old: &str) {
+    let new = Kek::generate_text().unwrap();
+    let new_id = Kek::parse(&new).unwrap().id();
+    let mut now = latest(&open().load().unwrap()) + 1;
+    let mut both_cfg = software(old, "both");
+    both_cfg.backend = Backend::Software {
+        keks: Arc::new(Keks::new(vec![
+            Kek::parse(&new).unwrap(),
+            Kek::parse(old).unwrap(),
+        ])),
+        plaintext: false,
+    };
+    let both = KeyManager::open(open(), both_cfg, now).unwrap();
+    let active_under = |m: &KeyManager| {
+        let ring = open().load().unwrap();
+        let kid = m.snapshot().active.kid().to_owned();
+        ring.keys
+            .iter()
+            .find(|k| k.meta.kid == kid)
+            .and_then(sealed_under)
+            .map(str::to_owned)
+    };
+    for _ in 0..8 {
+        if active_under(&both).as_deref() == Some(new_id.as_str()) {
+            break;
+        }
+        now += POLICY.publish_ahead() + 1;
+        both.rotate(now).unwrap();
+    }
+    assert_eq!(
+        active_under(&both),
+        Some(new_id.clone()),
+        "rotated onto a key sealed under the new KEK"
+    );
+
+    let only_old = KeyManager::open(open(), software(old, "old"), now).unwrap();
+    let (snap, signing) = (only_old.snapshot(), both.snapshot());
+    assert_eq!(snap.version, signing.version);
+    assert_eq!(
+        snap.jwks, signing.jwks,
+        "one key set, whatever each replica can unseal"
+    );
+    let ring = open().load().unwrap();
+    for k in &ring.keys {
+        assert!(snap.jwks.contains(&k.meta.kid), "{} published", k.meta.kid);
+    }
+    assert!(
+        ring.keys
+            .iter()
+            .any(|k| sealed_under(k) != Some(new_id.as_str()))
+    );
+    // It does not sign, and says why: the key and the KEK by fingerprint only.
+    let why = snap.cannot_sign.clone().expect("cannot sign");
+    assert!(
+        why.contains(signing.active.kid()) && why.contains(&new_id),
+        "{why}"
+    );
+    assert!(!why.contains(&new) && !why.contains(old));
+    assert!(matches!(
+        sign_jwt(snap.active.as_ref(), "JWT", &serde_json::Map::new()),
+        Err(KeyError::CannotSign(_))
+    ));
+    let report = only_old
+        .kek_report(std::time::Duration::from_secs(60))
+        .unwrap();
+    assert!(report.cannot_sign(), "{report:?}");
+    // Twin: the replica that holds both signs.
+    assert!(signing.can_sign());
+    assert!(sign_jwt(signing.active.as_ref(), "JWT", &serde_json::Map::new()).is_ok());
+    assert!(
+        !both
+            .kek_report(std::time::Duration::from_secs(60))
+            .unwrap()
+            .cannot_sign()
+    );
+
+    // Heartbeats: a shared store lists both replicas with their KEKs (never the keys);
+    // a single node's directory keeps none.
+    both.heartbeat().unwrap();
+    only_old.heartbeat().unwrap();
+    match open()
+        .live_replicas(std::time::Duration::from_secs(60))
+        .unwrap()
+    {
+        Some(live) => {
+            let find = |n: &str| live.iter().find(|r| r.name == n).unwrap().keks.clone();
+            assert_eq!(
+                find("both"),
+                vec![new_id.clone(), Kek::parse(old).unwrap().id()]
+            );
+            assert_eq!(find("old"), vec![Kek::parse(old).unwrap().id()]);
+            // A heartbeat older than the window is ignored.
+            let fresh = open()
+                .live_replicas(std::time::Duration::ZERO)
+                .unwrap()
+                .unwrap();
+            assert!(fresh.iter().all(|r| r.name != "old"), "{fresh:?}");
+            let report = only_old
+                .kek_report(std::time::Duration::from_secs(60))
+                .unwrap();
+            assert!(
+                report.lacking_primary.unwrap().is_empty(),
+                "everyone holds old"
+            );
+            let report = both.kek_report(std::time::Duration::from_secs(60)).unwrap();
+            let lacking = report.lacking_primary.clone().unwrap();
+            assert_eq!(lacking.len(), 1);
+            assert_eq!(lacking[0].name, "old");
+            assert!(
+                report
+                    .warnings()
+                    .iter()
+                    .any(|w| w.contains("1 live replica(s) (old)"))
+            );
+        }
+        None => assert!(
+            only_old
+                .kek_report(std::time::Duration::from_secs(60))
+                .unwrap()
+                .lacking_primary
+                .is_none()
+        ),
+    }
+
+    // Given the new KEK (a reload), it signs again, with the same key set.
+    only_old.replace_keks(Keks::new(vec![
+        Kek::parse(&new).unwrap(),
+        Kek::parse(old).unwrap(),
+    ]));
+    only_old.tick(now).unwrap();
+    let snap = only_old.snapshot();
+    assert!(snap.can_sign(), "{:?}", snap.cannot_sign);
+    assert_eq!(snap.active.kid(), signing.active.kid());
+    assert!(sign_jwt(snap.active.as_ref(), "JWT", &serde_json::Map::new()).is_ok());
 }
 
 /// The longest token lifetime round-trips, is never lowered by a write, and the

@@ -356,6 +356,14 @@ pub(crate) fn mint_token(
     // may be retired and later removed by the others: no token may outlive that.
     // One snapshot for both the deadline and the signer.
     let keys = state.keys.snapshot();
+    if let Some(why) = &keys.cannot_sign {
+        return Err(OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            Step::Mint,
+            desc::SIGNING_UNAVAILABLE,
+        )
+        .detail(why.clone()));
+    }
     if let Some(deadline) = keys.signing_deadline {
         let left = u64::try_from(deadline.saturating_sub(now)).unwrap_or(0);
         if left < ttl {
@@ -399,9 +407,8 @@ pub(crate) fn mint_token(
         act,
     };
     let claims = access_token_claims(&input, &principal, &grant);
-    let token = ferry_keys::sign_jwt(keys.active.as_ref(), "at+jwt", &claims).map_err(|e| {
-        OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL).detail(e.to_string())
-    })?;
+    let token = ferry_keys::sign_jwt(keys.active.as_ref(), "at+jwt", &claims)
+        .map_err(|e| crate::tokens::sign_error(&e))?;
     audit.jti = Some(jti);
     audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
     Ok(TokenResponse {

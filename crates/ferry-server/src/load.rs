@@ -292,7 +292,7 @@ pub fn read_secret(s: &SecretSource) -> Result<Option<String>, String> {
 /// The key-encryption keys configured and set (an unset environment variable is
 /// skipped), in order: the first seals. They seal private signing keys and the JWTs
 /// behind reference handles.
-pub fn read_keks(s: &Signing) -> Result<Vec<Kek>, String> {
+pub fn read_kek_list(s: &Signing) -> Result<Vec<Kek>, String> {
     let mut keks = Vec::new();
     for (i, src) in s.key_encryption_keys.iter().enumerate() {
         if let Some(text) = read_secret(src)? {
@@ -326,6 +326,45 @@ fn writer_name() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// Reads the configured key-encryption keys, in order (the first seals new keys).
+pub fn read_keks(config: &Config) -> Result<Keks, String> {
+    let s = &config.signing;
+    let keks = read_kek_list(s)?;
+    if keks.is_empty() && !s.insecure_plaintext_keys {
+        return Err(format!(
+            "no key-encryption key: set {} (create one with `ferry keys new-kek`), configure \
+             signing.key_encryption_keys, or set signing.insecure_plaintext_keys: true for development",
+            ferry_core::config::DEFAULT_KEK_ENV
+        ));
+    }
+    Ok(Keks::new(keks))
+}
+
+/// How long a replica's heartbeat (its key-encryption key fingerprints) counts as live:
+/// five ring polls, and never less than five seconds.
+pub fn replica_max_age(config: &Config) -> Duration {
+    let poll = config
+        .signing
+        .postgres
+        .as_ref()
+        .map_or(0, |pg| pg.poll_interval_ms);
+    Duration::from_millis(poll.saturating_mul(5).max(5_000))
+}
+
+/// Logs the unsafe findings of the key-encryption key report (see `KekReport`).
+pub fn warn_kek_order(keys: &KeyManager, config: &Config) {
+    match keys.kek_report(replica_max_age(config)) {
+        Ok(report) => {
+            for w in report.warnings() {
+                tracing::warn!("{w}");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the key-encryption keys of the other replicas could not be read")
+        }
+    }
+}
+
 /// Opens the signing key ring: reads the key-encryption keys (or opens the HSM), opens
 /// the store, and initialises the ring at `now` if it is empty.
 pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
@@ -340,20 +379,10 @@ pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
                     .map_err(|e| e.to_string())?,
             )
         }
-        None => {
-            let keks = read_keks(s)?;
-            if keks.is_empty() && !s.insecure_plaintext_keys {
-                return Err(format!(
-                    "no key-encryption key: set {} (create one with `ferry keys new-kek`), configure \
-                     signing.key_encryption_keys, or set signing.insecure_plaintext_keys: true for development",
-                    ferry_core::config::DEFAULT_KEK_ENV
-                ));
-            }
-            Backend::Software {
-                keks: Arc::new(Keks::new(keks)),
-                plaintext: s.insecure_plaintext_keys,
-            }
-        }
+        None => Backend::Software {
+            keks: Arc::new(read_keks(config)?),
+            plaintext: s.insecure_plaintext_keys,
+        },
     };
     let store: Arc<dyn KeyStore> = match &s.postgres {
         Some(pg) => {

@@ -93,10 +93,15 @@ enum KeysCommand {
         #[arg(long, env = "FERRY_CONFIG")]
         config: PathBuf,
     },
-    /// Re-seal every key with the first key-encryption key.
+    /// Re-seal every key with the first key-encryption key. Refused while a live
+    /// replica sharing the key store does not hold that key (it could no longer sign).
     Rewrap {
         #[arg(long, env = "FERRY_CONFIG")]
         config: PathBuf,
+        /// Re-seal even though live replicas lack the first key-encryption key: they
+        /// stop signing (503, /readyz fails) until they are given it.
+        #[arg(long)]
+        force: bool,
     },
     /// Print a new random key-encryption key (base64), e.g. for FERRY_KEK.
     NewKek,
@@ -230,8 +235,10 @@ async fn serve(
     tracing::info!(
         kid = keys.active().kid(),
         version = keys.snapshot().version,
+        kek_fingerprints = %keys.kek_ids().join(", "),
         "signing key ring ready"
     );
+    ferry_server::load::warn_kek_order(&keys, &config);
     let audit = match &config.audit {
         AuditSinkConfig::Stdout => AuditSink::stdout(),
         AuditSinkConfig::File(p) => {
@@ -388,7 +395,7 @@ fn keys_command(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
             cli::keys::revoke(&load(&config)?, now, &kid, force)
         }
         KeysCommand::ExportPublic { config } => cli::keys::export_public(&load(&config)?, now),
-        KeysCommand::Rewrap { config } => cli::keys::rewrap(&load(&config)?, now),
+        KeysCommand::Rewrap { config, force } => cli::keys::rewrap(&load(&config)?, now, force),
     };
     match out {
         Ok(text) => {

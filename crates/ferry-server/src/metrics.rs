@@ -232,6 +232,11 @@ impl Metrics {
         }
         let _ = writeln!(
             tail,
+            "# HELP ferry_signing_available Whether this replica can sign (it can unseal the active key).\n# TYPE ferry_signing_available gauge\nferry_signing_available {}",
+            u8::from(snap.can_sign())
+        );
+        let _ = writeln!(
+            tail,
             "# HELP ferry_key_store_up Whether the last key-ring poll reached the key store.\n# TYPE ferry_key_store_up gauge\nferry_key_store_up {}",
             u8::from(reloads.key_store_error().is_none())
         );

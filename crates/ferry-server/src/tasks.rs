@@ -137,7 +137,9 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
         if config.revocation != current.config.revocation {
             tracing::warn!("revocation settings changed: they take effect at the next restart");
         }
-        if config.signing != current.config.signing {
+        let mut signing = config.signing.clone();
+        signing.key_encryption_keys = current.config.signing.key_encryption_keys.clone();
+        if signing != current.config.signing {
             tracing::warn!("signing settings changed: they take effect at the next restart");
         }
         if config.listen != current.config.listen {
@@ -159,6 +161,8 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
             .map_err(|e| e.to_string())?;
         // A longer `tokens.max_ttl` is recorded before any token is issued under it.
         crate::load::record_max_ttl(&state.keys, &config)?;
+        // Last before the swap: a refused reload changes nothing, KEKs included.
+        reload_keks(state, &config)?;
         state.swap(loaded(config, providers, accounts));
         Ok::<(), String>(())
     })();
@@ -174,6 +178,22 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
         }
     }
     result
+}
+
+/// Reads the key-encryption keys again (a KEK added for a rollout): when they changed,
+/// the key manager takes them, so a replica that could not unseal the active key signs
+/// again without a restart.
+fn reload_keks(state: &AppState, config: &ferry_core::config::Config) -> Result<(), String> {
+    if config.signing.hsm.is_some() {
+        return Ok(());
+    }
+    let keks = crate::load::read_keks(config)?;
+    if keks.ids() != state.keys.kek_ids() {
+        tracing::info!(kek_fingerprints = %keks.ids().join(", "), "key-encryption keys reloaded");
+        state.keys.replace_keks(keks);
+        crate::load::warn_kek_order(&state.keys, config);
+    }
+    Ok(())
 }
 
 fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
@@ -195,7 +215,9 @@ pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
                 tick.tick().await;
                 let (keys, now) = (keys.clone(), clock.now());
                 // The store does blocking file I/O (and takes a lock): off the workers.
-                match tokio::task::spawn_blocking(move || keys.tick(now)).await {
+                // Then this replica's heartbeat: the KEKs it holds, for `ferry keys rewrap`.
+                let poll = move || keys.tick(now).and_then(|_| keys.heartbeat());
+                match tokio::task::spawn_blocking(poll).await {
                     Ok(Ok(_)) => health.set_key_store_error(None),
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits");

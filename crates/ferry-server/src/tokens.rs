@@ -213,9 +213,19 @@ pub fn introspection_jwt(
         "token-introspection+jwt",
         &claims,
     )
-    .map_err(|e| {
-        OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL).detail(e.to_string())
-    })
+    .map_err(|e| sign_error(&e))
+}
+
+/// A signing failure as the client sees it: 503 when this replica cannot unseal the
+/// active key (another replica can sign), else an internal error.
+pub(crate) fn sign_error(e: &ferry_keys::KeyError) -> OAuthError {
+    let code = match e {
+        ferry_keys::KeyError::CannotSign(_) => {
+            (ErrorCode::TemporarilyUnavailable, desc::SIGNING_UNAVAILABLE)
+        }
+        _ => (ErrorCode::ServerError, desc::INTERNAL),
+    };
+    OAuthError::new(code.0, Step::Mint, code.1).detail(e.to_string())
 }
 
 /// The signed revocation list: every revoked `jti` with its `exp`, and every rule.
@@ -250,7 +260,6 @@ pub async fn revocation_list(state: &AppState, now: i64) -> Result<String, OAuth
                 .collect(),
         ),
     );
-    ferry_keys::sign_jwt(state.keys.active().as_ref(), REVOCATIONS_TYPE, &claims).map_err(|e| {
-        OAuthError::new(ErrorCode::ServerError, Step::Mint, desc::INTERNAL).detail(e.to_string())
-    })
+    ferry_keys::sign_jwt(state.keys.active().as_ref(), REVOCATIONS_TYPE, &claims)
+        .map_err(|e| sign_error(&e))
 }

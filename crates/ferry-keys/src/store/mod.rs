@@ -3,9 +3,12 @@
 //! both perform a transition: the loser sees the new version and plans again.
 
 mod local;
+mod migrations;
 pub mod pg;
 mod pg_tls;
 mod postgres;
+
+use std::time::Duration;
 
 use ferry_core::keyring::KeyMeta;
 use serde::{Deserialize, Serialize};
@@ -13,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use crate::signer::KeyError;
 
 pub use local::LocalStore;
+pub use migrations::{MIGRATIONS, SCHEMA_VERSION};
 pub use pg::Migration;
-pub use postgres::{MIGRATIONS, PgStore, SCHEMA_VERSION};
+pub use postgres::PgStore;
 
 /// How a private key is held.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +83,18 @@ pub struct RevokedKey {
     pub at: i64,
 }
 
+/// A replica's heartbeat in a shared store: which key-encryption keys it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// Its name (host and process, as in the ring's history).
+    pub name: String,
+    /// The fingerprints of the key-encryption keys it holds (see `Kek::id`), the one it
+    /// seals with first. Never the keys.
+    pub keks: Vec<String>,
+    /// Seconds since its last heartbeat, by the store's clock.
+    pub age_secs: i64,
+}
+
 /// A key store.
 pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// The current ring (version 0 and no keys when never written).
@@ -86,4 +102,19 @@ pub trait KeyStore: Send + Sync + std::fmt::Debug {
     /// Writes `ring` as version `expected + 1` if the stored version is still
     /// `expected`. `Ok(false)` when another writer got there first.
     fn compare_and_swap(&self, expected: u64, ring: &StoredRing) -> Result<bool, KeyError>;
+
+    /// Records that `replica` is alive and holds the key-encryption keys whose
+    /// fingerprints are `keks`. Only stores shared by replicas keep heartbeats; the
+    /// default keeps nothing.
+    fn heartbeat(&self, replica: &str, keks: &[String]) -> Result<(), KeyError> {
+        let _ = (replica, keks);
+        Ok(())
+    }
+
+    /// The replicas whose last heartbeat is at most `max_age` old. `None` for a store
+    /// that keeps no heartbeats (a single node's directory): there is nothing to check.
+    fn live_replicas(&self, max_age: Duration) -> Result<Option<Vec<Replica>>, KeyError> {
+        let _ = max_age;
+        Ok(None)
+    }
 }

@@ -24,51 +24,11 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::pg::{self, MakeRustls, Migration, Schema, pg_error};
+use super::migrations::{MIGRATIONS, SCHEMA_VERSION};
+use super::pg::{self, MakeRustls, Schema, pg_error};
 
-use super::{KeyStore, StoredKey, StoredRing};
+use super::{KeyStore, Replica, StoredKey, StoredRing};
 use crate::signer::KeyError;
-
-/// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = 3;
-
-/// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        min_reader: 1,
-        description: "key ring and its write history",
-        sql: "CREATE TABLE ferry_key_ring (
-              id integer PRIMARY KEY CHECK (id = 1),
-              version bigint NOT NULL,
-              written_by text NOT NULL,
-              written_at timestamptz NOT NULL DEFAULT now(),
-              keys jsonb NOT NULL
-          );
-          INSERT INTO ferry_key_ring (id, version, written_by, keys) VALUES (1, 0, '', '[]');
-          CREATE TABLE ferry_key_ring_history (
-              version bigint PRIMARY KEY,
-              written_by text NOT NULL,
-              written_at timestamptz NOT NULL DEFAULT now(),
-              keys jsonb NOT NULL
-          );",
-    },
-    // Expanding: a column with a default. Binaries knowing schema 1 still run beside
-    // this one (they neither read nor overwrite it), so `min_reader` stays 1.
-    Migration {
-        version: 2,
-        min_reader: 1,
-        description: "keys revoked in an emergency",
-        sql: "ALTER TABLE ferry_key_ring ADD COLUMN revoked jsonb NOT NULL DEFAULT '[]'",
-    },
-    // Expanding, like 2: binaries knowing schema 1 or 2 neither read nor overwrite it.
-    Migration {
-        version: 3,
-        min_reader: 1,
-        description: "the longest token lifetime ever configured",
-        sql: "ALTER TABLE ferry_key_ring ADD COLUMN max_issued_ttl bigint NOT NULL DEFAULT 0",
-    },
-];
 
 /// The key store's schema: its migrations, recorded in `ferry_schema_migrations` and
 /// serialised between replicas starting together by an advisory lock ("ferry-ks" in
@@ -163,6 +123,14 @@ impl PgStore {
     /// store. `timeout` bounds every call, connecting included. TLS (per `sslmode`)
     /// verifies the server against `ca_file`, else the system's roots.
     pub fn open(url: &str, timeout: Duration, ca_file: Option<&Path>) -> Result<Self, KeyError> {
+        let store = Self::connect(url, timeout, ca_file)?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// As [`PgStore::open`], without touching the schema: for read-only inspection
+    /// (`ferry check`), where a missing table is an error rather than a migration.
+    pub fn connect(url: &str, timeout: Duration, ca_file: Option<&Path>) -> Result<Self, KeyError> {
         let (config, target) = pg::config(url, timeout)?;
         let tls = MakeRustls::new(ca_file)?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -183,13 +151,11 @@ impl PgStore {
                     job(&mut conn);
                 }
             })?;
-        let store = Self {
+        Ok(Self {
             jobs,
             timeout,
             target,
-        };
-        store.migrate()?;
-        Ok(store)
+        })
     }
 
     /// Runs `f` on the store's thread and waits for its result.
@@ -311,5 +277,58 @@ impl KeyStore for PgStore {
                 Ok(true)
             })
         })
+    }
+
+    fn heartbeat(&self, replica: &str, keks: &[String]) -> Result<(), KeyError> {
+        let (replica, keks) = (replica.to_owned(), serde_json::to_value(keks)?);
+        self.call(move |c| {
+            c.run(async move |client| {
+                client
+                    .execute(
+                        "INSERT INTO ferry_replicas (replica, kek_fingerprints, last_seen) VALUES ($1, $2, now())
+                         ON CONFLICT (replica) DO UPDATE SET kek_fingerprints = $2, last_seen = now()",
+                        &[&replica, &keks],
+                    )
+                    .await?;
+                // Replicas gone for a day (restarted under another process id) are
+                // forgotten, so the table stays the size of the deployment.
+                client
+                    .execute(
+                        "DELETE FROM ferry_replicas WHERE last_seen < now() - interval '1 day'",
+                        &[],
+                    )
+                    .await?;
+                Ok(())
+            })
+        })
+    }
+
+    fn live_replicas(&self, max_age: Duration) -> Result<Option<Vec<Replica>>, KeyError> {
+        let max_age = max_age.as_secs_f64();
+        let rows = self.call(move |c| {
+            c.run(async move |client| {
+                client
+                    .query(
+                        "SELECT replica, kek_fingerprints, floor(extract(epoch FROM now() - last_seen))::bigint
+                         FROM ferry_replicas
+                         WHERE last_seen >= now() - make_interval(secs => $1)
+                         ORDER BY replica",
+                        &[&max_age],
+                    )
+                    .await
+            })
+        })?;
+        rows.iter()
+            .map(|r| {
+                Ok(Replica {
+                    name: r.get(0),
+                    keks: serde_json::from_value(r.get(1)).map_err(|e| {
+                        KeyError::Store(format!("a replica's heartbeat is not valid: {e}"))
+                    })?,
+                    age_secs: r.get(2),
+                })
+            })
+            .collect::<Result<Vec<_>, KeyError>>()
+            .map(Some)
     }
 }

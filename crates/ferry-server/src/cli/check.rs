@@ -88,6 +88,20 @@ pub fn check(path: &Path) -> ExitCode {
                 }
             );
             println!("  revocations: {}", describe_revocations(&config));
+            let mut failed = false;
+            for f in super::check_keys::inspect(&config) {
+                match f {
+                    super::check_keys::Finding::Error(e) => {
+                        failed = true;
+                        eprintln!("signing: {e}");
+                    }
+                    super::check_keys::Finding::Warning(w) => eprintln!("warning: {w}"),
+                    super::check_keys::Finding::Note(n) => eprintln!("note: {n}"),
+                }
+            }
+            if failed {
+                return ExitCode::FAILURE;
+            }
             ExitCode::SUCCESS
         }
         Err(errs) => {

@@ -3,6 +3,7 @@
 //! function as `/token`.
 
 pub mod check;
+pub mod check_keys;
 pub mod explain;
 pub mod keys;
 pub mod policy_test;

@@ -155,7 +155,7 @@ impl Revocations {
     /// [`Revocations::broken`]).
     pub fn for_config(config: &ferry_core::config::Config) -> Self {
         use ferry_core::config::RevocationStore;
-        let sealer = match crate::load::read_keks(&config.signing) {
+        let sealer = match crate::load::read_kek_list(&config.signing) {
             Ok(keks) => Sealer::new(ferry_keys::Keks::new(keks)),
             Err(e) => return Self::broken_with(e),
         };

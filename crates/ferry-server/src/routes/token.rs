@@ -76,6 +76,23 @@ pub(super) fn permit(state: &AppState) -> Result<tokio::sync::SemaphorePermit<'_
     })
 }
 
+/// A replica that cannot sign (it cannot unseal the active key) refuses before anything
+/// is verified or recorded: an assertion spent here could not be retried at a replica
+/// that can sign.
+pub(super) fn can_sign(state: &AppState) -> Result<(), OAuthError> {
+    if state.keys.snapshot().can_sign() {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
+            ErrorCode::TemporarilyUnavailable,
+            Step::Mint,
+            desc::SIGNING_UNAVAILABLE,
+        )
+        .status(503)
+        .detail("this replica cannot unseal the active signing key"))
+    }
+}
+
 fn rate_limited(limit: &'static str, retry: crate::limits::RetryAfter) -> OAuthError {
     let mut e = OAuthError::new(ErrorCode::InvalidRequest, Step::Request, desc::RATE_LIMITED)
         .status(429)
@@ -116,7 +133,8 @@ pub async fn token(
         Ok((bytes, p)) => (Ok(bytes), Some(p)),
         Err(e) => (Err(e), None),
     };
-    let result = match read.and_then(|bytes| parse_token_request(&bytes)) {
+    let parsed = read.and_then(|bytes| can_sign(&state).and_then(|()| parse_token_request(&bytes)));
+    let result = match parsed {
         Err(e) => Err(e),
         Ok((request, params)) => {
             match crate::client_auth::authenticate(&state, &headers, &params).await {

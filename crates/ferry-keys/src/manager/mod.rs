@@ -7,7 +7,10 @@
 //! version is written by exactly one of them. When the store cannot be reached, the
 //! snapshot in memory keeps signing and rotation waits.
 
-use std::collections::HashMap;
+mod material;
+mod replicas;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::digest;
@@ -20,6 +23,8 @@ use crate::kek::Keks;
 use crate::pkcs11::Hsm;
 use crate::signer::{KeyError, Signer, SigningAlg, SoftwareSigner};
 use crate::store::{KeyStore, Material, StoredKey, StoredRing};
+use material::{Sealed, cannot_sign_reason, check_openable, open_signer, placeholder, reconcile};
+pub use replicas::{KekReport, names};
 
 /// Where new private keys are made and how stored ones are opened.
 #[derive(Debug, Clone)]
@@ -68,6 +73,18 @@ pub struct Snapshot {
     pub signing_deadline: Option<i64>,
     /// The longest token lifetime ever configured (`StoredRing::max_issued_ttl`).
     pub max_issued_ttl: i64,
+    /// Why this replica cannot sign, `None` when it can: it cannot unseal the active
+    /// key (sealed under a key-encryption key it does not hold). `active` is then a
+    /// stand-in that refuses to sign, and `jwks` still lists every key of the ring:
+    /// what the other replicas sign with stays verifiable wherever `/jwks` is fetched.
+    pub cannot_sign: Option<String>,
+}
+
+impl Snapshot {
+    /// Whether `active` can sign.
+    pub fn can_sign(&self) -> bool {
+        self.cannot_sign.is_none()
+    }
 }
 
 /// The key manager.
@@ -75,6 +92,11 @@ pub struct Snapshot {
 pub struct KeyManager {
     store: Arc<dyn KeyStore>,
     cfg: ManagerConfig,
+    /// `cfg.backend`, replaced whole when the key-encryption keys are reloaded.
+    backend: RwLock<Backend>,
+    /// Set when the backend changed: the next refresh rebuilds the snapshot even if the
+    /// ring's version did not change.
+    rebuild: AtomicBool,
     current: RwLock<Arc<Snapshot>>,
 }
 
@@ -91,20 +113,25 @@ fn jwks_of(ring: &StoredRing) -> (String, String) {
 }
 
 impl KeyManager {
-    /// Opens the ring in `store`, initialising it if empty, and checks that every
-    /// stored private key can be opened (a wrong key-encryption key stops here, with a
-    /// clear error, rather than producing a silent new key).
+    /// Opens the ring in `store`, initialising it if empty, and checks that the stored
+    /// private keys can be opened: a wrong key-encryption key (one that opens none of
+    /// them) stops here, with a clear error, rather than producing a silent new key.
+    /// Keys sealed under a KEK this replica lacks are published but never signed with
+    /// here (see `Snapshot::cannot_sign` and `KekReport`, which names them).
     pub fn open(store: Arc<dyn KeyStore>, cfg: ManagerConfig, now: i64) -> Result<Self, KeyError> {
         let ring = store.load()?;
-        for k in &ring.keys {
-            open_signer(&cfg.backend, k)?;
-        }
-        let first = Self::build(&cfg, &ring, None)?;
+        check_openable(&cfg.backend, &ring.keys)?;
+        let first = Self::build(&cfg.backend, &cfg.policy, &ring, None);
         let mgr = Self {
             store,
+            backend: RwLock::new(cfg.backend.clone()),
             cfg,
-            current: RwLock::new(Arc::new(first.unwrap_or_else(placeholder))),
+            rebuild: AtomicBool::new(false),
+            current: RwLock::new(Arc::new(placeholder())),
         };
+        if let Some(first) = first {
+            mgr.install(first);
+        }
         mgr.tick(now)?;
         if keyring::check(&mgr.snapshot().keys).is_err() {
             return Err(KeyError::Store("the key ring has no active key".into()));
@@ -135,50 +162,115 @@ impl KeyManager {
         &self.cfg.policy
     }
 
+    fn backend(&self) -> Backend {
+        self.backend
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the key-encryption keys (a configuration reload that added one): the
+    /// snapshot is rebuilt at the next tick, so a replica that could not unseal the
+    /// active key signs again as soon as it holds the KEK. Ignored with an HSM.
+    pub fn replace_keks(&self, keks: Keks) {
+        let mut b = self
+            .backend
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Backend::Software { keks: k, .. } = &mut *b {
+            *k = Arc::new(keks);
+            self.rebuild.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The fingerprints of the key-encryption keys this replica holds, the one it seals
+    /// with first (none with an HSM).
+    pub fn kek_ids(&self) -> Vec<String> {
+        match self.backend() {
+            Backend::Software { keks, .. } => keks.ids(),
+            Backend::Pkcs11(_) => Vec::new(),
+        }
+    }
+
     /// Builds a snapshot for `ring`, reusing `prev`'s signer when the active key is
-    /// unchanged. `None` for a ring without an active key.
+    /// unchanged. `None` for a ring without an active key. The public keys come from
+    /// the ring whatever this replica can unseal; an active key it cannot unseal gives
+    /// a snapshot that publishes but does not sign.
     fn build(
-        cfg: &ManagerConfig,
+        backend: &Backend,
+        policy: &RingPolicy,
         ring: &StoredRing,
         prev: Option<&Snapshot>,
-    ) -> Result<Option<Snapshot>, KeyError> {
-        let Some(active) = ring.keys.iter().find(|k| k.meta.state == KeyState::Active) else {
-            return Ok(None);
-        };
-        let signer = match prev {
-            Some(p) if p.active.kid() == active.meta.kid => p.active.clone(),
-            _ => open_signer(&cfg.backend, active)?,
+    ) -> Option<Snapshot> {
+        let active = ring
+            .keys
+            .iter()
+            .find(|k| k.meta.state == KeyState::Active)?;
+        let (signer, cannot_sign) = match prev {
+            Some(p) if p.active.kid() == active.meta.kid && p.can_sign() => {
+                (p.active.clone(), None)
+            }
+            _ => match open_signer(backend, active) {
+                Ok(s) => (s, None),
+                Err(e) => (
+                    Arc::new(Sealed::new(active)) as Arc<dyn Signer>,
+                    Some(cannot_sign_reason(active, &e)),
+                ),
+            },
         };
         let (jwks, etag) = jwks_of(ring);
         let keys = meta_of(ring);
-        Ok(Some(Snapshot {
+        Some(Snapshot {
             version: ring.version,
-            signing_deadline: keyring::signing_deadline(&keys, &cfg.policy),
+            signing_deadline: keyring::signing_deadline(&keys, policy),
             keys,
             active: signer,
             jwks,
             etag,
             revoked: ring.revoked.clone(),
             max_issued_ttl: ring.max_issued_ttl,
-        }))
+            cannot_sign,
+        })
+    }
+
+    /// Swaps in `next`, logging once when this replica stops or starts being able to
+    /// sign.
+    fn install(&self, next: Snapshot) {
+        let prev = self.snapshot();
+        match (&prev.cannot_sign, &next.cannot_sign) {
+            (before, Some(why)) if before.as_ref() != Some(why) => tracing::error!(
+                kid = %next.active.kid(),
+                reason = %why,
+                "this replica cannot sign: POST /token answers 503 and /readyz fails until it holds the key-encryption key (add it and reload) or the ring moves to a key it can unseal; /jwks keeps serving every key"
+            ),
+            (Some(_), None) => tracing::info!(
+                kid = %next.active.kid(),
+                "this replica can sign again"
+            ),
+            _ => {}
+        }
+        *self
+            .current
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
     }
 
     fn refresh(&self, ring: &StoredRing) -> Result<(), KeyError> {
         let prev = self.snapshot();
-        if prev.version == ring.version {
+        let rebuild = self.rebuild.swap(false, Ordering::SeqCst);
+        if prev.version == ring.version && !rebuild {
             return Ok(());
         }
-        if let Some(next) = Self::build(&self.cfg, ring, Some(&prev))? {
-            *self
-                .current
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(next);
+        // After a KEK change the signer is opened again (it may be possible now).
+        let reuse = (!rebuild).then_some(&*prev);
+        if let Some(next) = Self::build(&self.backend(), &self.cfg.policy, ring, reuse) {
+            self.install(next);
         }
         Ok(())
     }
 
     fn new_key(&self, now: i64) -> Result<StoredKey, KeyError> {
-        let (kid, jwk, material) = match &self.cfg.backend {
+        let (kid, jwk, material) = match &self.backend() {
             Backend::Software { keks, plaintext } => {
                 let (signer, der) = SoftwareSigner::generate(self.cfg.alg)?;
                 let material = if *plaintext {
@@ -263,7 +355,7 @@ impl KeyManager {
                 changed = true;
                 tracing::info!(transition = ?step, version = ring.version + 1, "signing key ring changed");
                 if let (Some(Material::Pkcs11 { label }), Backend::Pkcs11(hsm)) =
-                    (removed, &self.cfg.backend)
+                    (removed, &self.backend())
                     && let Err(e) = hsm.destroy(&label)
                 {
                     tracing::warn!(error = %e, "removing a retired key from the token failed");
@@ -357,111 +449,5 @@ impl KeyManager {
             }
         }
         Err(KeyError::Store("the key ring is busy".into()))
-    }
-
-    /// Re-seals every software key with the first key-encryption key. Returns how many
-    /// keys were re-sealed.
-    pub fn rewrap(&self) -> Result<usize, KeyError> {
-        let Backend::Software { keks, .. } = &self.cfg.backend else {
-            return Ok(0);
-        };
-        let primary = keks.primary_id();
-        for _ in 0..16 {
-            let ring = self.store.load()?;
-            let mut count = 0;
-            let mut keys = ring.keys.clone();
-            for k in &mut keys {
-                if let Material::Encrypted { blob } = &k.material
-                    && Keks::blob_kek_id(blob) != primary.as_deref()
-                {
-                    let der = keks.open(blob, &k.meta.kid)?;
-                    k.material = Material::Encrypted {
-                        blob: keks.seal(&der)?,
-                    };
-                    count += 1;
-                }
-            }
-            if count == 0 || self.swap(&ring, keys)? {
-                return Ok(count);
-            }
-        }
-        Err(KeyError::Store("the key ring is busy".into()))
-    }
-}
-
-/// Keeps the stored keys that `metas` still lists, with their updated records.
-fn reconcile(keys: Vec<StoredKey>, metas: &[KeyMeta]) -> Vec<StoredKey> {
-    let by_kid: HashMap<&str, &KeyMeta> = metas.iter().map(|m| (m.kid.as_str(), m)).collect();
-    keys.into_iter()
-        .filter_map(|mut k| {
-            let m = by_kid.get(k.meta.kid.as_str())?;
-            k.meta = (*m).clone();
-            Some(k)
-        })
-        .collect()
-}
-
-/// Opens a stored key's private half.
-fn open_signer(backend: &Backend, k: &StoredKey) -> Result<Arc<dyn Signer>, KeyError> {
-    let alg = SigningAlg::from_name(&k.meta.alg).ok_or(KeyError::InvalidKey("supported"))?;
-    match (&k.material, backend) {
-        (Material::Encrypted { blob }, Backend::Software { keks, .. }) => {
-            let der = keks.open(blob, &k.meta.kid)?;
-            Ok(Arc::new(SoftwareSigner::from_pkcs8(alg, &der)?))
-        }
-        (
-            Material::Plaintext { pkcs8 },
-            Backend::Software {
-                plaintext: true, ..
-            },
-        ) => {
-            let der = URL_SAFE_NO_PAD
-                .decode(pkcs8)
-                .map_err(|_| KeyError::InvalidKey("PKCS#8"))?;
-            Ok(Arc::new(SoftwareSigner::from_pkcs8(alg, &der)?))
-        }
-        (Material::Plaintext { .. }, _) => Err(KeyError::Store(format!(
-            "key {} is stored in clear but plaintext keys are not enabled",
-            k.meta.kid
-        ))),
-        (Material::Pkcs11 { label }, Backend::Pkcs11(hsm)) => Ok(Arc::new(hsm.signer(label)?)),
-        (Material::Pkcs11 { .. }, _) => Err(KeyError::Store(format!(
-            "key {} is held in an HSM but no HSM is configured",
-            k.meta.kid
-        ))),
-        (Material::Encrypted { .. }, Backend::Pkcs11(_)) => Err(KeyError::Store(format!(
-            "key {} is a software key but the HSM backend is configured",
-            k.meta.kid
-        ))),
-    }
-}
-
-/// Before the first tick: a snapshot that is replaced before any request sees it.
-fn placeholder() -> Snapshot {
-    #[derive(Debug)]
-    struct None_;
-    impl Signer for None_ {
-        fn kid(&self) -> &str {
-            ""
-        }
-        fn alg(&self) -> &'static str {
-            "none"
-        }
-        fn public_jwk(&self) -> serde_json::Value {
-            serde_json::Value::Null
-        }
-        fn sign(&self, _: &[u8]) -> Result<Vec<u8>, KeyError> {
-            Err(KeyError::Sign)
-        }
-    }
-    Snapshot {
-        version: 0,
-        keys: Vec::new(),
-        active: Arc::new(None_),
-        jwks: "{\"keys\":[]}".into(),
-        etag: "\"empty\"".into(),
-        revoked: Vec::new(),
-        signing_deadline: None,
-        max_issued_ttl: 0,
     }
 }
