@@ -24,9 +24,10 @@ pub async fn healthz() -> &'static str {
 /// Why this replica should get no traffic, if it should not: shutting down, an
 /// unwritable data directory, or unable to sign.
 fn not_ready(state: &AppState) -> Option<&'static str> {
-    state.lifecycle.not_ready().or_else(|| {
-        (!state.keys.snapshot().can_sign()).then_some("cannot sign")
-    })
+    state
+        .lifecycle
+        .not_ready()
+        .or_else(|| (!state.keys.snapshot().can_sign()).then_some("cannot sign"))
 }
 
 /// Public `GET /readyz`: 200 `{"status": "ready"}`, or 503 with the reason's short name
