@@ -315,7 +315,7 @@ async fn revocations_survive_an_empty_redis_and_a_restart_of_every_replica() {
             &redis_port.to_string(),
             "--scan",
             "--pattern",
-            "ferry:re*",
+            "ferry:re[vf]*",
         ])
         .output()
         .unwrap();
