@@ -93,6 +93,8 @@ struct Counters {
     refetches_suppressed: AtomicU64,
     errors: AtomicU64,
     stale_served: AtomicU64,
+    /// Fetches that ended, either way.
+    ended: AtomicU64,
 }
 
 /// A snapshot of a key cache's counters, for metrics and `/readyz`.
@@ -116,6 +118,8 @@ pub struct CacheStats {
     pub staleness_seconds: u64,
     /// Whether keys are held.
     pub has_keys: bool,
+    /// Whether a fetch is under way.
+    pub fetching: bool,
     /// The last fetch error, if the last fetch failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
@@ -285,6 +289,7 @@ impl RemoteKeys {
                 0
             },
             has_keys: s.keys.is_some(),
+            fetching: load(&c.fetches) > load(&c.ended),
             last_error: s.last_error.as_ref().map(|(_, e)| e.clone()),
         }
     }
@@ -342,6 +347,7 @@ impl RemoteKeys {
         let now = self.time.now();
         let mut s = self.write();
         s.generation += 1;
+        Self::bump(&self.counters.ended);
         match result {
             Ok((set, max_age)) => {
                 let ttl = max_age
