@@ -184,5 +184,9 @@ async fn refused_connections_are_remembered_for_error_ttl() {
     fx.time.advance(ERROR_TTL + Duration::from_secs(1));
     load(&fx.keys, 1, 10, 2).await;
     assert_eq!(fx.keys.stats().fetches, 3);
-    assert!(fx.keys.stats().last_error.is_none(), "{:?}", fx.keys.stats());
+    assert!(
+        fx.keys.stats().last_error.is_none(),
+        "{:?}",
+        fx.keys.stats()
+    );
 }
