@@ -291,3 +291,47 @@ async fn a_single_node_remembers_its_ids_across_a_graceful_restart_and_refuses_o
         200
     );
 }
+
+#[tokio::test]
+async fn a_new_deployment_begins_its_epoch_without_refusing_and_a_later_empty_redis_is_a_loss() {
+    let tmp = TempDir::new("replay-first");
+    let builder = signer(tmp.path());
+    let port = free_port();
+    // A brand-new Redis: no epoch marker at all (not seeded).
+    let server = redis_empty(port);
+    let replay = format!("replay: {{ redis: \"redis://127.0.0.1:{port}\", timeout: 1s }}");
+    let cfg = config(&tmp.path().join("node"), &replay);
+    let ferry = Ferry::start(&cfg).unwrap();
+    // The deployment's durable store had never recorded an epoch: a first start, so a
+    // fresh assertion is accepted at once and nothing counts as lost.
+    let x = assertion_at(&builder, now());
+    assert_eq!(grant(&ferry, &x, None).await.0, 200);
+    assert_eq!(losses(&ferry).await, 0);
+    assert!(
+        redis_cmd(port, &["GET", "ferry:replay:epoch"]).starts_with('$'),
+        "the marker was made"
+    );
+    assert!(
+        ferry
+            .proc()
+            .output()
+            .contains("began the deployment's first epoch")
+    );
+    // Its replay is still a replay.
+    assert_eq!(
+        refusal(&grant(&ferry, &x, None).await).1,
+        "invalid_grant",
+        "replayed"
+    );
+
+    // Twin: the same deployment (same durable store), Redis brand-new again and Ferry
+    // restarted. A missing marker is now a loss: the same fresh-assertion shape is
+    // refused, because it may have been seen before the loss.
+    drop(ferry);
+    drop(server);
+    let _server = redis_empty(port);
+    let ferry = Ferry::start(&cfg).unwrap();
+    let got = grant(&ferry, &assertion_at(&builder, now()), None).await;
+    assert_eq!(refusal(&got), (400, "invalid_grant", LOST), "{got:?}");
+    assert_eq!(losses(&ferry).await, 1);
+}

@@ -118,6 +118,7 @@ pub struct AppState {
 #[allow(clippy::type_complexity)]
 fn replay_caches(
     config: &Config,
+    ledger: &Arc<crate::revocation::Revocations>,
 ) -> (
     Arc<dyn ReplayCache>,
     Arc<dyn ReplayCache>,
@@ -129,7 +130,7 @@ fn replay_caches(
     match &config.replay_redis {
         Some(r) => {
             let redis = Arc::new(crate::redis::Redis::new(r.clone()));
-            let epoch = Arc::new(Epoch::new(losses.clone()));
+            let epoch = Arc::new(Epoch::with_ledger(losses.clone(), Some(ledger.clone())));
             (
                 Arc::new(RedisReplay::new(redis.clone(), epoch.clone(), Some(share))),
                 Arc::new(RedisReplay::new(redis, epoch, None)),
@@ -172,8 +173,9 @@ impl AppState {
     ) -> Self {
         let limits = Arc::new(Limiters::new(&loaded.config.limits));
         let config = &loaded.config;
-        let (replay, dpop_replay, replay_losses, replay_local) = replay_caches(config);
         let revocations = Arc::new(crate::revocation::Revocations::for_config(&loaded.config));
+        let (replay, dpop_replay, replay_losses, replay_local) =
+            replay_caches(config, &revocations);
         Self {
             loaded: Arc::new(RwLock::new(Arc::new(loaded))),
             keys,

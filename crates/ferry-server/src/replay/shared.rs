@@ -21,9 +21,15 @@
 //! in the new epoch. No write happens in an epoch the replica has not checked, so no
 //! replica can accept an id it or another replica saw before the loss.
 //!
-//! A replica's first write finds the marker of the running deployment and adopts it;
-//! if there is none it cannot tell a brand-new Redis from an emptied one, so it counts
-//! a loss (refusing for one leeway what was issued before).
+//! A replica's first write finds the marker of the running deployment and adopts it.
+//! If there is none, Redis alone cannot tell a brand-new deployment from an emptied one:
+//! the durable revocation store can. Before its first write a replica records there that
+//! the deployment's replay state has begun ([`crate::revocation::Revocations::mark_replay_epoch`]);
+//! only when nothing had been recorded before may its script make a missing marker with
+//! time 0 (a first start: nothing refused). Every id any replica ever accepted was
+//! accepted after that record was durable, so a marker missing later is always a loss.
+//! Without a durable store to ask (or when it cannot be reached) a missing marker counts
+//! as a loss (refusing for one leeway what was issued before).
 //!
 //! One connection manager, reconnected on error; each call bounded by the configured
 //! timeout. When Redis cannot be reached the id is refused (`503`) unless the
@@ -41,7 +47,9 @@ pub const EPOCH_KEY: &str = "ferry:replay:epoch";
 
 /// Checks the epoch, then records an id unless it is live or its principal holds its
 /// share. KEYS: marker, the id's key, the principal's index. ARGV: the marker this
-/// replica knows ('' for none), a fresh marker id, ttl (ms), share (0: no shares).
+/// replica knows ('' for none), a fresh marker id, ttl (ms), share (0: no shares), '1'
+/// when the deployment never began an epoch (a missing marker is then made with time 0:
+/// nothing was lost, nothing is refused).
 /// Returns {1} recorded, {0} seen, {2} share full, or {3, marker, made} when the marker
 /// is not the one known (made = 1 when this call remade it): nothing was written.
 const CONSUME: &str = r"
@@ -57,6 +65,7 @@ if m ~= ARGV[1] then
   end
   if m and not string.match(m, '^%w+:%d+$') then remake = true end
   if remake then
+    if not m and ARGV[5] == '1' then now = 0 end
     m = ARGV[2] .. ':' .. now
     redis.call('SET', KEYS[1], m)
     return {3, m, 1}
@@ -83,6 +92,10 @@ return {1}
 pub struct Epoch {
     known: Mutex<Option<String>>,
     losses: Arc<Losses>,
+    /// Where the deployment records that its replay state began.
+    ledger: Option<Arc<crate::revocation::Revocations>>,
+    /// Whether this process recorded the beginning first (asked once).
+    first: tokio::sync::OnceCell<bool>,
     /// Whether Redis' persistence was looked at (once, after the first write).
     persistence_checked: AtomicBool,
 }
@@ -90,11 +103,42 @@ pub struct Epoch {
 impl Epoch {
     /// An epoch recording its losses in `losses`.
     pub fn new(losses: Arc<Losses>) -> Self {
+        Self::with_ledger(losses, None)
+    }
+
+    /// An epoch that asks `ledger` whether the deployment's replay state ever began.
+    pub fn with_ledger(
+        losses: Arc<Losses>,
+        ledger: Option<Arc<crate::revocation::Revocations>>,
+    ) -> Self {
         Self {
             known: Mutex::new(None),
             losses,
+            ledger,
+            first: tokio::sync::OnceCell::new(),
             persistence_checked: AtomicBool::new(false),
         }
+    }
+
+    /// Whether a missing marker may be made as the deployment's first: only before this
+    /// process adopted any epoch, and only when it recorded the beginning itself.
+    async fn first_start(&self, was: Option<&str>) -> bool {
+        let Some(ledger) = self.ledger.as_ref().filter(|_| was.is_none()) else {
+            return false;
+        };
+        *self
+            .first
+            .get_or_init(|| async {
+                match ledger.mark_replay_epoch().await {
+                    Ok(before) => !before,
+                    Err(e) => {
+                        tracing::warn!(target: "ferry", error = %e,
+                            "could not record the replay epoch's beginning: a missing marker counts as a loss");
+                        false
+                    }
+                }
+            })
+            .await
     }
 
     fn known(&self) -> Option<String> {
@@ -123,9 +167,18 @@ impl Epoch {
             .map_or(now.saturating_add(1), |ms| {
                 ms.saturating_add(999).div_euclid(1000)
             });
+        if first && made && at == 0 {
+            // Made as the deployment's first (see `first_start`): nothing to refuse.
+            *known = Some(marker.to_owned());
+            drop(known);
+            tracing::info!(target: "ferry", "replay state (Redis): began the deployment's first epoch");
+            return;
+        }
         // The floor rises before the marker is published: a request that reads the new
         // marker (and may then write in its epoch) also sees the new floor.
-        self.losses.raise(at);
+        if at > 0 {
+            self.losses.raise(at);
+        }
         *known = Some(marker.to_owned());
         drop(known);
         if first && !made {
@@ -180,6 +233,11 @@ impl RedisReplay {
             b.iter().map(|x| format!("{x:02x}")).collect::<String>()
         };
         let (ttl, share) = (ttl_ms.to_string(), self.share.unwrap_or(0).to_string());
+        let first = if self.epoch.first_start(was.as_deref()).await {
+            "1"
+        } else {
+            "0"
+        };
         let reply = self
             .redis
             .script(
@@ -190,6 +248,7 @@ impl RedisReplay {
                     fresh.as_bytes(),
                     ttl.as_bytes(),
                     share.as_bytes(),
+                    first.as_bytes(),
                 ],
             )
             .await?;
@@ -315,6 +374,22 @@ mod tests {
             5_000,
         );
         assert_eq!((losses.at(), losses.count()), (Some(5_001), 2));
+    }
+
+    #[test]
+    fn a_first_epoch_made_at_time_zero_refuses_nothing() {
+        let losses = Arc::new(Losses::default());
+        let e = Epoch::new(losses.clone());
+        e.adopt("aa:0", None, true, 3_000);
+        assert_eq!((losses.at(), losses.count()), (None, 0));
+        assert_eq!(e.known().as_deref(), Some("aa:0"));
+        // Twin: a replica joining that epoch refuses nothing either.
+        let other = Arc::new(Losses::default());
+        Epoch::new(other.clone()).adopt("aa:0", None, false, 3_000);
+        assert_eq!((other.at(), other.count()), (None, 0));
+        // And once known, its disappearance is a loss like any other.
+        e.adopt("bb:4000000", Some("aa:0"), true, 4_000);
+        assert_eq!((losses.at(), losses.count()), (Some(4_000), 1));
     }
 
     #[test]

@@ -22,6 +22,8 @@ use super::store::{Changes, Cursor, Store, StoredHandle};
 
 const LISTING: &str = "revocations.json";
 const HANDLES: &str = "reference-handles";
+/// Exists once a Redis replay epoch was begun for this node.
+const REPLAY_EPOCH: &str = "replay-epoch-begun";
 
 /// The state kept in a data directory.
 #[derive(Debug)]
@@ -166,6 +168,26 @@ impl LocalStore {
 }
 
 impl Store for LocalStore {
+    async fn mark_replay_epoch(&self) -> Result<bool, String> {
+        let path = self.dir.join(REPLAY_EPOCH);
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        match o.open(&path) {
+            Ok(f) => {
+                f.sync_all()
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                if let Ok(d) = std::fs::File::open(&self.dir) {
+                    let _ = d.sync_all();
+                }
+                Ok(false)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(true),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    }
+
     async fn changes(&self, _since: Cursor, now: i64) -> Result<Changes, String> {
         if self.read.load(Ordering::SeqCst) {
             return Ok(Changes {

@@ -320,6 +320,16 @@ impl Revocations {
         result
     }
 
+    /// Records that this deployment's shared replay state began, returning whether it
+    /// had been recorded before (see [`crate::replay::Epoch`]).
+    pub async fn mark_replay_epoch(&self) -> Result<bool, String> {
+        match &self.backend {
+            Backend::Local(s) => s.mark_replay_epoch().await,
+            Backend::Postgres(s) => s.mark_replay_epoch().await,
+            Backend::Broken(e) => Err(e.clone()),
+        }
+    }
+
     /// Revokes one token until its `exp` (durably, then in the copy).
     pub async fn revoke_jti(&self, jti: &str, exp: i64, now: i64) -> Result<(), String> {
         let r = match &self.backend {

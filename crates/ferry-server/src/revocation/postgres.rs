@@ -31,14 +31,15 @@ use super::model::{Listing, Rule, RuleKind};
 use super::store::{Changes, Cursor, Store, StoredHandle};
 
 /// The schema version this binary writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Every migration, in order. Expanding ones keep `min_reader`.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    min_reader: 1,
-    description: "revoked tokens, revocation rules and sealed reference handles",
-    sql: "CREATE TABLE ferry_revoked_jtis (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        min_reader: 1,
+        description: "revoked tokens, revocation rules and sealed reference handles",
+        sql: "CREATE TABLE ferry_revoked_jtis (
               jti text PRIMARY KEY,
               exp bigint NOT NULL,
               txid bigint NOT NULL DEFAULT txid_current()
@@ -67,7 +68,18 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
               live bigint NOT NULL
           );
           INSERT INTO ferry_reference_handle_count (id, live) VALUES (1, 0);",
-}];
+    },
+    // Expanding: a table older binaries never touch.
+    Migration {
+        version: 2,
+        min_reader: 1,
+        description: "when the deployment's shared replay state (the Redis epoch) began",
+        sql: "CREATE TABLE ferry_replay_epoch (
+              id integer PRIMARY KEY CHECK (id = 1),
+              begun_at timestamptz NOT NULL DEFAULT now()
+          )",
+    },
+];
 
 const SCHEMA: Schema = Schema {
     name: "revocation store",
@@ -242,6 +254,21 @@ impl PgStore {
 }
 
 impl Store for PgStore {
+    async fn mark_replay_epoch(&self) -> Result<bool, String> {
+        self.bounded(async {
+            let c = self.client().await?;
+            let n = c
+                .execute(
+                    "INSERT INTO ferry_replay_epoch (id) VALUES (1) ON CONFLICT DO NOTHING",
+                    &[],
+                )
+                .await
+                .map_err(|e| text(&e))?;
+            Ok(n == 0)
+        })
+        .await
+    }
+
     async fn changes(&self, since: Cursor, now: i64) -> Result<Changes, String> {
         // Everything (at start) may be many handles; what changed since is a few rows.
         let limit = if since == Cursor::default() {

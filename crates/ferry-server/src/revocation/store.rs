@@ -59,4 +59,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
         cap: usize,
     ) -> impl Future<Output = Result<(), HandleError>> + Send;
+    /// Records that this deployment's shared replay state (the Redis epoch) has begun,
+    /// and returns whether that had been recorded before: an epoch marker missing from
+    /// a deployment that never had one is a first start, not a lost state.
+    fn mark_replay_epoch(&self) -> impl Future<Output = Result<bool, String>> + Send;
 }
