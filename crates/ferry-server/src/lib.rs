@@ -22,6 +22,7 @@ pub mod repeated;
 pub mod replay;
 pub mod revocation;
 pub mod routes;
+pub mod secrets;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;

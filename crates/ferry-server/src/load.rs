@@ -10,13 +10,13 @@ use std::sync::Arc;
 use ferry_core::Clock;
 use std::time::Duration;
 
+use ferry_core::config::Signing;
 use ferry_core::config::{
     CacheConfig, Config, ConfigErrors, KeysConfig, Provider, ProviderKind, origin_of,
 };
-use ferry_core::config::{SecretSource, Signing};
 use ferry_core::keyring::RingPolicy;
 use ferry_keys::{
-    Backend, Kek, Keks, KeyManager, KeyStore, LocalStore, ManagerConfig, PgStore, SigningAlg,
+    Backend, Keks, KeyManager, KeyStore, LocalStore, ManagerConfig, PgStore, SigningAlg,
 };
 use ferry_verify::net::{ClientSettings, Http, OutboundPolicy};
 use ferry_verify::time::MonoTime;
@@ -26,6 +26,8 @@ use ferry_verify::{
 };
 use reqwest::Url;
 use serde_json::json;
+
+pub use crate::secrets::{read_kek_list, read_secret};
 
 use crate::accounts::Accounts;
 use crate::audit::AuditSink;
@@ -277,31 +279,6 @@ pub fn load_providers_reusing(
     } else {
         Err(errs)
     }
-}
-
-/// Reads a secret: `Ok(None)` for an unset environment variable.
-pub fn read_secret(s: &SecretSource) -> Result<Option<String>, String> {
-    match s {
-        SecretSource::Env(name) => Ok(std::env::var(name).ok().filter(|v| !v.trim().is_empty())),
-        SecretSource::File(path) => std::fs::read_to_string(path)
-            .map(|t| Some(t.trim().to_owned()))
-            .map_err(|e| format!("cannot read {}: {e}", path.display())),
-    }
-}
-
-/// The key-encryption keys configured and set (an unset environment variable is
-/// skipped), in order: the first seals. They seal private signing keys and the JWTs
-/// behind reference handles.
-pub fn read_kek_list(s: &Signing) -> Result<Vec<Kek>, String> {
-    let mut keks = Vec::new();
-    for (i, src) in s.key_encryption_keys.iter().enumerate() {
-        if let Some(text) = read_secret(src)? {
-            keks.push(
-                Kek::parse(&text).map_err(|e| format!("signing.key_encryption_keys[{i}]: {e}"))?,
-            );
-        }
-    }
-    Ok(keks)
 }
 
 /// The ring timing of a configuration.

@@ -18,24 +18,10 @@ use std::sync::Arc;
 
 use ferry_keys::Keks;
 
-use super::store::StoredHandle;
+use super::store::{HandleError, StoredHandle};
 
 /// Largest JWT stored behind a handle, bytes.
 pub const MAX_JWT_BYTES: usize = 16 * 1024;
-
-/// Why a handle was not stored.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HandleError {
-    /// As many live handles as allowed.
-    #[error("reference token store full")]
-    Full,
-    /// The JWT is larger than [`MAX_JWT_BYTES`].
-    #[error("token too large for a reference token")]
-    TooLarge,
-    /// The store cannot be reached (or cannot keep handles).
-    #[error("{0}")]
-    Unavailable(String),
-}
 
 /// Seals and opens the JWTs behind handles.
 #[derive(Debug, Clone, Default)]

@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::handles::HandleError;
 use super::model::{Listing, Rule};
-use super::store::{Changes, Cursor, Store, StoredHandle};
+use super::store::{Changes, Cursor, HandleError, Store, StoredHandle};
 
 const LISTING: &str = "revocations.json";
 const HANDLES: &str = "reference-handles";

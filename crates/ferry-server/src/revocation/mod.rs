@@ -39,9 +39,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 pub use checks::{per_node_revocations, startup_warnings};
-pub use handles::{HandleError, MAX_JWT_BYTES, Sealer};
+pub use handles::{MAX_JWT_BYTES, Sealer};
 pub use model::{Facts, Listing, Rule, RuleKind};
 pub use postgres::{MIGRATIONS, SCHEMA_VERSION};
+pub use store::HandleError;
 use store::{Changes, Cursor, Store, StoredHandle};
 
 /// Which durable store.
@@ -155,13 +156,13 @@ impl Revocations {
     /// [`Revocations::broken`]).
     pub fn for_config(config: &ferry_core::config::Config) -> Self {
         use ferry_core::config::RevocationStore;
-        let sealer = match crate::load::read_kek_list(&config.signing) {
+        let sealer = match crate::secrets::read_kek_list(&config.signing) {
             Ok(keks) => Sealer::new(ferry_keys::Keks::new(keks)),
             Err(e) => return Self::broken_with(e),
         };
         let opened = match &config.revocation {
             RevocationStore::DataDir => Self::local(&config.data_dir, sealer),
-            RevocationStore::Postgres { store, .. } => crate::load::read_secret(&store.url)
+            RevocationStore::Postgres { store, .. } => crate::secrets::read_secret(&store.url)
                 .and_then(|u| u.ok_or_else(|| "revocation.postgres.url: the connection string's environment variable is not set".to_owned()))
                 .and_then(|url| {
                     Self::postgres(

@@ -26,9 +26,8 @@ use std::time::Duration;
 use ferry_keys::store::pg::{self, MakeRustls, Migration, Schema};
 use tokio_postgres::Client;
 
-use super::handles::HandleError;
 use super::model::{Listing, Rule, RuleKind};
-use super::store::{Changes, Cursor, Store, StoredHandle};
+use super::store::{Changes, Cursor, HandleError, Store, StoredHandle};
 
 /// The schema version this binary writes and reads.
 pub const SCHEMA_VERSION: i32 = 2;

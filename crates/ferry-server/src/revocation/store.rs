@@ -4,8 +4,21 @@
 //! it, sealing handles and the in-memory copy are the front's ([`super::Revocations`]).
 //! Both pass one conformance suite (`conformance.rs`).
 
-use super::handles::HandleError;
 use super::model::{Listing, Rule};
+
+/// Why a handle was not stored.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandleError {
+    /// As many live handles as allowed.
+    #[error("reference token store full")]
+    Full,
+    /// The JWT is larger than [`super::MAX_JWT_BYTES`].
+    #[error("token too large for a reference token")]
+    TooLarge,
+    /// The store cannot be reached (or cannot keep handles).
+    #[error("{0}")]
+    Unavailable(String),
+}
 
 /// A reference-token handle as stored: the JWT sealed under the key-encryption key
 /// (bound to the handle's hash), and the JWT's `exp`.
