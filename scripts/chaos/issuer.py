@@ -40,6 +40,10 @@ def serving_handler(state: State):
             with state.lock:
                 state.counts[kind] += 1
                 mode = state.mode
+            if mode == "refuse":
+                # A connection kept alive from before the listener closed: cut it too.
+                self.close_connection = True
+                return
             if mode == "hang":
                 # Hold the request without answering until the mode changes (at most 60 s).
                 deadline = time.monotonic() + 60

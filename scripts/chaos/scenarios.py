@@ -12,6 +12,7 @@ and some assertions used; after it every replica is asked about them. `f` scales
 phase (1 for the short variant, 4 for --long).
 """
 
+import os
 import signal
 import subprocess
 import time
@@ -141,9 +142,10 @@ def failures_between(load_outcomes, t0, t1):
     return [o for o in load_outcomes if t0 <= o.at <= t1 and o.status != "200"]
 
 
-def restart(env, r, sig, wait_ready=True):
+def restart(env, r, sig, wait_ready=True, down=0.0):
     r.signal(sig)
     took = r.wait_exit(60)
+    time.sleep(down)
     r.start(wait=False)
     r.wait_ready(30)
     if wait_ready:
@@ -184,7 +186,9 @@ def rolling_restart(world, env, load, f, marks, extra):
     t0 = load.now()
     exits = []
     for r in env.replicas:
-        exits.append(round(restart(env, r, signal.SIGTERM), 1))
+        # As in a Deployment's rollout the replacement comes up elsewhere: the old address
+        # stays dead for 2 s, so only the readiness poll keeps requests away from it.
+        exits.append(round(restart(env, r, signal.SIGTERM, down=2.0), 1))
         # As a Deployment's minReadySeconds: the balancer has seen it ready again.
         time.sleep(1.5)
     t1 = load.now()
@@ -199,6 +203,11 @@ def rolling_restart(world, env, load, f, marks, extra):
     extra["_post"] = post_check
 
 
+def cli_env(replica) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "RUST_LOG"))}
+    return {**env, **replica.env}
+
+
 def kek_rollout(world, env, load, f, marks, extra):
     sleep_until(load, 3 * f)
     a = env.replicas[0]
@@ -208,27 +217,28 @@ def kek_rollout(world, env, load, f, marks, extra):
     env.write_config(a, ["FERRY_KEK_NEW", "FERRY_KEK"])
     a.start()
     rotated = []
-    for _ in range(2):
-        # The CLI with A's configuration: the standby becomes active and a new standby is
-        # generated, sealed with the new KEK (which B and C do not have).
+    for _ in range(5):
+        # The CLI with A's configuration, as an operator would rotate: the oldest standby
+        # becomes active as soon as it has been published for jwks_max_age + leeway, and
+        # new standbys are generated sealed with the new KEK (which B and C lack). Five
+        # rotations in a row activate keys generated after B and C last read the ring.
         deadline = time.monotonic() + 20
         while True:
             out = subprocess.run([world.ferry, "keys", "rotate", "--config", a.config],
-                                 capture_output=True, text=True, env={**a.env})
+                                 capture_output=True, text=True, env=cli_env(a))
             if out.returncode == 0:
                 rotated.append(out.stdout.strip().split()[1] if out.stdout.strip() else "?")
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"ferry keys rotate kept failing: {out.stderr.strip()}")
             time.sleep(0.5)
-        time.sleep(0.5)
     extra["rotated_to"] = rotated
-    sleep_until(load, load.now() + 10 * f)
+    sleep_until(load, load.now() + 5 * f)
 
     def post_check(outcomes, fig):
         # Informational: item 3 wants this refused while a live replica lacks the new KEK.
         out = subprocess.run([world.ferry, "keys", "rewrap", "--config", a.config],
-                             capture_output=True, text=True, env={**a.env})
+                             capture_output=True, text=True, env=cli_env(a))
         fig["rewrap_without_force"] = "refused" if out.returncode else "accepted"
         return []
     extra["_post"] = post_check
@@ -236,13 +246,16 @@ def kek_rollout(world, env, load, f, marks, extra):
 
 def issuer_outage(world, env, load, f, marks, extra):
     windows = []
-    sleep_until(load, 4 * f)
+    # Keys live 10 s at Ferry (refreshed in the background from 8 s on): a 10 s outage
+    # contains every replica's refresh, whenever it last fetched; the 6 s between outages
+    # (more than error_ttl) let every replica fetch fresh keys again.
+    sleep_until(load, 3 * f)
     for mode in ("500", "refuse", "hang"):
         before_metrics = sum(r.metric("ferry_issuer_key_fetches_total") for r in env.replicas)
         before = world.idp_stats()
         t0 = load.now()
         world.idp(mode)
-        sleep_until(load, t0 + 7 * f)
+        sleep_until(load, t0 + 10 * f)
         after = world.idp_stats()
         after_metrics = sum(r.metric("ferry_issuer_key_fetches_total") for r in env.replicas)
         world.idp("ok")
@@ -256,7 +269,7 @@ def issuer_outage(world, env, load, f, marks, extra):
                         "t": (t0, t1)})
         extra["criteria"].append((f"issuer fetches during {mode} ({int(fetches)}) within the error_ttl bound ({bound})",
                                   fetches <= bound))
-        sleep_until(load, t1 + 5.5 * f)
+        sleep_until(load, t1 + 6 * f)
     extra["issuer_windows"] = windows
 
     def post_check(outcomes, fig):

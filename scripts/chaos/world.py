@@ -42,7 +42,7 @@ providers:
     issuer: {idp}
     audiences: [{iss}]
     algorithms: [ES256]
-    cache: {{ min_ttl: 6s, max_ttl: 6s, default_ttl: 6s, max_staleness: 1h, error_ttl: {error_ttl}s, refetch_interval: 5s }}
+    cache: {{ min_ttl: 10s, max_ttl: 10s, default_ttl: 10s, max_staleness: 1h, error_ttl: {error_ttl}s, refetch_interval: 5s }}
 audiences:
   - audience: https://deploy.example.com
     rules:
