@@ -83,7 +83,6 @@ def main():
     args = ap.parse_args()
     factor = 4 if args.long else 1
     rate = args.rate or (50 if args.long else 30)
-    scenarios.ERROR_TTL = world_mod.ERROR_TTL
 
     started = time.monotonic()
     w = world_mod.World(args.work, args.ferry)

@@ -21,7 +21,7 @@ from collections import Counter
 import checks
 from load import Load, assertion, bearer_form, exchange_form, post, subject_token, token_of
 
-ERROR_TTL = None  # set from world
+from world import ERROR_TTL  # noqa: E402
 
 
 def sleep_until(load: Load, t: float):
@@ -260,8 +260,14 @@ def issuer_outage(world, env, load, f, marks, extra):
         after_metrics = sum(r.metric("ferry_issuer_key_fetches_total") for r in env.replicas)
         world.idp("ok")
         t1 = load.now()
-        seen = after["discovery"] - before["discovery"] if mode != "refuse" else None
+        # Every download that fails stops at its first request (discovery, or the JWKS
+        # when the discovery document is cached): requests received = fetches. A refused
+        # connection reaches no handler, so only Ferry's own counter sees those.
+        seen = (after["discovery"] + after["jwks"] - before["discovery"] - before["jwks"]
+                if mode != "refuse" else None)
         counted = after_metrics - before_metrics
+        if counted != counted:  # NaN: a replica's metrics could not be read
+            raise RuntimeError("could not read ferry_issuer_key_fetches_total from every replica")
         fetches = max(seen or 0, counted)
         bound = len(env.replicas) * (int((t1 - t0) // ERROR_TTL) + 2)
         windows.append({"mode": mode, "seconds": round(t1 - t0, 1), "fetches_at_issuer": seen,
