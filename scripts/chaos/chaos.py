@@ -99,7 +99,7 @@ def main():
             env = None
             try:
                 w.idp("ok")
-                env = world_mod.Env(w, f"scenario-{key}")
+                env = world_mod.Env(w, f"scenario-{key}", rotation=scenarios.ROTATION.get(key, "8s"))
                 fig = scenarios.run(w, env, key, fault, factor, rate)
             except Exception as e:  # a scenario that cannot run fails the run, visibly
                 traceback.print_exc()

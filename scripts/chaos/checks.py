@@ -4,7 +4,9 @@ signature valid), each revocation made before the fault at each replica's /intro
 and each service-account assertion used before the fault replayed once more.
 """
 
+import bisect
 import json
+import threading
 
 import p256
 from infra import json_get
@@ -24,35 +26,79 @@ def fetch_jwks(replicas) -> list:
     return out
 
 
-def verify_tokens(tokens, jwks_per_replica):
-    """(tokens unverifiable at one replica or more, per-replica failure counts, kids seen)."""
+class JwksWatch:
+    """Fetches every replica's /jwks every 500 ms during the load, as relying services
+    fetch it whenever they like: a token must verify against the JWKS any replica serves
+    from the moment it was issued, not only against what the replicas serve at the end
+    (a replica that lacked a key for a while and caught up later hides its gap there)."""
+
+    def __init__(self, replicas, clock):
+        self.replicas, self.clock = replicas, clock
+        self.snapshots = [[] for _ in replicas]  # per replica: (time, {kid: jwk})
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def start(self):
+        self.thread.start()
+        return self
+
+    def run(self):
+        while not self.stop.is_set():
+            for i, r in enumerate(self.replicas):
+                sent = self.clock()  # served after this moment
+                jwks = fetch_jwks([r])[0]
+                if jwks is not None:
+                    self.snapshots[i].append((sent, jwks))
+            self.stop.wait(0.5)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join()
+
+    def first_after(self, i, t):
+        """The first JWKS replica i served after time t, or None."""
+        snaps = self.snapshots[i]
+        k = bisect.bisect_left(snaps, t, key=lambda s: s[0])
+        return snaps[k][1] if k < len(snaps) else None
+
+
+def verify_tokens(items, final_jwks, watch=None):
+    """Each (token, time it was issued) against each replica's JWKS: the first one that
+    replica served after the token was issued, and the one it serves at the end. Returns
+    (tokens failing at one replica or more, per-replica failures then, per-replica failures
+    at the end, kids seen)."""
     cache = {}
-    bad_any = 0
-    per_replica = [0] * len(jwks_per_replica)
-    kids = set()
-    for token in tokens:
+    n = len(final_jwks)
+    bad_any, then, end, kids = 0, [0] * n, [0] * n, set()
+
+    def ok(token, header, signing_input, signature, jwks):
+        jwk = (jwks or {}).get(header.get("kid"))
+        if jwk is None:
+            return False
+        key = (token, json.dumps(jwk, sort_keys=True))
+        if key not in cache:
+            cache[key] = header.get("alg") == "ES256" and p256.verify(jwk, signing_input, signature)
+        return cache[key]
+
+    for token, issued_at in items:
         parts = p256.jwt_parts(token)
         if parts is None:
             bad_any += 1
             continue
         header, _claims, signing_input, signature = parts
-        kid = header.get("kid")
-        kids.add(kid)
+        kids.add(header.get("kid"))
         failed = False
-        for i, jwks in enumerate(jwks_per_replica):
-            jwk = (jwks or {}).get(kid)
-            if jwk is None:
-                ok = False
-            else:
-                key = (token, json.dumps(jwk, sort_keys=True))
-                if key not in cache:
-                    cache[key] = header.get("alg") == "ES256" and p256.verify(jwk, signing_input, signature)
-                ok = cache[key]
-            if not ok:
-                per_replica[i] += 1
+        for i in range(n):
+            if not ok(token, header, signing_input, signature, final_jwks[i]):
+                end[i] += 1
                 failed = True
+            if watch is not None:
+                served = watch.first_after(i, issued_at)
+                if served is not None and not ok(token, header, signing_input, signature, served):
+                    then[i] += 1
+                    failed = True
         bad_any += failed
-    return bad_any, per_replica, kids
+    return bad_any, then, end, kids
 
 
 def introspect(replica, token):

@@ -95,6 +95,7 @@ def token_of(answer: Answer) -> str | None:
 @dataclass
 class Outcome:
     at: float  # seconds since the load started, when sent
+    done: float  # when the answer arrived
     kind: str  # "exchange" | "jwt-bearer"
     status: str
     backend: int | None
@@ -131,7 +132,7 @@ class Load:
             kind, form = "jwt-bearer", bearer_form(assertion(self.world))
         a = post(self.target, "/token", form)
         with self.lock:
-            self.outcomes.append(Outcome(at, kind, a.status, a.backend, token_of(a)))
+            self.outcomes.append(Outcome(at, self.now(), kind, a.status, a.backend, token_of(a)))
 
     def run(self):
         interval = 1.0 / self.rate

@@ -103,6 +103,12 @@ def handler(pool: Pool):
     return Handler
 
 
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # The listen backlog (the default, 5, drops connections of a burst of load).
+    request_queue_size = 512
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
@@ -115,9 +121,7 @@ def main():
         backends.append((host, int(port)))
     pool = Pool(backends)
     threading.Thread(target=pool.poll_forever, daemon=True).start()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler(pool))
-    server.daemon_threads = True
-    server.request_queue_size = 256
+    server = Server(("127.0.0.1", args.port), handler(pool))
     server.serve_forever()
 
 

@@ -90,18 +90,20 @@ class Marks:
 def run(world, env, key: str, fault, f: float, rate: float) -> dict:
     marks = Marks(env)
     load = Load(world, env.proxy, rate).start()
+    watch = checks.JwksWatch(env.replicas, load.now).start()
     extra = {"criteria": []}
     try:
         fault(world, env, load, f, marks, extra)
     finally:
         outcomes = load.finish()
+        watch.finish()
     # Every replica is running again (the fault put them back); give them a moment.
     for r in env.replicas:
         r.wait_ready(30)
     time.sleep(0.5)
     jwks = checks.fetch_jwks(env.replicas)
-    tokens = [o.token for o in outcomes if o.token] + marks.jwts
-    unverifiable, per_replica, kids = checks.verify_tokens(tokens, jwks)
+    tokens = [(o.token, o.done) for o in outcomes if o.token] + [(t, 0.0) for t in marks.jwts]
+    unverifiable, then, end, kids = checks.verify_tokens(tokens, jwks, watch)
     lost, gone, errors = checks.revocation_figures(env.replicas, marks.revoked + extra.get("revoked", []),
                                                    marks.live)
     replays, replay_statuses = checks.replay_figures(env.replicas, marks.assertions)
@@ -113,7 +115,9 @@ def run(world, env, key: str, fault, f: float, rate: float) -> dict:
         "failed": dict(failed),
         "tokens_checked": len(tokens),
         "unverifiable": unverifiable,
-        "unverifiable_per_replica": per_replica,
+        "unverifiable_per_replica_when_issued": then,
+        "unverifiable_per_replica_at_the_end": end,
+        "jwks_fetched_per_replica": [len(x) for x in watch.snapshots],
         "signing_keys_seen": len(kids),
         "revocations_checked": len(marks.revoked) + len(extra.get("revoked", [])),
         "revocations_lost": len(lost),
@@ -217,21 +221,30 @@ def kek_rollout(world, env, load, f, marks, extra):
     env.write_config(a, ["FERRY_KEK_NEW", "FERRY_KEK"])
     a.start()
     rotated = []
-    for _ in range(5):
+    missing_after = None
+    for n in range(1, 9):
         # The CLI with A's configuration, as an operator would rotate: the oldest standby
-        # becomes active as soon as it has been published for jwks_max_age + leeway, and
-        # new standbys are generated sealed with the new KEK (which B and C lack). Five
-        # rotations in a row activate keys generated after B and C last read the ring.
+        # becomes active once published for jwks_max_age + leeway, and each new standby
+        # is generated sealed with the first KEK of whoever generates it (the CLI here:
+        # the new one, which B and C lack). Up to eight rotations, stopping early once
+        # the key that signs is missing from some replica's /jwks (a second after the
+        # rotation, long after every replica's ring poll): the state the issue found.
         deadline = time.monotonic() + 20
         while True:
             out = subprocess.run([world.ferry, "keys", "rotate", "--config", a.config],
                                  capture_output=True, text=True, env=cli_env(a))
             if out.returncode == 0:
-                rotated.append(out.stdout.strip().split()[1] if out.stdout.strip() else "?")
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"ferry keys rotate kept failing: {out.stderr.strip()}")
             time.sleep(0.5)
+        kid = out.stdout.strip().split()[1] if out.stdout.strip() else "?"
+        rotated.append(kid)
+        time.sleep(1)
+        if any(kid not in (j or {}) for j in checks.fetch_jwks(env.replicas)):
+            missing_after = n
+            break
+    extra["signing_key_missing_from_a_jwks_after_rotation"] = missing_after
     extra["rotated_to"] = rotated
     sleep_until(load, load.now() + 5 * f)
 
@@ -308,6 +321,10 @@ def postgres_outage(world, env, load, f, marks, extra):
         return [("signing continues while PostgreSQL is down (zero failed exchanges)", not failed)]
     extra["_post"] = post_check
 
+
+# Keys rotate every 8 s (so every fault meets rotations), except during the KEK rollout,
+# where the operator rotates by hand and no replica's schedule interleaves.
+ROTATION = {"d": "1h"}
 
 SCENARIOS = {
     "a": ("Redis restarted empty, then every replica", redis_restart),

@@ -25,7 +25,7 @@ limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 1000
 tokens: {{ default_ttl: 5m, max_ttl: 5m, min_ttl: 10s }}
 replay: {{ redis: "redis://127.0.0.1:{redis}", timeout: 1s }}
 signing:
-  rotation_period: 8s
+  rotation_period: {rotation}
   jwks_max_age: 2s
   leeway: 1s
   key_encryption_keys: [{keks}]
@@ -98,9 +98,9 @@ class World:
         self.pg.psql(f"CREATE DATABASE {name}")
         return self.pg.url(name)
 
-    def config(self, iss, redis_port, keks, revocation) -> str:
+    def config(self, iss, redis_port, keks, revocation, rotation="8s") -> str:
         return CONFIG.format(
-            iss=iss, redis=redis_port, idp=self.idp_iss, error_ttl=ERROR_TTL,
+            iss=iss, redis=redis_port, idp=self.idp_iss, error_ttl=ERROR_TTL, rotation=rotation,
             keks=", ".join(f"{{ env: {k} }}" for k in keks),
             sa_jwks=json.dumps({"keys": [self.sa_key.public_jwk()]}),
             gw_hash=hashlib.sha256(b"gw-secret").hexdigest(),
@@ -140,8 +140,9 @@ class World:
 class Env:
     """One scenario's environment."""
 
-    def __init__(self, world: World, name: str):
+    def __init__(self, world: World, name: str, rotation: str = "8s"):
         self.world = world
+        self.rotation = rotation
         self.dir = os.path.join(world.work, name)
         os.makedirs(self.dir)
         self.redis = Redis(world.procs, self.dir, "redis")
@@ -173,7 +174,7 @@ class Env:
 
     def write_config(self, replica, keks):
         with open(replica.config, "w") as f:
-            f.write(self.world.config(self.iss, self.redis.port, keks, self.world.revocation))
+            f.write(self.world.config(self.iss, self.redis.port, keks, self.world.revocation, self.rotation))
 
     def wait_public_ready(self, replica, seconds=30):
         wait_until(lambda: http_status(replica.addr, "/readyz") == 200, seconds, f"{replica.name} /readyz 200")
