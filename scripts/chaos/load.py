@@ -8,6 +8,7 @@ Every outcome is recorded with its time, status and the token issued.
 import base64
 import http.client
 import itertools
+import json
 import socket
 import threading
 import time
@@ -85,7 +86,6 @@ def bearer_form(a: str) -> dict:
 def token_of(answer: Answer) -> str | None:
     if not answer.ok:
         return None
-    import json
     try:
         return json.loads(answer.body)["access_token"]
     except (ValueError, KeyError):
