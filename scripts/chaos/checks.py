@@ -101,6 +101,18 @@ def verify_tokens(items, final_jwks, watch=None):
     return bad_any, then, end, kids
 
 
+def self_check(token, jwks_per_replica):
+    """The verifier is not vacuous: a token Ferry issued verifies at some replica, and the
+    same token with one bit of its signature flipped verifies nowhere."""
+    header, _claims, signing_input, signature = p256.jwt_parts(token)
+    keys = [j[header["kid"]] for j in jwks_per_replica if j and header.get("kid") in j]
+    if not any(p256.verify(k, signing_input, signature) for k in keys):
+        raise RuntimeError("self-check: a token Ferry just issued verifies at no replica's /jwks")
+    tampered = bytes([signature[0] ^ 1]) + signature[1:]
+    if any(p256.verify(k, signing_input, tampered) for k in keys):
+        raise RuntimeError("self-check: the verifier accepts a tampered signature")
+
+
 def introspect(replica, token):
     """True (active), False (inactive) or None (the replica did not answer 200)."""
     a = post(replica.addr, "/introspect", {"token": token}, basic=GATEWAY, timeout=5)

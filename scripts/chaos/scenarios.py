@@ -102,6 +102,7 @@ def run(world, env, key: str, fault, f: float, rate: float) -> dict:
         r.wait_ready(30)
     time.sleep(0.5)
     jwks = checks.fetch_jwks(env.replicas)
+    checks.self_check(must_token(env, exchange_form(subject_token(world, "chaos-self-check"))), jwks)
     tokens = [(o.token, o.done) for o in outcomes if o.token] + [(t, 0.0) for t in marks.jwts]
     unverifiable, then, end, kids = checks.verify_tokens(tokens, jwks, watch)
     lost, gone, errors = checks.revocation_figures(env.replicas, marks.revoked + extra.get("revoked", []),
