@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Ferry's whole test suite, from a fresh machine: installs what the tests need, then
 # checks formatting and lints, builds the binaries the black-box tests start, and runs
-# every test, the standard clients and the deployment files. This is the command CI
-# runs (.ci/run) and the README's second command.
+# every test, the standard clients, the deployment files and the fault drills. This is
+# the command CI runs (.ci/run) and the README's second command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,3 +32,6 @@ scripts/clients-test.sh
 
 echo "==> deploy/ and docker-compose.yml (rendered and validated; no cluster, no engine)"
 scripts/deploy-test.sh
+
+echo "==> chaos (short)"
+scripts/chaos.sh
