@@ -24,6 +24,8 @@ const DEPLOY: &str = "https://deploy.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// "new-key-encryption-key-32-bytes!" in base64.
 const NEW_KEK: &str = "bmV3LWtleS1lbmNyeXB0aW9uLWtleS0zMi1ieXRlcyE=";
+/// "a-third-key-encryption-key-32by!" in base64.
+const THIRD_KEK: &str = "YS10aGlyZC1rZXktZW5jcnlwdGlvbi1rZXktMzJieSE=";
 
 /// Writes `dir/name/ferry.yaml` holding the KEK files `keks` (in order).
 fn write_config(dir: &Path, name: &str, keks: &[&str]) -> std::path::PathBuf {
@@ -32,6 +34,7 @@ fn write_config(dir: &Path, name: &str, keks: &[&str]) -> std::path::PathBuf {
     std::fs::copy(dir.join("builder.json"), d.join("builder.json")).unwrap();
     std::fs::write(d.join("old.kek"), TEST_KEK).unwrap();
     std::fs::write(d.join("new.kek"), NEW_KEK).unwrap();
+    std::fs::write(d.join("third.kek"), THIRD_KEK).unwrap();
     let keks = keks
         .iter()
         .map(|k| format!("{{file: {k}.kek}}"))
@@ -312,7 +315,7 @@ async fn a_kek_rollout_in_the_wrong_order_keeps_one_key_set_and_the_replica_with
     assert!(refused_by_b >= 1);
     let log = b.proc().output();
     assert_eq!(
-        log.matches("this replica cannot sign").count(),
+        log.matches("this replica cannot sign: ").count(),
         refused_by_b,
         "logged once per active key it cannot unseal: {log}"
     );
@@ -365,6 +368,27 @@ async fn a_kek_rollout_in_the_wrong_order_keeps_one_key_set_and_the_replica_with
         ok && out.contains("ghost:1") && out.contains("re-sealed"),
         "{out}"
     );
+
+    // A rewrap forced under a KEK that B lacks: B keeps signing with the key it holds,
+    // and says at its next ring poll that the ring is sealed under a KEK it does not
+    // hold (before, nothing was logged until it failed to restart).
+    let lacking = "that this configuration does not hold";
+    let before = b.proc().output().matches(lacking).count();
+    let third_cfg = write_config(tmp.path(), "third", &["third", "new", "old"]);
+    let (ok, out) = keys_cmd(&third_cfg, &pg, &["rewrap", "--force"]);
+    assert!(ok && out.contains("re-sealed"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.proc().output().matches(lacking).count() == before {
+        assert!(
+            Instant::now() < deadline,
+            "B never warned: {}",
+            b.proc().output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (status, body) = token(&http, &b.url, &builder, &mut n).await;
+    assert_eq!(status, 200, "B still signs with the key in memory: {body}");
+    assert!(!b.proc().output().contains(THIRD_KEK));
 }
 
 /// `ferry check` inspects the ring against the configured KEKs (read-only): a KEK that

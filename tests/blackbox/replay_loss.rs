@@ -335,3 +335,37 @@ async fn a_new_deployment_begins_its_epoch_without_refusing_and_a_later_empty_re
     assert_eq!(refusal(&got), (400, "invalid_grant", LOST), "{got:?}");
     assert_eq!(losses(&ferry).await, 1);
 }
+
+#[tokio::test]
+async fn a_marker_written_far_in_the_future_costs_one_leeway_not_refusals_until_then() {
+    let tmp = TempDir::new("replay-future");
+    let builder = signer(tmp.path());
+    let port = free_port();
+    let _server = redis(port);
+    let replay = format!("replay: {{ redis: \"redis://127.0.0.1:{port}\", timeout: 1s }}");
+    let ferry = Ferry::start(&config(&tmp.path().join("node"), &replay)).unwrap();
+    assert_eq!(
+        grant(&ferry, &assertion_at(&builder, now()), None).await.0,
+        200
+    );
+    // Someone with write access to Redis dates the marker in the year 5138.
+    assert_eq!(
+        redis_cmd(
+            port,
+            &["SET", "ferry:replay:epoch", "attacker:99999999999999"]
+        ),
+        "+OK"
+    );
+    // It is a loss now: what was issued before now plus the leeway is refused…
+    let got = grant(&ferry, &assertion_at(&builder, now()), None).await;
+    assert_eq!(refusal(&got), (400, "invalid_grant", LOST), "{got:?}");
+    assert_eq!(losses(&ferry).await, 1);
+    // …and nothing issued after that (before: refused until the marker's year).
+    next_second().await;
+    let got = grant(&ferry, &assertion_at(&builder, now() + LEEWAY), None).await;
+    assert_eq!(got.0, 200, "{got:?}");
+    assert!(
+        !redis_cmd(port, &["GET", "ferry:replay:epoch"]).contains("99999999999999"),
+        "the marker was remade"
+    );
+}

@@ -150,17 +150,21 @@ impl Lifecycle {
 pub fn probe(dir: &Path) -> Result<(), String> {
     let path = dir.join(PROBE_FILE);
     let attempt = || -> std::io::Result<()> {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&path)?;
         f.write_all(b"ferry write probe\n")?;
         f.sync_all()?;
         drop(f);
         std::fs::remove_file(&path)
     };
-    attempt().map_err(|e| format!("write probe in {}: {e}", dir.display()))
+    attempt().map_err(|e| {
+        // A probe that failed half-way (a full disk) leaves no file behind.
+        let _ = std::fs::remove_file(&path);
+        format!("write probe in {}: {e}", dir.display())
+    })
 }
 
 #[cfg(test)]

@@ -99,7 +99,8 @@ enum KeysCommand {
         #[arg(long, env = "FERRY_CONFIG")]
         config: PathBuf,
         /// Re-seal even though live replicas lack the first key-encryption key: they
-        /// stop signing (503, /readyz fails) until they are given it.
+        /// keep the active key they hold in memory, but cannot take a new one (503,
+        /// /readyz fails) or restart until they are given it.
         #[arg(long)]
         force: bool,
     },

@@ -209,8 +209,10 @@ pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
     {
         let (keys, clock, every) = (state.keys.clone(), state.clock.clone(), ring_poll(state));
         let health = state.reloads.clone();
+        let st = state.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
+            let mut version = keys.snapshot().version;
             loop {
                 tick.tick().await;
                 let (keys, now) = (keys.clone(), clock.now());
@@ -218,7 +220,20 @@ pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
                 // Then this replica's heartbeat: the KEKs it holds, for `ferry keys rewrap`.
                 let poll = move || keys.tick(now).and_then(|_| keys.heartbeat());
                 match tokio::task::spawn_blocking(poll).await {
-                    Ok(Ok(_)) => health.set_key_store_error(None),
+                    Ok(Ok(_)) => {
+                        health.set_key_store_error(None);
+                        // A ring another replica changed (a rotation, a forced rewrap)
+                        // may now hold keys sealed under a KEK this one lacks: say so.
+                        let now_version = st.keys.snapshot().version;
+                        if now_version != version {
+                            version = now_version;
+                            let (keys, config) = (st.keys.clone(), st.loaded().config.clone());
+                            let _ = tokio::task::spawn_blocking(move || {
+                                crate::load::warn_kek_order(&keys, &config)
+                            })
+                            .await;
+                        }
+                    }
                     Ok(Err(e)) => {
                         tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits");
                         health.set_key_store_error(Some(e.to_string()));

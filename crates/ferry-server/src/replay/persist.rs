@@ -178,11 +178,17 @@ fn write_private(path: &Path, body: &[u8]) -> Result<(), String> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(&tmp).map_err(fail)?;
-    f.write_all(body).map_err(fail)?;
-    f.sync_all().map_err(fail)?;
-    drop(f);
-    std::fs::rename(&tmp, path).map_err(fail)?;
+    let written = options.open(&tmp).and_then(|mut f| {
+        f.write_all(body)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, path)
+    });
+    if let Err(e) = written {
+        // A write that failed half-way (a full disk) leaves no temporary file behind.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(fail(e));
+    }
     if let Some(dir) = path.parent() {
         sync_dir(dir);
     }

@@ -42,6 +42,10 @@ use std::sync::{Arc, Mutex};
 use super::{Consume, Losses, ReplayCache, ReplayError, Spend};
 use crate::redis::{Redis, Reply};
 
+/// How far ahead of this replica's clock a marker's time may be (seconds); beyond, it
+/// counts as unreadable (a loss now).
+const MAX_AHEAD_S: i64 = 60;
+
 /// The Redis key of the epoch marker.
 pub const EPOCH_KEY: &str = "ferry:replay:epoch";
 
@@ -56,6 +60,12 @@ const CONSUME: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local m = redis.call('GET', KEYS[1])
+if m then
+  local made_at = tonumber(string.match(m, '^%w+:(%d+)$'))
+  -- A marker from the future (written by hand, or by a clock far ahead) is no marker:
+  -- trusting its time would refuse everything until then.
+  if made_at and made_at > now + 60000 then m = false end
+end
 if m ~= ARGV[1] then
   local remake = not m
   if m and ARGV[1] ~= '' then
@@ -96,7 +106,8 @@ pub struct Epoch {
     ledger: Option<Arc<crate::revocation::Revocations>>,
     /// Whether this process recorded the beginning first (asked once).
     first: tokio::sync::OnceCell<bool>,
-    /// Whether Redis' persistence was looked at (once, after the first write).
+    /// Whether Redis' persistence and eviction policy were looked at (once, after the
+    /// first write).
     persistence_checked: AtomicBool,
 }
 
@@ -161,12 +172,14 @@ impl Epoch {
         }
         let first = was.is_none() && known.is_none();
         // Seconds, rounded up: an id issued within the loss' second may have been seen.
+        // A time more than a minute ahead of this replica's clock is unreadable too (the
+        // script already refuses markers ahead of Redis' clock): never a floor in the future.
         let at = marker
             .rsplit_once(':')
             .and_then(|(_, ms)| ms.parse::<i64>().ok())
-            .map_or(now.saturating_add(1), |ms| {
-                ms.saturating_add(999).div_euclid(1000)
-            });
+            .map(|ms| ms.saturating_add(999).div_euclid(1000))
+            .filter(|at| *at <= now.saturating_add(MAX_AHEAD_S))
+            .unwrap_or(now.saturating_add(1));
         if first && made && at == 0 {
             // Made as the deployment's first (see `first_start`): nothing to refuse.
             *known = Some(marker.to_owned());
@@ -267,7 +280,8 @@ impl RedisReplay {
     }
 
     /// Warns once when Redis keeps its data only in memory (`appendonly no`): a restart
-    /// then loses the replay state, which Ferry detects but pays for in refusals. A
+    /// then loses the replay state, which Ferry detects but pays for in refusals; and
+    /// when its eviction policy is not `noeviction`, which can drop live ids unseen. A
     /// Redis that does not answer `INFO` (some managed ones) is not judged.
     async fn check_persistence(&self) {
         if self.epoch.persistence_checked.swap(true, Ordering::Relaxed) {
@@ -282,6 +296,23 @@ impl RedisReplay {
         {
             tracing::warn!(target: "ferry", addr = %self.redis.config().addr,
                 "Redis does not persist its replay state (appendonly no): a restart empties it, and Ferry then refuses every assertion and DPoP proof issued before until they expire; run production Redis with appendonly yes");
+        }
+        // Any eviction policy but noeviction may drop live ids under memory pressure
+        // (volatile-* evicts exactly them: they expire, the marker does not), and a
+        // dropped id is a replay the marker cannot see.
+        let Ok(memory) = self.redis.call(&[b"INFO", b"memory"]).await else {
+            return;
+        };
+        let policy = memory.text().and_then(|t| {
+            t.lines().find_map(|l| {
+                l.trim()
+                    .strip_prefix("maxmemory_policy:")
+                    .map(str::to_owned)
+            })
+        });
+        if let Some(policy) = policy.filter(|p| p != "noeviction") {
+            tracing::warn!(target: "ferry", addr = %self.redis.config().addr, %policy,
+                "Redis may evict live replay ids under memory pressure (maxmemory-policy is not noeviction): an evicted id can be replayed, and nothing detects it; run the replay Redis with maxmemory-policy noeviction");
         }
     }
 
@@ -390,6 +421,19 @@ mod tests {
         // And once known, its disappearance is a loss like any other.
         e.adopt("bb:4000000", Some("aa:0"), true, 4_000);
         assert_eq!((losses.at(), losses.count()), (Some(4_000), 1));
+    }
+
+    #[test]
+    fn a_marker_from_the_future_is_a_loss_now_never_a_floor_in_the_future() {
+        let losses = Arc::new(Losses::default());
+        let e = Epoch::new(losses.clone());
+        e.adopt("aa:1000000", None, false, 5_000);
+        // Written by hand far ahead: counted from this replica's clock.
+        e.adopt("zz:99999999999999", Some("aa:1000000"), false, 5_000);
+        assert_eq!((losses.at(), losses.count()), (Some(5_001), 1));
+        // Twin: a marker within the allowed minute ahead keeps its own time.
+        e.adopt("bb:5060000", Some("zz:99999999999999"), false, 5_000);
+        assert_eq!((losses.at(), losses.count()), (Some(5_060), 2));
     }
 
     #[test]

@@ -48,13 +48,19 @@ fn private_file(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
         o.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-        let mut f = o.open(&tmp)?;
-        f.write_all(bytes)?;
-        if sync {
-            f.sync_all()?;
+        let written = o.open(&tmp).and_then(|mut f| {
+            f.write_all(bytes)?;
+            if sync {
+                f.sync_all()?;
+            }
+            Ok(())
+        });
+        if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+            // A write that failed half-way (a full disk) leaves no temporary file behind.
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
         }
     }
-    std::fs::rename(&tmp, path)?;
     if sync && let Ok(d) = std::fs::File::open(dir) {
         let _ = d.sync_all();
     }
