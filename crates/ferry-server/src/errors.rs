@@ -16,7 +16,7 @@
 
 use ferry_core::error::desc;
 use ferry_core::{ErrorCode, OAuthError, Step};
-use ferry_verify::VerifyError;
+use ferry_verify::{KeysError, VerifyError};
 
 use crate::replay::ReplayError;
 
@@ -68,7 +68,7 @@ impl Role {
     /// A verification failure of a token in this role.
     pub fn verify_error(self, e: &VerifyError) -> OAuthError {
         match e {
-            VerifyError::KeysUnavailable(detail) => keys_unavailable(self, detail),
+            VerifyError::KeysUnavailable(why) => keys_unavailable(self, why),
             other => self.invalid(other.to_string()),
         }
     }
@@ -94,13 +94,13 @@ impl Role {
 
 /// The issuer of a token in `role` cannot be reached and no usable keys are cached:
 /// `503 temporarily_unavailable`, whatever the role.
-fn keys_unavailable(role: Role, detail: &str) -> OAuthError {
+fn keys_unavailable(role: Role, why: &KeysError) -> OAuthError {
     OAuthError::new(
         ErrorCode::TemporarilyUnavailable,
         Step::Verify,
         desc::KEYS_UNAVAILABLE,
     )
-    .detail(format!("{role:?}: {detail}"))
+    .detail(format!("{role:?}: {why}"))
 }
 
 /// The shared replay cache cannot be reached: 503.
@@ -192,7 +192,9 @@ mod tests {
     /// is each role's own refusal.
     #[test]
     fn an_outage_is_503_for_every_role_and_a_bad_token_is_the_roles_own_error() {
-        let outage = VerifyError::KeysUnavailable("connection refused".into());
+        let outage = VerifyError::KeysUnavailable(KeysError::Fetch(
+            ferry_verify::FetchError::Request("connection refused".into()),
+        ));
         let bad = VerifyError::BadSignature;
         for role in ROLES {
             assert_eq!(
