@@ -61,10 +61,11 @@ fn key_source(
 ) -> Result<KeySource, String> {
     match keys {
         KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), algs)
-            .map(|(k, _)| KeySource::Static(Arc::new(k))),
-        KeysConfig::File(f) => {
-            StaticKeys::from_file(f.clone(), algs).map(|(k, _)| KeySource::Static(Arc::new(k)))
-        }
+            .map(|(k, _)| KeySource::Static(Arc::new(k)))
+            .map_err(|e| e.to_string()),
+        KeysConfig::File(f) => StaticKeys::from_file(f.clone(), algs)
+            .map(|(k, _)| KeySource::Static(Arc::new(k)))
+            .map_err(|e| e.to_string()),
         KeysConfig::Uri(u) | KeysConfig::Discovery(u) => {
             let url = Url::parse(u).map_err(|_| "not a URL".to_owned())?;
             Ok(KeySource::Remote(RemoteKeys::new(

@@ -31,7 +31,7 @@ pub use jws::{Header, MAX_TOKEN_BYTES, Peeked, peek, peek_claims, peek_issuer};
 pub use relying::FerryAuth;
 pub use relying::{FerryToken, FerryVerifier, RelyingError};
 pub use remote::{CacheSettings, CacheStats, Endpoint, KeysError, RemoteKeys, Unavailable};
-pub use source::{KeySource, StaticKeys, verify_from, verify_peeked_from};
+pub use source::{KeyFileError, KeySource, StaticKeys, verify_from, verify_peeked_from};
 pub use verifier::{Rules, Verified, verify, verify_peeked};
 
 #[cfg(test)]
