@@ -22,6 +22,7 @@ mod keys;
 mod limits;
 mod ops;
 mod otlp;
+mod outage;
 mod phantom;
 mod policy;
 mod reload;

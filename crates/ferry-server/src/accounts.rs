@@ -9,8 +9,7 @@ use std::sync::Arc;
 use ferry_core::config::{Client, Config, ConfigErrors, KeysConfig, ServiceAccount};
 use ferry_verify::time::MonoTime;
 use ferry_verify::{
-    Algorithm, Endpoint, KeySource, RemoteKeys, Rules, StaticKeys, Verified, VerifyError,
-    verify_from,
+    Algorithm, Endpoint, KeySource, RemoteKeys, Rules, StaticKeys, Verified, verify_from,
 };
 use reqwest::Url;
 use serde_json::Value;
@@ -20,7 +19,8 @@ use crate::load::http_for;
 /// The `typ` of a client assertion in draft-ietf-oauth-rfc7523bis; accepted besides
 /// `JWT` for client assertions only, never for a subject token.
 const CLIENT_ASSERTION_TYPE: &str = "client-authentication+jwt";
-use crate::replay::{ReplayCache, ReplayError, Spend, issued_at};
+pub use crate::errors::AssertionError;
+use crate::replay::{ReplayCache, Spend, issued_at};
 
 /// A service account ready to verify its assertions.
 #[derive(Debug)]
@@ -61,10 +61,11 @@ fn key_source(
 ) -> Result<KeySource, String> {
     match keys {
         KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), algs)
-            .map(|(k, _)| KeySource::Static(Arc::new(k))),
-        KeysConfig::File(f) => {
-            StaticKeys::from_file(f.clone(), algs).map(|(k, _)| KeySource::Static(Arc::new(k)))
-        }
+            .map(|(k, _)| KeySource::Static(Arc::new(k)))
+            .map_err(|e| e.to_string()),
+        KeysConfig::File(f) => StaticKeys::from_file(f.clone(), algs)
+            .map(|(k, _)| KeySource::Static(Arc::new(k)))
+            .map_err(|e| e.to_string()),
         KeysConfig::Uri(u) | KeysConfig::Discovery(u) => {
             let url = Url::parse(u).map_err(|_| "not a URL".to_owned())?;
             Ok(KeySource::Remote(RemoteKeys::new(
@@ -164,72 +165,6 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
     }
 }
 
-/// Why an assertion was refused (for logs; clients see a fixed text).
-#[derive(Debug, thiserror::Error)]
-pub enum AssertionError {
-    /// Signature, issuer, audience or time checks failed.
-    #[error("{0}")]
-    Verify(#[from] VerifyError),
-    /// `sub` is not the issuer.
-    #[error("sub is not the issuer")]
-    Subject,
-    /// No `jti`.
-    #[error("jti is required")]
-    Jti,
-    /// `aud` is not the single string required.
-    #[error("aud must be a single string naming Ferry's issuer")]
-    Audience,
-    /// Seen before.
-    #[error("assertion replayed")]
-    Replayed,
-    /// Issued before the replay state was lost: it may have been seen.
-    #[error("assertion issued before replay state was lost")]
-    BeforeLoss,
-    /// The replay cache is full of live assertions.
-    #[error("replay cache full")]
-    Full,
-    /// The account holds its whole share of the replay cache.
-    #[error("replay cache share of this account full")]
-    ShareFull,
-    /// The shared replay cache cannot be reached.
-    #[error("replay cache unavailable")]
-    Unavailable,
-}
-
-impl AssertionError {
-    /// The client's error: `503 temporarily_unavailable` when the replay cache cannot
-    /// be reached or has no room, else what `otherwise` makes of the detail.
-    pub fn to_oauth(
-        &self,
-        otherwise: impl FnOnce(String) -> ferry_core::error::OAuthError,
-    ) -> ferry_core::error::OAuthError {
-        use ferry_core::error::{ErrorCode, OAuthError, Step, desc};
-        match self {
-            Self::Unavailable => OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                Step::Verify,
-                desc::REPLAY_UNAVAILABLE,
-            )
-            .detail("replay cache unreachable"),
-            // Not a replay and not the assertion's fault: audited as what it is.
-            Self::Full | Self::ShareFull => OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                Step::Verify,
-                desc::REPLAY_FULL,
-            )
-            .detail(self.to_string()),
-            // The error of the assertion's role, with a description that tells the
-            // client a new assertion (issued now) will do.
-            Self::BeforeLoss => {
-                let mut e = otherwise(self.to_string());
-                e.description = desc::ASSERTION_BEFORE_REPLAY_LOSS.into();
-                e
-            }
-            other => otherwise(other.to_string()),
-        }
-    }
-}
-
 /// Verifies a JWT signed by an account (RFC 7523 §3): signature and claims by `rules`,
 /// `sub` equal to `iss`, `aud` one string (draft-ietf-oauth-rfc7523bis: an array could
 /// name another server beside Ferry, which would then accept the same assertion), a
@@ -277,36 +212,6 @@ pub async fn verify_assertion(
         until,
         now,
     };
-    match replay.consume(spend).await {
-        Ok(()) => Ok(v),
-        Err(ReplayError::Replayed) => Err(AssertionError::Replayed),
-        Err(ReplayError::BeforeLoss) => Err(AssertionError::BeforeLoss),
-        Err(ReplayError::Full) => Err(AssertionError::Full),
-        Err(ReplayError::ShareFull) => Err(AssertionError::ShareFull),
-        Err(ReplayError::Unavailable) => Err(AssertionError::Unavailable),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use ferry_core::error::{ErrorCode, OAuthError, Step, desc};
-
-    /// An assertion issued before a loss keeps the error code of its role (a grant's
-    /// `invalid_grant`, a client assertion's `invalid_client`) with a fixed description;
-    /// a plain replay keeps the role's own description (twin).
-    #[test]
-    fn an_assertion_issued_before_a_loss_says_so_in_its_roles_error() {
-        for code in [ErrorCode::InvalidGrant, ErrorCode::InvalidClient] {
-            let role = |detail: String| {
-                OAuthError::new(code, Step::Verify, desc::INVALID_ASSERTION).detail(detail)
-            };
-            let lost = AssertionError::BeforeLoss.to_oauth(role);
-            assert_eq!(lost.code, code);
-            assert_eq!(lost.description, desc::ASSERTION_BEFORE_REPLAY_LOSS);
-            let replayed = AssertionError::Replayed.to_oauth(role);
-            assert_eq!(replayed.code, code);
-            assert_eq!(replayed.description, desc::INVALID_ASSERTION);
-        }
-    }
+    replay.consume(spend).await?;
+    Ok(v)
 }

@@ -23,6 +23,7 @@ use ferry_core::request::{CLIENT_ASSERTION_JWT, ClientParams};
 use ferry_core::{ErrorCode, OAuthError, Step};
 
 use crate::accounts::verify_assertion;
+use crate::errors::Role;
 use crate::state::AppState;
 
 /// The authenticated (or self-declared public) client.
@@ -184,7 +185,7 @@ pub async fn authenticate(
             i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0),
         )
         .await
-        .map_err(|e| e.to_oauth(fail))?;
+        .map_err(|e| Role::ClientAssertion.assertion_error(&e))?;
         return Ok(Some(ClientIdentity {
             id,
             method: ClientAuth::PrivateKeyJwt,

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::audit::AuditEvent;
 use crate::dpop::Pending;
+use crate::errors::Role;
 use crate::fingerprint;
 use crate::state::AppState;
 
@@ -58,12 +59,7 @@ impl OwnKeys {
 }
 
 fn invalid_subject(detail: impl Into<String>) -> OAuthError {
-    OAuthError::new(
-        ErrorCode::InvalidRequest,
-        Step::Verify,
-        desc::INVALID_SUBJECT_TOKEN,
-    )
-    .detail(detail)
+    Role::Parent.invalid(detail)
 }
 
 fn strings(v: Option<&Value>) -> Vec<String> {
@@ -140,7 +136,7 @@ pub async fn downscope(
             .rule("downscoping: audiences must be a subset of the parent's")
             .detail("requested audience not in the parent token"));
         }
-        Err(e) => return Err(invalid_subject(e.to_string())),
+        Err(e) => return Err(Role::Parent.verify_error(&e)),
     };
     let c = &parent.claims;
     audit.original_subject = c

@@ -115,16 +115,11 @@ pub async fn consume<'a>(
         .consume(spend)
         .await
         .map_err(|e| match e {
-            ReplayError::Unavailable => {
-                crate::accounts::AssertionError::Unavailable.to_oauth(invalid)
-            }
+            ReplayError::Unavailable => crate::errors::replay_unavailable(),
             // A full cache is not a replay: audited (and counted) as what it is.
-            ReplayError::Full | ReplayError::ShareFull => OAuthError::new(
-                ErrorCode::TemporarilyUnavailable,
-                Step::Verify,
-                desc::REPLAY_FULL,
-            )
-            .detail("DPoP replay cache full"),
+            ReplayError::Full | ReplayError::ShareFull => {
+                crate::errors::replay_full("DPoP replay cache full")
+            }
             ReplayError::Replayed => invalid("DPoP proof replayed"),
             // RFC 9449 §5: the proof is what cannot be accepted; a new one (issued now)
             // will be once the loss is older than the window.

@@ -28,37 +28,20 @@ use ferry_core::mint::{MintInput, access_token_claims};
 use ferry_core::request::{ExchangeRequest, IssuedTokenType, JwtBearerRequest};
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_verify::Verified;
 use ferry_verify::dpop::DpopProof;
-use ferry_verify::{Verified, VerifyError};
 use serde_json::Value;
 use tracing::Instrument as _;
 
 use crate::accounts::{AssertionError, verify_assertion};
 use crate::audit::AuditEvent;
 use crate::dpop::Pending;
+use crate::errors::Role;
 use crate::state::{AppState, Loaded};
 use crate::{fingerprint, random_id};
 
 /// The provider id under which service accounts appear in policies (`provider`).
 pub const SERVICE_ACCOUNT_PROVIDER: &str = "service-account";
-
-fn invalid_subject(detail: impl Into<String>) -> OAuthError {
-    OAuthError::new(
-        ErrorCode::InvalidRequest,
-        Step::Verify,
-        desc::INVALID_SUBJECT_TOKEN,
-    )
-    .detail(detail)
-}
-
-fn invalid_grant(detail: impl Into<String>) -> OAuthError {
-    OAuthError::new(
-        ErrorCode::InvalidGrant,
-        Step::Verify,
-        desc::INVALID_ASSERTION,
-    )
-    .detail(detail)
-}
 
 /// Verifies a service account's assertion: its registered keys, `aud` Ferry's issuer or
 /// token endpoint, bounded lifetime, `jti` single use.
@@ -68,12 +51,12 @@ async fn verify_service_account(
     iss: &str,
     token: &str,
     now: i64,
-) -> Result<Verified, Result<AssertionError, &'static str>> {
+) -> Result<Verified, AssertionError> {
     let sa = loaded
         .accounts
         .service_accounts
         .get(iss)
-        .ok_or(Err("not a service account"))?;
+        .ok_or(AssertionError::UnknownAccount)?;
     verify_assertion(
         token,
         &sa.keys,
@@ -84,7 +67,6 @@ async fn verify_service_account(
     )
     .instrument(tracing::info_span!("verify", service_account = %iss))
     .await
-    .map_err(Ok)
 }
 
 /// Runs the exchange, filling `audit` with what was learnt along the way.
@@ -106,7 +88,7 @@ pub async fn exchange(
     // 1. Provider by exact issuer. A token from an unknown issuer costs no key lookup.
     //    The token is split and decoded once, here; verification reuses it.
     let peeked =
-        ferry_verify::peek(&req.subject_token).map_err(|e| invalid_subject(e.to_string()))?;
+        ferry_verify::peek(&req.subject_token).map_err(|e| Role::Subject.verify_error(&e))?;
     let (provider, verified) = match loaded.providers.get(peeked.issuer()) {
         Some(provider) => {
             audit.provider = Some(provider.config.id.clone());
@@ -116,16 +98,7 @@ pub async fn exchange(
                 ferry_verify::verify_peeked_from(peeked, &provider.rules, &provider.keys, now)
                     .instrument(tracing::info_span!("verify", provider = %provider.config.id))
                     .await
-                    .map_err(|e| match e {
-                        // The issuer cannot be reached and no usable cached keys remain.
-                        VerifyError::KeysUnavailable(detail) => OAuthError::new(
-                            ErrorCode::TemporarilyUnavailable,
-                            Step::Verify,
-                            desc::KEYS_UNAVAILABLE,
-                        )
-                        .detail(detail),
-                        other => invalid_subject(other.to_string()),
-                    })?;
+                    .map_err(|e| Role::Subject.verify_error(&e))?;
             (provider, verified)
         }
         None => {
@@ -136,15 +109,12 @@ pub async fn exchange(
                 .providers
                 .get(ferry_core::config::SERVICE_ACCOUNT_ISSUER)
                 .filter(|_| loaded.accounts.service_accounts.contains_key(&iss))
-                .ok_or_else(|| invalid_subject("issuer not configured"))?;
+                .ok_or_else(|| Role::Subject.invalid("issuer not configured"))?;
             audit.provider = Some(provider.config.id.clone());
             audit.original_issuer = Some(iss.clone());
             let verified = verify_service_account(state, &loaded, &iss, &req.subject_token, now)
                 .await
-                .map_err(|e| match e {
-                    Ok(e) => e.to_oauth(invalid_subject),
-                    Err(e) => invalid_subject(e),
-                })?;
+                .map_err(|e| Role::Subject.assertion_error(&e))?;
             (provider, verified)
         }
     };
@@ -211,15 +181,6 @@ pub async fn exchange(
     crate::tokens::maybe_reference(state, req.requested_token_type, resp, now).await
 }
 
-fn invalid_actor(detail: impl Into<String>) -> OAuthError {
-    OAuthError::new(
-        ErrorCode::InvalidRequest,
-        Step::Verify,
-        desc::INVALID_ACTOR_TOKEN,
-    )
-    .detail(detail)
-}
-
 /// Delegation: verifies the actor token like a subject token (a trusted issuer, its
 /// mapping), honours the subject's `may_act` (RFC 8693 §4.4), and builds the `act`
 /// claim, nesting any `act` the subject already carries (a chain). Without an actor
@@ -235,15 +196,15 @@ pub(crate) async fn delegation(
     let Some(token) = &req.actor_token else {
         return Ok((None, prior));
     };
-    let iss = ferry_verify::peek_issuer(token).map_err(|e| invalid_actor(e.to_string()))?;
+    let iss = ferry_verify::peek_issuer(token).map_err(|e| Role::Actor.verify_error(&e))?;
     let provider = loaded
         .providers
         .get(&iss)
-        .ok_or_else(|| invalid_actor("actor issuer not configured"))?;
+        .ok_or_else(|| Role::Actor.invalid("actor issuer not configured"))?;
     let verified = ferry_verify::verify_from(token, &provider.rules, &provider.keys, now)
         .instrument(tracing::info_span!("verify_actor", provider = %provider.config.id))
         .await
-        .map_err(|e| invalid_actor(e.to_string()))?;
+        .map_err(|e| Role::Actor.verify_error(&e))?;
     if let Some(may) = subject.get("may_act") {
         let sub_ok = may.get("sub").and_then(Value::as_str)
             == verified.claims.get("sub").and_then(Value::as_str);
@@ -281,15 +242,12 @@ pub async fn jwt_bearer(
     let loaded = state.loaded();
     audit.subject_token_sha256 = Some(fingerprint(req.assertion.as_bytes()));
     audit.audiences = crate::audit::targets(&req.targets());
-    let iss =
-        ferry_verify::peek_issuer(&req.assertion).map_err(|e| invalid_grant(e.to_string()))?;
+    let iss = ferry_verify::peek_issuer(&req.assertion)
+        .map_err(|e| Role::ServiceAccountAssertion.verify_error(&e))?;
     audit.provider = Some(SERVICE_ACCOUNT_PROVIDER.to_owned());
     verify_service_account(state, &loaded, &iss, &req.assertion, now)
         .await
-        .map_err(|e| match e {
-            Ok(e) => e.to_oauth(invalid_grant),
-            Err(e) => invalid_grant(e),
-        })?;
+        .map_err(|e| Role::ServiceAccountAssertion.assertion_error(&e))?;
     // A registered account's id, not whatever an unverified token claimed.
     audit.original_issuer = Some(iss.clone());
     let dpop = crate::dpop::consume(state, dpop).await?;

@@ -11,6 +11,7 @@ pub mod cli;
 pub mod client_auth;
 pub mod downscope;
 pub mod dpop;
+pub mod errors;
 pub mod exchange;
 pub mod lifecycle;
 pub mod limits;

@@ -242,12 +242,12 @@ pub fn load_providers_reusing(
             }
             KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), &rules.algorithms)
                 .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
-                .map_err(|e| (format!("{path}.jwks.inline"), e)),
+                .map_err(|e| (format!("{path}.jwks.inline"), e.to_string())),
             KeysConfig::File(f) => match files.entry((f.clone(), rules.algorithms.clone())) {
                 Entry::Occupied(e) => Ok(e.get().clone()),
                 Entry::Vacant(e) => StaticKeys::from_file(f.clone(), &rules.algorithms)
                     .map(|(k, w)| e.insert((KeySource::Static(Arc::new(k)), w)).clone())
-                    .map_err(|e| (format!("{path}.jwks.file"), e)),
+                    .map_err(|e| (format!("{path}.jwks.file"), e.to_string())),
             },
             KeysConfig::Uri(_) | KeysConfig::Discovery(_) => match previous.get(&p.issuer) {
                 Some(prev)

@@ -45,8 +45,10 @@ pub enum VerifyError {
     #[error("token issued in the future")]
     IssuedInFuture,
     /// The issuer's keys cannot be had (issuer unreachable and no usable cached keys).
+    /// Distinct by type from every "the token is bad" variant, so a caller answers an
+    /// outage as one (`503`), never as a bad token.
     #[error("issuer keys unavailable: {0}")]
-    KeysUnavailable(String),
+    KeysUnavailable(crate::remote::KeysError),
     /// `exp - iat` exceeds the allowed lifetime, or the token is older than allowed.
     #[error("token lifetime or age exceeds the allowed maximum")]
     TooLong,

@@ -5,7 +5,35 @@
 use reqwest::Url;
 use reqwest::header::{ACCEPT, CACHE_CONTROL};
 
-use crate::net::{Http, origin};
+use crate::net::{Http, NetError, origin};
+
+/// Why a GET failed. Detail from the HTTP stack is kept as text (without the URL) so the
+/// error can be cached and compared; the kind is typed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FetchError {
+    /// The URL is refused by the outbound policy.
+    #[error(transparent)]
+    Refused(#[from] NetError),
+    /// The bearer-token file cannot be read.
+    #[error("reading the bearer-token file: {0}")]
+    BearerFile(String),
+    /// The credentials are not a valid header value.
+    #[error("the credentials are not a valid header value")]
+    BadCredentials,
+    /// Connecting or sending failed (refused, timed out, a forbidden address).
+    #[error("request failed: {0}")]
+    Request(String),
+    /// The status was not 200.
+    #[error("HTTP status {0}")]
+    Status(u16),
+    /// The body is larger than the cap.
+    #[error("response larger than the cap")]
+    TooLarge,
+    /// Reading the body failed.
+    #[error("reading body: {0}")]
+    Body(String),
+}
 
 /// Where a bearer token comes from.
 #[derive(Clone)]
@@ -67,13 +95,13 @@ fn max_age(value: &str) -> Option<u64> {
 }
 
 /// GETs `url` under the client's policy.
-pub async fn get(http: &Http, url: &Url, bearer: Option<&Bearer>) -> Result<Fetched, String> {
+pub async fn get(http: &Http, url: &Url, bearer: Option<&Bearer>) -> Result<Fetched, FetchError> {
     let authorization = match bearer {
         Some(b) if origin(url).as_deref() == Some(b.origin.as_str()) => {
             let token = match &b.token {
                 BearerToken::Value(v) => v.clone(),
                 BearerToken::File(f) => std::fs::read_to_string(f)
-                    .map_err(|e| format!("reading the bearer-token file: {e}"))?
+                    .map_err(|e| FetchError::BearerFile(e.to_string()))?
                     .trim()
                     .to_owned(),
             };
@@ -90,30 +118,30 @@ pub(crate) async fn get_authorized(
     http: &Http,
     url: &Url,
     authorization: Option<String>,
-) -> Result<Fetched, String> {
-    http.policy.check_url(url).map_err(|e| e.to_string())?;
+) -> Result<Fetched, FetchError> {
+    http.policy.check_url(url)?;
     let mut req = http
         .client
         .get(url.clone())
         .header(ACCEPT, "application/json, application/jwk-set+json");
     if let Some(a) = authorization {
-        let mut value = reqwest::header::HeaderValue::from_str(&a)
-            .map_err(|_| "the credentials are not a valid header value".to_owned())?;
+        let mut value =
+            reqwest::header::HeaderValue::from_str(&a).map_err(|_| FetchError::BadCredentials)?;
         value.set_sensitive(true);
         req = req.header(reqwest::header::AUTHORIZATION, value);
     }
     let mut resp = req
         .send()
         .await
-        .map_err(|e| format!("request failed: {}", without_url(&e)))?;
+        .map_err(|e| FetchError::Request(without_url(&e)))?;
     if resp.status() != reqwest::StatusCode::OK {
-        return Err(format!("HTTP status {}", resp.status().as_u16()));
+        return Err(FetchError::Status(resp.status().as_u16()));
     }
     if resp
         .content_length()
         .is_some_and(|n| n > http.max_response_bytes as u64)
     {
-        return Err("response larger than the cap".into());
+        return Err(FetchError::TooLarge);
     }
     let max_age = resp
         .headers()
@@ -124,10 +152,10 @@ pub(crate) async fn get_authorized(
     while let Some(chunk) = resp
         .chunk()
         .await
-        .map_err(|e| format!("reading body: {}", without_url(&e)))?
+        .map_err(|e| FetchError::Body(without_url(&e)))?
     {
         if body.len() + chunk.len() > http.max_response_bytes {
-            return Err("response larger than the cap".into());
+            return Err(FetchError::TooLarge);
         }
         body.extend_from_slice(&chunk);
     }

@@ -24,14 +24,14 @@ mod verifier;
 
 pub use alg::Algorithm;
 pub use error::VerifyError;
-pub use fetch::{Bearer, BearerToken};
+pub use fetch::{Bearer, BearerToken, FetchError};
 pub use jwks::{JwksError, KeySet, VerifyingKey};
 pub use jws::{Header, MAX_TOKEN_BYTES, Peeked, peek, peek_claims, peek_issuer};
 #[cfg(feature = "axum")]
 pub use relying::FerryAuth;
 pub use relying::{FerryToken, FerryVerifier, RelyingError};
-pub use remote::{CacheSettings, CacheStats, Endpoint, RemoteKeys, Unavailable};
-pub use source::{KeySource, StaticKeys, verify_from, verify_peeked_from};
+pub use remote::{CacheSettings, CacheStats, Endpoint, KeysError, RemoteKeys, Unavailable};
+pub use source::{KeyFileError, KeySource, StaticKeys, verify_from, verify_peeked_from};
 pub use verifier::{Rules, Verified, verify, verify_peeked};
 
 #[cfg(test)]

@@ -146,7 +146,9 @@ impl FerryVerifier {
             issuer.trim_end_matches('/')
         ))
         .map_err(|_| "issuer is not a URL".to_owned())?;
-        let doc = crate::fetch::get(&http, &meta_url, None).await?;
+        let doc = crate::fetch::get(&http, &meta_url, None)
+            .await
+            .map_err(|e| e.to_string())?;
         let doc: Value =
             serde_json::from_slice(&doc.body).map_err(|_| "metadata is not JSON".to_owned())?;
         if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {

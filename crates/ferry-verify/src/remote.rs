@@ -29,7 +29,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::alg::Algorithm;
-use crate::fetch::{Bearer, get};
+use crate::fetch::{Bearer, FetchError, get};
 use crate::jwks::KeySet;
 use crate::net::Http;
 use crate::time::MonoTime;
@@ -79,10 +79,46 @@ impl Default for CacheSettings {
     }
 }
 
-/// The keys could not be had.
+/// The keys could not be had: why the last fetch failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("keys unavailable: {0}")]
-pub struct Unavailable(pub String);
+pub struct Unavailable(pub KeysError);
+
+/// Why fetching an issuer's keys failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeysError {
+    /// The discovery document or the key set could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The discovery document is not JSON.
+    #[error("discovery document is not JSON")]
+    DiscoveryNotJson,
+    /// The discovery document names another issuer (OpenID Connect Discovery §4.3).
+    #[error("discovery document names another issuer")]
+    DiscoveryIssuer,
+    /// The discovery document has no `jwks_uri`.
+    #[error("discovery document has no jwks_uri")]
+    NoJwksUri,
+    /// The `jwks_uri` is not a URL.
+    #[error("jwks_uri is not a URL")]
+    JwksUriNotUrl,
+    /// The `jwks_uri` is refused by the outbound policy.
+    #[error("jwks_uri {0}")]
+    JwksUriRefused(crate::net::NetError),
+    /// The key set does not parse.
+    #[error(transparent)]
+    Jwks(#[from] crate::jwks::JwksError),
+    /// The key set has no key usable with the allowed algorithms.
+    #[error("the key set has no usable key")]
+    NoUsableKey,
+    /// No keys are held and no fetch result is known.
+    #[error("no keys")]
+    NoKeys,
+    /// The fetch task ended abnormally.
+    #[error("fetch task failed: {0}")]
+    Task(String),
+}
 
 #[derive(Debug, Default)]
 struct Counters {
@@ -132,7 +168,7 @@ struct State {
     expires: Duration,
     stale_until: Duration,
     generation: u64,
-    last_error: Option<(Duration, String)>,
+    last_error: Option<(Duration, KeysError)>,
     last_forced: Option<Duration>,
 }
 
@@ -239,7 +275,7 @@ impl RemoteKeys {
         }
         Self::bump(&self.counters.misses);
         if error_recent {
-            return Err(Unavailable(last_error.unwrap_or_default()));
+            return Err(Unavailable(last_error.unwrap_or(KeysError::NoKeys)));
         }
         self.fetch(generation).await.map_err(Unavailable)
     }
@@ -290,7 +326,7 @@ impl RemoteKeys {
             },
             has_keys: s.keys.is_some(),
             fetching: load(&c.fetches) > load(&c.ended),
-            last_error: s.last_error.as_ref().map(|(_, e)| e.clone()),
+            last_error: s.last_error.as_ref().map(|(_, e)| e.to_string()),
         }
     }
 
@@ -307,15 +343,15 @@ impl RemoteKeys {
 
     /// Fetches unless another fetch completed since `seen` (single-flight), in a task of
     /// its own so a cancelled caller does not cancel it.
-    async fn fetch(self: &Arc<Self>, seen: u64) -> Result<Arc<KeySet>, String> {
+    async fn fetch(self: &Arc<Self>, seen: u64) -> Result<Arc<KeySet>, KeysError> {
         let this = self.clone();
         match tokio::spawn(async move { this.fetch_serialised(seen).await }).await {
             Ok(r) => r,
-            Err(e) => Err(format!("fetch task failed: {e}")),
+            Err(e) => Err(KeysError::Task(e.to_string())),
         }
     }
 
-    async fn fetch_serialised(&self, seen: u64) -> Result<Arc<KeySet>, String> {
+    async fn fetch_serialised(&self, seen: u64) -> Result<Arc<KeySet>, KeysError> {
         let _guard = self.fetch_lock.lock().await;
         {
             let s = self.read();
@@ -324,7 +360,7 @@ impl RemoteKeys {
                 return match (&s.keys, &s.last_error) {
                     (_, Some((_, e))) => Err(e.clone()),
                     (Some(k), None) => Ok(k.clone()),
-                    (None, None) => Err("no keys".into()),
+                    (None, None) => Err(KeysError::NoKeys),
                 };
             }
             // The one gate every fetch passes: a failure is remembered for error_ttl,
@@ -372,37 +408,36 @@ impl RemoteKeys {
         }
     }
 
-    async fn download(&self) -> Result<(KeySet, Option<u64>), String> {
+    async fn download(&self) -> Result<(KeySet, Option<u64>), KeysError> {
         let jwks_url = match &self.endpoint {
             Endpoint::Jwks(u) => u.clone(),
             Endpoint::Discovery { issuer, url } => {
                 let doc = get(&self.http, url, self.bearer.as_ref()).await?;
-                let doc: Value = serde_json::from_slice(&doc.body)
-                    .map_err(|_| "discovery document is not JSON".to_owned())?;
+                let doc: Value =
+                    serde_json::from_slice(&doc.body).map_err(|_| KeysError::DiscoveryNotJson)?;
                 // OpenID Connect Discovery §4.3: the issuer must be identical.
                 if doc.get("issuer").and_then(Value::as_str) != Some(issuer.as_str()) {
-                    return Err("discovery document names another issuer".into());
+                    return Err(KeysError::DiscoveryIssuer);
                 }
                 let uri = doc
                     .get("jwks_uri")
                     .and_then(Value::as_str)
-                    .ok_or("discovery document has no jwks_uri")?;
-                let uri = Url::parse(uri).map_err(|_| "jwks_uri is not a URL".to_owned())?;
+                    .ok_or(KeysError::NoJwksUri)?;
+                let uri = Url::parse(uri).map_err(|_| KeysError::JwksUriNotUrl)?;
                 self.http
                     .policy()
                     .check_url(&uri)
-                    .map_err(|e| format!("jwks_uri {e}"))?;
+                    .map_err(KeysError::JwksUriRefused)?;
                 uri
             }
         };
         let fetched = get(&self.http, &jwks_url, self.bearer.as_ref()).await?;
-        let (set, warnings) =
-            KeySet::from_jwks(&fetched.body, &self.algorithms).map_err(|e| e.to_string())?;
+        let (set, warnings) = KeySet::from_jwks(&fetched.body, &self.algorithms)?;
         for w in warnings {
             tracing::debug!(provider = %self.name, "{w}");
         }
         if set.is_empty() {
-            return Err("the key set has no usable key".into());
+            return Err(KeysError::NoUsableKey);
         }
         Ok((set, fetched.max_age))
     }

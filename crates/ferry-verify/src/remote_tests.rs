@@ -215,7 +215,7 @@ async fn cache_control_is_clamped_and_refreshed_before_expiry() {
 async fn fetch_error(mode: Mode) -> Option<String> {
     let fx = fixture(far()).await;
     fx.idp.set_mode(mode);
-    fx.keys.keys().await.err().map(|e| e.0)
+    fx.keys.keys().await.err().map(|e| e.0.to_string())
 }
 
 #[tokio::test]
@@ -328,10 +328,39 @@ async fn host_names_resolving_to_forbidden_addresses_are_refused_at_connect() {
     let h = http(&[], Duration::from_secs(2));
     let url = Url::parse("https://localhost:9/jwks").unwrap();
     let err = crate::fetch::get(&h, &url, None).await.unwrap_err();
-    assert!(err.contains("forbidden"), "{err}");
+    assert!(err.to_string().contains("forbidden"), "{err}");
     // Twin: the same name as a trusted origin resolves, and fails later (nothing listens).
     let trusted = OutboundPolicy::new(&[], &["https://localhost:9".to_owned()]).unwrap();
     let h = Http::new(trusted, &ClientSettings::default()).unwrap();
     let err = crate::fetch::get(&h, &url, None).await.unwrap_err();
-    assert!(!err.contains("forbidden"), "{err}");
+    assert!(!err.to_string().contains("forbidden"), "{err}");
+}
+
+/// An issuer outage reaches the caller as [`VerifyError::KeysUnavailable`] with a typed
+/// cause, so a server answers it as an outage without matching strings; its twins, the
+/// same issuer answering, give `Ok` for a good token and a "bad token" variant for a
+/// forged one.
+#[tokio::test]
+async fn an_outage_is_distinguishable_by_type_from_a_bad_token() {
+    let fx = fixture(far()).await;
+    let src = KeySource::Remote(fx.keys.clone());
+    let now = ferry_testkit::now();
+    let good = token(&fx.issuer, "k1");
+    fx.idp.set_mode(Mode::Error500);
+    let err = verify_from(&good, &fx.rules, &src, now).await.unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::KeysUnavailable(KeysError::Fetch(FetchError::Status(500)))
+    );
+
+    let fx = fixture(far()).await;
+    let src = KeySource::Remote(fx.keys.clone());
+    verify_from(&token(&fx.issuer, "k1"), &fx.rules, &src, now)
+        .await
+        .unwrap();
+    let forged = Issuer::new(fx.idp.url.clone(), TestKey::rsa("k1"));
+    let err = verify_from(&token(&forged, "k1"), &fx.rules, &src, now)
+        .await
+        .unwrap_err();
+    assert_eq!(err, VerifyError::BadSignature);
 }

@@ -139,7 +139,8 @@ impl RevocationPoller {
     async fn fetch(&self, issuer: &str, keys: &KeySource, now: i64) -> Result<List, String> {
         let got =
             crate::fetch::get_authorized(&self.http, &self.url, Some(self.credentials.basic()))
-                .await?;
+                .await
+                .map_err(|e| e.to_string())?;
         let text = String::from_utf8(got.body).map_err(|_| "the list is not text".to_owned())?;
         let mut rules = Rules::new(issuer, vec![issuer.to_owned()]).require_type(REVOCATIONS_TYPE);
         rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];

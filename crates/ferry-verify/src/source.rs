@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use crate::alg::Algorithm;
 use crate::error::VerifyError;
-use crate::jwks::KeySet;
+use crate::jwks::{JwksError, KeySet};
 use crate::jws::Peeked;
 use crate::remote::{CacheStats, RemoteKeys, Unavailable};
 use crate::verifier::{Rules, Verified, check, verify};
@@ -28,10 +28,38 @@ fn file_stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
     Some((m.modified().ok()?, m.len()))
 }
 
-fn parse(bytes: &[u8], algorithms: &[Algorithm]) -> Result<(KeySet, Vec<String>), String> {
-    let (set, warnings) = KeySet::from_jwks(bytes, algorithms).map_err(|e| e.to_string())?;
+/// Why a configured key set (inline or a file) cannot be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyFileError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not a JWK Set.
+    #[error(transparent)]
+    Jwks(#[from] JwksError),
+    /// No key is usable with the allowed algorithms.
+    #[error("no usable key for the allowed algorithms")]
+    NoUsableKey,
+}
+
+fn read(path: &PathBuf) -> Result<Vec<u8>, KeyFileError> {
+    std::fs::read(path).map_err(|source| KeyFileError::Read {
+        path: path.clone(),
+        source,
+    })
+}
+
+fn parse(bytes: &[u8], algorithms: &[Algorithm]) -> Result<(KeySet, Vec<String>), KeyFileError> {
+    let (set, warnings) = KeySet::from_jwks(bytes, algorithms)?;
     if set.is_empty() {
-        return Err("no usable key for the allowed algorithms".into());
+        return Err(KeyFileError::NoUsableKey);
     }
     Ok((set, warnings))
 }
@@ -41,7 +69,7 @@ impl StaticKeys {
     pub fn from_bytes(
         bytes: &[u8],
         algorithms: &[Algorithm],
-    ) -> Result<(Self, Vec<String>), String> {
+    ) -> Result<(Self, Vec<String>), KeyFileError> {
         let (set, warnings) = parse(bytes, algorithms)?;
         Ok((
             Self {
@@ -68,10 +96,9 @@ impl StaticKeys {
     pub fn from_file(
         path: PathBuf,
         algorithms: &[Algorithm],
-    ) -> Result<(Self, Vec<String>), String> {
+    ) -> Result<(Self, Vec<String>), KeyFileError> {
         let stamp = file_stamp(&path);
-        let bytes =
-            std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = read(&path)?;
         let (mut me, warnings) = Self::from_bytes(&bytes, algorithms)?;
         me.file = Some(path);
         me.seen = Mutex::new(stamp);
@@ -93,7 +120,7 @@ impl StaticKeys {
 
     /// Reloads the file when it changed. `Ok(true)` when new keys were loaded; an error
     /// leaves the old keys in place.
-    pub fn reload_if_changed(&self) -> Result<bool, String> {
+    pub fn reload_if_changed(&self) -> Result<bool, KeyFileError> {
         let Some(path) = &self.file else {
             return Ok(false);
         };
@@ -108,8 +135,7 @@ impl StaticKeys {
             }
             *seen = stamp;
         }
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let bytes = read(path)?;
         let (set, _) = parse(&bytes, &self.algorithms)?;
         *self
             .keys

@@ -139,7 +139,9 @@ pub async fn explain(
                 }
                 Err(e) => {
                     let _ = writeln!(out, "verify: FAILED: {e}");
-                    return deny(out, format!("invalid_request at verify: {e}"));
+                    // The code the server would answer (an outage is not a bad token).
+                    let code = crate::errors::Role::Subject.verify_error(&e).code;
+                    return deny(out, format!("{code} at verify: {e}"));
                 }
             }
         }
