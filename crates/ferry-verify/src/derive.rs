@@ -363,7 +363,7 @@ pub async fn verify_derived(
             .get("jwk")
             .filter(|j| j.is_object())
             .ok_or(DeriveError::Holder)?;
-        if crate::dpop::has_private_material(jwk) {
+        if crate::jwks::has_private_material(jwk) {
             return Err(DeriveError::Malformed("private key material in jwk"));
         }
         if parent.jkt.as_deref() != Some(thumbprint(jwk).as_str()) {

@@ -107,14 +107,6 @@ pub const DEFAULT_DPOP_ALGORITHMS: &[Algorithm] = &[
     Algorithm::PS256,
 ];
 
-/// Whether a JWK carries private (or symmetric) key members: never acceptable in a
-/// header that should name a public key.
-pub(crate) fn has_private_material(jwk: &Value) -> bool {
-    ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
-        .iter()
-        .any(|k| jwk.get(*k).is_some())
-}
-
 /// The RFC 7638 thumbprint of a public JWK.
 pub fn thumbprint(jwk: &Value) -> String {
     let get = |k: &str| jwk.get(k).and_then(Value::as_str).unwrap_or_default();
@@ -183,7 +175,7 @@ pub fn verify_proof(proof: &str, check: &DpopCheck<'_>) -> Result<DpopProof, Dpo
         .get("jwk")
         .filter(|j| j.is_object())
         .ok_or_else(|| DpopError::Key("missing".into()))?;
-    if has_private_material(jwk) {
+    if crate::jwks::has_private_material(jwk) {
         return Err(DpopError::Key("carries private key material".into()));
     }
     let key = parse_single(jwk, alg).map_err(DpopError::Key)?;

@@ -143,7 +143,7 @@ fn parse_jwk(
     if kty == "oct" {
         return Err("symmetric (oct) keys are never accepted from a key set".into());
     }
-    if crate::dpop::has_private_material(jwk) {
+    if has_private_material(jwk) {
         return Err("carries private key material".into());
     }
     if let Some(u) = jwk.get("use")
@@ -241,6 +241,14 @@ fn parse_jwk(
         }
     }
     Ok(out)
+}
+
+/// Whether a JWK carries private (or symmetric) key members: never acceptable in a
+/// header that should name a public key.
+pub(crate) fn has_private_material(jwk: &serde_json::Value) -> bool {
+    ["d", "p", "q", "dp", "dq", "qi", "oth", "k"]
+        .iter()
+        .any(|k| jwk.get(*k).is_some())
 }
 
 #[cfg(test)]
