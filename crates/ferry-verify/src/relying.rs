@@ -12,12 +12,13 @@ use reqwest::Url;
 use serde_json::{Map, Value};
 
 use crate::alg::Algorithm;
-use crate::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopError, bound_jkt, verify_proof};
+use crate::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopError, verify_proof};
 use crate::net::Http;
 use crate::remote::{CacheSettings, Endpoint, RemoteKeys};
 use crate::source::{KeySource, verify_from};
 use crate::time::MonoTime;
 use crate::{Rules, VerifyError};
+use ferry_token::AccessClaims;
 
 /// A verified Ferry token.
 #[derive(Debug, Clone)]
@@ -75,6 +76,9 @@ pub enum RelyingError {
     /// Revoked, or no current revocation list (with revocation polling on).
     #[error("{0}")]
     Revocation(#[from] crate::revocation::RevocationError),
+    /// Verified, but its claims do not fit Ferry's token profile (`ferry_token`).
+    #[error("the token's claims are not a Ferry access token's")]
+    Claims,
 }
 
 impl RelyingError {
@@ -217,11 +221,25 @@ impl FerryVerifier {
             let v = verify_from(token, &self.rules, &self.keys, now).await?;
             (v.claims, v.header.kid)
         };
+        let profile = AccessClaims::from_map(&claims).map_err(|_| RelyingError::Claims)?;
         if let Some(r) = &self.revocations {
-            r.check(&claims, kid.as_deref(), &self.rules.issuer, &self.keys, now)
-                .await?;
+            // A derived token carries its root's `iat` as `root_iat` (see `verify_derived`):
+            // revocation rules look at when the root was issued.
+            let issued_at = claims
+                .get("root_iat")
+                .and_then(Value::as_i64)
+                .unwrap_or(profile.iat);
+            r.check(
+                &profile,
+                issued_at,
+                kid.as_deref(),
+                &self.rules.issuer,
+                &self.keys,
+                now,
+            )
+            .await?;
         }
-        let bound = bound_jkt(&claims).map(str::to_owned);
+        let bound = profile.bound_jkt().map(str::to_owned);
         match (scheme.to_ascii_lowercase().as_str(), &bound) {
             ("bearer", None) => {}
             // RFC 9449 §7.1: a bound token is never a bearer token.
@@ -252,43 +270,16 @@ impl FerryVerifier {
             }
             _ => return Err(RelyingError::NoToken),
         }
-        let c = &claims;
-        let strings = |k: &str| -> Vec<String> {
-            c.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
         Ok(FerryToken {
-            subject: c
-                .get("sub")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            client_id: c
-                .get("client_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            scopes: c
-                .get("scope")
-                .and_then(Value::as_str)
-                .map(|s| {
-                    s.split(' ')
-                        .filter(|x| !x.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            groups: strings("groups"),
-            attributes: c
-                .get("attributes")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
+            subject: profile.sub,
+            client_id: Some(profile.client_id),
+            scopes: profile.scope.0,
+            groups: profile.groups,
+            attributes: profile
+                .attributes
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
             bound_jkt: bound,
             claims,
         })
