@@ -42,7 +42,7 @@ impl OwnKeys {
         {
             return k.clone();
         }
-        let algs = [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+        let algs = Algorithm::ferry();
         let set = Arc::new(
             KeySet::from_jwks(snap.jwks.as_bytes(), &algs)
                 .map(|(s, _)| s)
@@ -114,7 +114,7 @@ pub async fn downscope(
         ));
     }
     let mut rules = Rules::new(config.issuer.clone(), targets.clone()).require_type("at+jwt");
-    rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+    rules.algorithms = Algorithm::ferry();
     rules.max_lifetime = crate::tokens::longest_lifetime(state).saturating_add(60);
     let keys = state.own_keys.get(state);
     let parent = match ferry_verify::verify(&subject_token, &rules, &keys, now) {

@@ -118,7 +118,7 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
         None => return Ok(None),
     };
     let mut rules = Rules::new(config.issuer.clone(), audiences).require_type("at+jwt");
-    rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+    rules.algorithms = Algorithm::ferry();
     rules.max_lifetime = longest_lifetime(state).saturating_add(60);
     // Ferry's own clock decided `exp`: no leeway for skew.
     rules.leeway = 0;

@@ -105,7 +105,7 @@ impl FerryVerifier {
     /// A verifier with the given keys.
     pub fn new(issuer: &str, audience: &str, public_url: &str, keys: KeySource) -> Self {
         let mut rules = Rules::new(issuer, vec![audience.to_owned()]).require_type("at+jwt");
-        rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+        rules.algorithms = Algorithm::ferry();
         rules.max_lifetime = 86_400;
         Self {
             rules,
@@ -165,7 +165,7 @@ impl FerryVerifier {
         let keys = RemoteKeys::new(
             "ferry",
             Endpoint::Jwks(jwks),
-            vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+            Algorithm::ferry(),
             http,
             None,
             CacheSettings::default(),

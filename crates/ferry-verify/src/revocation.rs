@@ -139,7 +139,7 @@ impl RevocationPoller {
                 .await?;
         let text = String::from_utf8(got.body).map_err(|_| "the list is not text".to_owned())?;
         let mut rules = Rules::new(issuer, vec![issuer.to_owned()]).require_type(REVOCATIONS_TYPE);
-        rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+        rules.algorithms = Algorithm::ferry();
         let v = verify_from(text.trim(), &rules, keys, now)
             .await
             .map_err(|e| format!("the list does not verify: {e}"))?;
