@@ -113,7 +113,8 @@ pub async fn downscope(
             "no audience requested and none in the parent",
         ));
     }
-    let mut rules = Rules::new(config.issuer.clone(), targets.clone()).require_type("at+jwt");
+    let mut rules = Rules::new(config.issuer.clone(), targets.clone())
+        .require_type(ferry_token::ACCESS_TOKEN_TYPE);
     rules.algorithms = Algorithm::ferry();
     rules.max_lifetime = crate::tokens::longest_lifetime(state).saturating_add(60);
     let keys = state.own_keys.get(state);

@@ -417,8 +417,12 @@ pub(crate) fn mint_token(
         act,
     };
     let claims = access_token_claims(&input, &principal, &grant);
-    let token = ferry_keys::sign_jwt(keys.active.as_ref(), "at+jwt", &claims)
-        .map_err(|e| crate::tokens::sign_error(&e))?;
+    let token = ferry_keys::sign_jwt(
+        keys.active.as_ref(),
+        ferry_token::ACCESS_TOKEN_TYPE,
+        &claims,
+    )
+    .map_err(|e| crate::tokens::sign_error(&e))?;
     audit.jti = Some(jti);
     audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
     Ok(TokenResponse {

@@ -117,7 +117,8 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
         Some(c) => c.aud.0,
         None => return Ok(None),
     };
-    let mut rules = Rules::new(config.issuer.clone(), audiences).require_type("at+jwt");
+    let mut rules =
+        Rules::new(config.issuer.clone(), audiences).require_type(ferry_token::ACCESS_TOKEN_TYPE);
     rules.algorithms = Algorithm::ferry();
     rules.max_lifetime = longest_lifetime(state).saturating_add(60);
     // Ferry's own clock decided `exp`: no leeway for skew.

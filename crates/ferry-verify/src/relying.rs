@@ -104,7 +104,8 @@ pub struct FerryVerifier {
 impl FerryVerifier {
     /// A verifier with the given keys.
     pub fn new(issuer: &str, audience: &str, public_url: &str, keys: KeySource) -> Self {
-        let mut rules = Rules::new(issuer, vec![audience.to_owned()]).require_type("at+jwt");
+        let mut rules = Rules::new(issuer, vec![audience.to_owned()])
+            .require_type(ferry_token::ACCESS_TOKEN_TYPE);
         rules.algorithms = Algorithm::ferry();
         rules.max_lifetime = 86_400;
         Self {
