@@ -35,6 +35,9 @@ pub struct FerryToken {
     pub attributes: Map<String, Value>,
     /// The key the token is bound to (`cnf.jkt`), if any.
     pub bound_jkt: Option<String>,
+    /// The claims, read as Ferry's token profile (for a derived token, its effective
+    /// claims: the narrowed chain's `aud`, `scope`, `exp`, `cnf` and boundaries).
+    pub profile: AccessClaims,
     /// Every claim.
     pub claims: Map<String, Value>,
 }
@@ -49,7 +52,7 @@ impl FerryToken {
     /// `access_boundaries` allows it; one whose boundaries do not parse allows nothing.
     #[cfg(feature = "access-boundary")]
     pub fn boundary_allows(&self, access: &crate::boundary::ResourceAccess<'_>) -> bool {
-        match crate::boundary::AccessBoundaries::from_claims(&self.claims) {
+        match crate::boundary::AccessBoundaries::from_token(&self.profile) {
             Ok(None) => true,
             Ok(Some(b)) => b.allows(access),
             Err(_) => false,
@@ -272,16 +275,17 @@ impl FerryVerifier {
             _ => return Err(RelyingError::NoToken),
         }
         Ok(FerryToken {
-            subject: profile.sub,
-            client_id: Some(profile.client_id),
-            scopes: profile.scope.0,
-            groups: profile.groups,
+            subject: profile.sub.clone(),
+            client_id: Some(profile.client_id.clone()),
+            scopes: profile.scope.0.clone(),
+            groups: profile.groups.clone(),
             attributes: profile
                 .attributes
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
                 .collect(),
             bound_jkt: bound,
+            profile,
             claims,
         })
     }
