@@ -349,11 +349,9 @@ pub async fn verify_derived(
     if let Some(kid) = root_kid {
         claims.insert("root_kid".into(), Value::String(kid));
     }
-    // Revocation rules ("every token issued up to …") look at when the root was issued.
-    if let Some(iat) = claims.get("iat").cloned() {
-        claims.insert("root_iat".into(), iat);
-    }
     let root_profile = root_claims(&claims)?;
+    // Revocation rules ("every token issued up to …") look at when the root was issued.
+    claims.insert("root_iat".into(), json!(root_profile.iat));
     let mut parent = View::root(&root_profile);
     let mut boundaries: Vec<Value> = root_profile.access_boundaries.unwrap_or_default();
     let mut outer_iat = None;
