@@ -145,3 +145,45 @@ async fn delegation_act_may_act_chains_and_policy() {
     let (s, body) = send(&env, bad).await;
     assert_eq!((s, body["error"].as_str()), (400, Some("invalid_request")));
 }
+
+/// An upstream `act` is read as Ferry's `act` type: an object naming its actor is nested
+/// under the new actor with its members kept; anything else is refused, never copied.
+#[tokio::test]
+async fn an_upstream_act_is_nested_when_well_formed_and_refused_otherwise() {
+    let env = start();
+    let bot = env.token("ci-bot", json!({}));
+    let exchange = |subject: String| {
+        let bot = bot.clone();
+        let env = &env;
+        async move {
+            env.exchange(&[
+                ("grant_type", TE),
+                ("subject_token", &subject),
+                ("subject_token_type", JWT),
+                ("audience", "https://api.example.com"),
+                ("actor_token", &bot),
+                ("actor_token_type", JWT),
+            ])
+            .await
+        }
+    };
+    let upstream = json!({"sub": "up-bot", "iss": "https://up.example.com"});
+    let (s, body) = exchange(env.token("alice", json!({"act": upstream}))).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        payload(body["access_token"].as_str().unwrap())["act"],
+        json!({"sub": "ci-bot", "provider": "idp", "act": upstream})
+    );
+    for bad in [
+        json!("up-bot"),
+        json!(["up-bot"]),
+        json!({"iss": "https://up.example.com"}),
+    ] {
+        let (s, body) = exchange(env.token("alice", json!({"act": bad}))).await;
+        assert_eq!(
+            (s, body["error"].as_str()),
+            (400, Some("invalid_request")),
+            "{bad}: {body}"
+        );
+    }
+}

@@ -1,6 +1,7 @@
 //! The claims of the tokens Ferry issues (RFC 9068 §2.2) and their lifetime.
 
-use serde_json::{Map, Value as Json, json};
+use ferry_token::{AccessClaims, Act, Audience, Confirmation, Provenance, Scope};
+use serde_json::{Map, Value as Json};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
 use crate::mapping::Principal;
@@ -64,64 +65,49 @@ pub struct MintInput<'a> {
     /// The thumbprint of the key the token is bound to (`cnf.jkt`, RFC 9449 §6.1).
     pub cnf_jkt: Option<&'a str>,
     /// The `act` claim of a delegated token (RFC 8693 §4.1), nested for chains.
-    pub act: Option<&'a Json>,
+    pub act: Option<&'a Act>,
 }
 
-/// The RFC 9068 claims of an access token.
+/// The RFC 9068 claims of an access token, in Ferry's token profile.
+pub fn access_claims(input: &MintInput<'_>, principal: &Principal, grant: &Grant) -> AccessClaims {
+    AccessClaims {
+        iss: input.issuer.to_owned(),
+        sub: principal.subject.clone(),
+        aud: Audience(grant.audiences.clone()),
+        exp: input
+            .now
+            .saturating_add(i64::try_from(input.ttl).unwrap_or(i64::MAX)),
+        iat: input.now,
+        nbf: Some(input.now),
+        jti: input.jti.to_owned(),
+        client_id: input.client_id.to_owned(),
+        scope: Scope(grant.scopes.clone()),
+        access_boundaries: grant.access_boundaries.clone(),
+        act: input.act.cloned(),
+        cnf: input.cnf_jkt.map(Confirmation::jkt),
+        groups: principal.groups.clone(),
+        attributes: principal.attributes.clone(),
+        ferry: Provenance {
+            provider: principal.provider.clone(),
+            iss: principal.original_issuer.clone(),
+            sub: principal.original_subject.clone(),
+        },
+    }
+}
+
+/// [`access_claims`] as the JSON object that is signed.
 pub fn access_token_claims(
     input: &MintInput<'_>,
     principal: &Principal,
     grant: &Grant,
 ) -> Map<String, Json> {
-    let mut c = Map::new();
-    let exp = input
-        .now
-        .saturating_add(i64::try_from(input.ttl).unwrap_or(i64::MAX));
-    c.insert("iss".into(), json!(input.issuer));
-    c.insert("sub".into(), json!(principal.subject));
-    // A single audience is a string, several an array (RFC 7519 §4.1.3).
-    c.insert(
-        "aud".into(),
-        match grant.audiences.as_slice() {
-            [one] => json!(one),
-            many => json!(many),
-        },
-    );
-    c.insert("exp".into(), json!(exp));
-    c.insert("iat".into(), json!(input.now));
-    c.insert("nbf".into(), json!(input.now));
-    c.insert("jti".into(), json!(input.jti));
-    c.insert("client_id".into(), json!(input.client_id));
-    if !grant.scopes.is_empty() {
-        c.insert("scope".into(), json!(grant.scopes.join(" ")));
-    }
-    if let Some(b) = &grant.access_boundaries {
-        c.insert("access_boundaries".into(), b.clone());
-    }
-    if let Some(act) = input.act {
-        c.insert("act".into(), act.clone());
-    }
-    if let Some(jkt) = input.cnf_jkt {
-        c.insert("cnf".into(), json!({"jkt": jkt}));
-    }
-    if !principal.groups.is_empty() {
-        c.insert("groups".into(), json!(principal.groups));
-    }
-    if !principal.attributes.is_empty() {
-        c.insert("attributes".into(), json!(principal.attributes));
-    }
-    let mut provenance = Map::new();
-    provenance.insert("provider".into(), json!(principal.provider));
-    provenance.insert("iss".into(), json!(principal.original_issuer));
-    if let Some(sub) = &principal.original_subject {
-        provenance.insert("sub".into(), json!(sub));
-    }
-    c.insert("ferry".into(), Json::Object(provenance));
-    c
+    access_claims(input, principal, grant).to_map()
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     const L: Lifetimes = Lifetimes {
@@ -159,5 +145,68 @@ mod tests {
             let got = lifetime(&L, &grant(cap), now, now + off, at_sub).ok();
             assert_eq!(got, want, "{cap:?} {off} {at_sub}");
         }
+    }
+
+    /// The claims Ferry has always minted, member for member: a delegated, bound,
+    /// narrowed token with every optional claim, and one with none.
+    #[test]
+    fn minted_claims_keep_their_names_and_shapes() {
+        use serde_json::json;
+        let principal = Principal {
+            provider: "gh".into(),
+            subject: "repo:acme/app".into(),
+            groups: vec!["g".into()],
+            attributes: [("team".to_owned(), "t".to_owned())].into(),
+            original_issuer: "https://idp.example".into(),
+            original_subject: Some("orig".into()),
+        };
+        let boundary = json!({"accessBoundaryRules": [{"availableResource": "r",
+            "availablePermissions": ["p"]}]});
+        let mut g = grant(None);
+        g.audiences = vec!["a".into(), "b".into()];
+        g.scopes = vec!["read".into(), "write".into()];
+        g.access_boundaries = Some(vec![boundary.clone()]);
+        let act = Act {
+            sub: "deployer".into(),
+            provider: Some("gh".into()),
+            ..Act::default()
+        };
+        let input = MintInput {
+            issuer: "https://ferry.example",
+            client_id: "ci",
+            now: 1_000,
+            ttl: 900,
+            jti: "j1",
+            cnf_jkt: Some("th"),
+            act: Some(&act),
+        };
+        let full = access_token_claims(&input, &principal, &g);
+        assert_eq!(
+            Json::Object(full),
+            json!({"iss": "https://ferry.example", "sub": "repo:acme/app", "aud": ["a", "b"],
+                "exp": 1_900, "iat": 1_000, "nbf": 1_000, "jti": "j1", "client_id": "ci",
+                "scope": "read write", "access_boundaries": [boundary],
+                "act": {"sub": "deployer", "provider": "gh"}, "cnf": {"jkt": "th"},
+                "groups": ["g"], "attributes": {"team": "t"},
+                "ferry": {"provider": "gh", "iss": "https://idp.example", "sub": "orig"}})
+        );
+        let bare = Principal {
+            groups: vec![],
+            attributes: BTreeMap::new(),
+            original_subject: None,
+            ..principal
+        };
+        let input = MintInput {
+            cnf_jkt: None,
+            act: None,
+            ..input
+        };
+        let least = access_token_claims(&input, &bare, &grant(None));
+        assert_eq!(
+            Json::Object(least),
+            json!({"iss": "https://ferry.example", "sub": "repo:acme/app", "aud": "a",
+                "exp": 1_900, "iat": 1_000, "nbf": 1_000, "jti": "j1", "client_id": "ci",
+                "ferry": {"provider": "gh", "iss": "https://idp.example"}})
+        );
     }
 }

@@ -86,7 +86,7 @@ pub struct Grant {
     /// Whether an audience or rule involved requires a DPoP-bound token.
     pub require_dpop: bool,
     /// Access boundaries the token carries (downscoping), every one of which must allow.
-    pub access_boundaries: Option<serde_json::Value>,
+    pub access_boundaries: Option<Vec<serde_json::Value>>,
 }
 
 /// The compiled policy.

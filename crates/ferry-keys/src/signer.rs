@@ -70,24 +70,39 @@ pub enum SigningAlg {
     Rs256,
 }
 
+/// The signers are Ferry's token profile's algorithms, one for one.
+impl From<SigningAlg> for ferry_token::SigningAlgorithm {
+    fn from(a: SigningAlg) -> Self {
+        match a {
+            SigningAlg::Es256 => Self::ES256,
+            SigningAlg::EdDsa => Self::EdDSA,
+            SigningAlg::Rs256 => Self::RS256,
+        }
+    }
+}
+
+impl From<ferry_token::SigningAlgorithm> for SigningAlg {
+    fn from(a: ferry_token::SigningAlgorithm) -> Self {
+        match a {
+            ferry_token::SigningAlgorithm::ES256 => Self::Es256,
+            ferry_token::SigningAlgorithm::EdDSA => Self::EdDsa,
+            ferry_token::SigningAlgorithm::RS256 => Self::Rs256,
+        }
+    }
+}
+
 impl SigningAlg {
     /// Parses a JWS `alg` name.
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "ES256" => Some(Self::Es256),
-            "EdDSA" => Some(Self::EdDsa),
-            "RS256" => Some(Self::Rs256),
-            _ => None,
-        }
+        ferry_token::SigningAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.name() == name)
+            .map(Self::from)
     }
 
     /// The JWS `alg` name.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Es256 => "ES256",
-            Self::EdDsa => "EdDSA",
-            Self::Rs256 => "RS256",
-        }
+        ferry_token::SigningAlgorithm::from(self).name()
     }
 }
 
@@ -269,6 +284,19 @@ mod tests {
                 signer.kid(),
                 "{alg:?}: reloading keeps the kid"
             );
+        }
+    }
+
+    #[test]
+    fn signing_algorithms_are_the_token_profiles() {
+        for a in ferry_token::SigningAlgorithm::ALL {
+            let signer = SigningAlg::from(a);
+            assert_eq!(signer.name(), a.name());
+            assert_eq!(SigningAlg::from_name(a.name()), Some(signer));
+            assert_eq!(ferry_token::SigningAlgorithm::from(signer), a);
+        }
+        for bad in ["HS256", "none", "es256", ""] {
+            assert_eq!(SigningAlg::from_name(bad), None, "{bad}");
         }
     }
 }

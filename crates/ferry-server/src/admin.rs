@@ -211,11 +211,7 @@ async fn admin_revoke(State(state): State<AppState>, body: axum::body::Bytes) ->
             audit.subject_token_sha256 = Some(fingerprint(value.as_bytes()));
             match crate::tokens::resolve(&state, value, now).await {
                 Ok(Some(issued)) => {
-                    audit.jti = issued
-                        .claims
-                        .get("jti")
-                        .and_then(Value::as_str)
-                        .map(str::to_owned);
+                    audit.jti = Some(issued.profile.jti.clone());
                     audit.reason = Some("revoked by an administrator".into());
                     crate::tokens::revoke(&state, &issued, now)
                         .await

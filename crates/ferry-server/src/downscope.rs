@@ -7,7 +7,6 @@
 //! `…:id_token` subjects (their `typ` is `at+jwt` and Ferry is not its own provider).
 //! Narrowing counts against the bucket of the provider the parent came from.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
 use ferry_core::decision::Outcome;
@@ -17,7 +16,7 @@ use ferry_core::policy::Grant;
 use ferry_core::request::ExchangeRequest;
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
-use ferry_verify::dpop::bound_jkt;
+use ferry_token::AccessClaims;
 use ferry_verify::{Algorithm, KeySet, Rules};
 use serde_json::Value;
 
@@ -44,7 +43,7 @@ impl OwnKeys {
         {
             return k.clone();
         }
-        let algs = [Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+        let algs = Algorithm::ferry();
         let set = Arc::new(
             KeySet::from_jwks(snap.jwks.as_bytes(), &algs)
                 .map(|(s, _)| s)
@@ -60,17 +59,6 @@ impl OwnKeys {
 
 fn invalid_subject(detail: impl Into<String>) -> OAuthError {
     Role::Parent.invalid(detail)
-}
-
-fn strings(v: Option<&Value>) -> Vec<String> {
-    match v {
-        Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_str().map(str::to_owned))
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// Narrows a Ferry-issued token.
@@ -105,7 +93,8 @@ pub async fn downscope(
     let peeked_aud = if requested.is_empty() {
         ferry_verify::peek_claims(&subject_token)
             .ok()
-            .map(|c| strings(c.get("aud")))
+            .and_then(|c| AccessClaims::from_map(&c).ok())
+            .map(|c| c.aud.0)
             .unwrap_or_default()
     } else {
         Vec::new()
@@ -120,8 +109,9 @@ pub async fn downscope(
             "no audience requested and none in the parent",
         ));
     }
-    let mut rules = Rules::new(config.issuer.clone(), targets.clone()).require_type("at+jwt");
-    rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+    let mut rules = Rules::new(config.issuer.clone(), targets.clone())
+        .require_type(ferry_token::ACCESS_TOKEN_TYPE);
+    rules.algorithms = Algorithm::ferry();
     rules.max_lifetime = crate::tokens::longest_lifetime(state).saturating_add(60);
     let keys = state.own_keys.get(state);
     let parent = match ferry_verify::verify(&subject_token, &rules, &keys, now) {
@@ -138,13 +128,12 @@ pub async fn downscope(
         }
         Err(e) => return Err(Role::Parent.verify_error(&e)),
     };
-    let c = &parent.claims;
-    audit.original_subject = c
-        .get("sub")
-        .and_then(Value::as_str)
-        .map(crate::audit::bounded);
+    // Signed by Ferry as an access token, so it fits Ferry's token profile.
+    let c = AccessClaims::from_map(&parent.claims)
+        .map_err(|_| invalid_subject("the parent token's claims are malformed"))?;
+    audit.original_subject = Some(crate::audit::bounded(&c.sub));
     // A revoked parent cannot be narrowed.
-    match crate::tokens::is_revoked(state, c, now).await {
+    match crate::tokens::is_revoked(state, &c, now).await {
         Ok(false) => {}
         Ok(true) => {
             // RFC 8693 §2.2.2: an unacceptable subject token is `invalid_request`.
@@ -156,16 +145,10 @@ pub async fn downscope(
     // bucket of the provider the parent was first issued from (downscoping is no way
     // around a provider's limit).
     let dpop = crate::dpop::consume(state, dpop).await?;
-    let provider = c
-        .get("ferry")
-        .and_then(|f| f.get("provider"))
-        .and_then(Value::as_str)
-        .unwrap_or("ferry");
-    crate::charge::provider(state, provider)?;
+    crate::charge::provider(state, &c.ferry.provider)?;
 
     // 2. Audiences: every one requested must be one of the parent's.
-    let parent_aud = strings(c.get("aud"));
-    if let Some(extra) = targets.iter().find(|t| !parent_aud.contains(t)) {
+    if let Some(extra) = targets.iter().find(|t| !c.aud.contains(t)) {
         return Err(OAuthError::new(
             ErrorCode::InvalidTarget,
             Step::Policy,
@@ -178,17 +161,7 @@ pub async fn downscope(
         )));
     }
     // 3. Scopes: a subset of the parent's; none requested keeps the parent's.
-    let parent_scopes: Vec<String> = c
-        .get("scope")
-        .and_then(Value::as_str)
-        .map(|s| {
-            s.split(' ')
-                .filter(|x| !x.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default();
-    if req.scopes.iter().any(|s| !parent_scopes.contains(s)) {
+    if req.scopes.iter().any(|s| !c.scope.contains(s)) {
         return Err(OAuthError::new(
             ErrorCode::InvalidScope,
             Step::Policy,
@@ -197,12 +170,12 @@ pub async fn downscope(
         .rule("downscoping: scopes must be a subset of the parent's"));
     }
     let scopes = if req.scopes.is_empty() {
-        parent_scopes
+        c.scope.0.clone()
     } else {
         req.scopes.clone()
     };
     // 4. Binding: a bound parent is narrowed only by its key's holder.
-    if let Some(jkt) = bound_jkt(c)
+    if let Some(jkt) = c.bound_jkt()
         && dpop.is_none_or(|p| p.jkt != jkt)
     {
         return Err(OAuthError::new(
@@ -222,49 +195,21 @@ pub async fn downscope(
         )
         .detail(format!("parent has {remaining}s left")));
     }
-    let ferry = c.get("ferry");
-    let attributes: BTreeMap<String, String> = c
-        .get("attributes")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
     let principal = Principal {
-        provider: ferry
-            .and_then(|f| f.get("provider"))
-            .and_then(Value::as_str)
-            .unwrap_or("ferry")
-            .to_owned(),
-        subject: c
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        groups: strings(c.get("groups")),
-        attributes,
-        original_issuer: ferry
-            .and_then(|f| f.get("iss"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        original_subject: ferry
-            .and_then(|f| f.get("sub"))
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        provider: c.ferry.provider.clone(),
+        subject: c.sub.clone(),
+        groups: c.groups.clone(),
+        attributes: c.attributes.clone(),
+        original_issuer: c.ferry.iss.clone(),
+        original_subject: c.ferry.sub.clone(),
     };
     audit.subject = Some(principal.subject.clone());
     // A delegated parent keeps its `act`; a new actor is nested over it.
-    let (_actor, act) = crate::exchange::delegation(state, &loaded, req, c, now).await?;
+    let (_actor, act) =
+        crate::exchange::delegation(state, &loaded, req, &parent.claims, now).await?;
     // An added access boundary (Google's `options`), on top of the parent's: every
     // boundary in the list must allow.
-    let mut boundaries: Vec<Value> = c
-        .get("access_boundaries")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let mut boundaries: Vec<Value> = c.access_boundaries.clone().unwrap_or_default();
     if let Some(options) = &req.options
         && let Some(b) = ferry_core::boundary::access_boundary(options, config.policy.cel())?
     {
@@ -277,16 +222,12 @@ pub async fn downscope(
             scopes,
             ttl_cap: Some(remaining),
             rules: vec!["downscoping".to_owned()],
-            require_dpop: bound_jkt(c).is_some(),
-            access_boundaries: (!boundaries.is_empty()).then_some(Value::Array(boundaries)),
+            require_dpop: c.bound_jkt().is_some(),
+            access_boundaries: (!boundaries.is_empty()).then_some(boundaries),
         },
         ttl: remaining.min(config.lifetimes.max_ttl),
     };
-    let client_id = c
-        .get("client_id")
-        .and_then(Value::as_str)
-        .unwrap_or("ferry")
-        .to_owned();
+    let client_id = c.client_id.clone();
     let resp = crate::exchange::mint_token(
         state,
         &loaded,

@@ -28,8 +28,10 @@ use ferry_core::mint::{MintInput, access_token_claims};
 use ferry_core::request::{ExchangeRequest, IssuedTokenType, JwtBearerRequest};
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_token::Act;
 use ferry_verify::Verified;
 use ferry_verify::dpop::DpopProof;
+use serde::Deserialize as _;
 use serde_json::Value;
 use tracing::Instrument as _;
 
@@ -191,8 +193,14 @@ pub(crate) async fn delegation(
     req: &ExchangeRequest,
     subject: &serde_json::Map<String, Value>,
     now: i64,
-) -> Result<(Option<Principal>, Option<Value>), OAuthError> {
-    let prior = subject.get("act").cloned();
+) -> Result<(Option<Principal>, Option<Act>), OAuthError> {
+    // An `act` that is not an object naming its actor is refused, not copied blindly.
+    let prior = match subject.get("act") {
+        None => None,
+        Some(v) => Some(
+            Act::deserialize(v).map_err(|_| Role::Subject.invalid("the act claim is malformed"))?,
+        ),
+    };
     let Some(token) = &req.actor_token else {
         return Ok((None, prior));
     };
@@ -223,10 +231,12 @@ pub(crate) async fn delegation(
     }
     // The actor's provider is charged like a subject's: after its condition passed.
     let actor = crate::charge::map(state, provider, &verified.claims)?;
-    let mut act = serde_json::json!({"sub": actor.subject, "provider": actor.provider});
-    if let Some(p) = prior {
-        act["act"] = p;
-    }
+    let act = Act {
+        sub: actor.subject.clone(),
+        provider: Some(actor.provider.clone()),
+        act: prior.map(Box::new),
+        ..Act::default()
+    };
     Ok((Some(actor), Some(act)))
 }
 
@@ -277,7 +287,7 @@ pub async fn jwt_bearer(
         decide_for(&loaded.config, false, principal, None, now, ask, None)?
     };
     let fallback = format!("ferry-service-account:{iss}");
-    let act: Option<Value> = None;
+    let act: Option<Act> = None;
     mint_token(
         state,
         &loaded,
@@ -300,7 +310,7 @@ pub(crate) fn mint_token(
     client_id: &str,
     issued: IssuedTokenType,
     dpop: Option<&DpopProof>,
-    act: Option<&Value>,
+    act: Option<&Act>,
     now: i64,
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
@@ -365,8 +375,12 @@ pub(crate) fn mint_token(
         act,
     };
     let claims = access_token_claims(&input, &principal, &grant);
-    let token = ferry_keys::sign_jwt(keys.active.as_ref(), "at+jwt", &claims)
-        .map_err(|e| crate::tokens::sign_error(&e))?;
+    let token = ferry_keys::sign_jwt(
+        keys.active.as_ref(),
+        ferry_token::ACCESS_TOKEN_TYPE,
+        &claims,
+    )
+    .map_err(|e| crate::tokens::sign_error(&e))?;
     audit.jti = Some(jti);
     audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
     Ok(TokenResponse {

@@ -6,6 +6,7 @@ use ferry_core::error::desc;
 use ferry_core::request::{IssuedTokenType, TT_REFERENCE};
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_token::AccessClaims;
 use ferry_verify::{Algorithm, Rules};
 use serde_json::{Map, Value, json};
 
@@ -14,7 +15,7 @@ use crate::state::AppState;
 use crate::{fingerprint, random_id};
 
 /// Every reference token starts with this, so a handle is never mistaken for a JWT.
-pub const HANDLE_PREFIX: &str = "ferry_ref_";
+pub use ferry_token::HANDLE_PREFIX;
 
 /// `typ` of the revocation list.
 pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
@@ -84,8 +85,10 @@ pub async fn maybe_reference(
 pub struct Issued {
     /// The JWT (the one a handle stands for).
     pub jwt: String,
-    /// Its claims.
+    /// Its claims, as signed (introspection returns them all).
     pub claims: Map<String, Value>,
+    /// The same claims read as Ferry's token profile.
+    pub profile: AccessClaims,
     /// Whether it was presented as a handle.
     pub reference: bool,
 }
@@ -107,31 +110,33 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
     };
     let config = &state.loaded().config;
     // Any audience: the signature, type and issuer say the token is Ferry's.
-    let audiences = match ferry_verify::peek_claims(&jwt) {
-        Ok(c) => match c.get("aud") {
-            Some(Value::String(a)) => vec![a.clone()],
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|x| x.as_str().map(str::to_owned))
-                .collect(),
-            _ => return Ok(None),
-        },
-        Err(_) => return Ok(None),
+    let audiences = match ferry_verify::peek_claims(&jwt)
+        .ok()
+        .and_then(|c| AccessClaims::from_map(&c).ok())
+    {
+        Some(c) => c.aud.0,
+        None => return Ok(None),
     };
-    let mut rules = Rules::new(config.issuer.clone(), audiences).require_type("at+jwt");
-    rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+    let mut rules =
+        Rules::new(config.issuer.clone(), audiences).require_type(ferry_token::ACCESS_TOKEN_TYPE);
+    rules.algorithms = Algorithm::ferry();
     rules.max_lifetime = longest_lifetime(state).saturating_add(60);
     // Ferry's own clock decided `exp`: no leeway for skew.
     rules.leeway = 0;
     let keys = state.own_keys.get(state);
-    match ferry_verify::verify(&jwt, &rules, &keys, now) {
-        Ok(v) => Ok(Some(Issued {
-            jwt,
-            claims: v.claims,
-            reference,
-        })),
-        Err(_) => Ok(None),
-    }
+    let Ok(v) = ferry_verify::verify(&jwt, &rules, &keys, now) else {
+        return Ok(None);
+    };
+    // Signed by Ferry, so it fits the profile; if not, it is no token Ferry honours.
+    let Ok(profile) = AccessClaims::from_map(&v.claims) else {
+        return Ok(None);
+    };
+    Ok(Some(Issued {
+        jwt,
+        claims: v.claims,
+        profile,
+        reference,
+    }))
 }
 
 /// The longest lifetime a live Ferry token may have: the configured `tokens.max_ttl`,
@@ -144,20 +149,14 @@ pub fn longest_lifetime(state: &AppState) -> i64 {
 }
 
 /// Whether a verified token has been revoked.
-pub async fn is_revoked(
-    state: &AppState,
-    claims: &Map<String, Value>,
-    now: i64,
-) -> Result<bool, String> {
+pub async fn is_revoked(state: &AppState, claims: &AccessClaims, now: i64) -> Result<bool, String> {
     state.revocations.is_revoked(&Facts::of(claims), now).await
 }
 
 /// Revokes a resolved token until its `exp`.
 pub async fn revoke(state: &AppState, issued: &Issued, now: i64) -> Result<(), String> {
-    let c = &issued.claims;
-    let jti = c.get("jti").and_then(Value::as_str).unwrap_or_default();
-    let exp = c.get("exp").and_then(Value::as_i64).unwrap_or(now);
-    state.revocations.revoke_jti(jti, exp, now).await
+    let c = &issued.profile;
+    state.revocations.revoke_jti(&c.jti, c.exp, now).await
 }
 
 /// Revokes every token issued to `value` (a subject, provider or client) up to now.
@@ -180,10 +179,10 @@ pub async fn revoke_all(
 }
 
 /// The RFC 7662 response for a live token.
-pub fn introspection(claims: &Map<String, Value>) -> Value {
-    let mut out = claims.clone();
+pub fn introspection(issued: &Issued) -> Value {
+    let mut out = issued.claims.clone();
     out.insert("active".into(), Value::Bool(true));
-    let bound = ferry_verify::dpop::bound_jkt(claims).is_some();
+    let bound = issued.profile.bound_jkt().is_some();
     out.insert(
         "token_type".into(),
         Value::String(if bound { "DPoP" } else { "Bearer" }.into()),

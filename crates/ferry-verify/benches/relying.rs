@@ -37,6 +37,7 @@ fn bench(c: &mut Criterion) {
         &json!({"alg": "ES256", "kid": "ferry-1", "typ": "at+jwt"}),
         &json!({"iss": "https://sts.example.com", "aud": "https://api.example.com", "sub": "repo:acme/app",
                 "iat": now, "exp": now + 3_600, "jti": "t", "client_id": "c", "scope": "read write",
+                "ferry": {"provider": "gh", "iss": "https://idp.example"},
                 "cnf": {"jkt": thumbprint(&holder.public_jwk())}}),
     );
     let ath = access_token_hash(&token);
@@ -89,6 +90,7 @@ fn derived(c: &mut Criterion) {
         &json!({"alg": "ES256", "kid": "ferry-1", "typ": "at+jwt"}),
         &json!({"iss": "https://sts.example.com", "aud": "https://api.example.com", "sub": "repo:acme/app",
                 "iat": now, "exp": now + 3_600, "jti": "t", "client_id": "c", "scope": "read write",
+                "ferry": {"provider": "gh", "iss": "https://idp.example"},
                 "cnf": {"jkt": holders[0].thumbprint()}}),
     );
     let narrow = Narrowing {

@@ -37,7 +37,26 @@ pub(crate) enum Family {
     Ed25519,
 }
 
+impl From<ferry_token::SigningAlgorithm> for Algorithm {
+    fn from(a: ferry_token::SigningAlgorithm) -> Self {
+        match a {
+            ferry_token::SigningAlgorithm::ES256 => Self::ES256,
+            ferry_token::SigningAlgorithm::EdDSA => Self::EdDSA,
+            ferry_token::SigningAlgorithm::RS256 => Self::RS256,
+        }
+    }
+}
+
 impl Algorithm {
+    /// The algorithms Ferry signs its own tokens with ([`ferry_token::SigningAlgorithm`]):
+    /// the only ones accepted on a Ferry token, revocation list or introspection JWT.
+    pub fn ferry() -> Vec<Self> {
+        ferry_token::SigningAlgorithm::ALL
+            .into_iter()
+            .map(Self::from)
+            .collect()
+    }
+
     /// Every supported algorithm.
     pub const ALL: [Algorithm; 9] = [
         Self::RS256,

@@ -95,9 +95,23 @@ impl AccessBoundaries {
         Self::parse(v).map(Some)
     }
 
+    /// Reads the `access_boundaries` of a Ferry token read as Ferry's token profile;
+    /// `Ok(None)` when it has none.
+    pub fn from_token(claims: &ferry_token::AccessClaims) -> Result<Option<Self>, BoundaryError> {
+        claims
+            .access_boundaries
+            .as_deref()
+            .map(Self::parse_list)
+            .transpose()
+    }
+
     /// Parses and compiles a list of boundaries.
     pub fn parse(v: &Value) -> Result<Self, BoundaryError> {
-        let list = v.as_array().ok_or_else(|| bad("not a list"))?;
+        Self::parse_list(v.as_array().ok_or_else(|| bad("not a list"))?)
+    }
+
+    /// Parses and compiles a list of boundaries, each `{"accessBoundaryRules": […]}`.
+    pub fn parse_list(list: &[Value]) -> Result<Self, BoundaryError> {
         if list.is_empty() || list.len() > MAX_BOUNDARIES {
             return Err(bad("between 1 and 16 boundaries"));
         }

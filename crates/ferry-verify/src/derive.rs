@@ -28,10 +28,12 @@ use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ferry_token::{AccessClaims, Audience, Confirmation, DerivedClaims, Scope};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::alg::Algorithm;
-use crate::dpop::{bound_jkt, thumbprint};
+use crate::dpop::thumbprint;
 use crate::jwks::parse_single;
 use crate::jws::{decode_object, split};
 use crate::source::{KeySource, verify_from};
@@ -175,50 +177,66 @@ struct View {
     jkt: Option<String>,
 }
 
-/// `aud`: a string or an array of strings (RFC 7519 §4.1.3); anything else is malformed.
-fn audiences(v: Option<&Value>) -> Result<Vec<String>, DeriveError> {
-    match v {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![s.clone()]),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| x.as_str().map(str::to_owned))
-            .collect::<Option<Vec<_>>>()
-            .ok_or(DeriveError::Malformed("aud")),
-        Some(_) => Err(DeriveError::Malformed("aud")),
+impl View {
+    /// A Ferry token's (depth 0).
+    fn root(c: &AccessClaims) -> Self {
+        Self {
+            aud: c.aud.0.clone(),
+            scopes: c.scope.0.clone(),
+            exp: c.exp,
+            depth: 0,
+            jkt: c.bound_jkt().map(str::to_owned),
+        }
+    }
+
+    /// A derived layer's.
+    fn layer(c: &DerivedClaims) -> Self {
+        Self {
+            aud: c.aud.0.clone(),
+            scopes: c.scope.0.clone(),
+            exp: c.exp,
+            depth: c.depth,
+            jkt: c.cnf.as_ref().and_then(|c| c.jkt.clone()),
+        }
     }
 }
 
-/// `scope` (RFC 8693 §4.2): absent means no scopes — a layer never inherits its
-/// parent's — and a present one is a space-delimited string; anything else is malformed.
-fn scopes(v: Option<&Value>) -> Result<Vec<String>, DeriveError> {
-    match v {
-        None => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(s
-            .split(' ')
-            .filter(|x| !x.is_empty())
-            .map(str::to_owned)
-            .collect()),
-        Some(_) => Err(DeriveError::Malformed("scope")),
-    }
+/// One member of a layer read as its type in Ferry's token profile (`aud` a string or
+/// an array of strings, RFC 7519 §4.1.3; `scope` a space-delimited string, RFC 8693
+/// §4.2); a member of another shape is malformed, and named in the error.
+fn member<'a, T: Deserialize<'a>>(
+    m: &'a Map<String, Value>,
+    name: &'static str,
+) -> Result<Option<T>, DeriveError> {
+    m.get(name)
+        .map(|v| T::deserialize(v).map_err(|_| DeriveError::Malformed(name)))
+        .transpose()
+}
+
+/// A layer's payload. An absent `scope` means no scopes — a layer never inherits its
+/// parent's — and an absent `aud` none (refused later as widening).
+fn layer_claims(m: &Map<String, Value>) -> Result<DerivedClaims, DeriveError> {
+    let need = |name| DeriveError::Malformed(name);
+    Ok(DerivedClaims {
+        parent: member(m, "parent")?.ok_or(need("parent"))?,
+        aud: member(m, "aud")?.unwrap_or_default(),
+        scope: member(m, "scope")?.unwrap_or_default(),
+        iat: member(m, "iat")?.ok_or(need("iat"))?,
+        exp: member(m, "exp")?.ok_or(need("exp"))?,
+        depth: member(m, "depth")?.ok_or(need("depth"))?,
+        access_boundary: m.get("access_boundary").cloned(),
+        cnf: member(m, "cnf")?,
+    })
+}
+
+/// A Ferry token's claims, read as Ferry's token profile.
+fn root_claims(m: &Map<String, Value>) -> Result<AccessClaims, DeriveError> {
+    AccessClaims::from_map(m).map_err(|_| DeriveError::Malformed("root claims"))
 }
 
 /// Whether `token` is a derived token (by its header; nothing is verified).
 pub fn is_derived(token: &str) -> bool {
     split(token).is_ok_and(|p| p.header.typ.as_deref() == Some(DERIVED_TYPE))
-}
-
-fn view(claims: &Map<String, Value>, depth: u64) -> Result<View, DeriveError> {
-    Ok(View {
-        aud: audiences(claims.get("aud"))?,
-        scopes: scopes(claims.get("scope"))?,
-        exp: claims
-            .get("exp")
-            .and_then(Value::as_i64)
-            .ok_or(DeriveError::Malformed("exp"))?,
-        depth,
-        jkt: bound_jkt(claims).map(str::to_owned),
-    })
 }
 
 /// Derives a narrower token from `parent` (a bound Ferry token, or a derived token bound
@@ -231,15 +249,12 @@ pub fn derive(
     now: i64,
 ) -> Result<String, DeriveError> {
     let claims = decode_object(split(parent)?.payload_b64, "payload")?;
-    let depth = if is_derived(parent) {
-        claims
-            .get("depth")
-            .and_then(Value::as_u64)
-            .ok_or(DeriveError::Malformed("depth"))?
+    let p = if is_derived(parent) {
+        View::layer(&layer_claims(&claims)?)
     } else {
-        0
+        View::root(&root_claims(&claims)?)
     };
-    let p = view(&claims, depth)?;
+    let depth = p.depth;
     if p.jkt.as_deref() != Some(holder.thumbprint()) {
         return Err(DeriveError::Holder);
     }
@@ -262,21 +277,20 @@ pub fn derive(
     if exp <= now {
         return Err(DeriveError::Time);
     }
-    let mut payload = json!({
-        "parent": parent,
-        "aud": aud,
-        "scope": scope.join(" "),
-        "iat": now,
-        "exp": exp,
-        "depth": depth + 1,
-    });
     if let Some(b) = &n.access_boundary {
         check_boundary(b)?;
-        payload["access_boundary"] = b.clone();
     }
-    if let Some(jkt) = &n.bind_to {
-        payload["cnf"] = json!({"jkt": jkt});
-    }
+    let payload = DerivedClaims {
+        parent: parent.to_owned(),
+        aud: Audience(aud),
+        scope: Scope(scope),
+        iat: now,
+        exp,
+        depth: depth + 1,
+        access_boundary: n.access_boundary.clone(),
+        cnf: n.bind_to.as_deref().map(Confirmation::jkt),
+    };
+    let payload = serde_json::to_value(&payload).map_err(|_| DeriveError::Malformed("payload"))?;
     let mut header = Map::new();
     header.insert("typ".into(), json!(DERIVED_TYPE));
     holder.sign(header, &payload)
@@ -312,7 +326,7 @@ pub async fn verify_derived(
     now: i64,
 ) -> Result<Map<String, Value>, DeriveError> {
     // Unwrap the chain, outermost first, without trusting anything yet.
-    let mut layers: Vec<(String, Map<String, Value>)> = Vec::new();
+    let mut layers: Vec<(String, DerivedClaims)> = Vec::new();
     let mut current = token.to_owned();
     while is_derived(&current) {
         if layers.len() as u64 >= MAX_DEPTH {
@@ -321,11 +335,8 @@ pub async fn verify_derived(
         let claims = split(&current)
             .and_then(|p| decode_object(p.payload_b64, "payload"))
             .map_err(|_| DeriveError::Malformed("layer"))?;
-        let parent = claims
-            .get("parent")
-            .and_then(Value::as_str)
-            .ok_or(DeriveError::Malformed("parent"))?
-            .to_owned();
+        let claims = layer_claims(&claims)?;
+        let parent = claims.parent.clone();
         layers.push((std::mem::replace(&mut current, parent), claims));
     }
     if layers.is_empty() {
@@ -338,17 +349,12 @@ pub async fn verify_derived(
     if let Some(kid) = root_kid {
         claims.insert("root_kid".into(), Value::String(kid));
     }
+    let root_profile = root_claims(&claims)?;
     // Revocation rules ("every token issued up to …") look at when the root was issued.
-    if let Some(iat) = claims.get("iat").cloned() {
-        claims.insert("root_iat".into(), iat);
-    }
-    let mut parent = view(&claims, 0)?;
-    let mut boundaries: Vec<Value> = claims
-        .get("access_boundaries")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let mut outer = Map::new();
+    claims.insert("root_iat".into(), json!(root_profile.iat));
+    let mut parent = View::root(&root_profile);
+    let mut boundaries: Vec<Value> = root_profile.access_boundaries.unwrap_or_default();
+    let mut outer_iat = None;
     for (layer, payload) in layers.into_iter().rev() {
         let parts = split(&layer).map_err(|_| DeriveError::Malformed("layer"))?;
         if parts.header.crit {
@@ -373,14 +379,10 @@ pub async fn verify_derived(
         if !key.verify(parts.signing_input.as_bytes(), &parts.signature) {
             return Err(DeriveError::Signature);
         }
-        let depth = payload
-            .get("depth")
-            .and_then(Value::as_u64)
-            .ok_or(DeriveError::Malformed("depth"))?;
-        if depth != parent.depth + 1 || depth > MAX_DEPTH {
+        let this = View::layer(&payload);
+        if this.depth != parent.depth + 1 || this.depth > MAX_DEPTH {
             return Err(DeriveError::Depth);
         }
-        let this = view(&payload, depth)?;
         if this.aud.is_empty() || this.aud.iter().any(|a| !parent.aud.contains(a)) {
             return Err(DeriveError::Widens("aud"));
         }
@@ -390,19 +392,16 @@ pub async fn verify_derived(
         if this.exp > parent.exp {
             return Err(DeriveError::Widens("exp"));
         }
-        let iat = payload
-            .get("iat")
-            .and_then(Value::as_i64)
-            .ok_or(DeriveError::Malformed("iat"))?;
+        let iat = payload.iat;
         if this.exp.saturating_add(rules.leeway) <= now || iat > now.saturating_add(rules.leeway) {
             return Err(DeriveError::Time);
         }
-        if let Some(b) = payload.get("access_boundary") {
-            check_boundary(b)?;
-            boundaries.push(b.clone());
+        if let Some(b) = payload.access_boundary {
+            check_boundary(&b)?;
+            boundaries.push(b);
         }
         parent = this;
-        outer = payload;
+        outer_iat = Some(iat);
     }
     if !parent.aud.iter().any(|a| rules.audiences.contains(a)) {
         return Err(DeriveError::Audience);
@@ -417,8 +416,8 @@ pub async fn verify_derived(
         claims.insert("scope".into(), json!(parent.scopes.join(" ")));
     }
     claims.insert("exp".into(), json!(parent.exp));
-    if let Some(iat) = outer.get("iat") {
-        claims.insert("iat".into(), iat.clone());
+    if let Some(iat) = outer_iat {
+        claims.insert("iat".into(), json!(iat));
     }
     match &parent.jkt {
         Some(jkt) => claims.insert("cnf".into(), json!({"jkt": jkt})),

@@ -43,7 +43,8 @@ impl Fx {
     fn root(&self, extra: Value) -> String {
         let mut claims = json!({"iss": ISS, "aud": [API, OTHER], "sub": "repo:acme/app",
             "iat": now(), "exp": now() + 600, "jti": "t", "client_id": "c", "scope": "read write",
-            "cnf": {"jkt": self.holder.thumbprint()}});
+            "cnf": {"jkt": self.holder.thumbprint()},
+            "ferry": {"provider": "gh", "iss": "https://idp.example"}});
         for (k, v) in extra.as_object().unwrap() {
             if v.is_null() {
                 claims.as_object_mut().unwrap().remove(k);
@@ -372,6 +373,11 @@ async fn effective_claims_are_the_narrowed_chains_at_every_depth() {
             (json!({"aud": [API, OTHER]}), DeriveError::Widens("aud")),
             (json!({"exp": null}), DeriveError::Malformed("exp")),
             (json!({"exp": t + 121}), DeriveError::Widens("exp")),
+            // A `cnf.jkt` that is not a string is malformed, never read as unbound.
+            (
+                json!({"cnf": {"jkt": ["k"]}}),
+                DeriveError::Malformed("cnf"),
+            ),
         ] {
             let err = f.bearer(&layer(edit.clone())).await.unwrap_err();
             assert!(
@@ -379,5 +385,39 @@ async fn effective_claims_are_the_narrowed_chains_at_every_depth() {
                 "depth {depth}, {edit}: {err}"
             );
         }
+    }
+}
+
+/// A token Ferry's key signed but whose claims do not fit Ferry's token profile
+/// (`ferry_token::AccessClaims`) is refused, as a root and by itself; the twin with the
+/// member in its profile shape verifies.
+#[tokio::test]
+async fn claims_outside_the_token_profile_are_refused() {
+    let f = fx();
+    for (edit, good) in [
+        (
+            json!({"scope": ["read", "write"]}),
+            json!({"scope": "read write"}),
+        ),
+        (json!({"aud": [API, 7]}), json!({"aud": [API, OTHER]})),
+        (json!({"cnf": {"jkt": [f.holder.thumbprint()]}}), json!({})),
+        (json!({"ferry": null}), json!({})),
+    ] {
+        let bad = f.root(edit.clone());
+        assert!(
+            matches!(f.dpop(&f.holder_tk, &bad).await, Err(RelyingError::Claims)),
+            "{edit}"
+        );
+        assert!(
+            matches!(
+                derive(&bad, &f.holder, &narrow(API, "read"), now()),
+                Err(DeriveError::Malformed("root claims"))
+            ),
+            "{edit}"
+        );
+        let ok = f.root(good);
+        assert!(f.dpop(&f.holder_tk, &ok).await.is_ok(), "{edit}");
+        let d = derive(&ok, &f.holder, &narrow(API, "read"), now()).unwrap();
+        assert!(f.bearer(&d).await.is_ok(), "{edit}");
     }
 }

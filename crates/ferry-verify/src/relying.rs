@@ -12,12 +12,13 @@ use reqwest::Url;
 use serde_json::{Map, Value};
 
 use crate::alg::Algorithm;
-use crate::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopError, bound_jkt, verify_proof};
+use crate::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopError, verify_proof};
 use crate::net::Http;
 use crate::remote::{CacheSettings, Endpoint, RemoteKeys};
 use crate::source::{KeySource, verify_from};
 use crate::time::MonoTime;
 use crate::{Rules, VerifyError};
+use ferry_token::AccessClaims;
 
 /// A verified Ferry token.
 #[derive(Debug, Clone)]
@@ -34,6 +35,9 @@ pub struct FerryToken {
     pub attributes: Map<String, Value>,
     /// The key the token is bound to (`cnf.jkt`), if any.
     pub bound_jkt: Option<String>,
+    /// The claims, read as Ferry's token profile (for a derived token, its effective
+    /// claims: the narrowed chain's `aud`, `scope`, `exp`, `cnf` and boundaries).
+    pub profile: AccessClaims,
     /// Every claim.
     pub claims: Map<String, Value>,
 }
@@ -48,7 +52,7 @@ impl FerryToken {
     /// `access_boundaries` allows it; one whose boundaries do not parse allows nothing.
     #[cfg(feature = "access-boundary")]
     pub fn boundary_allows(&self, access: &crate::boundary::ResourceAccess<'_>) -> bool {
-        match crate::boundary::AccessBoundaries::from_claims(&self.claims) {
+        match crate::boundary::AccessBoundaries::from_token(&self.profile) {
             Ok(None) => true,
             Ok(Some(b)) => b.allows(access),
             Err(_) => false,
@@ -75,6 +79,9 @@ pub enum RelyingError {
     /// Revoked, or no current revocation list (with revocation polling on).
     #[error("{0}")]
     Revocation(#[from] crate::revocation::RevocationError),
+    /// Verified, but its claims do not fit Ferry's token profile (`ferry_token`).
+    #[error("the token's claims are not a Ferry access token's")]
+    Claims,
 }
 
 impl RelyingError {
@@ -100,8 +107,9 @@ pub struct FerryVerifier {
 impl FerryVerifier {
     /// A verifier with the given keys.
     pub fn new(issuer: &str, audience: &str, public_url: &str, keys: KeySource) -> Self {
-        let mut rules = Rules::new(issuer, vec![audience.to_owned()]).require_type("at+jwt");
-        rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+        let mut rules = Rules::new(issuer, vec![audience.to_owned()])
+            .require_type(ferry_token::ACCESS_TOKEN_TYPE);
+        rules.algorithms = Algorithm::ferry();
         rules.max_lifetime = 86_400;
         Self {
             rules,
@@ -163,7 +171,7 @@ impl FerryVerifier {
         let keys = RemoteKeys::new(
             "ferry",
             Endpoint::Jwks(jwks),
-            vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+            Algorithm::ferry(),
             http,
             None,
             CacheSettings::default(),
@@ -219,11 +227,25 @@ impl FerryVerifier {
             let v = verify_from(token, &self.rules, &self.keys, now).await?;
             (v.claims, v.header.kid)
         };
+        let profile = AccessClaims::from_map(&claims).map_err(|_| RelyingError::Claims)?;
         if let Some(r) = &self.revocations {
-            r.check(&claims, kid.as_deref(), &self.rules.issuer, &self.keys, now)
-                .await?;
+            // A derived token carries its root's `iat` as `root_iat` (see `verify_derived`):
+            // revocation rules look at when the root was issued.
+            let issued_at = claims
+                .get("root_iat")
+                .and_then(Value::as_i64)
+                .unwrap_or(profile.iat);
+            r.check(
+                &profile,
+                issued_at,
+                kid.as_deref(),
+                &self.rules.issuer,
+                &self.keys,
+                now,
+            )
+            .await?;
         }
-        let bound = bound_jkt(&claims).map(str::to_owned);
+        let bound = profile.bound_jkt().map(str::to_owned);
         match (scheme.to_ascii_lowercase().as_str(), &bound) {
             ("bearer", None) => {}
             // RFC 9449 §7.1: a bound token is never a bearer token.
@@ -254,44 +276,18 @@ impl FerryVerifier {
             }
             _ => return Err(RelyingError::NoToken),
         }
-        let c = &claims;
-        let strings = |k: &str| -> Vec<String> {
-            c.get(k)
-                .and_then(Value::as_array)
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|x| x.as_str().map(str::to_owned))
-                        .collect()
-                })
-                .unwrap_or_default()
-        };
         Ok(FerryToken {
-            subject: c
-                .get("sub")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned(),
-            client_id: c
-                .get("client_id")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            scopes: c
-                .get("scope")
-                .and_then(Value::as_str)
-                .map(|s| {
-                    s.split(' ')
-                        .filter(|x| !x.is_empty())
-                        .map(str::to_owned)
-                        .collect()
-                })
-                .unwrap_or_default(),
-            groups: strings("groups"),
-            attributes: c
-                .get("attributes")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default(),
+            subject: profile.sub.clone(),
+            client_id: Some(profile.client_id.clone()),
+            scopes: profile.scope.0.clone(),
+            groups: profile.groups.clone(),
+            attributes: profile
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect(),
             bound_jkt: bound,
+            profile,
             claims,
         })
     }

@@ -13,9 +13,10 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use ferry_token::AccessClaims;
 use reqwest::Url;
 use serde::Deserialize;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::Rules;
 use crate::alg::Algorithm;
@@ -109,10 +110,6 @@ pub struct RevocationPoller {
     held: tokio::sync::RwLock<Held>,
 }
 
-fn s<'a>(claims: &'a Map<String, Value>, k: &str) -> Option<&'a str> {
-    claims.get(k).and_then(Value::as_str)
-}
-
 impl RevocationPoller {
     /// Polls `url` at most every `interval`, authenticating as `credentials`; refuses
     /// every token after `3 × interval` without a list.
@@ -143,7 +140,7 @@ impl RevocationPoller {
                 .map_err(|e| e.to_string())?;
         let text = String::from_utf8(got.body).map_err(|_| "the list is not text".to_owned())?;
         let mut rules = Rules::new(issuer, vec![issuer.to_owned()]).require_type(REVOCATIONS_TYPE);
-        rules.algorithms = vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256];
+        rules.algorithms = Algorithm::ferry();
         let v = verify_from(text.trim(), &rules, keys, now)
             .await
             .map_err(|e| format!("the list does not verify: {e}"))?;
@@ -180,11 +177,13 @@ impl RevocationPoller {
         Ok(list)
     }
 
-    /// Refuses `claims` (a verified Ferry token's, signed with `kid`) if revoked,
+    /// Refuses `token` (a verified Ferry token's claims, signed with `kid`; for a
+    /// derived token, its root's, with `issued_at` the root's `iat`) if revoked,
     /// refreshing the list first when it is older than the interval.
     pub async fn check(
         &self,
-        claims: &Map<String, Value>,
+        token: &AccessClaims,
+        issued_at: i64,
         kid: Option<&str>,
         issuer: &str,
         keys: &KeySource,
@@ -222,30 +221,17 @@ impl RevocationPoller {
         if kid.is_some_and(|k| list.kids.iter().any(|r| r == k)) {
             return Err(RevocationError::Revoked);
         }
-        if s(claims, "jti")
-            .and_then(|j| list.jtis.get(j))
-            .is_some_and(|exp| *exp >= now)
-        {
+        if list.jtis.get(&token.jti).is_some_and(|exp| *exp >= now) {
             return Err(RevocationError::Revoked);
         }
-        // A derived token carries its root's `iat` as `root_iat`.
-        let iat = claims
-            .get("root_iat")
-            .or_else(|| claims.get("iat"))
-            .and_then(Value::as_i64)
-            .unwrap_or(0);
-        let provider = claims
-            .get("ferry")
-            .and_then(|f| f.get("provider"))
-            .and_then(Value::as_str);
         let hit = list.rules.iter().any(|r| {
             let field = match r.kind.as_str() {
-                "subject" => s(claims, "sub"),
-                "provider" => provider,
-                "client" => s(claims, "client_id"),
+                "subject" => Some(&token.sub),
+                "provider" => Some(&token.ferry.provider),
+                "client" => Some(&token.client_id),
                 _ => None,
             };
-            now <= r.until && iat <= r.before && field == Some(r.value.as_str())
+            now <= r.until && issued_at <= r.before && field == Some(&r.value)
         });
         if hit {
             return Err(RevocationError::Revoked);

@@ -48,17 +48,13 @@ pub struct Facts {
 
 impl Facts {
     /// The facts of a Ferry token's claims.
-    pub fn of(claims: &serde_json::Map<String, serde_json::Value>) -> Self {
-        let s = |v: Option<&serde_json::Value>| v.and_then(|v| v.as_str()).map(str::to_owned);
+    pub fn of(claims: &ferry_token::AccessClaims) -> Self {
         Self {
-            jti: s(claims.get("jti")),
-            subject: s(claims.get("sub")),
-            provider: s(claims.get("ferry").and_then(|f| f.get("provider"))),
-            client: s(claims.get("client_id")),
-            iat: claims
-                .get("iat")
-                .and_then(serde_json::Value::as_i64)
-                .unwrap_or(0),
+            jti: Some(claims.jti.clone()),
+            subject: Some(claims.sub.clone()),
+            provider: Some(claims.ferry.provider.clone()),
+            client: Some(claims.client_id.clone()),
+            iat: claims.iat,
         }
     }
 }

@@ -19,7 +19,6 @@ use ferry_core::config::ClientAuth;
 use ferry_core::error::desc;
 use ferry_core::request::{ClientParams, parse_token_action};
 use ferry_core::{ErrorCode, OAuthError, Step};
-use serde_json::Value;
 
 use super::error_response;
 use super::token::read_form;
@@ -143,8 +142,7 @@ pub async fn revoke(
             // RFC 7009 §2.2: an invalid token needs no action and gets 200.
             return Ok(());
         };
-        let owner = issued.claims.get("client_id").and_then(Value::as_str);
-        if owner != Some(client.id.as_str()) {
+        if issued.profile.client_id != client.id {
             return Err(OAuthError::new(
                 ErrorCode::UnauthorizedClient,
                 Step::Policy,
@@ -158,16 +156,8 @@ pub async fn revoke(
         tokens::revoke(&state, &issued, now)
             .await
             .map_err(tokens::unavailable)?;
-        audit.jti = issued
-            .claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
-        audit.subject = issued
-            .claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        audit.jti = Some(issued.profile.jti.clone());
+        audit.subject = Some(issued.profile.sub.clone());
         audit.reason = Some("revoked by its client".into());
         state.audit.record(&audit);
         tracing::info!(client = %client.id, jti = ?audit.jti, "token revoked");
@@ -216,7 +206,7 @@ pub async fn introspect(
             .map_err(tokens::unavailable)?;
         let live = match issued {
             Some(i) => {
-                let revoked = tokens::is_revoked(&state, &i.claims, now)
+                let revoked = tokens::is_revoked(&state, &i.profile, now)
                     .await
                     .map_err(tokens::unavailable)?;
                 (!revoked).then_some(i)
@@ -236,7 +226,7 @@ pub async fn introspect(
             return Ok(r);
         }
         let body = match &live {
-            Some(i) => tokens::introspection(&i.claims),
+            Some(i) => tokens::introspection(i),
             None => tokens::inactive(),
         };
         if accept.contains(INTROSPECTION_JWT) {
