@@ -144,3 +144,69 @@ async fn the_phantom_token_pattern_end_to_end() {
     );
     assert_eq!(env.introspect(&handle).await.1, INACTIVE);
 }
+
+/// A handle's holder never gets the JWT behind it: narrowing a handle yields a handle
+/// (before, the default token type traded the handle for the full JWT, without any
+/// client authentication, and that JWT outlived the handle's revocation); asking for a
+/// JWT by name is refused. Twin: narrowing a JWT still yields a JWT.
+#[tokio::test]
+async fn narrowing_a_handle_yields_a_handle_never_its_jwt() {
+    let env = start();
+    let handle = env
+        .issue("workload", API, &[("requested_token_type", REF)], None)
+        .await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jwt = env.token("workload").await;
+    let narrow = |token: String, extra: Option<&'static str>| {
+        let env = &env;
+        async move {
+            let mut form = vec![
+                ("grant_type", TE),
+                ("subject_token", token.as_str()),
+                ("subject_token_type", AT),
+                ("scope", "read"),
+            ];
+            if let Some(t) = extra {
+                form.push(("requested_token_type", t));
+            }
+            let r = env.post("/token", None, &form, None).await;
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    // The default type and access_token by name: a handle, never a JWT.
+    for extra in [None, Some(AT)] {
+        let (status, body) = narrow(handle.clone(), extra).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["issued_token_type"], REF, "{body}");
+        let child = body["access_token"].as_str().unwrap();
+        assert!(
+            child.starts_with("ferry_ref_") && !child.contains('.'),
+            "{body}"
+        );
+        // Revoking the parent handle does not leave a JWT behind: the child is a
+        // handle the gateway introspects like any other.
+        assert_eq!(env.introspect(child).await.0, 200);
+    }
+    // A JWT by name: refused with a fixed description.
+    let (status, body) = narrow(handle.clone(), Some("urn:ietf:params:oauth:token-type:jwt")).await;
+    assert_eq!(
+        (
+            status,
+            body["error"].as_str(),
+            body["error_description"].as_str()
+        ),
+        (
+            400,
+            Some("invalid_request"),
+            Some("a reference token narrows into a reference token only")
+        )
+    );
+    // Twin: a JWT narrows into a JWT.
+    let (status, body) = narrow(jwt, None).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["issued_token_type"], AT);
+    assert!(body["access_token"].as_str().unwrap().contains('.'));
+}

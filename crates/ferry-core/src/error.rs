@@ -181,6 +181,9 @@ pub mod desc {
     pub const METHOD: &str = "method not allowed";
     pub const MISSING_GRANT_TYPE: &str = "missing grant_type";
     pub const UNSUPPORTED_GRANT: &str = "unsupported grant_type";
+    /// A reference token narrowed into a JWT by name.
+    pub const HANDLE_NARROWS_TO_HANDLE: &str =
+        "a reference token narrows into a reference token only";
     pub const DUPLICATE_PARAM: &str = "a parameter was given more than once";
     pub const MISSING_SUBJECT_TOKEN: &str = "missing subject_token";
     pub const MISSING_ASSERTION: &str = "missing assertion";

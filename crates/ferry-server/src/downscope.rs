@@ -13,7 +13,7 @@ use ferry_core::decision::Outcome;
 use ferry_core::error::desc;
 use ferry_core::mapping::Principal;
 use ferry_core::policy::Grant;
-use ferry_core::request::ExchangeRequest;
+use ferry_core::request::{ExchangeRequest, IssuedTokenType};
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_token::AccessClaims;
@@ -76,7 +76,20 @@ pub async fn downscope(
     audit.provider = Some("ferry".to_owned());
     audit.original_issuer = Some(config.issuer.clone());
 
-    // A reference token stands for its JWT.
+    // A reference token stands for its JWT, which its holder never sees: what narrows a
+    // handle is a handle (a request for a JWT by name is refused).
+    let from_handle = req.subject_token.starts_with(crate::tokens::HANDLE_PREFIX);
+    let issued_type = match (from_handle, req.requested_token_type) {
+        (false, t) => t,
+        (true, IssuedTokenType::Jwt) => {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                Step::Request,
+                desc::HANDLE_NARROWS_TO_HANDLE,
+            ));
+        }
+        (true, _) => IssuedTokenType::Reference,
+    };
     let subject_token = match req.subject_token.strip_prefix(crate::tokens::HANDLE_PREFIX) {
         Some(_) => state
             .revocations
@@ -233,11 +246,11 @@ pub async fn downscope(
         &loaded,
         outcome,
         &client_id,
-        req.requested_token_type,
+        issued_type,
         dpop,
         act.as_ref(),
         now,
         audit,
     )?;
-    crate::tokens::maybe_reference(state, req.requested_token_type, resp, now).await
+    crate::tokens::maybe_reference(state, issued_type, resp, now).await
 }
