@@ -186,8 +186,7 @@ async fn narrowing_a_handle_yields_a_handle_never_its_jwt() {
             child.starts_with("ferry_ref_") && !child.contains('.'),
             "{body}"
         );
-        // Revoking the parent handle does not leave a JWT behind: the child is a
-        // handle the gateway introspects like any other.
+        // The child is a handle the gateway introspects like any other.
         assert_eq!(env.introspect(child).await.0, 200);
     }
     // A JWT by name: refused with a fixed description.
