@@ -209,3 +209,88 @@ async fn narrowing_a_handle_yields_a_handle_never_its_jwt() {
     assert_eq!(body["issued_token_type"], AT);
     assert!(body["access_token"].as_str().unwrap().contains('.'));
 }
+
+/// Every token narrowed at Ferry carries the `jti`s of all its ancestors: revoking any
+/// ancestor revokes it (before, a child had a fresh `jti` and no link, and stayed
+/// active). Twin: revoking another token leaves the chain active. The chain is bounded.
+#[tokio::test]
+async fn revoking_an_ancestor_revokes_every_token_narrowed_from_it() {
+    let env = start();
+    let narrow = |token: String| {
+        let env = &env;
+        async move {
+            let r = env
+                .post(
+                    "/token",
+                    None,
+                    &[
+                        ("grant_type", TE),
+                        ("subject_token", token.as_str()),
+                        ("subject_token_type", AT),
+                        ("scope", "read"),
+                    ],
+                    None,
+                )
+                .await;
+            let status = r.status().as_u16();
+            let body = r.json::<Value>().await.unwrap_or(Value::Null);
+            (
+                status,
+                body["access_token"].as_str().unwrap_or("").to_owned(),
+                body,
+            )
+        }
+    };
+    let active = |token: String| {
+        let env = &env;
+        async move {
+            let (_, text) = env.introspect(&token).await;
+            serde_json::from_str::<Value>(&text).unwrap()["active"] == true
+        }
+    };
+    let root = env.token("workload").await;
+    let other = env.token("workload").await;
+    let (_, child, _) = narrow(root.clone()).await;
+    let (_, grandchild, _) = narrow(child.clone()).await;
+    assert!(active(child.clone()).await && active(grandchild.clone()).await);
+    // A relying service verifying offline (ferry-verify, polling /revocations each second).
+    let (_svc, upstream) = env.relying_service(Some(1));
+    let resource = format!("{upstream}/resource");
+    let at_service = |token: String| {
+        let (env, resource) = (&env, resource.clone());
+        async move { call(&env.http, &resource, &format!("Bearer {token}"), None).await }
+    };
+    assert_eq!(at_service(grandchild.clone()).await, 200);
+    // Twin: revoking an unrelated token of the same client leaves the chain alone.
+    assert_eq!(env.revoke(Some(("ci", "ci-secret")), &other).await.0, 200);
+    assert!(active(child.clone()).await && active(grandchild.clone()).await);
+    // Revoking the root revokes both descendants.
+    assert_eq!(env.revoke(Some(("ci", "ci-secret")), &root).await.0, 200);
+    assert!(!active(root).await);
+    assert!(!active(child.clone()).await, "the child of a revoked token");
+    assert!(!active(grandchild.clone()).await, "its grandchild");
+    // …and at the relying service once its list is refreshed (a second or two).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while at_service(grandchild.clone()).await != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepted offline"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // And they cannot be narrowed further.
+    assert_eq!(narrow(grandchild).await.0, 400);
+
+    // The chain is bounded: eight narrowings from one root, not nine.
+    let mut token = env.token("workload").await;
+    for depth in 1..=8 {
+        let (status, next, body) = narrow(token).await;
+        assert_eq!(status, 200, "depth {depth}: {body}");
+        token = next;
+    }
+    let (status, _, body) = narrow(token).await;
+    assert_eq!(
+        (status, body["error_description"].as_str()),
+        (400, Some("the token was narrowed too many times"))
+    );
+}

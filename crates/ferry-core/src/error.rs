@@ -181,6 +181,8 @@ pub mod desc {
     pub const METHOD: &str = "method not allowed";
     pub const MISSING_GRANT_TYPE: &str = "missing grant_type";
     pub const UNSUPPORTED_GRANT: &str = "unsupported grant_type";
+    /// A token narrowed from a token narrowed too many times.
+    pub const NARROWED_TOO_OFTEN: &str = "the token was narrowed too many times";
     /// A reference token narrowed into a JWT by name.
     pub const HANDLE_NARROWS_TO_HANDLE: &str =
         "a reference token narrows into a reference token only";

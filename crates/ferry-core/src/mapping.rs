@@ -43,6 +43,11 @@ pub struct Principal {
     pub original_issuer: String,
     /// The subject token's `sub`, when it had one.
     pub original_subject: Option<String>,
+    /// When the subject is a Ferry token being narrowed: the `jti`s of its ancestors,
+    /// oldest first, ending with the parent's (`ferry.ancestors` of the child). Empty
+    /// for a provider's token. Not visible to rules.
+    #[serde(skip)]
+    pub ancestors: Vec<String>,
 }
 
 /// A provider's condition.
@@ -283,6 +288,7 @@ impl Mapping {
                 .unwrap_or_default()
                 .to_owned(),
             original_subject: claims.get("sub").and_then(Json::as_str).map(str::to_owned),
+            ancestors: Vec::new(),
         })
     }
 }

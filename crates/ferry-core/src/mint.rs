@@ -91,6 +91,7 @@ pub fn access_claims(input: &MintInput<'_>, principal: &Principal, grant: &Grant
             provider: principal.provider.clone(),
             iss: principal.original_issuer.clone(),
             sub: principal.original_subject.clone(),
+            ancestors: principal.ancestors.clone(),
         },
     }
 }
@@ -159,6 +160,7 @@ mod tests {
             attributes: [("team".to_owned(), "t".to_owned())].into(),
             original_issuer: "https://idp.example".into(),
             original_subject: Some("orig".into()),
+            ancestors: Vec::new(),
         };
         let boundary = json!({"accessBoundaryRules": [{"availableResource": "r",
             "availablePermissions": ["p"]}]});
@@ -194,6 +196,7 @@ mod tests {
             groups: vec![],
             attributes: BTreeMap::new(),
             original_subject: None,
+            ancestors: Vec::new(),
             ..principal
         };
         let input = MintInput {

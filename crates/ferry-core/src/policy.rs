@@ -446,6 +446,7 @@ mod tests {
             attributes: BTreeMap::from([("repo".to_owned(), repo.to_owned())]),
             original_issuer: "https://idp".into(),
             original_subject: None,
+            ancestors: Vec::new(),
         }
     }
 

@@ -61,6 +61,24 @@ fn invalid_subject(detail: impl Into<String>) -> OAuthError {
     Role::Parent.invalid(detail)
 }
 
+/// How many times a token may be narrowed at Ferry, one from another: each child carries
+/// the `jti`s of all its ancestors, so this bounds its size.
+pub const MAX_NARROWING_DEPTH: usize = 8;
+
+/// The child's ancestors: the parent's, then the parent.
+fn lineage(parent: &AccessClaims) -> Result<Vec<String>, OAuthError> {
+    if parent.ferry.ancestors.len() >= MAX_NARROWING_DEPTH {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            Step::Request,
+            desc::NARROWED_TOO_OFTEN,
+        ));
+    }
+    let mut ancestors = parent.ferry.ancestors.clone();
+    ancestors.push(parent.jti.clone());
+    Ok(ancestors)
+}
+
 /// Narrows a Ferry-issued token.
 pub async fn downscope(
     state: &AppState,
@@ -215,6 +233,7 @@ pub async fn downscope(
         attributes: c.attributes.clone(),
         original_issuer: c.ferry.iss.clone(),
         original_subject: c.ferry.sub.clone(),
+        ancestors: lineage(&c)?,
     };
     audit.subject = Some(principal.subject.clone());
     // A delegated parent keeps its `act`; a new actor is nested over it.

@@ -272,6 +272,7 @@ pub async fn jwt_bearer(
         attributes: BTreeMap::from([("service_account".to_owned(), iss.clone())]),
         original_issuer: iss.clone(),
         original_subject: Some(iss.clone()),
+        ancestors: Vec::new(),
     };
     let targets = req.targets();
     let ask = Ask {

@@ -113,6 +113,10 @@ pub struct Provenance {
     /// The subject token's `sub`, when it had one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sub: Option<String>,
+    /// For a token made by narrowing another at Ferry: the `jti`s of every ancestor,
+    /// oldest first, ending with the parent's. Revoking any of them revokes this token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ancestors: Vec<String>,
 }
 
 /// The claims of an access token Ferry issues (RFC 9068 §2.2). Members are written in

@@ -221,7 +221,12 @@ impl RevocationPoller {
         if kid.is_some_and(|k| list.kids.iter().any(|r| r == k)) {
             return Err(RevocationError::Revoked);
         }
-        if list.jtis.get(&token.jti).is_some_and(|exp| *exp >= now) {
+        // The token, or any token it was narrowed from.
+        if std::iter::once(&token.jti)
+            .chain(&token.ferry.ancestors)
+            .filter_map(|j| list.jtis.get(j))
+            .any(|exp| *exp >= now)
+        {
             return Err(RevocationError::Revoked);
         }
         let hit = list.rules.iter().any(|r| {

@@ -279,6 +279,7 @@ fn deny_rules_and_operator_messages() {
         .collect(),
         original_issuer: GITHUB_ISSUER.into(),
         original_subject: None,
+        ancestors: Vec::new(),
     };
     let aud = vec!["https://deploy.example.com".to_owned()];
     for expose in [false, true] {
@@ -327,6 +328,7 @@ fn unknown_scopes_are_dropped_only_where_configured() {
             .collect(),
         original_issuer: GITHUB_ISSUER.into(),
         original_subject: None,
+        ancestors: Vec::new(),
     };
     let aud = vec!["https://deploy.example.com".to_owned()];
     let cloud = vec!["https://www.googleapis.com/auth/cloud-platform".to_owned()];

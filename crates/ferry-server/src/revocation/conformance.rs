@@ -26,6 +26,7 @@ fn facts(jti: &str, sub: &str, iat: i64) -> Facts {
         provider: Some("github".into()),
         client: Some("ci".into()),
         iat,
+        ancestors: Vec::new(),
     }
 }
 
@@ -61,6 +62,14 @@ where
             .await
             .unwrap()
     );
+    // A token narrowed from j1 (its ancestor) is revoked with it; twin: one narrowed
+    // from an unrevoked token is not.
+    let child = |parent: &str| Facts {
+        ancestors: vec!["root".into(), parent.into()],
+        ..facts("child", "repo:acme/lib", 950)
+    };
+    assert!(r.is_revoked(&child("j1"), now).await.unwrap());
+    assert!(!r.is_revoked(&child("j2"), now).await.unwrap());
     // Revoking again with an earlier exp keeps the later one.
     r.revoke_jti("j1", 1_300, now).await.unwrap();
     // A rule: everything issued to a subject up to `now`.

@@ -44,6 +44,8 @@ pub struct Facts {
     pub client: Option<String>,
     /// `iat`.
     pub iat: i64,
+    /// `ferry.ancestors`: revoking any of them revokes the token.
+    pub ancestors: Vec<String>,
 }
 
 impl Facts {
@@ -55,6 +57,7 @@ impl Facts {
             provider: Some(claims.ferry.provider.clone()),
             client: Some(claims.client_id.clone()),
             iat: claims.iat,
+            ancestors: claims.ferry.ancestors.clone(),
         }
     }
 }
@@ -90,9 +93,10 @@ impl Listing {
     /// Whether a token with these facts is revoked at `now`.
     pub fn revokes(&self, f: &Facts, now: i64) -> bool {
         f.jti
-            .as_ref()
-            .and_then(|j| self.jtis.get(j))
-            .is_some_and(|exp| *exp >= now)
+            .iter()
+            .chain(&f.ancestors)
+            .filter_map(|j| self.jtis.get(j))
+            .any(|exp| *exp >= now)
             || self.rules.iter().any(|r| r.matches(f, now))
     }
 }
