@@ -253,4 +253,4 @@ pub(super) fn dpop(errs: &mut ConfigErrors, d: &super::raw::RawDpop, issuer: &st
 
 #[cfg(test)]
 #[path = "ops_tests.rs"]
-mod tests;
+pub(super) mod tests;

@@ -6,7 +6,8 @@ use std::path::Path;
 use super::Limits;
 use crate::config::parse;
 
-const BASE: &str = r#"
+/// A minimal configuration that loads (shared by the configuration's tests).
+pub(in crate::config) const BASE: &str = r#"
 issuer: https://ferry.example.com
 providers:
   - id: dev

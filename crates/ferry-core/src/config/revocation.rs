@@ -111,18 +111,7 @@ mod tests {
     use super::super::{SecretSource, parse};
     use super::*;
 
-    const BASE: &str = r#"
-issuer: https://ferry.example.com
-providers:
-  - id: dev
-    issuer: https://idp.example.com
-    audiences: [https://ferry.example.com]
-    jwks: { file: keys.json }
-audiences:
-  - audience: https://deploy.example.com
-    rules:
-      - allow: provider == 'dev'
-"#;
+    use crate::config::ops::tests::BASE;
 
     #[test]
     fn the_store_is_the_data_directory_unless_postgres_is_configured_or_signs() {
