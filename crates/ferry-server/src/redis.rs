@@ -1,9 +1,8 @@
 //! Redis through the maintained `redis` crate: one connection manager (multiplexed,
 //! reconnecting in the background), every call bounded by the configured timeout, and a
 //! call that fails because the connection dropped retried once on the new one (a Redis
-//! restart fails no request). Used by the shared replay cache (scripts, see
-//! [`crate::replay`]) and the shared revocation state (plain commands, answered as
-//! [`Reply`]).
+//! restart fails no request). Used by the shared replay cache: its script (see
+//! [`crate::replay`]) and a few plain commands (`INFO`), answered as [`Reply`].
 
 use std::time::Duration;
 
@@ -147,30 +146,17 @@ impl Redis {
             .map_err(|_| "timed out".to_owned())?
     }
 
-    /// Sends `commands` as one pipeline and returns their replies, within the timeout.
-    /// An error reply is an error.
-    pub async fn pipeline(&self, commands: &[&[&[u8]]]) -> Result<Vec<Reply>, String> {
-        let mut pipe = redis::pipe();
-        for args in commands {
-            let mut cmd = redis::Cmd::new();
-            for a in *args {
-                cmd.arg(*a);
-            }
-            pipe.add_command(cmd);
-        }
-        let pipe = &pipe;
-        let values: Vec<Value> = self
-            .run(move |mut c| async move { pipe.query_async(&mut c).await })
-            .await?;
-        values.into_iter().map(Reply::from_value).collect()
-    }
-
-    /// One command.
+    /// One command, within the timeout. An error reply is an error.
     pub async fn call(&self, args: &[&[u8]]) -> Result<Reply, String> {
-        self.pipeline(&[args])
-            .await?
-            .pop()
-            .ok_or_else(|| "no reply".to_owned())
+        let mut cmd = redis::Cmd::new();
+        for a in args {
+            cmd.arg(*a);
+        }
+        let cmd = &cmd;
+        let value: Value = self
+            .run(move |mut c| async move { cmd.query_async(&mut c).await })
+            .await?;
+        Reply::from_value(value)
     }
 
     /// Runs a Lua script (by SHA, loaded on demand, so also after a restart).
