@@ -257,8 +257,14 @@ audiences:
     assert_eq!(grant(&a, &y).await.0, 200);
     assert_eq!(grant(&b, &assertion(&other)).await.0, 200);
     assert_eq!(grant(&b, &y).await.0, 400);
-    // Persisting, it draws no warning (twin of replay_loss' Redis without persistence).
+    // Persisting and never evicting (Redis' default policy), it draws no warning (twins
+    // of replay_loss' Redis without persistence and with an evicting policy).
     for r in [&a, &b] {
         assert!(!r.proc().output().contains("Redis does not persist"));
+        assert!(
+            !r.proc()
+                .output()
+                .contains("Redis may evict live replay ids")
+        );
     }
 }

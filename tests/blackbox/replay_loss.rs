@@ -15,7 +15,7 @@ use ferry_testkit::{Issuer, TestKey, free_port, now};
 use serde_json::{Value, json};
 
 use crate::harness::{Ferry, TempDir};
-use crate::replay::{redis, redis_cmd, redis_empty};
+use crate::replay::{redis, redis_cmd, redis_empty, redis_with};
 
 const ISS: &str = "https://ferry.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -368,4 +368,34 @@ async fn a_marker_written_far_in_the_future_costs_one_leeway_not_refusals_until_
         !redis_cmd(port, &["GET", "ferry:replay:epoch"]).contains("99999999999999"),
         "the marker was remade"
     );
+}
+
+/// A Redis whose eviction policy may drop live ids (volatile-* evicts exactly them: they
+/// expire, the epoch marker does not) draws one warning; the twin with Redis' default
+/// `noeviction` is the share test in `replay.rs`.
+#[tokio::test]
+async fn an_evicting_redis_draws_one_warning() {
+    let tmp = TempDir::new("replay-evict");
+    let builder = signer(tmp.path());
+    let port = free_port();
+    let _server = redis_with(port, &["--save", "", "--maxmemory-policy", "volatile-lru"]);
+    assert_eq!(
+        redis_cmd(port, &["SET", "ferry:replay:epoch", "seed:0"]),
+        "+OK"
+    );
+    let replay = format!("replay: {{ redis: \"redis://127.0.0.1:{port}\", timeout: 1s }}");
+    let ferry = Ferry::start(&config(&tmp.path().join("node"), &replay)).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            grant(&ferry, &assertion_at(&builder, now()), None).await.0,
+            200
+        );
+    }
+    let log = ferry.proc().output();
+    assert_eq!(
+        log.matches("Redis may evict live replay ids").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("volatile-lru"));
 }
