@@ -14,11 +14,11 @@ mod provider;
 mod raw;
 mod redis;
 mod revocation;
+mod sections;
 mod signing;
 mod tenant;
 mod typing;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::expr::{Cel, Expr};
@@ -33,7 +33,7 @@ pub use errors::ConfigErrors;
 pub use github::{GITHUB_ISSUER, github_issuer_shape_ok};
 pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
 pub use origin::origin_of;
-use origin::{is_loopback_http, origin_of_display};
+
 pub use redis::RedisReplay;
 pub use revocation::{DEFAULT_REVOCATION_POLL_MS, DEFAULT_REVOCATION_TIMEOUT_MS, RevocationStore};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
@@ -276,39 +276,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let cel = Cel::new();
     let expose = raw.expose_denial_messages.unwrap_or(false);
 
-    let issuer = raw.issuer.clone().unwrap_or_default();
-    if issuer.is_empty() {
-        errs.push(
-            "issuer",
-            "is required (Ferry's public base URL, e.g. https://sts.example.com)",
-        );
-    } else if !(issuer.starts_with("https://") || is_loopback_http(&issuer)) {
-        errs.push(
-            "issuer",
-            "must be an https URL (http is allowed only for 127.0.0.1, localhost or [::1])",
-        );
-    } else if issuer.ends_with('/') || issuer.contains(['?', '#']) {
-        errs.push(
-            "issuer",
-            "must not end with '/' or carry a query or fragment",
-        );
-    }
+    let issuer = sections::issuer(&mut errs, raw.issuer.as_deref());
 
-    let t = &raw.tokens;
-    let lifetimes = Lifetimes {
-        default_ttl: duration(&mut errs, "tokens.default_ttl", t.default_ttl.as_ref(), 900),
-        max_ttl: duration(&mut errs, "tokens.max_ttl", t.max_ttl.as_ref(), 3_600),
-        min_ttl: duration(&mut errs, "tokens.min_ttl", t.min_ttl.as_ref(), 60),
-    };
-    if lifetimes.min_ttl == 0 {
-        errs.push("tokens.min_ttl", "must be greater than zero");
-    }
-    if lifetimes.min_ttl > lifetimes.max_ttl {
-        errs.push("tokens.min_ttl", "must not exceed tokens.max_ttl");
-    }
-    if lifetimes.default_ttl > lifetimes.max_ttl {
-        errs.push("tokens.default_ttl", "must not exceed tokens.max_ttl");
-    }
+    let lifetimes = sections::lifetimes(&mut errs, &raw.tokens);
     let limits = ops::limits(&mut errs, &raw.limits);
     let max_body_bytes = limits.max_body_bytes;
     let tls = raw
@@ -318,137 +288,34 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let admin = ops::admin(&mut errs, &raw.admin, base);
     let audit = ops::audit(&raw.audit, base);
 
-    let o = &raw.outbound;
-    let mut insecure = Vec::new();
-    for (i, origin) in o.allow_insecure_origins.iter().enumerate() {
-        match origin_of(origin) {
-            Some(norm) if origin.trim_end_matches('/') == origin_of_display(origin) => {
-                insecure.push(norm)
-            }
-            _ => errs.push(
-                format!("outbound.allow_insecure_origins[{i}]"),
-                "must be an exact origin such as http://127.0.0.1:8443 (no path)",
-            ),
-        }
-    }
-    if !insecure.is_empty() {
-        warnings.push(format!(
-            "outbound.allow_insecure_origins: plain http allowed for {}: for development and tests only",
-            insecure.join(", ")
-        ));
-    }
-    let outbound = Outbound {
-        allow_insecure_origins: insecure,
-        connect_timeout: duration(
-            &mut errs,
-            "outbound.connect_timeout",
-            o.connect_timeout.as_ref(),
-            2,
-        ),
-        timeout: duration(&mut errs, "outbound.timeout", o.timeout.as_ref(), 5),
-        max_response_bytes: o.max_response_bytes.unwrap_or(1024 * 1024),
-    };
-
-    if raw.providers.is_empty() {
-        errs.push(
-            "providers",
-            "must not be empty: Ferry needs at least one trusted issuer",
-        );
-    }
-    let mut providers = Vec::new();
-    let mut ids = HashSet::new();
-    let mut issuers = HashSet::new();
-    for (i, p) in raw.providers.iter().enumerate() {
-        let path = format!("providers[{i}]");
-        let Some(mut p) =
-            provider::provider(&mut errs, &mut warnings, &cel, &path, p, base, &outbound)
-        else {
-            continue;
-        };
-        if !ids.insert(p.id.clone()) {
-            errs.push(format!("{path}.id"), "duplicate provider id");
-        }
-        if !issuers.insert(p.issuer.clone()) {
-            errs.push(
-                format!("{path}.issuer"),
-                "another provider has the same issuer",
-            );
-        }
-        if p.issuer == issuer {
-            errs.push(format!("{path}.issuer"), "must not be Ferry's own issuer");
-        }
+    let outbound = sections::outbound(&mut errs, &mut warnings, &raw.outbound);
+    let mut providers = sections::providers(
+        &mut errs,
+        &mut warnings,
+        &cel,
+        &raw.providers,
+        base,
+        &outbound,
+        &issuer,
+    );
+    for p in &mut providers {
         p.mapping.expose_messages = expose;
-        providers.push(p);
     }
-
-    if raw.audiences.is_empty() {
-        errs.push(
-            "audiences",
-            "must not be empty: Ferry issues tokens only for configured audiences",
-        );
-    }
-    let mut names = HashSet::new();
-    let mut audiences = Vec::new();
-    for (i, a) in raw.audiences.iter().enumerate() {
-        let path = format!("audiences[{i}]");
-        if let Some(a) = audience::audience(&mut errs, &cel, &path, a, lifetimes.max_ttl) {
-            if !names.insert(a.name.clone()) {
-                errs.push(format!("{path}.audience"), "duplicate audience");
-            }
-            audiences.push(a);
-        }
-    }
+    let audiences = audience::audiences(&mut errs, &cel, &raw.audiences, lifetimes.max_ttl);
 
     let service_accounts =
         clients::service_accounts(&mut errs, &raw.service_accounts, base, &outbound);
     let clients = clients::clients(&mut errs, &raw.clients, base, &outbound);
     audience::check_client_ids(&mut errs, &audiences, &raw.clients);
-    for sa in &service_accounts {
-        if clients.iter().any(|c| c.id == sa.id) {
-            errs.push("clients", format!("client id {:?} is also a service account: client and service-account keys are registered separately", sa.id));
-        }
-        if providers.iter().any(|p| p.issuer == sa.id) {
-            errs.push(
-                "service_accounts",
-                format!("{:?} is also a provider's issuer", sa.id),
-            );
-        }
-    }
+    sections::check_service_accounts(&mut errs, &service_accounts, &clients, &providers);
     let max_replay_entries = raw.max_replay_entries.unwrap_or(100_000);
-    let replay_redis = raw.replay.as_ref().and_then(|r| {
-        let url = r.redis.as_deref()?;
-        match RedisReplay::parse(url) {
-            Ok(mut c) => {
-                c.fail_open = r.fail_open.unwrap_or(false);
-                c.timeout_ms = duration(&mut errs, "replay.timeout", r.timeout.as_ref(), 1) * 1000;
-                Some(c)
-            }
-            Err(e) => {
-                errs.push("replay.redis", e);
-                None
-            }
-        }
-    });
+    let replay_redis = raw
+        .replay
+        .as_ref()
+        .and_then(|r| redis::replay(&mut errs, r));
     let dpop = ops::dpop(&mut errs, &raw.dpop, &issuer);
-    let data_dir = base.join(
-        raw.data_dir
-            .clone()
-            .unwrap_or_else(|| "ferry-data".to_owned()),
-    );
-    let signing = signing::signing(
-        &mut errs,
-        &mut warnings,
-        &raw.signing,
-        &data_dir,
-        base,
-        lifetimes.max_ttl,
-    );
-    let revocation = revocation::revocation(
-        &mut errs,
-        raw.revocation.as_ref(),
-        signing.postgres.as_ref(),
-        base,
-    );
+    let (data_dir, signing, revocation) =
+        sections::storage(&mut errs, &mut warnings, &raw, base, lifetimes.max_ttl);
 
     if !errs.0.is_empty() {
         return Err(errs);
