@@ -15,13 +15,12 @@
 //! later, in the form endpoints once a request is admitted (`token::permit`): a request
 //! over its rate limits, or whose body is still arriving, holds no permit.
 
-use std::time::Instant;
-
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_verify::time::instant_now;
 use tracing::Instrument;
 
 use super::error_response;
@@ -89,7 +88,7 @@ fn method_label(method: &Method) -> &'static str {
 
 /// The middleware.
 pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
+    let started = instant_now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
