@@ -30,6 +30,7 @@ mod ops;
 mod otlp;
 mod outage;
 mod phantom;
+mod pipeline;
 mod policy;
 mod reload;
 mod replay;

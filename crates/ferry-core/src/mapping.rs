@@ -29,7 +29,7 @@ pub const MAX_SUBJECT_LEN: usize = 512;
 pub const MAX_ATTRIBUTES: usize = 50;
 
 /// The identity a verified subject token maps to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Principal {
     /// The provider that verified the token.
     pub provider: String,
@@ -48,6 +48,10 @@ pub struct Principal {
     /// for a provider's token. Not visible to rules.
     #[serde(skip)]
     pub ancestors: Vec<String>,
+    /// The `act` the subject token carried (an upstream one kept under its issuer's
+    /// name, or a Ferry parent's chain): `subject_act` in rules.
+    #[serde(skip)]
+    pub subject_act: Option<ferry_token::Act>,
 }
 
 /// A provider's condition.
@@ -311,6 +315,7 @@ impl Mapping {
                 .to_owned(),
             original_subject: claims.get("sub").and_then(Json::as_str).map(str::to_owned),
             ancestors: Vec::new(),
+            subject_act: None,
         })
     }
 }

@@ -24,6 +24,7 @@ pub const POLICY_VARS: &[&str] = &[
     "client_id",
     "request",
     "actor",
+    "subject_act",
 ];
 
 /// What a rule does when its expression is true.
@@ -181,6 +182,25 @@ impl Policy {
                 map: Arc::new(actor_map),
             }),
         );
+        // `subject_act`: the act the subject token already carried; empty without one.
+        let act = principal.subject_act.as_ref();
+        let text = |v: Option<&str>| Value::String(Arc::new(v.unwrap_or_default().to_owned()));
+        let subject_act: HashMap<Key, Value> = [
+            (key("subject"), text(act.map(|a| a.sub.as_str()))),
+            (key("issuer"), text(act.and_then(|a| a.iss.as_deref()))),
+            (
+                key("provider"),
+                text(act.and_then(|a| a.provider.as_deref())),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        ctx.add_variable_from_value(
+            "subject_act",
+            Value::Map(CelMap {
+                map: Arc::new(subject_act),
+            }),
+        );
         let request: HashMap<Key, Value> = [
             (
                 key("audience"),
@@ -318,6 +338,12 @@ impl Vars for View<'_> {
             ("actor", "subject") => self.actor.map(|a| a.subject.as_str()),
             ("actor", "provider") => self.actor.map(|a| a.provider.as_str()),
             ("request", "audience") => Some(self.audience),
+            ("subject_act", "subject") => Some(
+                self.principal
+                    .subject_act
+                    .as_ref()
+                    .map_or("", |a| a.sub.as_str()),
+            ),
             _ => None,
         }
     }

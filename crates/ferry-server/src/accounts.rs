@@ -14,7 +14,7 @@ use ferry_verify::{
 use reqwest::Url;
 use serde_json::Value;
 
-use crate::load::http_for;
+use crate::outbound::http_for;
 
 /// The `typ` of a client assertion in draft-ietf-oauth-rfc7523bis; accepted besides
 /// `JWT` for client assertions only, never for a subject token.

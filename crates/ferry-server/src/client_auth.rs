@@ -24,7 +24,7 @@ use ferry_core::{ErrorCode, OAuthError, Step};
 
 use crate::accounts::verify_assertion;
 use crate::errors::Role;
-use crate::state::AppState;
+use crate::state::{AppState, Loaded};
 
 /// The authenticated (or self-declared public) client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,10 +93,10 @@ pub fn new_secret() -> (String, String) {
 /// Authenticates the client of a token request; `Ok(None)` when none is named.
 pub async fn authenticate(
     state: &AppState,
+    loaded: &Loaded,
     headers: &HeaderMap,
     params: &ClientParams,
 ) -> Result<Option<ClientIdentity>, OAuthError> {
-    let loaded = state.loaded();
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -31,6 +31,7 @@ pub use crate::secrets::{read_kek_list, read_secret};
 
 use crate::accounts::Accounts;
 use crate::audit::AuditSink;
+pub use crate::outbound::http_for;
 use crate::state::{AppState, Loaded, Providers, TrustedProvider};
 
 /// Reads and validates a configuration file.
@@ -132,20 +133,6 @@ fn cache_settings(c: &CacheConfig) -> CacheSettings {
 /// Builds a provider's remote key cache: a hardened client whose policy opts in the
 /// configured insecure origins and, for Kubernetes, the API server's origin (with its CA
 /// bundle and bearer token, which go to that origin only).
-/// A hardened HTTP client under the configured outbound policy, trusting `trusted`
-/// origins besides the insecure opt-ins.
-pub fn http_for(config: &Config, trusted: &[String]) -> Result<Http, String> {
-    let policy = OutboundPolicy::new(&config.outbound.allow_insecure_origins, trusted)
-        .map_err(|e| e.to_string())?;
-    let settings = ClientSettings {
-        connect_timeout: Duration::from_secs(config.outbound.connect_timeout),
-        timeout: Duration::from_secs(config.outbound.timeout),
-        max_response_bytes: config.outbound.max_response_bytes,
-        extra_roots_pem: None,
-    };
-    Http::new(policy, &settings)
-}
-
 fn remote_source(
     config: &Config,
     p: &Provider,

@@ -4,46 +4,18 @@
 //! counts of repeated warnings.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use ferry_verify::KeySource;
 use ferry_verify::time::SystemMono;
 
 use crate::load::{ConfigSource, load_providers_reusing, loaded};
+use crate::reloads::ReloadStats;
 use crate::state::{AppState, Providers};
 
 /// How often JWKS files and the configuration file are checked for changes.
 pub const FILE_POLL: Duration = Duration::from_secs(2);
-
-/// Counts of configuration reloads and the key store's health, for metrics and
-/// `/readyz`.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// Reloads that took effect.
-    pub ok: AtomicU64,
-    /// Reloads refused (the old configuration stayed).
-    pub failed: AtomicU64,
-    /// The last key-ring poll's error, `None` when it succeeded.
-    pub key_store_error: std::sync::Mutex<Option<String>>,
-}
-
-impl ReloadStats {
-    /// The key store's last error, if its last poll failed.
-    pub fn key_store_error(&self) -> Option<String> {
-        self.key_store_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set_key_store_error(&self, e: Option<String>) {
-        *self
-            .key_store_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = e;
-    }
-}
 
 /// How often the key ring is checked for due transitions and for changes by other
 /// processes (an emergency revocation reaches a running server within this).

@@ -15,7 +15,7 @@ mod scope;
 #[cfg(test)]
 mod tests;
 
-pub use claims::{AccessClaims, Act, Audience, Confirmation, DerivedClaims, Provenance};
+pub use claims::{AccessClaims, Act, Audience, Confirmation, DerivedClaims, MayAct, Provenance};
 pub use scope::Scope;
 
 /// Every reference token (an opaque handle standing for a JWT) starts with this, so a
