@@ -94,7 +94,7 @@ fn denied(
         match state.warnings.note_at(
             FAILED,
             crate::repeated::Level::Error,
-            std::time::Instant::now(),
+            ferry_verify::time::instant_now(),
         ) {
             Some(repeated) => {
                 tracing::error!(request_id = %audit.request_id, error = %err, repeated, "{FAILED}");
