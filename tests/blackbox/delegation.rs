@@ -193,9 +193,11 @@ async fn an_upstream_act_is_nested_when_well_formed_and_refused_otherwise() {
     let upstream = json!({"sub": "up-bot", "iss": "https://up.example.com"});
     let (s, body) = exchange(env.token("alice", json!({"act": upstream}))).await;
     assert_eq!(s, 200, "{body}");
+    // Kept under the name of the issuer that asserted it (idp), whatever `iss` it names.
     assert_eq!(
         payload(body["access_token"].as_str().unwrap())["act"],
-        json!({"sub": "ci-bot", "provider": "idp", "act": upstream})
+        json!({"sub": "ci-bot", "provider": "idp",
+               "act": {"sub": "up-bot", "iss": "https://idp.example.com"}})
     );
     for bad in [
         json!("up-bot"),

@@ -35,6 +35,7 @@ mod policy;
 mod reload;
 mod replay;
 mod replay_loss;
+mod review;
 mod revocation;
 mod revocation_ttl;
 mod rollout;

@@ -52,7 +52,7 @@ audiences:
       - allow: "true"
   - audience: {UPSTREAM_OK}
     rules:
-      - allow: "subject_act.subject == '' || subject_act.issuer == 'https://idp.example.com'"
+      - allow: "subject_act.subject != 'evil-bot'"
 "#
         ),
     )
@@ -293,13 +293,10 @@ async fn an_upstream_act_is_kept_under_its_issuers_name_and_seen_by_policy() {
         json!({"sub": "up-bot", "iss": "https://idp.example.com",
                "act": {"sub": "older", "iss": "https://idp.example.com"}})
     );
-    // Policy sees it: the rule admits only acts asserted by idp itself.
+    // Policy sees it: the rule refuses one upstream actor by name.
     let (s, b) = env.exchange(&t, JWT, UPSTREAM_OK, None, None).await;
     assert_eq!(s, 200, "{b}");
-    let other = env.token(
-        "alice",
-        json!({"act": {"sub": "up-bot", "iss": "https://elsewhere.example.com"}}),
-    );
+    let other = env.token("alice", json!({"act": {"sub": "evil-bot"}}));
     let (s, b) = env.exchange(&other, JWT, UPSTREAM_OK, None, None).await;
     assert_eq!(
         (s, b["error"].as_str()),

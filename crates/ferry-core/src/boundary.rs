@@ -38,9 +38,11 @@ pub fn access_boundary(options: &str, cel: &Cel) -> Result<Option<Value>, OAuthE
         options.to_owned()
     };
     let v: Value = serde_json::from_str(&text).map_err(|_| bad("options is not JSON"))?;
-    let Some(ab) = v.get("accessBoundary") else {
-        return Ok(None);
-    };
+    // Options Ferry cannot apply are refused, never dropped: the caller asked for a
+    // narrower token and must not get a wider one.
+    let ab = v
+        .get("accessBoundary")
+        .ok_or_else(|| bad("options carry no accessBoundary"))?;
     let rules = ab
         .get("accessBoundaryRules")
         .and_then(Value::as_array)
@@ -118,7 +120,10 @@ mod tests {
             [r#"{"availableResource":"r","availablePermissions":["p"]}"#; 11].join(",")
         );
         assert!(access_boundary(&eleven, &cel).is_err());
-        assert_eq!(access_boundary("{}", &cel).unwrap(), None);
+        // Options without a boundary are refused, never read as "no boundary".
+        for none in ["{}", "5", "null", "[]", r#"{"accessboundary":{}}"#] {
+            assert!(access_boundary(none, &cel).is_err(), "{none}");
+        }
     }
 
     #[test]

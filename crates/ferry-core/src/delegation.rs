@@ -3,9 +3,11 @@
 //! actor over the chain.
 //!
 //! An upstream `act` is the upstream issuer's say-so, not something Ferry verified: every
-//! level is kept under the name of the issuer that asserted it (its own `iss`, else the
-//! subject token's issuer), and a `provider` member — which only Ferry sets, for actors
-//! it verified — is dropped. Policy sees it as `subject_act`.
+//! level is kept under the name of the issuer that asserted it — the subject token's
+//! issuer, whatever `iss` the level names (an issuer cannot speak for another, or for
+//! Ferry) — with its `sub` and nesting only: a `provider` (which only Ferry sets, for
+//! actors it verified) and members Ferry does not interpret are dropped. At most
+//! [`MAX_UPSTREAM_ACT_DEPTH`] levels. Policy sees it as `subject_act`.
 
 use ferry_token::{Act, MayAct};
 use serde::Deserialize as _;
@@ -23,16 +25,24 @@ fn malformed(what: &'static str) -> OAuthError {
     .detail(format!("the {what} claim is malformed"))
 }
 
-/// Keeps an upstream `act` chain under its asserting issuer's name.
-fn attribute(mut act: Act, asserted_by: &str) -> Act {
-    act.provider = None;
-    if act.iss.is_none() {
-        act.iss = Some(asserted_by.to_owned());
+/// Most levels of an upstream `act` chain.
+pub const MAX_UPSTREAM_ACT_DEPTH: usize = 8;
+
+/// Keeps an upstream `act` chain under its asserting issuer's name, `depth` levels in.
+fn attribute(act: Act, asserted_by: &str, depth: usize) -> Result<Act, OAuthError> {
+    if depth >= MAX_UPSTREAM_ACT_DEPTH {
+        return Err(malformed("act"));
     }
-    act.act = act
-        .act
-        .map(|inner| Box::new(attribute(*inner, asserted_by)));
-    act
+    let inner = match act.act {
+        Some(inner) => Some(Box::new(attribute(*inner, asserted_by, depth + 1)?)),
+        None => None,
+    };
+    Ok(Act {
+        sub: act.sub,
+        iss: Some(asserted_by.to_owned()),
+        act: inner,
+        ..Act::default()
+    })
 }
 
 /// The `act` of a provider's token issued by `issuer`: absent, or an object naming its
@@ -41,8 +51,8 @@ pub fn upstream_act(claims: &Map<String, Value>, issuer: &str) -> Result<Option<
     match claims.get("act") {
         None => Ok(None),
         Some(v) => Act::deserialize(v)
-            .map(|a| Some(attribute(a, issuer)))
-            .map_err(|_| malformed("act")),
+            .map_err(|_| malformed("act"))
+            .and_then(|a| attribute(a, issuer, 0).map(Some)),
     }
 }
 
@@ -113,8 +123,8 @@ mod tests {
                 Ok(Some(json!({"sub": "a", "iss": UP}))),
             ),
             (
-                json!({"act": {"sub": "a", "provider": "idp", "iss": "https://x"}}),
-                Ok(Some(json!({"sub": "a", "iss": "https://x"}))),
+                json!({"act": {"sub": "a", "provider": "idp", "iss": "https://x", "foo": 1}}),
+                Ok(Some(json!({"sub": "a", "iss": UP}))),
             ),
             (
                 json!({"act": {"sub": "a", "act": {"sub": "b", "provider": "p"}}}),

@@ -207,6 +207,8 @@ pub mod desc {
     pub const UNSUPPORTED_SUBJECT_TOKEN_TYPE: &str = "unsupported subject_token_type";
     pub const UNSUPPORTED_REQUESTED_TYPE: &str = "unsupported requested_token_type";
     pub const ACTOR_UNSUPPORTED: &str = "actor_token needs actor_token_type jwt or id_token";
+    /// An actor token with a grant that takes none (jwt-bearer).
+    pub const ACTOR_NOT_FOR_GRANT: &str = "actor_token is not supported with this grant";
     pub const INVALID_ACTOR_TOKEN: &str = "invalid actor token";
     pub const ACTOR_NOT_ALLOWED: &str = "the actor may not act for the subject";
     pub const MISSING_TARGET: &str = "missing audience or resource";
@@ -232,6 +234,10 @@ pub mod desc {
     pub const ONE_TARGET: &str = "give exactly one of token, subject, provider or client_id";
     pub const CONDITION_DENIED: &str = "subject token rejected by the provider's condition";
     pub const MAPPING_FAILED: &str = "subject token could not be mapped";
+    /// An actor token refused by its provider's condition.
+    pub const ACTOR_CONDITION_DENIED: &str = "actor token rejected by the provider's condition";
+    /// An actor token that could not be mapped.
+    pub const ACTOR_MAPPING_FAILED: &str = "actor token could not be mapped";
     pub const TARGET_NOT_ALLOWED: &str = "the requested audience is not available";
     pub const SCOPE_NOT_ALLOWED: &str = "the requested scope is not allowed";
     pub const SUBJECT_EXPIRES_TOO_SOON: &str = "subject token expires too soon";

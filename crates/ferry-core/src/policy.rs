@@ -5,7 +5,7 @@
 //! token cannot list the configured audiences — unless the operator chooses to show
 //! their own denial messages.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use cel::Value;
@@ -165,17 +165,31 @@ impl Policy {
         ctx.add_variable_from_value("groups", string_list(&principal.groups));
         ctx.add_variable_from_value("attribute", string_map(&principal.attributes));
         ctx.add_variable_from_value("client_id", client_id.to_owned());
-        // `actor`: the delegate acting for the subject (RFC 8693 §4.1); empty without one.
-        let actor_map: HashMap<Key, Value> = match actor {
-            Some(a) => [
-                (key("subject"), Value::String(Arc::new(a.subject.clone()))),
-                (key("provider"), Value::String(Arc::new(a.provider.clone()))),
-                (key("attribute"), string_map(&a.attributes)),
-            ]
-            .into_iter()
-            .collect(),
-            None => HashMap::new(),
-        };
+        // `actor`: the delegate acting for the subject (RFC 8693 §4.1); without one its
+        // members are empty (a rule on `actor.subject == ''` decides, never errs).
+        let actor_map: HashMap<Key, Value> = [
+            (
+                key("subject"),
+                Value::String(Arc::new(
+                    actor.map(|a| a.subject.clone()).unwrap_or_default(),
+                )),
+            ),
+            (
+                key("provider"),
+                Value::String(Arc::new(
+                    actor.map(|a| a.provider.clone()).unwrap_or_default(),
+                )),
+            ),
+            (
+                key("attribute"),
+                actor.map_or_else(
+                    || string_map(&BTreeMap::new()),
+                    |a| string_map(&a.attributes),
+                ),
+            ),
+        ]
+        .into_iter()
+        .collect();
         ctx.add_variable_from_value(
             "actor",
             Value::Map(CelMap {
@@ -335,8 +349,8 @@ impl Vars for View<'_> {
     fn field<'b>(&'b self, name: &str, field: &'b str) -> Option<&'b str> {
         match (name, field) {
             ("attribute", f) => self.principal.attributes.get(f).map(String::as_str),
-            ("actor", "subject") => self.actor.map(|a| a.subject.as_str()),
-            ("actor", "provider") => self.actor.map(|a| a.provider.as_str()),
+            ("actor", "subject") => Some(self.actor.map_or("", |a| a.subject.as_str())),
+            ("actor", "provider") => Some(self.actor.map_or("", |a| a.provider.as_str())),
             ("request", "audience") => Some(self.audience),
             ("subject_act", "subject") => Some(
                 self.principal

@@ -206,6 +206,7 @@ fn the_view_answers_as_the_cel_context_does() {
             }
         }
     }
-    // subject, provider, client_id, attribute.repo, request.audience; actor's two.
-    assert_eq!(strings, 8 * 5 + 4 * 2);
+    // subject, provider, client_id, attribute.repo, request.audience; actor's two (empty
+    // strings without an actor).
+    assert_eq!(strings, 8 * 5 + 8 * 2);
 }

@@ -79,6 +79,10 @@ pub struct JwtBearerRequest {
     pub resources: Vec<String>,
     /// Requested scopes.
     pub scopes: Vec<String>,
+    /// The requested token type (an extension: RFC 7523 defines none), as in RFC 8693.
+    pub requested_token_type: IssuedTokenType,
+    /// Google's downscoping `options` (an access boundary), as in token exchange.
+    pub options: Option<String>,
 }
 
 impl std::fmt::Debug for JwtBearerRequest {
@@ -369,6 +373,16 @@ pub fn parse_token_request(body: &[u8]) -> Result<(TokenRequest, ClientParams), 
     Ok((request, client))
 }
 
+/// `requested_token_type`: an access token (the default), a JWT, or a reference handle.
+fn requested_type(p: &Params) -> Result<IssuedTokenType, OAuthError> {
+    match p.get("requested_token_type") {
+        None | Some(TT_ACCESS_TOKEN) => Ok(IssuedTokenType::AccessToken),
+        Some(TT_JWT) => Ok(IssuedTokenType::Jwt),
+        Some(TT_REFERENCE) => Ok(IssuedTokenType::Reference),
+        Some(_) => Err(bad(desc::UNSUPPORTED_REQUESTED_TYPE)),
+    }
+}
+
 fn parse_jwt_bearer(p: &Params) -> Result<JwtBearerRequest, OAuthError> {
     // RFC 7523 §2.1: exactly one assertion.
     let assertion = p
@@ -377,12 +391,19 @@ fn parse_jwt_bearer(p: &Params) -> Result<JwtBearerRequest, OAuthError> {
         .filter(|t| !t.is_empty())
         .ok_or_else(|| bad(desc::MISSING_ASSERTION))?
         .to_owned();
+    // Delegation needs a subject and an actor; the assertion is both. An actor token is
+    // refused rather than ignored, so no caller believes it was recorded.
+    if p.get("actor_token").is_some() || p.get("actor_token_type").is_some() {
+        return Err(bad(desc::ACTOR_NOT_FOR_GRANT));
+    }
     let (audiences, resources, scopes) = targets(p)?;
     Ok(JwtBearerRequest {
         assertion,
         audiences,
         resources,
         scopes,
+        requested_token_type: requested_type(p)?,
+        options: p.get("options").map(str::to_owned),
     })
 }
 
@@ -420,12 +441,7 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
         Some(TT_ACCESS_TOKEN) => SubjectTokenType::AccessToken,
         Some(_) => return Err(bad(desc::UNSUPPORTED_SUBJECT_TOKEN_TYPE)),
     };
-    let requested_token_type = match p.get("requested_token_type") {
-        None | Some(TT_ACCESS_TOKEN) => IssuedTokenType::AccessToken,
-        Some(TT_JWT) => IssuedTokenType::Jwt,
-        Some(TT_REFERENCE) => IssuedTokenType::Reference,
-        Some(_) => return Err(bad(desc::UNSUPPORTED_REQUESTED_TYPE)),
-    };
+    let requested_token_type = requested_type(p)?;
     // RFC 8693 §2.1: actor_token_type is REQUIRED with actor_token and MUST NOT come
     // without it. Actors are identities from trusted issuers (`…:jwt`, `…:id_token`).
     let (actor_token, actor_token_type) = match (p.get("actor_token"), p.get("actor_token_type")) {

@@ -57,6 +57,18 @@ pub struct AuditEvent {
     /// The mapped subject.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// SHA-256 (hex) of the actor token of a delegation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_token_sha256: Option<String>,
+    /// The verified actor's mapped subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The provider that verified the actor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor_provider: Option<String>,
+    /// For a narrowed token: its parent's `jti`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parent_jti: Option<String>,
     /// Requested or granted audiences.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub audiences: Vec<String>,
@@ -69,6 +81,12 @@ pub struct AuditEvent {
     /// The issued token's `exp`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exp: Option<i64>,
+    /// The thumbprint of the key the issued token is bound to (`cnf.jkt`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cnf_jkt: Option<String>,
+    /// Whether the token was issued as a reference handle.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub reference: bool,
 }
 
 /// Most requested targets an event lists.

@@ -49,7 +49,10 @@ fn label_ok(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= MAX_PUBLIC_CLIENT_ID
         && id.bytes().all(|b| (0x20..=0x7e).contains(&b))
-        && !id.starts_with("ferry-")
+        && id.trim() == id
+        && !id
+            .get(..6)
+            .is_some_and(|p| p.eq_ignore_ascii_case("ferry-"))
 }
 
 fn fail(detail: impl Into<String>) -> OAuthError {

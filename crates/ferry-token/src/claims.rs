@@ -205,6 +205,25 @@ impl AccessClaims {
         }
     }
 
+    /// Every actor of the `act` chain, outermost first.
+    pub fn actors(&self) -> impl Iterator<Item = &Act> {
+        std::iter::successors(self.act.as_ref(), |a| a.act.as_deref())
+    }
+
+    /// Whether `subject` is the token's subject or acted in it: revoking a subject
+    /// revokes the tokens it acted on too.
+    pub fn names_subject(&self, subject: &str) -> bool {
+        self.sub == subject || self.actors().any(|a| a.sub == subject)
+    }
+
+    /// Whether the token came from `provider` or an actor it verified did.
+    pub fn names_provider(&self, provider: &str) -> bool {
+        self.ferry.provider == provider
+            || self
+                .actors()
+                .any(|a| a.provider.as_deref() == Some(provider))
+    }
+
     /// The `cnf.jkt` the token is bound to, if any.
     pub fn bound_jkt(&self) -> Option<&str> {
         self.cnf.as_ref().and_then(|c| c.jkt.as_deref())

@@ -230,13 +230,13 @@ impl RevocationPoller {
             return Err(RevocationError::Revoked);
         }
         let hit = list.rules.iter().any(|r| {
-            let field = match r.kind.as_str() {
-                "subject" => Some(&token.sub),
-                "provider" => Some(&token.ferry.provider),
-                "client" => Some(&token.client_id),
-                _ => None,
+            let named = match r.kind.as_str() {
+                "subject" => token.names_subject(&r.value),
+                "provider" => token.names_provider(&r.value),
+                "client" => token.client_id == r.value,
+                _ => false,
             };
-            now <= r.until && issued_at <= r.before && field == Some(&r.value)
+            now <= r.until && issued_at <= r.before && named
         });
         if hit {
             return Err(RevocationError::Revoked);

@@ -95,6 +95,14 @@ pub(super) fn provider(
             "is required: 1-64 characters of a-z, 0-9, '-' or '_'",
         );
     }
+    // Names Ferry writes itself: `ferry` for a narrowed token, `service-account` for a
+    // service account's own assertion. Another provider under them would pass for those.
+    if id == "ferry" || (id == "service-account" && p.kind.as_deref() != Some("service_account")) {
+        errs.push(
+            format!("{path}.id"),
+            "is reserved: 'ferry' always, 'service-account' for any kind but service_account",
+        );
+    }
     let kind = kind_of(errs, path, p);
     let github = kind == ProviderKind::Github;
     let unpinned = p.allow_unpinned.unwrap_or(false);

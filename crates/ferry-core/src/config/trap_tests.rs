@@ -252,3 +252,33 @@ fn a_service_account_opts_in_to_the_token_endpoint_audience() {
     .unwrap();
     assert!(c.service_accounts[0].accept_token_endpoint_audience);
 }
+
+/// A provider may not take a name Ferry writes itself (`ferry` for narrowed tokens,
+/// `service-account` for service accounts' own assertions): its tokens would pass for
+/// those in rules and revocation. Twin: any other name, and `service-account` for the
+/// service_account kind.
+#[test]
+fn reserved_provider_ids_are_refused() {
+    let base = config(PIN, "true", REAL, "");
+    for id in ["ferry", "service-account"] {
+        let text = base.replace("  - id: idp\n", &format!("  - id: {id}\n"));
+        assert_eq!(
+            problems(&text),
+            vec![format!(
+                "providers[1].id: is reserved: 'ferry' always, 'service-account' for any kind but service_account"
+            )],
+            "{id}"
+        );
+    }
+    let twin = base.replace("  - id: idp\n", "  - id: ferry-idp\n");
+    assert_eq!(problems(&twin), Vec::<String>::new());
+    let sa = base.replace(
+        "  - id: idp\n",
+        "  - id: service-account\n    kind: service_account\n  - id: idp\n",
+    );
+    assert!(
+        !problems(&sa).iter().any(|p| p.contains("reserved")),
+        "{:?}",
+        problems(&sa)
+    );
+}

@@ -26,7 +26,7 @@ fn facts(jti: &str, sub: &str, iat: i64) -> Facts {
         provider: Some("github".into()),
         client: Some("ci".into()),
         iat,
-        ancestors: Vec::new(),
+        ..Facts::default()
     }
 }
 

@@ -46,6 +46,10 @@ pub struct Facts {
     pub iat: i64,
     /// `ferry.ancestors`: revoking any of them revokes the token.
     pub ancestors: Vec<String>,
+    /// The subjects of every actor in `act`: a subject rule revokes what they acted on.
+    pub actor_subjects: Vec<String>,
+    /// The providers that verified those actors: so does a provider rule.
+    pub actor_providers: Vec<String>,
 }
 
 impl Facts {
@@ -58,6 +62,8 @@ impl Facts {
             client: Some(claims.client_id.clone()),
             iat: claims.iat,
             ancestors: claims.ferry.ancestors.clone(),
+            actor_subjects: claims.actors().map(|a| a.sub.clone()).collect(),
+            actor_providers: claims.actors().filter_map(|a| a.provider.clone()).collect(),
         }
     }
 }
@@ -65,12 +71,14 @@ impl Facts {
 impl Rule {
     /// Whether the rule revokes a token with these facts at `now`.
     pub fn matches(&self, f: &Facts, now: i64) -> bool {
-        let field = match self.kind {
-            RuleKind::Subject => &f.subject,
-            RuleKind::Provider => &f.provider,
-            RuleKind::Client => &f.client,
+        let (field, actors): (&Option<String>, &[String]) = match self.kind {
+            RuleKind::Subject => (&f.subject, &f.actor_subjects),
+            RuleKind::Provider => (&f.provider, &f.actor_providers),
+            RuleKind::Client => (&f.client, &[]),
         };
-        now <= self.until && f.iat <= self.before && field.as_deref() == Some(&self.value)
+        now <= self.until
+            && f.iat <= self.before
+            && (field.as_deref() == Some(&self.value) || actors.contains(&self.value))
     }
 }
 

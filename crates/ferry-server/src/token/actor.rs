@@ -7,6 +7,7 @@
 use ferry_core::OAuthError;
 use ferry_core::binding::Binding;
 use ferry_core::delegation::{check_may_act, nest};
+use ferry_core::error::desc;
 use ferry_core::mapping::Principal;
 use ferry_token::Act;
 use serde_json::Value;
@@ -26,6 +27,16 @@ pub struct Delegation {
     pub act: Option<Act>,
     /// The key the actor token is bound to.
     pub binding: Binding,
+}
+
+/// A refusal by the actor's provider names the actor token, not the subject's.
+fn as_actor(mut e: OAuthError) -> OAuthError {
+    if e.description == desc::CONDITION_DENIED {
+        e.description = desc::ACTOR_CONDITION_DENIED.into();
+    } else if e.description == desc::MAPPING_FAILED {
+        e.description = desc::ACTOR_MAPPING_FAILED.into();
+    }
+    e
 }
 
 /// Runs the delegation step.
@@ -60,7 +71,8 @@ pub async fn delegate(
         state,
         |_| provider.config.id.clone(),
         crate::charge::mapped(provider, &verified.claims),
-    )?;
+    )
+    .map_err(as_actor)?;
     Ok(Delegation {
         act: nest(Some(&actor), subject.prior_act.clone()),
         actor: Some(actor),

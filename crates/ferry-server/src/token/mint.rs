@@ -37,13 +37,20 @@ pub fn decide(
             None,
         )
     };
+    // An access boundary asked for (Google's `options`) is added whatever the grant.
+    let added = match &ask.options {
+        Some(o) => ferry_core::boundary::access_boundary(o, config.policy.cel())?,
+        None => None,
+    };
     match &subject.policy {
-        Policy::Rules => rules(&ask.scopes),
+        Policy::Rules => {
+            let mut grant = rules(&ask.scopes)?;
+            if let Some(b) = added {
+                grant.access_boundaries.get_or_insert_with(Vec::new).push(b);
+            }
+            Ok(grant)
+        }
         Policy::Narrower(parent) => {
-            let added = match &ask.options {
-                Some(o) => ferry_core::boundary::access_boundary(o, config.policy.cel())?,
-                None => None,
-            };
             let narrowed = narrow::narrow(parent, &subject.targets, &ask.scopes, added, now)?;
             match actor {
                 None => Ok(narrowed),

@@ -88,6 +88,10 @@ pub async fn run(
     };
     audit.grant_type = Some(ask.grant.audit_name());
     audit.subject_token_sha256 = Some(crate::fingerprint(ask.credential.as_bytes()));
+    audit.actor_token_sha256 = ask
+        .actor_token
+        .as_ref()
+        .map(|t| crate::fingerprint(t.as_bytes()));
     audit.audiences = crate::audit::targets(&ask.targets);
     let now = state.clock.now();
     // 5–6. The subject, and the bucket of whoever pays for it.
@@ -98,6 +102,7 @@ pub async fn run(
     audit.original_subject = trail.original_subject;
     let subject = crate::charge::settle(state, |s: &Subject| s.payer.clone(), subject)?;
     audit.subject = Some(subject.principal.subject.clone());
+    audit.parent_jti = subject.principal.ancestors.last().cloned();
     // 7. Binding: the proof spent, the subject's key proven by it.
     let proof = crate::dpop::consume(state, loaded, pending.as_ref()).await?;
     let proven = proof.map(|p| p.jkt.as_str());
@@ -105,6 +110,10 @@ pub async fn run(
     // 8. Delegation, the actor's key proven by the same proof.
     let delegation =
         actor::delegate(state, loaded, ask.actor_token.as_deref(), &subject, now).await?;
+    if let Some(a) = &delegation.actor {
+        audit.actor = Some(a.subject.clone());
+        audit.actor_provider = Some(a.provider.clone());
+    }
     binding::check(&subject.binding, &delegation.binding, proven).map_err(unproven)?;
     // 9–10. The decision and the lifetime, under one key-ring snapshot with the signing.
     let grant = mint::decide(loaded, &ask, &subject, delegation.actor.as_ref(), now)?;
@@ -127,6 +136,8 @@ pub async fn run(
     audit.client_id = Some(subject.client_id.clone());
     audit.jti = Some(jti);
     audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+    audit.cnf_jkt = proven.map(str::to_owned);
+    audit.reference = subject.issued == ferry_core::request::IssuedTokenType::Reference;
     // 12. The reference handle.
     crate::tokens::maybe_reference(state, &loaded.config, subject.issued, resp, now).await
 }

@@ -90,8 +90,8 @@ impl Ask {
             actor_token: None,
             targets,
             scopes: req.scopes,
-            issued: IssuedTokenType::AccessToken,
-            options: None,
+            issued: req.requested_token_type,
+            options: req.options,
             client_id,
         }
     }
