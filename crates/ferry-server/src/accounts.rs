@@ -5,12 +5,11 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_core::config::{Client, Config, ConfigErrors, KeysConfig, ServiceAccount};
 use ferry_verify::time::MonoTime;
-use ferry_verify::{
-    Algorithm, Endpoint, KeySource, RemoteKeys, Rules, StaticKeys, Verified, verify_from,
-};
+use ferry_verify::{Algorithm, Endpoint, KeySource, RemoteKeys, Rules, StaticKeys, Verified};
 use reqwest::Url;
 use serde_json::Value;
 
@@ -105,9 +104,9 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
         if sa.accept_token_endpoint_audience {
             audiences.push(token_endpoint(config));
         }
-        let mut rules = Rules::new(sa.id.clone(), audiences);
-        rules.algorithms = algs.clone();
-        rules.max_lifetime = i64::try_from(sa.max_assertion_lifetime).unwrap_or(i64::MAX);
+        let rules = Rules::new(sa.id.clone(), audiences)
+            .set_allowed_algorithms(algs.clone())
+            .allow_lifetime_up_to(Duration::from_secs(sa.max_assertion_lifetime));
         match key_source(config, &sa.id, &sa.keys, &algs, time.clone()) {
             Ok(keys) => {
                 out.service_accounts.insert(
@@ -137,10 +136,10 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                     audiences.push(token_endpoint(config));
                 }
                 // The explicit type of draft-ietf-oauth-rfc7523bis, besides JWT.
-                let mut rules =
-                    Rules::new(c.id.clone(), audiences).accept_types([CLIENT_ASSERTION_TYPE]);
-                rules.algorithms = algs.clone();
-                rules.max_lifetime = 3_600;
+                let rules = Rules::new(c.id.clone(), audiences)
+                    .accept_types([CLIENT_ASSERTION_TYPE])
+                    .set_allowed_algorithms(algs.clone())
+                    .allow_lifetime_up_to(Duration::from_secs(3_600));
                 match key_source(config, &c.id, k, &algs, time.clone()) {
                     Ok(ks) => Some((ks, rules)),
                     Err(e) => {
@@ -182,8 +181,8 @@ pub async fn verify_assertion(
     now: i64,
     skew: i64,
 ) -> Result<Verified, AssertionError> {
-    let v = verify_from(token, rules, keys, now).await?;
-    if v.claims.get("sub").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
+    let v = ferry_verify::parse(token)?.verify(rules, keys, now).await?;
+    if v.claims.get("sub").and_then(Value::as_str) != Some(rules.issuer()) {
         return Err(AssertionError::Subject);
     }
     if !v.claims.get("aud").is_some_and(Value::is_string) {
@@ -197,17 +196,17 @@ pub async fn verify_assertion(
         .ok_or(AssertionError::Jti)?;
     let until = v
         .exp
-        .saturating_add(rules.leeway.max(0))
+        .saturating_add(rules.leeway().max(0))
         .saturating_add(skew);
     let iat = v.claims.get("iat").and_then(|i| {
         i.as_i64()
             .or_else(|| i.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
     });
     let spend = Spend {
-        principal: &rules.issuer,
+        principal: rules.issuer(),
         jti,
-        issued: issued_at(iat, v.exp, rules.max_lifetime),
-        leeway: rules.leeway.max(0),
+        issued: issued_at(iat, v.exp, rules.max_lifetime()),
+        leeway: rules.leeway().max(0),
         skew,
         until,
         now,

@@ -140,10 +140,15 @@ pub async fn downscope(
             "no audience requested and none in the parent",
         ));
     }
-    let mut rules = Rules::new(config.issuer.clone(), targets.clone())
-        .require_type(ferry_token::ACCESS_TOKEN_TYPE);
-    rules.algorithms = Algorithm::ferry();
-    rules.max_lifetime = crate::tokens::longest_lifetime(state).saturating_add(60);
+    let rules = Rules::new(config.issuer.clone(), targets.clone())
+        .require_type(ferry_token::ACCESS_TOKEN_TYPE)
+        .set_allowed_algorithms(Algorithm::ferry())
+        .accept_other_audiences()
+        .allow_lifetime_up_to(std::time::Duration::from_secs(
+            crate::tokens::longest_lifetime(state)
+                .saturating_add(60)
+                .unsigned_abs(),
+        ));
     let keys = state.own_keys.get(state);
     let parent = match ferry_verify::verify(&subject_token, &rules, &keys, now) {
         Ok(v) => v,

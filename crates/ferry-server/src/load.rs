@@ -100,21 +100,21 @@ impl ConfigSource {
 
 /// The verification rules of a provider.
 pub fn rules_for(p: &Provider) -> Rules {
-    // Explicit typing (RFC 8725 §3.11): `JWT` or none, plus what the provider lists.
-    let mut rules =
-        Rules::new(p.issuer.clone(), p.audiences.clone()).accept_types(&p.accepted_types);
-    // Names were validated against the same list at load.
-    rules.algorithms = p
-        .algorithms
-        .iter()
-        .filter_map(|a| Algorithm::from_name(a))
-        .collect();
-    rules.leeway = i64::try_from(p.leeway).unwrap_or(i64::MAX);
-    rules.max_lifetime = i64::try_from(p.max_token_lifetime).unwrap_or(i64::MAX);
-    rules.max_age = p
-        .max_token_age
-        .map(|a| i64::try_from(a).unwrap_or(i64::MAX));
-    rules
+    let s = Duration::from_secs;
+    let rules = Rules::new(p.issuer.clone(), p.audiences.clone())
+        // Explicit typing (RFC 8725 §3.11): `JWT` or none, plus what the provider lists.
+        .accept_types(&p.accepted_types)
+        // Names were validated against the same list at load.
+        .set_allowed_algorithms(p.algorithms.iter().filter_map(|a| Algorithm::from_name(a)))
+        // A provider's token may name other audiences besides one of Ferry's (a
+        // Kubernetes token also naming the API server, say): RFC 7519 §4.1.3 allows it.
+        .accept_other_audiences()
+        .allow_clock_skew(s(p.leeway))
+        .allow_lifetime_up_to(s(p.max_token_lifetime));
+    match p.max_token_age {
+        Some(age) => rules.require_max_age(s(age)),
+        None => rules,
+    }
 }
 
 fn cache_settings(c: &CacheConfig) -> CacheSettings {
@@ -199,7 +199,7 @@ fn remote_source(
     Ok(KeySource::Remote(RemoteKeys::new(
         p.id.clone(),
         endpoint,
-        rules.algorithms.clone(),
+        rules.algorithms().to_vec(),
         http,
         bearer,
         cache_settings(&p.cache),
@@ -240,12 +240,12 @@ pub fn load_providers_reusing(
             _ if p.kind == ProviderKind::ServiceAccount => {
                 Ok((KeySource::Static(Arc::new(StaticKeys::empty())), Vec::new()))
             }
-            KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), &rules.algorithms)
+            KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), rules.algorithms())
                 .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
                 .map_err(|e| (format!("{path}.jwks.inline"), e.to_string())),
-            KeysConfig::File(f) => match files.entry((f.clone(), rules.algorithms.clone())) {
+            KeysConfig::File(f) => match files.entry((f.clone(), rules.algorithms().to_vec())) {
                 Entry::Occupied(e) => Ok(e.get().clone()),
-                Entry::Vacant(e) => StaticKeys::from_file(f.clone(), &rules.algorithms)
+                Entry::Vacant(e) => StaticKeys::from_file(f.clone(), rules.algorithms())
                     .map(|(k, w)| e.insert((KeySource::Static(Arc::new(k)), w)).clone())
                     .map_err(|e| (format!("{path}.jwks.file"), e.to_string())),
             },

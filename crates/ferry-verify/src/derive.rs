@@ -36,7 +36,7 @@ use crate::alg::Algorithm;
 use crate::dpop::thumbprint;
 use crate::jwks::parse_single;
 use crate::jws::{decode_object, split};
-use crate::source::{KeySource, verify_from};
+use crate::source::KeySource;
 use crate::{Rules, VerifyError};
 
 /// The `typ` of a derived token.
@@ -343,7 +343,7 @@ pub async fn verify_derived(
         return Err(DeriveError::Malformed("not a derived token"));
     }
     // The root: a Ferry token, verified as the service verifies any.
-    let root = verify_from(&current, rules, keys, now).await?;
+    let root = crate::parse(&current)?.verify(rules, keys, now).await?;
     let root_kid = root.header.kid.clone();
     let mut claims = root.claims;
     if let Some(kid) = root_kid {
@@ -393,7 +393,9 @@ pub async fn verify_derived(
             return Err(DeriveError::Widens("exp"));
         }
         let iat = payload.iat;
-        if this.exp.saturating_add(rules.leeway) <= now || iat > now.saturating_add(rules.leeway) {
+        if this.exp.saturating_add(rules.leeway()) <= now
+            || iat > now.saturating_add(rules.leeway())
+        {
             return Err(DeriveError::Time);
         }
         if let Some(b) = payload.access_boundary {
@@ -403,7 +405,7 @@ pub async fn verify_derived(
         parent = this;
         outer_iat = Some(iat);
     }
-    if !parent.aud.iter().any(|a| rules.audiences.contains(a)) {
+    if !rules.audience_accepted(parent.aud.iter().map(|a| Some(a.as_str()))) {
         return Err(DeriveError::Audience);
     }
     // The effective claims are the narrowed chain's (`parent` is now the outermost

@@ -15,7 +15,7 @@ use crate::alg::Algorithm;
 use crate::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopError, verify_proof};
 use crate::net::Http;
 use crate::remote::{CacheSettings, Endpoint, RemoteKeys};
-use crate::source::{KeySource, verify_from};
+use crate::source::KeySource;
 use crate::time::MonoTime;
 use crate::{Rules, VerifyError};
 use ferry_token::AccessClaims;
@@ -107,10 +107,13 @@ pub struct FerryVerifier {
 impl FerryVerifier {
     /// A verifier with the given keys.
     pub fn new(issuer: &str, audience: &str, public_url: &str, keys: KeySource) -> Self {
-        let mut rules = Rules::new(issuer, vec![audience.to_owned()])
-            .require_type(ferry_token::ACCESS_TOKEN_TYPE);
-        rules.algorithms = Algorithm::ferry();
-        rules.max_lifetime = 86_400;
+        // RFC 9068 §4: `aud` must name this service; a token Ferry issued for several
+        // audiences names others too.
+        let rules = Rules::new(issuer, vec![audience.to_owned()])
+            .require_type(ferry_token::ACCESS_TOKEN_TYPE)
+            .set_allowed_algorithms(Algorithm::ferry())
+            .accept_other_audiences()
+            .allow_lifetime_up_to(std::time::Duration::from_secs(86_400));
         Self {
             rules,
             keys,
@@ -132,7 +135,7 @@ impl FerryVerifier {
         interval: std::time::Duration,
         client: crate::revocation::ClientCredentials,
     ) -> Self {
-        let url = format!("{}/revocations", self.rules.issuer.trim_end_matches('/'));
+        let url = format!("{}/revocations", self.rules.issuer().trim_end_matches('/'));
         if let Ok(url) = Url::parse(&url) {
             self.revocations = Some(crate::revocation::RevocationPoller::new(
                 url, http, interval, client,
@@ -224,7 +227,9 @@ impl FerryVerifier {
                 .map(str::to_owned);
             (claims, kid)
         } else {
-            let v = verify_from(token, &self.rules, &self.keys, now).await?;
+            let v = crate::parse(token)?
+                .verify(&self.rules, &self.keys, now)
+                .await?;
             (v.claims, v.header.kid)
         };
         let profile = AccessClaims::from_map(&claims).map_err(|_| RelyingError::Claims)?;
@@ -239,7 +244,7 @@ impl FerryVerifier {
                 &profile,
                 issued_at,
                 kid.as_deref(),
-                &self.rules.issuer,
+                self.rules.issuer(),
                 &self.keys,
                 now,
             )

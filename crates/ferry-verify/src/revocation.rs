@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::Rules;
 use crate::alg::Algorithm;
 use crate::net::Http;
-use crate::source::{KeySource, verify_from};
+use crate::source::KeySource;
 
 /// `typ` of the list.
 pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
@@ -139,9 +139,12 @@ impl RevocationPoller {
                 .await
                 .map_err(|e| e.to_string())?;
         let text = String::from_utf8(got.body).map_err(|_| "the list is not text".to_owned())?;
-        let mut rules = Rules::new(issuer, vec![issuer.to_owned()]).require_type(REVOCATIONS_TYPE);
-        rules.algorithms = Algorithm::ferry();
-        let v = verify_from(text.trim(), &rules, keys, now)
+        let rules = Rules::new(issuer, vec![issuer.to_owned()])
+            .require_type(REVOCATIONS_TYPE)
+            .set_allowed_algorithms(Algorithm::ferry());
+        let v = crate::parse(text.trim())
+            .map_err(|e| format!("the list does not verify: {e}"))?
+            .verify(&rules, keys, now)
             .await
             .map_err(|e| format!("the list does not verify: {e}"))?;
         let mut list = List {

@@ -99,8 +99,12 @@ pub async fn explain(
             (provider, claims, exp)
         }
         Subject::Token(token) => {
-            let iss = match ferry_verify::peek_issuer(&token) {
-                Ok(i) => i,
+            let parsed = ferry_verify::parse(&token).and_then(|t| match t.issuer() {
+                Some(iss) => Ok((iss.to_owned(), t)),
+                None => Err(ferry_verify::VerifyError::Claim("iss")),
+            });
+            let (iss, parsed) = match parsed {
+                Ok(p) => p,
                 Err(e) => return deny(out, format!("invalid_request at verify: {e}")),
             };
             let Some(provider) = config.provider_for_issuer(&iss) else {
@@ -122,7 +126,7 @@ pub async fn explain(
             let Some(tp) = trusted.into_iter().find(|p| p.config.id == provider.id) else {
                 anyhow::bail!("provider {} did not load", provider.id);
             };
-            match ferry_verify::verify_from(&token, &tp.rules, &tp.keys, now).await {
+            match parsed.verify(&tp.rules, &tp.keys, now).await {
                 Ok(v) => {
                     let _ = writeln!(
                         out,
@@ -130,10 +134,10 @@ pub async fn explain(
                         v.header.alg,
                         v.header.kid.as_deref().unwrap_or("none"),
                         v.header.typ.as_deref().unwrap_or("absent"),
-                        tp.rules.audiences,
+                        tp.rules.audiences(),
                         v.exp - now,
-                        tp.rules.leeway,
-                        tp.rules.max_lifetime,
+                        tp.rules.leeway(),
+                        tp.rules.max_lifetime(),
                     );
                     (provider, v.claims, Some(v.exp))
                 }
