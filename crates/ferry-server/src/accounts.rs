@@ -9,11 +9,10 @@ use std::time::Duration;
 
 use ferry_core::config::{Client, Config, ConfigErrors, KeysConfig, ServiceAccount};
 use ferry_verify::time::MonoTime;
-use ferry_verify::{Algorithm, Endpoint, KeySource, RemoteKeys, Rules, StaticKeys, Verified};
-use reqwest::Url;
+use ferry_verify::{Algorithm, CacheSettings, KeySource, Rules, Verified};
 use serde_json::Value;
 
-use crate::load::http_for;
+use crate::keysource::{KeySourceError, KeySources, KeySpec};
 
 /// The `typ` of a client assertion in draft-ietf-oauth-rfc7523bis; accepted besides
 /// `JWT` for client assertions only, never for a subject token.
@@ -51,35 +50,6 @@ pub struct Accounts {
     pub clients: HashMap<String, ClientEntry>,
 }
 
-fn key_source(
-    config: &Config,
-    name: &str,
-    keys: &KeysConfig,
-    algs: &[Algorithm],
-    time: Arc<dyn MonoTime>,
-) -> Result<KeySource, String> {
-    match keys {
-        KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), algs)
-            .map(|(k, _)| KeySource::Static(Arc::new(k)))
-            .map_err(|e| e.to_string()),
-        KeysConfig::File(f) => StaticKeys::from_file(f.clone(), algs)
-            .map(|(k, _)| KeySource::Static(Arc::new(k)))
-            .map_err(|e| e.to_string()),
-        KeysConfig::Uri(u) | KeysConfig::Discovery(u) => {
-            let url = Url::parse(u).map_err(|_| "not a URL".to_owned())?;
-            Ok(KeySource::Remote(RemoteKeys::new(
-                name,
-                Endpoint::Jwks(url),
-                algs.to_vec(),
-                http_for(config, &[])?,
-                None,
-                ferry_verify::CacheSettings::default(),
-                time,
-            )))
-        }
-    }
-}
-
 fn algorithms(names: &[String]) -> Vec<Algorithm> {
     names
         .iter()
@@ -96,6 +66,21 @@ pub fn token_endpoint(config: &Config) -> String {
 pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Accounts, ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut out = Accounts::default();
+    let mut sources = KeySources::new(config, time);
+    // An account's keys: the algorithms the rules allow, default remote cache timing;
+    // warnings about skipped keys are not kept (`ferry check` reports providers').
+    let mut keys_of =
+        |id: &str, keys: &KeysConfig, rules: &Rules| -> Result<KeySource, KeySourceError> {
+            let spec = KeySpec {
+                name: id,
+                keys,
+                algorithms: rules.algorithms(),
+                issuer: id,
+                api_server: None,
+                cache: CacheSettings::default(),
+            };
+            sources.build(&spec).map(|(k, _)| k)
+        };
     for (i, sa) in config.service_accounts.iter().enumerate() {
         let algs = algorithms(&sa.algorithms);
         // `aud`: Ferry's issuer identifier; the token endpoint URL only for accounts
@@ -107,7 +92,7 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
         let rules = Rules::new(sa.id.clone(), audiences)
             .set_allowed_algorithms(algs.clone())
             .allow_lifetime_up_to(Duration::from_secs(sa.max_assertion_lifetime));
-        match key_source(config, &sa.id, &sa.keys, &algs, time.clone()) {
+        match keys_of(&sa.id, &sa.keys, &rules) {
             Ok(keys) => {
                 out.service_accounts.insert(
                     sa.id.clone(),
@@ -118,7 +103,7 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                     },
                 );
             }
-            Err(e) => errs.push(format!("service_accounts[{i}].jwks"), e),
+            Err(e) => errs.push(format!("service_accounts[{i}].jwks"), e.to_string()),
         }
     }
     for (i, c) in config.clients.iter().enumerate() {
@@ -140,10 +125,10 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                     .accept_types([CLIENT_ASSERTION_TYPE])
                     .set_allowed_algorithms(algs.clone())
                     .allow_lifetime_up_to(Duration::from_secs(3_600));
-                match key_source(config, &c.id, k, &algs, time.clone()) {
+                match keys_of(&c.id, k, &rules) {
                     Ok(ks) => Some((ks, rules)),
                     Err(e) => {
-                        errs.push(format!("clients[{i}].jwks"), e);
+                        errs.push(format!("clients[{i}].jwks"), e.to_string());
                         continue;
                     }
                 }

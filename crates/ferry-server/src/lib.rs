@@ -13,6 +13,7 @@ pub mod downscope;
 pub mod dpop;
 pub mod errors;
 pub mod exchange;
+pub mod keysource;
 pub mod lifecycle;
 pub mod limits;
 pub mod listener;

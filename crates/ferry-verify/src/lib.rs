@@ -33,11 +33,11 @@ mod verifier;
 pub use alg::Algorithm;
 pub use error::VerifyError;
 pub use fetch::{Bearer, BearerToken, FetchError};
-pub use jwks::{JwksError, KeySet, VerifyingKey};
+pub use jwks::{JwkError, JwksError, KeySet, VerifyingKey};
 pub use jws::{Header, MAX_TOKEN_BYTES};
 #[cfg(feature = "axum")]
 pub use relying::FerryAuth;
-pub use relying::{FerryToken, FerryVerifier, RelyingError};
+pub use relying::{DiscoverError, FerryToken, FerryVerifier, RelyingError};
 pub use remote::{CacheSettings, CacheStats, Endpoint, KeysError, RemoteKeys, Unavailable};
 pub use rules::Rules;
 pub use source::{KeyFileError, KeySource, StaticKeys};

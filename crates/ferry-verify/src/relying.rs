@@ -91,6 +91,30 @@ impl RelyingError {
     }
 }
 
+/// Why Ferry's metadata could not be discovered ([`FerryVerifier::discover`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoverError {
+    /// The issuer given is not a URL.
+    #[error("issuer is not a URL")]
+    IssuerNotUrl,
+    /// The metadata could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    /// The metadata is not JSON.
+    #[error("metadata is not JSON")]
+    NotJson,
+    /// The metadata's `issuer` is not the one asked for (RFC 8414 §3.3).
+    #[error("metadata names another issuer")]
+    OtherIssuer,
+    /// The metadata has no usable `jwks_uri`.
+    #[error("metadata has no jwks_uri")]
+    NoJwksUri,
+    /// The `jwks_uri` is refused by the outbound policy.
+    #[error(transparent)]
+    JwksUriRefused(#[from] crate::net::NetError),
+}
+
 /// Verifies Ferry tokens for one audience.
 #[derive(Debug)]
 pub struct FerryVerifier {
@@ -151,26 +175,23 @@ impl FerryVerifier {
         public_url: &str,
         http: Http,
         time: Arc<dyn MonoTime>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DiscoverError> {
         let meta_url = Url::parse(&format!(
             "{}/.well-known/oauth-authorization-server",
             issuer.trim_end_matches('/')
         ))
-        .map_err(|_| "issuer is not a URL".to_owned())?;
-        let doc = crate::fetch::get(&http, &meta_url, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let doc: Value =
-            serde_json::from_slice(&doc.body).map_err(|_| "metadata is not JSON".to_owned())?;
+        .map_err(|_| DiscoverError::IssuerNotUrl)?;
+        let doc = crate::fetch::get(&http, &meta_url, None).await?;
+        let doc: Value = serde_json::from_slice(&doc.body).map_err(|_| DiscoverError::NotJson)?;
         if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-            return Err("metadata names another issuer".into());
+            return Err(DiscoverError::OtherIssuer);
         }
         let jwks = doc
             .get("jwks_uri")
             .and_then(Value::as_str)
             .and_then(|u| Url::parse(u).ok())
-            .ok_or("metadata has no jwks_uri")?;
-        http.policy().check_url(&jwks).map_err(|e| e.to_string())?;
+            .ok_or(DiscoverError::NoJwksUri)?;
+        http.policy().check_url(&jwks)?;
         let keys = RemoteKeys::new(
             "ferry",
             Endpoint::Jwks(jwks),

@@ -34,7 +34,7 @@ pub use github::{GITHUB_ISSUER, github_issuer_shape_ok};
 pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
 pub use origin::origin_of;
 use origin::{is_loopback_http, origin_of_display};
-pub use redis::RedisReplay;
+pub use redis::{RedisReplay, RedisUrlError};
 pub use revocation::{DEFAULT_REVOCATION_POLL_MS, DEFAULT_REVOCATION_TIMEOUT_MS, RevocationStore};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
 pub use tenant::TenantClaim;
@@ -424,7 +424,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
                 Some(c)
             }
             Err(e) => {
-                errs.push("replay.redis", e);
+                errs.push("replay.redis", e.to_string());
                 None
             }
         }

@@ -1,6 +1,24 @@
 //! The shared replay cache's address (`replay.redis`), parsed once at load; its
 //! password never reaches a `Debug` print.
 
+/// Why `replay.redis` is refused. Never echoes the URL (it may carry a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisUrlError {
+    /// Not a URL.
+    #[error("not a URL")]
+    NotUrl,
+    /// Another scheme than `redis`.
+    #[error("only redis:// URLs are supported")]
+    Scheme,
+    /// No host.
+    #[error("no host")]
+    NoHost,
+    /// A path other than a database number.
+    #[error("the path must be a database number")]
+    Database,
+}
+
 /// Where the shared replay cache lives: `redis://[:password@]host:port[/db]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisReplay {
@@ -29,18 +47,19 @@ impl std::fmt::Debug for RedisReplay {
 
 impl RedisReplay {
     /// Parses a `redis://` URL (no TLS: run Redis on a private network or loopback).
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let u = url::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
+    pub fn parse(url: &str) -> Result<Self, RedisUrlError> {
+        let u = url::Url::parse(url).map_err(|_| RedisUrlError::NotUrl)?;
         if u.scheme() != "redis" {
-            return Err("only redis:// URLs are supported".into());
+            return Err(RedisUrlError::Scheme);
         }
-        let host = u.host_str().filter(|h| !h.is_empty()).ok_or("no host")?;
+        let host = u
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or(RedisUrlError::NoHost)?;
         let port = u.port().unwrap_or(6379);
         let db = match u.path().trim_start_matches('/') {
             "" => 0,
-            d => d
-                .parse()
-                .map_err(|_| "the path must be a database number".to_owned())?,
+            d => d.parse().map_err(|_| RedisUrlError::Database)?,
         };
         Ok(Self {
             addr: format!("{host}:{port}"),
