@@ -50,13 +50,6 @@ pub struct Accounts {
     pub clients: HashMap<String, ClientEntry>,
 }
 
-fn algorithms(names: &[String]) -> Vec<Algorithm> {
-    names
-        .iter()
-        .filter_map(|a| Algorithm::from_name(a))
-        .collect()
-}
-
 /// The token endpoint URL.
 pub fn token_endpoint(config: &Config) -> String {
     format!("{}/token", config.issuer)
@@ -82,7 +75,6 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
             sources.build(&spec).map(|(k, _)| k)
         };
     for (i, sa) in config.service_accounts.iter().enumerate() {
-        let algs = algorithms(&sa.algorithms);
         // `aud`: Ferry's issuer identifier; the token endpoint URL only for accounts
         // configured for it (draft-ietf-oauth-rfc7523bis, as for client assertions).
         let mut audiences = vec![config.issuer.clone()];
@@ -90,8 +82,8 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
             audiences.push(token_endpoint(config));
         }
         let rules = Rules::new(sa.id.clone(), audiences)
-            .set_allowed_algorithms(algs.clone())
-            .allow_lifetime_up_to(Duration::from_secs(sa.max_assertion_lifetime));
+            .set_allowed_algorithms(sa.algorithms.iter().copied())
+            .allow_lifetime_up_to(sa.max_assertion_lifetime);
         match keys_of(&sa.id, &sa.keys, &rules) {
             Ok(keys) => {
                 out.service_accounts.insert(
@@ -123,7 +115,7 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                 // The explicit type of draft-ietf-oauth-rfc7523bis, besides JWT.
                 let rules = Rules::new(c.id.clone(), audiences)
                     .accept_types([CLIENT_ASSERTION_TYPE])
-                    .set_allowed_algorithms(algs.clone())
+                    .set_allowed_algorithms(algs)
                     .allow_lifetime_up_to(Duration::from_secs(3_600));
                 match keys_of(&c.id, k, &rules) {
                     Ok(ks) => Some((ks, rules)),

@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferry_core::config::{ApiServer, Config, KeysConfig, origin_of};
 use ferry_verify::net::{ClientSettings, Http, HttpError, NetError, OutboundPolicy};
@@ -15,7 +14,6 @@ use ferry_verify::{
     Algorithm, Bearer, BearerToken, CacheSettings, Endpoint, KeyFileError, KeySource, RemoteKeys,
     StaticKeys,
 };
-use reqwest::Url;
 
 /// Why an issuer's key source cannot be built. [`KeySourceError::at`] names the
 /// configuration member at fault, relative to the issuer's entry.
@@ -37,12 +35,6 @@ pub enum KeySourceError {
     /// The HTTP client cannot be built (a CA bundle that is not PEM, say).
     #[error(transparent)]
     Http(#[from] HttpError),
-    /// A key URL is not a URL.
-    #[error("not a URL")]
-    NotUrl {
-        /// `jwks.uri` or `issuer` (discovery).
-        at: &'static str,
-    },
     /// Inline keys do not load.
     #[error(transparent)]
     Inline(KeyFileError),
@@ -59,7 +51,6 @@ impl KeySourceError {
             Self::Policy(_) => "keys",
             Self::CaFile { .. } => "api_server.ca_file",
             Self::Http(_) => "api_server",
-            Self::NotUrl { at } => at,
             Self::Inline(_) => "jwks.inline",
             Self::File(_) => "jwks.file",
         }
@@ -105,15 +96,11 @@ impl std::fmt::Debug for KeySources<'_> {
 /// The connection settings of the outbound section, with extra CA certificates.
 fn client_settings(config: &Config, extra_roots_pem: Option<Vec<u8>>) -> ClientSettings {
     ClientSettings {
-        connect_timeout: Duration::from_secs(config.outbound.connect_timeout),
-        timeout: Duration::from_secs(config.outbound.timeout),
+        connect_timeout: config.outbound.connect_timeout,
+        timeout: config.outbound.timeout,
         max_response_bytes: config.outbound.max_response_bytes,
         extra_roots_pem,
     }
-}
-
-fn parse_url(u: &str, at: &'static str) -> Result<Url, KeySourceError> {
-    Url::parse(u).map_err(|_| KeySourceError::NotUrl { at })
 }
 
 impl<'a> KeySources<'a> {
@@ -145,13 +132,13 @@ impl<'a> KeySources<'a> {
                 Ok(loaded)
             }
             KeysConfig::Uri(u) => {
-                let endpoint = Endpoint::Jwks(parse_url(u, "jwks.uri")?);
+                let endpoint = Endpoint::Jwks(u.clone());
                 Ok((KeySource::Remote(self.remote(spec, endpoint)?), Vec::new()))
             }
             KeysConfig::Discovery(u) => {
                 let endpoint = Endpoint::Discovery {
                     issuer: spec.issuer.to_owned(),
-                    url: parse_url(u, "issuer")?,
+                    url: u.clone(),
                 };
                 Ok((KeySource::Remote(self.remote(spec, endpoint)?), Vec::new()))
             }
@@ -166,7 +153,7 @@ impl<'a> KeySources<'a> {
         spec: &KeySpec<'_>,
         endpoint: Endpoint,
     ) -> Result<Arc<RemoteKeys>, KeySourceError> {
-        let api_origin = spec.api_server.and_then(|a| origin_of(&a.url));
+        let api_origin = spec.api_server.and_then(|a| origin_of(a.url.as_str()));
         let trusted: Vec<String> = api_origin.iter().cloned().collect();
         let policy = OutboundPolicy::new(&self.config.outbound.allow_insecure_origins, &trusted)
             .map_err(KeySourceError::Policy)?;

@@ -15,7 +15,7 @@ use ferry_keys::{
     Backend, Keks, KeyManager, KeyStore, LocalStore, ManagerConfig, PgStore, SigningAlg,
 };
 use ferry_verify::time::MonoTime;
-use ferry_verify::{Algorithm, CacheSettings, KeySource, Rules, StaticKeys};
+use ferry_verify::{CacheSettings, KeySource, Rules, StaticKeys};
 use serde_json::json;
 
 pub use crate::secrets::{read_kek_list, read_secret};
@@ -92,32 +92,29 @@ impl ConfigSource {
 
 /// The verification rules of a provider.
 pub fn rules_for(p: &Provider) -> Rules {
-    let s = Duration::from_secs;
     let rules = Rules::new(p.issuer.clone(), p.audiences.clone())
         // Explicit typing (RFC 8725 §3.11): `JWT` or none, plus what the provider lists.
         .accept_types(&p.accepted_types)
-        // Names were validated against the same list at load.
-        .set_allowed_algorithms(p.algorithms.iter().filter_map(|a| Algorithm::from_name(a)))
+        .set_allowed_algorithms(p.algorithms.iter().copied())
         // A provider's token may name other audiences besides one of Ferry's (a
         // Kubernetes token also naming the API server, say): RFC 7519 §4.1.3 allows it.
         .accept_other_audiences()
-        .allow_clock_skew(s(p.leeway))
-        .allow_lifetime_up_to(s(p.max_token_lifetime));
+        .allow_clock_skew(p.leeway)
+        .allow_lifetime_up_to(p.max_token_lifetime);
     match p.max_token_age {
-        Some(age) => rules.require_max_age(s(age)),
+        Some(age) => rules.require_max_age(age),
         None => rules,
     }
 }
 
 fn cache_settings(c: &CacheConfig) -> CacheSettings {
-    let s = Duration::from_secs;
     CacheSettings {
-        min_ttl: s(c.min_ttl),
-        max_ttl: s(c.max_ttl),
-        default_ttl: s(c.default_ttl),
-        refetch_interval: s(c.refetch_interval),
-        max_staleness: s(c.max_staleness),
-        error_ttl: s(c.error_ttl),
+        min_ttl: c.min_ttl,
+        max_ttl: c.max_ttl,
+        default_ttl: c.default_ttl,
+        refetch_interval: c.refetch_interval,
+        max_staleness: c.max_staleness,
+        error_ttl: c.error_ttl,
     }
 }
 

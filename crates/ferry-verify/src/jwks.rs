@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use crate::alg::{Algorithm, Family};
+use crate::alg::{Algorithm, Crypto as _, Family};
 
 /// A key set that could not be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

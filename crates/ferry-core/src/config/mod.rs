@@ -8,6 +8,7 @@ mod clients;
 mod durations;
 mod errors;
 mod github;
+mod keys;
 mod ops;
 mod origin;
 mod provider;
@@ -20,12 +21,16 @@ mod typing;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use url::Url;
 
 use crate::expr::{Cel, Expr};
 use crate::mapping::Mapping;
 use crate::mint::Lifetimes;
 use crate::policy::Policy;
 use durations::{duration, opt_duration};
+pub use ferry_token::Algorithm;
 use raw::RawConfig;
 
 pub use clients::{Client, ClientAuth, ServiceAccount};
@@ -45,7 +50,7 @@ pub const ALLOWED_ALGORITHMS: &[&str] = &[
     "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
 ];
 /// The default algorithm allowlist of a provider.
-pub const DEFAULT_ALGORITHMS: &[&str] = &["RS256", "ES256"];
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[Algorithm::RS256, Algorithm::ES256];
 /// Default clock leeway for subject tokens, seconds.
 pub const DEFAULT_LEEWAY: u64 = 60;
 /// Default maximum subject-token lifetime (`exp - iat`), seconds.
@@ -60,10 +65,10 @@ pub enum KeysConfig {
     Inline(String),
     /// A JWKS file (reloaded when it changes), resolved against the config's directory.
     File(PathBuf),
-    /// A JWKS URL.
-    Uri(String),
+    /// A JWKS URL (https, or an opted-in insecure origin).
+    Uri(Url),
     /// OIDC discovery at this document URL; its `issuer` must equal the provider's.
-    Discovery(String),
+    Discovery(Url),
 }
 
 /// The kinds of provider.
@@ -100,28 +105,28 @@ impl ProviderKind {
     }
 }
 
-/// Cache timing for remote keys, seconds.
+/// Cache timing for remote keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
     /// Shortest cache lifetime, whatever the issuer's `Cache-Control` says.
-    pub min_ttl: u64,
+    pub min_ttl: Duration,
     /// Longest cache lifetime.
-    pub max_ttl: u64,
+    pub max_ttl: Duration,
     /// Lifetime without `Cache-Control: max-age`.
-    pub default_ttl: u64,
+    pub default_ttl: Duration,
     /// At most one forced refetch for an unknown `kid` per this interval.
-    pub refetch_interval: u64,
+    pub refetch_interval: Duration,
     /// How long expired keys keep verifying while the issuer is unreachable.
-    pub max_staleness: u64,
+    pub max_staleness: Duration,
     /// How long a failed fetch is remembered.
-    pub error_ttl: u64,
+    pub error_ttl: Duration,
 }
 
 /// A Kubernetes API server used for discovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiServer {
     /// Its base URL; its origin is trusted (it may resolve to a private address).
-    pub url: String,
+    pub url: Url,
     /// A CA bundle (PEM) for its certificate.
     pub ca_file: Option<PathBuf>,
     /// A bearer-token file, sent only to this origin, re-read on every fetch.
@@ -140,7 +145,7 @@ pub struct Provider {
     /// `aud` values a subject token must carry one of.
     pub audiences: Vec<String>,
     /// Allowed signature algorithms.
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
     /// `typ` values accepted besides `JWT` (or none), RFC 8725 §3.11.
     pub accepted_types: Vec<String>,
     /// Where the keys come from.
@@ -149,12 +154,12 @@ pub struct Provider {
     pub cache: CacheConfig,
     /// The Kubernetes API server, for `kubernetes` discovery.
     pub api_server: Option<ApiServer>,
-    /// Clock leeway, seconds.
-    pub leeway: u64,
-    /// Longest accepted `exp - iat`, seconds.
-    pub max_token_lifetime: u64,
-    /// Oldest accepted `iat`, seconds; `None` for no limit.
-    pub max_token_age: Option<u64>,
+    /// Clock leeway.
+    pub leeway: Duration,
+    /// Longest accepted `exp - iat`.
+    pub max_token_lifetime: Duration,
+    /// Oldest accepted `iat`; `None` for no limit.
+    pub max_token_age: Option<Duration>,
     /// Whether issued tokens end no later than the subject token.
     pub cap_lifetime_at_subject_expiry: bool,
     /// Condition and mapping.
@@ -168,10 +173,10 @@ pub struct Provider {
 pub struct Outbound {
     /// Exact origins that may be fetched over plain http (development and tests).
     pub allow_insecure_origins: Vec<String>,
-    /// Connect timeout, seconds.
-    pub connect_timeout: u64,
-    /// Total timeout per request, seconds.
-    pub timeout: u64,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+    /// Total timeout per request.
+    pub timeout: Duration,
     /// Largest accepted response.
     pub max_response_bytes: usize,
 }
@@ -339,13 +344,18 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
     let outbound = Outbound {
         allow_insecure_origins: insecure,
-        connect_timeout: duration(
+        connect_timeout: Duration::from_secs(duration(
             &mut errs,
             "outbound.connect_timeout",
             o.connect_timeout.as_ref(),
             2,
-        ),
-        timeout: duration(&mut errs, "outbound.timeout", o.timeout.as_ref(), 5),
+        )),
+        timeout: Duration::from_secs(duration(
+            &mut errs,
+            "outbound.timeout",
+            o.timeout.as_ref(),
+            5,
+        )),
         max_response_bytes: o.max_response_bytes.unwrap_or(1024 * 1024),
     };
 

@@ -28,7 +28,10 @@ fn a_good_config_loads() {
         c.providers[0].keys,
         KeysConfig::File("/etc/ferry/keys.json".into())
     );
-    assert_eq!(c.providers[0].algorithms, vec!["RS256", "ES256"]);
+    assert_eq!(
+        c.providers[0].algorithms,
+        vec![Algorithm::RS256, Algorithm::ES256]
+    );
     assert_eq!(c.data_dir, PathBuf::from("/etc/ferry/ferry-data"));
     assert!(c.provider_for_issuer("https://idp.example.com").is_some());
     assert!(c.provider_for_issuer("https://idp.example.com/").is_none());
@@ -115,11 +118,13 @@ fn github_preset_defaults() {
     let c = parse(GH, Path::new("/")).unwrap();
     let p = &c.providers[0];
     assert_eq!(p.issuer, GITHUB_ISSUER);
-    assert_eq!(p.algorithms, vec!["RS256"]);
+    assert_eq!(p.algorithms, vec![Algorithm::RS256]);
     assert!(!p.cap_lifetime_at_subject_expiry);
     assert_eq!(
         p.keys,
-        KeysConfig::Discovery(format!("{GITHUB_ISSUER}/.well-known/openid-configuration"))
+        KeysConfig::Discovery(
+            url::Url::parse(&format!("{GITHUB_ISSUER}/.well-known/openid-configuration")).unwrap()
+        )
     );
     assert!(
         c.warnings.iter().all(|w| !w.contains("event_name")),
