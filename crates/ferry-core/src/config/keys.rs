@@ -55,9 +55,38 @@ pub(super) fn cache(errs: &mut ConfigErrors, path: &str, c: &RawCache) -> CacheC
     out
 }
 
+/// Where a provider's keys come from, and its Kubernetes API server if any. A
+/// `service_account` provider uses the registry's keys (an empty set here).
+pub(super) fn keys(
+    errs: &mut ConfigErrors,
+    path: &str,
+    p: &RawProvider,
+    kind: ProviderKind,
+    issuer: &str,
+    base: &Path,
+    outbound: &Outbound,
+) -> (Option<KeysConfig>, Option<ApiServer>) {
+    let (api_server, api_server_url) = api_server(errs, path, p, kind, base, outbound);
+    let keys = if kind == ProviderKind::ServiceAccount {
+        Some(KeysConfig::Inline("{\"keys\":[]}".to_owned()))
+    } else {
+        keys_config(
+            errs,
+            path,
+            p,
+            kind,
+            issuer,
+            api_server_url.as_deref(),
+            base,
+            outbound,
+        )
+    };
+    (keys, api_server)
+}
+
 /// A Kubernetes provider's API server, and its URL as written (without a trailing
 /// `/`) for the discovery document's address.
-pub(super) fn api_server(
+fn api_server(
     errs: &mut ConfigErrors,
     path: &str,
     p: &RawProvider,
@@ -90,7 +119,7 @@ pub(super) fn api_server(
 }
 
 #[allow(clippy::too_many_arguments)]
-pub(super) fn keys_config(
+fn keys_config(
     errs: &mut ConfigErrors,
     path: &str,
     p: &RawProvider,

@@ -9,14 +9,102 @@ use super::raw::RawProvider;
 use super::raw::{RawMapping, RawMappingValue};
 use super::{
     ALLOWED_ALGORITHMS, ConfigErrors, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
-    DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, Provider, ProviderKind, compile, duration,
-    opt_duration, valid_id,
+    DEFAULT_MAX_TOKEN_LIFETIME, Outbound, Provider, ProviderKind, compile, duration, opt_duration,
+    valid_id,
 };
 use crate::expr::{Cel, Expr};
 use crate::mapping::{CONDITION_VARS, Condition, MAPPING_VARS, MAX_ATTRIBUTES, Mapping};
 use ferry_token::Algorithm;
 
 const LEGACY_K8S_ISSUER: &str = "kubernetes/serviceaccount";
+
+/// The exact `iss` a provider matches: GitHub's by default for `github`, the internal
+/// one for `service_account`; never GitHub's shared issuer outside the github preset,
+/// never legacy Kubernetes tokens.
+fn issuer(errs: &mut ConfigErrors, path: &str, p: &RawProvider, kind: ProviderKind) -> String {
+    let github = kind == ProviderKind::Github;
+    let service_account = kind == ProviderKind::ServiceAccount;
+    let issuer = match (&p.issuer, github) {
+        _ if service_account => super::SERVICE_ACCOUNT_ISSUER.to_owned(),
+        (Some(i), _) => i.clone(),
+        (None, true) => super::GITHUB_ISSUER.to_owned(),
+        (None, false) => String::new(),
+    };
+    if issuer.is_empty() {
+        errs.push(format!("{path}.issuer"), "is required");
+    } else if github && !super::github_issuer_shape_ok(&issuer) {
+        errs.push(
+            format!("{path}.issuer"),
+            "is not a GitHub Actions issuer (https://token.actions.githubusercontent.com[/<enterprise>], \
+             https://token.actions.<sub>.ghe.com or https://<host>/_services/token)",
+        );
+    } else if !github
+        && (issuer == super::GITHUB_ISSUER
+            || issuer.starts_with("https://token.actions.githubusercontent.com/"))
+    {
+        // Every GitHub user's workflows get tokens from this issuer: only the github
+        // preset, which demands a pinned id and RS256, may trust it.
+        errs.push(
+            format!("{path}.kind"),
+            "GitHub Actions' issuer is shared by every GitHub user: trust it with kind: github, \
+             which requires a pinned repository_owner_id, repository_id or enterprise_id",
+        );
+    } else if issuer == LEGACY_K8S_ISSUER {
+        errs.push(
+            format!("{path}.issuer"),
+            "legacy Kubernetes secret-based tokens (no exp, no aud) are never accepted; use projected tokens",
+        );
+    }
+
+    issuer
+}
+
+/// The audiences a subject token must carry one of.
+fn audiences(
+    errs: &mut ConfigErrors,
+    path: &str,
+    p: &RawProvider,
+    kind: ProviderKind,
+    unpinned: bool,
+) -> Vec<String> {
+    let github = kind == ProviderKind::Github;
+    let service_account = kind == ProviderKind::ServiceAccount;
+    let audiences = p.audiences.clone().unwrap_or_default();
+    if !service_account && (audiences.is_empty() || audiences.iter().any(String::is_empty)) {
+        errs.push(format!("{path}.audiences"), "must not be empty");
+    }
+    if github
+        && !unpinned
+        && audiences
+            .iter()
+            .any(|a| a.starts_with("https://github.com/"))
+    {
+        errs.push(
+            format!("{path}.audiences"),
+            "must not include GitHub's default audience https://github.com/<owner>: \
+             request a dedicated audience in the workflow (or set allow_unpinned: true)",
+        );
+    }
+
+    audiences
+}
+
+/// The condition a subject token must meet, and the message a denial shows.
+fn condition(errs: &mut ConfigErrors, cel: &Cel, path: &str, p: &RawProvider) -> Option<Condition> {
+    let condition = p.condition.as_ref().and_then(|c| {
+        compile(errs, cel, &format!("{path}.condition"), c, CONDITION_VARS).map(|expr| Condition {
+            expr,
+            message: p.condition_message.clone(),
+        })
+    });
+    if p.condition_message.is_some() && p.condition.is_none() {
+        errs.push(
+            format!("{path}.condition_message"),
+            "given without a condition",
+        );
+    }
+    condition
+}
 
 /// The `alg` allowlist: RS256 and ES256 by default, RS256 alone for `github`.
 fn algorithms(
@@ -111,7 +199,6 @@ fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind
     }
 }
 
-#[allow(clippy::too_many_lines)]
 pub(super) fn provider(
     errs: &mut ConfigErrors,
     warnings: &mut Vec<String>,
@@ -146,81 +233,14 @@ pub(super) fn provider(
             "a service_account provider takes no issuer, jwks or audiences: service accounts are registered under service_accounts",
         );
     }
-    // Issuer.
-    let issuer = match (&p.issuer, github) {
-        _ if service_account => super::SERVICE_ACCOUNT_ISSUER.to_owned(),
-        (Some(i), _) => i.clone(),
-        (None, true) => super::GITHUB_ISSUER.to_owned(),
-        (None, false) => String::new(),
-    };
-    if issuer.is_empty() {
-        errs.push(format!("{path}.issuer"), "is required");
-    } else if github && !super::github_issuer_shape_ok(&issuer) {
-        errs.push(
-            format!("{path}.issuer"),
-            "is not a GitHub Actions issuer (https://token.actions.githubusercontent.com[/<enterprise>], \
-             https://token.actions.<sub>.ghe.com or https://<host>/_services/token)",
-        );
-    } else if !github
-        && (issuer == super::GITHUB_ISSUER
-            || issuer.starts_with("https://token.actions.githubusercontent.com/"))
-    {
-        // Every GitHub user's workflows get tokens from this issuer: only the github
-        // preset, which demands a pinned id and RS256, may trust it.
-        errs.push(
-            format!("{path}.kind"),
-            "GitHub Actions' issuer is shared by every GitHub user: trust it with kind: github, \
-             which requires a pinned repository_owner_id, repository_id or enterprise_id",
-        );
-    } else if issuer == LEGACY_K8S_ISSUER {
-        errs.push(
-            format!("{path}.issuer"),
-            "legacy Kubernetes secret-based tokens (no exp, no aud) are never accepted; use projected tokens",
-        );
-    }
-
-    // Audiences the subject token must carry.
-    let audiences = p.audiences.clone().unwrap_or_default();
-    if !service_account && (audiences.is_empty() || audiences.iter().any(String::is_empty)) {
-        errs.push(format!("{path}.audiences"), "must not be empty");
-    }
-    if github
-        && !unpinned
-        && audiences
-            .iter()
-            .any(|a| a.starts_with("https://github.com/"))
-    {
-        errs.push(
-            format!("{path}.audiences"),
-            "must not include GitHub's default audience https://github.com/<owner>: \
-             request a dedicated audience in the workflow (or set allow_unpinned: true)",
-        );
-    }
-
+    let issuer = issuer(errs, path, p, kind);
+    let audiences = audiences(errs, path, p, kind, unpinned);
     let algorithms = algorithms(errs, path, p, github);
 
     let accepted_types =
         super::typing::accepted_types(errs, path, p.accepted_types.as_ref(), service_account);
 
-    // Kubernetes API server.
-    let (api_server, api_server_url) = super::keys::api_server(errs, path, p, kind, base, outbound);
-
-    // Where the keys come from (a service_account provider uses the registry's keys).
-    let keys = if service_account {
-        Some(KeysConfig::Inline("{\"keys\":[]}".to_owned()))
-    } else {
-        super::keys::keys_config(
-            errs,
-            path,
-            p,
-            kind,
-            &issuer,
-            api_server_url.as_deref(),
-            base,
-            outbound,
-        )
-    };
-
+    let (keys, api_server) = super::keys::keys(errs, path, p, kind, &issuer, base, outbound);
     let cache = super::keys::cache(errs, path, &p.cache);
     let Times {
         leeway,
@@ -229,18 +249,7 @@ pub(super) fn provider(
     } = times(errs, path, p);
 
     // Condition and mapping.
-    let condition = p.condition.as_ref().and_then(|c| {
-        compile(errs, cel, &format!("{path}.condition"), c, CONDITION_VARS).map(|expr| Condition {
-            expr,
-            message: p.condition_message.clone(),
-        })
-    });
-    if p.condition_message.is_some() && p.condition.is_none() {
-        errs.push(
-            format!("{path}.condition_message"),
-            "given without a condition",
-        );
-    }
+    let condition = condition(errs, cel, path, p);
     if github {
         super::github::pinning(errs, warnings, path, &id, condition.as_ref(), unpinned);
     }

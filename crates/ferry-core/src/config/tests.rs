@@ -120,12 +120,8 @@ fn github_preset_defaults() {
     assert_eq!(p.issuer, GITHUB_ISSUER);
     assert_eq!(p.algorithms, vec![Algorithm::RS256]);
     assert!(!p.cap_lifetime_at_subject_expiry);
-    assert_eq!(
-        p.keys,
-        KeysConfig::Discovery(
-            url::Url::parse(&format!("{GITHUB_ISSUER}/.well-known/openid-configuration")).unwrap()
-        )
-    );
+    let discovery = format!("{GITHUB_ISSUER}/.well-known/openid-configuration");
+    assert_eq!(p.keys, KeysConfig::Discovery(discovery.parse().unwrap()));
     assert!(
         c.warnings.iter().all(|w| !w.contains("event_name")),
         "{:?}",
