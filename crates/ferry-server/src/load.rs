@@ -256,7 +256,7 @@ pub fn warn_kek_order(keys: &KeyManager, config: &Config) {
 /// the store, and initialises the ring at `now` if it is empty.
 pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
     let s = &config.signing;
-    let alg = SigningAlg::from_name(&s.algorithm).ok_or("unsupported signing algorithm")?;
+    let alg = SigningAlg::from(s.algorithm);
     let backend = match &s.hsm {
         Some(h) => {
             let pin = read_secret(&h.pin)?

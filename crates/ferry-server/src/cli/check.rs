@@ -68,7 +68,7 @@ pub fn check(path: &Path) -> ExitCode {
             let s = &config.signing;
             println!(
                 "  signing: {}, rotation every {}, /jwks max-age {}, leeway {}, keys in {} ({})",
-                s.algorithm,
+                s.algorithm.name(),
                 format_secs(s.rotation_period),
                 format_secs(s.jwks_max_age),
                 format_secs(s.leeway),
