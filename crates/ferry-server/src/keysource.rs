@@ -183,3 +183,109 @@ impl<'a> KeySources<'a> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_testkit::TestKey;
+    use ferry_testkit::keys::jwks;
+    use ferry_verify::time::ManualMono;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let yaml = "issuer: https://ferry.test\n\
+            providers:\n  - { id: a, issuer: https://a.test, audiences: [https://ferry.test], jwks: { file: keys.json } }\n\
+            audiences:\n  - { audience: https://api.test, rules: [ { allow: 'true' } ] }\n";
+        ferry_core::config::parse(yaml, dir).unwrap()
+    }
+
+    fn spec<'a>(keys: &'a KeysConfig, algorithms: &'a [Algorithm]) -> KeySpec<'a> {
+        KeySpec {
+            name: "a",
+            keys,
+            algorithms,
+            issuer: "https://a.test",
+            api_server: None,
+            cache: CacheSettings::default(),
+        }
+    }
+
+    fn same(a: &KeySource, b: &KeySource) -> bool {
+        matches!((a, b), (KeySource::Static(x), KeySource::Static(y)) if Arc::ptr_eq(x, y))
+    }
+
+    /// A file named twice with the same algorithms is read once and shared; with other
+    /// algorithms it is a key set of its own.
+    #[test]
+    fn a_key_file_is_loaded_once_per_algorithm_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.json");
+        std::fs::write(&file, jwks(&[&TestKey::ec("e")]).to_string()).unwrap();
+        let config = config(dir.path());
+        let mut sources = KeySources::new(&config, Arc::new(ManualMono::default()));
+        let keys = KeysConfig::File(file);
+        let es = [Algorithm::ES256];
+        let (first, _) = sources.build(&spec(&keys, &es)).unwrap();
+        let (second, _) = sources.build(&spec(&keys, &es)).unwrap();
+        assert!(same(&first, &second));
+        let (other, _) = sources
+            .build(&spec(&keys, &[Algorithm::ES256, Algorithm::RS256]))
+            .unwrap();
+        assert!(!same(&first, &other));
+    }
+
+    /// Each failure names the member at fault, with the message `ferry check` prints.
+    #[test]
+    fn errors_name_their_member() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("keys.json"),
+            jwks(&[&TestKey::ec("e")]).to_string(),
+        )
+        .unwrap();
+        let config = config(dir.path());
+        let mut sources = KeySources::new(&config, Arc::new(ManualMono::default()));
+        let es = [Algorithm::ES256];
+        let cases = [
+            (
+                KeysConfig::Inline("{}".into()),
+                "jwks.inline",
+                "not a JWK Set: no keys array",
+            ),
+            (
+                KeysConfig::File(dir.path().join("missing.json")),
+                "jwks.file",
+                "cannot read",
+            ),
+            // The twin: a key set with no key for the algorithms.
+            (
+                KeysConfig::Inline(jwks(&[&TestKey::ec("e")]).to_string()),
+                "jwks.inline",
+                "no usable key",
+            ),
+        ];
+        for (keys, at, message) in cases {
+            let err = sources
+                .build(&spec(&keys, &[Algorithm::RS256]))
+                .unwrap_err();
+            assert_eq!(err.at(), at, "{keys:?}");
+            assert!(err.to_string().contains(message), "{err}");
+        }
+        let good = KeysConfig::Inline(jwks(&[&TestKey::ec("e")]).to_string());
+        assert!(sources.build(&spec(&good, &es)).is_ok());
+        let ca = ApiServer {
+            url: "https://k8s.test".parse().unwrap(),
+            ca_file: Some(dir.path().join("missing-ca.pem")),
+            token_file: None,
+        };
+        let remote = KeysConfig::Discovery(
+            "https://k8s.test/.well-known/openid-configuration"
+                .parse()
+                .unwrap(),
+        );
+        let mut with_ca = spec(&remote, &es);
+        with_ca.api_server = Some(&ca);
+        let err = sources.build(&with_ca).unwrap_err();
+        assert_eq!(err.at(), "api_server.ca_file");
+        assert!(sources.build(&spec(&remote, &es)).is_ok());
+    }
+}
