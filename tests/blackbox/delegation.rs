@@ -123,8 +123,31 @@ async fn delegation_act_may_act_chains_and_policy() {
     );
     let (s, body) = send(&env, form(&alice, None, "https://delegated.example.com")).await;
     assert_eq!((s, body["error"].as_str()), (400, Some("invalid_target")));
-    // A chain: the delegated token, narrowed with another actor, nests the acts.
+    // A chain: a delegated token, narrowed with another actor, nests the acts. (Alice's
+    // token names ci-bot in may_act, which travels into the delegated token: worker may
+    // not act for her. Carol's names nobody.)
+    let carol = env.token("carol", json!({}));
+    let (s, body) = send(&env, form(&carol, Some(&bot), "https://api.example.com")).await;
+    assert_eq!(s, 200, "{body}");
+    let carols = body["access_token"].as_str().unwrap().to_owned();
     let worker = env.token("worker", json!({}));
+    let narrowed_with = |subject: &str, actor: &str| {
+        vec![
+            ("grant_type".to_owned(), TE.to_owned()),
+            ("subject_token".to_owned(), subject.to_owned()),
+            ("subject_token_type".to_owned(), AT.to_owned()),
+            ("audience".to_owned(), "https://api.example.com".to_owned()),
+            ("actor_token".to_owned(), actor.to_owned()),
+            ("actor_token_type".to_owned(), JWT.to_owned()),
+        ]
+    };
+    let (s, body) = send(&env, narrowed_with(&delegated, &worker)).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    let delegated = carols;
     let chain = vec![
         ("grant_type".to_owned(), TE.to_owned()),
         ("subject_token".to_owned(), delegated.clone()),

@@ -1,6 +1,12 @@
 //! Black-box tests: the real `ferry` and `ferry-dev-idp` binaries on `127.0.0.1:0`.
 //! Nothing here reaches beyond loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::indexing_slicing,
+    clippy::too_many_lines,
+    clippy::disallowed_methods,
+    reason = "tests: a panic is a failed test, scenarios read top to bottom, and waits use real time"
+)]
 
 mod harness;
 
@@ -24,6 +30,7 @@ mod ops;
 mod otlp;
 mod outage;
 mod phantom;
+mod pipeline;
 mod policy;
 mod reload;
 mod replay;

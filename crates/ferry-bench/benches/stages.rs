@@ -5,6 +5,12 @@
 //! (HTTP request in, JSON out, audit and metrics included); BENCHMARKS.md compares the
 //! sum of the stages with the whole.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
+#![allow(
+    clippy::indexing_slicing,
+    clippy::too_many_lines,
+    clippy::disallowed_methods,
+    reason = "benchmark tooling, never shipped: it measures real time, and a panic is a failed run"
+)]
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -14,7 +20,7 @@ use axum::http::Request;
 use criterion::{Criterion, criterion_group, criterion_main};
 use ferry_bench::{DEPLOY, FERRY, Fixture, SCOPE, form};
 use ferry_core::mint::{MintInput, access_token_claims};
-use ferry_core::request::{TokenRequest, parse_token_request};
+use ferry_core::request::parse_token_request;
 use ferry_core::{Clock, SystemClock};
 use ferry_keys::{SigningAlg, SoftwareSigner, sign_jwt};
 use ferry_server::audit::{AuditEvent, AuditSink};
@@ -217,6 +223,7 @@ fn bench(c: &mut Criterion) {
                     jti: &jti,
                     cnf_jkt: None,
                     act: None,
+                    may_act: None,
                 };
                 let claims = access_token_claims(&input, black_box(&principal), &grant);
                 sign_jwt(&signer, "at+jwt", &claims).unwrap()
@@ -254,16 +261,23 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let mut g = c.benchmark_group("exchange");
-    let TokenRequest::TokenExchange(req) = parse_token_request(body.as_bytes()).unwrap().0 else {
-        panic!("not an exchange");
-    };
+    let (req, params) = parse_token_request(body.as_bytes()).unwrap();
+    let headers = axum::http::HeaderMap::new();
     g.bench_function("in process (no HTTP)", |b| {
         b.iter(|| {
             rt.block_on(async {
                 let mut audit = AuditEvent::default();
-                ferry_server::exchange::exchange(&st, black_box(&req), None, &mut audit)
-                    .await
-                    .unwrap()
+                let loaded = st.loaded();
+                ferry_server::token::run(
+                    &st,
+                    &loaded,
+                    &headers,
+                    black_box(req.clone()),
+                    &params,
+                    &mut audit,
+                )
+                .await
+                .unwrap()
             })
         })
     });

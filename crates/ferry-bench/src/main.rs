@@ -10,6 +10,12 @@
 //! - `stampede`: a mock OIDC issuer counting its fetches, and 100 concurrent exchanges
 //!   against a Ferry that has never fetched its keys.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::indexing_slicing,
+    clippy::too_many_lines,
+    clippy::disallowed_methods,
+    reason = "benchmark tooling, never shipped: it measures real time, and a panic is a failed run"
+)]
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,6 +1,10 @@
 //! Condition + mapping + policy for GitHub-shaped claims: the per-request CEL cost of an
 //! exchange. Run with `cargo bench -p ferry-core --bench decision`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::indexing_slicing,
+    reason = "a benchmark: a panic is a failed run"
+)]
 
 use std::hint::black_box;
 use std::path::Path;

@@ -9,7 +9,7 @@
 //! token). The validated boundary is carried in the issued token for relying services
 //! to enforce.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::error::{ErrorCode, OAuthError, Step};
 use crate::expr::Cel;
@@ -63,28 +63,37 @@ pub fn access_boundary(options: &str, cel: &Cel) -> Result<Option<Value>, OAuthE
         if perms.is_empty() {
             return Err(bad("availablePermissions missing"));
         }
-        let mut rule = json!({"availableResource": resource, "availablePermissions": perms});
+        let mut rule = Map::new();
+        rule.insert("availableResource".to_owned(), json!(resource));
+        rule.insert("availablePermissions".to_owned(), json!(perms));
         if let Some(c) = r.get("availabilityCondition") {
-            let expr = c
-                .get("expression")
-                .and_then(Value::as_str)
-                .ok_or_else(|| bad("availabilityCondition without expression"))?;
-            cel.compile(expr, &["resource", "api", "request"])
-                .map_err(|e| bad(format!("condition: {e}")))?;
-            let mut cond = json!({"expression": expr});
-            for (k, max) in [("title", MAX_TITLE), ("description", MAX_DESCRIPTION)] {
-                if let Some(t) = c.get(k).and_then(Value::as_str) {
-                    if t.len() > max {
-                        return Err(bad(format!("condition {k} longer than {max} bytes")));
-                    }
-                    cond[k] = json!(t);
-                }
-            }
-            rule["availabilityCondition"] = cond;
+            rule.insert("availabilityCondition".to_owned(), condition(c, cel)?);
         }
-        out.push(rule);
+        out.push(Value::Object(rule));
     }
     Ok(Some(json!({"accessBoundaryRules": out})))
+}
+
+/// One rule's `availabilityCondition`: its expression compiles, its title and
+/// description are bounded.
+fn condition(c: &Value, cel: &Cel) -> Result<Value, OAuthError> {
+    let expr = c
+        .get("expression")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("availabilityCondition without expression"))?;
+    cel.compile(expr, &["resource", "api", "request"])
+        .map_err(|e| bad(format!("condition: {e}")))?;
+    let mut cond = Map::new();
+    cond.insert("expression".to_owned(), json!(expr));
+    for (k, max) in [("title", MAX_TITLE), ("description", MAX_DESCRIPTION)] {
+        if let Some(t) = c.get(k).and_then(Value::as_str) {
+            if t.len() > max {
+                return Err(bad(format!("condition {k} longer than {max} bytes")));
+            }
+            cond.insert(k.to_owned(), json!(t));
+        }
+    }
+    Ok(Value::Object(cond))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use crate::config::{Config, Provider};
 use crate::error::OAuthError;
 use crate::mapping::Principal;
-use crate::mint::lifetime;
+use crate::mint::issued_lifetime;
 use crate::policy::Grant;
 
 /// A request, as far as the decision is concerned.
@@ -78,13 +78,7 @@ pub fn decide_for(
         ask.actor,
         trace.as_deref_mut(),
     )?;
-    let ttl = match exp {
-        Some(exp) => lifetime(&config.lifetimes, &grant, now, exp, cap_at_subject_exp)?,
-        None => grant
-            .ttl_cap
-            .unwrap_or(config.lifetimes.default_ttl)
-            .min(config.lifetimes.max_ttl),
-    };
+    let ttl = issued_lifetime(&config.lifetimes, &grant, now, exp, cap_at_subject_exp)?;
     if let Some(t) = trace {
         t.push(format!(
             "lifetime {ttl}s (rule/audience cap {}, global cap {}s, subject token {})",

@@ -12,22 +12,26 @@ use std::borrow::Cow;
 pub fn pairs(body: &[u8]) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     let mut rest = body;
     std::iter::from_fn(move || {
-        let (sequence, after) = match memchr::memchr(b'&', rest) {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, &[][..]),
-        };
+        let (sequence, after) = split_once_at(rest, b'&');
         let last = sequence.len() == rest.len();
         rest = after;
         (!(last && sequence.is_empty())).then_some(sequence)
     })
     .filter(|sequence| !sequence.is_empty())
     .map(|sequence| {
-        let (name, value) = match memchr::memchr(b'=', sequence) {
-            Some(i) => (&sequence[..i], &sequence[i + 1..]),
-            None => (sequence, &[][..]),
-        };
+        let (name, value) = split_once_at(sequence, b'=');
         (decode(name), decode(value))
     })
+}
+
+/// `bytes` before and after the first `separator` (which neither part includes); all of
+/// `bytes` and nothing when there is none.
+fn split_once_at(bytes: &[u8], separator: u8) -> (&[u8], &[u8]) {
+    memchr::memchr(separator, bytes)
+        .and_then(|i| bytes.split_at_checked(i))
+        .map_or((bytes, &[][..]), |(before, at)| {
+            (before, at.get(1..).unwrap_or_default())
+        })
 }
 
 /// One form-encoded name or value: `+` is a space, `%XX` a byte, invalid UTF-8 replaced.

@@ -4,10 +4,12 @@
 //! function that tests can drive with a fake clock.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod binding;
 pub mod boundary;
 pub mod clock;
 pub mod config;
 pub mod decision;
+pub mod delegation;
 pub mod duration;
 pub mod error;
 pub mod expr;
@@ -15,6 +17,7 @@ pub mod form;
 pub mod keyring;
 pub mod mapping;
 pub mod mint;
+pub mod narrow;
 pub mod policy;
 pub mod request;
 pub mod response;

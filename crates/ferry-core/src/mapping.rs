@@ -29,7 +29,7 @@ pub const MAX_SUBJECT_LEN: usize = 512;
 pub const MAX_ATTRIBUTES: usize = 50;
 
 /// The identity a verified subject token maps to.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Principal {
     /// The provider that verified the token.
     pub provider: String,
@@ -48,6 +48,10 @@ pub struct Principal {
     /// for a provider's token. Not visible to rules.
     #[serde(skip)]
     pub ancestors: Vec<String>,
+    /// The `act` the subject token carried (an upstream one kept under its issuer's
+    /// name, or a Ferry parent's chain): `subject_act` in rules.
+    #[serde(skip)]
+    pub subject_act: Option<ferry_token::Act>,
 }
 
 /// A provider's condition.
@@ -177,6 +181,58 @@ impl Mapping {
         })
     }
 
+    /// Step 3 of [`Mapping::apply`]: the groups, when the mapping has them.
+    fn map_groups(
+        &self,
+        claims: &Map<String, Json>,
+        ctx: &mut Option<Context<'static, 'static>>,
+        trace: &mut Option<&mut Vec<String>>,
+    ) -> Result<Vec<String>, OAuthError> {
+        let Some(g) = &self.groups else {
+            return Ok(Vec::new());
+        };
+        let groups = g
+            .eval_string_list(ctx.get_or_insert_with(|| self.context(claims)))
+            .map_err(|e| {
+                deny_eval(
+                    desc::MAPPING_FAILED,
+                    format!("{}.mapping.groups", self.path),
+                    e,
+                )
+            })?;
+        note(trace, || format!("mapping groups → {groups:?}"));
+        Ok(groups)
+    }
+
+    /// Step 4 of [`Mapping::apply`]: the condition over the mapped values, with
+    /// `google.subject`, `google.groups` and `attribute.*` added to the context.
+    fn check_late_condition(
+        &self,
+        ctx: &mut Context<'static, 'static>,
+        subject: &str,
+        groups: &[String],
+        attributes: &BTreeMap<String, String>,
+        trace: &mut Option<&mut Vec<String>>,
+    ) -> Result<(), OAuthError> {
+        let google: std::collections::HashMap<Key, Value> = [
+            (
+                Key::String(Arc::new("subject".into())),
+                Value::String(Arc::new(subject.to_owned())),
+            ),
+            (Key::String(Arc::new("groups".into())), string_list(groups)),
+        ]
+        .into_iter()
+        .collect();
+        ctx.add_variable_from_value(
+            "google",
+            Value::Map(CelMap {
+                map: Arc::new(google),
+            }),
+        );
+        ctx.add_variable_from_value("attribute", string_map(attributes));
+        self.check_condition(|e| e.eval_bool(ctx), trace)
+    }
+
     /// Applies the condition and mapping to verified claims. With `trace`, each step is
     /// recorded for `ferry explain`.
     pub fn apply(
@@ -227,21 +283,7 @@ impl Mapping {
             )
         });
         // 3. Groups and attributes.
-        let groups = match &self.groups {
-            Some(g) => g
-                .eval_string_list(ctx.get_or_insert_with(|| self.context(claims)))
-                .map_err(|e| {
-                    deny_eval(
-                        desc::MAPPING_FAILED,
-                        format!("{}.mapping.groups", self.path),
-                        e,
-                    )
-                })?,
-            None => Vec::new(),
-        };
-        if self.groups.is_some() {
-            note(&mut trace, || format!("mapping groups → {groups:?}"));
-        }
+        let groups = self.map_groups(claims, &mut ctx, &mut trace)?;
         let mut attributes = BTreeMap::new();
         for (name, e) in &self.attributes {
             let v = string(e, &mut ctx).map_err(|err| {
@@ -259,23 +301,7 @@ impl Mapping {
         // 4. A condition over the mapped values (Google's `google.*` and `attribute.*`).
         if self.late_condition {
             let ctx = ctx.get_or_insert_with(|| self.context(claims));
-            let google: std::collections::HashMap<Key, Value> = [
-                (
-                    Key::String(Arc::new("subject".into())),
-                    Value::String(Arc::new(subject.clone())),
-                ),
-                (Key::String(Arc::new("groups".into())), string_list(&groups)),
-            ]
-            .into_iter()
-            .collect();
-            ctx.add_variable_from_value(
-                "google",
-                Value::Map(CelMap {
-                    map: Arc::new(google),
-                }),
-            );
-            ctx.add_variable_from_value("attribute", string_map(&attributes));
-            self.check_condition(|e| e.eval_bool(ctx), &mut trace)?;
+            self.check_late_condition(ctx, &subject, &groups, &attributes, &mut trace)?;
         }
         Ok(Principal {
             provider: provider.to_owned(),
@@ -289,6 +315,7 @@ impl Mapping {
                 .to_owned(),
             original_subject: claims.get("sub").and_then(Json::as_str).map(str::to_owned),
             ancestors: Vec::new(),
+            subject_act: None,
         })
     }
 }

@@ -49,6 +49,22 @@ pub fn lifetime(
     Ok(ttl.max(1))
 }
 
+/// The issued lifetime: [`lifetime`] for a subject with an expiry; without one (a
+/// service account's own assertion, policy tests over bare claims) the grant's cap or
+/// the default, within the global cap.
+pub fn issued_lifetime(
+    l: &Lifetimes,
+    grant: &Grant,
+    now: i64,
+    subject_exp: Option<i64>,
+    cap_at_subject_exp: bool,
+) -> Result<u64, OAuthError> {
+    match subject_exp {
+        Some(exp) => lifetime(l, grant, now, exp, cap_at_subject_exp),
+        None => Ok(grant.ttl_cap.unwrap_or(l.default_ttl).min(l.max_ttl)),
+    }
+}
+
 /// What goes into one issued token besides the principal and grant.
 #[derive(Debug, Clone)]
 pub struct MintInput<'a> {
@@ -66,6 +82,8 @@ pub struct MintInput<'a> {
     pub cnf_jkt: Option<&'a str>,
     /// The `act` claim of a delegated token (RFC 8693 §4.1), nested for chains.
     pub act: Option<&'a Act>,
+    /// Who may act for the subject (RFC 8693 §4.4), carried from the subject token.
+    pub may_act: Option<&'a ferry_token::MayAct>,
 }
 
 /// The RFC 9068 claims of an access token, in Ferry's token profile.
@@ -84,6 +102,7 @@ pub fn access_claims(input: &MintInput<'_>, principal: &Principal, grant: &Grant
         scope: Scope(grant.scopes.clone()),
         access_boundaries: grant.access_boundaries.clone(),
         act: input.act.cloned(),
+        may_act: input.may_act.cloned(),
         cnf: input.cnf_jkt.map(Confirmation::jkt),
         groups: principal.groups.clone(),
         attributes: principal.attributes.clone(),
@@ -161,6 +180,7 @@ mod tests {
             original_issuer: "https://idp.example".into(),
             original_subject: Some("orig".into()),
             ancestors: Vec::new(),
+            subject_act: None,
         };
         let boundary = json!({"accessBoundaryRules": [{"availableResource": "r",
             "availablePermissions": ["p"]}]});
@@ -181,6 +201,7 @@ mod tests {
             jti: "j1",
             cnf_jkt: Some("th"),
             act: Some(&act),
+            may_act: None,
         };
         let full = access_token_claims(&input, &principal, &g);
         assert_eq!(
@@ -197,11 +218,13 @@ mod tests {
             attributes: BTreeMap::new(),
             original_subject: None,
             ancestors: Vec::new(),
+            subject_act: None,
             ..principal
         };
         let input = MintInput {
             cnf_jkt: None,
             act: None,
+            may_act: None,
             ..input
         };
         let least = access_token_claims(&input, &bare, &grant(None));

@@ -24,6 +24,7 @@ pub const POLICY_VARS: &[&str] = &[
     "client_id",
     "request",
     "actor",
+    "subject_act",
 ];
 
 /// What a rule does when its expression is true.
@@ -181,6 +182,25 @@ impl Policy {
                 map: Arc::new(actor_map),
             }),
         );
+        // `subject_act`: the act the subject token already carried; empty without one.
+        let act = principal.subject_act.as_ref();
+        let text = |v: Option<&str>| Value::String(Arc::new(v.unwrap_or_default().to_owned()));
+        let subject_act: HashMap<Key, Value> = [
+            (key("subject"), text(act.map(|a| a.sub.as_str()))),
+            (key("issuer"), text(act.and_then(|a| a.iss.as_deref()))),
+            (
+                key("provider"),
+                text(act.and_then(|a| a.provider.as_deref())),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        ctx.add_variable_from_value(
+            "subject_act",
+            Value::Map(CelMap {
+                map: Arc::new(subject_act),
+            }),
+        );
         let request: HashMap<Key, Value> = [
             (
                 key("audience"),
@@ -233,51 +253,23 @@ impl Policy {
                 actor,
                 audience: target,
             };
-            // Built only for a rule the fast path cannot answer (see `expr::fast`).
-            let mut ctx = None;
             // 2. The first rule whose expression is true decides; an evaluation error
-            //    (a missing attribute) counts as false and is reported.
-            let mut decided = None;
-            let mut last_error = None;
-            for rule in &aud.rules {
-                let result = match rule.expr.eval_bool_fast(&view) {
-                    Some(b) => Ok(b),
-                    None => rule.expr.eval_bool(ctx.get_or_insert_with(|| {
-                        self.context(principal, client_id, actor, target, targets, requested)
-                    })),
-                };
-                let verb = if rule.effect == Effect::Allow {
-                    "allow"
-                } else {
-                    "deny"
-                };
-                note(&mut trace, || {
-                    format!(
-                        "policy audience {target}: {} {verb} `{}` → {}",
-                        rule.path,
-                        rule.expr.source(),
-                        match &result {
-                            Ok(b) => b.to_string(),
-                            Err(e) => format!("error: {e}"),
-                        }
-                    )
-                });
-                match result {
-                    Ok(true) => {
-                        decided = Some(rule);
-                        break;
-                    }
-                    Ok(false) => {}
-                    Err(e) => last_error = Some(format!("{}: {e}", rule.path)),
-                }
-            }
-            let rule = match decided {
-                Some(r) if r.effect == Effect::Allow => r,
-                Some(r) => {
+            //    (a missing attribute) counts as false and is reported. The CEL context
+            //    is built only for a rule the fast path cannot answer (see `expr::fast`).
+            let mut ctx = None;
+            let eval = |e: &Expr| match e.eval_bool_fast(&view) {
+                Some(b) => Ok(b),
+                None => e.eval_bool(ctx.get_or_insert_with(|| {
+                    self.context(principal, client_id, actor, target, targets, requested)
+                })),
+            };
+            let rule = match first_true_rule(aud, target, eval, &mut trace) {
+                Ok(r) if r.effect == Effect::Allow => r,
+                Ok(r) => {
                     let err = not_allowed("a deny rule matched".into()).rule(r.path.clone());
                     return Err(self.with_message(err, r.message.as_ref()));
                 }
-                None => {
+                Err(last_error) => {
                     let had_error = last_error.is_some();
                     let mut err = not_allowed(match last_error {
                         Some(e) => format!("no rule allows the audience; last error {e}"),
@@ -306,31 +298,7 @@ impl Policy {
         let granted = granted.unwrap_or_default();
         // 4. Requested scopes must be a subset; unknown ones are dropped where every
         //    audience asked for says so; none requested means the granted ones.
-        let mut wanted: Vec<String> = Vec::with_capacity(requested.len());
-        for s in requested {
-            if granted.contains(s) {
-                wanted.push(s.clone());
-            } else if all_ignore_unknown {
-                note(&mut trace, || {
-                    format!("scope {s:?} not granted: ignored (ignore_unknown_scopes)")
-                });
-            } else {
-                note(&mut trace, || {
-                    format!("scope {s:?} not granted → invalid_scope")
-                });
-                return Err(OAuthError::new(
-                    ErrorCode::InvalidScope,
-                    Step::Policy,
-                    desc::SCOPE_NOT_ALLOWED,
-                )
-                .rule(rules.join(", "))
-                .detail(format!(
-                    "a requested scope of {} bytes is not granted",
-                    s.len()
-                )));
-            }
-        }
-        let scopes = if wanted.is_empty() { granted } else { wanted };
+        let scopes = wanted_scopes(granted, requested, all_ignore_unknown, &rules, &mut trace)?;
         note(&mut trace, || {
             format!("policy grants scopes {scopes:?} by {}", rules.join(", "))
         });
@@ -370,12 +338,89 @@ impl Vars for View<'_> {
             ("actor", "subject") => self.actor.map(|a| a.subject.as_str()),
             ("actor", "provider") => self.actor.map(|a| a.provider.as_str()),
             ("request", "audience") => Some(self.audience),
+            ("subject_act", "subject") => Some(
+                self.principal
+                    .subject_act
+                    .as_ref()
+                    .map_or("", |a| a.sub.as_str()),
+            ),
             _ => None,
         }
     }
     fn has(&self, name: &str, field: &str) -> Option<bool> {
         (name == "attribute").then(|| self.principal.attributes.contains_key(field))
     }
+}
+
+/// Step 2 of [`Policy::decide`] for one audience: the first rule whose expression is
+/// true decides; an evaluation error (a missing attribute) counts as false. Without a
+/// deciding rule, the last error met, if any.
+fn first_true_rule<'a>(
+    aud: &'a Audience,
+    target: &str,
+    mut eval: impl FnMut(&Expr) -> Result<bool, String>,
+    trace: &mut Option<&mut Vec<String>>,
+) -> Result<&'a Rule, Option<String>> {
+    let mut last_error = None;
+    for rule in &aud.rules {
+        let result = eval(&rule.expr);
+        let verb = if rule.effect == Effect::Allow {
+            "allow"
+        } else {
+            "deny"
+        };
+        note(trace, || {
+            format!(
+                "policy audience {target}: {} {verb} `{}` → {}",
+                rule.path,
+                rule.expr.source(),
+                match &result {
+                    Ok(b) => b.to_string(),
+                    Err(e) => format!("error: {e}"),
+                }
+            )
+        });
+        match result {
+            Ok(true) => return Ok(rule),
+            Ok(false) => {}
+            Err(e) => last_error = Some(format!("{}: {e}", rule.path)),
+        }
+    }
+    Err(last_error)
+}
+
+/// Step 4 of [`Policy::decide`]: the requested scopes, each granted (or dropped where
+/// every audience ignores unknown scopes); the granted ones when none are requested.
+fn wanted_scopes(
+    granted: Vec<String>,
+    requested: &[String],
+    all_ignore_unknown: bool,
+    rules: &[String],
+    trace: &mut Option<&mut Vec<String>>,
+) -> Result<Vec<String>, OAuthError> {
+    let mut wanted: Vec<String> = Vec::with_capacity(requested.len());
+    for s in requested {
+        if granted.contains(s) {
+            wanted.push(s.clone());
+        } else if all_ignore_unknown {
+            note(trace, || {
+                format!("scope {s:?} not granted: ignored (ignore_unknown_scopes)")
+            });
+        } else {
+            note(trace, || format!("scope {s:?} not granted → invalid_scope"));
+            return Err(OAuthError::new(
+                ErrorCode::InvalidScope,
+                Step::Policy,
+                desc::SCOPE_NOT_ALLOWED,
+            )
+            .rule(rules.join(", "))
+            .detail(format!(
+                "a requested scope of {} bytes is not granted",
+                s.len()
+            )));
+        }
+    }
+    Ok(if wanted.is_empty() { granted } else { wanted })
 }
 
 #[cfg(test)]

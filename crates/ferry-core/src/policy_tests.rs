@@ -65,6 +65,7 @@ fn principal(repo: &str) -> Principal {
         original_issuer: "https://idp".into(),
         original_subject: None,
         ancestors: Vec::new(),
+        subject_act: None,
     }
 }
 

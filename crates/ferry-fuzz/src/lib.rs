@@ -102,6 +102,9 @@ pub fn claims(data: &[u8]) {
     let Ok(Value::Object(claims)) = serde_json::from_slice::<Value>(data) else {
         return;
     };
+    let Some(provider) = config.providers.first() else {
+        return;
+    };
     let targets = vec!["https://deploy.test".to_owned()];
     let scopes = vec!["deploy".to_owned()];
     let ask = Ask {
@@ -112,7 +115,7 @@ pub fn claims(data: &[u8]) {
     };
     let _ = decide(
         config,
-        &config.providers[0],
+        provider,
         &claims,
         Some(1_700_000_300),
         1_700_000_000,

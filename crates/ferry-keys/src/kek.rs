@@ -53,8 +53,11 @@ impl Kek {
             return Err(KekError::Length(bytes.len()));
         }
         let d = digest::digest(&digest::SHA256, &bytes);
+        // The id: the digest's first 8 bytes.
         let mut id = [0u8; 8];
-        id.copy_from_slice(&d.as_ref()[..8]);
+        for (to, from) in id.iter_mut().zip(d.as_ref()) {
+            *to = *from;
+        }
         let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| KekError::Invalid)?;
         Ok(Self {
             id,

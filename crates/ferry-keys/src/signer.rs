@@ -122,11 +122,12 @@ pub fn finish_jwk(mut jwk: Value, alg: &str) -> (String, Value) {
 
 /// The public JWK of an uncompressed P-256 point (`04 || x || y`).
 pub fn p256_jwk(point: &[u8]) -> Option<Value> {
-    if point.len() != 65 || point[0] != 4 {
-        return None;
-    }
+    let (x, y) = point
+        .split_first()
+        .filter(|(tag, xy)| **tag == 4 && xy.len() == 64)
+        .and_then(|(_, xy)| xy.split_at_checked(32))?;
     Some(json!({"kty": "EC", "crv": "P-256",
-                "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..65])}))
+                "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y)}))
 }
 
 enum Inner {

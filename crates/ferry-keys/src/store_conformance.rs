@@ -153,6 +153,7 @@ fn sealed_under(k: &StoredKey) -> Option<&str> {
 /// active key is sealed under `new`; a replica holding only [old] publishes exactly the
 /// same JWKS (every key of the ring, from the stored public keys), refuses to sign, says
 /// why, and signs again once given `new`. Heartbeats record each replica's KEKs.
+#[allow(clippy::too_many_lines, reason = "one rollout, step by step")]
 fn public_keys_beside_sealed(open: &impl Fn() -> Arc<dyn KeyStore>, old: &str) {
     let new = Kek::generate_text().unwrap();
     let new_id = Kek::parse(&new).unwrap().id();

@@ -235,9 +235,19 @@ async fn admin_revoke(State(state): State<AppState>, body: axum::body::Bytes) ->
                 .map(|rule| json!({"rule": rule}))
         }
     };
+    revocation_answer(&state, &audit, outcome)
+}
+
+/// The answer to an administrative revocation: its audit event when it was stored, 503
+/// when the revocation state is unavailable.
+fn revocation_answer(
+    state: &AppState,
+    audit: &AuditEvent,
+    outcome: Result<serde_json::Value, impl std::fmt::Display>,
+) -> Response {
     match outcome {
         Ok(body) => {
-            state.audit.record(&audit);
+            state.audit.record(audit);
             tracing::warn!(reason = ?audit.reason, "administrative revocation");
             Json(body).into_response()
         }

@@ -23,6 +23,16 @@ fn limited(state: &AppState, limit: &str, retry: RetryAfter) -> OAuthError {
     e
 }
 
+/// Charges a registered client's bucket (an unregistered id is a label anyone may
+/// invent: a bucket per label would let callers grow the map at will).
+pub fn client(state: &AppState, id: &str) -> Result<(), OAuthError> {
+    state.limits.check_client(id).map_err(|retry| {
+        let mut e = limited(state, "client", retry);
+        e.step = Step::Request;
+        e
+    })
+}
+
 /// Charges the bucket of provider `id` (a token that passed its condition, or a Ferry
 /// token it was first issued from).
 pub fn provider(state: &AppState, id: &str) -> Result<(), OAuthError> {
@@ -32,26 +42,69 @@ pub fn provider(state: &AppState, id: &str) -> Result<(), OAuthError> {
         .map_err(|retry| limited(state, "provider", retry))
 }
 
-/// Applies the provider's condition and mapping to verified `claims`, then charges the
-/// bucket of whoever is to pay: the provider's when the condition passed, else the
-/// tenant's (whose `429` then replaces the refusal).
-pub fn map(
+/// A grant's refusal. One refused by a provider's condition is charged to the bucket of
+/// its tenant (whose `429` then replaces the refusal); any other costs nothing more.
+#[derive(Debug)]
+pub enum Refused {
+    /// Refused before or outside a provider's condition.
+    Error(OAuthError),
+    /// Refused by provider `provider`'s condition or mapping, for tenant `tenant`.
+    Condition {
+        /// The refusal.
+        error: Box<OAuthError>,
+        /// The provider whose condition refused.
+        provider: String,
+        /// The token's tenant (the provider's `tenant_claim`).
+        tenant: String,
+    },
+}
+
+impl From<OAuthError> for Refused {
+    fn from(e: OAuthError) -> Self {
+        Self::Error(e)
+    }
+}
+
+/// Applies the provider's condition and mapping to verified `claims`; nothing charged.
+pub fn mapped(p: &TrustedProvider, claims: &Map<String, Value>) -> Result<Principal, Refused> {
+    p.config
+        .mapping
+        .apply(&p.config.id, claims, None)
+        .map_err(|error| Refused::Condition {
+            error: Box::new(error),
+            provider: p.config.id.clone(),
+            tenant: p
+                .config
+                .tenant_claim
+                .value(claims)
+                .unwrap_or_default()
+                .into_owned(),
+        })
+}
+
+/// Charges whoever is to pay for `outcome`: provider `payer` for a subject that passed
+/// its condition, the tenant for one its condition refused.
+pub fn settle<T>(
     state: &AppState,
-    p: &TrustedProvider,
-    claims: &Map<String, Value>,
-) -> Result<Principal, OAuthError> {
-    match p.config.mapping.apply(&p.config.id, claims, None) {
-        Ok(principal) => {
-            provider(state, &p.config.id)?;
-            Ok(principal)
+    payer: impl FnOnce(&T) -> String,
+    outcome: Result<T, Refused>,
+) -> Result<T, OAuthError> {
+    match outcome {
+        Ok(v) => {
+            provider(state, &payer(&v))?;
+            Ok(v)
         }
-        Err(refused) => {
-            let tenant = p.config.tenant_claim.value(claims).unwrap_or_default();
+        Err(Refused::Error(e)) => Err(e),
+        Err(Refused::Condition {
+            error,
+            provider,
+            tenant,
+        }) => {
             state
                 .limits
-                .check_tenant(&p.config.id, &tenant)
+                .check_tenant(&provider, &tenant)
                 .map_err(|retry| limited(state, "tenant", retry))?;
-            Err(refused)
+            Err(*error)
         }
     }
 }

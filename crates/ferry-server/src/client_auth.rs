@@ -24,7 +24,7 @@ use ferry_core::{ErrorCode, OAuthError, Step};
 
 use crate::accounts::verify_assertion;
 use crate::errors::Role;
-use crate::state::AppState;
+use crate::state::{AppState, Loaded};
 
 /// The authenticated (or self-declared public) client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,10 +93,10 @@ pub fn new_secret() -> (String, String) {
 /// Authenticates the client of a token request; `Ok(None)` when none is named.
 pub async fn authenticate(
     state: &AppState,
+    loaded: &Loaded,
     headers: &HeaderMap,
     params: &ClientParams,
 ) -> Result<Option<ClientIdentity>, OAuthError> {
-    let loaded = state.loaded();
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -114,110 +114,152 @@ pub async fn authenticate(
         .status(400)
         .detail("more than one client authentication method"));
     }
-    let lookup = |id: &str| loaded.accounts.clients.get(id);
-
     if let Some(b64) = basic {
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| fail("malformed Basic credentials"))?;
-        let (raw_id, raw_secret) = decoded
-            .split_once(':')
-            .ok_or_else(|| fail("malformed Basic credentials"))?;
-        // Raw first (Google's libraries, Authlib), then RFC 6749 §2.3.1's urlencoding.
-        for (id, secret) in [
-            (raw_id.to_owned(), raw_secret.to_owned()),
-            (form_decode(raw_id), form_decode(raw_secret)),
-        ] {
-            if let Some(c) = lookup(&id).filter(|c| c.client.auth == ClientAuth::SecretBasic) {
-                if params.client_id.as_deref().is_some_and(|p| p != id) {
-                    return Err(fail("client_id does not match the Basic credentials"));
-                }
-                if secret_ok(c.client.secret_sha256.as_ref(), &secret) {
-                    return Ok(Some(ClientIdentity {
-                        id,
-                        method: ClientAuth::SecretBasic,
-                        registered: true,
-                    }));
-                }
-            }
-        }
-        return Err(fail("Basic credentials rejected"));
+        return secret_basic(loaded, b64, params).map(Some);
     }
-
     if let Some(secret) = &params.client_secret {
-        let id = params
-            .client_id
-            .as_deref()
-            .ok_or_else(|| fail("client_secret without client_id"))?;
-        let c = lookup(id)
-            .filter(|c| c.client.auth == ClientAuth::SecretPost)
-            .ok_or_else(|| fail("not a client_secret_post client"))?;
-        if !secret_ok(c.client.secret_sha256.as_ref(), secret) {
-            return Err(fail("client_secret rejected"));
-        }
-        return Ok(Some(ClientIdentity {
-            id: id.to_owned(),
-            method: ClientAuth::SecretPost,
-            registered: true,
-        }));
+        return secret_post(loaded, secret, params).map(Some);
     }
-
     if let Some(assertion) = &params.client_assertion {
-        if params.client_assertion_type.as_deref() != Some(CLIENT_ASSERTION_JWT) {
-            return Err(fail("unsupported client_assertion_type"));
-        }
-        let id = ferry_verify::peek_issuer(assertion).map_err(|e| fail(e.to_string()))?;
-        if params.client_id.as_deref().is_some_and(|p| p != id) {
-            return Err(fail("client_id does not match the assertion"));
-        }
-        let c = lookup(&id)
-            .filter(|c| c.client.auth == ClientAuth::PrivateKeyJwt)
-            .ok_or_else(|| fail("not a private_key_jwt client"))?;
-        let (keys, rules) = c.keys.as_ref().ok_or_else(|| fail("client has no keys"))?;
-        verify_assertion(
-            assertion,
-            keys,
-            rules,
-            state.replay.as_ref(),
-            state.clock.now(),
-            i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0),
-        )
-        .await
-        .map_err(|e| Role::ClientAssertion.assertion_error(&e))?;
-        return Ok(Some(ClientIdentity {
-            id,
-            method: ClientAuth::PrivateKeyJwt,
-            registered: true,
-        }));
+        return private_key_jwt(state, loaded, assertion, params)
+            .await
+            .map(Some);
     }
+    public(loaded, params)
+}
 
-    match params.client_id.as_deref() {
-        None => Ok(None),
-        Some(id) => match lookup(id) {
-            // A registered confidential client must authenticate.
-            Some(c) if c.client.auth != ClientAuth::None => {
-                Err(fail("client authentication required"))
-            }
-            Some(_) => Ok(Some(ClientIdentity {
-                id: id.to_owned(),
-                method: ClientAuth::None,
+/// `client_secret_basic`.
+fn secret_basic(
+    loaded: &Loaded,
+    b64: &str,
+    params: &ClientParams,
+) -> Result<ClientIdentity, OAuthError> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| fail("malformed Basic credentials"))?;
+    let (raw_id, raw_secret) = decoded
+        .split_once(':')
+        .ok_or_else(|| fail("malformed Basic credentials"))?;
+    // Raw first (Google's libraries, Authlib), then RFC 6749 §2.3.1's urlencoding.
+    for (id, secret) in [
+        (raw_id.to_owned(), raw_secret.to_owned()),
+        (form_decode(raw_id), form_decode(raw_secret)),
+    ] {
+        let Some(c) = loaded
+            .accounts
+            .clients
+            .get(&id)
+            .filter(|c| c.client.auth == ClientAuth::SecretBasic)
+        else {
+            continue;
+        };
+        if params.client_id.as_deref().is_some_and(|p| p != id) {
+            return Err(fail("client_id does not match the Basic credentials"));
+        }
+        if secret_ok(c.client.secret_sha256.as_ref(), &secret) {
+            return Ok(ClientIdentity {
+                id,
+                method: ClientAuth::SecretBasic,
                 registered: true,
-            })),
-            // An unregistered id is bounded before it is audited or matched: nothing a
-            // caller invents may grow what Ferry keeps.
-            None if !label_ok(id) => Err(OAuthError::new(
-                ErrorCode::InvalidRequest,
-                Step::Request,
-                desc::INVALID_CLIENT_ID,
-            )
-            .detail("unregistered client_id too long, not printable ASCII or in Ferry's ferry- namespace")),
-            None => Ok(Some(ClientIdentity {
-                id: id.to_owned(),
-                method: ClientAuth::None,
-                registered: false,
-            })),
-        },
+            });
+        }
+    }
+    Err(fail("Basic credentials rejected"))
+}
+
+/// `client_secret_post`.
+fn secret_post(
+    loaded: &Loaded,
+    secret: &str,
+    params: &ClientParams,
+) -> Result<ClientIdentity, OAuthError> {
+    let id = params
+        .client_id
+        .as_deref()
+        .ok_or_else(|| fail("client_secret without client_id"))?;
+    let c = loaded
+        .accounts
+        .clients
+        .get(id)
+        .filter(|c| c.client.auth == ClientAuth::SecretPost)
+        .ok_or_else(|| fail("not a client_secret_post client"))?;
+    if !secret_ok(c.client.secret_sha256.as_ref(), secret) {
+        return Err(fail("client_secret rejected"));
+    }
+    Ok(ClientIdentity {
+        id: id.to_owned(),
+        method: ClientAuth::SecretPost,
+        registered: true,
+    })
+}
+
+/// `private_key_jwt` (RFC 7523 §2.2): its `jti` single use.
+async fn private_key_jwt(
+    state: &AppState,
+    loaded: &Loaded,
+    assertion: &str,
+    params: &ClientParams,
+) -> Result<ClientIdentity, OAuthError> {
+    if params.client_assertion_type.as_deref() != Some(CLIENT_ASSERTION_JWT) {
+        return Err(fail("unsupported client_assertion_type"));
+    }
+    let id = ferry_verify::peek_issuer(assertion).map_err(|e| fail(e.to_string()))?;
+    if params.client_id.as_deref().is_some_and(|p| p != id) {
+        return Err(fail("client_id does not match the assertion"));
+    }
+    let c = loaded
+        .accounts
+        .clients
+        .get(&id)
+        .filter(|c| c.client.auth == ClientAuth::PrivateKeyJwt)
+        .ok_or_else(|| fail("not a private_key_jwt client"))?;
+    let (keys, rules) = c.keys.as_ref().ok_or_else(|| fail("client has no keys"))?;
+    verify_assertion(
+        assertion,
+        keys,
+        rules,
+        state.replay.as_ref(),
+        state.clock.now(),
+        i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0),
+    )
+    .await
+    .map_err(|e| Role::ClientAssertion.assertion_error(&e))?;
+    Ok(ClientIdentity {
+        id,
+        method: ClientAuth::PrivateKeyJwt,
+        registered: true,
+    })
+}
+
+/// No credentials: a public client, or none named.
+fn public(loaded: &Loaded, params: &ClientParams) -> Result<Option<ClientIdentity>, OAuthError> {
+    let Some(id) = params.client_id.as_deref() else {
+        return Ok(None);
+    };
+    match loaded.accounts.clients.get(id) {
+        // A registered confidential client must authenticate.
+        Some(c) if c.client.auth != ClientAuth::None => Err(fail("client authentication required")),
+        Some(_) => Ok(Some(ClientIdentity {
+            id: id.to_owned(),
+            method: ClientAuth::None,
+            registered: true,
+        })),
+        // An unregistered id is bounded before it is audited or matched: nothing a caller
+        // invents may grow what Ferry keeps.
+        None if !label_ok(id) => Err(OAuthError::new(
+            ErrorCode::InvalidRequest,
+            Step::Request,
+            desc::INVALID_CLIENT_ID,
+        )
+        .detail(
+            "unregistered client_id too long, not printable ASCII or in Ferry's ferry- namespace",
+        )),
+        None => Ok(Some(ClientIdentity {
+            id: id.to_owned(),
+            method: ClientAuth::None,
+            registered: false,
+        })),
     }
 }

@@ -7,61 +7,13 @@
 //! (a proof's key is anyone's to make). Nonces are stateless: a timestamp and its HMAC
 //! under a key made at start, valid for the proof window.
 
-use aws_lc_rs::hmac;
 use axum::http::HeaderMap;
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ferry_core::error::desc;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_verify::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopProof, verify_proof};
 
 use crate::replay::{ReplayError, Spend};
-use crate::state::AppState;
-
-/// Makes and checks server nonces.
-#[derive(Debug)]
-pub struct Nonces {
-    key: hmac::Key,
-}
-
-impl Default for Nonces {
-    fn default() -> Self {
-        let mut k = [0u8; 32];
-        let _ = aws_lc_rs::rand::fill(&mut k);
-        Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, &k),
-        }
-    }
-}
-
-impl Nonces {
-    /// A nonce for `now`.
-    pub fn issue(&self, now: i64) -> String {
-        let ts = now.to_be_bytes();
-        let tag = hmac::sign(&self.key, &ts);
-        let mut raw = ts.to_vec();
-        raw.extend_from_slice(&tag.as_ref()[..16]);
-        URL_SAFE_NO_PAD.encode(raw)
-    }
-
-    /// Whether `nonce` was issued by this server within `window` seconds.
-    pub fn valid(&self, nonce: &str, now: i64, window: i64) -> bool {
-        let Ok(raw) = URL_SAFE_NO_PAD.decode(nonce) else {
-            return false;
-        };
-        if raw.len() != 24 {
-            return false;
-        }
-        let (ts, tag) = raw.split_at(8);
-        let Ok(ts_bytes) = <[u8; 8]>::try_from(ts) else {
-            return false;
-        };
-        let issued = i64::from_be_bytes(ts_bytes);
-        let want = hmac::sign(&self.key, ts);
-        aws_lc_rs::constant_time::verify_slices_are_equal(&want.as_ref()[..16], tag).is_ok()
-            && now.abs_diff(issued) <= u64::try_from(window).unwrap_or(0)
-    }
-}
+use crate::state::{AppState, Loaded};
 
 fn invalid(detail: impl Into<String>) -> OAuthError {
     OAuthError::new(
@@ -88,12 +40,12 @@ impl Pending {
 /// window plus the allowed clock difference between replicas.
 pub async fn consume<'a>(
     state: &AppState,
+    loaded: &Loaded,
     pending: Option<&'a Pending>,
 ) -> Result<Option<&'a DpopProof>, OAuthError> {
     let Some(Pending(p)) = pending else {
         return Ok(None);
     };
-    let loaded = state.loaded();
     let now = state.clock.now();
     let window = i64::try_from(loaded.config.dpop.iat_window).unwrap_or(60);
     let skew = i64::try_from(loaded.config.limits.replay_clock_skew).unwrap_or(0);
@@ -137,6 +89,7 @@ pub async fn consume<'a>(
 /// [`consume`].
 pub async fn check_token_request(
     state: &AppState,
+    loaded: &Loaded,
     headers: &HeaderMap,
 ) -> Result<Option<Pending>, OAuthError> {
     let mut values = headers.get_all("dpop").iter();
@@ -149,7 +102,6 @@ pub async fn check_token_request(
     let proof = first
         .to_str()
         .map_err(|_| invalid("DPoP header is not ASCII"))?;
-    let loaded = state.loaded();
     let cfg = &loaded.config.dpop;
     let now = state.clock.now();
     let window = i64::try_from(cfg.iat_window).unwrap_or(60);

@@ -9,17 +9,19 @@ pub mod audit;
 pub mod charge;
 pub mod cli;
 pub mod client_auth;
-pub mod downscope;
 pub mod dpop;
 pub mod errors;
-pub mod exchange;
+pub mod exposition;
 pub mod keysource;
 pub mod lifecycle;
 pub mod limits;
 pub mod listener;
 pub mod load;
 pub mod metrics;
+pub mod nonces;
+pub mod own_keys;
 pub mod redis;
+pub mod reloads;
 pub mod repeated;
 pub mod replay;
 pub mod revocation;
@@ -29,6 +31,7 @@ pub mod state;
 pub mod tasks;
 pub mod telemetry;
 pub mod tls;
+pub mod token;
 pub mod tokens;
 
 pub use routes::router;
@@ -36,12 +39,12 @@ pub use state::AppState;
 
 /// Lowercase hex SHA-256 of `data`: how tokens and keys appear in logs and audit events.
 pub fn fingerprint(data: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
+    let hex = |nibble: u8| char::from_digit(u32::from(nibble), 16).unwrap_or('0');
     let mut s = String::with_capacity(64);
     for b in d.as_ref() {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
+        s.push(hex(b >> 4));
+        s.push(hex(b & 0xf));
     }
     s
 }

@@ -16,6 +16,29 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+/// Resolves at the first Ctrl-C or SIGTERM (where SIGTERM cannot be handled, at the
+/// first Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
 /// How often the data directory is probed.
 pub const DATA_DIR_PROBE: Duration = Duration::from_secs(5);
 
@@ -67,6 +90,26 @@ impl Lifecycle {
             }
         }
         tracing::info!("shutting down: no longer accepting; finishing in-flight requests");
+    }
+
+    /// A whole shutdown once the first signal came: [`Self::drain`] for `delay_s` (a
+    /// second signal cuts it short), then `stop` ends accepting and the in-flight
+    /// requests of `server` get `timeout_s` seconds to finish.
+    pub async fn shut_down<T>(
+        &self,
+        delay_s: u64,
+        timeout_s: u64,
+        stop: &tokio::sync::watch::Sender<bool>,
+        server: tokio::task::JoinHandle<T>,
+    ) {
+        self.drain(delay_s, shutdown_signal()).await;
+        let _ = stop.send(true);
+        match tokio::time::timeout(Duration::from_secs(timeout_s), server).await {
+            Ok(_) => tracing::info!("stopped"),
+            Err(_) => tracing::warn!(
+                "in-flight requests did not finish within the shutdown deadline; exiting"
+            ),
+        }
     }
 
     /// Whether the process is shutting down.

@@ -8,11 +8,14 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry_core::{Clock, SystemClock};
 
-use ferry_core::config::AuditSinkConfig;
+use ferry_core::config::{AuditSinkConfig, Config};
+use ferry_keys::KeyManager;
+use ferry_server::AppState;
 use ferry_server::audit::AuditSink;
 use ferry_server::cli;
 use ferry_server::listener::Server;
 use ferry_server::load::{ConfigSource, build_state, load_providers, open_keys, read_config};
+use ferry_server::state::TrustedProvider;
 use ferry_server::tls::acceptor;
 use ferry_verify::time::SystemMono;
 
@@ -187,25 +190,55 @@ enum Command {
     },
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
+/// The trusted providers (their key sources ready), with their warnings logged.
+fn load_trusted(config: &Config) -> anyhow::Result<Vec<TrustedProvider>> {
+    let (providers, warnings) = load_providers(config, Arc::new(SystemMono::default()))
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    for w in warnings {
+        tracing::warn!("{w}");
     }
+    Ok(providers)
+}
+
+/// Opens the signing key ring and says which key signs.
+fn open_signing_keys(config: &Config) -> anyhow::Result<KeyManager> {
+    let keys =
+        open_keys(config, SystemClock.now()).map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
+    tracing::info!(
+        kid = keys.active().kid(),
+        version = keys.snapshot().version,
+        kek_fingerprints = %keys.kek_ids().join(", "),
+        "signing key ring ready"
+    );
+    ferry_server::load::warn_kek_order(&keys, config);
+    Ok(keys)
+}
+
+fn open_audit(sink: &AuditSinkConfig) -> anyhow::Result<AuditSink> {
+    Ok(match sink {
+        AuditSinkConfig::Stdout => AuditSink::stdout(),
+        AuditSinkConfig::File(p) => {
+            AuditSink::file(p).with_context(|| format!("audit file {}", p.display()))?
+        }
+    })
+}
+
+/// Loads the revocation state before anything is served: never from an empty copy,
+/// where a revoked token would be active again.
+async fn start_revocations(state: &AppState) -> anyhow::Result<()> {
+    if let Some(e) = state.revocations.broken() {
+        anyhow::bail!("revocation state: {e}");
+    }
+    state
+        .revocations
+        .start(state.clock.now())
+        .await
+        .map_err(|e| anyhow::anyhow!("revocation store: {e}"))?;
+    for w in ferry_server::revocation::startup_warnings(&state.loaded().config, &state.revocations)
+    {
+        tracing::warn!("{w}");
+    }
+    Ok(())
 }
 
 async fn serve(
@@ -226,26 +259,9 @@ async fn serve(
     for w in &config.warnings {
         tracing::warn!("{w}");
     }
-    let (providers, warnings) = load_providers(&config, Arc::new(SystemMono::default()))
-        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    let keys =
-        open_keys(&config, SystemClock.now()).map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
-    tracing::info!(
-        kid = keys.active().kid(),
-        version = keys.snapshot().version,
-        kek_fingerprints = %keys.kek_ids().join(", "),
-        "signing key ring ready"
-    );
-    ferry_server::load::warn_kek_order(&keys, &config);
-    let audit = match &config.audit {
-        AuditSinkConfig::Stdout => AuditSink::stdout(),
-        AuditSinkConfig::File(p) => {
-            AuditSink::file(p).with_context(|| format!("audit file {}", p.display()))?
-        }
-    };
+    let providers = load_trusted(&config)?;
+    let keys = open_signing_keys(&config)?;
+    let audit = open_audit(&config.audit)?;
     let (admin, tls, limits) = (
         config.admin.clone(),
         config.tls.clone(),
@@ -269,19 +285,7 @@ async fn serve(
         Arc::new(SystemClock),
         Arc::new(audit),
     );
-    if let Some(e) = state.revocations.broken() {
-        anyhow::bail!("revocation state: {e}");
-    }
-    // Never serve from an empty copy: a revoked token would be active again.
-    state
-        .revocations
-        .start(state.clock.now())
-        .await
-        .map_err(|e| anyhow::anyhow!("revocation store: {e}"))?;
-    for w in ferry_server::revocation::startup_warnings(&state.loaded().config, &state.revocations)
-    {
-        tracing::warn!("{w}");
-    }
+    start_revocations(&state).await?;
     let replay_saver = ferry_server::replay::persist::start(
         state.replay_local.clone(),
         &state.loaded().config.data_dir,
@@ -315,22 +319,15 @@ async fn serve(
     let server = tokio::spawn(public.run(ferry_server::router(state), async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));
-    shutdown_signal().await;
+    ferry_server::lifecycle::shutdown_signal().await;
     lifecycle
-        .drain(limits.shutdown_delay, shutdown_signal())
+        .shut_down(
+            limits.shutdown_delay,
+            limits.shutdown_timeout,
+            &stop,
+            server,
+        )
         .await;
-    let _ = stop.send(true);
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(limits.shutdown_timeout),
-        server,
-    )
-    .await
-    {
-        Ok(_) => tracing::info!("stopped"),
-        Err(_) => tracing::warn!(
-            "in-flight requests did not finish within the shutdown deadline; exiting"
-        ),
-    }
     if let Some(saver) = replay_saver {
         saver.save(SystemClock.now());
     }

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use ferry_verify::time::instant_now;
+
 /// The interval: at most one line per message per this.
 pub const INTERVAL: Duration = Duration::from_secs(10);
 
@@ -123,14 +125,14 @@ impl RepeatedWarnings {
     /// Notes `message` now and logs it at warn level when due, with `repeated` = the
     /// occurrences the line stands for.
     pub fn warn(&self, message: &'static str) {
-        if let Some(n) = self.note_at(message, Level::Warn, Instant::now()) {
+        if let Some(n) = self.note_at(message, Level::Warn, instant_now()) {
             log(message, n, Level::Warn, self.interval);
         }
     }
 
     /// As [`Self::warn`], at error level.
     pub fn error(&self, message: &'static str) {
-        if let Some(n) = self.note_at(message, Level::Error, Instant::now()) {
+        if let Some(n) = self.note_at(message, Level::Error, instant_now()) {
             log(message, n, Level::Error, self.interval);
         }
     }
@@ -147,7 +149,7 @@ fn log(message: &'static str, repeated: u64, level: Level, interval: Duration) {
 /// Logs every count whose interval ended: run every [`INTERVAL`] by a background task,
 /// so the count of a burst that stopped is not lost.
 pub fn flush(warnings: &RepeatedWarnings) {
-    for (message, n, level) in warnings.due_with_level(Instant::now()) {
+    for (message, n, level) in warnings.due_with_level(instant_now()) {
         log(message, n, level, warnings.interval);
     }
 }
@@ -163,7 +165,7 @@ mod tests {
     #[test]
     fn a_thousand_occurrences_make_one_line_per_interval_with_their_count() {
         let w = RepeatedWarnings::new(Duration::from_secs(10));
-        let t0 = Instant::now();
+        let t0 = instant_now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         // The first is logged at once; the rest of the interval is only counted.
         assert_eq!(w.note(A, at(0)), Some(1));
@@ -185,7 +187,7 @@ mod tests {
     fn a_rare_warning_is_logged_every_time() {
         // Twin: occurrences an interval apart are each logged, with a count of one.
         let w = RepeatedWarnings::new(Duration::from_secs(10));
-        let t0 = Instant::now();
+        let t0 = instant_now();
         for i in 0..5 {
             assert_eq!(w.note(A, t0 + Duration::from_secs(10 * i)), Some(1));
         }

@@ -12,9 +12,9 @@ use crate::accounts::Accounts;
 use crate::audit::AuditSink;
 use crate::limits::Limiters;
 use crate::metrics::Metrics;
+use crate::reloads::ReloadStats;
 use crate::replay::persist::Local;
 use crate::replay::{Capacity, Epoch, InProcessReplay, Losses, RedisReplay, ReplayCache};
-use crate::tasks::ReloadStats;
 
 /// A provider ready to verify: its configuration, verification rules and parsed keys.
 #[derive(Debug)]
@@ -102,9 +102,9 @@ pub struct AppState {
     /// The in-process caches, saved at a graceful stop (`None` with Redis).
     pub replay_local: Option<Arc<Local>>,
     /// DPoP server nonces.
-    pub nonces: Arc<crate::dpop::Nonces>,
+    pub nonces: Arc<crate::nonces::Nonces>,
     /// Ferry's own public keys, for downscoping.
-    pub own_keys: Arc<crate::downscope::OwnKeys>,
+    pub own_keys: Arc<crate::own_keys::OwnKeys>,
     /// Revoked tokens and reference-token handles.
     pub revocations: Arc<crate::revocation::Revocations>,
     /// Draining after SIGTERM and the data directory's health: readiness.

@@ -4,46 +4,18 @@
 //! counts of repeated warnings.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use ferry_verify::KeySource;
 use ferry_verify::time::SystemMono;
 
 use crate::load::{ConfigSource, load_providers_reusing, loaded};
+use crate::reloads::ReloadStats;
 use crate::state::{AppState, Providers};
 
 /// How often JWKS files and the configuration file are checked for changes.
 pub const FILE_POLL: Duration = Duration::from_secs(2);
-
-/// Counts of configuration reloads and the key store's health, for metrics and
-/// `/readyz`.
-#[derive(Debug, Default)]
-pub struct ReloadStats {
-    /// Reloads that took effect.
-    pub ok: AtomicU64,
-    /// Reloads refused (the old configuration stayed).
-    pub failed: AtomicU64,
-    /// The last key-ring poll's error, `None` when it succeeded.
-    pub key_store_error: std::sync::Mutex<Option<String>>,
-}
-
-impl ReloadStats {
-    /// The key store's last error, if its last poll failed.
-    pub fn key_store_error(&self) -> Option<String> {
-        self.key_store_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn set_key_store_error(&self, e: Option<String>) {
-        *self
-            .key_store_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = e;
-    }
-}
 
 /// How often the key ring is checked for due transitions and for changes by other
 /// processes (an emergency revocation reaches a running server within this).
@@ -205,151 +177,165 @@ fn stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
 /// `config_source`, the configuration is reloaded on SIGHUP and when the file changes.
 pub fn spawn_background(state: &AppState, config_source: Option<ConfigSource>) {
     let stats = state.reloads.clone();
-    // The key ring.
-    {
-        let (keys, clock, every) = (state.keys.clone(), state.clock.clone(), ring_poll(state));
-        let health = state.reloads.clone();
-        let st = state.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            let mut version = keys.snapshot().version;
-            loop {
-                tick.tick().await;
-                let (keys, now) = (keys.clone(), clock.now());
-                // The store does blocking file I/O (and takes a lock): off the workers.
-                // Then this replica's heartbeat: the KEKs it holds, for `ferry keys rewrap`.
-                let poll = move || keys.tick(now).and_then(|_| keys.heartbeat());
-                match tokio::task::spawn_blocking(poll).await {
-                    Ok(Ok(_)) => {
-                        health.set_key_store_error(None);
-                        // A ring another replica changed (a rotation, a forced rewrap)
-                        // may now hold keys sealed under a KEK this one lacks: say so.
-                        let now_version = st.keys.snapshot().version;
-                        if now_version != version {
-                            version = now_version;
-                            let (keys, config) = (st.keys.clone(), st.loaded().config.clone());
-                            let _ = tokio::task::spawn_blocking(move || {
-                                crate::load::warn_kek_order(&keys, &config)
-                            })
-                            .await;
-                        }
-                    }
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits");
-                        health.set_key_store_error(Some(e.to_string()));
-                    }
-                    Err(e) => tracing::error!(error = %e, "key ring task failed"),
-                }
-            }
-        });
-    }
-    // The revocation copy: synced from its store, expired entries dropped.
-    {
-        let (revocations, clock) = (state.revocations.clone(), state.clock.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(revocations.poll_interval());
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                revocations.poll(clock.now()).await;
-            }
-        });
-    }
+    spawn_key_ring(state);
+    spawn_revocation_sync(state);
     warm(state);
     probe_data_dir(state);
-    // The counts of repeated per-request warnings, once their interval ended.
-    {
-        let (warnings, audit) = (state.warnings.clone(), state.audit.clone());
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(crate::repeated::INTERVAL);
-            loop {
-                tick.tick().await;
-                crate::repeated::flush(&warnings);
-                audit.flush_failures();
-            }
-        });
-    }
-    // Idle rate-limit state.
-    {
-        let limits = state.limits.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                limits.shrink();
-            }
-        });
-    }
-    // JWKS files and the configuration file.
-    {
-        let state = state.clone();
-        let stats = stats.clone();
-        let source = config_source.clone();
-        tokio::spawn(async move {
-            let mut seen = source.as_ref().and_then(|s| stamp(&s.path));
-            let mut tick = tokio::time::interval(FILE_POLL);
-            loop {
-                tick.tick().await;
-                let loaded = state.loaded();
-                let accounts = &loaded.accounts;
-                let sources = loaded
-                    .providers
-                    .iter()
-                    .map(|p| (p.config.id.as_str(), &p.keys))
-                    .chain(
-                        accounts
-                            .service_accounts
-                            .iter()
-                            .map(|(id, sa)| (id.as_str(), &sa.keys)),
-                    )
-                    .chain(
-                        accounts
-                            .clients
-                            .iter()
-                            .filter_map(|(id, c)| c.keys.as_ref().map(|(k, _)| (id.as_str(), k))),
-                    );
-                // Providers naming one file share its key set: check it once.
-                let mut checked = std::collections::HashSet::new();
-                for (id, keys) in sources {
-                    if let KeySource::Static(keys) = keys {
-                        if !keys.watches_file() || !checked.insert(Arc::as_ptr(keys)) {
-                            continue;
-                        }
-                        match keys.reload_if_changed() {
-                            Ok(true) => {
-                                tracing::info!(keys_of = %id, "JWKS file changed: keys reloaded")
-                            }
-                            Ok(false) => {}
-                            Err(e) => {
-                                tracing::warn!(keys_of = %id, error = %e, "JWKS file changed but could not be loaded; keeping the old keys")
-                            }
-                        }
-                    }
-                }
-                if let Some(source) = &source {
-                    let now = stamp(&source.path);
-                    if now.is_some() && now != seen {
-                        seen = now;
-                        let _ = reload(&state, source, &stats);
-                    }
-                }
-            }
-        });
-    }
+    spawn_flush(state);
+    spawn_limits_shrink(state);
+    spawn_file_watch(state, config_source.clone(), stats.clone());
     // SIGHUP.
     #[cfg(unix)]
     if let Some(source) = config_source {
-        let state = state.clone();
-        tokio::spawn(async move {
-            let Ok(mut hup) =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
-            else {
-                tracing::warn!("SIGHUP cannot be handled; reload by changing the file");
-                return;
-            };
-            while hup.recv().await.is_some() {
-                let _ = reload(&state, &source, &stats);
-            }
-        });
+        spawn_sighup(state, source, stats);
     }
+}
+
+/// Polls the key ring (rotations, changes by other replicas) and records this replica's
+/// heartbeat.
+fn spawn_key_ring(state: &AppState) {
+    let (keys, clock, every) = (state.keys.clone(), state.clock.clone(), ring_poll(state));
+    let health = state.reloads.clone();
+    let st = state.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        let mut version = keys.snapshot().version;
+        loop {
+            tick.tick().await;
+            let (keys, now) = (keys.clone(), clock.now());
+            // The store does blocking file I/O (and takes a lock): off the workers.
+            // Then this replica's heartbeat: the KEKs it holds, for `ferry keys rewrap`.
+            let poll = move || keys.tick(now).and_then(|_| keys.heartbeat());
+            match tokio::task::spawn_blocking(poll).await {
+                Ok(Ok(_)) => {
+                    health.set_key_store_error(None);
+                    // A ring another replica changed (a rotation, a forced rewrap)
+                    // may now hold keys sealed under a KEK this one lacks: say so.
+                    let now_version = st.keys.snapshot().version;
+                    if now_version != version {
+                        version = now_version;
+                        let (keys, config) = (st.keys.clone(), st.loaded().config.clone());
+                        let _ = tokio::task::spawn_blocking(move || {
+                            crate::load::warn_kek_order(&keys, &config)
+                        })
+                        .await;
+                    }
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "key ring unavailable: signing continues with the keys in memory; rotation waits");
+                    health.set_key_store_error(Some(e.to_string()));
+                }
+                Err(e) => tracing::error!(error = %e, "key ring task failed"),
+            }
+        }
+    });
+}
+
+/// Syncs the revocation copy from its store and drops expired entries.
+fn spawn_revocation_sync(state: &AppState) {
+    let (revocations, clock) = (state.revocations.clone(), state.clock.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(revocations.poll_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            revocations.poll(clock.now()).await;
+        }
+    });
+}
+
+/// Logs the counts of repeated per-request warnings once their interval ended.
+fn spawn_flush(state: &AppState) {
+    let (warnings, audit) = (state.warnings.clone(), state.audit.clone());
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(crate::repeated::INTERVAL);
+        loop {
+            tick.tick().await;
+            crate::repeated::flush(&warnings);
+            audit.flush_failures();
+        }
+    });
+}
+
+/// Drops idle rate-limit state.
+fn spawn_limits_shrink(state: &AppState) {
+    let limits = state.limits.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limits.shrink();
+        }
+    });
+}
+
+/// Reloads JWKS files and the configuration file when they change.
+fn spawn_file_watch(state: &AppState, source: Option<ConfigSource>, stats: Arc<ReloadStats>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut seen = source.as_ref().and_then(|s| stamp(&s.path));
+        let mut tick = tokio::time::interval(FILE_POLL);
+        loop {
+            tick.tick().await;
+            let loaded = state.loaded();
+            let accounts = &loaded.accounts;
+            let sources = loaded
+                .providers
+                .iter()
+                .map(|p| (p.config.id.as_str(), &p.keys))
+                .chain(
+                    accounts
+                        .service_accounts
+                        .iter()
+                        .map(|(id, sa)| (id.as_str(), &sa.keys)),
+                )
+                .chain(
+                    accounts
+                        .clients
+                        .iter()
+                        .filter_map(|(id, c)| c.keys.as_ref().map(|(k, _)| (id.as_str(), k))),
+                );
+            // Providers naming one file share its key set: check it once.
+            let mut checked = std::collections::HashSet::new();
+            for (id, keys) in sources {
+                if let KeySource::Static(keys) = keys {
+                    if !keys.watches_file() || !checked.insert(Arc::as_ptr(keys)) {
+                        continue;
+                    }
+                    match keys.reload_if_changed() {
+                        Ok(true) => {
+                            tracing::info!(keys_of = %id, "JWKS file changed: keys reloaded")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(keys_of = %id, error = %e, "JWKS file changed but could not be loaded; keeping the old keys")
+                        }
+                    }
+                }
+            }
+            if let Some(source) = &source {
+                let now = stamp(&source.path);
+                if now.is_some() && now != seen {
+                    seen = now;
+                    let _ = reload(&state, source, &stats);
+                }
+            }
+        }
+    });
+}
+
+/// Reloads the configuration on SIGHUP.
+#[cfg(unix)]
+fn spawn_sighup(state: &AppState, source: ConfigSource, stats: Arc<ReloadStats>) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            tracing::warn!("SIGHUP cannot be handled; reload by changing the file");
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let _ = reload(&state, &source, &stats);
+        }
+    });
 }

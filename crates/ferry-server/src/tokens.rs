@@ -37,6 +37,7 @@ pub(crate) fn unavailable(detail: impl Into<String>) -> OAuthError {
 /// carries a random handle instead, and the handle's hash maps to the JWT until `exp`.
 pub async fn maybe_reference(
     state: &AppState,
+    config: &ferry_core::config::Config,
     requested: IssuedTokenType,
     mut resp: TokenResponse,
     now: i64,
@@ -46,7 +47,7 @@ pub async fn maybe_reference(
     }
     let handle = format!("{HANDLE_PREFIX}{}", random_id(32));
     let exp = now.saturating_add(i64::try_from(resp.expires_in).unwrap_or(i64::MAX));
-    let cap = state.loaded().config.limits.max_reference_tokens;
+    let cap = config.limits.max_reference_tokens;
     state
         .revocations
         .put_handle(
@@ -121,11 +122,13 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
         .require_type(ferry_token::ACCESS_TOKEN_TYPE)
         .set_allowed_algorithms(Algorithm::ferry())
         .allow_lifetime_up_to(std::time::Duration::from_secs(
-            longest_lifetime(state).saturating_add(60).unsigned_abs(),
+            longest_lifetime(state, config)
+                .saturating_add(60)
+                .unsigned_abs(),
         ))
         // Ferry's own clock decided `exp`: no leeway for skew.
         .allow_clock_skew(std::time::Duration::ZERO);
-    let keys = state.own_keys.get(state);
+    let keys = state.own_keys.get(&state.keys);
     let Ok(v) = ferry_verify::verify(&jwt, &rules, &keys, now) else {
         return Ok(None);
     };
@@ -145,8 +148,8 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
 /// or a longer one some replica was configured with before (recorded beside the key
 /// ring), so a token issued before the limit was lowered is still recognised, revoked
 /// and covered by revocation rules until it expires.
-pub fn longest_lifetime(state: &AppState) -> i64 {
-    let configured = i64::try_from(state.loaded().config.lifetimes.max_ttl).unwrap_or(i64::MAX);
+pub fn longest_lifetime(state: &AppState, config: &ferry_core::config::Config) -> i64 {
+    let configured = i64::try_from(config.lifetimes.max_ttl).unwrap_or(i64::MAX);
     configured.max(state.keys.snapshot().max_issued_ttl)
 }
 
@@ -173,7 +176,7 @@ pub async fn revoke_all(
         value: value.to_owned(),
         before: now,
         until: now
-            .saturating_add(longest_lifetime(state))
+            .saturating_add(longest_lifetime(state, &state.loaded().config))
             .saturating_add(60),
     };
     state.revocations.add_rule(&rule, now).await?;

@@ -2,6 +2,12 @@
 //! a mock identity provider serving discovery and a JWKS on `127.0.0.1:0`.
 //! Never a dependency of production code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![allow(
+    clippy::indexing_slicing,
+    clippy::too_many_lines,
+    clippy::disallowed_methods,
+    reason = "test support, never shipped: a panic is a failed test, and tests wait on real time"
+)]
 
 pub mod idp;
 pub mod keys;

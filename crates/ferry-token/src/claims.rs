@@ -102,6 +102,28 @@ pub struct Act {
     pub other: Map<String, Value>,
 }
 
+/// `may_act` (RFC 8693 §4.4): who may act for the subject, as the subject token's issuer
+/// named them (the actor token's raw `sub` and, when given, `iss`). Carried into every
+/// token issued from it, so an actor added later meets it too.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MayAct {
+    /// The actor's `sub`; without one, no actor is allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The actor token's `iss`, when the subject's issuer named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+}
+
+impl MayAct {
+    /// Whether an actor token with these raw `sub` and `iss` is the one named.
+    pub fn allows(&self, sub: Option<&str>, iss: &str) -> bool {
+        self.sub.is_some()
+            && self.sub.as_deref() == sub
+            && self.iss.as_deref().is_none_or(|i| i == iss)
+    }
+}
+
 /// The `ferry` claim: where the token's subject came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
@@ -152,6 +174,9 @@ pub struct AccessClaims {
     /// The acting party of a delegated token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Act>,
+    /// Who may act for the subject (RFC 8693 §4.4), as the subject token named them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<MayAct>,
     /// The key the token is bound to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cnf: Option<Confirmation>,

@@ -17,7 +17,7 @@ mod scope;
 mod tests;
 
 pub use alg::Algorithm;
-pub use claims::{AccessClaims, Act, Audience, Confirmation, DerivedClaims, Provenance};
+pub use claims::{AccessClaims, Act, Audience, Confirmation, DerivedClaims, MayAct, Provenance};
 pub use scope::Scope;
 
 /// Every reference token (an opaque handle standing for a JWT) starts with this, so a

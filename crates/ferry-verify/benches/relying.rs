@@ -4,6 +4,10 @@
 //! Also local downscoping: deriving a token and verifying derived chains offline.
 //! Run with `cargo bench -p ferry-verify --bench relying`.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(
+    clippy::indexing_slicing,
+    reason = "a benchmark: a panic is a failed run"
+)]
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
-//! The entry points from before parse-then-verify ([`crate::parse`]), used by
-//! `ferry-server`'s exchange.rs, downscope.rs, tokens.rs and client_auth.rs until the
-//! `/token` pipeline lands (issue 21); to be removed then. Each is a thin wrapper over
-//! [`crate::parse`] and [`crate::Unverified`]: new code calls those.
+//! The entry points from before parse-then-verify ([`crate::parse`]), still used by
+//! `ferry-server`'s token/provider.rs, token/actor.rs, token/parent.rs, tokens.rs and
+//! client_auth.rs (issue 21); to be removed once those call [`crate::parse`] and
+//! [`crate::Unverified`] directly. Each is a thin wrapper over them.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -104,15 +104,19 @@ impl HolderKey {
     }
 
     fn from_pair(pair: EcdsaKeyPair) -> Result<Self, DeriveError> {
-        let point = pair.public_key().as_ref();
-        if point.len() != 65 || point[0] != 4 {
-            return Err(DeriveError::Key("unexpected public key encoding"));
-        }
+        // SEC 1 §2.3.3: an uncompressed point is 0x04, then x and y (32 bytes each).
+        let (x, y) = pair
+            .public_key()
+            .as_ref()
+            .split_first()
+            .filter(|(tag, xy)| **tag == 4 && xy.len() == 64)
+            .and_then(|(_, xy)| xy.split_at_checked(32))
+            .ok_or(DeriveError::Key("unexpected public key encoding"))?;
         let jwk = json!({
             "kty": "EC",
             "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
-            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+            "x": URL_SAFE_NO_PAD.encode(x),
+            "y": URL_SAFE_NO_PAD.encode(y),
         });
         let jkt = thumbprint(&jwk);
         Ok(Self { pair, jwk, jkt })
@@ -312,20 +316,9 @@ fn check_boundary(b: &Value) -> Result<(), DeriveError> {
         .ok_or(DeriveError::Boundary)
 }
 
-/// Verifies a derived token offline: Ferry's signature on the root (with `rules` and
-/// `keys`, as for Ferry's own tokens), each layer's signature by the key its parent is
-/// bound to, every narrowing rule and the depth. Returns the effective claims: the
-/// root's, with `aud`, `scope`, `exp` and `cnf` of the narrowed chain (each layer's
-/// checked against its parent's; an absent `scope` is no scope, `cnf` none if the
-/// outermost layer is unbound) and the outermost layer's `iat`, every layer's boundary appended to `access_boundaries`,
-/// `derivation_depth`, and `root_iat` and `root_kid` (the root's `iat` and signing key).
-pub async fn verify_derived(
-    token: &str,
-    rules: &Rules,
-    keys: &KeySource,
-    now: i64,
-) -> Result<Map<String, Value>, DeriveError> {
-    // Unwrap the chain, outermost first, without trusting anything yet.
+/// Unwraps a derived token's chain, outermost layer first, without trusting anything
+/// yet. Returns the layers (each token with its payload) and the root token.
+fn unwrap_chain(token: &str) -> Result<(Vec<(String, DerivedClaims)>, String), DeriveError> {
     let mut layers: Vec<(String, DerivedClaims)> = Vec::new();
     let mut current = token.to_owned();
     while is_derived(&current) {
@@ -342,6 +335,75 @@ pub async fn verify_derived(
     if layers.is_empty() {
         return Err(DeriveError::Malformed("not a derived token"));
     }
+    Ok((layers, current))
+}
+
+/// Checks one layer against its parent: signed by the key the parent is bound to, one
+/// level deeper, no wider (`aud`, `scope`, `exp`), and current. Returns what it grants.
+fn check_layer(
+    layer: &str,
+    payload: &DerivedClaims,
+    parent: &View,
+    leeway: i64,
+    now: i64,
+) -> Result<View, DeriveError> {
+    let parts = split(layer).map_err(|_| DeriveError::Malformed("layer"))?;
+    if parts.header.crit {
+        return Err(DeriveError::Malformed("crit"));
+    }
+    let alg = Algorithm::from_name(&parts.header.alg)
+        .filter(|a| matches!(a, Algorithm::ES256 | Algorithm::EdDSA))
+        .ok_or(DeriveError::Malformed("alg"))?;
+    let header_b64 = parts.signing_input.split('.').next().unwrap_or_default();
+    let header = decode_object(header_b64, "header")?;
+    let jwk = header
+        .get("jwk")
+        .filter(|j| j.is_object())
+        .ok_or(DeriveError::Holder)?;
+    if crate::jwks::has_private_material(jwk) {
+        return Err(DeriveError::Malformed("private key material in jwk"));
+    }
+    if parent.jkt.as_deref() != Some(thumbprint(jwk).as_str()) {
+        return Err(DeriveError::Holder);
+    }
+    let key = parse_single(jwk, alg).map_err(|_| DeriveError::Holder)?;
+    if !key.verify(parts.signing_input.as_bytes(), &parts.signature) {
+        return Err(DeriveError::Signature);
+    }
+    let this = View::layer(payload);
+    if this.depth != parent.depth + 1 || this.depth > MAX_DEPTH {
+        return Err(DeriveError::Depth);
+    }
+    if this.aud.is_empty() || this.aud.iter().any(|a| !parent.aud.contains(a)) {
+        return Err(DeriveError::Widens("aud"));
+    }
+    if this.scopes.iter().any(|s| !parent.scopes.contains(s)) {
+        return Err(DeriveError::Widens("scope"));
+    }
+    if this.exp > parent.exp {
+        return Err(DeriveError::Widens("exp"));
+    }
+    let iat = payload.iat;
+    if this.exp.saturating_add(leeway) <= now || iat > now.saturating_add(leeway) {
+        return Err(DeriveError::Time);
+    }
+    Ok(this)
+}
+
+/// Verifies a derived token offline: Ferry's signature on the root (with `rules` and
+/// `keys`, as for Ferry's own tokens), each layer's signature by the key its parent is
+/// bound to, every narrowing rule and the depth. Returns the effective claims: the
+/// root's, with `aud`, `scope`, `exp` and `cnf` of the narrowed chain (each layer's
+/// checked against its parent's; an absent `scope` is no scope, `cnf` none if the
+/// outermost layer is unbound) and the outermost layer's `iat`, every layer's boundary appended to `access_boundaries`,
+/// `derivation_depth`, and `root_iat` and `root_kid` (the root's `iat` and signing key).
+pub async fn verify_derived(
+    token: &str,
+    rules: &Rules,
+    keys: &KeySource,
+    now: i64,
+) -> Result<Map<String, Value>, DeriveError> {
+    let (layers, current) = unwrap_chain(token)?;
     // The root: a Ferry token, verified as the service verifies any.
     let root = crate::parse(&current)?.verify(rules, keys, now).await?;
     let root_kid = root.header.kid.clone();
@@ -356,54 +418,13 @@ pub async fn verify_derived(
     let mut boundaries: Vec<Value> = root_profile.access_boundaries.unwrap_or_default();
     let mut outer_iat = None;
     for (layer, payload) in layers.into_iter().rev() {
-        let parts = split(&layer).map_err(|_| DeriveError::Malformed("layer"))?;
-        if parts.header.crit {
-            return Err(DeriveError::Malformed("crit"));
-        }
-        let alg = Algorithm::from_name(&parts.header.alg)
-            .filter(|a| matches!(a, Algorithm::ES256 | Algorithm::EdDSA))
-            .ok_or(DeriveError::Malformed("alg"))?;
-        let header_b64 = parts.signing_input.split('.').next().unwrap_or_default();
-        let header = decode_object(header_b64, "header")?;
-        let jwk = header
-            .get("jwk")
-            .filter(|j| j.is_object())
-            .ok_or(DeriveError::Holder)?;
-        if crate::jwks::has_private_material(jwk) {
-            return Err(DeriveError::Malformed("private key material in jwk"));
-        }
-        if parent.jkt.as_deref() != Some(thumbprint(jwk).as_str()) {
-            return Err(DeriveError::Holder);
-        }
-        let key = parse_single(jwk, alg).map_err(|_| DeriveError::Holder)?;
-        if !key.verify(parts.signing_input.as_bytes(), &parts.signature) {
-            return Err(DeriveError::Signature);
-        }
-        let this = View::layer(&payload);
-        if this.depth != parent.depth + 1 || this.depth > MAX_DEPTH {
-            return Err(DeriveError::Depth);
-        }
-        if this.aud.is_empty() || this.aud.iter().any(|a| !parent.aud.contains(a)) {
-            return Err(DeriveError::Widens("aud"));
-        }
-        if this.scopes.iter().any(|s| !parent.scopes.contains(s)) {
-            return Err(DeriveError::Widens("scope"));
-        }
-        if this.exp > parent.exp {
-            return Err(DeriveError::Widens("exp"));
-        }
-        let iat = payload.iat;
-        if this.exp.saturating_add(rules.leeway()) <= now
-            || iat > now.saturating_add(rules.leeway())
-        {
-            return Err(DeriveError::Time);
-        }
+        let this = check_layer(&layer, &payload, &parent, rules.leeway(), now)?;
         if let Some(b) = payload.access_boundary {
             check_boundary(&b)?;
             boundaries.push(b);
         }
         parent = this;
-        outer_iat = Some(iat);
+        outer_iat = Some(payload.iat);
     }
     if !rules.audience_accepted(parent.aud.iter().map(|a| Some(a.as_str()))) {
         return Err(DeriveError::Audience);

@@ -201,6 +201,16 @@ fn parse_jwk(
     {
         return Err("alg does not fit the key type".into());
     }
+    keys_for(jwk, family, algs)
+}
+
+/// The keys of `jwk` (of `family`), one for each algorithm in `algs`. RSA keys are
+/// at least 2048 bits in their minimal encoding; EC points lie on their curve.
+fn keys_for(
+    jwk: &Value,
+    family: Family,
+    algs: Vec<Algorithm>,
+) -> Result<Vec<(Algorithm, ParsedPublicKey)>, JwkError> {
     let mut out = Vec::with_capacity(algs.len());
     match family {
         Family::Rsa => {

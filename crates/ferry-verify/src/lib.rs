@@ -45,8 +45,8 @@ pub use unverified::{Unverified, parse};
 pub use verifier::Verified;
 
 // The entry points before parse-then-verify, at their old paths for ferry-server's
-// exchange.rs, downscope.rs, tokens.rs and client_auth.rs until the /token pipeline
-// lands (issue 21). Remove with `compat`.
+// token/provider.rs, token/actor.rs, token/parent.rs, tokens.rs and client_auth.rs
+// (issue 21). Remove with `compat`.
 #[doc(hidden)]
 pub use compat::{Peeked, peek, peek_claims, peek_issuer, verify, verify_from, verify_peeked_from};
 

@@ -341,10 +341,7 @@ where
         use axum::response::IntoResponse;
         let verifier = Arc::<FerryVerifier>::from_ref(state);
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-            .unwrap_or(0);
+        let now = crate::time::unix_now();
         match verifier
             .verify(
                 header("authorization"),

@@ -1,5 +1,7 @@
 //! Monotonic time for caches, injectable so cache expiry and staleness are tested
-//! without sleeping.
+//! without sleeping; and, for the few places that have no clock passed in, the one
+//! place this crate and the server read the real clocks (`clippy.toml` bans
+//! `Instant::now` and `SystemTime::now` everywhere else).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,8 +18,32 @@ pub struct SystemMono(std::time::Instant);
 
 impl Default for SystemMono {
     fn default() -> Self {
-        Self(std::time::Instant::now())
+        Self(instant_now())
     }
+}
+
+/// The process's monotonic clock as an [`std::time::Instant`], for deadlines and
+/// durations measured where no [`MonoTime`] is passed in (connection deadlines, request
+/// latency, log rate limits).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the monotonic clock itself: the one Instant::now"
+)]
+pub fn instant_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// Seconds since the Unix epoch by the system's real-time clock (0 before the epoch),
+/// for an entry point that is given no time (the axum extractor).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the wall clock itself: the one SystemTime::now of this crate"
+)]
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 impl MonoTime for SystemMono {

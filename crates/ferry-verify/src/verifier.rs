@@ -114,7 +114,13 @@ pub(crate) fn check(
             return Err(VerifyError::Claim(claim));
         }
     }
-    // 9. Time: exp required; nbf and iat checked with leeway; bounded lifetime and age.
+    // 9. Time: exp, nbf, iat, lifetime and age.
+    check_time(claims, rules, now)
+}
+
+/// Step 9, time: `exp` required; `nbf` and `iat` checked with leeway; bounded lifetime
+/// and age. Returns `exp`.
+fn check_time(claims: &Map<String, Value>, rules: &Rules, now: i64) -> Result<i64, VerifyError> {
     let exp = numeric(claims, "exp")?.ok_or(VerifyError::Claim("exp"))?;
     if now >= exp.saturating_add(rules.leeway()) {
         return Err(VerifyError::Expired);

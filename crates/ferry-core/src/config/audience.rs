@@ -1,11 +1,40 @@
 //! An audience (a relying service) and its ordered access rules.
 
+use std::collections::HashSet;
+
 use super::raw::{RawAudience, RawClient};
 use super::{ConfigErrors, compile, opt_duration, valid_id};
 use crate::expr::Cel;
 use crate::policy::{Audience, Effect, POLICY_VARS, Rule};
 
-pub(super) fn audience(
+/// `audiences`: at least one, each named once.
+pub(super) fn audiences(
+    errs: &mut ConfigErrors,
+    cel: &Cel,
+    raw: &[RawAudience],
+    max_ttl: u64,
+) -> Vec<Audience> {
+    if raw.is_empty() {
+        errs.push(
+            "audiences",
+            "must not be empty: Ferry issues tokens only for configured audiences",
+        );
+    }
+    let mut names = HashSet::new();
+    let mut audiences = Vec::new();
+    for (i, a) in raw.iter().enumerate() {
+        let path = format!("audiences[{i}]");
+        if let Some(a) = audience(errs, cel, &path, a, max_ttl) {
+            if !names.insert(a.name.clone()) {
+                errs.push(format!("{path}.audience"), "duplicate audience");
+            }
+            audiences.push(a);
+        }
+    }
+    audiences
+}
+
+fn audience(
     errs: &mut ConfigErrors,
     cel: &Cel,
     path: &str,

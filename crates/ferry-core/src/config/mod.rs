@@ -15,10 +15,10 @@ mod provider;
 mod raw;
 mod redis;
 mod revocation;
+mod sections;
 mod signing;
 mod tenant;
 mod typing;
-mod validate;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -271,7 +271,83 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
         errs.push("(file)", e.to_string());
         errs
     })?;
-    validate::validate(raw, base_dir)
+    validate(raw, base_dir)
+}
+
+fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
+    let mut errs = ConfigErrors::default();
+    let mut warnings = Vec::new();
+    let cel = Cel::new();
+    let expose = raw.expose_denial_messages.unwrap_or(false);
+
+    let issuer = sections::issuer(&mut errs, raw.issuer.as_deref());
+
+    let lifetimes = sections::lifetimes(&mut errs, &raw.tokens);
+    let limits = ops::limits(&mut errs, &raw.limits);
+    let max_body_bytes = limits.max_body_bytes;
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| ops::tls(&mut errs, "tls", t, base));
+    let admin = ops::admin(&mut errs, &raw.admin, base);
+    let audit = ops::audit(&raw.audit, base);
+
+    let outbound = sections::outbound(&mut errs, &mut warnings, &raw.outbound);
+    let mut providers = sections::providers(
+        &mut errs,
+        &mut warnings,
+        &cel,
+        &raw.providers,
+        base,
+        &outbound,
+        &issuer,
+    );
+    for p in &mut providers {
+        p.mapping.expose_messages = expose;
+    }
+    let audiences = audience::audiences(&mut errs, &cel, &raw.audiences, lifetimes.max_ttl);
+
+    let service_accounts =
+        clients::service_accounts(&mut errs, &raw.service_accounts, base, &outbound);
+    let clients = clients::clients(&mut errs, &raw.clients, base, &outbound);
+    audience::check_client_ids(&mut errs, &audiences, &raw.clients);
+    sections::check_service_accounts(&mut errs, &service_accounts, &clients, &providers);
+    let max_replay_entries = raw.max_replay_entries.unwrap_or(100_000);
+    let replay_redis = raw
+        .replay
+        .as_ref()
+        .and_then(|r| redis::replay(&mut errs, r));
+    let dpop = ops::dpop(&mut errs, &raw.dpop, &issuer);
+    let (data_dir, signing, revocation) =
+        sections::storage(&mut errs, &mut warnings, &raw, base, lifetimes.max_ttl);
+
+    if !errs.0.is_empty() {
+        return Err(errs);
+    }
+    Ok(Config {
+        issuer,
+        listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+        data_dir,
+        log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
+        lifetimes,
+        max_body_bytes,
+        outbound,
+        providers,
+        audience_names: audiences.iter().map(|a| a.name.clone()).collect(),
+        policy: Policy::new(cel, audiences, expose),
+        signing,
+        limits,
+        tls,
+        admin,
+        audit,
+        service_accounts,
+        clients,
+        max_replay_entries,
+        replay_redis,
+        revocation,
+        dpop,
+        warnings,
+    })
 }
 
 #[cfg(test)]

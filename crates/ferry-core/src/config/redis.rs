@@ -1,6 +1,25 @@
 //! The shared replay cache's address (`replay.redis`), parsed once at load; its
 //! password never reaches a `Debug` print.
 
+use super::raw::RawReplay;
+use super::{ConfigErrors, duration};
+
+/// `replay`: the shared replay cache, when `replay.redis` is set.
+pub(super) fn replay(errs: &mut ConfigErrors, r: &RawReplay) -> Option<RedisReplay> {
+    let url = r.redis.as_deref()?;
+    match RedisReplay::parse(url) {
+        Ok(mut c) => {
+            c.fail_open = r.fail_open.unwrap_or(false);
+            c.timeout_ms = duration(errs, "replay.timeout", r.timeout.as_ref(), 1) * 1000;
+            Some(c)
+        }
+        Err(e) => {
+            errs.push("replay.redis", e.to_string());
+            None
+        }
+    }
+}
+
 /// Why `replay.redis` is refused. Never echoes the URL (it may carry a password).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

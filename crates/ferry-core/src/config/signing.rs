@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::raw::{RawPostgres, RawSecretSource, RawSigning};
+use super::raw::{RawHsm, RawPostgres, RawSecretSource, RawSigning};
 use super::{ConfigErrors, duration};
 use ferry_token::SigningAlgorithm;
 
@@ -122,55 +122,9 @@ pub(super) fn signing(
             rotation_period, max_token_ttl
         ));
     }
-    let keks: Vec<SecretSource> = match &s.key_encryption_keys {
-        Some(list) => {
-            if list.is_empty() {
-                errs.push(
-                    "signing.key_encryption_keys",
-                    "must not be empty (omit it to read FERRY_KEK)",
-                );
-            }
-            list.iter()
-                .enumerate()
-                .filter_map(|(i, k)| {
-                    source(errs, &format!("signing.key_encryption_keys[{i}]"), k, base)
-                })
-                .collect()
-        }
-        None => vec![SecretSource::Env(DEFAULT_KEK_ENV.into())],
-    };
+    let keks = key_encryption_keys(errs, s.key_encryption_keys.as_deref(), base);
     let plaintext = s.insecure_plaintext_keys.unwrap_or(false);
-    let hsm = s.hsm.as_ref().and_then(|h| {
-        let module = h.module.clone().unwrap_or_default();
-        let label = h.token_label.clone().unwrap_or_default();
-        if module.is_empty() {
-            errs.push(
-                "signing.hsm.module",
-                "is required (the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so)",
-            );
-        }
-        if label.is_empty() {
-            errs.push("signing.hsm.token_label", "is required");
-        }
-        if algorithm != Some(SigningAlgorithm::ES256) {
-            errs.push("signing.algorithm", "keys held in an HSM are ES256");
-        }
-        let pin = match &h.pin {
-            Some(p) => source(errs, "signing.hsm.pin", p, base),
-            None => {
-                errs.push(
-                    "signing.hsm.pin",
-                    "is required ({env: VAR} or {file: path})",
-                );
-                None
-            }
-        };
-        Some(HsmConfig {
-            module: PathBuf::from(module),
-            token_label: label,
-            pin: pin?,
-        })
-    });
+    let hsm = s.hsm.as_ref().and_then(|h| hsm(errs, h, &algorithm, base));
     if plaintext && hsm.is_some() {
         errs.push(
             "signing.insecure_plaintext_keys",
@@ -199,6 +153,69 @@ pub(super) fn signing(
         hsm,
         postgres,
     }
+}
+
+/// `signing.key_encryption_keys`; `FERRY_KEK` when omitted.
+fn key_encryption_keys(
+    errs: &mut ConfigErrors,
+    list: Option<&[RawSecretSource]>,
+    base: &Path,
+) -> Vec<SecretSource> {
+    match list {
+        Some(list) => {
+            if list.is_empty() {
+                errs.push(
+                    "signing.key_encryption_keys",
+                    "must not be empty (omit it to read FERRY_KEK)",
+                );
+            }
+            list.iter()
+                .enumerate()
+                .filter_map(|(i, k)| {
+                    source(errs, &format!("signing.key_encryption_keys[{i}]"), k, base)
+                })
+                .collect()
+        }
+        None => vec![SecretSource::Env(DEFAULT_KEK_ENV.into())],
+    }
+}
+
+/// `signing.hsm`: a PKCS#11 token holding ES256 keys.
+fn hsm(
+    errs: &mut ConfigErrors,
+    h: &RawHsm,
+    algorithm: &Option<SigningAlgorithm>,
+    base: &Path,
+) -> Option<HsmConfig> {
+    let module = h.module.clone().unwrap_or_default();
+    let label = h.token_label.clone().unwrap_or_default();
+    if module.is_empty() {
+        errs.push(
+            "signing.hsm.module",
+            "is required (the PKCS#11 module, e.g. /usr/lib/softhsm/libsofthsm2.so)",
+        );
+    }
+    if label.is_empty() {
+        errs.push("signing.hsm.token_label", "is required");
+    }
+    if *algorithm != Some(SigningAlgorithm::ES256) {
+        errs.push("signing.algorithm", "keys held in an HSM are ES256");
+    }
+    let pin = match &h.pin {
+        Some(p) => source(errs, "signing.hsm.pin", p, base),
+        None => {
+            errs.push(
+                "signing.hsm.pin",
+                "is required ({env: VAR} or {file: path})",
+            );
+            None
+        }
+    };
+    Some(HsmConfig {
+        module: PathBuf::from(module),
+        token_label: label,
+        pin: pin?,
+    })
 }
 
 /// `250ms`, or any duration `parse_secs` reads, in milliseconds.

@@ -281,6 +281,7 @@ fn deny_rules_and_operator_messages() {
         original_issuer: GITHUB_ISSUER.into(),
         original_subject: None,
         ancestors: Vec::new(),
+        subject_act: None,
     };
     let aud = vec!["https://deploy.example.com".to_owned()];
     for expose in [false, true] {
@@ -330,6 +331,7 @@ fn unknown_scopes_are_dropped_only_where_configured() {
         original_issuer: GITHUB_ISSUER.into(),
         original_subject: None,
         ancestors: Vec::new(),
+        subject_act: None,
     };
     let aud = vec!["https://deploy.example.com".to_owned()];
     let cloud = vec!["https://www.googleapis.com/auth/cloud-platform".to_owned()];

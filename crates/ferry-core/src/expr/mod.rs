@@ -13,15 +13,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
-use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr, LiteralValue};
 use cel::extractors::This;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value};
 
 mod fast;
+mod scan;
 mod shape;
 
 pub use fast::Vars;
+pub use scan::ClaimUse;
+use scan::{literal_regexes, walk};
 
 /// Most regexes kept for patterns that were not literals at load.
 const MAX_DYNAMIC_REGEXES: usize = 256;
@@ -200,29 +202,6 @@ impl std::fmt::Debug for Expr {
     }
 }
 
-/// Which claims of `assertion` an expression reads.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum ClaimUse {
-    /// None at all.
-    #[default]
-    None,
-    /// Only these top-level claims (`assertion.sub`, `assertion['kubernetes.io']`).
-    Some(BTreeSet<String>),
-    /// The whole map (`assertion` used as a value, or indexed by a computed key).
-    All,
-}
-
-impl ClaimUse {
-    /// The union of two uses.
-    pub fn union(&self, other: &ClaimUse) -> ClaimUse {
-        match (self, other) {
-            (ClaimUse::All, _) | (_, ClaimUse::All) => ClaimUse::All,
-            (ClaimUse::None, x) | (x, ClaimUse::None) => x.clone(),
-            (ClaimUse::Some(a), ClaimUse::Some(b)) => ClaimUse::Some(a.union(b).cloned().collect()),
-        }
-    }
-}
-
 impl Expr {
     /// Compiles `source` for a default runtime; see [`Cel::compile`].
     pub fn compile(source: &str, allowed: &[&str]) -> Result<Self, String> {
@@ -344,145 +323,6 @@ impl Expr {
                 .collect(),
             other => Err(format!("expected a list, got {}", other.type_of())),
         }
-    }
-}
-
-/// Collects free variables (minus comprehension variables in scope) and the claims of
-/// `assertion` that are read.
-fn walk(e: &IdedExpr, bound: &mut Vec<String>, free: &mut BTreeSet<String>, claims: &mut ClaimUse) {
-    match &e.expr {
-        Ast::Unspecified | Ast::Literal(_) => {}
-        Ast::Ident(name) => {
-            if !name.starts_with('@') && !bound.iter().any(|b| b == name) {
-                free.insert(name.clone());
-                if name == "assertion" {
-                    *claims = ClaimUse::All;
-                }
-            }
-        }
-        Ast::Select(sel) => {
-            if let Ast::Ident(name) = &sel.operand.expr
-                && name == "assertion"
-                && !bound.iter().any(|b| b == name)
-            {
-                free.insert(name.clone());
-                *claims = claims.union(&ClaimUse::Some(BTreeSet::from([sel.field.clone()])));
-                return;
-            }
-            walk(&sel.operand, bound, free, claims);
-        }
-        Ast::Call(call) => {
-            // assertion['name'] reads one claim; a computed index reads them all.
-            if call.func_name == "_[_]"
-                && call.args.len() == 2
-                && let (Ast::Ident(name), Ast::Literal(cel::common::ast::LiteralValue::String(key))) =
-                    (&call.args[0].expr, &call.args[1].expr)
-                && name == "assertion"
-                && !bound.iter().any(|b| b == name)
-            {
-                free.insert(name.clone());
-                let key: &str = key.as_ref();
-                *claims = claims.union(&ClaimUse::Some(BTreeSet::from([key.to_owned()])));
-                return;
-            }
-            if let Some(t) = &call.target {
-                walk(t, bound, free, claims);
-            }
-            for a in &call.args {
-                walk(a, bound, free, claims);
-            }
-        }
-        Ast::List(list) => {
-            for el in &list.elements {
-                walk(el, bound, free, claims);
-            }
-        }
-        Ast::Map(map) => {
-            for entry in &map.entries {
-                if let EntryExpr::MapEntry(me) = &entry.expr {
-                    walk(&me.key, bound, free, claims);
-                    walk(&me.value, bound, free, claims);
-                }
-            }
-        }
-        Ast::Struct(st) => {
-            for entry in &st.entries {
-                match &entry.expr {
-                    EntryExpr::StructField(f) => walk(&f.value, bound, free, claims),
-                    EntryExpr::MapEntry(me) => {
-                        walk(&me.key, bound, free, claims);
-                        walk(&me.value, bound, free, claims);
-                    }
-                }
-            }
-        }
-        Ast::Comprehension(c) => {
-            walk(&c.iter_range, bound, free, claims);
-            let pushed = 2 + usize::from(c.iter_var2.is_some());
-            bound.push(c.iter_var.clone());
-            bound.push(c.accu_var.clone());
-            if let Some(v2) = &c.iter_var2 {
-                bound.push(v2.clone());
-            }
-            walk(&c.accu_init, bound, free, claims);
-            walk(&c.loop_cond, bound, free, claims);
-            walk(&c.loop_step, bound, free, claims);
-            walk(&c.result, bound, free, claims);
-            for _ in 0..pushed {
-                bound.pop();
-            }
-        }
-    }
-}
-
-/// Collects the literal patterns of `matches` calls.
-fn literal_regexes(e: &IdedExpr, out: &mut Vec<String>) {
-    match &e.expr {
-        Ast::Call(call) => {
-            if call.func_name == "matches" {
-                let pattern = if call.target.is_some() {
-                    call.args.first()
-                } else {
-                    call.args.get(1)
-                };
-                if let Some(IdedExpr {
-                    expr: Ast::Literal(LiteralValue::String(p)),
-                    ..
-                }) = pattern
-                {
-                    let p: &str = p.as_ref();
-                    out.push(p.to_owned());
-                }
-            }
-            if let Some(t) = &call.target {
-                literal_regexes(t, out);
-            }
-            for a in &call.args {
-                literal_regexes(a, out);
-            }
-        }
-        Ast::Select(sel) => literal_regexes(&sel.operand, out),
-        Ast::List(list) => list.elements.iter().for_each(|el| literal_regexes(el, out)),
-        Ast::Map(map) => {
-            for entry in &map.entries {
-                if let EntryExpr::MapEntry(me) = &entry.expr {
-                    literal_regexes(&me.key, out);
-                    literal_regexes(&me.value, out);
-                }
-            }
-        }
-        Ast::Comprehension(c) => {
-            for part in [
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ] {
-                literal_regexes(part, out);
-            }
-        }
-        Ast::Struct(_) | Ast::Unspecified | Ast::Ident(_) | Ast::Literal(_) => {}
     }
 }
 

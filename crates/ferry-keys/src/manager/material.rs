@@ -9,6 +9,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ferry_core::keyring::KeyMeta;
+use serde_json::Value;
 
 use super::{Backend, Snapshot};
 use crate::signer::{KeyError, Signer, SigningAlg, SoftwareSigner};
@@ -31,7 +32,9 @@ pub(super) fn reconcile(keys: Vec<StoredKey>, metas: &[KeyMeta]) -> Vec<StoredKe
 /// nowhere.
 pub(super) fn open_signer(backend: &Backend, k: &StoredKey) -> Result<Arc<dyn Signer>, KeyError> {
     let signer = open_material(backend, k)?;
-    if signer.kid() != k.meta.kid || k.jwk["kid"].as_str() != Some(k.meta.kid.as_str()) {
+    if signer.kid() != k.meta.kid
+        || k.jwk.get("kid").and_then(Value::as_str) != Some(k.meta.kid.as_str())
+    {
         return Err(KeyError::Store(format!(
             "key {}: its private key does not match its stored public key",
             k.meta.kid

@@ -17,7 +17,7 @@ use aws_lc_rs::digest;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ferry_core::keyring::{self, KeyMeta, KeyState, RingPolicy, Transition};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::kek::Keks;
 use crate::pkcs11::Hsm;
@@ -108,7 +108,10 @@ fn jwks_of(ring: &StoredRing) -> (String, String) {
     let body =
         json!({"keys": ring.keys.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()}).to_string();
     let tag = digest::digest(&digest::SHA256, body.as_bytes());
-    let etag = format!("\"{}\"", URL_SAFE_NO_PAD.encode(&tag.as_ref()[..16]));
+    let etag = format!(
+        "\"{}\"",
+        URL_SAFE_NO_PAD.encode(tag.as_ref().get(..16).unwrap_or_default())
+    );
     (body, etag)
 }
 
@@ -299,7 +302,11 @@ impl KeyManager {
         Ok(StoredKey {
             meta: KeyMeta {
                 kid,
-                alg: jwk["alg"].as_str().unwrap_or_default().to_owned(),
+                alg: jwk
+                    .get("alg")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
                 state: KeyState::Pending,
                 published_at: now,
                 activated_at: None,

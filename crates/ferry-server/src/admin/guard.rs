@@ -17,7 +17,7 @@
 //! current browser sends `Origin` on a cross-origin POST) is what refuses the page.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
@@ -148,6 +148,26 @@ fn refusal(status: StatusCode, error: &str, description: &str) -> Response {
         .into_response()
 }
 
+/// Whether `presented` is one of the tokens whose hashes `file` holds; an unreadable
+/// file refuses every token (and says so, at most once per interval).
+fn token_in_file(state: &AppState, file: &Path, presented: Option<&str>) -> bool {
+    match (std::fs::read_to_string(file), presented) {
+        (Ok(hashes), Some(p)) => token_matches(p, &hashes),
+        (Err(e), _) => {
+            const UNREADABLE: &str = "admin token hashes cannot be read; refusing admin requests";
+            if let Some(repeated) = state.warnings.note_at(
+                UNREADABLE,
+                crate::repeated::Level::Error,
+                ferry_verify::time::instant_now(),
+            ) {
+                tracing::error!(error = %e, repeated, "{UNREADABLE}");
+            }
+            false
+        }
+        (Ok(_), None) => false,
+    }
+}
+
 pub(super) async fn authenticate(
     State((state, auth)): State<(AppState, Arc<AdminAuth>)>,
     req: Request,
@@ -174,22 +194,7 @@ pub(super) async fn authenticate(
     // 2. The bearer token, when the listener was bound with tokens.
     let token_ok = match &auth.tokens {
         None => true, // loopback without tokens configured
-        Some(file) => match (std::fs::read_to_string(file), &presented) {
-            (Ok(hashes), Some(p)) => token_matches(p, &hashes),
-            (Err(e), _) => {
-                const UNREADABLE: &str =
-                    "admin token hashes cannot be read; refusing admin requests";
-                if let Some(repeated) = state.warnings.note_at(
-                    UNREADABLE,
-                    crate::repeated::Level::Error,
-                    std::time::Instant::now(),
-                ) {
-                    tracing::error!(error = %e, repeated, "{UNREADABLE}");
-                }
-                false
-            }
-            (Ok(_), None) => false,
-        },
+        Some(file) => token_in_file(&state, file, presented.as_deref()),
     };
     let allowed = browser.is_none() && token_ok;
     state.audit.record(&AuditEvent {

@@ -65,33 +65,7 @@ pub fn check(path: &Path) -> ExitCode {
             for a in &config.audience_names {
                 println!("  audience {a}");
             }
-            let s = &config.signing;
-            println!(
-                "  signing: {}, rotation every {}, /jwks max-age {}, leeway {}, keys in {} ({})",
-                s.algorithm.name(),
-                format_secs(s.rotation_period),
-                format_secs(s.jwks_max_age),
-                format_secs(s.leeway),
-                match &s.postgres {
-                    Some(pg) => format!(
-                        "PostgreSQL (connection string from {}, read every {} ms)",
-                        match &pg.url {
-                            ferry_core::config::SecretSource::Env(v) => format!("${v}"),
-                            ferry_core::config::SecretSource::File(f) => f.display().to_string(),
-                        },
-                        pg.poll_interval_ms
-                    ),
-                    None => s.keys_dir.display().to_string(),
-                },
-                match (&s.hsm, s.insecure_plaintext_keys) {
-                    (Some(h), _) => format!("HSM token {:?}", h.token_label),
-                    (None, true) => "UNENCRYPTED: development only".to_owned(),
-                    (None, false) => format!(
-                        "sealed with {} key-encryption key source(s)",
-                        s.key_encryption_keys.len()
-                    ),
-                }
-            );
+            println!("  signing: {}", describe_signing(&config.signing));
             println!("  revocations: {}", describe_revocations(&config));
             let mut failed = false;
             for f in super::check_keys::inspect(&config) {
@@ -115,6 +89,36 @@ pub fn check(path: &Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The signing settings in one line.
+fn describe_signing(s: &ferry_core::config::Signing) -> String {
+    format!(
+        "{}, rotation every {}, /jwks max-age {}, leeway {}, keys in {} ({})",
+        s.algorithm.name(),
+        format_secs(s.rotation_period),
+        format_secs(s.jwks_max_age),
+        format_secs(s.leeway),
+        match &s.postgres {
+            Some(pg) => format!(
+                "PostgreSQL (connection string from {}, read every {} ms)",
+                match &pg.url {
+                    ferry_core::config::SecretSource::Env(v) => format!("${v}"),
+                    ferry_core::config::SecretSource::File(f) => f.display().to_string(),
+                },
+                pg.poll_interval_ms
+            ),
+            None => s.keys_dir.display().to_string(),
+        },
+        match (&s.hsm, s.insecure_plaintext_keys) {
+            (Some(h), _) => format!("HSM token {:?}", h.token_label),
+            (None, true) => "UNENCRYPTED: development only".to_owned(),
+            (None, false) => format!(
+                "sealed with {} key-encryption key source(s)",
+                s.key_encryption_keys.len()
+            ),
+        }
+    )
 }
 
 fn describe_revocations(config: &ferry_core::config::Config) -> String {

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use ferry_core::Clock;
-use ferry_core::config::Config;
+use ferry_core::config::{Config, Provider};
 use ferry_core::decision::{Ask, decide};
 use ferry_core::request::parse_scope;
 use ferry_verify::time::SystemMono;
@@ -50,6 +50,88 @@ pub fn read_subject(token: Option<&Path>, claims: Option<&Path>) -> anyhow::Resu
     }
 }
 
+/// The provider a subject is explained for, its claims and their `exp`; or why the
+/// request is denied.
+type Verified<'c> = Result<(&'c Provider, Map<String, Value>, Option<i64>), String>;
+
+fn describe_provider(out: &mut String, provider: &Provider) {
+    let _ = writeln!(
+        out,
+        "provider: {} ({}), issuer {}",
+        provider.id,
+        provider.kind.as_str(),
+        provider.issuer
+    );
+}
+
+/// `--claims`: the provider they name; nothing is verified.
+fn from_claims<'c>(
+    config: &'c Config,
+    claims: Map<String, Value>,
+    out: &mut String,
+) -> Verified<'c> {
+    let provider = provider_for(config, None, &claims)
+        .map_err(|e| format!("invalid_request at verify: {e}"))?;
+    describe_provider(out, provider);
+    let _ = writeln!(
+        out,
+        "verify: skipped (--claims: signature and claim checks are not run)"
+    );
+    let exp = numeric(&claims, "exp");
+    Ok((provider, claims, exp))
+}
+
+/// `--token`: verified by its issuer's provider as `/token` would.
+async fn verify_token<'c>(
+    config: &'c Config,
+    token: &str,
+    now: i64,
+    out: &mut String,
+) -> anyhow::Result<Verified<'c>> {
+    let parsed = ferry_verify::parse(token).and_then(|t| match t.issuer() {
+        Some(iss) => Ok((iss.to_owned(), t)),
+        None => Err(ferry_verify::VerifyError::Claim("iss")),
+    });
+    let (iss, parsed) = match parsed {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(format!("invalid_request at verify: {e}"))),
+    };
+    let Some(provider) = config.provider_for_issuer(&iss) else {
+        let _ = writeln!(out, "provider: none for issuer {iss:?}");
+        return Ok(Err(
+            "invalid_request at verify: issuer not configured".into()
+        ));
+    };
+    describe_provider(out, provider);
+    let (trusted, _) = load_providers(config, Arc::new(SystemMono::default()))
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let Some(tp) = trusted.into_iter().find(|p| p.config.id == provider.id) else {
+        anyhow::bail!("provider {} did not load", provider.id);
+    };
+    match parsed.verify(&tp.rules, &tp.keys, now).await {
+        Ok(v) => {
+            let _ = writeln!(
+                out,
+                "verify: signature ok ({}, kid {}); typ {}; iss ok; aud ok (one of {:?}); exp ok (in {}s, leeway {}s); nbf ok; iat ok; lifetime ≤ {}s",
+                v.header.alg,
+                v.header.kid.as_deref().unwrap_or("none"),
+                v.header.typ.as_deref().unwrap_or("absent"),
+                tp.rules.audiences(),
+                v.exp - now,
+                tp.rules.leeway(),
+                tp.rules.max_lifetime(),
+            );
+            Ok(Ok((provider, v.claims, Some(v.exp))))
+        }
+        Err(e) => {
+            let _ = writeln!(out, "verify: FAILED: {e}");
+            // The code the server would answer (an outage is not a bad token).
+            let code = crate::errors::Role::Subject.verify_error(&e).code;
+            Ok(Err(format!("{code} at verify: {e}")))
+        }
+    }
+}
+
 /// Explains the decision for `subject` and the request.
 pub async fn explain(
     config: &Config,
@@ -78,77 +160,13 @@ pub async fn explain(
         Err(e) => return deny(out, format!("{}: {}", e.code, e.description)),
     };
 
-    let (provider, claims, exp) = match subject {
-        Subject::Claims(claims) => {
-            let provider = match provider_for(config, None, &claims) {
-                Ok(p) => p,
-                Err(e) => return deny(out, format!("invalid_request at verify: {e}")),
-            };
-            let _ = writeln!(
-                out,
-                "provider: {} ({}), issuer {}",
-                provider.id,
-                provider.kind.as_str(),
-                provider.issuer
-            );
-            let _ = writeln!(
-                out,
-                "verify: skipped (--claims: signature and claim checks are not run)"
-            );
-            let exp = numeric(&claims, "exp");
-            (provider, claims, exp)
-        }
-        Subject::Token(token) => {
-            let parsed = ferry_verify::parse(&token).and_then(|t| match t.issuer() {
-                Some(iss) => Ok((iss.to_owned(), t)),
-                None => Err(ferry_verify::VerifyError::Claim("iss")),
-            });
-            let (iss, parsed) = match parsed {
-                Ok(p) => p,
-                Err(e) => return deny(out, format!("invalid_request at verify: {e}")),
-            };
-            let Some(provider) = config.provider_for_issuer(&iss) else {
-                let _ = writeln!(out, "provider: none for issuer {iss:?}");
-                return deny(
-                    out,
-                    "invalid_request at verify: issuer not configured".into(),
-                );
-            };
-            let _ = writeln!(
-                out,
-                "provider: {} ({}), issuer {}",
-                provider.id,
-                provider.kind.as_str(),
-                provider.issuer
-            );
-            let (trusted, _) = load_providers(config, Arc::new(SystemMono::default()))
-                .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-            let Some(tp) = trusted.into_iter().find(|p| p.config.id == provider.id) else {
-                anyhow::bail!("provider {} did not load", provider.id);
-            };
-            match parsed.verify(&tp.rules, &tp.keys, now).await {
-                Ok(v) => {
-                    let _ = writeln!(
-                        out,
-                        "verify: signature ok ({}, kid {}); typ {}; iss ok; aud ok (one of {:?}); exp ok (in {}s, leeway {}s); nbf ok; iat ok; lifetime ≤ {}s",
-                        v.header.alg,
-                        v.header.kid.as_deref().unwrap_or("none"),
-                        v.header.typ.as_deref().unwrap_or("absent"),
-                        tp.rules.audiences(),
-                        v.exp - now,
-                        tp.rules.leeway(),
-                        tp.rules.max_lifetime(),
-                    );
-                    (provider, v.claims, Some(v.exp))
-                }
-                Err(e) => {
-                    let _ = writeln!(out, "verify: FAILED: {e}");
-                    // The code the server would answer (an outage is not a bad token).
-                    let code = crate::errors::Role::Subject.verify_error(&e).code;
-                    return deny(out, format!("{code} at verify: {e}"));
-                }
-            }
-        }
+    let verified = match subject {
+        Subject::Claims(claims) => from_claims(config, claims, &mut out),
+        Subject::Token(token) => verify_token(config, &token, now, &mut out).await?,
+    };
+    let (provider, claims, exp) = match verified {
+        Ok(v) => v,
+        Err(why) => return deny(out, why),
     };
 
     let mut trace = Vec::new();

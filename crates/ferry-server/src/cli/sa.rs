@@ -49,13 +49,22 @@ pub fn load_key(path: &Path) -> Result<(String, SoftwareSigner), String> {
         &std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?,
     )
     .map_err(|_| "not a ferry service-account key file")?;
-    let id = v["id"].as_str().ok_or("key file has no id")?.to_owned();
-    let alg = v["alg"]
-        .as_str()
+    let id = v
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or("key file has no id")?
+        .to_owned();
+    let alg = v
+        .get("alg")
+        .and_then(Value::as_str)
         .and_then(SigningAlg::from_name)
         .ok_or("key file has no supported alg")?;
     let der = URL_SAFE_NO_PAD
-        .decode(v["private_key_pkcs8"].as_str().unwrap_or_default())
+        .decode(
+            v.get("private_key_pkcs8")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        )
         .map_err(|_| "key file has no private key")?;
     Ok((
         id,
@@ -104,8 +113,9 @@ pub async fn token(
         .json()
         .await
         .map_err(|e| format!("discovery: {e}"))?;
-    let issuer = meta["issuer"]
-        .as_str()
+    let issuer = meta
+        .get("issuer")
+        .and_then(Value::as_str)
         .ok_or("discovery document has no issuer")?;
     let assertion = assertion(&id, &signer, issuer, now, 300)?;
     let mut form = vec![
@@ -133,12 +143,16 @@ pub async fn token(
     if !status.is_success() {
         return Err(format!(
             "refused ({status}): {} {}",
-            body["error"].as_str().unwrap_or_default(),
-            body["error_description"].as_str().unwrap_or_default()
+            body.get("error")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+            body.get("error_description")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
         ));
     }
-    body["access_token"]
-        .as_str()
+    body.get("access_token")
+        .and_then(Value::as_str)
         .map(str::to_owned)
         .ok_or_else(|| "no access_token in the response".to_owned())
 }

@@ -40,6 +40,7 @@ fn hash(n: u32) -> String {
 
 /// The suite. `open` makes a new front on the same store (a restart); `at_rest` returns
 /// every byte the store holds.
+#[allow(clippy::too_many_lines, reason = "the suite reads as one scenario")]
 pub async fn check<F, Fut>(open: F, at_rest: impl Fn() -> Vec<u8>)
 where
     F: Fn() -> Fut,
@@ -220,6 +221,7 @@ async fn pg_front(url: &str, kek: &str) -> Revocations {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines, reason = "one scenario across two replicas")]
 async fn the_postgres_store_passes_the_conformance_suite_and_is_shared() {
     let mut pg = ferry_testkit::Postgres::start();
     let (url, kek) = (pg.url(), Kek::generate_text().unwrap());

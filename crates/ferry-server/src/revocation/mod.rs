@@ -38,6 +38,8 @@ use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use ferry_verify::time::instant_now;
+
 pub use checks::{per_node_revocations, startup_warnings};
 pub use handles::{MAX_JWT_BYTES, Sealer};
 pub use model::{Facts, Listing, Rule, RuleKind};
@@ -96,7 +98,7 @@ impl Copy {
             self.handles.insert(hash, (Body::Sealed(h.sealed), h.exp));
         }
         self.cursor = changes.next;
-        self.synced = Some(Instant::now());
+        self.synced = Some(instant_now());
         self.loaded = true;
     }
 }
@@ -249,7 +251,7 @@ impl Revocations {
     /// that finds the store marked down meanwhile does not try again: readers queued
     /// behind a sync that timed out must not each wait for a timeout of their own.
     async fn sync(&self, now: i64, reader: bool) -> Result<(), String> {
-        let asked = Instant::now();
+        let asked = instant_now();
         let mut last = if reader {
             // A reader never waits long behind a slow sync: it answers from the copy.
             let wait = self.poll.min(Duration::from_secs(1));
@@ -263,7 +265,7 @@ impl Revocations {
         if last.is_some_and(|s| s >= asked) || (reader && !self.up.load(Ordering::SeqCst)) {
             return Ok(());
         }
-        *last = Some(Instant::now());
+        *last = Some(instant_now());
         let cursor = self.read().cursor;
         match self.backend.changes(cursor, now).await {
             Ok(changes) => {

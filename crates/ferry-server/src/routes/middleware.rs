@@ -15,16 +15,15 @@
 //! later, in the form endpoints once a request is admitted (`token::permit`): a request
 //! over its rate limits, or whose body is still arriving, holds no permit.
 
-use std::time::Instant;
-
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use ferry_core::{ErrorCode, OAuthError, Step};
+use ferry_verify::time::instant_now;
 use tracing::Instrument;
 
-use super::error_response;
+use super::reply::error_response;
 use crate::metrics::{HttpLabels, RouteLabels};
 use crate::random_id;
 use crate::state::AppState;
@@ -89,7 +88,7 @@ fn method_label(method: &Method) -> &'static str {
 
 /// The middleware.
 pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let started = Instant::now();
+    let started = instant_now();
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -161,7 +160,7 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
         resp.headers_mut().insert("x-request-id", v);
     }
     if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
-        let message = if timed_out || resp.extensions().get::<super::Shed>().is_some() {
+        let message = if timed_out || resp.extensions().get::<super::reply::Shed>().is_some() {
             "requests shed (limits.concurrency) or timed out (limits.request_timeout): answered 503"
         } else {
             // An issuer, the replay cache or the key store unavailable: the request's

@@ -5,17 +5,16 @@ use axum::Extension;
 use axum::body::{Body, to_bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use ferry_core::error::desc;
-use ferry_core::request::{TokenRequest, is_form_content_type, parse_token_request};
+use ferry_core::request::{is_form_content_type, parse_token_request};
 use ferry_core::{ErrorCode, OAuthError, Step};
 
-use super::error_response;
 use super::middleware::RequestId;
+use super::outcome;
 use crate::audit::AuditEvent;
-use crate::exchange::{exchange, jwt_bearer};
 use crate::random_id;
-use crate::state::AppState;
+use crate::state::{AppState, Loaded};
 
 fn request_error(code: ErrorCode, description: &'static str) -> OAuthError {
     OAuthError::new(code, Step::Request, description)
@@ -23,7 +22,7 @@ fn request_error(code: ErrorCode, description: &'static str) -> OAuthError {
 
 /// The method, content-type and size checks of a form endpoint, then the body.
 pub(super) async fn read_form(
-    state: &AppState,
+    loaded: &Loaded,
     method: &Method,
     headers: &HeaderMap,
     body: Body,
@@ -38,7 +37,7 @@ pub(super) async fn read_form(
     if !is_form_content_type(ct) {
         return Err(request_error(ErrorCode::InvalidRequest, desc::CONTENT_TYPE));
     }
-    let limit = state.loaded().config.max_body_bytes;
+    let limit = loaded.config.max_body_bytes;
     let too_large = || request_error(ErrorCode::InvalidRequest, desc::BODY_TOO_LARGE).status(413);
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -101,7 +100,8 @@ fn rate_limited(limit: &'static str, retry: crate::limits::RetryAfter) -> OAuthE
     e
 }
 
-/// `POST /token`.
+/// `POST /token`: the HTTP adapter of the pipeline ([`crate::token::run`]). One
+/// configuration snapshot serves the whole request.
 pub async fn token(
     State(state): State<AppState>,
     method: Method,
@@ -110,6 +110,7 @@ pub async fn token(
     peer: Option<Extension<ConnectInfo<crate::tls::Peer>>>,
     body: Body,
 ) -> Response {
+    let loaded = state.loaded();
     let (request_id, trace_id) = match request_id {
         Some(Extension(r)) => (r.id, r.trace_id),
         None => (random_id(12), None),
@@ -122,10 +123,10 @@ pub async fn token(
         source: peer.as_ref().map(|p| p.0.0.0.ip().to_string()),
         ..AuditEvent::default()
     };
-    // Before anything is parsed or verified: the source's and the global buckets.
+    // 1. Admit: before anything is parsed or verified, the source's and global buckets.
     let admitted = admit(&state, peer.map(|p| p.0.0.0.ip()));
     let read = match admitted {
-        Ok(()) => read_form(&state, &method, &headers, body).await,
+        Ok(()) => read_form(&loaded, &method, &headers, body).await,
         Err(e) => Err(e),
     };
     // Admitted and read: only now may the request hold a concurrency permit.
@@ -137,128 +138,11 @@ pub async fn token(
     let result = match parsed {
         Err(e) => Err(e),
         Ok((request, params)) => {
-            match crate::client_auth::authenticate(&state, &headers, &params).await {
-                Err(e) => Err(e),
-                Ok(client) => {
-                    // After client authentication: the client's bucket, for registered
-                    // clients only (an unregistered id is a label anyone may invent: a
-                    // bucket per label would let callers grow the map at will).
-                    let limited = client
-                        .as_ref()
-                        .filter(|c| c.registered)
-                        .map(|c| state.limits.check_client(&c.id));
-                    let client_id = client.map(|c| c.id);
-                    audit.client_id = client_id.clone();
-                    match (limited, request) {
-                        (Some(Err(retry)), _) => {
-                            state.metrics.count_limited("client");
-                            Err(rate_limited("client", retry))
-                        }
-                        (_, request) => {
-                            match crate::dpop::check_token_request(&state, &headers).await {
-                                Err(e) => Err(e),
-                                Ok(proof) => match request {
-                                    TokenRequest::TokenExchange(mut req) => {
-                                        audit.grant_type = Some("token-exchange");
-                                        req.client_id = client_id;
-                                        exchange(&state, &req, proof.as_ref(), &mut audit).await
-                                    }
-                                    TokenRequest::JwtBearer(req) => {
-                                        audit.grant_type = Some("jwt-bearer");
-                                        jwt_bearer(
-                                            &state,
-                                            &req,
-                                            client_id.as_deref(),
-                                            proof.as_ref(),
-                                            &mut audit,
-                                        )
-                                        .await
-                                    }
-                                },
-                            }
-                        }
-                    }
-                }
-            }
+            crate::token::run(&state, &loaded, &headers, request, &params, &mut audit).await
         }
     };
-    let audience = audit
-        .audiences
-        .first()
-        .filter(|a| state.loaded().config.audience_names.contains(a))
-        .cloned()
-        .unwrap_or_else(|| "unknown".to_owned());
-    let mut labels = crate::metrics::ExchangeLabels {
-        provider: audit.provider.clone().unwrap_or_else(|| "none".to_owned()),
-        audience,
-        decision: String::new(),
-        error: String::new(),
-    };
-    let mut response = match result {
-        Ok(resp) => {
-            labels.decision = "allow".into();
-            state.metrics.exchanges.get_or_create(&labels).inc();
-            audit.decision = "allow";
-            audit.step = "mint";
-            state.audit.record(&audit);
-            // The audit event on stdout is the record of every issued token.
-            tracing::debug!(request_id = %audit.request_id, provider = ?audit.provider, subject = ?audit.subject, "token issued");
-            let mut r = axum::Json(resp).into_response();
-            let h = r.headers_mut();
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-            r
-        }
-        Err(err) => {
-            labels.decision = "deny".into();
-            labels.error = err.code.as_str().into();
-            state.metrics.exchanges.get_or_create(&labels).inc();
-            if err.expression_error {
-                state
-                    .metrics
-                    .expression_errors
-                    .get_or_create(&crate::metrics::ProviderLabels {
-                        provider: labels.provider.clone(),
-                    })
-                    .inc();
-            }
-            audit.decision = "deny";
-            audit.step = err.step.as_str();
-            audit.error = Some(err.code.as_str());
-            // A rule or detail may quote a request value: bounded before it is logged.
-            if let Some(rule) = &err.rule {
-                audit.rule = Some(crate::audit::clip(rule));
-            }
-            audit.reason = Some(crate::audit::clip(if err.detail.is_empty() {
-                err.description.as_ref()
-            } else {
-                err.detail.as_str()
-            }));
-            state.audit.record(&audit);
-            if err.code == ErrorCode::ServerError {
-                // The first in each interval with its detail, then a count: an
-                // internal fault every request hits must not flood the logs.
-                const FAILED: &str = "token requests failed with an internal error";
-                match state.warnings.note_at(
-                    FAILED,
-                    crate::repeated::Level::Error,
-                    std::time::Instant::now(),
-                ) {
-                    Some(repeated) => {
-                        tracing::error!(request_id = %audit.request_id, error = %err, repeated, "{FAILED}");
-                    }
-                    None => {
-                        tracing::debug!(request_id = %audit.request_id, error = %err, "{FAILED}");
-                    }
-                }
-            } else {
-                tracing::info!(request_id = %audit.request_id, error = %err, "token request denied");
-            }
-            error_response(&err)
-        }
-    };
+    let mut response = outcome::respond(&state, &loaded, result, &mut audit);
     // RFC 9449 §8: with nonces required, every response carries a fresh one.
-    let loaded = state.loaded();
     if loaded.config.dpop.require_nonce
         && let Ok(v) = HeaderValue::from_str(&state.nonces.issue(state.clock.now()))
     {

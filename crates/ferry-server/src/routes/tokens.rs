@@ -20,7 +20,7 @@ use ferry_core::error::desc;
 use ferry_core::request::{ClientParams, parse_token_action};
 use ferry_core::{ErrorCode, OAuthError, Step};
 
-use super::error_response;
+use super::reply::error_response;
 use super::token::read_form;
 use crate::audit::AuditEvent;
 use crate::client_auth::{ClientIdentity, authenticate};
@@ -72,10 +72,11 @@ async fn client_request<'s>(
     OAuthError,
 > {
     super::token::admit(state, peer.map(|p| p.0.0.0.ip()))?;
-    let bytes = read_form(state, method, headers, body).await?;
+    let loaded = state.loaded();
+    let bytes = read_form(&loaded, method, headers, body).await?;
     let permit = super::token::permit(state)?;
     let (req, params) = parse_token_action(&bytes)?;
-    let client = authenticate(state, headers, &params)
+    let client = authenticate(state, &loaded, headers, &params)
         .await?
         .filter(|c| c.method != ClientAuth::None)
         .ok_or_else(|| invalid_client("client authentication required"))?;
@@ -265,7 +266,7 @@ pub async fn revocations(
         super::token::admit(&state, peer.map(|p| p.0.0.0.ip()))?;
         let permit = super::token::permit(&state)?;
         // HTTP Basic only: the empty form leaves nothing else to authenticate with.
-        let client = authenticate(&state, &headers, &ClientParams::default())
+        let client = authenticate(&state, &state.loaded(), &headers, &ClientParams::default())
             .await?
             .ok_or_else(|| invalid_client("client authentication required"))?;
         registered_for(

@@ -1,0 +1,132 @@
+//! `POST /token` as one pipeline. [`run`] takes one configuration snapshot and runs the
+//! shared steps in order, once each, for every grant:
+//!
+//!  1. admit — the source's and the global buckets (the HTTP adapter, before the body);
+//!  2. client authentication;
+//!  3. the client's bucket (registered clients);
+//!  4. the DPoP proof, checked (its `jti` not yet spent);
+//!  5. `grant.subject()` — the only grant-specific step: the credential verified and
+//!     turned into a [`Subject`] (principal, provenance, expiry, binding, prior `act`,
+//!     `may_act`, and whose rules decide);
+//!  6. the bucket of whoever pays (the provider, or the tenant its condition refused);
+//!  7. binding — the proof spent, the subject's key proven;
+//!  8. delegation — the actor verified, `may_act`, the actor's key proven, `act` nested;
+//!  9. the decision — the audiences' rules, or narrower than the parent (plus the rules
+//!     for an actor added while narrowing);
+//! 10. the lifetime;
+//! 11. mint;
+//! 12. the reference handle, when one was asked for.
+//!
+//! A grant cannot skip or reorder a shared step: it only produces a subject.
+
+mod actor;
+mod mint;
+mod parent;
+mod provider;
+mod subject;
+
+use axum::http::HeaderMap;
+use ferry_core::binding::{self, Binding, BindingError};
+use ferry_core::error::desc;
+use ferry_core::request::{ClientParams, TokenRequest};
+use ferry_core::response::TokenResponse;
+use ferry_core::{ErrorCode, OAuthError, Step};
+
+pub use provider::SERVICE_ACCOUNT_PROVIDER;
+pub use subject::{Ask, GrantKind, Subject, Trail};
+
+use crate::audit::AuditEvent;
+use crate::charge::Refused;
+use crate::state::{AppState, Loaded};
+
+/// Step 5: the grant's subject.
+async fn subject_of(
+    state: &AppState,
+    loaded: &Loaded,
+    ask: &Ask,
+    now: i64,
+    trail: &mut Trail,
+) -> Result<Subject, Refused> {
+    match ask.grant {
+        GrantKind::ProviderToken => provider::provider_token(state, loaded, ask, now, trail).await,
+        GrantKind::FerryToken => parent::ferry_token(state, loaded, ask, now, trail).await,
+        GrantKind::JwtBearer => provider::jwt_bearer(state, loaded, ask, now, trail).await,
+    }
+}
+
+/// A proof that does not cover the keys the subject and actor are bound to.
+fn unproven(e: BindingError) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::InvalidDpopProof,
+        Step::Verify,
+        desc::INVALID_DPOP_PROOF,
+    )
+    .detail(e.to_string())
+}
+
+/// Steps 2–4, then the rest: the request after the HTTP adapter admitted and parsed it.
+pub async fn run(
+    state: &AppState,
+    loaded: &Loaded,
+    headers: &HeaderMap,
+    request: TokenRequest,
+    params: &ClientParams,
+    audit: &mut AuditEvent,
+) -> Result<TokenResponse, OAuthError> {
+    // 2–3. The client, and its bucket.
+    let client = crate::client_auth::authenticate(state, loaded, headers, params).await?;
+    if let Some(c) = client.as_ref().filter(|c| c.registered) {
+        crate::charge::client(state, &c.id)?;
+    }
+    let client_id = client.map(|c| c.id);
+    audit.client_id = client_id.clone();
+    // 4. The proof, checked; spent only once the subject is verified (step 7).
+    let pending = crate::dpop::check_token_request(state, loaded, headers).await?;
+    let ask = match request {
+        TokenRequest::TokenExchange(req) => Ask::exchange(req, client_id),
+        TokenRequest::JwtBearer(req) => Ask::jwt_bearer(req, client_id),
+    };
+    audit.grant_type = Some(ask.grant.audit_name());
+    audit.subject_token_sha256 = Some(crate::fingerprint(ask.credential.as_bytes()));
+    audit.audiences = crate::audit::targets(&ask.targets);
+    let now = state.clock.now();
+    // 5–6. The subject, and the bucket of whoever pays for it.
+    let mut trail = Trail::default();
+    let subject = subject_of(state, loaded, &ask, now, &mut trail).await;
+    audit.provider = trail.provider;
+    audit.original_issuer = trail.original_issuer;
+    audit.original_subject = trail.original_subject;
+    let subject = crate::charge::settle(state, |s: &Subject| s.payer.clone(), subject)?;
+    audit.subject = Some(subject.principal.subject.clone());
+    // 7. Binding: the proof spent, the subject's key proven by it.
+    let proof = crate::dpop::consume(state, loaded, pending.as_ref()).await?;
+    let proven = proof.map(|p| p.jkt.as_str());
+    binding::check(&subject.binding, &Binding::Bearer, proven).map_err(unproven)?;
+    // 8. Delegation, the actor's key proven by the same proof.
+    let delegation =
+        actor::delegate(state, loaded, ask.actor_token.as_deref(), &subject, now).await?;
+    binding::check(&subject.binding, &delegation.binding, proven).map_err(unproven)?;
+    // 9–10. The decision and the lifetime, under one key-ring snapshot with the signing.
+    let grant = mint::decide(loaded, &ask, &subject, delegation.actor.as_ref(), now)?;
+    let keys = state.keys.snapshot();
+    let ttl = mint::lifetime(state, loaded, &keys, &subject, &grant, now)?;
+    // 11. Mint.
+    let jti = mint::new_jti();
+    let minting = mint::Minting {
+        keys: &keys,
+        grant: &grant,
+        ttl,
+        proof,
+        actor_binding: &delegation.binding,
+        act: delegation.act.as_ref(),
+        jti: &jti,
+    };
+    let resp = mint::mint(loaded, &subject, &minting, now)?;
+    audit.rule = Some(grant.rules.join(", "));
+    audit.scopes = grant.scopes.clone();
+    audit.client_id = Some(subject.client_id.clone());
+    audit.jti = Some(jti);
+    audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+    // 12. The reference handle.
+    crate::tokens::maybe_reference(state, &loaded.config, subject.issued, resp, now).await
+}
