@@ -21,6 +21,7 @@ use crate::source::{KeySource, with_refetch};
 use crate::verifier::{Verified, check};
 
 /// A token split and decoded by [`parse`]: shape checked, signature and claims not yet.
+#[must_use = "nothing in a parsed token is verified until `verify` is called"]
 pub struct Unverified<'a> {
     pub(crate) parts: Parts<'a>,
     pub(crate) claims: Map<String, Value>,
