@@ -24,7 +24,7 @@ use cel::common::ast::{Expr as Ast, IdedExpr, LiteralValue, operators};
 use cel::common::types::{CelMap, CelMapKey, CelString};
 use cel::common::value::CowVal;
 
-use super::Regexes;
+use super::regexes::Regexes;
 
 /// A compiled fast-path expression.
 #[derive(Debug)]

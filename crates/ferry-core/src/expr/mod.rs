@@ -11,48 +11,21 @@
 //! of every expression at load, others on first use — and Google's `extract()`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
 use cel::extractors::This;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value};
 
 mod fast;
+mod regexes;
 mod scan;
 mod shape;
 
 pub use fast::Vars;
+use regexes::Regexes;
 pub use scan::ClaimUse;
 use scan::{literal_regexes, walk};
-
-/// Most regexes kept for patterns that were not literals at load.
-const MAX_DYNAMIC_REGEXES: usize = 256;
-
-#[derive(Debug, Default)]
-struct Regexes(RwLock<HashMap<String, Arc<regex::Regex>>>);
-
-impl Regexes {
-    fn get(&self, pattern: &str) -> Result<Arc<regex::Regex>, String> {
-        if let Some(r) = self
-            .0
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(pattern)
-        {
-            return Ok(r.clone());
-        }
-        let compiled =
-            Arc::new(regex::Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))?);
-        let mut map = self
-            .0
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if map.len() < MAX_DYNAMIC_REGEXES {
-            map.insert(pattern.to_owned(), compiled.clone());
-        }
-        Ok(compiled)
-    }
-}
 
 /// The CEL runtime of one configuration.
 #[derive(Clone)]

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ferry_core::keyring::KeyMeta;
 use serde_json::Value;
 
-use super::{Backend, Snapshot};
+use super::types::{Backend, Snapshot};
 use crate::signer::{KeyError, Signer, SigningAlg, SoftwareSigner};
 use crate::store::{Material, StoredKey};
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 use ferry_core::keyring::KeyState;
 
 use super::material::sealed_under;
-use super::{Backend, KeyManager};
+use super::types::{Backend, KeyManager};
 use crate::kek::Keks;
 use crate::signer::KeyError;
 use crate::store::{Material, Replica, StoredRing};

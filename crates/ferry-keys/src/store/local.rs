@@ -7,7 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{KeyStore, StoredRing};
+use super::model::{KeyStore, StoredRing};
 use crate::signer::KeyError;
 
 const RING: &str = "ring.json";

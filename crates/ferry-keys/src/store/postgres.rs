@@ -27,7 +27,7 @@ use tokio_postgres::Client;
 use super::migrations::{MIGRATIONS, SCHEMA_VERSION};
 use super::pg::{self, MakeRustls, Schema, pg_error};
 
-use super::{KeyStore, Replica, StoredKey, StoredRing};
+use super::model::{KeyStore, Replica, StoredKey, StoredRing};
 use crate::signer::KeyError;
 
 /// The key store's schema: its migrations, recorded in `ferry_schema_migrations` and

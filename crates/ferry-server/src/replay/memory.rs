@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Capacity, Consume, Losses, ReplayCache, ReplayError, Spend};
+use super::model::{Capacity, Consume, Losses, ReplayCache, ReplayError, Spend};
 
 /// One live id, as saved to disk.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -12,7 +12,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::{Entry, InProcessReplay, Losses};
+use super::memory::{Entry, InProcessReplay};
+use super::model::Losses;
 
 /// The saved state.
 pub const STATE_FILE: &str = "replay-state.json";

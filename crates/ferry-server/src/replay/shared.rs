@@ -39,7 +39,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::{Consume, Losses, ReplayCache, ReplayError, Spend};
+use super::model::{Consume, Losses, ReplayCache, ReplayError, Spend};
 use crate::redis::{Redis, Reply};
 
 /// How far ahead of this replica's clock a marker's time may be (seconds); beyond, it
@@ -255,7 +255,7 @@ impl RedisReplay {
             .redis
             .script(
                 &self.script,
-                &[super::EPOCH_KEY, key, index],
+                &[EPOCH_KEY, key, index],
                 &[
                     was.as_deref().unwrap_or("").as_bytes(),
                     fresh.as_bytes(),
