@@ -4,8 +4,12 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
+use super::durations::duration;
+use super::errors::ConfigErrors;
+use super::fields::valid_id;
+use super::model::{KeysConfig, Outbound};
 use super::raw::{RawClient, RawJwks, RawServiceAccount};
-use super::{Algorithm, ConfigErrors, KeysConfig, Outbound, duration, valid_id};
+use ferry_token::Algorithm;
 
 /// A workload that signs its own JWT assertions with a key it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use url::Url;
 
+use super::durations::duration;
+use super::errors::ConfigErrors;
+use super::model::{ApiServer, CacheConfig, KeysConfig, Outbound, ProviderKind};
+use super::origin::origin_of;
 use super::raw::{RawCache, RawProvider};
-use super::{
-    ApiServer, CacheConfig, ConfigErrors, KeysConfig, Outbound, ProviderKind, duration, origin_of,
-};
 
 const HTTPS_HINT: &str =
     "must be an https URL (or an origin listed in outbound.allow_insecure_origins)";

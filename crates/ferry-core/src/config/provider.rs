@@ -5,16 +5,54 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::durations::{duration, opt_duration};
+use super::errors::ConfigErrors;
+use super::fields::{compile, valid_id};
+use super::model::{
+    ALLOWED_ALGORITHMS, ApiServer, CacheConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
+    DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, ProviderKind,
+};
 use super::raw::RawProvider;
 use super::raw::{RawMapping, RawMappingValue};
-use super::{
-    ALLOWED_ALGORITHMS, ConfigErrors, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
-    DEFAULT_MAX_TOKEN_LIFETIME, Outbound, Provider, ProviderKind, compile, duration, opt_duration,
-    valid_id,
-};
+use super::tenant::TenantClaim;
 use crate::expr::{Cel, Expr};
 use crate::mapping::{CONDITION_VARS, Condition, MAPPING_VARS, MAX_ATTRIBUTES, Mapping};
 use ferry_token::Algorithm;
+
+/// A trusted external issuer.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Unique id, used in policies and audit events.
+    pub id: String,
+    /// Kind.
+    pub kind: ProviderKind,
+    /// The exact `iss` it matches.
+    pub issuer: String,
+    /// `aud` values a subject token must carry one of.
+    pub audiences: Vec<String>,
+    /// Allowed signature algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// `typ` values accepted besides `JWT` (or none), RFC 8725 §3.11.
+    pub accepted_types: Vec<String>,
+    /// Where the keys come from.
+    pub keys: KeysConfig,
+    /// Cache timing for remote keys.
+    pub cache: CacheConfig,
+    /// The Kubernetes API server, for `kubernetes` discovery.
+    pub api_server: Option<ApiServer>,
+    /// Clock leeway.
+    pub leeway: Duration,
+    /// Longest accepted `exp - iat`.
+    pub max_token_lifetime: Duration,
+    /// Oldest accepted `iat`; `None` for no limit.
+    pub max_token_age: Option<Duration>,
+    /// Whether issued tokens end no later than the subject token.
+    pub cap_lifetime_at_subject_expiry: bool,
+    /// Condition and mapping.
+    pub mapping: Mapping,
+    /// Whose a token is, for the bucket of tokens the condition refuses.
+    pub tenant_claim: TenantClaim,
+}
 
 const LEGACY_K8S_ISSUER: &str = "kubernetes/serviceaccount";
 
@@ -25,21 +63,21 @@ fn issuer(errs: &mut ConfigErrors, path: &str, p: &RawProvider, kind: ProviderKi
     let github = kind == ProviderKind::Github;
     let service_account = kind == ProviderKind::ServiceAccount;
     let issuer = match (&p.issuer, github) {
-        _ if service_account => super::SERVICE_ACCOUNT_ISSUER.to_owned(),
+        _ if service_account => super::model::SERVICE_ACCOUNT_ISSUER.to_owned(),
         (Some(i), _) => i.clone(),
-        (None, true) => super::GITHUB_ISSUER.to_owned(),
+        (None, true) => super::github::GITHUB_ISSUER.to_owned(),
         (None, false) => String::new(),
     };
     if issuer.is_empty() {
         errs.push(format!("{path}.issuer"), "is required");
-    } else if github && !super::github_issuer_shape_ok(&issuer) {
+    } else if github && !super::github::github_issuer_shape_ok(&issuer) {
         errs.push(
             format!("{path}.issuer"),
             "is not a GitHub Actions issuer (https://token.actions.githubusercontent.com[/<enterprise>], \
              https://token.actions.<sub>.ghe.com or https://<host>/_services/token)",
         );
     } else if !github
-        && (issuer == super::GITHUB_ISSUER
+        && (issuer == super::github::GITHUB_ISSUER
             || issuer.starts_with("https://token.actions.githubusercontent.com/"))
     {
         // Every GitHub user's workflows get tokens from this issuer: only the github

@@ -1,8 +1,9 @@
 //! The shared replay cache's address (`replay.redis`), parsed once at load; its
 //! password never reaches a `Debug` print.
 
+use super::durations::duration;
+use super::errors::ConfigErrors;
 use super::raw::RawReplay;
-use super::{ConfigErrors, duration};
 
 /// `replay`: the shared replay cache, when `replay.redis` is set.
 pub(super) fn replay(errs: &mut ConfigErrors, r: &RawReplay) -> Option<RedisReplay> {

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use super::durations::duration;
+use super::errors::ConfigErrors;
 use super::raw::{RawHsm, RawPostgres, RawSecretSource, RawSigning};
-use super::{ConfigErrors, duration};
 use ferry_token::SigningAlgorithm;
 
 /// Where a secret (a key-encryption key, an HSM PIN) is read from.
