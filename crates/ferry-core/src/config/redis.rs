@@ -90,3 +90,36 @@ impl RedisReplay {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_each_with_their_error() {
+        let r = RedisReplay::parse("redis://:pw@10.0.0.5:6380/2").unwrap();
+        assert_eq!(
+            (r.addr.as_str(), r.password.as_deref(), r.db),
+            ("10.0.0.5:6380", Some("pw"), 2)
+        );
+        assert!(!r.fail_open, "fails closed by default");
+        assert!(
+            !format!("{r:?}").contains("pw"),
+            "the password is never printed"
+        );
+        let d = RedisReplay::parse("redis://localhost").unwrap();
+        assert_eq!(
+            (d.addr.as_str(), d.password, d.db),
+            ("localhost:6379", None, 0)
+        );
+        for (url, want) in [
+            ("rediss://localhost", RedisUrlError::Scheme),
+            ("redis://localhost/x", RedisUrlError::Database),
+            ("localhost:6379", RedisUrlError::Scheme),
+            ("not a url", RedisUrlError::NotUrl),
+            ("redis:///0", RedisUrlError::NoHost),
+        ] {
+            assert_eq!(RedisReplay::parse(url).err(), Some(want), "{url}");
+        }
+    }
+}
