@@ -135,16 +135,21 @@ fn bench(c: &mut Criterion) {
     g.bench_function("peek (split, decode, iss) and token fingerprint", |b| {
         b.iter(|| {
             (
-                ferry_verify::peek(black_box(&token)).unwrap(),
+                ferry_verify::parse(black_box(&token))
+                    .unwrap()
+                    .issuer()
+                    .map(str::len),
                 ferry_server::fingerprint(black_box(token.as_bytes())),
             )
         })
     });
     // Inbound verification with keys parsed once.
-    let rules = {
-        let mut r = Rules::new(ferry_bench::issuer(0), vec![FERRY.to_owned()]);
-        r.algorithms = vec![Algorithm::RS256];
-        r
+    let rules = Rules::new(ferry_bench::issuer(0), vec![FERRY.to_owned()])
+        .set_allowed_algorithms([Algorithm::RS256]);
+    let verify = |token: &str, rules: &Rules, keys: &KeySet| {
+        ferry_verify::parse(token)
+            .and_then(|t| t.verify_with_keys(rules, keys, now))
+            .unwrap()
     };
     let rsa_keys = KeySet::from_jwks(
         ferry_testkit::keys::jwks(&[&fx.key]).to_string().as_bytes(),
@@ -153,13 +158,13 @@ fn bench(c: &mut Criterion) {
     .unwrap()
     .0;
     g.bench_function("verify RS256", |b| {
-        b.iter(|| ferry_verify::verify(black_box(&token), &rules, &rsa_keys, now).unwrap())
+        b.iter(|| verify(black_box(&token), &rules, &rsa_keys))
     });
     // What the exchange does after the peek: the checks and the signature, no decoding.
     g.bench_function("verify RS256 after the peek", |b| {
         b.iter_batched(
-            || ferry_verify::peek(&token).unwrap(),
-            |p| ferry_verify::verify_peeked(p, &rules, &rsa_keys, now).unwrap(),
+            || ferry_verify::parse(&token).unwrap(),
+            |p| p.verify_with_keys(&rules, &rsa_keys, now).unwrap(),
             criterion::BatchSize::SmallInput,
         )
     });
@@ -172,15 +177,11 @@ fn bench(c: &mut Criterion) {
     .0;
     let ec_token = ferry_testkit::Issuer::new(ferry_bench::issuer(0), ec)
         .token(&ferry_bench::claims(0, 0, now));
-    let ec_rules = {
-        let mut r = rules.clone();
-        r.algorithms = vec![Algorithm::ES256];
-        r
-    };
+    let ec_rules = rules.clone().set_allowed_algorithms([Algorithm::ES256]);
     g.bench_function("verify ES256", |b| {
-        b.iter(|| ferry_verify::verify(black_box(&ec_token), &ec_rules, &ec_keys, now).unwrap())
+        b.iter(|| verify(black_box(&ec_token), &ec_rules, &ec_keys))
     });
-    let verified = ferry_verify::verify(&token, &rules, &rsa_keys, now).unwrap();
+    let verified = verify(&token, &rules, &rsa_keys);
     let config = &st.loaded().config;
     let provider = &config.providers[0];
     g.bench_function("claim context + condition + mapping", |b| {

@@ -14,6 +14,21 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 
 use crate::signer::KeyError;
 
+/// Why a key-encryption key's text form is refused. Never echoes the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KekError {
+    /// Not base64.
+    #[error("a key-encryption key is 32 random bytes in base64")]
+    NotBase64,
+    /// Not 32 bytes.
+    #[error("a key-encryption key is 32 bytes, this one is {0}")]
+    Length(usize),
+    /// Refused by AES-256-GCM.
+    #[error("invalid key-encryption key")]
+    Invalid,
+}
+
 /// One key-encryption key.
 pub struct Kek {
     id: [u8; 8],
@@ -28,17 +43,14 @@ impl std::fmt::Debug for Kek {
 
 impl Kek {
     /// A KEK from its text form: 32 random bytes, base64 (standard or url-safe).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, KekError> {
         let t = text.trim();
         let bytes = STANDARD
             .decode(t)
             .or_else(|_| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')))
-            .map_err(|_| "a key-encryption key is 32 random bytes in base64".to_owned())?;
+            .map_err(|_| KekError::NotBase64)?;
         if bytes.len() != 32 {
-            return Err(format!(
-                "a key-encryption key is 32 bytes, this one is {}",
-                bytes.len()
-            ));
+            return Err(KekError::Length(bytes.len()));
         }
         let d = digest::digest(&digest::SHA256, &bytes);
         // The id: the digest's first 8 bytes.
@@ -46,8 +58,7 @@ impl Kek {
         for (to, from) in id.iter_mut().zip(d.as_ref()) {
             *to = *from;
         }
-        let key = UnboundKey::new(&AES_256_GCM, &bytes)
-            .map_err(|_| "invalid key-encryption key".to_owned())?;
+        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| KekError::Invalid)?;
         Ok(Self {
             id,
             key: LessSafeKey::new(key),

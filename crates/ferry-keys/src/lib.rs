@@ -16,7 +16,7 @@ mod store_conformance;
 #[cfg(test)]
 mod tests;
 
-pub use kek::{Kek, Keks};
+pub use kek::{Kek, KekError, Keks};
 pub use manager::{Backend, KekReport, KeyManager, ManagerConfig, Snapshot};
 pub use signer::{
     KeyError, Signer, SigningAlg, SoftwareSigner, finish_jwk, p256_jwk, sign_jwt, thumbprint,

@@ -5,16 +5,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use ferry_core::config::{Client, Config, ConfigErrors, KeysConfig, ServiceAccount};
 use ferry_verify::time::MonoTime;
-use ferry_verify::{
-    Algorithm, Endpoint, KeySource, RemoteKeys, Rules, StaticKeys, Verified, verify_from,
-};
-use reqwest::Url;
+use ferry_verify::{Algorithm, CacheSettings, KeySource, Rules, Verified};
 use serde_json::Value;
 
-use crate::outbound::http_for;
+use crate::keysource::{KeySourceError, KeySources, KeySpec};
 
 /// The `typ` of a client assertion in draft-ietf-oauth-rfc7523bis; accepted besides
 /// `JWT` for client assertions only, never for a subject token.
@@ -52,42 +50,6 @@ pub struct Accounts {
     pub clients: HashMap<String, ClientEntry>,
 }
 
-fn key_source(
-    config: &Config,
-    name: &str,
-    keys: &KeysConfig,
-    algs: &[Algorithm],
-    time: Arc<dyn MonoTime>,
-) -> Result<KeySource, String> {
-    match keys {
-        KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), algs)
-            .map(|(k, _)| KeySource::Static(Arc::new(k)))
-            .map_err(|e| e.to_string()),
-        KeysConfig::File(f) => StaticKeys::from_file(f.clone(), algs)
-            .map(|(k, _)| KeySource::Static(Arc::new(k)))
-            .map_err(|e| e.to_string()),
-        KeysConfig::Uri(u) | KeysConfig::Discovery(u) => {
-            let url = Url::parse(u).map_err(|_| "not a URL".to_owned())?;
-            Ok(KeySource::Remote(RemoteKeys::new(
-                name,
-                Endpoint::Jwks(url),
-                algs.to_vec(),
-                http_for(config, &[])?,
-                None,
-                ferry_verify::CacheSettings::default(),
-                time,
-            )))
-        }
-    }
-}
-
-fn algorithms(names: &[String]) -> Vec<Algorithm> {
-    names
-        .iter()
-        .filter_map(|a| Algorithm::from_name(a))
-        .collect()
-}
-
 /// The token endpoint URL.
 pub fn token_endpoint(config: &Config) -> String {
     format!("{}/token", config.issuer)
@@ -97,18 +59,32 @@ pub fn token_endpoint(config: &Config) -> String {
 pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Accounts, ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut out = Accounts::default();
+    let mut sources = KeySources::new(config, time);
+    // An account's keys: the algorithms the rules allow, default remote cache timing;
+    // warnings about skipped keys are not kept (`ferry check` reports providers').
+    let mut keys_of =
+        |id: &str, keys: &KeysConfig, rules: &Rules| -> Result<KeySource, KeySourceError> {
+            let spec = KeySpec {
+                name: id,
+                keys,
+                algorithms: rules.algorithms(),
+                issuer: id,
+                api_server: None,
+                cache: CacheSettings::default(),
+            };
+            sources.build(&spec).map(|(k, _)| k)
+        };
     for (i, sa) in config.service_accounts.iter().enumerate() {
-        let algs = algorithms(&sa.algorithms);
         // `aud`: Ferry's issuer identifier; the token endpoint URL only for accounts
         // configured for it (draft-ietf-oauth-rfc7523bis, as for client assertions).
         let mut audiences = vec![config.issuer.clone()];
         if sa.accept_token_endpoint_audience {
             audiences.push(token_endpoint(config));
         }
-        let mut rules = Rules::new(sa.id.clone(), audiences);
-        rules.algorithms = algs.clone();
-        rules.max_lifetime = i64::try_from(sa.max_assertion_lifetime).unwrap_or(i64::MAX);
-        match key_source(config, &sa.id, &sa.keys, &algs, time.clone()) {
+        let rules = Rules::new(sa.id.clone(), audiences)
+            .set_allowed_algorithms(sa.algorithms.iter().copied())
+            .allow_lifetime_up_to(sa.max_assertion_lifetime);
+        match keys_of(&sa.id, &sa.keys, &rules) {
             Ok(keys) => {
                 out.service_accounts.insert(
                     sa.id.clone(),
@@ -119,7 +95,7 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                     },
                 );
             }
-            Err(e) => errs.push(format!("service_accounts[{i}].jwks"), e),
+            Err(e) => errs.push(format!("service_accounts[{i}].jwks"), e.to_string()),
         }
     }
     for (i, c) in config.clients.iter().enumerate() {
@@ -137,14 +113,14 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                     audiences.push(token_endpoint(config));
                 }
                 // The explicit type of draft-ietf-oauth-rfc7523bis, besides JWT.
-                let mut rules =
-                    Rules::new(c.id.clone(), audiences).accept_types([CLIENT_ASSERTION_TYPE]);
-                rules.algorithms = algs.clone();
-                rules.max_lifetime = 3_600;
-                match key_source(config, &c.id, k, &algs, time.clone()) {
+                let rules = Rules::new(c.id.clone(), audiences)
+                    .accept_types([CLIENT_ASSERTION_TYPE])
+                    .set_allowed_algorithms(algs)
+                    .allow_lifetime_up_to(Duration::from_secs(3_600));
+                match keys_of(&c.id, k, &rules) {
                     Ok(ks) => Some((ks, rules)),
                     Err(e) => {
-                        errs.push(format!("clients[{i}].jwks"), e);
+                        errs.push(format!("clients[{i}].jwks"), e.to_string());
                         continue;
                     }
                 }
@@ -182,8 +158,8 @@ pub async fn verify_assertion(
     now: i64,
     skew: i64,
 ) -> Result<Verified, AssertionError> {
-    let v = verify_from(token, rules, keys, now).await?;
-    if v.claims.get("sub").and_then(Value::as_str) != Some(rules.issuer.as_str()) {
+    let v = ferry_verify::parse(token)?.verify(rules, keys, now).await?;
+    if v.claims.get("sub").and_then(Value::as_str) != Some(rules.issuer()) {
         return Err(AssertionError::Subject);
     }
     if !v.claims.get("aud").is_some_and(Value::is_string) {
@@ -197,17 +173,17 @@ pub async fn verify_assertion(
         .ok_or(AssertionError::Jti)?;
     let until = v
         .exp
-        .saturating_add(rules.leeway.max(0))
+        .saturating_add(rules.leeway().max(0))
         .saturating_add(skew);
     let iat = v.claims.get("iat").and_then(|i| {
         i.as_i64()
             .or_else(|| i.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
     });
     let spend = Spend {
-        principal: &rules.issuer,
+        principal: rules.issuer(),
         jti,
-        issued: issued_at(iat, v.exp, rules.max_lifetime),
-        leeway: rules.leeway.max(0),
+        issued: issued_at(iat, v.exp, rules.max_lifetime()),
+        leeway: rules.leeway().max(0),
         skew,
         until,
         now,

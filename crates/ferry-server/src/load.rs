@@ -2,8 +2,6 @@
 //! load each provider's keys → assemble. `ferry check` runs the same steps without
 //! touching the signing key, so what it accepts is exactly what `serve` accepts.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -11,27 +9,20 @@ use ferry_core::Clock;
 use std::time::Duration;
 
 use ferry_core::config::Signing;
-use ferry_core::config::{
-    CacheConfig, Config, ConfigErrors, KeysConfig, Provider, ProviderKind, origin_of,
-};
+use ferry_core::config::{CacheConfig, Config, ConfigErrors, KeysConfig, Provider, ProviderKind};
 use ferry_core::keyring::RingPolicy;
 use ferry_keys::{
     Backend, Keks, KeyManager, KeyStore, LocalStore, ManagerConfig, PgStore, SigningAlg,
 };
-use ferry_verify::net::{ClientSettings, Http, OutboundPolicy};
 use ferry_verify::time::MonoTime;
-use ferry_verify::{
-    Algorithm, Bearer, BearerToken, CacheSettings, Endpoint, KeySource, RemoteKeys, Rules,
-    StaticKeys,
-};
-use reqwest::Url;
+use ferry_verify::{CacheSettings, KeySource, Rules, StaticKeys};
 use serde_json::json;
 
 pub use crate::secrets::{read_kek_list, read_secret};
 
 use crate::accounts::Accounts;
 use crate::audit::AuditSink;
-pub use crate::outbound::http_for;
+use crate::keysource::{KeySources, KeySpec};
 use crate::state::{AppState, Loaded, Providers, TrustedProvider};
 
 /// Reads and validates a configuration file.
@@ -101,97 +92,30 @@ impl ConfigSource {
 
 /// The verification rules of a provider.
 pub fn rules_for(p: &Provider) -> Rules {
-    // Explicit typing (RFC 8725 §3.11): `JWT` or none, plus what the provider lists.
-    let mut rules =
-        Rules::new(p.issuer.clone(), p.audiences.clone()).accept_types(&p.accepted_types);
-    // Names were validated against the same list at load.
-    rules.algorithms = p
-        .algorithms
-        .iter()
-        .filter_map(|a| Algorithm::from_name(a))
-        .collect();
-    rules.leeway = i64::try_from(p.leeway).unwrap_or(i64::MAX);
-    rules.max_lifetime = i64::try_from(p.max_token_lifetime).unwrap_or(i64::MAX);
-    rules.max_age = p
-        .max_token_age
-        .map(|a| i64::try_from(a).unwrap_or(i64::MAX));
-    rules
-}
-
-fn cache_settings(c: &CacheConfig) -> CacheSettings {
-    let s = Duration::from_secs;
-    CacheSettings {
-        min_ttl: s(c.min_ttl),
-        max_ttl: s(c.max_ttl),
-        default_ttl: s(c.default_ttl),
-        refetch_interval: s(c.refetch_interval),
-        max_staleness: s(c.max_staleness),
-        error_ttl: s(c.error_ttl),
+    let rules = Rules::new(p.issuer.clone(), p.audiences.clone())
+        // Explicit typing (RFC 8725 §3.11): `JWT` or none, plus what the provider lists.
+        .accept_types(&p.accepted_types)
+        .set_allowed_algorithms(p.algorithms.iter().copied())
+        // A provider's token may name other audiences besides one of Ferry's (a
+        // Kubernetes token also naming the API server, say): RFC 7519 §4.1.3 allows it.
+        .accept_other_audiences()
+        .allow_clock_skew(p.leeway)
+        .allow_lifetime_up_to(p.max_token_lifetime);
+    match p.max_token_age {
+        Some(age) => rules.require_max_age(age),
+        None => rules,
     }
 }
 
-/// Builds a provider's remote key cache: a hardened client whose policy opts in the
-/// configured insecure origins and, for Kubernetes, the API server's origin (with its CA
-/// bundle and bearer token, which go to that origin only).
-fn remote_source(
-    config: &Config,
-    p: &Provider,
-    rules: &Rules,
-    path: &str,
-    time: Arc<dyn MonoTime>,
-) -> Result<KeySource, (String, String)> {
-    let api_origin = p.api_server.as_ref().and_then(|a| origin_of(&a.url));
-    let trusted: Vec<String> = api_origin.iter().cloned().collect();
-    let policy = OutboundPolicy::new(&config.outbound.allow_insecure_origins, &trusted)
-        .map_err(|e| (format!("{path}.keys"), e.to_string()))?;
-    let extra_roots_pem = match p.api_server.as_ref().and_then(|a| a.ca_file.as_ref()) {
-        Some(f) => Some(std::fs::read(f).map_err(|e| {
-            (
-                format!("{path}.api_server.ca_file"),
-                format!("cannot read {}: {e}", f.display()),
-            )
-        })?),
-        None => None,
-    };
-    let settings = ClientSettings {
-        connect_timeout: Duration::from_secs(config.outbound.connect_timeout),
-        timeout: Duration::from_secs(config.outbound.timeout),
-        max_response_bytes: config.outbound.max_response_bytes,
-        extra_roots_pem,
-    };
-    let http = Http::new(policy, &settings).map_err(|e| (format!("{path}.api_server"), e))?;
-    let parse = |u: &str, at: &str| {
-        Url::parse(u).map_err(|_| (format!("{path}.{at}"), "not a URL".to_owned()))
-    };
-    let endpoint = match &p.keys {
-        KeysConfig::Uri(u) => Endpoint::Jwks(parse(u, "jwks.uri")?),
-        KeysConfig::Discovery(u) => Endpoint::Discovery {
-            issuer: p.issuer.clone(),
-            url: parse(u, "issuer")?,
-        },
-        KeysConfig::Inline(_) | KeysConfig::File(_) => {
-            return Err((
-                format!("{path}.jwks"),
-                "internal: not a remote source".into(),
-            ));
-        }
-    };
-    let bearer = match (&p.api_server, api_origin) {
-        (Some(a), Some(origin)) => a.token_file.clone().map(|f| Bearer {
-            origin,
-            token: BearerToken::File(f),
-        }),
-        _ => None,
-    };
-    Ok(KeySource::Remote(RemoteKeys::new(
-        p.id.clone(),
-        endpoint,
-        rules.algorithms.clone(),
-        http,
-        bearer,
-        cache_settings(&p.cache),
-        time,
-    )))
+fn cache_settings(c: &CacheConfig) -> CacheSettings {
+    CacheSettings {
+        min_ttl: c.min_ttl,
+        max_ttl: c.max_ttl,
+        default_ttl: c.default_ttl,
+        refetch_interval: c.refetch_interval,
+        max_staleness: c.max_staleness,
+        error_ttl: c.error_ttl,
+    }
 }
 
 /// Prepares every provider's key source; problems are collected with their paths.
@@ -217,25 +141,23 @@ pub fn load_providers_reusing(
     let mut out = Vec::new();
     // Providers naming the same JWKS file (with the same algorithms) share one parsed,
     // watched key set: read and parsed once, stat'ed once per poll.
-    type Shared = (KeySource, Vec<String>);
-    let mut files: HashMap<(PathBuf, Vec<Algorithm>), Shared> = HashMap::new();
+    let mut sources = KeySources::new(config, time);
     for (i, p) in config.providers.iter().enumerate() {
         let rules = rules_for(p);
         let path = format!("providers[{i}]");
+        let spec = KeySpec {
+            name: &p.id,
+            keys: &p.keys,
+            algorithms: rules.algorithms(),
+            issuer: &p.issuer,
+            api_server: p.api_server.as_ref(),
+            cache: cache_settings(&p.cache),
+        };
         let source = match &p.keys {
             // Service-account assertions are verified with the registry's keys.
             _ if p.kind == ProviderKind::ServiceAccount => {
                 Ok((KeySource::Static(Arc::new(StaticKeys::empty())), Vec::new()))
             }
-            KeysConfig::Inline(text) => StaticKeys::from_bytes(text.as_bytes(), &rules.algorithms)
-                .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
-                .map_err(|e| (format!("{path}.jwks.inline"), e.to_string())),
-            KeysConfig::File(f) => match files.entry((f.clone(), rules.algorithms.clone())) {
-                Entry::Occupied(e) => Ok(e.get().clone()),
-                Entry::Vacant(e) => StaticKeys::from_file(f.clone(), &rules.algorithms)
-                    .map(|(k, w)| e.insert((KeySource::Static(Arc::new(k)), w)).clone())
-                    .map_err(|e| (format!("{path}.jwks.file"), e.to_string())),
-            },
             KeysConfig::Uri(_) | KeysConfig::Discovery(_) => match previous.get(&p.issuer) {
                 Some(prev)
                     if matches!(prev.keys, KeySource::Remote(_))
@@ -246,8 +168,9 @@ pub fn load_providers_reusing(
                 {
                     Ok((prev.keys.clone(), Vec::new()))
                 }
-                _ => remote_source(config, p, &rules, &path, time.clone()).map(|s| (s, Vec::new())),
+                _ => sources.build(&spec),
             },
+            KeysConfig::Inline(_) | KeysConfig::File(_) => sources.build(&spec),
         };
         match source {
             Ok((keys, w)) => {
@@ -258,7 +181,7 @@ pub fn load_providers_reusing(
                     keys,
                 });
             }
-            Err((at, e)) => errs.push(at, e),
+            Err(e) => errs.push(format!("{path}.{}", e.at()), e.to_string()),
         }
     }
     if errs.0.is_empty() {
@@ -333,7 +256,7 @@ pub fn warn_kek_order(keys: &KeyManager, config: &Config) {
 /// the store, and initialises the ring at `now` if it is empty.
 pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
     let s = &config.signing;
-    let alg = SigningAlg::from_name(&s.algorithm).ok_or("unsupported signing algorithm")?;
+    let alg = SigningAlg::from(s.algorithm);
     let backend = match &s.hsm {
         Some(h) => {
             let pin = read_secret(&h.pin)?

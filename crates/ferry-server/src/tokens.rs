@@ -118,12 +118,16 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
         Some(c) => c.aud.0,
         None => return Ok(None),
     };
-    let mut rules =
-        Rules::new(config.issuer.clone(), audiences).require_type(ferry_token::ACCESS_TOKEN_TYPE);
-    rules.algorithms = Algorithm::ferry();
-    rules.max_lifetime = longest_lifetime(state, config).saturating_add(60);
-    // Ferry's own clock decided `exp`: no leeway for skew.
-    rules.leeway = 0;
+    let rules = Rules::new(config.issuer.clone(), audiences)
+        .require_type(ferry_token::ACCESS_TOKEN_TYPE)
+        .set_allowed_algorithms(Algorithm::ferry())
+        .allow_lifetime_up_to(std::time::Duration::from_secs(
+            longest_lifetime(state, config)
+                .saturating_add(60)
+                .unsigned_abs(),
+        ))
+        // Ferry's own clock decided `exp`: no leeway for skew.
+        .allow_clock_skew(std::time::Duration::ZERO);
     let keys = state.own_keys.get(&state.keys);
     let Ok(v) = ferry_verify::verify(&jwt, &rules, &keys, now) else {
         return Ok(None);

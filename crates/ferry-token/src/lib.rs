@@ -1,6 +1,6 @@
 //! Ferry's access-token profile: the claims of every token Ferry issues, as one typed
 //! struct (RFC 9068 §2.2, RFC 8693 §4, RFC 9449 §6.1), the algorithms Ferry signs with
-//! and the prefix of its reference tokens.
+//! (and, by name, every algorithm it verifies) and the prefix of its reference tokens.
 //!
 //! Why a crate of its own: the minting code builds [`AccessClaims`], and everything that
 //! reads a Ferry token back — the server's narrowing and revocation code, `ferry-verify`'s
@@ -9,12 +9,14 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+mod alg;
 mod claims;
 mod scope;
 
 #[cfg(test)]
 mod tests;
 
+pub use alg::Algorithm;
 pub use claims::{AccessClaims, Act, Audience, Confirmation, DerivedClaims, MayAct, Provenance};
 pub use scope::Scope;
 

@@ -36,7 +36,7 @@ use crate::alg::Algorithm;
 use crate::dpop::thumbprint;
 use crate::jwks::parse_single;
 use crate::jws::{decode_object, split};
-use crate::source::{KeySource, verify_from};
+use crate::source::KeySource;
 use crate::{Rules, VerifyError};
 
 /// The `typ` of a derived token.
@@ -405,7 +405,9 @@ pub async fn verify_derived(
 ) -> Result<Map<String, Value>, DeriveError> {
     let (layers, current) = unwrap_chain(token)?;
     // The root: a Ferry token, verified as the service verifies any.
-    let root = verify_from(&current, rules, keys, now).await?;
+    let root = crate::unverified::parse(&current)?
+        .verify(rules, keys, now)
+        .await?;
     let root_kid = root.header.kid.clone();
     let mut claims = root.claims;
     if let Some(kid) = root_kid {
@@ -418,7 +420,7 @@ pub async fn verify_derived(
     let mut boundaries: Vec<Value> = root_profile.access_boundaries.unwrap_or_default();
     let mut outer_iat = None;
     for (layer, payload) in layers.into_iter().rev() {
-        let this = check_layer(&layer, &payload, &parent, rules.leeway, now)?;
+        let this = check_layer(&layer, &payload, &parent, rules.leeway(), now)?;
         if let Some(b) = payload.access_boundary {
             check_boundary(&b)?;
             boundaries.push(b);
@@ -426,7 +428,7 @@ pub async fn verify_derived(
         parent = this;
         outer_iat = Some(payload.iat);
     }
-    if !parent.aud.iter().any(|a| rules.audiences.contains(a)) {
+    if !rules.audience_accepted(parent.aud.iter().map(|a| Some(a.as_str()))) {
         return Err(DeriveError::Audience);
     }
     // The effective claims are the narrowed chain's (`parent` is now the outermost

@@ -39,7 +39,7 @@ pub enum DpopError {
     Critical,
     /// `jwk` missing, private, or unusable.
     #[error("DPoP proof jwk: {0}")]
-    Key(String),
+    Key(crate::jwks::JwkError),
     /// Bad signature.
     #[error("DPoP proof signature does not verify")]
     Signature,

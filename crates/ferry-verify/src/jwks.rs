@@ -13,7 +13,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
-use crate::alg::{Algorithm, Family};
+use crate::alg::{Algorithm, Crypto as _, Family};
 
 /// A key set that could not be read at all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,6 +21,24 @@ pub enum JwksError {
     /// Not JSON, or no `keys` array.
     #[error("not a JWK Set: {0}")]
     Malformed(&'static str),
+}
+
+/// Why one JWK is not usable (the key is skipped, with this as the warning).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum JwkError {
+    /// The key breaks a rule (symmetric, private material, wrong `use`, too short, …).
+    #[error("{0}")]
+    Rejected(&'static str),
+    /// `kty`, or `kty` with `crv`, names no key type Ferry verifies with.
+    #[error("unsupported key type {0}")]
+    UnsupportedKeyType(String),
+}
+
+impl From<&'static str> for JwkError {
+    fn from(why: &'static str) -> Self {
+        Self::Rejected(why)
+    }
 }
 
 /// One parsed public key, bound to one algorithm.
@@ -122,7 +140,7 @@ impl KeySet {
 }
 
 /// Parses one public JWK for one algorithm (a DPoP proof's `jwk`).
-pub(crate) fn parse_single(jwk: &Value, alg: Algorithm) -> Result<VerifyingKey, String> {
+pub(crate) fn parse_single(jwk: &Value, alg: Algorithm) -> Result<VerifyingKey, JwkError> {
     let parsed = parse_jwk(jwk, &[alg])?;
     let (alg, key) = parsed
         .into_iter()
@@ -138,7 +156,7 @@ pub(crate) fn parse_single(jwk: &Value, alg: Algorithm) -> Result<VerifyingKey, 
 fn parse_jwk(
     jwk: &Value,
     allowed: &[Algorithm],
-) -> Result<Vec<(Algorithm, ParsedPublicKey)>, String> {
+) -> Result<Vec<(Algorithm, ParsedPublicKey)>, JwkError> {
     let kty = jwk.get("kty").and_then(Value::as_str).ok_or("no kty")?;
     if kty == "oct" {
         return Err("symmetric (oct) keys are never accepted from a key set".into());
@@ -171,7 +189,7 @@ fn parse_jwk(
         ("EC", Some("P-256")) => Family::P256,
         ("EC", Some("P-384")) => Family::P384,
         ("OKP", Some("Ed25519")) => Family::Ed25519,
-        _ => return Err(format!("unsupported key type {kty}")),
+        _ => return Err(JwkError::UnsupportedKeyType(kty.to_owned())),
     };
     let algs: Vec<Algorithm> = allowed
         .iter()
@@ -192,7 +210,7 @@ fn keys_for(
     jwk: &Value,
     family: Family,
     algs: Vec<Algorithm>,
-) -> Result<Vec<(Algorithm, ParsedPublicKey)>, String> {
+) -> Result<Vec<(Algorithm, ParsedPublicKey)>, JwkError> {
     let mut out = Vec::with_capacity(algs.len());
     match family {
         Family::Rsa => {

@@ -138,77 +138,6 @@ pub(crate) fn split(token: &str) -> Result<Parts<'_>, VerifyError> {
     })
 }
 
-/// Reads the claims of a token without verifying it (to learn what to verify it for).
-pub fn peek_claims(token: &str) -> Result<Map<String, Value>, VerifyError> {
-    let parts = split(token)?;
-    decode_object(parts.payload_b64, "payload")
-}
-
-/// A token split and decoded once, for a caller that picks the issuer's keys by its
-/// `iss` and then verifies it ([`crate::verify_peeked_from`]): the payload is decoded
-/// here, before the signature is checked, but nothing in it is believed until then.
-pub struct Peeked<'a> {
-    pub(crate) parts: Parts<'a>,
-    pub(crate) claims: Map<String, Value>,
-}
-
-impl std::fmt::Debug for Peeked<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Peeked")
-            .field("issuer", &self.issuer())
-            .finish()
-    }
-}
-
-impl Peeked<'_> {
-    /// The unverified `iss`.
-    pub fn issuer(&self) -> &str {
-        // `peek` made sure it is a string.
-        self.claims
-            .get("iss")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-    }
-}
-
-/// Splits `token`, decodes its header and its payload (a JSON object without duplicate
-/// members) and reads its `iss`, which must be a string: the errors of
-/// [`peek_issuer`], plus those of a malformed header, which verification would report.
-pub fn peek(token: &str) -> Result<Peeked<'_>, VerifyError> {
-    let parts = split(token)?;
-    let claims = decode_object(parts.payload_b64, "payload")?;
-    if !claims.get("iss").is_some_and(Value::is_string) {
-        return Err(VerifyError::Claim("iss"));
-    }
-    Ok(Peeked { parts, claims })
-}
-
-/// Reads `iss` from a token without verifying it, to choose the provider whose keys
-/// will verify it. `iss` must be a JSON string: an array or object never matches.
-///
-/// Only `iss` is read (no map of the other claims is built); the payload must still be
-/// a JSON object with at most one `iss`, and the verification that follows checks the
-/// rest. The token exchange uses [`peek`] instead, whose decoding verification reuses.
-pub fn peek_issuer(token: &str) -> Result<String, VerifyError> {
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        iss: Option<Value>,
-    }
-    let parts = split(token)?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(parts.payload_b64)
-        .map_err(|_| VerifyError::Malformed("payload"))?;
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
-        return Err(VerifyError::Malformed("payload"));
-    }
-    let peek: Peek =
-        serde_json::from_slice(&bytes).map_err(|_| VerifyError::Malformed("payload"))?;
-    match peek.iss {
-        Some(Value::String(s)) => Ok(s),
-        _ => Err(VerifyError::Claim("iss")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,31 +147,13 @@ mod tests {
     }
 
     #[test]
-    fn peek_requires_a_string_issuer() {
-        let h = b64(r#"{"alg":"RS256"}"#);
-        for (payload, want) in [
-            (r#"{"iss":"https://a"}"#, Ok("https://a".to_owned())),
-            (r#"{"iss":["https://a"]}"#, Err(VerifyError::Claim("iss"))),
-            (r#"{"sub":"x"}"#, Err(VerifyError::Claim("iss"))),
-            (
-                r#"{"iss":"https://a","iss":"https://b"}"#,
-                Err(VerifyError::Malformed("payload")),
-            ),
-            (r#"[1]"#, Err(VerifyError::Malformed("payload"))),
-        ] {
-            let token = format!("{h}.{}.c2ln", b64(payload));
-            assert_eq!(peek_issuer(&token), want, "{payload}");
-        }
-    }
-
-    #[test]
     fn shapes_other_than_three_parts_are_refused() {
         let h = b64(r#"{"alg":"RS256"}"#);
         let p = b64(r#"{"iss":"x"}"#);
-        assert!(peek_issuer(&format!("{h}.{p}.c2ln")).is_ok());
-        assert!(peek_issuer(&format!("{h}.{p}")).is_err());
-        assert!(peek_issuer(&format!("{h}.{p}.a.b.c")).is_err());
-        assert!(peek_issuer(&"a".repeat(MAX_TOKEN_BYTES + 1)).is_err());
+        assert!(split(&format!("{h}.{p}.c2ln")).is_ok());
+        assert!(split(&format!("{h}.{p}")).is_err());
+        assert!(split(&format!("{h}.{p}.a.b.c")).is_err());
+        assert!(split(&"a".repeat(MAX_TOKEN_BYTES + 1)).is_err());
         let dup = b64(r#"{"alg":"RS256","alg":"none"}"#);
         assert!(split(&format!("{dup}.{p}.c2ln")).is_err());
     }

@@ -3,11 +3,17 @@
 //! It knows nothing of Ferry's configuration or policy.
 //!
 //! Keys are parsed once when a JWKS is loaded ([`KeySet`]) and never per request.
+//!
+//! One path: [`parse`] a token, choose [`Rules`] and keys by its unverified issuer,
+//! then [`Unverified::verify`] it. [`Rules`] are strict by default and loosened only
+//! through methods named for what they loosen.
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 mod alg;
 #[cfg(feature = "access-boundary")]
 pub mod boundary;
+#[doc(hidden)]
+pub mod compat;
 pub mod derive;
 pub mod dpop;
 mod error;
@@ -18,21 +24,31 @@ pub mod net;
 mod relying;
 mod remote;
 pub mod revocation;
+mod rules;
 mod source;
 pub mod time;
+mod unverified;
 mod verifier;
 
 pub use alg::Algorithm;
 pub use error::VerifyError;
 pub use fetch::{Bearer, BearerToken, FetchError};
-pub use jwks::{JwksError, KeySet, VerifyingKey};
-pub use jws::{Header, MAX_TOKEN_BYTES, Peeked, peek, peek_claims, peek_issuer};
+pub use jwks::{JwkError, JwksError, KeySet, VerifyingKey};
+pub use jws::{Header, MAX_TOKEN_BYTES};
 #[cfg(feature = "axum")]
 pub use relying::FerryAuth;
-pub use relying::{FerryToken, FerryVerifier, RelyingError};
+pub use relying::{DiscoverError, FerryToken, FerryVerifier, RelyingError};
 pub use remote::{CacheSettings, CacheStats, Endpoint, KeysError, RemoteKeys, Unavailable};
-pub use source::{KeyFileError, KeySource, StaticKeys, verify_from, verify_peeked_from};
-pub use verifier::{Rules, Verified, verify, verify_peeked};
+pub use rules::Rules;
+pub use source::{KeyFileError, KeySource, StaticKeys};
+pub use unverified::{Unverified, parse};
+pub use verifier::Verified;
+
+// The entry points before parse-then-verify, at their old paths for ferry-server's
+// token/provider.rs, token/actor.rs, token/parent.rs, tokens.rs and client_auth.rs
+// (issue 21). Remove with `compat`.
+#[doc(hidden)]
+pub use compat::{Peeked, peek, peek_claims, peek_issuer, verify, verify_from, verify_peeked_from};
 
 #[cfg(test)]
 mod remote_storm_tests;

@@ -217,6 +217,18 @@ impl Default for ClientSettings {
     }
 }
 
+/// Why a hardened HTTP client cannot be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HttpError {
+    /// The extra CA bundle is not PEM certificates.
+    #[error("CA bundle: {0}")]
+    CaBundle(#[source] reqwest::Error),
+    /// The TLS backend refused the settings.
+    #[error("HTTP client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 /// A hardened HTTP client with its policy.
 #[derive(Debug, Clone)]
 pub struct Http {
@@ -227,7 +239,7 @@ pub struct Http {
 
 impl Http {
     /// Builds a client that enforces `policy`.
-    pub fn new(policy: OutboundPolicy, settings: &ClientSettings) -> Result<Self, String> {
+    pub fn new(policy: OutboundPolicy, settings: &ClientSettings) -> Result<Self, HttpError> {
         let policy = Arc::new(policy);
         let redirect_policy = {
             let policy = policy.clone();
@@ -251,13 +263,11 @@ impl Http {
             .timeout(settings.timeout)
             .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")));
         if let Some(pem) = &settings.extra_roots_pem {
-            for cert in
-                reqwest::Certificate::from_pem_bundle(pem).map_err(|e| format!("CA bundle: {e}"))?
-            {
+            for cert in reqwest::Certificate::from_pem_bundle(pem).map_err(HttpError::CaBundle)? {
                 builder = builder.add_root_certificate(cert);
             }
         }
-        let client = builder.build().map_err(|e| format!("HTTP client: {e}"))?;
+        let client = builder.build().map_err(HttpError::Client)?;
         Ok(Self {
             client,
             policy,

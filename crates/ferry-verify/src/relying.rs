@@ -15,7 +15,7 @@ use crate::alg::Algorithm;
 use crate::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopError, verify_proof};
 use crate::net::Http;
 use crate::remote::{CacheSettings, Endpoint, RemoteKeys};
-use crate::source::{KeySource, verify_from};
+use crate::source::KeySource;
 use crate::time::MonoTime;
 use crate::{Rules, VerifyError};
 use ferry_token::AccessClaims;
@@ -91,6 +91,30 @@ impl RelyingError {
     }
 }
 
+/// Why Ferry's metadata could not be discovered ([`FerryVerifier::discover`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DiscoverError {
+    /// The issuer given is not a URL.
+    #[error("issuer is not a URL")]
+    IssuerNotUrl,
+    /// The metadata could not be fetched.
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    /// The metadata is not JSON.
+    #[error("metadata is not JSON")]
+    NotJson,
+    /// The metadata's `issuer` is not the one asked for (RFC 8414 §3.3).
+    #[error("metadata names another issuer")]
+    OtherIssuer,
+    /// The metadata has no usable `jwks_uri`.
+    #[error("metadata has no jwks_uri")]
+    NoJwksUri,
+    /// The `jwks_uri` is refused by the outbound policy.
+    #[error(transparent)]
+    JwksUriRefused(#[from] crate::net::NetError),
+}
+
 /// Verifies Ferry tokens for one audience.
 #[derive(Debug)]
 pub struct FerryVerifier {
@@ -107,10 +131,13 @@ pub struct FerryVerifier {
 impl FerryVerifier {
     /// A verifier with the given keys.
     pub fn new(issuer: &str, audience: &str, public_url: &str, keys: KeySource) -> Self {
-        let mut rules = Rules::new(issuer, vec![audience.to_owned()])
-            .require_type(ferry_token::ACCESS_TOKEN_TYPE);
-        rules.algorithms = Algorithm::ferry();
-        rules.max_lifetime = 86_400;
+        // RFC 9068 §4: `aud` must name this service; a token Ferry issued for several
+        // audiences names others too.
+        let rules = Rules::new(issuer, vec![audience.to_owned()])
+            .require_type(ferry_token::ACCESS_TOKEN_TYPE)
+            .set_allowed_algorithms(Algorithm::ferry())
+            .accept_other_audiences()
+            .allow_lifetime_up_to(std::time::Duration::from_secs(86_400));
         Self {
             rules,
             keys,
@@ -132,7 +159,7 @@ impl FerryVerifier {
         interval: std::time::Duration,
         client: crate::revocation::ClientCredentials,
     ) -> Self {
-        let url = format!("{}/revocations", self.rules.issuer.trim_end_matches('/'));
+        let url = format!("{}/revocations", self.rules.issuer().trim_end_matches('/'));
         if let Ok(url) = Url::parse(&url) {
             self.revocations = Some(crate::revocation::RevocationPoller::new(
                 url, http, interval, client,
@@ -148,26 +175,23 @@ impl FerryVerifier {
         public_url: &str,
         http: Http,
         time: Arc<dyn MonoTime>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DiscoverError> {
         let meta_url = Url::parse(&format!(
             "{}/.well-known/oauth-authorization-server",
             issuer.trim_end_matches('/')
         ))
-        .map_err(|_| "issuer is not a URL".to_owned())?;
-        let doc = crate::fetch::get(&http, &meta_url, None)
-            .await
-            .map_err(|e| e.to_string())?;
-        let doc: Value =
-            serde_json::from_slice(&doc.body).map_err(|_| "metadata is not JSON".to_owned())?;
+        .map_err(|_| DiscoverError::IssuerNotUrl)?;
+        let doc = crate::fetch::get(&http, &meta_url, None).await?;
+        let doc: Value = serde_json::from_slice(&doc.body).map_err(|_| DiscoverError::NotJson)?;
         if doc.get("issuer").and_then(Value::as_str) != Some(issuer) {
-            return Err("metadata names another issuer".into());
+            return Err(DiscoverError::OtherIssuer);
         }
         let jwks = doc
             .get("jwks_uri")
             .and_then(Value::as_str)
             .and_then(|u| Url::parse(u).ok())
-            .ok_or("metadata has no jwks_uri")?;
-        http.policy().check_url(&jwks).map_err(|e| e.to_string())?;
+            .ok_or(DiscoverError::NoJwksUri)?;
+        http.policy().check_url(&jwks)?;
         let keys = RemoteKeys::new(
             "ferry",
             Endpoint::Jwks(jwks),
@@ -224,7 +248,9 @@ impl FerryVerifier {
                 .map(str::to_owned);
             (claims, kid)
         } else {
-            let v = verify_from(token, &self.rules, &self.keys, now).await?;
+            let v = crate::unverified::parse(token)?
+                .verify(&self.rules, &self.keys, now)
+                .await?;
             (v.claims, v.header.kid)
         };
         let profile = AccessClaims::from_map(&claims).map_err(|_| RelyingError::Claims)?;
@@ -239,7 +265,7 @@ impl FerryVerifier {
                 &profile,
                 issued_at,
                 kid.as_deref(),
-                &self.rules.issuer,
+                self.rules.issuer(),
                 &self.keys,
                 now,
             )

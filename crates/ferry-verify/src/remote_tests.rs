@@ -15,6 +15,16 @@ use crate::net::{ClientSettings, Http, OutboundPolicy};
 use crate::time::ManualMono;
 use crate::*;
 
+/// Parse, then verify with keys from `source` (the one verification path).
+async fn verify_from(
+    token: &str,
+    rules: &Rules,
+    source: &KeySource,
+    now: i64,
+) -> Result<Verified, VerifyError> {
+    parse(token)?.verify(rules, source, now).await
+}
+
 const AUD: &str = "https://ferry.test";
 const HOUR: Duration = Duration::from_secs(3_600);
 

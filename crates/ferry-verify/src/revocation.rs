@@ -18,10 +18,10 @@ use reqwest::Url;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::Rules;
 use crate::alg::Algorithm;
 use crate::net::Http;
-use crate::source::{KeySource, verify_from};
+use crate::source::KeySource;
+use crate::{Rules, VerifyError};
 
 /// `typ` of the list.
 pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
@@ -58,6 +58,25 @@ pub enum RevocationError {
     /// No list younger than `max_staleness` could be had.
     #[error("no current revocation list: {0}")]
     Unavailable(String),
+}
+
+/// Why a revocation list could not be refreshed (logged; the old list stays in use
+/// until it is too old).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ListError {
+    /// `GET /revocations` failed.
+    #[error(transparent)]
+    Fetch(#[from] crate::fetch::FetchError),
+    /// The body is not UTF-8.
+    #[error("the list is not text")]
+    NotText,
+    /// The list is not a JWT Ferry signed for itself.
+    #[error("the list does not verify: {0}")]
+    Verify(#[from] VerifyError),
+    /// The list's `rules` are not revocation rules.
+    #[error("the list's rules are malformed")]
+    Rules,
 }
 
 /// The id and secret of a client registered at Ferry with `revocations: true`, sent with
@@ -133,17 +152,17 @@ impl RevocationPoller {
         self
     }
 
-    async fn fetch(&self, issuer: &str, keys: &KeySource, now: i64) -> Result<List, String> {
+    async fn fetch(&self, issuer: &str, keys: &KeySource, now: i64) -> Result<List, ListError> {
         let got =
             crate::fetch::get_authorized(&self.http, &self.url, Some(self.credentials.basic()))
-                .await
-                .map_err(|e| e.to_string())?;
-        let text = String::from_utf8(got.body).map_err(|_| "the list is not text".to_owned())?;
-        let mut rules = Rules::new(issuer, vec![issuer.to_owned()]).require_type(REVOCATIONS_TYPE);
-        rules.algorithms = Algorithm::ferry();
-        let v = verify_from(text.trim(), &rules, keys, now)
-            .await
-            .map_err(|e| format!("the list does not verify: {e}"))?;
+                .await?;
+        let text = String::from_utf8(got.body).map_err(|_| ListError::NotText)?;
+        let rules = Rules::new(issuer, vec![issuer.to_owned()])
+            .require_type(REVOCATIONS_TYPE)
+            .set_allowed_algorithms(Algorithm::ferry());
+        let v = crate::unverified::parse(text.trim())?
+            .verify(&rules, keys, now)
+            .await?;
         let mut list = List {
             fetched_at: now,
             ..List::default()
@@ -171,8 +190,7 @@ impl RevocationPoller {
             .filter_map(|k| k.as_str().map(str::to_owned))
             .collect();
         if let Some(r) = v.claims.get("rules") {
-            list.rules = serde_json::from_value(r.clone())
-                .map_err(|_| "the list's rules are malformed".to_owned())?;
+            list.rules = serde_json::from_value(r.clone()).map_err(|_| ListError::Rules)?;
         }
         Ok(list)
     }

@@ -9,9 +9,7 @@ use std::time::SystemTime;
 use crate::alg::Algorithm;
 use crate::error::VerifyError;
 use crate::jwks::{JwksError, KeySet};
-use crate::jws::Peeked;
 use crate::remote::{CacheStats, RemoteKeys, Unavailable};
-use crate::verifier::{Rules, Verified, check, verify};
 
 /// A key set given in configuration, optionally backed by a file that is reloaded when
 /// its modification time or size changes. A file that stops parsing keeps the old keys.
@@ -185,7 +183,7 @@ impl KeySource {
 
 /// Runs `attempt` with the keys of `source`; on an unknown `kid`, asks the source for
 /// newer keys once and runs it again.
-async fn with_refetch<T>(
+pub(crate) async fn with_refetch<T>(
     source: &KeySource,
     mut attempt: impl FnMut(&KeySet) -> Result<T, VerifyError>,
 ) -> Result<T, VerifyError> {
@@ -200,29 +198,4 @@ async fn with_refetch<T>(
         },
         other => other,
     }
-}
-
-/// [`verify_from`] for a token already split and decoded by [`crate::peek`] (to find
-/// its issuer), without decoding it again.
-pub async fn verify_peeked_from(
-    peeked: Peeked<'_>,
-    rules: &Rules,
-    source: &KeySource,
-    now: i64,
-) -> Result<Verified, VerifyError> {
-    let Peeked { parts, claims } = peeked;
-    let mut claims = Some(claims);
-    let exp = with_refetch(source, |keys| check(&parts, &mut claims, rules, keys, now)).await?;
-    Ok(Verified::new(parts, claims, exp))
-}
-
-/// Verifies `token` with keys from `source`; on an unknown `kid`, asks the source for
-/// newer keys once and tries again.
-pub async fn verify_from(
-    token: &str,
-    rules: &Rules,
-    source: &KeySource,
-    now: i64,
-) -> Result<Verified, VerifyError> {
-    with_refetch(source, |keys| verify(token, rules, keys, now)).await
 }

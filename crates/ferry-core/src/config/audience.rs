@@ -2,8 +2,10 @@
 
 use std::collections::HashSet;
 
+use super::durations::opt_duration;
+use super::errors::ConfigErrors;
+use super::fields::{compile, valid_id};
 use super::raw::{RawAudience, RawClient};
-use super::{ConfigErrors, compile, opt_duration, valid_id};
 use crate::expr::Cel;
 use crate::policy::{Audience, Effect, POLICY_VARS, Rule};
 

@@ -2,9 +2,14 @@
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::time::Duration;
 
+use super::durations::duration;
+use super::errors::ConfigErrors;
+use super::fields::valid_id;
+use super::model::{KeysConfig, Outbound};
 use super::raw::{RawClient, RawJwks, RawServiceAccount};
-use super::{ALLOWED_ALGORITHMS, ConfigErrors, KeysConfig, Outbound, duration, valid_id};
+use ferry_token::Algorithm;
 
 /// A workload that signs its own JWT assertions with a key it holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,9 +21,9 @@ pub struct ServiceAccount {
     /// Its public keys.
     pub keys: KeysConfig,
     /// Accepted algorithms.
-    pub algorithms: Vec<String>,
+    pub algorithms: Vec<Algorithm>,
     /// Longest accepted `exp - iat` (or `exp - now`), seconds (1 h).
-    pub max_assertion_lifetime: u64,
+    pub max_assertion_lifetime: Duration,
     /// Also accept the token endpoint URL as the assertion's `aud` (still one string);
     /// by default only Ferry's issuer identifier, as for client assertions.
     pub accept_token_endpoint_audience: bool,
@@ -85,17 +90,14 @@ fn static_keys(
         (Some(f), None, None) => Some(KeysConfig::File(base.join(f))),
         (None, Some(v), None) => Some(KeysConfig::Inline(v.to_string())),
         (None, None, Some(u)) => {
-            let ok = super::origin_of(u).is_some_and(|o| {
-                o.starts_with("https://") || outbound.allow_insecure_origins.contains(&o)
-            });
-            if !ok {
+            let Some(u) = super::keys::fetchable(u, outbound) else {
                 errs.push(
                     format!("{path}.jwks.uri"),
                     "must be an https URL (or an origin listed in outbound.allow_insecure_origins)",
                 );
                 return None;
-            }
-            Some(KeysConfig::Uri(u.clone()))
+            };
+            Some(KeysConfig::Uri(u))
         }
         _ => {
             errs.push(
@@ -128,18 +130,22 @@ pub(super) fn service_accounts(
             errs.push(format!("{path}.id"), "duplicate service account");
         }
         let keys = static_keys(errs, &path, s.jwks.as_ref(), base, outbound);
-        let algorithms = s
-            .algorithms
-            .clone()
-            .unwrap_or_else(|| vec!["ES256".into(), "EdDSA".into(), "RS256".into()]);
-        for a in &algorithms {
-            if !ALLOWED_ALGORITHMS.contains(&a.as_str()) {
-                errs.push(
-                    format!("{path}.algorithms"),
-                    format!("'{a}' is not allowed"),
-                );
-            }
-        }
+        let algorithms = match &s.algorithms {
+            None => vec![Algorithm::ES256, Algorithm::EdDSA, Algorithm::RS256],
+            Some(list) => list
+                .iter()
+                .filter_map(|a| {
+                    let alg = Algorithm::from_name(a);
+                    if alg.is_none() {
+                        errs.push(
+                            format!("{path}.algorithms"),
+                            format!("'{a}' is not allowed"),
+                        );
+                    }
+                    alg
+                })
+                .collect(),
+        };
         let max = duration(
             errs,
             &format!("{path}.max_assertion_lifetime"),
@@ -154,7 +160,7 @@ pub(super) fn service_accounts(
                 description: s.description.clone(),
                 keys,
                 algorithms,
-                max_assertion_lifetime: max,
+                max_assertion_lifetime: Duration::from_secs(max),
                 accept_token_endpoint_audience: s.accept_token_endpoint_audience.unwrap_or(false),
             });
         }

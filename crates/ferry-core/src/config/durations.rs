@@ -1,6 +1,6 @@
 //! Durations in the configuration, with their errors collected.
 
-use super::ConfigErrors;
+use super::errors::ConfigErrors;
 use crate::duration::parse_secs;
 
 pub(super) fn duration(

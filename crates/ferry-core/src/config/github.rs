@@ -9,7 +9,7 @@
 //! the rest of the condition. `has(assertion.repository_owner_id) || true` names the
 //! claim and pins nothing.
 
-use super::ConfigErrors;
+use super::errors::ConfigErrors;
 use crate::expr::ClaimUse;
 use crate::mapping::Condition;
 

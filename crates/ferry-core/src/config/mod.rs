@@ -7,7 +7,10 @@ mod audience;
 mod clients;
 mod durations;
 mod errors;
+mod fields;
 mod github;
+mod keys;
+mod model;
 mod ops;
 mod origin;
 mod provider;
@@ -21,160 +24,27 @@ mod typing;
 
 use std::path::{Path, PathBuf};
 
-use crate::expr::{Cel, Expr};
-use crate::mapping::Mapping;
+use crate::expr::Cel;
 use crate::mint::Lifetimes;
 use crate::policy::Policy;
-use durations::{duration, opt_duration};
+pub use ferry_token::Algorithm;
 use raw::RawConfig;
 
 pub use clients::{Client, ClientAuth, ServiceAccount};
 pub use errors::ConfigErrors;
 pub use github::{GITHUB_ISSUER, github_issuer_shape_ok};
+pub use model::{
+    ALLOWED_ALGORITHMS, ApiServer, CacheConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, ProviderKind,
+    SERVICE_ACCOUNT_ISSUER,
+};
 pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
 pub use origin::origin_of;
-
-pub use redis::RedisReplay;
+pub use provider::Provider;
+pub use redis::{RedisReplay, RedisUrlError};
 pub use revocation::{DEFAULT_REVOCATION_POLL_MS, DEFAULT_REVOCATION_TIMEOUT_MS, RevocationStore};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
 pub use tenant::TenantClaim;
-
-/// Signature algorithms a provider may allow. HMAC and `none` are never among them
-/// (RFC 8725 §3.1–3.2): a remote issuer's keys are public.
-pub const ALLOWED_ALGORITHMS: &[&str] = &[
-    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
-];
-/// The default algorithm allowlist of a provider.
-pub const DEFAULT_ALGORITHMS: &[&str] = &["RS256", "ES256"];
-/// Default clock leeway for subject tokens, seconds.
-pub const DEFAULT_LEEWAY: u64 = 60;
-/// Default maximum subject-token lifetime (`exp - iat`), seconds.
-pub const DEFAULT_MAX_TOKEN_LIFETIME: u64 = 86_400;
-/// Default body limit of `/token`.
-pub const DEFAULT_MAX_BODY: usize = 64 * 1024;
-
-/// Where a provider's keys come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KeysConfig {
-    /// A JWKS given inline, as JSON text.
-    Inline(String),
-    /// A JWKS file (reloaded when it changes), resolved against the config's directory.
-    File(PathBuf),
-    /// A JWKS URL.
-    Uri(String),
-    /// OIDC discovery at this document URL; its `issuer` must equal the provider's.
-    Discovery(String),
-}
-
-/// The kinds of provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ProviderKind {
-    /// Keys from a JWKS given in configuration.
-    Static,
-    /// Any OIDC issuer: discovery or an explicit `jwks_uri`.
-    Oidc,
-    /// GitHub Actions, with its pinning rules.
-    Github,
-    /// Kubernetes service-account tokens.
-    Kubernetes,
-    /// Assertions signed by Ferry's own service accounts (RFC 7523), accepted as
-    /// token-exchange subject tokens.
-    ServiceAccount,
-}
-
-/// The internal issuer of the `service_account` provider (it matches any registered
-/// service account's `iss`).
-pub const SERVICE_ACCOUNT_ISSUER: &str = "urn:ferry:service-accounts";
-
-impl ProviderKind {
-    /// The configuration name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Static => "static",
-            Self::Oidc => "oidc",
-            Self::Github => "github",
-            Self::Kubernetes => "kubernetes",
-            Self::ServiceAccount => "service_account",
-        }
-    }
-}
-
-/// Cache timing for remote keys, seconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CacheConfig {
-    /// Shortest cache lifetime, whatever the issuer's `Cache-Control` says.
-    pub min_ttl: u64,
-    /// Longest cache lifetime.
-    pub max_ttl: u64,
-    /// Lifetime without `Cache-Control: max-age`.
-    pub default_ttl: u64,
-    /// At most one forced refetch for an unknown `kid` per this interval.
-    pub refetch_interval: u64,
-    /// How long expired keys keep verifying while the issuer is unreachable.
-    pub max_staleness: u64,
-    /// How long a failed fetch is remembered.
-    pub error_ttl: u64,
-}
-
-/// A Kubernetes API server used for discovery.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiServer {
-    /// Its base URL; its origin is trusted (it may resolve to a private address).
-    pub url: String,
-    /// A CA bundle (PEM) for its certificate.
-    pub ca_file: Option<PathBuf>,
-    /// A bearer-token file, sent only to this origin, re-read on every fetch.
-    pub token_file: Option<PathBuf>,
-}
-
-/// A trusted external issuer.
-#[derive(Debug, Clone)]
-pub struct Provider {
-    /// Unique id, used in policies and audit events.
-    pub id: String,
-    /// Kind.
-    pub kind: ProviderKind,
-    /// The exact `iss` it matches.
-    pub issuer: String,
-    /// `aud` values a subject token must carry one of.
-    pub audiences: Vec<String>,
-    /// Allowed signature algorithms.
-    pub algorithms: Vec<String>,
-    /// `typ` values accepted besides `JWT` (or none), RFC 8725 §3.11.
-    pub accepted_types: Vec<String>,
-    /// Where the keys come from.
-    pub keys: KeysConfig,
-    /// Cache timing for remote keys.
-    pub cache: CacheConfig,
-    /// The Kubernetes API server, for `kubernetes` discovery.
-    pub api_server: Option<ApiServer>,
-    /// Clock leeway, seconds.
-    pub leeway: u64,
-    /// Longest accepted `exp - iat`, seconds.
-    pub max_token_lifetime: u64,
-    /// Oldest accepted `iat`, seconds; `None` for no limit.
-    pub max_token_age: Option<u64>,
-    /// Whether issued tokens end no later than the subject token.
-    pub cap_lifetime_at_subject_expiry: bool,
-    /// Condition and mapping.
-    pub mapping: Mapping,
-    /// Whose a token is, for the bucket of tokens the condition refuses.
-    pub tenant_claim: TenantClaim,
-}
-
-/// Outbound HTTP settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Outbound {
-    /// Exact origins that may be fetched over plain http (development and tests).
-    pub allow_insecure_origins: Vec<String>,
-    /// Connect timeout, seconds.
-    pub connect_timeout: u64,
-    /// Total timeout per request, seconds.
-    pub timeout: u64,
-    /// Largest accepted response.
-    pub max_response_bytes: usize,
-}
 
 /// A validated configuration.
 #[derive(Debug, Clone)]
@@ -226,30 +96,20 @@ pub struct Config {
 }
 
 impl Config {
+    /// Live replay-cache entries one registered client or service account may hold:
+    /// `limits.max_replay_entries_per_principal`, by default a tenth of the cache (at
+    /// least one).
+    pub fn replay_share(&self) -> usize {
+        self.limits
+            .max_replay_entries_per_principal
+            .unwrap_or(self.max_replay_entries / 10)
+            .max(1)
+    }
+
     /// The provider whose issuer is exactly `iss`.
     pub fn provider_for_issuer(&self, iss: &str) -> Option<&Provider> {
         self.providers.iter().find(|p| p.issuer == iss)
     }
-}
-
-fn valid_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-}
-
-fn compile(
-    errs: &mut ConfigErrors,
-    cel: &Cel,
-    path: &str,
-    src: &str,
-    vars: &[&str],
-) -> Option<Expr> {
-    cel.compile_shared(src, vars)
-        .map_err(|e| errs.push(path, e))
-        .ok()
 }
 
 /// Parses and validates a configuration. `base_dir` resolves relative paths.

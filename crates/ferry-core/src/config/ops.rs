@@ -3,8 +3,10 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use super::durations::duration;
+use super::errors::ConfigErrors;
+use super::model::DEFAULT_MAX_BODY;
 use super::raw::{RawAdmin, RawAudit, RawLimits, RawTls};
-use super::{ConfigErrors, DEFAULT_MAX_BODY, duration};
 
 /// Request limits, with documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,7 +34,7 @@ pub struct Limits {
     /// a load balancer or Kubernetes takes to stop routing to a terminating replica.
     pub shutdown_delay: u64,
     /// Live replay-cache entries one registered client or service account may hold;
-    /// `None`: a tenth of `max_replay_entries` (see [`super::Config::replay_share`]).
+    /// `None`: a tenth of `max_replay_entries` (see `Config::replay_share`).
     pub max_replay_entries_per_principal: Option<usize>,
     /// The allowed clock difference between replicas, seconds (5): replay entries are
     /// kept this much longer than an id stays acceptable by the clock that checked it.
@@ -47,18 +49,6 @@ pub struct Limits {
     /// Connections open at once from one source address (an IPv6 /64 counts as one
     /// source); more are closed at accept (256).
     pub max_connections_per_source: usize,
-}
-
-impl super::Config {
-    /// Live replay-cache entries one registered client or service account may hold:
-    /// `limits.max_replay_entries_per_principal`, by default a tenth of the cache (at
-    /// least one).
-    pub fn replay_share(&self) -> usize {
-        self.limits
-            .max_replay_entries_per_principal
-            .unwrap_or(self.max_replay_entries / 10)
-            .max(1)
-    }
 }
 
 /// A certificate and key, PEM files reloaded when they change.

@@ -57,7 +57,7 @@ fn an_issuer_cache_must_remember_a_failure_for_some_time() {
         )
     };
     let c = parse(&with("1s"), Path::new("/")).unwrap();
-    assert_eq!(c.providers[0].cache.error_ttl, 1);
+    assert_eq!(c.providers[0].cache.error_ttl.as_secs(), 1);
     let err = parse(&with("0s"), Path::new("/")).unwrap_err();
     let paths: Vec<String> = err.0.into_iter().map(|(p, _)| p).collect();
     assert_eq!(paths, vec!["providers[0].cache.error_ttl"]);

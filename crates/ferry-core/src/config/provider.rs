@@ -3,56 +3,216 @@
 //! `github.rs`.
 
 use std::path::Path;
+use std::time::Duration;
 
-use super::raw::{RawCache, RawProvider};
-use super::raw::{RawMapping, RawMappingValue};
-use super::{
-    ALLOWED_ALGORITHMS, ApiServer, CacheConfig, ConfigErrors, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
-    DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, Provider, ProviderKind, compile, duration,
-    opt_duration, origin_of, valid_id,
+use super::durations::{duration, opt_duration};
+use super::errors::ConfigErrors;
+use super::fields::{compile, valid_id};
+use super::model::{
+    ALLOWED_ALGORITHMS, ApiServer, CacheConfig, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY,
+    DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, ProviderKind,
 };
+use super::raw::RawProvider;
+use super::raw::{RawMapping, RawMappingValue};
+use super::tenant::TenantClaim;
 use crate::expr::{Cel, Expr};
 use crate::mapping::{CONDITION_VARS, Condition, MAPPING_VARS, MAX_ATTRIBUTES, Mapping};
+use ferry_token::Algorithm;
+
+/// A trusted external issuer.
+#[derive(Debug, Clone)]
+pub struct Provider {
+    /// Unique id, used in policies and audit events.
+    pub id: String,
+    /// Kind.
+    pub kind: ProviderKind,
+    /// The exact `iss` it matches.
+    pub issuer: String,
+    /// `aud` values a subject token must carry one of.
+    pub audiences: Vec<String>,
+    /// Allowed signature algorithms.
+    pub algorithms: Vec<Algorithm>,
+    /// `typ` values accepted besides `JWT` (or none), RFC 8725 §3.11.
+    pub accepted_types: Vec<String>,
+    /// Where the keys come from.
+    pub keys: KeysConfig,
+    /// Cache timing for remote keys.
+    pub cache: CacheConfig,
+    /// The Kubernetes API server, for `kubernetes` discovery.
+    pub api_server: Option<ApiServer>,
+    /// Clock leeway.
+    pub leeway: Duration,
+    /// Longest accepted `exp - iat`.
+    pub max_token_lifetime: Duration,
+    /// Oldest accepted `iat`; `None` for no limit.
+    pub max_token_age: Option<Duration>,
+    /// Whether issued tokens end no later than the subject token.
+    pub cap_lifetime_at_subject_expiry: bool,
+    /// Condition and mapping.
+    pub mapping: Mapping,
+    /// Whose a token is, for the bucket of tokens the condition refuses.
+    pub tenant_claim: TenantClaim,
+}
 
 const LEGACY_K8S_ISSUER: &str = "kubernetes/serviceaccount";
 
-/// Whether a URL may be fetched: https, or an opted-in insecure origin.
-fn fetchable(url: &str, outbound: &Outbound) -> bool {
-    match origin_of(url) {
-        Some(o) if o.starts_with("https://") => true,
-        Some(o) => outbound.allow_insecure_origins.contains(&o),
-        None => false,
-    }
-}
-
-fn cache(errs: &mut ConfigErrors, path: &str, c: &RawCache) -> CacheConfig {
-    let d = |errs: &mut ConfigErrors, name: &str, v: Option<&String>, def: u64| {
-        duration(errs, &format!("{path}.cache.{name}"), v, def)
+/// The exact `iss` a provider matches: GitHub's by default for `github`, the internal
+/// one for `service_account`; never GitHub's shared issuer outside the github preset,
+/// never legacy Kubernetes tokens.
+fn issuer(errs: &mut ConfigErrors, path: &str, p: &RawProvider, kind: ProviderKind) -> String {
+    let github = kind == ProviderKind::Github;
+    let service_account = kind == ProviderKind::ServiceAccount;
+    let issuer = match (&p.issuer, github) {
+        _ if service_account => super::model::SERVICE_ACCOUNT_ISSUER.to_owned(),
+        (Some(i), _) => i.clone(),
+        (None, true) => super::github::GITHUB_ISSUER.to_owned(),
+        (None, false) => String::new(),
     };
-    let out = CacheConfig {
-        min_ttl: d(errs, "min_ttl", c.min_ttl.as_ref(), 300),
-        max_ttl: d(errs, "max_ttl", c.max_ttl.as_ref(), 86_400),
-        default_ttl: d(errs, "default_ttl", c.default_ttl.as_ref(), 3_600),
-        refetch_interval: d(errs, "refetch_interval", c.refetch_interval.as_ref(), 300),
-        max_staleness: d(errs, "max_staleness", c.max_staleness.as_ref(), 86_400),
-        error_ttl: d(errs, "error_ttl", c.error_ttl.as_ref(), 30),
-    };
-    if out.min_ttl > out.max_ttl {
+    if issuer.is_empty() {
+        errs.push(format!("{path}.issuer"), "is required");
+    } else if github && !super::github::github_issuer_shape_ok(&issuer) {
         errs.push(
-            format!("{path}.cache.min_ttl"),
-            "must not exceed cache.max_ttl",
+            format!("{path}.issuer"),
+            "is not a GitHub Actions issuer (https://token.actions.githubusercontent.com[/<enterprise>], \
+             https://token.actions.<sub>.ghe.com or https://<host>/_services/token)",
+        );
+    } else if !github
+        && (issuer == super::github::GITHUB_ISSUER
+            || issuer.starts_with("https://token.actions.githubusercontent.com/"))
+    {
+        // Every GitHub user's workflows get tokens from this issuer: only the github
+        // preset, which demands a pinned id and RS256, may trust it.
+        errs.push(
+            format!("{path}.kind"),
+            "GitHub Actions' issuer is shared by every GitHub user: trust it with kind: github, \
+             which requires a pinned repository_owner_id, repository_id or enterprise_id",
+        );
+    } else if issuer == LEGACY_K8S_ISSUER {
+        errs.push(
+            format!("{path}.issuer"),
+            "legacy Kubernetes secret-based tokens (no exp, no aud) are never accepted; use projected tokens",
         );
     }
-    for (name, v) in [
-        ("refetch_interval", out.refetch_interval),
-        // Without it, a failing issuer would be asked again by every request.
-        ("error_ttl", out.error_ttl),
-    ] {
-        if v == 0 {
-            errs.push(format!("{path}.cache.{name}"), "must be greater than zero");
+
+    issuer
+}
+
+/// The audiences a subject token must carry one of.
+fn audiences(
+    errs: &mut ConfigErrors,
+    path: &str,
+    p: &RawProvider,
+    kind: ProviderKind,
+    unpinned: bool,
+) -> Vec<String> {
+    let github = kind == ProviderKind::Github;
+    let service_account = kind == ProviderKind::ServiceAccount;
+    let audiences = p.audiences.clone().unwrap_or_default();
+    if !service_account && (audiences.is_empty() || audiences.iter().any(String::is_empty)) {
+        errs.push(format!("{path}.audiences"), "must not be empty");
+    }
+    if github
+        && !unpinned
+        && audiences
+            .iter()
+            .any(|a| a.starts_with("https://github.com/"))
+    {
+        errs.push(
+            format!("{path}.audiences"),
+            "must not include GitHub's default audience https://github.com/<owner>: \
+             request a dedicated audience in the workflow (or set allow_unpinned: true)",
+        );
+    }
+
+    audiences
+}
+
+/// The condition a subject token must meet, and the message a denial shows.
+fn condition(errs: &mut ConfigErrors, cel: &Cel, path: &str, p: &RawProvider) -> Option<Condition> {
+    let condition = p.condition.as_ref().and_then(|c| {
+        compile(errs, cel, &format!("{path}.condition"), c, CONDITION_VARS).map(|expr| Condition {
+            expr,
+            message: p.condition_message.clone(),
+        })
+    });
+    if p.condition_message.is_some() && p.condition.is_none() {
+        errs.push(
+            format!("{path}.condition_message"),
+            "given without a condition",
+        );
+    }
+    condition
+}
+
+/// The `alg` allowlist: RS256 and ES256 by default, RS256 alone for `github`.
+fn algorithms(
+    errs: &mut ConfigErrors,
+    path: &str,
+    p: &RawProvider,
+    github: bool,
+) -> Vec<Algorithm> {
+    if github {
+        super::github::algorithms(errs, path, p.algorithms.as_ref());
+    }
+    let Some(list) = &p.algorithms else {
+        return if github {
+            vec![Algorithm::RS256]
+        } else {
+            DEFAULT_ALGORITHMS.to_vec()
+        };
+    };
+    if list.is_empty() {
+        errs.push(format!("{path}.algorithms"), "must not be empty");
+    }
+    let mut out = Vec::new();
+    for a in list {
+        match Algorithm::from_name(a) {
+            Some(alg) => out.push(alg),
+            None => errs.push(
+                format!("{path}.algorithms"),
+                format!(
+                    "'{a}' is not allowed (allowed: {})",
+                    ALLOWED_ALGORITHMS.join(", ")
+                ),
+            ),
         }
     }
     out
+}
+
+/// The subject token's time checks.
+struct Times {
+    leeway: Duration,
+    max_token_lifetime: Duration,
+    max_token_age: Option<Duration>,
+}
+
+fn times(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> Times {
+    let leeway = duration(
+        errs,
+        &format!("{path}.leeway"),
+        p.leeway.as_ref(),
+        DEFAULT_LEEWAY,
+    );
+    if leeway > 300 {
+        errs.push(format!("{path}.leeway"), "must be at most 5m");
+    }
+    let max_token_lifetime = duration(
+        errs,
+        &format!("{path}.max_token_lifetime"),
+        p.max_token_lifetime.as_ref(),
+        DEFAULT_MAX_TOKEN_LIFETIME,
+    );
+    let max_token_age = opt_duration(
+        errs,
+        &format!("{path}.max_token_age"),
+        p.max_token_age.as_ref(),
+    );
+    Times {
+        leeway: Duration::from_secs(leeway),
+        max_token_lifetime: Duration::from_secs(max_token_lifetime),
+        max_token_age: max_token_age.map(Duration::from_secs),
+    }
 }
 
 fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind {
@@ -77,7 +237,6 @@ fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind
     }
 }
 
-#[allow(clippy::too_many_lines)]
 pub(super) fn provider(
     errs: &mut ConfigErrors,
     warnings: &mut Vec<String>,
@@ -120,167 +279,23 @@ pub(super) fn provider(
             "a service_account provider takes no issuer, jwks or audiences: service accounts are registered under service_accounts",
         );
     }
-    // Issuer.
-    let issuer = match (&p.issuer, github) {
-        _ if service_account => super::SERVICE_ACCOUNT_ISSUER.to_owned(),
-        (Some(i), _) => i.clone(),
-        (None, true) => super::GITHUB_ISSUER.to_owned(),
-        (None, false) => String::new(),
-    };
-    if issuer.is_empty() {
-        errs.push(format!("{path}.issuer"), "is required");
-    } else if github && !super::github_issuer_shape_ok(&issuer) {
-        errs.push(
-            format!("{path}.issuer"),
-            "is not a GitHub Actions issuer (https://token.actions.githubusercontent.com[/<enterprise>], \
-             https://token.actions.<sub>.ghe.com or https://<host>/_services/token)",
-        );
-    } else if !github
-        && (issuer == super::GITHUB_ISSUER
-            || issuer.starts_with("https://token.actions.githubusercontent.com/"))
-    {
-        // Every GitHub user's workflows get tokens from this issuer: only the github
-        // preset, which demands a pinned id and RS256, may trust it.
-        errs.push(
-            format!("{path}.kind"),
-            "GitHub Actions' issuer is shared by every GitHub user: trust it with kind: github, \
-             which requires a pinned repository_owner_id, repository_id or enterprise_id",
-        );
-    } else if issuer == LEGACY_K8S_ISSUER {
-        errs.push(
-            format!("{path}.issuer"),
-            "legacy Kubernetes secret-based tokens (no exp, no aud) are never accepted; use projected tokens",
-        );
-    }
-
-    // Audiences the subject token must carry.
-    let audiences = p.audiences.clone().unwrap_or_default();
-    if !service_account && (audiences.is_empty() || audiences.iter().any(String::is_empty)) {
-        errs.push(format!("{path}.audiences"), "must not be empty");
-    }
-    if github
-        && !unpinned
-        && audiences
-            .iter()
-            .any(|a| a.starts_with("https://github.com/"))
-    {
-        errs.push(
-            format!("{path}.audiences"),
-            "must not include GitHub's default audience https://github.com/<owner>: \
-             request a dedicated audience in the workflow (or set allow_unpinned: true)",
-        );
-    }
-
-    // Algorithms.
-    if github {
-        super::github::algorithms(errs, path, p.algorithms.as_ref());
-    }
-    let default_algs: &[&str] = if github {
-        &["RS256"]
-    } else {
-        DEFAULT_ALGORITHMS
-    };
-    let algorithms: Vec<String> = match &p.algorithms {
-        None => default_algs.iter().map(|s| s.to_string()).collect(),
-        Some(list) => {
-            if list.is_empty() {
-                errs.push(format!("{path}.algorithms"), "must not be empty");
-            }
-            for a in list {
-                if !ALLOWED_ALGORITHMS.contains(&a.as_str()) {
-                    errs.push(
-                        format!("{path}.algorithms"),
-                        format!(
-                            "'{a}' is not allowed (allowed: {})",
-                            ALLOWED_ALGORITHMS.join(", ")
-                        ),
-                    );
-                }
-            }
-            list.clone()
-        }
-    };
+    let issuer = issuer(errs, path, p, kind);
+    let audiences = audiences(errs, path, p, kind, unpinned);
+    let algorithms = algorithms(errs, path, p, github);
 
     let accepted_types =
         super::typing::accepted_types(errs, path, p.accepted_types.as_ref(), service_account);
 
-    // Kubernetes API server.
-    let api_server = match (&p.api_server, kind) {
-        (None, _) => None,
-        (Some(_), k) if k != ProviderKind::Kubernetes => {
-            errs.push(
-                format!("{path}.api_server"),
-                "applies only to kind kubernetes",
-            );
-            None
-        }
-        (Some(a), _) => {
-            let url = a.url.clone().unwrap_or_default();
-            if !fetchable(&url, outbound) {
-                errs.push(
-                    format!("{path}.api_server.url"),
-                    "must be an https URL (or an origin listed in outbound.allow_insecure_origins)",
-                );
-            }
-            Some(ApiServer {
-                url: url.trim_end_matches('/').to_owned(),
-                ca_file: a.ca_file.as_ref().map(|f| base.join(f)),
-                token_file: a.token_file.as_ref().map(|f| base.join(f)),
-            })
-        }
-    };
-
-    // Where the keys come from (a service_account provider uses the registry's keys).
-    let keys = if service_account {
-        Some(KeysConfig::Inline("{\"keys\":[]}".to_owned()))
-    } else {
-        keys_config(
-            errs,
-            path,
-            p,
-            kind,
-            &issuer,
-            api_server.as_ref(),
-            base,
-            outbound,
-        )
-    };
-
-    let cache = cache(errs, path, &p.cache);
-    let leeway = duration(
-        errs,
-        &format!("{path}.leeway"),
-        p.leeway.as_ref(),
-        DEFAULT_LEEWAY,
-    );
-    if leeway > 300 {
-        errs.push(format!("{path}.leeway"), "must be at most 5m");
-    }
-    let max_token_lifetime = duration(
-        errs,
-        &format!("{path}.max_token_lifetime"),
-        p.max_token_lifetime.as_ref(),
-        DEFAULT_MAX_TOKEN_LIFETIME,
-    );
-    let max_token_age = opt_duration(
-        errs,
-        &format!("{path}.max_token_age"),
-        p.max_token_age.as_ref(),
-    );
+    let (keys, api_server) = super::keys::keys(errs, path, p, kind, &issuer, base, outbound);
+    let cache = super::keys::cache(errs, path, &p.cache);
+    let Times {
+        leeway,
+        max_token_lifetime,
+        max_token_age,
+    } = times(errs, path, p);
 
     // Condition and mapping.
-    let condition = p.condition.as_ref().and_then(|c| {
-        compile(errs, cel, &format!("{path}.condition"), c, CONDITION_VARS).map(|expr| Condition {
-            expr,
-            message: p.condition_message.clone(),
-        })
-    });
-    if p.condition_message.is_some() && p.condition.is_none() {
-        errs.push(
-            format!("{path}.condition_message"),
-            "given without a condition",
-        );
-    }
+    let condition = condition(errs, cel, path, p);
     if github {
         super::github::pinning(errs, warnings, path, &id, condition.as_ref(), unpinned);
     }
@@ -318,86 +333,6 @@ pub(super) fn provider(
             )
         },
     })
-}
-
-#[allow(clippy::too_many_arguments)]
-fn keys_config(
-    errs: &mut ConfigErrors,
-    path: &str,
-    p: &RawProvider,
-    kind: ProviderKind,
-    issuer: &str,
-    api_server: Option<&ApiServer>,
-    base: &Path,
-    outbound: &Outbound,
-) -> Option<KeysConfig> {
-    let https_hint =
-        "must be an https URL (or an origin listed in outbound.allow_insecure_origins)";
-    if let Some(j) = &p.jwks {
-        let given = [j.file.is_some(), j.inline.is_some(), j.uri.is_some()];
-        if given.iter().filter(|g| **g).count() != 1 {
-            errs.push(
-                format!("{path}.jwks"),
-                "give exactly one of file, inline or uri",
-            );
-            return None;
-        }
-        if p.discovery_url.is_some() {
-            errs.push(
-                format!("{path}.discovery_url"),
-                "give either jwks or discovery_url",
-            );
-        }
-        if let Some(f) = &j.file {
-            return Some(KeysConfig::File(base.join(f)));
-        }
-        if let Some(v) = &j.inline {
-            return Some(KeysConfig::Inline(v.to_string()));
-        }
-        let uri = j.uri.clone().unwrap_or_default();
-        if kind == ProviderKind::Static {
-            errs.push(
-                format!("{path}.jwks.uri"),
-                "a static provider takes file or inline; use kind oidc for a URL",
-            );
-            return None;
-        }
-        if !fetchable(&uri, outbound) {
-            errs.push(format!("{path}.jwks.uri"), https_hint);
-            return None;
-        }
-        return Some(KeysConfig::Uri(uri));
-    }
-    if kind == ProviderKind::Static {
-        errs.push(
-            format!("{path}.jwks"),
-            "is required for a static provider (file or inline)",
-        );
-        return None;
-    }
-    // Discovery: an explicit document URL, the API server's, or the issuer's own.
-    let (url, at) = match (&p.discovery_url, api_server) {
-        (Some(u), _) => (u.clone(), format!("{path}.discovery_url")),
-        (None, Some(a)) => (
-            format!("{}/.well-known/openid-configuration", a.url),
-            format!("{path}.api_server.url"),
-        ),
-        (None, None) => (
-            format!(
-                "{}/.well-known/openid-configuration",
-                issuer.trim_end_matches('/')
-            ),
-            format!("{path}.issuer"),
-        ),
-    };
-    if issuer.is_empty() {
-        return None;
-    }
-    if !fetchable(&url, outbound) {
-        errs.push(at, format!("discovery {https_hint}"));
-        return None;
-    }
-    Some(KeysConfig::Discovery(url))
 }
 
 type MappingParts = (Expr, Option<Expr>, Vec<(String, Expr)>);

@@ -1,8 +1,9 @@
 //! The shared replay cache's address (`replay.redis`), parsed once at load; its
 //! password never reaches a `Debug` print.
 
+use super::durations::duration;
+use super::errors::ConfigErrors;
 use super::raw::RawReplay;
-use super::{ConfigErrors, duration};
 
 /// `replay`: the shared replay cache, when `replay.redis` is set.
 pub(super) fn replay(errs: &mut ConfigErrors, r: &RawReplay) -> Option<RedisReplay> {
@@ -14,10 +15,28 @@ pub(super) fn replay(errs: &mut ConfigErrors, r: &RawReplay) -> Option<RedisRepl
             Some(c)
         }
         Err(e) => {
-            errs.push("replay.redis", e);
+            errs.push("replay.redis", e.to_string());
             None
         }
     }
+}
+
+/// Why `replay.redis` is refused. Never echoes the URL (it may carry a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RedisUrlError {
+    /// Not a URL.
+    #[error("not a URL")]
+    NotUrl,
+    /// Another scheme than `redis`.
+    #[error("only redis:// URLs are supported")]
+    Scheme,
+    /// No host.
+    #[error("no host")]
+    NoHost,
+    /// A path other than a database number.
+    #[error("the path must be a database number")]
+    Database,
 }
 
 /// Where the shared replay cache lives: `redis://[:password@]host:port[/db]`.
@@ -48,18 +67,19 @@ impl std::fmt::Debug for RedisReplay {
 
 impl RedisReplay {
     /// Parses a `redis://` URL (no TLS: run Redis on a private network or loopback).
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let u = url::Url::parse(url).map_err(|_| "not a URL".to_owned())?;
+    pub fn parse(url: &str) -> Result<Self, RedisUrlError> {
+        let u = url::Url::parse(url).map_err(|_| RedisUrlError::NotUrl)?;
         if u.scheme() != "redis" {
-            return Err("only redis:// URLs are supported".into());
+            return Err(RedisUrlError::Scheme);
         }
-        let host = u.host_str().filter(|h| !h.is_empty()).ok_or("no host")?;
+        let host = u
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or(RedisUrlError::NoHost)?;
         let port = u.port().unwrap_or(6379);
         let db = match u.path().trim_start_matches('/') {
             "" => 0,
-            d => d
-                .parse()
-                .map_err(|_| "the path must be a database number".to_owned())?,
+            d => d.parse().map_err(|_| RedisUrlError::Database)?,
         };
         Ok(Self {
             addr: format!("{host}:{port}"),
@@ -68,5 +88,38 @@ impl RedisReplay {
             fail_open: false,
             timeout_ms: 1000,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_each_with_their_error() {
+        let r = RedisReplay::parse("redis://:pw@10.0.0.5:6380/2").unwrap();
+        assert_eq!(
+            (r.addr.as_str(), r.password.as_deref(), r.db),
+            ("10.0.0.5:6380", Some("pw"), 2)
+        );
+        assert!(!r.fail_open, "fails closed by default");
+        assert!(
+            !format!("{r:?}").contains("pw"),
+            "the password is never printed"
+        );
+        let d = RedisReplay::parse("redis://localhost").unwrap();
+        assert_eq!(
+            (d.addr.as_str(), d.password, d.db),
+            ("localhost:6379", None, 0)
+        );
+        for (url, want) in [
+            ("rediss://localhost", RedisUrlError::Scheme),
+            ("redis://localhost/x", RedisUrlError::Database),
+            ("localhost:6379", RedisUrlError::Scheme),
+            ("not a url", RedisUrlError::NotUrl),
+            ("redis:///0", RedisUrlError::NoHost),
+        ] {
+            assert_eq!(RedisReplay::parse(url).err(), Some(want), "{url}");
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::ConfigErrors;
+use super::errors::ConfigErrors;
 use super::raw::RawRevocation;
 use super::signing::{PostgresStore, millis, source};
 

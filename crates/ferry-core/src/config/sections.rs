@@ -4,13 +4,21 @@
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use super::clients::{Client, ServiceAccount};
+use super::durations::duration;
+use super::errors::ConfigErrors;
+use super::model::Outbound;
+use super::origin::origin_of;
 use super::origin::{is_loopback_http, origin_of_display};
+use super::provider;
+use super::provider::Provider;
 use super::raw::{RawConfig, RawOutbound, RawProvider, RawTokens};
-use super::{
-    Client, ConfigErrors, Outbound, Provider, RevocationStore, ServiceAccount, Signing, duration,
-    origin_of, provider, revocation, signing,
-};
+use super::revocation;
+use super::revocation::RevocationStore;
+use super::signing;
+use super::signing::Signing;
 use crate::expr::Cel;
 use crate::mint::Lifetimes;
 
@@ -81,13 +89,13 @@ pub(super) fn outbound(
     }
     Outbound {
         allow_insecure_origins: insecure,
-        connect_timeout: duration(
+        connect_timeout: Duration::from_secs(duration(
             errs,
             "outbound.connect_timeout",
             o.connect_timeout.as_ref(),
             2,
-        ),
-        timeout: duration(errs, "outbound.timeout", o.timeout.as_ref(), 5),
+        )),
+        timeout: Duration::from_secs(duration(errs, "outbound.timeout", o.timeout.as_ref(), 5)),
         max_response_bytes: o.max_response_bytes.unwrap_or(1024 * 1024),
     }
 }

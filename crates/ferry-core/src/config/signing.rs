@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use super::durations::duration;
+use super::errors::ConfigErrors;
 use super::raw::{RawHsm, RawPostgres, RawSecretSource, RawSigning};
-use super::{ConfigErrors, duration};
+use ferry_token::SigningAlgorithm;
 
 /// Where a secret (a key-encryption key, an HSM PIN) is read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +45,7 @@ pub struct PostgresStore {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Signing {
     /// `ES256` (default), `EdDSA` or `RS256`.
-    pub algorithm: String,
+    pub algorithm: SigningAlgorithm,
     /// How long a key signs, seconds.
     pub rotation_period: u64,
     /// `Cache-Control: max-age` of `/jwks`, seconds.
@@ -89,13 +91,14 @@ pub(super) fn signing(
     base: &Path,
     max_token_ttl: u64,
 ) -> Signing {
-    let algorithm = s.algorithm.clone().unwrap_or_else(|| "ES256".into());
-    match algorithm.as_str() {
-        "ES256" | "EdDSA" => {}
-        "RS256" => warnings.push(
+    let name = s.algorithm.as_deref().unwrap_or("ES256");
+    let algorithm = SigningAlgorithm::ALL.into_iter().find(|a| a.name() == name);
+    match algorithm {
+        Some(SigningAlgorithm::ES256 | SigningAlgorithm::EdDSA) => {}
+        Some(SigningAlgorithm::RS256) => warnings.push(
             "signing.algorithm: RS256 signatures cost several times ES256 or EdDSA on every exchange".into(),
         ),
-        _ => errs.push("signing.algorithm", "must be ES256, EdDSA or RS256"),
+        None => errs.push("signing.algorithm", "must be ES256, EdDSA or RS256"),
     }
     let rotation_period = duration(
         errs,
@@ -137,7 +140,8 @@ pub(super) fn signing(
         .as_ref()
         .and_then(|p| postgres(errs, p, base, jwks_max_age + leeway));
     Signing {
-        algorithm,
+        // An unknown name is an error above: this value is never used.
+        algorithm: algorithm.unwrap_or(SigningAlgorithm::ES256),
         rotation_period,
         jwks_max_age,
         leeway,
@@ -178,7 +182,12 @@ fn key_encryption_keys(
 }
 
 /// `signing.hsm`: a PKCS#11 token holding ES256 keys.
-fn hsm(errs: &mut ConfigErrors, h: &RawHsm, algorithm: &str, base: &Path) -> Option<HsmConfig> {
+fn hsm(
+    errs: &mut ConfigErrors,
+    h: &RawHsm,
+    algorithm: &Option<SigningAlgorithm>,
+    base: &Path,
+) -> Option<HsmConfig> {
     let module = h.module.clone().unwrap_or_default();
     let label = h.token_label.clone().unwrap_or_default();
     if module.is_empty() {
@@ -190,7 +199,7 @@ fn hsm(errs: &mut ConfigErrors, h: &RawHsm, algorithm: &str, base: &Path) -> Opt
     if label.is_empty() {
         errs.push("signing.hsm.token_label", "is required");
     }
-    if algorithm != "ES256" {
+    if *algorithm != Some(SigningAlgorithm::ES256) {
         errs.push("signing.algorithm", "keys held in an HSM are ES256");
     }
     let pin = match &h.pin {

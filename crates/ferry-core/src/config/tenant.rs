@@ -9,7 +9,8 @@ use std::borrow::Cow;
 
 use serde_json::{Map, Value};
 
-use super::{ConfigErrors, ProviderKind};
+use super::errors::ConfigErrors;
+use super::model::ProviderKind;
 
 /// Where the tenant is read: a top-level claim, or a path of claims (written as a JSON
 /// pointer, RFC 6901: `/kubernetes.io/namespace`).

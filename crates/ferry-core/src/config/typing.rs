@@ -2,7 +2,7 @@
 //! absent or `JWT`; `accepted_types` adds kinds a provider's issuer really uses for
 //! identity assertions, never a kind of JWT that is something else.
 
-use super::ConfigErrors;
+use super::errors::ConfigErrors;
 
 /// Kinds of JWT that are never identity assertions, whatever a provider lists: a DPoP
 /// proof, a logout token, a security event, a client assertion (RFC 8725 §3.11), and

@@ -48,12 +48,17 @@ pub fn check(path: &Path) -> ExitCode {
                     p.config.kind.as_str(),
                     p.config.issuer,
                     describe_keys(&p.config.keys),
-                    p.config.algorithms.join(","),
-                    format_secs(p.config.leeway),
-                    format_secs(p.config.max_token_lifetime),
+                    p.config
+                        .algorithms
+                        .iter()
+                        .map(|a| a.name())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    format_secs(p.config.leeway.as_secs()),
+                    format_secs(p.config.max_token_lifetime.as_secs()),
                     p.config
                         .max_token_age
-                        .map(|a| format!(", max token age {}", format_secs(a)))
+                        .map(|a| format!(", max token age {}", format_secs(a.as_secs())))
                         .unwrap_or_default(),
                 );
             }
@@ -90,7 +95,7 @@ pub fn check(path: &Path) -> ExitCode {
 fn describe_signing(s: &ferry_core::config::Signing) -> String {
     format!(
         "{}, rotation every {}, /jwks max-age {}, leeway {}, keys in {} ({})",
-        s.algorithm,
+        s.algorithm.name(),
         format_secs(s.rotation_period),
         format_secs(s.jwks_max_age),
         format_secs(s.leeway),

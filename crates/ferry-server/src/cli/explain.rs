@@ -88,8 +88,12 @@ async fn verify_token<'c>(
     now: i64,
     out: &mut String,
 ) -> anyhow::Result<Verified<'c>> {
-    let iss = match ferry_verify::peek_issuer(token) {
-        Ok(i) => i,
+    let parsed = ferry_verify::parse(token).and_then(|t| match t.issuer() {
+        Some(iss) => Ok((iss.to_owned(), t)),
+        None => Err(ferry_verify::VerifyError::Claim("iss")),
+    });
+    let (iss, parsed) = match parsed {
+        Ok(p) => p,
         Err(e) => return Ok(Err(format!("invalid_request at verify: {e}"))),
     };
     let Some(provider) = config.provider_for_issuer(&iss) else {
@@ -104,7 +108,7 @@ async fn verify_token<'c>(
     let Some(tp) = trusted.into_iter().find(|p| p.config.id == provider.id) else {
         anyhow::bail!("provider {} did not load", provider.id);
     };
-    match ferry_verify::verify_from(token, &tp.rules, &tp.keys, now).await {
+    match parsed.verify(&tp.rules, &tp.keys, now).await {
         Ok(v) => {
             let _ = writeln!(
                 out,
@@ -112,10 +116,10 @@ async fn verify_token<'c>(
                 v.header.alg,
                 v.header.kid.as_deref().unwrap_or("none"),
                 v.header.typ.as_deref().unwrap_or("absent"),
-                tp.rules.audiences,
+                tp.rules.audiences(),
                 v.exp - now,
-                tp.rules.leeway,
-                tp.rules.max_lifetime,
+                tp.rules.leeway(),
+                tp.rules.max_lifetime(),
             );
             Ok(Ok((provider, v.claims, Some(v.exp))))
         }

@@ -60,10 +60,13 @@ fn verify_parent(
     targets: &[String],
     now: i64,
 ) -> Result<Verified, OAuthError> {
-    let mut rules = Rules::new(loaded.config.issuer.clone(), targets.to_vec())
-        .require_type(ferry_token::ACCESS_TOKEN_TYPE);
-    rules.algorithms = Algorithm::ferry();
-    rules.max_lifetime = crate::tokens::longest_lifetime(state, &loaded.config).saturating_add(60);
+    let longest = crate::tokens::longest_lifetime(state, &loaded.config).saturating_add(60);
+    let rules = Rules::new(loaded.config.issuer.clone(), targets.to_vec())
+        .require_type(ferry_token::ACCESS_TOKEN_TYPE)
+        .set_allowed_algorithms(Algorithm::ferry())
+        // The parent may hold audiences beside the ones asked for (narrowing drops them).
+        .accept_other_audiences()
+        .allow_lifetime_up_to(std::time::Duration::from_secs(longest.unsigned_abs()));
     let keys = state.own_keys.get(&state.keys);
     ferry_verify::verify(jwt, &rules, &keys, now).map_err(|e| match e {
         ferry_verify::VerifyError::Audience => narrow::audience_not_held(),
