@@ -208,7 +208,13 @@ async fn private_key_jwt(
     if params.client_assertion_type.as_deref() != Some(CLIENT_ASSERTION_JWT) {
         return Err(fail("unsupported client_assertion_type"));
     }
-    let id = ferry_verify::peek_issuer(assertion).map_err(|e| fail(e.to_string()))?;
+    let id = ferry_verify::parse(assertion)
+        .and_then(|t| {
+            t.issuer()
+                .map(str::to_owned)
+                .ok_or(ferry_verify::VerifyError::Claim("iss"))
+        })
+        .map_err(|e| fail(e.to_string()))?;
     if params.client_id.as_deref().is_some_and(|p| p != id) {
         return Err(fail("client_id does not match the assertion"));
     }

@@ -111,9 +111,9 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
     };
     let config = &state.loaded().config;
     // Any audience: the signature, type and issuer say the token is Ferry's.
-    let audiences = match ferry_verify::peek_claims(&jwt)
+    let audiences = match ferry_verify::parse(&jwt)
         .ok()
-        .and_then(|c| AccessClaims::from_map(&c).ok())
+        .and_then(|t| AccessClaims::from_map(t.unverified_claims()).ok())
     {
         Some(c) => c.aud.0,
         None => return Ok(None),
@@ -129,7 +129,8 @@ pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<I
         // Ferry's own clock decided `exp`: no leeway for skew.
         .allow_clock_skew(std::time::Duration::ZERO);
     let keys = state.own_keys.get(&state.keys);
-    let Ok(v) = ferry_verify::verify(&jwt, &rules, &keys, now) else {
+    let Ok(v) = ferry_verify::parse(&jwt).and_then(|t| t.verify_with_keys(&rules, &keys, now))
+    else {
         return Ok(None);
     };
     // Signed by Ferry, so it fits the profile; if not, it is no token Ferry honours.

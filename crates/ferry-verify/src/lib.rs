@@ -13,7 +13,6 @@ mod alg;
 #[cfg(feature = "access-boundary")]
 pub mod boundary;
 #[doc(hidden)]
-pub mod compat;
 pub mod derive;
 pub mod dpop;
 mod error;
@@ -43,12 +42,6 @@ pub use rules::Rules;
 pub use source::{KeyFileError, KeySource, StaticKeys};
 pub use unverified::{Unverified, parse};
 pub use verifier::Verified;
-
-// The entry points before parse-then-verify, at their old paths for ferry-server's
-// token/provider.rs, token/actor.rs, token/parent.rs, tokens.rs and client_auth.rs
-// (issue 21). Remove with `compat`.
-#[doc(hidden)]
-pub use compat::{Peeked, peek, peek_claims, peek_issuer, verify, verify_from, verify_peeked_from};
 
 #[cfg(test)]
 mod remote_storm_tests;

@@ -94,3 +94,38 @@ impl<'a> Unverified<'a> {
         Ok(Verified::new(self.parts.header, self.claims, exp))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+
+    fn b64(s: &str) -> String {
+        URL_SAFE_NO_PAD.encode(s)
+    }
+
+    /// The issuer that picks the keys is a JSON string or absent; a payload with a
+    /// duplicate member or that is not an object is refused before anything else.
+    #[test]
+    fn parsing_reads_a_string_issuer_and_refuses_duplicates() {
+        let h = b64(r#"{"alg":"RS256"}"#);
+        for (payload, want) in [
+            (r#"{"iss":"https://a"}"#, Ok(Some("https://a".to_owned()))),
+            (r#"{"iss":["https://a"]}"#, Ok(None)),
+            (r#"{"sub":"x"}"#, Ok(None)),
+            (
+                r#"{"iss":"https://a","iss":"https://b"}"#,
+                Err(VerifyError::Malformed("payload")),
+            ),
+            (r#"[1]"#, Err(VerifyError::Malformed("payload"))),
+        ] {
+            let token = format!("{h}.{}.c2ln", b64(payload));
+            let got = parse(&token).map(|t| t.issuer().map(str::to_owned));
+            assert_eq!(got, want, "{payload}");
+        }
+    }
+}

@@ -13,7 +13,7 @@ use ferry_token::Act;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use super::provider::carried;
+use super::provider::{carried, issuer_of};
 use super::subject::Subject;
 use crate::errors::Role;
 use crate::state::{AppState, Loaded};
@@ -54,12 +54,14 @@ pub async fn delegate(
             binding: Binding::Bearer,
         });
     };
-    let iss = ferry_verify::peek_issuer(token).map_err(|e| Role::Actor.verify_error(&e))?;
+    let token = ferry_verify::parse(token).map_err(|e| Role::Actor.verify_error(&e))?;
+    let iss = issuer_of(&token).map_err(|e| Role::Actor.verify_error(&e))?;
     let provider = loaded
         .providers
         .get(&iss)
         .ok_or_else(|| Role::Actor.invalid("actor issuer not configured"))?;
-    let verified = ferry_verify::verify_from(token, &provider.rules, &provider.keys, now)
+    let verified = token
+        .verify(&provider.rules, &provider.keys, now)
         .instrument(tracing::info_span!("verify_actor", provider = %provider.config.id))
         .await
         .map_err(|e| Role::Actor.verify_error(&e))?;

@@ -68,10 +68,12 @@ fn verify_parent(
         .accept_other_audiences()
         .allow_lifetime_up_to(std::time::Duration::from_secs(longest.unsigned_abs()));
     let keys = state.own_keys.get(&state.keys);
-    ferry_verify::verify(jwt, &rules, &keys, now).map_err(|e| match e {
-        ferry_verify::VerifyError::Audience => narrow::audience_not_held(),
-        e => Role::Parent.verify_error(&e),
-    })
+    ferry_verify::parse(jwt)
+        .and_then(|t| t.verify_with_keys(&rules, &keys, now))
+        .map_err(|e| match e {
+            ferry_verify::VerifyError::Audience => narrow::audience_not_held(),
+            e => Role::Parent.verify_error(&e),
+        })
 }
 
 /// A Ferry token to narrow.
@@ -88,9 +90,9 @@ pub async fn ferry_token(
     let jwt = parent_jwt(state, &ask.credential, now).await?;
     // No audience requested keeps the parent's.
     let held = if ask.targets.is_empty() {
-        ferry_verify::peek_claims(&jwt)
+        ferry_verify::parse(&jwt)
             .ok()
-            .and_then(|c| AccessClaims::from_map(&c).ok())
+            .and_then(|t| AccessClaims::from_map(t.unverified_claims()).ok())
             .map(|c| c.aud.0)
             .unwrap_or_default()
     } else {

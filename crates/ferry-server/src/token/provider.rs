@@ -8,7 +8,7 @@ use ferry_core::OAuthError;
 use ferry_core::binding::{self, Binding};
 use ferry_core::delegation::{upstream_act, upstream_may_act};
 use ferry_core::mapping::Principal;
-use ferry_verify::Verified;
+use ferry_verify::{Verified, VerifyError};
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
 
@@ -47,6 +47,14 @@ async fn verify_service_account(
     .await
 }
 
+/// The unverified `iss` that picks the keys: a string, or the token is refused.
+pub(super) fn issuer_of(token: &ferry_verify::Unverified<'_>) -> Result<String, VerifyError> {
+    token
+        .issuer()
+        .map(str::to_owned)
+        .ok_or(VerifyError::Claim("iss"))
+}
+
 /// A credential's binding, `act` and `may_act`.
 pub(super) type Carried = (
     Binding,
@@ -81,17 +89,17 @@ pub async fn provider_token(
 ) -> Result<Subject, Refused> {
     // The issuer picks the provider: a token from an unknown issuer costs no key lookup.
     // The token is split and decoded once, here; verification reuses it.
-    let peeked = ferry_verify::peek(&ask.credential).map_err(|e| Role::Subject.verify_error(&e))?;
-    let iss = peeked.issuer().to_owned();
+    let token = ferry_verify::parse(&ask.credential).map_err(|e| Role::Subject.verify_error(&e))?;
+    let iss = issuer_of(&token).map_err(|e| Role::Subject.verify_error(&e))?;
     let (provider, verified) = match loaded.providers.get(&iss) {
         Some(provider) => {
             trail.provider = Some(provider.config.id.clone());
             trail.original_issuer = Some(iss.clone());
-            let verified =
-                ferry_verify::verify_peeked_from(peeked, &provider.rules, &provider.keys, now)
-                    .instrument(tracing::info_span!("verify", provider = %provider.config.id))
-                    .await
-                    .map_err(|e| Role::Subject.verify_error(&e))?;
+            let verified = token
+                .verify(&provider.rules, &provider.keys, now)
+                .instrument(tracing::info_span!("verify", provider = %provider.config.id))
+                .await
+                .map_err(|e| Role::Subject.verify_error(&e))?;
             (provider, verified)
         }
         None => {
@@ -158,7 +166,8 @@ pub async fn jwt_bearer(
     now: i64,
     trail: &mut Trail,
 ) -> Result<Subject, Refused> {
-    let iss = ferry_verify::peek_issuer(&ask.credential)
+    let iss = ferry_verify::parse(&ask.credential)
+        .and_then(|t| issuer_of(&t))
         .map_err(|e| Role::ServiceAccountAssertion.verify_error(&e))?;
     trail.provider = Some(SERVICE_ACCOUNT_PROVIDER.to_owned());
     let verified = verify_service_account(state, loaded, &iss, &ask.credential, now)
