@@ -198,7 +198,8 @@ impl Ferry {
     }
 
     /// Starts `ferry serve` on `127.0.0.1:0` with this configuration file and the
-    /// test key-encryption key.
+    /// test key-encryption key. For a configuration that names Ferry's own URL, use
+    /// [`Setup`] (or [`Ferry::start_on`]) instead.
     pub fn start(config: &Path) -> anyhow::Result<Self> {
         Self::start_with(config, &[("FERRY_KEK", TEST_KEK)])
     }
@@ -209,8 +210,32 @@ impl Ferry {
         cmd.arg("serve")
             .arg("--config")
             .arg(config)
-            .env("FERRY_LISTEN", "127.0.0.1:0")
-            .env("FERRY_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("FERRY_LISTEN", "127.0.0.1:0");
+        Self::launch(cmd, env)
+    }
+
+    /// Starts `ferry serve` on `socket`, which Ferry inherits as systemd passes a
+    /// socket-activated service its sockets: file descriptor 3, `LISTEN_FDS=1`,
+    /// `LISTEN_PID` its own pid (set by `sh` just before it execs Ferry). The test keeps
+    /// its copy, so a restarted Ferry gets the same address and nothing else can take
+    /// it meanwhile.
+    pub fn start_on(socket: &Socket, config: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut cmd = activated(&[socket], None, "LISTEN_PID=$$", config)?;
+        cmd.env_remove("FERRY_LISTEN");
+        let ferry = Self::launch(cmd, env)?;
+        if ferry.url != socket.url {
+            bail!(
+                "Ferry listens on {}, not on the socket it was given ({})",
+                ferry.url,
+                socket.url
+            );
+        }
+        Ok(ferry)
+    }
+
+    /// Spawns `cmd` (a `ferry serve`) and waits until it listens.
+    pub fn launch(mut cmd: Command, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        cmd.env("FERRY_ADMIN_LISTEN", "127.0.0.1:0")
             .env_remove("RUST_LOG")
             .env_remove("FERRY_KEK");
         for (k, v) in env {
@@ -228,6 +253,125 @@ impl Ferry {
             url,
             admin,
         })
+    }
+}
+
+/// A listening socket for a Ferry that has not started yet, bound by the test on
+/// `127.0.0.1:0` and kept open for the test's life. Its URL can go into Ferry's
+/// configuration (`issuer`, the audience providers' tokens carry, the DPoP `htu`)
+/// before Ferry runs, and Ferry inherits the socket itself, so no other process can
+/// take the port in between (as it could one picked by binding and releasing a socket).
+pub struct Socket {
+    listener: std::net::TcpListener,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Socket {
+    pub fn bind() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        Self { listener, url }
+    }
+}
+
+/// A `sh -c '<pid> exec ferry serve --config CONFIG'` command handing Ferry `sockets` as
+/// file descriptors 3, 4, … with `LISTEN_FDS` and `LISTEN_FDNAMES` (`names`, or unset
+/// when `None`), as systemd does; `pid` is the `LISTEN_PID=…` assignment
+/// (`LISTEN_PID=$$` names the process that then execs Ferry: Ferry's own pid).
+pub fn activated(
+    sockets: &[&Socket],
+    names: Option<&str>,
+    pid: &str,
+    config: &Path,
+) -> anyhow::Result<Command> {
+    use command_fds::{CommandFdExt, FdMapping};
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(r#"{pid} exec "$0" "$@""#))
+        .arg(bin("ferry"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("LISTEN_FDS", sockets.len().to_string())
+        .env_remove("LISTEN_FDNAMES");
+    if let Some(names) = names {
+        cmd.env("LISTEN_FDNAMES", names);
+    }
+    let mut mappings = Vec::new();
+    for (fd, socket) in (3..).zip(sockets) {
+        mappings.push(FdMapping {
+            parent_fd: socket.listener.try_clone()?.into(),
+            child_fd: fd,
+        });
+    }
+    cmd.fd_mappings(mappings)?;
+    Ok(cmd)
+}
+
+/// The setup every black-box test of a running Ferry shares: a temporary directory for
+/// its configuration and data, and its [`Socket`], so that the configuration can name
+/// Ferry's URL. Write the files the configuration refers to, then [`Setup::start`].
+pub struct Setup {
+    pub tmp: TempDir,
+    pub socket: Socket,
+    env: Vec<(String, String)>,
+}
+
+impl Setup {
+    pub fn new(tag: &str) -> Self {
+        Self {
+            tmp: TempDir::new(tag),
+            socket: Socket::bind(),
+            env: vec![("FERRY_KEK".into(), TEST_KEK.into())],
+        }
+    }
+
+    /// Ferry's URL, known before it starts: its `issuer`, the audience of the tokens
+    /// it accepts from providers.
+    pub fn url(&self) -> String {
+        self.socket.url.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Writes `name` in the directory; returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+
+    /// Writes `name` holding the public JWK set of `keys`.
+    pub fn jwks(&self, name: &str, keys: &[&ferry_testkit::TestKey]) -> PathBuf {
+        self.write(name, ferry_testkit::keys::jwks(keys).to_string())
+    }
+
+    /// An environment variable for Ferry (beside the test key-encryption key).
+    #[must_use]
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Writes `config` as `ferry.yaml` and starts Ferry on the socket.
+    pub fn start(&self, config: &str) -> Ferry {
+        self.write("ferry.yaml", config);
+        self.restart()
+    }
+
+    /// Starts Ferry on the socket with the `ferry.yaml` already written (again, after
+    /// the previous one stopped: same address, same data directory).
+    pub fn restart(&self) -> Ferry {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Ferry::start_on(&self.socket, &self.path().join("ferry.yaml"), &env)
+            .expect("Ferry starts on its socket")
     }
 }
 

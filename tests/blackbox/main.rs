@@ -5,6 +5,7 @@
 mod harness;
 
 mod accounts;
+mod activation;
 mod admin;
 mod attacks;
 mod cli;

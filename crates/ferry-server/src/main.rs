@@ -12,6 +12,7 @@ use ferry_core::config::AuditSinkConfig;
 use ferry_server::audit::AuditSink;
 use ferry_server::cli;
 use ferry_server::listener::Server;
+use ferry_server::listener::activation::{Activation, bind_or_inherit};
 use ferry_server::load::{ConfigSource, build_state, load_providers, open_keys, read_config};
 use ferry_server::tls::acceptor;
 use ferry_verify::time::SystemMono;
@@ -187,29 +188,9 @@ enum Command {
     },
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-}
-
 async fn serve(
     path: &Path,
+    activation: Activation,
     listen: Option<String>,
     admin_listen: Option<String>,
     log_level: Option<String>,
@@ -223,9 +204,15 @@ async fn serve(
         log_level.as_deref().unwrap_or(&config.log_level),
         matches!(format, LogFormat::Json),
     );
-    for w in &config.warnings {
+    for w in config
+        .warnings
+        .iter()
+        .map(String::as_str)
+        .chain(activation.ignored())
+    {
         tracing::warn!("{w}");
     }
+    let inherited = activation.take()?;
     let (providers, warnings) = load_providers(&config, Arc::new(SystemMono::default()))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     for w in warnings {
@@ -251,12 +238,17 @@ async fn serve(
         config.tls.clone(),
         config.limits.clone(),
     );
-    let tcp = tokio::net::TcpListener::bind(&config.listen)
+    if inherited.public.is_some() {
+        tracing::info!(
+            "serving on the socket the service manager passed (LISTEN_FDS), not `listen`"
+        );
+    }
+    let tcp = bind_or_inherit(&config.listen, inherited.public)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = tcp.local_addr()?;
     // Bound now: its authentication is decided from the address really bound, for good.
-    let admin_socket = ferry_server::admin::AdminSocket::bind(&admin)
+    let admin_socket = ferry_server::admin::AdminSocket::bind(&admin, inherited.admin)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     let accounts = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
@@ -315,9 +307,12 @@ async fn serve(
     let server = tokio::spawn(public.run(ferry_server::router(state), async move {
         let _ = stopped.wait_for(|s| *s).await;
     }));
-    shutdown_signal().await;
+    ferry_server::lifecycle::shutdown_signal().await;
     lifecycle
-        .drain(limits.shutdown_delay, shutdown_signal())
+        .drain(
+            limits.shutdown_delay,
+            ferry_server::lifecycle::shutdown_signal(),
+        )
         .await;
     let _ = stop.send(true);
     match tokio::time::timeout(
@@ -445,9 +440,20 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the runtime's threads exist: taking inherited sockets edits the environment.
+    let activation = Activation::from_env();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run(cli, activation)),
+        Err(e) => {
+            eprintln!("ferry: starting the runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, activation: Activation) -> ExitCode {
     match cli.command {
         Command::Check { config } => cli::check::check(&config),
         Command::Explain {
@@ -476,7 +482,16 @@ async fn main() -> ExitCode {
             admin_listen,
             log_level,
             log_format,
-        } => match serve(&config, listen, admin_listen, log_level, log_format).await {
+        } => match serve(
+            &config,
+            activation,
+            listen,
+            admin_listen,
+            log_level,
+            log_format,
+        )
+        .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ferry: {e:#}");
