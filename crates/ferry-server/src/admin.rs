@@ -64,7 +64,7 @@ impl AdminSocket {
     ) -> Result<Option<Self>, String> {
         let listen = match (&admin.listen, &inherited) {
             (Some(listen), _) => listen.as_str(),
-            (None, Some(_)) => "the inherited socket",
+            (None, Some(_)) => "admin.listen (off)",
             (None, None) => return Ok(None),
         };
         let tcp = crate::listener::activation::bind_or_inherit(listen, inherited)

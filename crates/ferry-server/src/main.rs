@@ -238,11 +238,6 @@ async fn serve(
         config.tls.clone(),
         config.limits.clone(),
     );
-    if inherited.public.is_some() {
-        tracing::info!(
-            "serving on the socket the service manager passed (LISTEN_FDS), not `listen`"
-        );
-    }
     let tcp = bind_or_inherit(&config.listen, inherited.public)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -446,10 +441,7 @@ fn main() -> ExitCode {
     let activation = Activation::from_env();
     match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime.block_on(run(cli, activation)),
-        Err(e) => {
-            eprintln!("ferry: starting the runtime: {e}");
-            ExitCode::FAILURE
-        }
+        Err(e) => report(Err(anyhow::Error::new(e).context("starting the runtime"))),
     }
 }
 

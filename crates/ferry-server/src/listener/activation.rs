@@ -167,6 +167,9 @@ pub async fn bind_or_inherit(
 ) -> std::io::Result<tokio::net::TcpListener> {
     match inherited {
         Some(socket) => {
+            tracing::info!(
+                "serving on the socket the service manager passed (LISTEN_FDS), not on {addr}"
+            );
             socket.set_nonblocking(true)?;
             tokio::net::TcpListener::from_std(socket)
         }
