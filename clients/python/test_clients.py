@@ -34,7 +34,7 @@ JWT = "urn:ietf:params:oauth:token-type:jwt"
 # Execs the command in argv[2:] with file descriptor argv[1] as fd 3, LISTEN_FDS=1 and
 # LISTEN_PID its own pid: how systemd hands a socket-activated service its socket.
 ACTIVATE = (
-    "import os, sys; os.dup2(int(sys.argv[1]), 3); "
+    "import os, sys; fd = int(sys.argv[1]); fd == 3 or os.dup2(fd, 3); os.set_inheritable(3, True); "
     "env = {**os.environ, 'LISTEN_FDS': '1', 'LISTEN_PID': str(os.getpid())}; "
     "os.execve(sys.argv[2], sys.argv[2:], env)"
 )

@@ -35,7 +35,7 @@ pub enum ActivationError {
     #[error("socket activation: LISTEN_FDS is not a number of file descriptors")]
     Malformed,
     /// A passed file descriptor is not a TCP socket.
-    #[error("socket activation: file descriptor {fd} ({name}) is not a TCP socket: {source}")]
+    #[error("socket activation: file descriptor {fd} ({name}): {source}")]
     NotTcp {
         /// The descriptor.
         fd: usize,
