@@ -39,7 +39,7 @@ async fn ferry_serves_on_the_socket_it_inherits_and_ignores_one_meant_for_anothe
     // configuration before Ferry started, is where it serves and what it is.
     let (s, idp) = setup("activation");
     let url = s.url();
-    let ferry = s.restart();
+    let ferry = s.run();
     assert_eq!(ferry.url, url);
     assert!(
         ferry

@@ -223,7 +223,8 @@ impl Ferry {
         let mut cmd = activated(&[socket], None, "LISTEN_PID=$$", config)?;
         cmd.env_remove("FERRY_LISTEN");
         let ferry = Self::launch(cmd, env)?;
-        if ferry.url != socket.url {
+        // http:// or, with `tls:`, https://
+        if ferry.url.split_once("://").map(|(_, a)| a) != Some(socket.addr()) {
             bail!(
                 "Ferry listens on {}, not on the socket it was given ({})",
                 ferry.url,
@@ -268,6 +269,11 @@ pub struct Socket {
 }
 
 impl Socket {
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
     pub fn bind() -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
         let url = format!("http://{}", listener.local_addr().expect("local addr"));
@@ -356,15 +362,20 @@ impl Setup {
         self
     }
 
+    /// Writes `config` as `ferry.yaml`; returns its path.
+    pub fn config(&self, config: &str) -> PathBuf {
+        self.write("ferry.yaml", config)
+    }
+
     /// Writes `config` as `ferry.yaml` and starts Ferry on the socket.
     pub fn start(&self, config: &str) -> Ferry {
         self.write("ferry.yaml", config);
-        self.restart()
+        self.run()
     }
 
-    /// Starts Ferry on the socket with the `ferry.yaml` already written (again, after
-    /// the previous one stopped: same address, same data directory).
-    pub fn restart(&self) -> Ferry {
+    /// Starts Ferry on the socket with the `ferry.yaml` already written: first, or
+    /// again after the previous one stopped (same address, same data directory).
+    pub fn run(&self) -> Ferry {
         let env: Vec<(&str, &str)> = self
             .env
             .iter()

@@ -428,7 +428,7 @@ async fn revocations_survive_a_restart_and_an_administrator_revokes_by_subject()
     assert_eq!(env.revoke(Some(("ci", "ci-secret")), &revoked).await.0, 200);
     // Restart on the same data directory.
     drop(env.ferry);
-    env.ferry = env.setup.restart();
+    env.ferry = env.setup.run();
     env.http = reqwest::Client::new();
     assert_eq!(env.introspect(&revoked).await.1, INACTIVE);
     assert!(env.introspect(&kept).await.1.contains("\"active\":true"));
@@ -475,7 +475,7 @@ async fn revocations_survive_a_restart_and_an_administrator_revokes_by_subject()
     );
     // The rule survives a restart too.
     drop(env.ferry);
-    env.ferry = env.setup.restart();
+    env.ferry = env.setup.run();
     env.http = reqwest::Client::new();
     assert_eq!(env.introspect(&kept).await.1, INACTIVE);
 }
