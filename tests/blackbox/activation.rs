@@ -73,7 +73,7 @@ async fn ferry_serves_on_the_socket_it_inherits_and_ignores_one_meant_for_anothe
     // binds `listen` instead.
     let (other, _) = setup("activation-other-pid");
     let mut cmd = activated(
-        &[&other.socket],
+        &[other.socket()],
         None,
         &format!("LISTEN_PID={}", std::process::id()),
         &other.path().join("ferry.yaml"),
@@ -106,7 +106,7 @@ async fn a_socket_named_admin_serves_the_admin_listener_and_unnamed_sockets_are_
     let admin = Socket::bind();
     let cfg = s.path().join("ferry.yaml");
     let mut cmd = activated(
-        &[&s.socket, &admin],
+        &[s.socket(), &admin],
         Some("public:admin"),
         "LISTEN_PID=$$",
         &cfg,
@@ -121,7 +121,7 @@ async fn a_socket_named_admin_serves_the_admin_listener_and_unnamed_sockets_are_
 
     // Twin: the same two sockets without names. Ferry cannot tell which is public,
     // so it refuses to start, saying how to name them.
-    let mut cmd = activated(&[&s.socket, &admin], None, "LISTEN_PID=$$", &cfg).unwrap();
+    let mut cmd = activated(&[s.socket(), &admin], None, "LISTEN_PID=$$", &cfg).unwrap();
     cmd.env("FERRY_KEK", TEST_KEK).env_remove("FERRY_LISTEN");
     let mut refused = Proc::spawn(&mut cmd).unwrap();
     let status = refused.wait_exit(30).unwrap();

@@ -320,15 +320,19 @@ pub fn activated(
 /// Ferry's URL. Write the files the configuration refers to, then [`Setup::start`].
 pub struct Setup {
     pub tmp: TempDir,
-    pub socket: Socket,
+    url: String,
+    /// `None` once handed over for good ([`Setup::run_alone`]).
+    socket: Option<Socket>,
     env: Vec<(String, String)>,
 }
 
 impl Setup {
     pub fn new(tag: &str) -> Self {
+        let socket = Socket::bind();
         Self {
             tmp: TempDir::new(tag),
-            socket: Socket::bind(),
+            url: socket.url.clone(),
+            socket: Some(socket),
             env: vec![("FERRY_KEK".into(), TEST_KEK.into())],
         }
     }
@@ -336,7 +340,22 @@ impl Setup {
     /// Ferry's URL, known before it starts: its `issuer`, the audience of the tokens
     /// it accepts from providers.
     pub fn url(&self) -> String {
-        self.socket.url.clone()
+        self.url.clone()
+    }
+
+    /// Ferry's socket, kept by the test so that Ferry can be started on it again.
+    pub fn socket(&self) -> &Socket {
+        self.socket
+            .as_ref()
+            .expect("the socket was handed over with run_alone")
+    }
+
+    /// The test key-encryption key and the variables [`Setup::env`] added.
+    pub fn env_vars(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
 
     pub fn path(&self) -> &Path {
@@ -376,13 +395,21 @@ impl Setup {
     /// Starts Ferry on the socket with the `ferry.yaml` already written: first, or
     /// again after the previous one stopped (same address, same data directory).
     pub fn run(&self) -> Ferry {
-        let env: Vec<(&str, &str)> = self
-            .env
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        Ferry::start_on(&self.socket, &self.path().join("ferry.yaml"), &env)
-            .expect("Ferry starts on its socket")
+        Ferry::start_on(
+            self.socket(),
+            &self.path().join("ferry.yaml"),
+            &self.env_vars(),
+        )
+        .expect("Ferry starts on its socket")
+    }
+
+    /// Starts Ferry on the socket and gives it the only copy, for tests of what a
+    /// client sees once Ferry stops listening (connections refused, as after a real
+    /// shutdown); Ferry cannot be started on this address again.
+    pub fn run_alone(&mut self) -> Ferry {
+        let ferry = self.run();
+        self.socket = None;
+        ferry
     }
 }
 

@@ -431,7 +431,7 @@ async fn the_log_level_filters_every_layer() {
             env.push(("FERRY_LOG_LEVEL", l));
         }
         let ferry =
-            Ferry::start_on(&s.setup.socket, &s.setup.path().join("ferry.yaml"), &env).unwrap();
+            Ferry::start_on(s.setup.socket(), &s.setup.path().join("ferry.yaml"), &env).unwrap();
         assert_eq!(exchange(&ferry.url, &s.token()).await, 200);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let out = ferry.proc().output();
