@@ -12,7 +12,7 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, MockIdp, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TempDir};
+use crate::harness::{Ferry, Setup};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -85,8 +85,8 @@ async fn a_failing_issuer_is_asked_once_per_error_ttl_under_load_and_recovers() 
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     let issuer = Issuer::new(idp.url.clone(), key);
-    let tmp = TempDir::new("storms");
-    let cfg = tmp.path().join("ferry.yaml");
+    let setup = Setup::new("storms");
+    let cfg = setup.path().join("ferry.yaml");
     // Keys live 4 s (a background refresh is due from 3.2 s), so the load below meets
     // them fresh-but-due, then stale; a fetch times out after 1 s.
     std::fs::write(
