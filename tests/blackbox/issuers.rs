@@ -11,7 +11,7 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, MockIdp, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TempDir, bin};
+use crate::harness::{Ferry, Setup, bin};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -65,12 +65,12 @@ fn signed(issuer: &Issuer, kid: &str, extra: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_a_cold_stampede_and_a_rotation() {
-    let tmp = TempDir::new("oidc");
+    let setup = Setup::new("oidc");
     let key = TestKey::ec("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     let issuer = Issuer::new(idp.url.clone(), key);
     let cfg = write(
-        tmp.path(),
+        setup.path(),
         "ferry.yaml",
         &config(&oidc_provider(&idp), &[&idp.url]),
     );
@@ -101,12 +101,12 @@ async fn discovery_a_cold_stampede_and_a_rotation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_random_kids_costs_at_most_one_refetch() {
-    let tmp = TempDir::new("flood");
+    let setup = Setup::new("flood");
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     let issuer = Issuer::new(idp.url.clone(), key);
     let cfg = write(
-        tmp.path(),
+        setup.path(),
         "ferry.yaml",
         &config(&oidc_provider(&idp), &[&idp.url]),
     );
@@ -144,13 +144,13 @@ async fn a_flood_of_random_kids_costs_at_most_one_refetch() {
 
 #[tokio::test]
 async fn an_unreachable_issuer_without_cached_keys_is_503_and_recovers() {
-    let tmp = TempDir::new("outage");
+    let setup = Setup::new("outage");
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     idp.set_mode(Mode::Error500);
     let issuer = Issuer::new(idp.url.clone(), key);
     let cfg = write(
-        tmp.path(),
+        setup.path(),
         "ferry.yaml",
         &config(&oidc_provider(&idp), &[&idp.url]),
     );
@@ -177,12 +177,12 @@ async fn an_unreachable_issuer_without_cached_keys_is_503_and_recovers() {
 
 #[tokio::test]
 async fn a_token_from_an_unconfigured_issuer_causes_no_outbound_request() {
-    let tmp = TempDir::new("unconfigured");
+    let setup = Setup::new("unconfigured");
     let key = TestKey::rsa("k1");
     let configured = MockIdp::start(jwks(&[&key])).await.unwrap();
     let stranger = MockIdp::start(jwks(&[&key])).await.unwrap();
     let cfg = write(
-        tmp.path(),
+        setup.path(),
         "ferry.yaml",
         &config(
             &oidc_provider(&configured),
@@ -223,7 +223,7 @@ fn github_claims(owner_id: &str) -> Value {
 
 #[tokio::test]
 async fn github_shaped_tokens_through_the_preset() {
-    let tmp = TempDir::new("github");
+    let setup = Setup::new("github");
     let key = TestKey::rsa("gh1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     // GitHub's issuer string, with keys served by the mock (GitHub is never contacted).
@@ -232,7 +232,7 @@ async fn github_shaped_tokens_through_the_preset() {
         "  - id: github\n    kind: github\n    audiences: [{FERRY}]\n    jwks: {{ uri: {}/jwks }}\n    condition: assertion.repository_owner_id == '65' && assertion.event_name != 'pull_request_target'\n    mapping:\n      subject: \"'repo:' + assertion.repository + ':' + assertion.ref\"\n",
         idp.url
     );
-    let cfg = write(tmp.path(), "ferry.yaml", &config(&provider, &[&idp.url]));
+    let cfg = write(setup.path(), "ferry.yaml", &config(&provider, &[&idp.url]));
     let ferry = Ferry::start(&cfg).unwrap();
 
     let t = now();
@@ -266,13 +266,13 @@ async fn github_shaped_tokens_through_the_preset() {
 
 #[test]
 fn an_unpinned_github_provider_is_refused_at_load() {
-    let tmp = TempDir::new("unpinned");
+    let setup = Setup::new("unpinned");
     let provider = |extra: &str| {
         format!(
             "  - id: github\n    kind: github\n    audiences: [{FERRY}]\n    condition: assertion.repository_owner == 'octo-org'\n{extra}"
         )
     };
-    let bad = write(tmp.path(), "bad.yaml", &config(&provider(""), &[]));
+    let bad = write(setup.path(), "bad.yaml", &config(&provider(""), &[]));
     let out = Command::new(bin("ferry"))
         .args(["check", "--config"])
         .arg(&bad)
@@ -294,7 +294,7 @@ fn an_unpinned_github_provider_is_refused_at_load() {
 
     // Twin: the same provider with the explicit opt-out loads, with warnings.
     let ok = write(
-        tmp.path(),
+        setup.path(),
         "ok.yaml",
         &config(&provider("    allow_unpinned: true\n"), &[]),
     );
@@ -329,13 +329,13 @@ fn k8s_claims(namespace: &str) -> Value {
 
 #[tokio::test]
 async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
-    let tmp = TempDir::new("k8s");
+    let setup = Setup::new("k8s");
     let cluster = Issuer::new(
         "https://kubernetes.default.svc.cluster.local",
         TestKey::rsa("c1"),
     );
     write(
-        tmp.path(),
+        setup.path(),
         "cluster-jwks.json",
         &jwks(&[&cluster.key]).to_string(),
     );
@@ -349,7 +349,7 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
         c["iss"] = json!("https://twin.cluster.example");
         c
     };
-    let cfg = write(tmp.path(), "ferry.yaml", &config(&provider, &[]));
+    let cfg = write(setup.path(), "ferry.yaml", &config(&provider, &[]));
     let ferry = Ferry::start(&cfg).unwrap();
     let header = json!({"alg": "RS256", "kid": "c1"});
 
@@ -386,7 +386,7 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
         TestKey::rsa("c2"),
     );
     write(
-        tmp.path(),
+        setup.path(),
         "cluster-jwks.json",
         &jwks(&[&rotated.key]).to_string(),
     );
@@ -413,19 +413,19 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
 
 #[tokio::test]
 async fn kubernetes_discovery_sends_the_bearer_token_to_the_api_server_only() {
-    let tmp = TempDir::new("k8s-discovery");
+    let setup = Setup::new("k8s-discovery");
     let key = TestKey::rsa("c1");
     let api = MockIdp::start(jwks(&[&key])).await.unwrap();
     let keys_host = MockIdp::start(jwks(&[&key])).await.unwrap();
     // The discovery document names a JWKS on another origin.
     api.set_mode(Mode::JwksUri(format!("{}/jwks", keys_host.url)));
-    write(tmp.path(), "sa-token", "projected-sa-token\n");
+    write(setup.path(), "sa-token", "projected-sa-token\n");
     let provider = format!(
         "  - id: cluster\n    kind: kubernetes\n    issuer: {api}\n    audiences: [{FERRY}]\n    api_server: {{ url: {api}, token_file: sa-token }}\n",
         api = api.url
     );
     let cfg = write(
-        tmp.path(),
+        setup.path(),
         "ferry.yaml",
         &config(&provider, &[&api.url, &keys_host.url]),
     );
