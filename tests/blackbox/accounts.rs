@@ -304,13 +304,11 @@ async fn a_service_account_may_accept_the_token_endpoint_audience() {
         "legacy",
         TestKey::from_pkcs8("b1", builder.key.pkcs8()).unwrap(),
     );
-    let cfg = setup.path().join("ferry.yaml");
     let text = config(setup.path(), &jwks(&[&builder.key]), &jwks(&[&client.key])).replace(
         "service_accounts:\n",
         "service_accounts:\n  - id: legacy\n    jwks: { file: builder.json }\n    accept_token_endpoint_audience: true\n",
     );
-    std::fs::write(&cfg, text).unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&text);
     let http = reqwest::Client::new();
     let bearer = |a: String| {
         let (http, url) = (http.clone(), format!("{}/token", ferry.url));

@@ -62,9 +62,8 @@ fn check_accepts_a_good_config_and_reports_every_problem_of_a_bad_one() {
 #[tokio::test]
 async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
     let setup = Setup::new("restart");
-    let cfg = setup.path().join("ferry.yaml");
     // No shutdown delay: this test restarts at once (rollout.rs tests the delay).
-    std::fs::write(&cfg, format!("{GOOD}\nlimits: {{ shutdown_delay: 0s }}\n")).unwrap();
+    setup.config(&format!("{GOOD}\nlimits: {{ shutdown_delay: 0s }}\n"));
     async fn kid(f: &Ferry) -> String {
         let v: serde_json::Value = reqwest::get(format!("{}/jwks", f.url))
             .await
@@ -74,7 +73,7 @@ async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
             .unwrap();
         v["keys"][0]["kid"].as_str().unwrap().to_owned()
     }
-    let mut first = Ferry::start(&cfg).unwrap();
+    let mut first = setup.run();
     let k1 = kid(&first).await;
     let status = Command::new("kill")
         .args(["-TERM", &first.proc().pid().to_string()])
@@ -82,7 +81,7 @@ async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
         .unwrap();
     assert!(status.success());
     assert!(first.proc_mut().wait_exit(10).unwrap().success());
-    let second = Ferry::start(&cfg).unwrap();
+    let second = setup.run();
     assert_eq!(kid(&second).await, k1);
     assert!(setup.path().join("data/ring.json").exists());
 }

@@ -65,8 +65,8 @@ fn start() -> Env {
     let setup = Setup::new("exchange");
     let dev = DevIdp::start(&setup.path().join("idp")).unwrap();
     let test_iss = Issuer::new("https://idp.test", TestKey::rsa("t1"));
-    let config = write_config(setup.path(), &dev, &test_iss);
-    let ferry = Ferry::start(&config).unwrap();
+    write_config(setup.path(), &dev, &test_iss);
+    let ferry = setup.run();
     Env {
         _tmp: setup,
         dev,

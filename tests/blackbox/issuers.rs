@@ -2,7 +2,6 @@
 //! 127.0.0.1:0 (rotation, stampede, flood, outage), the GitHub and Kubernetes presets
 //! with tokens shaped like the real ones, and JWKS files reloaded when they change.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -17,12 +16,6 @@ const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const FERRY: &str = "https://ferry.example.com";
 const DEPLOY: &str = "https://deploy.example.com";
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 /// A configuration with one provider block (indented as a list item) and one audience.
 fn config(provider: &str, insecure: &[&str]) -> String {
@@ -69,12 +62,7 @@ async fn discovery_a_cold_stampede_and_a_rotation() {
     let key = TestKey::ec("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     let issuer = Issuer::new(idp.url.clone(), key);
-    let cfg = write(
-        setup.path(),
-        "ferry.yaml",
-        &config(&oidc_provider(&idp), &[&idp.url]),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&oidc_provider(&idp), &[&idp.url]));
 
     // 100 concurrent exchanges against a cold cache: one discovery, one JWKS fetch.
     let token = signed(&issuer, "k1", json!({}));
@@ -105,12 +93,7 @@ async fn a_flood_of_random_kids_costs_at_most_one_refetch() {
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     let issuer = Issuer::new(idp.url.clone(), key);
-    let cfg = write(
-        setup.path(),
-        "ferry.yaml",
-        &config(&oidc_provider(&idp), &[&idp.url]),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&oidc_provider(&idp), &[&idp.url]));
     // Twin: the real kid is accepted.
     assert_eq!(
         exchange(&ferry, &signed(&issuer, "k1", json!({}))).await.0,
@@ -149,12 +132,7 @@ async fn an_unreachable_issuer_without_cached_keys_is_503_and_recovers() {
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     idp.set_mode(Mode::Error500);
     let issuer = Issuer::new(idp.url.clone(), key);
-    let cfg = write(
-        setup.path(),
-        "ferry.yaml",
-        &config(&oidc_provider(&idp), &[&idp.url]),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&oidc_provider(&idp), &[&idp.url]));
     let token = signed(&issuer, "k1", json!({}));
     let (s, body) = exchange(&ferry, &token).await;
     assert_eq!(
@@ -181,15 +159,10 @@ async fn a_token_from_an_unconfigured_issuer_causes_no_outbound_request() {
     let key = TestKey::rsa("k1");
     let configured = MockIdp::start(jwks(&[&key])).await.unwrap();
     let stranger = MockIdp::start(jwks(&[&key])).await.unwrap();
-    let cfg = write(
-        setup.path(),
-        "ferry.yaml",
-        &config(
-            &oidc_provider(&configured),
-            &[&configured.url, &stranger.url],
-        ),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(
+        &oidc_provider(&configured),
+        &[&configured.url, &stranger.url],
+    ));
     let foreign = Issuer::new(stranger.url.clone(), TestKey::rsa("k1"));
     let (s, _) = exchange(&ferry, &signed(&foreign, "k1", json!({}))).await;
     assert_eq!(s, 400);
@@ -232,8 +205,7 @@ async fn github_shaped_tokens_through_the_preset() {
         "  - id: github\n    kind: github\n    audiences: [{FERRY}]\n    jwks: {{ uri: {}/jwks }}\n    condition: assertion.repository_owner_id == '65' && assertion.event_name != 'pull_request_target'\n    mapping:\n      subject: \"'repo:' + assertion.repository + ':' + assertion.ref\"\n",
         idp.url
     );
-    let cfg = write(setup.path(), "ferry.yaml", &config(&provider, &[&idp.url]));
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&provider, &[&idp.url]));
 
     let t = now();
     let header = json!({"typ": "JWT", "alg": "RS256", "x5t": "example-thumbprint", "kid": "gh1"});
@@ -272,7 +244,7 @@ fn an_unpinned_github_provider_is_refused_at_load() {
             "  - id: github\n    kind: github\n    audiences: [{FERRY}]\n    condition: assertion.repository_owner == 'octo-org'\n{extra}"
         )
     };
-    let bad = write(setup.path(), "bad.yaml", &config(&provider(""), &[]));
+    let bad = setup.write("bad.yaml", config(&provider(""), &[]));
     let out = Command::new(bin("ferry"))
         .args(["check", "--config"])
         .arg(&bad)
@@ -293,10 +265,9 @@ fn an_unpinned_github_provider_is_refused_at_load() {
     assert!(!out.status.success());
 
     // Twin: the same provider with the explicit opt-out loads, with warnings.
-    let ok = write(
-        setup.path(),
+    let ok = setup.write(
         "ok.yaml",
-        &config(&provider("    allow_unpinned: true\n"), &[]),
+        config(&provider("    allow_unpinned: true\n"), &[]),
     );
     let out = Command::new(bin("ferry"))
         .args(["check", "--config"])
@@ -334,11 +305,7 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
         "https://kubernetes.default.svc.cluster.local",
         TestKey::rsa("c1"),
     );
-    write(
-        setup.path(),
-        "cluster-jwks.json",
-        &jwks(&[&cluster.key]).to_string(),
-    );
+    setup.write("cluster-jwks.json", jwks(&[&cluster.key]).to_string());
     // A second issuer names the same file: the providers share one key set (loaded
     // and watched once), and both follow its rotation.
     let provider = format!(
@@ -349,8 +316,7 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
         c["iss"] = json!("https://twin.cluster.example");
         c
     };
-    let cfg = write(setup.path(), "ferry.yaml", &config(&provider, &[]));
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&provider, &[]));
     let header = json!({"alg": "RS256", "kid": "c1"});
 
     let (s, body) = exchange(
@@ -385,11 +351,7 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
         "https://kubernetes.default.svc.cluster.local",
         TestKey::rsa("c2"),
     );
-    write(
-        setup.path(),
-        "cluster-jwks.json",
-        &jwks(&[&rotated.key]).to_string(),
-    );
+    setup.write("cluster-jwks.json", jwks(&[&rotated.key]).to_string());
     let (s, body) = exchange(
         &ferry,
         &rotated.token_with_header(
@@ -419,17 +381,12 @@ async fn kubernetes_discovery_sends_the_bearer_token_to_the_api_server_only() {
     let keys_host = MockIdp::start(jwks(&[&key])).await.unwrap();
     // The discovery document names a JWKS on another origin.
     api.set_mode(Mode::JwksUri(format!("{}/jwks", keys_host.url)));
-    write(setup.path(), "sa-token", "projected-sa-token\n");
+    setup.write("sa-token", "projected-sa-token\n");
     let provider = format!(
         "  - id: cluster\n    kind: kubernetes\n    issuer: {api}\n    audiences: [{FERRY}]\n    api_server: {{ url: {api}, token_file: sa-token }}\n",
         api = api.url
     );
-    let cfg = write(
-        setup.path(),
-        "ferry.yaml",
-        &config(&provider, &[&api.url, &keys_host.url]),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&provider, &[&api.url, &keys_host.url]));
     let cluster = Issuer::new(api.url.clone(), key);
     let (s, body) = exchange(&ferry, &signed(&cluster, "c1", json!({}))).await;
     assert_eq!(s, 200, "{body}");

@@ -67,10 +67,8 @@ fn active(ring: &Value) -> Vec<String> {
 #[test]
 fn keys_are_encrypted_at_rest_and_a_wrong_kek_is_refused_at_start() {
     let setup = Setup::new("kek");
-    let cfg = setup.path().join("ferry.yaml");
-    std::fs::write(&cfg, config("")).unwrap();
-    let first = Ferry::start(&cfg).unwrap();
-    drop(first);
+    let cfg = setup.config(&config(""));
+    drop(setup.run());
     let text = std::fs::read_to_string(setup.path().join("data/ring.json")).unwrap();
     assert!(
         text.contains("\"kind\": \"encrypted\"") && !text.contains("pkcs8"),
@@ -113,7 +111,7 @@ fn keys_are_encrypted_at_rest_and_a_wrong_kek_is_refused_at_start() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key-encryption key: set FERRY_KEK"));
     // Twin: the right KEK starts.
-    assert!(Ferry::start(&cfg).is_ok());
+    assert!(Ferry::start_on(setup.socket(), &cfg, &setup.env_vars()).is_ok());
 }
 
 use std::process::Command;

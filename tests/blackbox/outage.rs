@@ -81,8 +81,8 @@ async fn start(tag: &str) -> Env {
     let up = MockIdp::start(jwks(&[&up_key])).await.unwrap();
     let down = MockIdp::start(jwks(&[&down_key])).await.unwrap();
     down.refuse_connections().await;
-    let cfg = config(setup.path(), &up.url, &down.url);
-    let ferry = Ferry::start(&cfg).unwrap();
+    config(setup.path(), &up.url, &down.url);
+    let ferry = setup.run();
     Env {
         _tmp: setup,
         ferry,

@@ -155,12 +155,11 @@ fn check_refuses_each_trap_and_accepts_its_twin() {
 /// Starts Ferry with two providers: `idp` (RS256, keys in idp.json, `idp_extra` added to
 /// its settings) and `strict` (keys in strict.json).
 fn start_two(setup: &Setup, idp_set: &Value, strict: &Issuer, idp_extra: &str) -> Ferry {
-    std::fs::write(setup.path().join("idp.json"), idp_set.to_string()).unwrap();
+    setup.write("idp.json", idp_set.to_string());
     setup.jwks("strict.json", &[&strict.key]);
-    let cfg = setup.config(&format!(
+    setup.start(&format!(
             "issuer: {FERRY}\ndata_dir: data\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{FERRY}]\n    algorithms: [RS256]\n{idp_extra}    jwks: {{ file: idp.json }}\n  - id: strict\n    issuer: https://strict.example.com\n    audiences: [{FERRY}]\n    jwks: {{ file: strict.json }}\naudiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n"
-        ));
-    Ferry::start(&cfg).unwrap()
+        ))
 }
 
 /// Exchanges each token and collects every answer that is not the wanted status.
