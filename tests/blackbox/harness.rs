@@ -73,9 +73,11 @@ impl Proc {
                 }
             }
             if let Some(status) = self.child.try_wait()? {
+                // Let the reader threads take the last lines the process wrote.
+                std::thread::sleep(Duration::from_millis(100));
                 bail!(
-                    "process exited ({status}) before printing {needle:?}; stderr:\n{}",
-                    self.stderr.lock().expect("lines").join("\n")
+                    "process exited ({status}) before printing {needle:?}; output:\n{}",
+                    self.output()
                 );
             }
             if Instant::now() > deadline {

@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_testkit::keys::jwks;
-use ferry_testkit::{Issuer, Postgres, TestKey, free_port, now, sha256_hex};
+use ferry_testkit::{Issuer, Postgres, TestKey, now, sha256_hex};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::{Value, json};
 
 use crate::harness::{Ferry, TEST_KEK, TempDir};
-use crate::replay::redis;
+use crate::replay::redis_anywhere;
 
 const ISS: &str = "https://ferry.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -166,8 +166,7 @@ async fn three_replicas_share_keys_and_replay_state_through_rotation_a_lost_repl
     )
     .unwrap();
     let mut pg = Postgres::start();
-    let redis_port = free_port();
-    let _redis = redis(redis_port);
+    let (redis_port, _redis) = redis_anywhere();
     let replicas: Vec<Ferry> = NAMES
         .iter()
         .map(|n| replica(tmp.path(), n, redis_port, &pg.url(), ""))
@@ -394,8 +393,7 @@ async fn a_token_revoked_at_one_replica_is_inactive_at_another() {
     )
     .unwrap();
     let pg = Postgres::start();
-    let redis_port = free_port();
-    let _redis = redis(redis_port);
+    let (redis_port, _redis) = redis_anywhere();
     let gateway_hash = sha256_hex("gw-secret");
     let relying_hash = sha256_hex("rs-secret");
     let clients = format!(
