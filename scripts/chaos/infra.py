@@ -1,6 +1,7 @@
 """The parts the chaos run starts and breaks: a throwaway PostgreSQL cluster, Redis, Ferry
-replicas, the load balancer and the misbehaving issuer, all on free loopback ports, the
-same way the black-box tests start them (crates/ferry-testkit/src/postgres.rs,
+replicas, the load balancer and the misbehaving issuer, all on loopback ports no other
+process can take meanwhile (see `Port` and `daemon_port`), the same way the black-box
+tests start them (crates/ferry-testkit/src/postgres.rs,
 tests/blackbox/replay.rs). Every process started is written to a pid file that
 scripts/chaos.sh reads on exit, so nothing outlives the run even if this driver dies.
 """
