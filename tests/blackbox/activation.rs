@@ -3,10 +3,10 @@
 //! it into the configuration; sockets meant for another process are ignored, and
 //! sockets Ferry cannot tell apart are refused.
 
-use ferry_testkit::{Issuer, TestKey, now};
+use ferry_testkit::{Issuer, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Proc, Setup, Socket, TEST_KEK, activated};
+use crate::harness::{Ferry, Proc, Setup, Socket, TEST_KEK, activated, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -16,15 +16,12 @@ const API: &str = "https://api.example.com";
 /// provider's tokens must carry.
 fn setup(tag: &str) -> (Setup, Issuer) {
     let s = Setup::new(tag);
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    s.jwks("idp.json", &[&idp.key]);
+    let idp = s.idp();
     let url = s.url();
-    s.write(
-        "ferry.yaml",
-        format!(
-            "issuer: {url}\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: {API}\n    rules: [{{ allow: \"true\" }}]\n"
-        ),
-    );
+    let providers = idp_providers(&url);
+    s.config(&format!(
+        "issuer: {url}\ndata_dir: data\n{providers}audiences:\n  - audience: {API}\n    rules: [{{ allow: \"true\" }}]\n"
+    ));
     (s, idp)
 }
 

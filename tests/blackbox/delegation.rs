@@ -2,10 +2,10 @@
 //! for chains; `may_act` is honoured; policies condition on the actor.
 
 use ferry_testkit::mint::payload;
-use ferry_testkit::{Issuer, TestKey, now};
+use ferry_testkit::{Issuer, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Setup};
+use crate::harness::{Ferry, Setup, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -21,10 +21,10 @@ struct Env {
 fn start() -> Env {
     let setup = Setup::new("delegation");
     let issuer_url = setup.url();
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    setup.jwks("idp.json", &[&idp.key]);
+    let idp = setup.idp();
+    let providers = idp_providers(&issuer_url);
     let ferry = setup.start(&format!(
-            "issuer: {issuer_url}\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: https://api.example.com\n    rules: [{{ allow: \"true\", scopes: [read] }}]\n  - audience: https://delegated.example.com\n    rules: [{{ allow: \"actor.subject == 'ci-bot'\" }}]\n"
+            "issuer: {issuer_url}\ndata_dir: data\n{providers}audiences:\n  - audience: https://api.example.com\n    rules: [{{ allow: \"true\", scopes: [read] }}]\n  - audience: https://delegated.example.com\n    rules: [{{ allow: \"actor.subject == 'ci-bot'\" }}]\n"
     ));
     Env {
         _setup: setup,

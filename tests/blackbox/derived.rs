@@ -4,12 +4,12 @@
 //! `exp`) at depth 2 and 3, beside its positive twin that differs only in that member.
 
 use ferry_testkit::mint::dpop_proof;
-use ferry_testkit::{Issuer, TestKey, now};
+use ferry_testkit::{TestKey, now};
 use ferry_verify::derive::{DERIVED_TYPE, HolderKey, Narrowing, derive};
 use serde_json::{Map, Value, json};
 
 use crate::dpop::relying_service;
-use crate::harness::{Ferry, Proc, Setup};
+use crate::harness::{Ferry, Proc, Setup, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -30,10 +30,10 @@ struct Env {
 async fn start() -> Env {
     let setup = Setup::new("derived");
     let issuer_url = setup.url();
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    setup.jwks("idp.json", &[&idp.key]);
+    let idp = setup.idp();
+    let providers = idp_providers(&issuer_url);
     let ferry = setup.start(&format!(
-            "issuer: {issuer_url}\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n        scopes: [read, write, admin]\n  - audience: {OTHER}\n    rules:\n      - allow: \"true\"\n        scopes: [read, write, admin]\n"
+            "issuer: {issuer_url}\ndata_dir: data\n{providers}audiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n        scopes: [read, write, admin]\n  - audience: {OTHER}\n    rules:\n      - allow: \"true\"\n        scopes: [read, write, admin]\n"
     ));
     let http = reqwest::Client::new();
     let test_keys: Vec<TestKey> = (0..3).map(|i| TestKey::ec(&format!("task-{i}"))).collect();

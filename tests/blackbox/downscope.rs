@@ -6,7 +6,7 @@ use ferry_testkit::{Issuer, TestKey, now};
 use ferry_verify::dpop::thumbprint;
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Setup};
+use crate::harness::{Ferry, Setup, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -23,10 +23,10 @@ struct Env {
 fn start() -> Env {
     let setup = Setup::new("downscope");
     let issuer_url = setup.url();
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    setup.jwks("idp.json", &[&idp.key]);
+    let idp = setup.idp();
+    let providers = idp_providers(&issuer_url);
     let ferry = setup.start(&format!(
-            "issuer: {issuer_url}\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: https://a.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://b.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://c.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write, admin] }}]\n"
+            "issuer: {issuer_url}\ndata_dir: data\n{providers}audiences:\n  - audience: https://a.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://b.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://c.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write, admin] }}]\n"
     ));
     Env {
         _setup: setup,

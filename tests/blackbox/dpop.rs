@@ -8,7 +8,7 @@ use ferry_testkit::{Issuer, TestKey, now};
 use ferry_verify::dpop::{access_token_hash, thumbprint};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Proc, Setup, bin};
+use crate::harness::{Ferry, Proc, Setup, bin, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -25,10 +25,10 @@ struct Env {
 fn start(extra: &str) -> Env {
     let setup = Setup::new("dpop");
     let issuer_url = setup.url();
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    setup.jwks("idp.json", &[&idp.key]);
+    let idp = setup.idp();
+    let providers = idp_providers(&issuer_url);
     let ferry = setup.start(&format!(
-            "issuer: {issuer_url}\ndata_dir: data\n{extra}\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, rate_per_client: 100000 }}\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n        scopes: [read]\n  - audience: https://dpop-only.example.com\n    require_dpop: true\n    rules:\n      - allow: \"true\"\n"
+            "issuer: {issuer_url}\ndata_dir: data\n{extra}\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, rate_per_client: 100000 }}\n{providers}audiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n        scopes: [read]\n  - audience: https://dpop-only.example.com\n    require_dpop: true\n    rules:\n      - allow: \"true\"\n"
     ));
     Env {
         _setup: setup,

@@ -371,6 +371,14 @@ impl Setup {
         path
     }
 
+    /// The issuer most tests trust, [`IDP`] with the EC key `i1`, its keys written to
+    /// `idp.json` (as [`idp_providers`] names them).
+    pub fn idp(&self) -> ferry_testkit::Issuer {
+        let idp = ferry_testkit::Issuer::new(IDP, ferry_testkit::TestKey::ec("i1"));
+        self.jwks("idp.json", &[&idp.key]);
+        idp
+    }
+
     /// Writes `name` holding the public JWK set of `keys`.
     pub fn jwks(&self, name: &str, keys: &[&ferry_testkit::TestKey]) -> PathBuf {
         self.write(name, ferry_testkit::keys::jwks(keys).to_string())
@@ -413,6 +421,17 @@ impl Setup {
         self.socket = None;
         ferry
     }
+}
+
+/// The issuer of [`Setup::idp`].
+pub const IDP: &str = "https://idp.example.com";
+
+/// A `providers:` section with one static provider, `idp`, trusting [`Setup::idp`]'s keys
+/// (`idp.json`) for tokens addressed to Ferry at `ferry_url`.
+pub fn idp_providers(ferry_url: &str) -> String {
+    format!(
+        "providers:\n  - id: idp\n    issuer: {IDP}\n    audiences: [{ferry_url}]\n    jwks: {{ file: idp.json }}\n"
+    )
 }
 
 /// The key-encryption key the black-box tests run Ferry with (32 bytes, base64).

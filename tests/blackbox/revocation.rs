@@ -9,7 +9,7 @@ use ferry_testkit::mint::{dpop_proof, payload};
 use ferry_testkit::{Issuer, TestKey, now, sha256_hex};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Proc, Setup, bin, ferry_cmd};
+use crate::harness::{Ferry, Proc, Setup, bin, ferry_cmd, idp_providers};
 
 pub(crate) const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -37,12 +37,7 @@ clients:
   - {{ id: other, auth: client_secret_basic, secret_sha256: {other} }}
   - {{ id: gateway, auth: client_secret_basic, secret_sha256: {gw}, introspect: true }}
   - {{ id: relying, auth: client_secret_basic, secret_sha256: {rs}, revocations: true }}
-providers:
-  - id: idp
-    issuer: https://idp.example.com
-    audiences: [{issuer_url}]
-    jwks: {{ file: idp.json }}
-audiences:
+{providers}audiences:
   - audience: {API}
     rules:
       - allow: "true"
@@ -56,6 +51,7 @@ audiences:
         other = sha256_hex("other-secret"),
         gw = sha256_hex("gateway-secret"),
         rs = sha256_hex("relying-secret"),
+        providers = idp_providers(issuer_url),
     )
 }
 
@@ -66,8 +62,7 @@ pub(crate) fn start() -> Env {
 fn start_with(extra: &str) -> Env {
     let setup = Setup::new("revocation");
     let issuer_url = setup.url();
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    setup.jwks("idp.json", &[&idp.key]);
+    let idp = setup.idp();
     let ferry = setup.start(&format!("{}{extra}", config(&issuer_url)));
     Env {
         setup,
