@@ -434,6 +434,23 @@ pub fn idp_providers(ferry_url: &str) -> String {
     )
 }
 
+/// The trust section the multi-replica tests share: the service account `builder`
+/// (keys in `builder.json`), mapped to the subject `sa:<sub>`, may get `deploy` for
+/// `audience`.
+pub fn builder_trust(audience: &str) -> String {
+    format!(
+        "service_accounts:\n  - id: builder\n    jwks: {{ file: builder.json }}\nproviders:\n  - id: sa\n    kind: service_account\n    mapping: {{ subject: \"'sa:' + assertion.sub\" }}\naudiences:\n  - audience: {audience}\n    rules:\n      - allow: provider == 'service-account' && subject == 'builder'\n        scopes: [deploy]\n"
+    )
+}
+
+/// One replica's directory, `dir/name`, holding a copy of `dir/builder.json`.
+pub fn replica_dir(dir: &Path, name: &str) -> PathBuf {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).expect("replica dir");
+    std::fs::copy(dir.join("builder.json"), d.join("builder.json")).expect("builder.json");
+    d
+}
+
 /// The key-encryption key the black-box tests run Ferry with (32 bytes, base64).
 pub const TEST_KEK: &str = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=";
 

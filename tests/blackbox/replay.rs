@@ -11,7 +11,7 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, TestKey, daemon_port, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Proc, TempDir};
+use crate::harness::{Ferry, Proc, TempDir, builder_trust, replica_dir};
 
 const ISS: &str = "https://ferry.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -98,9 +98,8 @@ pub(crate) fn redis_anywhere() -> (u16, Proc) {
 }
 
 fn replica(dir: &Path, name: &str, redis_port: u16, fail_open: bool) -> Ferry {
-    let d = dir.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::copy(dir.join("builder.json"), d.join("builder.json")).unwrap();
+    let d = replica_dir(dir, name);
+    let trust = builder_trust(DEPLOY);
     let cfg = d.join("ferry.yaml");
     std::fs::write(
         &cfg,
@@ -110,19 +109,7 @@ issuer: {ISS}
 data_dir: data
 limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}
 replay: {{ redis: "redis://127.0.0.1:{redis_port}", fail_open: {fail_open}, timeout: 1s }}
-service_accounts:
-  - id: builder
-    jwks: {{ file: builder.json }}
-providers:
-  - id: sa
-    kind: service_account
-    mapping: {{ subject: "'sa:' + assertion.sub" }}
-audiences:
-  - audience: {DEPLOY}
-    rules:
-      - allow: provider == 'service-account' && subject == 'builder'
-        scopes: [deploy]
-"#
+{trust}"#
         ),
     )
     .unwrap();

@@ -19,7 +19,7 @@ use ferry_testkit::{Issuer, Postgres, TestKey, now, sha256_hex};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Ferry, TEST_KEK, TempDir, builder_trust, replica_dir};
 use crate::replay::redis_anywhere;
 
 const ISS: &str = "https://ferry.example.com";
@@ -30,9 +30,8 @@ const NAMES: [&str; 3] = ["a", "b", "c"];
 static JTI: AtomicU64 = AtomicU64::new(0);
 
 fn replica(dir: &Path, name: &str, redis_port: u16, pg_url: &str, extra: &str) -> Ferry {
-    let d = dir.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::copy(dir.join("builder.json"), d.join("builder.json")).unwrap();
+    let d = replica_dir(dir, name);
+    let trust = builder_trust(DEPLOY);
     let cfg = d.join("ferry.yaml");
     std::fs::write(
         &cfg,
@@ -50,19 +49,7 @@ signing:
   jwks_max_age: 2s
   leeway: 1s
   postgres: {{ url: {{ env: FERRY_TEST_PG }}, poll_interval: 250ms, timeout: 2s }}
-service_accounts:
-  - id: builder
-    jwks: {{ file: builder.json }}
-providers:
-  - id: sa
-    kind: service_account
-    mapping: {{ subject: "'sa:' + assertion.sub" }}
-audiences:
-  - audience: {DEPLOY}
-    rules:
-      - allow: provider == 'service-account' && subject == 'builder'
-        scopes: [deploy]
-{extra}"#
+{trust}{extra}"#
         ),
     )
     .unwrap();
