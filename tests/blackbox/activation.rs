@@ -98,7 +98,8 @@ async fn ferry_serves_on_the_socket_it_inherits_and_ignores_one_meant_for_anothe
 
 #[tokio::test]
 async fn a_socket_named_admin_serves_the_admin_listener_and_unnamed_sockets_are_refused() {
-    // Positive: two sockets, named as systemd's FileDescriptorName= names them.
+    // Positive: two sockets, named as systemd's FileDescriptorName= names them. The
+    // admin one serves although `admin.listen` is off: the service manager passed it.
     let (s, _) = setup("activation-admin");
     let admin = Socket::bind();
     let cfg = s.path().join("ferry.yaml");
@@ -110,7 +111,11 @@ async fn a_socket_named_admin_serves_the_admin_listener_and_unnamed_sockets_are_
     )
     .unwrap();
     cmd.env_remove("FERRY_LISTEN");
-    let ferry = Ferry::launch(cmd, &[("FERRY_KEK", TEST_KEK)]).unwrap();
+    let ferry = Ferry::launch(
+        cmd,
+        &[("FERRY_KEK", TEST_KEK), ("FERRY_ADMIN_LISTEN", "off")],
+    )
+    .unwrap();
     assert_eq!(ferry.url, s.url());
     assert_eq!(ferry.admin.as_deref(), Some(admin.url.as_str()));
     assert_eq!(get(&format!("{}/metrics", admin.url)).await.0, 200);
