@@ -35,20 +35,26 @@ trap cleanup EXIT
 FERRY_KEK=$("$ferry" keys new-kek)
 export FERRY_KEK
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
 
 # start DIR: starts Ferry on core 0; sets PID, URL and STARTUP_MS.
+# Ferry binds port 0 and logs where (`ferry=info` keeps that line, `ferry_=warn` keeps
+# the library crates quiet): no port is picked for it by binding and releasing a socket,
+# which another process could take meanwhile.
 start() {
-    local dir=$1 port
-    port=$(free_port)
+    local dir=$1
     local t0
     t0=$(date +%s%N)
-    FERRY_LISTEN=127.0.0.1:$port FERRY_ADMIN_LISTEN=off FERRY_LOG_LEVEL=warn \
+    FERRY_LISTEN=127.0.0.1:0 FERRY_ADMIN_LISTEN=off FERRY_LOG_LEVEL=warn,ferry=info,ferry_=warn \
         taskset -c 0 "$ferry" serve --config "$dir/ferry.yaml" >/dev/null 2>"$dir/ferry.log" &
     PID=$!
     pids+=("$PID")
-    URL=http://127.0.0.1:$port
+    URL=
+    until [ -n "$URL" ]; do
+        kill -0 "$PID" 2>/dev/null || { cat "$dir/ferry.log" >&2; exit 1; }
+        URL=$(sed -n 's/.*ferry listening on \(http[^ ]*\).*/\1/p' "$dir/ferry.log" | head -n1)
+        [ -n "$URL" ] || sleep 0.01
+    done
     until curl -fsS "$URL/healthz" >/dev/null 2>&1; do
         kill -0 "$PID" 2>/dev/null || { cat "$dir/ferry.log" >&2; exit 1; }
         sleep 0.01

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ferry's main job on an embedded default: builds the binaries, starts the development
-# issuer and Ferry on free loopback ports with examples/quickstart.yaml, mints a subject
+# issuer and Ferry on loopback ports the kernel picks, with examples/quickstart.yaml, mints a subject
 # token, exchanges it at POST /token and prints the response and the decoded token.
 # Everything runs in a temporary directory and is stopped on exit.
 set -euo pipefail
@@ -27,9 +27,6 @@ wait_for() { # wait_for FILE PATTERN
     cat "$1" >&2 || true
     return 1
 }
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
 
 echo "==> starting the development issuer (NOT FOR PRODUCTION)"
 target/debug/ferry-dev-idp serve --data-dir "$work/idp" >"$work/idp.out" 2>"$work/idp.err" &
@@ -38,23 +35,26 @@ wait_for "$work/idp.out" "listening on"
 idp=$(sed -n 's/.*listening on //p' "$work/idp.out")
 echo "    issuer $idp"
 
-port=$(free_port)
-ferry="http://127.0.0.1:$port"
-sed -e "s#@FERRY_URL@#$ferry#g" -e "s#@FERRY_LISTEN@#127.0.0.1:$port#" \
-    -e "s#@DATA_DIR@#$work/ferry-data#" -e "s#@IDP_ISSUER@#$idp#" \
-    -e "s#@IDP_JWKS@#$work/idp/jwks.json#" examples/quickstart.yaml >"$work/ferry.yaml"
-
 # Ferry seals its signing keys with a key-encryption key; a fresh one for this run.
 FERRY_KEK=$(target/debug/ferry keys new-kek)
 export FERRY_KEK
 
-echo "==> ferry check"
-target/debug/ferry check --config "$work/ferry.yaml"
-
-echo "==> starting ferry on $ferry"
-target/debug/ferry serve --config "$work/ferry.yaml" >"$work/audit.jsonl" 2>"$work/ferry.log" &
+# Ferry's configuration names its own URL (issuer, the audience of subject tokens): the
+# socket is bound first, the configuration written with its port, and Ferry inherits
+# the socket (socket activation), so no other process can take the port in between.
+echo "==> starting ferry on a socket bound for it (socket activation)"
+WORK="$work" IDP="$idp" scripts/socket-activate.py 127.0.0.1:0 '
+    sed -e "s#@FERRY_URL@#http://127.0.0.1:$PORT#g" -e "s#@FERRY_LISTEN@#127.0.0.1:$PORT#" \
+        -e "s#@DATA_DIR@#$WORK/ferry-data#" -e "s#@IDP_ISSUER@#$IDP#" \
+        -e "s#@IDP_JWKS@#$WORK/idp/jwks.json#" examples/quickstart.yaml >"$WORK/ferry.yaml"' \
+    target/debug/ferry serve --config "$work/ferry.yaml" >"$work/audit.jsonl" 2>"$work/ferry.log" &
 pids+=($!)
 wait_for "$work/ferry.log" "ferry listening on"
+ferry=$(sed -n 's/.*ferry listening on \(http[^ ]*\).*/\1/p' "$work/ferry.log" | head -n1)
+echo "    $ferry"
+
+echo "==> ferry check (the configuration it serves with)"
+target/debug/ferry check --config "$work/ferry.yaml"
 
 echo "==> minting a GitHub-shaped subject token at the development issuer"
 subject=$(target/debug/ferry-dev-idp mint --data-dir "$work/idp" \

@@ -11,6 +11,7 @@ import os
 import pathlib
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -30,10 +31,22 @@ TE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT = "urn:ietf:params:oauth:token-type:jwt"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# Execs the command in argv[2:] with file descriptor argv[1] as fd 3, LISTEN_FDS=1 and
+# LISTEN_PID its own pid: how systemd hands a socket-activated service its socket.
+ACTIVATE = (
+    "import os, sys; fd = int(sys.argv[1]); fd == 3 or os.dup2(fd, 3); os.set_inheritable(3, True); "
+    "env = {**os.environ, 'LISTEN_FDS': '1', 'LISTEN_PID': str(os.getpid())}; "
+    "os.execve(sys.argv[2], sys.argv[2:], env)"
+)
+
+
+def listening_socket():
+    """A socket on 127.0.0.1:0, listening: its port goes into Ferry's configuration and
+    Ferry inherits it, so no other process can take the port in between."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(128)
+    return s
 
 
 def wait_http(url, timeout=30):
@@ -67,14 +80,14 @@ def env(tmp_path_factory):
     e.idp_dir = tmp / "idp"
     e.idp = idp.stdout.readline().strip().rsplit(" ", 1)[-1]
     assert e.idp.startswith("http://127.0.0.1:"), e.idp
-    port = free_port()
+    sock = listening_socket()
+    port = sock.getsockname()[1]
     e.url = f"http://127.0.0.1:{port}"
     e.token_url = f"{e.url}/token"
     e.jwks_url = f"{e.url}/jwks"
     (tmp / "ferry.yaml").write_text(
         f"""
 issuer: {e.url}
-listen: 127.0.0.1:{port}
 data_dir: {tmp / "data"}
 limits:
   shutdown_delay: 0s   # stopped at the end of the session: no load balancer to wait for
@@ -99,11 +112,13 @@ audiences:
 """
     )
     ferry = subprocess.Popen(
-        [BIN / "ferry", "serve", "--config", tmp / "ferry.yaml"],
+        [sys.executable, "-c", ACTIVATE, str(sock.fileno()), BIN / "ferry", "serve", "--config", tmp / "ferry.yaml"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        pass_fds=(sock.fileno(),),
         env={**os.environ, "FERRY_KEK": KEK, "RUST_LOG": "warn"},
     )
+    sock.close()  # Ferry holds it now
     wait_http(f"{e.url}/readyz")
     e.tmp = tmp
     yield e

@@ -1,6 +1,7 @@
 """The parts the chaos run starts and breaks: a throwaway PostgreSQL cluster, Redis, Ferry
-replicas, the load balancer and the misbehaving issuer, all on free loopback ports, the
-same way the black-box tests start them (crates/ferry-testkit/src/postgres.rs,
+replicas, the load balancer and the misbehaving issuer, all on loopback ports no other
+process can take meanwhile (see `Port` and `daemon_port`), the same way the black-box
+tests start them (crates/ferry-testkit/src/postgres.rs,
 tests/blackbox/replay.rs). Every process started is written to a pid file that
 scripts/chaos.sh reads on exit, so nothing outlives the run even if this driver dies.
 """
@@ -20,10 +21,62 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+class Port:
+    """A loopback port held for one server across its restarts, so that no other process
+    can take it meanwhile (as it could one found by binding a socket and closing it): a
+    socket bound to it with SO_REUSEPORT that never listens. While the server is down,
+    connections to the port are refused; each start gets a fresh listening socket on the
+    same port (`listening()`), which the server inherits."""
+
+    def __init__(self):
+        self.holder = socket.socket()
+        self.holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self.holder.bind(("127.0.0.1", 0))
+        self.port = self.holder.getsockname()[1]
+
+    def listening(self, backlog=1024) -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        s.bind(("127.0.0.1", self.port))
+        s.listen(backlog)
+        return s
+
+
+def daemon_port() -> int:
+    """A port for a daemon that cannot listen on port 0 and say where (redis-server,
+    PostgreSQL): a random one below Linux's ephemeral range (32768-60999), which no outgoing
+    connection takes; the daemon binds it, and the caller tries another when it is taken."""
+    return 20000 + secrets.randbelow(12768)
+
+
+def log_size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def log_says(path: str, text: str, since: int) -> bool:
+    """Whether what was written to the log after offset `since` contains `text`."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(since)
+            return text.encode() in f.read()
+    except OSError:
+        return False
+
+
+# Execs argv[3:] with the listening sockets argv[1] and argv[2] as file descriptors 3 and
+# 4 and LISTEN_PID its own pid: systemd's socket activation (LISTEN_FDS and
+# LISTEN_FDNAMES come from the environment given).
+ACTIVATE = (
+    "import fcntl, os, sys\n"
+    "high = [fcntl.fcntl(int(a), fcntl.F_DUPFD, 10) for a in sys.argv[1:3]]\n"
+    "for i, fd in enumerate(high):\n"
+    "    os.dup2(fd, 3 + i)\n"
+    "    os.close(fd)\n"
+    "os.execve(sys.argv[3], sys.argv[3:], {**os.environ, 'LISTEN_PID': str(os.getpid())})\n"
+)
 
 
 def start_time(pid: int) -> str:
@@ -43,10 +96,10 @@ class Procs:
         self.pidfile = os.path.join(work, "pids")
         self.children = []
 
-    def spawn(self, args, log_path, env=None, preexec=None) -> subprocess.Popen:
+    def spawn(self, args, log_path, env=None, preexec=None, pass_fds=()) -> subprocess.Popen:
         log = open(log_path, "ab")
         p = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                             env=env, preexec_fn=preexec)
+                             env=env, preexec_fn=preexec, pass_fds=pass_fds)
         log.close()
         self.children.append(p)
         with open(self.pidfile, "a") as f:
@@ -100,7 +153,7 @@ class Postgres:
         self.procs = procs
         self.dir = os.path.join(work, "pg")
         os.makedirs(self.dir)
-        self.port = free_port()
+        self.port = daemon_port()
         self.password = secrets.token_hex(12)
         self.proc = None
         self.owner = None
@@ -119,7 +172,11 @@ class Postgres:
             capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(f"initdb failed: {out.stderr}")
-        self.start()
+        for _ in range(20):
+            if self.start(first=True):
+                return
+            self.port = daemon_port()  # taken: another one
+        sys.exit("PostgreSQL found no free port in 20 tries")
 
     def cmd(self, name):
         exe = os.path.join(self.bin, name)
@@ -127,16 +184,30 @@ class Postgres:
             return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--", exe]
         return [exe]
 
-    def start(self):
+    def start(self, first=False) -> bool:
+        """Starts the server; False when, at the first start, its port is another process's."""
         assert self.proc is None
+        log = os.path.join(self.dir, "server.log")
+        since = log_size(log)
         self.proc = self.procs.spawn(self.cmd("postgres") + [
             "-D", os.path.join(self.dir, "data"), "-p", str(self.port), "-k", self.dir,
             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
             "-c", "full_page_writes=off", "-c", "shared_buffers=16MB", "-c", "max_connections=60"],
-            os.path.join(self.dir, "server.log"))
-        wait_until(lambda: subprocess.run(
-            [os.path.join(self.bin, "pg_isready"), "-q", "-h", "127.0.0.1", "-t", "1", "-p", str(self.port)]
-        ).returncode == 0, 60, "PostgreSQL")
+            log)
+
+        def up():
+            # Asked on its own Unix socket: another server on the same TCP port cannot answer.
+            if self.proc.poll() is not None:
+                return True
+            return subprocess.run([os.path.join(self.bin, "pg_isready"), "-q", "-h", self.dir, "-t", "1",
+                                   "-p", str(self.port)]).returncode == 0
+        wait_until(up, 60, "PostgreSQL")
+        if self.proc.poll() is not None:
+            self.proc = None
+            if first and log_says(log, "already in use", since):
+                return False
+            sys.exit(f"PostgreSQL did not start; see {log}")
+        return True
 
     def stop(self):
         """Fast shutdown: sessions are cut, as in a restart or a failover."""
@@ -165,16 +236,23 @@ class Redis:
     def __init__(self, procs: Procs, work: str, name: str):
         self.procs = procs
         self.log = os.path.join(work, f"{name}.log")
-        self.port = free_port()
         self.proc = None
-        self.start()
+        for _ in range(20):
+            self.port = daemon_port()
+            if self.start(first=True):
+                return
+        sys.exit("redis-server found no free port in 20 tries")
 
-    def start(self):
+    def start(self, first=False) -> bool:
+        """Starts the server; False when, at the first start, its port is another process's."""
+        since = log_size(self.log)
         self.proc = self.procs.spawn(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no"], self.log)
 
         def up():
+            if self.proc.poll() is not None:
+                return True
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     s.sendall(b"PING\r\n")
@@ -182,6 +260,12 @@ class Redis:
             except OSError:
                 return False
         wait_until(up, 30, "redis-server")
+        if self.proc.poll() is not None:
+            self.proc = None
+            if first and log_says(self.log, "already in use", since):
+                return False
+            sys.exit(f"redis-server did not start; see {self.log}")
+        return True
 
     def stop(self):
         if self.proc is not None:
@@ -192,11 +276,13 @@ class Redis:
 
 class Replica:
     """One `ferry serve` on fixed loopback ports (so a restart comes back where the load
-    balancer expects it), with its own data directory and log."""
+    balancer expects it), held by this harness (`Port`) and passed to each start of Ferry
+    by socket activation, with its own data directory and log."""
 
     def __init__(self, procs: Procs, ferry: str, dir: str, name: str, env: dict):
         self.procs, self.ferry, self.dir, self.name = procs, ferry, dir, name
-        self.port, self.admin_port = free_port(), free_port()
+        self.public, self.admin_holder = Port(), Port()
+        self.port, self.admin_port = self.public.port, self.admin_holder.port
         self.env = env
         self.proc = None
         self.config = os.path.join(dir, "ferry.yaml")
@@ -214,10 +300,15 @@ class Replica:
         self.starts += 1
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FERRY_", "RUST_LOG"))}
         env.update(self.env)
-        env["FERRY_LISTEN"] = self.addr
-        env["FERRY_ADMIN_LISTEN"] = self.admin
-        self.proc = self.procs.spawn([self.ferry, "serve", "--config", self.config],
-                                     os.path.join(self.dir, f"ferry-{self.starts}.log"), env=env)
+        env.update(LISTEN_FDS="2", LISTEN_FDNAMES="public:admin")
+        public, admin = self.public.listening(), self.admin_holder.listening()
+        fds = (public.fileno(), admin.fileno())
+        self.proc = self.procs.spawn(
+            [sys.executable, "-c", ACTIVATE, str(fds[0]), str(fds[1]), self.ferry, "serve", "--config", self.config],
+            os.path.join(self.dir, f"ferry-{self.starts}.log"), env=env, pass_fds=fds)
+        # Ferry holds them now: once it exits, connections are refused (the ports stay held).
+        public.close()
+        admin.close()
         if wait:
             self.wait_ready()
 
@@ -267,6 +358,24 @@ class Replica:
 
 def spawn_python(procs: Procs, script: str, args: list, log: str) -> subprocess.Popen:
     return procs.spawn([sys.executable, os.path.join(HERE, script)] + args, log)
+
+
+def announced_port(log: str, prefix: str, what: str, seconds=20) -> int:
+    """The port a server that let the kernel pick announced in its log (`PREFIX 127.0.0.1:PORT`)."""
+    found = []
+
+    def said():
+        try:
+            with open(log) as f:
+                for line in f:
+                    if line.startswith(f"{prefix} 127.0.0.1:"):
+                        found.append(int(line.rsplit(":", 1)[1]))
+                        return True
+        except OSError:
+            pass
+        return False
+    wait_until(said, seconds, what)
+    return found[0]
 
 
 def json_get(host_port: str, path: str, timeout=3):

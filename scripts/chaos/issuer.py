@@ -3,16 +3,19 @@ and, on command, 500s, refused connections (the listening socket closed) or hang
 counts every request it receives, so the chaos run can compare Ferry's fetches with the
 bound `error_ttl` promises.
 
-    python3 issuer.py --port P --control-port C --jwks FILE
+    python3 issuer.py --jwks FILE
 
+It listens on two ports the kernel picks and says which at start (`listening on
+127.0.0.1:P`, `control on 127.0.0.1:C`). While refusing, it keeps its port (infra.Port).
 The control listener (loopback): `POST /mode/<ok|500|refuse|hang>`, `GET /stats`.
 """
 
 import argparse
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from infra import Port
 
 
 class State:
@@ -72,14 +75,16 @@ def serving_handler(state: State):
     return Handler
 
 
-def start_serving(state: State, port: int):
-    server = ThreadingHTTPServer(("127.0.0.1", port), serving_handler(state))
+def start_serving(state: State, port: Port):
+    server = ThreadingHTTPServer(("127.0.0.1", port.port), serving_handler(state), bind_and_activate=False)
+    server.socket.close()
+    server.socket = port.listening()
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     state.server = server
 
 
-def control_handler(state: State, port: int):
+def control_handler(state: State, port: Port):
     class Control(BaseHTTPRequestHandler):
         def log_message(self, *args):
             pass
@@ -103,12 +108,7 @@ def control_handler(state: State, port: int):
                 state.server.server_close()
                 state.server = None
             if previous == "refuse" and mode != "refuse":
-                for _ in range(100):
-                    try:
-                        start_serving(state, port)
-                        break
-                    except OSError:
-                        time.sleep(0.05)
+                start_serving(state, port)
             self.answer({"mode": mode})
 
         def answer(self, body):
@@ -124,15 +124,16 @@ def control_handler(state: State, port: int):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, required=True)
-    ap.add_argument("--control-port", type=int, required=True)
     ap.add_argument("--jwks", required=True)
     args = ap.parse_args()
     with open(args.jwks) as f:
         jwks = json.load(f)
-    state = State(f"http://127.0.0.1:{args.port}", jwks)
-    start_serving(state, args.port)
-    control = ThreadingHTTPServer(("127.0.0.1", args.control_port), control_handler(state, args.port))
+    port = Port()
+    state = State(f"http://127.0.0.1:{port.port}", jwks)
+    start_serving(state, port)
+    control = ThreadingHTTPServer(("127.0.0.1", 0), control_handler(state, port))
+    print(f"listening on 127.0.0.1:{port.port}", flush=True)
+    print(f"control on 127.0.0.1:{control.server_address[1]}", flush=True)
     control.serve_forever()
 
 

@@ -4,7 +4,9 @@ every 500 ms and routes only to replicas whose last poll answered 200. It does n
 (a POST is not idempotent: a load balancer passes a refused or reset connection on to
 the client as 502), so every request a replica refuses is counted by the load.
 
-    python3 proxy.py --port P --backends 127.0.0.1:A,127.0.0.1:B,127.0.0.1:C
+    python3 proxy.py --backends 127.0.0.1:A,127.0.0.1:B,127.0.0.1:C
+
+It listens on a port the kernel picks and says which at start (`listening on 127.0.0.1:P`).
 
 Each answer carries `X-Chaos-Backend: <index>`; a proxy-made answer carries
 `X-Chaos-Proxy: <reason>` (`refused`, `reset`, `timeout`, `no-backend`).
@@ -111,7 +113,6 @@ class Server(ThreadingHTTPServer):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--backends", required=True)
     args = ap.parse_args()
     backends = []
@@ -121,7 +122,8 @@ def main():
         backends.append((host, int(port)))
     pool = Pool(backends)
     threading.Thread(target=pool.poll_forever, daemon=True).start()
-    server = Server(("127.0.0.1", args.port), handler(pool))
+    server = Server(("127.0.0.1", 0), handler(pool))
+    print(f"listening on 127.0.0.1:{server.server_address[1]}", flush=True)
     server.serve_forever()
 
 

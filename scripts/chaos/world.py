@@ -14,7 +14,7 @@ import subprocess
 import time
 
 import p256
-from infra import Postgres, Procs, Redis, Replica, free_port, http_status, spawn_python, wait_until
+from infra import Postgres, Procs, Redis, Replica, announced_port, http_status, spawn_python, wait_until
 
 REPLICAS = ("a", "b", "c")
 
@@ -68,14 +68,14 @@ class World:
         self.idp_key = p256.Key()
         self.sa_key = p256.Key()
         self.pg = Postgres(self.procs, work)
-        self.idp_port, self.idp_control = free_port(), free_port()
-        self.idp_iss = f"http://127.0.0.1:{self.idp_port}"
         jwks_path = os.path.join(work, "idp-jwks.json")
         with open(jwks_path, "w") as f:
             json.dump({"keys": [self.idp_key.public_jwk()]}, f)
-        spawn_python(self.procs, "issuer.py", ["--port", str(self.idp_port), "--control-port",
-                                                str(self.idp_control), "--jwks", jwks_path],
-                     os.path.join(work, "issuer.log"))
+        log = os.path.join(work, "issuer.log")
+        spawn_python(self.procs, "issuer.py", ["--jwks", jwks_path], log)
+        self.idp_port = announced_port(log, "listening on", "the issuer's port")
+        self.idp_control = announced_port(log, "control on", "the issuer's control port")
+        self.idp_iss = f"http://127.0.0.1:{self.idp_port}"
         wait_until(lambda: http_status(f"127.0.0.1:{self.idp_control}", "/stats") == 200, 20, "the issuer")
         self.iss = None
         self.dbs = 0
@@ -147,26 +147,27 @@ class Env:
         os.makedirs(self.dir)
         self.redis = Redis(world.procs, self.dir, "redis")
         self.db = world.new_db()
-        self.proxy_port = free_port()
-        self.proxy = f"127.0.0.1:{self.proxy_port}"
-        self.iss = f"http://127.0.0.1:{self.proxy_port}"
-        world.iss = self.iss
         self.replicas = []
         for n in REPLICAS:
             d = os.path.join(self.dir, n)
             os.makedirs(d)
-            r = Replica(world.procs, world.ferry, d, n, world.env(self.db))
+            self.replicas.append(Replica(world.procs, world.ferry, d, n, world.env(self.db)))
+        # The load balancer first: Ferry's issuer is its URL, on a port the kernel picks.
+        log = os.path.join(self.dir, "proxy.log")
+        self.proxy_proc = spawn_python(world.procs, "proxy.py", [
+            "--backends", ",".join(r.addr for r in self.replicas)], log)
+        self.proxy_port = announced_port(log, "listening on", "the load balancer's port")
+        self.proxy = f"127.0.0.1:{self.proxy_port}"
+        self.iss = f"http://127.0.0.1:{self.proxy_port}"
+        world.iss = self.iss
+        for r in self.replicas:
             self.write_config(r, ["FERRY_KEK"])
-            self.replicas.append(r)
         # The first replica creates the schema and the ring; the others join it.
         self.replicas[0].start()
         for r in self.replicas[1:]:
             r.start(wait=False)
         for r in self.replicas[1:]:
             r.wait_ready()
-        self.proxy_proc = spawn_python(world.procs, "proxy.py", [
-            "--port", str(self.proxy_port), "--backends", ",".join(r.addr for r in self.replicas)],
-            os.path.join(self.dir, "proxy.log"))
         wait_until(lambda: all(http_status(r.addr, "/readyz") == 200 for r in self.replicas), 30,
                    "every replica ready")
         wait_until(lambda: http_status(self.proxy, "/readyz") == 200, 10, "the load balancer")

@@ -10,7 +10,7 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TempDir, bin};
+use crate::harness::{Ferry, Setup, bin};
 
 const ISS: &str = "https://ferry.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -46,7 +46,7 @@ fn assertion(signer: &Issuer, extra: Value) -> String {
 }
 
 struct Env {
-    _tmp: TempDir,
+    _tmp: Setup,
     ferry: Ferry,
     builder: Issuer,
     client_jwt: Issuer,
@@ -90,22 +90,16 @@ audiences:
 }
 
 fn start() -> Env {
-    let tmp = TempDir::new("accounts");
+    let setup = Setup::new("accounts");
     let builder = Issuer::new("builder", TestKey::ec("b1"));
     let client_jwt = Issuer::new("ci-jwt", TestKey::ec("c1"));
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        config(
-            tmp.path(),
-            &jwks(&[&builder.key]),
-            &jwks(&[&client_jwt.key]),
-        ),
-    )
-    .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(
+        setup.path(),
+        &jwks(&[&builder.key]),
+        &jwks(&[&client_jwt.key]),
+    ));
     Env {
-        _tmp: tmp,
+        _tmp: setup,
         ferry,
         builder,
         client_jwt,
@@ -303,20 +297,18 @@ async fn a_service_account_subject_token_carries_a_single_string_aud() {
 /// it without the setting refuses it.
 #[tokio::test]
 async fn a_service_account_may_accept_the_token_endpoint_audience() {
-    let tmp = TempDir::new("sa-legacy");
+    let setup = Setup::new("sa-legacy");
     let builder = Issuer::new("builder", TestKey::ec("b1"));
     let client = Issuer::new("ci-jwt", TestKey::ec("c1"));
     let legacy = Issuer::new(
         "legacy",
         TestKey::from_pkcs8("b1", builder.key.pkcs8()).unwrap(),
     );
-    let cfg = tmp.path().join("ferry.yaml");
-    let text = config(tmp.path(), &jwks(&[&builder.key]), &jwks(&[&client.key])).replace(
+    let text = config(setup.path(), &jwks(&[&builder.key]), &jwks(&[&client.key])).replace(
         "service_accounts:\n",
         "service_accounts:\n  - id: legacy\n    jwks: { file: builder.json }\n    accept_token_endpoint_audience: true\n",
     );
-    std::fs::write(&cfg, text).unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&text);
     let http = reqwest::Client::new();
     let bearer = |a: String| {
         let (http, url) = (http.clone(), format!("{}/token", ferry.url));
@@ -586,21 +578,15 @@ async fn client_authentication_matrix() {
 
 #[tokio::test]
 async fn a_rotated_service_account_key_with_both_keys_valid_then_the_old_removed() {
-    let tmp = TempDir::new("sa-rotation");
+    let setup = Setup::new("sa-rotation");
     let old = Issuer::new("builder", TestKey::ec("old"));
     let new = Issuer::new("builder", TestKey::ec("new"));
     let client = Issuer::new("ci-jwt", TestKey::ec("c1"));
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        config(
-            tmp.path(),
-            &jwks(&[&old.key, &new.key]),
-            &jwks(&[&client.key]),
-        ),
-    )
-    .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(
+        setup.path(),
+        &jwks(&[&old.key, &new.key]),
+        &jwks(&[&client.key]),
+    ));
     let http = reqwest::Client::new();
     let bearer = |a: String| {
         let (http, url) = (http.clone(), ferry.url.clone());
@@ -621,11 +607,7 @@ async fn a_rotated_service_account_key_with_both_keys_valid_then_the_old_removed
     assert_eq!(bearer(assertion(&old, json!({}))).await, 200);
     assert_eq!(bearer(assertion(&new, json!({}))).await, 200);
     // The old key is removed from the registered JWKS file: reloaded without a restart.
-    std::fs::write(
-        tmp.path().join("builder.json"),
-        jwks(&[&new.key]).to_string(),
-    )
-    .unwrap();
+    setup.jwks("builder.json", &[&new.key]);
     let mut status = 0;
     for _ in 0..50 {
         status = bearer(assertion(&old, json!({}))).await;
@@ -643,10 +625,10 @@ async fn a_rotated_service_account_key_with_both_keys_valid_then_the_old_removed
 
 #[tokio::test]
 async fn the_offline_flow_through_the_cli() {
-    let tmp = TempDir::new("sa-cli");
+    let setup = Setup::new("sa-cli");
     let out = Command::new(bin("ferry"))
         .args(["sa", "create", "builder", "--dir"])
-        .arg(tmp.path())
+        .arg(setup.path())
         .output()
         .unwrap();
     assert!(
@@ -655,7 +637,7 @@ async fn the_offline_flow_through_the_cli() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = String::from_utf8(out.stdout).unwrap();
-    let key_file = std::fs::read_dir(tmp.path())
+    let key_file = std::fs::read_dir(setup.path())
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "json"))
@@ -674,13 +656,11 @@ async fn the_offline_flow_through_the_cli() {
     let jwk: Value = serde_json::from_str(&text[start..end]).unwrap();
     assert!(jwk.get("d").is_none());
     let client = Issuer::new("ci-jwt", TestKey::ec("c1"));
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        config(tmp.path(), &json!({"keys": [jwk]}), &jwks(&[&client.key])),
-    )
-    .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(
+        setup.path(),
+        &json!({"keys": [jwk]}),
+        &jwks(&[&client.key]),
+    ));
     let out = Command::new(bin("ferry"))
         .args(["sa", "token", "--key"])
         .arg(&key_file)

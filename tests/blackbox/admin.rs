@@ -6,11 +6,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, ferry_cmd};
+use crate::harness::{Ferry, Proc, Setup, TEST_KEK, ferry_cmd};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -33,19 +32,18 @@ fn config(admin: &str, audiences: &[&str]) -> String {
 }
 
 struct Env {
-    tmp: TempDir,
+    setup: Setup,
     idp: Issuer,
     cfg: std::path::PathBuf,
 }
 
 fn env(tag: &str, admin: &str) -> Env {
-    let tmp = TempDir::new(tag);
+    let setup = Setup::new(tag);
     let idp = Issuer::new("https://idp.example.com", TestKey::ec("k1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    std::fs::write(tmp.path().join("admin-tokens"), format!("{SECRET_HASH}\n")).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(&cfg, config(admin, &[A])).unwrap();
-    Env { tmp, idp, cfg }
+    setup.jwks("idp.json", &[&idp.key]);
+    setup.write("admin-tokens", format!("{SECRET_HASH}\n"));
+    let cfg = setup.config(&config(admin, &[A]));
+    Env { setup, idp, cfg }
 }
 
 impl Env {
@@ -105,8 +103,9 @@ async fn admin_authentication_is_fixed_at_bind_and_a_reload_changing_admin_is_re
     // another listen address that the command line overrides.
     let admin = "admin: { listen: \"127.0.0.1:1\", tls: { cert_file: cert.pem, key_file: key.pem }, bearer_token_hashes_file: admin-tokens }";
     let e = env("admin-bind", admin);
-    let pem = write_cert(e.tmp.path());
-    let ferry = Ferry::start_with(
+    let pem = write_cert(e.setup.path());
+    let ferry = Ferry::start_on(
+        e.setup.socket(),
         &e.cfg,
         &[("FERRY_KEK", TEST_KEK), ("FERRY_ADMIN_LISTEN", "0.0.0.0:0")],
     )
@@ -171,7 +170,7 @@ async fn admin_authentication_is_fixed_at_bind_and_a_reload_changing_admin_is_re
 #[tokio::test]
 async fn a_loopback_admin_refuses_browser_requests_and_other_content_types() {
     let e = env("admin-browser", "");
-    let ferry = Ferry::start(&e.cfg).unwrap();
+    let ferry = e.setup.run();
     let admin = ferry.admin.clone().expect("admin listener");
     let port = admin.rsplit(':').next().unwrap().to_owned();
     let http = reqwest::Client::new();
@@ -248,7 +247,7 @@ async fn a_loopback_admin_refuses_browser_requests_and_other_content_types() {
 #[tokio::test]
 async fn the_public_readyz_answers_status_only_and_the_admin_one_the_details() {
     let e = env("admin-readyz", "");
-    let ferry = Ferry::start(&e.cfg).unwrap();
+    let ferry = e.setup.run();
     let get = |url: String| async move {
         let r = reqwest::get(url).await.unwrap();
         (r.status().as_u16(), r.json::<Value>().await.unwrap())

@@ -7,10 +7,10 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::{alg_none, hs256_with_public_key};
-use ferry_testkit::{Issuer, TestKey, free_port, now};
+use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Ferry, Setup};
 
 pub(crate) const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 pub(crate) const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -19,7 +19,7 @@ pub(crate) const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
 pub(crate) const API: &str = "https://api.example.com";
 
 pub(crate) struct Env {
-    _tmp: TempDir,
+    _setup: Setup,
     ferry: Ferry,
     pub(crate) issuer_url: String,
     pub(crate) rsa: Issuer,
@@ -28,9 +28,8 @@ pub(crate) struct Env {
 }
 
 pub(crate) fn start() -> Env {
-    let tmp = TempDir::new("attacks");
-    let port = free_port();
-    let issuer_url = format!("http://127.0.0.1:{port}");
+    let setup = Setup::new("attacks");
+    let issuer_url = setup.url();
     let rsa = Issuer::new("https://rsa.test", TestKey::rsa("r1"));
     let ec = Issuer::new("https://ec.test", TestKey::ec("e1"));
     // The RSA issuer's set also holds keys that must never verify anything: a symmetric
@@ -55,13 +54,10 @@ pub(crate) fn start() -> Env {
     y[31] ^= 1;
     off["y"] = json!(URL_SAFE_NO_PAD.encode(&y));
     ec_set["keys"].as_array_mut().unwrap().push(off);
-    std::fs::write(tmp.path().join("rsa.json"), set.to_string()).unwrap();
-    std::fs::write(tmp.path().join("ec.json"), ec_set.to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"issuer: {issuer_url}
+    setup.write("rsa.json", set.to_string());
+    setup.write("ec.json", ec_set.to_string());
+    let ferry = setup.start(&format!(
+        r#"issuer: {issuer_url}
 data_dir: data
 limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}
 providers:
@@ -81,14 +77,9 @@ audiences:
       - allow: "true"
         scopes: [read]
 "#
-        ),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let ferry =
-        Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)]).unwrap();
+    ));
     Env {
-        _tmp: tmp,
+        _setup: setup,
         ferry,
         issuer_url,
         rsa,

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::harness::{Ferry, TempDir, bin};
+use crate::harness::{Ferry, Setup, bin};
 
 const GOOD: &str = r#"
 issuer: https://ferry.example.com
@@ -21,8 +21,8 @@ audiences:
 
 #[test]
 fn check_accepts_a_good_config_and_reports_every_problem_of_a_bad_one() {
-    let tmp = TempDir::new("check");
-    let good = tmp.path().join("good.yaml");
+    let setup = Setup::new("check");
+    let good = setup.path().join("good.yaml");
     std::fs::write(&good, GOOD).unwrap();
     let out = Command::new(bin("ferry"))
         .args(["check", "--config"])
@@ -36,7 +36,7 @@ fn check_accepts_a_good_config_and_reports_every_problem_of_a_bad_one() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("leeway 1m"));
 
-    let bad = tmp.path().join("bad.yaml");
+    let bad = setup.path().join("bad.yaml");
     let text = GOOD
         .replace("audiences: [https://ferry.example.com]", "audiences: []")
         .replace("provider == 'a'", "providr == 'a'");
@@ -61,10 +61,9 @@ fn check_accepts_a_good_config_and_reports_every_problem_of_a_bad_one() {
 
 #[tokio::test]
 async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
-    let tmp = TempDir::new("restart");
-    let cfg = tmp.path().join("ferry.yaml");
+    let setup = Setup::new("restart");
     // No shutdown delay: this test restarts at once (rollout.rs tests the delay).
-    std::fs::write(&cfg, format!("{GOOD}\nlimits: {{ shutdown_delay: 0s }}\n")).unwrap();
+    setup.config(&format!("{GOOD}\nlimits: {{ shutdown_delay: 0s }}\n"));
     async fn kid(f: &Ferry) -> String {
         let v: serde_json::Value = reqwest::get(format!("{}/jwks", f.url))
             .await
@@ -74,7 +73,7 @@ async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
             .unwrap();
         v["keys"][0]["kid"].as_str().unwrap().to_owned()
     }
-    let mut first = Ferry::start(&cfg).unwrap();
+    let mut first = setup.run();
     let k1 = kid(&first).await;
     let status = Command::new("kill")
         .args(["-TERM", &first.proc().pid().to_string()])
@@ -82,9 +81,9 @@ async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
         .unwrap();
     assert!(status.success());
     assert!(first.proc_mut().wait_exit(10).unwrap().success());
-    let second = Ferry::start(&cfg).unwrap();
+    let second = setup.run();
     assert_eq!(kid(&second).await, k1);
-    assert!(tmp.path().join("data/ring.json").exists());
+    assert!(setup.path().join("data/ring.json").exists());
 }
 
 /// Replicas sharing replay state (Redis) must share revocations too: `ferry check`
@@ -92,9 +91,9 @@ async fn signing_key_survives_a_restart_and_sigterm_exits_zero() {
 /// revocations live in PostgreSQL — their own section, or the signing store's database.
 #[test]
 fn check_refuses_shared_replay_state_with_revocations_kept_per_node() {
-    let tmp = TempDir::new("check-revocations");
+    let setup = Setup::new("check-revocations");
     let check = |name: &str, extra: &str| {
-        let path = tmp.path().join(name);
+        let path = setup.path().join(name);
         std::fs::write(&path, format!("{GOOD}{extra}")).unwrap();
         let out = Command::new(bin("ferry"))
             .args(["check", "--config"])

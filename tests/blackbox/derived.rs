@@ -3,14 +3,13 @@
 //! (a layer that omits `scope`, carries it as an array, widens it; the same for `aud` and
 //! `exp`) at depth 2 and 3, beside its positive twin that differs only in that member.
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::dpop_proof;
-use ferry_testkit::{Issuer, TestKey, free_port, now};
+use ferry_testkit::{TestKey, now};
 use ferry_verify::derive::{DERIVED_TYPE, HolderKey, Narrowing, derive};
 use serde_json::{Map, Value, json};
 
 use crate::dpop::relying_service;
-use crate::harness::{Ferry, Proc, TEST_KEK, TempDir};
+use crate::harness::{Ferry, Proc, Setup, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -18,7 +17,7 @@ const API: &str = "https://api.example.com";
 const OTHER: &str = "https://other.example.com";
 
 struct Env {
-    _tmp: TempDir,
+    _setup: Setup,
     _ferry: Ferry,
     _svc: Proc,
     resource: String,
@@ -29,22 +28,13 @@ struct Env {
 }
 
 async fn start() -> Env {
-    let tmp = TempDir::new("derived");
-    let port = free_port();
-    let issuer_url = format!("http://127.0.0.1:{port}");
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "issuer: {issuer_url}\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n        scopes: [read, write, admin]\n  - audience: {OTHER}\n    rules:\n      - allow: \"true\"\n        scopes: [read, write, admin]\n"
-        ),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let ferry =
-        Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)]).unwrap();
+    let setup = Setup::new("derived");
+    let issuer_url = setup.url();
+    let idp = setup.idp();
+    let providers = idp_providers(&issuer_url);
+    let ferry = setup.start(&format!(
+            "issuer: {issuer_url}\ndata_dir: data\n{providers}audiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n        scopes: [read, write, admin]\n  - audience: {OTHER}\n    rules:\n      - allow: \"true\"\n        scopes: [read, write, admin]\n"
+    ));
     let http = reqwest::Client::new();
     let test_keys: Vec<TestKey> = (0..3).map(|i| TestKey::ec(&format!("task-{i}"))).collect();
     let subject = idp.token(&idp.claims(&issuer_url, "workload", now(), json!({})));
@@ -78,7 +68,7 @@ async fn start() -> Env {
     let root = body["access_token"].as_str().unwrap().to_owned();
     let (svc, url) = relying_service(&issuer_url);
     Env {
-        _tmp: tmp,
+        _setup: setup,
         _ferry: ferry,
         _svc: svc,
         resource: format!("{url}/resource"),

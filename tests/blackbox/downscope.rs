@@ -1,20 +1,19 @@
 //! Server-side downscoping: a Ferry token narrowed at /token, each widening attempt
 //! refused beside its positive twin.
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::{dpop_proof, payload};
 use ferry_testkit::{Issuer, TestKey, now};
 use ferry_verify::dpop::thumbprint;
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Ferry, Setup, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
 
 struct Env {
-    _tmp: TempDir,
+    _setup: Setup,
     ferry: Ferry,
     issuer_url: String,
     idp: Issuer,
@@ -22,28 +21,15 @@ struct Env {
 }
 
 fn start() -> Env {
-    let tmp = TempDir::new("downscope");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let issuer_url = format!("http://127.0.0.1:{port}");
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "issuer: {issuer_url}\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: https://a.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://b.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://c.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write, admin] }}]\n"
-        ),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let ferry =
-        Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)]).unwrap();
+    let setup = Setup::new("downscope");
+    let issuer_url = setup.url();
+    let idp = setup.idp();
+    let providers = idp_providers(&issuer_url);
+    let ferry = setup.start(&format!(
+            "issuer: {issuer_url}\ndata_dir: data\n{providers}audiences:\n  - audience: https://a.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://b.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write] }}]\n  - audience: https://c.example.com\n    rules: [{{ allow: \"true\", scopes: [read, write, admin] }}]\n"
+    ));
     Env {
-        _tmp: tmp,
+        _setup: setup,
         ferry,
         issuer_url,
         idp,

@@ -3,20 +3,19 @@
 
 use std::process::Command;
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::{dpop_proof, dpop_proof_with_jwk};
-use ferry_testkit::{Issuer, TestKey, free_port, now};
+use ferry_testkit::{Issuer, TestKey, now};
 use ferry_verify::dpop::{access_token_hash, thumbprint};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, bin};
+use crate::harness::{Ferry, Proc, Setup, bin, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const API: &str = "https://api.example.com";
 
 struct Env {
-    _tmp: TempDir,
+    _setup: Setup,
     ferry: Ferry,
     issuer_url: String,
     idp: Issuer,
@@ -24,24 +23,15 @@ struct Env {
 }
 
 fn start(extra: &str) -> Env {
-    let tmp = TempDir::new("dpop");
-    let port = free_port();
-    let issuer_url = format!("http://127.0.0.1:{port}");
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "issuer: {issuer_url}\ndata_dir: data\n{extra}\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, rate_per_client: 100000 }}\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{issuer_url}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n        scopes: [read]\n  - audience: https://dpop-only.example.com\n    require_dpop: true\n    rules:\n      - allow: \"true\"\n"
-        ),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let ferry =
-        Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)]).unwrap();
+    let setup = Setup::new("dpop");
+    let issuer_url = setup.url();
+    let idp = setup.idp();
+    let providers = idp_providers(&issuer_url);
+    let ferry = setup.start(&format!(
+            "issuer: {issuer_url}\ndata_dir: data\n{extra}\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, rate_per_client: 100000 }}\n{providers}audiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n        scopes: [read]\n  - audience: https://dpop-only.example.com\n    require_dpop: true\n    rules:\n      - allow: \"true\"\n"
+    ));
     Env {
-        _tmp: tmp,
+        _setup: setup,
         ferry,
         issuer_url,
         idp,

@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::payload;
-use ferry_testkit::{Issuer, Postgres, TestKey, free_port, now, sha256_hex};
+use ferry_testkit::{Issuer, Postgres, TestKey, now, sha256_hex};
 use serde_json::{Value, json};
 
 use crate::harness::{Ferry, Proc, TEST_KEK, TempDir};
-use crate::replay::redis;
+use crate::replay::{redis, redis_anywhere};
 use crate::revocation::{API, AT, INACTIVE, REF, TE};
 
 const ISS: &str = "https://ferry.example.com";
@@ -278,8 +278,7 @@ fn not_in_clear(stored: &[u8], jwt: &str) {
 async fn revocations_survive_an_empty_redis_and_a_restart_of_every_replica() {
     let tmp = TempDir::new("durable-revocation");
     let pg = Postgres::start();
-    let redis_port = free_port();
-    let mut redis_proc = redis(redis_port);
+    let (redis_port, mut redis_proc) = redis_anywhere();
     let c = Client {
         http: reqwest::Client::new(),
         idp: Issuer::new("https://idp.example.com", TestKey::ec("i1")),
@@ -330,8 +329,7 @@ async fn revocations_survive_an_empty_redis_and_a_restart_of_every_replica() {
 #[tokio::test]
 async fn a_single_node_keeps_revocations_in_its_data_directory_whatever_redis_does() {
     let tmp = TempDir::new("durable-revocation-single");
-    let redis_port = free_port();
-    let mut redis_proc = redis(redis_port);
+    let (redis_port, mut redis_proc) = redis_anywhere();
     let c = Client {
         http: reqwest::Client::new(),
         idp: Issuer::new("https://idp.example.com", TestKey::ec("i1")),
@@ -372,8 +370,7 @@ async fn a_single_node_keeps_revocations_in_its_data_directory_whatever_redis_do
 async fn while_postgres_is_down_revoking_answers_503_and_reads_use_the_synced_copy() {
     let tmp = TempDir::new("durable-revocation-outage");
     let mut pg = Postgres::start();
-    let redis_port = free_port();
-    let _redis = redis(redis_port);
+    let (redis_port, _redis) = redis_anywhere();
     let c = Client {
         http: reqwest::Client::new(),
         idp: Issuer::new("https://idp.example.com", TestKey::ec("i1")),

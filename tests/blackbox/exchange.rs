@@ -8,7 +8,7 @@ use ferry_testkit::{Issuer, TestKey, now};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::{Value, json};
 
-use crate::harness::{DevIdp, Ferry, TempDir};
+use crate::harness::{DevIdp, Ferry, Setup};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -54,7 +54,7 @@ audiences:
 }
 
 struct Env {
-    _tmp: TempDir,
+    _tmp: Setup,
     dev: DevIdp,
     test_iss: Issuer,
     ferry: Ferry,
@@ -62,13 +62,13 @@ struct Env {
 }
 
 fn start() -> Env {
-    let tmp = TempDir::new("exchange");
-    let dev = DevIdp::start(&tmp.path().join("idp")).unwrap();
+    let setup = Setup::new("exchange");
+    let dev = DevIdp::start(&setup.path().join("idp")).unwrap();
     let test_iss = Issuer::new("https://idp.test", TestKey::rsa("t1"));
-    let config = write_config(tmp.path(), &dev, &test_iss);
-    let ferry = Ferry::start(&config).unwrap();
+    write_config(setup.path(), &dev, &test_iss);
+    let ferry = setup.run();
     Env {
-        _tmp: tmp,
+        _tmp: setup,
         dev,
         test_iss,
         ferry,

@@ -73,9 +73,11 @@ impl Proc {
                 }
             }
             if let Some(status) = self.child.try_wait()? {
+                // Let the reader threads take the last lines the process wrote.
+                std::thread::sleep(Duration::from_millis(100));
                 bail!(
-                    "process exited ({status}) before printing {needle:?}; stderr:\n{}",
-                    self.stderr.lock().expect("lines").join("\n")
+                    "process exited ({status}) before printing {needle:?}; output:\n{}",
+                    self.output()
                 );
             }
             if Instant::now() > deadline {
@@ -198,7 +200,8 @@ impl Ferry {
     }
 
     /// Starts `ferry serve` on `127.0.0.1:0` with this configuration file and the
-    /// test key-encryption key.
+    /// test key-encryption key. For a configuration that names Ferry's own URL, use
+    /// [`Setup`] (or [`Ferry::start_on`]) instead.
     pub fn start(config: &Path) -> anyhow::Result<Self> {
         Self::start_with(config, &[("FERRY_KEK", TEST_KEK)])
     }
@@ -209,8 +212,33 @@ impl Ferry {
         cmd.arg("serve")
             .arg("--config")
             .arg(config)
-            .env("FERRY_LISTEN", "127.0.0.1:0")
-            .env("FERRY_ADMIN_LISTEN", "127.0.0.1:0")
+            .env("FERRY_LISTEN", "127.0.0.1:0");
+        Self::launch(cmd, env)
+    }
+
+    /// Starts `ferry serve` on `socket`, which Ferry inherits as systemd passes a
+    /// socket-activated service its sockets: file descriptor 3, `LISTEN_FDS=1`,
+    /// `LISTEN_PID` its own pid (set by `sh` just before it execs Ferry). The test keeps
+    /// its copy, so a restarted Ferry gets the same address and nothing else can take
+    /// it meanwhile.
+    pub fn start_on(socket: &Socket, config: &Path, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let mut cmd = activated(&[socket], None, "LISTEN_PID=$$", config)?;
+        cmd.env_remove("FERRY_LISTEN");
+        let ferry = Self::launch(cmd, env)?;
+        // http:// or, with `tls:`, https://
+        if ferry.url.split_once("://").map(|(_, a)| a) != Some(socket.addr()) {
+            bail!(
+                "Ferry listens on {}, not on the socket it was given ({})",
+                ferry.url,
+                socket.url
+            );
+        }
+        Ok(ferry)
+    }
+
+    /// Spawns `cmd` (a `ferry serve`) and waits until it listens.
+    pub fn launch(mut cmd: Command, env: &[(&str, &str)]) -> anyhow::Result<Self> {
+        cmd.env("FERRY_ADMIN_LISTEN", "127.0.0.1:0")
             .env_remove("RUST_LOG")
             .env_remove("FERRY_KEK");
         for (k, v) in env {
@@ -229,6 +257,198 @@ impl Ferry {
             admin,
         })
     }
+}
+
+/// A listening socket for a Ferry that has not started yet, bound by the test on
+/// `127.0.0.1:0` and kept open for the test's life. Its URL can go into Ferry's
+/// configuration (`issuer`, the audience providers' tokens carry, the DPoP `htu`)
+/// before Ferry runs, and Ferry inherits the socket itself, so no other process can
+/// take the port in between (as it could one picked by binding and releasing a socket).
+pub struct Socket {
+    listener: std::net::TcpListener,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+}
+
+impl Socket {
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    pub fn bind() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let url = format!("http://{}", listener.local_addr().expect("local addr"));
+        Self { listener, url }
+    }
+}
+
+/// A `sh -c '<pid> exec ferry serve --config CONFIG'` command handing Ferry `sockets` as
+/// file descriptors 3, 4, … with `LISTEN_FDS` and `LISTEN_FDNAMES` (`names`, or unset
+/// when `None`), as systemd does; `pid` is the `LISTEN_PID=…` assignment
+/// (`LISTEN_PID=$$` names the process that then execs Ferry: Ferry's own pid).
+pub fn activated(
+    sockets: &[&Socket],
+    names: Option<&str>,
+    pid: &str,
+    config: &Path,
+) -> anyhow::Result<Command> {
+    use command_fds::{CommandFdExt, FdMapping};
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(r#"{pid} exec "$0" "$@""#))
+        .arg(bin("ferry"))
+        .arg("serve")
+        .arg("--config")
+        .arg(config)
+        .env("LISTEN_FDS", sockets.len().to_string())
+        .env_remove("LISTEN_FDNAMES");
+    if let Some(names) = names {
+        cmd.env("LISTEN_FDNAMES", names);
+    }
+    let mut mappings = Vec::new();
+    for (fd, socket) in (3..).zip(sockets) {
+        mappings.push(FdMapping {
+            parent_fd: socket.listener.try_clone()?.into(),
+            child_fd: fd,
+        });
+    }
+    cmd.fd_mappings(mappings)?;
+    Ok(cmd)
+}
+
+/// The setup every black-box test of a running Ferry shares: a temporary directory for
+/// its configuration and data, and its [`Socket`], so that the configuration can name
+/// Ferry's URL. Write the files the configuration refers to, then [`Setup::start`].
+pub struct Setup {
+    pub tmp: TempDir,
+    url: String,
+    /// `None` once handed over for good ([`Setup::run_alone`]).
+    socket: Option<Socket>,
+    env: Vec<(String, String)>,
+}
+
+impl Setup {
+    pub fn new(tag: &str) -> Self {
+        let socket = Socket::bind();
+        Self {
+            tmp: TempDir::new(tag),
+            url: socket.url.clone(),
+            socket: Some(socket),
+            env: vec![("FERRY_KEK".into(), TEST_KEK.into())],
+        }
+    }
+
+    /// Ferry's URL, known before it starts: its `issuer`, the audience of the tokens
+    /// it accepts from providers.
+    pub fn url(&self) -> String {
+        self.url.clone()
+    }
+
+    /// Ferry's socket, kept by the test so that Ferry can be started on it again.
+    pub fn socket(&self) -> &Socket {
+        self.socket
+            .as_ref()
+            .expect("the socket was handed over with run_alone")
+    }
+
+    /// The test key-encryption key and the variables [`Setup::env`] added.
+    pub fn env_vars(&self) -> Vec<(&str, &str)> {
+        self.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Writes `name` in the directory; returns its path.
+    pub fn write(&self, name: &str, contents: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path().join(name);
+        std::fs::write(&path, contents).expect("write test file");
+        path
+    }
+
+    /// The issuer most tests trust, [`IDP`] with the EC key `i1`, its keys written to
+    /// `idp.json` (as [`idp_providers`] names them).
+    pub fn idp(&self) -> ferry_testkit::Issuer {
+        let idp = ferry_testkit::Issuer::new(IDP, ferry_testkit::TestKey::ec("i1"));
+        self.jwks("idp.json", &[&idp.key]);
+        idp
+    }
+
+    /// Writes `name` holding the public JWK set of `keys`.
+    pub fn jwks(&self, name: &str, keys: &[&ferry_testkit::TestKey]) -> PathBuf {
+        self.write(name, ferry_testkit::keys::jwks(keys).to_string())
+    }
+
+    /// An environment variable for Ferry (beside the test key-encryption key).
+    #[must_use]
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Writes `config` as `ferry.yaml`; returns its path.
+    pub fn config(&self, config: &str) -> PathBuf {
+        self.write("ferry.yaml", config)
+    }
+
+    /// Writes `config` as `ferry.yaml` and starts Ferry on the socket.
+    pub fn start(&self, config: &str) -> Ferry {
+        self.write("ferry.yaml", config);
+        self.run()
+    }
+
+    /// Starts Ferry on the socket with the `ferry.yaml` already written: first, or
+    /// again after the previous one stopped (same address, same data directory).
+    pub fn run(&self) -> Ferry {
+        Ferry::start_on(
+            self.socket(),
+            &self.path().join("ferry.yaml"),
+            &self.env_vars(),
+        )
+        .expect("Ferry starts on its socket")
+    }
+
+    /// Starts Ferry on the socket and gives it the only copy, for tests of what a
+    /// client sees once Ferry stops listening (connections refused, as after a real
+    /// shutdown); Ferry cannot be started on this address again.
+    pub fn run_alone(&mut self) -> Ferry {
+        let ferry = self.run();
+        self.socket = None;
+        ferry
+    }
+}
+
+/// The issuer of [`Setup::idp`].
+pub const IDP: &str = "https://idp.example.com";
+
+/// A `providers:` section with one static provider, `idp`, trusting [`Setup::idp`]'s keys
+/// (`idp.json`) for tokens addressed to Ferry at `ferry_url`.
+pub fn idp_providers(ferry_url: &str) -> String {
+    format!(
+        "providers:\n  - id: idp\n    issuer: {IDP}\n    audiences: [{ferry_url}]\n    jwks: {{ file: idp.json }}\n"
+    )
+}
+
+/// The trust section the multi-replica tests share: the service account `builder`
+/// (keys in `builder.json`), mapped to the subject `sa:<sub>`, may get `deploy` for
+/// `audience`.
+pub fn builder_trust(audience: &str) -> String {
+    format!(
+        "service_accounts:\n  - id: builder\n    jwks: {{ file: builder.json }}\nproviders:\n  - id: sa\n    kind: service_account\n    mapping: {{ subject: \"'sa:' + assertion.sub\" }}\naudiences:\n  - audience: {audience}\n    rules:\n      - allow: provider == 'service-account' && subject == 'builder'\n        scopes: [deploy]\n"
+    )
+}
+
+/// One replica's directory, `dir/name`, holding a copy of `dir/builder.json`.
+pub fn replica_dir(dir: &Path, name: &str) -> PathBuf {
+    let d = dir.join(name);
+    std::fs::create_dir_all(&d).expect("replica dir");
+    std::fs::copy(dir.join("builder.json"), d.join("builder.json")).expect("builder.json");
+    d
 }
 
 /// The key-encryption key the black-box tests run Ferry with (32 bytes, base64).

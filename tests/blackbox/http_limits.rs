@@ -8,30 +8,23 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use ferry_testkit::TestKey;
-use ferry_testkit::keys::jwks;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::harness::{Ferry, TempDir};
+use crate::harness::{Ferry, Setup};
 
 /// The slack on every timing assertion: a cut-off must come within this much time of a
 /// configured 1 s timeout, however loaded the machine is.
 const MARGIN: Duration = Duration::from_secs(8);
 
-fn start(tag: &str, limits: &str) -> (TempDir, Ferry) {
-    let tmp = TempDir::new(tag);
+fn start(tag: &str, limits: &str) -> (Setup, Ferry) {
+    let setup = Setup::new(tag);
     let key = TestKey::rsa("dev");
-    std::fs::write(tmp.path().join("keys.json"), jwks(&[&key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    setup.jwks("keys.json", &[&key]);
+    let ferry = setup.start(&format!(
             "issuer: https://ferry.example.com\ndata_dir: data\nlimits: {{ {limits} }}\nproviders:\n  - id: dev\n    issuer: https://idp.example.com\n    audiences: [https://ferry.example.com]\n    jwks: {{ file: keys.json }}\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n"
-        ),
-    )
-    .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
-    (tmp, ferry)
+        ));
+    (setup, ferry)
 }
 
 async fn connect(ferry: &Ferry) -> TcpStream {

@@ -2,7 +2,6 @@
 //! 127.0.0.1:0 (rotation, stampede, flood, outage), the GitHub and Kubernetes presets
 //! with tokens shaped like the real ones, and JWKS files reloaded when they change.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -11,18 +10,12 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, MockIdp, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TempDir, bin};
+use crate::harness::{Ferry, Setup, bin};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const FERRY: &str = "https://ferry.example.com";
 const DEPLOY: &str = "https://deploy.example.com";
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
-}
 
 /// A configuration with one provider block (indented as a list item) and one audience.
 fn config(provider: &str, insecure: &[&str]) -> String {
@@ -65,16 +58,11 @@ fn signed(issuer: &Issuer, kid: &str, extra: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_a_cold_stampede_and_a_rotation() {
-    let tmp = TempDir::new("oidc");
+    let setup = Setup::new("oidc");
     let key = TestKey::ec("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     let issuer = Issuer::new(idp.url.clone(), key);
-    let cfg = write(
-        tmp.path(),
-        "ferry.yaml",
-        &config(&oidc_provider(&idp), &[&idp.url]),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&oidc_provider(&idp), &[&idp.url]));
 
     // 100 concurrent exchanges against a cold cache: one discovery, one JWKS fetch.
     let token = signed(&issuer, "k1", json!({}));
@@ -101,16 +89,11 @@ async fn discovery_a_cold_stampede_and_a_rotation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_random_kids_costs_at_most_one_refetch() {
-    let tmp = TempDir::new("flood");
+    let setup = Setup::new("flood");
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     let issuer = Issuer::new(idp.url.clone(), key);
-    let cfg = write(
-        tmp.path(),
-        "ferry.yaml",
-        &config(&oidc_provider(&idp), &[&idp.url]),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&oidc_provider(&idp), &[&idp.url]));
     // Twin: the real kid is accepted.
     assert_eq!(
         exchange(&ferry, &signed(&issuer, "k1", json!({}))).await.0,
@@ -144,17 +127,12 @@ async fn a_flood_of_random_kids_costs_at_most_one_refetch() {
 
 #[tokio::test]
 async fn an_unreachable_issuer_without_cached_keys_is_503_and_recovers() {
-    let tmp = TempDir::new("outage");
+    let setup = Setup::new("outage");
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     idp.set_mode(Mode::Error500);
     let issuer = Issuer::new(idp.url.clone(), key);
-    let cfg = write(
-        tmp.path(),
-        "ferry.yaml",
-        &config(&oidc_provider(&idp), &[&idp.url]),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&oidc_provider(&idp), &[&idp.url]));
     let token = signed(&issuer, "k1", json!({}));
     let (s, body) = exchange(&ferry, &token).await;
     assert_eq!(
@@ -177,19 +155,14 @@ async fn an_unreachable_issuer_without_cached_keys_is_503_and_recovers() {
 
 #[tokio::test]
 async fn a_token_from_an_unconfigured_issuer_causes_no_outbound_request() {
-    let tmp = TempDir::new("unconfigured");
+    let setup = Setup::new("unconfigured");
     let key = TestKey::rsa("k1");
     let configured = MockIdp::start(jwks(&[&key])).await.unwrap();
     let stranger = MockIdp::start(jwks(&[&key])).await.unwrap();
-    let cfg = write(
-        tmp.path(),
-        "ferry.yaml",
-        &config(
-            &oidc_provider(&configured),
-            &[&configured.url, &stranger.url],
-        ),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(
+        &oidc_provider(&configured),
+        &[&configured.url, &stranger.url],
+    ));
     let foreign = Issuer::new(stranger.url.clone(), TestKey::rsa("k1"));
     let (s, _) = exchange(&ferry, &signed(&foreign, "k1", json!({}))).await;
     assert_eq!(s, 400);
@@ -223,7 +196,7 @@ fn github_claims(owner_id: &str) -> Value {
 
 #[tokio::test]
 async fn github_shaped_tokens_through_the_preset() {
-    let tmp = TempDir::new("github");
+    let setup = Setup::new("github");
     let key = TestKey::rsa("gh1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     // GitHub's issuer string, with keys served by the mock (GitHub is never contacted).
@@ -232,8 +205,7 @@ async fn github_shaped_tokens_through_the_preset() {
         "  - id: github\n    kind: github\n    audiences: [{FERRY}]\n    jwks: {{ uri: {}/jwks }}\n    condition: assertion.repository_owner_id == '65' && assertion.event_name != 'pull_request_target'\n    mapping:\n      subject: \"'repo:' + assertion.repository + ':' + assertion.ref\"\n",
         idp.url
     );
-    let cfg = write(tmp.path(), "ferry.yaml", &config(&provider, &[&idp.url]));
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&provider, &[&idp.url]));
 
     let t = now();
     let header = json!({"typ": "JWT", "alg": "RS256", "x5t": "example-thumbprint", "kid": "gh1"});
@@ -266,13 +238,13 @@ async fn github_shaped_tokens_through_the_preset() {
 
 #[test]
 fn an_unpinned_github_provider_is_refused_at_load() {
-    let tmp = TempDir::new("unpinned");
+    let setup = Setup::new("unpinned");
     let provider = |extra: &str| {
         format!(
             "  - id: github\n    kind: github\n    audiences: [{FERRY}]\n    condition: assertion.repository_owner == 'octo-org'\n{extra}"
         )
     };
-    let bad = write(tmp.path(), "bad.yaml", &config(&provider(""), &[]));
+    let bad = setup.write("bad.yaml", config(&provider(""), &[]));
     let out = Command::new(bin("ferry"))
         .args(["check", "--config"])
         .arg(&bad)
@@ -293,10 +265,9 @@ fn an_unpinned_github_provider_is_refused_at_load() {
     assert!(!out.status.success());
 
     // Twin: the same provider with the explicit opt-out loads, with warnings.
-    let ok = write(
-        tmp.path(),
+    let ok = setup.write(
         "ok.yaml",
-        &config(&provider("    allow_unpinned: true\n"), &[]),
+        config(&provider("    allow_unpinned: true\n"), &[]),
     );
     let out = Command::new(bin("ferry"))
         .args(["check", "--config"])
@@ -329,16 +300,12 @@ fn k8s_claims(namespace: &str) -> Value {
 
 #[tokio::test]
 async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
-    let tmp = TempDir::new("k8s");
+    let setup = Setup::new("k8s");
     let cluster = Issuer::new(
         "https://kubernetes.default.svc.cluster.local",
         TestKey::rsa("c1"),
     );
-    write(
-        tmp.path(),
-        "cluster-jwks.json",
-        &jwks(&[&cluster.key]).to_string(),
-    );
+    setup.write("cluster-jwks.json", jwks(&[&cluster.key]).to_string());
     // A second issuer names the same file: the providers share one key set (loaded
     // and watched once), and both follow its rotation.
     let provider = format!(
@@ -349,8 +316,7 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
         c["iss"] = json!("https://twin.cluster.example");
         c
     };
-    let cfg = write(tmp.path(), "ferry.yaml", &config(&provider, &[]));
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&provider, &[]));
     let header = json!({"alg": "RS256", "kid": "c1"});
 
     let (s, body) = exchange(
@@ -385,11 +351,7 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
         "https://kubernetes.default.svc.cluster.local",
         TestKey::rsa("c2"),
     );
-    write(
-        tmp.path(),
-        "cluster-jwks.json",
-        &jwks(&[&rotated.key]).to_string(),
-    );
+    setup.write("cluster-jwks.json", jwks(&[&rotated.key]).to_string());
     let (s, body) = exchange(
         &ferry,
         &rotated.token_with_header(
@@ -413,23 +375,18 @@ async fn kubernetes_shaped_tokens_through_the_preset_with_a_jwks_file() {
 
 #[tokio::test]
 async fn kubernetes_discovery_sends_the_bearer_token_to_the_api_server_only() {
-    let tmp = TempDir::new("k8s-discovery");
+    let setup = Setup::new("k8s-discovery");
     let key = TestKey::rsa("c1");
     let api = MockIdp::start(jwks(&[&key])).await.unwrap();
     let keys_host = MockIdp::start(jwks(&[&key])).await.unwrap();
     // The discovery document names a JWKS on another origin.
     api.set_mode(Mode::JwksUri(format!("{}/jwks", keys_host.url)));
-    write(tmp.path(), "sa-token", "projected-sa-token\n");
+    setup.write("sa-token", "projected-sa-token\n");
     let provider = format!(
         "  - id: cluster\n    kind: kubernetes\n    issuer: {api}\n    audiences: [{FERRY}]\n    api_server: {{ url: {api}, token_file: sa-token }}\n",
         api = api.url
     );
-    let cfg = write(
-        tmp.path(),
-        "ferry.yaml",
-        &config(&provider, &[&api.url, &keys_host.url]),
-    );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = setup.start(&config(&provider, &[&api.url, &keys_host.url]));
     let cluster = Issuer::new(api.url.clone(), key);
     let (s, body) = exchange(&ferry, &signed(&cluster, "c1", json!({}))).await;
     assert_eq!(s, 200, "{body}");

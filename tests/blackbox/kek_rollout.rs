@@ -17,7 +17,7 @@ use ferry_testkit::{Issuer, Postgres, TestKey, now};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir, ferry_cmd};
+use crate::harness::{Ferry, TEST_KEK, TempDir, builder_trust, ferry_cmd, replica_dir};
 
 const ISS: &str = "https://ferry.example.com";
 const DEPLOY: &str = "https://deploy.example.com";
@@ -29,9 +29,8 @@ const THIRD_KEK: &str = "YS10aGlyZC1rZXktZW5jcnlwdGlvbi1rZXktMzJieSE=";
 
 /// Writes `dir/name/ferry.yaml` holding the KEK files `keks` (in order).
 fn write_config(dir: &Path, name: &str, keks: &[&str]) -> std::path::PathBuf {
-    let d = dir.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::copy(dir.join("builder.json"), d.join("builder.json")).unwrap();
+    let d = replica_dir(dir, name);
+    let trust = builder_trust(DEPLOY);
     std::fs::write(d.join("old.kek"), TEST_KEK).unwrap();
     std::fs::write(d.join("new.kek"), NEW_KEK).unwrap();
     std::fs::write(d.join("third.kek"), THIRD_KEK).unwrap();
@@ -54,19 +53,7 @@ signing:
   leeway: 0s
   key_encryption_keys: [{keks}]
   postgres: {{ url: {{ env: FERRY_TEST_PG }}, poll_interval: 100ms, timeout: 2s }}
-service_accounts:
-  - id: builder
-    jwks: {{ file: builder.json }}
-providers:
-  - id: sa
-    kind: service_account
-    mapping: {{ subject: "'sa:' + assertion.sub" }}
-audiences:
-  - audience: {DEPLOY}
-    rules:
-      - allow: provider == 'service-account' && subject == 'builder'
-        scopes: [deploy]
-"#
+{trust}"#
         ),
     )
     .unwrap();

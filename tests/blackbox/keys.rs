@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Ferry, TEST_KEK, TempDir, bin, ferry_cmd};
+use crate::harness::{Ferry, Setup, TEST_KEK, bin, ferry_cmd};
 
 fn config(extra_signing: &str) -> String {
     format!(
@@ -66,12 +66,10 @@ fn active(ring: &Value) -> Vec<String> {
 
 #[test]
 fn keys_are_encrypted_at_rest_and_a_wrong_kek_is_refused_at_start() {
-    let tmp = TempDir::new("kek");
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(&cfg, config("")).unwrap();
-    let first = Ferry::start(&cfg).unwrap();
-    drop(first);
-    let text = std::fs::read_to_string(tmp.path().join("data/ring.json")).unwrap();
+    let setup = Setup::new("kek");
+    let cfg = setup.config(&config(""));
+    drop(setup.run());
+    let text = std::fs::read_to_string(setup.path().join("data/ring.json")).unwrap();
     assert!(
         text.contains("\"kind\": \"encrypted\"") && !text.contains("pkcs8"),
         "{text}"
@@ -100,7 +98,7 @@ fn keys_are_encrypted_at_rest_and_a_wrong_kek_is_refused_at_start() {
         "{err}"
     );
     assert_eq!(
-        std::fs::read_to_string(tmp.path().join("data/ring.json")).unwrap(),
+        std::fs::read_to_string(setup.path().join("data/ring.json")).unwrap(),
         text
     );
     // No KEK at all: told how to provide one.
@@ -113,15 +111,15 @@ fn keys_are_encrypted_at_rest_and_a_wrong_kek_is_refused_at_start() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no key-encryption key: set FERRY_KEK"));
     // Twin: the right KEK starts.
-    assert!(Ferry::start(&cfg).is_ok());
+    assert!(Ferry::start_on(setup.socket(), &cfg, &setup.env_vars()).is_ok());
 }
 
 use std::process::Command;
 
 #[test]
 fn the_keys_command_lists_rotates_revokes_exports_and_rewraps() {
-    let tmp = TempDir::new("keys-cli");
-    let dir = tmp.path();
+    let setup = Setup::new("keys-cli");
+    let dir = setup.path();
     std::fs::write(dir.join("ferry.yaml"), config("")).unwrap();
     let (ok, out) = keys(dir, &["list"], TEST_KEK);
     assert!(ok, "{out}");
@@ -225,8 +223,8 @@ fn the_keys_command_lists_rotates_revokes_exports_and_rewraps() {
 
 #[tokio::test]
 async fn two_processes_sharing_a_directory_keep_one_active_key() {
-    let tmp = TempDir::new("two-procs");
-    let cfg = tmp.path().join("ferry.yaml");
+    let setup = Setup::new("two-procs");
+    let cfg = setup.path().join("ferry.yaml");
     // Rotation every 2 s with a 1 s publication margin: both servers race to rotate.
     std::fs::write(
         &cfg,
@@ -239,7 +237,7 @@ async fn two_processes_sharing_a_directory_keep_one_active_key() {
     let mut versions = Vec::new();
     for _ in 0..40 {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        let r = ring(tmp.path());
+        let r = ring(setup.path());
         assert_eq!(
             active(&r).len(),
             1,
@@ -268,7 +266,7 @@ async fn two_processes_sharing_a_directory_keep_one_active_key() {
     // Both processes wrote versions of the shared ring at some point or another; the
     // writer of the last one is recorded.
     assert!(
-        ring(tmp.path())["written_by"]
+        ring(setup.path())["written_by"]
             .as_str()
             .unwrap()
             .contains(':')
@@ -279,8 +277,8 @@ async fn two_processes_sharing_a_directory_keep_one_active_key() {
 async fn a_server_whose_keys_live_in_softhsm() {
     let module = std::env::var("FERRY_TEST_PKCS11_MODULE")
         .expect("FERRY_TEST_PKCS11_MODULE is not set: run the test command (scripts/test.sh), which sets up SoftHSM2");
-    let tmp = TempDir::new("hsm");
-    let cfg = tmp.path().join("ferry.yaml");
+    let setup = Setup::new("hsm");
+    let cfg = setup.path().join("ferry.yaml");
     let hsm = format!(
         "  hsm:\n    module: {module}\n    token_label: {}\n    pin: {{ env: HSM_PIN }}\n",
         std::env::var("FERRY_TEST_PKCS11_TOKEN").unwrap_or_else(|_| "ferry-test".into())
@@ -302,7 +300,7 @@ async fn a_server_whose_keys_live_in_softhsm() {
             .iter()
             .all(|k| k["alg"] == "ES256")
     );
-    let text = std::fs::read_to_string(tmp.path().join("data/ring.json")).unwrap();
+    let text = std::fs::read_to_string(setup.path().join("data/ring.json")).unwrap();
     assert!(
         text.contains("\"kind\": \"pkcs11\"") && !text.contains("blob"),
         "{text}"

@@ -5,12 +5,11 @@
 //! token verified, reference handles and access boundaries bounded, downscoping charged
 //! to the provider. Each attack beside its positive twin.
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::dpop_proof;
-use ferry_testkit::{Issuer, TestKey, free_port, now};
+use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Ferry, Setup};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -20,7 +19,7 @@ const REF: &str = "urn:ferry:params:oauth:token-type:reference_token";
 const API: &str = "https://api.example.com";
 
 struct Env {
-    _tmp: TempDir,
+    _setup: Setup,
     ferry: Ferry,
     issuer_url: String,
     idp: Issuer,
@@ -33,9 +32,8 @@ struct Env {
 /// with `mine`, and `idp2`), two service accounts and a registered public client;
 /// `limits` and `extra` are spliced into the configuration.
 fn start(limits: &str, extra: &str) -> Env {
-    let tmp = TempDir::new("limits");
-    let port = free_port();
-    let issuer_url = format!("http://127.0.0.1:{port}");
+    let setup = Setup::new("limits");
+    let issuer_url = setup.url();
     let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
     let idp2 = Issuer::new("https://idp2.example.com", TestKey::ec("i2"));
     let sa = [
@@ -48,17 +46,10 @@ fn start(limits: &str, extra: &str) -> Env {
         ("sa-a", &sa[0].key),
         ("sa-b", &sa[1].key),
     ] {
-        std::fs::write(
-            tmp.path().join(format!("{name}.json")),
-            jwks(&[key]).to_string(),
-        )
-        .unwrap();
+        setup.jwks(&format!("{name}.json"), &[key]);
     }
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"issuer: {issuer_url}
+    let ferry = setup.start(&format!(
+        r#"issuer: {issuer_url}
 data_dir: data
 limits: {{ rate_per_source: 100000, rate_global: 100000, {limits} }}
 {extra}
@@ -85,14 +76,9 @@ audiences:
       - allow: "true"
         scopes: [read, write]
 "#
-        ),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let ferry =
-        Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)]).unwrap();
+    ));
     Env {
-        _tmp: tmp,
+        _setup: setup,
         ferry,
         issuer_url,
         idp,

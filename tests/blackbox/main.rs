@@ -1,5 +1,7 @@
-//! Black-box tests: the real `ferry` and `ferry-dev-idp` binaries on `127.0.0.1:0`.
-//! Nothing here reaches beyond loopback.
+//! Black-box tests: the real `ferry` and `ferry-dev-idp` binaries on loopback. Ferry
+//! starts through `harness::Setup`, on a socket the test bound and hands over (socket
+//! activation), so a configuration can name Ferry's URL; no port is picked by binding and
+//! releasing a socket. Nothing here reaches beyond loopback.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(
     clippy::indexing_slicing,
@@ -11,6 +13,7 @@
 mod harness;
 
 mod accounts;
+mod activation;
 mod admin;
 mod attacks;
 mod cli;

@@ -11,36 +11,32 @@ use ferry_testkit::mint::tamper_payload;
 use ferry_testkit::{Issuer, MockIdp, TestKey, now};
 use serde_json::json;
 
-use crate::harness::{Ferry, TempDir};
+use crate::harness::{Ferry, Setup};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const FERRY: &str = "https://ferry.example.com";
 
-struct Setup {
-    tmp: TempDir,
+/// A Ferry configuration trusting a GitHub-shaped issuer (`idp`), not started yet.
+struct Env {
+    setup: Setup,
     idp: Issuer,
 }
 
-fn setup(tag: &str, extra: &str) -> (Setup, std::path::PathBuf) {
-    let tmp = TempDir::new(tag);
+fn setup(tag: &str, extra: &str) -> Env {
+    let setup = Setup::new(tag);
     let idp = Issuer::new(
         "https://token.actions.githubusercontent.com",
         TestKey::rsa("gh"),
     );
-    std::fs::write(tmp.path().join("gh.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "issuer: {FERRY}\ndata_dir: data\n{extra}\nproviders:\n  - id: github\n    kind: github\n    audiences: [{FERRY}]\n    jwks: {{ file: gh.json }}\n    condition: assertion.repository_owner_id == '65'\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n"
-        ),
-    )
-    .unwrap();
-    (Setup { tmp, idp }, cfg)
+    setup.jwks("gh.json", &[&idp.key]);
+    setup.config(&format!(
+        "issuer: {FERRY}\ndata_dir: data\n{extra}\nproviders:\n  - id: github\n    kind: github\n    audiences: [{FERRY}]\n    jwks: {{ file: gh.json }}\n    condition: assertion.repository_owner_id == '65'\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n"
+    ));
+    Env { setup, idp }
 }
 
-impl Setup {
+impl Env {
     fn token(&self) -> String {
         self.idp.token(&self.idp.claims(
             FERRY,
@@ -73,8 +69,8 @@ async fn exchange(url: &str, token: &str) -> u16 {
 
 #[tokio::test]
 async fn metrics_after_an_exchange_and_the_audit_file() {
-    let (s, cfg) = setup("metrics", "audit: { file: audit.jsonl }");
-    let ferry = Ferry::start(&cfg).unwrap();
+    let s = setup("metrics", "audit: { file: audit.jsonl }");
+    let ferry = s.setup.run();
     assert_eq!(exchange(&ferry.url, &s.token()).await, 200);
     let bad = tamper_payload(&s.token(), &json!({"sub": "x"}));
     assert_eq!(exchange(&ferry.url, &bad).await, 400);
@@ -98,7 +94,7 @@ async fn metrics_after_an_exchange_and_the_audit_file() {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
     // The audit file holds one event per decision, never the token.
-    let audit = std::fs::read_to_string(s.tmp.path().join("audit.jsonl")).unwrap();
+    let audit = std::fs::read_to_string(s.setup.path().join("audit.jsonl")).unwrap();
     let events: Vec<serde_json::Value> = audit
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -118,13 +114,13 @@ async fn metrics_after_an_exchange_and_the_audit_file() {
 #[tokio::test]
 async fn admin_endpoints_need_a_valid_bearer_token_when_configured() {
     // printf %s secret | sha256sum
-    let (s, cfg) = setup("admin", "admin: { bearer_token_hashes_file: admin-tokens }");
+    let s = setup("admin", "admin: { bearer_token_hashes_file: admin-tokens }");
     std::fs::write(
-        s.tmp.path().join("admin-tokens"),
+        s.setup.path().join("admin-tokens"),
         "# current\n2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b\n",
     )
     .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = s.setup.run();
     let admin = ferry.admin.clone().unwrap();
     let http = reqwest::Client::new();
     let get = |auth: Option<&'static str>| {
@@ -186,8 +182,8 @@ async fn admin_endpoints_need_a_valid_bearer_token_when_configured() {
 
 #[tokio::test]
 async fn the_source_rate_limit_answers_429_with_retry_after() {
-    let (s, cfg) = setup("rate", "limits: { rate_per_source: 1 }");
-    let ferry = Ferry::start(&cfg).unwrap();
+    let s = setup("rate", "limits: { rate_per_source: 1 }");
+    let ferry = s.setup.run();
     let http = reqwest::Client::new();
     // The bucket bursts to twice the rate: the first two pass (the twin)…
     assert_eq!(
@@ -219,11 +215,11 @@ async fn the_source_rate_limit_answers_429_with_retry_after() {
 
 #[tokio::test]
 async fn junk_tokens_claiming_github_do_not_consume_the_github_bucket() {
-    let (s, cfg) = setup(
+    let s = setup(
         "provider-bucket",
         "limits: { rate_per_source: 100000, rate_global: 100000, rate_per_provider: 1 }",
     );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = s.setup.run();
     // Twenty junk tokens with GitHub's issuer (their signatures do not verify).
     for _ in 0..20 {
         let junk = tamper_payload(
@@ -241,8 +237,8 @@ async fn junk_tokens_claiming_github_do_not_consume_the_github_bucket() {
 
 #[tokio::test]
 async fn oversized_headers_are_refused() {
-    let (s, cfg) = setup("headers", "");
-    let ferry = Ferry::start(&cfg).unwrap();
+    let s = setup("headers", "");
+    let ferry = s.setup.run();
     let http = reqwest::Client::new();
     let big = "a".repeat(20 * 1024);
     let r = http
@@ -272,17 +268,11 @@ async fn sigterm_lets_a_request_in_flight_finish_and_exits_zero() {
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     idp.set_delay(Some(Duration::from_millis(3_000)));
     let issuer = Issuer::new(idp.url.clone(), key);
-    let tmp = TempDir::new("graceful");
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let setup = Setup::new("graceful");
+    let mut ferry = setup.start(&format!(
             "issuer: {FERRY}\ndata_dir: data\nlimits: {{ shutdown_delay: 0s }}\noutbound: {{ allow_insecure_origins: [\"{u}\"] }}\nproviders:\n  - id: idp\n    kind: oidc\n    issuer: {u}\n    audiences: [{FERRY}]\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n",
-            u = idp.url
-        ),
-    )
-    .unwrap();
-    let mut ferry = Ferry::start(&cfg).unwrap();
+        u = idp.url
+    ));
     let token = issuer.token(&issuer.claims(FERRY, "svc", now(), json!({})));
     let url = ferry.url.clone();
     let in_flight = tokio::spawn(async move { exchange(&url, &token).await });
@@ -321,9 +311,9 @@ fn write_cert(dir: &Path) -> Vec<u8> {
 
 #[tokio::test]
 async fn https_with_a_generated_certificate() {
-    let (s, cfg) = setup("https", "tls: { cert_file: cert.pem, key_file: key.pem }");
-    let pem = write_cert(s.tmp.path());
-    let ferry = Ferry::start(&cfg).unwrap();
+    let s = setup("https", "tls: { cert_file: cert.pem, key_file: key.pem }");
+    let pem = write_cert(s.setup.path());
+    let ferry = s.setup.run();
     assert!(ferry.url.starts_with("https://"), "{}", ferry.url);
     let http = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
@@ -343,11 +333,11 @@ async fn https_with_a_generated_certificate() {
 
 #[tokio::test]
 async fn an_unreachable_key_store_shows_in_readyz_but_signing_continues() {
-    let (s, cfg) = setup(
+    let s = setup(
         "keystore-down",
         "signing: { jwks_max_age: 1s, leeway: 0s, rotation_period: 1h }",
     );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = s.setup.run();
     let ready = |url: String| async move {
         let r = reqwest::get(format!("{url}/readyz")).await.unwrap();
         (
@@ -358,7 +348,7 @@ async fn an_unreachable_key_store_shows_in_readyz_but_signing_continues() {
     let (status, body) = ready(ferry.admin.clone().unwrap()).await;
     assert_eq!((status, body["key_store"].as_str()), (200, Some("ok")));
     // The ring file becomes unreadable (the store is "down").
-    std::fs::write(s.tmp.path().join("data/ring.json"), "not json").unwrap();
+    std::fs::write(s.setup.path().join("data/ring.json"), "not json").unwrap();
     let mut seen = serde_json::Value::Null;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -394,13 +384,13 @@ async fn an_unreachable_key_store_shows_in_readyz_but_signing_continues() {
 
 #[tokio::test]
 async fn the_client_rate_limit_applies_after_client_identification() {
-    let (s, cfg) = setup(
+    let s = setup(
         "client-rate",
         // Registered public clients: only registered clients have buckets of their own
         // (limits::unregistered_client_ids_get_no_bucket_of_their_own).
         "limits: { rate_per_source: 100000, rate_global: 100000, rate_per_client: 1 }\nclients:\n  - { id: ci-a, auth: none }\n  - { id: ci-b, auth: none }",
     );
-    let ferry = Ferry::start(&cfg).unwrap();
+    let ferry = s.setup.run();
     let http = reqwest::Client::new();
     let with_client = |client: &'static str| {
         let (http, url, token) = (http.clone(), ferry.url.clone(), s.token());
@@ -435,12 +425,13 @@ async fn the_log_level_filters_every_layer() {
         (Some("debug"), true),
         (Some("ferry=info,ferry_keys=warn,ferry_server=warn"), false),
     ] {
-        let (s, cfg) = setup("loglevel", "");
+        let s = setup("loglevel", "");
         let mut env = vec![("FERRY_KEK", crate::harness::TEST_KEK)];
         if let Some(l) = level {
             env.push(("FERRY_LOG_LEVEL", l));
         }
-        let ferry = Ferry::start_with(&cfg, &env).unwrap();
+        let ferry =
+            Ferry::start_on(s.setup.socket(), &s.setup.path().join("ferry.yaml"), &env).unwrap();
         assert_eq!(exchange(&ferry.url, &s.token()).await, 200);
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let out = ferry.proc().output();

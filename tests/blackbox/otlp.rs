@@ -9,11 +9,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
-use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::json;
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Ferry, Setup, TEST_KEK};
 
 type Received = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
@@ -41,16 +40,12 @@ async fn traces_reach_an_otlp_receiver_and_continue_the_callers_trace() {
         .with_state(store.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let tmp = TempDir::new("otlp");
+    let setup = Setup::new("otlp");
     let idp = Issuer::new("https://idp.example.com", TestKey::ec("k1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        "issuer: https://ferry.example.com\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [https://ferry.example.com]\n    jwks: { file: idp.json }\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n",
-    )
-    .unwrap();
-    let ferry = Ferry::start_with(
+    setup.jwks("idp.json", &[&idp.key]);
+    let cfg = setup.config("issuer: https://ferry.example.com\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [https://ferry.example.com]\n    jwks: { file: idp.json }\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n");
+    let ferry = Ferry::start_on(
+        setup.socket(),
         &cfg,
         &[
             ("FERRY_KEK", TEST_KEK),
@@ -112,13 +107,7 @@ async fn traces_reach_an_otlp_receiver_and_continue_the_callers_trace() {
 #[tokio::test]
 async fn no_export_without_the_otel_environment() {
     // Twin: the same server without OTEL_* variables exports nothing and says so nowhere.
-    let tmp = TempDir::new("no-otlp");
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        "issuer: https://ferry.example.com\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [https://ferry.example.com]\n    jwks: { inline: {\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"kid\": \"k\", \"x\": \"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", \"y\": \"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}]} }\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n",
-    )
-    .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+    let setup = Setup::new("no-otlp");
+    let ferry = setup.start("issuer: https://ferry.example.com\ndata_dir: data\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [https://ferry.example.com]\n    jwks: { inline: {\"keys\": [{\"kty\": \"EC\", \"crv\": \"P-256\", \"kid\": \"k\", \"x\": \"f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU\", \"y\": \"x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0\"}]} }\naudiences:\n  - audience: https://deploy.example.com\n    rules:\n      - allow: \"true\"\n");
     assert!(!ferry.proc().output().contains("exporting traces over OTLP"));
 }

@@ -15,7 +15,7 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, MockIdp, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TempDir};
+use crate::harness::{Ferry, Setup};
 
 const FERRY: &str = "https://ferry.example.com";
 const DEPLOY: &str = "https://deploy.example.com";
@@ -31,7 +31,7 @@ static JTI: AtomicU64 = AtomicU64::new(0);
 
 /// One running Ferry and the two issuers; `down` refuses connections from the start.
 struct Env {
-    _tmp: TempDir,
+    _tmp: Setup,
     ferry: Ferry,
     up: MockIdp,
     down: MockIdp,
@@ -76,15 +76,15 @@ audiences:
 }
 
 async fn start(tag: &str) -> Env {
-    let tmp = TempDir::new(tag);
+    let setup = Setup::new(tag);
     let (up_key, down_key) = (TestKey::ec("k-up"), TestKey::ec("k-down"));
     let up = MockIdp::start(jwks(&[&up_key])).await.unwrap();
     let down = MockIdp::start(jwks(&[&down_key])).await.unwrap();
     down.refuse_connections().await;
-    let cfg = config(tmp.path(), &up.url, &down.url);
-    let ferry = Ferry::start(&cfg).unwrap();
+    config(setup.path(), &up.url, &down.url);
+    let ferry = setup.run();
     Env {
-        _tmp: tmp,
+        _tmp: setup,
         ferry,
         up,
         down,

@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::json;
 
-use crate::harness::{Ferry, TempDir};
+use crate::harness::Setup;
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -41,12 +40,11 @@ async fn exchange(http: &reqwest::Client, url: &str, token: &str, aud: &str) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_valid_and_invalid_configurations_under_load() {
-    let tmp = TempDir::new("reload");
+    let setup = Setup::new("reload");
     let idp = Issuer::new("https://idp.example.com", TestKey::rsa("k1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(&cfg, config(&["https://a.example.com"])).unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+    setup.jwks("idp.json", &[&idp.key]);
+    let cfg = setup.config(&config(&["https://a.example.com"]));
+    let ferry = setup.run();
     let token = idp.token(&idp.claims(
         "https://ferry.example.com",
         "svc",

@@ -8,10 +8,10 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferry_testkit::keys::jwks;
-use ferry_testkit::{Issuer, TestKey, free_port, now};
+use ferry_testkit::{Issuer, TestKey, daemon_port, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Proc, TempDir};
+use crate::harness::{Ferry, Proc, TempDir, builder_trust, replica_dir};
 
 const ISS: &str = "https://ferry.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -53,20 +53,53 @@ pub(crate) fn redis_empty(port: u16) -> Proc {
 
 /// `redis-server` on loopback with these extra arguments.
 pub(crate) fn redis_with(port: u16, extra: &[&str]) -> Proc {
+    try_redis_with(port, extra).unwrap()
+}
+
+fn try_redis_with(port: u16, extra: &[&str]) -> anyhow::Result<Proc> {
     let mut p = Proc::spawn(
         Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(extra),
     )
     .expect("redis-server (scripts/install-test-deps.sh installs it)");
-    p.wait_for("Ready to accept connections").unwrap();
-    p
+    p.wait_for("Ready to accept connections")?;
+    Ok(p)
+}
+
+/// [`redis_with`] on a port no other process holds, and that port. redis-server cannot
+/// listen on port 0 and say where: a random port is tried (`daemon_port`), and another
+/// one when Redis finds it taken.
+pub(crate) fn redis_anywhere_with(extra: &[&str]) -> (u16, Proc) {
+    for _ in 0..20 {
+        let port = daemon_port();
+        match try_redis_with(port, extra) {
+            Ok(p) => return (port, p),
+            Err(e) if format!("{e:#}").contains("already in use") => continue,
+            Err(e) => panic!("redis-server did not start: {e:#}"),
+        }
+    }
+    panic!("redis-server found no free port in 20 tries")
+}
+
+/// [`redis_empty`] on a port of its own ([`redis_anywhere_with`]).
+pub(crate) fn redis_empty_anywhere() -> (u16, Proc) {
+    redis_anywhere_with(&["--save", "", "--appendonly", "no"])
+}
+
+/// [`redis`] on a port of its own ([`redis_anywhere_with`]).
+pub(crate) fn redis_anywhere() -> (u16, Proc) {
+    let (port, p) = redis_empty_anywhere();
+    assert_eq!(
+        redis_cmd(port, &["SET", "ferry:replay:epoch", "seed:0"]),
+        "+OK"
+    );
+    (port, p)
 }
 
 fn replica(dir: &Path, name: &str, redis_port: u16, fail_open: bool) -> Ferry {
-    let d = dir.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::copy(dir.join("builder.json"), d.join("builder.json")).unwrap();
+    let d = replica_dir(dir, name);
+    let trust = builder_trust(DEPLOY);
     let cfg = d.join("ferry.yaml");
     std::fs::write(
         &cfg,
@@ -76,19 +109,7 @@ issuer: {ISS}
 data_dir: data
 limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}
 replay: {{ redis: "redis://127.0.0.1:{redis_port}", fail_open: {fail_open}, timeout: 1s }}
-service_accounts:
-  - id: builder
-    jwks: {{ file: builder.json }}
-providers:
-  - id: sa
-    kind: service_account
-    mapping: {{ subject: "'sa:' + assertion.sub" }}
-audiences:
-  - audience: {DEPLOY}
-    rules:
-      - allow: provider == 'service-account' && subject == 'builder'
-        scopes: [deploy]
-"#
+{trust}"#
         ),
     )
     .unwrap();
@@ -129,8 +150,8 @@ async fn replicas_share_replay_state_through_redis_and_fail_closed_without_it() 
         jwks(&[&builder.key]).to_string(),
     )
     .unwrap();
-    let port = free_port();
-    let mut server = Some(redis(port));
+    let (port, first) = redis_anywhere();
+    let mut server = Some(first);
     let a = replica(tmp.path(), "a", port, false);
     let b = replica(tmp.path(), "b", port, false);
     let open = replica(tmp.path(), "open", port, true);
@@ -190,21 +211,17 @@ async fn replicas_keep_each_accounts_share_through_redis() {
     let tmp = TempDir::new("replay-share");
     let builder = Issuer::new("builder", TestKey::ec("b1"));
     let other = Issuer::new("other", TestKey::ec("o1"));
-    let port = free_port();
     // A Redis that persists, as production's must (the other tests' do not).
     let aof = tmp.path().join("redis");
     std::fs::create_dir_all(&aof).unwrap();
-    let _server = redis_with(
-        port,
-        &[
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--dir",
-            aof.to_str().unwrap(),
-        ],
-    );
+    let (port, _server) = redis_anywhere_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--dir",
+        aof.to_str().unwrap(),
+    ]);
     assert_eq!(
         redis_cmd(port, &["SET", "ferry:replay:epoch", "seed:0"]),
         "+OK"

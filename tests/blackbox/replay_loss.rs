@@ -11,11 +11,13 @@ use std::time::Duration;
 
 use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::dpop_proof;
-use ferry_testkit::{Issuer, TestKey, free_port, now};
+use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::{Value, json};
 
 use crate::harness::{Ferry, TempDir};
-use crate::replay::{redis, redis_cmd, redis_empty, redis_with};
+use crate::replay::{
+    redis_anywhere, redis_anywhere_with, redis_cmd, redis_empty, redis_empty_anywhere,
+};
 
 const ISS: &str = "https://ferry.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -135,8 +137,8 @@ fn signer(dir: &Path) -> Issuer {
 async fn replicas_refuse_what_was_issued_before_redis_lost_its_state() {
     let tmp = TempDir::new("replay-loss");
     let builder = signer(tmp.path());
-    let port = free_port();
-    let mut server = Some(redis(port));
+    let (port, first) = redis_anywhere();
+    let mut server = Some(first);
     let replay = format!("replay: {{ redis: \"redis://127.0.0.1:{port}\", timeout: 1s }}");
     let a = Ferry::start(&config(&tmp.path().join("a"), &replay)).unwrap();
     let b = Ferry::start(&config(&tmp.path().join("b"), &replay)).unwrap();
@@ -296,9 +298,8 @@ async fn a_single_node_remembers_its_ids_across_a_graceful_restart_and_refuses_o
 async fn a_new_deployment_begins_its_epoch_without_refusing_and_a_later_empty_redis_is_a_loss() {
     let tmp = TempDir::new("replay-first");
     let builder = signer(tmp.path());
-    let port = free_port();
     // A brand-new Redis: no epoch marker at all (not seeded).
-    let server = redis_empty(port);
+    let (port, server) = redis_empty_anywhere();
     let replay = format!("replay: {{ redis: \"redis://127.0.0.1:{port}\", timeout: 1s }}");
     let cfg = config(&tmp.path().join("node"), &replay);
     let ferry = Ferry::start(&cfg).unwrap();
@@ -340,8 +341,7 @@ async fn a_new_deployment_begins_its_epoch_without_refusing_and_a_later_empty_re
 async fn a_marker_written_far_in_the_future_costs_one_leeway_not_refusals_until_then() {
     let tmp = TempDir::new("replay-future");
     let builder = signer(tmp.path());
-    let port = free_port();
-    let _server = redis(port);
+    let (port, _server) = redis_anywhere();
     let replay = format!("replay: {{ redis: \"redis://127.0.0.1:{port}\", timeout: 1s }}");
     let ferry = Ferry::start(&config(&tmp.path().join("node"), &replay)).unwrap();
     assert_eq!(
@@ -377,8 +377,8 @@ async fn a_marker_written_far_in_the_future_costs_one_leeway_not_refusals_until_
 async fn an_evicting_redis_draws_one_warning() {
     let tmp = TempDir::new("replay-evict");
     let builder = signer(tmp.path());
-    let port = free_port();
-    let _server = redis_with(port, &["--save", "", "--maxmemory-policy", "volatile-lru"]);
+    let (port, _server) =
+        redis_anywhere_with(&["--save", "", "--maxmemory-policy", "volatile-lru"]);
     assert_eq!(
         redis_cmd(port, &["SET", "ferry:replay:epoch", "seed:0"]),
         "+OK"

@@ -5,12 +5,11 @@
 use std::process::Command;
 use std::time::Duration;
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::{dpop_proof, payload};
-use ferry_testkit::{Issuer, TestKey, free_port, now, sha256_hex};
+use ferry_testkit::{Issuer, TestKey, now, sha256_hex};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, Proc, TEST_KEK, TempDir, bin, ferry_cmd};
+use crate::harness::{Ferry, Proc, Setup, bin, ferry_cmd, idp_providers};
 
 pub(crate) const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -20,10 +19,9 @@ pub(crate) const API: &str = "https://api.example.com";
 const SHORT: &str = "https://short.example.com";
 
 pub(crate) struct Env {
-    pub(crate) tmp: TempDir,
+    pub(crate) setup: Setup,
     pub(crate) ferry: Ferry,
     issuer_url: String,
-    pub(crate) port: u16,
     idp: Issuer,
     pub(crate) http: reqwest::Client,
 }
@@ -39,12 +37,7 @@ clients:
   - {{ id: other, auth: client_secret_basic, secret_sha256: {other} }}
   - {{ id: gateway, auth: client_secret_basic, secret_sha256: {gw}, introspect: true }}
   - {{ id: relying, auth: client_secret_basic, secret_sha256: {rs}, revocations: true }}
-providers:
-  - id: idp
-    issuer: https://idp.example.com
-    audiences: [{issuer_url}]
-    jwks: {{ file: idp.json }}
-audiences:
+{providers}audiences:
   - audience: {API}
     rules:
       - allow: "true"
@@ -58,6 +51,7 @@ audiences:
         other = sha256_hex("other-secret"),
         gw = sha256_hex("gateway-secret"),
         rs = sha256_hex("relying-secret"),
+        providers = idp_providers(issuer_url),
     )
 }
 
@@ -66,34 +60,17 @@ pub(crate) fn start() -> Env {
 }
 
 fn start_with(extra: &str) -> Env {
-    let tmp = TempDir::new("revocation");
-    let port = free_port();
-    let issuer_url = format!("http://127.0.0.1:{port}");
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    std::fs::write(
-        tmp.path().join("ferry.yaml"),
-        format!("{}{extra}", config(&issuer_url)),
-    )
-    .unwrap();
-    let ferry = boot(&tmp, port);
+    let setup = Setup::new("revocation");
+    let issuer_url = setup.url();
+    let idp = setup.idp();
+    let ferry = setup.start(&format!("{}{extra}", config(&issuer_url)));
     Env {
-        tmp,
+        setup,
         ferry,
         issuer_url,
-        port,
         idp,
         http: reqwest::Client::new(),
     }
-}
-
-pub(crate) fn boot(tmp: &TempDir, port: u16) -> Ferry {
-    let listen = format!("127.0.0.1:{port}");
-    Ferry::start_with(
-        &tmp.path().join("ferry.yaml"),
-        &[("FERRY_KEK", TEST_KEK), ("FERRY_LISTEN", &listen)],
-    )
-    .unwrap()
 }
 
 impl Env {
@@ -446,11 +423,11 @@ async fn revocations_survive_a_restart_and_an_administrator_revokes_by_subject()
     assert_eq!(env.revoke(Some(("ci", "ci-secret")), &revoked).await.0, 200);
     // Restart on the same data directory.
     drop(env.ferry);
-    env.ferry = boot(&env.tmp, env.port);
+    env.ferry = env.setup.run();
     env.http = reqwest::Client::new();
     assert_eq!(env.introspect(&revoked).await.1, INACTIVE);
     assert!(env.introspect(&kept).await.1.contains("\"active\":true"));
-    let text = std::fs::read_to_string(env.tmp.path().join("data/revocations.json")).unwrap();
+    let text = std::fs::read_to_string(env.setup.path().join("data/revocations.json")).unwrap();
     assert!(
         !text.contains(&kept) && !text.contains(&revoked),
         "ids only"
@@ -493,7 +470,7 @@ async fn revocations_survive_a_restart_and_an_administrator_revokes_by_subject()
     );
     // The rule survives a restart too.
     drop(env.ferry);
-    env.ferry = boot(&env.tmp, env.port);
+    env.ferry = env.setup.run();
     env.http = reqwest::Client::new();
     assert_eq!(env.introspect(&kept).await.1, INACTIVE);
 }
@@ -516,7 +493,7 @@ async fn a_signing_key_revoked_in_an_emergency_is_refused_before_caches_expire()
     );
     let out = ferry_cmd()
         .args(["keys", "revoke", &kid, "--force", "--config", "ferry.yaml"])
-        .current_dir(env.tmp.path())
+        .current_dir(env.setup.path())
         .output()
         .unwrap();
     assert!(

@@ -6,10 +6,10 @@
 use ferry_testkit::mint::payload;
 use serde_json::Value;
 
-use crate::revocation::{INACTIVE, boot, start};
+use crate::revocation::{INACTIVE, start};
 
 fn set_tokens(env: &crate::revocation::Env, tokens: &str) {
-    let path = env.tmp.path().join("ferry.yaml");
+    let path = env.setup.path().join("ferry.yaml");
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text.find("tokens: ").unwrap();
     let end = start + text[start..].find('\n').unwrap();
@@ -34,7 +34,7 @@ async fn tokens_issued_under_a_longer_max_ttl_stay_revocable_after_it_is_lowered
     let mut env = start();
     set_tokens(&env, "{ default_ttl: 1h, max_ttl: 1h, min_ttl: 1s }");
     drop(env.ferry);
-    env.ferry = boot(&env.tmp, env.port);
+    env.ferry = env.setup.run();
     let by_client = env.token_from_subject_living("workload", 7_200).await;
     let by_admin = env.token_from_subject_living("workload", 7_200).await;
     let kept = env.token_from_subject_living("workload", 7_200).await;
@@ -44,7 +44,7 @@ async fn tokens_issued_under_a_longer_max_ttl_stay_revocable_after_it_is_lowered
     // The operator lowers the limit and restarts.
     set_tokens(&env, "{ default_ttl: 5m, max_ttl: 5m, min_ttl: 1s }");
     drop(env.ferry);
-    env.ferry = boot(&env.tmp, env.port);
+    env.ferry = env.setup.run();
     env.http = reqwest::Client::new();
 
     // Still recognised as Ferry's live tokens…

@@ -6,41 +6,37 @@
 //! causes (a 503 for an unavailable issuer, a shortened token lifetime) is logged once
 //! per interval with a count.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, MockIdp, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TempDir};
+use crate::harness::{Ferry, Setup};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 const FERRY: &str = "https://ferry.example.com";
 const DEPLOY: &str = "https://deploy.example.com";
 
-struct Setup {
-    tmp: TempDir,
+/// A Ferry configuration trusting `idp` with these `limits`, not started yet.
+struct Env {
+    setup: Setup,
     idp: Issuer,
 }
 
-fn setup(tag: &str, limits: &str) -> (Setup, PathBuf) {
-    let tmp = TempDir::new(tag);
+fn setup(tag: &str, limits: &str) -> Env {
+    let setup = Setup::new(tag);
     let idp = Issuer::new("https://idp.example.com", TestKey::rsa("k1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    setup.jwks("idp.json", &[&idp.key]);
+    setup.config(&format!(
             "issuer: {FERRY}\ndata_dir: data\nlimits: {{ {limits} }}\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{FERRY}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n"
-        ),
-    )
-    .unwrap();
-    (Setup { tmp, idp }, cfg)
+        ));
+    Env { setup, idp }
 }
 
-impl Setup {
+impl Env {
     fn token(&self) -> String {
         self.idp
             .token(&self.idp.claims(FERRY, "svc", now(), json!({})))
@@ -118,8 +114,8 @@ async fn exit_status(mut ferry: Ferry) -> std::process::ExitStatus {
 
 #[tokio::test]
 async fn sigterm_fails_readiness_and_keeps_serving_for_the_shutdown_delay() {
-    let (s, cfg) = setup("rollout-delay", "shutdown_delay: 2s");
-    let ferry = Ferry::start(&cfg).unwrap();
+    let mut s = setup("rollout-delay", "shutdown_delay: 2s");
+    let ferry = s.setup.run_alone();
     let admin = ferry.admin.clone().unwrap();
     assert_eq!(ready(&ferry.url).await.unwrap().0, 200);
     let r = exchange(&ferry.url, &s.token()).await.unwrap();
@@ -160,8 +156,8 @@ async fn sigterm_fails_readiness_and_keeps_serving_for_the_shutdown_delay() {
 #[tokio::test]
 async fn with_no_shutdown_delay_sigterm_stops_accepting_at_once() {
     // Twin of the test above, differing only in the delay.
-    let (_s, cfg) = setup("rollout-nodelay", "shutdown_delay: 0s");
-    let ferry = Ferry::start(&cfg).unwrap();
+    let mut s = setup("rollout-nodelay", "shutdown_delay: 0s");
+    let ferry = s.setup.run_alone();
     assert_eq!(ready(&ferry.url).await.unwrap().0, 200);
     sigterm(&ferry);
     assert!(refused(&ferry.url).await, "connections refused");
@@ -180,7 +176,19 @@ fn block_writes(data: &Path) -> &'static str {
     if std::fs::write(data.join("root-check"), b"x").is_ok() {
         let _ = std::fs::remove_file(data.join("root-check"));
         restore_writes(data);
-        std::fs::create_dir(data.join(".ferry-write-probe")).unwrap();
+        // Ferry's probe may hold its file there this instant (it creates and removes it
+        // every few seconds): take the place once the file is gone.
+        let probe = data.join(".ferry-write-probe");
+        let mut tries = 0;
+        while let Err(e) = std::fs::create_dir(&probe) {
+            assert!(
+                tries < 500 && e.kind() == std::io::ErrorKind::AlreadyExists,
+                "{e}"
+            );
+            let _ = std::fs::remove_file(&probe);
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            tries += 1;
+        }
         "a directory in the probe file's place (running as root: permissions do not apply)"
     } else {
         "chmod 0500"
@@ -218,10 +226,10 @@ async fn metrics(admin: &str) -> String {
 
 #[tokio::test]
 async fn a_data_directory_that_stops_taking_writes_fails_readiness_until_it_recovers() {
-    let (s, cfg) = setup("rollout-datadir", "shutdown_delay: 0s");
-    let ferry = Ferry::start(&cfg).unwrap();
+    let s = setup("rollout-datadir", "shutdown_delay: 0s");
+    let ferry = s.setup.run();
     let admin = ferry.admin.clone().unwrap();
-    let data = s.tmp.path().join("data");
+    let data = s.setup.path().join("data");
     let body = wait_ready(&admin, 200).await;
     assert_eq!(body["data_dir"], "ok");
     assert!(metrics(&admin).await.contains("ferry_data_dir_writable 1"));
@@ -263,17 +271,11 @@ async fn a_503_every_request_gets_is_logged_once_per_interval_with_a_count() {
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     idp.refuse_connections().await;
     let issuer = Issuer::new(idp.url.clone(), key);
-    let tmp = TempDir::new("rollout-warn");
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let setup = Setup::new("rollout-warn");
+    let ferry = setup.start(&format!(
             "issuer: {FERRY}\ndata_dir: data\nlimits: {{ rate_per_source: 100000, rate_global: 100000 }}\noutbound: {{ allow_insecure_origins: [\"{u}\"] }}\nproviders:\n  - id: idp\n    kind: oidc\n    issuer: {u}\n    audiences: [{FERRY}]\n    cache: {{ error_ttl: 1h }}\naudiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n",
             u = idp.url
-        ),
-    )
-    .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+        ));
     let token = issuer.token(&issuer.claims(FERRY, "svc", now(), json!({})));
     let started = std::time::Instant::now();
     for _ in 0..40 {
@@ -304,25 +306,19 @@ async fn many_shortened_lifetimes_make_one_log_line_with_a_count() {
     // seconds past the scheduled rotation, every token is shortened (README, "PostgreSQL
     // unreachable from one replica past the scheduled rotation"; a broken ring file
     // stands for the unreachable store).
-    let tmp = TempDir::new("rollout-shortened");
+    let setup = Setup::new("rollout-shortened");
     let idp = Issuer::new("https://idp.example.com", TestKey::rsa("k1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    setup.jwks("idp.json", &[&idp.key]);
+    let ferry = setup.start(&format!(
             "issuer: {FERRY}\ndata_dir: data\ntokens: {{ default_ttl: 60s, max_ttl: 60s, min_ttl: 1s }}\nsigning: {{ jwks_max_age: 1s, leeway: 0s, rotation_period: 2s }}\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{FERRY}]\n    jwks: {{ file: idp.json }}\naudiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n"
-        ),
-    )
-    .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+        ));
     let token = || idp.token(&idp.claims(FERRY, "svc", now(), json!({})));
     let lifetime = |r: Value| r["expires_in"].as_u64().unwrap();
     // Twin: with the store reachable, the full lifetime and no such line.
     let r = exchange(&ferry.url, &token()).await.unwrap();
     assert_eq!(lifetime(r.json().await.unwrap()), 60);
 
-    std::fs::write(tmp.path().join("data/ring.json"), "not json").unwrap();
+    std::fs::write(setup.path().join("data/ring.json"), "not json").unwrap();
     let mut shortened = false;
     for _ in 0..100 {
         let r = exchange(&ferry.url, &token()).await.unwrap();
@@ -357,8 +353,8 @@ async fn many_shortened_lifetimes_make_one_log_line_with_a_count() {
 #[tokio::test]
 async fn a_second_sigterm_skips_the_rest_of_the_delay() {
     // A five-minute delay, cut short by a second signal (an operator's second Ctrl-C).
-    let (_s, cfg) = setup("rollout-twice", "shutdown_delay: 5m");
-    let mut ferry = Ferry::start(&cfg).unwrap();
+    let mut s = setup("rollout-twice", "shutdown_delay: 5m");
+    let mut ferry = s.setup.run_alone();
     sigterm(&ferry);
     ferry
         .proc_mut()

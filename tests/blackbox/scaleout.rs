@@ -15,12 +15,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ferry_testkit::keys::jwks;
-use ferry_testkit::{Issuer, Postgres, TestKey, free_port, now, sha256_hex};
+use ferry_testkit::{Issuer, Postgres, TestKey, now, sha256_hex};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::JwkSet};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
-use crate::replay::redis;
+use crate::harness::{Ferry, TEST_KEK, TempDir, builder_trust, replica_dir};
+use crate::replay::redis_anywhere;
 
 const ISS: &str = "https://ferry.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
@@ -30,9 +30,8 @@ const NAMES: [&str; 3] = ["a", "b", "c"];
 static JTI: AtomicU64 = AtomicU64::new(0);
 
 fn replica(dir: &Path, name: &str, redis_port: u16, pg_url: &str, extra: &str) -> Ferry {
-    let d = dir.join(name);
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::copy(dir.join("builder.json"), d.join("builder.json")).unwrap();
+    let d = replica_dir(dir, name);
+    let trust = builder_trust(DEPLOY);
     let cfg = d.join("ferry.yaml");
     std::fs::write(
         &cfg,
@@ -50,19 +49,7 @@ signing:
   jwks_max_age: 2s
   leeway: 1s
   postgres: {{ url: {{ env: FERRY_TEST_PG }}, poll_interval: 250ms, timeout: 2s }}
-service_accounts:
-  - id: builder
-    jwks: {{ file: builder.json }}
-providers:
-  - id: sa
-    kind: service_account
-    mapping: {{ subject: "'sa:' + assertion.sub" }}
-audiences:
-  - audience: {DEPLOY}
-    rules:
-      - allow: provider == 'service-account' && subject == 'builder'
-        scopes: [deploy]
-{extra}"#
+{trust}{extra}"#
         ),
     )
     .unwrap();
@@ -166,8 +153,7 @@ async fn three_replicas_share_keys_and_replay_state_through_rotation_a_lost_repl
     )
     .unwrap();
     let mut pg = Postgres::start();
-    let redis_port = free_port();
-    let _redis = redis(redis_port);
+    let (redis_port, _redis) = redis_anywhere();
     let replicas: Vec<Ferry> = NAMES
         .iter()
         .map(|n| replica(tmp.path(), n, redis_port, &pg.url(), ""))
@@ -394,8 +380,7 @@ async fn a_token_revoked_at_one_replica_is_inactive_at_another() {
     )
     .unwrap();
     let pg = Postgres::start();
-    let redis_port = free_port();
-    let _redis = redis(redis_port);
+    let (redis_port, _redis) = redis_anywhere();
     let gateway_hash = sha256_hex("gw-secret");
     let relying_hash = sha256_hex("rs-secret");
     let clients = format!(

@@ -4,12 +4,11 @@
 //! a token, a signature, a client secret, the key-encryption key or a private key. The
 //! audit events carry SHA-256 fingerprints instead (the twin: the fingerprint is there).
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::tamper_payload;
-use ferry_testkit::{Issuer, TestKey, free_port, now, sha256_hex};
+use ferry_testkit::{Issuer, TestKey, now, sha256_hex};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Setup, TEST_KEK};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -18,18 +17,14 @@ const API: &str = "https://api.example.com";
 
 #[tokio::test]
 async fn no_token_secret_or_key_reaches_a_log() {
-    let tmp = TempDir::new("secrets");
-    let port = free_port();
-    let issuer_url = format!("http://127.0.0.1:{port}");
+    let setup = Setup::new("secrets").env("FERRY_LOG_LEVEL", "debug");
+    let issuer_url = setup.url();
     let idp = Issuer::new("https://idp.test", TestKey::rsa("i1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
+    setup.jwks("idp.json", &[&idp.key]);
     let secret = "client-secret-that-must-not-leak-0123456789";
     let gw_secret = "gateway-secret-that-must-not-leak-9876543210";
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"issuer: {issuer_url}
+    let ferry = setup.start(&format!(
+        r#"issuer: {issuer_url}
 data_dir: data
 clients:
   - {{ id: ci, auth: client_secret_basic, secret_sha256: {} }}
@@ -44,21 +39,9 @@ audiences:
     rules:
       - allow: "true"
 "#,
-            sha256_hex(secret),
-            sha256_hex(gw_secret)
-        ),
-    )
-    .unwrap();
-    let listen = format!("127.0.0.1:{port}");
-    let ferry = Ferry::start_with(
-        &cfg,
-        &[
-            ("FERRY_KEK", TEST_KEK),
-            ("FERRY_LISTEN", &listen),
-            ("FERRY_LOG_LEVEL", "debug"),
-        ],
-    )
-    .unwrap();
+        sha256_hex(secret),
+        sha256_hex(gw_secret)
+    ));
     let http = reqwest::Client::new();
     let t = now();
     let subject = idp.token(&idp.claims(&issuer_url, "workload", t, json!({})));
@@ -139,7 +122,7 @@ audiences:
 
     let out = ferry.proc().output();
     assert!(out.contains("DEBUG"), "the server logged at debug");
-    let signing_key = std::fs::read_to_string(tmp.path().join("data/ring.json")).unwrap();
+    let signing_key = std::fs::read_to_string(setup.path().join("data/ring.json")).unwrap();
     let sealed: Vec<String> = serde_json::from_str::<Value>(&signing_key).unwrap()["keys"]
         .as_array()
         .unwrap()

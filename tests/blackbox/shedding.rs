@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::harness::{Ferry, TempDir};
+use crate::harness::Setup;
 
 const FERRY: &str = "https://ferry.example.com";
 const DEPLOY: &str = "https://deploy.example.com";
@@ -40,17 +40,11 @@ async fn a_slow_body_holds_no_permit_and_requests_at_work_still_shed() {
     // Every answer of the issuer takes 3 s: Ferry's first key fetch (discovery + JWKS)
     // takes 6 s, and exchanges arriving meanwhile wait for it, at work.
     idp.set_delay(Some(Duration::from_secs(3)));
-    let tmp = TempDir::new("shedding");
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let setup = Setup::new("shedding");
+    let ferry = setup.start(&format!(
             "issuer: {FERRY}\ndata_dir: data\nlimits: {{ concurrency: 2, rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}\noutbound:\n  allow_insecure_origins: [\"{}\"]\nproviders:\n  - id: idp\n    kind: oidc\n    issuer: {}\n    audiences: [{FERRY}]\naudiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n",
             idp.url, idp.url
-        ),
-    )
-    .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+        ));
     let issuer = Issuer::new(&idp.url, key);
     let good = issuer.token(&issuer.claims(FERRY, "workload", now(), json!({})));
 

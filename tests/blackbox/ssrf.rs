@@ -5,7 +5,7 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::json;
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Ferry, Setup, TEST_KEK};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -73,17 +73,12 @@ async fn ssrf_through_discovery_reaches_no_canary() {
                 }),
             );
         tokio::spawn(async move { axum::serve(listener, app).await });
-        let tmp = TempDir::new("ssrf");
-        let cfg = tmp.path().join("ferry.yaml");
-        std::fs::write(
-            &cfg,
-            format!(
+        let setup = Setup::new("ssrf");
+        let cfg = setup.config(&format!(
                 "issuer: https://ferry.test\ndata_dir: data\noutbound: {{ allow_insecure_origins: [\"{issuer}\"] }}\n\
                  providers:\n  - id: idp\n    kind: oidc\n    issuer: {issuer}\n    audiences: [https://ferry.test]\n    algorithms: [RS256]\n\
                  audiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n"
-            ),
-        )
-        .unwrap();
+            ));
         let ferry = Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK)]).unwrap();
         let signer = Issuer::new(issuer.clone(), key);
         let t = now();

@@ -12,7 +12,7 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, MockIdp, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TempDir};
+use crate::harness::{Ferry, Setup};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -85,19 +85,13 @@ async fn a_failing_issuer_is_asked_once_per_error_ttl_under_load_and_recovers() 
     let key = TestKey::rsa("k1");
     let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
     let issuer = Issuer::new(idp.url.clone(), key);
-    let tmp = TempDir::new("storms");
-    let cfg = tmp.path().join("ferry.yaml");
+    let setup = Setup::new("storms");
     // Keys live 4 s (a background refresh is due from 3.2 s), so the load below meets
     // them fresh-but-due, then stale; a fetch times out after 1 s.
-    std::fs::write(
-        &cfg,
-        format!(
+    let ferry = setup.start(&format!(
             "issuer: {FERRY}\ndata_dir: data\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}\noutbound: {{ allow_insecure_origins: [\"{u}\"], timeout: 1s, connect_timeout: 1s }}\nproviders:\n  - id: idp\n    kind: oidc\n    issuer: {u}\n    audiences: [{FERRY}]\n    cache: {{ min_ttl: 4s, max_ttl: 4s, error_ttl: 1s }}\naudiences:\n  - audience: {DEPLOY}\n    rules:\n      - allow: \"true\"\n",
             u = idp.url
-        ),
-    )
-    .unwrap();
-    let ferry = Ferry::start(&cfg).unwrap();
+    ));
     let token = issuer.token(&issuer.claims(FERRY, "svc", now(), json!({})));
     let http = reqwest::Client::new();
     assert_eq!(exchange(&http, &ferry.url, &token).await, 200);

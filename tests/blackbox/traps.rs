@@ -9,7 +9,7 @@ use ferry_testkit::keys::jwks;
 use ferry_testkit::{Issuer, TestKey, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TempDir, bin};
+use crate::harness::{Ferry, Setup, bin};
 
 const FERRY: &str = "https://ferry.example.com";
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -44,7 +44,7 @@ audiences:
       - allow: "client_id == 'ci'"
 "#;
 
-fn check(dir: &TempDir, name: &str, text: &str) -> (bool, String) {
+fn check(dir: &Setup, name: &str, text: &str) -> (bool, String) {
     let path = dir.path().join(name);
     std::fs::write(&path, text).unwrap();
     let out = Command::new(bin("ferry"))
@@ -60,9 +60,9 @@ fn check(dir: &TempDir, name: &str, text: &str) -> (bool, String) {
 
 #[test]
 fn check_refuses_each_trap_and_accepts_its_twin() {
-    let tmp = TempDir::new("traps");
+    let setup = Setup::new("traps");
     let good = GOOD.replace("REAL", REAL_SHA256);
-    let (ok, err) = check(&tmp, "good.yaml", &good);
+    let (ok, err) = check(&setup, "good.yaml", &good);
     assert!(ok, "the twin of every trap: {err}");
     let traps = [
         (
@@ -129,7 +129,7 @@ fn check_refuses_each_trap_and_accepts_its_twin() {
     let mut wrong = Vec::new();
     for (name, from, to, want) in traps {
         assert!(good.contains(from), "{name}");
-        let (ok, err) = check(&tmp, "bad.yaml", &good.replace(from, to));
+        let (ok, err) = check(&setup, "bad.yaml", &good.replace(from, to));
         if ok || !err.contains(want) || !err.contains("1 problem(s) found") {
             wrong.push(format!("{name}: exit ok {ok}: {err}"));
         }
@@ -147,29 +147,19 @@ fn check_refuses_each_trap_and_accepts_its_twin() {
             "  - id: custom\n    accepted_types: [foo+jwt]\n",
         ),
     ] {
-        let (ok, err) = check(&tmp, "twin.yaml", &good.replace(from, to));
+        let (ok, err) = check(&setup, "twin.yaml", &good.replace(from, to));
         assert!(ok, "{to}: {err}");
     }
 }
 
 /// Starts Ferry with two providers: `idp` (RS256, keys in idp.json, `idp_extra` added to
 /// its settings) and `strict` (keys in strict.json).
-fn start_two(tmp: &TempDir, idp_set: &Value, strict: &Issuer, idp_extra: &str) -> Ferry {
-    std::fs::write(tmp.path().join("idp.json"), idp_set.to_string()).unwrap();
-    std::fs::write(
-        tmp.path().join("strict.json"),
-        jwks(&[&strict.key]).to_string(),
-    )
-    .unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+fn start_two(setup: &Setup, idp_set: &Value, strict: &Issuer, idp_extra: &str) -> Ferry {
+    setup.write("idp.json", idp_set.to_string());
+    setup.jwks("strict.json", &[&strict.key]);
+    setup.start(&format!(
             "issuer: {FERRY}\ndata_dir: data\nlimits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000 }}\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [{FERRY}]\n    algorithms: [RS256]\n{idp_extra}    jwks: {{ file: idp.json }}\n  - id: strict\n    issuer: https://strict.example.com\n    audiences: [{FERRY}]\n    jwks: {{ file: strict.json }}\naudiences:\n  - audience: {API}\n    rules:\n      - allow: \"true\"\n"
-        ),
-    )
-    .unwrap();
-    Ferry::start(&cfg).unwrap()
+        ))
 }
 
 /// Exchanges each token and collects every answer that is not the wanted status.
@@ -211,7 +201,7 @@ fn token(i: &Issuer, typ: &str) -> String {
 /// twin, a minimal key in the same set, verifies.
 #[tokio::test]
 async fn an_rsa_key_with_a_non_minimal_modulus_is_not_a_key() {
-    let tmp = TempDir::new("traps-rsa");
+    let setup = Setup::new("traps-rsa");
     let minimal = Issuer::new("https://idp.example.com", TestKey::rsa("minimal"));
     let padded = Issuer::new("https://idp.example.com", TestKey::rsa("padded"));
     let strict = Issuer::new("https://strict.example.com", TestKey::ec("s"));
@@ -220,7 +210,7 @@ async fn an_rsa_key_with_a_non_minimal_modulus_is_not_a_key() {
     let mut bytes = vec![0u8];
     bytes.extend(URL_SAFE_NO_PAD.decode(n.as_str().unwrap()).unwrap());
     *n = json!(URL_SAFE_NO_PAD.encode(bytes));
-    let ferry = start_two(&tmp, &set, &strict, "");
+    let ferry = start_two(&setup, &set, &strict, "");
     let cases = vec![
         ("a key with a non-minimal n", token(&padded, "JWT"), 400),
         ("its minimal twin", token(&minimal, "JWT"), 200),
@@ -232,11 +222,11 @@ async fn an_rsa_key_with_a_non_minimal_modulus_is_not_a_key() {
 /// without `application/`), and only that one besides `JWT`; another provider does not.
 #[tokio::test]
 async fn a_provider_accepts_the_types_it_lists() {
-    let tmp = TempDir::new("traps-types");
+    let setup = Setup::new("traps-types");
     let idp = Issuer::new("https://idp.example.com", TestKey::rsa("i"));
     let strict = Issuer::new("https://strict.example.com", TestKey::ec("s"));
     let ferry = start_two(
-        &tmp,
+        &setup,
         &jwks(&[&idp.key]),
         &strict,
         "    accepted_types: [foo+jwt]\n",

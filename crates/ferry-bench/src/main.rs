@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 mod spin;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use ferry_bench::{DEPLOY, FERRY, Fixture, SCOPE, form};
 use ferry_core::{Clock, SystemClock};
@@ -146,6 +147,26 @@ fn floor(secs: u64) {
     println!("floor_us={us:.1} floor_per_s={:.0}", 1e6 / us);
 }
 
+/// Ferry's URL from its `ferry listening on URL` log line; the rest of its log is
+/// drained in the background so that Ferry never blocks on a full pipe.
+fn listening_url(stderr: std::process::ChildStderr) -> anyhow::Result<String> {
+    use std::io::BufRead as _;
+    let mut lines = std::io::BufReader::new(stderr).lines();
+    for line in lines.by_ref() {
+        let line = line?;
+        if let Some((_, rest)) = line.split_once("ferry listening on ") {
+            let url = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            std::thread::spawn(move || lines.for_each(drop));
+            return Ok(url);
+        }
+    }
+    anyhow::bail!("ferry exited before it listened")
+}
+
 async fn stampede(ferry: PathBuf, dir: PathBuf) -> anyhow::Result<()> {
     use axum::routing::get;
     std::fs::create_dir_all(&dir)?;
@@ -182,13 +203,11 @@ async fn stampede(ferry: PathBuf, dir: PathBuf) -> anyhow::Result<()> {
             )
     };
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
+    // Ferry binds port 0 and says where (its configuration names no address of its own).
     std::fs::write(
         dir.join("ferry.yaml"),
         format!(
-            "issuer: {FERRY}\ndata_dir: data\nlisten: 127.0.0.1:{port}\n\
+            "issuer: {FERRY}\ndata_dir: data\nlisten: 127.0.0.1:0\n\
              limits: {{ rate_per_source: 1000000, rate_global: 1000000, rate_per_provider: 1000000, shutdown_delay: 0s }}\n\
              outbound: {{ allow_insecure_origins: [\"{issuer}\"] }}\n\
              providers:\n  - id: cold\n    kind: oidc\n    issuer: {issuer}\n    audiences: [{FERRY}]\n    algorithms: [RS256]\n\
@@ -201,9 +220,10 @@ async fn stampede(ferry: PathBuf, dir: PathBuf) -> anyhow::Result<()> {
         .env("FERRY_ADMIN_LISTEN", "off")
         .env("FERRY_KEK", "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM=")
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let url = format!("http://127.0.0.1:{port}");
+    let stderr = child.stderr.take().context("ferry's stderr")?;
+    let url = tokio::task::spawn_blocking(move || listening_url(stderr)).await??;
     let http = reqwest::Client::new();
     let up = Instant::now();
     while http.get(format!("{url}/healthz")).send().await.is_err() {

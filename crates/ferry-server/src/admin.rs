@@ -54,13 +54,20 @@ pub struct AdminSocket {
 }
 
 impl AdminSocket {
-    /// Binds the listener `admin` configures, if any. Off loopback without TLS and
-    /// tokens this fails, whatever the configuration's validation said of the name.
-    pub async fn bind(admin: &Admin) -> Result<Option<Self>, String> {
-        let Some(listen) = &admin.listen else {
-            return Ok(None);
+    /// Binds the listener `admin` configures, if any, or takes `inherited` (socket
+    /// activation), which serves even when `admin.listen` is off: the service manager
+    /// passed it on purpose. Off loopback without TLS and tokens this fails, whatever
+    /// the configuration's validation said of the name.
+    pub async fn bind(
+        admin: &Admin,
+        inherited: Option<std::net::TcpListener>,
+    ) -> Result<Option<Self>, String> {
+        let listen = match (&admin.listen, &inherited) {
+            (Some(listen), _) => listen.as_str(),
+            (None, Some(_)) => "admin.listen (off)",
+            (None, None) => return Ok(None),
         };
-        let tcp = tokio::net::TcpListener::bind(listen)
+        let tcp = crate::listener::activation::bind_or_inherit(listen, inherited)
             .await
             .map_err(|e| format!("binding the admin listener {listen}: {e}"))?;
         let addr = tcp.local_addr().map_err(|e| e.to_string())?;

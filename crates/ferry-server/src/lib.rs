@@ -27,6 +27,7 @@ pub mod replay;
 pub mod revocation;
 pub mod routes;
 pub mod secrets;
+pub mod startup;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;

@@ -8,15 +8,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry_core::{Clock, SystemClock};
 
-use ferry_core::config::{AuditSinkConfig, Config};
-use ferry_keys::KeyManager;
 use ferry_server::AppState;
-use ferry_server::audit::AuditSink;
-use ferry_server::cli;
 use ferry_server::listener::Server;
-use ferry_server::load::{ConfigSource, build_state, load_providers, open_keys, read_config};
-use ferry_server::state::TrustedProvider;
+use ferry_server::listener::activation::{Activation, bind_or_inherit};
+use ferry_server::load::{ConfigSource, build_state, read_config};
 use ferry_server::tls::acceptor;
+use ferry_server::{cli, startup};
 use ferry_verify::time::SystemMono;
 
 #[derive(Parser, Debug)]
@@ -190,59 +187,9 @@ enum Command {
     },
 }
 
-/// The trusted providers (their key sources ready), with their warnings logged.
-fn load_trusted(config: &Config) -> anyhow::Result<Vec<TrustedProvider>> {
-    let (providers, warnings) = load_providers(config, Arc::new(SystemMono::default()))
-        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    for w in warnings {
-        tracing::warn!("{w}");
-    }
-    Ok(providers)
-}
-
-/// Opens the signing key ring and says which key signs.
-fn open_signing_keys(config: &Config) -> anyhow::Result<KeyManager> {
-    let keys =
-        open_keys(config, SystemClock.now()).map_err(|e| anyhow::anyhow!("signing keys: {e}"))?;
-    tracing::info!(
-        kid = keys.active().kid(),
-        version = keys.snapshot().version,
-        kek_fingerprints = %keys.kek_ids().join(", "),
-        "signing key ring ready"
-    );
-    ferry_server::load::warn_kek_order(&keys, config);
-    Ok(keys)
-}
-
-fn open_audit(sink: &AuditSinkConfig) -> anyhow::Result<AuditSink> {
-    Ok(match sink {
-        AuditSinkConfig::Stdout => AuditSink::stdout(),
-        AuditSinkConfig::File(p) => {
-            AuditSink::file(p).with_context(|| format!("audit file {}", p.display()))?
-        }
-    })
-}
-
-/// Loads the revocation state before anything is served: never from an empty copy,
-/// where a revoked token would be active again.
-async fn start_revocations(state: &AppState) -> anyhow::Result<()> {
-    if let Some(e) = state.revocations.broken() {
-        anyhow::bail!("revocation state: {e}");
-    }
-    state
-        .revocations
-        .start(state.clock.now())
-        .await
-        .map_err(|e| anyhow::anyhow!("revocation store: {e}"))?;
-    for w in ferry_server::revocation::startup_warnings(&state.loaded().config, &state.revocations)
-    {
-        tracing::warn!("{w}");
-    }
-    Ok(())
-}
-
 async fn serve(
     path: &Path,
+    activation: Activation,
     listen: Option<String>,
     admin_listen: Option<String>,
     log_level: Option<String>,
@@ -256,23 +203,28 @@ async fn serve(
         log_level.as_deref().unwrap_or(&config.log_level),
         matches!(format, LogFormat::Json),
     );
-    for w in &config.warnings {
+    for w in config
+        .warnings
+        .iter()
+        .map(String::as_str)
+        .chain(activation.ignored())
+    {
         tracing::warn!("{w}");
     }
-    let providers = load_trusted(&config)?;
-    let keys = open_signing_keys(&config)?;
-    let audit = open_audit(&config.audit)?;
+    let inherited = activation.take()?;
+    let providers = startup::load_trusted(&config)?;
+    let keys = startup::open_signing_keys(&config)?;
+    let audit = startup::open_audit(&config.audit)?;
     let (admin, tls, limits) = (
         config.admin.clone(),
         config.tls.clone(),
         config.limits.clone(),
     );
-    let tcp = tokio::net::TcpListener::bind(&config.listen)
+    let tcp = bind_or_inherit(&config.listen, inherited.public)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let addr = tcp.local_addr()?;
     // Bound now: its authentication is decided from the address really bound, for good.
-    let admin_socket = ferry_server::admin::AdminSocket::bind(&admin)
+    let admin_socket = ferry_server::admin::AdminSocket::bind(&admin, inherited.admin)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     let accounts = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
@@ -285,7 +237,7 @@ async fn serve(
         Arc::new(SystemClock),
         Arc::new(audit),
     );
-    start_revocations(&state).await?;
+    startup::start_revocations(&state).await?;
     let replay_saver = ferry_server::replay::persist::start(
         state.replay_local.clone(),
         &state.loaded().config.data_dir,
@@ -300,20 +252,34 @@ async fn serve(
             .map_err(|e| anyhow::anyhow!(e))?;
     }
 
-    // The public listener. On SIGTERM: readiness fails at once; the listener keeps
-    // serving (Connection: close) for limits.shutdown_delay, so requests a load balancer
-    // still routes here are served; then it stops accepting and in-flight requests
-    // finish within limits.shutdown_timeout.
+    serve_public(state, tcp, tls.as_ref(), &limits).await?;
+    if let Some(saver) = replay_saver {
+        saver.save(SystemClock.now());
+    }
+    Ok(())
+}
+
+/// The public listener, until a shutdown. On SIGTERM: readiness fails at once; the
+/// listener keeps serving (Connection: close) for limits.shutdown_delay, so requests a
+/// load balancer still routes here are served; then it stops accepting and in-flight
+/// requests finish within limits.shutdown_timeout.
+async fn serve_public(
+    state: AppState,
+    tcp: tokio::net::TcpListener,
+    tls: Option<&ferry_core::config::Tls>,
+    limits: &ferry_core::config::Limits,
+) -> anyhow::Result<()> {
+    let addr = tcp.local_addr()?;
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let lifecycle = state.lifecycle.clone();
-    let tls = match &tls {
+    let tls = match tls {
         Some(t) => {
             Some(acceptor(&t.cert_file, &t.key_file).map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
         }
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
-    let public = Server::new(tcp, tls, &limits, state.metrics.clone())
+    let public = Server::new(tcp, tls, limits, state.metrics.clone())
         .closing_when_draining(lifecycle.clone());
     tracing::info!("ferry listening on {scheme}://{addr}");
     let server = tokio::spawn(public.run(ferry_server::router(state), async move {
@@ -328,9 +294,6 @@ async fn serve(
             server,
         )
         .await;
-    if let Some(saver) = replay_saver {
-        saver.save(SystemClock.now());
-    }
     Ok(())
 }
 
@@ -442,9 +405,17 @@ fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before the runtime's threads exist: taking inherited sockets edits the environment.
+    let activation = Activation::from_env();
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(run(cli, activation)),
+        Err(e) => report(Err(anyhow::Error::new(e).context("starting the runtime"))),
+    }
+}
+
+async fn run(cli: Cli, activation: Activation) -> ExitCode {
     match cli.command {
         Command::Check { config } => cli::check::check(&config),
         Command::Explain {
@@ -473,7 +444,16 @@ async fn main() -> ExitCode {
             admin_listen,
             log_level,
             log_format,
-        } => match serve(&config, listen, admin_listen, log_level, log_format).await {
+        } => match serve(
+            &config,
+            activation,
+            listen,
+            admin_listen,
+            log_level,
+            log_format,
+        )
+        .await
+        {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ferry: {e:#}");

@@ -61,6 +61,19 @@ pub struct MockIdp {
     pub addr: SocketAddr,
     shared: Arc<Shared>,
     serving: Mutex<Option<Serving>>,
+    /// While connections are refused: a socket bound to `addr` that does not listen, so
+    /// the port stays this issuer's (connections get a reset, as from a process that is
+    /// down) and listening again needs no new bind another process could win.
+    held: Mutex<Option<tokio::net::TcpSocket>>,
+}
+
+/// A socket on `addr` that shares its port with the issuer's other socket
+/// (`SO_REUSEPORT`: the listening one and, while connections are refused, the held one).
+fn port_socket(addr: SocketAddr) -> std::io::Result<tokio::net::TcpSocket> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_reuseport(true)?;
+    socket.bind(addr)?;
+    Ok(socket)
 }
 
 /// The serving task and the signal that stops it gracefully.
@@ -188,7 +201,7 @@ pub fn router(issuer: String, jwks: Value) -> Router {
 impl MockIdp {
     /// Starts serving `jwks` on `127.0.0.1:0`; the issuer is the server's URL.
     pub async fn start(jwks: Value) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = port_socket(SocketAddr::from(([127, 0, 0, 1], 0)))?.listen(1024)?;
         let addr = listener.local_addr()?;
         let url = format!("http://{addr}");
         let shared = shared(url.clone(), jwks);
@@ -198,6 +211,7 @@ impl MockIdp {
             addr,
             shared,
             serving: Mutex::new(Some(serving)),
+            held: Mutex::new(None),
         })
     }
 
@@ -205,6 +219,12 @@ impl MockIdp {
     /// to the issuer are refused (an issuer whose process is down). Requests in flight
     /// get up to 2 s to finish, then their connections are dropped too.
     pub async fn refuse_connections(&self) {
+        {
+            let mut held = self.held.lock().unwrap();
+            if held.is_none() {
+                *held = Some(port_socket(self.addr).expect("hold the issuer's port"));
+            }
+        }
         let serving = self.serving.lock().unwrap().take();
         if let Some(Serving { stop, mut task }) = serving {
             let _ = stop.send(());
@@ -217,9 +237,15 @@ impl MockIdp {
         }
     }
 
-    /// Listens again on the same address after [`Self::refuse_connections`].
+    /// Listens again on the same address after [`Self::refuse_connections`], on the
+    /// socket that held the port meanwhile.
     pub async fn accept_connections(&self) -> anyhow::Result<()> {
-        let listener = tokio::net::TcpListener::bind(self.addr).await?;
+        let held = self.held.lock().unwrap().take();
+        let socket = match held {
+            Some(socket) => socket,
+            None => port_socket(self.addr)?,
+        };
+        let listener = socket.listen(1024)?;
         *self.serving.lock().unwrap() = Some(serve(listener, self.shared.clone()));
         Ok(())
     }

@@ -27,13 +27,16 @@ pub fn now() -> i64 {
         .unwrap_or(0)
 }
 
-/// A free TCP port on 127.0.0.1 (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A port for a daemon that cannot listen on port 0 and say where (redis-server,
+/// PostgreSQL): a random one in 20000–32767, below Linux's ephemeral range (32768–60999
+/// by default), so no outgoing connection holds it. Nothing binds it here: the daemon
+/// binds it itself, and the caller tries another port when the daemon reports it in
+/// use. (A port found by binding `127.0.0.1:0` and releasing it is in the ephemeral
+/// range, and any process can take it before the daemon binds it.)
+pub fn daemon_port() -> u16 {
+    let mut b = [0u8; 2];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    20_000 + u16::from_le_bytes(b) % 12_768
 }
 
 /// SHA-256 of `s`, lower-case hex (as client secrets are registered).

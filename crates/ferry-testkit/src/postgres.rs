@@ -1,4 +1,5 @@
-//! A throwaway PostgreSQL cluster on a free loopback port: `initdb` into a temporary
+//! A throwaway PostgreSQL cluster on a loopback port it could bind (see
+//! [`crate::daemon_port`]): `initdb` into a temporary
 //! directory, password (SCRAM) authentication over TCP, no durability (fsync off). Run
 //! as the `postgres` user when the tests run as root (PostgreSQL refuses root).
 //! The server binaries come from Debian's `postgresql` package, which
@@ -9,6 +10,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+/// Why a server did not start.
+#[derive(Debug)]
+enum Start {
+    /// Its TCP port is another process's.
+    PortInUse,
+    /// Anything else, with the server's log.
+    Failed(String),
+}
 
 /// A running (or stopped) throwaway cluster; removed on drop.
 #[derive(Debug)]
@@ -77,7 +87,7 @@ impl Postgres {
         fs::write(dir.join("pwfile"), &password).unwrap();
         let mut pg = Self {
             bin: bin_dir(),
-            port: crate::free_port(),
+            port: crate::daemon_port(),
             password,
             owner: owner(),
             child: None,
@@ -123,8 +133,16 @@ impl Postgres {
             .unwrap();
             pg.chown(&data.join("pg_hba.conf"));
         }
-        pg.start_again();
-        pg
+        // PostgreSQL cannot listen on port 0 and say where: another port when the one
+        // tried is taken.
+        for _ in 0..20 {
+            match pg.try_start() {
+                Ok(()) => return pg,
+                Err(Start::PortInUse) => pg.port = crate::daemon_port(),
+                Err(Start::Failed(log)) => panic!("PostgreSQL did not start: {log}"),
+            }
+        }
+        panic!("PostgreSQL found no free port in 20 tries")
     }
 
     fn chown(&self, path: &Path) {
@@ -154,6 +172,12 @@ impl Postgres {
 
     /// Starts the (stopped) server again on the same port and data.
     pub fn start_again(&mut self) {
+        if let Err(e) = self.try_start() {
+            panic!("PostgreSQL did not start again: {e:?}");
+        }
+    }
+
+    fn try_start(&mut self) -> Result<(), Start> {
         assert!(self.child.is_none(), "already running");
         let log = fs::OpenOptions::new()
             .create(true)
@@ -201,20 +225,36 @@ impl Postgres {
             .unwrap();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
+        let log = || fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
         loop {
+            // Asked on its own Unix socket (in its own directory): a server of another
+            // test on the same TCP port cannot answer for it.
             let ready = Command::new(self.bin.join("pg_isready"))
-                .args(["-q", "-h", "127.0.0.1", "-t", "1", "-p"])
+                .args(["-q", "-t", "1", "-h"])
+                .arg(&self.dir)
+                .arg("-p")
                 .arg(self.port.to_string())
                 .status()
                 .is_ok_and(|s| s.success());
             if ready {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "PostgreSQL did not start: {}",
-                fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
-            );
+            let exited = self
+                .child
+                .as_mut()
+                .is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                self.child = None;
+                let log = log();
+                return Err(if log.contains("already in use") {
+                    Start::PortInUse
+                } else {
+                    Start::Failed(log)
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(Start::Failed(log()));
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

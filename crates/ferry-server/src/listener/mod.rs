@@ -20,6 +20,7 @@
 //! accepting, idle connections close, and requests in flight finish; [`Server::run`]
 //! returns when the last connection ended.
 
+pub mod activation;
 pub mod cap;
 pub mod deadline;
 
