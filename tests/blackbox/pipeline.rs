@@ -4,13 +4,12 @@
 //! request's proof by its key, and an upstream `act` is kept under its issuer's name.
 //! Each attack sits beside its twin that differs only in the attacked part.
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::{dpop_proof, payload};
 use ferry_testkit::{Issuer, TestKey, now};
 use ferry_verify::dpop::thumbprint;
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Ferry, Setup, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -21,29 +20,20 @@ const NO_MALLORY: &str = "https://no-mallory.example.com";
 const UPSTREAM_OK: &str = "https://upstream-ok.example.com";
 
 struct Env {
-    _tmp: TempDir,
+    _setup: Setup,
     ferry: Ferry,
     idp: Issuer,
     http: reqwest::Client,
 }
 
 fn start() -> Env {
-    let tmp = TempDir::new("pipeline");
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let setup = Setup::new("pipeline");
+    let idp = setup.idp();
+    let ferry = setup.start(&format!(
             r#"issuer: {ISSUER}
 data_dir: data
 limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, rate_per_client: 100000 }}
-providers:
-  - id: idp
-    issuer: https://idp.example.com
-    audiences: [{ISSUER}]
-    jwks: {{ file: idp.json }}
-audiences:
+{providers}audiences:
   - audience: {API}
     rules: [{{ allow: "true", scopes: [read] }}]
   - audience: {NO_MALLORY}
@@ -53,13 +43,11 @@ audiences:
   - audience: {UPSTREAM_OK}
     rules:
       - allow: "subject_act.subject != 'evil-bot'"
-"#
-        ),
-    )
-    .unwrap();
-    let ferry = Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK)]).unwrap();
+"#,
+        providers = idp_providers(ISSUER)
+    ));
     Env {
-        _tmp: tmp,
+        _setup: setup,
         ferry,
         idp,
         http: reqwest::Client::new(),

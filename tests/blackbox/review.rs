@@ -3,12 +3,11 @@
 //! revoking an actor, the audit record of delegation, jwt-bearer parameters, an
 //! upstream `act` naming another issuer, look-alike public client ids.
 
-use ferry_testkit::keys::jwks;
 use ferry_testkit::mint::payload;
-use ferry_testkit::{Issuer, TestKey, now};
+use ferry_testkit::{Issuer, now};
 use serde_json::{Value, json};
 
-use crate::harness::{Ferry, TEST_KEK, TempDir};
+use crate::harness::{Ferry, Setup, idp_providers};
 
 const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
@@ -18,42 +17,31 @@ const API: &str = "https://api.example.com";
 const NEED_ACTOR: &str = "https://need-actor.example.com";
 
 struct Env {
-    _tmp: TempDir,
+    _setup: Setup,
     ferry: Ferry,
     idp: Issuer,
     http: reqwest::Client,
 }
 
 fn start() -> Env {
-    let tmp = TempDir::new("review");
-    let idp = Issuer::new("https://idp.example.com", TestKey::ec("i1"));
-    std::fs::write(tmp.path().join("idp.json"), jwks(&[&idp.key]).to_string()).unwrap();
-    let cfg = tmp.path().join("ferry.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let setup = Setup::new("review");
+    let idp = setup.idp();
+    let ferry = setup.start(&format!(
             r#"issuer: {ISSUER}
 data_dir: data
 limits: {{ rate_per_source: 100000, rate_global: 100000, rate_per_provider: 100000, rate_per_client: 100000 }}
-providers:
-  - id: idp
-    issuer: https://idp.example.com
-    audiences: [{ISSUER}]
-    jwks: {{ file: idp.json }}
-audiences:
+{providers}audiences:
   - audience: {API}
     rules: [{{ allow: "true", scopes: [read, write] }}]
   - audience: {NEED_ACTOR}
     rules:
       - {{ name: delegation-only, deny: "actor.subject == ''" }}
       - allow: "true"
-"#
-        ),
-    )
-    .unwrap();
-    let ferry = Ferry::start_with(&cfg, &[("FERRY_KEK", TEST_KEK)]).unwrap();
+"#,
+        providers = idp_providers(ISSUER)
+    ));
     Env {
-        _tmp: tmp,
+        _setup: setup,
         ferry,
         idp,
         http: reqwest::Client::new(),
