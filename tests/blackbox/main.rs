@@ -35,6 +35,7 @@ mod outage;
 mod phantom;
 mod pipeline;
 mod policy;
+mod proxies;
 mod reload;
 mod replay;
 mod replay_loss;

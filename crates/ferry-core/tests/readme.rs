@@ -33,6 +33,8 @@ const FERRY_KEYS: &[&str] = &[
     "tls",
     "audit",
     "listen",
+    "trusted_proxies",
+    "listen_proxy_protocol",
     "data_dir",
     "revocation",
 ];

@@ -12,6 +12,7 @@ pub mod client_auth;
 pub mod dpop;
 pub mod errors;
 pub mod exposition;
+pub mod forwarded;
 pub mod keysource;
 pub mod lifecycle;
 pub mod limits;

@@ -63,7 +63,8 @@ impl Limiters {
         &self,
         source: Option<IpAddr>,
     ) -> Result<(), (&'static str, RetryAfter)> {
-        if let Some(ip) = source {
+        // An IPv6 source counts as its /64, the smallest block one host is given.
+        if let Some(ip) = source.map(crate::listener::cap::source_of) {
             self.per_source
                 .check_key(&ip)
                 .map_err(|n| ("source", self.retry(&n)))?;

@@ -279,7 +279,12 @@ async fn serve_public(
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let (proxies, proxy_protocol) = {
+        let c = &state.loaded().config;
+        (c.trusted_proxies.clone(), c.listen_proxy_protocol)
+    };
     let public = Server::new(tcp, tls, limits, state.metrics.clone())
+        .behind(proxies, proxy_protocol, limits.max_connections_per_source)
         .closing_when_draining(lifecycle.clone());
     tracing::info!("ferry listening on {scheme}://{addr}");
     let server = tokio::spawn(public.run(ferry_server::router(state), async move {

@@ -14,6 +14,7 @@ mod model;
 mod ops;
 mod origin;
 mod provider;
+mod proxies;
 mod raw;
 mod redis;
 mod revocation;
@@ -41,6 +42,7 @@ pub use model::{
 pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
 pub use origin::origin_of;
 pub use provider::Provider;
+pub use proxies::is_trusted;
 pub use redis::{RedisReplay, RedisUrlError};
 pub use revocation::{DEFAULT_REVOCATION_POLL_MS, DEFAULT_REVOCATION_TIMEOUT_MS, RevocationStore};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
@@ -53,6 +55,11 @@ pub struct Config {
     pub issuer: String,
     /// Listen address.
     pub listen: String,
+    /// Peers whose `Forwarded` / `X-Forwarded-For` (and PROXY protocol header) name the
+    /// client; empty: the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Whether the public listener expects a PROXY protocol v2 header from trusted peers.
+    pub listen_proxy_protocol: bool,
     /// Where Ferry keeps its signing key.
     pub data_dir: PathBuf,
     /// Log filter.
@@ -141,6 +148,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let lifetimes = sections::lifetimes(&mut errs, &raw.tokens);
     let limits = ops::limits(&mut errs, &raw.limits);
     let max_body_bytes = limits.max_body_bytes;
+    let (trusted_proxies, listen_proxy_protocol) = proxies::proxies(&mut errs, &raw);
     let tls = raw
         .tls
         .as_ref()
@@ -183,6 +191,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     Ok(Config {
         issuer,
         listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+        trusted_proxies,
+        listen_proxy_protocol,
         data_dir,
         log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
         lifetimes,

@@ -10,6 +10,8 @@ use serde::Deserialize;
 pub struct RawConfig {
     pub issuer: Option<String>,
     pub listen: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub listen_proxy_protocol: Option<bool>,
     pub data_dir: Option<String>,
     pub log_level: Option<String>,
     #[serde(default)]

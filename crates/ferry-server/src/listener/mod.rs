@@ -23,6 +23,7 @@
 pub mod activation;
 pub mod cap;
 pub mod deadline;
+pub mod proxy_protocol;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -89,6 +90,11 @@ pub struct Server {
     pub metrics: Arc<Metrics>,
     /// Whether the process drains: responses then carry `Connection: close`.
     pub lifecycle: Option<Arc<Lifecycle>>,
+    /// Trusted proxies: exempt from the connection cap and, with `proxy_protocol`, read
+    /// for a PROXY protocol v2 header naming the client.
+    pub proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Whether trusted peers send a PROXY protocol v2 header.
+    pub proxy_protocol: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -123,7 +129,31 @@ impl Server {
             options: Options::from_limits(limits),
             metrics,
             lifecycle: None,
+            proxies: Arc::new(Vec::new()),
+            proxy_protocol: false,
         }
+    }
+
+    /// Behind `proxies`: their connections are not capped per source (each carries many
+    /// clients), and with `proxy_protocol` each must start with a PROXY v2 header.
+    #[must_use]
+    pub fn behind(
+        mut self,
+        proxies: Vec<ipnet::IpNet>,
+        proxy_protocol: bool,
+        max_per_source: usize,
+    ) -> Self {
+        let proxies = Arc::new(proxies);
+        let exempt = proxies.clone();
+        self.cap = ConnectionCap::new(
+            max_per_source,
+            Box::new(move |ip| {
+                ferry_core::config::is_trusted(&exempt, crate::forwarded::canonical(ip))
+            }),
+        );
+        self.proxies = proxies;
+        self.proxy_protocol = proxy_protocol;
+        self
     }
 
     /// Closes each connection after its response once `lifecycle` drains.
@@ -143,6 +173,8 @@ impl Server {
             options,
             metrics,
             lifecycle,
+            proxies,
+            proxy_protocol,
         } = self;
         let (stop, stopping) = watch::channel(false);
         // Every connection task holds a sender: `recv` returns `None` once all ended.
@@ -175,8 +207,14 @@ impl Server {
                 metrics.clone(),
                 lifecycle.clone(),
             );
+            let read_header = proxy_protocol
+                && ferry_core::config::is_trusted(&proxies, crate::forwarded::canonical(addr.ip()));
             tokio::spawn(async move {
                 let _held = (admitted, alive);
+                let mut stream = stream;
+                let Some(addr) = client_of(&mut stream, addr, read_header).await else {
+                    return;
+                };
                 let conn = Connection {
                     peer: Peer(addr),
                     app,
@@ -202,6 +240,29 @@ impl Server {
         let _ = stop.send(true);
         drop(alive);
         let _ = all_ended.recv().await;
+    }
+}
+
+/// The connection's client: its peer, or, from a trusted proxy sending the PROXY
+/// protocol, the address its header names. `None`: no valid header in time (closed).
+async fn client_of(
+    stream: &mut tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    read_header: bool,
+) -> Option<std::net::SocketAddr> {
+    if !read_header {
+        return Some(peer);
+    }
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, proxy_protocol::read(stream, peer)).await {
+        Ok(Ok(client)) => Some(client),
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "connection refused: PROXY protocol");
+            None
+        }
+        Err(_) => {
+            tracing::debug!("connection refused: no PROXY protocol header in time");
+            None
+        }
     }
 }
 

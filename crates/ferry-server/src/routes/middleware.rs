@@ -15,7 +15,7 @@
 //! later, in the form endpoints once a request is admitted (`token::permit`): a request
 //! over its rate limits, or whose body is still arriving, holds no permit.
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -24,6 +24,7 @@ use ferry_verify::time::instant_now;
 use tracing::Instrument;
 
 use super::reply::error_response;
+use crate::forwarded::{ClientAddr, client_addr};
 use crate::metrics::{HttpLabels, RouteLabels};
 use crate::random_id;
 use crate::state::AppState;
@@ -86,14 +87,8 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// The middleware.
-pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let started = instant_now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let method = method_label(req.method());
+/// The request id (the caller's when sane, else a random one) and the W3C trace id.
+fn request_id(req: &Request) -> (String, Option<String>) {
     let id = req
         .headers()
         .get("x-request-id")
@@ -105,13 +100,42 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
         .and_then(trace_id);
-    let span = tracing::info_span!("request", request_id = %id, trace_id = trace.as_deref().unwrap_or(""), %method, %route);
+    (id, trace)
+}
+
+/// The client's address, behind trusted proxies too ([`crate::forwarded`]): what
+/// limits, audit and logs use. Kept in the request's extensions.
+fn client_of(req: &mut Request, trusted: &[ipnet::IpNet]) -> Option<std::net::IpAddr> {
+    let client = req
+        .extensions()
+        .get::<ConnectInfo<crate::tls::Peer>>()
+        .map(|c| client_addr(c.0.0.ip(), req.headers(), trusted));
+    if let Some(c) = client {
+        req.extensions_mut().insert(ClientAddr(c));
+    }
+    client
+}
+
+/// The middleware.
+pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = instant_now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = method_label(req.method());
+    let (id, trace) = request_id(&req);
+    let loaded = state.loaded();
+    let client = client_of(&mut req, &loaded.config.trusted_proxies);
+    let limits = loaded.config.limits.clone();
+    drop(loaded);
+    let source = client.map(|c| c.to_string()).unwrap_or_default();
+    let span = tracing::info_span!("request", request_id = %id, trace_id = trace.as_deref().unwrap_or(""), %method, %route, %source);
     crate::telemetry::continue_trace(&span, req.headers());
     req.extensions_mut().insert(RequestId {
         id: id.clone(),
         trace_id: trace,
     });
-    let limits = state.loaded().config.limits.clone();
 
     let mut timed_out = false;
     let mut resp = async {

@@ -3,7 +3,7 @@
 
 use axum::Extension;
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::response::Response;
 use ferry_core::error::desc;
@@ -13,6 +13,7 @@ use ferry_core::{ErrorCode, OAuthError, Step};
 use super::middleware::RequestId;
 use super::outcome;
 use crate::audit::AuditEvent;
+use crate::forwarded::ClientAddr;
 use crate::random_id;
 use crate::state::{AppState, Loaded};
 
@@ -107,7 +108,7 @@ pub async fn token(
     method: Method,
     headers: HeaderMap,
     request_id: Option<Extension<RequestId>>,
-    peer: Option<Extension<ConnectInfo<crate::tls::Peer>>>,
+    client: Option<Extension<ClientAddr>>,
     body: Body,
 ) -> Response {
     let loaded = state.loaded();
@@ -120,11 +121,11 @@ pub async fn token(
         time: state.clock.now(),
         request_id,
         trace_id,
-        source: peer.as_ref().map(|p| p.0.0.0.ip().to_string()),
+        source: client.as_ref().map(|c| c.0.0.to_string()),
         ..AuditEvent::default()
     };
     // 1. Admit: before anything is parsed or verified, the source's and global buckets.
-    let admitted = admit(&state, peer.map(|p| p.0.0.0.ip()));
+    let admitted = admit(&state, client.map(|c| c.0.0));
     let read = match admitted {
         Ok(()) => read_form(&loaded, &method, &headers, body).await,
         Err(e) => Err(e),

@@ -12,7 +12,7 @@
 
 use axum::Extension;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ferry_core::config::ClientAuth;
@@ -52,7 +52,7 @@ fn invalid_client(detail: &str) -> OAuthError {
     .detail(detail.to_owned())
 }
 
-type Peer = Option<Extension<ConnectInfo<crate::tls::Peer>>>;
+type Peer = Option<Extension<crate::forwarded::ClientAddr>>;
 
 /// Reads the form and authenticates a confidential client, within the source's and the
 /// global rate limits (as `/token`); the request holds the returned concurrency permit
@@ -71,7 +71,7 @@ async fn client_request<'s>(
     ),
     OAuthError,
 > {
-    super::token::admit(state, peer.map(|p| p.0.0.0.ip()))?;
+    super::token::admit(state, peer.map(|p| p.0.0))?;
     let loaded = state.loaded();
     let bytes = read_form(&loaded, method, headers, body).await?;
     let permit = super::token::permit(state)?;
@@ -263,7 +263,7 @@ pub async fn revocations(
     headers: HeaderMap,
 ) -> Response {
     let reader = async {
-        super::token::admit(&state, peer.map(|p| p.0.0.0.ip()))?;
+        super::token::admit(&state, peer.map(|p| p.0.0))?;
         let permit = super::token::permit(&state)?;
         // HTTP Basic only: the empty form leaves nothing else to authenticate with.
         let client = authenticate(&state, &state.loaded(), &headers, &ClientParams::default())
