@@ -160,12 +160,12 @@ impl Revocations {
         use ferry_core::config::RevocationStore;
         let sealer = match crate::secrets::read_kek_list(&config.signing) {
             Ok(keks) => Sealer::new(ferry_keys::Keks::new(keks)),
-            Err(e) => return Self::broken_with(StoreError::Config(e)),
+            Err(e) => return Self::broken_with(StoreError::Config(e.to_string())),
         };
         let opened = match &config.revocation {
             RevocationStore::DataDir => Self::local(&config.data_dir, sealer),
             RevocationStore::Postgres { store, .. } => crate::secrets::read_secret(&store.url)
-                .map_err(StoreError::Config)
+                .map_err(|e| StoreError::Config(e.to_string()))
                 .and_then(|u| u.ok_or_else(|| StoreError::Config("revocation.postgres.url: the connection string's environment variable is not set".to_owned())))
                 .and_then(|url| {
                     Self::postgres(
