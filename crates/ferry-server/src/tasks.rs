@@ -76,11 +76,10 @@ fn probe_data_dir(state: &AppState) {
                 Ok(Ok(result)) => lifecycle.record_probe(result),
                 Ok(Err(e)) => tracing::error!(error = %e, "data directory probe task failed"),
                 Err(_) => {
-                    lifecycle.record_probe(Err(format!(
-                        "write probe in {} did not finish within {} s",
-                        dir.display(),
-                        every.as_secs()
-                    )));
+                    lifecycle.record_probe(Err(crate::lifecycle::ProbeError::Stuck {
+                        dir: dir.clone(),
+                        seconds: every.as_secs(),
+                    }));
                     stuck = Some(probe);
                 }
             }
