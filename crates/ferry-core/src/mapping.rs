@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value as Json};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
-use crate::expr::{Cel, ClaimUse, Expr, Vars, claims_to_cel, string_list, string_map};
+use crate::expr::{Cel, ClaimUse, Expr, ExprError, Vars, claims_to_cel, string_list, string_map};
 
 /// Variables a mapping expression may use.
 pub const MAPPING_VARS: &[&str] = &["assertion"];
@@ -151,7 +151,7 @@ impl Mapping {
 
     fn check_condition(
         &self,
-        eval: impl FnOnce(&Expr) -> Result<bool, String>,
+        eval: impl FnOnce(&Expr) -> Result<bool, ExprError>,
         trace: &mut Option<&mut Vec<String>>,
     ) -> Result<(), OAuthError> {
         let Some(cond) = &self.condition else {
@@ -173,7 +173,7 @@ impl Mapping {
         let err = match result {
             Ok(true) => return Ok(()),
             Ok(false) => deny(desc::CONDITION_DENIED, rule(), "condition is false".into()),
-            Err(e) => deny_eval(desc::CONDITION_DENIED, rule(), e),
+            Err(e) => deny_eval(desc::CONDITION_DENIED, rule(), e.to_string()),
         };
         Err(match (&cond.message, self.expose_messages) {
             (Some(m), true) => err.operator_message(m),
@@ -197,7 +197,7 @@ impl Mapping {
                 deny_eval(
                     desc::MAPPING_FAILED,
                     format!("{}.mapping.groups", self.path),
-                    e,
+                    e.to_string(),
                 )
             })?;
         note(trace, || format!("mapping groups → {groups:?}"));
@@ -267,7 +267,7 @@ impl Mapping {
         // 2. The subject: a non-empty string of bounded length.
         let rule = || format!("{}.mapping.subject", self.path);
         let subject = string(&self.subject, &mut ctx)
-            .map_err(|e| deny_eval(desc::MAPPING_FAILED, rule(), e))?;
+            .map_err(|e| deny_eval(desc::MAPPING_FAILED, rule(), e.to_string()))?;
         if subject.len() > MAX_SUBJECT_LEN {
             return Err(deny(
                 desc::MAPPING_FAILED,
@@ -290,7 +290,7 @@ impl Mapping {
                 deny_eval(
                     desc::MAPPING_FAILED,
                     format!("{}.mapping.attribute.{name}", self.path),
-                    err,
+                    err.to_string(),
                 )
             })?;
             note(&mut trace, || {

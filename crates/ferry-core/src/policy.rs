@@ -12,7 +12,7 @@ use cel::Value;
 use cel::objects::{Key, Map as CelMap};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
-use crate::expr::{Cel, Expr, Vars, string_list, string_map};
+use crate::expr::{Cel, Expr, ExprError, Vars, string_list, string_map};
 use crate::mapping::Principal;
 
 /// Variables an access rule may use.
@@ -372,7 +372,7 @@ impl Vars for View<'_> {
 fn first_true_rule<'a>(
     aud: &'a Audience,
     target: &str,
-    mut eval: impl FnMut(&Expr) -> Result<bool, String>,
+    mut eval: impl FnMut(&Expr) -> Result<bool, ExprError>,
     trace: &mut Option<&mut Vec<String>>,
 ) -> Result<&'a Rule, Option<String>> {
     let mut last_error = None;

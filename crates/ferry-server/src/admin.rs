@@ -4,7 +4,7 @@
 //! the socket's life ([`guard`]). Every admin request is an audit event.
 
 mod guard;
-pub use guard::AdminAuth;
+pub use guard::{AdminAuth, OffLoopback};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,6 +43,29 @@ pub fn router(state: AppState, auth: AdminAuth) -> Router {
         .with_state(state)
 }
 
+/// Why the admin listener could not be bound or served.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The socket could not be bound (or taken from the service manager).
+    #[error("binding the admin listener {listen}: {source}")]
+    Bind {
+        /// `admin.listen`, or that it is off for an inherited socket.
+        listen: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The bound address could not be read back.
+    #[error("{0}")]
+    Address(#[source] std::io::Error),
+    /// Bound off loopback without TLS and bearer tokens.
+    #[error(transparent)]
+    OffLoopback(#[from] guard::OffLoopback),
+    /// The admin certificate and key do not load.
+    #[error("admin TLS: {0}")]
+    Tls(#[source] crate::tls::TlsError),
+}
+
 /// The admin listener's socket: bound, its authentication decided from the address
 /// really bound (not the configured name), not yet serving.
 #[derive(Debug)]
@@ -61,7 +84,7 @@ impl AdminSocket {
     pub async fn bind(
         admin: &Admin,
         inherited: Option<std::net::TcpListener>,
-    ) -> Result<Option<Self>, String> {
+    ) -> Result<Option<Self>, AdminError> {
         let listen = match (&admin.listen, &inherited) {
             (Some(listen), _) => listen.as_str(),
             (None, Some(_)) => "admin.listen (off)",
@@ -69,8 +92,11 @@ impl AdminSocket {
         };
         let tcp = crate::listener::activation::bind_or_inherit(listen, inherited)
             .await
-            .map_err(|e| format!("binding the admin listener {listen}: {e}"))?;
-        let addr = tcp.local_addr().map_err(|e| e.to_string())?;
+            .map_err(|source| AdminError::Bind {
+                listen: listen.to_owned(),
+                source,
+            })?;
+        let addr = tcp.local_addr().map_err(AdminError::Address)?;
         let auth = AdminAuth::at_bind(admin, addr)?;
         Ok(Some(Self {
             tcp,
@@ -83,12 +109,10 @@ impl AdminSocket {
     /// Serves the admin router on the socket, in the background, through the same
     /// listener as the public one (header and idle deadlines, per-source cap). It has
     /// no graceful shutdown: it ends with the process.
-    pub fn serve(self, state: AppState) -> Result<(), String> {
+    pub fn serve(self, state: AppState) -> Result<(), AdminError> {
         let app = router(state.clone(), self.auth);
         let tls = match &self.admin.tls {
-            Some(t) => {
-                Some(acceptor(&t.cert_file, &t.key_file).map_err(|e| format!("admin TLS: {e}"))?)
-            }
+            Some(t) => Some(acceptor(&t.cert_file, &t.key_file).map_err(AdminError::Tls)?),
             None => None,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };

@@ -155,7 +155,7 @@ impl Lifecycle {
     }
 
     /// Records a probe's outcome; logs when the state changes (not at every probe).
-    pub fn record_probe(&self, result: Result<(), String>) {
+    pub fn record_probe(&self, result: Result<(), ProbeError>) {
         let mut last = self
             .probe_error
             .lock()
@@ -167,6 +167,7 @@ impl Lifecycle {
                 }
             }
             Err(e) => {
+                let e = e.to_string();
                 self.probe_failures.fetch_add(1, Ordering::Relaxed);
                 if last.as_deref() != Some(e.as_str()) {
                     tracing::error!(error = %e, "data directory not writable: revocations and key-ring changes cannot be persisted; readiness fails until it is");
@@ -189,8 +190,30 @@ impl Lifecycle {
     }
 }
 
+/// Why the data directory's write probe failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// Creating, writing, syncing or removing the probe file failed.
+    #[error("write probe in {}: {source}", dir.display())]
+    Io {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The probe did not finish in time (a hung disk).
+    #[error("write probe in {} did not finish within {seconds} s", dir.display())]
+    Stuck {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// The bound.
+        seconds: u64,
+    },
+}
+
 /// Creates, writes, syncs and removes [`PROBE_FILE`] in `dir` (blocking file I/O).
-pub fn probe(dir: &Path) -> Result<(), String> {
+pub fn probe(dir: &Path) -> Result<(), ProbeError> {
     let path = dir.join(PROBE_FILE);
     let attempt = || -> std::io::Result<()> {
         let mut options = std::fs::OpenOptions::new();
@@ -206,7 +229,10 @@ pub fn probe(dir: &Path) -> Result<(), String> {
     attempt().map_err(|e| {
         // A probe that failed half-way (a full disk) leaves no file behind.
         let _ = std::fs::remove_file(&path);
-        format!("write probe in {}: {e}", dir.display())
+        ProbeError::Io {
+            dir: dir.to_owned(),
+            source: e,
+        }
     })
 }
 

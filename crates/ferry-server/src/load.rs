@@ -18,7 +18,7 @@ use ferry_verify::time::MonoTime;
 use ferry_verify::{CacheSettings, KeySource, Rules, StaticKeys};
 use serde_json::json;
 
-pub use crate::secrets::{read_kek_list, read_secret};
+pub use crate::secrets::{SecretError, read_kek_list, read_secret};
 
 use crate::accounts::Accounts;
 use crate::audit::AuditSink;
@@ -213,16 +213,52 @@ fn writer_name() -> String {
     format!("{host}:{}", std::process::id())
 }
 
+/// Why the signing key ring could not be opened (or its facts recorded).
+#[derive(Debug, thiserror::Error)]
+pub enum KeySetupError {
+    /// A configured secret (a key-encryption key, the PIN, a connection string) could not
+    /// be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// No key-encryption key, and plaintext keys were not allowed.
+    #[error(
+        "no key-encryption key: set {} (create one with `ferry keys new-kek`), configure \
+         signing.key_encryption_keys, or set signing.insecure_plaintext_keys: true for development",
+        ferry_core::config::DEFAULT_KEK_ENV
+    )]
+    NoKek,
+    /// A secret's environment variable is not set; the message names the field.
+    #[error("{0}")]
+    Unset(&'static str),
+    /// The HSM could not be opened.
+    #[error("{0}")]
+    Hsm(#[source] ferry_keys::KeyError),
+    /// The PostgreSQL key store could not be opened.
+    #[error("key store: {0}")]
+    PgStore(#[source] ferry_keys::KeyError),
+    /// The key directory could not be opened.
+    #[error("key store {}: {source}", dir.display())]
+    LocalStore {
+        /// `signing.keys_dir`.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: ferry_keys::KeyError,
+    },
+    /// The ring could not be read or initialised.
+    #[error("{0}")]
+    Ring(#[source] ferry_keys::KeyError),
+    /// `tokens.max_ttl` could not be recorded beside the ring.
+    #[error("recording tokens.max_ttl beside the key ring: {0}")]
+    RecordTtl(#[source] ferry_keys::KeyError),
+}
+
 /// Reads the configured key-encryption keys, in order (the first seals new keys).
-pub fn read_keks(config: &Config) -> Result<Keks, String> {
+pub fn read_keks(config: &Config) -> Result<Keks, KeySetupError> {
     let s = &config.signing;
     let keks = read_kek_list(s)?;
     if keks.is_empty() && !s.insecure_plaintext_keys {
-        return Err(format!(
-            "no key-encryption key: set {} (create one with `ferry keys new-kek`), configure \
-             signing.key_encryption_keys, or set signing.insecure_plaintext_keys: true for development",
-            ferry_core::config::DEFAULT_KEK_ENV
-        ));
+        return Err(KeySetupError::NoKek);
     }
     Ok(Keks::new(keks))
 }
@@ -254,16 +290,17 @@ pub fn warn_kek_order(keys: &KeyManager, config: &Config) {
 
 /// Opens the signing key ring: reads the key-encryption keys (or opens the HSM), opens
 /// the store, and initialises the ring at `now` if it is empty.
-pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
+pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, KeySetupError> {
     let s = &config.signing;
     let alg = SigningAlg::from(s.algorithm);
     let backend = match &s.hsm {
         Some(h) => {
-            let pin = read_secret(&h.pin)?
-                .ok_or("signing.hsm.pin: the PIN's environment variable is not set")?;
+            let pin = read_secret(&h.pin)?.ok_or(KeySetupError::Unset(
+                "signing.hsm.pin: the PIN's environment variable is not set",
+            ))?;
             Backend::Pkcs11(
                 ferry_keys::pkcs11::Hsm::open(&h.module, &h.token_label, pin)
-                    .map_err(|e| e.to_string())?,
+                    .map_err(KeySetupError::Hsm)?,
             )
         }
         None => Backend::Software {
@@ -271,32 +308,35 @@ pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
             plaintext: s.insecure_plaintext_keys,
         },
     };
-    let store: Arc<dyn KeyStore> = match &s.postgres {
-        Some(pg) => {
-            let url = read_secret(&pg.url)?.ok_or(
-                "signing.postgres.url: the connection string's environment variable is not set",
-            )?;
-            Arc::new(
-                PgStore::open(
-                    &url,
-                    Duration::from_millis(pg.timeout_ms),
-                    pg.ca_file.as_deref(),
+    let store: Arc<dyn KeyStore> =
+        match &s.postgres {
+            Some(pg) => {
+                let url = read_secret(&pg.url)?.ok_or(KeySetupError::Unset(
+                    "signing.postgres.url: the connection string's environment variable is not set",
+                ))?;
+                Arc::new(
+                    PgStore::open(
+                        &url,
+                        Duration::from_millis(pg.timeout_ms),
+                        pg.ca_file.as_deref(),
+                    )
+                    .map_err(KeySetupError::PgStore)?,
                 )
-                .map_err(|e| format!("key store: {e}"))?,
-            )
-        }
-        None => Arc::new(
-            LocalStore::open(&s.keys_dir)
-                .map_err(|e| format!("key store {}: {e}", s.keys_dir.display()))?,
-        ),
-    };
+            }
+            None => Arc::new(LocalStore::open(&s.keys_dir).map_err(|source| {
+                KeySetupError::LocalStore {
+                    dir: s.keys_dir.clone(),
+                    source,
+                }
+            })?),
+        };
     let cfg = ManagerConfig {
         alg,
         policy: ring_policy(config),
         backend,
         writer: writer_name(),
     };
-    let keys = KeyManager::open(store, cfg, now).map_err(|e| e.to_string())?;
+    let keys = KeyManager::open(store, cfg, now).map_err(KeySetupError::Ring)?;
     record_max_ttl(&keys, config)?;
     Ok(keys)
 }
@@ -304,10 +344,10 @@ pub fn open_keys(config: &Config, now: i64) -> Result<KeyManager, String> {
 /// Records `tokens.max_ttl` beside the key ring before any token is issued under it
 /// (see `StoredRing::max_issued_ttl`): lowering the limit later never makes a token
 /// issued under the longer one unrevocable.
-pub fn record_max_ttl(keys: &KeyManager, config: &Config) -> Result<(), String> {
+pub fn record_max_ttl(keys: &KeyManager, config: &Config) -> Result<(), KeySetupError> {
     let ttl = i64::try_from(config.lifetimes.max_ttl).unwrap_or(i64::MAX);
     keys.record_issued_ttl(ttl)
-        .map_err(|e| format!("recording tokens.max_ttl beside the key ring: {e}"))
+        .map_err(KeySetupError::RecordTtl)
 }
 
 /// RFC 8414 §2 metadata. Ferry is not an OpenID Provider: the OpenID path serves the

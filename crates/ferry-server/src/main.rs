@@ -226,7 +226,7 @@ async fn serve(
     // Bound now: its authentication is decided from the address really bound, for good.
     let admin_socket = ferry_server::admin::AdminSocket::bind(&admin, inherited.admin)
         .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+        .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     let accounts = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let state = build_state(
@@ -249,7 +249,7 @@ async fn serve(
     if let Some(socket) = admin_socket {
         socket
             .serve(state.clone())
-            .map_err(|e| anyhow::anyhow!(e))?;
+            .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     }
 
     serve_public(state, tcp, tls.as_ref(), &limits).await?;

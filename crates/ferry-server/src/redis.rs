@@ -9,6 +9,41 @@ use std::time::Duration;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, Value};
 
+/// Why a Redis call failed. The password never appears in it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RedisError {
+    /// `replay.redis.addr` has no `:port`.
+    #[error("no port in the address")]
+    NoPort,
+    /// The port of `replay.redis.addr` is not a number.
+    #[error("bad port in the address")]
+    BadPort,
+    /// The address is refused by the client.
+    #[error("address: {0}")]
+    Address(String),
+    /// The client could not be made.
+    #[error("client: {0}")]
+    Client(String),
+    /// The connection manager could not be made.
+    #[error("connect: {0}")]
+    Connect(String),
+    /// The command failed (connection, I/O, or an error the crate reports).
+    #[error("{0}")]
+    Command(String),
+    /// No answer within `replay.redis.timeout`.
+    #[error("timed out")]
+    TimedOut,
+    /// Redis answered with an error reply.
+    #[error("Redis refused the command")]
+    Refused,
+    /// A reply type Ferry never asks for.
+    #[error("unsupported reply type")]
+    UnsupportedReply,
+    /// A reply of a known type but not the shape the caller expects.
+    #[error("{0}")]
+    Unexpected(&'static str),
+}
+
 /// A reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reply {
@@ -41,7 +76,7 @@ impl Reply {
 
     /// The crate's value as a reply; an error reply (or a RESP3-only type Ferry never
     /// asks for) is an error.
-    fn from_value(v: Value) -> Result<Self, String> {
+    fn from_value(v: Value) -> Result<Self, RedisError> {
         Ok(match v {
             Value::Nil => Reply::Bulk(None),
             Value::Int(n) => Reply::Int(n),
@@ -54,8 +89,8 @@ impl Reply {
                     .map(Self::from_value)
                     .collect::<Result<_, _>>()?,
             )),
-            Value::ServerError(_) => return Err("Redis refused the command".into()),
-            _ => return Err("unsupported reply type".into()),
+            Value::ServerError(_) => return Err(RedisError::Refused),
+            _ => return Err(RedisError::UnsupportedReply),
         })
     }
 }
@@ -87,7 +122,7 @@ impl Redis {
 
     /// The connection manager, made on first use (it needs the runtime) and connecting
     /// lazily: a Redis that is down at start fails calls, not the start.
-    async fn manager(&self) -> Result<ConnectionManager, String> {
+    async fn manager(&self) -> Result<ConnectionManager, RedisError> {
         self.manager
             .get_or_try_init(|| async {
                 let (host, port) = split_addr(&self.config.addr)?;
@@ -99,9 +134,9 @@ impl Redis {
                 }
                 let info = ConnectionAddr::Tcp(host, port)
                     .into_connection_info()
-                    .map_err(|e| format!("address: {e}"))?
+                    .map_err(|e| RedisError::Address(e.to_string()))?
                     .set_redis_settings(redis);
-                let client = Client::open(info).map_err(|e| format!("client: {e}"))?;
+                let client = Client::open(info).map_err(|e| RedisError::Client(e.to_string()))?;
                 // Reconnection is retried briefly: a caller waits at most the timeout,
                 // and the next call starts a new attempt.
                 let config = ConnectionManagerConfig::new()
@@ -112,7 +147,7 @@ impl Redis {
                     .set_max_delay(Duration::from_millis(200));
                 client
                     .get_connection_manager_lazy(config)
-                    .map_err(|e| format!("connect: {e}"))
+                    .map_err(|e| RedisError::Connect(e.to_string()))
             })
             .await
             .cloned()
@@ -122,7 +157,7 @@ impl Redis {
     /// when the first attempt lost its connection. Had a lost command run before the
     /// retry, the retry sees its effect: replay writes then refuse the id, a failure on
     /// the safe side.
-    async fn run<T, F, Fut>(&self, op: F) -> Result<T, String>
+    async fn run<T, F, Fut>(&self, op: F) -> Result<T, RedisError>
     where
         F: Fn(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
@@ -136,18 +171,20 @@ impl Redis {
                         || e.is_connection_dropped()
                         || e.is_unrecoverable_error() =>
                 {
-                    op(manager).await.map_err(|e| e.to_string())
+                    op(manager)
+                        .await
+                        .map_err(|e| RedisError::Command(e.to_string()))
                 }
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(RedisError::Command(e.to_string())),
             }
         };
         tokio::time::timeout(self.timeout(), attempt)
             .await
-            .map_err(|_| "timed out".to_owned())?
+            .map_err(|_| RedisError::TimedOut)?
     }
 
     /// One command, within the timeout. An error reply is an error.
-    pub async fn call(&self, args: &[&[u8]]) -> Result<Reply, String> {
+    pub async fn call(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
         let mut cmd = redis::Cmd::new();
         for a in args {
             cmd.arg(*a);
@@ -165,7 +202,7 @@ impl Redis {
         script: &redis::Script,
         keys: &[&str],
         args: &[&[u8]],
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, RedisError> {
         let mut invocation = script.prepare_invoke();
         for k in keys {
             invocation.key(*k);
@@ -182,9 +219,9 @@ impl Redis {
 }
 
 /// `host:port` (IPv6 in brackets) as its parts.
-fn split_addr(addr: &str) -> Result<(String, u16), String> {
-    let (host, port) = addr.rsplit_once(':').ok_or("no port in the address")?;
-    let port = port.parse().map_err(|_| "bad port in the address")?;
+fn split_addr(addr: &str) -> Result<(String, u16), RedisError> {
+    let (host, port) = addr.rsplit_once(':').ok_or(RedisError::NoPort)?;
+    let port = port.parse().map_err(|_| RedisError::BadPort)?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Ok((host.to_owned(), port))
 }
@@ -197,7 +234,11 @@ mod tests {
     fn addresses_split_into_host_and_port() {
         assert_eq!(split_addr("10.0.0.5:6380"), Ok(("10.0.0.5".into(), 6380)));
         assert_eq!(split_addr("[::1]:6379"), Ok(("::1".into(), 6379)));
-        assert!(split_addr("localhost").is_err());
+        assert_eq!(split_addr("localhost"), Err(RedisError::NoPort));
+        assert_eq!(
+            split_addr("localhost:x").unwrap_err().to_string(),
+            "bad port in the address"
+        );
     }
 
     #[test]
@@ -210,6 +251,9 @@ mod tests {
             Reply::from_value(Value::Okay),
             Ok(Reply::Simple(b"OK".to_vec()))
         );
-        assert!(Reply::from_value(Value::Double(1.0)).is_err());
+        assert_eq!(
+            Reply::from_value(Value::Double(1.0)),
+            Err(RedisError::UnsupportedReply)
+        );
     }
 }

@@ -76,11 +76,10 @@ fn probe_data_dir(state: &AppState) {
                 Ok(Ok(result)) => lifecycle.record_probe(result),
                 Ok(Err(e)) => tracing::error!(error = %e, "data directory probe task failed"),
                 Err(_) => {
-                    lifecycle.record_probe(Err(format!(
-                        "write probe in {} did not finish within {} s",
-                        dir.display(),
-                        every.as_secs()
-                    )));
+                    lifecycle.record_probe(Err(crate::lifecycle::ProbeError::Stuck {
+                        dir: dir.clone(),
+                        seconds: every.as_secs(),
+                    }));
                     stuck = Some(probe);
                 }
             }
@@ -88,23 +87,41 @@ fn probe_data_dir(state: &AppState) {
     });
 }
 
+/// Why a reload was refused (the previous configuration stays in force).
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not read, parse or validate, or a provider's keys do not load.
+    #[error(transparent)]
+    Config(#[from] ferry_core::config::ConfigErrors),
+    /// The admin listener's settings changed: they need a restart.
+    #[error(
+        "admin settings changed (admin.listen, admin.tls, admin.bearer_token_hashes_file or \
+         --admin-listen): they take effect at the next restart; nothing of this file was applied"
+    )]
+    AdminChanged,
+    /// The key-encryption keys could not be read, or `tokens.max_ttl` recorded.
+    #[error(transparent)]
+    Keys(#[from] crate::load::KeySetupError),
+}
+
 /// Reloads the configuration from `source` (the file, with the command line's overrides
 /// applied again): fully validated, then swapped atomically; on any error the old
 /// configuration stays and the error is logged and counted. Remote key caches of
 /// unchanged providers are kept warm.
-pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> Result<(), String> {
+pub fn reload(
+    state: &AppState,
+    source: &ConfigSource,
+    stats: &ReloadStats,
+) -> Result<(), ReloadError> {
     let path = &source.path;
     let result = (|| {
-        let config = source.read().map_err(|e| e.to_string())?;
+        let config = source.read()?;
         let current = state.loaded();
         // The admin listener's authentication was decided when its socket was bound; a
         // file that changes it (turns the listener off, moves it to loopback, drops its
         // tokens) must not half-apply: the whole reload is refused until a restart.
         if config.admin != current.config.admin {
-            return Err("admin settings changed (admin.listen, admin.tls, \
-                 admin.bearer_token_hashes_file or --admin-listen): they take effect at the next \
-                 restart; nothing of this file was applied"
-                .to_owned());
+            return Err(ReloadError::AdminChanged);
         }
         if config.revocation != current.config.revocation {
             tracing::warn!("revocation settings changed: they take effect at the next restart");
@@ -124,19 +141,17 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
             &empty
         };
         let (providers, warnings) =
-            load_providers_reusing(&config, Arc::new(SystemMono::default()), previous)
-                .map_err(|e| e.to_string())?;
+            load_providers_reusing(&config, Arc::new(SystemMono::default()), previous)?;
         for w in config.warnings.iter().chain(&warnings) {
             tracing::warn!("{w}");
         }
-        let accounts = crate::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
-            .map_err(|e| e.to_string())?;
+        let accounts = crate::accounts::load_accounts(&config, Arc::new(SystemMono::default()))?;
         // A longer `tokens.max_ttl` is recorded before any token is issued under it.
         crate::load::record_max_ttl(&state.keys, &config)?;
         // Last before the swap: a refused reload changes nothing, KEKs included.
         reload_keks(state, &config)?;
         state.swap(loaded(config, providers, accounts));
-        Ok::<(), String>(())
+        Ok::<(), ReloadError>(())
     })();
     match &result {
         Ok(()) => {
@@ -155,7 +170,10 @@ pub fn reload(state: &AppState, source: &ConfigSource, stats: &ReloadStats) -> R
 /// Reads the key-encryption keys again (a KEK added for a rollout): when they changed,
 /// the key manager takes them, so a replica that could not unseal the active key signs
 /// again without a restart.
-fn reload_keks(state: &AppState, config: &ferry_core::config::Config) -> Result<(), String> {
+fn reload_keks(
+    state: &AppState,
+    config: &ferry_core::config::Config,
+) -> Result<(), crate::load::KeySetupError> {
     if config.signing.hsm.is_some() {
         return Ok(());
     }

@@ -19,21 +19,64 @@ use tokio_rustls::TlsAcceptor;
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
 
-fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, String> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| format!("{}: {e}", cert.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate", cert.display()));
+/// Why a certificate and key do not load, or TLS cannot be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file cannot be read or parsed.
+    #[error("{}: {source}", path.display())]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls_pki_types::pem::Error,
+    },
+    /// The certificate file holds no certificate.
+    #[error("{}: no certificate", path.display())]
+    NoCertificate {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The private key is not one the provider can sign with.
+    #[error("{}: {source}", path.display())]
+    Key {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: rustls::Error,
+    },
+    /// The server configuration cannot be built.
+    #[error("{0}")]
+    Config(#[source] rustls::Error),
+}
+
+fn pem_error(path: &Path) -> impl Fn(rustls_pki_types::pem::Error) -> TlsError + '_ {
+    move |source| TlsError::Pem {
+        path: path.to_owned(),
+        source,
     }
-    let key_der =
-        PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
+}
+
+fn load(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(pem_error(cert))?
+        .collect::<Result<_, _>>()
+        .map_err(pem_error(cert))?;
+    if chain.is_empty() {
+        return Err(TlsError::NoCertificate {
+            path: cert.to_owned(),
+        });
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(pem_error(key))?;
     let provider = rustls::crypto::aws_lc_rs::default_provider();
     let signing = provider
         .key_provider
         .load_private_key(key_der)
-        .map_err(|e| format!("{}: {e}", key.display()))?;
+        .map_err(|source| TlsError::Key {
+            path: key.to_owned(),
+            source,
+        })?;
     Ok(Arc::new(CertifiedKey::new(chain, signing)))
 }
 
@@ -56,7 +99,7 @@ pub struct ReloadingCert {
 
 impl ReloadingCert {
     /// Loads the pair; an unreadable pair is an error at start.
-    pub fn open(cert: &Path, key: &Path) -> Result<Arc<Self>, String> {
+    pub fn open(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
         let ck = load(cert, key)?;
         Ok(Arc::new(Self {
             current: RwLock::new(ck),
@@ -118,12 +161,12 @@ impl ResolvesServerCert for ReloadingCert {
 }
 
 /// A TLS server configuration for a reloading certificate.
-pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>, String> {
+pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>, TlsError> {
     let mut cfg = ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
+    .map_err(TlsError::Config)?
     .with_no_client_auth()
     .with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -131,7 +174,7 @@ pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>, Stri
 }
 
 /// A TLS acceptor for a certificate and key that are reloaded when their files change.
-pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, String> {
+pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let cert = ReloadingCert::open(cert, key)?;
     cert.watch();
     Ok(TlsAcceptor::from(server_config(cert)?))

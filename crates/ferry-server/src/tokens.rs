@@ -10,7 +10,7 @@ use ferry_token::AccessClaims;
 use ferry_verify::{Algorithm, Rules};
 use serde_json::{Map, Value, json};
 
-use crate::revocation::{Facts, HandleError, Rule, RuleKind};
+use crate::revocation::{Facts, HandleError, Rule, RuleKind, StoreError};
 use crate::state::AppState;
 use crate::{fingerprint, random_id};
 
@@ -24,13 +24,13 @@ pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
 pub const REVOCATIONS_TTL: i64 = 300;
 
 /// The revocation state (or the reference-token store) cannot be reached: 503.
-pub(crate) fn unavailable(detail: impl Into<String>) -> OAuthError {
+pub(crate) fn unavailable(detail: impl std::fmt::Display) -> OAuthError {
     OAuthError::new(
         ErrorCode::TemporarilyUnavailable,
         Step::Verify,
         desc::REVOCATION_UNAVAILABLE,
     )
-    .detail(detail)
+    .detail(detail.to_string())
 }
 
 /// Turns an issued JWT into a reference token when one was asked for: the response
@@ -97,7 +97,11 @@ pub struct Issued {
 /// Resolves `token`; `Ok(None)` for anything that is not a live token Ferry issued
 /// (expired, foreign, malformed, unknown handle). `Err` only when the shared state
 /// cannot be reached.
-pub async fn resolve(state: &AppState, token: &str, now: i64) -> Result<Option<Issued>, String> {
+pub async fn resolve(
+    state: &AppState,
+    token: &str,
+    now: i64,
+) -> Result<Option<Issued>, StoreError> {
     let (jwt, reference) = match token.strip_prefix(HANDLE_PREFIX) {
         Some(_) => match state
             .revocations
@@ -155,12 +159,16 @@ pub fn longest_lifetime(state: &AppState, config: &ferry_core::config::Config) -
 }
 
 /// Whether a verified token has been revoked.
-pub async fn is_revoked(state: &AppState, claims: &AccessClaims, now: i64) -> Result<bool, String> {
+pub async fn is_revoked(
+    state: &AppState,
+    claims: &AccessClaims,
+    now: i64,
+) -> Result<bool, StoreError> {
     state.revocations.is_revoked(&Facts::of(claims), now).await
 }
 
 /// Revokes a resolved token until its `exp`.
-pub async fn revoke(state: &AppState, issued: &Issued, now: i64) -> Result<(), String> {
+pub async fn revoke(state: &AppState, issued: &Issued, now: i64) -> Result<(), StoreError> {
     let c = &issued.profile;
     state.revocations.revoke_jti(&c.jti, c.exp, now).await
 }
@@ -171,7 +179,7 @@ pub async fn revoke_all(
     kind: RuleKind,
     value: &str,
     now: i64,
-) -> Result<Rule, String> {
+) -> Result<Rule, StoreError> {
     let rule = Rule {
         kind,
         value: value.to_owned(),

@@ -20,6 +20,6 @@ pub(super) fn compile(
     vars: &[&str],
 ) -> Option<Expr> {
     cel.compile_shared(src, vars)
-        .map_err(|e| errs.push(path, e))
+        .map_err(|e| errs.push(path, e.to_string()))
         .ok()
 }

@@ -17,11 +17,13 @@ use cel::extractors::This;
 use cel::objects::{Key, Map};
 use cel::{Context, Env, ExecutionError, Program, Value};
 
+mod error;
 mod fast;
 mod regexes;
 mod scan;
 mod shape;
 
+pub use error::ExprError;
 pub use fast::Vars;
 use regexes::Regexes;
 pub use scan::ClaimUse;
@@ -93,7 +95,7 @@ impl Cel {
 
     /// Compiles `source`, allowing only the free variables in `allowed`. Literal regex
     /// patterns are compiled now, so an invalid one fails the configuration.
-    pub fn compile(&self, source: &str, allowed: &[&str]) -> Result<Expr, String> {
+    pub fn compile(&self, source: &str, allowed: &[&str]) -> Result<Expr, ExprError> {
         let mut e = Expr::compile_with(&self.env, source, allowed)?;
         for pattern in &e.regexes {
             self.regexes.get(pattern)?;
@@ -107,7 +109,7 @@ impl Cel {
     /// compiled before by this runtime is shared rather than compiled again. Not for
     /// expressions that arrive with requests (downscoping conditions): the map of
     /// shared expressions would grow with them.
-    pub fn compile_shared(&self, source: &str, allowed: &[&str]) -> Result<Expr, String> {
+    pub fn compile_shared(&self, source: &str, allowed: &[&str]) -> Result<Expr, ExprError> {
         let key = (allowed.join(","), source.to_owned());
         if let Some(e) = self.cache().get(&key) {
             return Ok(e.clone());
@@ -177,20 +179,17 @@ impl std::fmt::Debug for Expr {
 
 impl Expr {
     /// Compiles `source` for a default runtime; see [`Cel::compile`].
-    pub fn compile(source: &str, allowed: &[&str]) -> Result<Self, String> {
+    pub fn compile(source: &str, allowed: &[&str]) -> Result<Self, ExprError> {
         Cel::new().compile(source, allowed)
     }
 
-    fn compile_with(env: &Env, source: &str, allowed: &[&str]) -> Result<Self, String> {
+    fn compile_with(env: &Env, source: &str, allowed: &[&str]) -> Result<Self, ExprError> {
         if source.len() > MAX_EXPRESSION_LEN {
-            return Err(format!("expression longer than {MAX_EXPRESSION_LEN} bytes"));
+            return Err(ExprError::TooLong);
         }
         let program = env.compile(source).map_err(|e| {
             let msg = e.to_string();
-            format!(
-                "does not compile: {}",
-                msg.lines().next().unwrap_or("syntax error")
-            )
+            ExprError::Syntax(msg.lines().next().unwrap_or("syntax error").to_owned())
         })?;
         let mut free = BTreeSet::new();
         let mut claims = ClaimUse::None;
@@ -203,10 +202,10 @@ impl Expr {
         let mut regexes = Vec::new();
         literal_regexes(program.expression(), &mut regexes);
         if let Some(unknown) = free.iter().find(|v| !allowed.contains(&v.as_str())) {
-            return Err(format!(
-                "unknown variable '{unknown}' (available: {})",
-                allowed.join(", ")
-            ));
+            return Err(ExprError::UnknownVariable {
+                name: unknown.clone(),
+                available: allowed.join(", "),
+            });
         }
         Ok(Self {
             source: source.into(),
@@ -253,49 +252,53 @@ impl Expr {
     }
 
     /// Evaluates the expression.
-    pub fn eval(&self, ctx: &Context<'_, '_>) -> Result<Value, String> {
-        self.program.execute(ctx).map_err(|e| e.to_string())
+    pub fn eval(&self, ctx: &Context<'_, '_>) -> Result<Value, ExprError> {
+        Ok(self.program.execute(ctx)?)
     }
 
     /// Evaluates to a boolean; any other type is an error.
-    pub fn eval_bool(&self, ctx: &Context<'_, '_>) -> Result<bool, String> {
+    pub fn eval_bool(&self, ctx: &Context<'_, '_>) -> Result<bool, ExprError> {
         if let Some(b) = self.eval_bool_fast(ctx) {
             return Ok(b);
         }
         match self.eval(ctx)? {
             Value::Bool(b) => Ok(b),
-            other => Err(format!("expected a bool, got {}", other.type_of())),
+            other => Err(wrong_type("a bool", &other)),
         }
     }
 
     /// Evaluates to a string; any other type (or an empty string) is an error, so a
     /// missing claim never silently becomes "".
-    pub fn eval_string(&self, ctx: &Context<'_, '_>) -> Result<String, String> {
+    pub fn eval_string(&self, ctx: &Context<'_, '_>) -> Result<String, ExprError> {
         if let Some(s) = self.eval_string_fast(ctx) {
             return Ok(s);
         }
         match self.eval(ctx)? {
             Value::String(s) if !s.is_empty() => Ok(s.to_string()),
-            Value::String(_) => Err("evaluated to an empty string".to_owned()),
-            other => Err(format!("expected a string, got {}", other.type_of())),
+            Value::String(_) => Err(ExprError::EmptyString),
+            other => Err(wrong_type("a string", &other)),
         }
     }
 
     /// Evaluates to a list of strings.
-    pub fn eval_string_list(&self, ctx: &Context<'_, '_>) -> Result<Vec<String>, String> {
+    pub fn eval_string_list(&self, ctx: &Context<'_, '_>) -> Result<Vec<String>, ExprError> {
         match self.eval(ctx)? {
             Value::List(items) => items
                 .iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s.to_string()),
-                    other => Err(format!(
-                        "expected a list of strings, found {}",
-                        other.type_of()
-                    )),
+                    other => Err(ExprError::NotAStringList(other.type_of().to_string())),
                 })
                 .collect(),
-            other => Err(format!("expected a list, got {}", other.type_of())),
+            other => Err(wrong_type("a list", &other)),
         }
+    }
+}
+
+fn wrong_type(expected: &'static str, got: &Value) -> ExprError {
+    ExprError::WrongType {
+        expected,
+        got: got.type_of().to_string(),
     }
 }
 

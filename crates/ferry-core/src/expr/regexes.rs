@@ -11,7 +11,7 @@ const MAX_DYNAMIC_REGEXES: usize = 256;
 pub(super) struct Regexes(RwLock<HashMap<String, Arc<regex::Regex>>>);
 
 impl Regexes {
-    pub(super) fn get(&self, pattern: &str) -> Result<Arc<regex::Regex>, String> {
+    pub(super) fn get(&self, pattern: &str) -> Result<Arc<regex::Regex>, super::ExprError> {
         if let Some(r) = self
             .0
             .read()
@@ -20,8 +20,7 @@ impl Regexes {
         {
             return Ok(r.clone());
         }
-        let compiled =
-            Arc::new(regex::Regex::new(pattern).map_err(|e| format!("invalid regex: {e}"))?);
+        let compiled = Arc::new(regex::Regex::new(pattern)?);
         let mut map = self
             .0
             .write()

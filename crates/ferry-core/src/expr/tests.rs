@@ -5,7 +5,10 @@ use super::*;
 fn unknown_variables_are_rejected_at_compile_time() {
     assert!(Expr::compile("assertion.sub", &["assertion"]).is_ok());
     let err = Expr::compile("assertin.sub", &["assertion"]).unwrap_err();
-    assert!(err.contains("unknown variable 'assertin'"), "{err}");
+    assert!(
+        err.to_string().contains("unknown variable 'assertin'"),
+        "{err}"
+    );
     // Comprehension variables are bound, not free.
     assert!(Expr::compile("assertion.groups.exists(g, g == 'a')", &["assertion"]).is_ok());
     assert!(Expr::compile("assertion.groups.exists(g, h == 'a')", &["assertion"]).is_err());
@@ -133,7 +136,7 @@ fn literal_regexes_are_checked_at_load() {
     let err = cel
         .compile("assertion.sub.matches('(bad')", &["assertion"])
         .unwrap_err();
-    assert!(err.contains("invalid regex"), "{err}");
+    assert!(err.to_string().contains("invalid regex"), "{err}");
 }
 
 #[test]
@@ -221,10 +224,10 @@ fn fast_path_agrees_with_cel() {
                         let by_cel = match e.eval(&ctx) {
                             Ok(Value::Bool(b)) => Ok(b),
                             Ok(other) => Err(format!("expected a bool, got {}", other.type_of())),
-                            Err(err) => Err(err),
+                            Err(err) => Err(err.to_string()),
                         };
                         assert_eq!(
-                            e.eval_bool(&ctx),
+                            e.eval_bool(&ctx).map_err(|e| e.to_string()),
                             by_cel,
                             "{source} {subject} {attrs:?} {c}"
                         );
@@ -283,9 +286,13 @@ fn fast_string_path_agrees_with_cel() {
                 Ok(Value::String(s)) if !s.is_empty() => Ok(s.to_string()),
                 Ok(Value::String(_)) => Err("evaluated to an empty string".to_owned()),
                 Ok(other) => Err(format!("expected a string, got {}", other.type_of())),
-                Err(err) => Err(err),
+                Err(err) => Err(err.to_string()),
             };
-            assert_eq!(e.eval_string(&ctx), by_cel, "{source} {c}");
+            assert_eq!(
+                e.eval_string(&ctx).map_err(|e| e.to_string()),
+                by_cel,
+                "{source} {c}"
+            );
             if let Some(s) = e.eval_string_fast(&ctx) {
                 assert_eq!(Ok(s), by_cel, "{source} {c}");
                 answered += 1;
@@ -339,5 +346,67 @@ fn identical_expressions_are_compiled_once() {
         cel.cache().len(),
         3,
         "only the configuration's expressions are kept"
+    );
+}
+
+/// The typed errors print the messages `ferry check`, `ferry explain` and audit details
+/// showed when they were strings.
+#[test]
+fn expression_errors_keep_their_messages() {
+    let long = "a".repeat(MAX_EXPRESSION_LEN + 1);
+    let cases: Vec<(Result<Expr, ExprError>, &str)> = vec![
+        (
+            Expr::compile(&long, &["a"]),
+            "expression longer than 4096 bytes",
+        ),
+        (
+            Expr::compile("assertin.sub", &["assertion", "client_id"]),
+            "unknown variable 'assertin' (available: assertion, client_id)",
+        ),
+        (Expr::compile("(", &["a"]), "does not compile: "),
+        (
+            Expr::compile("'x'.matches('(bad')", &[]),
+            "invalid regex: regex parse error",
+        ),
+    ];
+    for (result, prefix) in cases {
+        let msg = result.unwrap_err().to_string();
+        assert!(
+            msg.starts_with(prefix),
+            "{msg} does not start with {prefix}"
+        );
+    }
+    let cel = Cel::new();
+    let ctx = cel.context();
+    let eval = |src: &str| Expr::compile(src, &[]).unwrap();
+    assert_eq!(
+        eval("1").eval_bool(&ctx).unwrap_err().to_string(),
+        "expected a bool, got int"
+    );
+    assert_eq!(
+        eval("true").eval_string(&ctx).unwrap_err().to_string(),
+        "expected a string, got bool"
+    );
+    assert_eq!(
+        eval("''").eval_string(&ctx).unwrap_err().to_string(),
+        "evaluated to an empty string"
+    );
+    assert_eq!(
+        eval("'a'").eval_string_list(&ctx).unwrap_err().to_string(),
+        "expected a list, got string"
+    );
+    assert_eq!(
+        eval("['a', 1]")
+            .eval_string_list(&ctx)
+            .unwrap_err()
+            .to_string(),
+        "expected a list of strings, found int"
+    );
+    assert_eq!(
+        eval("{'a': 1}['b']")
+            .eval_bool(&ctx)
+            .unwrap_err()
+            .to_string(),
+        eval("{'a': 1}['b']").eval(&ctx).unwrap_err().to_string()
     );
 }

@@ -228,11 +228,19 @@ pub fn revoke(
     Ok(())
 }
 
+/// A ring that breaks invariant 1 (exactly one active key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{active} active keys")]
+pub struct InvariantError {
+    /// How many keys are active.
+    pub active: usize,
+}
+
 /// Checks invariant 1 for an initialised ring.
-pub fn check(keys: &[KeyMeta]) -> Result<(), String> {
+pub fn check(keys: &[KeyMeta]) -> Result<(), InvariantError> {
     let active = keys.iter().filter(|k| k.state == KeyState::Active).count();
     if active != 1 {
-        return Err(format!("{active} active keys"));
+        return Err(InvariantError { active });
     }
     Ok(())
 }

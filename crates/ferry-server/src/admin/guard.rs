@@ -41,16 +41,21 @@ pub struct AdminAuth {
     tokens: Option<PathBuf>,
 }
 
+/// An admin listener bound off loopback without TLS and bearer tokens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the admin listener is bound to {0}, off loopback: it requires admin.tls and admin.bearer_token_hashes_file"
+)]
+pub struct OffLoopback(pub SocketAddr);
+
 impl AdminAuth {
     /// The authentication of a listener configured with `admin` and bound to `bound`.
     /// Off loopback — judged by the address the socket is really bound to, not the
     /// configured name — TLS and bearer tokens are required.
-    pub fn at_bind(admin: &Admin, bound: SocketAddr) -> Result<Self, String> {
+    pub fn at_bind(admin: &Admin, bound: SocketAddr) -> Result<Self, OffLoopback> {
         let loopback = bound.ip().to_canonical().is_loopback();
         if !loopback && (admin.tls.is_none() || admin.bearer_token_hashes_file.is_none()) {
-            return Err(format!(
-                "the admin listener is bound to {bound}, off loopback: it requires admin.tls and admin.bearer_token_hashes_file"
-            ));
+            return Err(OffLoopback(bound));
         }
         Ok(Self {
             loopback,
@@ -347,7 +352,12 @@ mod tests {
         let lo: SocketAddr = "127.0.0.1:9090".parse().unwrap();
         let mapped: SocketAddr = "[::ffff:10.0.0.1]:9090".parse().unwrap();
         // The configured name said loopback; the bound address decides.
-        assert!(AdminAuth::at_bind(&admin(None, false), any).is_err());
+        assert_eq!(
+            AdminAuth::at_bind(&admin(None, false), any)
+                .unwrap_err()
+                .to_string(),
+            "the admin listener is bound to 0.0.0.0:9090, off loopback: it requires admin.tls and admin.bearer_token_hashes_file"
+        );
         assert!(AdminAuth::at_bind(&admin(Some(tls.clone()), false), any).is_err());
         assert!(AdminAuth::at_bind(&admin(None, true), mapped).is_err());
         let off = AdminAuth::at_bind(&admin(Some(tls.clone()), true), any).unwrap();

@@ -28,7 +28,7 @@ fn open_store(config: &Config) -> Result<Option<Arc<dyn KeyStore>>, String> {
     let s = &config.signing;
     match &s.postgres {
         Some(pg) => {
-            let Some(url) = read_secret(&pg.url)? else {
+            let Some(url) = read_secret(&pg.url).map_err(|e| e.to_string())? else {
                 return Err("the PostgreSQL connection string is not set here".into());
             };
             let store = PgStore::connect(
@@ -60,12 +60,12 @@ pub fn inspect(config: &Config) -> Vec<Finding> {
     };
     let keks = match read_keks(config) {
         Ok(k) => k,
-        Err(e) => return skipped(e),
+        Err(e) => return skipped(e.to_string()),
     };
     let store = match open_store(config) {
         Ok(Some(store)) => store,
         Ok(None) => return Vec::new(),
-        Err(e) => return skipped(e),
+        Err(e) => return skipped(e.to_string()),
     };
     let ring = match store.load() {
         Ok(r) => r,

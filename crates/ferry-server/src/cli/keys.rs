@@ -11,7 +11,7 @@ use crate::load::{open_keys, replica_max_age};
 
 /// `ferry keys list`: one line per key.
 pub fn list(config: &Config, now: i64) -> Result<String, String> {
-    let m = open_keys(config, now)?;
+    let m = open_keys(config, now).map_err(|e| e.to_string())?;
     let snap = m.snapshot();
     let sealed: std::collections::HashMap<String, Option<String>> = m
         .sealed_under()
@@ -51,7 +51,7 @@ pub fn list(config: &Config, now: i64) -> Result<String, String> {
 
 /// `ferry keys rotate`: orderly rotation respecting the publication margin.
 pub fn rotate(config: &Config, now: i64) -> Result<String, String> {
-    let m = open_keys(config, now)?;
+    let m = open_keys(config, now).map_err(|e| e.to_string())?;
     let kid = m.rotate(now).map_err(|e| e.to_string())?;
     Ok(format!(
         "rotated: {kid} now signs; the previous key stays published until its tokens expire"
@@ -60,7 +60,7 @@ pub fn rotate(config: &Config, now: i64) -> Result<String, String> {
 
 /// `ferry keys revoke KID [--force]`: emergency revocation.
 pub fn revoke(config: &Config, now: i64, kid: &str, force: bool) -> Result<String, String> {
-    let m = open_keys(config, now)?;
+    let m = open_keys(config, now).map_err(|e| e.to_string())?;
     m.revoke(kid, now, force).map_err(|e| e.to_string())?;
     Ok(format!(
         "revoked {kid}: it left /jwks; {} signs. Relying services that cached the old JWKS accept the \
@@ -72,7 +72,7 @@ pub fn revoke(config: &Config, now: i64, kid: &str, force: bool) -> Result<Strin
 
 /// `ferry keys export-public`: the JWKS relying services would fetch.
 pub fn export_public(config: &Config, now: i64) -> Result<String, String> {
-    let m = open_keys(config, now)?;
+    let m = open_keys(config, now).map_err(|e| e.to_string())?;
     let v: serde_json::Value =
         serde_json::from_str(&m.snapshot().jwks).map_err(|e| e.to_string())?;
     serde_json::to_string_pretty(&v).map_err(|e| e.to_string())
@@ -84,7 +84,7 @@ pub fn export_public(config: &Config, now: i64) -> Result<String, String> {
 /// no longer unseal the ring, so it would stop signing. A single node's directory keeps
 /// no heartbeats: nothing to check.
 pub fn rewrap(config: &Config, now: i64, force: bool) -> Result<String, String> {
-    let m = open_keys(config, now)?;
+    let m = open_keys(config, now).map_err(|e| e.to_string())?;
     let lacking = match (
         m.kek_ids().first(),
         m.live_replicas(replica_max_age(config)),

@@ -22,6 +22,36 @@ pub const RUNNING_FILE: &str = "replay.running";
 /// A saved state larger than this is not read (it holds at most the caches' capacity).
 const MAX_STATE_BYTES: u64 = 256 << 20;
 
+/// Why the replay state could not be loaded or saved.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    /// A file or directory of the data directory could not be written or removed.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The saved state could not be read.
+    #[error("{0}")]
+    Read(#[source] std::io::Error),
+    /// The saved state is larger than any the caches can hold.
+    #[error("too large")]
+    TooLarge,
+    /// The saved state does not parse, or the state does not encode.
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+}
+
+fn io_at(path: &Path) -> impl FnOnce(std::io::Error) -> PersistError + '_ {
+    move |source| PersistError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
 /// The in-process caches of a single node and their losses.
 #[derive(Debug)]
 pub struct Local {
@@ -55,14 +85,12 @@ pub enum Previous {
 impl Local {
     /// Loads what the previous process saved and marks this one running; after an
     /// unclean stop, records the loss at `now`.
-    pub fn open(&self, dir: &Path, now: i64) -> Result<Previous, String> {
+    pub fn open(&self, dir: &Path, now: i64) -> Result<Previous, PersistError> {
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
         std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-        builder
-            .create(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        builder.create(dir).map_err(io_at(dir))?;
         let running = dir.join(RUNNING_FILE);
         let state = dir.join(STATE_FILE);
         let was_running = running.exists();
@@ -97,7 +125,7 @@ impl Local {
         };
         write_private(&running, b"")?;
         if state.exists() {
-            std::fs::remove_file(&state).map_err(|e| format!("{}: {e}", state.display()))?;
+            std::fs::remove_file(&state).map_err(io_at(&state))?;
         }
         Ok(previous)
     }
@@ -105,7 +133,7 @@ impl Local {
     /// Saves the live entries and the latest loss, then removes the running mark. The
     /// caches are sealed first: a request still in flight can spend no id that the
     /// file would miss (it gets `503`).
-    pub fn save(&self, dir: &Path, now: i64) -> Result<usize, String> {
+    pub fn save(&self, dir: &Path, now: i64) -> Result<usize, PersistError> {
         let saved = Saved {
             saved_at: now,
             lost_at: self.losses.at(),
@@ -113,11 +141,11 @@ impl Local {
             proofs: self.proofs.seal(now),
         };
         let n = saved.assertions.len() + saved.proofs.len();
-        let body = serde_json::to_vec(&saved).map_err(|e| e.to_string())?;
+        let body = serde_json::to_vec(&saved)?;
         write_private(&dir.join(STATE_FILE), &body)?;
         let running = dir.join(RUNNING_FILE);
         if running.exists() {
-            std::fs::remove_file(&running).map_err(|e| format!("{}: {e}", running.display()))?;
+            std::fs::remove_file(&running).map_err(io_at(&running))?;
         }
         sync_dir(dir);
         Ok(n)
@@ -134,7 +162,11 @@ pub struct Saver {
 /// At start: loads the single node's saved replay state from `dir` and marks it
 /// running (nothing to do with Redis: `local` is `None`); the saver to call at a
 /// graceful stop, after the last request.
-pub fn start(local: Option<Arc<Local>>, dir: &Path, now: i64) -> Result<Option<Saver>, String> {
+pub fn start(
+    local: Option<Arc<Local>>,
+    dir: &Path,
+    now: i64,
+) -> Result<Option<Saver>, PersistError> {
     let Some(local) = local else {
         return Ok(None);
     };
@@ -156,25 +188,22 @@ impl Saver {
     }
 }
 
-fn read(path: &Path) -> Result<Option<Saved>, String> {
+fn read(path: &Path) -> Result<Option<Saved>, PersistError> {
     let meta = match std::fs::metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(PersistError::Read(e)),
     };
     if meta.len() > MAX_STATE_BYTES {
-        return Err("too large".into());
+        return Err(PersistError::TooLarge);
     }
-    let body = std::fs::read(path).map_err(|e| e.to_string())?;
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|e| e.to_string())
+    let body = std::fs::read(path).map_err(PersistError::Read)?;
+    Ok(Some(serde_json::from_slice(&body)?))
 }
 
 /// Writes `body` to `path` atomically, readable by Ferry's user only.
-fn write_private(path: &Path, body: &[u8]) -> Result<(), String> {
+fn write_private(path: &Path, body: &[u8]) -> Result<(), PersistError> {
     let tmp: PathBuf = path.with_extension("tmp");
-    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -188,7 +217,7 @@ fn write_private(path: &Path, body: &[u8]) -> Result<(), String> {
     if let Err(e) = written {
         // A write that failed half-way (a full disk) leaves no temporary file behind.
         let _ = std::fs::remove_file(&tmp);
-        return Err(fail(e));
+        return Err(io_at(path)(e));
     }
     if let Some(dir) = path.parent() {
         sync_dir(dir);
@@ -310,5 +339,24 @@ mod tests {
         let l = local();
         assert_eq!(l.open(dir.path(), 500).unwrap(), Previous::Unclean);
         assert_eq!(l.losses.at(), Some(501));
+    }
+
+    /// A state that cannot be written names the file (typed, same text as before); its
+    /// twin, a writable directory, saves.
+    #[test]
+    fn a_save_that_cannot_write_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = local();
+        assert_eq!(l.save(dir.path(), 500).unwrap(), 0);
+        let not_a_dir = dir.path().join("file");
+        std::fs::write(&not_a_dir, b"").unwrap();
+        let err = l.save(&not_a_dir, 500).unwrap_err();
+        assert!(matches!(err, PersistError::Io { .. }), "{err:?}");
+        let file = not_a_dir.join(STATE_FILE);
+        assert!(
+            err.to_string()
+                .starts_with(&format!("{}: ", file.display())),
+            "{err}"
+        );
     }
 }

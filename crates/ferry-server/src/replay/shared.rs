@@ -40,7 +40,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::model::{Consume, Losses, ReplayCache, ReplayError, Spend};
-use crate::redis::{Redis, Reply};
+use crate::redis::{Redis, RedisError, Reply};
 
 /// How far ahead of this replica's clock a marker's time may be (seconds); beyond, it
 /// counts as unreadable (a loss now).
@@ -239,7 +239,7 @@ impl RedisReplay {
         index: &str,
         ttl_ms: u64,
         now: i64,
-    ) -> Result<Result<Result<(), ReplayError>, ()>, String> {
+    ) -> Result<Result<Result<(), ReplayError>, ()>, RedisError> {
         let fresh = {
             let mut b = [0u8; 12];
             let _ = aws_lc_rs::rand::fill(&mut b);
@@ -271,11 +271,17 @@ impl RedisReplay {
             [Reply::Int(0)] => Err(ReplayError::Replayed),
             [Reply::Int(2)] => Err(ReplayError::ShareFull),
             [Reply::Int(3), marker, Reply::Int(made)] => {
-                let marker = marker.text().ok_or("unexpected epoch marker")?;
+                let marker = marker
+                    .text()
+                    .ok_or(RedisError::Unexpected("unexpected epoch marker"))?;
                 self.epoch.adopt(&marker, was.as_deref(), *made == 1, now);
                 return Ok(Err(()));
             }
-            _ => return Err("unexpected reply to the replay script".into()),
+            _ => {
+                return Err(RedisError::Unexpected(
+                    "unexpected reply to the replay script",
+                ));
+            }
         }))
     }
 
@@ -316,7 +322,7 @@ impl RedisReplay {
         }
     }
 
-    fn unreachable(&self, why: &str) -> Result<(), ReplayError> {
+    fn unreachable(&self, why: &dyn std::fmt::Display) -> Result<(), ReplayError> {
         self.errors.fetch_add(1, Ordering::Relaxed);
         let addr = &self.redis.config().addr;
         if self.redis.config().fail_open {
@@ -366,7 +372,7 @@ impl ReplayCache for RedisReplay {
                     Err(e) => return self.unreachable(&e),
                 }
             }
-            self.unreachable("the epoch marker keeps changing")
+            self.unreachable(&"the epoch marker keeps changing")
         })
     }
 

@@ -107,10 +107,10 @@ where
     assert_eq!(r.get_handle(&hash(99), now).await.unwrap(), None);
     r.put_handle(&hash(1), JWT, 1_100, now, 3).await.unwrap();
     r.put_handle(&hash(2), JWT, 1_100, now, 3).await.unwrap();
-    assert_eq!(
+    assert!(matches!(
         r.put_handle(&hash(3), JWT, 1_400, now, 3).await,
         Err(HandleError::Full)
-    );
+    ));
     assert_eq!(
         r.get_handle(&hash(3), now).await.unwrap(),
         None,
@@ -119,10 +119,10 @@ where
     // Once some expire there is room again.
     r.put_handle(&hash(3), JWT, 1_400, 1_200, 3).await.unwrap();
     let big = "x".repeat(MAX_JWT_BYTES + 1);
-    assert_eq!(
+    assert!(matches!(
         r.put_handle(&hash(4), &big, 1_400, 1_200, 9).await,
         Err(HandleError::TooLarge)
-    );
+    ));
     drop(r);
 
     // A restart keeps everything live.
@@ -207,6 +207,26 @@ async fn without_a_kek_a_single_node_keeps_handles_in_memory_only() {
     assert_eq!(again.get_handle(&hash(0), 1_000).await.unwrap(), None);
 }
 
+/// A revocation file that does not parse is an error naming the file (never an empty
+/// state); its twin, a file that parses, loads.
+#[tokio::test]
+async fn a_corrupt_revocation_file_is_a_typed_error_with_its_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("revocations.json");
+    std::fs::write(&path, br#"{"jtis": {"a": 2000}, "rules": []}"#).unwrap();
+    let r = Revocations::local(dir.path(), Sealer::default()).unwrap();
+    assert!(r.listing(1_000).await.unwrap().jtis.contains_key("a"));
+    std::fs::write(&path, b"{not json").unwrap();
+    let err = Revocations::local(dir.path(), Sealer::default()).unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
+    assert!(!err.is_outage());
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{} is not valid: ", path.display())),
+        "{err}"
+    );
+}
+
 async fn pg_front(url: &str, kek: &str) -> Revocations {
     let r = Revocations::postgres(
         url,
@@ -252,7 +272,7 @@ async fn the_postgres_store_passes_the_conformance_suite_and_is_shared() {
     bare.start(1_000).await.unwrap();
     assert!(matches!(
         bare.put_handle(&hash(50), JWT, 1_400, 1_000, 9).await,
-        Err(HandleError::Unavailable(_))
+        Err(HandleError::Unavailable(StoreError::NoSealingKey))
     ));
 
     // Two replicas: a write at one holds at the other at once.
@@ -332,6 +352,8 @@ async fn the_postgres_store_passes_the_conformance_suite_and_is_shared() {
     )
     .unwrap();
     let err = old.start(now).await.unwrap_err();
+    assert!(matches!(err, StoreError::Schema(_)), "{err:?}");
+    let err = err.to_string();
     assert!(
         err.contains(&format!(
             "revocation store's schema is version {}",

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use ferry_keys::Keks;
 
-use super::store::{HandleError, StoredHandle};
+use super::store::{HandleError, StoreError, StoredHandle};
 
 /// Largest JWT stored behind a handle, bytes.
 pub const MAX_JWT_BYTES: usize = 16 * 1024;
@@ -44,12 +44,10 @@ impl Sealer {
 
     /// The JWT behind `hash`, sealed.
     pub fn seal(&self, hash: &str, jwt: &str, exp: i64) -> Result<StoredHandle, HandleError> {
-        let keks = self.0.as_ref().ok_or_else(|| {
-            HandleError::Unavailable("no key-encryption key to seal reference tokens with".into())
-        })?;
+        let keks = self.0.as_ref().ok_or(StoreError::NoSealingKey)?;
         let sealed = keks
             .seal_bound(jwt.as_bytes(), &context(hash))
-            .map_err(|e| HandleError::Unavailable(e.to_string()))?;
+            .map_err(|e| StoreError::Seal(e.to_string()))?;
         Ok(StoredHandle { sealed, exp })
     }
 

@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::model::{Listing, Rule};
-use super::store::{Changes, Cursor, HandleError, Store, StoredHandle};
+use super::store::{Changes, Cursor, HandleError, Store, StoreError, StoredHandle};
 
 const LISTING: &str = "revocations.json";
 const HANDLES: &str = "reference-handles";
@@ -78,13 +78,15 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
 impl LocalStore {
     /// The store in `data_dir`, read now (a file that cannot be read is an error, never
     /// an empty state: that would resurrect revoked tokens).
-    pub fn open(data_dir: &Path) -> Result<Self, String> {
+    pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         let path = data_dir.join(LISTING);
         let listing = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| format!("{} is not valid: {e}", path.display()))?,
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                why: e.to_string(),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Listing::default(),
-            Err(e) => return Err(format!("{}: {e}", path.display())),
+            Err(e) => return Err(StoreError::io(path)(e)),
         };
         Ok(Self {
             dir: data_dir.to_owned(),
@@ -99,12 +101,12 @@ impl LocalStore {
     }
 
     /// Every stored handle live at `now`; expired or unreadable files are removed.
-    fn read_handles(&self, now: i64) -> Result<Vec<(String, StoredHandle)>, String> {
+    fn read_handles(&self, now: i64) -> Result<Vec<(String, StoredHandle)>, StoreError> {
         let dir = self.handle_dir();
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(format!("{}: {e}", dir.display())),
+            Err(e) => return Err(StoreError::io(dir)(e)),
         };
         let mut out = Vec::new();
         for entry in entries.flatten() {
@@ -134,7 +136,7 @@ impl LocalStore {
         Ok(out)
     }
 
-    fn update(&self, now: i64, f: impl FnOnce(&mut Listing)) -> Result<(), String> {
+    fn update(&self, now: i64, f: impl FnOnce(&mut Listing)) -> Result<(), StoreError> {
         let mut s = self
             .listing
             .lock()
@@ -142,10 +144,10 @@ impl LocalStore {
         let mut next = s.clone();
         f(&mut next);
         next.prune(now);
-        private_dir(&self.dir).map_err(|e| format!("{}: {e}", self.dir.display()))?;
-        let bytes = serde_json::to_vec(&next).map_err(|e| e.to_string())?;
-        private_file(&self.dir.join(LISTING), &bytes, true)
-            .map_err(|e| format!("{}: {e}", self.dir.join(LISTING).display()))?;
+        private_dir(&self.dir).map_err(StoreError::io(&self.dir))?;
+        let bytes = serde_json::to_vec(&next).map_err(|e| StoreError::Encode(e.to_string()))?;
+        let path = self.dir.join(LISTING);
+        private_file(&path, &bytes, true).map_err(StoreError::io(&path))?;
         *s = next;
         Ok(())
     }
@@ -153,7 +155,7 @@ impl LocalStore {
 
 impl LocalStore {
     /// Everything live at `now` (all of it, whatever was returned before).
-    pub fn everything(&self, now: i64) -> Result<Changes, String> {
+    pub fn everything(&self, now: i64) -> Result<Changes, StoreError> {
         self.read.store(true, Ordering::SeqCst);
         let mut listing = self
             .listing
@@ -173,7 +175,7 @@ impl LocalStore {
 }
 
 impl Store for LocalStore {
-    async fn mark_replay_epoch(&self) -> Result<bool, String> {
+    async fn mark_replay_epoch(&self) -> Result<bool, StoreError> {
         let path = self.dir.join(REPLAY_EPOCH);
         let mut o = std::fs::OpenOptions::new();
         o.write(true).create_new(true);
@@ -181,19 +183,18 @@ impl Store for LocalStore {
         std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
         match o.open(&path) {
             Ok(f) => {
-                f.sync_all()
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                f.sync_all().map_err(StoreError::io(&path))?;
                 if let Ok(d) = std::fs::File::open(&self.dir) {
                     let _ = d.sync_all();
                 }
                 Ok(false)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(true),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(e) => Err(StoreError::io(path)(e)),
         }
     }
 
-    async fn changes(&self, _since: Cursor, now: i64) -> Result<Changes, String> {
+    async fn changes(&self, _since: Cursor, now: i64) -> Result<Changes, StoreError> {
         if self.read.load(Ordering::SeqCst) {
             return Ok(Changes {
                 next: Cursor(1),
@@ -203,11 +204,11 @@ impl Store for LocalStore {
         self.everything(now)
     }
 
-    async fn revoke_jti(&self, jti: &str, exp: i64, now: i64) -> Result<(), String> {
+    async fn revoke_jti(&self, jti: &str, exp: i64, now: i64) -> Result<(), StoreError> {
         self.update(now, |l| l.add_jti(jti, exp))
     }
 
-    async fn add_rule(&self, rule: &Rule, now: i64) -> Result<(), String> {
+    async fn add_rule(&self, rule: &Rule, now: i64) -> Result<(), StoreError> {
         self.update(now, |l| l.add_rule(rule.clone()))
     }
 
@@ -219,7 +220,7 @@ impl Store for LocalStore {
         cap: usize,
     ) -> Result<(), HandleError> {
         if !is_hash(hash) {
-            return Err(HandleError::Unavailable("not a handle hash".into()));
+            return Err(StoreError::NotAHash.into());
         }
         let dir = self.handle_dir();
         let mut index = self
@@ -238,12 +239,9 @@ impl Store for LocalStore {
                 return Err(HandleError::Full);
             }
         }
-        let unavailable =
-            |e: std::io::Error| HandleError::Unavailable(format!("{}: {e}", dir.display()));
-        private_dir(&dir).map_err(unavailable)?;
-        let bytes =
-            serde_json::to_vec(handle).map_err(|e| HandleError::Unavailable(e.to_string()))?;
-        private_file(&dir.join(hash), &bytes, false).map_err(unavailable)?;
+        private_dir(&dir).map_err(StoreError::io(&dir))?;
+        let bytes = serde_json::to_vec(handle).map_err(|e| StoreError::Encode(e.to_string()))?;
+        private_file(&dir.join(hash), &bytes, false).map_err(StoreError::io(&dir))?;
         index.insert(hash.to_owned(), handle.exp);
         Ok(())
     }

@@ -44,8 +44,8 @@ pub use checks::{per_node_revocations, startup_warnings};
 pub use handles::{MAX_JWT_BYTES, Sealer};
 pub use model::{Facts, Listing, Rule, RuleKind};
 pub use postgres::{MIGRATIONS, SCHEMA_VERSION};
-pub use store::HandleError;
 use store::{Changes, Cursor, Store, StoredHandle};
+pub use store::{HandleError, StoreError};
 
 /// Which durable store.
 #[derive(Debug)]
@@ -54,11 +54,11 @@ enum Backend {
     Postgres(Box<postgres::PgStore>),
     /// The store could not be opened: every call fails (closed), and `serve` refuses to
     /// start.
-    Broken(String),
+    Broken(StoreError),
 }
 
 impl Backend {
-    async fn changes(&self, since: Cursor, now: i64) -> Result<Changes, String> {
+    async fn changes(&self, since: Cursor, now: i64) -> Result<Changes, StoreError> {
         match self {
             Self::Local(s) => s.changes(since, now).await,
             Self::Postgres(s) => s.changes(since, now).await,
@@ -133,7 +133,7 @@ impl Revocations {
 
     /// Revocations kept in `data_dir`, loaded now; handles sealed by `sealer` (or in
     /// memory only when it has no key).
-    pub fn local(data_dir: &Path, sealer: Sealer) -> Result<Self, String> {
+    pub fn local(data_dir: &Path, sealer: Sealer) -> Result<Self, StoreError> {
         let store = local::LocalStore::open(data_dir)?;
         let everything = store.everything(i64::MIN)?;
         let r = Self::with(Backend::Local(store), sealer, LOCAL_POLL);
@@ -148,7 +148,7 @@ impl Revocations {
         ca_file: Option<&Path>,
         poll: Duration,
         sealer: Sealer,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, StoreError> {
         let store = postgres::PgStore::new(url, timeout, ca_file)?;
         Ok(Self::with(Backend::Postgres(Box::new(store)), sealer, poll))
     }
@@ -160,12 +160,13 @@ impl Revocations {
         use ferry_core::config::RevocationStore;
         let sealer = match crate::secrets::read_kek_list(&config.signing) {
             Ok(keks) => Sealer::new(ferry_keys::Keks::new(keks)),
-            Err(e) => return Self::broken_with(e),
+            Err(e) => return Self::broken_with(StoreError::Config(e.to_string())),
         };
         let opened = match &config.revocation {
             RevocationStore::DataDir => Self::local(&config.data_dir, sealer),
             RevocationStore::Postgres { store, .. } => crate::secrets::read_secret(&store.url)
-                .and_then(|u| u.ok_or_else(|| "revocation.postgres.url: the connection string's environment variable is not set".to_owned()))
+                .map_err(|e| StoreError::Config(e.to_string()))
+                .and_then(|u| u.ok_or_else(|| StoreError::Config("revocation.postgres.url: the connection string's environment variable is not set".to_owned())))
                 .and_then(|url| {
                     Self::postgres(
                         &url,
@@ -179,12 +180,12 @@ impl Revocations {
         opened.unwrap_or_else(Self::broken_with)
     }
 
-    fn broken_with(e: String) -> Self {
+    fn broken_with(e: StoreError) -> Self {
         Self::with(Backend::Broken(e), Sealer::default(), LOCAL_POLL)
     }
 
     /// Why the state cannot be used, if it cannot.
-    pub fn broken(&self) -> Option<&str> {
+    pub fn broken(&self) -> Option<&StoreError> {
         match &self.backend {
             Backend::Broken(e) => Some(e),
             _ => None,
@@ -204,7 +205,7 @@ impl Revocations {
 
     /// Brings a PostgreSQL schema up to date and reads the whole state once; until this
     /// succeeded, every read fails (closed).
-    pub async fn start(&self, now: i64) -> Result<(), String> {
+    pub async fn start(&self, now: i64) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Broken(e) => Err(e.clone()),
             Backend::Local(_) => Ok(()),
@@ -233,11 +234,11 @@ impl Revocations {
     }
 
     /// Records whether the store answered, logging each change.
-    fn mark(&self, up: bool, error: Option<&str>) {
+    fn mark(&self, up: bool, error: Option<&StoreError>) {
         let was = self.up.swap(up, Ordering::SeqCst);
         match (was, up) {
             (true, false) => tracing::warn!(
-                error = error.unwrap_or(""),
+                error = %error.map(ToString::to_string).unwrap_or_default(),
                 age_seconds = self.sync_age().unwrap_or(0.0),
                 "revocation store unavailable: revocations answer 503; reads are served from the last synced copy"
             ),
@@ -250,7 +251,7 @@ impl Revocations {
     /// a sync started after it asked (and finished meanwhile) uses that one. A `reader`
     /// that finds the store marked down meanwhile does not try again: readers queued
     /// behind a sync that timed out must not each wait for a timeout of their own.
-    async fn sync(&self, now: i64, reader: bool) -> Result<(), String> {
+    async fn sync(&self, now: i64, reader: bool) -> Result<(), StoreError> {
         let asked = instant_now();
         let mut last = if reader {
             // A reader never waits long behind a slow sync: it answers from the copy.
@@ -282,7 +283,7 @@ impl Revocations {
 
     /// Before a read: syncs the copy when the store is up (a failure is logged and the
     /// copy answers); fails only before the first successful sync.
-    async fn fresh(&self, now: i64) -> Result<(), String> {
+    async fn fresh(&self, now: i64) -> Result<(), StoreError> {
         if let Backend::Broken(e) = &self.backend {
             return Err(e.clone());
         }
@@ -292,7 +293,7 @@ impl Revocations {
         if self.read().loaded {
             Ok(())
         } else {
-            Err("the revocation store has not been read yet".into())
+            Err(StoreError::NotLoaded)
         }
     }
 
@@ -315,7 +316,7 @@ impl Revocations {
         self.up.load(Ordering::SeqCst) && self.broken().is_none()
     }
 
-    fn written(&self, result: Result<(), String>) -> Result<(), String> {
+    fn written(&self, result: Result<(), StoreError>) -> Result<(), StoreError> {
         match &result {
             Ok(()) => self.mark(true, None),
             Err(e) => self.mark(false, Some(e)),
@@ -325,7 +326,7 @@ impl Revocations {
 
     /// Records that this deployment's shared replay state began, returning whether it
     /// had been recorded before (see [`crate::replay::Epoch`]).
-    pub async fn mark_replay_epoch(&self) -> Result<bool, String> {
+    pub async fn mark_replay_epoch(&self) -> Result<bool, StoreError> {
         match &self.backend {
             Backend::Local(s) => s.mark_replay_epoch().await,
             Backend::Postgres(s) => s.mark_replay_epoch().await,
@@ -334,7 +335,7 @@ impl Revocations {
     }
 
     /// Revokes one token until its `exp` (durably, then in the copy).
-    pub async fn revoke_jti(&self, jti: &str, exp: i64, now: i64) -> Result<(), String> {
+    pub async fn revoke_jti(&self, jti: &str, exp: i64, now: i64) -> Result<(), StoreError> {
         let r = match &self.backend {
             Backend::Local(s) => s.revoke_jti(jti, exp, now).await,
             Backend::Postgres(s) => s.revoke_jti(jti, exp, now).await,
@@ -346,7 +347,7 @@ impl Revocations {
     }
 
     /// Adds a rule (durably, then in the copy).
-    pub async fn add_rule(&self, rule: &Rule, now: i64) -> Result<(), String> {
+    pub async fn add_rule(&self, rule: &Rule, now: i64) -> Result<(), StoreError> {
         let r = match &self.backend {
             Backend::Local(s) => s.add_rule(rule, now).await,
             Backend::Postgres(s) => s.add_rule(rule, now).await,
@@ -358,7 +359,7 @@ impl Revocations {
     }
 
     /// Every live revocation.
-    pub async fn listing(&self, now: i64) -> Result<Listing, String> {
+    pub async fn listing(&self, now: i64) -> Result<Listing, StoreError> {
         self.fresh(now).await?;
         let mut l = self.read().listing.clone();
         l.prune(now);
@@ -366,7 +367,7 @@ impl Revocations {
     }
 
     /// Whether a token with these facts is revoked.
-    pub async fn is_revoked(&self, facts: &Facts, now: i64) -> Result<bool, String> {
+    pub async fn is_revoked(&self, facts: &Facts, now: i64) -> Result<bool, StoreError> {
         {
             let copy = self.read();
             // Revocations are never undone: a hit in the copy needs no sync.
@@ -442,7 +443,7 @@ impl Revocations {
     }
 
     /// The JWT a live handle stands for.
-    pub async fn get_handle(&self, hash: &str, now: i64) -> Result<Option<String>, String> {
+    pub async fn get_handle(&self, hash: &str, now: i64) -> Result<Option<String>, StoreError> {
         if let Some(found) = self.lookup(hash, now) {
             return Ok(found);
         }

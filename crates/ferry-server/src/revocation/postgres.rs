@@ -27,7 +27,7 @@ use ferry_keys::store::pg::{self, MakeRustls, Migration, Schema};
 use tokio_postgres::Client;
 
 use super::model::{Listing, Rule, RuleKind};
-use super::store::{Changes, Cursor, HandleError, Store, StoredHandle};
+use super::store::{Changes, Cursor, HandleError, Store, StoreError, StoredHandle};
 
 /// The schema version this binary writes and reads.
 pub const SCHEMA_VERSION: i32 = 2;
@@ -147,9 +147,10 @@ impl PgStore {
         url: &str,
         timeout: Duration,
         ca_file: Option<&std::path::Path>,
-    ) -> Result<Self, String> {
-        let (config, target) = pg::config(url, timeout).map_err(|e| e.to_string())?;
-        let tls = MakeRustls::new(ca_file).map_err(|e| e.to_string())?;
+    ) -> Result<Self, StoreError> {
+        let config_error = |e: ferry_keys::KeyError| StoreError::Config(e.to_string());
+        let (config, target) = pg::config(url, timeout).map_err(config_error)?;
+        let tls = MakeRustls::new(ca_file).map_err(config_error)?;
         Ok(Self {
             config,
             tls,
@@ -159,7 +160,15 @@ impl PgStore {
         })
     }
 
-    async fn client(&self) -> Result<Arc<Client>, String> {
+    /// A driver error, with where it happened.
+    fn error(&self, e: &tokio_postgres::Error) -> StoreError {
+        StoreError::Postgres {
+            message: text(e),
+            target: self.target.clone(),
+        }
+    }
+
+    async fn client(&self) -> Result<Arc<Client>, StoreError> {
         let mut slot = self.client.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
@@ -168,7 +177,7 @@ impl PgStore {
             .config
             .connect(self.tls.clone())
             .await
-            .map_err(|e| text(&e))?;
+            .map_err(|e| self.error(&e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::warn!(error = %text(&e), "revocation store: PostgreSQL connection lost");
@@ -183,20 +192,19 @@ impl PgStore {
     async fn bounded_by<T>(
         &self,
         limit: Duration,
-        f: impl Future<Output = Result<T, String>> + Send,
-    ) -> Result<T, String> {
+        f: impl Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
         match tokio::time::timeout(limit, f).await {
-            Ok(r) => r.map_err(|e| format!("{e} ({})", self.target)),
+            Ok(r) => r,
             Err(_) => {
                 // Locked: another call is connecting afresh anyway.
                 if let Ok(mut slot) = self.client.try_lock() {
                     *slot = None;
                 }
-                Err(format!(
-                    "PostgreSQL at {} did not answer within {} ms",
-                    self.target,
-                    limit.as_millis()
-                ))
+                Err(StoreError::Timeout {
+                    target: self.target.clone(),
+                    ms: limit.as_millis(),
+                })
             }
         }
     }
@@ -204,29 +212,31 @@ impl PgStore {
     /// Runs `f` within the configured timeout.
     async fn bounded<T>(
         &self,
-        f: impl Future<Output = Result<T, String>> + Send,
-    ) -> Result<T, String> {
+        f: impl Future<Output = Result<T, StoreError>> + Send,
+    ) -> Result<T, StoreError> {
         self.bounded_by(self.timeout, f).await
     }
 
     /// Brings the schema up to date (on a connection of its own, in one transaction),
     /// or refuses a schema this binary cannot read.
-    pub async fn migrate(&self) -> Result<(), String> {
+    pub async fn migrate(&self) -> Result<(), StoreError> {
         let outcome = self
             .bounded_by(patience(self.timeout), async {
                 let (mut c, connection) = self
                     .config
                     .connect(self.tls.clone())
                     .await
-                    .map_err(|e| text(&e))?;
+                    .map_err(|e| self.error(&e))?;
                 let task = tokio::spawn(connection);
-                let out = pg::migrate(&mut c, &SCHEMA).await.map_err(|e| text(&e));
+                let out = pg::migrate(&mut c, &SCHEMA)
+                    .await
+                    .map_err(|e| self.error(&e));
                 drop(c);
                 let _ = task.await;
                 out
             })
             .await?;
-        pg::report(&SCHEMA, outcome).map_err(|e| e.to_string())
+        pg::report(&SCHEMA, outcome).map_err(|e| StoreError::Schema(e.to_string()))
     }
 
     async fn try_put(
@@ -235,7 +245,7 @@ impl PgStore {
         hash: &str,
         h: &StoredHandle,
         cap: i64,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, StoreError> {
         let n = c
             .execute(
                 "WITH c AS (
@@ -247,13 +257,13 @@ impl PgStore {
                 &[&hash, &h.sealed, &h.exp, &cap],
             )
             .await
-            .map_err(|e| text(&e))?;
+            .map_err(|e| self.error(&e))?;
         Ok(n == 1)
     }
 }
 
 impl Store for PgStore {
-    async fn mark_replay_epoch(&self) -> Result<bool, String> {
+    async fn mark_replay_epoch(&self) -> Result<bool, StoreError> {
         self.bounded(async {
             let c = self.client().await?;
             let n = c
@@ -262,13 +272,13 @@ impl Store for PgStore {
                     &[],
                 )
                 .await
-                .map_err(|e| text(&e))?;
+                .map_err(|e| self.error(&e))?;
             Ok(n == 0)
         })
         .await
     }
 
-    async fn changes(&self, since: Cursor, now: i64) -> Result<Changes, String> {
+    async fn changes(&self, since: Cursor, now: i64) -> Result<Changes, StoreError> {
         // Everything (at start) may be many handles; what changed since is a few rows.
         let limit = if since == Cursor::default() {
             patience(self.timeout)
@@ -277,7 +287,7 @@ impl Store for PgStore {
         };
         self.bounded_by(limit, async {
             let c = self.client().await?;
-            let err = |e: tokio_postgres::Error| text(&e);
+            let err = |e: tokio_postgres::Error| self.error(&e);
             // First the horizon: every transaction before it has finished.
             let next = c
                 .query_one("SELECT txid_snapshot_xmin(txid_current_snapshot())", &[])
@@ -336,10 +346,10 @@ impl Store for PgStore {
         .await
     }
 
-    async fn revoke_jti(&self, jti: &str, exp: i64, now: i64) -> Result<(), String> {
+    async fn revoke_jti(&self, jti: &str, exp: i64, now: i64) -> Result<(), StoreError> {
         self.bounded(async {
             let c = self.client().await?;
-            let err = |e: tokio_postgres::Error| text(&e);
+            let err = |e: tokio_postgres::Error| self.error(&e);
             c.execute(
                 "DELETE FROM ferry_revoked_jtis WHERE exp < $1",
                 &[&(now - PRUNE_MARGIN)],
@@ -359,10 +369,10 @@ impl Store for PgStore {
         .await
     }
 
-    async fn add_rule(&self, rule: &Rule, now: i64) -> Result<(), String> {
+    async fn add_rule(&self, rule: &Rule, now: i64) -> Result<(), StoreError> {
         self.bounded(async {
             let c = self.client().await?;
-            let err = |e: tokio_postgres::Error| text(&e);
+            let err = |e: tokio_postgres::Error| self.error(&e);
             c.execute(
                 "DELETE FROM ferry_revocation_rules WHERE keep_until < $1",
                 &[&(now - PRUNE_MARGIN)],
@@ -412,7 +422,7 @@ impl Store for PgStore {
                     &[&now],
                 )
                 .await
-                .map_err(|e| text(&e))?;
+                .map_err(|e| self.error(&e))?;
                 self.try_put(&c, hash, handle, cap).await
             })
             .await
