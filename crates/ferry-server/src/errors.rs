@@ -113,6 +113,17 @@ pub fn replay_unavailable() -> OAuthError {
     .detail("replay cache unreachable")
 }
 
+/// The revocation state (or the reference-token store) cannot be reached: 503. The
+/// typed cause (`revocation::StoreError`, …) goes to the audit detail, never the body.
+pub fn revocation_unavailable(detail: impl std::fmt::Display) -> OAuthError {
+    OAuthError::new(
+        ErrorCode::TemporarilyUnavailable,
+        Step::Verify,
+        desc::REVOCATION_UNAVAILABLE,
+    )
+    .detail(detail.to_string())
+}
+
 /// The replay cache (or a principal's share of it) is full of live entries: 503.
 pub fn replay_full(detail: impl Into<String>) -> OAuthError {
     OAuthError::new(

@@ -23,16 +23,6 @@ pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
 /// How long a revocation list is valid after it was signed.
 pub const REVOCATIONS_TTL: i64 = 300;
 
-/// The revocation state (or the reference-token store) cannot be reached: 503.
-pub(crate) fn unavailable(detail: impl std::fmt::Display) -> OAuthError {
-    OAuthError::new(
-        ErrorCode::TemporarilyUnavailable,
-        Step::Verify,
-        desc::REVOCATION_UNAVAILABLE,
-    )
-    .detail(detail.to_string())
-}
-
 /// Turns an issued JWT into a reference token when one was asked for: the response
 /// carries a random handle instead, and the handle's hash maps to the JWT until `exp`.
 pub async fn maybe_reference(
@@ -73,7 +63,9 @@ pub async fn maybe_reference(
                 desc::REFERENCE_TOO_LARGE,
             )
             .detail("issued token larger than 16 KiB"),
-            HandleError::Unavailable(e) => unavailable(format!("storing a reference token: {e}")),
+            HandleError::Unavailable(e) => {
+                crate::errors::revocation_unavailable(format!("storing a reference token: {e}"))
+            }
         })?;
     resp.access_token = handle;
     resp.issued_token_type = TT_REFERENCE;
@@ -243,7 +235,11 @@ pub(crate) fn sign_error(e: &ferry_keys::KeyError) -> OAuthError {
 
 /// The signed revocation list: every revoked `jti` with its `exp`, and every rule.
 pub async fn revocation_list(state: &AppState, now: i64) -> Result<String, OAuthError> {
-    let listing = state.revocations.listing(now).await.map_err(unavailable)?;
+    let listing = state
+        .revocations
+        .listing(now)
+        .await
+        .map_err(crate::errors::revocation_unavailable)?;
     let issuer = state.loaded().config.issuer.clone();
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(issuer));

@@ -11,7 +11,7 @@ use super::model::{Listing, Rule};
 
 /// Why the revocation store could not answer or record. Every one fails closed: a
 /// write is refused and a read before the first sync is refused (`/revoke`,
-/// `/introspect` and `/revocations` answer 503; see `crate::tokens::unavailable`).
+/// `/introspect` and `/revocations` answer 503; see `crate::errors::revocation_unavailable`).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be set up (connection string, CA file, key-encryption

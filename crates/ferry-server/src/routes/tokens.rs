@@ -138,7 +138,7 @@ pub async fn revoke(
         audit.subject_token_sha256 = Some(fingerprint(token.as_bytes()));
         let Some(issued) = tokens::resolve(&state, &token, now)
             .await
-            .map_err(tokens::unavailable)?
+            .map_err(crate::errors::revocation_unavailable)?
         else {
             // RFC 7009 §2.2: an invalid token needs no action and gets 200.
             return Ok(());
@@ -156,7 +156,7 @@ pub async fn revoke(
         }
         tokens::revoke(&state, &issued, now)
             .await
-            .map_err(tokens::unavailable)?;
+            .map_err(crate::errors::revocation_unavailable)?;
         audit.jti = Some(issued.profile.jti.clone());
         audit.subject = Some(issued.profile.sub.clone());
         audit.reason = Some("revoked by its client".into());
@@ -204,12 +204,12 @@ pub async fn introspect(
         let token = req.token.ok_or_else(missing_token)?;
         let issued = tokens::resolve(&state, &token, now)
             .await
-            .map_err(tokens::unavailable)?;
+            .map_err(crate::errors::revocation_unavailable)?;
         let live = match issued {
             Some(i) => {
                 let revoked = tokens::is_revoked(&state, &i.profile, now)
                     .await
-                    .map_err(tokens::unavailable)?;
+                    .map_err(crate::errors::revocation_unavailable)?;
                 (!revoked).then_some(i)
             }
             None => None,

@@ -47,7 +47,7 @@ async fn parent_jwt(state: &AppState, credential: &str, now: i64) -> Result<Stri
         .revocations
         .get_handle(&fingerprint(credential.as_bytes()), now)
         .await
-        .map_err(crate::tokens::unavailable)?
+        .map_err(crate::errors::revocation_unavailable)?
         .ok_or_else(|| Role::Parent.invalid("unknown or expired reference token"))
 }
 
@@ -118,7 +118,7 @@ pub async fn ferry_token(
                 .invalid("the parent token has been revoked")
                 .into());
         }
-        Err(e) => return Err(crate::tokens::unavailable(e).into()),
+        Err(e) => return Err(crate::errors::revocation_unavailable(e).into()),
     }
     let (binding, _, _) = carried(&verified.claims, &loaded.config.issuer, Role::Parent)?;
     let parent = Parent {
