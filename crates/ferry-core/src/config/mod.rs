@@ -39,7 +39,10 @@ pub use model::{
     DEFAULT_MAX_BODY, DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, ProviderKind,
     SERVICE_ACCOUNT_ISSUER,
 };
-pub use ops::{Admin, AuditSinkConfig, Dpop, Limits, Tls};
+pub use ops::{
+    Admin, AuditSinkConfig, Dpop, Limits, PER_CORE_EXCHANGES, Tls, available_cores,
+    derived_global_rate,
+};
 pub use origin::origin_of;
 pub use provider::Provider;
 pub use proxies::is_trusted;
@@ -147,6 +150,9 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
 
     let lifetimes = sections::lifetimes(&mut errs, &raw.tokens);
     let limits = ops::limits(&mut errs, &raw.limits);
+    if let Some(w) = ops::global_rate_warning(limits.rate_global, ops::available_cores()) {
+        warnings.push(w);
+    }
     let max_body_bytes = limits.max_body_bytes;
     let (trusted_proxies, listen_proxy_protocol) = proxies::proxies(&mut errs, &raw);
     let tls = raw

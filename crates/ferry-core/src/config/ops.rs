@@ -21,7 +21,8 @@ pub struct Limits {
     pub concurrency: usize,
     /// Token requests per second from one source address, before verification (50).
     pub rate_per_source: u32,
-    /// Token requests per second in all, before verification (2000).
+    /// Token requests per second in all, before verification (default: what this
+    /// machine can serve, [`derived_global_rate`]).
     pub rate_global: u32,
     /// Verified token requests per second per provider (500).
     pub rate_per_provider: u32,
@@ -80,6 +81,36 @@ pub enum AuditSinkConfig {
     File(PathBuf),
 }
 
+/// Exchanges per second one core serves, measured by `scripts/bench.sh` on the reference
+/// machine (about 15,400/s per core through wrk at 89283d1, 0.65 of the cryptographic
+/// floor): the unit of the default global rate.
+pub const PER_CORE_EXCHANGES: u32 = 15_000;
+
+/// The default `limits.rate_global`: `cores × PER_CORE_EXCHANGES`. It still stops a
+/// flood before verification, but never throttles a healthy server below what it can
+/// serve.
+pub fn derived_global_rate(cores: usize) -> u32 {
+    u32::try_from(cores.max(1))
+        .unwrap_or(u32::MAX)
+        .saturating_mul(PER_CORE_EXCHANGES)
+}
+
+/// `ferry check`'s warning for a global rate below what this machine can serve: the
+/// limit would throttle a healthy server.
+pub fn global_rate_warning(rate_global: u32, cores: usize) -> Option<String> {
+    let derived = derived_global_rate(cores);
+    (rate_global < derived).then(|| {
+        format!(
+            "limits.rate_global: {rate_global}/s is below what this machine serves ({cores} cores × {PER_CORE_EXCHANGES}/s = {derived}/s): healthy traffic past it gets 429"
+        )
+    })
+}
+
+/// The cores this process may use (its CPU quota, where one is set).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
 pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
     let out = Limits {
         max_body_bytes: l.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY),
@@ -92,7 +123,9 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
         ),
         concurrency: l.concurrency.unwrap_or(1024),
         rate_per_source: l.rate_per_source.unwrap_or(50),
-        rate_global: l.rate_global.unwrap_or(2_000),
+        rate_global: l
+            .rate_global
+            .unwrap_or_else(|| derived_global_rate(available_cores())),
         rate_per_provider: l.rate_per_provider.unwrap_or(500),
         rate_per_client: l.rate_per_client.unwrap_or(100),
         shutdown_timeout: duration(
@@ -119,6 +152,13 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
         idle_timeout: duration(errs, "limits.idle_timeout", l.idle_timeout.as_ref(), 60),
         max_connections_per_source: l.max_connections_per_source.unwrap_or(256),
     };
+    check_limits(errs, &out);
+    out
+}
+
+/// The bounds of the limits: durations at most 5m where stated, sizes within range,
+/// counts and rates above zero.
+fn check_limits(errs: &mut ConfigErrors, out: &Limits) {
     if out.shutdown_delay > 300 {
         errs.push("limits.shutdown_delay", "must be at most 5m");
     }
@@ -160,7 +200,6 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
             errs.push(name, "must be greater than zero");
         }
     }
-    out
 }
 
 pub(super) fn tls(errs: &mut ConfigErrors, path: &str, t: &RawTls, base: &Path) -> Option<Tls> {

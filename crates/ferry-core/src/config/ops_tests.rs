@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::Limits;
+use super::{Limits, PER_CORE_EXCHANGES, derived_global_rate, global_rate_warning};
 use crate::config::parse;
 
 /// A minimal configuration that loads (shared by the configuration's tests).
@@ -61,4 +61,17 @@ fn an_issuer_cache_must_remember_a_failure_for_some_time() {
     let err = parse(&with("0s"), Path::new("/")).unwrap_err();
     let paths: Vec<String> = err.0.into_iter().map(|(p, _)| p).collect();
     assert_eq!(paths, vec!["providers[0].cache.error_ttl"]);
+}
+
+#[test]
+fn the_default_global_rate_is_what_the_machine_serves() {
+    assert_eq!(derived_global_rate(1), PER_CORE_EXCHANGES);
+    assert_eq!(derived_global_rate(8), 8 * PER_CORE_EXCHANGES);
+    assert_eq!(derived_global_rate(0), PER_CORE_EXCHANGES);
+    assert_eq!(derived_global_rate(usize::MAX), u32::MAX);
+    // Below the derived rate: a warning naming the figures; at or above: none.
+    let w = global_rate_warning(2_000, 2).unwrap();
+    assert!(w.contains("2 cores × 15000/s = 30000/s"), "{w}");
+    assert_eq!(global_rate_warning(30_000, 2), None);
+    assert_eq!(global_rate_warning(100_000, 2), None);
 }
