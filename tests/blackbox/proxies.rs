@@ -178,3 +178,105 @@ async fn the_proxy_protocol_names_the_client_only_from_trusted_peers() {
     assert!(!audited_sources(&other).contains(&"203.0.113.51".to_owned()));
     assert_eq!(raw_request(&other, b"").await, Some(400));
 }
+
+/// Rules see the request's context (issue 22 item 3): the client's address behind the
+/// trusted proxy with Kubernetes' CIDR functions, the time, whether the token will be
+/// key-bound, whether the client authenticated. Each rule beside its twin.
+#[tokio::test]
+async fn rules_see_the_source_time_binding_and_client() {
+    use ferry_testkit::mint::dpop_proof;
+    use ferry_testkit::{TestKey, now, sha256_hex};
+    let setup = Setup::new("proxies-context");
+    let idp = setup.idp();
+    let iss = "https://ferry.example.com";
+    let cfg = format!(
+        r#"issuer: {iss}
+data_dir: data
+trusted_proxies: [127.0.0.1/32]
+clients:
+  - {{ id: ci, auth: client_secret_post, secret_sha256: {secret} }}
+{providers}audiences:
+  - audience: https://office.example.com
+    rules: [{{ allow: "cidr('203.0.113.0/24').containsIP(request.source_ip)" }}]
+  - audience: https://bound.example.com
+    rules: [{{ allow: "request.sender_constrained" }}]
+  - audience: https://clients.example.com
+    rules: [{{ allow: "request.client_authenticated" }}]
+  - audience: https://after.example.com
+    rules: [{{ allow: "request.time > timestamp('2020-01-01T00:00:00Z')" }}]
+  - audience: https://before.example.com
+    rules: [{{ allow: "request.time < timestamp('2020-01-01T00:00:00Z')" }}]
+"#,
+        secret = sha256_hex("s3cret"),
+        providers = idp_providers(iss),
+    );
+    let ferry = setup.start(&cfg);
+    let http = reqwest::Client::new();
+    let exchange = |aud: &'static str,
+                    extra: Vec<(&'static str, String)>,
+                    xff: &'static str,
+                    proof: Option<String>| {
+        let token = idp.token(&idp.claims(iss, "alice", now(), serde_json::json!({})));
+        let mut form = vec![
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange".to_owned(),
+            ),
+            ("subject_token", token),
+            ("subject_token_type", JWT.to_owned()),
+            ("audience", aud.to_owned()),
+        ];
+        form.extend(extra);
+        let mut r = http
+            .post(format!("{}/token", ferry.url))
+            .header("x-forwarded-for", xff)
+            .form(&form);
+        if let Some(p) = proof {
+            r = r.header("DPoP", p);
+        }
+        async move { r.send().await.unwrap().status().as_u16() }
+    };
+    let office = "https://office.example.com";
+    assert_eq!(exchange(office, vec![], "203.0.113.5", None).await, 200);
+    assert_eq!(exchange(office, vec![], "198.51.100.5", None).await, 400);
+    let key = TestKey::ec("holder");
+    let proof = dpop_proof(
+        &key,
+        "POST",
+        &format!("{iss}/token"),
+        now(),
+        "p1",
+        None,
+        None,
+    );
+    let bound = "https://bound.example.com";
+    assert_eq!(exchange(bound, vec![], "192.0.2.1", Some(proof)).await, 200);
+    assert_eq!(exchange(bound, vec![], "192.0.2.1", None).await, 400);
+    let clients = "https://clients.example.com";
+    let authenticated = vec![
+        ("client_id", "ci".to_owned()),
+        ("client_secret", "s3cret".to_owned()),
+    ];
+    assert_eq!(
+        exchange(clients, authenticated, "192.0.2.1", None).await,
+        200
+    );
+    assert_eq!(
+        exchange(
+            clients,
+            vec![("client_id", "public-ci".to_owned())],
+            "192.0.2.1",
+            None
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        exchange("https://after.example.com", vec![], "192.0.2.1", None).await,
+        200
+    );
+    assert_eq!(
+        exchange("https://before.example.com", vec![], "192.0.2.1", None).await,
+        400
+    );
+}

@@ -272,6 +272,7 @@ fn bench(c: &mut Criterion) {
                     &st,
                     &loaded,
                     &headers,
+                    None,
                     black_box(req.clone()),
                     &params,
                     &mut audit,

@@ -70,6 +70,7 @@ fn bench(c: &mut Criterion) {
         scopes: &scopes,
         client_id: None,
         actor: None,
+        situation: ferry_core::policy::Situation::default(),
     };
     let now = 1_632_493_567;
     assert!(

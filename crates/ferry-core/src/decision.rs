@@ -8,7 +8,7 @@ use crate::config::{Config, Provider};
 use crate::error::OAuthError;
 use crate::mapping::Principal;
 use crate::mint::issued_lifetime;
-use crate::policy::Grant;
+use crate::policy::{Grant, Situation};
 
 /// A request, as far as the decision is concerned.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +21,8 @@ pub struct Ask<'a> {
     pub client_id: Option<&'a str>,
     /// The actor of a delegation, when there is one.
     pub actor: Option<&'a Principal>,
+    /// What rules may know of the request besides (`request.*`).
+    pub situation: Situation,
 }
 
 /// What was decided.
@@ -70,7 +72,8 @@ pub fn decide_for(
     ask: Ask<'_>,
     mut trace: Option<&mut Vec<String>>,
 ) -> Result<Outcome, OAuthError> {
-    let grant = config.policy.decide(
+    let grant = config.policy.decide_in(
+        &ask.situation,
         &principal,
         ask.client_id,
         ask.targets,

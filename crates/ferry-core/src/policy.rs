@@ -27,6 +27,22 @@ pub const POLICY_VARS: &[&str] = &[
     "subject_act",
 ];
 
+/// What a rule may know about the request besides who asks for what (`request.*`):
+/// the client's address (behind trusted proxies, the one they name), the time, whether
+/// the issued token will be bound to a key, and whether the client authenticated.
+/// Provider conditions never see it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Situation {
+    /// `request.source_ip` (the empty string when unknown).
+    pub source_ip: Option<std::net::IpAddr>,
+    /// `request.time`, seconds since the epoch.
+    pub time: i64,
+    /// `request.sender_constrained`: the issued token will be DPoP- or certificate-bound.
+    pub sender_constrained: bool,
+    /// `request.client_authenticated`: a registered client proved who it is.
+    pub client_authenticated: bool,
+}
+
 /// What a rule does when its expression is true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Effect {
@@ -150,6 +166,7 @@ impl Policy {
     }
 
     /// The CEL context of a rule: the variables of [`POLICY_VARS`].
+    #[allow(clippy::too_many_arguments, reason = "the variables of one rule")]
     fn context(
         &self,
         principal: &Principal,
@@ -158,6 +175,7 @@ impl Policy {
         audience: &str,
         targets: &[String],
         requested: &[String],
+        situation: &Situation,
     ) -> cel::Context<'static, 'static> {
         let mut ctx = self.cel.context();
         ctx.add_variable_from_value("subject", principal.subject.clone());
@@ -165,71 +183,11 @@ impl Policy {
         ctx.add_variable_from_value("groups", string_list(&principal.groups));
         ctx.add_variable_from_value("attribute", string_map(&principal.attributes));
         ctx.add_variable_from_value("client_id", client_id.to_owned());
-        // `actor`: the delegate acting for the subject (RFC 8693 §4.1); without one its
-        // members are empty (a rule on `actor.subject == ''` decides, never errs).
-        let actor_map: HashMap<Key, Value> = [
-            (
-                key("subject"),
-                Value::String(Arc::new(
-                    actor.map(|a| a.subject.clone()).unwrap_or_default(),
-                )),
-            ),
-            (
-                key("provider"),
-                Value::String(Arc::new(
-                    actor.map(|a| a.provider.clone()).unwrap_or_default(),
-                )),
-            ),
-            (
-                key("attribute"),
-                actor.map_or_else(
-                    || string_map(&BTreeMap::new()),
-                    |a| string_map(&a.attributes),
-                ),
-            ),
-        ]
-        .into_iter()
-        .collect();
-        ctx.add_variable_from_value(
-            "actor",
-            Value::Map(CelMap {
-                map: Arc::new(actor_map),
-            }),
-        );
-        // `subject_act`: the act the subject token already carried; empty without one.
-        let act = principal.subject_act.as_ref();
-        let text = |v: Option<&str>| Value::String(Arc::new(v.unwrap_or_default().to_owned()));
-        let subject_act: HashMap<Key, Value> = [
-            (key("subject"), text(act.map(|a| a.sub.as_str()))),
-            (key("issuer"), text(act.and_then(|a| a.iss.as_deref()))),
-            (
-                key("provider"),
-                text(act.and_then(|a| a.provider.as_deref())),
-            ),
-        ]
-        .into_iter()
-        .collect();
-        ctx.add_variable_from_value(
-            "subject_act",
-            Value::Map(CelMap {
-                map: Arc::new(subject_act),
-            }),
-        );
-        let request: HashMap<Key, Value> = [
-            (
-                key("audience"),
-                Value::String(Arc::new(audience.to_owned())),
-            ),
-            (key("audiences"), string_list(targets)),
-            (key("scopes"), string_list(requested)),
-        ]
-        .into_iter()
-        .collect();
+        ctx.add_variable_from_value("actor", actor_value(actor));
+        ctx.add_variable_from_value("subject_act", subject_act_value(principal));
         ctx.add_variable_from_value(
             "request",
-            Value::Map(CelMap {
-                map: Arc::new(request),
-            }),
+            request_value(audience, targets, requested, situation),
         );
         ctx
     }
@@ -243,9 +201,34 @@ impl Policy {
         targets: &[String],
         requested: &[String],
         actor: Option<&Principal>,
+        trace: Option<&mut Vec<String>>,
+    ) -> Result<Grant, OAuthError> {
+        let situation = Situation::default();
+        self.decide_in(
+            &situation, principal, client_id, targets, requested, actor, trace,
+        )
+    }
+
+    /// [`Policy::decide`] for a request in `situation` (`request.*`).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the request as the policy sees it"
+    )]
+    pub fn decide_in(
+        &self,
+        situation: &Situation,
+        principal: &Principal,
+        client_id: Option<&str>,
+        targets: &[String],
+        requested: &[String],
+        actor: Option<&Principal>,
         mut trace: Option<&mut Vec<String>>,
     ) -> Result<Grant, OAuthError> {
         let client_id = client_id.unwrap_or_default();
+        let source_ip = situation
+            .source_ip
+            .map(|i| i.to_string())
+            .unwrap_or_default();
         let mut granted: Option<Vec<String>> = None;
         let mut ttl_cap = None;
         let mut rules = Vec::with_capacity(targets.len());
@@ -266,6 +249,7 @@ impl Policy {
                 client_id,
                 actor,
                 audience: target,
+                source_ip: &source_ip,
             };
             // 2. The first rule whose expression is true decides; an evaluation error
             //    (a missing attribute) counts as false and is reported. The CEL context
@@ -274,7 +258,9 @@ impl Policy {
             let eval = |e: &Expr| match e.eval_bool_fast(&view) {
                 Some(b) => Ok(b),
                 None => e.eval_bool(ctx.get_or_insert_with(|| {
-                    self.context(principal, client_id, actor, target, targets, requested)
+                    self.context(
+                        principal, client_id, actor, target, targets, requested, situation,
+                    )
                 })),
             };
             let rule = match first_true_rule(aud, target, eval, &mut trace) {
@@ -334,6 +320,84 @@ struct View<'a> {
     client_id: &'a str,
     actor: Option<&'a Principal>,
     audience: &'a str,
+    source_ip: &'a str,
+}
+
+fn text(v: &str) -> Value {
+    Value::String(Arc::new(v.to_owned()))
+}
+
+fn map_value(entries: Vec<(&'static str, Value)>) -> Value {
+    Value::Map(CelMap {
+        map: Arc::new(entries.into_iter().map(|(k, v)| (key(k), v)).collect()),
+    })
+}
+
+/// `actor`: the delegate acting for the subject (RFC 8693 §4.1); without one its members
+/// are empty (a rule on `actor.subject == ''` decides, never errs).
+fn actor_value(actor: Option<&Principal>) -> Value {
+    map_value(vec![
+        ("subject", text(actor.map_or("", |a| a.subject.as_str()))),
+        ("provider", text(actor.map_or("", |a| a.provider.as_str()))),
+        (
+            "attribute",
+            actor.map_or_else(
+                || string_map(&BTreeMap::new()),
+                |a| string_map(&a.attributes),
+            ),
+        ),
+    ])
+}
+
+/// `subject_act`: the act the subject token already carried; empty without one.
+fn subject_act_value(principal: &Principal) -> Value {
+    let act = principal.subject_act.as_ref();
+    map_value(vec![
+        ("subject", text(act.map_or("", |a| a.sub.as_str()))),
+        (
+            "issuer",
+            text(act.and_then(|a| a.iss.as_deref()).unwrap_or_default()),
+        ),
+        (
+            "provider",
+            text(act.and_then(|a| a.provider.as_deref()).unwrap_or_default()),
+        ),
+    ])
+}
+
+/// `request`: the audience being decided, all targets, the requested scopes, and the
+/// situation (`source_ip`, `time`, `sender_constrained`, `client_authenticated`).
+fn request_value(
+    audience: &str,
+    targets: &[String],
+    requested: &[String],
+    situation: &Situation,
+) -> Value {
+    let source = situation
+        .source_ip
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    map_value(vec![
+        ("audience", text(audience)),
+        ("audiences", string_list(targets)),
+        ("scopes", string_list(requested)),
+        ("source_ip", text(&source)),
+        ("time", timestamp(situation.time)),
+        (
+            "sender_constrained",
+            Value::Bool(situation.sender_constrained),
+        ),
+        (
+            "client_authenticated",
+            Value::Bool(situation.client_authenticated),
+        ),
+    ])
+}
+
+/// `request.time` as a CEL timestamp (UTC).
+fn timestamp(secs: i64) -> Value {
+    let t = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
+    Value::Timestamp(t.fixed_offset())
 }
 
 impl Vars for View<'_> {
@@ -352,6 +416,7 @@ impl Vars for View<'_> {
             ("actor", "subject") => Some(self.actor.map_or("", |a| a.subject.as_str())),
             ("actor", "provider") => Some(self.actor.map_or("", |a| a.provider.as_str())),
             ("request", "audience") => Some(self.audience),
+            ("request", "source_ip") => Some(self.source_ip),
             ("subject_act", "subject") => Some(
                 self.principal
                     .subject_act

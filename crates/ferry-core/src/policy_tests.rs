@@ -171,8 +171,13 @@ fn the_view_answers_as_the_cel_context_does() {
         "audience",
         "audiences",
         "scopes",
+        "source_ip",
         "nope",
     ];
+    let situation = Situation {
+        source_ip: Some("10.1.2.3".parse().unwrap()),
+        ..Situation::default()
+    };
     let mut strings = 0;
     for actor in [None, Some(&actor)] {
         for client_id in ["", "ci"] {
@@ -182,8 +187,17 @@ fn the_view_answers_as_the_cel_context_does() {
                     client_id,
                     actor,
                     audience: target,
+                    source_ip: "10.1.2.3",
                 };
-                let ctx = p.context(&subject, client_id, actor, target, &targets, &s(&["x"]));
+                let ctx = p.context(
+                    &subject,
+                    client_id,
+                    actor,
+                    target,
+                    &targets,
+                    &s(&["x"]),
+                    &situation,
+                );
                 for name in names {
                     assert_eq!(view.string(name), Vars::string(&ctx, name), "{name}");
                     strings += usize::from(view.string(name).is_some());
@@ -206,7 +220,7 @@ fn the_view_answers_as_the_cel_context_does() {
             }
         }
     }
-    // subject, provider, client_id, attribute.repo, request.audience; actor's two (empty
-    // strings without an actor).
-    assert_eq!(strings, 8 * 5 + 8 * 2);
+    // subject, provider, client_id, attribute.repo, request.audience, request.source_ip;
+    // actor's two (empty strings without an actor).
+    assert_eq!(strings, 8 * 6 + 8 * 2);
 }

@@ -112,6 +112,7 @@ pub fn claims(data: &[u8]) {
         scopes: &scopes,
         client_id: None,
         actor: None,
+        situation: ferry_core::policy::Situation::default(),
     };
     let _ = decide(
         config,

@@ -37,6 +37,14 @@ pub enum ExprError {
     /// A list holding something other than strings.
     #[error("expected a list of strings, found {0}")]
     NotAStringList(String),
+    /// A literal argument of `ip()` or `cidr()` that is not one.
+    #[error("invalid {function}() literal '{literal}'")]
+    InvalidLiteral {
+        /// `ip` or `cidr`.
+        function: &'static str,
+        /// The literal as written.
+        literal: String,
+    },
     /// A string expression that evaluated to "".
     #[error("evaluated to an empty string")]
     EmptyString,

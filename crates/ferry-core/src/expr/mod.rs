@@ -19,6 +19,7 @@ use cel::{Context, Env, ExecutionError, Program, Value};
 
 mod error;
 mod fast;
+mod net;
 mod regexes;
 mod scan;
 mod shape;
@@ -100,6 +101,14 @@ impl Cel {
         for pattern in &e.regexes {
             self.regexes.get(pattern)?;
         }
+        let mut literals = Vec::new();
+        net::literal_args(e.program.expression(), &mut literals);
+        if let Some((function, literal)) = literals.iter().find(|(f, l)| !net::literal_ok(f, l)) {
+            return Err(ExprError::InvalidLiteral {
+                function,
+                literal: literal.clone(),
+            });
+        }
         e.fast = fast::compile(e.program.expression(), &self.regexes).map(Arc::new);
         e.fast_str = fast::compile_str(e.program.expression(), &self.regexes).map(Arc::new);
         Ok(e)
@@ -150,6 +159,7 @@ impl Cel {
                 extract(&this, &template)
             },
         );
+        net::register(&mut ctx);
         ctx
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ferry_core::Clock;
 use ferry_core::config::{Config, Provider};
 use ferry_core::decision::{Ask, decide};
+use ferry_core::policy::Situation;
 use ferry_core::request::parse_scope;
 use ferry_verify::time::SystemMono;
 use serde_json::{Map, Value};
@@ -175,6 +176,11 @@ pub async fn explain(
         scopes: &scopes,
         client_id,
         actor: None,
+        // `request.time` is now; no address, no binding, no client authentication.
+        situation: Situation {
+            time: now,
+            ..Situation::default()
+        },
     };
     let result = decide(config, provider, &claims, exp, now, ask, Some(&mut trace));
     for line in trace {

@@ -25,6 +25,7 @@ use serde_json::{Map, Value};
 
 use ferry_core::config::Config;
 use ferry_core::decision::{Ask, decide};
+use ferry_core::policy::Situation;
 use ferry_core::request::parse_scope;
 
 use super::{numeric, provider_for};
@@ -75,6 +76,43 @@ pub struct Case {
     pub error: Option<String>,
     /// The scopes expected to be granted.
     pub scopes: Option<Vec<String>>,
+    /// What rules see as `request.*` besides the audiences and scopes.
+    #[serde(default)]
+    pub request: RequestCase,
+}
+
+/// A case's `request`: the client's address, whether the token will be bound to a key,
+/// whether the client authenticated (`request.time` is the case's `iat`, else now).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestCase {
+    /// `request.source_ip`.
+    pub source_ip: Option<String>,
+    /// `request.sender_constrained`.
+    #[serde(default)]
+    pub sender_constrained: bool,
+    /// `request.client_authenticated`.
+    #[serde(default)]
+    pub client_authenticated: bool,
+}
+
+impl RequestCase {
+    /// The situation rules see, at `now`.
+    fn situation(&self, now: i64) -> Result<Situation, String> {
+        let source_ip = match self.source_ip.as_deref() {
+            None => None,
+            Some(s) => Some(
+                s.parse()
+                    .map_err(|_| "request.source_ip is not an IP address".to_owned())?,
+            ),
+        };
+        Ok(Situation {
+            source_ip,
+            time: now,
+            sender_constrained: self.sender_constrained,
+            client_authenticated: self.client_authenticated,
+        })
+    }
 }
 
 /// Runs `cases` against `config`; returns the report lines, and `Err` with the report
@@ -113,6 +151,7 @@ fn check(config: &Config, case: &Case, fallback_now: i64) -> Result<(), String> 
         scopes: &scopes,
         client_id: case.client_id.as_deref(),
         actor: None,
+        situation: case.request.situation(now)?,
     };
     let result = decide(
         config,

@@ -139,7 +139,11 @@ pub async fn token(
     let result = match parsed {
         Err(e) => Err(e),
         Ok((request, params)) => {
-            crate::token::run(&state, &loaded, &headers, request, &params, &mut audit).await
+            let source = client.map(|c| c.0.0);
+            crate::token::run(
+                &state, &loaded, &headers, source, request, &params, &mut audit,
+            )
+            .await
         }
     };
     let mut response = outcome::respond(&state, &loaded, result, &mut audit);

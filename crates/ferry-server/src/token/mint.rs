@@ -5,7 +5,7 @@ use ferry_core::error::desc;
 use ferry_core::mapping::Principal;
 use ferry_core::mint::{MintInput, access_token_claims, issued_lifetime};
 use ferry_core::narrow;
-use ferry_core::policy::Grant;
+use ferry_core::policy::{Grant, Situation};
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_keys::Snapshot;
@@ -23,12 +23,14 @@ pub fn decide(
     ask: &Ask,
     subject: &Subject,
     actor: Option<&Principal>,
+    situation: &Situation,
     now: i64,
 ) -> Result<Grant, OAuthError> {
     let _span = tracing::info_span!("policy").entered();
     let config = &loaded.config;
     let rules = |scopes: &[String]| {
-        config.policy.decide(
+        config.policy.decide_in(
+            situation,
             &subject.principal,
             ask.client_id.as_deref(),
             &subject.targets,

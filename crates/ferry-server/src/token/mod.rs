@@ -28,6 +28,7 @@ mod subject;
 use axum::http::HeaderMap;
 use ferry_core::binding::{self, Binding, BindingError};
 use ferry_core::error::desc;
+use ferry_core::policy::Situation;
 use ferry_core::request::{ClientParams, TokenRequest};
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
@@ -65,10 +66,15 @@ fn unproven(e: BindingError) -> OAuthError {
 }
 
 /// Steps 2–4, then the rest: the request after the HTTP adapter admitted and parsed it.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the request as the adapter read it"
+)]
 pub async fn run(
     state: &AppState,
     loaded: &Loaded,
     headers: &HeaderMap,
+    source: Option<std::net::IpAddr>,
     request: TokenRequest,
     params: &ClientParams,
     audit: &mut AuditEvent,
@@ -78,6 +84,9 @@ pub async fn run(
     if let Some(c) = client.as_ref().filter(|c| c.registered) {
         crate::charge::client(state, &c.id)?;
     }
+    let client_authenticated = client
+        .as_ref()
+        .is_some_and(|c| c.registered && c.method != ferry_core::config::ClientAuth::None);
     let client_id = client.map(|c| c.id);
     audit.client_id = client_id.clone();
     // 4. The proof, checked; spent only once the subject is verified (step 7).
@@ -116,7 +125,22 @@ pub async fn run(
     }
     binding::check(&subject.binding, &delegation.binding, proven).map_err(unproven)?;
     // 9–10. The decision and the lifetime, under one key-ring snapshot with the signing.
-    let grant = mint::decide(loaded, &ask, &subject, delegation.actor.as_ref(), now)?;
+    let situation = Situation {
+        source_ip: source,
+        time: now,
+        // A token is bound exactly when a proof came (step 7 refused a bound credential
+        // without one).
+        sender_constrained: proven.is_some(),
+        client_authenticated,
+    };
+    let grant = mint::decide(
+        loaded,
+        &ask,
+        &subject,
+        delegation.actor.as_ref(),
+        &situation,
+        now,
+    )?;
     let keys = state.keys.snapshot();
     let ttl = mint::lifetime(state, loaded, &keys, &subject, &grant, now)?;
     // 11. Mint.
