@@ -1,5 +1,6 @@
 """Checks what a schema cannot: the rendered manifests of one overlay (a multi-document
 YAML file) keep the properties the README promises. Exits non-zero with every problem."""
+import ipaddress
 import sys
 
 import yaml
@@ -18,7 +19,7 @@ def need(cond, msg):
 
 
 for kind in ["Deployment", "Service", "PodDisruptionBudget", "HorizontalPodAutoscaler",
-             "ConfigMap", "Secret", "ServiceAccount"]:
+             "ConfigMap", "Secret", "ServiceAccount", "NetworkPolicy"]:
     need(len(by_kind.get(kind, [])) == 1, f"exactly one {kind}")
 if problems:
     sys.exit("\n".join(problems))
@@ -85,6 +86,22 @@ selector = dep["spec"]["selector"]["matchLabels"]
 svc = by_kind["Service"][0]
 need(all(svc["spec"]["selector"].get(k) == v for k, v in selector.items()), "service selects the pods")
 need(all(pdb["spec"]["selector"]["matchLabels"].get(k) == v for k, v in selector.items()), "budget selects the pods")
+
+# Only the ingress reaches the HTTP port, and only narrow ranges may name the client.
+netpol = by_kind["NetworkPolicy"][0]["spec"]
+need(all(netpol["podSelector"]["matchLabels"].get(k) == v for k, v in selector.items()),
+     "the network policy selects the pods")
+need(netpol.get("policyTypes") == ["Ingress"], "the network policy restricts ingress")
+rules = netpol.get("ingress", [])
+need(len(rules) == 1 and all("namespaceSelector" in f for f in rules[0].get("from", [])) and rules[0].get("from"),
+     "ingress admitted only from the ingress controller's namespace")
+need([p.get("port") for p in rules[0].get("ports", [])] == [c["ports"][0]["containerPort"]] if rules else False,
+     "only the HTTP port is admitted")
+config = yaml.safe_load(by_kind["ConfigMap"][0]["data"]["ferry.yaml"])
+proxies = [ipaddress.ip_network(p, strict=False) for p in config.get("trusted_proxies", [])]
+need(proxies, "trusted_proxies names the ingress controller")
+need(all(n.prefixlen >= (24 if n.version == 4 else 64) for n in proxies),
+     "trusted_proxies holds the controller's addresses, never a pod or node range")
 
 if problems:
     sys.exit(f"{path}:\n  " + "\n  ".join(problems))
