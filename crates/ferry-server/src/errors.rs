@@ -203,9 +203,10 @@ mod tests {
     /// is each role's own refusal.
     #[test]
     fn an_outage_is_503_for_every_role_and_a_bad_token_is_the_roles_own_error() {
-        let outage = VerifyError::KeysUnavailable(KeysError::Fetch(
-            ferry_verify::FetchError::Request("connection refused".into()),
-        ));
+        let outage = VerifyError::KeysUnavailable(KeysError::Fetch {
+            at: "https://idp.example.com/keys".into(),
+            error: ferry_verify::FetchError::Request("connection refused".into()),
+        });
         let bad = VerifyError::BadSignature;
         for role in ROLES {
             assert_eq!(

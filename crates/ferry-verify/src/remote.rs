@@ -88,9 +88,15 @@ pub struct Unavailable(pub KeysError);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum KeysError {
-    /// The discovery document or the key set could not be fetched.
-    #[error(transparent)]
-    Fetch(#[from] FetchError),
+    /// The discovery document or the key set could not be fetched from `at` (origin and
+    /// path only: never a query string or credentials).
+    #[error("{at}: {error}")]
+    Fetch {
+        /// Where.
+        at: String,
+        /// What went wrong.
+        error: FetchError,
+    },
     /// The discovery document is not JSON.
     #[error("discovery document is not JSON")]
     DiscoveryNotJson,
@@ -118,6 +124,26 @@ pub enum KeysError {
     /// The fetch task ended abnormally.
     #[error("fetch task failed: {0}")]
     Task(String),
+}
+
+impl KeysError {
+    /// A fetch of `url` that failed with `error`.
+    pub fn fetch(url: &Url, error: FetchError) -> Self {
+        Self::Fetch {
+            at: located(url),
+            error,
+        }
+    }
+}
+
+/// A URL as logs may show it: scheme, host, port and path; no user, password, query or
+/// fragment (a key URL may carry a token in its query).
+pub fn located(url: &Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(p) => format!("{}://{host}:{p}{}", url.scheme(), url.path()),
+        None => format!("{}://{host}{}", url.scheme(), url.path()),
+    }
 }
 
 #[derive(Debug, Default)]
@@ -412,7 +438,9 @@ impl RemoteKeys {
         let jwks_url = match &self.endpoint {
             Endpoint::Jwks(u) => u.clone(),
             Endpoint::Discovery { issuer, url } => {
-                let doc = get(&self.http, url, self.bearer.as_ref()).await?;
+                let doc = get(&self.http, url, self.bearer.as_ref())
+                    .await
+                    .map_err(|e| KeysError::fetch(url, e))?;
                 let doc: Value =
                     serde_json::from_slice(&doc.body).map_err(|_| KeysError::DiscoveryNotJson)?;
                 // OpenID Connect Discovery §4.3: the issuer must be identical.
@@ -431,7 +459,9 @@ impl RemoteKeys {
                 uri
             }
         };
-        let fetched = get(&self.http, &jwks_url, self.bearer.as_ref()).await?;
+        let fetched = get(&self.http, &jwks_url, self.bearer.as_ref())
+            .await
+            .map_err(|e| KeysError::fetch(&jwks_url, e))?;
         let (set, warnings) = KeySet::from_jwks(&fetched.body, &self.algorithms)?;
         for w in warnings {
             tracing::debug!(provider = %self.name, "{w}");

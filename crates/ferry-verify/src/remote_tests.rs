@@ -358,9 +358,15 @@ async fn an_outage_is_distinguishable_by_type_from_a_bad_token() {
     let good = token(&fx.issuer, "k1");
     fx.idp.set_mode(Mode::Error500);
     let err = verify_from(&good, &fx.rules, &src, now).await.unwrap_err();
-    assert_eq!(
-        err,
-        VerifyError::KeysUnavailable(KeysError::Fetch(FetchError::Status(500)))
+    assert!(
+        matches!(
+            &err,
+            VerifyError::KeysUnavailable(KeysError::Fetch {
+                error: FetchError::Status(500),
+                at,
+            }) if at.ends_with("/jwks") || at.starts_with("http://127.0.0.1")
+        ),
+        "{err:?}"
     );
 
     let fx = fixture(far()).await;
@@ -373,4 +379,25 @@ async fn an_outage_is_distinguishable_by_type_from_a_bad_token() {
         .await
         .unwrap_err();
     assert_eq!(err, VerifyError::BadSignature);
+}
+
+/// A fetch error names where it happened, origin and path only: a key URL's query string
+/// (which may carry a token) and credentials never reach a log.
+#[test]
+fn fetch_errors_name_origin_and_path_only() {
+    let url = Url::parse("https://user:pw@idp.example.com:8443/keys/v1?token=secret#x").unwrap();
+    let e = KeysError::fetch(&url, FetchError::Status(503));
+    let text = e.to_string();
+    assert_eq!(
+        text,
+        "https://idp.example.com:8443/keys/v1: HTTP status 503"
+    );
+    let plain = KeysError::fetch(
+        &Url::parse("https://idp.example.com/k").unwrap(),
+        FetchError::TooLarge,
+    );
+    assert_eq!(
+        plain.to_string(),
+        "https://idp.example.com/k: response larger than the cap"
+    );
 }
