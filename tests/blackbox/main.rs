@@ -35,6 +35,7 @@ mod outage;
 mod phantom;
 mod pipeline;
 mod policy;
+mod private_issuers;
 mod proxies;
 mod reload;
 mod replay;

@@ -70,6 +70,8 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                 algorithms: rules.algorithms(),
                 issuer: id,
                 api_server: None,
+                ca_file: None,
+                private_network: false,
                 cache: CacheSettings::default(),
             };
             sources.build(&spec).map(|(k, _)| k)

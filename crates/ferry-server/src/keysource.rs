@@ -23,6 +23,15 @@ pub enum KeySourceError {
     /// The outbound policy (insecure origins, the API server's origin) is not valid.
     #[error("{0}")]
     Policy(#[source] NetError),
+    /// The provider's own CA bundle (`ca_file`) cannot be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ProviderCaFile {
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The API server's CA bundle cannot be read.
     #[error("cannot read {}: {source}", path.display())]
     CaFile {
@@ -50,6 +59,7 @@ impl KeySourceError {
         match self {
             Self::Policy(_) => "keys",
             Self::CaFile { .. } => "api_server.ca_file",
+            Self::ProviderCaFile { .. } => "ca_file",
             Self::Http(_) => "api_server",
             Self::Inline(_) => "jwks.inline",
             Self::File(_) => "jwks.file",
@@ -70,6 +80,10 @@ pub struct KeySpec<'a> {
     pub issuer: &'a str,
     /// A Kubernetes API server: its origin trusted, its CA bundle and bearer token used.
     pub api_server: Option<&'a ApiServer>,
+    /// A CA bundle trusted for this issuer's fetches only.
+    pub ca_file: Option<&'a std::path::Path>,
+    /// Whether the issuer's exact key origin may resolve to private addresses.
+    pub private_network: bool,
     /// Cache timing of remote keys.
     pub cache: CacheSettings,
 }
@@ -91,6 +105,28 @@ impl std::fmt::Debug for KeySources<'_> {
             .field("files", &self.files.len())
             .finish_non_exhaustive()
     }
+}
+
+/// The CA certificates an issuer's fetches trust besides the system's: the provider's
+/// own bundle and the API server's, each read now.
+fn extra_roots(spec: &KeySpec<'_>) -> Result<Option<Vec<u8>>, KeySourceError> {
+    let mut pem = Vec::new();
+    if let Some(f) = spec.ca_file {
+        let bytes = std::fs::read(f).map_err(|source| KeySourceError::ProviderCaFile {
+            path: f.to_owned(),
+            source,
+        })?;
+        pem.extend_from_slice(&bytes);
+        pem.push(b'\n');
+    }
+    if let Some(f) = spec.api_server.and_then(|a| a.ca_file.as_ref()) {
+        let bytes = std::fs::read(f).map_err(|source| KeySourceError::CaFile {
+            path: f.clone(),
+            source,
+        })?;
+        pem.extend_from_slice(&bytes);
+    }
+    Ok((!pem.is_empty()).then_some(pem))
 }
 
 /// The connection settings of the outbound section, with extra CA certificates.
@@ -155,15 +191,16 @@ impl<'a> KeySources<'a> {
     ) -> Result<Arc<RemoteKeys>, KeySourceError> {
         let api_origin = spec.api_server.and_then(|a| origin_of(a.url.as_str()));
         let trusted: Vec<String> = api_origin.iter().cloned().collect();
-        let policy = OutboundPolicy::new(&self.config.outbound.allow_insecure_origins, &trusted)
-            .map_err(KeySourceError::Policy)?;
-        let extra_roots_pem = match spec.api_server.and_then(|a| a.ca_file.as_ref()) {
-            Some(f) => Some(std::fs::read(f).map_err(|source| KeySourceError::CaFile {
-                path: f.clone(),
-                source,
-            })?),
-            None => None,
+        let private: Vec<String> = match (&endpoint, spec.private_network) {
+            (Endpoint::Jwks(u) | Endpoint::Discovery { url: u, .. }, true) => {
+                origin_of(u.as_str()).into_iter().collect()
+            }
+            _ => Vec::new(),
         };
+        let policy = OutboundPolicy::new(&self.config.outbound.allow_insecure_origins, &trusted)
+            .and_then(|p| p.allow_private(&private))
+            .map_err(KeySourceError::Policy)?;
+        let extra_roots_pem = extra_roots(spec)?;
         let http = Http::new(policy, &client_settings(self.config, extra_roots_pem))?;
         let bearer = match (spec.api_server, api_origin) {
             (Some(a), Some(origin)) => a.token_file.clone().map(|f| Bearer {
@@ -205,6 +242,8 @@ mod tests {
             algorithms,
             issuer: "https://a.test",
             api_server: None,
+            ca_file: None,
+            private_network: false,
             cache: CacheSettings::default(),
         }
     }

@@ -151,6 +151,8 @@ pub fn load_providers_reusing(
             algorithms: rules.algorithms(),
             issuer: &p.issuer,
             api_server: p.api_server.as_ref(),
+            ca_file: p.ca_file.as_deref(),
+            private_network: p.allow_private_network,
             cache: cache_settings(&p.cache),
         };
         let source = match &p.keys {
@@ -164,7 +166,9 @@ pub fn load_providers_reusing(
                         && prev.config.keys == p.keys
                         && prev.config.algorithms == p.algorithms
                         && prev.config.cache == p.cache
-                        && prev.config.api_server == p.api_server =>
+                        && prev.config.api_server == p.api_server
+                        && prev.config.ca_file == p.ca_file
+                        && prev.config.allow_private_network == p.allow_private_network =>
                 {
                     Ok((prev.keys.clone(), Vec::new()))
                 }

@@ -93,6 +93,24 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
+/// Whether `ip` is in a private range an operator may open for one provider
+/// (`allow_private_network`): RFC 1918 and IPv6 unique local addresses. Loopback,
+/// link-local, cloud metadata, shared address space and the rest stay refused.
+pub fn private_ip(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            a == 10 || (a == 172 && (16..=31).contains(&b)) || (a == 192 && b == 168)
+        }
+        IpAddr::V6(v6) => v6.segments().first().is_some_and(|s| s & 0xfe00 == 0xfc00),
+    }
+}
+
+/// Whether a connection to `ip` is allowed for a host with these opt-ins.
+fn admissible(ip: IpAddr, opted_in: bool, private_ok: bool) -> bool {
+    opted_in || forbidden_ip(ip).is_none() || (private_ok && private_ip(ip))
+}
+
 /// The origin (`scheme://host:port`) of a URL, with the default port made explicit.
 pub fn origin(url: &Url) -> Option<String> {
     let host = url.host_str()?;
@@ -107,6 +125,8 @@ pub struct OutboundPolicy {
     insecure_origins: HashSet<String>,
     /// Exact https origins that may resolve to any address (a configured API server).
     trusted_origins: HashSet<String>,
+    /// Exact https origins that may resolve to private addresses ([`private_ip`]).
+    private_origins: HashSet<String>,
 }
 
 impl OutboundPolicy {
@@ -125,7 +145,27 @@ impl OutboundPolicy {
         Ok(Self {
             insecure_origins: norm(insecure)?,
             trusted_origins: norm(trusted)?,
+            private_origins: HashSet::new(),
         })
+    }
+
+    /// Also lets these exact https origins resolve to private addresses (RFC 1918,
+    /// unique local), never to loopback, link-local or metadata ones.
+    pub fn allow_private(mut self, origins: &[String]) -> Result<Self, NetError> {
+        for o in origins {
+            let url = Url::parse(o).map_err(|_| NetError::BadUrl)?;
+            self.private_origins
+                .insert(origin(&url).ok_or(NetError::BadUrl)?);
+        }
+        Ok(self)
+    }
+
+    /// Hosts whose names may resolve to private addresses.
+    fn private_hosts(&self) -> HashSet<String> {
+        self.private_origins
+            .iter()
+            .filter_map(|o| Url::parse(o).ok()?.host_str().map(str::to_owned))
+            .collect()
     }
 
     fn opted_in(&self, o: &str) -> bool {
@@ -160,7 +200,8 @@ impl OutboundPolicy {
             Some(url::Host::Ipv6(v6)) => Some(IpAddr::V6(v6)),
             _ => None,
         };
-        match ip.and_then(forbidden_ip) {
+        let private_ok = self.private_origins.contains(&o);
+        match ip.and_then(|ip| forbidden_ip(ip).filter(|_| !(private_ok && private_ip(ip)))) {
             Some(reason) => Err(NetError::Forbidden(reason)),
             None => Ok(()),
         }
@@ -170,18 +211,21 @@ impl OutboundPolicy {
 /// Resolves names and drops forbidden addresses, at connect time.
 struct GuardedResolver {
     allowed_hosts: HashSet<String>,
+    /// Hosts that may resolve to private addresses only.
+    private_hosts: HashSet<String>,
 }
 
 impl Resolve for GuardedResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
         let opted_in = self.allowed_hosts.contains(&host);
+        let private_ok = self.private_hosts.contains(&host);
         Box::pin(async move {
             let addrs: Vec<SocketAddr> =
                 tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let allowed: Vec<SocketAddr> = addrs
                 .into_iter()
-                .filter(|a| opted_in || forbidden_ip(a.ip()).is_none())
+                .filter(|a| admissible(a.ip(), opted_in, private_ok))
                 .collect();
             if allowed.is_empty() {
                 return Err(Box::new(NetError::Forbidden("every resolved address"))
@@ -258,6 +302,7 @@ impl Http {
             .redirect(redirect_policy)
             .dns_resolver(Arc::new(GuardedResolver {
                 allowed_hosts: policy.opted_in_hosts(),
+                private_hosts: policy.private_hosts(),
             }))
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.timeout)
@@ -284,6 +329,48 @@ impl Http {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `allow_private_network`: the provider's exact origins reach RFC 1918 and unique
+    /// local addresses, nothing else does, and loopback, link-local and metadata stay
+    /// refused even for them (tested without sending traffic).
+    #[test]
+    fn a_private_origin_reaches_private_addresses_only() {
+        let p = OutboundPolicy::new(&[], &[])
+            .unwrap()
+            .allow_private(&["https://10.1.2.3:8443".into(), "https://[fd00::7]".into()])
+            .unwrap();
+        let check = |u: &str| p.check_url(&Url::parse(u).unwrap());
+        assert!(check("https://10.1.2.3:8443/keys").is_ok());
+        assert!(check("https://[fd00::7]/keys").is_ok());
+        // Twins: another private origin, the same host on another port, plain http.
+        assert!(check("https://10.1.2.4:8443/keys").is_err());
+        assert!(check("https://10.1.2.3/keys").is_err());
+        assert!(check("http://10.1.2.3:8443/keys").is_err());
+        let none = OutboundPolicy::new(&[], &[]).unwrap();
+        assert!(
+            none.check_url(&Url::parse("https://10.1.2.3:8443/k").unwrap())
+                .is_err()
+        );
+        let table: &[(&str, bool, bool, bool)] = &[
+            // ip, opted in, private ok, admissible
+            ("10.0.0.1", false, true, true),
+            ("172.20.1.1", false, true, true),
+            ("192.168.1.1", false, true, true),
+            ("fd12::1", false, true, true),
+            ("127.0.0.1", false, true, false),
+            ("169.254.169.254", false, true, false),
+            ("fe80::1", false, true, false),
+            ("100.64.0.1", false, true, false),
+            ("::ffff:10.0.0.1", false, true, false),
+            ("10.0.0.1", false, false, false),
+            ("8.8.8.8", false, false, true),
+            ("127.0.0.1", true, false, true),
+        ];
+        for (ip, opted, private_ok, want) in table {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(admissible(ip, *opted, *private_ok), *want, "{ip}");
+        }
+    }
 
     #[test]
     fn address_classifier_table() {

@@ -40,6 +40,11 @@ pub struct Provider {
     pub cache: CacheConfig,
     /// The Kubernetes API server, for `kubernetes` discovery.
     pub api_server: Option<ApiServer>,
+    /// A PEM bundle trusted for this provider's key fetches only (besides the system's).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Whether this provider's exact key origins may resolve to private addresses
+    /// (RFC 1918, unique local); loopback, link-local and metadata ranges stay refused.
+    pub allow_private_network: bool,
     /// Clock leeway.
     pub leeway: Duration,
     /// Longest accepted `exp - iat`.
@@ -52,6 +57,30 @@ pub struct Provider {
     pub mapping: Mapping,
     /// Whose a token is, for the bucket of tokens the condition refuses.
     pub tenant_claim: TenantClaim,
+}
+
+/// `ca_file` and `allow_private_network` apply only to keys fetched over the network.
+fn network_options(
+    errs: &mut ConfigErrors,
+    path: &str,
+    p: &RawProvider,
+    keys: Option<&KeysConfig>,
+) {
+    let fetched = matches!(keys, Some(KeysConfig::Uri(_) | KeysConfig::Discovery(_)));
+    for (set, member) in [
+        (p.ca_file.is_some(), "ca_file"),
+        (
+            p.allow_private_network == Some(true),
+            "allow_private_network",
+        ),
+    ] {
+        if set && !fetched {
+            errs.push(
+                format!("{path}.{member}"),
+                "applies only to keys fetched over the network (jwks.uri or discovery)",
+            );
+        }
+    }
 }
 
 const LEGACY_K8S_ISSUER: &str = "kubernetes/serviceaccount";
@@ -287,12 +316,9 @@ pub(super) fn provider(
         super::typing::accepted_types(errs, path, p.accepted_types.as_ref(), service_account);
 
     let (keys, api_server) = super::keys::keys(errs, path, p, kind, &issuer, base, outbound);
+    network_options(errs, path, p, keys.as_ref());
     let cache = super::keys::cache(errs, path, &p.cache);
-    let Times {
-        leeway,
-        max_token_lifetime,
-        max_token_age,
-    } = times(errs, path, p);
+    let t = times(errs, path, p);
 
     // Condition and mapping.
     let condition = condition(errs, cel, path, p);
@@ -314,9 +340,11 @@ pub(super) fn provider(
         keys: keys?,
         cache,
         api_server,
-        leeway,
-        max_token_lifetime,
-        max_token_age,
+        ca_file: p.ca_file.as_ref().map(|f| base.join(f)),
+        allow_private_network: p.allow_private_network.unwrap_or(false),
+        leeway: t.leeway,
+        max_token_lifetime: t.max_token_lifetime,
+        max_token_age: t.max_token_age,
         // GitHub's tokens live about five minutes while jobs run longer: by default a
         // github provider does not cap issued tokens at the subject token's exp.
         cap_lifetime_at_subject_expiry: p.cap_lifetime_at_subject_expiry.unwrap_or(!github),

@@ -217,6 +217,8 @@ pub struct RawProvider {
     pub jwks: Option<RawJwks>,
     pub discovery_url: Option<String>,
     pub api_server: Option<RawApiServer>,
+    pub ca_file: Option<String>,
+    pub allow_private_network: Option<bool>,
     #[serde(default)]
     pub cache: RawCache,
     pub allow_unpinned: Option<bool>,

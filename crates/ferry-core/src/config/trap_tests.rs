@@ -282,3 +282,26 @@ fn reserved_provider_ids_are_refused() {
         problems(&sa)
     );
 }
+
+/// `ca_file` and `allow_private_network` are for keys fetched over the network; on a
+/// key file they would silently do nothing, so they are refused. Twin: on `jwks.uri`.
+#[test]
+fn network_options_need_fetched_keys() {
+    let base = config(PIN, "true", REAL, "");
+    let on_file = base.replace(
+        "    jwks: { file: keys.json }\n",
+        "    jwks: { file: keys.json }\n    ca_file: ca.pem\n    allow_private_network: true\n",
+    );
+    assert_eq!(
+        problems(&on_file),
+        vec![
+            "providers[1].ca_file: applies only to keys fetched over the network (jwks.uri or discovery)".to_owned(),
+            "providers[1].allow_private_network: applies only to keys fetched over the network (jwks.uri or discovery)".to_owned(),
+        ]
+    );
+    let on_uri = base.replace(
+        "    jwks: { file: keys.json }\n",
+        "    jwks: { uri: \"https://10.1.2.3:8443/keys\" }\n    ca_file: ca.pem\n    allow_private_network: true\n",
+    );
+    assert_eq!(problems(&on_uri), Vec::<String>::new());
+}
