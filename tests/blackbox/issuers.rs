@@ -398,3 +398,32 @@ async fn kubernetes_discovery_sends_the_bearer_token_to_the_api_server_only() {
     assert!(keys_host.authorization_seen().iter().all(Option::is_none));
     assert!(!keys_host.authorization_seen().is_empty());
 }
+
+/// A cluster whose discovery document names the API server's advertise address (another
+/// origin than `api_server.url`): listed in `api_server.jwks_origins`, that origin gets
+/// the API server's token too. Twin: the test above, where it is not listed and gets none.
+#[tokio::test]
+async fn kubernetes_jwks_origins_are_the_api_servers_own() {
+    let setup = Setup::new("k8s-advertise");
+    let key = TestKey::rsa("c1");
+    let api = MockIdp::start(jwks(&[&key])).await.unwrap();
+    let advertised = MockIdp::start(jwks(&[&key])).await.unwrap();
+    api.set_mode(Mode::JwksUri(format!("{}/jwks", advertised.url)));
+    setup.write("sa-token", "projected-sa-token\n");
+    let provider = format!(
+        "  - id: cluster\n    kind: kubernetes\n    issuer: {api}\n    audiences: [{FERRY}]\n    api_server: {{ url: {api}, token_file: sa-token, jwks_origins: [{adv}] }}\n",
+        api = api.url,
+        adv = advertised.url
+    );
+    let ferry = setup.start(&config(&provider, &[&api.url, &advertised.url]));
+    let cluster = Issuer::new(api.url.clone(), key);
+    let (s, body) = exchange(&ferry, &signed(&cluster, "c1", json!({}))).await;
+    assert_eq!(s, 200, "{body}");
+    let seen = advertised.authorization_seen();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter()
+            .all(|a| a.as_deref() == Some("Bearer projected-sa-token")),
+        "{seen:?}"
+    );
+}

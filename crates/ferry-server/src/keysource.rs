@@ -190,7 +190,16 @@ impl<'a> KeySources<'a> {
         endpoint: Endpoint,
     ) -> Result<Arc<RemoteKeys>, KeySourceError> {
         let api_origin = spec.api_server.and_then(|a| origin_of(a.url.as_str()));
-        let trusted: Vec<String> = api_origin.iter().cloned().collect();
+        // The API server's origins: its URL's and the other addresses it is known by.
+        let trusted: Vec<String> = api_origin
+            .iter()
+            .cloned()
+            .chain(
+                spec.api_server
+                    .iter()
+                    .flat_map(|a| a.jwks_origins.iter().cloned()),
+            )
+            .collect();
         let private: Vec<String> = match (&endpoint, spec.private_network) {
             (Endpoint::Jwks(u) | Endpoint::Discovery { url: u, .. }, true) => {
                 origin_of(u.as_str()).into_iter().collect()
@@ -203,8 +212,8 @@ impl<'a> KeySources<'a> {
         let extra_roots_pem = extra_roots(spec)?;
         let http = Http::new(policy, &client_settings(self.config, extra_roots_pem))?;
         let bearer = match (spec.api_server, api_origin) {
-            (Some(a), Some(origin)) => a.token_file.clone().map(|f| Bearer {
-                origin,
+            (Some(a), Some(_)) => a.token_file.clone().map(|f| Bearer {
+                origins: trusted.clone(),
                 token: BearerToken::File(f),
             }),
             _ => None,
@@ -315,6 +324,7 @@ mod tests {
             url: "https://k8s.test".parse().unwrap(),
             ca_file: Some(dir.path().join("missing-ca.pem")),
             token_file: None,
+            jwks_origins: Vec::new(),
         };
         let remote = KeysConfig::Discovery(
             "https://k8s.test/.well-known/openid-configuration"

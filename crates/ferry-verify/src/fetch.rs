@@ -53,11 +53,11 @@ impl std::fmt::Debug for BearerToken {
     }
 }
 
-/// A bearer token for exactly one origin (a Kubernetes API server).
+/// A bearer token for exactly the origins of one Kubernetes API server.
 #[derive(Clone)]
 pub struct Bearer {
-    /// `scheme://host:port` the token may be sent to.
-    pub origin: String,
+    /// The `scheme://host:port`s the token may be sent to.
+    pub origins: Vec<String>,
     /// The token.
     pub token: BearerToken,
 }
@@ -65,7 +65,7 @@ pub struct Bearer {
 impl std::fmt::Debug for Bearer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bearer")
-            .field("origin", &self.origin)
+            .field("origins", &self.origins)
             .field("token", &"[redacted]")
             .finish()
     }
@@ -97,7 +97,7 @@ fn max_age(value: &str) -> Option<u64> {
 /// GETs `url` under the client's policy.
 pub async fn get(http: &Http, url: &Url, bearer: Option<&Bearer>) -> Result<Fetched, FetchError> {
     let authorization = match bearer {
-        Some(b) if origin(url).as_deref() == Some(b.origin.as_str()) => {
+        Some(b) if origin(url).is_some_and(|o| b.origins.contains(&o)) => {
             let token = match &b.token {
                 BearerToken::Value(v) => v.clone(),
                 BearerToken::File(f) => std::fs::read_to_string(f)

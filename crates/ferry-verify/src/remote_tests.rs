@@ -309,7 +309,7 @@ async fn the_bearer_token_goes_only_to_its_own_origin() {
     fx.idp
         .set_mode(Mode::JwksUri(format!("{}/jwks", other.url)));
     let bearer = Bearer {
-        origin: crate::net::origin(&Url::parse(&fx.idp.url).unwrap()).unwrap(),
+        origins: vec![crate::net::origin(&Url::parse(&fx.idp.url).unwrap()).unwrap()],
         token: BearerToken::Value("sa-token".into()),
     };
     let keys = RemoteKeys::new(

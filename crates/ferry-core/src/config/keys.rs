@@ -111,10 +111,22 @@ fn api_server(
         errs.push(format!("{path}.api_server.url"), HTTPS_HINT);
     }
     let written = url.trim_end_matches('/').to_owned();
+    let mut jwks_origins = Vec::new();
+    for (i, o) in a.jwks_origins.iter().flatten().enumerate() {
+        match fetchable(o, outbound).and_then(|u| origin_of(u.as_str()).filter(|_| u.path() == "/"))
+        {
+            Some(origin) => jwks_origins.push(origin),
+            None => errs.push(
+                format!("{path}.api_server.jwks_origins[{i}]"),
+                "must be an https origin (scheme://host:port, no path)",
+            ),
+        }
+    }
     let server = Url::parse(&written).ok().map(|url| ApiServer {
         url,
         ca_file: a.ca_file.as_ref().map(|f| base.join(f)),
         token_file: a.token_file.as_ref().map(|f| base.join(f)),
+        jwks_origins,
     });
     (server, Some(written))
 }

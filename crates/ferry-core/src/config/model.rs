@@ -93,8 +93,12 @@ pub struct ApiServer {
     pub url: Url,
     /// A CA bundle (PEM) for its certificate.
     pub ca_file: Option<PathBuf>,
-    /// A bearer-token file, sent only to this origin, re-read on every fetch.
+    /// A bearer-token file, sent only to this origin (and `jwks_origins`), re-read on
+    /// every fetch.
     pub token_file: Option<PathBuf>,
+    /// Other origins of the same API server (its advertise address, which a discovery
+    /// document may name as `jwks_uri`): trusted like `url`'s, with its CA and token.
+    pub jwks_origins: Vec<String>,
 }
 
 /// Outbound HTTP settings.

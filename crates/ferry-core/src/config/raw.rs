@@ -203,6 +203,7 @@ pub struct RawApiServer {
     pub url: Option<String>,
     pub ca_file: Option<String>,
     pub token_file: Option<String>,
+    pub jwks_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
