@@ -109,3 +109,53 @@ async fn a_providers_own_ca_bundle_is_trusted_for_its_keys() {
         );
     }
 }
+
+/// `outbound.proxy`: key fetches go through the configured HTTP CONNECT proxy (the test
+/// kit's), never straight to the issuer; its twin without the setting never touches it.
+#[tokio::test]
+async fn key_fetches_go_through_the_configured_proxy() {
+    let (ca_pem, leaf, key) = pki();
+    for through_proxy in [true, false] {
+        let proxy = ferry_testkit::proxy::ConnectProxy::start().await.unwrap();
+        let setup = Setup::new("egress-proxy");
+        let idp = setup.idp();
+        let jwks = ferry_testkit::keys::jwks(&[&idp.key]).to_string();
+        let port = tls_jwks(leaf.clone(), key.clone(), jwks).await;
+        setup.write("corp-ca.pem", &ca_pem);
+        let url = setup.url();
+        let proxy_line = if through_proxy {
+            format!(", proxy: \"{}\"", proxy.url)
+        } else {
+            String::new()
+        };
+        let ferry = setup.start(&format!(
+            "issuer: {url}\ndata_dir: data\noutbound: {{ allow_insecure_origins: [\"https://127.0.0.1:{port}\"]{proxy_line} }}\nproviders:\n  - id: corp\n    issuer: https://idp.example.com\n    audiences: [{url}]\n    jwks: {{ uri: \"https://127.0.0.1:{port}/jwks\" }}\n    ca_file: corp-ca.pem\naudiences:\n  - audience: https://api.example.com\n    rules: [{{ allow: \"true\" }}]\n"
+        ));
+        let token = idp.token(&idp.claims(&url, "alice", ferry_testkit::now(), json!({})));
+        let r = reqwest::Client::new()
+            .post(format!("{}/token", ferry.url))
+            .form(&[
+                (
+                    "grant_type",
+                    "urn:ietf:params:oauth:grant-type:token-exchange",
+                ),
+                ("subject_token", token.as_str()),
+                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+                ("audience", "https://api.example.com"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            200,
+            "through the proxy: {through_proxy}"
+        );
+        let targets = proxy.targets();
+        if through_proxy {
+            assert_eq!(targets, vec![format!("127.0.0.1:{port}")]);
+        } else {
+            assert!(targets.is_empty(), "{targets:?}");
+        }
+    }
+}

@@ -136,6 +136,7 @@ fn client_settings(config: &Config, extra_roots_pem: Option<Vec<u8>>) -> ClientS
         timeout: config.outbound.timeout,
         max_response_bytes: config.outbound.max_response_bytes,
         extra_roots_pem,
+        proxy: config.outbound.proxy.clone(),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod idp;
 pub mod keys;
 pub mod mint;
 pub mod postgres;
+pub mod proxy;
 
 pub use idp::MockIdp;
 pub use keys::TestKey;

@@ -248,6 +248,9 @@ pub struct ClientSettings {
     pub max_response_bytes: usize,
     /// Extra trusted root certificates (PEM), e.g. a cluster CA.
     pub extra_roots_pem: Option<Vec<u8>>,
+    /// An HTTP proxy for every request (CONNECT for https). The URL checks still apply
+    /// to what is asked of the proxy; the names it resolves are its own business.
+    pub proxy: Option<Url>,
 }
 
 impl Default for ClientSettings {
@@ -257,6 +260,7 @@ impl Default for ClientSettings {
             timeout: Duration::from_secs(5),
             max_response_bytes: 1024 * 1024,
             extra_roots_pem: None,
+            proxy: None,
         }
     }
 }
@@ -297,11 +301,26 @@ impl Http {
                 }
             })
         };
-        let mut builder = reqwest::Client::builder()
-            .no_proxy()
+        let mut builder = reqwest::Client::builder();
+        builder = match &settings.proxy {
+            // Explicit only: HTTP(S)_PROXY in the environment is never read.
+            Some(p) => builder.proxy(reqwest::Proxy::all(p.as_str()).map_err(HttpError::Client)?),
+            None => builder.no_proxy(),
+        };
+        let mut builder = builder
             .redirect(redirect_policy)
             .dns_resolver(Arc::new(GuardedResolver {
-                allowed_hosts: policy.opted_in_hosts(),
+                // The configured proxy is the operator's: its name may resolve anywhere.
+                allowed_hosts: policy
+                    .opted_in_hosts()
+                    .into_iter()
+                    .chain(
+                        settings
+                            .proxy
+                            .as_ref()
+                            .and_then(|p| p.host_str().map(str::to_owned)),
+                    )
+                    .collect(),
                 private_hosts: policy.private_hosts(),
             }))
             .connect_timeout(settings.connect_timeout)

@@ -112,4 +112,7 @@ pub struct Outbound {
     pub timeout: Duration,
     /// Largest accepted response.
     pub max_response_bytes: usize,
+    /// An HTTP proxy every key fetch goes through (CONNECT for https), set explicitly:
+    /// never taken from the environment.
+    pub proxy: Option<Url>,
 }

@@ -184,6 +184,7 @@ pub struct RawOutbound {
     pub connect_timeout: Option<String>,
     pub timeout: Option<String>,
     pub max_response_bytes: Option<usize>,
+    pub proxy: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

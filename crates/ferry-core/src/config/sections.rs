@@ -97,6 +97,31 @@ pub(super) fn outbound(
         )),
         timeout: Duration::from_secs(duration(errs, "outbound.timeout", o.timeout.as_ref(), 5)),
         max_response_bytes: o.max_response_bytes.unwrap_or(1024 * 1024),
+        proxy: proxy(errs, o.proxy.as_deref()),
+    }
+}
+
+/// `outbound.proxy`: an http(s) origin, no path, no credentials.
+fn proxy(errs: &mut ConfigErrors, raw: Option<&str>) -> Option<url::Url> {
+    let raw = raw?;
+    match url::Url::parse(raw) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.path() == "/"
+                && u.query().is_none()
+                && u.username().is_empty()
+                && u.password().is_none() =>
+        {
+            Some(u)
+        }
+        _ => {
+            errs.push(
+                "outbound.proxy",
+                "must be a proxy origin such as http://proxy.internal:3128 (no path, no credentials)",
+            );
+            None
+        }
     }
 }
 
