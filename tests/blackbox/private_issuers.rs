@@ -159,3 +159,121 @@ async fn key_fetches_go_through_the_configured_proxy() {
         }
     }
 }
+
+/// The Python half of the private-network test, run inside its own network namespace
+/// where 10.77.0.1 is a local address: a TLS issuer on it, Ferry, and one exchange; it
+/// prints the exchange's status.
+const IN_NAMESPACE: &str = r#"
+import http.server, json, os, ssl, subprocess, sys, threading, urllib.parse, urllib.request
+d = sys.argv[1]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = open(os.path.join(d, "idp.json"), "rb").read()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.HTTPServer(("10.77.0.1", 8443), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(os.path.join(d, "leaf.pem"), os.path.join(d, "leaf-key.pem"))
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+env = dict(os.environ, FERRY_LISTEN="127.0.0.1:0", FERRY_ADMIN_LISTEN="127.0.0.1:0")
+p = subprocess.Popen([sys.argv[2], "serve", "--config", os.path.join(d, "ferry.yaml")],
+                     env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+url = None
+for line in p.stdout:
+    if "ferry listening on http" in line:
+        url = line[line.index("http"):].split()[0]; break
+form = urllib.parse.urlencode({"grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+    "subject_token": open(os.path.join(d, "token")).read(),
+    "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+    "audience": "https://api.example.com"}).encode()
+try:
+    status = urllib.request.urlopen(url + "/token", form, timeout=10).status
+except urllib.error.HTTPError as e:
+    status = e.code
+print("status", status, flush=True)
+p.terminate(); p.wait(10)
+"#;
+
+/// `allow_private_network`: an issuer at a private address (10.77.0.1, inside a network
+/// namespace this test makes) is reachable for its provider with the setting, and
+/// refused without it (the keys are unavailable: 503). Needs `unshare -n` (root); where
+/// that is impossible the test says so and stops.
+#[tokio::test]
+async fn a_private_issuer_is_reachable_only_with_allow_private_network() {
+    let probe = std::process::Command::new("unshare")
+        .args(["-n", "ip", "addr", "add", "10.77.0.1/32", "dev", "lo"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        eprintln!("skipped: no network namespace here (unshare -n needs root)");
+        return;
+    }
+    let (ca_pem, leaf, key) = pki_for(&["10.77.0.1"]);
+    for allow in [true, false] {
+        let setup = Setup::new("private-net");
+        let idp = setup.idp();
+        setup.write("corp-ca.pem", &ca_pem);
+        setup.write("leaf.pem", pem("CERTIFICATE", &leaf));
+        setup.write("leaf-key.pem", pem("PRIVATE KEY", &key));
+        let iss = "https://ferry.example.com";
+        setup.write(
+            "token",
+            idp.token(&idp.claims(iss, "alice", ferry_testkit::now(), json!({}))),
+        );
+        setup.config(&format!(
+            "issuer: {iss}\ndata_dir: data\nlimits: {{ shutdown_delay: 0s }}\nproviders:\n  - id: corp\n    issuer: https://idp.example.com\n    audiences: [{iss}]\n    jwks: {{ uri: \"https://10.77.0.1:8443/jwks\" }}\n    ca_file: corp-ca.pem\n    allow_private_network: {allow}\naudiences:\n  - audience: https://api.example.com\n    rules: [{{ allow: \"true\" }}]\n"
+        ));
+        let script = setup.write("in-namespace.py", IN_NAMESPACE);
+        let out = std::process::Command::new("unshare")
+            .arg("-n")
+            .arg("sh")
+            .arg("-c")
+            .arg("ip link set lo up && ip addr add 10.77.0.1/32 dev lo && exec python3 \"$0\" \"$1\" \"$2\"")
+            .arg(&script)
+            .arg(setup.path())
+            .arg(crate::harness::bin("ferry"))
+            .env("FERRY_KEK", crate::harness::TEST_KEK)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        let want = if allow { "status 200" } else { "status 503" };
+        assert!(
+            text.contains(want),
+            "allow_private_network: {allow}: {text}"
+        );
+    }
+}
+
+/// A CA, and a certificate for `names` it signed: (CA PEM, leaf DER, leaf key DER).
+fn pki_for(names: &[&str]) -> (String, Vec<u8>, Vec<u8>) {
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let leaf =
+        CertificateParams::new(names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    (
+        ca_cert.pem(),
+        leaf_cert.der().to_vec(),
+        leaf_key.serialize_der(),
+    )
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
