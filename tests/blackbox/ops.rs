@@ -169,6 +169,23 @@ async fn admin_endpoints_need_a_valid_bearer_token_when_configured() {
             .unwrap()
             .contains("verify: signature ok")
     );
+    // The request's context as rules would see it (`request.*`) is accepted; a member it
+    // does not know is a 4xx.
+    let with_context = |request: serde_json::Value| {
+        http.post(format!("{admin}/explain"))
+            .header("authorization", "Bearer secret")
+            .json(
+                &json!({"token": s.token(), "audience": ["https://deploy.example.com"],
+                          "request": request}),
+            )
+            .send()
+    };
+    let r = with_context(json!({"source_ip": "10.1.2.3", "sender_constrained": true}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = with_context(json!({"source": "10.1.2.3"})).await.unwrap();
+    assert!(r.status().is_client_error(), "{}", r.status());
     let denied = http
         .post(format!("{admin}/explain"))
         .json(&json!({"token": s.token(), "audience": ["https://deploy.example.com"]}))

@@ -219,3 +219,62 @@ fn policy_test_tables_pass_and_fail() {
     );
     assert!(!out.contains("never reached"), "{out}");
 }
+
+/// `ferry explain --source-ip …` and `ferry test` cases with `request:` evaluate the
+/// request's context (`request.*`) as /token would; each beside its twin.
+#[test]
+fn explain_and_test_take_the_requests_context() {
+    let tmp = TempDir::new("explain-context");
+    setup(tmp.path());
+    let office = CONFIG.replace(
+        "      - name: no-bots",
+        "      - name: office-only\n        deny: \"!cidr('10.0.0.0/8').containsIP(request.source_ip) && !request.sender_constrained\"\n      - name: no-bots",
+    );
+    std::fs::write(tmp.path().join("ferry.yaml"), office).unwrap();
+    std::fs::write(
+        tmp.path().join("ok.json"),
+        claims("octocat", "acme/app").to_string(),
+    )
+    .unwrap();
+    let explain = |extra: &[&str]| {
+        let mut a = vec![
+            "explain",
+            "--config",
+            "ferry.yaml",
+            "--claims",
+            "ok.json",
+            "--audience",
+            "https://deploy.example.com",
+        ];
+        a.extend_from_slice(extra);
+        ferry(&a, tmp.path())
+    };
+    let inside = explain(&["--source-ip", "10.1.2.3"]);
+    assert!(inside.status.success(), "{}", text(&inside));
+    let outside = explain(&["--source-ip", "192.0.2.1"]);
+    assert_eq!(outside.status.code(), Some(1), "{}", text(&outside));
+    assert!(
+        text(&outside).contains("(office-only)"),
+        "{}",
+        text(&outside)
+    );
+    let bound = explain(&["--source-ip", "192.0.2.1", "--sender-constrained"]);
+    assert!(bound.status.success(), "{}", text(&bound));
+
+    let c = claims("octocat", "acme/app");
+    let cases = json!({"cases": [
+        {"name": "office", "claims": c, "audience": "https://deploy.example.com",
+         "request": {"source_ip": "10.9.9.9"}, "expect": "allow"},
+        {"name": "cafe", "claims": c, "audience": "https://deploy.example.com",
+         "request": {"source_ip": "198.51.100.7"}, "expect": "deny", "rule": "audiences[0].rules[0] (office-only)"},
+        {"name": "cafe but bound", "claims": c, "audience": "https://deploy.example.com",
+         "request": {"source_ip": "198.51.100.7", "sender_constrained": true}, "expect": "allow"}
+    ]});
+    std::fs::write(tmp.path().join("cases.yaml"), cases.to_string()).unwrap();
+    let t = ferry(
+        &["test", "--config", "ferry.yaml", "cases.yaml"],
+        tmp.path(),
+    );
+    assert!(t.status.success(), "{}", text(&t));
+    assert!(text(&t).contains("3 passed, 0 failed"), "{}", text(&t));
+}

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::audit::AuditEvent;
-use crate::cli::explain::{Subject, explain};
+use crate::cli::explain::{ExplainContext, Subject, explain};
 use crate::listener::Server;
 use crate::state::AppState;
 use crate::tls::acceptor;
@@ -150,6 +150,9 @@ pub struct ExplainRequest {
     pub scope: Option<String>,
     /// The client.
     pub client_id: Option<String>,
+    /// The request's context as rules see it (`request.source_ip`, …).
+    #[serde(default)]
+    pub request: ExplainContext,
 }
 
 async fn explain_endpoint(
@@ -175,6 +178,7 @@ async fn explain_endpoint(
         &req.audience,
         req.scope.as_deref(),
         req.client_id.as_deref(),
+        &req.request,
     )
     .await
     {

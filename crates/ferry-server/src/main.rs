@@ -161,6 +161,15 @@ enum Command {
         /// The client id.
         #[arg(long)]
         client_id: Option<String>,
+        /// The client's address, as rules see it (`request.source_ip`).
+        #[arg(long)]
+        source_ip: Option<std::net::IpAddr>,
+        /// The token would be bound to a key (`request.sender_constrained`).
+        #[arg(long)]
+        sender_constrained: bool,
+        /// The client authenticated (`request.client_authenticated`).
+        #[arg(long)]
+        client_authenticated: bool,
     },
     /// Service accounts: create a key pair, get a token with it.
     Sa {
@@ -309,6 +318,7 @@ async fn explain(
     audiences: Vec<String>,
     scope: Option<String>,
     client_id: Option<String>,
+    context: &cli::explain::ExplainContext,
 ) -> anyhow::Result<ExitCode> {
     let config = read_config(config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let subject = cli::explain::read_subject(token.as_deref(), claims.as_deref())?;
@@ -319,6 +329,7 @@ async fn explain(
         &audiences,
         scope.as_deref(),
         client_id.as_deref(),
+        context,
     )
     .await?;
     print!("{}", report.text);
@@ -430,7 +441,17 @@ async fn run(cli: Cli, activation: Activation) -> ExitCode {
             audience,
             scope,
             client_id,
-        } => report(explain(&config, token, claims, audience, scope, client_id).await),
+            source_ip,
+            sender_constrained,
+            client_authenticated,
+        } => {
+            let context = cli::explain::ExplainContext {
+                source_ip,
+                sender_constrained,
+                client_authenticated,
+            };
+            report(explain(&config, token, claims, audience, scope, client_id, &context).await)
+        }
         Command::Test { config, cases } => report(policy_test(&config, &cases)),
         Command::Keys { command } => report(keys_command(command)),
         Command::Sa { command } => report(sa_command(command).await),

@@ -133,6 +133,21 @@ async fn verify_token<'c>(
     }
 }
 
+/// What rules see as the request's context (`request.*`) in an explanation: the client's
+/// address, whether the token would be key-bound, whether the client authenticated.
+#[derive(Debug, Clone, Copy, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainContext {
+    /// `request.source_ip`.
+    pub source_ip: Option<std::net::IpAddr>,
+    /// `request.sender_constrained`.
+    #[serde(default)]
+    pub sender_constrained: bool,
+    /// `request.client_authenticated`.
+    #[serde(default)]
+    pub client_authenticated: bool,
+}
+
 /// Explains the decision for `subject` and the request.
 pub async fn explain(
     config: &Config,
@@ -141,6 +156,7 @@ pub async fn explain(
     audiences: &[String],
     scope: Option<&str>,
     client_id: Option<&str>,
+    context: &ExplainContext,
 ) -> anyhow::Result<Report> {
     // With bare claims the clock is their `iat` when present, as in `ferry test`, so an
     // authored example explains the same way whenever it is run.
@@ -176,10 +192,12 @@ pub async fn explain(
         scopes: &scopes,
         client_id,
         actor: None,
-        // `request.time` is now; no address, no binding, no client authentication.
+        // `request.time` is the explanation's now; the rest as the caller says.
         situation: Situation {
+            source_ip: context.source_ip,
             time: now,
-            ..Situation::default()
+            sender_constrained: context.sender_constrained,
+            client_authenticated: context.client_authenticated,
         },
     };
     let result = decide(config, provider, &claims, exp, now, ask, Some(&mut trace));
