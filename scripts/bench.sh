@@ -74,6 +74,7 @@ echo "==> fixtures"
 "$fb" setup --dir "$work/p10" --providers 10 --tokens 2000
 "$fb" setup --dir "$work/p10000" --providers 10000 --tokens 2000
 
+echo "    limits: Ferry's defaults, except rate_per_source (raised: every request comes from one loopback address)"
 echo "==> 10 providers: maximum throughput (server on core 0, wrk on core 1, $CONNS connections, ${SECS}s)"
 start "$work/p10"
 startup10=$STARTUP_MS

@@ -31,9 +31,24 @@ pub fn issuer(i: usize) -> String {
 /// same key, as tenants of one CI system would be), GitHub-style condition and mapping,
 /// and one audience whose 20th rule is the one that allows.
 pub fn config(data_dir: &Path, providers: usize) -> String {
+    config_with(
+        data_dir,
+        providers,
+        "rate_per_source: 100000000, rate_global: 100000000, rate_per_provider: 100000000, rate_per_client: 100000000",
+    )
+}
+
+/// [`config`] at Ferry's default limits except the per-source one, raised because every
+/// request of the load generator comes from one loopback address: what `bench.sh`
+/// measures, so the maximum it reaches is reached without a 429.
+pub fn config_at_default_limits(data_dir: &Path, providers: usize) -> String {
+    config_with(data_dir, providers, "rate_per_source: 100000000")
+}
+
+fn config_with(data_dir: &Path, providers: usize, limits: &str) -> String {
     let mut y = format!(
         "issuer: {FERRY}\ndata_dir: {}\n\
-         limits: {{ rate_per_source: 100000000, rate_global: 100000000, rate_per_provider: 100000000, rate_per_client: 100000000, shutdown_delay: 0s }}\n\
+         limits: {{ {limits}, shutdown_delay: 0s }}\n\
          tokens: {{ default_ttl: 10m, max_ttl: 1h, min_ttl: 60s }}\nproviders:\n",
         data_dir.display()
     );
@@ -111,11 +126,22 @@ impl Fixture {
         }
     }
 
-    /// Writes `ferry.yaml` and `jwks.json` into `dir`.
+    /// Writes `ferry.yaml` (every limit raised, for in-process benches) and `jwks.json`
+    /// into `dir`.
     pub fn write(&self, dir: &Path, providers: usize) {
         std::fs::create_dir_all(dir).unwrap();
         std::fs::write(dir.join("jwks.json"), jwks(&[&self.key]).to_string()).unwrap();
         std::fs::write(dir.join("ferry.yaml"), config(&dir.join("data"), providers)).unwrap();
+    }
+
+    /// [`Fixture::write`] at the default limits except the per-source one (`bench.sh`).
+    pub fn write_at_default_limits(&self, dir: &Path, providers: usize) {
+        self.write(dir, providers);
+        std::fs::write(
+            dir.join("ferry.yaml"),
+            config_at_default_limits(&dir.join("data"), providers),
+        )
+        .unwrap();
     }
 
     /// `count` distinct subject tokens spread over the first `providers` providers.

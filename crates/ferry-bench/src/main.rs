@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
             tokens,
         } => {
             let fx = Fixture::new();
-            fx.write(&dir, providers);
+            fx.write_at_default_limits(&dir, providers);
             let bodies: Vec<String> = fx
                 .tokens(providers, tokens, SystemClock.now())
                 .iter()

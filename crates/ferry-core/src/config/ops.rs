@@ -81,10 +81,11 @@ pub enum AuditSinkConfig {
     File(PathBuf),
 }
 
-/// Exchanges per second one core serves, measured by `scripts/bench.sh` on the reference
-/// machine (about 15,400/s per core through wrk at 89283d1, 0.65 of the cryptographic
-/// floor): the unit of the default global rate.
-pub const PER_CORE_EXCHANGES: u32 = 15_000;
+/// Exchanges per second one core can serve at most: the cryptographic floor (an RS256
+/// verification and an ES256 signature) `scripts/bench.sh` measured on the reference
+/// machine, 26,186/s per core at 89283d1, rounded down. No core serves more, so a global
+/// limit of cores × this never throttles a healthy server: the unit of the defaults.
+pub const PER_CORE_EXCHANGES: u32 = 26_000;
 
 /// The default `limits.rate_global`: `cores × PER_CORE_EXCHANGES`. It still stops a
 /// flood before verification, but never throttles a healthy server below what it can
@@ -126,7 +127,11 @@ pub(super) fn limits(errs: &mut ConfigErrors, l: &RawLimits) -> Limits {
         rate_global: l
             .rate_global
             .unwrap_or_else(|| derived_global_rate(available_cores())),
-        rate_per_provider: l.rate_per_provider.unwrap_or(500),
+        // One provider may take at most half of what the machine serves: a burst from
+        // one cluster never starves the others.
+        rate_per_provider: l
+            .rate_per_provider
+            .unwrap_or_else(|| derived_global_rate(available_cores()) / 2),
         rate_per_client: l.rate_per_client.unwrap_or(100),
         shutdown_timeout: duration(
             errs,

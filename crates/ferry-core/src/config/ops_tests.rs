@@ -71,7 +71,7 @@ fn the_default_global_rate_is_what_the_machine_serves() {
     assert_eq!(derived_global_rate(usize::MAX), u32::MAX);
     // Below the derived rate: a warning naming the figures; at or above: none.
     let w = global_rate_warning(2_000, 2).unwrap();
-    assert!(w.contains("2 cores × 15000/s = 30000/s"), "{w}");
-    assert_eq!(global_rate_warning(30_000, 2), None);
+    assert!(w.contains("2 cores × 26000/s = 52000/s"), "{w}");
+    assert_eq!(global_rate_warning(52_000, 2), None);
     assert_eq!(global_rate_warning(100_000, 2), None);
 }
