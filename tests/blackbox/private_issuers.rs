@@ -277,3 +277,51 @@ fn pem(label: &str, der: &[u8]) -> String {
         lines.join("\n")
     )
 }
+
+/// A key fetch that fails is named by origin and path — in the log and in the admin
+/// `/readyz` — never with its query string (which may carry a token).
+#[tokio::test]
+async fn a_failed_key_fetch_names_origin_and_path_only() {
+    use ferry_testkit::MockIdp;
+    use ferry_testkit::idp::Mode;
+    let setup = Setup::new("fetch-errors");
+    let idp = setup.idp();
+    let mock = MockIdp::start(ferry_testkit::keys::jwks(&[&idp.key]))
+        .await
+        .unwrap();
+    mock.set_mode(Mode::Error500);
+    let url = setup.url();
+    let ferry = setup.start(&format!(
+        "issuer: {url}\ndata_dir: data\noutbound: {{ allow_insecure_origins: [\"{m}\"] }}\nproviders:\n  - id: corp\n    issuer: https://idp.example.com\n    audiences: [{url}]\n    jwks: {{ uri: \"{m}/jwks?access_token=s3cret-query\" }}\naudiences:\n  - audience: https://api.example.com\n    rules: [{{ allow: \"true\" }}]\n",
+        m = mock.url
+    ));
+    let token = idp.token(&idp.claims(&url, "alice", ferry_testkit::now(), json!({})));
+    let r = reqwest::Client::new()
+        .post(format!("{}/token", ferry.url))
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", token.as_str()),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("audience", "https://api.example.com"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let ready = reqwest::get(format!("{}/readyz", ferry.admin.clone().unwrap()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let named = format!("{}/jwks: HTTP status 500", mock.url);
+    assert!(ready.contains(&named), "{ready}");
+    let log = ferry.proc().output();
+    assert!(log.contains(&named), "{log}");
+    for text in [&ready, &log] {
+        assert!(!text.contains("s3cret-query"), "{text}");
+    }
+}

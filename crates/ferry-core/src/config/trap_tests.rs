@@ -305,3 +305,25 @@ fn network_options_need_fetched_keys() {
     );
     assert_eq!(problems(&on_uri), Vec::<String>::new());
 }
+
+/// Who a token is does not depend on where the request comes from: a provider's
+/// condition cannot read `request.*` (an unknown variable at load). Twin: an audience
+/// rule can.
+#[test]
+fn provider_conditions_do_not_see_the_request() {
+    let in_condition = config(
+        "assertion.repository_owner_id == '123' && request.source_ip == '10.0.0.1'",
+        "true",
+        REAL,
+        "",
+    );
+    let p = problems(&in_condition);
+    assert!(
+        p.iter()
+            .any(|m| m.contains("providers[0].condition")
+                && m.contains("unknown variable 'request'")),
+        "{p:?}"
+    );
+    let in_rule = config(PIN, "request.source_ip == '10.0.0.1'", REAL, "");
+    assert_eq!(problems(&in_rule), Vec::<String>::new());
+}
