@@ -319,6 +319,8 @@ async fn a_failed_key_fetch_names_origin_and_path_only() {
         .unwrap();
     let named = format!("{}/jwks: HTTP status 500", mock.url);
     assert!(ready.contains(&named), "{ready}");
+    let mut ferry = ferry;
+    ferry.proc_mut().wait_for(&named).unwrap();
     let log = ferry.proc().output();
     assert!(log.contains(&named), "{log}");
     for text in [&ready, &log] {

@@ -166,7 +166,7 @@ async fn a_deny_rule_on_an_absent_actor_denies() {
 /// event of a delegation names the actor.
 #[tokio::test]
 async fn revoking_an_actor_revokes_what_it_acted_on_and_the_audit_names_it() {
-    let env = start();
+    let mut env = start();
     let alice = env.token("alice", json!({}));
     let robot = env.token("robot", json!({}));
     let carol = env.token("carol", json!({}));
@@ -205,6 +205,8 @@ async fn revoking_an_actor_revokes_what_it_acted_on_and_the_audit_names_it() {
     );
     let (s, b) = env.exchange(&by_carol, AT, API, &[]).await;
     assert_eq!(s, 200, "{b}");
+    // The audit line may still be on its way from the process.
+    env.ferry.proc_mut().wait_for(r#""actor":"robot""#).unwrap();
     let out = env.ferry.proc().output();
     assert!(out.contains(r#""actor":"robot""#), "{out}");
     assert!(out.contains(r#""actor_provider":"idp""#), "{out}");
