@@ -211,7 +211,7 @@ async fn a_kek_rollout_in_the_wrong_order_keeps_one_key_set_and_the_replica_with
     let mut before = ring_kids();
     let mut known_when_b_stopped: Option<BTreeSet<String>> = None;
     let mut covered = false;
-    for round in 1..=12 {
+    for round in 1..=20 {
         tokio::time::sleep(Duration::from_millis(1_100)).await;
         let (ok, out) = keys_cmd(&a_cfg, &pg, &["rotate"]);
         assert!(ok, "round {round}: {out}");

@@ -21,6 +21,7 @@ pub mod narrow;
 pub mod policy;
 pub mod request;
 pub mod response;
+pub mod rule_vars;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{ErrorCode, OAuthError, Step};

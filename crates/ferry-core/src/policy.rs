@@ -5,11 +5,7 @@
 //! token cannot list the configured audiences — unless the operator chooses to show
 //! their own denial messages.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-
-use cel::Value;
-use cel::objects::{Key, Map as CelMap};
+use std::collections::HashMap;
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
 use crate::expr::{Cel, Expr, ExprError, Vars, string_list, string_map};
@@ -27,21 +23,8 @@ pub const POLICY_VARS: &[&str] = &[
     "subject_act",
 ];
 
-/// What a rule may know about the request besides who asks for what (`request.*`):
-/// the client's address (behind trusted proxies, the one they name), the time, whether
-/// the issued token will be bound to a key, and whether the client authenticated.
-/// Provider conditions never see it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Situation {
-    /// `request.source_ip` (the empty string when unknown).
-    pub source_ip: Option<std::net::IpAddr>,
-    /// `request.time`, seconds since the epoch.
-    pub time: i64,
-    /// `request.sender_constrained`: the issued token will be DPoP- or certificate-bound.
-    pub sender_constrained: bool,
-    /// `request.client_authenticated`: a registered client proved who it is.
-    pub client_authenticated: bool,
-}
+pub use crate::rule_vars::Situation;
+use crate::rule_vars::{actor_value, request_value, subject_act_value};
 
 /// What a rule does when its expression is true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,10 +120,6 @@ fn note(trace: &mut Option<&mut Vec<String>>, line: impl FnOnce() -> String) {
     if let Some(t) = trace.as_deref_mut() {
         t.push(line());
     }
-}
-
-fn key(s: &str) -> Key {
-    Key::String(Arc::new(s.to_owned()))
 }
 
 impl Policy {
@@ -321,83 +300,6 @@ struct View<'a> {
     actor: Option<&'a Principal>,
     audience: &'a str,
     source_ip: &'a str,
-}
-
-fn text(v: &str) -> Value {
-    Value::String(Arc::new(v.to_owned()))
-}
-
-fn map_value(entries: Vec<(&'static str, Value)>) -> Value {
-    Value::Map(CelMap {
-        map: Arc::new(entries.into_iter().map(|(k, v)| (key(k), v)).collect()),
-    })
-}
-
-/// `actor`: the delegate acting for the subject (RFC 8693 §4.1); without one its members
-/// are empty (a rule on `actor.subject == ''` decides, never errs).
-fn actor_value(actor: Option<&Principal>) -> Value {
-    map_value(vec![
-        ("subject", text(actor.map_or("", |a| a.subject.as_str()))),
-        ("provider", text(actor.map_or("", |a| a.provider.as_str()))),
-        (
-            "attribute",
-            actor.map_or_else(
-                || string_map(&BTreeMap::new()),
-                |a| string_map(&a.attributes),
-            ),
-        ),
-    ])
-}
-
-/// `subject_act`: the act the subject token already carried; empty without one.
-fn subject_act_value(principal: &Principal) -> Value {
-    let act = principal.subject_act.as_ref();
-    map_value(vec![
-        ("subject", text(act.map_or("", |a| a.sub.as_str()))),
-        (
-            "issuer",
-            text(act.and_then(|a| a.iss.as_deref()).unwrap_or_default()),
-        ),
-        (
-            "provider",
-            text(act.and_then(|a| a.provider.as_deref()).unwrap_or_default()),
-        ),
-    ])
-}
-
-/// `request`: the audience being decided, all targets, the requested scopes, and the
-/// situation (`source_ip`, `time`, `sender_constrained`, `client_authenticated`).
-fn request_value(
-    audience: &str,
-    targets: &[String],
-    requested: &[String],
-    situation: &Situation,
-) -> Value {
-    let source = situation
-        .source_ip
-        .map(|i| i.to_string())
-        .unwrap_or_default();
-    map_value(vec![
-        ("audience", text(audience)),
-        ("audiences", string_list(targets)),
-        ("scopes", string_list(requested)),
-        ("source_ip", text(&source)),
-        ("time", timestamp(situation.time)),
-        (
-            "sender_constrained",
-            Value::Bool(situation.sender_constrained),
-        ),
-        (
-            "client_authenticated",
-            Value::Bool(situation.client_authenticated),
-        ),
-    ])
-}
-
-/// `request.time` as a CEL timestamp (UTC).
-fn timestamp(secs: i64) -> Value {
-    let t = chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default();
-    Value::Timestamp(t.fixed_offset())
 }
 
 impl Vars for View<'_> {

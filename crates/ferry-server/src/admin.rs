@@ -24,7 +24,7 @@ use crate::cli::explain::{ExplainContext, Subject, explain};
 use crate::listener::Server;
 use crate::state::AppState;
 use crate::tls::acceptor;
-use crate::{fingerprint, random_id};
+use crate::{ids::fingerprint, ids::random_id};
 
 /// Longest subject, provider or client a revocation rule may name.
 const MAX_RULE_VALUE: usize = 1024;

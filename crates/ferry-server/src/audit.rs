@@ -101,7 +101,7 @@ pub fn bounded(value: &str) -> String {
     if value.len() <= MAX_VALUE {
         value.to_owned()
     } else {
-        format!("sha256:{}", crate::fingerprint(value.as_bytes()))
+        format!("sha256:{}", crate::ids::fingerprint(value.as_bytes()))
     }
 }
 
@@ -209,7 +209,7 @@ mod tests {
         let long = "a".repeat(MAX_VALUE + 1);
         assert_eq!(
             bounded(&long),
-            format!("sha256:{}", crate::fingerprint(long.as_bytes()))
+            format!("sha256:{}", crate::ids::fingerprint(long.as_bytes()))
         );
         let many: Vec<String> = (0..100).map(|i| format!("t{i}")).collect();
         assert_eq!(targets(&many).len(), MAX_TARGETS);

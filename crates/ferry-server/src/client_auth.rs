@@ -68,7 +68,7 @@ fn secret_ok(stored: Option<&String>, presented: &str) -> bool {
     stored.is_some_and(|h| {
         aws_lc_rs::constant_time::verify_slices_are_equal(
             h.as_bytes(),
-            crate::fingerprint(presented.as_bytes()).as_bytes(),
+            crate::ids::fingerprint(presented.as_bytes()).as_bytes(),
         )
         .is_ok()
     })
@@ -88,8 +88,8 @@ fn basic_credentials(value: &str) -> Option<&str> {
 
 /// A new client secret and the hash to register (`ferry clients new-secret`).
 pub fn new_secret() -> (String, String) {
-    let secret = crate::random_id(32);
-    let hash = crate::fingerprint(secret.as_bytes());
+    let secret = crate::ids::random_id(32);
+    let hash = crate::ids::fingerprint(secret.as_bytes());
     (secret, hash)
 }
 

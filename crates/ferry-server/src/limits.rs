@@ -145,7 +145,7 @@ impl TenantBuckets {
         tenant: &str,
     ) -> Result<(), governor::NotUntil<governor::clock::QuantaInstant>> {
         // The key is bounded whatever the tenant value's length.
-        let key = format!("{provider}\0{}", crate::fingerprint(tenant.as_bytes()));
+        let key = format!("{provider}\0{}", crate::ids::fingerprint(tenant.as_bytes()));
         let mut lru = self
             .inner
             .lock()

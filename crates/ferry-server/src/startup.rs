@@ -9,9 +9,9 @@ use ferry_core::{Clock, SystemClock};
 use ferry_keys::KeyManager;
 use ferry_verify::time::SystemMono;
 
-use crate::AppState;
 use crate::audit::AuditSink;
 use crate::load::{load_providers, open_keys};
+use crate::state::AppState;
 use crate::state::TrustedProvider;
 
 /// The trusted providers (their key sources ready), with their warnings logged.

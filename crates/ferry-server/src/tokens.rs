@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use crate::revocation::{Facts, HandleError, Rule, RuleKind, StoreError};
 use crate::state::AppState;
-use crate::{fingerprint, random_id};
+use crate::{ids::fingerprint, ids::random_id};
 
 /// Every reference token starts with this, so a handle is never mistaken for a JWT.
 pub use ferry_token::HANDLE_PREFIX;

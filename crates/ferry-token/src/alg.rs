@@ -3,7 +3,7 @@
 //! holding an issuer's public key must never treat it as a shared secret (RFC 8725
 //! §2.1, §3.1). Names only; the cryptography is `ferry-verify`'s.
 
-use crate::SigningAlgorithm;
+use crate::signing::SigningAlgorithm;
 
 /// A JWS signature algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

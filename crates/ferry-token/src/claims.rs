@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use crate::Scope;
+use crate::scope::Scope;
 
 /// `aud`: one audience is a string, several an array (RFC 7519 §4.1.3). Reads either;
 /// anything else (a number, an array holding a non-string) is refused.

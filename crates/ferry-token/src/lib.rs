@@ -12,6 +12,7 @@
 mod alg;
 mod claims;
 mod scope;
+mod signing;
 
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ mod tests;
 pub use alg::Algorithm;
 pub use claims::{AccessClaims, Act, Audience, Confirmation, DerivedClaims, MayAct, Provenance};
 pub use scope::Scope;
+pub use signing::SigningAlgorithm;
 
 /// Every reference token (an opaque handle standing for a JWT) starts with this, so a
 /// handle is never mistaken for a JWT.
@@ -26,28 +28,3 @@ pub const HANDLE_PREFIX: &str = "ferry_ref_";
 
 /// The JWS `typ` of Ferry's access tokens (RFC 9068 §2.1).
 pub const ACCESS_TOKEN_TYPE: &str = "at+jwt";
-
-/// The algorithms Ferry signs its tokens with (RFC 7518 §3.1, RFC 8037 §3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub enum SigningAlgorithm {
-    /// ECDSA P-256 with SHA-256.
-    ES256,
-    /// Ed25519.
-    EdDSA,
-    /// RSASSA-PKCS1-v1_5 with SHA-256.
-    RS256,
-}
-
-impl SigningAlgorithm {
-    /// Every algorithm Ferry signs with.
-    pub const ALL: [Self; 3] = [Self::ES256, Self::EdDSA, Self::RS256];
-
-    /// The JWS `alg` name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::ES256 => "ES256",
-            Self::EdDSA => "EdDSA",
-            Self::RS256 => "RS256",
-        }
-    }
-}

@@ -37,7 +37,7 @@ use crate::dpop::thumbprint;
 use crate::jwks::parse_single;
 use crate::jws::{decode_object, split};
 use crate::source::KeySource;
-use crate::{Rules, VerifyError};
+use crate::{error::VerifyError, rules::Rules};
 
 /// The `typ` of a derived token.
 pub const DERIVED_TYPE: &str = "ferry-derived+jwt";

@@ -17,7 +17,7 @@ use crate::net::Http;
 use crate::remote::{CacheSettings, Endpoint, RemoteKeys};
 use crate::source::KeySource;
 use crate::time::MonoTime;
-use crate::{Rules, VerifyError};
+use crate::{error::VerifyError, rules::Rules};
 use ferry_token::AccessClaims;
 
 /// A verified Ferry token.

@@ -21,7 +21,7 @@ use serde_json::Value;
 use crate::alg::Algorithm;
 use crate::net::Http;
 use crate::source::KeySource;
-use crate::{Rules, VerifyError};
+use crate::{error::VerifyError, rules::Rules};
 
 /// `typ` of the list.
 pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";

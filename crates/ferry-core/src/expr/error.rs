@@ -1,7 +1,8 @@
 //! Why an expression did not compile or evaluate. The messages are those `ferry check`,
 //! `ferry explain` and audit details have always shown.
 
-use super::MAX_EXPRESSION_LEN;
+/// Longest expression accepted, in bytes.
+pub const MAX_EXPRESSION_LEN: usize = 4_096;
 
 /// An expression that failed to compile or to evaluate to the type its place needs.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

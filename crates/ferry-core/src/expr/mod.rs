@@ -24,7 +24,7 @@ mod regexes;
 mod scan;
 mod shape;
 
-pub use error::ExprError;
+pub use error::{ExprError, MAX_EXPRESSION_LEN};
 pub use fast::Vars;
 use regexes::Regexes;
 pub use scan::ClaimUse;
@@ -163,9 +163,6 @@ impl Cel {
         ctx
     }
 }
-
-/// Longest expression accepted, in bytes.
-pub const MAX_EXPRESSION_LEN: usize = 4_096;
 
 /// A compiled expression with its source, for explain output and audit events.
 #[derive(Clone)]

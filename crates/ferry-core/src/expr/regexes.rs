@@ -11,7 +11,7 @@ const MAX_DYNAMIC_REGEXES: usize = 256;
 pub(super) struct Regexes(RwLock<HashMap<String, Arc<regex::Regex>>>);
 
 impl Regexes {
-    pub(super) fn get(&self, pattern: &str) -> Result<Arc<regex::Regex>, super::ExprError> {
+    pub(super) fn get(&self, pattern: &str) -> Result<Arc<regex::Regex>, super::error::ExprError> {
         if let Some(r) = self
             .0
             .read()

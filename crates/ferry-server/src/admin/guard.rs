@@ -30,7 +30,7 @@ use serde_json::json;
 
 use crate::audit::AuditEvent;
 use crate::state::AppState;
-use crate::{fingerprint, random_id};
+use crate::{ids::fingerprint, ids::random_id};
 
 /// How the admin listener authenticates requests: fixed when its socket is bound.
 #[derive(Debug, Clone, PartialEq, Eq)]

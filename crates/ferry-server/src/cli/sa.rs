@@ -86,7 +86,7 @@ pub fn assertion(
     claims.insert("aud".into(), json!(audience));
     claims.insert("iat".into(), json!(now));
     claims.insert("exp".into(), json!(now + ttl));
-    claims.insert("jti".into(), json!(crate::random_id(16)));
+    claims.insert("jti".into(), json!(crate::ids::random_id(16)));
     sign_jwt(signer, "JWT", &claims).map_err(|e| e.to_string())
 }
 

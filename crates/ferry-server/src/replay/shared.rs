@@ -346,9 +346,12 @@ impl ReplayCache for RedisReplay {
                 .saturating_mul(1000);
             let key = format!(
                 "ferry:jti:{}",
-                crate::fingerprint(format!("{}\0{}", s.principal, s.jti).as_bytes())
+                crate::ids::fingerprint(format!("{}\0{}", s.principal, s.jti).as_bytes())
             );
-            let index = format!("ferry:jtis:{}", crate::fingerprint(s.principal.as_bytes()));
+            let index = format!(
+                "ferry:jtis:{}",
+                crate::ids::fingerprint(s.principal.as_bytes())
+            );
             let margin = s.leeway.saturating_add(s.skew);
             // The epoch changes at most once per call in practice; a marker flapping
             // faster than that is treated as an unreachable backend.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use ferry_keys::{Kek, Keks};
 
 use super::*;
-use crate::fingerprint;
+use crate::ids::fingerprint;
 
 const JWT: &str =
     "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJyZXBvOmFjbWUvYXBwIiwic2VjcmV0LWNsYWltIjoxfQ.c2lnbmF0dXJl";

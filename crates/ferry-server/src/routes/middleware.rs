@@ -25,8 +25,8 @@ use tracing::Instrument;
 
 use super::reply::error_response;
 use crate::forwarded::{ClientAddr, client_addr};
+use crate::ids::random_id;
 use crate::metrics::{HttpLabels, RouteLabels};
-use crate::random_id;
 use crate::state::AppState;
 
 /// The request id of the current request.

@@ -42,7 +42,7 @@ struct Fx {
     app: axum::Router,
     idp: Issuer,
     audit: Buf,
-    state: crate::AppState,
+    state: crate::state::AppState,
     clock: Arc<FakeClock>,
 }
 

@@ -14,7 +14,7 @@ use super::middleware::RequestId;
 use super::outcome;
 use crate::audit::AuditEvent;
 use crate::forwarded::ClientAddr;
-use crate::random_id;
+use crate::ids::random_id;
 use crate::state::{AppState, Loaded};
 
 fn request_error(code: ErrorCode, description: &'static str) -> OAuthError {

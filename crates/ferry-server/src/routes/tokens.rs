@@ -26,7 +26,7 @@ use crate::audit::AuditEvent;
 use crate::client_auth::{ClientIdentity, authenticate};
 use crate::state::AppState;
 use crate::tokens;
-use crate::{fingerprint, random_id};
+use crate::{ids::fingerprint, ids::random_id};
 
 fn no_store(mut r: Response) -> Response {
     let h = r.headers_mut();

@@ -13,7 +13,7 @@ use ferry_token::Act;
 use ferry_verify::dpop::DpopProof;
 
 use super::subject::{Ask, Policy, Subject};
-use crate::random_id;
+use crate::ids::random_id;
 use crate::state::{AppState, Loaded};
 
 /// 9. The decision: the audiences' rules, or "narrower than the parent" — and, when an

@@ -96,11 +96,11 @@ pub async fn run(
         TokenRequest::JwtBearer(req) => Ask::jwt_bearer(req, client_id),
     };
     audit.grant_type = Some(ask.grant.audit_name());
-    audit.subject_token_sha256 = Some(crate::fingerprint(ask.credential.as_bytes()));
+    audit.subject_token_sha256 = Some(crate::ids::fingerprint(ask.credential.as_bytes()));
     audit.actor_token_sha256 = ask
         .actor_token
         .as_ref()
-        .map(|t| crate::fingerprint(t.as_bytes()));
+        .map(|t| crate::ids::fingerprint(t.as_bytes()));
     audit.audiences = crate::audit::targets(&ask.targets);
     let now = state.clock.now();
     // 5–6. The subject, and the bucket of whoever pays for it.

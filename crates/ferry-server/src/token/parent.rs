@@ -17,7 +17,7 @@ use super::provider::carried;
 use super::subject::{Ask, Policy, Subject, Trail};
 use crate::charge::Refused;
 use crate::errors::Role;
-use crate::fingerprint;
+use crate::ids::fingerprint;
 use crate::state::{AppState, Loaded};
 use crate::tokens::HANDLE_PREFIX;
 
