@@ -204,10 +204,8 @@ impl Policy {
         mut trace: Option<&mut Vec<String>>,
     ) -> Result<Grant, OAuthError> {
         let client_id = client_id.unwrap_or_default();
-        let source_ip = situation
-            .source_ip
-            .map(|i| i.to_string())
-            .unwrap_or_default();
+        // Written out only if a rule's fast path reads it.
+        let source_ip = std::cell::OnceCell::new();
         let mut granted: Option<Vec<String>> = None;
         let mut ttl_cap = None;
         let mut rules = Vec::with_capacity(targets.len());
@@ -229,6 +227,7 @@ impl Policy {
                 actor,
                 audience: target,
                 source_ip: &source_ip,
+                situation,
             };
             // 2. The first rule whose expression is true decides; an evaluation error
             //    (a missing attribute) counts as false and is reported. The CEL context
@@ -299,7 +298,8 @@ struct View<'a> {
     client_id: &'a str,
     actor: Option<&'a Principal>,
     audience: &'a str,
-    source_ip: &'a str,
+    source_ip: &'a std::cell::OnceCell<String>,
+    situation: &'a Situation,
 }
 
 impl Vars for View<'_> {
@@ -318,7 +318,12 @@ impl Vars for View<'_> {
             ("actor", "subject") => Some(self.actor.map_or("", |a| a.subject.as_str())),
             ("actor", "provider") => Some(self.actor.map_or("", |a| a.provider.as_str())),
             ("request", "audience") => Some(self.audience),
-            ("request", "source_ip") => Some(self.source_ip),
+            ("request", "source_ip") => Some(self.source_ip.get_or_init(|| {
+                self.situation
+                    .source_ip
+                    .map(|i| i.to_string())
+                    .unwrap_or_default()
+            })),
             ("subject_act", "subject") => Some(
                 self.principal
                     .subject_act

@@ -187,7 +187,8 @@ fn the_view_answers_as_the_cel_context_does() {
                     client_id,
                     actor,
                     audience: target,
-                    source_ip: "10.1.2.3",
+                    source_ip: &std::cell::OnceCell::new(),
+                    situation: &situation,
                 };
                 let ctx = p.context(
                     &subject,

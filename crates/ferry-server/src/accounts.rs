@@ -153,14 +153,14 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
 /// leeway, is refused: it may have been used before. For client assertions, jwt-bearer
 /// grants and service-account subject tokens alike.
 pub async fn verify_assertion(
-    token: &str,
+    token: ferry_verify::Unverified<'_>,
     keys: &KeySource,
     rules: &Rules,
     replay: &dyn ReplayCache,
     now: i64,
     skew: i64,
 ) -> Result<Verified, AssertionError> {
-    let v = ferry_verify::parse(token)?.verify(rules, keys, now).await?;
+    let v = token.verify(rules, keys, now).await?;
     if v.claims.get("sub").and_then(Value::as_str) != Some(rules.issuer()) {
         return Err(AssertionError::Subject);
     }

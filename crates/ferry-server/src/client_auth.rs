@@ -208,13 +208,11 @@ async fn private_key_jwt(
     if params.client_assertion_type.as_deref() != Some(CLIENT_ASSERTION_JWT) {
         return Err(fail("unsupported client_assertion_type"));
     }
-    let id = ferry_verify::parse(assertion)
-        .and_then(|t| {
-            t.issuer()
-                .map(str::to_owned)
-                .ok_or(ferry_verify::VerifyError::Claim("iss"))
-        })
-        .map_err(|e| fail(e.to_string()))?;
+    let token = ferry_verify::parse(assertion).map_err(|e| fail(e.to_string()))?;
+    let id = token
+        .required_issuer()
+        .map_err(|e| fail(e.to_string()))?
+        .to_owned();
     if params.client_id.as_deref().is_some_and(|p| p != id) {
         return Err(fail("client_id does not match the assertion"));
     }
@@ -226,7 +224,7 @@ async fn private_key_jwt(
         .ok_or_else(|| fail("not a private_key_jwt client"))?;
     let (keys, rules) = c.keys.as_ref().ok_or_else(|| fail("client has no keys"))?;
     verify_assertion(
-        assertion,
+        token,
         keys,
         rules,
         state.replay.as_ref(),

@@ -8,6 +8,7 @@ use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_token::AccessClaims;
 use ferry_verify::{Algorithm, Rules};
+use serde::Deserialize as _;
 use serde_json::{Map, Value, json};
 
 use crate::revocation::{Facts, HandleError, Rule, RuleKind, StoreError};
@@ -106,12 +107,16 @@ pub async fn resolve(
         None => (token.to_owned(), false),
     };
     let config = &state.loaded().config;
-    // Any audience: the signature, type and issuer say the token is Ferry's.
-    let audiences = match ferry_verify::parse(&jwt)
-        .ok()
-        .and_then(|t| AccessClaims::from_map(t.unverified_claims()).ok())
+    // Parsed once. Any audience: the signature, type and issuer say the token is Ferry's.
+    let Ok(parsed) = ferry_verify::parse(&jwt) else {
+        return Ok(None);
+    };
+    let audiences = match parsed
+        .unverified_claims()
+        .get("aud")
+        .and_then(|a| ferry_token::Audience::deserialize(a).ok())
     {
-        Some(c) => c.aud.0,
+        Some(a) => a.0,
         None => return Ok(None),
     };
     let rules = Rules::new(config.issuer.clone(), audiences)
@@ -125,8 +130,7 @@ pub async fn resolve(
         // Ferry's own clock decided `exp`: no leeway for skew.
         .allow_clock_skew(std::time::Duration::ZERO);
     let keys = state.own_keys.get(&state.keys);
-    let Ok(v) = ferry_verify::parse(&jwt).and_then(|t| t.verify_with_keys(&rules, &keys, now))
-    else {
+    let Ok(v) = parsed.verify_with_keys(&rules, &keys, now) else {
         return Ok(None);
     };
     // Signed by Ferry, so it fits the profile; if not, it is no token Ferry honours.

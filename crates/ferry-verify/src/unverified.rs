@@ -52,6 +52,12 @@ impl<'a> Unverified<'a> {
         self.claims.get("iss").and_then(Value::as_str)
     }
 
+    /// The unverified `iss` that picks the keys, which must be a string: the same
+    /// refusal wherever a token is routed by its issuer.
+    pub fn required_issuer(&self) -> Result<&str, VerifyError> {
+        self.issuer().ok_or(VerifyError::Claim("iss"))
+    }
+
     /// The unverified protected header.
     pub fn header(&self) -> &Header {
         &self.parts.header

@@ -129,8 +129,7 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
     let client = client_of(&mut req, &loaded.config.trusted_proxies);
     let limits = loaded.config.limits.clone();
     drop(loaded);
-    let source = client.map(|c| c.to_string()).unwrap_or_default();
-    let span = tracing::info_span!("request", request_id = %id, trace_id = trace.as_deref().unwrap_or(""), %method, %route, %source);
+    let span = tracing::info_span!("request", request_id = %id, trace_id = trace.as_deref().unwrap_or(""), %method, %route, source = client.map(tracing::field::display));
     crate::telemetry::continue_trace(&span, req.headers());
     req.extensions_mut().insert(RequestId {
         id: id.clone(),

@@ -13,7 +13,7 @@ use ferry_token::Act;
 use serde_json::Value;
 use tracing::Instrument as _;
 
-use super::provider::{carried, issuer_of};
+use super::provider::carried;
 use super::subject::Subject;
 use crate::errors::Role;
 use crate::state::{AppState, Loaded};
@@ -55,7 +55,10 @@ pub async fn delegate(
         });
     };
     let token = ferry_verify::parse(token).map_err(|e| Role::Actor.verify_error(&e))?;
-    let iss = issuer_of(&token).map_err(|e| Role::Actor.verify_error(&e))?;
+    let iss = token
+        .required_issuer()
+        .map(str::to_owned)
+        .map_err(|e| Role::Actor.verify_error(&e))?;
     let provider = loaded
         .providers
         .get(&iss)

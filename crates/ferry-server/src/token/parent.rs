@@ -12,6 +12,7 @@ use ferry_core::request::IssuedTokenType;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_token::AccessClaims;
 use ferry_verify::{Algorithm, Rules, Verified};
+use serde::Deserialize as _;
 
 use super::provider::carried;
 use super::subject::{Ask, Policy, Subject, Trail};
@@ -56,7 +57,7 @@ async fn parent_jwt(state: &AppState, credential: &str, now: i64) -> Result<Stri
 fn verify_parent(
     state: &AppState,
     loaded: &Loaded,
-    jwt: &str,
+    jwt: ferry_verify::Unverified<'_>,
     targets: &[String],
     now: i64,
 ) -> Result<Verified, OAuthError> {
@@ -68,8 +69,7 @@ fn verify_parent(
         .accept_other_audiences()
         .allow_lifetime_up_to(std::time::Duration::from_secs(longest.unsigned_abs()));
     let keys = state.own_keys.get(&state.keys);
-    ferry_verify::parse(jwt)
-        .and_then(|t| t.verify_with_keys(&rules, &keys, now))
+    jwt.verify_with_keys(&rules, &keys, now)
         .map_err(|e| match e {
             ferry_verify::VerifyError::Audience => narrow::audience_not_held(),
             e => Role::Parent.verify_error(&e),
@@ -88,12 +88,15 @@ pub async fn ferry_token(
     trail.original_issuer = Some(loaded.config.issuer.clone());
     let issued = issued_type(ask.credential.starts_with(HANDLE_PREFIX), ask.issued)?;
     let jwt = parent_jwt(state, &ask.credential, now).await?;
-    // No audience requested keeps the parent's.
+    // Parsed once: read for its audiences (none requested keeps the parent's), then
+    // verified.
+    let token = ferry_verify::parse(&jwt).map_err(|e| Role::Parent.verify_error(&e))?;
     let held = if ask.targets.is_empty() {
-        ferry_verify::parse(&jwt)
-            .ok()
-            .and_then(|t| AccessClaims::from_map(t.unverified_claims()).ok())
-            .map(|c| c.aud.0)
+        token
+            .unverified_claims()
+            .get("aud")
+            .and_then(|a| ferry_token::Audience::deserialize(a).ok())
+            .map(|a| a.0)
             .unwrap_or_default()
     } else {
         Vec::new()
@@ -104,7 +107,7 @@ pub async fn ferry_token(
             .invalid("no audience requested and none in the parent")
             .into());
     }
-    let verified = verify_parent(state, loaded, &jwt, &targets, now)?;
+    let verified = verify_parent(state, loaded, token, &targets, now)?;
     // Signed by Ferry as an access token, so it fits Ferry's token profile.
     let c = AccessClaims::from_map(&verified.claims)
         .map_err(|_| Role::Parent.invalid("the parent token's claims are malformed"))?;

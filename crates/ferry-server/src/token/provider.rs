@@ -8,7 +8,7 @@ use ferry_core::OAuthError;
 use ferry_core::binding::{self, Binding};
 use ferry_core::delegation::{upstream_act, upstream_may_act};
 use ferry_core::mapping::Principal;
-use ferry_verify::{Verified, VerifyError};
+use ferry_verify::Verified;
 use serde_json::{Map, Value};
 use tracing::Instrument as _;
 
@@ -27,7 +27,7 @@ async fn verify_service_account(
     state: &AppState,
     loaded: &Loaded,
     iss: &str,
-    token: &str,
+    token: ferry_verify::Unverified<'_>,
     now: i64,
 ) -> Result<Verified, AssertionError> {
     let sa = loaded
@@ -45,14 +45,6 @@ async fn verify_service_account(
     )
     .instrument(tracing::info_span!("verify", service_account = %iss))
     .await
-}
-
-/// The unverified `iss` that picks the keys: a string, or the token is refused.
-pub(super) fn issuer_of(token: &ferry_verify::Unverified<'_>) -> Result<String, VerifyError> {
-    token
-        .issuer()
-        .map(str::to_owned)
-        .ok_or(VerifyError::Claim("iss"))
 }
 
 /// A credential's binding, `act` and `may_act`.
@@ -90,7 +82,10 @@ pub async fn provider_token(
     // The issuer picks the provider: a token from an unknown issuer costs no key lookup.
     // The token is split and decoded once, here; verification reuses it.
     let token = ferry_verify::parse(&ask.credential).map_err(|e| Role::Subject.verify_error(&e))?;
-    let iss = issuer_of(&token).map_err(|e| Role::Subject.verify_error(&e))?;
+    let iss = token
+        .required_issuer()
+        .map(str::to_owned)
+        .map_err(|e| Role::Subject.verify_error(&e))?;
     let (provider, verified) = match loaded.providers.get(&iss) {
         Some(provider) => {
             trail.provider = Some(provider.config.id.clone());
@@ -110,7 +105,7 @@ pub async fn provider_token(
                 .ok_or_else(|| Role::Subject.invalid("issuer not configured"))?;
             trail.provider = Some(provider.config.id.clone());
             trail.original_issuer = Some(iss.clone());
-            let verified = verify_service_account(state, loaded, &iss, &ask.credential, now)
+            let verified = verify_service_account(state, loaded, &iss, token, now)
                 .await
                 .map_err(|e| Role::Subject.assertion_error(&e))?;
             (provider, verified)
@@ -166,11 +161,14 @@ pub async fn jwt_bearer(
     now: i64,
     trail: &mut Trail,
 ) -> Result<Subject, Refused> {
-    let iss = ferry_verify::parse(&ask.credential)
-        .and_then(|t| issuer_of(&t))
+    let token = ferry_verify::parse(&ask.credential)
+        .map_err(|e| Role::ServiceAccountAssertion.verify_error(&e))?;
+    let iss = token
+        .required_issuer()
+        .map(str::to_owned)
         .map_err(|e| Role::ServiceAccountAssertion.verify_error(&e))?;
     trail.provider = Some(SERVICE_ACCOUNT_PROVIDER.to_owned());
-    let verified = verify_service_account(state, loaded, &iss, &ask.credential, now)
+    let verified = verify_service_account(state, loaded, &iss, token, now)
         .await
         .map_err(|e| Role::ServiceAccountAssertion.assertion_error(&e))?;
     // A registered account's id, not whatever an unverified token claimed.
