@@ -15,7 +15,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use cel::common::ast::{EntryExpr, Expr as Ast, IdedExpr, LiteralValue};
+use cel::common::ast::IdedExpr;
+
+use super::scan::{each_call, string_literal};
 use cel::extractors::This;
 use cel::{Context, ExecutionError, FunctionContext, Value};
 use ipnet::IpNet;
@@ -157,51 +159,14 @@ fn global_unicast(ip: IpAddr) -> bool {
 /// The literal arguments of `ip()` and `cidr()` calls (free-function form), to be checked
 /// when the configuration loads: `(function, literal)`.
 pub(super) fn literal_args(e: &IdedExpr, out: &mut Vec<(&'static str, String)>) {
-    let mut visit = |x: &IdedExpr| literal_args(x, out);
-    match &e.expr {
-        Ast::Call(call) => {
-            let name = match call.func_name.as_str() {
-                "ip" if call.target.is_none() => Some("ip"),
-                "cidr" if call.target.is_none() => Some("cidr"),
-                _ => None,
-            };
-            if let (
-                Some(name),
-                Some(IdedExpr {
-                    expr: Ast::Literal(LiteralValue::String(s)),
-                    ..
-                }),
-            ) = (name, call.args.first())
-            {
-                let s: &str = s.as_ref();
-                out.push((name, s.to_owned()));
-            }
-            call.target.iter().for_each(|t| literal_args(t, out));
-            call.args.iter().for_each(|a| literal_args(a, out));
-        }
-        Ast::Select(sel) => visit(&sel.operand),
-        Ast::List(list) => list.elements.iter().for_each(visit),
-        Ast::Map(map) => {
-            for entry in &map.entries {
-                if let EntryExpr::MapEntry(me) = &entry.expr {
-                    literal_args(&me.key, out);
-                    literal_args(&me.value, out);
-                }
-            }
-        }
-        Ast::Comprehension(c) => {
-            for part in [
-                &c.iter_range,
-                &c.accu_init,
-                &c.loop_cond,
-                &c.loop_step,
-                &c.result,
-            ] {
-                literal_args(part, out);
-            }
-        }
-        Ast::Struct(_) | Ast::Unspecified | Ast::Ident(_) | Ast::Literal(_) => {}
-    }
+    each_call(e, &mut |call| {
+        let name = match call.func_name.as_str() {
+            "ip" if call.target.is_none() => "ip",
+            "cidr" if call.target.is_none() => "cidr",
+            _ => return,
+        };
+        out.extend(string_literal(call.args.first()).map(|s| (name, s)));
+    });
 }
 
 /// Whether a literal argument is valid for its function.

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeSet;
 
-use cel::common::ast::{ComprehensionExpr, EntryExpr, Expr as Ast, IdedExpr, LiteralValue};
+use cel::common::ast::{
+    CallExpr, ComprehensionExpr, EntryExpr, Expr as Ast, IdedExpr, LiteralValue,
+};
 
 /// Which claims of `assertion` an expression reads.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -139,39 +141,26 @@ fn walk_comprehension(
     }
 }
 
-/// Collects the literal patterns of `matches` calls.
-pub(super) fn literal_regexes(e: &IdedExpr, out: &mut Vec<String>) {
+/// Calls `f` on every function call in `e`, depth first: the walk the load-time checks of
+/// literal arguments share (`matches` patterns here, `ip()`/`cidr()` in `net`).
+pub(super) fn each_call(e: &IdedExpr, f: &mut dyn FnMut(&CallExpr)) {
     match &e.expr {
         Ast::Call(call) => {
-            if call.func_name == "matches" {
-                let pattern = if call.target.is_some() {
-                    call.args.first()
-                } else {
-                    call.args.get(1)
-                };
-                if let Some(IdedExpr {
-                    expr: Ast::Literal(LiteralValue::String(p)),
-                    ..
-                }) = pattern
-                {
-                    let p: &str = p.as_ref();
-                    out.push(p.to_owned());
-                }
-            }
+            f(call);
             if let Some(t) = &call.target {
-                literal_regexes(t, out);
+                each_call(t, f);
             }
             for a in &call.args {
-                literal_regexes(a, out);
+                each_call(a, f);
             }
         }
-        Ast::Select(sel) => literal_regexes(&sel.operand, out),
-        Ast::List(list) => list.elements.iter().for_each(|el| literal_regexes(el, out)),
+        Ast::Select(sel) => each_call(&sel.operand, f),
+        Ast::List(list) => list.elements.iter().for_each(|el| each_call(el, f)),
         Ast::Map(map) => {
             for entry in &map.entries {
                 if let EntryExpr::MapEntry(me) = &entry.expr {
-                    literal_regexes(&me.key, out);
-                    literal_regexes(&me.value, out);
+                    each_call(&me.key, f);
+                    each_call(&me.value, f);
                 }
             }
         }
@@ -183,9 +172,37 @@ pub(super) fn literal_regexes(e: &IdedExpr, out: &mut Vec<String>) {
                 &c.loop_step,
                 &c.result,
             ] {
-                literal_regexes(part, out);
+                each_call(part, f);
             }
         }
         Ast::Struct(_) | Ast::Unspecified | Ast::Ident(_) | Ast::Literal(_) => {}
     }
+}
+
+/// A string literal argument, if `arg` is one.
+pub(super) fn string_literal(arg: Option<&IdedExpr>) -> Option<String> {
+    match arg {
+        Some(IdedExpr {
+            expr: Ast::Literal(LiteralValue::String(s)),
+            ..
+        }) => {
+            let s: &str = s.as_ref();
+            Some(s.to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Collects the literal patterns of `matches` calls.
+pub(super) fn literal_regexes(e: &IdedExpr, out: &mut Vec<String>) {
+    each_call(e, &mut |call| {
+        if call.func_name == "matches" {
+            let pattern = if call.target.is_some() {
+                call.args.first()
+            } else {
+                call.args.get(1)
+            };
+            out.extend(string_literal(pattern));
+        }
+    });
 }
