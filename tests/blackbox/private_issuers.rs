@@ -86,24 +86,11 @@ async fn a_providers_own_ca_bundle_is_trusted_for_its_keys() {
             "issuer: {url}\ndata_dir: data\noutbound: {{ allow_insecure_origins: [\"https://127.0.0.1:{port}\"] }}\nproviders:\n  - id: corp\n    issuer: https://idp.example.com\n    audiences: [{url}]\n    jwks: {{ uri: \"https://127.0.0.1:{port}/jwks\" }}\n{ca_line}audiences:\n  - audience: https://api.example.com\n    rules: [{{ allow: \"true\" }}]\n"
         ));
         let token = idp.token(&idp.claims(&url, "alice", ferry_testkit::now(), json!({})));
-        let r = reqwest::Client::new()
-            .post(format!("{}/token", ferry.url))
-            .form(&[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                ("subject_token", token.as_str()),
-                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                ("audience", "https://api.example.com"),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let status = exchange_status(&ferry, &token).await;
         // With the bundle the keys are fetched; its twin without it cannot trust the
         // issuer's certificate: the keys are unavailable (503), never skipped.
         assert_eq!(
-            r.status().as_u16(),
+            status,
             if with_ca { 200 } else { 503 },
             "ca_file: {with_ca}"
         );
@@ -132,25 +119,8 @@ async fn key_fetches_go_through_the_configured_proxy() {
             "issuer: {url}\ndata_dir: data\noutbound: {{ allow_insecure_origins: [\"https://127.0.0.1:{port}\"]{proxy_line} }}\nproviders:\n  - id: corp\n    issuer: https://idp.example.com\n    audiences: [{url}]\n    jwks: {{ uri: \"https://127.0.0.1:{port}/jwks\" }}\n    ca_file: corp-ca.pem\naudiences:\n  - audience: https://api.example.com\n    rules: [{{ allow: \"true\" }}]\n"
         ));
         let token = idp.token(&idp.claims(&url, "alice", ferry_testkit::now(), json!({})));
-        let r = reqwest::Client::new()
-            .post(format!("{}/token", ferry.url))
-            .form(&[
-                (
-                    "grant_type",
-                    "urn:ietf:params:oauth:grant-type:token-exchange",
-                ),
-                ("subject_token", token.as_str()),
-                ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-                ("audience", "https://api.example.com"),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            r.status().as_u16(),
-            200,
-            "through the proxy: {through_proxy}"
-        );
+        let status = exchange_status(&ferry, &token).await;
+        assert_eq!(status, 200, "through the proxy: {through_proxy}");
         let targets = proxy.targets();
         if through_proxy {
             assert_eq!(targets, vec![format!("127.0.0.1:{port}")]);
@@ -296,21 +266,8 @@ async fn a_failed_key_fetch_names_origin_and_path_only() {
         m = mock.url
     ));
     let token = idp.token(&idp.claims(&url, "alice", ferry_testkit::now(), json!({})));
-    let r = reqwest::Client::new()
-        .post(format!("{}/token", ferry.url))
-        .form(&[
-            (
-                "grant_type",
-                "urn:ietf:params:oauth:grant-type:token-exchange",
-            ),
-            ("subject_token", token.as_str()),
-            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
-            ("audience", "https://api.example.com"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 503);
+    let status = exchange_status(&ferry, &token).await;
+    assert_eq!(status, 503);
     let ready = reqwest::get(format!("{}/readyz", ferry.admin.clone().unwrap()))
         .await
         .unwrap()
@@ -326,4 +283,24 @@ async fn a_failed_key_fetch_names_origin_and_path_only() {
     for text in [&ready, &log] {
         assert!(!text.contains("s3cret-query"), "{text}");
     }
+}
+
+/// Exchanges `token` for `https://api.example.com`; the status.
+async fn exchange_status(ferry: &crate::harness::Ferry, token: &str) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{}/token", ferry.url))
+        .form(&[
+            (
+                "grant_type",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
+            ),
+            ("subject_token", token),
+            ("subject_token_type", "urn:ietf:params:oauth:token-type:jwt"),
+            ("audience", "https://api.example.com"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }

@@ -50,7 +50,7 @@ pub async fn delegate(
     let Some(token) = actor_token else {
         return Ok(Delegation {
             actor: None,
-            act: subject.prior_act.clone(),
+            act: subject.principal.subject_act.clone(),
             binding: Binding::Bearer,
         });
     };
@@ -79,7 +79,7 @@ pub async fn delegate(
     )
     .map_err(as_actor)?;
     Ok(Delegation {
-        act: nest(Some(&actor), subject.prior_act.clone()),
+        act: nest(Some(&actor), subject.principal.subject_act.clone()),
         actor: Some(actor),
         binding,
     })

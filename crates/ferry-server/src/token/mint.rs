@@ -33,7 +33,7 @@ pub fn decide(
             situation,
             &subject.principal,
             ask.client_id.as_deref(),
-            &subject.targets,
+            subject.targets(ask),
             scopes,
             actor,
             None,
@@ -52,8 +52,8 @@ pub fn decide(
             }
             Ok(grant)
         }
-        Policy::Narrower(parent) => {
-            let narrowed = narrow::narrow(parent, &subject.targets, &ask.scopes, added, now)?;
+        Policy::Narrower { parent, targets } => {
+            let narrowed = narrow::narrow(parent, targets, &ask.scopes, added, now)?;
             match actor {
                 None => Ok(narrowed),
                 Some(_) => Ok(narrow::within(narrowed, rules(&ask.scopes)?)),

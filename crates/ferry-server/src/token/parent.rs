@@ -142,7 +142,7 @@ pub async fn ferry_token(
         original_subject: c.ferry.sub.clone(),
         ancestors: narrow::lineage(&parent)?,
         // Ferry's own chain, as Ferry recorded it.
-        subject_act: c.act.clone(),
+        subject_act: c.act,
     };
     Ok(Subject {
         principal,
@@ -150,10 +150,8 @@ pub async fn ferry_token(
         exp: Some(verified.exp),
         cap_at_exp: true,
         binding,
-        prior_act: c.act,
         may_act: c.may_act,
-        policy: Policy::Narrower(parent),
-        targets,
+        policy: Policy::Narrower { parent, targets },
         client_id: c.client_id,
         issued,
     })

@@ -131,7 +131,7 @@ fn subject_of(
         let _span = tracing::info_span!("policy").entered();
         mapped(provider, &verified.claims)?
     };
-    principal.subject_act = prior_act.clone();
+    principal.subject_act = prior_act;
     let id = &provider.config.id;
     Ok(Subject {
         principal,
@@ -139,10 +139,8 @@ fn subject_of(
         exp: Some(verified.exp),
         cap_at_exp: provider.config.cap_lifetime_at_subject_expiry,
         binding,
-        prior_act,
         may_act,
         policy: Policy::Rules,
-        targets: ask.targets.clone(),
         client_id: ask
             .client_id
             .clone()
@@ -183,17 +181,15 @@ pub async fn jwt_bearer(
             attributes: BTreeMap::from([("service_account".to_owned(), iss.clone())]),
             original_issuer: iss.clone(),
             original_subject: Some(iss.clone()),
-            subject_act: prior_act.clone(),
+            subject_act: prior_act,
             ..Principal::default()
         },
         payer: SERVICE_ACCOUNT_PROVIDER.to_owned(),
         exp: None,
         cap_at_exp: false,
         binding,
-        prior_act,
         may_act,
         policy: Policy::Rules,
-        targets: ask.targets.clone(),
         client_id: ask
             .client_id
             .clone()

@@ -5,7 +5,7 @@ use ferry_core::binding::Binding;
 use ferry_core::mapping::Principal;
 use ferry_core::narrow::Parent;
 use ferry_core::request::{ExchangeRequest, IssuedTokenType, JwtBearerRequest, SubjectTokenType};
-use ferry_token::{Act, MayAct};
+use ferry_token::MayAct;
 
 /// Which grant turns the request's credential into a subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,15 +102,22 @@ impl Ask {
 pub enum Policy {
     /// The audiences' access rules.
     Rules,
-    /// Narrower than this parent (a Ferry token being narrowed).
-    Narrower(Parent),
+    /// Narrower than this parent (a Ferry token being narrowed), for these audiences
+    /// (those asked for, else the parent's).
+    Narrower {
+        /// The parent.
+        parent: Parent,
+        /// The audiences the child is for.
+        targets: Vec<String>,
+    },
 }
 
 /// A verified subject: everything the shared steps need, and nothing a grant could use to
 /// skip one.
 #[derive(Debug, Clone)]
 pub struct Subject {
-    /// Who the token will be about (its `subject_act` and `ancestors` filled in).
+    /// Who the token will be about, with the `act` the subject token carried
+    /// (`subject_act`) and, for a narrowed token, its `ancestors`.
     pub principal: Principal,
     /// The provider whose bucket pays for the request.
     pub payer: String,
@@ -120,18 +127,25 @@ pub struct Subject {
     pub cap_at_exp: bool,
     /// The key the subject token is bound to.
     pub binding: Binding,
-    /// The `act` the subject token carried.
-    pub prior_act: Option<Act>,
     /// Who may act for the subject.
     pub may_act: Option<MayAct>,
     /// Whose rules decide.
     pub policy: Policy,
-    /// The audiences asked for.
-    pub targets: Vec<String>,
     /// The issued token's `client_id`.
     pub client_id: String,
     /// The token type to issue.
     pub issued: IssuedTokenType,
+}
+
+impl Subject {
+    /// The audiences the token is for: those asked for, or, narrowing, the parent's when
+    /// none were.
+    pub fn targets<'a>(&'a self, ask: &'a Ask) -> &'a [String] {
+        match &self.policy {
+            Policy::Rules => &ask.targets,
+            Policy::Narrower { targets, .. } => targets,
+        }
+    }
 }
 
 /// What a grant learnt about the credential, for the audit event, whatever the outcome.
