@@ -14,6 +14,7 @@ pub mod keys;
 pub mod mint;
 pub mod postgres;
 pub mod proxy;
+pub mod saml;
 
 pub use idp::MockIdp;
 pub use keys::TestKey;

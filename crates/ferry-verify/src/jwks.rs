@@ -71,6 +71,9 @@ impl VerifyingKey {
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
+    /// A SAML identity provider's signing certificates.
+    #[cfg(feature = "saml")]
+    certificates: Vec<crate::saml::Certificate>,
 }
 
 fn b64(v: Option<&Value>) -> Option<Vec<u8>> {
@@ -112,12 +115,31 @@ impl KeySet {
 
     /// Number of parsed keys (a key usable with two algorithms counts twice).
     pub fn len(&self) -> usize {
-        self.keys.len()
+        #[cfg(feature = "saml")]
+        let certificates = self.certificates.len();
+        #[cfg(not(feature = "saml"))]
+        let certificates = 0;
+        self.keys.len() + certificates
     }
 
     /// Whether no key is usable.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.len() == 0
+    }
+
+    /// A SAML identity provider's signing certificates as a key set.
+    #[cfg(feature = "saml")]
+    pub fn from_certificates(certificates: Vec<crate::saml::Certificate>) -> Self {
+        Self {
+            keys: Vec::new(),
+            certificates,
+        }
+    }
+
+    /// The SAML signing certificates in the set.
+    #[cfg(feature = "saml")]
+    pub fn certificates(&self) -> &[crate::saml::Certificate] {
+        &self.certificates
     }
 
     /// The distinct `kid`s in the set.

@@ -24,6 +24,8 @@ mod relying;
 mod remote;
 pub mod revocation;
 mod rules;
+#[cfg(feature = "saml")]
+pub mod saml;
 mod source;
 pub mod time;
 mod unverified;
@@ -39,7 +41,7 @@ pub use relying::FerryAuth;
 pub use relying::{DiscoverError, FerryToken, FerryVerifier, RelyingError};
 pub use remote::{CacheSettings, CacheStats, Endpoint, KeysError, RemoteKeys, Unavailable};
 pub use rules::Rules;
-pub use source::{KeyFileError, KeySource, StaticKeys};
+pub use source::{KeyFileError, KeyFormat, KeySource, StaticKeys};
 pub use unverified::{Unverified, parse};
 pub use verifier::Verified;
 

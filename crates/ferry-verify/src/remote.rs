@@ -47,6 +47,14 @@ pub enum Endpoint {
     },
     /// A JWKS URL given directly.
     Jwks(Url),
+    /// A SAML identity provider's metadata: the signing certificates of `entity_id`.
+    #[cfg(feature = "saml")]
+    SamlMetadata {
+        /// The identity provider's entity id.
+        entity_id: String,
+        /// The metadata URL.
+        url: Url,
+    },
 }
 
 /// Cache timing.
@@ -121,6 +129,9 @@ pub enum KeysError {
     /// No keys are held and no fetch result is known.
     #[error("no keys")]
     NoKeys,
+    /// SAML metadata that is unusable (its reason, a fixed text).
+    #[error("SAML metadata: {0}")]
+    Metadata(String),
     /// The fetch task ended abnormally.
     #[error("fetch task failed: {0}")]
     Task(String),
@@ -437,6 +448,15 @@ impl RemoteKeys {
     async fn download(&self) -> Result<(KeySet, Option<u64>), KeysError> {
         let jwks_url = match &self.endpoint {
             Endpoint::Jwks(u) => u.clone(),
+            #[cfg(feature = "saml")]
+            Endpoint::SamlMetadata { entity_id, url } => {
+                let fetched = get(&self.http, url, self.bearer.as_ref())
+                    .await
+                    .map_err(|e| KeysError::fetch(url, e))?;
+                let certificates = crate::saml::from_metadata(&fetched.body, entity_id)
+                    .map_err(|e| KeysError::Metadata(e.to_string()))?;
+                return Ok((KeySet::from_certificates(certificates), fetched.max_age));
+            }
             Endpoint::Discovery { issuer, url } => {
                 let doc = get(&self.http, url, self.bearer.as_ref())
                     .await

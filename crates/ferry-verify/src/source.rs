@@ -17,8 +17,22 @@ use crate::remote::{CacheStats, RemoteKeys, Unavailable};
 pub struct StaticKeys {
     keys: RwLock<Arc<KeySet>>,
     file: Option<PathBuf>,
-    algorithms: Vec<Algorithm>,
+    format: KeyFormat,
     seen: Mutex<Option<(SystemTime, u64)>>,
+}
+
+/// What a configured key set is written as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyFormat {
+    /// A JWK Set; keys kept for these algorithms.
+    Jwks(Vec<Algorithm>),
+    /// SAML 2.0 metadata; the signing certificates of this entity.
+    #[cfg(feature = "saml")]
+    SamlMetadata(String),
+    /// PEM certificates (a SAML identity provider's signing certificates).
+    #[cfg(feature = "saml")]
+    Pem,
 }
 
 fn file_stamp(path: &PathBuf) -> Option<(SystemTime, u64)> {
@@ -45,6 +59,10 @@ pub enum KeyFileError {
     /// No key is usable with the allowed algorithms.
     #[error("no usable key for the allowed algorithms")]
     NoUsableKey,
+    /// SAML metadata or certificates that cannot be used.
+    #[cfg(feature = "saml")]
+    #[error(transparent)]
+    Saml(#[from] crate::saml::SamlError),
 }
 
 fn read(path: &PathBuf) -> Result<Vec<u8>, KeyFileError> {
@@ -54,8 +72,20 @@ fn read(path: &PathBuf) -> Result<Vec<u8>, KeyFileError> {
     })
 }
 
-fn parse(bytes: &[u8], algorithms: &[Algorithm]) -> Result<(KeySet, Vec<String>), KeyFileError> {
-    let (set, warnings) = KeySet::from_jwks(bytes, algorithms)?;
+fn parse(bytes: &[u8], format: &KeyFormat) -> Result<(KeySet, Vec<String>), KeyFileError> {
+    let (set, warnings) = match format {
+        KeyFormat::Jwks(algorithms) => KeySet::from_jwks(bytes, algorithms)?,
+        #[cfg(feature = "saml")]
+        KeyFormat::SamlMetadata(entity_id) => (
+            KeySet::from_certificates(crate::saml::from_metadata(bytes, entity_id)?),
+            Vec::new(),
+        ),
+        #[cfg(feature = "saml")]
+        KeyFormat::Pem => (
+            KeySet::from_certificates(crate::saml::from_pem(bytes)?),
+            Vec::new(),
+        ),
+    };
     if set.is_empty() {
         return Err(KeyFileError::NoUsableKey);
     }
@@ -68,12 +98,20 @@ impl StaticKeys {
         bytes: &[u8],
         algorithms: &[Algorithm],
     ) -> Result<(Self, Vec<String>), KeyFileError> {
-        let (set, warnings) = parse(bytes, algorithms)?;
+        Self::from_bytes_as(bytes, KeyFormat::Jwks(algorithms.to_vec()))
+    }
+
+    /// Keys from bytes in `format`.
+    pub fn from_bytes_as(
+        bytes: &[u8],
+        format: KeyFormat,
+    ) -> Result<(Self, Vec<String>), KeyFileError> {
+        let (set, warnings) = parse(bytes, &format)?;
         Ok((
             Self {
                 keys: RwLock::new(Arc::new(set)),
                 file: None,
-                algorithms: algorithms.to_vec(),
+                format,
                 seen: Mutex::new(None),
             },
             warnings,
@@ -85,7 +123,7 @@ impl StaticKeys {
         Self {
             keys: RwLock::new(Arc::new(KeySet::default())),
             file: None,
-            algorithms: Vec::new(),
+            format: KeyFormat::Jwks(Vec::new()),
             seen: Mutex::new(None),
         }
     }
@@ -95,9 +133,17 @@ impl StaticKeys {
         path: PathBuf,
         algorithms: &[Algorithm],
     ) -> Result<(Self, Vec<String>), KeyFileError> {
+        Self::from_file_as(path, KeyFormat::Jwks(algorithms.to_vec()))
+    }
+
+    /// Keys from a file in `format`, to be reloaded when it changes.
+    pub fn from_file_as(
+        path: PathBuf,
+        format: KeyFormat,
+    ) -> Result<(Self, Vec<String>), KeyFileError> {
         let stamp = file_stamp(&path);
         let bytes = read(&path)?;
-        let (mut me, warnings) = Self::from_bytes(&bytes, algorithms)?;
+        let (mut me, warnings) = Self::from_bytes_as(&bytes, format)?;
         me.file = Some(path);
         me.seen = Mutex::new(stamp);
         Ok((me, warnings))
@@ -134,7 +180,7 @@ impl StaticKeys {
             *seen = stamp;
         }
         let bytes = read(path)?;
-        let (set, _) = parse(&bytes, &self.algorithms)?;
+        let (set, _) = parse(&bytes, &self.format)?;
         *self
             .keys
             .write()
