@@ -44,6 +44,7 @@ mod review;
 mod revocation;
 mod revocation_ttl;
 mod rollout;
+mod saml;
 mod scaleout;
 mod secrets;
 mod shedding;

@@ -20,6 +20,8 @@ pub const CLIENT_ASSERTION_JWT: &str = "urn:ietf:params:oauth:client-assertion-t
 pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// An OpenID Connect ID token.
 pub const TT_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// A base64url-encoded SAML 2.0 assertion (or a response holding one).
+pub const TT_SAML2: &str = "urn:ietf:params:oauth:token-type:saml2";
 /// An OAuth access token.
 pub const TT_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// Ferry's reference (opaque) token type: a random handle standing for an access token,
@@ -35,6 +37,8 @@ pub enum SubjectTokenType {
     IdToken,
     /// `…:access_token`: a token Ferry issued, to be narrowed (downscoping).
     AccessToken,
+    /// `…:saml2`: a SAML 2.0 assertion from a `kind: saml` provider.
+    Saml2,
 }
 
 /// The kinds of token Ferry issues; echoed as `issued_token_type`.
@@ -439,6 +443,7 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
         Some(TT_JWT) => SubjectTokenType::Jwt,
         Some(TT_ID_TOKEN) => SubjectTokenType::IdToken,
         Some(TT_ACCESS_TOKEN) => SubjectTokenType::AccessToken,
+        Some(TT_SAML2) => SubjectTokenType::Saml2,
         Some(_) => return Err(bad(desc::UNSUPPORTED_SUBJECT_TOKEN_TYPE)),
     };
     let requested_token_type = requested_type(p)?;

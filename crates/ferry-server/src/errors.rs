@@ -73,6 +73,15 @@ impl Role {
         }
     }
 
+    /// A refused SAML assertion in this role: an unreachable metadata URL with no usable
+    /// certificates cached is an outage (503), like an issuer's keys.
+    pub fn saml_error(self, e: &ferry_verify::saml::SamlError) -> OAuthError {
+        match e {
+            ferry_verify::saml::SamlError::KeysUnavailable(why) => keys_unavailable(self, why),
+            other => self.invalid(other.to_string()),
+        }
+    }
+
     /// A refused assertion (a client's or a service account's) in this role.
     pub fn assertion_error(self, e: &AssertionError) -> OAuthError {
         match e {

@@ -11,8 +11,8 @@ use ferry_core::config::{ApiServer, Config, KeysConfig, origin_of};
 use ferry_verify::net::{ClientSettings, Http, HttpError, NetError, OutboundPolicy};
 use ferry_verify::time::MonoTime;
 use ferry_verify::{
-    Algorithm, Bearer, BearerToken, CacheSettings, Endpoint, KeyFileError, KeySource, RemoteKeys,
-    StaticKeys,
+    Algorithm, Bearer, BearerToken, CacheSettings, Endpoint, KeyFileError, KeyFormat, KeySource,
+    RemoteKeys, StaticKeys,
 };
 
 /// Why an issuer's key source cannot be built. [`KeySourceError::at`] names the
@@ -179,6 +179,24 @@ impl<'a> KeySources<'a> {
                 };
                 Ok((KeySource::Remote(self.remote(spec, endpoint)?), Vec::new()))
             }
+            // A SAML provider's issuer is its entity id.
+            KeysConfig::SamlMetadataFile(f) => {
+                StaticKeys::from_file_as(f.clone(), KeyFormat::SamlMetadata(spec.issuer.to_owned()))
+                    .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
+                    .map_err(KeySourceError::File)
+            }
+            KeysConfig::SamlCertificates(pem) => {
+                StaticKeys::from_bytes_as(pem.as_bytes(), KeyFormat::Pem)
+                    .map(|(k, w)| (KeySource::Static(Arc::new(k)), w))
+                    .map_err(KeySourceError::Inline)
+            }
+            KeysConfig::SamlMetadataUrl(u) => {
+                let endpoint = Endpoint::SamlMetadata {
+                    entity_id: spec.issuer.to_owned(),
+                    url: u.clone(),
+                };
+                Ok((KeySource::Remote(self.remote(spec, endpoint)?), Vec::new()))
+            }
         }
     }
 
@@ -202,9 +220,12 @@ impl<'a> KeySources<'a> {
             )
             .collect();
         let private: Vec<String> = match (&endpoint, spec.private_network) {
-            (Endpoint::Jwks(u) | Endpoint::Discovery { url: u, .. }, true) => {
-                origin_of(u.as_str()).into_iter().collect()
-            }
+            (
+                Endpoint::Jwks(u)
+                | Endpoint::Discovery { url: u, .. }
+                | Endpoint::SamlMetadata { url: u, .. },
+                true,
+            ) => origin_of(u.as_str()).into_iter().collect(),
             _ => Vec::new(),
         };
         let policy = OutboundPolicy::new(&self.config.outbound.allow_insecure_origins, &trusted)

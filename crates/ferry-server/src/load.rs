@@ -160,21 +160,26 @@ pub fn load_providers_reusing(
             _ if p.kind == ProviderKind::ServiceAccount => {
                 Ok((KeySource::Static(Arc::new(StaticKeys::empty())), Vec::new()))
             }
-            KeysConfig::Uri(_) | KeysConfig::Discovery(_) => match previous.get(&p.issuer) {
-                Some(prev)
-                    if matches!(prev.keys, KeySource::Remote(_))
-                        && prev.config.keys == p.keys
-                        && prev.config.algorithms == p.algorithms
-                        && prev.config.cache == p.cache
-                        && prev.config.api_server == p.api_server
-                        && prev.config.ca_file == p.ca_file
-                        && prev.config.allow_private_network == p.allow_private_network =>
-                {
-                    Ok((prev.keys.clone(), Vec::new()))
+            KeysConfig::Uri(_) | KeysConfig::Discovery(_) | KeysConfig::SamlMetadataUrl(_) => {
+                match previous.get(&p.issuer) {
+                    Some(prev)
+                        if matches!(prev.keys, KeySource::Remote(_))
+                            && prev.config.keys == p.keys
+                            && prev.config.algorithms == p.algorithms
+                            && prev.config.cache == p.cache
+                            && prev.config.api_server == p.api_server
+                            && prev.config.ca_file == p.ca_file
+                            && prev.config.allow_private_network == p.allow_private_network =>
+                    {
+                        Ok((prev.keys.clone(), Vec::new()))
+                    }
+                    _ => sources.build(&spec),
                 }
-                _ => sources.build(&spec),
-            },
-            KeysConfig::Inline(_) | KeysConfig::File(_) => sources.build(&spec),
+            }
+            KeysConfig::Inline(_)
+            | KeysConfig::File(_)
+            | KeysConfig::SamlMetadataFile(_)
+            | KeysConfig::SamlCertificates(_) => sources.build(&spec),
         };
         match source {
             Ok((keys, w)) => {

@@ -18,6 +18,7 @@ mod proxies;
 mod raw;
 mod redis;
 mod revocation;
+mod saml;
 mod sections;
 mod signing;
 mod tenant;
@@ -48,6 +49,7 @@ pub use provider::Provider;
 pub use proxies::is_trusted;
 pub use redis::{RedisReplay, RedisUrlError};
 pub use revocation::{DEFAULT_REVOCATION_POLL_MS, DEFAULT_REVOCATION_TIMEOUT_MS, RevocationStore};
+pub use saml::{SamlSettings, token_endpoints};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
 pub use tenant::TenantClaim;
 

@@ -33,6 +33,12 @@ pub enum KeysConfig {
     Uri(Url),
     /// OIDC discovery at this document URL; its `issuer` must equal the provider's.
     Discovery(Url),
+    /// A SAML identity provider's metadata file (reloaded when it changes).
+    SamlMetadataFile(PathBuf),
+    /// A SAML identity provider's metadata URL (fetched and cached like a JWKS).
+    SamlMetadataUrl(Url),
+    /// A SAML identity provider's signing certificates, PEM.
+    SamlCertificates(String),
 }
 
 /// The kinds of provider.
@@ -50,6 +56,8 @@ pub enum ProviderKind {
     /// Assertions signed by Ferry's own service accounts (RFC 7523), accepted as
     /// token-exchange subject tokens.
     ServiceAccount,
+    /// A SAML 2.0 identity provider: assertions as `…:saml2` subject tokens.
+    Saml,
 }
 
 /// The internal issuer of the `service_account` provider (it matches any registered
@@ -65,6 +73,7 @@ impl ProviderKind {
             Self::Github => "github",
             Self::Kubernetes => "kubernetes",
             Self::ServiceAccount => "service_account",
+            Self::Saml => "saml",
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Provider {
     pub mapping: Mapping,
     /// Whose a token is, for the bucket of tokens the condition refuses.
     pub tenant_claim: TenantClaim,
+    /// A SAML provider's own settings.
+    pub saml: Option<super::saml::SamlSettings>,
 }
 
 /// `ca_file` and `allow_private_network` apply only to keys fetched over the network.
@@ -66,7 +68,10 @@ fn network_options(
     p: &RawProvider,
     keys: Option<&KeysConfig>,
 ) {
-    let fetched = matches!(keys, Some(KeysConfig::Uri(_) | KeysConfig::Discovery(_)));
+    let fetched = matches!(
+        keys,
+        Some(KeysConfig::Uri(_) | KeysConfig::Discovery(_) | KeysConfig::SamlMetadataUrl(_))
+    );
     for (set, member) in [
         (p.ca_file.is_some(), "ca_file"),
         (
@@ -77,7 +82,7 @@ fn network_options(
         if set && !fetched {
             errs.push(
                 format!("{path}.{member}"),
-                "applies only to keys fetched over the network (jwks.uri or discovery)",
+                "applies only to keys fetched over the network (jwks.uri, discovery or metadata.url)",
             );
         }
     }
@@ -93,6 +98,7 @@ fn issuer(errs: &mut ConfigErrors, path: &str, p: &RawProvider, kind: ProviderKi
     let service_account = kind == ProviderKind::ServiceAccount;
     let issuer = match (&p.issuer, github) {
         _ if service_account => super::model::SERVICE_ACCOUNT_ISSUER.to_owned(),
+        _ if kind == ProviderKind::Saml => return super::saml::entity_id(errs, path, p),
         (Some(i), _) => i.clone(),
         (None, true) => super::github::GITHUB_ISSUER.to_owned(),
         (None, false) => String::new(),
@@ -251,10 +257,11 @@ fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind
         Some("github") => ProviderKind::Github,
         Some("kubernetes") => ProviderKind::Kubernetes,
         Some("service_account") => ProviderKind::ServiceAccount,
+        Some("saml") => ProviderKind::Saml,
         Some(_) => {
             errs.push(
                 format!("{path}.kind"),
-                "unknown kind (supported: oidc, github, kubernetes, static, service_account)",
+                "unknown kind (supported: oidc, github, kubernetes, static, service_account, saml)",
             );
             ProviderKind::Static
         }
@@ -266,16 +273,27 @@ fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind
     }
 }
 
-pub(super) fn provider(
-    errs: &mut ConfigErrors,
-    warnings: &mut Vec<String>,
-    cel: &Cel,
-    path: &str,
-    p: &RawProvider,
-    base: &Path,
-    outbound: &Outbound,
-) -> Option<Provider> {
-    let before = errs.0.len();
+/// Members that only some kinds take.
+fn kind_members(errs: &mut ConfigErrors, path: &str, p: &RawProvider, kind: ProviderKind) {
+    super::saml::members(errs, path, p, kind);
+    if p.allow_unpinned.is_some() && kind != ProviderKind::Github {
+        errs.push(
+            format!("{path}.allow_unpinned"),
+            "applies only to kind github",
+        );
+    }
+    if kind == ProviderKind::ServiceAccount
+        && (p.issuer.is_some() || p.jwks.is_some() || p.audiences.is_some())
+    {
+        errs.push(
+            path,
+            "a service_account provider takes no issuer, jwks or audiences: service accounts are registered under service_accounts",
+        );
+    }
+}
+
+/// The provider's id: valid, and not one of the names Ferry writes itself.
+fn provider_id(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> String {
     let id = p.id.clone().unwrap_or_default();
     if !valid_id(&id) {
         errs.push(
@@ -291,23 +309,31 @@ pub(super) fn provider(
             "is reserved: 'ferry' always, 'service-account' for any kind but service_account",
         );
     }
+    id
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the provider's section and what it is read against"
+)]
+pub(super) fn provider(
+    errs: &mut ConfigErrors,
+    warnings: &mut Vec<String>,
+    cel: &Cel,
+    path: &str,
+    p: &RawProvider,
+    base: &Path,
+    outbound: &Outbound,
+    ferry_issuer: &str,
+) -> Option<Provider> {
+    let before = errs.0.len();
+    let id = provider_id(errs, path, p);
     let kind = kind_of(errs, path, p);
+    let saml = kind == ProviderKind::Saml;
     let github = kind == ProviderKind::Github;
     let unpinned = p.allow_unpinned.unwrap_or(false);
-    if p.allow_unpinned.is_some() && !github {
-        errs.push(
-            format!("{path}.allow_unpinned"),
-            "applies only to kind github",
-        );
-    }
-
     let service_account = kind == ProviderKind::ServiceAccount;
-    if service_account && (p.issuer.is_some() || p.jwks.is_some() || p.audiences.is_some()) {
-        errs.push(
-            path,
-            "a service_account provider takes no issuer, jwks or audiences: service accounts are registered under service_accounts",
-        );
-    }
+    kind_members(errs, path, p, kind);
     let issuer = issuer(errs, path, p, kind);
     let audiences = audiences(errs, path, p, kind, unpinned);
     let algorithms = algorithms(errs, path, p, github);
@@ -315,7 +341,11 @@ pub(super) fn provider(
     let accepted_types =
         super::typing::accepted_types(errs, path, p.accepted_types.as_ref(), service_account);
 
-    let (keys, api_server) = super::keys::keys(errs, path, p, kind, &issuer, base, outbound);
+    let (keys, api_server) = if saml {
+        (super::saml::keys(errs, path, p, base, outbound), None)
+    } else {
+        super::keys::keys(errs, path, p, kind, &issuer, base, outbound)
+    };
     network_options(errs, path, p, keys.as_ref());
     let cache = super::keys::cache(errs, path, &p.cache);
     let t = times(errs, path, p);
@@ -325,7 +355,20 @@ pub(super) fn provider(
     if github {
         super::github::pinning(errs, warnings, path, &id, condition.as_ref(), unpinned);
     }
-    let parts = mapping_parts(errs, warnings, cel, path, p.mapping.as_ref());
+    let default_subject = if saml {
+        "assertion.subject"
+    } else {
+        "assertion.sub"
+    };
+    let parts = mapping_parts(
+        errs,
+        warnings,
+        cel,
+        path,
+        p.mapping.as_ref(),
+        default_subject,
+    );
+    let saml_settings = saml.then(|| super::saml::settings(errs, path, p, ferry_issuer));
     let tenant_claim = super::tenant::tenant_claim(errs, path, kind, p.tenant_claim.as_deref());
     if errs.0.len() > before {
         return None;
@@ -345,9 +388,13 @@ pub(super) fn provider(
         leeway: t.leeway,
         max_token_lifetime: t.max_token_lifetime,
         max_token_age: t.max_token_age,
-        // GitHub's tokens live about five minutes while jobs run longer: by default a
-        // github provider does not cap issued tokens at the subject token's exp.
-        cap_lifetime_at_subject_expiry: p.cap_lifetime_at_subject_expiry.unwrap_or(!github),
+        // GitHub's tokens live about five minutes while jobs run longer, and a SAML
+        // assertion's window is for presenting it: by default neither caps issued tokens
+        // at the subject token's expiry.
+        cap_lifetime_at_subject_expiry: p
+            .cap_lifetime_at_subject_expiry
+            .unwrap_or(!github && !saml),
+        saml: saml_settings,
         tenant_claim,
         mapping: {
             let (subject, groups, attributes) = parts?;
@@ -374,6 +421,7 @@ fn mapping_parts(
     cel: &Cel,
     path: &str,
     m: Option<&RawMapping>,
+    default_subject: &str,
 ) -> Option<MappingParts> {
     let before = errs.0.len();
     let mut subject_src: Option<(String, String)> = None;
@@ -421,7 +469,7 @@ fn mapping_parts(
     let (at, src) = subject_src.unwrap_or_else(|| {
         (
             format!("{path}.mapping.subject"),
-            "assertion.sub".to_owned(),
+            default_subject.to_owned(),
         )
     });
     let subject = compile(errs, cel, &at, &src, MAPPING_VARS);

@@ -232,6 +232,19 @@ pub struct RawProvider {
     pub condition_message: Option<String>,
     pub mapping: Option<RawMapping>,
     pub tenant_claim: Option<String>,
+    pub entity_id: Option<String>,
+    pub metadata: Option<RawMetadata>,
+    pub certificates: Option<Vec<String>>,
+    pub recipients: Option<Vec<String>>,
+    pub single_use: Option<bool>,
+    pub allow_sha1: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetadata {
+    pub file: Option<String>,
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -146,7 +146,8 @@ pub(super) fn providers(
     let mut issuers = HashSet::new();
     for (i, p) in raw.iter().enumerate() {
         let path = format!("providers[{i}]");
-        let Some(p) = provider::provider(errs, warnings, cel, &path, p, base, outbound) else {
+        let Some(p) = provider::provider(errs, warnings, cel, &path, p, base, outbound, issuer)
+        else {
             continue;
         };
         if !ids.insert(p.id.clone()) {

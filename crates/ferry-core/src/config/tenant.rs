@@ -50,6 +50,7 @@ pub(super) fn tenant_claim(
     let preset = match kind {
         ProviderKind::Github => "repository_owner_id",
         ProviderKind::Kubernetes => "/kubernetes.io/namespace",
+        ProviderKind::Saml => "subject",
         _ => "sub",
     };
     let text = raw.unwrap_or(preset);

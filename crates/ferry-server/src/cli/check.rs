@@ -146,5 +146,8 @@ fn describe_keys(k: &KeysConfig) -> String {
         KeysConfig::File(f) => format!("file {}", f.display()),
         KeysConfig::Uri(u) => format!("JWKS at {u}"),
         KeysConfig::Discovery(u) => format!("discovery at {u}"),
+        KeysConfig::SamlMetadataFile(f) => format!("SAML metadata file {}", f.display()),
+        KeysConfig::SamlMetadataUrl(u) => format!("SAML metadata at {u}"),
+        KeysConfig::SamlCertificates(_) => "inline PEM certificates".to_owned(),
     }
 }

@@ -23,6 +23,7 @@ mod actor;
 mod mint;
 mod parent;
 mod provider;
+mod saml;
 mod subject;
 
 use axum::http::HeaderMap;
@@ -52,6 +53,7 @@ async fn subject_of(
         GrantKind::ProviderToken => provider::provider_token(state, loaded, ask, now, trail).await,
         GrantKind::FerryToken => parent::ferry_token(state, loaded, ask, now, trail).await,
         GrantKind::JwtBearer => provider::jwt_bearer(state, loaded, ask, now, trail).await,
+        GrantKind::Saml => saml::saml_assertion(state, loaded, ask, now, trail).await,
     }
 }
 

@@ -16,13 +16,15 @@ pub enum GrantKind {
     FerryToken,
     /// RFC 7523 §2.1: a service account's own assertion.
     JwtBearer,
+    /// RFC 8693 with a SAML 2.0 assertion from a `kind: saml` provider.
+    Saml,
 }
 
 impl GrantKind {
     /// The grant's name in audit events.
     pub fn audit_name(self) -> &'static str {
         match self {
-            Self::ProviderToken | Self::FerryToken => "token-exchange",
+            Self::ProviderToken | Self::FerryToken | Self::Saml => "token-exchange",
             Self::JwtBearer => "jwt-bearer",
         }
     }
@@ -66,10 +68,10 @@ impl Ask {
     pub fn exchange(req: ExchangeRequest, client_id: Option<String>) -> Self {
         let targets = req.targets();
         Self {
-            grant: if req.subject_token_type == SubjectTokenType::AccessToken {
-                GrantKind::FerryToken
-            } else {
-                GrantKind::ProviderToken
+            grant: match req.subject_token_type {
+                SubjectTokenType::AccessToken => GrantKind::FerryToken,
+                SubjectTokenType::Saml2 => GrantKind::Saml,
+                SubjectTokenType::Jwt | SubjectTokenType::IdToken => GrantKind::ProviderToken,
             },
             credential: req.subject_token,
             actor_token: req.actor_token,
