@@ -295,8 +295,8 @@ fn network_options_need_fetched_keys() {
     assert_eq!(
         problems(&on_file),
         vec![
-            "providers[1].ca_file: applies only to keys fetched over the network (jwks.uri or discovery)".to_owned(),
-            "providers[1].allow_private_network: applies only to keys fetched over the network (jwks.uri or discovery)".to_owned(),
+            "providers[1].ca_file: applies only to keys fetched over the network (jwks.uri, discovery or metadata.url)".to_owned(),
+            "providers[1].allow_private_network: applies only to keys fetched over the network (jwks.uri, discovery or metadata.url)".to_owned(),
         ]
     );
     let on_uri = base.replace(
