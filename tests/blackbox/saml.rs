@@ -569,3 +569,57 @@ async fn sha1_is_accepted_only_with_the_named_opt_in() {
     let lax = Fx::start_for(strict.idp, "saml-sha1-on", "    allow_sha1: true\n");
     assert_eq!(lax.subject(&sha1).await.unwrap(), "alice@example.test");
 }
+
+/// `ferry explain --token` verifies a SAML assertion as `/token` would and explains the
+/// decision over its claims; `ferry test` takes an assertion as a case's subject.
+#[tokio::test]
+async fn explain_and_test_take_saml_assertions() {
+    let fx = Fx::start("saml-cli", "");
+    let a = fx.assertion("alice@example.test");
+    let signed = fx.signed(&a);
+    let dir = fx.setup.path();
+    let explain = |file: &str| {
+        let out = crate::harness::ferry_cmd()
+            .args(["explain", "--config"])
+            .arg(dir.join("ferry.yaml"))
+            .arg("--token")
+            .arg(dir.join(file))
+            .args(["--audience", AUDIENCE, "--scope", "deploy"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    std::fs::write(dir.join("good.b64"), token(&signed)).unwrap();
+    let out = explain("good.b64");
+    assert!(out.contains("provider: corp (saml)"), "{out}");
+    assert!(out.contains("verify: every signature ok"), "{out}");
+    assert!(out.contains("decision: ALLOW"), "{out}");
+    std::fs::write(dir.join("forged.xml"), signed.replace("alice@", "admin@")).unwrap();
+    let out = explain("forged.xml");
+    assert!(
+        out.contains("verify: FAILED: a signed element was modified"),
+        "{out}"
+    );
+    assert!(out.contains("decision: DENY"), "{out}");
+
+    // `ferry test`: the assertion (read, not verified) as the subject of two cases.
+    let evil = fx.assertion("user@evil.com");
+    let cases = format!(
+        "cases:\n  - name: alice may deploy\n    assertion: {}\n    audience: {AUDIENCE}\n    scope: deploy\n    expect: allow\n\
+         \x20 - name: the denied user may not\n    assertion: {}\n    audience: {AUDIENCE}\n    expect: deny\n    step: policy\n\
+         \x20 - name: claims in the SAML shape\n    claims: {{ issuer: {ENTITY}, subject: bob, attributes: {{ \"{GROUP}\": [dev] }} }}\n    audience: {AUDIENCE}\n    expect: allow\n",
+        token(&signed),
+        token(&evil.xml()),
+    );
+    std::fs::write(dir.join("cases.yaml"), cases).unwrap();
+    let out = crate::harness::ferry_cmd()
+        .args(["test", "--config"])
+        .arg(dir.join("ferry.yaml"))
+        .arg(dir.join("cases.yaml"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("3 passed, 0 failed"), "{text}");
+}

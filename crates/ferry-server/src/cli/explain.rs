@@ -179,6 +179,10 @@ pub async fn explain(
 
     let verified = match subject {
         Subject::Claims(claims) => from_claims(config, claims, &mut out),
+        // A JWT has three dot-separated parts; anything else is read as SAML.
+        Subject::Token(token) if !token.contains('.') || token.starts_with('<') => {
+            super::explain_saml::verify_saml(config, &token, now, &mut out).await?
+        }
         Subject::Token(token) => verify_token(config, &token, now, &mut out).await?,
     };
     let (provider, claims, exp) = match verified {

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod check_keys;
 pub mod explain;
+mod explain_saml;
 pub mod keys;
 pub mod policy_test;
 pub mod sa;
@@ -25,10 +26,12 @@ pub fn provider_for<'a>(
             .find(|p| p.id == id)
             .ok_or_else(|| format!("no provider with id {id:?}")),
         None => {
+            // A SAML provider's claims name their IdP as `issuer`.
             let iss = claims
                 .get("iss")
+                .or_else(|| claims.get("issuer"))
                 .and_then(Value::as_str)
-                .ok_or("the claims have no string iss")?;
+                .ok_or("the claims have no string iss (or issuer, for a SAML provider)")?;
             config
                 .provider_for_issuer(iss)
                 .ok_or_else(|| format!("no provider for issuer {iss:?}"))

@@ -19,6 +19,8 @@
 //! ```
 //!
 //! The clock is the claims' `iat` when present, so cases do not depend on when they run.
+//! A case for a SAML provider gives `claims: {issuer, subject, attributes}` or the
+//! `assertion` itself (XML or base64; read, not verified).
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -54,8 +56,12 @@ pub enum Expect {
 pub struct Case {
     /// A name for the report.
     pub name: String,
-    /// The verified claims.
+    /// The verified claims (for a SAML provider: `subject`, `issuer`, `attributes`) …
+    #[serde(default)]
     pub claims: Map<String, Value>,
+    /// … or a SAML assertion (XML, or base64 as sent to `/token`) whose issuer, subject
+    /// and attributes become the claims; its signature and times are not checked here.
+    pub assertion: Option<String>,
     /// The provider id; by default the one whose issuer is `claims.iss`.
     pub provider: Option<String>,
     /// One requested audience …
@@ -134,8 +140,28 @@ pub fn run(config: &Config, cases: &Cases, fallback_now: i64) -> Result<Vec<Stri
     Ok(lines)
 }
 
+/// The case's claims: given, or read from its SAML assertion.
+fn claims_of(case: &Case) -> Result<std::borrow::Cow<'_, Map<String, Value>>, String> {
+    let Some(text) = &case.assertion else {
+        return Ok(std::borrow::Cow::Borrowed(&case.claims));
+    };
+    if !case.claims.is_empty() {
+        return Err("give claims or assertion, not both".into());
+    }
+    let read = |text: &str| -> Result<_, ferry_verify::saml::SamlError> {
+        let xml = ferry_verify::saml::decode_or_xml(text)?;
+        let a = ferry_verify::saml::SamlDocument::parse(&xml)?.read_unverified()?;
+        Ok(ferry_verify::saml::claims(&a))
+    };
+    read(text)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| format!("assertion: {e}"))
+}
+
 fn check(config: &Config, case: &Case, fallback_now: i64) -> Result<(), String> {
-    let provider = provider_for(config, case.provider.as_deref(), &case.claims)?;
+    let claims = claims_of(case)?;
+    let claims = claims.as_ref();
+    let provider = provider_for(config, case.provider.as_deref(), claims)?;
     let targets: Vec<String> = match (&case.audience, &case.audiences) {
         (Some(a), None) => vec![a.clone()],
         (None, Some(list)) => list.clone(),
@@ -145,7 +171,7 @@ fn check(config: &Config, case: &Case, fallback_now: i64) -> Result<(), String> 
         Ok(s) => s.unwrap_or_default(),
         Err(e) => return Err(format!("malformed scope: {}", e.description)),
     };
-    let now = numeric(&case.claims, "iat").unwrap_or(fallback_now);
+    let now = numeric(claims, "iat").unwrap_or(fallback_now);
     let ask = Ask {
         targets: &targets,
         scopes: &scopes,
@@ -156,8 +182,8 @@ fn check(config: &Config, case: &Case, fallback_now: i64) -> Result<(), String> 
     let result = decide(
         config,
         provider,
-        &case.claims,
-        numeric(&case.claims, "exp"),
+        claims,
+        numeric(claims, "exp"),
         now,
         ask,
         None,

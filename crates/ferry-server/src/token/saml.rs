@@ -6,7 +6,6 @@
 use ferry_core::binding::Binding;
 use ferry_core::config::ProviderKind;
 use ferry_verify::saml::{self, Assertion, SamlDocument, SamlError, SamlPolicy};
-use serde_json::{Map, Value, json};
 use tracing::Instrument as _;
 
 use super::subject::{Ask, Policy, Subject, Trail};
@@ -14,18 +13,6 @@ use crate::charge::{Refused, mapped};
 use crate::errors::{AssertionError, Role};
 use crate::replay::{Spend, issued_at};
 use crate::state::{AppState, Loaded, TrustedProvider};
-
-/// The claims a SAML provider's mapping reads as `assertion`, in Google's names.
-fn claims(a: &Assertion) -> Map<String, Value> {
-    let mut m = Map::new();
-    m.insert("subject".into(), json!(a.subject));
-    m.insert("issuer".into(), json!(a.issuer));
-    m.insert("attributes".into(), json!(a.attributes));
-    if let Some(f) = &a.name_id_format {
-        m.insert("name_id_format".into(), json!(f));
-    }
-    m
-}
 
 /// Spends the assertion's `ID` until it expires, when it is single use.
 async fn spend(
@@ -99,7 +86,7 @@ pub async fn saml_assertion(
     spend(state, loaded, provider, &assertion, now)
         .await
         .map_err(|e| Refused::Error(Role::Subject.assertion_error(&e)))?;
-    let claims = claims(&assertion);
+    let claims = saml::claims(&assertion);
     let mut principal = {
         let _span = tracing::info_span!("policy").entered();
         mapped(provider, &claims)?

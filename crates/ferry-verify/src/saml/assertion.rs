@@ -190,6 +190,24 @@ fn attributes(assertion: Node<'_, '_>) -> Result<BTreeMap<String, Vec<String>>, 
     Ok(out)
 }
 
+/// Reads an assertion's issuer, subject and attributes with no check at all, for
+/// authoring policies offline (`ferry test`). Never on the token path.
+pub fn read_unchecked(assertion: Node<'_, '_>) -> Result<Assertion, SamlError> {
+    let issuer = only_child(assertion, SAML, "Issuer")?.ok_or(SamlError::Issuer)?;
+    let subject = only_child(assertion, SAML, "Subject")?.ok_or(SamlError::NoSubject)?;
+    let name_id = only_child(subject, SAML, "NameID")?.ok_or(SamlError::NoSubject)?;
+    Ok(Assertion {
+        id: assertion.attribute("ID").unwrap_or_default().to_owned(),
+        issuer: text_of(issuer)?.trim().to_owned(),
+        subject: bounded(text_of(name_id)?.trim().to_owned())?,
+        name_id_format: name_id.attribute("Format").map(str::to_owned),
+        attributes: attributes(assertion)?,
+        not_on_or_after: 0,
+        confirmed_until: 0,
+        one_time_use: false,
+    })
+}
+
 /// Reads and checks the signed assertion element.
 pub fn read(
     assertion: Node<'_, '_>,

@@ -168,6 +168,31 @@ pub struct Assertion {
     pub one_time_use: bool,
 }
 
+/// The claims a SAML provider's mapping reads as `assertion`, in Google's names:
+/// `subject` (NameID), `attributes` (name to list of values), `issuer`, and
+/// `name_id_format` when the NameID has one.
+pub fn claims(a: &Assertion) -> serde_json::Map<String, serde_json::Value> {
+    use serde_json::{Value, json};
+    let mut m = serde_json::Map::new();
+    m.insert("subject".into(), Value::String(a.subject.clone()));
+    m.insert("issuer".into(), Value::String(a.issuer.clone()));
+    m.insert("attributes".into(), json!(a.attributes));
+    if let Some(f) = &a.name_id_format {
+        m.insert("name_id_format".into(), Value::String(f.clone()));
+    }
+    m
+}
+
+/// Decodes a SAML document given as a `…:saml2` token, or as raw XML (files users
+/// keep for `ferry explain` and `ferry test`).
+pub fn decode_or_xml(text: &str) -> Result<String, SamlError> {
+    let t = text.trim();
+    if t.starts_with('<') {
+        return Ok(t.to_owned());
+    }
+    decode(t)
+}
+
 /// Decodes a `…:saml2` subject token: base64 in the standard or URL-safe alphabet,
 /// padded or not, line breaks ignored; a space is read as the `+` a form encoding lost.
 pub fn decode(token: &str) -> Result<String, SamlError> {
@@ -274,6 +299,12 @@ impl<'a> SamlDocument<'a> {
         let issuer =
             xml::only_child(self.assertion()?, SAML, "Issuer")?.ok_or(SamlError::Issuer)?;
         Ok(xml::text_of(issuer)?.trim().to_owned())
+    }
+
+    /// The assertion's issuer, subject and attributes, NOT verified: for authoring
+    /// policies offline (`ferry test`), never for accepting a token.
+    pub fn read_unverified(&self) -> Result<Assertion, SamlError> {
+        assertion::read_unchecked(self.assertion()?)
     }
 
     /// Verifies every signature with `certificates`, then reads the assertion from a
