@@ -36,9 +36,12 @@ def listening_socket():
     return s
 
 
-def wait_http(url, timeout=30):
+def wait_http(url, timeout=30, process=None):
+    """Waits until URL answers 200; gives up early when PROCESS (the server) has exited."""
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode} before {url} came up")
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
@@ -48,23 +51,28 @@ def wait_http(url, timeout=30):
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_ferry(sock, config, **popen):
+def start_ferry(sock, config, log=None):
     """Starts `ferry serve --config CONFIG` on the listening socket SOCK (closed here: Ferry
-    holds it then) and waits until it is ready. Returns the process."""
+    holds it then) and waits until it is ready. Returns the process. Its standard error
+    goes to the file LOG (a path) when given, and a start that fails quotes its end."""
     port = sock.getsockname()[1]
+    stderr = open(log, "wb") if log else subprocess.DEVNULL
     ferry = subprocess.Popen(
         [sys.executable, "-c", ACTIVATE, str(sock.fileno()), BIN / "ferry", "serve", "--config", config],
         stdout=subprocess.DEVNULL,
-        stderr=popen.pop("stderr", subprocess.DEVNULL),
+        stderr=stderr,
         pass_fds=(sock.fileno(),),
         env={**os.environ, "FERRY_KEK": KEK, "RUST_LOG": "warn"},
-        **popen,
     )
     sock.close()
+    if log:
+        stderr.close()  # the child has its own copy
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz")
-    except RuntimeError:
-        ferry.terminate()
+        wait_http(f"http://127.0.0.1:{port}/readyz", process=ferry)
+    except RuntimeError as e:
+        if ferry.poll() is None:
+            ferry.terminate()
         ferry.wait(timeout=10)
-        raise
+        said = pathlib.Path(log).read_text(errors="replace")[-3000:] if log else ""
+        raise RuntimeError(f"{e}\n{said}") from None
     return ferry

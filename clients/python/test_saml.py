@@ -233,12 +233,10 @@ audiences:
         scopes: [read]
 """)
     e.tmp = tmp
-    log = open(tmp / "ferry.log", "w")
-    ferry = start_ferry(sock, tmp / "ferry.yaml", stderr=log)
+    ferry = start_ferry(sock, tmp / "ferry.yaml", log=tmp / "ferry.log")
     yield e
     ferry.terminate()
     ferry.wait(timeout=10)
-    log.close()
 
 
 def claims_for(e, provider, **changes):
