@@ -46,6 +46,14 @@ SIGNATURE_METHODS = {
     "ec": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
 }
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
+# Other algorithms, for fixtures that depart from the layouts' defaults.
+RSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha384"
+RSA_SHA512 = "http://www.w3.org/2001/04/xmldsig-more#rsa-sha512"
+ECDSA_SHA384 = "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384"
+SHA384 = "http://www.w3.org/2001/04/xmldsig-more#sha384"
+SHA512 = "http://www.w3.org/2001/04/xmlenc#sha512"
+RSA_SHA1 = "http://www.w3.org/2000/09/xmldsig#rsa-sha1"
+SHA1 = "http://www.w3.org/2000/09/xmldsig#sha1"
 BEARER = "urn:oasis:names:tc:SAML:2.0:cm:bearer"
 SUCCESS = "urn:oasis:names:tc:SAML:2.0:status:Success"
 PASSWORD = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport"
@@ -397,7 +405,7 @@ def insert_after_issuer(element, node):
         issuer.tail = node.tail
 
 
-def signature_template(layout, idp, ref_id, c14n):
+def signature_template(layout, idp, ref_id, c14n, algorithms):
     """An empty ds:Signature in the layout's style for xmlsec1 to fill in."""
     p = f"{layout.sig_prefix}:" if layout.sig_prefix else ""
     decl = f'xmlns:{layout.sig_prefix}="{DS}"' if layout.sig_prefix else f'xmlns="{DS}"'
@@ -409,13 +417,13 @@ def signature_template(layout, idp, ref_id, c14n):
 <{p}Signature {decl}>
   <{p}SignedInfo>
     <{p}CanonicalizationMethod Algorithm="{c14n}"/>
-    <{p}SignatureMethod Algorithm="{SIGNATURE_METHODS[idp.kind]}"/>
+    <{p}SignatureMethod Algorithm="{algorithms[0]}"/>
     <{p}Reference URI="#{ref_id}">
       <{p}Transforms>
         <{p}Transform Algorithm="{ENVELOPED}"/>
         <{p}Transform Algorithm="{c14n}">{inclusive}</{p}Transform>
       </{p}Transforms>
-      <{p}DigestMethod Algorithm="{SHA256}"/>
+      <{p}DigestMethod Algorithm="{algorithms[1]}"/>
       <{p}DigestValue/>
     </{p}Reference>
   </{p}SignedInfo>
@@ -431,11 +439,11 @@ def signature_xpath(id_):
     return f"//*[@ID='{id_}']/*[local-name()='Signature' and namespace-uri()='{DS}']"
 
 
-def sign_xmlsec1(root, layout, idp, element, c14n):
+def sign_xmlsec1(root, layout, idp, element, c14n, algorithms):
     """Signs ELEMENT (in ROOT) with the xmlsec1 command line, from a template carrying an
     empty Signature after the element's Issuer."""
     id_ = element.get("ID")
-    insert_after_issuer(element, etree.fromstring(signature_template(layout, idp, id_, c14n)))
+    insert_after_issuer(element, etree.fromstring(signature_template(layout, idp, id_, c14n, algorithms)))
     with tempfile.TemporaryDirectory() as d:
         src, out = pathlib.Path(d) / "in.xml", pathlib.Path(d) / "out.xml"
         src.write_bytes(etree.tostring(root))
@@ -448,12 +456,12 @@ def sign_xmlsec1(root, layout, idp, element, c14n):
         return etree.fromstring(out.read_bytes())
 
 
-def sign_signxml(root, layout, idp, element, c14n):
+def sign_signxml(root, layout, idp, element, c14n, algorithms):
     """Signs ELEMENT (in ROOT) with signxml's XMLSigner: an enveloped signature at a
     placeholder after the element's Issuer, referencing the element's ID."""
     signer = _signxml_signer()(
-        signature_algorithm={"rsa": "rsa-sha256", "ec": "ecdsa-sha256"}[idp.kind],
-        digest_algorithm="sha256",
+        signature_algorithm=algorithms[0],
+        digest_algorithm=algorithms[1],
         c14n_algorithm=c14n,
     )
     signer.namespaces = {layout.sig_prefix or None: DS}
@@ -493,12 +501,14 @@ def _signxml_signer():
 SIGNERS = {"xmlsec1": sign_xmlsec1, "signxml": sign_signxml}
 
 
-def sign(document, layout, idp, tool, c14n=EXC_C14N, between=None):
+def sign(document, layout, idp, tool, c14n=EXC_C14N, between=None, signature_method=None, digest_method=SHA256):
     """Signs the elements LAYOUT's IdP signs that DOCUMENT holds (an Assertion alone holds
     no Response), innermost first, with TOOL ("xmlsec1" or "signxml"). BETWEEN, if given,
     is called with the root after each signature but the last (to make a twin whose inner
-    signature was broken before the outer one was made)."""
+    signature was broken before the outer one was made). The algorithms default to the
+    layouts' own: rsa-sha256 or ecdsa-sha256 (by IDP's key) and sha256."""
     layout = LAYOUTS[layout]
+    algorithms = (signature_method or SIGNATURE_METHODS[idp.kind], digest_method)
     root = etree.fromstring(document)
     targets = [t for t in layout.signs if t == "assertion" or root.tag == f"{{{SAMLP}}}Response"]
     for n, target in enumerate(targets):
@@ -508,7 +518,7 @@ def sign(document, layout, idp, tool, c14n=EXC_C14N, between=None):
             element = root if root.tag == f"{{{SAML}}}Assertion" else root.find(f"{{{SAML}}}Assertion")
         if element is None:
             continue
-        root = SIGNERS[tool](root, layout, idp, element, c14n)
+        root = SIGNERS[tool](root, layout, idp, element, c14n, algorithms)
         if between is not None and n < len(targets) - 1:
             between(root)
     if layout.name == "shibboleth":  # OpenSAML writes the XML declaration

@@ -247,13 +247,13 @@ def claims_for(e, provider, **changes):
 
 
 def signed(e, provider, tool="xmlsec1", c14n=sf.EXC_C14N, bare=False, key=None, claims=None, between=None,
-           **options):
+           algorithms=(), **options):
     """A fresh signed document of PROVIDER's layout (new IDs each time) and its claims,
     checked with xmlsec1 --verify against the key that signed it."""
     p = PROVIDERS[provider]
     c = claims or claims_for(e, provider)
     idp = e.idp[key or provider]
-    doc = sf.sign(sf.build(p.layout, c, bare=bare, **options), p.layout, idp, tool, c14n, between=between)
+    doc = sf.sign(sf.build(p.layout, c, bare=bare, **options), p.layout, idp, tool, c14n, between, *algorithms)
     if sf.signed_ids(doc) and between is None:
         assert sf.xmlsec_verify(doc, idp), "fixture does not verify with xmlsec1"
     return doc, c
@@ -341,6 +341,19 @@ def test_keycloak_roles_in_separate_attribute_elements_are_one_list(saml):
         doc, _ = signed(saml, "keycloak", split_roles=split)
         assert doc.count(b' Name="Role"') == (2 if split else 1)
         accepted(saml, exchange(saml, doc), "keycloak")
+
+
+@pytest.mark.parametrize("tool", ["xmlsec1", "signxml"])
+@pytest.mark.parametrize("provider,algorithms", [
+    ("entra", (sf.RSA_SHA384, sf.SHA384)),
+    ("okta", (sf.RSA_SHA512, sf.SHA512)),
+    # Keycloak's ECDSA_SHA384 with its ecdsa-generated key's default curve, P-256.
+    ("keycloak", (sf.ECDSA_SHA384, sf.SHA384)),
+], ids=["rsa-sha384", "rsa-sha512", "ecdsa-sha384"])
+def test_the_other_documented_algorithms_are_accepted(saml, tool, provider, algorithms):
+    doc, _ = signed(saml, provider, tool, algorithms=algorithms)
+    assert algorithms[0].encode() in doc and algorithms[1].encode() in doc
+    accepted(saml, exchange(saml, doc), provider)
 
 
 # ---------------------------------------------------------------------------------------
@@ -433,6 +446,35 @@ def test_issuer_other_than_the_entity_id_is_refused(saml):
     refused(exchange(saml, doc))
     twin, _ = signed(saml, "adfs")
     accepted(saml, exchange(saml, twin), "adfs")
+
+
+@pytest.mark.parametrize("algorithms", [
+    (sf.RSA_SHA1, sf.SHA1), (sf.RSA_SHA1, sf.SHA256), (sf.SIGNATURE_METHODS["rsa"], sf.SHA1),
+], ids=["rsa-sha1+sha1", "rsa-sha1", "sha1-digest"])
+def test_sha1_is_refused_without_allow_sha1(saml, algorithms):
+    """AD FS relying-party trusts can still be set to SHA-1; Ferry refuses it unless the
+    provider says allow_sha1. Twin: the same signed with SHA-256 throughout."""
+    doc, _ = signed(saml, "adfs", algorithms=algorithms)
+    assert algorithms[0].encode() in doc and algorithms[1].encode() in doc
+    refused(exchange(saml, doc))
+    twin, _ = signed(saml, "adfs")
+    accepted(saml, exchange(saml, twin), "adfs")
+
+
+@pytest.mark.parametrize("prolog", [
+    b'<!DOCTYPE samlp:Response>',
+    b'<!DOCTYPE samlp:Response [<!ENTITY idp "https://idp.example.test">]>',
+    b'<?xml-stylesheet type="text/xsl" href="https://idp.example.test/show.xsl"?>',
+], ids=["doctype", "internal-subset", "processing-instruction"])
+def test_a_dtd_or_processing_instruction_is_refused(saml, prolog):
+    """Before the root element, outside what the signature covers (it still verifies).
+    Twin: the same document without it."""
+    doc, c = signed(saml, "entra")
+    assert not doc.startswith(b"<?xml ")
+    with_prolog = prolog + b"\n" + doc
+    assert sf.xmlsec_verify(with_prolog, saml.idp["entra"], c.assertion_id)
+    refused(exchange(saml, with_prolog))
+    accepted(saml, exchange(saml, doc), "entra")
 
 
 def wrap_in_advice(root):
