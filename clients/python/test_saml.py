@@ -220,6 +220,7 @@ providers:
     entity_id: {p["shib"].entity_id}
     metadata: {{ file: {md["shib"]} }}
     audiences: [{SP}]
+    single_use: true               # every shib fixture below is exchanged once
     mapping:
       subject: assertion.attributes['{EPPN}'][0]
       groups: assertion.attributes['{ENTITLEMENT}']
@@ -428,6 +429,17 @@ def test_audience_outside_the_configured_audiences_is_refused(saml):
     refused(exchange(saml, doc))
     twin, _ = signed(saml, "shib")
     accepted(saml, exchange(saml, twin), "shib")
+
+
+def test_replayed_assertion_is_refused_with_single_use(saml):
+    """The shib provider is single_use: an assertion is exchanged once, whether it comes
+    back as the same Response or taken out of it. Twin: a fresh assertion is accepted."""
+    doc, _ = signed(saml, "shib")
+    accepted(saml, exchange(saml, doc), "shib")
+    refused(exchange(saml, doc))
+    refused(exchange(saml, sf.extract_assertion(doc), "url-nopad"))
+    fresh, _ = signed(saml, "shib")
+    accepted(saml, exchange(saml, fresh), "shib")
 
 
 def test_expired_assertion_is_refused(saml):
