@@ -44,6 +44,7 @@ ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
 SIGNATURE_METHODS = {
     "rsa": "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
     "ec": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+    "ec384": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha384",
 }
 SHA256 = "http://www.w3.org/2001/04/xmlenc#sha256"
 # Other algorithms, for fixtures that depart from the layouts' defaults.
@@ -71,7 +72,7 @@ class Idp:
     both PEM files written by the openssl command line."""
 
     name: str
-    kind: str  # "rsa" (RSA-2048) or "ec" (P-256)
+    kind: str  # "rsa" (RSA-2048), "ec" (P-256) or "ec384" (P-384)
     key: pathlib.Path
     cert: pathlib.Path
 
@@ -92,8 +93,9 @@ def make_idp(directory, name, kind="rsa"):
     key, cert = directory / f"{name}.key.pem", directory / f"{name}.cert.pem"
     if kind == "rsa":
         newkey = ["-newkey", "rsa:2048"]
-    elif kind == "ec":
-        newkey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+    elif kind in ("ec", "ec384"):
+        curve = "P-256" if kind == "ec" else "P-384"
+        newkey = ["-newkey", "ec", "-pkeyopt", f"ec_paramgen_curve:{curve}"]
     else:
         raise ValueError(kind)
     subprocess.run(
