@@ -582,12 +582,14 @@ def write_metadata(path, style, entity_id, signing, encryption=(), sso_url="http
     """Writes IdP metadata (an EntityDescriptor) to PATH in STYLE: "entra" (default
     namespaces, a WS-Federation RoleDescriptor before the IDPSSODescriptor, KeyInfo in
     the default ds namespace; learn.microsoft.com/en-us/entra/identity-platform/
-    federation-metadata), "md" (md:/ds: prefixes, as Okta's and Keycloak's descriptors),
-    or "shibboleth" (default md namespace, ds: KeyInfo, certificates wrapped at 64
-    columns, a shibmd:Scope extension, SAML 1.1 and 2.0 protocols, an
+    federation-metadata), "md" (md:/ds: prefixes, as Okta's app metadata), "keycloak"
+    (the realm's descriptor at /realms/{realm}/protocol/saml/descriptor: md: and ds:
+    declared on the root, a KeyName before each X509Data, one KeyDescriptor per active
+    realm key), or "shibboleth" (default md namespace, ds: KeyInfo, certificates wrapped
+    at 64 columns, a shibmd:Scope extension, SAML 1.1 and 2.0 protocols, an
     AttributeAuthorityDescriptor; the IdP's generated metadata/idp-metadata.xml).
     SIGNING and ENCRYPTION are lists of Idp whose certificates go in KeyDescriptors with
-    use="signing" and use="encryption"."""
+    use="signing" and use="encryption" (ENCRYPTION: styles md and shibboleth)."""
     if style == "entra":
         keys = "".join(
             f'<KeyDescriptor use="signing"><KeyInfo xmlns="{DS}"><X509Data><X509Certificate>{i.cert_b64}'
@@ -625,6 +627,21 @@ def write_metadata(path, style, entity_id, signing, encryption=(), sso_url="http
     <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location={attr(sso_url)}/>
   </md:IDPSSODescriptor>
 </md:EntityDescriptor>""")
+    elif style == "keycloak":
+        keys = "".join(
+            f'<md:KeyDescriptor use="signing"><ds:KeyInfo><ds:KeyName>{escape(i.name)}</ds:KeyName><ds:X509Data>'
+            f"<ds:X509Certificate>{i.cert_b64}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"
+            for i in signing
+        )
+        xml = f"""<md:EntityDescriptor xmlns="{MD}" xmlns:md="{MD}" xmlns:saml="{SAML}" xmlns:ds="{DS}" entityID={attr(entity_id)}>
+   <md:IDPSSODescriptor WantAuthnRequestsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">
+      <md:KeyDescriptor use="signing-placeholder"/>
+      <md:ArtifactResolutionService Binding="urn:oasis:names:tc:SAML:2.0:bindings:SOAP" Location={attr(sso_url)} index="0"/>
+      <md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>
+      <md:NameIDFormat>urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified</md:NameIDFormat>
+      <md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST" Location={attr(sso_url)}/>
+   </md:IDPSSODescriptor>
+</md:EntityDescriptor>""".replace('<md:KeyDescriptor use="signing-placeholder"/>', keys)
     elif style == "shibboleth":
         def kd(use, idps):
             return "".join(

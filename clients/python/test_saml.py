@@ -17,6 +17,8 @@ has allow_sha1), and HTTP-Redirect (deflated) encodings, which no IdP uses for R
 import base64
 import dataclasses
 import datetime
+import http.server
+import threading
 import urllib.parse
 
 import jwt
@@ -154,11 +156,28 @@ def saml(tmp_path_factory):
         "entra": sf.write_metadata(tmp / "entra-federationmetadata.xml", "entra", PROVIDERS["entra"].entity_id,
                                    [e.idp["entra-previous"], e.idp["entra"]]),
         "okta": sf.write_metadata(tmp / "okta-metadata.xml", "md", PROVIDERS["okta"].entity_id, [e.idp["okta"]]),
-        "keycloak": sf.write_metadata(tmp / "keycloak-descriptor.xml", "md", PROVIDERS["keycloak"].entity_id,
+        "keycloak": sf.write_metadata(tmp / "keycloak-descriptor.xml", "keycloak", PROVIDERS["keycloak"].entity_id,
                                       [e.idp["keycloak"], e.idp["keycloak-p384"]]),
         "shib": sf.write_metadata(tmp / "idp-metadata.xml", "shibboleth", PROVIDERS["shib"].entity_id,
                                   [e.idp["shib"]], encryption=[e.idp["shib-encryption"]]),
     }
+    # Keycloak's descriptor is fetched from the realm's URL, as an operator would point at it.
+    descriptor = md["keycloak"].read_bytes()
+
+    class Realm(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            found = self.path == "/realms/corp/protocol/saml/descriptor"
+            self.send_response(200 if found else 404)
+            self.send_header("Content-Type", "text/xml;charset=utf-8")
+            self.end_headers()
+            self.wfile.write(descriptor if found else b"")
+
+        def log_message(self, *args):
+            pass
+
+    realm = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Realm)
+    threading.Thread(target=realm.serve_forever, daemon=True).start()
+    realm_origin = f"http://127.0.0.1:{realm.server_address[1]}"
     sock = listening_socket()
     e.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     e.token_url = f"{e.url}/token"
@@ -170,6 +189,8 @@ issuer: {e.url}
 data_dir: {tmp / "data"}
 limits:
   shutdown_delay: 0s
+outbound:
+  allow_insecure_origins: ["{realm_origin}"]
 providers:
   - id: entra
     kind: saml
@@ -209,7 +230,7 @@ providers:
   - id: keycloak
     kind: saml
     entity_id: {p["keycloak"].entity_id}
-    metadata: {{ file: {md["keycloak"]} }}
+    metadata: {{ url: "{realm_origin}/realms/corp/protocol/saml/descriptor" }}
     audiences: [{SP}]
     mapping:
       subject: assertion.subject
@@ -239,6 +260,7 @@ audiences:
     yield e
     ferry.terminate()
     ferry.wait(timeout=10)
+    realm.shutdown()
 
 
 def claims_for(e, provider, **changes):
