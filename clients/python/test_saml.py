@@ -271,13 +271,18 @@ def claims_for(e, provider, **changes):
 
 
 def signed(e, provider, tool="xmlsec1", c14n=sf.EXC_C14N, bare=False, key=None, claims=None, between=None,
-           algorithms=(), **options):
+           algorithms=(), edit=None, **options):
     """A fresh signed document of PROVIDER's layout (new IDs each time) and its claims,
-    checked with xmlsec1 --verify against the key that signed it."""
+    checked with xmlsec1 --verify against the key that signed it. EDIT, if given, changes
+    the unsigned document's bytes before signing."""
     p = PROVIDERS[provider]
     c = claims or claims_for(e, provider)
     idp = e.idp[key or provider]
-    doc = sf.sign(sf.build(p.layout, c, bare=bare, **options), p.layout, idp, tool, c14n, between, *algorithms)
+    unsigned = sf.build(p.layout, c, bare=bare, **options)
+    if edit is not None:
+        unsigned = edit(unsigned)
+        assert unsigned != sf.build(p.layout, c, bare=bare, **options), "the edit changed nothing"
+    doc = sf.sign(unsigned, p.layout, idp, tool, c14n, between, *algorithms)
     if sf.signed_ids(doc) and between is None:
         assert sf.xmlsec_verify(doc, idp), "fixture does not verify with xmlsec1"
     return doc, c
@@ -390,6 +395,45 @@ def test_the_other_documented_algorithms_are_accepted(saml, tool, provider, key,
     accepted(saml, exchange(saml, doc), provider)
 
 
+def test_base64_wrapped_as_the_base64_command_writes_it_is_accepted(saml):
+    """`base64 response.xml > token` wraps at 76 columns and ends with a newline; MIME and
+    PEM tools wrap at 64 or 76 with CRLF."""
+    for sep, width in (("\n", 76), ("\r\n", 64)):
+        doc, _ = signed(saml, "entra")
+        b = sf.b64(doc)
+        wrapped = sep.join(b[i:i + width] for i in range(0, len(b), width)) + sep
+        r = requests.post(saml.token_url, data={
+            "grant_type": TE, "subject_token_type": sf.SAML2_TOKEN_TYPE, "subject_token": wrapped,
+            "audience": AUDIENCE,
+        }, timeout=10)
+        accepted(saml, r, "entra")
+
+
+def without_key_info(doc):
+    root = etree.fromstring(doc)
+    for key_info in list(root.iter(f"{{{sf.DS}}}KeyInfo")):
+        key_info.getparent().remove(key_info)
+    return etree.tostring(root)
+
+
+@pytest.mark.parametrize("provider", ["entra", "keycloak"])
+def test_key_info_is_optional_and_names_only_configured_certificates(saml, provider):
+    """KeyInfo is optional in XML Signature (PingFederate, for one, can leave the
+    certificate out): without it, the configured certificates are tried. A certificate it
+    names must be one of them, even when the signature was made with a configured key.
+    The two differ only in KeyInfo."""
+    doc, _ = signed(saml, provider)
+    bare_signature = without_key_info(doc)
+    accepted(saml, exchange(saml, bare_signature), provider)
+    doc, _ = signed(saml, provider)
+    root = etree.fromstring(doc)
+    for cert in root.iter(f"{{{sf.DS}}}X509Certificate"):
+        cert.text = saml.idp["stranger"].cert_b64
+    foreign = etree.tostring(root)
+    assert sf.xmlsec_verify(foreign, saml.idp[provider])
+    refused(exchange(saml, foreign))
+
+
 # ---------------------------------------------------------------------------------------
 # Negative twins: each differs from an accepted fixture only in the part it attacks
 
@@ -473,6 +517,18 @@ def test_replayed_assertion_is_refused_with_single_use(saml):
     refused(exchange(saml, sf.extract_assertion(doc), "url-nopad"))
     fresh, _ = signed(saml, "shib")
     accepted(saml, exchange(saml, fresh), "shib")
+
+
+def test_every_audience_restriction_must_name_the_sp(saml):
+    """SAML core §2.5.1.4: an assertion with several AudienceRestrictions is addressed to
+    the audiences they all name. Twin: the second restriction names the SP as well."""
+    other = b"<AudienceRestriction><Audience>https://other-sp.example.test</Audience></AudienceRestriction>"
+    both = (b"<AudienceRestriction><Audience>https://other-sp.example.test</Audience><Audience>"
+            + SP.encode() + b"</Audience></AudienceRestriction>")
+    doc, _ = signed(saml, "entra", edit=lambda d: d.replace(b"</AudienceRestriction>", b"</AudienceRestriction>" + other))
+    refused(exchange(saml, doc))
+    twin, _ = signed(saml, "entra", edit=lambda d: d.replace(b"</AudienceRestriction>", b"</AudienceRestriction>" + both))
+    accepted(saml, exchange(saml, twin), "entra")
 
 
 def test_expired_assertion_is_refused(saml):
