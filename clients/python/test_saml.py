@@ -7,11 +7,12 @@ Every fixture is first checked with `xmlsec1 --verify`, so a refusal by Ferry of
 fixture is Ferry's, and every negative twin differs from an accepted fixture only in the
 part it attacks. Google's google-auth exchanges one, unmodified, from a file source.
 
-Notes on real IdPs that this suite does not cover because Ferry's interface refuses them
-(see the report of issue 23): encrypted assertions (<saml:EncryptedAssertion>: Shibboleth
-IdP encrypts by default, encryptAssertions=true, and signs the Response rather than the
-Assertion, signResponses=true), SHA-1 signatures (older AD FS relying-party trusts; Ferry
-has allow_sha1), and HTTP-Redirect (deflated) encodings, which no IdP uses for Responses.
+Not covered, because Ferry's interface refuses it: encrypted assertions
+(<saml:EncryptedAssertion>). Shibboleth IdP encrypts them by default (SAML2.SSO
+encryptAssertions=true, and it signs the Response, signResponses=true, rather than the
+Assertion), and Entra ID and Okta encrypt them when the SP's certificate is configured;
+such an IdP must be set to send this SP plain assertions. SHA-1 (older AD FS relying-party
+trusts) is refused unless the provider says allow_sha1.
 """
 
 import base64
@@ -280,8 +281,8 @@ def signed(e, provider, tool="xmlsec1", c14n=sf.EXC_C14N, bare=False, key=None, 
     idp = e.idp[key or provider]
     unsigned = sf.build(p.layout, c, bare=bare, **options)
     if edit is not None:
-        unsigned = edit(unsigned)
-        assert unsigned != sf.build(p.layout, c, bare=bare, **options), "the edit changed nothing"
+        before, unsigned = unsigned, edit(unsigned)
+        assert unsigned != before, "the edit changed nothing"
     doc = sf.sign(unsigned, p.layout, idp, tool, c14n, between, *algorithms)
     if sf.signed_ids(doc) and between is None:
         assert sf.xmlsec_verify(doc, idp), "fixture does not verify with xmlsec1"
