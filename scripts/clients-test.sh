@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Unmodified standard clients against a real Ferry on loopback: Python google-auth and
-# Authlib, npm google-auth-library and openid-client, Rust google-cloud-auth; tokens
-# verified with PyJWT and jose; schemathesis against openapi/openapi.yaml. Versions are
+# Authlib, npm google-auth-library and openid-client, Rust google-cloud-auth; SAML
+# assertions signed by signxml and the xmlsec1 command line; tokens verified with PyJWT and
+# jose; schemathesis against openapi/openapi.yaml. Versions are
 # pinned in clients/requirements.lock, clients/node/package-lock.json and
 # clients/rust/Cargo.lock. A missing client fails the run: nothing is skipped.
 set -euo pipefail

@@ -9,56 +9,22 @@ import http.server
 import json
 import os
 import pathlib
-import socket
 import subprocess
-import sys
 import threading
-import time
 
 import jwt
 import pytest
 import requests
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-BIN = ROOT / "target" / "debug"
+from ferry_harness import BIN, ROOT, listening_socket, start_ferry
+
 NODE = ROOT / "clients" / "node"
 RUST_CLIENT = pathlib.Path(
     os.environ.get("FERRY_RUST_CLIENT", ROOT / "target" / "clients-rust" / "debug" / "ferry-client-google-cloud-auth")
 )
-KEK = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="
 AUDIENCE = "https://relying.example.com"
 TE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT = "urn:ietf:params:oauth:token-type:jwt"
-
-
-# Execs the command in argv[2:] with file descriptor argv[1] as fd 3, LISTEN_FDS=1 and
-# LISTEN_PID its own pid: how systemd hands a socket-activated service its socket.
-ACTIVATE = (
-    "import os, sys; fd = int(sys.argv[1]); fd == 3 or os.dup2(fd, 3); os.set_inheritable(3, True); "
-    "env = {**os.environ, 'LISTEN_FDS': '1', 'LISTEN_PID': str(os.getpid())}; "
-    "os.execve(sys.argv[2], sys.argv[2:], env)"
-)
-
-
-def listening_socket():
-    """A socket on 127.0.0.1:0, listening: its port goes into Ferry's configuration and
-    Ferry inherits it, so no other process can take the port in between."""
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    s.listen(128)
-    return s
-
-
-def wait_http(url, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
 
 
 class Env:
@@ -111,15 +77,7 @@ audiences:
         scopes: [read, write]
 """
     )
-    ferry = subprocess.Popen(
-        [sys.executable, "-c", ACTIVATE, str(sock.fileno()), BIN / "ferry", "serve", "--config", tmp / "ferry.yaml"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        pass_fds=(sock.fileno(),),
-        env={**os.environ, "FERRY_KEK": KEK, "RUST_LOG": "warn"},
-    )
-    sock.close()  # Ferry holds it now
-    wait_http(f"{e.url}/readyz")
+    ferry = start_ferry(sock, tmp / "ferry.yaml")
     e.tmp = tmp
     yield e
     for p in (ferry, idp):

@@ -1,0 +1,78 @@
+"""Starting a real Ferry on loopback for the client tests (shared by test_*.py here).
+
+Ferry gets its listening socket the way systemd hands one to a socket-activated service,
+so the port is known before Ferry starts and no other process can take it in between.
+"""
+
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+import time
+
+import requests
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+# The binaries under test: FERRY_BIN_DIR, or this checkout's debug build.
+BIN = pathlib.Path(os.environ.get("FERRY_BIN_DIR", ROOT / "target" / "debug"))
+KEK = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="
+
+# Execs the command in argv[2:] with file descriptor argv[1] as fd 3, LISTEN_FDS=1 and
+# LISTEN_PID its own pid: how systemd hands a socket-activated service its socket.
+ACTIVATE = (
+    "import os, sys; fd = int(sys.argv[1]); fd == 3 or os.dup2(fd, 3); os.set_inheritable(3, True); "
+    "env = {**os.environ, 'LISTEN_FDS': '1', 'LISTEN_PID': str(os.getpid())}; "
+    "os.execve(sys.argv[2], sys.argv[2:], env)"
+)
+
+
+def listening_socket():
+    """A socket on 127.0.0.1:0, listening: its port goes into Ferry's configuration and
+    Ferry inherits it, so no other process can take the port in between."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(128)
+    return s
+
+
+def wait_http(url, timeout=30, process=None):
+    """Waits until URL answers 200; gives up early when PROCESS (the server) has exited."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode} before {url} came up")
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def start_ferry(sock, config, log=None):
+    """Starts `ferry serve --config CONFIG` on the listening socket SOCK (closed here: Ferry
+    holds it then) and waits until it is ready. Returns the process. Its standard error
+    goes to the file LOG (a path) when given, and a start that fails quotes its end."""
+    port = sock.getsockname()[1]
+    stderr = open(log, "wb") if log else subprocess.DEVNULL
+    ferry = subprocess.Popen(
+        [sys.executable, "-c", ACTIVATE, str(sock.fileno()), BIN / "ferry", "serve", "--config", config],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        pass_fds=(sock.fileno(),),
+        env={**os.environ, "FERRY_KEK": KEK, "RUST_LOG": "warn"},
+    )
+    sock.close()
+    if log:
+        stderr.close()  # the child has its own copy
+    try:
+        wait_http(f"http://127.0.0.1:{port}/readyz", process=ferry)
+    except RuntimeError as e:
+        if ferry.poll() is None:
+            ferry.terminate()
+        ferry.wait(timeout=10)
+        said = pathlib.Path(log).read_text(errors="replace")[-3000:] if log else ""
+        raise RuntimeError(f"{e}\n{said}") from None
+    return ferry
