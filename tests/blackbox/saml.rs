@@ -623,3 +623,189 @@ async fn explain_and_test_take_saml_assertions() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("3 passed, 0 failed"), "{text}");
 }
+
+/// Serves `body` (status and text) to every HTTP request on 127.0.0.1; returns the URL.
+async fn metadata_server(body: std::sync::Arc<std::sync::Mutex<(u16, String)>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            let (status, text) = body.lock().unwrap().clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = tcp.read(&mut buf).await;
+                let resp = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/samlmetadata+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                let _ = tcp.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Metadata by URL: fetched and cached like a JWKS; an IdP's new key is fetched once
+/// when an assertion is signed by a certificate the cache lacks (the old key stops
+/// working when the metadata drops it); an IdP unreachable with nothing cached is an
+/// outage (503), not a bad assertion.
+#[tokio::test]
+async fn metadata_by_url_follows_key_rotation_and_an_outage_is_a_503() {
+    let old = SamlIdp::new(ENTITY, SamlKey::Rsa).unwrap();
+    let new = SamlIdp::new(ENTITY, SamlKey::EcdsaP256).unwrap();
+    let served = std::sync::Arc::new(std::sync::Mutex::new((200, old.metadata())));
+    let origin = metadata_server(served.clone()).await;
+    let setup = Setup::new("saml-url");
+    setup.write("idp-metadata.xml", "unused");
+    let extra = "";
+    let cfg = config(&setup, extra)
+        .replace(
+            "metadata: { file: idp-metadata.xml }",
+            &format!("metadata: {{ url: \"{origin}/saml/metadata\" }}"),
+        )
+        .replace(
+            "providers:\n",
+            &format!("outbound: {{ allow_insecure_origins: [\"{origin}\"] }}\nproviders:\n"),
+        );
+    let fx = Fx {
+        ferry: std::sync::Mutex::new(setup.start(&cfg)),
+        setup,
+        idp: old,
+        http: reqwest::Client::new(),
+    };
+    let a = fx.assertion("alice@example.test");
+    assert_eq!(
+        fx.subject(&fx.signed(&a)).await.unwrap(),
+        "alice@example.test"
+    );
+
+    // The IdP rotates: its metadata now names only the new certificate.
+    served.lock().unwrap().1 = new.metadata();
+    let rotated = new.sign(&a.xml(), &a.id).unwrap();
+    assert_eq!(fx.subject(&rotated).await.unwrap(), "alice@example.test");
+    fx.refused(
+        "the retired key",
+        &fx.signed(&a),
+        "the signing certificate is not one of",
+    )
+    .await;
+
+    // An IdP that has never answered: nothing cached, so 503 temporarily_unavailable.
+    let down = std::sync::Arc::new(std::sync::Mutex::new((500, "boom".to_owned())));
+    let down_origin = metadata_server(down).await;
+    let setup = Setup::new("saml-url-down");
+    let cfg = config(&setup, "")
+        .replace(
+            "metadata: { file: idp-metadata.xml }",
+            &format!("metadata: {{ url: \"{down_origin}/saml/metadata\" }}"),
+        )
+        .replace(
+            "providers:\n",
+            &format!("outbound: {{ allow_insecure_origins: [\"{down_origin}\"] }}\nproviders:\n"),
+        );
+    let _ferry = setup.start(&cfg);
+    let r = reqwest::Client::new()
+        .post(format!("{}/token", setup.url()))
+        .form(&[
+            ("grant_type", TE),
+            ("subject_token_type", SAML2),
+            ("subject_token", &token(&fx.signed(&a))),
+            ("audience", AUDIENCE),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+}
+
+/// The SAML grant runs the shared steps like every other: a DPoP proof binds the issued
+/// token (its twin without a proof is a bearer token), and an actor token is verified,
+/// meets the rules' `actor.*` and is named in `act`.
+#[tokio::test]
+async fn a_saml_subject_meets_dpop_and_delegation_like_any_other() {
+    use ferry_testkit::mint::{dpop_proof, payload};
+    let setup = Setup::new("saml-pipeline");
+    let idp = SamlIdp::new(ENTITY, SamlKey::Rsa).unwrap();
+    setup.write("idp-metadata.xml", idp.metadata());
+    let jwt_idp = setup.idp();
+    let cfg = format!(
+        "issuer: {url}\nproviders:\n  - id: corp\n    kind: saml\n    entity_id: {ENTITY}\n    metadata: {{ file: idp-metadata.xml }}\n    audiences: [{SP}]\n\
+         {jwt}audiences:\n  - audience: {AUDIENCE}\n    rules:\n      - allow: provider == 'corp' && (actor.subject == '' || actor.subject == 'ci-bot')\n        scopes: [deploy]\n",
+        url = setup.url(),
+        jwt = crate::harness::idp_providers(&setup.url()).replace("providers:\n", ""),
+    );
+    let ferry = setup.start(&cfg);
+    let a = idp.assertion(
+        "alice@example.test",
+        SP,
+        &format!("{}/token", setup.url()),
+        now(),
+    );
+    let subject_token = token(&idp.sign(&a.xml(), &a.id).unwrap());
+    let http = reqwest::Client::new();
+    let post = |form: Vec<(&'static str, String)>, dpop: Option<String>| {
+        let mut req = http.post(format!("{}/token", ferry.url)).form(&form);
+        if let Some(p) = dpop {
+            req = req.header("DPoP", p);
+        }
+        async move {
+            let r = req.send().await.unwrap();
+            let s = r.status().as_u16();
+            (s, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let base = || {
+        vec![
+            ("grant_type", TE.to_owned()),
+            ("subject_token_type", SAML2.to_owned()),
+            ("subject_token", subject_token.clone()),
+            ("audience", AUDIENCE.to_owned()),
+        ]
+    };
+    // Bearer, then bound by a proof.
+    let (s, body) = post(base(), None).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    assert!(
+        payload(body["access_token"].as_str().unwrap())
+            .get("cnf")
+            .is_none()
+    );
+    let key = ferry_testkit::TestKey::ec("holder");
+    let proof = dpop_proof(
+        &key,
+        "POST",
+        &format!("{}/token", setup.url()),
+        now(),
+        "p1",
+        None,
+        None,
+    );
+    let (s, body) = post(base(), Some(proof)).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["token_type"], "DPoP");
+    assert!(payload(body["access_token"].as_str().unwrap())["cnf"]["jkt"].is_string());
+
+    // Delegation: the rules admit ci-bot as actor, not mallory.
+    let actor =
+        |sub: &str| jwt_idp.token(&jwt_idp.claims(&setup.url(), sub, now(), serde_json::json!({})));
+    let with_actor = |sub: &str| {
+        let mut f = base();
+        f.push(("actor_token", actor(sub)));
+        f.push((
+            "actor_token_type",
+            "urn:ietf:params:oauth:token-type:jwt".to_owned(),
+        ));
+        f
+    };
+    let (s, body) = post(with_actor("ci-bot"), None).await;
+    assert_eq!(s, 200, "{body}");
+    let c = payload(body["access_token"].as_str().unwrap());
+    assert_eq!(c["sub"], "alice@example.test");
+    assert_eq!(c["act"]["sub"], "ci-bot");
+    let (s, body) = post(with_actor("mallory"), None).await;
+    assert_eq!(s, 400, "{body}");
+}
