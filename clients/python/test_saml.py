@@ -188,6 +188,7 @@ def saml(tmp_path_factory):
     (tmp / "ferry.yaml").write_text(f"""
 issuer: {e.url}
 data_dir: {tmp / "data"}
+admin: {{ listen: "off" }}
 limits:
   shutdown_delay: 0s
 outbound:
