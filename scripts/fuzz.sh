@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 SECS=${SECS:-60}
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-for t in ${TARGETS:-token form config claims}; do
+for t in ${TARGETS:-token form config claims saml}; do
     echo "==> $t for ${SECS}s"
     cargo fuzz run --sanitizer none "$t" -- -max_total_time="$SECS" -max_len=20000 2>&1 \
         | grep -E '^Done|^==|panicked|SUMMARY' || true
@@ -18,7 +18,7 @@ for t in ${TARGETS:-token form config claims}; do
     fi
 done
 echo "==> minimising the corpora"
-for t in ${TARGETS:-token form config claims}; do
+for t in ${TARGETS:-token form config claims saml}; do
     cargo fuzz cmin --sanitizer none "$t" >/dev/null 2>&1 || true
 done
 echo "no crash; corpora in fuzz/corpus (commit them)"

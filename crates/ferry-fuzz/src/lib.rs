@@ -20,6 +20,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("form", form),
     ("config", config),
     ("claims", claims),
+    ("saml", saml),
 ];
 
 /// A fixed key set: an RSA and a P-256 key (public halves only).
@@ -50,6 +51,67 @@ pub fn token(data: &[u8]) {
     let rules = Rules::new("https://idp.test", vec!["https://ferry.test".into()])
         .set_allowed_algorithms([Algorithm::RS256, Algorithm::ES256]);
     let _ = t.verify_with_keys(&rules, keys(), 1_700_000_000);
+}
+
+/// The signing certificates of the SAML corpus's identity provider (P-256 and RSA):
+/// the corpus's signed documents verify with them, so mutations reach every check.
+const SAML_CERTS: &str = "-----BEGIN CERTIFICATE-----
+MIIBiDCCAS+gAwIBAgIUDLf6PwEx7/VPCYz/6o2jE4Ppjs0wCgYIKoZIzj0EAwIw
+GjEYMBYGA1UEAwwPZnogU0FNTCBzaWduaW5nMB4XDTI2MTIwNzAxMTgzNVoXDTM2
+MTIwNDAxMTgzNVowGjEYMBYGA1UEAwwPZnogU0FNTCBzaWduaW5nMFkwEwYHKoZI
+zj0CAQYIKoZIzj0DAQcDQgAEcSIl7t2OcqhP/4ZXOp5a4q8nkkQNWrcmPTBF1NF/
+5CmTzIckfD7shLS6LCCLaRTJK9MCBHVwKCrDa8oAMwN076NTMFEwHQYDVR0OBBYE
+FNpNRI21V/Pga0pc1sUHOecBRLdWMB8GA1UdIwQYMBaAFNpNRI21V/Pga0pc1sUH
+OecBRLdWMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDRwAwRAIgPxXaCCGX
+/XsZ5aMQiwDWBn9s99tCpH3Xip8dqbCP4/8CIDcgq18yW1VmQWRebXkr0kjapCUp
+rIBLBBCUF5PptQWu
+-----END CERTIFICATE-----
+-----BEGIN CERTIFICATE-----
+MIIDFzCCAf+gAwIBAgIUV/4e4Fr3H4kCLwJmqmsfY+WQCnkwDQYJKoZIhvcNAQEL
+BQAwGzEZMBcGA1UEAwwQZnpyIFNBTUwgc2lnbmluZzAeFw0yNjEyMDcwMTE4MzVa
+Fw0zNjEyMDQwMTE4MzVaMBsxGTAXBgNVBAMMEGZ6ciBTQU1MIHNpZ25pbmcwggEi
+MA0GCSqGSIb3DQEBAQUAA4IBDwAwggEKAoIBAQDDedGvrYZG4R+84lNunPCgQllJ
+2GoRyAjE0QHX++x/OYxz80T04i5/d3UxhVw8Eaq1Qvq0RMf1bcdxcsJ/XovDOe8f
+JbunE1UigA9Df4uA0PIzg8kYQ5v8Ru0ssnDA8+/0P38HmBHO+1+rz7vkEnxUsBBL
+cwXPWAXFhoAvsA/JtX0lMgFh4HiDEBr/rFmAfjohdtuN/SyngJYSWEMBKIp+aJYw
+//i6r3JyCfC3wFjWS6Sr3SUj4kLKg5d/wXIr7onS/2xRMP0vupgiyFY6xXq/WV1Y
+q8FfAP8JOoD7biVy4GKAFd4O19mdIMyMOT96BvQN94rNTyBy0E9GZU2dIN65AgMB
+AAGjUzBRMB0GA1UdDgQWBBTrAKX3fI6QgodLs9/jneGRUS/T7jAfBgNVHSMEGDAW
+gBTrAKX3fI6QgodLs9/jneGRUS/T7jAPBgNVHRMBAf8EBTADAQH/MA0GCSqGSIb3
+DQEBCwUAA4IBAQCbTcMYF3AZ8n098d1yZgrtOTOlPADN/xkWOoX+wPc4Q0BtkUmz
+1r4UjLxk1EUoya4eORxBJi6pz73/xUoO6dBxWajCg7N6/ea7sAW51Gtp43pkif32
+qjDI4qLfQeCMcy15fH4+4F7SJ7pTnht/OmFrXCfcqNsBpFkqe6YSWvgwbq1qE4j7
+4pQR3gMT41D5DEVQT/6KePTbky8eLUsNvAQjIZO8BBdC2qIPSmct6THF9aXwcBei
+KKD3xuPYrJgFv30ksFHBQOO/2YyeQWyJ5bxNHWH7TIaMY8yZH3kUSSMm+0UOit19
+uZk/4kVkAUgd8WIpO6zrCsmUlajOO58NgR2Q
+-----END CERTIFICATE-----";
+
+/// A SAML document: decoded as a token, parsed with its limits, its shape checked,
+/// every signature verified and the assertion read and checked (never accepted: the
+/// times are far past), and read unverified as `ferry test` does.
+pub fn saml(data: &[u8]) {
+    use ferry_verify::saml::{self, SamlDocument, SamlPolicy};
+    static CERTS: OnceLock<Vec<saml::Certificate>> = OnceLock::new();
+    let certs = CERTS.get_or_init(|| saml::from_pem(SAML_CERTS.as_bytes()).unwrap());
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let _ = saml::decode(text);
+    let Ok(doc) = SamlDocument::parse(text) else {
+        return;
+    };
+    let _ = doc.issuer();
+    let _ = doc.read_unverified();
+    let audiences = ["https://ferry.test/sp".to_owned()];
+    let recipients = ["https://ferry.test/token".to_owned()];
+    let policy = SamlPolicy {
+        entity_id: "https://idp.fuzz.test",
+        audiences: &audiences,
+        recipients: &recipients,
+        leeway: 60,
+        allow_sha1: true,
+    };
+    let _ = doc.verify_with(certs, &policy, 1_700_000_000);
 }
 
 /// A `/token`, `/revoke` or `/introspect` body.
