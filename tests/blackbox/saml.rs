@@ -809,3 +809,66 @@ async fn a_saml_subject_meets_dpop_and_delegation_like_any_other() {
     let (s, body) = post(with_actor("mallory"), None).await;
     assert_eq!(s, 400, "{body}");
 }
+
+/// The canonicalization Ferry signs with (its development IdP and the test kit) is the
+/// one libxmlsec1 computes: `xmlsec1 --verify` accepts Ferry-signed assertions and
+/// responses, RSA and ECDSA, and refuses the same document altered.
+#[test]
+fn xmlsec1_verifies_what_ferrys_signer_writes() {
+    if std::process::Command::new("xmlsec1")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: xmlsec1 is not installed (scripts/install-test-deps.sh installs it)");
+        return;
+    }
+    let dir = crate::harness::TempDir::new("saml-xmlsec1");
+    for key in [SamlKey::Rsa, SamlKey::EcdsaP256] {
+        let idp = SamlIdp::new(ENTITY, key).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), &idp.certificate_pem).unwrap();
+        let mut a = idp.assertion(
+            "alice@example.test",
+            SP,
+            "https://ferry.example.test/token",
+            now(),
+        );
+        a.attributes = vec![(GROUP.into(), vec!["dev & ops".into(), "<b>".into()])];
+        let assertion = idp.sign(&a.xml(), &a.id).unwrap();
+        let response = idp.sign(&a.response(&assertion, "_r1"), "_r1").unwrap();
+        let verify = |xml: &str, node: &str| {
+            std::fs::write(dir.path().join("doc.xml"), xml).unwrap();
+            std::process::Command::new("xmlsec1")
+                .args(["--verify", "--pubkey-cert-pem"])
+                .arg(dir.path().join("cert.pem"))
+                .args(["--id-attr:ID", node, "--node-xpath"])
+                .arg(if node.ends_with("Response") {
+                    "/*/*[local-name()='Signature']"
+                } else {
+                    "//*[local-name()='Assertion']/*[local-name()='Signature']"
+                })
+                .arg(dir.path().join("doc.xml"))
+                .output()
+                .unwrap()
+        };
+        let assertion_ns = "urn:oasis:names:tc:SAML:2.0:assertion:Assertion";
+        let response_ns = "urn:oasis:names:tc:SAML:2.0:protocol:Response";
+        for (xml, node) in [
+            (&assertion, assertion_ns),
+            (&response, response_ns),
+            (&response, assertion_ns),
+        ] {
+            let out = verify(xml, node);
+            assert!(
+                out.status.success(),
+                "{key:?} {node}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let altered = assertion.replace("alice@", "mallory@");
+        assert!(
+            !verify(&altered, assertion_ns).status.success(),
+            "{key:?}: an altered document verified"
+        );
+    }
+}
