@@ -331,6 +331,14 @@ async fn unsigned_moved_and_duplicated_elements_are_refused() {
             },
             "a signature's reference does not name the element it signs",
         ),
+        (
+            "two signatures on one element",
+            {
+                let (sig, _) = split_signature(&signed);
+                signed.replacen(&sig, &format!("{sig}{sig}"), 1)
+            },
+            "the SAML document's structure is refused: an element carries more than one signature",
+        ),
         ("XPath transform", signed.replace(
             "<ds:Transform Algorithm=\"http://www.w3.org/2001/10/xml-exc-c14n#\"/>",
             "<ds:Transform Algorithm=\"http://www.w3.org/TR/1999/REC-xpath-19991116\"><ds:XPath>not(ancestor-or-self::saml:Subject)</ds:XPath></ds:Transform>",

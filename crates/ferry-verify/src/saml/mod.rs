@@ -258,6 +258,7 @@ fn shape(doc: &Document<'_>) -> Result<NodeId, SamlError> {
             "the assertion is not a child of the response",
         ));
     }
+    let mut signed_parents = Vec::with_capacity(2);
     for s in doc
         .descendants()
         .filter(|n| xml::is(*n, dsig::DS, "Signature"))
@@ -268,6 +269,13 @@ fn shape(doc: &Document<'_>) -> Result<NodeId, SamlError> {
                 "a signature is not on the response or the assertion",
             ));
         }
+        // One signature per element: each costs a canonicalization of its whole element.
+        if signed_parents.contains(&parent) {
+            return Err(SamlError::Structure(
+                "an element carries more than one signature",
+            ));
+        }
+        signed_parents.push(parent);
     }
     if response {
         let status = xml::only_child(root, SAMLP, "Status")?
