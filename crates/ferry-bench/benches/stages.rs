@@ -272,7 +272,7 @@ fn bench(c: &mut Criterion) {
                     &st,
                     &loaded,
                     &headers,
-                    None,
+                    &ferry_server::token::Caller::default(),
                     black_box(req.clone()),
                     &params,
                     &mut audit,

@@ -9,6 +9,7 @@ pub mod audit;
 pub mod charge;
 pub mod cli;
 pub mod client_auth;
+pub mod client_cert;
 pub mod dpop;
 pub mod errors;
 pub mod exposition;

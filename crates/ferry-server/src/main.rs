@@ -12,7 +12,7 @@ use ferry_server::AppState;
 use ferry_server::listener::Server;
 use ferry_server::listener::activation::{Activation, bind_or_inherit};
 use ferry_server::load::{ConfigSource, build_state, read_config};
-use ferry_server::tls::acceptor;
+use ferry_server::tls::acceptor_asking;
 use ferry_server::{cli, startup};
 use ferry_verify::time::SystemMono;
 
@@ -282,9 +282,10 @@ async fn serve_public(
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let lifecycle = state.lifecycle.clone();
     let tls = match tls {
-        Some(t) => {
-            Some(acceptor(&t.cert_file, &t.key_file).map_err(|e| anyhow::anyhow!("TLS: {e}"))?)
-        }
+        Some(t) => Some(
+            acceptor_asking(&t.cert_file, &t.key_file, t.client_auth)
+                .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
+        ),
         None => None,
     };
     let scheme = if tls.is_some() { "https" } else { "http" };

@@ -14,6 +14,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
+use ferry_core::config::ClientCertMode;
+
 /// The peer of a connection, plain or TLS (`ConnectInfo<Peer>` in every request's
 /// extensions, put there by `crate::listener`).
 #[derive(Debug, Clone, Copy)]
@@ -160,22 +162,40 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// A TLS server configuration for a reloading certificate.
-pub fn server_config(cert: Arc<ReloadingCert>) -> Result<Arc<ServerConfig>, TlsError> {
-    let mut cfg = ServerConfig::builder_with_provider(Arc::new(
+/// A TLS server configuration for a reloading certificate, asking clients for a
+/// certificate as `client_auth` says.
+pub fn server_config(
+    cert: Arc<ReloadingCert>,
+    client_auth: ClientCertMode,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let builder = ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
-    .map_err(TlsError::Config)?
-    .with_no_client_auth()
-    .with_cert_resolver(cert);
+    .map_err(TlsError::Config)?;
+    let builder = match client_auth {
+        ClientCertMode::Off => builder.with_no_client_auth(),
+        mode => builder.with_client_cert_verifier(Arc::new(
+            crate::client_cert::AnyClientCert::new(mode == ClientCertMode::Required),
+        )),
+    };
+    let mut cfg = builder.with_cert_resolver(cert);
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 
 /// A TLS acceptor for a certificate and key that are reloaded when their files change.
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
+    acceptor_asking(cert, key, ClientCertMode::Off)
+}
+
+/// [`acceptor`] that asks clients for a certificate as `client_auth` says.
+pub fn acceptor_asking(
+    cert: &Path,
+    key: &Path,
+    client_auth: ClientCertMode,
+) -> Result<TlsAcceptor, TlsError> {
     let cert = ReloadingCert::open(cert, key)?;
     cert.watch();
-    Ok(TlsAcceptor::from(server_config(cert)?))
+    Ok(TlsAcceptor::from(server_config(cert, client_auth)?))
 }

@@ -41,7 +41,7 @@ pub use model::{
     SERVICE_ACCOUNT_ISSUER,
 };
 pub use ops::{
-    Admin, AuditSinkConfig, Dpop, Limits, PER_CORE_EXCHANGES, Tls, available_cores,
+    Admin, AuditSinkConfig, ClientCertMode, Dpop, Limits, PER_CORE_EXCHANGES, Tls, available_cores,
     derived_global_rate,
 };
 pub use origin::origin_of;

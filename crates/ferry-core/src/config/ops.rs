@@ -59,6 +59,25 @@ pub struct Tls {
     pub cert_file: PathBuf,
     /// Private key.
     pub key_file: PathBuf,
+    /// Whether clients are asked for a certificate (the public listener only).
+    pub client_auth: ClientCertMode,
+    /// The CA bundle a registered `tls_client_auth` client's chain is checked against
+    /// unless its registration names its own.
+    pub client_ca_file: Option<PathBuf>,
+}
+
+/// Whether the TLS listener asks clients for a certificate. The handshake proves the
+/// client holds the certificate's key; whether its chain is acceptable is decided where
+/// it is used (a client's registration, an `x509` provider's anchors).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientCertMode {
+    /// Not asked for (the default).
+    #[default]
+    Off,
+    /// Asked for; a client without one is served.
+    Optional,
+    /// Asked for; a handshake without one fails.
+    Required,
 }
 
 /// The admin listener: metrics, explain.
@@ -208,10 +227,36 @@ fn check_limits(errs: &mut ConfigErrors, out: &Limits) {
 }
 
 pub(super) fn tls(errs: &mut ConfigErrors, path: &str, t: &RawTls, base: &Path) -> Option<Tls> {
+    let client_auth = match t.client_auth.as_deref() {
+        None | Some("off") => ClientCertMode::Off,
+        Some("optional") => ClientCertMode::Optional,
+        Some("required") => ClientCertMode::Required,
+        Some(_) => {
+            errs.push(
+                format!("{path}.client_auth"),
+                "must be off, optional or required",
+            );
+            ClientCertMode::Off
+        }
+    };
+    if path != "tls" && (t.client_auth.is_some() || t.client_ca_file.is_some()) {
+        errs.push(
+            path,
+            "client_auth and client_ca_file apply to the public listener's tls only",
+        );
+    }
+    if t.client_ca_file.is_some() && client_auth == ClientCertMode::Off {
+        errs.push(
+            format!("{path}.client_ca_file"),
+            "given while client_auth is off: no client certificate would be asked for",
+        );
+    }
     match (&t.cert_file, &t.key_file) {
         (Some(c), Some(k)) => Some(Tls {
             cert_file: base.join(c),
             key_file: base.join(k),
+            client_auth,
+            client_ca_file: t.client_ca_file.as_ref().map(|f| base.join(f)),
         }),
         _ => {
             errs.push(path, "give both cert_file and key_file");

@@ -160,6 +160,8 @@ pub struct RawLimits {
 pub struct RawTls {
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
+    pub client_auth: Option<String>,
+    pub client_ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -342,6 +342,8 @@ mod tests {
         let tls = ferry_core::config::Tls {
             cert_file: "c.pem".into(),
             key_file: "k.pem".into(),
+            client_auth: ferry_core::config::ClientCertMode::Off,
+            client_ca_file: None,
         };
         let admin = |tls: Option<ferry_core::config::Tls>, tokens: bool| Admin {
             listen: Some("localhost:9090".into()),

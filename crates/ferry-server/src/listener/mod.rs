@@ -41,6 +41,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
+use crate::client_cert::{ClientChain, PeerCertificate};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::tls::Peer;
@@ -217,23 +218,14 @@ impl Server {
                 };
                 let conn = Connection {
                     peer: Peer(addr),
+                    certificate: None,
                     app,
                     options,
                     stopping,
                     metrics,
                     lifecycle,
                 };
-                match tls {
-                    None => conn.serve(stream).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
-                        {
-                            Ok(Ok(tls)) => conn.serve(tls).await,
-                            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                            Err(_) => tracing::debug!("TLS handshake timed out"),
-                        }
-                    }
-                }
+                conn.start(stream, tls).await;
             });
         }
         drop(tcp);
@@ -269,6 +261,8 @@ async fn client_of(
 /// One accepted connection.
 struct Connection {
     peer: Peer,
+    /// The client certificate of a TLS connection that presented one.
+    certificate: Option<PeerCertificate>,
     app: Router,
     options: Options,
     stopping: watch::Receiver<bool>,
@@ -277,6 +271,29 @@ struct Connection {
 }
 
 impl Connection {
+    /// Serves the connection, after a TLS handshake when the listener has TLS; a TLS
+    /// client's certificate, if it presented one, goes with each of its requests.
+    async fn start(mut self, stream: tokio::net::TcpStream, tls: Option<TlsAcceptor>) {
+        let Some(acceptor) = tls else {
+            return self.serve(stream).await;
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => {
+                self.certificate = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| {
+                        ClientChain::new(c.iter().map(|d| d.clone().into_owned()).collect())
+                    })
+                    .map(|c| PeerCertificate(Arc::new(c)));
+                self.serve(tls).await
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => tracing::debug!("TLS handshake timed out"),
+        }
+    }
+
     async fn serve<I>(mut self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -284,9 +301,13 @@ impl Connection {
         let o = self.options;
         let deadlines = Deadlines::new(o.header_read_timeout, o.idle_timeout);
         let (peer, app, tracked) = (self.peer, self.app.clone(), deadlines.clone());
+        let certificate = self.certificate.take();
         let lifecycle = self.lifecycle.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(c) = &certificate {
+                req.extensions_mut().insert(c.clone());
+            }
             let busy = tracked.busy();
             let served = app.clone().oneshot(req.map(Body::new));
             let lifecycle = lifecycle.clone();

@@ -109,6 +109,7 @@ pub async fn token(
     headers: HeaderMap,
     request_id: Option<Extension<RequestId>>,
     client: Option<Extension<ClientAddr>>,
+    certificate: Option<Extension<crate::client_cert::PeerCertificate>>,
     body: Body,
 ) -> Response {
     let loaded = state.loaded();
@@ -139,9 +140,12 @@ pub async fn token(
     let result = match parsed {
         Err(e) => Err(e),
         Ok((request, params)) => {
-            let source = client.map(|c| c.0.0);
+            let caller = crate::token::Caller {
+                source: client.map(|c| c.0.0),
+                certificate: certificate.map(|c| c.0.0),
+            };
             crate::token::run(
-                &state, &loaded, &headers, source, request, &params, &mut audit,
+                &state, &loaded, &headers, &caller, request, &params, &mut audit,
             )
             .await
         }

@@ -41,6 +41,16 @@ use crate::audit::AuditEvent;
 use crate::charge::Refused;
 use crate::state::{AppState, Loaded};
 
+/// Who sent the request, as its connection says: the client's address (through trusted
+/// proxies) and the certificate it presented, if any.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The client's address.
+    pub source: Option<std::net::IpAddr>,
+    /// The client certificate.
+    pub certificate: Option<std::sync::Arc<crate::client_cert::ClientChain>>,
+}
+
 /// Step 5: the grant's subject.
 async fn subject_of(
     state: &AppState,
@@ -76,7 +86,7 @@ pub async fn run(
     state: &AppState,
     loaded: &Loaded,
     headers: &HeaderMap,
-    source: Option<std::net::IpAddr>,
+    caller: &Caller,
     request: TokenRequest,
     params: &ClientParams,
     audit: &mut AuditEvent,
@@ -93,10 +103,11 @@ pub async fn run(
     audit.client_id = client_id.clone();
     // 4. The proof, checked; spent only once the subject is verified (step 7).
     let pending = crate::dpop::check_token_request(state, loaded, headers).await?;
-    let ask = match request {
+    let mut ask = match request {
         TokenRequest::TokenExchange(req) => Ask::exchange(req, client_id),
         TokenRequest::JwtBearer(req) => Ask::jwt_bearer(req, client_id),
     };
+    ask.certificate = caller.certificate.clone();
     audit.grant_type = Some(ask.grant.audit_name());
     audit.subject_token_sha256 = Some(crate::ids::fingerprint(ask.credential.as_bytes()));
     audit.actor_token_sha256 = ask
@@ -128,7 +139,7 @@ pub async fn run(
     binding::check(&subject.binding, &delegation.binding, proven).map_err(unproven)?;
     // 9–10. The decision and the lifetime, under one key-ring snapshot with the signing.
     let situation = Situation {
-        source_ip: source,
+        source_ip: caller.source,
         time: now,
         // A token is bound exactly when a proof came (step 7 refused a bound credential
         // without one).

@@ -49,6 +49,9 @@ pub struct Ask {
     pub options: Option<String>,
     /// The authenticated client, when one was named.
     pub client_id: Option<String>,
+    /// The client certificate the request came with (its TLS connection's, or one a
+    /// trusted proxy forwarded).
+    pub certificate: Option<std::sync::Arc<crate::client_cert::ClientChain>>,
 }
 
 impl std::fmt::Debug for Ask {
@@ -59,6 +62,10 @@ impl std::fmt::Debug for Ask {
             .field("targets", &self.targets)
             .field("scopes", &self.scopes)
             .field("client_id", &self.client_id)
+            .field(
+                "certificate",
+                &self.certificate.as_ref().map(|c| c.thumbprint().to_owned()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -80,6 +87,7 @@ impl Ask {
             issued: req.requested_token_type,
             options: req.options,
             client_id,
+            certificate: None,
         }
     }
 
@@ -95,6 +103,7 @@ impl Ask {
             issued: req.requested_token_type,
             options: req.options,
             client_id,
+            certificate: None,
         }
     }
 }
