@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
 
 use crate::harness::{Ferry, Proc, Setup, bin};
@@ -115,6 +117,9 @@ async fn dev_idp_assertions_are_exchanged_until_it_starts_with_a_new_key() {
     let url = setup.url();
     let assertion = mint_saml(&data, &url, "alice@example.com", false);
     let response = mint_saml(&data, &url, "bob@example.com", true);
+    let xml = |t: &str| String::from_utf8(URL_SAFE_NO_PAD.decode(t).unwrap()).unwrap();
+    assert!(xml(&assertion).starts_with("<saml:Assertion "));
+    assert!(xml(&response).starts_with("<samlp:Response "));
     assert_eq!(
         exchange(&ferry, &assertion).await.unwrap(),
         "alice@example.com"
