@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Ferry's main job on an embedded default: builds the binaries, starts the development
 # issuer and Ferry on loopback ports the kernel picks, with examples/quickstart.yaml, mints a subject
-# token, exchanges it at POST /token and prints the response and the decoded token.
+# token, exchanges it at POST /token and prints the response and the decoded token; then does the
+# same with a signed SAML assertion from the development issuer's SAML side.
 # Everything runs in a temporary directory and is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +47,8 @@ echo "==> starting ferry on a socket bound for it (socket activation)"
 WORK="$work" IDP="$idp" scripts/socket-activate.py 127.0.0.1:0 '
     sed -e "s#@FERRY_URL@#http://127.0.0.1:$PORT#g" -e "s#@FERRY_LISTEN@#127.0.0.1:$PORT#" \
         -e "s#@DATA_DIR@#$WORK/ferry-data#" -e "s#@IDP_ISSUER@#$IDP#" \
-        -e "s#@IDP_JWKS@#$WORK/idp/jwks.json#" examples/quickstart.yaml >"$WORK/ferry.yaml"' \
+        -e "s#@IDP_JWKS@#$WORK/idp/jwks.json#" -e "s#@IDP_ENTITY_ID@#$IDP/saml#" \
+        -e "s#@IDP_SAML_METADATA@#$WORK/idp/saml-metadata.xml#" examples/quickstart.yaml >"$WORK/ferry.yaml"' \
     target/debug/ferry serve --config "$work/ferry.yaml" >"$work/audit.jsonl" 2>"$work/ferry.log" &
 pids+=($!)
 wait_for "$work/ferry.log" "ferry listening on"
@@ -61,15 +63,8 @@ subject=$(target/debug/ferry-dev-idp mint --data-dir "$work/idp" \
     --sub "repo:acme/app:ref:refs/heads/main" --aud "$ferry" \
     --claim repository=acme/app --claim ref=refs/heads/main --claim 'repository_owner_id="65"')
 
-echo "==> POST $ferry/token (RFC 8693 token exchange)"
-response=$(curl -sS "$ferry/token" \
-    --data-urlencode "grant_type=urn:ietf:params:oauth:grant-type:token-exchange" \
-    --data-urlencode "subject_token=$subject" \
-    --data-urlencode "subject_token_type=urn:ietf:params:oauth:token-type:jwt" \
-    --data-urlencode "audience=https://deploy.example.com" \
-    --data-urlencode "scope=deploy:write")
-
-RESPONSE="$response" python3 - <<'PY'
+show() { # show RESPONSE: the token response, and the issued token decoded
+    RESPONSE="$1" python3 - <<'PY'
 import base64, json, os
 r = json.loads(os.environ["RESPONSE"])
 if "access_token" not in r:
@@ -85,6 +80,34 @@ print("==> the issued token, decoded (verify it against /jwks)")
 print("header: ", json.dumps(part(0)))
 print("payload:", json.dumps(part(1), indent=2))
 PY
+}
+
+echo "==> POST $ferry/token (RFC 8693 token exchange)"
+response=$(curl -sS "$ferry/token" \
+    --data-urlencode "grant_type=urn:ietf:params:oauth:grant-type:token-exchange" \
+    --data-urlencode "subject_token=$subject" \
+    --data-urlencode "subject_token_type=urn:ietf:params:oauth:token-type:jwt" \
+    --data-urlencode "audience=https://deploy.example.com" \
+    --data-urlencode "scope=deploy:write")
+show "$response"
+
+echo "==> the audit event Ferry wrote for this decision"
+tail -n 1 "$work/audit.jsonl"
+
+# SAML: the development issuer signs an assertion for Ferry (audience: Ferry's URL, the
+# SP entity id; recipient: its token endpoint); Ferry trusts the issuer's metadata file.
+echo "==> minting a signed SAML assertion at the development issuer ($idp/saml)"
+assertion=$(target/debug/ferry-dev-idp mint-saml --data-dir "$work/idp" \
+    --subject alice@example.com --audience "$ferry" --recipient "$ferry/token" \
+    --attribute http://schemas.xmlsoap.org/claims/Group=deployers)
+
+echo "==> POST $ferry/token (the SAML assertion as subject_token, type saml2)"
+response=$(curl -sS "$ferry/token" \
+    --data-urlencode "grant_type=urn:ietf:params:oauth:grant-type:token-exchange" \
+    --data-urlencode "subject_token=$assertion" \
+    --data-urlencode "subject_token_type=urn:ietf:params:oauth:token-type:saml2" \
+    --data-urlencode "audience=https://deploy.example.com")
+show "$response"
 
 echo "==> the audit event Ferry wrote for this decision"
 tail -n 1 "$work/audit.jsonl"

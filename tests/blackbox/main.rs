@@ -20,6 +20,7 @@ mod cli;
 mod confusion;
 mod delegation;
 mod derived;
+mod dev_idp_saml;
 mod downscope;
 mod dpop;
 mod durable_revocation;

@@ -1,20 +1,18 @@
 //! `ferry-dev-idp`: a development identity provider for trying Ferry out.
 //!
 //! NOT FOR PRODUCTION. It mints any token you ask for, with any claims, to anyone who can
-//! run it. It serves OIDC discovery and a JWKS on loopback, and keeps its RSA key in a
-//! data directory so tokens keep verifying across restarts.
+//! run it. It serves OIDC discovery, a JWKS and SAML IdP metadata on loopback, and keeps
+//! its RSA key and its SAML signing key and certificate in a data directory so tokens
+//! and assertions keep verifying across restarts.
 
-use std::path::{Path, PathBuf};
+mod files;
+mod jwt;
+mod saml;
+mod serve;
 
-use anyhow::{Context, bail};
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
-use ferry_testkit::{Issuer, TestKey};
-use serde_json::{Map, Value, json};
-
-const KEY_FILE: &str = "dev-idp-key.p8";
-const ISSUER_FILE: &str = "issuer";
-const JWKS_FILE: &str = "jwks.json";
-const KID: &str = "dev-idp-1";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,14 +27,17 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve discovery and the JWKS; writes `issuer` and `jwks.json` into the data
-    /// directory (and `jwks.json` into `--publish-dir`, if given).
+    /// Serve discovery, the JWKS and SAML metadata (`/saml/metadata`, entity id
+    /// `<issuer>/saml`); writes `issuer`, `jwks.json`, `saml-metadata.xml` and
+    /// `saml-cert.pem` into the data directory (and the public ones into
+    /// `--publish-dir`, if given).
     Serve {
-        /// Where the signing key and the published files live.
+        /// Where the signing keys and the published files live.
         #[arg(long, default_value = "dev-idp-data")]
         data_dir: PathBuf,
-        /// Another directory that receives only the public `jwks.json`: share this one
-        /// with Ferry, never the data directory (it holds the private key).
+        /// Another directory that receives only the public files (`jwks.json`,
+        /// `saml-metadata.xml`, `saml-cert.pem`): share this one with Ferry, never the
+        /// data directory (it holds the private keys).
         #[arg(long)]
         publish_dir: Option<PathBuf>,
         /// Listen address (loopback only).
@@ -64,91 +65,41 @@ enum Command {
         #[arg(long = "claim")]
         claims: Vec<String>,
     },
+    /// Mint a signed SAML 2.0 assertion and print it as a
+    /// `urn:ietf:params:oauth:token-type:saml2` subject token (base64url).
+    MintSaml {
+        /// The data directory of a `serve` run (its SAML key and issuer are used).
+        #[arg(long, default_value = "dev-idp-data")]
+        data_dir: PathBuf,
+        /// `Issuer`; defaults to `<issuer of the last serve>/saml`.
+        #[arg(long)]
+        entity_id: Option<String>,
+        /// `Subject/NameID`.
+        #[arg(long)]
+        subject: String,
+        /// `Conditions/AudienceRestriction/Audience`: Ferry's SP entity id (a provider's
+        /// `audiences`).
+        #[arg(long)]
+        audience: String,
+        /// `SubjectConfirmationData@Recipient`: Ferry's token endpoint (`<issuer>/token`).
+        #[arg(long)]
+        recipient: String,
+        /// An attribute, `NAME=VALUE`; repeat a name for several values.
+        #[arg(long = "attribute")]
+        attributes: Vec<String>,
+        /// Seconds until `NotOnOrAfter` (of the conditions and the bearer confirmation).
+        #[arg(long, default_value_t = 300)]
+        lifetime: i64,
+        /// Wrap the signed assertion in a `samlp:Response`, as a browser would post it.
+        #[arg(long)]
+        response: bool,
+    },
     /// Print the public JWKS.
     Jwks {
         /// The data directory.
         #[arg(long, default_value = "dev-idp-data")]
         data_dir: PathBuf,
     },
-}
-
-fn load_or_create_key(dir: &Path) -> anyhow::Result<TestKey> {
-    let path = dir.join(KEY_FILE);
-    if let Ok(der) = std::fs::read(&path) {
-        return TestKey::from_pkcs8(KID, &der);
-    }
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let key = TestKey::rsa(KID);
-    std::fs::write(&path, key.pkcs8()).with_context(|| format!("writing {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(key)
-}
-
-fn now() -> i64 {
-    ferry_testkit::now()
-}
-
-async fn serve(data_dir: &Path, publish_dir: Option<&Path>, listen: &str) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        bail!("the development issuer only listens on loopback addresses");
-    }
-    let key = load_or_create_key(data_dir)?;
-    let issuer = format!("http://{addr}");
-    let jwks = ferry_testkit::keys::jwks(&[&key]);
-    std::fs::write(data_dir.join(ISSUER_FILE), &issuer)?;
-    std::fs::write(data_dir.join(JWKS_FILE), serde_json::to_vec_pretty(&jwks)?)?;
-    if let Some(dir) = publish_dir {
-        std::fs::write(dir.join(JWKS_FILE), serde_json::to_vec_pretty(&jwks)?)?;
-    }
-    eprintln!(
-        "ferry-dev-idp: DEVELOPMENT ISSUER, NOT FOR PRODUCTION: it mints any token it is asked for"
-    );
-    println!("ferry-dev-idp listening on {issuer}");
-    let app = ferry_testkit::idp::router(issuer, jwks);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
-    Ok(())
-}
-
-fn mint(
-    data_dir: &Path,
-    issuer: Option<String>,
-    sub: &str,
-    aud: &str,
-    ttl: i64,
-    claims: &[String],
-) -> anyhow::Result<String> {
-    let key_path = data_dir.join(KEY_FILE);
-    let der = std::fs::read(&key_path).with_context(|| {
-        format!(
-            "no key at {}: run `ferry-dev-idp serve` first",
-            key_path.display()
-        )
-    })?;
-    let key = TestKey::from_pkcs8(KID, &der)?;
-    let iss = match issuer {
-        Some(i) => i,
-        None => std::fs::read_to_string(data_dir.join(ISSUER_FILE))
-            .context("no issuer recorded: pass --issuer or run `ferry-dev-idp serve` first")?,
-    };
-    let mut extra = Map::new();
-    for c in claims {
-        let (k, v) = c.split_once('=').context("claims are name=value")?;
-        let v = serde_json::from_str::<Value>(v).unwrap_or_else(|_| json!(v));
-        extra.insert(k.to_owned(), v);
-    }
-    extra.insert("exp".into(), json!(now() + ttl));
-    let issuer = Issuer::new(iss.trim(), key);
-    Ok(issuer.token(&issuer.claims(aud, sub, now(), Value::Object(extra))))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -158,7 +109,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             publish_dir,
             listen,
-        } => serve(&data_dir, publish_dir.as_deref(), &listen).await,
+        } => serve::serve(&data_dir, publish_dir.as_deref(), &listen).await,
         Command::Mint {
             data_dir,
             issuer,
@@ -167,15 +118,41 @@ async fn main() -> anyhow::Result<()> {
             ttl,
             claims,
         } => {
-            println!("{}", mint(&data_dir, issuer, &sub, &aud, ttl, &claims)?);
+            let m = jwt::MintJwt {
+                issuer,
+                sub: &sub,
+                aud: &aud,
+                ttl,
+                claims: &claims,
+            };
+            println!("{}", jwt::mint(&data_dir, &m)?);
+            Ok(())
+        }
+        Command::MintSaml {
+            data_dir,
+            entity_id,
+            subject,
+            audience,
+            recipient,
+            attributes,
+            lifetime,
+            response,
+        } => {
+            let m = saml::MintSaml {
+                entity_id,
+                subject: &subject,
+                audience: &audience,
+                recipient: &recipient,
+                attributes: &attributes,
+                lifetime,
+                response,
+            };
+            println!("{}", saml::mint(&data_dir, &m)?);
             Ok(())
         }
         Command::Jwks { data_dir } => {
-            let key = load_or_create_key(&data_dir)?;
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&ferry_testkit::keys::jwks(&[&key]))?
-            );
+            let key = jwt::load_or_create_key(&data_dir)?;
+            println!("{}", serde_json::to_string_pretty(&jwt::jwks(&key))?);
             Ok(())
         }
     }

@@ -20,6 +20,8 @@ pub struct SamlIdp {
     pub certificate_pem: String,
     /// Its private key, PKCS#8 PEM.
     pub key_pem: String,
+    /// Its private key, PKCS#8 DER (what [`SamlIdp::from_pkcs8`] takes back).
+    pub key_der: Vec<u8>,
     signer: SamlSigner,
 }
 
@@ -53,14 +55,25 @@ impl SamlIdp {
             .distinguished_name
             .push(rcgen::DnType::CommonName, "Ferry test SAML IdP");
         let cert = params.self_signed(&pair)?;
-        let der = cert.der().to_vec();
-        let signer = SamlSigner::from_pkcs8(&pair.serialize_der(), der.clone())
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Self::from_pkcs8(entity_id, &pair.serialize_der(), cert.der())
+    }
+
+    /// An identity provider whose key (PKCS#8 DER, RSA or P-256) and certificate (DER)
+    /// were kept from an earlier [`SamlIdp::new`]: the development issuer's key survives
+    /// its restarts this way, so the assertions it minted keep verifying.
+    pub fn from_pkcs8(
+        entity_id: &str,
+        key_der: &[u8],
+        certificate_der: &[u8],
+    ) -> anyhow::Result<Self> {
+        let signer = SamlSigner::from_pkcs8(key_der, certificate_der.to_vec())
+            .map_err(|e| anyhow::anyhow!("not an RSA or P-256 PKCS#8 key: {e}"))?;
         Ok(Self {
             entity_id: entity_id.to_owned(),
-            certificate_pem: cert.pem(),
-            certificate_der: der,
-            key_pem: pair.serialize_pem(),
+            certificate_pem: pem("CERTIFICATE", certificate_der),
+            certificate_der: certificate_der.to_vec(),
+            key_pem: pem("PRIVATE KEY", key_der),
+            key_der: key_der.to_vec(),
             signer,
         })
     }
@@ -134,6 +147,18 @@ fn random_hex() -> String {
     // An id, not a secret: a failed fill leaves zeros, which only makes ids repeat.
     let _ = aws_lc_rs::rand::fill(&mut b);
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// `der` as PEM with `label`, in 64-character lines.
+fn pem(label: &str, der: &[u8]) -> String {
+    let b64 = STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(&String::from_utf8_lossy(line));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
 }
 
 /// Escapes text for XML content and attribute values.
@@ -233,4 +258,35 @@ impl Assertion {
 /// A SAML document as a `…:saml2` subject token: base64url without padding.
 pub fn token(xml: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(xml)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A provider rebuilt from its stored key and certificate is the same signer: same
+    /// metadata, and (RSA PKCS#1 v1.5 being deterministic) the same signed document.
+    #[test]
+    fn a_provider_rebuilt_from_its_stored_key_signs_as_before() {
+        let idp = SamlIdp::new("https://idp.example.test/saml", SamlKey::Rsa).unwrap();
+        let again =
+            SamlIdp::from_pkcs8(&idp.entity_id, &idp.key_der, &idp.certificate_der).unwrap();
+        assert_eq!(again.metadata(), idp.metadata());
+        assert_eq!(again.certificate_pem, idp.certificate_pem);
+        let a = idp.assertion(
+            "alice",
+            "https://sp.example.test",
+            "https://sp.example.test/token",
+            1_700_000_000,
+        );
+        assert_eq!(
+            again.sign(&a.xml(), &a.id).unwrap(),
+            idp.sign(&a.xml(), &a.id).unwrap()
+        );
+        let ec = SamlIdp::new("e", SamlKey::EcdsaP256).unwrap();
+        assert!(SamlIdp::from_pkcs8("e", &ec.key_der, &ec.certificate_der).is_ok());
+        assert!(SamlIdp::from_pkcs8("e", b"not a key", &ec.certificate_der).is_err());
+    }
 }
