@@ -42,25 +42,7 @@ pub fn check(path: &Path) -> ExitCode {
             }
             println!("configuration OK: issuer {}", config.issuer);
             for p in &providers {
-                println!(
-                    "  provider {} ({}): issuer {}, keys {}, algorithms {}, leeway {}, max token lifetime {}{}",
-                    p.config.id,
-                    p.config.kind.as_str(),
-                    p.config.issuer,
-                    describe_keys(&p.config.keys),
-                    p.config
-                        .algorithms
-                        .iter()
-                        .map(|a| a.name())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    format_secs(p.config.leeway.as_secs()),
-                    format_secs(p.config.max_token_lifetime.as_secs()),
-                    p.config
-                        .max_token_age
-                        .map(|a| format!(", max token age {}", format_secs(a.as_secs())))
-                        .unwrap_or_default(),
-                );
+                println!("{}", describe_provider(&p.config));
             }
             for a in &config.audience_names {
                 println!("  audience {a}");
@@ -138,6 +120,39 @@ fn describe_revocations(config: &ferry_core::config::Config) -> String {
             store.poll_interval_ms
         ),
     }
+}
+
+fn describe_provider(p: &ferry_core::config::Provider) -> String {
+    if let Some(s) = &p.saml {
+        return format!(
+            "  provider {} (saml): entity id {}, certificates {}, SP entity ids {}, recipients {}, leeway {}{}{}",
+            p.id,
+            p.issuer,
+            describe_keys(&p.keys),
+            p.audiences.join(","),
+            s.recipients.join(","),
+            format_secs(p.leeway.as_secs()),
+            if s.single_use { ", single use" } else { "" },
+            if s.allow_sha1 { ", SHA-1 allowed" } else { "" },
+        );
+    }
+    format!(
+        "  provider {} ({}): issuer {}, keys {}, algorithms {}, leeway {}, max token lifetime {}{}",
+        p.id,
+        p.kind.as_str(),
+        p.issuer,
+        describe_keys(&p.keys),
+        p.algorithms
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(","),
+        format_secs(p.leeway.as_secs()),
+        format_secs(p.max_token_lifetime.as_secs()),
+        p.max_token_age
+            .map(|a| format!(", max token age {}", format_secs(a.as_secs())))
+            .unwrap_or_default(),
+    )
 }
 
 fn describe_keys(k: &KeysConfig) -> String {
