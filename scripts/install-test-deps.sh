@@ -6,6 +6,9 @@ set -euo pipefail
 need=()
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v curl >/dev/null 2>&1 || need+=(curl)
+# Client certificates made by a tool Ferry did not write, presented by Python requests.
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+python3 -c 'import requests' >/dev/null 2>&1 || need+=(python3-requests)
 command -v softhsm2-util >/dev/null 2>&1 || need+=(softhsm2)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # PostgreSQL server binaries (the tests run a throwaway cluster with initdb; no service).

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferry_core::config::{Client, Config, ConfigErrors, KeysConfig, ServiceAccount};
+use ferry_core::config::{Client, ClientAuth, Config, ConfigErrors, KeysConfig, ServiceAccount};
 use ferry_verify::time::MonoTime;
 use ferry_verify::{Algorithm, CacheSettings, KeySource, Rules, Verified};
 use serde_json::Value;
@@ -39,6 +39,9 @@ pub struct ClientEntry {
     pub client: Client,
     /// For private_key_jwt: its keys and the rules its assertions follow.
     pub keys: Option<(KeySource, Rules)>,
+    /// For tls_client_auth and self_signed_tls_client_auth: what its certificate is
+    /// checked against.
+    pub certificate: Option<crate::client_mtls::CertificateCheck>,
 }
 
 /// The registries.
@@ -100,10 +103,30 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
             Err(e) => errs.push(format!("service_accounts[{i}].jwks"), e.to_string()),
         }
     }
+    // `tls.client_ca_file`: read once, shared by the tls_client_auth clients without their own.
+    let default_anchors = match config.tls.as_ref().and_then(|t| t.client_ca_file.as_ref()) {
+        Some(f)
+            if config
+                .clients
+                .iter()
+                .any(|c| c.auth == ClientAuth::TlsClientAuth) =>
+        {
+            crate::client_mtls::load_anchors(f)
+                .map_err(|e| errs.push("tls.client_ca_file", e))
+                .ok()
+        }
+        _ => None,
+    };
     for (i, c) in config.clients.iter().enumerate() {
+        let certificate = match crate::client_mtls::check_for(c, default_anchors.as_ref()) {
+            Ok(check) => check,
+            Err(e) => {
+                errs.push(format!("clients[{i}]"), e);
+                continue;
+            }
+        };
         let keys = match &c.keys {
-            None => None,
-            Some(k) => {
+            Some(k) if c.auth == ClientAuth::PrivateKeyJwt => {
                 let algs = vec![
                     Algorithm::ES256,
                     Algorithm::EdDSA,
@@ -127,12 +150,14 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                     }
                 }
             }
+            _ => None,
         };
         out.clients.insert(
             c.id.clone(),
             ClientEntry {
                 client: c.clone(),
                 keys,
+                certificate,
             },
         );
     }

@@ -8,6 +8,11 @@
 //! - `private_key_jwt`: a `client_assertion` whose `iss` and `sub` are the client, whose
 //!   `aud` is Ferry's issuer identifier as a single string (the token endpoint URL only
 //!   for clients configured for it), with a single-use `jti`.
+//! - `tls_client_auth` and `self_signed_tls_client_auth` (RFC 8705 §2): `client_id` in
+//!   the form and the connection's client certificate, checked by
+//!   [`crate::client_mtls`]. A certificate is a method only for a client registered with
+//!   one of these (any other client may present one for its tokens to be bound to): such
+//!   a client that also sends a secret or an assertion uses two methods (400).
 //! - public clients: `client_id` alone, for clients registered with `auth: none` (and
 //!   any unregistered `client_id`, which is only a label).
 //!
@@ -23,6 +28,7 @@ use ferry_core::request::{CLIENT_ASSERTION_JWT, ClientParams};
 use ferry_core::{ErrorCode, OAuthError, Step};
 
 use crate::accounts::verify_assertion;
+use crate::client_cert::ClientChain;
 use crate::errors::Role;
 use crate::state::{AppState, Loaded};
 
@@ -94,11 +100,13 @@ pub fn new_secret() -> (String, String) {
 }
 
 /// Authenticates the client of a token request; `Ok(None)` when none is named.
+/// `certificate`: the client certificate the request came with.
 pub async fn authenticate(
     state: &AppState,
     loaded: &Loaded,
     headers: &HeaderMap,
     params: &ClientParams,
+    certificate: Option<&ClientChain>,
 ) -> Result<Option<ClientIdentity>, OAuthError> {
     let basic = headers
         .get(header::AUTHORIZATION)
@@ -107,7 +115,14 @@ pub async fn authenticate(
     let methods = usize::from(basic.is_some())
         + usize::from(params.client_secret.is_some())
         + usize::from(params.client_assertion.is_some());
-    if methods > 1 {
+    // A certificate is the method of a client registered with a certificate method.
+    let by_certificate = certificate.is_some()
+        && params
+            .client_id
+            .as_deref()
+            .and_then(|id| loaded.accounts.clients.get(id))
+            .is_some_and(|c| c.client.auth.is_certificate());
+    if methods + usize::from(by_certificate) > 1 {
         // RFC 6749 §2.3: a client MUST NOT use more than one method per request.
         return Err(OAuthError::new(
             ErrorCode::InvalidRequest,
@@ -128,7 +143,38 @@ pub async fn authenticate(
             .await
             .map(Some);
     }
-    public(loaded, params)
+    with_certificate(state, loaded, params, certificate)
+}
+
+/// `tls_client_auth` / `self_signed_tls_client_auth` (RFC 8705 §2) for a client that
+/// names itself with `client_id`; any other client goes on as public.
+fn with_certificate(
+    state: &AppState,
+    loaded: &Loaded,
+    params: &ClientParams,
+    certificate: Option<&ClientChain>,
+) -> Result<Option<ClientIdentity>, OAuthError> {
+    let Some((id, c)) = params.client_id.as_deref().and_then(|id| {
+        loaded
+            .accounts
+            .clients
+            .get(id)
+            .map(|c| (id, c))
+            .filter(|(_, c)| c.client.auth.is_certificate())
+    }) else {
+        return public(loaded, params);
+    };
+    let check = c
+        .certificate
+        .as_ref()
+        .ok_or_else(|| fail("client has no certificate check"))?;
+    crate::client_mtls::verify(check, certificate, state.clock.now())
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(Some(ClientIdentity {
+        id: id.to_owned(),
+        method: c.client.auth,
+        registered: true,
+    }))
 }
 
 /// `client_secret_basic`.

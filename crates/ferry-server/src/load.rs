@@ -359,23 +359,45 @@ pub fn record_max_ttl(keys: &KeyManager, config: &Config) -> Result<(), KeySetup
         .map_err(KeySetupError::RecordTtl)
 }
 
+/// The client authentication methods `/token`, `/revoke` and `/introspect` accept: the
+/// RFC 8705 §2 certificate methods only when a registered client uses them (they need a
+/// client certificate, which only a deployment set up for it receives).
+fn auth_methods(config: &Config, base: &[&'static str]) -> Vec<&'static str> {
+    use ferry_core::config::ClientAuth;
+    let mut methods = base.to_vec();
+    for m in [
+        ClientAuth::TlsClientAuth,
+        ClientAuth::SelfSignedTlsClientAuth,
+    ] {
+        if config.clients.iter().any(|c| c.auth == m) {
+            methods.push(m.as_str());
+        }
+    }
+    methods
+}
+
 /// RFC 8414 §2 metadata. Ferry is not an OpenID Provider: the OpenID path serves the
 /// same document so that JWKS discovery by OIDC libraries works.
 pub fn metadata(config: &Config) -> serde_json::Value {
+    let confidential = [
+        "client_secret_basic",
+        "client_secret_post",
+        "private_key_jwt",
+    ];
     json!({
         "issuer": config.issuer,
         "jwks_uri": format!("{}/jwks", config.issuer),
         "token_endpoint": format!("{}/token", config.issuer),
         "grant_types_supported": [ferry_core::request::GRANT_TOKEN_EXCHANGE, ferry_core::request::GRANT_JWT_BEARER],
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none", "client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_methods_supported": auth_methods(config, &["none", "client_secret_basic", "client_secret_post", "private_key_jwt"]),
         "scopes_supported": [],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256", "PS256"],
         "access_token_signing_alg_values_supported": [config.signing.algorithm],
         "revocation_endpoint": format!("{}/revoke", config.issuer),
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "revocation_endpoint_auth_methods_supported": auth_methods(config, &confidential),
         "introspection_endpoint": format!("{}/introspect", config.issuer),
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_methods_supported": auth_methods(config, &confidential),
         "introspection_signing_alg_values_supported": [config.signing.algorithm],
         "ferry_revocation_list_uri": format!("{}/revocations", config.issuer),
     })

@@ -8,6 +8,7 @@ use super::durations::duration;
 use super::errors::ConfigErrors;
 use super::fields::valid_id;
 use super::model::{KeysConfig, Outbound};
+use super::mtls::{CertificateName, client_certificate};
 use super::raw::{RawClient, RawJwks, RawServiceAccount};
 use ferry_token::Algorithm;
 
@@ -40,6 +41,10 @@ pub enum ClientAuth {
     SecretPost,
     /// A JWT signed with the client's key (RFC 7523 §2.2).
     PrivateKeyJwt,
+    /// A certificate from a CA, matched by one name (RFC 8705 §2.1).
+    TlsClientAuth,
+    /// A self-signed certificate whose key is one of the client's (RFC 8705 §2.2).
+    SelfSignedTlsClientAuth,
 }
 
 impl ClientAuth {
@@ -50,7 +55,14 @@ impl ClientAuth {
             Self::SecretBasic => "client_secret_basic",
             Self::SecretPost => "client_secret_post",
             Self::PrivateKeyJwt => "private_key_jwt",
+            Self::TlsClientAuth => "tls_client_auth",
+            Self::SelfSignedTlsClientAuth => "self_signed_tls_client_auth",
         }
+    }
+
+    /// Whether the client authenticates with its TLS certificate (RFC 8705 §2).
+    pub fn is_certificate(self) -> bool {
+        matches!(self, Self::TlsClientAuth | Self::SelfSignedTlsClientAuth)
     }
 }
 
@@ -63,8 +75,13 @@ pub struct Client {
     pub auth: ClientAuth,
     /// SHA-256 (hex) of its server-generated secret.
     pub secret_sha256: Option<String>,
-    /// Its public keys, for private_key_jwt.
+    /// Its public keys, for private_key_jwt and self_signed_tls_client_auth (file or
+    /// inline only for the latter).
     pub keys: Option<KeysConfig>,
+    /// For tls_client_auth: the name its certificate must carry (RFC 8705 §2.1.2).
+    pub certificate: Option<CertificateName>,
+    /// For tls_client_auth: its own CA bundle (PEM) instead of `tls.client_ca_file`.
+    pub ca_file: Option<std::path::PathBuf>,
     /// Also accept the token endpoint URL as a client assertion's `aud` (legacy clients;
     /// the issuer identifier alone is the default, per draft-ietf-oauth-rfc7523bis).
     pub accept_token_endpoint_audience: bool,
@@ -181,6 +198,7 @@ pub(super) fn clients(
     list: &[RawClient],
     base: &Path,
     outbound: &Outbound,
+    default_ca: bool,
 ) -> Vec<Client> {
     let mut ids = HashSet::new();
     let mut out = Vec::new();
@@ -201,10 +219,13 @@ pub(super) fn clients(
             Some("client_secret_basic") => ClientAuth::SecretBasic,
             Some("client_secret_post") => ClientAuth::SecretPost,
             Some("private_key_jwt") => ClientAuth::PrivateKeyJwt,
+            Some("tls_client_auth") => ClientAuth::TlsClientAuth,
+            Some("self_signed_tls_client_auth") => ClientAuth::SelfSignedTlsClientAuth,
             _ => {
                 errs.push(
                     format!("{path}.auth"),
-                    "is required: none, client_secret_basic, client_secret_post or private_key_jwt",
+                    "is required: none, client_secret_basic, client_secret_post, \
+                     private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
                 );
                 ClientAuth::None
             }
@@ -231,13 +252,28 @@ pub(super) fn clients(
         }
         let keys = match auth {
             ClientAuth::PrivateKeyJwt => static_keys(errs, &path, c.jwks.as_ref(), base, outbound),
+            ClientAuth::SelfSignedTlsClientAuth => {
+                let keys = static_keys(errs, &path, c.jwks.as_ref(), base, outbound);
+                if matches!(keys, Some(KeysConfig::Uri(_))) {
+                    // Compared at each handshake's request: read at load, like a file.
+                    errs.push(
+                        format!("{path}.jwks.uri"),
+                        "self_signed_tls_client_auth takes a jwks file or inline set",
+                    );
+                }
+                keys
+            }
             _ => {
                 if c.jwks.is_some() {
-                    errs.push(format!("{path}.jwks"), "only for private_key_jwt");
+                    errs.push(
+                        format!("{path}.jwks"),
+                        "only for private_key_jwt or self_signed_tls_client_auth",
+                    );
                 }
                 None
             }
         };
+        let (certificate, ca_file) = client_certificate(errs, &path, c, auth, base, default_ca);
         let revocations = c.revocations.unwrap_or(false);
         if revocations && auth != ClientAuth::SecretBasic {
             // A GET carries no form: HTTP Basic is the one method it can use.
@@ -252,6 +288,8 @@ pub(super) fn clients(
                 auth,
                 secret_sha256: secret,
                 keys,
+                certificate,
+                ca_file,
                 accept_token_endpoint_audience: c.accept_token_endpoint_audience.unwrap_or(false),
                 introspect: c.introspect.unwrap_or(false),
                 revocations,

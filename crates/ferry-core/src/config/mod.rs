@@ -11,6 +11,7 @@ mod fields;
 mod github;
 mod keys;
 mod model;
+mod mtls;
 mod ops;
 mod origin;
 mod provider;
@@ -40,6 +41,7 @@ pub use model::{
     DEFAULT_MAX_BODY, DEFAULT_MAX_TOKEN_LIFETIME, KeysConfig, Outbound, ProviderKind,
     SERVICE_ACCOUNT_ISSUER,
 };
+pub use mtls::{CertificateName, DistinguishedName};
 pub use ops::{
     Admin, AuditSinkConfig, ClientCertMode, Dpop, Limits, PER_CORE_EXCHANGES, Tls, available_cores,
     derived_global_rate,
@@ -181,7 +183,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
 
     let service_accounts =
         clients::service_accounts(&mut errs, &raw.service_accounts, base, &outbound);
-    let clients = clients::clients(&mut errs, &raw.clients, base, &outbound);
+    let default_ca = tls.as_ref().is_some_and(|t| t.client_ca_file.is_some());
+    let clients = clients::clients(&mut errs, &raw.clients, base, &outbound, default_ca);
     audience::check_client_ids(&mut errs, &audiences, &raw.clients);
     sections::check_service_accounts(&mut errs, &service_accounts, &clients, &providers);
     let max_replay_entries = raw.max_replay_entries.unwrap_or(100_000);

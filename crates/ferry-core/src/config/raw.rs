@@ -86,6 +86,12 @@ pub struct RawClient {
     pub accept_token_endpoint_audience: Option<bool>,
     pub introspect: Option<bool>,
     pub revocations: Option<bool>,
+    pub tls_client_auth_subject_dn: Option<String>,
+    pub tls_client_auth_san_dns: Option<String>,
+    pub tls_client_auth_san_uri: Option<String>,
+    pub tls_client_auth_san_ip: Option<String>,
+    pub tls_client_auth_san_email: Option<String>,
+    pub ca_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

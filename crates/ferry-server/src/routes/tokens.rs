@@ -53,13 +53,15 @@ fn invalid_client(detail: &str) -> OAuthError {
 }
 
 type Peer = Option<Extension<crate::forwarded::ClientAddr>>;
+/// The client certificate the request came with (RFC 8705 §2 client authentication).
+type Cert = Option<Extension<crate::client_cert::PeerCertificate>>;
 
 /// Reads the form and authenticates a confidential client, within the source's and the
 /// global rate limits (as `/token`); the request holds the returned concurrency permit
 /// while it is served.
 async fn client_request<'s>(
     state: &'s AppState,
-    peer: Peer,
+    (peer, certificate): (Peer, Cert),
     method: &Method,
     headers: &HeaderMap,
     body: Body,
@@ -76,7 +78,8 @@ async fn client_request<'s>(
     let bytes = read_form(&loaded, method, headers, body).await?;
     let permit = super::token::permit(state)?;
     let (req, params) = parse_token_action(&bytes)?;
-    let client = authenticate(state, &loaded, headers, &params)
+    let chain = certificate.map(|c| c.0.0);
+    let client = authenticate(state, &loaded, headers, &params, chain.as_deref())
         .await?
         .filter(|c| c.method != ClientAuth::None)
         .ok_or_else(|| invalid_client("client authentication required"))?;
@@ -125,13 +128,15 @@ fn audit_event(state: &AppState, kind: &'static str) -> AuditEvent {
 pub async fn revoke(
     State(state): State<AppState>,
     peer: Peer,
+    certificate: Cert,
     method: Method,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let now = state.clock.now();
     let result = async {
-        let (req, client, _permit) = client_request(&state, peer, &method, &headers, body).await?;
+        let (req, client, _permit) =
+            client_request(&state, (peer, certificate), &method, &headers, body).await?;
         let token = req.token.ok_or_else(missing_token)?;
         let mut audit = audit_event(&state, "ferry.revocation");
         audit.client_id = Some(client.id.clone());
@@ -183,6 +188,7 @@ const INTROSPECTION_JWT: &str = "application/token-introspection+jwt";
 pub async fn introspect(
     State(state): State<AppState>,
     peer: Peer,
+    certificate: Cert,
     method: Method,
     headers: HeaderMap,
     body: Body,
@@ -194,7 +200,8 @@ pub async fn introspect(
         .unwrap_or_default()
         .to_ascii_lowercase();
     let result: Result<Response, OAuthError> = async {
-        let (req, client, _permit) = client_request(&state, peer, &method, &headers, body).await?;
+        let (req, client, _permit) =
+            client_request(&state, (peer, certificate), &method, &headers, body).await?;
         registered_for(
             &state,
             &client,
@@ -266,9 +273,15 @@ pub async fn revocations(
         super::token::admit(&state, peer.map(|p| p.0.0))?;
         let permit = super::token::permit(&state)?;
         // HTTP Basic only: the empty form leaves nothing else to authenticate with.
-        let client = authenticate(&state, &state.loaded(), &headers, &ClientParams::default())
-            .await?
-            .ok_or_else(|| invalid_client("client authentication required"))?;
+        let client = authenticate(
+            &state,
+            &state.loaded(),
+            &headers,
+            &ClientParams::default(),
+            None,
+        )
+        .await?
+        .ok_or_else(|| invalid_client("client authentication required"))?;
         registered_for(
             &state,
             &client,

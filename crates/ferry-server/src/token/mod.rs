@@ -92,7 +92,14 @@ pub async fn run(
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
     // 2–3. The client, and its bucket.
-    let client = crate::client_auth::authenticate(state, loaded, headers, params).await?;
+    let client = crate::client_auth::authenticate(
+        state,
+        loaded,
+        headers,
+        params,
+        caller.certificate.as_deref(),
+    )
+    .await?;
     if let Some(c) = client.as_ref().filter(|c| c.registered) {
         crate::charge::client(state, &c.id)?;
     }
