@@ -17,6 +17,13 @@ use crate::keysource::{KeySourceError, KeySources, KeySpec};
 /// The `typ` of a client assertion in draft-ietf-oauth-rfc7523bis; accepted besides
 /// `JWT` for client assertions only, never for a subject token.
 const CLIENT_ASSERTION_TYPE: &str = "client-authentication+jwt";
+/// The algorithms of client assertions (as the metadata advertises).
+const CLIENT_ASSERTION_ALGORITHMS: [Algorithm; 4] = [
+    Algorithm::ES256,
+    Algorithm::EdDSA,
+    Algorithm::RS256,
+    Algorithm::PS256,
+];
 pub use crate::errors::AssertionError;
 use crate::replay::{ReplayCache, Spend, issued_at};
 
@@ -103,36 +110,13 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
             Err(e) => errs.push(format!("service_accounts[{i}].jwks"), e.to_string()),
         }
     }
-    // `tls.client_ca_file`: read once, shared by the tls_client_auth clients without their own.
-    let default_anchors = match config.tls.as_ref().and_then(|t| t.client_ca_file.as_ref()) {
-        Some(f)
-            if config
-                .clients
-                .iter()
-                .any(|c| c.auth == ClientAuth::TlsClientAuth) =>
-        {
-            crate::client_mtls::load_anchors(f)
-                .map_err(|e| errs.push("tls.client_ca_file", e))
-                .ok()
-        }
-        _ => None,
-    };
-    for (i, c) in config.clients.iter().enumerate() {
-        let certificate = match crate::client_mtls::check_for(c, default_anchors.as_ref()) {
-            Ok(check) => check,
-            Err(e) => {
-                errs.push(format!("clients[{i}]"), e);
-                continue;
-            }
+    let checks = certificate_checks(config, &mut errs);
+    for ((i, c), certificate) in config.clients.iter().enumerate().zip(checks) {
+        let Ok(certificate) = certificate else {
+            continue;
         };
         let keys = match &c.keys {
             Some(k) if c.auth == ClientAuth::PrivateKeyJwt => {
-                let algs = vec![
-                    Algorithm::ES256,
-                    Algorithm::EdDSA,
-                    Algorithm::RS256,
-                    Algorithm::PS256,
-                ];
                 let mut audiences = vec![config.issuer.clone()];
                 if c.accept_token_endpoint_audience {
                     audiences.push(token_endpoint(config));
@@ -140,7 +124,7 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
                 // The explicit type of draft-ietf-oauth-rfc7523bis, besides JWT.
                 let rules = Rules::new(c.id.clone(), audiences)
                     .accept_types([CLIENT_ASSERTION_TYPE])
-                    .set_allowed_algorithms(algs)
+                    .set_allowed_algorithms(CLIENT_ASSERTION_ALGORITHMS)
                     .allow_lifetime_up_to(Duration::from_secs(3_600));
                 match keys_of(&c.id, k, &rules) {
                     Ok(ks) => Some((ks, rules)),
@@ -166,6 +150,35 @@ pub fn load_accounts(config: &Config, time: Arc<dyn MonoTime>) -> Result<Account
     } else {
         Err(errs)
     }
+}
+
+/// Each client's certificate check (RFC 8705 §2), in order; `Err` (its problem
+/// recorded) for a client whose CA bundle or keys do not load.
+#[allow(clippy::type_complexity, reason = "one result per client")]
+fn certificate_checks(
+    config: &Config,
+    errs: &mut ConfigErrors,
+) -> Vec<Result<Option<crate::client_mtls::CertificateCheck>, ()>> {
+    // `tls.client_ca_file`: read once, shared by the tls_client_auth clients without their own.
+    let uses_default = config
+        .clients
+        .iter()
+        .any(|c| c.auth == ClientAuth::TlsClientAuth);
+    let default_anchors = match config.tls.as_ref().and_then(|t| t.client_ca_file.as_ref()) {
+        Some(f) if uses_default => crate::client_mtls::load_anchors(f)
+            .map_err(|e| errs.push("tls.client_ca_file", e))
+            .ok(),
+        _ => None,
+    };
+    config
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            crate::client_mtls::check_for(c, default_anchors.as_ref())
+                .map_err(|e| errs.push(format!("clients[{i}]"), e))
+        })
+        .collect()
 }
 
 /// Verifies a JWT signed by an account (RFC 7523 §3): signature and claims by `rules`,

@@ -141,7 +141,8 @@ pub(super) fn check_client_ids(
                 Some(id) => format!(
                     "compares client_id with '{id}', which is not a registered confidential \
                      client: anyone can send that client_id; register it under clients with \
-                     client_secret_basic, client_secret_post or private_key_jwt"
+                     client_secret_basic, client_secret_post, private_key_jwt, \
+                     tls_client_auth or self_signed_tls_client_auth"
                 ),
                 None => "uses client_id other than by comparing it (==, != or in) with literal \
                          ids of registered confidential clients: any other test (startsWith, \

@@ -193,6 +193,60 @@ fn is_hex64(s: &str) -> bool {
 /// that sends an empty secret (or none at all, by some libraries) authenticate.
 const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
+fn auth_of(errs: &mut ConfigErrors, path: &str, auth: Option<&str>) -> ClientAuth {
+    match auth {
+        Some("none") => ClientAuth::None,
+        Some("client_secret_basic") => ClientAuth::SecretBasic,
+        Some("client_secret_post") => ClientAuth::SecretPost,
+        Some("private_key_jwt") => ClientAuth::PrivateKeyJwt,
+        Some("tls_client_auth") => ClientAuth::TlsClientAuth,
+        Some("self_signed_tls_client_auth") => ClientAuth::SelfSignedTlsClientAuth,
+        _ => {
+            errs.push(
+                format!("{path}.auth"),
+                "is required: none, client_secret_basic, client_secret_post, \
+                 private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
+            );
+            ClientAuth::None
+        }
+    }
+}
+
+/// A client's keys: a JWKS for private_key_jwt, file or inline for
+/// self_signed_tls_client_auth (compared with certificates, read at load).
+fn client_keys(
+    errs: &mut ConfigErrors,
+    path: &str,
+    c: &RawClient,
+    auth: ClientAuth,
+    base: &Path,
+    outbound: &Outbound,
+) -> Option<KeysConfig> {
+    match auth {
+        ClientAuth::PrivateKeyJwt => static_keys(errs, path, c.jwks.as_ref(), base, outbound),
+        ClientAuth::SelfSignedTlsClientAuth => {
+            let keys = static_keys(errs, path, c.jwks.as_ref(), base, outbound);
+            if matches!(keys, Some(KeysConfig::Uri(_))) {
+                // Certificates are compared with keys read at load, never fetched per request.
+                errs.push(
+                    format!("{path}.jwks.uri"),
+                    "self_signed_tls_client_auth takes a jwks file or inline set",
+                );
+            }
+            keys
+        }
+        _ => {
+            if c.jwks.is_some() {
+                errs.push(
+                    format!("{path}.jwks"),
+                    "only for private_key_jwt or self_signed_tls_client_auth",
+                );
+            }
+            None
+        }
+    }
+}
+
 pub(super) fn clients(
     errs: &mut ConfigErrors,
     list: &[RawClient],
@@ -214,22 +268,7 @@ pub(super) fn clients(
         } else if !ids.insert(id.clone()) {
             errs.push(format!("{path}.id"), "duplicate client");
         }
-        let auth = match c.auth.as_deref() {
-            Some("none") => ClientAuth::None,
-            Some("client_secret_basic") => ClientAuth::SecretBasic,
-            Some("client_secret_post") => ClientAuth::SecretPost,
-            Some("private_key_jwt") => ClientAuth::PrivateKeyJwt,
-            Some("tls_client_auth") => ClientAuth::TlsClientAuth,
-            Some("self_signed_tls_client_auth") => ClientAuth::SelfSignedTlsClientAuth,
-            _ => {
-                errs.push(
-                    format!("{path}.auth"),
-                    "is required: none, client_secret_basic, client_secret_post, \
-                     private_key_jwt, tls_client_auth or self_signed_tls_client_auth",
-                );
-                ClientAuth::None
-            }
-        };
+        let auth = auth_of(errs, &path, c.auth.as_deref());
         let secret = c.secret_sha256.clone().map(|s| s.to_ascii_lowercase());
         match (auth, &secret) {
             (ClientAuth::SecretBasic | ClientAuth::SecretPost, Some(s)) if s == EMPTY_SHA256 => {
@@ -250,29 +289,7 @@ pub(super) fn clients(
             ),
             _ => {}
         }
-        let keys = match auth {
-            ClientAuth::PrivateKeyJwt => static_keys(errs, &path, c.jwks.as_ref(), base, outbound),
-            ClientAuth::SelfSignedTlsClientAuth => {
-                let keys = static_keys(errs, &path, c.jwks.as_ref(), base, outbound);
-                if matches!(keys, Some(KeysConfig::Uri(_))) {
-                    // Compared at each handshake's request: read at load, like a file.
-                    errs.push(
-                        format!("{path}.jwks.uri"),
-                        "self_signed_tls_client_auth takes a jwks file or inline set",
-                    );
-                }
-                keys
-            }
-            _ => {
-                if c.jwks.is_some() {
-                    errs.push(
-                        format!("{path}.jwks"),
-                        "only for private_key_jwt or self_signed_tls_client_auth",
-                    );
-                }
-                None
-            }
-        };
+        let keys = client_keys(errs, &path, c, auth, base, outbound);
         let (certificate, ca_file) = client_certificate(errs, &path, c, auth, base, default_ca);
         let revocations = c.revocations.unwrap_or(false);
         if revocations && auth != ClientAuth::SecretBasic {

@@ -39,6 +39,7 @@ pub use subject::{Ask, GrantKind, Subject, Trail};
 
 use crate::audit::AuditEvent;
 use crate::charge::Refused;
+use crate::client_auth::authenticate;
 use crate::state::{AppState, Loaded};
 
 /// Who sent the request, as its connection says: the client's address (through trusted
@@ -92,14 +93,8 @@ pub async fn run(
     audit: &mut AuditEvent,
 ) -> Result<TokenResponse, OAuthError> {
     // 2–3. The client, and its bucket.
-    let client = crate::client_auth::authenticate(
-        state,
-        loaded,
-        headers,
-        params,
-        caller.certificate.as_deref(),
-    )
-    .await?;
+    let chain = caller.certificate.as_deref();
+    let client = authenticate(state, loaded, headers, params, chain).await?;
     if let Some(c) = client.as_ref().filter(|c| c.registered) {
         crate::charge::client(state, &c.id)?;
     }
