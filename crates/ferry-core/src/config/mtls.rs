@@ -356,4 +356,84 @@ mod tests {
             "a.b@example.org"
         ));
     }
+
+    /// A configuration with `clients` (a YAML list) and `tls` (a flow mapping's inside).
+    fn load(tls: &str, clients: &str) -> Result<super::super::Config, ConfigErrors> {
+        let text = format!(
+            "issuer: https://ferry.example.com\n\
+             tls: {{ cert_file: c.pem, key_file: k.pem, {tls} }}\n\
+             providers:\n  - {{ id: p, issuer: https://idp.example.com, audiences: [https://ferry.example.com], jwks: {{ file: k.json }} }}\n\
+             audiences:\n  - {{ audience: https://a.example.com, rules: [{{ allow: 'true' }}] }}\n\
+             clients:\n{clients}"
+        );
+        super::super::parse(&text, Path::new("/etc/ferry"))
+    }
+
+    fn problems(tls: &str, clients: &str) -> Vec<String> {
+        match load(tls, clients) {
+            Ok(_) => vec![],
+            Err(e) => e.0.into_iter().map(|(p, m)| format!("{p}: {m}")).collect(),
+        }
+    }
+
+    #[test]
+    fn registrations_load_with_exactly_one_name_and_a_ca() {
+        let ca = "client_auth: optional, client_ca_file: ca.pem";
+        let ok = "  - { id: a, auth: tls_client_auth, tls_client_auth_san_dns: A.example.com }\n\
+                  - { id: b, auth: tls_client_auth, tls_client_auth_san_ip: '::1', ca_file: b.pem }\n\
+                  - { id: c, auth: self_signed_tls_client_auth, jwks: { file: c.json } }\n";
+        let config = load(ca, &ok.replace("\n-", "\n  -")).unwrap();
+        let a = &config.clients[0];
+        assert_eq!(a.auth, ClientAuth::TlsClientAuth);
+        assert_eq!(
+            a.certificate,
+            Some(CertificateName::SanDns("a.example.com".into()))
+        );
+        assert_eq!(
+            config.clients[1].ca_file,
+            Some(PathBuf::from("/etc/ferry/b.pem"))
+        );
+        // Twins, each differing in the refused part.
+        for (tls, client, want) in [
+            (ca, "{ id: a, auth: tls_client_auth }", "exactly one of"),
+            (
+                ca,
+                "{ id: a, auth: tls_client_auth, tls_client_auth_san_dns: a, tls_client_auth_san_uri: 'x:y' }",
+                "exactly one of",
+            ),
+            (
+                "client_auth: optional",
+                "{ id: a, auth: tls_client_auth, tls_client_auth_san_dns: a }",
+                "clients[0].ca_file: is required",
+            ),
+            (
+                ca,
+                "{ id: a, auth: tls_client_auth, tls_client_auth_subject_dn: 'CN' }",
+                "tls_client_auth_subject_dn: is not",
+            ),
+            (
+                ca,
+                "{ id: a, auth: tls_client_auth, tls_client_auth_san_ip: a.example.com }",
+                "not an IP address",
+            ),
+            (
+                ca,
+                "{ id: a, auth: private_key_jwt, jwks: { file: a.json }, ca_file: a.pem }",
+                "only for auth: tls_client_auth",
+            ),
+            (
+                ca,
+                "{ id: a, auth: self_signed_tls_client_auth, jwks: { uri: 'https://x.example.com/j' } }",
+                "takes a jwks file or inline set",
+            ),
+            (
+                ca,
+                "{ id: a, auth: self_signed_tls_client_auth }",
+                "clients[0].jwks: is required",
+            ),
+        ] {
+            let got = problems(tls, &format!("  - {client}\n"));
+            assert!(got.iter().any(|p| p.contains(want)), "{client}: {got:?}");
+        }
+    }
 }
