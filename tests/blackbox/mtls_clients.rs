@@ -80,12 +80,17 @@ fn ca(dir: &Path, name: &str) {
 
 /// A client leaf `name` issued by `issuer` with `subject` and `san` (openssl syntax).
 fn leaf(dir: &Path, name: &str, issuer: &str, subject: &str, san: &str) {
+    let ext = format!(
+        "basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+         extendedKeyUsage = clientAuth\nsubjectAltName = {san}\n"
+    );
+    issue(dir, name, issuer, subject, &ext);
+}
+
+/// A certificate `name` issued by `issuer` with `subject` and the extensions `ext`.
+fn issue(dir: &Path, name: &str, issuer: &str, subject: &str, ext: &str) {
     key(dir, name);
-    std::fs::write(
-        dir.join(format!("{name}.ext")),
-        format!("basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\nsubjectAltName = {san}\n"),
-    )
-    .unwrap();
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
     openssl(
         dir,
         &[
@@ -166,7 +171,8 @@ fn pkcs8_pem(der: &[u8]) -> String {
 /// - `ca` and its leaves `a` (SAN DNS `client-a.example.com`, URI
 ///   `spiffe://example.com/a`), `b` (DN `C=US,O=Example Corp,CN=client-b`), `b-other`
 ///   (`C=US,O=Other Corp,CN=client-b`); `rogue` (an unknown root) and its `a-rogue`, with
-///   the names of `a`;
+///   the names of `a`; `a-server-eku` (the names of `a`, EKU serverAuth only); `c` issued
+///   through the intermediate `int` (`c-chain.pem` holds both);
 /// - self-signed `s1` (registered with `x5c`), `s2` (unregistered), `s3` (registered as
 ///   a bare JWK).
 struct Env {
@@ -207,6 +213,20 @@ fn env(tag: &str) -> Env {
         "/C=US/O=Other Corp/CN=client-b",
         "DNS:client-b.example.com",
     );
+    // Only serverAuth: not for client authentication.
+    let server_only = "basicConstraints = critical,CA:FALSE\nextendedKeyUsage = serverAuth\n\
+                       subjectAltName = DNS:client-a.example.com\n";
+    issue(&dir, "a-server-eku", "ca", "/CN=client-a", server_only);
+    // ca → int → c: the client sends the intermediate (`c-chain`) or not (`c`).
+    let int = "basicConstraints = critical,CA:TRUE,pathlen:0\nkeyUsage = critical,keyCertSign\n";
+    issue(&dir, "int", "ca", "/CN=int", int);
+    leaf(&dir, "c", "int", "/CN=client-c", "DNS:client-c.example.com");
+    let chain = [
+        std::fs::read(dir.join("c.pem")).unwrap(),
+        std::fs::read(dir.join("int.pem")).unwrap(),
+    ];
+    setup.write("c-chain.pem", chain.concat());
+    std::fs::copy(dir.join("c.key"), dir.join("c-chain.key")).unwrap();
     for s in ["s1", "s2"] {
         key(&dir, s);
         self_signed(&dir, s);
@@ -237,6 +257,7 @@ clients:
   - id: client-b
     auth: tls_client_auth
     tls_client_auth_subject_dn: "CN=client-b, O=Example Corp, C=US"
+  - {{ id: client-c, auth: tls_client_auth, tls_client_auth_san_dns: client-c.example.com }}
   - id: client-uri
     auth: tls_client_auth
     tls_client_auth_san_uri: spiffe://example.com/a
@@ -345,6 +366,15 @@ async fn tls_client_auth_matches_the_registered_name_and_chains_to_the_ca() {
     // Twin: no certificate at all.
     let (status, body) = exchange(&e, &url, None, "client-a").await;
     refused(status, &body, "no certificate");
+    // Twin: the right names and CA, an extended key usage for servers only.
+    let (status, body) = exchange(&e, &url, Some("a-server-eku"), "client-a").await;
+    refused(status, &body, "a serverAuth-only certificate");
+
+    // Through an intermediate the client sends; twin: the same leaf without it.
+    let (status, body) = exchange(&e, &url, Some("c-chain"), "client-c").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = exchange(&e, &url, Some("c"), "client-c").await;
+    refused(status, &body, "the intermediate missing");
 
     // Subject DN, registered with spaces and in another case of the attribute types.
     let (status, body) = exchange(&e, &url, Some("b"), "client-b").await;
