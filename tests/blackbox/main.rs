@@ -30,6 +30,7 @@ mod issuers;
 mod kek_rollout;
 mod keys;
 mod limits;
+mod mtls;
 mod ops;
 mod otlp;
 mod outage;

@@ -247,5 +247,8 @@ pub mod desc {
     pub const RATE_LIMITED: &str = "too many requests, retry later";
     pub const INVALID_DPOP_PROOF: &str = "invalid DPoP proof";
     pub const DPOP_REQUIRED: &str = "a DPoP proof is required";
+    pub const CERTIFICATE_REQUIRED: &str = "a client certificate is required";
+    pub const CONFLICTING_BINDINGS: &str =
+        "the credentials require both a certificate and a DPoP binding";
     pub const DPOP_NONCE: &str = "use the DPoP-Nonce the server provided";
 }

@@ -362,6 +362,29 @@ pub fn record_max_ttl(keys: &KeyManager, config: &Config) -> Result<(), KeySetup
 /// RFC 8414 §2 metadata. Ferry is not an OpenID Provider: the OpenID path serves the
 /// same document so that JWKS discovery by OIDC libraries works.
 pub fn metadata(config: &Config) -> serde_json::Value {
+    let mut doc = metadata_base(config);
+    // RFC 8705 §3.3: tokens are bound to the client certificate when one is presented;
+    // one listener serves both, so there are no mtls_endpoint_aliases.
+    if client_certificates(config)
+        && let Some(m) = doc.as_object_mut()
+    {
+        m.insert(
+            "tls_client_certificate_bound_access_tokens".into(),
+            json!(true),
+        );
+    }
+    doc
+}
+
+/// Whether requests can come with a client certificate (the TLS listener asks for one).
+pub fn client_certificates(config: &Config) -> bool {
+    config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_auth != ferry_core::config::ClientCertMode::Off)
+}
+
+fn metadata_base(config: &Config) -> serde_json::Value {
     json!({
         "issuer": config.issuer,
         "jwks_uri": format!("{}/jwks", config.issuer),

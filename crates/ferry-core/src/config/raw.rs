@@ -276,6 +276,7 @@ pub struct RawAudience {
     pub ignore_unknown_scopes: Option<bool>,
     pub message: Option<String>,
     pub require_dpop: Option<bool>,
+    pub require_mtls: Option<bool>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
 }
