@@ -52,3 +52,4 @@ mod shedding;
 mod ssrf;
 mod storms;
 mod traps;
+mod x509;
