@@ -22,65 +22,33 @@ const MTLS: &str = "urn:ietf:params:oauth:token-type:mtls";
 const AUDIENCE: &str = "https://deploy.example.com";
 const SPIFFE_ID: &str = "spiffe://example.org/ns/prod/sa/api";
 
-fn openssl(dir: &Path, args: &[&str]) {
+/// Runs `openssl` in `dir` with `line` split at spaces, then `more` as they are.
+fn openssl(dir: &Path, line: &str, more: &[&str]) {
     let out = Command::new("openssl")
         .current_dir(dir)
-        .args(args)
+        .args(line.split(' '))
+        .args(more)
         .output()
         .expect("the openssl command line");
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "openssl {line} {more:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
 
+const NEW_KEY: &str = "-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes";
+
 /// A P-256 key `name.key` and its request `name.csr` for `subject`.
 fn key_and_csr(dir: &Path, name: &str, subject: &str) {
-    let (key, csr) = (format!("{name}.key"), format!("{name}.csr"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &csr,
-            "-subj",
-            subject,
-        ],
-    );
+    let line = format!("req -new {NEW_KEY} -keyout {name}.key -out {name}.csr -subj");
+    openssl(dir, &line, &[subject]);
 }
 
 /// A self-signed root `name.pem` (openssl's default v3_ca extensions).
 fn root(dir: &Path, name: &str) {
-    let (key, pem) = (format!("{name}.key"), format!("{name}.pem"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &pem,
-            "-subj",
-            "/CN=Test Root",
-            "-days",
-            "30",
-        ],
-    );
+    let line = format!("req -x509 {NEW_KEY} -keyout {name}.key -out {name}.pem -days 30 -subj");
+    openssl(dir, &line, &["/CN=Test Root"]);
 }
 
 /// An intermediate `name.pem` under `ca`: path length 0, DNS names only under
@@ -93,31 +61,11 @@ fn intermediate(dir: &Path, name: &str, ca: &str) {
          nameConstraints=critical,permitted;DNS:example.org\n",
     )
     .unwrap();
-    let (csr, pem) = (format!("{name}.csr"), format!("{name}.pem"));
-    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_pem,
-            "-CAkey",
-            &ca_key,
-            "-set_serial",
-            "0x2001",
-            "-days",
-            "30",
-            "-extfile",
-            "int.ext",
-            "-extensions",
-            "x",
-            "-out",
-            &pem,
-        ],
+    let line = format!(
+        "x509 -req -in {name}.csr -CA {ca}.pem -CAkey {ca}.key -set_serial 0x2001 -days 30 \
+         -extfile int.ext -extensions x -out {name}.pem"
     );
+    openssl(dir, &line, &[]);
 }
 
 /// The leaf extensions: clientAuth, a SPIFFE ID and a DNS name under example.org.
@@ -126,7 +74,7 @@ const LEAF_EXT: &str = "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSign
 
 /// Signs `csr` with `ca` by `openssl ca` into `out`, with extensions `ext` and `dates`
 /// (`-days 30`, or `-startdate … -enddate …`), serial 1001, the subject as requested.
-fn issue(dir: &Path, ca: &str, csr: &str, out: &str, ext: &str, dates: &[&str]) {
+fn issue(dir: &Path, ca: &str, csr: &str, out: &str, ext: &str, dates: &str) {
     std::fs::write(
         dir.join("ca.cnf"),
         "[ca]\ndefault_ca=d\n[d]\ndatabase=index.txt\nnew_certs_dir=.\nserial=serial\n\
@@ -137,32 +85,14 @@ fn issue(dir: &Path, ca: &str, csr: &str, out: &str, ext: &str, dates: &[&str]) 
     std::fs::write(dir.join("index.txt"), "").unwrap();
     std::fs::write(dir.join("serial"), "1001\n").unwrap();
     std::fs::write(dir.join("leaf.ext"), format!("[x]\n{ext}")).unwrap();
-    let (ca_pem, ca_key) = (format!("{ca}.pem"), format!("{ca}.key"));
-    let mut args = vec![
-        "ca",
-        "-batch",
-        "-config",
-        "ca.cnf",
-        "-cert",
-        &ca_pem,
-        "-keyfile",
-        &ca_key,
-        "-in",
-        csr,
-        "-out",
-        out,
-        "-preserveDN",
-        "-notext",
-        "-extfile",
-        "leaf.ext",
-        "-extensions",
-        "x",
-    ];
-    args.extend_from_slice(dates);
-    openssl(dir, &args);
+    let line = format!(
+        "ca -batch -config ca.cnf -cert {ca}.pem -keyfile {ca}.key -in {csr} -out {out} \
+         -preserveDN -notext -extfile leaf.ext -extensions x {dates}"
+    );
+    openssl(dir, &line, &[]);
 }
 
-const CURRENT: &[&str] = &["-days", "30"];
+const CURRENT: &str = "-days 30";
 
 /// The PKI of the test, in `dir`.
 fn pki(dir: &Path) {
@@ -171,13 +101,8 @@ fn pki(dir: &Path) {
     key_and_csr(dir, "api", "/O=Acme/OU=infra/OU=platform/CN=api");
     issue(dir, "int", "api.csr", "api.pem", LEAF_EXT, CURRENT);
     // The attacked variants of api.pem, same key and subject.
-    let dates = [
-        "-startdate",
-        "20200101000000Z",
-        "-enddate",
-        "20200102000000Z",
-    ];
-    issue(dir, "int", "api.csr", "expired.pem", LEAF_EXT, &dates);
+    let dates = "-startdate 20200101000000Z -enddate 20200102000000Z";
+    issue(dir, "int", "api.csr", "expired.pem", LEAF_EXT, dates);
     let server_only = LEAF_EXT.replace("clientAuth", "serverAuth");
     issue(
         dir,
@@ -200,6 +125,16 @@ fn pki(dir: &Path) {
         "../api.csr",
         "../foreign.pem",
         LEAF_EXT,
+        CURRENT,
+    );
+    // The same without a SPIFFE ID.
+    let no_spiffe = LEAF_EXT.replace("URI:spiffe://example.org/ns/prod/sa/api,", "");
+    issue(
+        &other,
+        "int",
+        "../api.csr",
+        "../foreign-cn.pem",
+        &no_spiffe,
         CURRENT,
     );
     std::fs::copy(other.join("int.pem"), dir.join("foreign-int.pem")).unwrap();
@@ -228,19 +163,28 @@ fn subject_token(pems: &[String]) -> String {
     serde_json::to_string(&ders).unwrap()
 }
 
-fn config(url: &str) -> String {
+/// The `mesh` provider (the root of the test, SPIFFE IDs in example.org), with the
+/// providers `before` and `after` it in the list.
+fn config(url: &str, before: &str, after: &str) -> String {
     format!(
         "issuer: {url}\n\
          tls: {{ cert_file: server.pem, key_file: server.key, client_auth: optional }}\n\
-         providers:\n  - id: mesh\n    kind: x509\n    trust_anchors: [root.pem]\n    intermediates: [int.pem]\n\
+         providers:\n{before}  - id: mesh\n    kind: x509\n    trust_anchors: [root.pem]\n    intermediates: [int.pem]\n\
          \x20   spiffe_trust_domain: example.org\n    mapping:\n      attributes:\n\
          \x20       cn: assertion.subject.dn.cn\n        o: assertion.subject.dn.o\n        ou: assertion.subject.dn.ou\n\
          \x20       issuer_cn: assertion.issuer.dn.cn\n        dns: assertion.san.dns\n        uri: assertion.san.uri\n\
          \x20       fingerprint: assertion.sha256Fingerprint\n        serial: assertion.serialNumberHex\n\
+         {after}\
          audiences:\n  - audience: {AUDIENCE}\n    rules:\n\
-         \x20     - allow: provider == 'mesh' && subject.startsWith('spiffe://example.org/ns/prod/')\n        scopes: [deploy]\n"
+         \x20     - allow: provider == 'mesh' && subject.startsWith('spiffe://example.org/ns/prod/')\n        scopes: [deploy]\n\
+         \x20     - allow: provider == 'foreign' && subject == 'api'\n        scopes: [deploy]\n"
     )
 }
+
+/// Before `mesh`: `foreign`, trusting the other root. After it: `shadow`, trusting the
+/// same root as `mesh` (never reached: the first provider that validates a chain wins).
+const FOREIGN: &str = "  - id: foreign\n    kind: x509\n    trust_anchors: [other/root.pem]\n";
+const SHADOW: &str = "  - id: shadow\n    kind: x509\n    trust_anchors: [root.pem]\n";
 
 struct Fx {
     setup: Setup,
@@ -249,7 +193,7 @@ struct Fx {
 }
 
 impl Fx {
-    fn start(tag: &str) -> Self {
+    fn start(tag: &str, before: &str, after: &str) -> Self {
         let setup = Setup::new(tag);
         let dir = setup.path().to_owned();
         pki(&dir);
@@ -260,7 +204,7 @@ impl Fx {
         .unwrap();
         setup.write("server.pem", cert.cert.pem());
         setup.write("server.key", cert.signing_key.serialize_pem());
-        let ferry = setup.start(&config(&setup.url()));
+        let ferry = setup.start(&config(&setup.url(), before, after));
         assert!(ferry.url.starts_with("https://"), "{}", ferry.url);
         Self {
             setup,
@@ -351,7 +295,7 @@ fn claims(access_token: &str) -> Value {
 
 #[tokio::test]
 async fn an_x509_chain_maps_under_googles_names_and_its_spiffe_id() {
-    let fx = Fx::start("x509-map");
+    let fx = Fx::start("x509-map", FOREIGN, SHADOW);
     let api = fx.client(Some(("api.pem", "int.pem", "api.key")));
     // The leaf alone: the provider's configured intermediate completes the path.
     let (status, body) = fx
@@ -378,8 +322,23 @@ async fn an_x509_chain_maps_under_googles_names_and_its_spiffe_id() {
             "fingerprint": fingerprint, "serial": "1001",
         })
     );
+    // `foreign`, listed first, does not validate it; `mesh` does, and `shadow`, listed
+    // after it and trusting the same root, is never asked.
     assert_eq!(c["ferry"]["provider"], "mesh");
     assert_eq!(c["ferry"]["iss"], "CN=Test Intermediate");
+    assert_eq!(c["ferry"]["sub"], "O=Acme, OU=infra, OU=platform, CN=api");
+    // The other root's chains belong to `foreign`; without a SPIFFE ID (and with no
+    // mapping) the subject is the common name, Google's default.
+    let foreign = fx.client(Some(("foreign-cn.pem", "foreign-int.pem", "api.key")));
+    let token = subject_token(&[
+        read(fx.dir(), "foreign-cn.pem"),
+        read(fx.dir(), "foreign-int.pem"),
+    ]);
+    let (status, body) = fx.exchange(&foreign, &token).await;
+    assert_eq!(status, 200, "{body}");
+    let c = claims(body["access_token"].as_str().unwrap());
+    assert_eq!(c["sub"], "api");
+    assert_eq!(c["ferry"]["provider"], "foreign");
     // The same exchange by curl, presenting the certificate with --cert/--key.
     let out = Command::new("curl")
         .current_dir(fx.dir())
@@ -410,7 +369,7 @@ async fn an_x509_chain_maps_under_googles_names_and_its_spiffe_id() {
 
 #[tokio::test]
 async fn x509_attacks_are_refused_beside_their_twins() {
-    let fx = Fx::start("x509-attacks");
+    let fx = Fx::start("x509-attacks", "", "");
     let dir = fx.dir().to_owned();
     let chain = |leaf: &str, int: &str| subject_token(&[read(&dir, leaf), read(&dir, int)]);
     // (case, presented certificate and intermediate, refusal's audit reason)
