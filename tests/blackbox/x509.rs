@@ -4,8 +4,9 @@
 //! SPIFFE ID and the clientAuth usage — and each attack beside its positive twin, the
 //! same command with only the attacked part changed: an expired leaf, a serverAuth-only
 //! leaf, a chain to another root of the same name, a leaf outside the intermediate's
-//! name constraint, a subject token whose leaf is not the connection's certificate, and
-//! a connection without a certificate. The audit `reason` shows which check refused.
+//! name constraint, a leaf with two SPIFFE IDs or one in another trust domain, a subject
+//! token whose leaf is not the connection's certificate, and a connection without a
+//! certificate. The audit `reason` shows which check refused.
 
 use std::path::Path;
 use std::process::Command;
@@ -114,6 +115,17 @@ fn pki(dir: &Path) {
     );
     let outside = LEAF_EXT.replace("DNS:api.example.org", "DNS:api.example.com");
     issue(dir, "int", "api.csr", "outside.pem", &outside, CURRENT);
+    let two_ids = LEAF_EXT.replace("sa/api,", "sa/api,URI:spiffe://example.org/ns/prod/sa/db,");
+    issue(dir, "int", "api.csr", "two-ids.pem", &two_ids, CURRENT);
+    let other_domain = LEAF_EXT.replace("spiffe://example.org/", "spiffe://example.net/");
+    issue(
+        dir,
+        "int",
+        "api.csr",
+        "other-domain.pem",
+        &other_domain,
+        CURRENT,
+    );
     // Another root and intermediate with the same names, other keys.
     std::fs::create_dir_all(dir.join("other")).unwrap();
     let other = dir.join("other");
@@ -392,6 +404,18 @@ async fn x509_attacks_are_refused_beside_their_twins() {
             "outside.pem",
             "int.pem",
             "NameConstraintViolation",
+        ),
+        (
+            "two SPIFFE IDs",
+            "two-ids.pem",
+            "int.pem",
+            "more than one SPIFFE ID",
+        ),
+        (
+            "another trust domain",
+            "other-domain.pem",
+            "int.pem",
+            "not in the provider's trust domain",
         ),
     ];
     // The twin of every attack: api.pem, the same key, subject and command.
