@@ -53,3 +53,4 @@ mod shedding;
 mod ssrf;
 mod storms;
 mod traps;
+mod x509;
