@@ -123,7 +123,10 @@ async fn an_ipv6_client_is_counted_per_64() {
         .collect();
     assert_eq!(limited(&ferry, "x-forwarded-for", &many).await, 0);
     // The audit keeps the full address.
-    ferry.proc_mut().wait_for("\"source\":\"2001:db8:0:1::3\"").unwrap();
+    ferry
+        .proc_mut()
+        .wait_for("\"source\":\"2001:db8:0:1::3\"")
+        .unwrap();
     assert!(audited_sources(&ferry).contains(&"2001:db8:0:1::3".to_owned()));
 }
 
@@ -172,7 +175,10 @@ async fn the_proxy_protocol_names_the_client_only_from_trusted_peers() {
         raw_request(&ferry, &proxy_v2([203, 0, 113, 50], 4000)).await,
         Some(400)
     );
-    ferry.proc_mut().wait_for("\"source\":\"203.0.113.50\"").unwrap();
+    ferry
+        .proc_mut()
+        .wait_for("\"source\":\"203.0.113.50\"")
+        .unwrap();
     assert!(audited_sources(&ferry).contains(&"203.0.113.50".to_owned()));
     // Twin: the same request without the header is refused at the connection.
     assert_eq!(raw_request(&ferry, b"").await, None);
