@@ -221,7 +221,7 @@ fn bench(c: &mut Criterion) {
                     now,
                     ttl: 900,
                     jti: &jti,
-                    cnf_jkt: None,
+                    cnf: &ferry_core::binding::Binding::Bearer,
                     act: None,
                     may_act: None,
                 };

@@ -1,10 +1,15 @@
-//! Key binding (RFC 7800 `cnf`, RFC 9449 §6): which key a request must prove, and which
-//! key the issued token is bound to. Pure: the server verifies the proof, this decides.
+//! Key binding (RFC 7800 `cnf`, RFC 9449 §6, RFC 8705 §3): which key a request must
+//! prove, and which key the issued token is bound to. Pure: the server verifies the
+//! proofs (the DPoP proof's signature, the TLS handshake's), this decides.
 //!
-//! Ferry enforces one confirmation method at `/token`, the DPoP key thumbprint
-//! (`cnf.jkt`, a string). A token carrying any other `cnf` — a certificate thumbprint,
-//! an embedded key, an array, an unknown member — is refused: issuing from it would turn
-//! a bound credential into a bearer one.
+//! Ferry enforces two confirmation methods: the DPoP key thumbprint (`cnf.jkt`) and the
+//! client certificate thumbprint (`cnf.x5t#S256`), each a non-empty string and alone in
+//! `cnf`. A token carrying any other `cnf` — an embedded key, an array, an unknown
+//! member, both at once — is refused: issuing from it would turn a bound credential into
+//! a bearer one. An issued token carries one binding: a certificate-bound credential or
+//! an audience with `require_mtls` binds it to the certificate, a DPoP-bound credential
+//! or a rule requiring DPoP to the proof's key; otherwise a DPoP proof wins over a
+//! certificate, and a certificate alone binds.
 
 use serde_json::{Map, Value};
 
@@ -15,16 +20,48 @@ pub enum Binding {
     Bearer,
     /// Bound to the DPoP key with this RFC 7638 thumbprint.
     Jkt(String),
+    /// Bound to the client certificate with this RFC 8705 thumbprint (`x5t#S256`).
+    X5t(String),
+}
+
+impl BindingError {
+    /// Whether a client certificate (not a DPoP proof) is what the request lacks.
+    pub fn is_certificate(self) -> bool {
+        matches!(
+            self,
+            Self::SubjectCertificateUnproven
+                | Self::ActorCertificateUnproven
+                | Self::CertificateRequired
+        )
+    }
 }
 
 impl Binding {
-    /// The thumbprint, when bound.
+    /// The DPoP key thumbprint, when bound to one.
     pub fn jkt(&self) -> Option<&str> {
         match self {
-            Self::Bearer => None,
             Self::Jkt(j) => Some(j),
+            _ => None,
         }
     }
+
+    /// The certificate thumbprint, when bound to one.
+    pub fn x5t(&self) -> Option<&str> {
+        match self {
+            Self::X5t(t) => Some(t),
+            _ => None,
+        }
+    }
+}
+
+/// What the request proved: the thumbprint of its DPoP proof's key, and of the client
+/// certificate its connection (or a trusted proxy) presented.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Proofs<'a> {
+    /// The DPoP proof's key (`jkt`).
+    pub jkt: Option<&'a str>,
+    /// The client certificate (`x5t#S256`).
+    pub x5t: Option<&'a str>,
 }
 
 /// Why a token's binding cannot be honoured.
@@ -39,6 +76,21 @@ pub enum BindingError {
     /// The actor token is bound to a key and no proof by that key came.
     #[error("the actor token is bound to a key and no proof by that key came with it")]
     ActorUnproven,
+    /// The subject token is bound to a certificate the request did not present.
+    #[error("the subject token is bound to a client certificate the request did not present")]
+    SubjectCertificateUnproven,
+    /// The actor token is bound to a certificate the request did not present.
+    #[error("the actor token is bound to a client certificate the request did not present")]
+    ActorCertificateUnproven,
+    /// The issued token must be bound to a certificate and none was presented.
+    #[error("a client certificate is required")]
+    CertificateRequired,
+    /// The issued token must be bound to a DPoP key and no proof came.
+    #[error("a DPoP proof is required")]
+    DpopRequired,
+    /// One credential requires a certificate binding and another a DPoP binding.
+    #[error("the credentials require both a certificate and a DPoP binding; a token carries one")]
+    Conflicting,
 }
 
 /// Reads the `cnf` of a verified token's claims.
@@ -47,34 +99,75 @@ pub fn read(claims: &Map<String, Value>) -> Result<Binding, BindingError> {
         return Ok(Binding::Bearer);
     };
     let members = cnf.as_object().ok_or(BindingError::Unenforceable)?;
-    match (members.len(), members.get("jkt")) {
-        (1, Some(Value::String(jkt))) if !jkt.is_empty() => Ok(Binding::Jkt(jkt.clone())),
+    if members.len() != 1 {
+        return Err(BindingError::Unenforceable);
+    }
+    match (members.get("jkt"), members.get("x5t#S256")) {
+        (Some(Value::String(jkt)), None) if !jkt.is_empty() => Ok(Binding::Jkt(jkt.clone())),
+        (None, Some(Value::String(t))) if !t.is_empty() => Ok(Binding::X5t(t.clone())),
         _ => Err(BindingError::Unenforceable),
     }
 }
 
-/// Checks the request's proof (the thumbprint of its DPoP key, if a proof came) against
-/// the subject's and the actor's bindings. A request carries one proof, so a subject and
-/// an actor bound to different keys can never both be proven.
-pub fn check(subject: &Binding, actor: &Binding, proof: Option<&str>) -> Result<(), BindingError> {
-    if let Some(j) = subject.jkt()
-        && proof != Some(j)
-    {
-        return Err(BindingError::SubjectUnproven);
+/// `Ok` when `b` is proven; else whether a certificate was what lacked.
+fn proven(b: &Binding, p: Proofs<'_>) -> Result<(), bool> {
+    match b {
+        Binding::Bearer => Ok(()),
+        Binding::Jkt(j) if p.jkt == Some(j.as_str()) => Ok(()),
+        Binding::X5t(t) if p.x5t == Some(t.as_str()) => Ok(()),
+        Binding::Jkt(_) => Err(false),
+        Binding::X5t(_) => Err(true),
     }
-    if let Some(j) = actor.jkt()
-        && proof != Some(j)
-    {
-        return Err(BindingError::ActorUnproven);
-    }
-    Ok(())
 }
 
-/// Whether the issued token must be bound to a key: an audience or rule requires DPoP,
-/// or a bound subject or actor (a bound credential never comes back out as a bearer
-/// token). With a proof, the issued token is always bound to the proof's key.
+/// Checks the request's proofs against the subject's and the actor's bindings: a key
+/// bound by DPoP needs the proof by that key, a certificate-bound one the connection's
+/// certificate. A request carries one of each, so a subject and an actor bound to
+/// different keys of one kind can never both be proven.
+pub fn check(subject: &Binding, actor: &Binding, proofs: Proofs<'_>) -> Result<(), BindingError> {
+    proven(subject, proofs).map_err(|cert| {
+        if cert {
+            BindingError::SubjectCertificateUnproven
+        } else {
+            BindingError::SubjectUnproven
+        }
+    })?;
+    proven(actor, proofs).map_err(|cert| {
+        if cert {
+            BindingError::ActorCertificateUnproven
+        } else {
+            BindingError::ActorUnproven
+        }
+    })
+}
+
+/// Whether the issued token must be bound to a DPoP key: an audience or rule requires
+/// DPoP, or a DPoP-bound subject or actor.
 pub fn requires_dpop(rule_requires: bool, subject: &Binding, actor: &Binding) -> bool {
     rule_requires || subject.jkt().is_some() || actor.jkt().is_some()
+}
+
+/// The binding of the issued token (see the module's rules), from what the request
+/// proved: a bound credential never comes back out as a bearer token.
+pub fn issued(
+    require_dpop: bool,
+    require_mtls: bool,
+    subject: &Binding,
+    actor: &Binding,
+    proofs: Proofs<'_>,
+) -> Result<Binding, BindingError> {
+    let dpop = requires_dpop(require_dpop, subject, actor);
+    let mtls = require_mtls || subject.x5t().is_some() || actor.x5t().is_some();
+    match (dpop, mtls, proofs.jkt, proofs.x5t) {
+        (true, true, _, _) => Err(BindingError::Conflicting),
+        (false, true, _, Some(t)) => Ok(Binding::X5t(t.to_owned())),
+        (false, true, _, None) => Err(BindingError::CertificateRequired),
+        (true, false, Some(j), _) => Ok(Binding::Jkt(j.to_owned())),
+        (true, false, None, _) => Err(BindingError::DpopRequired),
+        (false, false, Some(j), _) => Ok(Binding::Jkt(j.to_owned())),
+        (false, false, None, Some(t)) => Ok(Binding::X5t(t.to_owned())),
+        (false, false, None, None) => Ok(Binding::Bearer),
+    }
 }
 
 #[cfg(test)]
@@ -105,6 +198,18 @@ mod tests {
             ),
             (
                 json!({"cnf": {"x5t#S256": "t"}}),
+                Ok(Binding::X5t("t".into())),
+            ),
+            (
+                json!({"cnf": {"x5t#S256": ""}}),
+                Err(BindingError::Unenforceable),
+            ),
+            (
+                json!({"cnf": {"x5t#S256": "t", "jkt": "k1"}}),
+                Err(BindingError::Unenforceable),
+            ),
+            (
+                json!({"cnf": {"x5t#S256": ["t"]}}),
                 Err(BindingError::Unenforceable),
             ),
             (
@@ -145,7 +250,91 @@ mod tests {
             (&k1, &k2, Some("k2"), Err(BindingError::SubjectUnproven)),
         ];
         for (s, a, p, want) in cases {
-            assert_eq!(check(s, a, p), want, "{s:?} {a:?} {p:?}");
+            let proofs = Proofs { jkt: p, x5t: None };
+            assert_eq!(check(s, a, proofs), want, "{s:?} {a:?} {p:?}");
+        }
+        // A certificate-bound credential needs that certificate, whatever DPoP proves.
+        let t1 = Binding::X5t("t1".into());
+        let cert = |t: &'static str| Proofs {
+            jkt: Some("k1"),
+            x5t: Some(t),
+        };
+        assert_eq!(check(&t1, &b, cert("t1")), Ok(()));
+        assert_eq!(
+            check(&t1, &b, cert("t2")),
+            Err(BindingError::SubjectCertificateUnproven)
+        );
+        assert_eq!(
+            check(
+                &t1,
+                &b,
+                Proofs {
+                    jkt: Some("t1"),
+                    x5t: None
+                }
+            ),
+            Err(BindingError::SubjectCertificateUnproven)
+        );
+        assert_eq!(
+            check(&b, &t1, cert("t2")),
+            Err(BindingError::ActorCertificateUnproven)
+        );
+        assert_eq!(check(&k1, &t1, cert("t1")), Ok(()));
+    }
+
+    #[test]
+    fn an_issued_token_carries_one_binding() {
+        let (b, k, t) = (
+            Binding::Bearer,
+            Binding::Jkt("k".into()),
+            Binding::X5t("t".into()),
+        );
+        let both = Proofs {
+            jkt: Some("k"),
+            x5t: Some("t"),
+        };
+        let dpop = Proofs {
+            jkt: Some("k"),
+            x5t: None,
+        };
+        let cert = Proofs {
+            jkt: None,
+            x5t: Some("t"),
+        };
+        let none = Proofs::default();
+        let x5t = || Binding::X5t("t".into());
+        let jkt = || Binding::Jkt("k".into());
+        let cases = [
+            // (require_dpop, require_mtls, subject, actor, proofs) → issued
+            (false, false, &b, &b, none, Ok(Binding::Bearer)),
+            (false, false, &b, &b, cert, Ok(x5t())),
+            (false, false, &b, &b, dpop, Ok(jkt())),
+            (false, false, &b, &b, both, Ok(jkt())),
+            (false, true, &b, &b, both, Ok(x5t())),
+            (
+                false,
+                true,
+                &b,
+                &b,
+                dpop,
+                Err(BindingError::CertificateRequired),
+            ),
+            (false, false, &t, &b, both, Ok(x5t())),
+            (
+                false,
+                false,
+                &b,
+                &t,
+                none,
+                Err(BindingError::CertificateRequired),
+            ),
+            (true, false, &b, &b, cert, Err(BindingError::DpopRequired)),
+            (false, false, &k, &b, both, Ok(jkt())),
+            (true, true, &b, &b, both, Err(BindingError::Conflicting)),
+            (false, false, &k, &t, both, Err(BindingError::Conflicting)),
+        ];
+        for (rd, rm, s, a, p, want) in cases {
+            assert_eq!(issued(rd, rm, s, a, p), want, "{rd} {rm} {s:?} {a:?} {p:?}");
         }
     }
 

@@ -241,11 +241,17 @@ pub mod desc {
     pub const TARGET_NOT_ALLOWED: &str = "the requested audience is not available";
     pub const SCOPE_NOT_ALLOWED: &str = "the requested scope is not allowed";
     pub const SUBJECT_EXPIRES_TOO_SOON: &str = "subject token expires too soon";
+    /// An `…:mtls` subject token on a connection that presented no client certificate.
+    pub const MTLS_SUBJECT_WITHOUT_CERTIFICATE: &str =
+        "an mtls subject token needs the client certificate on the connection";
     pub const INTERNAL: &str = "internal error";
     pub const BUSY: &str = "server busy, retry later";
     pub const TIMEOUT: &str = "request timed out";
     pub const RATE_LIMITED: &str = "too many requests, retry later";
     pub const INVALID_DPOP_PROOF: &str = "invalid DPoP proof";
     pub const DPOP_REQUIRED: &str = "a DPoP proof is required";
+    pub const CERTIFICATE_REQUIRED: &str = "a client certificate is required";
+    pub const CONFLICTING_BINDINGS: &str =
+        "the credentials require both a certificate and a DPoP binding";
     pub const DPOP_NONCE: &str = "use the DPoP-Nonce the server provided";
 }

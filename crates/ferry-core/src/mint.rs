@@ -79,7 +79,7 @@ pub struct MintInput<'a> {
     /// A unique token id.
     pub jti: &'a str,
     /// The thumbprint of the key the token is bound to (`cnf.jkt`, RFC 9449 §6.1).
-    pub cnf_jkt: Option<&'a str>,
+    pub cnf: &'a crate::binding::Binding,
     /// The `act` claim of a delegated token (RFC 8693 §4.1), nested for chains.
     pub act: Option<&'a Act>,
     /// Who may act for the subject (RFC 8693 §4.4), carried from the subject token.
@@ -103,7 +103,11 @@ pub fn access_claims(input: &MintInput<'_>, principal: &Principal, grant: &Grant
         access_boundaries: grant.access_boundaries.clone(),
         act: input.act.cloned(),
         may_act: input.may_act.cloned(),
-        cnf: input.cnf_jkt.map(Confirmation::jkt),
+        cnf: match input.cnf {
+            crate::binding::Binding::Bearer => None,
+            crate::binding::Binding::Jkt(j) => Some(Confirmation::jkt(j)),
+            crate::binding::Binding::X5t(t) => Some(Confirmation::x5t_s256(t)),
+        },
         groups: principal.groups.clone(),
         attributes: principal.attributes.clone(),
         ferry: Provenance {
@@ -143,6 +147,7 @@ mod tests {
             ttl_cap: cap,
             rules: vec![],
             require_dpop: false,
+            require_mtls: false,
             access_boundaries: None,
         }
     }
@@ -199,7 +204,7 @@ mod tests {
             now: 1_000,
             ttl: 900,
             jti: "j1",
-            cnf_jkt: Some("th"),
+            cnf: &crate::binding::Binding::Jkt("th".into()),
             act: Some(&act),
             may_act: None,
         };
@@ -222,7 +227,7 @@ mod tests {
             ..principal
         };
         let input = MintInput {
-            cnf_jkt: None,
+            cnf: &crate::binding::Binding::Bearer,
             act: None,
             may_act: None,
             ..input

@@ -111,6 +111,7 @@ pub fn narrow(
         ttl_cap: Some(u64::try_from(parent.exp.saturating_sub(now)).unwrap_or(0)),
         rules: vec!["downscoping".to_owned()],
         require_dpop: parent.bound,
+        require_mtls: false,
         access_boundaries: (!boundaries.is_empty()).then_some(boundaries),
     })
 }
@@ -133,6 +134,7 @@ pub fn within(narrowed: Grant, rules: Grant) -> Grant {
         ttl_cap,
         rules: names,
         require_dpop: narrowed.require_dpop || rules.require_dpop,
+        require_mtls: narrowed.require_mtls || rules.require_mtls,
         ..narrowed
     }
 }
@@ -215,6 +217,7 @@ mod tests {
             ttl_cap: Some(300),
             rules: v(&["audiences[0].rules[0]"]),
             require_dpop: false,
+            require_mtls: false,
             access_boundaries: None,
         };
         let g = within(narrowed, rules);

@@ -70,6 +70,8 @@ pub struct Audience {
     pub message: Option<String>,
     /// Tokens for this audience must be bound to a key (DPoP).
     pub require_dpop: bool,
+    /// Tokens for this audience must be bound to the client's certificate (RFC 8705).
+    pub require_mtls: bool,
 }
 
 /// What the policy grants.
@@ -85,6 +87,8 @@ pub struct Grant {
     pub rules: Vec<String>,
     /// Whether an audience or rule involved requires a DPoP-bound token.
     pub require_dpop: bool,
+    /// Whether an audience involved requires a certificate-bound token.
+    pub require_mtls: bool,
     /// Access boundaries the token carries (downscoping), every one of which must allow.
     pub access_boundaries: Option<Vec<serde_json::Value>>,
 }
@@ -211,6 +215,7 @@ impl Policy {
         let mut rules = Vec::with_capacity(targets.len());
         let mut all_ignore_unknown = true;
         let mut require_dpop = false;
+        let mut require_mtls = false;
         for target in targets {
             // 1. The audience must be served; unknown and denied look alike.
             let Some(aud) = self.audiences.get(target) else {
@@ -263,6 +268,7 @@ impl Policy {
             };
             rules.push(rule.path.clone());
             require_dpop |= rule.require_dpop || aud.require_dpop;
+            require_mtls |= aud.require_mtls;
             // 3. Scopes granted for several audiences are those each grants.
             granted = Some(match granted {
                 None => rule.scopes.clone(),
@@ -286,6 +292,7 @@ impl Policy {
             ttl_cap,
             rules,
             require_dpop,
+            require_mtls,
             access_boundaries: None,
         })
     }

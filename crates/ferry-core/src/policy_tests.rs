@@ -21,6 +21,7 @@ fn audience(name: &str, default_ttl: Option<u64>, rules: Vec<Rule>) -> Audience 
         ignore_unknown_scopes: false,
         message: None,
         require_dpop: false,
+        require_mtls: false,
     }
 }
 

@@ -84,6 +84,10 @@ pub struct AuditEvent {
     /// The thumbprint of the key the issued token is bound to (`cnf.jkt`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cnf_jkt: Option<String>,
+    /// The thumbprint of the client certificate the issued token is bound to
+    /// (`cnf.x5t#S256`).
+    #[serde(rename = "cnf_x5t_s256", skip_serializing_if = "Option::is_none")]
+    pub cnf_x5t: Option<String>,
     /// Whether the token was issued as a reference handle.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reference: bool,

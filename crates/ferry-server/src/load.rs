@@ -156,8 +156,9 @@ pub fn load_providers_reusing(
             cache: cache_settings(&p.cache),
         };
         let source = match &p.keys {
-            // Service-account assertions are verified with the registry's keys.
-            _ if p.kind == ProviderKind::ServiceAccount => {
+            // Service-account assertions are verified with the registry's keys; x509
+            // chains with the trust store read below.
+            _ if matches!(p.kind, ProviderKind::ServiceAccount | ProviderKind::X509) => {
                 Ok((KeySource::Static(Arc::new(StaticKeys::empty())), Vec::new()))
             }
             KeysConfig::Uri(_) | KeysConfig::Discovery(_) | KeysConfig::SamlMetadataUrl(_) => {
@@ -179,7 +180,15 @@ pub fn load_providers_reusing(
             KeysConfig::Inline(_)
             | KeysConfig::File(_)
             | KeysConfig::SamlMetadataFile(_)
-            | KeysConfig::SamlCertificates(_) => sources.build(&spec),
+            | KeysConfig::SamlCertificates(_)
+            | KeysConfig::X509 { .. } => sources.build(&spec),
+        };
+        let x509 = match crate::x509_trust::load(&p.keys) {
+            Ok(store) => store,
+            Err((at, e)) => {
+                errs.push(format!("{path}.{at}"), e);
+                continue;
+            }
         };
         match source {
             Ok((keys, w)) => {
@@ -188,6 +197,7 @@ pub fn load_providers_reusing(
                     config: p.clone(),
                     rules,
                     keys,
+                    x509,
                 });
             }
             Err(e) => errs.push(format!("{path}.{}", e.at()), e.to_string()),
@@ -379,6 +389,29 @@ fn auth_methods(config: &Config, base: &[&'static str]) -> Vec<&'static str> {
 /// RFC 8414 §2 metadata. Ferry is not an OpenID Provider: the OpenID path serves the
 /// same document so that JWKS discovery by OIDC libraries works.
 pub fn metadata(config: &Config) -> serde_json::Value {
+    let mut doc = metadata_base(config);
+    // RFC 8705 §3.3: tokens are bound to the client certificate when one is presented;
+    // one listener serves both, so there are no mtls_endpoint_aliases.
+    if client_certificates(config)
+        && let Some(m) = doc.as_object_mut()
+    {
+        m.insert(
+            "tls_client_certificate_bound_access_tokens".into(),
+            json!(true),
+        );
+    }
+    doc
+}
+
+/// Whether requests can come with a client certificate (the TLS listener asks for one).
+pub fn client_certificates(config: &Config) -> bool {
+    config
+        .tls
+        .as_ref()
+        .is_some_and(|t| t.client_auth != ferry_core::config::ClientCertMode::Off)
+}
+
+fn metadata_base(config: &Config) -> serde_json::Value {
     let confidential = [
         "client_secret_basic",
         "client_secret_post",

@@ -81,6 +81,14 @@ impl Confirmation {
             x5t_s256: None,
         }
     }
+
+    /// Bound to a client certificate (RFC 8705 §3.1).
+    pub fn x5t_s256(thumbprint: impl Into<String>) -> Self {
+        Self {
+            jkt: None,
+            x5t_s256: Some(thumbprint.into()),
+        }
+    }
 }
 
 /// `act` (RFC 8693 §4.1): the acting party of a delegated token, nesting earlier actors.

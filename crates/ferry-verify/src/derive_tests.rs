@@ -421,3 +421,37 @@ async fn claims_outside_the_token_profile_are_refused() {
         assert!(f.bearer(&d).await.is_ok(), "{edit}");
     }
 }
+
+/// RFC 8705 §3.2 at the relying service: a certificate-bound token only with that
+/// certificate; without one (or with another) refused, never taken as a bearer token.
+#[tokio::test]
+async fn a_certificate_bound_token_needs_the_requests_certificate() {
+    use base64::Engine as _;
+    let fx = fx();
+    let cert = b"the client's certificate (DER)".to_vec();
+    let thumb = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert));
+    let token = fx.root(json!({"cnf": {"x5t#S256": thumb}}));
+    let auth = format!("Bearer {token}");
+    for (c, ok) in [
+        (Some(cert.as_slice()), true),
+        (None, false),
+        (Some(b"another".as_slice()), false),
+    ] {
+        let r = fx
+            .verifier
+            .verify_with_certificate(Some(&auth), None, "GET", "/r", c, now())
+            .await;
+        assert_eq!(r.is_ok(), ok, "{c:?}: {r:?}");
+        if !ok {
+            assert!(matches!(r, Err(RelyingError::Certificate)));
+        }
+    }
+    assert!(matches!(
+        fx.bearer(&token).await,
+        Err(RelyingError::Certificate)
+    ));
+    // Twin: an unbound token needs no certificate.
+    let unbound = fx.root(json!({"cnf": null}));
+    assert!(fx.bearer(&unbound).await.is_ok());
+}

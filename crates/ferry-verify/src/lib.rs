@@ -30,6 +30,8 @@ mod source;
 pub mod time;
 mod unverified;
 mod verifier;
+#[cfg(feature = "x509")]
+pub mod x509;
 
 pub use alg::Algorithm;
 pub use error::VerifyError;
@@ -38,7 +40,7 @@ pub use jwks::{JwkError, JwksError, KeySet, VerifyingKey};
 pub use jws::{Header, MAX_TOKEN_BYTES};
 #[cfg(feature = "axum")]
 pub use relying::FerryAuth;
-pub use relying::{DiscoverError, FerryToken, FerryVerifier, RelyingError};
+pub use relying::{ClientCertificate, DiscoverError, FerryToken, FerryVerifier, RelyingError};
 pub use remote::{CacheSettings, CacheStats, Endpoint, KeysError, RemoteKeys, Unavailable};
 pub use rules::Rules;
 pub use source::{KeyFileError, KeyFormat, KeySource, StaticKeys};

@@ -3,7 +3,10 @@
 //! `kid`, stale-if-error), RFC 9068 checks (`typ: at+jwt`, `iss`, `aud`, `exp`, `alg`),
 //! and DPoP for bound tokens: a token carrying `cnf.jkt` is accepted only with the
 //! `DPoP` scheme and a proof by that key for this request (`htm`, `htu`, `ath`), used
-//! once. A bound token presented as a bearer token is refused.
+//! once. A bound token presented as a bearer token is refused. A token bound to a client
+//! certificate (`cnf.x5t#S256`, RFC 8705 §3) is accepted only on a request whose TLS
+//! client certificate is that one ([`ClientCertificate`], put in the request by the
+//! service's TLS layer or by a middleware reading a trusted proxy's header).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -82,6 +85,37 @@ pub enum RelyingError {
     /// Verified, but its claims do not fit Ferry's token profile (`ferry_token`).
     #[error("the token's claims are not a Ferry access token's")]
     Claims,
+    /// The token is bound to a client certificate the request did not present.
+    #[error("the token is bound to a client certificate this request did not present")]
+    Certificate,
+}
+
+/// A request's TLS client certificate (the leaf, DER), as the relying service's TLS layer
+/// (or a middleware trusting its proxy's client-certificate header) saw it. Put it in the
+/// request's extensions for [`FerryAuth`], or pass it to
+/// [`FerryVerifier::verify_with_certificate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate(pub Vec<u8>);
+
+/// RFC 8705 §3.2: a certificate-bound token needs the request's certificate to be the one
+/// whose SHA-256 thumbprint it names.
+fn check_certificate(
+    profile: &AccessClaims,
+    certificate: Option<&[u8]>,
+) -> Result<(), RelyingError> {
+    use base64::Engine as _;
+    let Some(bound) = profile.cnf.as_ref().and_then(|c| c.x5t_s256.as_deref()) else {
+        return Ok(());
+    };
+    let presented = certificate.map(|der| {
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der))
+    });
+    if presented.as_deref() == Some(bound) {
+        Ok(())
+    } else {
+        Err(RelyingError::Certificate)
+    }
 }
 
 impl RelyingError {
@@ -225,13 +259,30 @@ impl FerryVerifier {
     }
 
     /// Verifies the request's token (and DPoP proof): `authorization` is the
-    /// `Authorization` header, `dpop` the `DPoP` header, `path` the request path.
+    /// `Authorization` header, `dpop` the `DPoP` header, `path` the request path. A
+    /// certificate-bound token is refused here (no certificate is given): see
+    /// [`Self::verify_with_certificate`].
     pub async fn verify(
         &self,
         authorization: Option<&str>,
         dpop: Option<&str>,
         method: &str,
         path: &str,
+        now: i64,
+    ) -> Result<FerryToken, RelyingError> {
+        self.verify_with_certificate(authorization, dpop, method, path, None, now)
+            .await
+    }
+
+    /// [`Self::verify`] for a request that came with a TLS client certificate (the
+    /// leaf's DER), which a certificate-bound token must name.
+    pub async fn verify_with_certificate(
+        &self,
+        authorization: Option<&str>,
+        dpop: Option<&str>,
+        method: &str,
+        path: &str,
+        certificate: Option<&[u8]>,
         now: i64,
     ) -> Result<FerryToken, RelyingError> {
         let auth = authorization.ok_or(RelyingError::NoToken)?;
@@ -271,6 +322,7 @@ impl FerryVerifier {
             )
             .await?;
         }
+        check_certificate(&profile, certificate)?;
         let bound = profile.bound_jkt().map(str::to_owned);
         match (scheme.to_ascii_lowercase().as_str(), &bound) {
             ("bearer", None) => {}
@@ -342,12 +394,17 @@ where
         let verifier = Arc::<FerryVerifier>::from_ref(state);
         let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         let now = crate::time::unix_now();
+        let certificate = parts
+            .extensions
+            .get::<ClientCertificate>()
+            .map(|c| c.0.as_slice());
         match verifier
-            .verify(
+            .verify_with_certificate(
                 header("authorization"),
                 header("dpop"),
                 parts.method.as_str(),
                 parts.uri.path(),
+                certificate,
                 now,
             )
             .await

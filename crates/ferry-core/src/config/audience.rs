@@ -116,6 +116,7 @@ fn audience(
         ignore_unknown_scopes: a.ignore_unknown_scopes.unwrap_or(false),
         message: a.message.clone(),
         require_dpop: a.require_dpop.unwrap_or(false),
+        require_mtls: a.require_mtls.unwrap_or(false),
     })
 }
 

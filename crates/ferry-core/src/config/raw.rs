@@ -246,6 +246,9 @@ pub struct RawProvider {
     pub recipients: Option<Vec<String>>,
     pub single_use: Option<bool>,
     pub allow_sha1: Option<bool>,
+    pub trust_anchors: Option<Vec<String>>,
+    pub intermediates: Option<Vec<String>>,
+    pub spiffe_trust_domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -282,6 +285,7 @@ pub struct RawAudience {
     pub ignore_unknown_scopes: Option<bool>,
     pub message: Option<String>,
     pub require_dpop: Option<bool>,
+    pub require_mtls: Option<bool>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
 }

@@ -1,6 +1,6 @@
 //! The last steps: the decision (whose rules), the lifetime, and signing.
 
-use ferry_core::binding::{self, Binding};
+use ferry_core::binding::{self, Binding, BindingError};
 use ferry_core::error::desc;
 use ferry_core::mapping::Principal;
 use ferry_core::mint::{MintInput, access_token_claims, issued_lifetime};
@@ -10,7 +10,6 @@ use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_keys::Snapshot;
 use ferry_token::Act;
-use ferry_verify::dpop::DpopProof;
 
 use super::subject::{Ask, Policy, Subject};
 use crate::ids::random_id;
@@ -106,8 +105,8 @@ pub struct Minting<'a> {
     pub grant: &'a Grant,
     /// The lifetime.
     pub ttl: u64,
-    /// The spent proof, whose key the token is bound to.
-    pub proof: Option<&'a DpopProof>,
+    /// What the request proved: its spent DPoP proof's key, its client certificate.
+    pub proofs: binding::Proofs<'a>,
     /// The actor token's binding.
     pub actor_binding: &'a Binding,
     /// The `act` claim.
@@ -116,26 +115,41 @@ pub struct Minting<'a> {
     pub jti: &'a str,
 }
 
-/// 11. Signs the access token. A grant requiring DPoP, or a bound subject or actor, is
-///     never issued as a bearer token.
+/// The one binding of the issued token (`ferry_core::binding::issued`): a grant
+/// requiring DPoP or a certificate, or a bound subject or actor, is never issued as a
+/// bearer token.
+fn issued_binding(subject: &Subject, m: &Minting<'_>) -> Result<Binding, OAuthError> {
+    binding::issued(
+        m.grant.require_dpop,
+        m.grant.require_mtls,
+        &subject.binding,
+        m.actor_binding,
+        m.proofs,
+    )
+    .map_err(|e| {
+        let (code, description) = match e {
+            BindingError::DpopRequired => (ErrorCode::InvalidDpopProof, desc::DPOP_REQUIRED),
+            BindingError::CertificateRequired => {
+                (ErrorCode::InvalidRequest, desc::CERTIFICATE_REQUIRED)
+            }
+            _ => (ErrorCode::InvalidRequest, desc::CONFLICTING_BINDINGS),
+        };
+        OAuthError::new(code, Step::Policy, description)
+            .rule(m.grant.rules.join(", "))
+            .detail(e.to_string())
+    })
+}
+
+/// 11. Signs the access token, bound as [`issued_binding`] says; returns the response
+///     and the binding.
 pub fn mint(
     loaded: &Loaded,
     subject: &Subject,
     m: &Minting<'_>,
     now: i64,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<(TokenResponse, Binding), OAuthError> {
     let _sign = tracing::info_span!("sign").entered();
-    if binding::requires_dpop(m.grant.require_dpop, &subject.binding, m.actor_binding)
-        && m.proof.is_none()
-    {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidDpopProof,
-            Step::Policy,
-            desc::DPOP_REQUIRED,
-        )
-        .rule(m.grant.rules.join(", "))
-        .detail("DPoP required by the audience or rule"));
-    }
+    let bound = issued_binding(subject, m)?;
     let keys = m.keys;
     if let Some(why) = &keys.cannot_sign {
         return Err(OAuthError::new(
@@ -151,7 +165,7 @@ pub fn mint(
         now,
         ttl: m.ttl,
         jti: m.jti,
-        cnf_jkt: m.proof.map(|p| p.jkt.as_str()),
+        cnf: &bound,
         act: m.act,
         may_act: subject.may_act.as_ref(),
     };
@@ -162,13 +176,22 @@ pub fn mint(
         &claims,
     )
     .map_err(|e| crate::tokens::sign_error(&e))?;
-    Ok(TokenResponse {
-        access_token: token,
-        issued_token_type: subject.issued.uri(),
-        token_type: if m.proof.is_some() { "DPoP" } else { "Bearer" },
-        expires_in: m.ttl,
-        scope: (!m.grant.scopes.is_empty()).then(|| m.grant.scopes.join(" ")),
-    })
+    // RFC 8705 §3: a certificate-bound token is still of type Bearer.
+    let token_type = if bound.jkt().is_some() {
+        "DPoP"
+    } else {
+        "Bearer"
+    };
+    Ok((
+        TokenResponse {
+            access_token: token,
+            issued_token_type: subject.issued.uri(),
+            token_type,
+            expires_in: m.ttl,
+            scope: (!m.grant.scopes.is_empty()).then(|| m.grant.scopes.join(" ")),
+        },
+        bound,
+    ))
 }
 
 /// A fresh token id.

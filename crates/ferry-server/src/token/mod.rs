@@ -25,6 +25,7 @@ mod parent;
 mod provider;
 mod saml;
 mod subject;
+mod x509;
 
 use axum::http::HeaderMap;
 use ferry_core::binding::{self, Binding, BindingError};
@@ -52,6 +53,26 @@ pub struct Caller {
     pub certificate: Option<std::sync::Arc<crate::client_cert::ClientChain>>,
 }
 
+/// What the audit event says of an issued token.
+fn record_issued(
+    audit: &mut AuditEvent,
+    grant: &ferry_core::policy::Grant,
+    subject: &Subject,
+    jti: String,
+    ttl: u64,
+    now: i64,
+    bound: &Binding,
+) {
+    audit.rule = Some(grant.rules.join(", "));
+    audit.scopes = grant.scopes.clone();
+    audit.client_id = Some(subject.client_id.clone());
+    audit.jti = Some(jti);
+    audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+    audit.cnf_jkt = bound.jkt().map(str::to_owned);
+    audit.cnf_x5t = bound.x5t().map(str::to_owned);
+    audit.reference = subject.issued == ferry_core::request::IssuedTokenType::Reference;
+}
+
 /// Step 5: the grant's subject.
 async fn subject_of(
     state: &AppState,
@@ -65,17 +86,20 @@ async fn subject_of(
         GrantKind::FerryToken => parent::ferry_token(state, loaded, ask, now, trail).await,
         GrantKind::JwtBearer => provider::jwt_bearer(state, loaded, ask, now, trail).await,
         GrantKind::Saml => saml::saml_assertion(state, loaded, ask, now, trail).await,
+        GrantKind::X509 => x509::certificate_chain(loaded, ask, now, trail),
     }
 }
 
-/// A proof that does not cover the keys the subject and actor are bound to.
+/// Proofs that do not cover the keys the subject and actor are bound to: a missing or
+/// other certificate is `invalid_request`, a missing or other DPoP key
+/// `invalid_dpop_proof`.
 fn unproven(e: BindingError) -> OAuthError {
-    OAuthError::new(
-        ErrorCode::InvalidDpopProof,
-        Step::Verify,
-        desc::INVALID_DPOP_PROOF,
-    )
-    .detail(e.to_string())
+    let (code, description) = if e.is_certificate() {
+        (ErrorCode::InvalidRequest, desc::CERTIFICATE_REQUIRED)
+    } else {
+        (ErrorCode::InvalidDpopProof, desc::INVALID_DPOP_PROOF)
+    };
+    OAuthError::new(code, Step::Verify, description).detail(e.to_string())
 }
 
 /// Steps 2–4, then the rest: the request after the HTTP adapter admitted and parsed it.
@@ -129,8 +153,11 @@ pub async fn run(
     audit.parent_jti = subject.principal.ancestors.last().cloned();
     // 7. Binding: the proof spent, the subject's key proven by it.
     let proof = crate::dpop::consume(state, loaded, pending.as_ref()).await?;
-    let proven = proof.map(|p| p.jkt.as_str());
-    binding::check(&subject.binding, &Binding::Bearer, proven).map_err(unproven)?;
+    let proofs = binding::Proofs {
+        jkt: proof.map(|p| p.jkt.as_str()),
+        x5t: ask.certificate.as_deref().map(|c| c.thumbprint()),
+    };
+    binding::check(&subject.binding, &Binding::Bearer, proofs).map_err(unproven)?;
     // 8. Delegation, the actor's key proven by the same proof.
     let delegation =
         actor::delegate(state, loaded, ask.actor_token.as_deref(), &subject, now).await?;
@@ -138,14 +165,14 @@ pub async fn run(
         audit.actor = Some(a.subject.clone());
         audit.actor_provider = Some(a.provider.clone());
     }
-    binding::check(&subject.binding, &delegation.binding, proven).map_err(unproven)?;
+    binding::check(&subject.binding, &delegation.binding, proofs).map_err(unproven)?;
     // 9–10. The decision and the lifetime, under one key-ring snapshot with the signing.
     let situation = Situation {
         source_ip: caller.source,
         time: now,
-        // A token is bound exactly when a proof came (step 7 refused a bound credential
-        // without one).
-        sender_constrained: proven.is_some(),
+        // A token is bound exactly when a proof or a certificate came (step 7 refused a
+        // bound credential without its proof).
+        sender_constrained: proofs.jkt.is_some() || proofs.x5t.is_some(),
         client_authenticated,
     };
     let grant = mint::decide(
@@ -164,19 +191,13 @@ pub async fn run(
         keys: &keys,
         grant: &grant,
         ttl,
-        proof,
+        proofs,
         actor_binding: &delegation.binding,
         act: delegation.act.as_ref(),
         jti: &jti,
     };
-    let resp = mint::mint(loaded, &subject, &minting, now)?;
-    audit.rule = Some(grant.rules.join(", "));
-    audit.scopes = grant.scopes.clone();
-    audit.client_id = Some(subject.client_id.clone());
-    audit.jti = Some(jti);
-    audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
-    audit.cnf_jkt = proven.map(str::to_owned);
-    audit.reference = subject.issued == ferry_core::request::IssuedTokenType::Reference;
+    let (resp, bound) = mint::mint(loaded, &subject, &minting, now)?;
+    record_issued(audit, &grant, &subject, jti, ttl, now, &bound);
     // 12. The reference handle.
     crate::tokens::maybe_reference(state, &loaded.config, subject.issued, resp, now).await
 }
