@@ -4,10 +4,11 @@
 //! client).
 //!
 //! - `tls_client_auth` (§2.1): the chain validates to the client's `ca_file`, else
-//!   `tls.client_ca_file` (rustls-webpki: signatures, validity at Ferry's clock, the
-//!   clientAuth EKU when the leaf has an EKU, basic constraints, name constraints, path
-//!   length), the intermediates taken from the chain the client sent; and the leaf
-//!   carries the one name the client is registered with (§2.1.2).
+//!   `tls.client_ca_file`, with the verifier `x509` providers use
+//!   ([`ferry_verify::x509::TrustStore`], on rustls-webpki: signatures, validity within
+//!   [`LEEWAY`] of Ferry's clock, the clientAuth EKU when the leaf has an EKU, basic and
+//!   name constraints, path length), the intermediates taken from the chain the client
+//!   sent; and the leaf carries the one name the client is registered with (§2.1.2).
 //! - `self_signed_tls_client_auth` (§2.2): the leaf's public key is one of the client's
 //!   registered keys. No chain, no validity period: the registration is the trust.
 //!
@@ -17,12 +18,9 @@ mod keys;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferry_core::config::{CertificateName, Client, ClientAuth, KeysConfig};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, TrustAnchor, UnixTime};
-use webpki::{EndEntityCert, KeyUsage};
+use ferry_verify::x509::{Chain, TrustStore};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
@@ -36,7 +34,7 @@ pub enum CertificateCheck {
     /// `tls_client_auth`: a chain to these anchors, and this name on the leaf.
     Chain {
         /// The trust anchors (the client's `ca_file` or `tls.client_ca_file`).
-        anchors: Arc<Vec<TrustAnchor<'static>>>,
+        anchors: Arc<TrustStore>,
         /// The registered name.
         name: CertificateName,
     },
@@ -64,31 +62,22 @@ pub enum CertificateRefused {
     Key,
 }
 
+/// Clock difference allowed at a certificate's validity bounds, seconds (as for JWTs).
+pub const LEEWAY: i64 = 60;
+
 /// Reads a PEM bundle of trust anchors.
-pub fn load_anchors(path: &Path) -> Result<Arc<Vec<TrustAnchor<'static>>>, String> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!("{}: no certificate", path.display()));
-    }
-    certs
-        .iter()
-        .map(|c| {
-            webpki::anchor_from_trusted_cert(c)
-                .map(|a| a.to_owned())
-                .map_err(|e| format!("{}: not a CA certificate Ferry reads: {e}", path.display()))
-        })
-        .collect::<Result<Vec<_>, _>>()
+pub fn load_anchors(path: &Path) -> Result<Arc<TrustStore>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    TrustStore::from_pem(&[pem], &[])
         .map(Arc::new)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// The check for a client registered with a certificate method; `None` for the others.
 /// `default_anchors`: `tls.client_ca_file`, read once for every client that uses it.
 pub fn check_for(
     client: &Client,
-    default_anchors: Option<&Arc<Vec<TrustAnchor<'static>>>>,
+    default_anchors: Option<&Arc<TrustStore>>,
 ) -> Result<Option<CertificateCheck>, String> {
     match client.auth {
         ClientAuth::TlsClientAuth => {
@@ -159,24 +148,12 @@ fn has_name(leaf: &X509Certificate<'_>, name: &CertificateName) -> bool {
 }
 
 /// RFC 8705 §2.1: the chain to the anchors, for client authentication, at `now`.
-fn chain_valid(chain: &ClientChain, anchors: &[TrustAnchor<'static>], now: i64) -> bool {
-    let Ok(leaf) = EndEntityCert::try_from(chain.leaf()) else {
-        return false;
+fn chain_valid(chain: &ClientChain, anchors: &TrustStore, now: i64) -> bool {
+    let chain = Chain {
+        leaf: chain.leaf().clone(),
+        intermediates: chain.intermediates().to_vec(),
     };
-    let algorithms = rustls::crypto::aws_lc_rs::default_provider()
-        .signature_verification_algorithms
-        .all;
-    let time = UnixTime::since_unix_epoch(Duration::from_secs(u64::try_from(now).unwrap_or(0)));
-    leaf.verify_for_usage(
-        algorithms,
-        anchors,
-        chain.intermediates(),
-        time,
-        KeyUsage::client_auth(),
-        None,
-        None,
-    )
-    .is_ok()
+    anchors.verify(&chain, now, LEEWAY).is_ok()
 }
 
 /// Checks a client's certificate; `now` is Ferry's clock (Unix seconds).
