@@ -110,6 +110,7 @@ pub fn saml(data: &[u8]) {
         recipients: &recipients,
         leeway: 60,
         allow_sha1: true,
+        max_lifetime: 86_400,
     };
     let _ = doc.verify_with(certs, &policy, 1_700_000_000);
 }

@@ -55,7 +55,6 @@ pub(super) fn members(errs: &mut ConfigErrors, path: &str, p: &RawProvider, kind
         ),
         (p.accepted_types.is_some(), "accepted_types"),
         (p.api_server.is_some(), "api_server"),
-        (p.max_token_lifetime.is_some(), "max_token_lifetime"),
         (p.max_token_age.is_some(), "max_token_age"),
     ];
     if !saml {

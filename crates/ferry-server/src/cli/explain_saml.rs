@@ -62,6 +62,7 @@ pub async fn verify_saml<'c>(
         recipients: &settings.recipients,
         leeway: i64::try_from(provider.leeway.as_secs()).unwrap_or(0),
         allow_sha1: settings.allow_sha1,
+        max_lifetime: i64::try_from(provider.max_token_lifetime.as_secs()).unwrap_or(i64::MAX),
     };
     match doc.verify(&tp.keys, &policy, now).await {
         Ok(a) => {

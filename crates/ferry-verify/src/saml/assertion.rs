@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use roxmltree::Node;
 
-use super::xml::{elements, is, only_child, text_of};
+use super::xml::{XML_SPACE, attr, elements, is, only_child, text_of};
 use super::{Assertion, SAML, SamlError, SamlPolicy};
 
 const BEARER: &str = "urn:oasis:names:tc:SAML:2.0:cm:bearer";
@@ -92,7 +92,7 @@ fn time_attr(node: Node<'_, '_>, name: &str) -> Result<Option<i64>, SamlError> {
 fn bearer(subject: Node<'_, '_>, policy: &SamlPolicy<'_>, now: i64) -> Result<i64, SamlError> {
     let mut why = SamlError::NoBearer;
     for sc in elements(subject).filter(|n| is(*n, SAML, "SubjectConfirmation")) {
-        if sc.attribute("Method") != Some(BEARER) {
+        if attr(sc, "Method") != Some(BEARER) {
             continue;
         }
         let Some(data) = only_child(sc, SAML, "SubjectConfirmationData")? else {
@@ -109,8 +109,7 @@ fn bearer(subject: Node<'_, '_>, policy: &SamlPolicy<'_>, now: i64) -> Result<i6
             why = SamlError::NotYetValid;
             continue;
         }
-        if data
-            .attribute("Recipient")
+        if attr(data, "Recipient")
             .is_some_and(|r| !policy.recipients.iter().any(|x| x == r))
         {
             why = SamlError::Recipient;
@@ -142,7 +141,7 @@ fn conditions(
         let mut ours = false;
         for a in elements(r).filter(|n| is(*n, SAML, "Audience")) {
             let a = text_of(a)?;
-            ours |= policy.audiences.iter().any(|x| *x == a.trim());
+            ours |= policy.audiences.iter().any(|x| *x == a.trim_matches(XML_SPACE));
         }
         if !ours {
             return Err(SamlError::Audience);
@@ -166,7 +165,7 @@ fn attributes(assertion: Node<'_, '_>) -> Result<BTreeMap<String, Vec<String>>, 
             if !is(a, SAML, "Attribute") {
                 continue;
             }
-            let name = bounded(a.attribute("Name").unwrap_or_default().to_owned())?;
+            let name = bounded(attr(a, "Name").unwrap_or_default().to_owned())?;
             let values = out.entry(name).or_default();
             for v in elements(a).filter(|n| is(*n, SAML, "AttributeValue")) {
                 let nil = v.attributes().any(|x| {
@@ -197,10 +196,10 @@ pub fn read_unchecked(assertion: Node<'_, '_>) -> Result<Assertion, SamlError> {
     let subject = only_child(assertion, SAML, "Subject")?.ok_or(SamlError::NoSubject)?;
     let name_id = only_child(subject, SAML, "NameID")?.ok_or(SamlError::NoSubject)?;
     Ok(Assertion {
-        id: assertion.attribute("ID").unwrap_or_default().to_owned(),
-        issuer: text_of(issuer)?.trim().to_owned(),
-        subject: bounded(text_of(name_id)?.trim().to_owned())?,
-        name_id_format: name_id.attribute("Format").map(str::to_owned),
+        id: attr(assertion, "ID").unwrap_or_default().to_owned(),
+        issuer: text_of(issuer)?.trim_matches(XML_SPACE).to_owned(),
+        subject: bounded(text_of(name_id)?.trim_matches(XML_SPACE).to_owned())?,
+        name_id_format: attr(name_id, "Format").map(str::to_owned),
         attributes: attributes(assertion)?,
         not_on_or_after: 0,
         confirmed_until: 0,
@@ -214,13 +213,13 @@ pub fn read(
     policy: &SamlPolicy<'_>,
     now: i64,
 ) -> Result<Assertion, SamlError> {
-    if assertion.attribute("Version") != Some("2.0") {
+    if attr(assertion, "Version") != Some("2.0") {
         return Err(SamlError::Structure("the assertion is not SAML 2.0"));
     }
-    let id = bounded(assertion.attribute("ID").unwrap_or_default().to_owned())?;
+    let id = bounded(attr(assertion, "ID").unwrap_or_default().to_owned())?;
     let issuer = only_child(assertion, SAML, "Issuer")?.ok_or(SamlError::Issuer)?;
     let issuer = text_of(issuer)?;
-    if issuer.trim() != policy.entity_id {
+    if issuer.trim_matches(XML_SPACE) != policy.entity_id {
         return Err(SamlError::Issuer);
     }
     let subject = only_child(assertion, SAML, "Subject")?.ok_or(SamlError::NoSubject)?;
@@ -228,17 +227,20 @@ pub fn read(
         return Err(SamlError::Encrypted);
     }
     let name_id = only_child(subject, SAML, "NameID")?.ok_or(SamlError::NoSubject)?;
-    let subject_value = bounded(text_of(name_id)?.trim().to_owned())?;
+    let subject_value = bounded(text_of(name_id)?.trim_matches(XML_SPACE).to_owned())?;
     if subject_value.is_empty() {
         return Err(SamlError::NoSubject);
     }
     let confirmed_until = bearer(subject, policy, now)?;
     let (until, one_time_use) = conditions(assertion, policy, now)?;
+    if until.unwrap_or(confirmed_until).max(confirmed_until) > now.saturating_add(policy.max_lifetime) {
+        return Err(SamlError::Lifetime);
+    }
     Ok(Assertion {
         id,
-        issuer: issuer.trim().to_owned(),
+        issuer: issuer.trim_matches(XML_SPACE).to_owned(),
         subject: subject_value,
-        name_id_format: name_id.attribute("Format").map(str::to_owned),
+        name_id_format: attr(name_id, "Format").map(str::to_owned),
         attributes: attributes(assertion)?,
         not_on_or_after: until.unwrap_or(confirmed_until),
         confirmed_until,

@@ -101,10 +101,16 @@ fn candidates(node: Node<'_, '_>, element_prefix: &str, mode: &Mode) -> Vec<Stri
     out
 }
 
-/// Writes `node`'s start tag; returns the bindings its subtree sees as written.
-fn start_tag(node: Node<'_, '_>, rendered: &Rendered, mode: &Mode, out: &mut String) -> Rendered {
+/// Writes `node`'s start tag; returns the bindings its subtree sees as written when it
+/// wrote any (else its parent's stand).
+fn start_tag(
+    node: Node<'_, '_>,
+    rendered: &Rendered,
+    mode: &Mode,
+    out: &mut String,
+) -> Option<Rendered> {
     let name = qname(node);
-    let mut mine = rendered.clone();
+    let mut mine: Option<Rendered> = None;
     out.push('<');
     out.push_str(name);
     for prefix in candidates(node, prefix_of(name), mode) {
@@ -123,7 +129,8 @@ fn start_tag(node: Node<'_, '_>, rendered: &Rendered, mode: &Mode, out: &mut Str
         }
         escape_attr(uri, out);
         out.push('"');
-        mine.insert(prefix, uri.to_owned());
+        mine.get_or_insert_with(|| rendered.clone())
+            .insert(prefix, uri.to_owned());
     }
     let text = node.document().input_text();
     let mut attrs: Vec<(&str, &str, &str, &str)> = node
@@ -157,8 +164,9 @@ fn render(
     }
     if node.is_element() {
         let mine = start_tag(node, rendered, mode, out);
+        let scope = mine.as_ref().unwrap_or(rendered);
         for child in node.children() {
-            render(child, skip, &mine, mode, out);
+            render(child, skip, scope, mode, out);
         }
         out.push_str("</");
         out.push_str(qname(node));

@@ -14,7 +14,7 @@ use roxmltree::{Node, NodeId};
 use super::SamlError;
 use super::c14n::{Mode, canonicalize};
 use super::keys::{Certificate, SigAlg};
-use super::xml::{elements, is, only_child, text_of};
+use super::xml::{attr, elements, is, only_child, text_of};
 
 /// The XML-DSig namespace.
 pub const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
@@ -47,7 +47,7 @@ fn digest_method(uri: &str, allow_sha1: bool) -> Result<&'static digest::Algorit
 }
 
 fn algorithm_of<'a>(node: Node<'a, '_>) -> Result<&'a str, SamlError> {
-    node.attribute("Algorithm")
+    attr(node, "Algorithm")
         .ok_or(SamlError::Structure("an algorithm is not named"))
 }
 
@@ -61,8 +61,7 @@ fn c14n_mode(node: Node<'_, '_>) -> Result<Mode, SamlError> {
                 if !is(child, EXC_C14N, "InclusiveNamespaces") {
                     return Err(SamlError::Transform);
                 }
-                for p in child
-                    .attribute("PrefixList")
+                for p in attr(child, "PrefixList")
                     .unwrap_or("")
                     .split_ascii_whitespace()
                 {
@@ -169,8 +168,7 @@ pub fn verify(
         .parent()
         .filter(Node::is_element)
         .ok_or(SamlError::Structure("a signature has no parent element"))?;
-    let id = signed
-        .attribute("ID")
+    let id = attr(signed, "ID")
         .filter(|id| !id.is_empty())
         .ok_or(SamlError::Structure("a signed element has no ID"))?;
     let Parts { signed_info, value } = parts(signature)?;
@@ -202,7 +200,7 @@ pub fn verify(
     let alg = signature_method(algorithm_of(method)?, allow_sha1)?;
 
     // The reference names the element the signature sits in, and nothing else.
-    if reference.attribute("URI").and_then(|u| u.strip_prefix('#')) != Some(id) {
+    if attr(reference, "URI").and_then(|u| u.strip_prefix('#')) != Some(id) {
         return Err(SamlError::Reference);
     }
     let mode = transforms(reference)?;
@@ -217,6 +215,17 @@ pub fn verify(
         only_child(reference, DS, "DigestValue")?
             .ok_or(SamlError::Structure("a reference has no DigestValue"))?,
     )?;
+    // The signature over SignedInfo first: it is small, and a forged document is refused
+    // before the (larger) signed element is canonicalized and digested.
+    let message = canonicalize(signed_info, None, &info_mode);
+    let signature_value = base64_of(value)?;
+    let keys = keys_for(signature, configured)?;
+    if !keys
+        .iter()
+        .any(|k| k.verify(alg, &message, &signature_value))
+    {
+        return Err(SamlError::Signature);
+    }
     let actual = digest::digest(
         digest_alg,
         &canonicalize(signed, Some(signature.id()), &mode),
@@ -224,16 +233,5 @@ pub fn verify(
     if actual.as_ref() != expected.as_slice() {
         return Err(SamlError::Digest);
     }
-
-    let message = canonicalize(signed_info, None, &info_mode);
-    let signature_value = base64_of(value)?;
-    let keys = keys_for(signature, configured)?;
-    if keys
-        .iter()
-        .any(|k| k.verify(alg, &message, &signature_value))
-    {
-        Ok(signed.id())
-    } else {
-        Err(SamlError::Signature)
-    }
+    Ok(signed.id())
 }

@@ -11,7 +11,7 @@ use x509_parser::public_key::PublicKey;
 
 use super::SamlError;
 use super::dsig::DS;
-use super::xml::{elements, is, parse, text_of};
+use super::xml::{attr, elements, is, parse, text_of};
 
 /// The SAML 2.0 metadata namespace.
 const MD: &str = "urn:oasis:names:tc:SAML:2.0:metadata";
@@ -127,13 +127,13 @@ pub fn from_metadata(xml: &[u8], entity_id: &str) -> Result<Vec<Certificate>, Sa
     let doc = parse(xml)?;
     let entity = doc
         .descendants()
-        .find(|n| is(*n, MD, "EntityDescriptor") && n.attribute("entityID") == Some(entity_id))
+        .find(|n| is(*n, MD, "EntityDescriptor") && attr(*n, "entityID") == Some(entity_id))
         .ok_or(SamlError::MetadataEntity)?;
     let mut out = Vec::new();
     for idp in elements(entity).filter(|n| is(*n, MD, "IDPSSODescriptor")) {
         for kd in elements(idp).filter(|n| is(*n, MD, "KeyDescriptor")) {
             // `use` absent means both signing and encryption.
-            if kd.attribute("use").is_some_and(|u| u != "signing") {
+            if attr(kd, "use").is_some_and(|u| u != "signing") {
                 continue;
             }
             for c in kd.descendants().filter(|n| is(*n, DS, "X509Certificate")) {

@@ -50,6 +50,9 @@ pub enum SamlError {
     /// Nested too deeply.
     #[error("the SAML document is nested too deeply")]
     TooDeep,
+    /// Too many namespace bindings in scope at an element.
+    #[error("the SAML document declares too many namespaces")]
+    TooManyNamespaces,
     /// A DTD or entity declaration.
     #[error("the SAML document has a DTD; DTDs and entities are refused")]
     Dtd,
@@ -121,6 +124,9 @@ pub enum SamlError {
     /// Before `NotBefore`.
     #[error("the assertion is not yet valid")]
     NotYetValid,
+    /// Valid further into the future than the provider allows.
+    #[error("the assertion is valid for longer than the provider allows")]
+    Lifetime,
     /// A time value cannot be read.
     #[error("a time in the assertion is not an xs:dateTime")]
     Time,
@@ -145,6 +151,9 @@ pub struct SamlPolicy<'a> {
     pub leeway: i64,
     /// Whether SHA-1 signatures and digests are accepted.
     pub allow_sha1: bool,
+    /// The longest an assertion may still be valid for, seconds: bounds how long a
+    /// single-use `ID` is held.
+    pub max_lifetime: i64,
 }
 
 /// A verified assertion, as the mapping sees it.
@@ -235,7 +244,7 @@ fn shape(doc: &Document<'_>) -> Result<NodeId, SamlError> {
     let mut ids = HashSet::new();
     let mut assertions = Vec::new();
     for n in doc.descendants().filter(Node::is_element) {
-        if n.attribute("ID").is_some_and(|id| !ids.insert(id)) {
+        if xml::attr(n, "ID").is_some_and(|id| !ids.insert(id)) {
             return Err(SamlError::DuplicateId);
         }
         if xml::is(n, SAML, "EncryptedAssertion") {
@@ -280,7 +289,7 @@ fn shape(doc: &Document<'_>) -> Result<NodeId, SamlError> {
     if response {
         let status = xml::only_child(root, SAMLP, "Status")?
             .and_then(|s| xml::only_child(s, SAMLP, "StatusCode").ok().flatten())
-            .and_then(|c| c.attribute("Value"));
+            .and_then(|c| xml::attr(c, "Value"));
         if status.is_some_and(|v| v != SUCCESS) {
             return Err(SamlError::Status);
         }
@@ -306,7 +315,7 @@ impl<'a> SamlDocument<'a> {
     pub fn issuer(&self) -> Result<String, SamlError> {
         let issuer =
             xml::only_child(self.assertion()?, SAML, "Issuer")?.ok_or(SamlError::Issuer)?;
-        Ok(xml::text_of(issuer)?.trim().to_owned())
+        Ok(xml::text_of(issuer)?.trim_matches(xml::XML_SPACE).to_owned())
     }
 
     /// The assertion's issuer, subject and attributes, NOT verified: for authoring
@@ -339,12 +348,11 @@ impl<'a> SamlDocument<'a> {
         }
         if xml::is(root, SAMLP, "Response") {
             if let Some(issuer) = xml::only_child(root, SAML, "Issuer")?
-                && xml::text_of(issuer)?.trim() != policy.entity_id
+                && xml::text_of(issuer)?.trim_matches(xml::XML_SPACE) != policy.entity_id
             {
                 return Err(SamlError::Issuer);
             }
-            if root
-                .attribute("Destination")
+            if xml::attr(root, "Destination")
                 .is_some_and(|d| !policy.recipients.iter().any(|r| r == d))
             {
                 return Err(SamlError::Recipient);

@@ -25,6 +25,7 @@ fn check(xml: &str, certs: &[Certificate]) -> Result<Assertion, SamlError> {
         recipients: &recipients,
         leeway: 60,
         allow_sha1: false,
+        max_lifetime: 86_400,
     };
     SamlDocument::parse(xml)?.verify_with(certs, &policy, NOW)
 }

@@ -13,6 +13,9 @@ pub const MAX_XML_BYTES: usize = 256 * 1024;
 pub const MAX_DEPTH: usize = 32;
 /// The most nodes (elements, texts, comments) a document may have.
 pub const MAX_NODES: u32 = 20_000;
+/// The most namespace bindings in scope at any element (real assertions use fewer than
+/// fifteen): inclusive canonicalization writes them all, so this bounds its work.
+pub const MAX_NAMESPACES: usize = 32;
 
 /// Skips past `end`, starting at `from`; `None` when it never comes.
 fn skip_past(bytes: &[u8], from: usize, end: &[u8]) -> Option<usize> {
@@ -109,6 +112,12 @@ pub fn parse(xml: &str) -> Result<Document<'_>, SamlError> {
     if doc.descendants().any(|n| n.is_pi()) {
         return Err(SamlError::ProcessingInstruction);
     }
+    if doc
+        .descendants()
+        .any(|n| n.is_element() && n.namespaces().len() > MAX_NAMESPACES)
+    {
+        return Err(SamlError::TooManyNamespaces);
+    }
     Ok(doc)
 }
 
@@ -126,6 +135,19 @@ pub fn qname<'a>(node: Node<'a, 'a>) -> &'a str {
 /// The prefix a qualified name was written with (`""` for none).
 pub fn prefix_of(qname: &str) -> &str {
     qname.split_once(':').map_or("", |(p, _)| p)
+}
+
+/// XML's white space (`S` in XML 1.0 §2.3): the only characters trimmed from a text
+/// value. Unicode spaces (U+00A0, U+3000, …) are part of the value: trimming them would
+/// make `alice@example.com\u{a0}` the same subject as `alice@example.com`.
+pub const XML_SPACE: [char; 4] = [' ', '\t', '\n', '\r'];
+
+/// The value of `node`'s attribute `name` in no namespace (a same-named attribute in
+/// another namespace, e.g. `o:Recipient`, is never read in its place).
+pub fn attr<'a>(node: Node<'a, '_>, name: &str) -> Option<&'a str> {
+    node.attributes()
+        .find(|a| a.namespace().is_none() && a.name() == name)
+        .map(|a| a.value())
 }
 
 /// Whether `node` is the element `{ns}local`.
