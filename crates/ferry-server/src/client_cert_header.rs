@@ -6,7 +6,7 @@
 //!    request's client certificate: parsed ([`ferry_verify::cert_header`]), it replaces
 //!    whatever certificate the TLS handshake gave (that one is the proxy's own). No
 //!    header, or an empty one: no client certificate. A malformed header: 400. One over
-//!    64 KiB: ignored (no certificate), counted and warned about.
+//!    64 KiB: ignored (no certificate), counted, warned about and noted in the audit.
 //! 2. From any other connection the header is removed unread: never parsed, never
 //!    logged; a TLS client certificate stays the request's certificate.
 
@@ -25,6 +25,11 @@ use crate::client_cert::{ClientChain, PeerCertificate};
 /// another one for `ConnectInfo`.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpPeer(pub SocketAddr);
+
+/// Marks a request whose trusted peer's header was over the size limit and ignored: its
+/// audit event says so (`client_cert_header: too_large`).
+#[derive(Debug, Clone, Copy)]
+pub struct Ignored;
 
 /// What became of a trusted peer's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +82,10 @@ pub fn apply(
     req.extensions_mut().remove::<PeerCertificate>();
     let chain = match parsed {
         Ok(chain) => chain,
-        Err(CertHeaderError::TooLarge) => return Ok(Outcome::TooLarge),
+        Err(CertHeaderError::TooLarge) => {
+            req.extensions_mut().insert(Ignored);
+            return Ok(Outcome::TooLarge);
+        }
         Err(CertHeaderError::Malformed(why)) => return Err(why),
         Err(_) => return Err("unreadable"),
     };
@@ -178,5 +186,6 @@ mod tests {
         let mut req = request("10.1.2.3", Some(&big), Some(cert("proxy.example")));
         assert_eq!(apply(&mut req, Some(&c)), Ok(Outcome::TooLarge));
         assert_eq!(leaf(&req), None);
+        assert!(req.extensions().get::<Ignored>().is_some());
     }
 }

@@ -136,6 +136,16 @@ fn certificate_of(
     Ok(())
 }
 
+/// The answer to a trusted proxy's malformed client certificate header.
+fn malformed_header(why: &'static str) -> Response {
+    tracing::info!(reason = why, "refused: malformed client certificate header");
+    error_response(&OAuthError::new(
+        ErrorCode::InvalidRequest,
+        Step::Request,
+        ferry_core::error::desc::CLIENT_CERT_HEADER,
+    ))
+}
+
 /// The middleware.
 pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = instant_now();
@@ -147,7 +157,9 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
     let (id, trace) = request_id(&req);
     let loaded = state.loaded();
     let client = client_of(&mut req, &loaded.config.trusted_proxies);
-    let cert_header = certificate_of(&state, &mut req, &loaded);
+    let refused = certificate_of(&state, &mut req, &loaded)
+        .err()
+        .map(malformed_header);
     let limits = loaded.config.limits.clone();
     drop(loaded);
     let span = tracing::info_span!("request", request_id = %id, trace_id = trace.as_deref().unwrap_or(""), %method, %route, source = client.map(tracing::field::display));
@@ -159,13 +171,8 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
 
     let mut timed_out = false;
     let mut resp = async {
-        if let Err(why) = cert_header {
-            tracing::info!(reason = why, "refused: malformed client certificate header");
-            return error_response(&OAuthError::new(
-                ErrorCode::InvalidRequest,
-                Step::Request,
-                ferry_core::error::desc::CLIENT_CERT_HEADER,
-            ));
+        if let Some(refused) = refused {
+            return refused;
         }
         let deadline = std::time::Duration::from_secs(limits.request_timeout);
         match tokio::time::timeout(deadline, next.run(req)).await {
