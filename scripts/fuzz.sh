@@ -10,7 +10,7 @@ command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 for t in ${TARGETS:-token form config claims saml}; do
     echo "==> $t for ${SECS}s"
     cargo fuzz run --sanitizer none "$t" -- -max_total_time="$SECS" -max_len=20000 2>&1 \
-        | grep -E '^Done|^==|panicked|SUMMARY' || true
+        | grep -E '^Done|DONE|^==|panicked|SUMMARY' || true
     if [ -n "$(ls -A "artifacts/$t" 2>/dev/null)" ]; then
         echo "crash inputs in fuzz/artifacts/$t:" >&2
         ls "artifacts/$t" >&2

@@ -55,6 +55,7 @@ def env(tmp_path_factory):
         f"""
 issuer: {e.url}
 data_dir: {tmp / "data"}
+admin: {{ listen: "off" }}
 limits:
   shutdown_delay: 0s   # stopped at the end of the session: no load balancer to wait for
 outbound:
@@ -77,7 +78,7 @@ audiences:
         scopes: [read, write]
 """
     )
-    ferry = start_ferry(sock, tmp / "ferry.yaml")
+    ferry = start_ferry(sock, tmp / "ferry.yaml", log=tmp / "ferry.log")
     e.tmp = tmp
     yield e
     for p in (ferry, idp):

@@ -54,3 +54,4 @@ mod shedding;
 mod ssrf;
 mod storms;
 mod traps;
+mod x509;

@@ -241,6 +241,9 @@ pub mod desc {
     pub const TARGET_NOT_ALLOWED: &str = "the requested audience is not available";
     pub const SCOPE_NOT_ALLOWED: &str = "the requested scope is not allowed";
     pub const SUBJECT_EXPIRES_TOO_SOON: &str = "subject token expires too soon";
+    /// An `…:mtls` subject token on a connection that presented no client certificate.
+    pub const MTLS_SUBJECT_WITHOUT_CERTIFICATE: &str =
+        "an mtls subject token needs the client certificate on the connection";
     pub const INTERNAL: &str = "internal error";
     pub const BUSY: &str = "server busy, retry later";
     pub const TIMEOUT: &str = "request timed out";

@@ -22,6 +22,9 @@ pub const TT_JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 pub const TT_ID_TOKEN: &str = "urn:ietf:params:oauth:token-type:id_token";
 /// A base64url-encoded SAML 2.0 assertion (or a response holding one).
 pub const TT_SAML2: &str = "urn:ietf:params:oauth:token-type:saml2";
+/// An X.509 certificate chain (Google's X.509 federation): a JSON array of base64 DER
+/// certificates, leaf first, whose leaf is the client certificate of the connection.
+pub const TT_MTLS: &str = "urn:ietf:params:oauth:token-type:mtls";
 /// An OAuth access token.
 pub const TT_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token";
 /// Ferry's reference (opaque) token type: a random handle standing for an access token,
@@ -39,6 +42,8 @@ pub enum SubjectTokenType {
     AccessToken,
     /// `…:saml2`: a SAML 2.0 assertion from a `kind: saml` provider.
     Saml2,
+    /// `…:mtls`: a certificate chain for a `kind: x509` provider.
+    Mtls,
 }
 
 /// The kinds of token Ferry issues; echoed as `issued_token_type`.
@@ -444,6 +449,7 @@ fn parse_exchange(p: &Params) -> Result<ExchangeRequest, OAuthError> {
         Some(TT_ID_TOKEN) => SubjectTokenType::IdToken,
         Some(TT_ACCESS_TOKEN) => SubjectTokenType::AccessToken,
         Some(TT_SAML2) => SubjectTokenType::Saml2,
+        Some(TT_MTLS) => SubjectTokenType::Mtls,
         Some(_) => return Err(bad(desc::UNSUPPORTED_SUBJECT_TOKEN_TYPE)),
     };
     let requested_token_type = requested_type(p)?;

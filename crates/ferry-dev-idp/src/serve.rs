@@ -35,8 +35,9 @@ pub async fn serve(
     eprintln!(
         "ferry-dev-idp: DEVELOPMENT ISSUER, NOT FOR PRODUCTION: it mints any token it is asked for"
     );
-    println!("ferry-dev-idp SAML entity id {}", idp.entity_id);
+    // The first line stays "listening on <issuer>": scripts and tests read it.
     println!("ferry-dev-idp listening on {issuer}");
+    println!("ferry-dev-idp SAML entity id {}", idp.entity_id);
     let metadata = idp.metadata();
     let app = ferry_testkit::idp::router(issuer, jwks).route(
         saml::METADATA_PATH,

@@ -38,6 +38,7 @@ pub mod telemetry;
 pub mod tls;
 pub mod token;
 pub mod tokens;
+pub mod x509_trust;
 
 pub use routes::router;
 pub use state::AppState;

@@ -156,8 +156,9 @@ pub fn load_providers_reusing(
             cache: cache_settings(&p.cache),
         };
         let source = match &p.keys {
-            // Service-account assertions are verified with the registry's keys.
-            _ if p.kind == ProviderKind::ServiceAccount => {
+            // Service-account assertions are verified with the registry's keys; x509
+            // chains with the trust store read below.
+            _ if matches!(p.kind, ProviderKind::ServiceAccount | ProviderKind::X509) => {
                 Ok((KeySource::Static(Arc::new(StaticKeys::empty())), Vec::new()))
             }
             KeysConfig::Uri(_) | KeysConfig::Discovery(_) | KeysConfig::SamlMetadataUrl(_) => {
@@ -179,7 +180,15 @@ pub fn load_providers_reusing(
             KeysConfig::Inline(_)
             | KeysConfig::File(_)
             | KeysConfig::SamlMetadataFile(_)
-            | KeysConfig::SamlCertificates(_) => sources.build(&spec),
+            | KeysConfig::SamlCertificates(_)
+            | KeysConfig::X509 { .. } => sources.build(&spec),
+        };
+        let x509 = match crate::x509_trust::load(&p.keys) {
+            Ok(store) => store,
+            Err((at, e)) => {
+                errs.push(format!("{path}.{at}"), e);
+                continue;
+            }
         };
         match source {
             Ok((keys, w)) => {
@@ -188,6 +197,7 @@ pub fn load_providers_reusing(
                     config: p.clone(),
                     rules,
                     keys,
+                    x509,
                 });
             }
             Err(e) => errs.push(format!("{path}.{}", e.at()), e.to_string()),

@@ -25,6 +25,8 @@ pub struct TrustedProvider {
     pub rules: Rules,
     /// Its keys: static (parsed once, file reloaded on change) or a remote cache.
     pub keys: KeySource,
+    /// An x509 provider's trust anchors and intermediates (read at load and reload).
+    pub x509: Option<std::sync::Arc<ferry_verify::x509::TrustStore>>,
 }
 
 /// Providers by exact issuer.

@@ -31,6 +31,8 @@ mod source;
 pub mod time;
 mod unverified;
 mod verifier;
+#[cfg(feature = "x509")]
+pub mod x509;
 
 pub use alg::Algorithm;
 pub use error::VerifyError;

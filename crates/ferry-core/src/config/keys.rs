@@ -208,3 +208,30 @@ fn keys_config(
     };
     Some(KeysConfig::Discovery(url))
 }
+
+/// `ca_file` and `allow_private_network` apply only to keys fetched over the network.
+pub(super) fn network_options(
+    errs: &mut ConfigErrors,
+    path: &str,
+    p: &RawProvider,
+    keys: Option<&KeysConfig>,
+) {
+    let fetched = matches!(
+        keys,
+        Some(KeysConfig::Uri(_) | KeysConfig::Discovery(_) | KeysConfig::SamlMetadataUrl(_))
+    );
+    for (set, member) in [
+        (p.ca_file.is_some(), "ca_file"),
+        (
+            p.allow_private_network == Some(true),
+            "allow_private_network",
+        ),
+    ] {
+        if set && !fetched {
+            errs.push(
+                format!("{path}.{member}"),
+                "applies only to keys fetched over the network (jwks.uri, discovery or metadata.url)",
+            );
+        }
+    }
+}

@@ -24,6 +24,7 @@ mod sections;
 mod signing;
 mod tenant;
 mod typing;
+mod x509;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,7 @@ pub use revocation::{DEFAULT_REVOCATION_POLL_MS, DEFAULT_REVOCATION_TIMEOUT_MS, 
 pub use saml::{SamlSettings, token_endpoints};
 pub use signing::{DEFAULT_KEK_ENV, HsmConfig, PostgresStore, SecretSource, Signing};
 pub use tenant::TenantClaim;
+pub use x509::{X509_DEFAULT_SUBJECT, X509Settings, x509_issuer};
 
 /// A validated configuration.
 #[derive(Debug, Clone)]

@@ -39,6 +39,13 @@ pub enum KeysConfig {
     SamlMetadataUrl(Url),
     /// A SAML identity provider's signing certificates, PEM.
     SamlCertificates(String),
+    /// An x509 provider's trust anchors and intermediates: PEM files.
+    X509 {
+        /// The CA certificates chains must end at.
+        trust_anchors: Vec<PathBuf>,
+        /// Intermediate CA certificates to build paths with.
+        intermediates: Vec<PathBuf>,
+    },
 }
 
 /// The kinds of provider.
@@ -58,6 +65,8 @@ pub enum ProviderKind {
     ServiceAccount,
     /// A SAML 2.0 identity provider: assertions as `…:saml2` subject tokens.
     Saml,
+    /// X.509 certificate chains (a client's certificate) as `…:mtls` subject tokens.
+    X509,
 }
 
 /// The internal issuer of the `service_account` provider (it matches any registered
@@ -74,6 +83,7 @@ impl ProviderKind {
             Self::Kubernetes => "kubernetes",
             Self::ServiceAccount => "service_account",
             Self::Saml => "saml",
+            Self::X509 => "x509",
         }
     }
 }

@@ -59,33 +59,8 @@ pub struct Provider {
     pub tenant_claim: TenantClaim,
     /// A SAML provider's own settings.
     pub saml: Option<super::saml::SamlSettings>,
-}
-
-/// `ca_file` and `allow_private_network` apply only to keys fetched over the network.
-fn network_options(
-    errs: &mut ConfigErrors,
-    path: &str,
-    p: &RawProvider,
-    keys: Option<&KeysConfig>,
-) {
-    let fetched = matches!(
-        keys,
-        Some(KeysConfig::Uri(_) | KeysConfig::Discovery(_) | KeysConfig::SamlMetadataUrl(_))
-    );
-    for (set, member) in [
-        (p.ca_file.is_some(), "ca_file"),
-        (
-            p.allow_private_network == Some(true),
-            "allow_private_network",
-        ),
-    ] {
-        if set && !fetched {
-            errs.push(
-                format!("{path}.{member}"),
-                "applies only to keys fetched over the network (jwks.uri, discovery or metadata.url)",
-            );
-        }
-    }
+    /// An x509 provider's own settings.
+    pub x509: Option<super::x509::X509Settings>,
 }
 
 const LEGACY_K8S_ISSUER: &str = "kubernetes/serviceaccount";
@@ -99,6 +74,9 @@ fn issuer(errs: &mut ConfigErrors, path: &str, p: &RawProvider, kind: ProviderKi
     let issuer = match (&p.issuer, github) {
         _ if service_account => super::model::SERVICE_ACCOUNT_ISSUER.to_owned(),
         _ if kind == ProviderKind::Saml => return super::saml::entity_id(errs, path, p),
+        _ if kind == ProviderKind::X509 => {
+            return super::x509::x509_issuer(p.id.as_deref().unwrap_or_default());
+        }
         (Some(i), _) => i.clone(),
         (None, true) => super::github::GITHUB_ISSUER.to_owned(),
         (None, false) => String::new(),
@@ -143,7 +121,8 @@ fn audiences(
     let github = kind == ProviderKind::Github;
     let service_account = kind == ProviderKind::ServiceAccount;
     let audiences = p.audiences.clone().unwrap_or_default();
-    if !service_account && (audiences.is_empty() || audiences.iter().any(String::is_empty)) {
+    let none = service_account || kind == ProviderKind::X509;
+    if !none && (audiences.is_empty() || audiences.iter().any(String::is_empty)) {
         errs.push(format!("{path}.audiences"), "must not be empty");
     }
     if github
@@ -258,10 +237,11 @@ fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind
         Some("kubernetes") => ProviderKind::Kubernetes,
         Some("service_account") => ProviderKind::ServiceAccount,
         Some("saml") => ProviderKind::Saml,
+        Some("x509") => ProviderKind::X509,
         Some(_) => {
             errs.push(
                 format!("{path}.kind"),
-                "unknown kind (supported: oidc, github, kubernetes, static, service_account, saml)",
+                "unknown kind (supported: oidc, github, kubernetes, static, service_account, saml, x509)",
             );
             ProviderKind::Static
         }
@@ -276,6 +256,7 @@ fn kind_of(errs: &mut ConfigErrors, path: &str, p: &RawProvider) -> ProviderKind
 /// Members that only some kinds take.
 fn kind_members(errs: &mut ConfigErrors, path: &str, p: &RawProvider, kind: ProviderKind) {
     super::saml::members(errs, path, p, kind);
+    super::x509::members(errs, path, p, kind);
     if p.allow_unpinned.is_some() && kind != ProviderKind::Github {
         errs.push(
             format!("{path}.allow_unpinned"),
@@ -341,12 +322,15 @@ pub(super) fn provider(
     let accepted_types =
         super::typing::accepted_types(errs, path, p.accepted_types.as_ref(), service_account);
 
+    let x509 = kind == ProviderKind::X509;
     let (keys, api_server) = if saml {
         (super::saml::keys(errs, path, p, base, outbound), None)
+    } else if x509 {
+        (super::x509::keys(errs, path, p, base), None)
     } else {
         super::keys::keys(errs, path, p, kind, &issuer, base, outbound)
     };
-    network_options(errs, path, p, keys.as_ref());
+    super::keys::network_options(errs, path, p, keys.as_ref());
     let cache = super::keys::cache(errs, path, &p.cache);
     let t = times(errs, path, p);
 
@@ -355,10 +339,10 @@ pub(super) fn provider(
     if github {
         super::github::pinning(errs, warnings, path, &id, condition.as_ref(), unpinned);
     }
-    let default_subject = if saml {
-        "assertion.subject"
-    } else {
-        "assertion.sub"
+    let default_subject = match kind {
+        ProviderKind::Saml => "assertion.subject",
+        ProviderKind::X509 => super::x509::X509_DEFAULT_SUBJECT,
+        _ => "assertion.sub",
     };
     let parts = mapping_parts(
         errs,
@@ -369,6 +353,7 @@ pub(super) fn provider(
         default_subject,
     );
     let saml_settings = saml.then(|| super::saml::settings(errs, path, p, ferry_issuer));
+    let x509_settings = x509.then(|| super::x509::settings(errs, path, p));
     let tenant_claim = super::tenant::tenant_claim(errs, path, kind, p.tenant_claim.as_deref());
     if errs.0.len() > before {
         return None;
@@ -395,6 +380,7 @@ pub(super) fn provider(
             .cap_lifetime_at_subject_expiry
             .unwrap_or(!github && !saml),
         saml: saml_settings,
+        x509: x509_settings,
         tenant_claim,
         mapping: {
             let (subject, groups, attributes) = parts?;

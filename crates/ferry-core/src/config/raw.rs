@@ -241,6 +241,9 @@ pub struct RawProvider {
     pub recipients: Option<Vec<String>>,
     pub single_use: Option<bool>,
     pub allow_sha1: Option<bool>,
+    pub trust_anchors: Option<Vec<String>>,
+    pub intermediates: Option<Vec<String>>,
+    pub spiffe_trust_domain: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -51,6 +51,8 @@ pub(super) fn tenant_claim(
         ProviderKind::Github => "repository_owner_id",
         ProviderKind::Kubernetes => "/kubernetes.io/namespace",
         ProviderKind::Saml => "subject",
+        // Refused certificates are counted per issuing CA.
+        ProviderKind::X509 => "/issuer/dn/cn",
         _ => "sub",
     };
     let text = raw.unwrap_or(preset);

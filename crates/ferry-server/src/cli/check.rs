@@ -123,6 +123,15 @@ fn describe_revocations(config: &ferry_core::config::Config) -> String {
 }
 
 fn describe_provider(p: &ferry_core::config::Provider) -> String {
+    if let Some(x) = &p.x509 {
+        return format!(
+            "  provider {} (x509): {}, SPIFFE trust domain {}, leeway {}",
+            p.id,
+            describe_keys(&p.keys),
+            x.spiffe_trust_domain.as_deref().unwrap_or("any"),
+            format_secs(p.leeway.as_secs()),
+        );
+    }
     if let Some(s) = &p.saml {
         return format!(
             "  provider {} (saml): entity id {}, certificates {}, SP entity ids {}, recipients {}, leeway {}{}{}",
@@ -164,5 +173,23 @@ fn describe_keys(k: &KeysConfig) -> String {
         KeysConfig::SamlMetadataFile(f) => format!("SAML metadata file {}", f.display()),
         KeysConfig::SamlMetadataUrl(u) => format!("SAML metadata at {u}"),
         KeysConfig::SamlCertificates(_) => "inline PEM certificates".to_owned(),
+        KeysConfig::X509 {
+            trust_anchors,
+            intermediates,
+        } => {
+            let files = |l: &[std::path::PathBuf]| {
+                let names: Vec<String> = l.iter().map(|f| f.display().to_string()).collect();
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(",")
+                }
+            };
+            format!(
+                "trust anchors {}, intermediates {}",
+                files(trust_anchors),
+                files(intermediates)
+            )
+        }
     }
 }

@@ -25,6 +25,7 @@ mod parent;
 mod provider;
 mod saml;
 mod subject;
+mod x509;
 
 use axum::http::HeaderMap;
 use ferry_core::binding::{self, Binding, BindingError};
@@ -84,6 +85,7 @@ async fn subject_of(
         GrantKind::FerryToken => parent::ferry_token(state, loaded, ask, now, trail).await,
         GrantKind::JwtBearer => provider::jwt_bearer(state, loaded, ask, now, trail).await,
         GrantKind::Saml => saml::saml_assertion(state, loaded, ask, now, trail).await,
+        GrantKind::X509 => x509::certificate_chain(loaded, ask, now, trail),
     }
 }
 

@@ -18,13 +18,15 @@ pub enum GrantKind {
     JwtBearer,
     /// RFC 8693 with a SAML 2.0 assertion from a `kind: saml` provider.
     Saml,
+    /// RFC 8693 with an X.509 chain (`…:mtls`) for a `kind: x509` provider.
+    X509,
 }
 
 impl GrantKind {
     /// The grant's name in audit events.
     pub fn audit_name(self) -> &'static str {
         match self {
-            Self::ProviderToken | Self::FerryToken | Self::Saml => "token-exchange",
+            Self::ProviderToken | Self::FerryToken | Self::Saml | Self::X509 => "token-exchange",
             Self::JwtBearer => "jwt-bearer",
         }
     }
@@ -78,6 +80,7 @@ impl Ask {
             grant: match req.subject_token_type {
                 SubjectTokenType::AccessToken => GrantKind::FerryToken,
                 SubjectTokenType::Saml2 => GrantKind::Saml,
+                SubjectTokenType::Mtls => GrantKind::X509,
                 SubjectTokenType::Jwt | SubjectTokenType::IdToken => GrantKind::ProviderToken,
             },
             credential: req.subject_token,
