@@ -16,6 +16,7 @@ mod accounts;
 mod activation;
 mod admin;
 mod attacks;
+mod cert_header;
 mod cli;
 mod confusion;
 mod delegation;

@@ -251,6 +251,7 @@ pub mod desc {
     pub const INVALID_DPOP_PROOF: &str = "invalid DPoP proof";
     pub const DPOP_REQUIRED: &str = "a DPoP proof is required";
     pub const CERTIFICATE_REQUIRED: &str = "a client certificate is required";
+    pub const CLIENT_CERT_HEADER: &str = "malformed client certificate header";
     pub const CONFLICTING_BINDINGS: &str =
         "the credentials require both a certificate and a DPoP binding";
     pub const DPOP_NONCE: &str = "use the DPoP-Nonce the server provided";

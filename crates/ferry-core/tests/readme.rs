@@ -35,6 +35,7 @@ const FERRY_KEYS: &[&str] = &[
     "listen",
     "trusted_proxies",
     "listen_proxy_protocol",
+    "client_cert_header",
     "data_dir",
     "revocation",
 ];

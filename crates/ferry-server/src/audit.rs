@@ -91,6 +91,9 @@ pub struct AuditEvent {
     /// Whether the token was issued as a reference handle.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub reference: bool,
+    /// A trusted proxy's client certificate header that was ignored (`too_large`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_header: Option<&'static str>,
 }
 
 /// Most requested targets an event lists.

@@ -10,6 +10,7 @@ pub mod charge;
 pub mod cli;
 pub mod client_auth;
 pub mod client_cert;
+pub mod client_cert_header;
 pub mod client_mtls;
 pub mod dpop;
 pub mod errors;

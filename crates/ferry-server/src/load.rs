@@ -403,12 +403,14 @@ pub fn metadata(config: &Config) -> serde_json::Value {
     doc
 }
 
-/// Whether requests can come with a client certificate (the TLS listener asks for one).
+/// Whether requests can come with a client certificate (the TLS listener asks for one,
+/// or a trusted proxy forwards it in `client_cert_header`).
 pub fn client_certificates(config: &Config) -> bool {
-    config
-        .tls
-        .as_ref()
-        .is_some_and(|t| t.client_auth != ferry_core::config::ClientCertMode::Off)
+    config.client_cert_header.is_some()
+        || config
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth != ferry_core::config::ClientCertMode::Off)
 }
 
 fn metadata_base(config: &Config) -> serde_json::Value {

@@ -12,6 +12,7 @@
 mod alg;
 #[cfg(feature = "access-boundary")]
 pub mod boundary;
+pub mod cert_header;
 #[doc(hidden)]
 pub mod derive;
 pub mod dpop;

@@ -1,5 +1,6 @@
 //! An example relying service: `GET /resource` answers only requests carrying a valid
-//! Ferry token for its audience (and, for bound tokens, a DPoP proof by the bound key).
+//! Ferry token for its audience (and, for bound tokens, a DPoP proof by the bound key or
+//! the client certificate the token names).
 //!
 //! Environment: `FERRY_ISSUER` (Ferry's issuer URL), `AUDIENCE` (this service's
 //! audience), `LISTEN` (default 127.0.0.1:0), `PUBLIC_URL` (this service's public base
@@ -7,6 +8,15 @@
 //! that may be fetched over http, for development and tests), `REVOCATION_INTERVAL`
 //! (seconds; polls Ferry's revocation list as the client `REVOCATION_CLIENT_ID` with
 //! `REVOCATION_CLIENT_SECRET`, registered at Ferry with `revocations: true`).
+//!
+//! Certificate-bound tokens (`cnf.x5t#S256`, RFC 8705 §3) need the request's client
+//! certificate: with `TLS_CERT` and `TLS_KEY` (PEM files) the service terminates TLS and
+//! asks clients for one ([`tls`]); behind a TLS-terminating proxy, `CLIENT_CERT_HEADER`,
+//! `CLIENT_CERT_HEADER_FORMAT` and `TRUSTED_PEERS` read it from the proxy's header
+//! ([`proxy`]).
+
+mod proxy;
+mod tls;
 
 use std::sync::Arc;
 
@@ -24,6 +34,7 @@ async fn resource(FerryAuth(token): FerryAuth) -> Json<Value> {
         "hello": token.subject,
         "scopes": token.scopes,
         "bound": token.bound_jkt.is_some(),
+        "certificate_bound": token.profile.cnf.as_ref().is_some_and(|c| c.x5t_s256.is_some()),
     }))
 }
 
@@ -35,7 +46,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .await?;
     let addr = listener.local_addr()?;
-    let public_url = std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("http://{addr}"));
+    let acceptor = match (std::env::var("TLS_CERT"), std::env::var("TLS_KEY")) {
+        (Ok(cert), Ok(key)) => Some(tls::acceptor(&cert, &key)?),
+        _ => None,
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let public_url = std::env::var("PUBLIC_URL").unwrap_or_else(|_| format!("{scheme}://{addr}"));
     let insecure: Vec<String> = std::env::var("INSECURE_ORIGINS")
         .unwrap_or_default()
         .split(',')
@@ -65,10 +81,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         verifier = verifier.with_revocations(http, std::time::Duration::from_secs(secs), client);
     }
-    let app = Router::new()
+    let mut app = Router::new()
         .route("/resource", get(resource))
         .with_state(Arc::new(verifier));
-    println!("relying service listening on http://{addr}");
-    axum::serve(listener, app).await?;
+    if let Some(header) = proxy::ProxyHeader::from_env()? {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            Arc::new(header),
+            proxy::client_certificate,
+        ));
+    }
+    println!("relying service listening on {scheme}://{addr}");
+    match acceptor {
+        Some(acceptor) => tls::serve(listener, acceptor, app).await,
+        None => {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+            axum::serve(listener, app).await?;
+        }
+    }
     Ok(())
 }

@@ -4,6 +4,7 @@
 //! directory relative paths are resolved against.
 
 mod audience;
+mod cert_header;
 mod clients;
 mod durations;
 mod errors;
@@ -34,6 +35,7 @@ use crate::policy::Policy;
 pub use ferry_token::Algorithm;
 use raw::RawConfig;
 
+pub use cert_header::{ClientCertHeader, ClientCertHeaderFormat};
 pub use clients::{Client, ClientAuth, ServiceAccount};
 pub use errors::ConfigErrors;
 pub use github::{GITHUB_ISSUER, github_issuer_shape_ok};
@@ -69,6 +71,9 @@ pub struct Config {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Whether the public listener expects a PROXY protocol v2 header from trusted peers.
     pub listen_proxy_protocol: bool,
+    /// Behind a TLS-terminating proxy: the header carrying the client certificate, read
+    /// only from its trusted peers.
+    pub client_cert_header: Option<ClientCertHeader>,
     /// Where Ferry keeps its signing key.
     pub data_dir: PathBuf,
     /// Log filter.
@@ -161,6 +166,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
     let max_body_bytes = limits.max_body_bytes;
     let (trusted_proxies, listen_proxy_protocol) = proxies::proxies(&mut errs, &raw);
+    let client_cert_header =
+        cert_header::client_cert_header(&mut errs, raw.client_cert_header.as_ref());
     let tls = raw
         .tls
         .as_ref()
@@ -206,6 +213,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
         trusted_proxies,
         listen_proxy_protocol,
+        client_cert_header,
         data_dir,
         log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
         lifetimes,

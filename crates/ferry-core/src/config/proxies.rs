@@ -11,7 +11,7 @@ use super::errors::ConfigErrors;
 use super::raw::RawConfig;
 
 /// Parses one entry.
-fn parse(entry: &str) -> Option<IpNet> {
+pub(super) fn parse(entry: &str) -> Option<IpNet> {
     let e = entry.trim();
     e.parse::<IpNet>()
         .ok()

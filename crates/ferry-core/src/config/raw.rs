@@ -12,6 +12,7 @@ pub struct RawConfig {
     pub listen: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub listen_proxy_protocol: Option<bool>,
+    pub client_cert_header: Option<super::cert_header::RawClientCertHeader>,
     pub data_dir: Option<String>,
     pub log_level: Option<String>,
     #[serde(default)]

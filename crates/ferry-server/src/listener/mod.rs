@@ -42,6 +42,7 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt as _;
 
 use crate::client_cert::{ClientChain, PeerCertificate};
+use crate::client_cert_header::TcpPeer;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::tls::Peer;
@@ -213,11 +214,13 @@ impl Server {
             tokio::spawn(async move {
                 let _held = (admitted, alive);
                 let mut stream = stream;
+                let tcp = addr;
                 let Some(addr) = client_of(&mut stream, addr, read_header).await else {
                     return;
                 };
                 let conn = Connection {
                     peer: Peer(addr),
+                    tcp: TcpPeer(tcp),
                     certificate: None,
                     app,
                     options,
@@ -261,6 +264,8 @@ async fn client_of(
 /// One accepted connection.
 struct Connection {
     peer: Peer,
+    /// The TCP peer itself, which `peer` is not behind a PROXY protocol header.
+    tcp: TcpPeer,
     /// The client certificate of a TLS connection that presented one.
     certificate: Option<PeerCertificate>,
     app: Router,
@@ -300,11 +305,12 @@ impl Connection {
     {
         let o = self.options;
         let deadlines = Deadlines::new(o.header_read_timeout, o.idle_timeout);
-        let (peer, app, tracked) = (self.peer, self.app.clone(), deadlines.clone());
+        let (peer, tcp, app, tracked) = (self.peer, self.tcp, self.app.clone(), deadlines.clone());
         let certificate = self.certificate.take();
         let lifecycle = self.lifecycle.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(tcp);
             if let Some(c) = &certificate {
                 req.extensions_mut().insert(c.clone());
             }

@@ -10,6 +10,9 @@
 //!    route does not serve — any name a client invents included — gets the router's 405
 //!    with `Allow` (RFC 9110 §15.5.6), or 404 off every route: a 4xx, never a 5xx.
 //!
+//! Before the span, a trusted proxy's client certificate header is read, or stripped
+//! from every other peer ([`crate::client_cert_header`]); a malformed one is a 400.
+//!
 //! The header size limit (`limits.max_header_bytes`, 431) is enforced earlier, while the
 //! header is read (`crate::listener`). Load shedding (`limits.concurrency`, 503) comes
 //! later, in the form endpoints once a request is admitted (`token::permit`): a request
@@ -116,6 +119,33 @@ fn client_of(req: &mut Request, trusted: &[ipnet::IpNet]) -> Option<std::net::Ip
     client
 }
 
+/// The client certificate a trusted proxy's header names ([`crate::client_cert_header`]);
+/// `Err` (fixed text): a malformed one, refused with 400.
+fn certificate_of(
+    state: &AppState,
+    req: &mut Request,
+    loaded: &crate::state::Loaded,
+) -> Result<(), &'static str> {
+    let outcome = crate::client_cert_header::apply(req, loaded.config.client_cert_header.as_ref())?;
+    if outcome == crate::client_cert_header::Outcome::TooLarge {
+        state.metrics.count_limited("client_cert_header");
+        state.warnings.warn(
+            "client certificate headers over 64 KiB from a trusted peer ignored: those requests had no client certificate",
+        );
+    }
+    Ok(())
+}
+
+/// The answer to a trusted proxy's malformed client certificate header.
+fn malformed_header(why: &'static str) -> Response {
+    tracing::info!(reason = why, "refused: malformed client certificate header");
+    error_response(&OAuthError::new(
+        ErrorCode::InvalidRequest,
+        Step::Request,
+        ferry_core::error::desc::CLIENT_CERT_HEADER,
+    ))
+}
+
 /// The middleware.
 pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = instant_now();
@@ -127,6 +157,9 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
     let (id, trace) = request_id(&req);
     let loaded = state.loaded();
     let client = client_of(&mut req, &loaded.config.trusted_proxies);
+    let refused = certificate_of(&state, &mut req, &loaded)
+        .err()
+        .map(malformed_header);
     let limits = loaded.config.limits.clone();
     drop(loaded);
     let span = tracing::info_span!("request", request_id = %id, trace_id = trace.as_deref().unwrap_or(""), %method, %route, source = client.map(tracing::field::display));
@@ -138,6 +171,9 @@ pub async fn track(State(state): State<AppState>, mut req: Request, next: Next) 
 
     let mut timed_out = false;
     let mut resp = async {
+        if let Some(refused) = refused {
+            return refused;
+        }
         let deadline = std::time::Duration::from_secs(limits.request_timeout);
         match tokio::time::timeout(deadline, next.run(req)).await {
             Ok(r) => r,

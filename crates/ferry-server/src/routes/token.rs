@@ -103,6 +103,7 @@ fn rate_limited(limit: &'static str, retry: crate::limits::RetryAfter) -> OAuthE
 
 /// `POST /token`: the HTTP adapter of the pipeline ([`crate::token::run`]). One
 /// configuration snapshot serves the whole request.
+#[allow(clippy::too_many_arguments, reason = "one axum extractor per argument")]
 pub async fn token(
     State(state): State<AppState>,
     method: Method,
@@ -110,6 +111,7 @@ pub async fn token(
     request_id: Option<Extension<RequestId>>,
     client: Option<Extension<ClientAddr>>,
     certificate: Option<Extension<crate::client_cert::PeerCertificate>>,
+    ignored: Option<Extension<crate::client_cert_header::Ignored>>,
     body: Body,
 ) -> Response {
     let loaded = state.loaded();
@@ -123,6 +125,7 @@ pub async fn token(
         request_id,
         trace_id,
         source: client.as_ref().map(|c| c.0.0.to_string()),
+        client_cert_header: ignored.map(|_| "too_large"),
         ..AuditEvent::default()
     };
     // 1. Admit: before anything is parsed or verified, the source's and global buckets.
