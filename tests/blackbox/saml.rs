@@ -887,3 +887,98 @@ fn xmlsec1_verifies_what_ferrys_signer_writes() {
         );
     }
 }
+
+/// What an outside review found, each beside its twin: a namespace bomb (inclusive c14n
+/// writes every binding in scope at every element) is refused before any
+/// canonicalization; Unicode spaces around the NameID are part of it (not trimmed into
+/// another user's name); a `Recipient` in another namespace never stands for the real
+/// one; an assertion valid for longer than the provider allows is refused (a one-time
+/// ID would be held that long); a response without a `Status` is refused.
+#[tokio::test]
+async fn what_the_outside_review_found_is_refused_beside_its_twin() {
+    let fx = Fx::start("saml-review", "");
+    let t = now();
+    let good = fx.assertion("alice@example.test");
+    assert_eq!(fx.post(&fx.signed(&good)).await.0, 200);
+
+    // 1. A namespace bomb: 40 bindings on every element of an otherwise good assertion.
+    let decls: String = (0..40)
+        .map(|i| format!(" xmlns:n{i}=\"urn:n{i}\""))
+        .collect();
+    let bomb = good.xml().replace(
+        "<saml:AttributeValue>",
+        &format!("<saml:AttributeValue{decls}>"),
+    );
+    // (Refused when parsed, before any signature is looked at: unsigned here, since the
+    // test kit's signer refuses to parse it too.)
+    fx.refused(
+        "namespace bomb",
+        &bomb,
+        "the SAML document declares too many namespaces",
+    )
+    .await;
+    let few: String = (0..5)
+        .map(|i| format!(" xmlns:n{i}=\"urn:n{i}\""))
+        .collect();
+    let twin = good.xml().replace(
+        "<saml:AttributeValue>",
+        &format!("<saml:AttributeValue{few}>"),
+    );
+    assert_eq!(fx.post(&fx.idp.sign(&twin, &good.id).unwrap()).await.0, 200);
+
+    // 2. A no-break space after the NameID is part of it.
+    let nbsp = fx.assertion("alice@example.test\u{a0}");
+    assert_eq!(
+        fx.subject(&fx.signed(&nbsp)).await.unwrap(),
+        "alice@example.test\u{a0}"
+    );
+    let spaced = fx.assertion("alice@example.test");
+    let spaced_xml = spaced
+        .xml()
+        .replace(">alice@example.test<", ">\n  alice@example.test\n<");
+    assert_eq!(
+        fx.subject(&fx.idp.sign(&spaced_xml, &spaced.id).unwrap())
+            .await
+            .unwrap(),
+        "alice@example.test"
+    );
+
+    // 3. o:Recipient names Ferry, Recipient another service: the latter is read.
+    let mut other = fx.assertion("alice@example.test");
+    other.recipient = Some("https://other.example.test/acs".into());
+    let namespaced = other.xml().replace(
+        " Recipient=\"https://other.example.test/acs\"",
+        &format!(
+            " xmlns:o=\"urn:o\" o:Recipient=\"{}\" Recipient=\"https://other.example.test/acs\"",
+            fx.recipient()
+        ),
+    );
+    fx.refused(
+        "namespaced Recipient",
+        &fx.idp.sign(&namespaced, &other.id).unwrap(),
+        "the assertion's recipient is not",
+    )
+    .await;
+
+    // 4. Valid for two days: longer than max_token_lifetime (24 h).
+    let mut long = fx.assertion("alice@example.test");
+    long.not_on_or_after = t + 2 * 86_400;
+    fx.refused(
+        "two-day assertion",
+        &fx.signed(&long),
+        "the assertion is valid for longer",
+    )
+    .await;
+
+    // 5. A response without a Status.
+    let signed = fx.signed(&good);
+    let no_status = good
+        .response(&signed, "_rs")
+        .replace("<samlp:Status><samlp:StatusCode Value=\"urn:oasis:names:tc:SAML:2.0:status:Success\"/></samlp:Status>", "");
+    fx.refused(
+        "no Status",
+        &no_status,
+        "the SAML response does not report success",
+    )
+    .await;
+}

@@ -76,7 +76,8 @@ pub async fn saml_assertion(
         recipients: &settings.recipients,
         leeway: i64::try_from(provider.config.leeway.as_secs()).unwrap_or(0),
         allow_sha1: settings.allow_sha1,
-        max_lifetime: i64::try_from(provider.config.max_token_lifetime.as_secs()).unwrap_or(i64::MAX),
+        max_lifetime: i64::try_from(provider.config.max_token_lifetime.as_secs())
+            .unwrap_or(i64::MAX),
     };
     let assertion = doc
         .verify(&provider.keys, &policy, now)

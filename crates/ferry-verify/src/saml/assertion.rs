@@ -109,9 +109,7 @@ fn bearer(subject: Node<'_, '_>, policy: &SamlPolicy<'_>, now: i64) -> Result<i6
             why = SamlError::NotYetValid;
             continue;
         }
-        if attr(data, "Recipient")
-            .is_some_and(|r| !policy.recipients.iter().any(|x| x == r))
-        {
+        if attr(data, "Recipient").is_some_and(|r| !policy.recipients.iter().any(|x| x == r)) {
             why = SamlError::Recipient;
             continue;
         }
@@ -141,7 +139,10 @@ fn conditions(
         let mut ours = false;
         for a in elements(r).filter(|n| is(*n, SAML, "Audience")) {
             let a = text_of(a)?;
-            ours |= policy.audiences.iter().any(|x| *x == a.trim_matches(XML_SPACE));
+            ours |= policy
+                .audiences
+                .iter()
+                .any(|x| *x == a.trim_matches(XML_SPACE));
         }
         if !ours {
             return Err(SamlError::Audience);
@@ -233,7 +234,9 @@ pub fn read(
     }
     let confirmed_until = bearer(subject, policy, now)?;
     let (until, one_time_use) = conditions(assertion, policy, now)?;
-    if until.unwrap_or(confirmed_until).max(confirmed_until) > now.saturating_add(policy.max_lifetime) {
+    if until.unwrap_or(confirmed_until).max(confirmed_until)
+        > now.saturating_add(policy.max_lifetime)
+    {
         return Err(SamlError::Lifetime);
     }
     Ok(Assertion {

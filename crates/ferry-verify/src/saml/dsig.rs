@@ -47,8 +47,7 @@ fn digest_method(uri: &str, allow_sha1: bool) -> Result<&'static digest::Algorit
 }
 
 fn algorithm_of<'a>(node: Node<'a, '_>) -> Result<&'a str, SamlError> {
-    attr(node, "Algorithm")
-        .ok_or(SamlError::Structure("an algorithm is not named"))
+    attr(node, "Algorithm").ok_or(SamlError::Structure("an algorithm is not named"))
 }
 
 /// A canonicalization method element (`CanonicalizationMethod` or a `Transform`) as a
