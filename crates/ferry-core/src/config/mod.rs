@@ -205,6 +205,35 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let (data_dir, signing, revocation) =
         sections::storage(&mut errs, &mut warnings, &raw, base, lifetimes.max_ttl);
 
+    // Features that need a client certificate, where none can arrive.
+    let certificates = tls
+        .as_ref()
+        .is_some_and(|t| t.client_auth != ClientCertMode::Off)
+        || client_cert_header.is_some();
+    if !certificates {
+        let needs = providers
+            .iter()
+            .filter(|p| p.kind == ProviderKind::X509)
+            .map(|p| format!("provider {} (kind x509)", p.id))
+            .chain(
+                clients
+                    .iter()
+                    .filter(|c| c.auth.is_certificate())
+                    .map(|c| format!("client {} ({})", c.id, c.auth.as_str())),
+            )
+            .chain(
+                audiences
+                    .iter()
+                    .filter(|a| a.require_mtls)
+                    .map(|a| format!("audience {} (require_mtls)", a.name)),
+            );
+        for what in needs {
+            warnings.push(format!(
+                "{what} needs a client certificate, and none can arrive: set tls.client_auth (optional or required) or client_cert_header"
+            ));
+        }
+    }
+
     if !errs.0.is_empty() {
         return Err(errs);
     }
