@@ -151,6 +151,59 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     validate(raw, base_dir)
 }
 
+/// The public listener's TLS, the admin listener and the audit sink.
+fn listeners(
+    errs: &mut ConfigErrors,
+    raw: &RawConfig,
+    base: &Path,
+) -> (Option<Tls>, Admin, AuditSinkConfig) {
+    let tls = raw
+        .tls
+        .as_ref()
+        .and_then(|t| ops::tls(errs, "tls", t, base));
+    (
+        tls,
+        ops::admin(errs, &raw.admin, base),
+        ops::audit(&raw.audit, base),
+    )
+}
+
+/// Features that need a client certificate, where none can arrive (the TLS listener does
+/// not ask for one and no proxy header is configured): one warning each.
+fn certificate_warnings(
+    tls: Option<&Tls>,
+    header: bool,
+    providers: &[Provider],
+    clients: &[Client],
+    audiences: &[crate::policy::Audience],
+) -> Vec<String> {
+    if header || tls.is_some_and(|t| t.client_auth != ClientCertMode::Off) {
+        return Vec::new();
+    }
+    providers
+        .iter()
+        .filter(|p| p.kind == ProviderKind::X509)
+        .map(|p| format!("provider {} (kind x509)", p.id))
+        .chain(
+            clients
+                .iter()
+                .filter(|c| c.auth.is_certificate())
+                .map(|c| format!("client {} ({})", c.id, c.auth.as_str())),
+        )
+        .chain(
+            audiences
+                .iter()
+                .filter(|a| a.require_mtls)
+                .map(|a| format!("audience {} (require_mtls)", a.name)),
+        )
+        .map(|what| {
+            format!(
+                "{what} needs a client certificate, and none can arrive: set tls.client_auth (optional or required) or client_cert_header"
+            )
+        })
+        .collect()
+}
+
 fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let mut errs = ConfigErrors::default();
     let mut warnings = Vec::new();
@@ -168,12 +221,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let (trusted_proxies, listen_proxy_protocol) = proxies::proxies(&mut errs, &raw);
     let client_cert_header =
         cert_header::client_cert_header(&mut errs, raw.client_cert_header.as_ref());
-    let tls = raw
-        .tls
-        .as_ref()
-        .and_then(|t| ops::tls(&mut errs, "tls", t, base));
-    let admin = ops::admin(&mut errs, &raw.admin, base);
-    let audit = ops::audit(&raw.audit, base);
+    let (tls, admin, audit) = listeners(&mut errs, &raw, base);
 
     let outbound = sections::outbound(&mut errs, &mut warnings, &raw.outbound);
     let mut providers = sections::providers(
@@ -205,34 +253,13 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     let (data_dir, signing, revocation) =
         sections::storage(&mut errs, &mut warnings, &raw, base, lifetimes.max_ttl);
 
-    // Features that need a client certificate, where none can arrive.
-    let certificates = tls
-        .as_ref()
-        .is_some_and(|t| t.client_auth != ClientCertMode::Off)
-        || client_cert_header.is_some();
-    if !certificates {
-        let needs = providers
-            .iter()
-            .filter(|p| p.kind == ProviderKind::X509)
-            .map(|p| format!("provider {} (kind x509)", p.id))
-            .chain(
-                clients
-                    .iter()
-                    .filter(|c| c.auth.is_certificate())
-                    .map(|c| format!("client {} ({})", c.id, c.auth.as_str())),
-            )
-            .chain(
-                audiences
-                    .iter()
-                    .filter(|a| a.require_mtls)
-                    .map(|a| format!("audience {} (require_mtls)", a.name)),
-            );
-        for what in needs {
-            warnings.push(format!(
-                "{what} needs a client certificate, and none can arrive: set tls.client_auth (optional or required) or client_cert_header"
-            ));
-        }
-    }
+    warnings.extend(certificate_warnings(
+        tls.as_ref(),
+        client_cert_header.is_some(),
+        &providers,
+        &clients,
+        &audiences,
+    ));
 
     if !errs.0.is_empty() {
         return Err(errs);
