@@ -23,9 +23,9 @@ pub const MAX_CERTIFICATES: usize = 10;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Format {
-    /// Envoy's `X-Forwarded-Client-Cert`: comma-separated elements, one per proxy; the
-    /// last one (added by the proxy next to us) is read, its `Cert` (URL-encoded PEM of
-    /// the leaf) and `Chain` (URL-encoded PEM, leaf first).
+    /// Envoy's `X-Forwarded-Client-Cert` with exactly one element (the proxy next to
+    /// Ferry replaces the header: `SANITIZE_SET`): its `Cert` (URL-encoded PEM of the
+    /// leaf), optional `Chain` (URL-encoded PEM, leaf first) and `Hash`.
     Xfcc,
     /// The URL-encoded PEM of the leaf (nginx `$ssl_client_escaped_cert`).
     PemUrlencoded,
@@ -240,12 +240,23 @@ fn xfcc_value(v: &str) -> Result<String, CertHeaderError> {
     Ok(out)
 }
 
-/// Envoy's header: the last element's `Cert` and `Chain` (which starts with the leaf).
+/// Envoy's header: exactly one element (the proxy next to Ferry must replace, not append:
+/// `forward_client_cert_details: SANITIZE_SET`), its `Cert` and optional `Chain` (which
+/// starts with the leaf), and its `Hash`, when present, the SHA-256 of that `Cert`.
+///
+/// One element, because Envoy writes `URI=` and `DNS=` values unquoted and unescaped: a
+/// client whose own certificate carries the URI `urn:x,Cert="<someone else's>"` would
+/// otherwise append an element of its choosing, and "the last element" would be the
+/// attacker's text. With one element allowed, that header has two and is refused.
 fn xfcc(header: &str) -> Result<Vec<Vec<u8>>, CertHeaderError> {
     let elements = split_unquoted(header, ',').ok_or(malformed("unterminated quote"))?;
-    let last = elements.last().copied().unwrap_or_default();
-    let (mut cert, mut chain) = (None, None);
-    for pair in split_unquoted(last, ';').ok_or(malformed("unterminated quote"))? {
+    let [element] = elements.as_slice() else {
+        return Err(malformed(
+            "more than one element (the proxy must replace the header, not append to it)",
+        ));
+    };
+    let (mut cert, mut chain, mut hash) = (None, None, None);
+    for pair in split_unquoted(element, ';').ok_or(malformed("unterminated quote"))? {
         if pair.trim().is_empty() {
             continue;
         }
@@ -255,33 +266,36 @@ fn xfcc(header: &str) -> Result<Vec<Vec<u8>>, CertHeaderError> {
         let slot = match key.trim().to_ascii_lowercase().as_str() {
             "cert" => &mut cert,
             "chain" => &mut chain,
+            "hash" => &mut hash,
             _ => {
                 xfcc_value(value)?;
                 continue;
             }
         };
         if slot.replace(xfcc_value(value)?).is_some() {
-            return Err(malformed("a repeated Cert or Chain"));
+            return Err(malformed("a repeated Cert, Chain or Hash"));
         }
     }
-    let chain = chain
-        .map(|c| percent_decode(&c).and_then(|p| pem_chain(&p)))
-        .transpose()?;
-    let leaf = match cert {
-        Some(c) => {
-            let mut one = pem_chain(&percent_decode(&c)?)?;
-            if one.len() != 1 {
-                return Err(malformed("Cert holds more than one certificate"));
-            }
-            one.pop()
-        }
-        None => None,
+    let cert = cert.ok_or(malformed("no Cert in the element"))?;
+    let mut one = pem_chain(&percent_decode(&cert)?)?;
+    let leaf = match (one.pop(), one.is_empty()) {
+        (Some(leaf), true) => leaf,
+        _ => return Err(malformed("Cert holds other than one certificate")),
     };
-    match (leaf, chain) {
-        (None, None) => Err(malformed("no Cert or Chain in the last element")),
-        (Some(leaf), None) => Ok(vec![leaf]),
-        (None, Some(chain)) => Ok(chain),
-        (Some(leaf), Some(chain)) => {
+    if let Some(h) = hash {
+        let want: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &leaf)
+            .as_ref()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if !h.eq_ignore_ascii_case(&want) {
+            return Err(malformed("Hash is not the SHA-256 of Cert"));
+        }
+    }
+    match chain {
+        None => Ok(vec![leaf]),
+        Some(c) => {
+            let chain = pem_chain(&percent_decode(&c)?)?;
             if chain.first() == Some(&leaf) {
                 Ok(chain)
             } else {

@@ -52,6 +52,9 @@ pub enum X509Error {
     /// More than one SPIFFE ID (an X.509-SVID has exactly one).
     #[error("the certificate carries more than one SPIFFE ID")]
     SeveralSpiffeIds,
+    /// A subject CN that reads as a SPIFFE ID on a certificate without a SPIFFE ID.
+    #[error("the certificate's CN looks like a SPIFFE ID but it carries no SPIFFE ID")]
+    SpiffeLookalike,
     /// The SPIFFE ID is missing or of another trust domain than the provider's.
     #[error("the certificate's SPIFFE ID is not in the provider's trust domain")]
     TrustDomain,

@@ -174,6 +174,20 @@ pub fn read_leaf(der: &[u8], trust_domain: Option<&str>) -> Result<Leaf, X509Err
     {
         return Err(X509Error::TrustDomain);
     }
+    // A CN that reads as a SPIFFE ID, on a certificate without one, would map (by the
+    // default subject, CN when there is no SPIFFE ID) to a workload it is not.
+    if spiffe_id.is_none()
+        && cert
+            .subject()
+            .iter_common_name()
+            .filter_map(|a| a.as_str().ok())
+            .any(|cn| {
+                cn.get(..7)
+                    .is_some_and(|p| p.eq_ignore_ascii_case("spiffe:"))
+            })
+    {
+        return Err(X509Error::SpiffeLookalike);
+    }
     let mut claims = Map::new();
     claims.insert("subject".into(), dn(cert.subject()));
     claims.insert("issuer".into(), dn(cert.issuer()));

@@ -211,3 +211,33 @@ fn names_serial(hex: &str) -> String {
         .collect();
     super::names::serial_hex(&bytes)
 }
+
+/// A CN reading as a SPIFFE ID on a certificate without a SPIFFE URI SAN would become
+/// that SPIFFE ID by the default subject mapping (CN): refused. Twins: the same CN with
+/// the SPIFFE ID as its URI SAN, and an ordinary CN without one.
+#[test]
+fn a_cn_posing_as_a_spiffe_id_is_refused() {
+    let ca = ca();
+    let with_cn = |cn: &str, uris: &[&str]| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(DnType::CommonName, cn);
+        for u in uris {
+            p.subject_alt_names
+                .push(SanType::URI((*u).try_into().unwrap()));
+        }
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        let key = KeyPair::generate().unwrap();
+        p.signed_by(&key, &ca.issuer).unwrap().der().clone()
+    };
+    let id = "spiffe://prod.example.org/ns/ci/sa/deployer";
+    assert!(matches!(
+        read_leaf(&with_cn(id, &[]), None),
+        Err(X509Error::SpiffeLookalike)
+    ));
+    assert!(matches!(
+        read_leaf(&with_cn("SPIFFE://prod.example.org/x", &[]), None),
+        Err(X509Error::SpiffeLookalike)
+    ));
+    assert!(read_leaf(&with_cn(id, &[id]), None).is_ok());
+    assert!(read_leaf(&with_cn("deployer", &[]), None).is_ok());
+}
