@@ -109,7 +109,7 @@ fn escaped(s: &str) -> String {
 pub(crate) fn header_for(format: &str, cert: &Cert) -> String {
     match format {
         "xfcc" => format!(
-            "By=spiffe://edge.example/front;Hash=00,By=spiffe://ferry.example/proxy;Hash=ab;Subject=\"CN=x,O=a;b\";Cert=\"{}\";URI=spiffe://td/w",
+            "By=spiffe://ferry.example/proxy;Subject=\"CN=x,O=a;b\";Cert=\"{}\";URI=spiffe://td/w",
             escaped(&cert.pem)
         ),
         "pem-urlencoded" => escaped(&cert.pem),
@@ -215,6 +215,29 @@ async fn a_trusted_peers_header_binds_the_token_in_each_format() {
         assert_eq!(s, 200, "{format}: {body}");
         assert_eq!(cnf(&body), Value::Null);
     }
+}
+
+/// Envoy writes a certificate's URI unquoted: a client whose own certificate's URI is
+/// `urn:x,Cert="<alice's>"` makes the header carry a second element naming alice's
+/// certificate. Refused (one element only), never bound to alice; the twin — the
+/// attacker's honest single element — binds to the attacker's own certificate.
+#[tokio::test]
+async fn an_xfcc_element_smuggled_through_an_unquoted_uri_is_refused() {
+    let dir = crate::harness::TempDir::new("cert-header-smuggle");
+    let alice = openssl_cert(dir.path(), "alice");
+    let mallory = openssl_cert(dir.path(), "mallory");
+    let fx = start("cert-header-smuggle", "xfcc", "127.0.0.1/32");
+    let honest = format!("Cert=\"{}\";URI=urn:x", escaped(&mallory.pem));
+    let (s, body) = fx.exchange(Some(&honest)).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(cnf(&body), json!({ "x5t#S256": mallory.thumbprint }));
+    let smuggled = format!("{honest},Cert=\"{}\"", escaped(&alice.pem));
+    let (s, body) = fx.exchange(Some(&smuggled)).await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(
+        body["error_description"],
+        "malformed client certificate header"
+    );
 }
 
 #[tokio::test]
