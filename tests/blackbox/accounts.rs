@@ -691,3 +691,42 @@ async fn the_offline_flow_through_the_cli() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_target"));
 }
+
+/// `ferry sa create --dir` creates a missing folder, readable by its owner only (issue 25
+/// item 4); an existing folder is used as it is.
+#[test]
+fn sa_create_makes_its_folder_owner_only() {
+    let setup = Setup::new("sa-dir");
+    let dir = setup.path().join("keys").join("ci");
+    let out = Command::new(bin("ferry"))
+        .args(["sa", "create", "builder", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+    }
+    // Twin: into the existing folder, a second key.
+    let out = Command::new(bin("ferry"))
+        .args(["sa", "create", "builder2", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 2);
+}

@@ -231,6 +231,20 @@ async fn a_loopback_admin_refuses_browser_requests_and_other_content_types() {
     let explain = r#"{"claims": {"sub": "svc"}, "audience": ["https://a.example.com"]}"#;
     assert_eq!(post("/explain", "text/plain", explain).await, 415);
     assert_eq!(post("/explain", "application/json", explain).await, 200);
+    // The 415 is JSON and names the type expected (issue 25 item 6).
+    let r = http
+        .post(format!("{admin}/explain"))
+        .header("content-type", "text/plain")
+        .body(explain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["error_description"],
+        "unsupported content type: expected application/json"
+    );
     // With an Origin, even the right content type is refused.
     let r = http
         .post(format!("{admin}/revoke"))

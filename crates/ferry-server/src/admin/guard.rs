@@ -240,10 +240,11 @@ pub(super) async fn authenticate(
     if let Some(want) = required_content_type(req.method(), &path)
         && !content_type_is(req.headers(), want)
     {
+        // The expected type is Ferry's own constant, never the request's header.
         return refusal(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "invalid_request",
-            "unsupported content type",
+            &format!("unsupported content type: expected {want}"),
         );
     }
     next.run(req).await

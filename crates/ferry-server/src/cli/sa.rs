@@ -15,6 +15,16 @@ use serde_json::{Map, Value, json};
 pub fn create(name: &str, dir: &Path, alg: &str) -> Result<String, String> {
     let alg = SigningAlg::from_name(alg).ok_or("algorithm must be ES256, EdDSA or RS256")?;
     let (signer, der) = SoftwareSigner::generate(alg).map_err(|e| e.to_string())?;
+    // The folder is created if missing, readable by its owner only (it holds keys).
+    let mut d = std::fs::DirBuilder::new();
+    d.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        d.mode(0o700);
+    }
+    d.create(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     let file = dir.join(format!("{name}-{}.json", &signer.kid()[..8]));
     let doc = json!({
         "type": "ferry_service_account",
