@@ -481,30 +481,3 @@ fn connection_limits_have_defaults_and_are_validated_with_their_paths() {
         ]
     );
 }
-
-#[test]
-fn a_feature_that_needs_a_client_certificate_warns_when_none_can_arrive() {
-    let mtls = GH.replace(
-        "  - audience: https://deploy.example.com\n",
-        "  - audience: https://deploy.example.com\n    require_mtls: true\n",
-    );
-    let c = parse(&mtls, Path::new("/")).unwrap();
-    assert!(
-        c.warnings.iter().any(|w| w.contains(
-            "audience https://deploy.example.com (require_mtls) needs a client certificate"
-        )),
-        "{:?}",
-        c.warnings
-    );
-    // Twin: a header from trusted peers can deliver one.
-    let header =
-        format!("client_cert_header: {{ format: xfcc, trusted_peers: [10.0.0.0/8] }}\n{mtls}");
-    let c = parse(&header, Path::new("/")).unwrap();
-    assert!(
-        c.warnings
-            .iter()
-            .all(|w| !w.contains("needs a client certificate")),
-        "{:?}",
-        c.warnings
-    );
-}

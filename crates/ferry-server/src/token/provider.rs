@@ -132,21 +132,38 @@ fn subject_of(
         mapped(provider, &verified.claims)?
     };
     principal.subject_act = prior_act;
-    let id = &provider.config.id;
     Ok(Subject {
-        principal,
-        payer: id.clone(),
-        exp: Some(verified.exp),
-        cap_at_exp: provider.config.cap_lifetime_at_subject_expiry,
         binding,
         may_act,
+        ..provider_subject(provider, principal, verified.exp, ask)
+    })
+}
+
+/// The subject a provider's verified credential (JWT, SAML assertion, X.509 chain) maps
+/// to: the provider pays, its rules decide, issued tokens end no later than `exp` when
+/// the provider caps them; unbound, with no `may_act` (a JWT grant sets those from its
+/// claims).
+pub(super) fn provider_subject(
+    provider: &TrustedProvider,
+    principal: Principal,
+    exp: i64,
+    ask: &Ask,
+) -> Subject {
+    let id = &provider.config.id;
+    Subject {
+        principal,
+        payer: id.clone(),
+        exp: Some(exp),
+        cap_at_exp: provider.config.cap_lifetime_at_subject_expiry,
+        binding: Binding::Bearer,
+        may_act: None,
         policy: Policy::Rules,
         client_id: ask
             .client_id
             .clone()
             .unwrap_or_else(|| format!("ferry-provider:{id}")),
         issued: ask.issued,
-    })
+    }
 }
 
 /// The JWT-bearer grant: a service account trades its own signed assertion. The account

@@ -3,12 +3,11 @@
 //! signed assertion becomes the claims the mapping reads (`assertion.subject`,
 //! `assertion.attributes`, `assertion.issuer`); the rest is the pipeline's.
 
-use ferry_core::binding::Binding;
 use ferry_core::config::ProviderKind;
 use ferry_verify::saml::{self, Assertion, SamlDocument, SamlError, SamlPolicy};
 use tracing::Instrument as _;
 
-use super::subject::{Ask, Policy, Subject, Trail};
+use super::subject::{Ask, Subject, Trail};
 use crate::charge::{Refused, mapped};
 use crate::errors::{AssertionError, Role};
 use crate::replay::{Spend, issued_at};
@@ -96,20 +95,11 @@ pub async fn saml_assertion(
     // The provenance Ferry's tokens carry (`ferry.iss`, `ferry.sub`): the IdP and NameID.
     principal.original_issuer = assertion.issuer.clone();
     principal.original_subject = Some(assertion.subject.clone());
-    let id = &provider.config.id;
-    Ok(Subject {
+    // A SAML bearer assertion carries no key Ferry could bind to.
+    Ok(super::provider::provider_subject(
+        provider,
         principal,
-        payer: id.clone(),
-        exp: Some(assertion.not_on_or_after),
-        cap_at_exp: provider.config.cap_lifetime_at_subject_expiry,
-        // A SAML bearer assertion carries no key Ferry could bind to.
-        binding: Binding::Bearer,
-        may_act: None,
-        policy: Policy::Rules,
-        client_id: ask
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("ferry-provider:{id}")),
-        issued: ask.issued,
-    })
+        assertion.not_on_or_after,
+        ask,
+    ))
 }

@@ -7,13 +7,12 @@
 //! mapping reads (`assertion.subject.dn.cn`, `assertion.spiffe_id`, …); the rest is the
 //! pipeline's.
 
-use ferry_core::binding::Binding;
 use ferry_core::config::ProviderKind;
 use ferry_core::error::desc;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_verify::x509::{self, Chain, X509Error};
 
-use super::subject::{Ask, Policy, Subject, Trail};
+use super::subject::{Ask, Subject, Trail};
 use crate::charge::{Refused, mapped};
 use crate::errors::Role;
 use crate::state::{Loaded, TrustedProvider};
@@ -113,21 +112,9 @@ pub fn certificate_chain(
     // and subject distinguished names.
     principal.original_issuer = leaf.issuer_dn;
     principal.original_subject = Some(leaf.subject_dn).filter(|s| !s.is_empty());
-    let id = &provider.config.id;
-    Ok(Subject {
-        principal,
-        payer: id.clone(),
-        exp: Some(exp),
-        cap_at_exp: provider.config.cap_lifetime_at_subject_expiry,
-        // The chain itself is bearer; binding the issued token to the certificate is the
-        // binding step's (the connection's certificate).
-        binding: Binding::Bearer,
-        may_act: None,
-        policy: Policy::Rules,
-        client_id: ask
-            .client_id
-            .clone()
-            .unwrap_or_else(|| format!("ferry-provider:{id}")),
-        issued: ask.issued,
-    })
+    // The chain itself is bearer; binding the issued token to the certificate is the
+    // binding step's (the connection's certificate).
+    Ok(super::provider::provider_subject(
+        provider, principal, exp, ask,
+    ))
 }
