@@ -17,13 +17,18 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # The deploy checks: Compose validation (no engine needed) and package downloads.
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+# The image test (scripts/image-test.sh): Debian's Docker engine, base images made with
+# debootstrap, tokens verified with Debian's PyJWT.
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+/usr/bin/python3 -c 'import jwt' >/dev/null 2>&1 || need+=(python3-jwt)
 # SAML assertions signed and checked by a tool Ferry did not write (clients/python).
 command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
 
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}"
 fi
 
 for component in rustfmt clippy; do

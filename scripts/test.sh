@@ -30,8 +30,14 @@ fi
 echo "==> unmodified standard clients against a real Ferry"
 scripts/clients-test.sh
 
-echo "==> deploy/ and docker-compose.yml (rendered and validated; no cluster, no engine)"
+echo "==> deploy/ and docker-compose.yml (rendered and validated; no cluster)"
 scripts/deploy-test.sh
+
+echo "==> release build (the container image packages the host's binaries)"
+cargo build --release --locked --workspace --bins
+
+echo "==> the container image, built and run on Debian's Docker engine, and docker-compose up"
+scripts/image-test.sh
 
 echo "==> chaos (short)"
 scripts/chaos.sh
