@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Checks deploy/ and docker-compose.yml without a cluster or a Docker engine (the image is
-# built and run by scripts/image-test.sh): renders each Kustomize overlay with the kubectl on the machine and
-# with Debian's kubernetes-client 1.20 (built-in kustomize v2, the syntax we keep to),
-# validates the objects against the Kubernetes schemas shipped by PyPI's
-# kubernetes-validate (strict), checks what schemas cannot (deploy/check.py), runs
-# `ferry check` on every bundled configuration, and validates the Compose file with
-# Debian's docker-compose. Expects the ferry binary built (the test command builds it).
+# Checks deploy/ and docker-compose.yml without a cluster or a Docker engine (the image
+# is built and run by scripts/image-test.sh): renders each Kustomize overlay with the
+# kubectl on the machine and with Debian's kubernetes-client 1.20 (built-in kustomize
+# v2, the syntax we keep to), validates the objects against the Kubernetes schemas
+# shipped by PyPI's kubernetes-validate (strict), checks what schemas cannot
+# (deploy/check.py), runs `ferry check` on every bundled configuration, and validates
+# the Compose file with Debian's docker-compose. Expects the ferry binary built (the
+# test command builds it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ferry=target/debug/ferry
@@ -85,6 +86,22 @@ for svc in services:
         shared = sources(svc) & sources("dev-idp")
         assert shared and all("jwks" in v for v in shared), f"{svc} mounts {shared}"
 print("    the development issuer's key volume is mounted into no Ferry replica")
+PY
+# Ferry's containers have a read-only root filesystem and a writable data_dir (or readiness
+# fails: "data directory not writable"), on a tmpfs or a volume.
+"$venv/bin/python" - "$work/compose.yaml" <<'PY'
+import sys, yaml
+services = yaml.safe_load(open(sys.argv[1]))["services"]
+for name, svc in services.items():
+    if not name.startswith("ferry"):
+        continue
+    assert svc.get("read_only") is True, f"{name}: the root filesystem is not read-only"
+    tmpfs = svc.get("tmpfs", [])
+    tmpfs = [tmpfs] if isinstance(tmpfs, str) else tmpfs
+    targets = [t.split(":")[0] for t in tmpfs] + [
+        v.get("target") if isinstance(v, dict) else v.split(":")[1] for v in svc.get("volumes", [])]
+    assert "/var/lib/ferry" in targets, f"{name}: data_dir /var/lib/ferry is not writable"
+print("    Ferry's root filesystems are read-only, data_dir on a tmpfs")
 PY
 # Redis persists the replay state: append-only on, its data directory on a volume.
 cat >"$work/redis_persists.py" <<'PY'

@@ -49,8 +49,19 @@ idp_pid=
 single=
 compose_up=
 rootfs=
+# docker-compose.yml as it is but for its published ports: with host networking there
+# are none, docker-compose 1.29 refuses the two together, and an override can add to a
+# list but not remove it.
+/usr/bin/python3 - docker-compose.yml "$work/docker-compose.yml" <<'PY'
+import sys, yaml
+compose = yaml.safe_load(open(sys.argv[1]))
+for service in compose["services"].values():
+    service.pop("ports", None)
+yaml.safe_dump(compose, open(sys.argv[2], "w"), sort_keys=False)
+PY
 compose() {
-    docker-compose -p "$project" -f docker-compose.yml -f deploy/compose/host-network.yaml "$@"
+    docker-compose -p "$project" --project-directory "$PWD" -f "$work/docker-compose.yml" \
+        -f deploy/compose/host-network.yaml "$@"
 }
 cleanup() {
     status=$?
@@ -62,6 +73,7 @@ cleanup() {
     fi
     [ -n "$single" ] && docker rm -f "$single" >/dev/null 2>&1
     [ -n "$compose_up" ] && compose down -v --remove-orphans -t 5 >/dev/null 2>&1
+    [ -n "$compose_up" ] && remove_leftovers 2>/dev/null
     [ -n "$idp_pid" ] && kill "$idp_pid" 2>/dev/null
     if [ -n "$dockerd_pid" ]; then
         kill "$dockerd_pid" 2>/dev/null
@@ -86,7 +98,7 @@ if ! docker info >/dev/null 2>&1; then
     command -v dockerd >/dev/null 2>&1 || skip "dockerd is not installed (Debian's docker.io)"
     mkdir -p "$state" "$run"
     dockerd --data-root "$state" --exec-root "$run" --pidfile "$run.pid" -H "$DOCKER_HOST" \
-        --bridge=none --iptables=false >"$work/dockerd.log" 2>&1 &
+        --bridge=none --iptables=false >"$work/dockerd.log" 2>&1 9>&- &
     dockerd_pid=$!
     for _ in $(seq 1 120); do
         docker info >/dev/null 2>&1 && break
@@ -105,9 +117,12 @@ if ! docker info >/dev/null 2>&1; then
 else
     echo "    an engine already answers on $DOCKER_HOST: using it"
 fi
-# Leftovers of an interrupted run.
-compose down -v --remove-orphans -t 1 >/dev/null 2>&1 || true
-docker ps -aq --filter label=ferry-ci | xargs -r docker rm -f >/dev/null
+remove_leftovers() { # containers and volumes of this script, whatever state they are in
+    docker ps -aq --filter label=ferry-ci | xargs -r docker rm -f >/dev/null
+    docker ps -aq --filter label=com.docker.compose.project=$project | xargs -r docker rm -f >/dev/null
+    docker volume ls -q --filter label=com.docker.compose.project=$project | xargs -r docker volume rm >/dev/null
+}
+remove_leftovers # of an interrupted run
 
 if [ ! -x target/release/ferry ] || [ ! -x target/release/ferry-dev-idp ]; then
     step "release build (the image packages it)"
@@ -146,7 +161,7 @@ base_image() {
             mkdir -p "$cache/debs"
             # On a tmpfs where there is one (dpkg's many fsyncs cost nothing there).
             rootfs=$(mktemp -d /dev/shm/ferry-rootfs.XXXXXX 2>/dev/null || mktemp -d "$cache/rootfs.XXXXXX")
-            if ! debootstrap --variant=minbase --cache-dir="$cache/debs" \
+            if ! timeout 1200 debootstrap --variant=minbase --cache-dir="$cache/debs" \
                 ${packages:+--include="${packages// /,}"} "$suite" "$rootfs" "$mirror" \
                 >"$work/debootstrap-$name.log" 2>&1; then
                 tail -n 20 "$work/debootstrap-$name.log" >&2
@@ -163,7 +178,7 @@ base_image() {
             # Keep the newest tarball of each kind only.
             find "$cache" -maxdepth 1 -name "$name-*.tar" ! -name "$(basename "$tarball")" -delete
         fi
-        docker import -q "$tarball" "$tag" >/dev/null
+        docker import "$tarball" "$tag" >/dev/null
     fi
     image=$tag
 }
@@ -208,7 +223,10 @@ grep -q "redis://127.0.0.1:$FERRY_REDIS_PORT" "$FERRY_COMPOSE_CONFIG"
 grep -q "issuer: http://127.0.0.1:$FERRY_IDP_PORT" "$FERRY_COMPOSE_CONFIG"
 
 step "Ferry's images from the host's release build (docker-compose build)"
-COMPOSE_DOCKER_CLI_BUILD=1 DOCKER_BUILDKIT=1 compose build -q ferry-1 dev-idp
+if ! COMPOSE_DOCKER_CLI_BUILD=1 DOCKER_BUILDKIT=1 compose build ferry-1 dev-idp >"$work/build.log" 2>&1; then
+    tail -n 40 "$work/build.log" >&2
+    exit 1
+fi
 ferry_image=$(compose config | /usr/bin/python3 -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["services"]["ferry-1"]["image"])')
 docker image inspect "$ferry_image" >/dev/null
 echo "    $ferry_image: $(docker image inspect -f '{{.Size}}' "$ferry_image" | awk '{printf "%.0f MB", $1 / 1e6}')"
@@ -249,7 +267,7 @@ wait_ready() { # wait_ready URL SECONDS
 jwks_kids() { curl -fsS --max-time 5 "$1/jwks" | python3 -c 'import json, sys; print(" ".join(sorted(k["kid"] for k in json.load(sys.stdin)["keys"])))'; }
 
 step "the image alone: host network, read-only root, uid 65532, no capabilities"
-target/release/ferry-dev-idp serve --data-dir "$work/idp" --listen 127.0.0.1:0 >"$work/idp.out" 2>"$work/idp.err" &
+target/release/ferry-dev-idp serve --data-dir "$work/idp" --listen 127.0.0.1:0 >"$work/idp.out" 2>"$work/idp.err" 9>&- &
 idp_pid=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$work/idp.out" 2>/dev/null && break; sleep 0.05; done
 idp=$(sed -n 's/.*listening on //p' "$work/idp.out")
@@ -335,7 +353,7 @@ before=$(jwks_kids "$ferry1")
 step "key rotation: ferry keys rotate in ferry-1, on the shared PostgreSQL key store"
 # The standby must have been published for jwks_max_age + leeway (1 s here).
 sleep 1.2
-compose exec -T ferry-1 ferry keys rotate
+compose exec -T ferry-1 ferry keys rotate | sed 's/^/    /'
 rotated=
 for _ in $(seq 1 80); do
     token=$(exchange "$ferry2" "$(mint)")
