@@ -17,6 +17,7 @@ mod activation;
 mod admin;
 mod attacks;
 mod cert_header;
+mod claims;
 mod cli;
 mod confusion;
 mod delegation;
