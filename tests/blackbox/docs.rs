@@ -154,6 +154,9 @@ fn a_broken_example_fails_the_check_beside_its_fixed_twin() {
     assert!(refused.contains("keyfile"), "{refused}");
     let elided = "clients:\n  - { id: ci, auth: client_secret_basic, secret_sha256: …, x: … }\n";
     assert!(check(elided, &tmp.path().join("elided"), &m).is_err());
+    // A SAML provider's metadata file is generated for its entity id.
+    let saml = "providers:\n  - id: corp\n    kind: saml\n    entity_id: https://idp.example.com/saml\n    metadata: { file: /etc/ferry/idp-metadata.xml }\n    audiences: [https://ferry.example.com]\n";
+    assert_eq!(outcome(check(saml, &tmp.path().join("saml"), &m)), Ok(()));
 }
 
 /// The blocks test `name` runs, as one script: shell blocks as they are, `file` blocks
