@@ -23,6 +23,7 @@ mod confusion;
 mod delegation;
 mod derived;
 mod dev_idp_saml;
+mod docs;
 mod downscope;
 mod dpop;
 mod durable_revocation;
