@@ -88,17 +88,25 @@ async function fetchOidcToken(oidc, subjectAudience) {
   return value;
 }
 
-/** Ferry's fixed error code and description, printable ASCII only; nothing else of the body. */
-function ferryError(answer) {
+/**
+ * Ferry's fixed error code and description, printable ASCII only, and never one that
+ * quotes a SECRET (a server that echoes input); nothing else of the body.
+ */
+function ferryError(answer, secrets) {
   let body = {};
   try {
     body = JSON.parse(answer.text) || {};
   } catch {
     body = {};
   }
-  const code = typeof body.error === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(body.error) ? body.error : null;
+  const quotes = (text) => secrets.some((secret) => text.includes(secret));
+  const code =
+    typeof body.error === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(body.error) && !quotes(body.error)
+      ? body.error
+      : null;
   const description =
-    typeof body.error_description === 'string' && /^[\x20-\x7E]{1,300}$/.test(body.error_description)
+    typeof body.error_description === 'string' && /^[\x20-\x7E]{1,300}$/.test(body.error_description) &&
+    !quotes(body.error_description)
       ? body.error_description
       : null;
   let message = `Ferry refused the exchange (HTTP ${answer.status})`;
@@ -111,7 +119,7 @@ function ferryError(answer) {
   return new ActionError(message);
 }
 
-async function exchange(inputs, subjectToken) {
+async function exchange(inputs, oidc, subjectToken) {
   const form = new URLSearchParams({
     grant_type: GRANT_TYPE,
     subject_token: subjectToken,
@@ -134,7 +142,7 @@ async function exchange(inputs, subjectToken) {
     'Ferry',
   );
   if (answer.status !== 200) {
-    throw ferryError(answer);
+    throw ferryError(answer, [subjectToken, oidc.requestToken]);
   }
   let body;
   try {
@@ -187,7 +195,7 @@ async function main() {
   const oidc = runnerOidc();
   // 2. The OIDC token is masked inside fetchOidcToken, 3. the issued token inside exchange.
   const subjectToken = await fetchOidcToken(oidc, inputs.subjectAudience);
-  const issued = await exchange(inputs, subjectToken);
+  const issued = await exchange(inputs, oidc, subjectToken);
 
   setOutput('access-token', issued.access_token);
   setOutput('expires-in', Number.isInteger(issued.expires_in) ? String(issued.expires_in) : '');
