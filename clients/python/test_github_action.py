@@ -401,3 +401,13 @@ def test_action_does_not_print_an_error_body_that_quotes_a_secret(env, scripted)
     assert r.code == 1
     assert r.lines[2:] == ["::error::Ferry refused the exchange (HTTP 400): invalid_grant"], r.stdout
     assert_masked_first(r, [REQUEST_TOKEN, Runner.served[-1][1]])
+
+
+@pytest.mark.parametrize("name", ["GITHUB_PATH", "NODE_OPTIONS", "LD_PRELOAD", "path", "A-B", "1X", "X\nY"])
+def test_action_refuses_to_export_into_a_reserved_or_malformed_variable(env, name):
+    """Twin: FERRY_TOKEN is exported in the first test."""
+    before = len(Runner.served)
+    r = run_action(env, inputs(env, **{"export-env-var": name}))
+    assert r.code == 1
+    assert r.lines[1].startswith("::error::the export-env-var input must be a variable name"), r.stdout
+    assert len(Runner.served) == before and r.outputs == {} and r.exported == {}

@@ -18,7 +18,7 @@ const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const JWT_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 const USER_AGENT = 'ferry-github-action/1';
 /** Variables a step must not be able to set through export-env-var. */
-const RESERVED = /^(GITHUB_|RUNNER_|ACTIONS_|INPUT_)|^(PATH|NODE_OPTIONS|BASH_ENV|ENV|LD_PRELOAD|LD_LIBRARY_PATH|GOOGLE_APPLICATION_CREDENTIALS)$/i;
+const RESERVED = /^(GITHUB_|RUNNER_|ACTIONS_|INPUT_|LD_)|^(PATH|NODE_OPTIONS|BASH_ENV|ENV|GOOGLE_APPLICATION_CREDENTIALS)$/i;
 
 /** The inputs, checked before any request is made. */
 function readInputs() {

@@ -76,6 +76,9 @@ async function boundedText(response) {
   if (declared > MAX_BODY) {
     throw new ActionError('the response is too large');
   }
+  if (!response.body) {
+    return '';
+  }
   const reader = response.body.getReader();
   const chunks = [];
   let size = 0;
