@@ -22,6 +22,7 @@ import urllib.parse
 import jwt
 import pytest
 import requests
+import yaml
 
 from ferry_harness import BIN, ROOT, listening_socket, start_ferry
 
@@ -344,16 +345,18 @@ def scripted(env):
 
 
 def test_action_retries_429_and_503_honouring_retry_after(env, scripted):
-    Scripted.script = [(429, {"Retry-After": "1"}, b""), (503, {"Retry-After": "0"}, b"busy")]
+    Scripted.script = [(429, {"Retry-After": "1"}, b""), (503, {"Retry-After": "0"}, b"busy"),
+                       (503, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, b"")]
     r = run_action(env, inputs(env, url=scripted, **{"subject-audience": SUBJECT_AUDIENCE}))
     assert r.code == 0, r.stdout
-    assert len(Scripted.seen) == 3
+    assert len(Scripted.seen) == 4, "the fourth attempt is the last one allowed"
     assert Scripted.seen[1] - Scripted.seen[0] >= 1.0, "Retry-After: 1 was not honoured"
     oidc_token, access = Runner.served[-1][1], r.outputs["access-token"]
     # The issued token is masked as soon as it arrives, before the closing line.
-    assert r.lines[:5] == [f"::add-mask::{REQUEST_TOKEN}", f"::add-mask::{oidc_token}",
+    assert r.lines[:6] == [f"::add-mask::{REQUEST_TOKEN}", f"::add-mask::{oidc_token}",
                            "Ferry answered HTTP 429 (attempt 1 of 4); retrying in 1 s",
                            "Ferry answered HTTP 503 (attempt 2 of 4); retrying in 0 s",
+                           "Ferry answered HTTP 503 (attempt 3 of 4); retrying in 0 s",  # a date in the past
                            f"::add-mask::{access}"], r.stdout
     assert_no_leak(r, [oidc_token, access])
     verify(env, r.outputs["access-token"], "read write")
@@ -411,3 +414,14 @@ def test_action_refuses_to_export_into_a_reserved_or_malformed_variable(env, nam
     assert r.code == 1
     assert r.lines[1].startswith("::error::the export-env-var input must be a variable name"), r.stdout
     assert len(Runner.served) == before and r.outputs == {} and r.exported == {}
+
+
+def test_action_yml_declares_what_the_entry_point_reads_and_writes():
+    """action.yml and index.js agree: every input read is declared (and nothing else),
+    every output written is declared; node24 runs index.js."""
+    meta = yaml.safe_load((ACTION.parent / "action.yml").read_text())
+    code = ACTION.read_text()
+    assert meta["runs"] == {"using": "node24", "main": "index.js"}
+    assert set(meta["inputs"]) == set(re.findall(r"input\('([a-z-]+)'\)", code))
+    assert set(meta["outputs"]) == set(re.findall(r"setOutput\('([a-z-]+)'", code))
+    assert {n for n, i in meta["inputs"].items() if i["required"]} == {"url", "audience"}
