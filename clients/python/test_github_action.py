@@ -425,3 +425,14 @@ def test_action_yml_declares_what_the_entry_point_reads_and_writes():
     assert set(meta["inputs"]) == set(re.findall(r"input\('([a-z-]+)'\)", code))
     assert set(meta["outputs"]) == set(re.findall(r"setOutput\('([a-z-]+)'", code))
     assert {n for n, i in meta["inputs"].items() if i["required"]} == {"url", "audience"}
+
+
+def test_action_reports_a_refused_oidc_request_without_its_body(env):
+    """Twin of the first test with another request token: the runner's endpoint refuses."""
+    wrong = secrets.token_urlsafe(32)
+    r = run_action(env, inputs(env), oidc={"ACTIONS_ID_TOKEN_REQUEST_URL": env.request_url,
+                                          "ACTIONS_ID_TOKEN_REQUEST_TOKEN": wrong})
+    assert r.code == 1
+    assert r.lines == [f"::add-mask::{wrong}",
+                       "::error::the runner's OIDC endpoint did not return a token (HTTP 401)"], r.stdout
+    assert r.outputs == {}
