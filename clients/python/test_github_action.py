@@ -151,8 +151,9 @@ def run_action(e, inputs, oidc=True, popen=False):
     (d / "temp").mkdir(parents=True)
     (d / "output").touch()
     (d / "env").touch()
+    (d / "state").touch()
     environ = {"PATH": os.environ["PATH"], "GITHUB_OUTPUT": str(d / "output"), "GITHUB_ENV": str(d / "env"),
-               "RUNNER_TEMP": str(d / "temp")}
+               "GITHUB_STATE": str(d / "state"), "RUNNER_TEMP": str(d / "temp")}
     if oidc is True:
         oidc = {"ACTIONS_ID_TOKEN_REQUEST_URL": e.request_url, "ACTIONS_ID_TOKEN_REQUEST_TOKEN": REQUEST_TOKEN}
     environ.update(oidc or {})
@@ -165,7 +166,15 @@ def run_action(e, inputs, oidc=True, popen=False):
     r.lines = out.stdout.splitlines()
     r.outputs = file_commands(d / "output")
     r.exported = file_commands(d / "env")
+    r.state = file_commands(d / "state")
     return r
+
+
+def run_post(r, state):
+    """The post step as the runner runs it: the main step's state as STATE_* variables."""
+    environ = {"PATH": os.environ["PATH"], "RUNNER_TEMP": str(r.dir / "temp"),
+               **{f"STATE_{name}": value for name, value in state.items()}}
+    return subprocess.run(["node", ACTION.parent / "post.js"], env=environ, capture_output=True, text=True, timeout=60)
 
 
 def assert_masked_first(r, secret_values):
@@ -211,7 +220,7 @@ def test_action_masks_every_secret_first_then_outputs_and_exports_the_token(env)
     assert r.exported == {"FERRY_TOKEN": access}
     # Twin of the credential-file test: without credentials-file, no file and no variable.
     assert list((r.dir / "temp").iterdir()) == []
-    assert "credentials-file-path" not in r.outputs
+    assert "credentials-file-path" not in r.outputs and r.state == {}
 
 
 def test_action_subject_audience_defaults_to_the_url(env):
@@ -243,6 +252,7 @@ def test_action_credentials_file_is_googles_external_account_and_keeps_refreshin
             "format": {"type": "json", "subject_token_field_name": "value"},
         },
     }
+    assert r.state == {"credentials-file-path": path}
     # The file, unmodified, in google-auth: every refresh fetches a fresh OIDC token from
     # the runner's endpoint (none is stored), so refreshes outlive GitHub's five minutes.
     creds = identity_pool.Credentials.from_file(path)
@@ -251,6 +261,15 @@ def test_action_credentials_file_is_googles_external_account_and_keeps_refreshin
         creds.refresh(Request())
         assert len(Runner.served) == before + 1
         verify(env, creds.token, "read write")
+    # The post step removes it (it holds the request token); a state naming any other
+    # file, here one of the same name outside RUNNER_TEMP, removes nothing.
+    decoy = r.dir / os.path.basename(path)
+    decoy.write_text("{}")
+    refused = run_post(r, {"credentials-file-path": str(decoy)})
+    assert refused.returncode == 1 and decoy.exists() and os.path.exists(path)
+    done = run_post(r, r.state)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not os.path.exists(path)
 
 
 def test_action_subject_audience_is_url_encoded_in_the_credential_source(env):
@@ -418,10 +437,10 @@ def test_action_refuses_to_export_into_a_reserved_or_malformed_variable(env, nam
 
 def test_action_yml_declares_what_the_entry_point_reads_and_writes():
     """action.yml and index.js agree: every input read is declared (and nothing else),
-    every output written is declared; node24 runs index.js."""
+    every output written is declared; node24 runs index.js, then post.js."""
     meta = yaml.safe_load((ACTION.parent / "action.yml").read_text())
     code = ACTION.read_text()
-    assert meta["runs"] == {"using": "node24", "main": "index.js"}
+    assert meta["runs"] == {"using": "node24", "main": "index.js", "post": "post.js"}
     assert set(meta["inputs"]) == set(re.findall(r"input\('([a-z-]+)'\)", code))
     assert set(meta["outputs"]) == set(re.findall(r"setOutput\('([a-z-]+)'", code))
     assert {n for n, i in meta["inputs"].items() if i["required"]} == {"url", "audience"}

@@ -11,7 +11,7 @@ const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const { ActionError, input, addMask, info, error, setOutput, exportVariable } = require('./lib/runner');
+const { ActionError, input, addMask, info, error, setOutput, exportVariable, saveState } = require('./lib/runner');
 const { checkedUrl, request } = require('./lib/http');
 
 const GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -204,6 +204,7 @@ async function main() {
   }
   if (inputs.credentialsFile) {
     const file = writeCredentialsFile(inputs, oidc);
+    saveState('credentials-file-path', file); // post.js removes it when the job ends
     exportVariable('GOOGLE_APPLICATION_CREDENTIALS', file);
     setOutput('credentials-file-path', file);
     info(`Wrote a Google external_account credential file to ${file} (GOOGLE_APPLICATION_CREDENTIALS)`);

@@ -59,4 +59,9 @@ function exportVariable(name, value) {
   appendFileCommand('GITHUB_ENV', name, value);
 }
 
-module.exports = { ActionError, input, addMask, info, error, setOutput, exportVariable };
+/** State the post step reads back as STATE_<name>. */
+function saveState(name, value) {
+  appendFileCommand('GITHUB_STATE', name, value);
+}
+
+module.exports = { ActionError, input, addMask, info, error, setOutput, exportVariable, saveState };
