@@ -54,6 +54,7 @@ mod saml;
 mod scaleout;
 mod secrets;
 mod shedding;
+mod split;
 mod ssrf;
 mod storms;
 mod traps;

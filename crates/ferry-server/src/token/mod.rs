@@ -70,7 +70,7 @@ fn record_issued(
     audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
     audit.cnf_jkt = bound.jkt().map(str::to_owned);
     audit.cnf_x5t = bound.x5t().map(str::to_owned);
-    audit.reference = subject.issued == ferry_core::request::IssuedTokenType::Reference;
+    audit.reference = subject.issued.is_handle();
 }
 
 /// Step 5: the grant's subject.
