@@ -72,7 +72,7 @@ def resolve(doc, node):
 
 def request_cases(doc):
     """Every request the examples of DOC describe: (path, method, name, body media type,
-    body, headers, path parameters, expected status)."""
+    body, headers, path parameters, expected status, expected `error` code)."""
     cases = []
     for path, method, op in operations(doc):
         op = resolve(doc, op)
@@ -92,22 +92,22 @@ def request_cases(doc):
                 for name, ex in body.get("examples", {}).items():
                     headers, path_params = with_params(name)
                     headers.update(ex.get("x-headers", {}))
-                    cases.append((path, method, name, media, ex["value"], headers, path_params, ex["x-status"]))
+                    cases.append((path, method, name, media, ex["value"], headers, path_params, ex["x-status"], ex.get("x-error")))
             assert any(c[0] == path and c[1] == method for c in cases), f"{method} {path}: no request example"
             continue
         names = {n: ex for p in params for n, ex in p.get("examples", {}).items()}
         for name, ex in names.items():
             headers, path_params = with_params(name)
-            cases.append((path, method, name, None, None, headers, path_params, ex["x-status"]))
+            cases.append((path, method, name, None, None, headers, path_params, ex["x-status"], ex.get("x-error")))
         if not names:
             codes = sorted(int(c) for c in op["responses"])
             expected = ([c for c in codes if c < 400] or codes)[0]
             secured = op.get("security", doc.get("security")) and {} not in op.get("security", doc.get("security", []))
             if secured:
-                cases.append((path, method, "withoutCredentials", None, None, {}, {}, 401))
-                cases.append((path, method, "withCredentials", None, None, {"Authorization": "{{reader_basic}}"}, {}, expected))
+                cases.append((path, method, "withoutCredentials", None, None, {}, {}, 401, "invalid_client"))
+                cases.append((path, method, "withCredentials", None, None, {"Authorization": "{{reader_basic}}"}, {}, expected, None))
             else:
-                cases.append((path, method, "bare", None, None, {}, {}, expected))
+                cases.append((path, method, "bare", None, None, {}, {}, expected, None))
     return cases
 
 
@@ -320,10 +320,10 @@ def test_every_operation_has_a_request():
 
 
 @pytest.mark.parametrize(
-    "doc,path,method,name,media,body,headers,path_params,status", CASES,
+    "doc,path,method,name,media,body,headers,path_params,status,error", CASES,
     ids=[f"{c[0]}:{c[2].upper()}:{c[1]}:{c[3]}" for c in CASES],
 )
-def test_example(env, doc, path, method, name, media, body, headers, path_params, status):
+def test_example(env, doc, path, method, name, media, body, headers, path_params, status, error):
     base = env.url if doc == "public" else env.admin_url
     if doc == "public" and path in env.unserved:
         pytest.skip(f"{path} is not served yet (landing on a sibling branch)")
@@ -341,6 +341,8 @@ def test_example(env, doc, path, method, name, media, body, headers, path_params
             kwargs["data"] = requests.models.RequestEncodingMixin._encode_params(body)
     r = requests.request(method.upper(), url, headers=headers, timeout=10, **kwargs)
     assert r.status_code == status, f"{method.upper()} {path} {name}: {r.status_code} {r.text[:500]}"
+    if error is not None:  # refused for the reason the example names
+        assert r.json()["error"] == error, r.text
     api = env.api[doc]
     request = RequestsOpenAPIRequest(r.request)
     api.validate_response(request, RequestsOpenAPIResponse(r))
