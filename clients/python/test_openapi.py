@@ -170,6 +170,8 @@ issuer: {e.url}
 data_dir: {tmp / "data"}
 limits:
   shutdown_delay: 0s
+dpop:
+  require_nonce: true   # so that DPoP-Nonce and use_dpop_nonce are exercised too
 outbound:
   allow_insecure_origins: ["{e.idp}"]
 providers:
@@ -228,8 +230,10 @@ def assertion(e, key, subject, kid):
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid})
 
 
-def dpop_proof(e):
+def dpop_proof(e, nonce=True):
     claims = {"htm": "POST", "htu": f"{e.url}/token", "iat": int(time.time()), "jti": str(uuid.uuid4())}
+    if nonce:  # every /token response carries a fresh one
+        claims["nonce"] = requests.post(f"{e.url}/token", timeout=10).headers["DPoP-Nonce"]
     return jwt.encode(claims, e.dpop_key, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": e.dpop_jwk})
 
 
@@ -257,6 +261,7 @@ def setup_values(e):
         "revocable_token": lambda: issue(e, client_id="ci-post", client_secret=SECRET),
         "admin_revocable_token": lambda: issue(e),
         "dpop_proof": lambda: dpop_proof(e),
+        "dpop_proof_without_nonce": lambda: dpop_proof(e, nonce=False),
         "client_assertion": lambda: assertion(e, e.client_key, "ci-jwt", "c-1"),
         "service_account_assertion": lambda: assertion(e, e.sa_key, "builder", "sa-1"),
         "client_secret": SECRET,
@@ -358,6 +363,10 @@ def check_meaning(doc, name, r):
         return
     if name == "dpopBound":
         assert r.json()["token_type"] == "DPoP"
+        claims = jwt.decode(r.json()["access_token"], options={"verify_signature": False})
+        assert claims["cnf"]["jkt"]
+    if name == "dpopWithoutNonce":
+        assert r.headers["DPoP-Nonce"], "the nonce to use next"
     if name == "referenceToken":
         assert r.json()["access_token"].startswith("ferry_ref_")
     if name == "delegation":
