@@ -42,6 +42,7 @@ REFERENCE = "urn:ferry:params:oauth:token-type:reference_token"
 DOCS = {"public": ROOT / "openapi" / "openapi.yaml", "admin": ROOT / "openapi" / "admin.yaml"}
 METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
 SECRET = secrets.token_urlsafe(32)
+ADMIN_TOKEN = secrets.token_urlsafe(32)
 
 
 def load(name):
@@ -164,10 +165,14 @@ def env(tmp_path_factory):
     e.client_key, client_jwk = ec_key()
     e.dpop_key, e.dpop_jwk = ec_key()
     digest = hashlib.sha256(SECRET.encode()).hexdigest()
+    (tmp / "admin-tokens").write_text(hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest() + "\n")
     (tmp / "ferry.yaml").write_text(
         f"""
 issuer: {e.url}
 data_dir: {tmp / "data"}
+admin:
+  listen: 127.0.0.1:0   # the socket passed to Ferry is used instead
+  bearer_token_hashes_file: {tmp / "admin-tokens"}
 limits:
   shutdown_delay: 0s
 dpop:
@@ -335,6 +340,8 @@ def test_example(env, doc, path, method, name, media, body, headers, path_params
     values = env.values
     url = base + fill(values, re.sub(r"\{(\w+)\}", lambda m: path_params[m.group(1)], path))
     headers = fill(values, copy.deepcopy(headers))
+    if doc == "admin":  # the admin listener requires a bearer token here
+        headers.setdefault("Authorization", f"Bearer {ADMIN_TOKEN}")
     body = fill(values, copy.deepcopy(body))
     kwargs = {}
     if media == "application/json":
