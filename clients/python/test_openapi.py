@@ -39,6 +39,7 @@ AUDIENCE = "https://relying.example.com"
 TE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT = "urn:ietf:params:oauth:token-type:jwt"
 REFERENCE = "urn:ferry:params:oauth:token-type:reference_token"
+SPLIT = "urn:ferry:token-type:split"
 DOCS = {"public": ROOT / "openapi" / "openapi.yaml", "admin": ROOT / "openapi" / "admin.yaml"}
 METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"]
 SECRET = secrets.token_urlsafe(32)
@@ -213,6 +214,10 @@ audiences:
     e.tmp = tmp
     e.values = setup_values(e)
     e.unserved = unserved_landing(e.url)
+    # Split tokens land on a sibling branch (issue 25): their examples run once Ferry issues them.
+    probe = {"grant_type": TE, "subject_token": mint(e), "subject_token_type": JWT, "audience": AUDIENCE,
+             "requested_token_type": SPLIT}
+    e.split = requests.post(f"{e.url}/token", data=probe, timeout=10).status_code == 200
     e.api = {"public": openapi("public", e.url), "admin": openapi("admin", e.admin_url)}
     yield e
     for p in (ferry, idp):
@@ -263,6 +268,7 @@ def setup_values(e):
         "actor_token": lambda: mint(e, "acme/deployer"),
         "access_token": access_token,
         "reference_token": lambda: issue(e, requested_token_type=REFERENCE),
+        "split_token": lambda: issue(e, requested_token_type=SPLIT),
         "revocable_token": lambda: issue(e, client_id="ci-post", client_secret=SECRET),
         "admin_revocable_token": lambda: issue(e),
         "dpop_proof": lambda: dpop_proof(e),
@@ -337,6 +343,8 @@ def test_example(env, doc, path, method, name, media, body, headers, path_params
     base = env.url if doc == "public" else env.admin_url
     if doc == "public" and path in env.unserved:
         pytest.skip(f"{path} is not served yet (landing on a sibling branch)")
+    if "split" in json.dumps([body, headers]) and not env.split:
+        pytest.skip("split tokens are not issued yet (landing on a sibling branch)")
     values = env.values
     url = base + fill(values, re.sub(r"\{(\w+)\}", lambda m: path_params[m.group(1)], path))
     headers = fill(values, copy.deepcopy(headers))
@@ -361,10 +369,10 @@ def test_example(env, doc, path, method, name, media, body, headers, path_params
     if status < 300 and "Content-Type" not in (headers or {}):
         # A request Ferry accepts is one the document describes.
         api.validate_request(request)
-    check_meaning(doc, name, r)
+    check_meaning(doc, path, name, r)
 
 
-def check_meaning(doc, name, r):
+def check_meaning(doc, path, name, r):
     """What the schema alone cannot say about some answers."""
     if doc != "public":
         return
@@ -382,5 +390,8 @@ def check_meaning(doc, name, r):
         assert r.json() == {"active": False}
     if name == "activeToken":
         assert r.json()["active"] is True
-    if name == "phantomToken":
+    if name == "splitToken" and path == "/token":
+        assert r.json()["issued_token_type"] == SPLIT
+    if name == "phantomToken" or (name == "splitToken" and path == "/introspect"):
+        assert r.headers["Content-Type"] == "application/jwt"
         assert jwt.get_unverified_header(r.text)["typ"] == "at+jwt"
