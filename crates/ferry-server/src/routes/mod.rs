@@ -49,7 +49,7 @@ pub fn routes() -> Vec<(&'static str, &'static str)> {
     table().into_iter().map(|(p, m, _)| (p, m)).collect()
 }
 
-/// The public router, built from [`table`].
+/// The public router, built from the route table.
 pub fn router(state: AppState) -> Router {
     table()
         .into_iter()
