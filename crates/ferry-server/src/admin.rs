@@ -1,7 +1,8 @@
 //! The admin listener (described by `openapi/admin.yaml`): `GET /metrics`,
-//! `POST /explain`, `POST /revoke`, `GET /readyz` (with details). It binds 127.0.0.1 by default; anywhere else TLS and bearer tokens
-//! are required. How it authenticates is decided when its socket is bound and kept for
-//! the socket's life ([`guard`]). Every admin request is an audit event.
+//! `POST /explain`, `POST /revoke`, `GET /readyz` (with details). It binds 127.0.0.1 by
+//! default; anywhere else TLS and bearer tokens are required. How it authenticates is
+//! decided when its socket is bound and kept for the socket's life ([`guard`]). Every
+//! admin request is an audit event.
 
 mod guard;
 pub use guard::{AdminAuth, OffLoopback};
