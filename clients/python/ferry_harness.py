@@ -18,13 +18,27 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(os.environ.get("FERRY_BIN_DIR", ROOT / "target" / "debug"))
 KEK = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="
 
-# Execs the command in argv[2:] with file descriptor argv[1] as fd 3, LISTEN_FDS=1 and
-# LISTEN_PID its own pid: how systemd hands a socket-activated service its socket.
+# Execs the command in argv[2:] with the file descriptors listed in argv[1] (comma-separated)
+# as fds 3, 4, …, LISTEN_FDS their number, LISTEN_PID its own pid and LISTEN_FDNAMES from
+# FERRY_FDNAMES when set: how systemd hands a socket-activated service its sockets.
 ACTIVATE = (
-    "import os, sys; fd = int(sys.argv[1]); fd == 3 or os.dup2(fd, 3); os.set_inheritable(3, True); "
-    "env = {**os.environ, 'LISTEN_FDS': '1', 'LISTEN_PID': str(os.getpid())}; "
+    "import os, sys; fds = [int(f) for f in sys.argv[1].split(',')]; high = [os.dup(f) for f in fds]; "
+    "[os.dup2(h, 3 + i) for i, h in enumerate(high)]; [os.set_inheritable(3 + i, True) for i in range(len(fds))]; "
+    "env = {**os.environ, 'LISTEN_FDS': str(len(fds)), 'LISTEN_PID': str(os.getpid())}; "
+    "names = env.pop('FERRY_FDNAMES', None); names and env.update(LISTEN_FDNAMES=names); "
     "os.execve(sys.argv[2], sys.argv[2:], env)"
 )
+
+
+# Routes openapi/openapi.yaml documents for work landing on sibling branches (issue 25), with a
+# probe (method, path) that answers 404 while the route is not served: their examples and
+# fuzzing run once Ferry serves them. Delete an entry once it has landed.
+LANDING = {"/v1/token": ("get", "/v1/token"), "/service-accounts/{id}/jwks": ("get", "/service-accounts/builder/jwks")}
+
+
+def unserved_landing(url):
+    """The LANDING paths the Ferry at URL does not serve yet."""
+    return [p for p, (m, probe) in LANDING.items() if requests.request(m, url + probe, timeout=10).status_code == 404]
 
 
 def listening_socket():
@@ -51,20 +65,26 @@ def wait_http(url, timeout=30, process=None):
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_ferry(sock, config, log=None):
+def start_ferry(sock, config, log=None, admin=None):
     """Starts `ferry serve --config CONFIG` on the listening socket SOCK (closed here: Ferry
     holds it then) and waits until it is ready. Returns the process. Its standard error
-    goes to the file LOG (a path) when given, and a start that fails quotes its end."""
+    goes to the file LOG (a path) when given, and a start that fails quotes its end. ADMIN,
+    another listening socket, becomes the admin listener (socket activation, named
+    `admin`)."""
     port = sock.getsockname()[1]
+    socks = [sock] + ([admin] if admin else [])
+    fds = ",".join(str(s.fileno()) for s in socks)
+    names = {"FERRY_FDNAMES": "ferry:admin"} if admin else {}
     stderr = open(log, "wb") if log else subprocess.DEVNULL
     ferry = subprocess.Popen(
-        [sys.executable, "-c", ACTIVATE, str(sock.fileno()), BIN / "ferry", "serve", "--config", config],
+        [sys.executable, "-c", ACTIVATE, fds, BIN / "ferry", "serve", "--config", config],
         stdout=subprocess.DEVNULL,
         stderr=stderr,
-        pass_fds=(sock.fileno(),),
-        env={**os.environ, "FERRY_KEK": KEK, "RUST_LOG": "warn"},
+        pass_fds=tuple(s.fileno() for s in socks),
+        env={**os.environ, "FERRY_KEK": KEK, "RUST_LOG": "warn", **names},
     )
-    sock.close()
+    for s in socks:
+        s.close()
     if log:
         stderr.close()  # the child has its own copy
     try:
