@@ -17,6 +17,8 @@ command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # The deploy checks: Compose validation (no engine needed) and package downloads.
 command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
 command -v dpkg-deb >/dev/null 2>&1 || need+=(dpkg)
+# promtool, for the Prometheus rules' unit tests (deploy/monitoring).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 # SAML assertions signed and checked by a tool Ferry did not write (clients/python).
 command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
 
