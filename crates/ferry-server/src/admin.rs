@@ -32,7 +32,7 @@ const MAX_RULE_VALUE: usize = 1024;
 /// The admin router, authenticating as `auth` says for as long as it serves.
 pub fn router(state: AppState, auth: AdminAuth) -> Router {
     Router::new()
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics_page))
         .route("/explain", post(explain_endpoint))
         .route("/revoke", post(admin_revoke))
         .route("/readyz", get(crate::routes::readyz_details))
@@ -126,7 +126,8 @@ impl AdminSocket {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: the OpenMetrics page (the admin and the metrics-only listeners).
+pub(crate) async fn metrics_page(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state, &state.reloads);
     let mut r = body.into_response();
     r.headers_mut().insert(
