@@ -22,7 +22,7 @@ trap cleanup EXIT
 # The unit tests are not vacuous: a rule whose threshold drifted fails them.
 mkdir -p "$work/mutant/tests"
 sed 's/ratio_rate5m > 0.05$/ratio_rate5m > 0.5/' "$mon/ferry-rules.yaml" >"$work/mutant/ferry-rules.yaml"
-! cmp -s "$mon/ferry-rules.yaml" "$work/mutant/ferry-rules.yaml"
+if cmp -s "$mon/ferry-rules.yaml" "$work/mutant/ferry-rules.yaml"; then echo "the mutant rule changed nothing" >&2; exit 1; fi
 cp "$mon/tests/ferry-rules.test.yaml" "$work/mutant/tests/"
 if (cd "$work/mutant/tests" && promtool test rules ferry-rules.test.yaml >/dev/null 2>&1); then
     echo "promtool unit tests passed a rule with a changed threshold" >&2
@@ -55,7 +55,7 @@ EOF
 FERRY_KEK=$("$ferry" keys new-kek) "$ferry" serve --config "$work/ferry.yaml" >"$work/audit.jsonl" 2>"$work/ferry.log" &
 pid=$!
 for _ in $(seq 1 200); do
-    grep -q "ferry metrics listening on" "$work/ferry.log" && grep -q "ferry listening on" "$work/ferry.log" && break
+    grep -q "ferry metrics listening on" "$work/ferry.log" 2>/dev/null && grep -q "ferry listening on" "$work/ferry.log" && break
     sleep 0.05
 done
 public=$(sed -n 's/.*ferry listening on \(http[^ ]*\).*/\1/p' "$work/ferry.log" | head -n1)
