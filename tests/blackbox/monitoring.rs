@@ -245,3 +245,37 @@ async fn the_metrics_the_alerts_need_are_exported() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn an_override_may_not_move_the_admin_listener_onto_the_metrics_one() {
+    let key = TestKey::ec("m3");
+    let idp = MockIdp::start(jwks(&[&key])).await.unwrap();
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap().to_string();
+    let setup = Setup::new("metrics-override");
+    let cfg = setup.config(&config(
+        &format!("metrics: {{ listen: \"{addr}\" }}"),
+        "",
+        &idp.url,
+    ));
+    // `--admin-listen` (here through FERRY_ADMIN_LISTEN) onto metrics.listen: refused
+    // before anything is bound, naming the setting.
+    let out = crate::harness::ferry_cmd()
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .env("FERRY_LISTEN", "127.0.0.1:0")
+        .env("FERRY_ADMIN_LISTEN", &addr)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("metrics.listen: must differ from admin.listen"),
+        "{stderr}"
+    );
+    // The twin, the admin listener elsewhere: both serve.
+    drop(held);
+    let mut ferry = Ferry::start_with(&cfg, &[("FERRY_KEK", crate::harness::TEST_KEK)]).unwrap();
+    assert_eq!(metrics_url(&mut ferry), format!("http://{addr}"));
+    assert!(ferry.admin.is_some());
+}
