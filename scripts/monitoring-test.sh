@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Checks deploy/monitoring: the Prometheus rules load and pass their promtool unit tests
-# (Debian's `prometheus` package; every alert fires in one test and stays quiet in a
+# (promtool from Debian's `prometheus` package; every alert fires in one test and stays quiet in a
 # twin), and every metric name in the rules and the Grafana dashboard is one a real Ferry
 # exports: the built binary is started on loopback with its metrics-only listener, a few
 # exchanges create labelled series, and the names are checked against the `# HELP` lines
@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mon=deploy/monitoring
+# promtool: installed, or unpacked by scripts/install-test-deps.sh.
+PATH="$PATH:$PWD/target/monitoring-tools/usr/bin"
+command -v promtool >/dev/null 2>&1 || { echo "promtool is required (scripts/install-test-deps.sh)" >&2; exit 1; }
 
 echo "==> Prometheus rules: promtool check and unit tests"
 promtool check rules "$mon/ferry-rules.yaml" >/dev/null
