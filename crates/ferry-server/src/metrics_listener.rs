@@ -3,9 +3,10 @@
 //! explains, revokes or issues is reachable through it. It needs no TLS or bearer token,
 //! off loopback too: the page holds counts and configured names (provider ids, audience
 //! names, routes, error codes), never a token, subject or value from a request, and its
-//! own requests are counted nowhere, so a client of this listener cannot add a series
-//! (the label sets are bounded: see [`crate::metrics`]). It is served through the same
-//! listener as the others (header size and deadlines, per-source connection cap).
+//! requests are not counted by route or method, so a client of this listener cannot add
+//! a series (the label sets are bounded: see [`crate::metrics`]). It is served through
+//! the same listener as the others (header size and deadlines, per-source connection
+//! cap; refusals there count under their fixed limit names) and is no audit event.
 
 use std::net::SocketAddr;
 
