@@ -26,6 +26,18 @@ if [ ${#need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
 
+# promtool, for the Prometheus rules' unit tests (deploy/monitoring): Debian's
+# `prometheus` package unpacked under target/monitoring-tools, not installed — installing
+# it would start a Prometheus server on :9090 wherever services may start, the port of
+# Ferry's admin listener by default. promtool needs only libc.
+tools="$(cd "$(dirname "$0")/.." && pwd)/target/monitoring-tools"
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$tools/usr/bin/promtool" ]; then
+    echo "==> unpacking promtool (Debian's prometheus package) into target/monitoring-tools"
+    mkdir -p "$tools"
+    (cd "$tools" && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; })
+    dpkg -x "$tools"/prometheus_*.deb "$tools"
+fi
+
 for component in rustfmt clippy; do
     if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
         rustup component add "$component"

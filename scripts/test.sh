@@ -33,5 +33,8 @@ scripts/clients-test.sh
 echo "==> deploy/ and docker-compose.yml (rendered and validated; no cluster, no engine)"
 scripts/deploy-test.sh
 
+echo "==> deploy/monitoring (promtool unit tests; metric names against a running Ferry)"
+scripts/monitoring-test.sh
+
 echo "==> chaos (short)"
 scripts/chaos.sh

@@ -33,6 +33,7 @@ mod issuers;
 mod kek_rollout;
 mod keys;
 mod limits;
+mod monitoring;
 mod mtls;
 mod mtls_clients;
 mod ops;

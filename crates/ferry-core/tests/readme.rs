@@ -39,6 +39,7 @@ const FERRY_KEYS: &[&str] = &[
     "client_cert_header",
     "data_dir",
     "revocation",
+    "metrics",
 ];
 
 fn blocks() -> Vec<&'static str> {

@@ -35,7 +35,7 @@ const MAX_RULE_VALUE: usize = 1024;
 /// document's `paths`.
 fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
-        ("/metrics", "get", get(metrics)),
+        ("/metrics", "get", get(metrics_page)),
         ("/explain", "post", post(explain_endpoint)),
         ("/revoke", "post", post(admin_revoke)),
         ("/readyz", "get", get(crate::routes::readyz_details)),
@@ -145,7 +145,8 @@ impl AdminSocket {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: the OpenMetrics page (the admin and the metrics-only listeners).
+pub(crate) async fn metrics_page(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state, &state.reloads);
     let mut r = body.into_response();
     r.headers_mut().insert(

@@ -8,12 +8,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry_core::{Clock, SystemClock};
 
-use ferry_server::AppState;
 use ferry_server::listener::Server;
 use ferry_server::listener::activation::{Activation, bind_or_inherit};
 use ferry_server::load::{ConfigSource, build_state, read_config};
+use ferry_server::metrics_listener::MetricsSocket;
 use ferry_server::tls::acceptor_asking;
-use ferry_server::{cli, startup};
+use ferry_server::{AppState, cli, startup};
 use ferry_verify::time::SystemMono;
 
 #[derive(Parser, Debug)]
@@ -236,6 +236,7 @@ async fn serve(
     let admin_socket = ferry_server::admin::AdminSocket::bind(&admin, inherited.admin)
         .await
         .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let metrics_socket = MetricsSocket::bind(&config.metrics).await?;
     let accounts = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let state = build_state(
@@ -261,6 +262,9 @@ async fn serve(
             .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     }
 
+    if let Some(socket) = metrics_socket {
+        socket.serve(state.clone());
+    }
     serve_public(state, tcp, tls.as_ref(), &limits).await?;
     if let Some(saver) = replay_saver {
         saver.save(SystemClock.now());

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::durations::duration;
 use super::errors::ConfigErrors;
 use super::model::DEFAULT_MAX_BODY;
-use super::raw::{RawAdmin, RawAudit, RawLimits, RawTls};
+use super::raw::{RawAdmin, RawAudit, RawLimits, RawMetrics, RawTls};
 
 /// Request limits, with documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,16 @@ pub struct Admin {
     pub tls: Option<Tls>,
     /// SHA-256 (hex) of the accepted bearer tokens, one per line; required off loopback.
     pub bearer_token_hashes_file: Option<PathBuf>,
+}
+
+/// The metrics-only listener: `GET /metrics` and nothing else, plain HTTP without
+/// authentication (the page carries counts and configured names, never a token, subject
+/// or request value), so it may listen off loopback; restrict who reaches it by network
+/// (a Kubernetes NetworkPolicy admitting the monitoring namespace only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsListener {
+    /// Where it listens; `None` (the default, or `off`): no such listener.
+    pub listen: Option<String>,
 }
 
 /// Where audit events go.
@@ -293,6 +303,73 @@ pub(super) fn admin(errs: &mut ConfigErrors, a: &RawAdmin, base: &Path) -> Admin
         listen,
         tls,
         bearer_token_hashes_file: hashes,
+    }
+}
+
+pub(super) fn metrics_listener(m: &RawMetrics) -> MetricsListener {
+    MetricsListener {
+        listen: m.listen.clone().filter(|l| l != "off"),
+    }
+}
+
+/// Whether two listen addresses would take the same socket: the same name, or the same
+/// port (not 0, the kernel's pick) on the same address or where either is a wildcard
+/// (`0.0.0.0`, `[::]`), which takes the port on every address.
+fn same_socket(a: &str, b: &str) -> bool {
+    match (a.parse::<SocketAddr>(), b.parse::<SocketAddr>()) {
+        (Ok(x), Ok(y)) => {
+            x.port() != 0
+                && x.port() == y.port()
+                && (x.ip() == y.ip() || x.ip().is_unspecified() || y.ip().is_unspecified())
+        }
+        _ => {
+            let port = |s: &str| s.rsplit_once(':').map(|(_, p)| p.to_owned());
+            a.eq_ignore_ascii_case(b) && port(a).as_deref() != Some("0")
+        }
+    }
+}
+
+/// Errors for listeners that would share a socket: the metrics listener must differ from
+/// the public and the admin ones (it serves `/metrics` alone, unauthenticated), and the
+/// admin listener from the public one.
+pub fn listener_conflicts(
+    listen: &str,
+    admin: &Admin,
+    metrics: &MetricsListener,
+) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if let Some(m) = &metrics.listen {
+        if same_socket(m, listen) {
+            out.push((
+                "metrics.listen",
+                "must differ from listen (the public listener)",
+            ));
+        }
+        if admin.listen.as_deref().is_some_and(|a| same_socket(m, a)) {
+            out.push(("metrics.listen", "must differ from admin.listen"));
+        }
+    }
+    if admin
+        .listen
+        .as_deref()
+        .is_some_and(|a| same_socket(a, listen))
+    {
+        out.push((
+            "admin.listen",
+            "must differ from listen (the public listener)",
+        ));
+    }
+    out
+}
+
+pub(super) fn check_listeners(
+    errs: &mut ConfigErrors,
+    listen: &str,
+    admin: &Admin,
+    metrics: &MetricsListener,
+) {
+    for (path, msg) in listener_conflicts(listen, admin, metrics) {
+        errs.push(path, msg);
     }
 }
 

@@ -32,6 +32,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub admin: RawAdmin,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub audit: RawAudit,
     #[serde(default)]
     pub service_accounts: Vec<RawServiceAccount>,
@@ -177,6 +179,12 @@ pub struct RawAdmin {
     pub listen: Option<String>,
     pub tls: Option<RawTls>,
     pub bearer_token_hashes_file: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
