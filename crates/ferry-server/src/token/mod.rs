@@ -15,7 +15,7 @@
 //!     for an actor added while narrowing);
 //! 10. the lifetime;
 //! 11. mint;
-//! 12. the reference handle, when one was asked for.
+//! 12. the reference handle or split token, when one was asked for.
 //!
 //! A grant cannot skip or reorder a shared step: it only produces a subject.
 
