@@ -71,6 +71,8 @@ impl VerifyingKey {
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
+    /// The usable JWKs as they may be republished: public members only ([`public_members`]).
+    published: Vec<Value>,
     /// A SAML identity provider's signing certificates.
     #[cfg(feature = "saml")]
     certificates: Vec<crate::saml::Certificate>,
@@ -100,13 +102,15 @@ impl KeySet {
                 Ok(parsed) if parsed.is_empty() => {
                     warnings.push(format!("key {name}: no allowed algorithm fits it; skipped"));
                 }
-                Ok(parsed) => set
-                    .keys
-                    .extend(parsed.into_iter().map(|(alg, key)| VerifyingKey {
-                        kid: kid.clone(),
-                        alg,
-                        key,
-                    })),
+                Ok(parsed) => {
+                    set.published.push(public_members(jwk, &parsed));
+                    set.keys
+                        .extend(parsed.into_iter().map(|(alg, key)| VerifyingKey {
+                            kid: kid.clone(),
+                            alg,
+                            key,
+                        }));
+                }
                 Err(why) => warnings.push(format!("key {name}: {why}; skipped")),
             }
         }
@@ -132,6 +136,7 @@ impl KeySet {
     pub fn from_certificates(certificates: Vec<crate::saml::Certificate>) -> Self {
         Self {
             keys: Vec::new(),
+            published: Vec::new(),
             certificates,
         }
     }
@@ -140,6 +145,12 @@ impl KeySet {
     #[cfg(feature = "saml")]
     pub fn certificates(&self) -> &[crate::saml::Certificate] {
         &self.certificates
+    }
+
+    /// The usable keys as a JWK Set to republish (`GET /service-accounts/{id}/jwks`):
+    /// only the keys kept, each with its public members only ([`public_members`]).
+    pub fn public_jwks(&self) -> Value {
+        serde_json::json!({ "keys": self.published })
     }
 
     /// The distinct `kid`s in the set.
@@ -159,6 +170,24 @@ impl KeySet {
             .iter()
             .filter(move |k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid))
     }
+}
+
+/// The members of a usable `jwk` that may be published: an allowlist (`kty`, `crv`, the
+/// public parameters `n`, `e`, `x`, `y`, `kid`), never a copy minus a denylist, so
+/// nothing private or unknown can slip through. `use: sig` always; `alg` as the JWK
+/// pinned it, or the one algorithm it was kept for.
+fn public_members(jwk: &Value, parsed: &[(Algorithm, ParsedPublicKey)]) -> Value {
+    let mut out = serde_json::Map::new();
+    for member in ["kty", "crv", "kid", "n", "e", "x", "y"] {
+        if let Some(v) = jwk.get(member).filter(|v| v.is_string()) {
+            out.insert(member.to_owned(), v.clone());
+        }
+    }
+    out.insert("use".to_owned(), Value::from("sig"));
+    if let [(alg, _)] = parsed {
+        out.insert("alg".to_owned(), Value::from(alg.name()));
+    }
+    Value::Object(out)
 }
 
 /// Parses one public JWK for one algorithm (a DPoP proof's `jwk`).
@@ -347,6 +376,35 @@ mod hostile_keys {
                 warnings.iter().any(|w| w.contains(kid) && w.contains(why)),
                 "{kid}: {warnings:?}"
             );
+        }
+    }
+
+    /// Republishing a set keeps only the usable keys, each with the allowlisted public
+    /// members: a private key is dropped whole, and members beside the public ones
+    /// (`x5c`, anything unknown) are not copied; the twin, a clean public key, is
+    /// published as it was given.
+    #[test]
+    fn a_republished_set_holds_public_members_only() {
+        let (rsa, ec) = (TestKey::rsa("r"), TestKey::ec("e"));
+        let mut private = TestKey::ec("p").public_jwk();
+        private["d"] = json!("AQAB");
+        let mut extra = rsa.public_jwk();
+        extra["x5c"] = json!(["MIIB"]);
+        extra["secret"] = json!("s");
+        let doc = json!({"keys": [extra, ec.public_jwk(), private]});
+        let (set, _) = KeySet::from_jwks(
+            doc.to_string().as_bytes(),
+            &[Algorithm::RS256, Algorithm::ES256],
+        )
+        .unwrap();
+        let published = set.public_jwks();
+        assert_eq!(
+            published,
+            json!({"keys": [rsa.public_jwk(), ec.public_jwk()]})
+        );
+        let text = published.to_string();
+        for private in ["\"d\"", "x5c", "secret", "\"p\""] {
+            assert!(!text.contains(private), "{private}: {text}");
         }
     }
 

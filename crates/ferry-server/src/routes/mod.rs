@@ -8,6 +8,7 @@ pub mod middleware;
 mod outcome;
 mod reply;
 pub use reply::{Shed, error_response};
+mod service_accounts;
 mod token;
 mod tokens;
 mod wellknown;
@@ -25,6 +26,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("/introspect", "post"),
     ("/revocations", "get"),
     ("/jwks", "get"),
+    ("/service-accounts/{id}/jwks", "get"),
     ("/.well-known/oauth-authorization-server", "get"),
     ("/.well-known/openid-configuration", "get"),
     ("/healthz", "get"),
@@ -39,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/introspect", any(tokens::introspect))
         .route("/revocations", get(tokens::revocations))
         .route("/jwks", get(wellknown::jwks))
+        .route("/service-accounts/{id}/jwks", get(service_accounts::jwks))
         .route(
             "/.well-known/oauth-authorization-server",
             get(wellknown::metadata),
