@@ -20,7 +20,7 @@ const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 static JTI: AtomicU64 = AtomicU64::new(0);
 
 struct Env {
-    _setup: Setup,
+    setup: Setup,
     _ferry: Ferry,
     _svc: Proc,
     issuer: String,
@@ -51,7 +51,7 @@ async fn start() -> Env {
     let line = svc.wait_for("relying service listening on ").unwrap();
     let url = line.rsplit(' ').next().unwrap().to_owned();
     Env {
-        _setup: setup,
+        setup,
         _ferry: ferry,
         _svc: svc,
         issuer,
@@ -283,4 +283,50 @@ async fn a_ferry_token_and_a_service_account_jwt_cannot_pass_for_each_other() {
     assert_eq!(s, 200, "{body}");
     let access = body["access_token"].as_str().unwrap();
     assert_eq!(env.call("/whoami", access).await.0, 200);
+}
+
+/// Rotating in: a key registered beside the old one (the account's file rewritten) is
+/// published by Ferry within the file poll and accepted by the API at once (one refetch
+/// on its unknown `kid`); a key never registered is refused beside it.
+#[tokio::test]
+async fn a_newly_registered_key_works_at_the_api_at_once() {
+    let env = start().await;
+    assert_eq!(
+        env.call("/whoami", &direct(&env.builder, "builder", &json!({})))
+            .await
+            .0,
+        200
+    );
+    let (b2, stray) = (TestKey::ec("b2"), TestKey::ec("b3"));
+    env.setup
+        .write("builder.json", jwks(&[&env.builder, &b2]).to_string());
+    let url = format!("{}/service-accounts/builder/jwks", env.issuer);
+    let mut published = false;
+    for _ in 0..50 {
+        let body = env
+            .http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if body.contains("\"b2\"") {
+            published = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(published, "b2 never published");
+    let (s, body) = env
+        .call("/whoami", &direct(&b2, "builder", &json!({})))
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(
+        env.call("/whoami", &direct(&stray, "builder", &json!({})))
+            .await
+            .0,
+        401
+    );
 }

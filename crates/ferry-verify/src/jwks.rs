@@ -71,8 +71,9 @@ impl VerifyingKey {
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
-    /// The usable JWKs as they may be republished: public members only ([`public_members`]).
-    published: Vec<Value>,
+    /// The usable JWKs as they may be republished, public members only
+    /// ([`public_members`]), rendered once when the set is loaded.
+    published: String,
     /// A SAML identity provider's signing certificates.
     #[cfg(feature = "saml")]
     certificates: Vec<crate::saml::Certificate>,
@@ -94,6 +95,7 @@ impl KeySet {
             .and_then(Value::as_array)
             .ok_or(JwksError::Malformed("no keys array"))?;
         let mut set = KeySet::default();
+        let mut published = Vec::new();
         let mut warnings = Vec::new();
         for (i, jwk) in keys.iter().enumerate() {
             let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
@@ -103,7 +105,7 @@ impl KeySet {
                     warnings.push(format!("key {name}: no allowed algorithm fits it; skipped"));
                 }
                 Ok(parsed) => {
-                    set.published.push(public_members(jwk, &parsed));
+                    published.push(public_members(jwk, &parsed));
                     set.keys
                         .extend(parsed.into_iter().map(|(alg, key)| VerifyingKey {
                             kid: kid.clone(),
@@ -114,6 +116,7 @@ impl KeySet {
                 Err(why) => warnings.push(format!("key {name}: {why}; skipped")),
             }
         }
+        set.published = serde_json::json!({ "keys": published }).to_string();
         Ok((set, warnings))
     }
 
@@ -136,7 +139,7 @@ impl KeySet {
     pub fn from_certificates(certificates: Vec<crate::saml::Certificate>) -> Self {
         Self {
             keys: Vec::new(),
-            published: Vec::new(),
+            published: String::new(),
             certificates,
         }
     }
@@ -147,10 +150,15 @@ impl KeySet {
         &self.certificates
     }
 
-    /// The usable keys as a JWK Set to republish (`GET /service-accounts/{id}/jwks`):
-    /// only the keys kept, each with its public members only ([`public_members`]).
-    pub fn public_jwks(&self) -> Value {
-        serde_json::json!({ "keys": self.published })
+    /// The usable keys as a JWK Set to republish (`GET /service-accounts/{id}/jwks`),
+    /// rendered once: only the keys kept, each with its public members only
+    /// ([`public_members`]). A set not read from a JWKS has no keys to republish.
+    pub fn public_jwks(&self) -> &str {
+        if self.published.is_empty() {
+            r#"{"keys":[]}"#
+        } else {
+            &self.published
+        }
     }
 
     /// The distinct `kid`s in the set.
@@ -397,12 +405,12 @@ mod hostile_keys {
             &[Algorithm::RS256, Algorithm::ES256],
         )
         .unwrap();
-        let published = set.public_jwks();
+        let text = set.public_jwks();
+        let published: Value = serde_json::from_str(text).unwrap();
         assert_eq!(
             published,
             json!({"keys": [rsa.public_jwk(), ec.public_jwk()]})
         );
-        let text = published.to_string();
         for private in ["\"d\"", "x5c", "secret", "\"p\""] {
             assert!(!text.contains(private), "{private}: {text}");
         }

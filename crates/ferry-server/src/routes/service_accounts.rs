@@ -56,7 +56,7 @@ pub async fn jwks(
     let Ok(keys) = account.keys.keys().await else {
         return json(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.to_owned());
     };
-    let body = keys.public_jwks().to_string();
+    let body = keys.public_jwks().to_owned();
     let tag = etag(&body);
     let matches = headers
         .get(header::IF_NONE_MATCH)
