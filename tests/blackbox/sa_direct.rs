@@ -16,6 +16,8 @@ use crate::harness::{Ferry, Proc, Setup, bin};
 
 const API: &str = "https://api.example.com";
 const JWT_BEARER: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
 
 static JTI: AtomicU64 = AtomicU64::new(0);
 
@@ -37,7 +39,7 @@ async fn start() -> Env {
     setup.write("builder.json", jwks(&[&builder]).to_string());
     setup.write("deployer.json", jwks(&[&deployer]).to_string());
     let ferry = setup.start(&format!(
-        "issuer: {issuer}\ndata_dir: data\nproviders:\n  - {{ id: sa, kind: service_account }}\nservice_accounts:\n  - {{ id: builder, jwks: {{ file: builder.json }} }}\n  - {{ id: deployer, jwks: {{ file: deployer.json }} }}\naudiences:\n  - audience: {API}\n    rules:\n      - allow: provider == 'service-account'\n        scopes: [read]\n"
+        "issuer: {issuer}\ndata_dir: data\nproviders:\n  - {{ id: sa, kind: service_account }}\nservice_accounts:\n  - {{ id: builder, jwks: {{ file: builder.json }} }}\n  - {{ id: deployer, jwks: {{ file: deployer.json }} }}\naudiences:\n  - audience: {API}\n    rules:\n      - allow: provider == 'service-account' || provider == 'sa'\n        scopes: [read]\n"
     ));
     // The API accepts `builder` and `ghost` (not registered at Ferry), not `deployer`.
     let mut svc = Proc::spawn(
@@ -177,6 +179,20 @@ async fn an_assertion_for_ferry_and_a_jwt_for_the_api_are_not_interchangeable() 
         "{body}"
     );
     assert_eq!(env.grant(&for_ferry(&env)).await.0, 200);
+    // The same as a token-exchange subject token (the `service_account` provider).
+    let exchange = |jwt: String| {
+        env.http
+            .post(format!("{}/token", env.issuer))
+            .form(&[
+                ("grant_type", TE),
+                ("subject_token", jwt.as_str()),
+                ("subject_token_type", JWT),
+                ("audience", API),
+            ])
+            .send()
+    };
+    assert_eq!(exchange(for_api(&env)).await.unwrap().status(), 400);
+    assert_eq!(exchange(for_ferry(&env)).await.unwrap().status(), 200);
 }
 
 /// The claims and the account, each attack beside the honest JWT it differs from.
