@@ -249,3 +249,41 @@ async fn lookups_of_many_ids_keep_nothing() {
     assert!(metrics.contains("/service-accounts/{id}/jwks"), "{metrics}");
     assert!(!metrics.contains("xxxxxxxx"), "an id reached the metrics");
 }
+
+/// An account whose keys come from a URL: Ferry republishes its cached copy, filtered to
+/// public members (the URL's private JWK and extra members stay out); while the URL is
+/// down and nothing was cached, the same fixed 503, never the URL or the error.
+#[tokio::test]
+async fn a_remote_accounts_keys_are_republished_filtered_or_503() {
+    let setup = Setup::new("sa-jwks-remote");
+    let good = TestKey::ec("r1");
+    let mut extra = good.public_jwk();
+    extra["x5u"] = json!("https://keys.example.com/r1.pem");
+    let mut private = TestKey::ec("r-private").public_jwk();
+    private["d"] = json!("c2VjcmV0");
+    let up = ferry_testkit::MockIdp::start(json!({"keys": [extra, private]}))
+        .await
+        .unwrap();
+    let down = ferry_testkit::MockIdp::start(jwks(&[&TestKey::ec("r2")]))
+        .await
+        .unwrap();
+    down.refuse_connections().await;
+    let ferry = setup.start(&format!(
+        "issuer: https://ferry.example.com\ndata_dir: data\noutbound:\n  allow_insecure_origins: [\"{u}\", \"{d}\"]\nservice_accounts:\n  - {{ id: up, jwks: {{ uri: \"{u}/jwks\" }} }}\n  - {{ id: down, jwks: {{ uri: \"{d}/jwks\" }} }}\nproviders:\n  - {{ id: sa, kind: service_account }}\naudiences:\n  - audience: https://api.example.com\n    rules:\n      - allow: provider == 'service-account'\n",
+        u = up.url,
+        d = down.url
+    ));
+    let url = |id: &str| format!("{}/service-accounts/{id}/jwks", ferry.url);
+    let (status, _, body) = get(&url("up"), None).await;
+    assert_eq!(status, 200, "{body}");
+    let doc: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(doc, json!({"keys": [good.public_jwk()]}));
+    let (status, _, body) = get(&url("down"), None).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            503,
+            r#"{"error":"temporarily_unavailable","error_description":"the service account's keys are unavailable"}"#
+        )
+    );
+}
