@@ -2,7 +2,8 @@
 # Unmodified standard clients against a real Ferry on loopback: Python google-auth and
 # Authlib, npm google-auth-library and openid-client, Rust google-cloud-auth; SAML
 # assertions signed by signxml and the xmlsec1 command line; tokens verified with PyJWT and
-# jose; schemathesis against openapi/openapi.yaml. Versions are
+# jose; schemathesis against openapi/openapi.yaml; the GitHub Action in
+# integrations/github-action run against a simulated runner (test_github_action.py). Versions are
 # pinned in clients/requirements.lock, clients/node/package-lock.json and
 # clients/rust/Cargo.lock. A missing client fails the run: nothing is skipped.
 set -euo pipefail

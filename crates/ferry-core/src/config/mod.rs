@@ -296,6 +296,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
 #[cfg(test)]
 mod cert_tests;
 #[cfg(test)]
+mod claims_tests;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod trap_tests;

@@ -289,6 +289,9 @@ pub struct RawAudience {
     pub require_mtls: Option<bool>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// The audience's own claims: name → CEL expression.
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -132,6 +132,7 @@ pub async fn ferry_token(
         bound: binding.jkt().is_some(),
         ancestors: c.ferry.ancestors.clone(),
         jti: c.jti.clone(),
+        claims: c.custom.clone(),
     };
     let principal = Principal {
         provider: c.ferry.provider.clone(),
