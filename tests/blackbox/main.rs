@@ -51,6 +51,8 @@ mod review;
 mod revocation;
 mod revocation_ttl;
 mod rollout;
+mod sa_direct;
+mod sa_jwks;
 mod saml;
 mod scaleout;
 mod secrets;

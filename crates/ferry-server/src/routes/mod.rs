@@ -8,6 +8,7 @@ pub mod middleware;
 mod outcome;
 mod reply;
 pub use reply::{Shed, error_response};
+mod service_accounts;
 mod token;
 mod tokens;
 mod wellknown;
@@ -28,6 +29,11 @@ fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
         ("/introspect", "post", any(tokens::introspect)),
         ("/revocations", "get", get(tokens::revocations)),
         ("/jwks", "get", get(wellknown::jwks)),
+        (
+            "/service-accounts/{id}/jwks",
+            "get",
+            get(service_accounts::jwks),
+        ),
         (
             "/.well-known/oauth-authorization-server",
             "get",
