@@ -21,6 +21,7 @@ use crate::state::AppState;
 /// these (a test keeps the two in agreement).
 pub const ROUTES: &[(&str, &str)] = &[
     ("/token", "post"),
+    ("/v1/token", "post"),
     ("/revoke", "post"),
     ("/introspect", "post"),
     ("/revocations", "get"),
@@ -35,6 +36,10 @@ pub const ROUTES: &[(&str, &str)] = &[
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/token", any(token::token))
+        .route(
+            "/v1/token",
+            any(token::token).layer(axum::Extension(crate::token::Endpoint::GoogleV1)),
+        )
         .route("/revoke", any(tokens::revoke))
         .route("/introspect", any(tokens::introspect))
         .route("/revocations", get(tokens::revocations))
