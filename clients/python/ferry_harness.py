@@ -36,14 +36,15 @@ def listening_socket():
     return s
 
 
-def wait_http(url, timeout=30, process=None):
-    """Waits until URL answers 200; gives up early when PROCESS (the server) has exited."""
+def wait_http(url, timeout=30, process=None, verify=True):
+    """Waits until URL answers 200; gives up early when PROCESS (the server) has exited.
+    VERIFY is requests' (a CA file for a server on TLS)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the server exited with status {process.returncode} before {url} came up")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            if requests.get(url, timeout=1, verify=verify).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -51,10 +52,11 @@ def wait_http(url, timeout=30, process=None):
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_ferry(sock, config, log=None):
+def start_ferry(sock, config, log=None, ca=None):
     """Starts `ferry serve --config CONFIG` on the listening socket SOCK (closed here: Ferry
     holds it then) and waits until it is ready. Returns the process. Its standard error
-    goes to the file LOG (a path) when given, and a start that fails quotes its end."""
+    goes to the file LOG (a path) when given, and a start that fails quotes its end.
+    With CA (the file of the CA that issued its certificate), Ferry serves TLS."""
     port = sock.getsockname()[1]
     stderr = open(log, "wb") if log else subprocess.DEVNULL
     ferry = subprocess.Popen(
@@ -68,7 +70,8 @@ def start_ferry(sock, config, log=None):
     if log:
         stderr.close()  # the child has its own copy
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", process=ferry)
+        scheme = "https" if ca else "http"
+        wait_http(f"{scheme}://127.0.0.1:{port}/readyz", process=ferry, verify=ca or True)
     except RuntimeError as e:
         if ferry.poll() is None:
             ferry.terminate()
