@@ -339,6 +339,7 @@ def test_a_certificate_source_over_mutual_tls(g):
     out = subprocess.run([RUST_CLIENT], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "GOOGLE_APPLICATION_CREDENTIALS": str(path), "SSL_CERT_FILE": g.ca})
     assert out.returncode != 0 and "access_token" not in out.stdout
+    assert "did not match any variant of untagged enum CredentialSourceFile" in out.stderr, out.stderr
 
 
 def boundary():
