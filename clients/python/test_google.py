@@ -125,8 +125,11 @@ audiences:
     with open(e.proxy_log, "w") as log:
         proxy = subprocess.Popen([BIN / "ferry-connect-proxy", "--map", f"sts.{DOMAIN}:443=127.0.0.1:{e.port}"],
                                  stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 30
     while "listening on" not in e.proxy_log.read_text():
         assert proxy.poll() is None, "ferry-connect-proxy exited"
+        assert time.time() < deadline, "ferry-connect-proxy did not start"
+        time.sleep(0.02)
     e.proxy = e.proxy_log.read_text().split()[2]
     e.jwks = jwt.PyJWKSet.from_dict(requests.get(f"{e.direct}/jwks", verify=e.ca, timeout=5).json())
     yield e
