@@ -124,7 +124,7 @@ pub struct Args {
     pub force: bool,
 }
 
-/// The credential file, members in gcloud's order.
+/// The credential file.
 #[derive(Serialize)]
 struct CredentialFile {
     #[serde(rename = "type")]
@@ -192,8 +192,60 @@ pub fn run(args: &Args) -> Result<String, String> {
     Ok(out)
 }
 
+/// The members of Google's credential files in the order gcloud writes them; others
+/// (a URL source's header names) follow, in alphabetical order.
+const MEMBER_ORDER: &[&str] = &[
+    "type",
+    "audience",
+    "subject_token_type",
+    "token_url",
+    "credential_source",
+    "client_id",
+    "client_secret",
+    "universe_domain",
+    "file",
+    "url",
+    "headers",
+    "executable",
+    "command",
+    "timeout_millis",
+    "output_file",
+    "certificate",
+    "use_default_certificate_config",
+    "certificate_config_location",
+    "trust_chain_path",
+    "format",
+    "subject_token_field_name",
+];
+
+/// A JSON value serialized with its objects' members in [`MEMBER_ORDER`] (serde_json's
+/// `Map` sorts them alphabetically): the file reads as gcloud's do.
+struct InGcloudOrder<'a>(&'a Value);
+
+impl serde::Serialize for InGcloudOrder<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(members) = self.0 else {
+            return self.0.serialize(s);
+        };
+        let rank = |k: &str| {
+            MEMBER_ORDER
+                .iter()
+                .position(|m| *m == k)
+                .unwrap_or(usize::MAX)
+        };
+        let mut sorted: Vec<(&String, &Value)> = members.iter().collect();
+        sorted.sort_by_key(|(k, _)| rank(k));
+        let mut m = s.serialize_map(Some(sorted.len()))?;
+        for (k, v) in sorted {
+            m.serialize_entry(k, &InGcloudOrder(v))?;
+        }
+        m.end()
+    }
+}
+
 fn pretty(v: &Value) -> Result<String, String> {
-    serde_json::to_string_pretty(v)
+    serde_json::to_string_pretty(&InGcloudOrder(v))
         .map(|s| s + "\n")
         .map_err(|e| e.to_string())
 }
@@ -243,10 +295,10 @@ pub fn plan(args: &Args, client_secret: Option<String>) -> Result<Plan, String> 
         client_secret,
         universe_domain: args.universe_domain.clone(),
     };
-    let text = serde_json::to_string_pretty(&file).map_err(|e| e.to_string())? + "\n";
+    let credentials = serde_json::to_value(file).map_err(|e| e.to_string())?;
     Ok(Plan {
-        credentials: serde_json::to_value(file).map_err(|e| e.to_string())?,
-        text,
+        text: pretty(&credentials)?,
+        credentials,
         certificate_config,
     })
 }

@@ -82,6 +82,14 @@ fn a_url_source_with_headers_and_each_subject_token_type() {
                    "headers": {"Metadata-Flavor": "Google", "X-A": "b=c"},
                    "format": {"type": "text"}})
         );
+        // As gcloud writes it: the URL first, the format last.
+        let p = plan(&a, None).unwrap();
+        let (url, headers, format) = (
+            p.text.find("\"url\"").unwrap(),
+            p.text.find("\"headers\"").unwrap(),
+            p.text.find("\"format\"").unwrap(),
+        );
+        assert!(url < headers && headers < format, "{}", p.text);
         assert!(c.get("client_id").is_none() && c.get("universe_domain").is_none());
     }
 }
