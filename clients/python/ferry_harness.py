@@ -30,17 +30,6 @@ ACTIVATE = (
 )
 
 
-# Routes openapi/openapi.yaml documents for work landing on sibling branches (issue 25), with a
-# probe (method, path) that answers 404 while the route is not served: their examples and
-# fuzzing run once Ferry serves them. Delete an entry once it has landed.
-LANDING = {"/v1/token": ("get", "/v1/token"), "/service-accounts/{id}/jwks": ("get", "/service-accounts/builder/jwks")}
-
-
-def unserved_landing(url):
-    """The LANDING paths the Ferry at URL does not serve yet."""
-    return [p for p, (m, probe) in LANDING.items() if requests.request(m, url + probe, timeout=10).status_code == 404]
-
-
 def listening_socket():
     """A socket on 127.0.0.1:0, listening: its port goes into Ferry's configuration and
     Ferry inherits it, so no other process can take the port in between."""
@@ -50,14 +39,15 @@ def listening_socket():
     return s
 
 
-def wait_http(url, timeout=30, process=None):
-    """Waits until URL answers 200; gives up early when PROCESS (the server) has exited."""
+def wait_http(url, timeout=30, process=None, verify=True):
+    """Waits until URL answers 200; gives up early when PROCESS (the server) has exited.
+    VERIFY is requests' (a CA file for a server on TLS)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the server exited with status {process.returncode} before {url} came up")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            if requests.get(url, timeout=1, verify=verify).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -65,12 +55,12 @@ def wait_http(url, timeout=30, process=None):
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_ferry(sock, config, log=None, admin=None):
+def start_ferry(sock, config, log=None, admin=None, ca=None):
     """Starts `ferry serve --config CONFIG` on the listening socket SOCK (closed here: Ferry
     holds it then) and waits until it is ready. Returns the process. Its standard error
     goes to the file LOG (a path) when given, and a start that fails quotes its end. ADMIN,
     another listening socket, becomes the admin listener (socket activation, named
-    `admin`)."""
+    `admin`). With CA (the file of the CA that issued its certificate), Ferry serves TLS."""
     port = sock.getsockname()[1]
     socks = [sock] + ([admin] if admin else [])
     fds = ",".join(str(s.fileno()) for s in socks)
@@ -88,7 +78,8 @@ def start_ferry(sock, config, log=None, admin=None):
     if log:
         stderr.close()  # the child has its own copy
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", process=ferry)
+        scheme = "https" if ca else "http"
+        wait_http(f"{scheme}://127.0.0.1:{port}/readyz", process=ferry, verify=ca or True)
     except RuntimeError as e:
         if ferry.poll() is None:
             ferry.terminate()

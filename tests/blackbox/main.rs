@@ -28,6 +28,7 @@ mod downscope;
 mod dpop;
 mod durable_revocation;
 mod exchange;
+mod google_path;
 mod http_limits;
 mod issuers;
 mod kek_rollout;

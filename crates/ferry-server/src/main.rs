@@ -186,6 +186,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Write the credential file Google's client libraries read (gcloud's create-cred-config).
+    CredConfig(Box<cli::cred_config::Args>),
     /// Run table-driven policy tests; exits non-zero at the first mismatch.
     Test {
         /// Configuration file (YAML).
@@ -460,6 +462,7 @@ async fn run(cli: Cli, activation: Activation) -> ExitCode {
         Command::Test { config, cases } => report(policy_test(&config, &cases)),
         Command::Keys { command } => report(keys_command(command)),
         Command::Sa { command } => report(sa_command(command).await),
+        Command::CredConfig(args) => cli::cred_config::command(&args),
         Command::Clients {
             command: ClientsCommand::NewSecret,
         } => {

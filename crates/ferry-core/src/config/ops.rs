@@ -386,6 +386,10 @@ pub struct Dpop {
     /// The public URL of the token endpoint that proofs' `htu` must name (the `Host`
     /// header is never trusted); default `<issuer>/token`.
     pub token_url: String,
+    /// The same endpoint at Google's path, `/v1/token` (where Google's client libraries
+    /// post): `token_url` with its last path segment replaced by `v1/token`. A proof sent
+    /// there must name this URL, and one sent to `/token` the other (RFC 9449 §4.3).
+    pub v1_token_url: String,
     /// Accepted distance of a proof's `iat` from now, seconds (60).
     pub iat_window: u64,
     /// Require the server's nonce in proofs (`use_dpop_nonce`).
@@ -397,11 +401,16 @@ pub(super) fn dpop(errs: &mut ConfigErrors, d: &super::raw::RawDpop, issuer: &st
         .token_url
         .clone()
         .unwrap_or_else(|| format!("{issuer}/token"));
-    if url::Url::parse(&token_url).is_err() {
-        errs.push("dpop.token_url", "must be an absolute URL");
-    }
+    let v1_token_url = match url::Url::parse(&token_url).and_then(|u| u.join("v1/token")) {
+        Ok(u) => u.to_string(),
+        Err(_) => {
+            errs.push("dpop.token_url", "must be an absolute URL");
+            String::new()
+        }
+    };
     Dpop {
         token_url,
+        v1_token_url,
         iat_window: duration(errs, "dpop.iat_window", d.iat_window.as_ref(), 60),
         require_nonce: d.require_nonce.unwrap_or(false),
     }

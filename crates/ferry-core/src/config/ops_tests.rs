@@ -118,3 +118,24 @@ fn the_metrics_listener_must_differ_from_the_public_and_admin_listeners() {
         Err(vec!["admin.listen".to_owned()])
     );
 }
+
+#[test]
+fn the_google_path_of_the_token_endpoint_sits_beside_the_configured_one() {
+    let v1 = |extra: &str| {
+        parse(&format!("{BASE}{extra}"), Path::new("/"))
+            .map(|c| (c.dpop.token_url, c.dpop.v1_token_url))
+            .unwrap()
+    };
+    assert_eq!(
+        v1(""),
+        (
+            "https://ferry.example.com/token".to_owned(),
+            "https://ferry.example.com/v1/token".to_owned()
+        )
+    );
+    // Behind a proxy under a path prefix, /v1/token is under the same prefix.
+    assert_eq!(
+        v1("dpop: { token_url: https://example.com/sts/token }\n").1,
+        "https://example.com/sts/v1/token"
+    );
+}

@@ -25,6 +25,11 @@ use crate::state::AppState;
 fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
     vec![
         ("/token", "post", any(token::token)),
+        (
+            "/v1/token",
+            "post",
+            any(token::token).layer(axum::Extension(crate::token::Endpoint::GoogleV1)),
+        ),
         ("/revoke", "post", any(tokens::revoke)),
         ("/introspect", "post", any(tokens::introspect)),
         ("/revocations", "get", get(tokens::revocations)),
