@@ -2,7 +2,11 @@
 # Unmodified standard clients against a real Ferry on loopback: Python google-auth and
 # Authlib, npm google-auth-library and openid-client, Rust google-cloud-auth; SAML
 # assertions signed by signxml and the xmlsec1 command line; tokens verified with PyJWT and
-# jose; schemathesis against openapi/openapi.yaml. Versions are
+# jose; schemathesis against openapi/openapi.yaml; the GitHub Action in
+# integrations/github-action run against a simulated runner (test_github_action.py).
+# Google's clients read credential files `ferry cred-config` wrote and reach Ferry (TLS for
+# sts.ferry.test, from a test CA) through the test kit's CONNECT proxy
+# (target/debug/ferry-connect-proxy). Versions are
 # pinned in clients/requirements.lock, clients/node/package-lock.json and
 # clients/rust/Cargo.lock. A missing client fails the run: nothing is skipped.
 set -euo pipefail

@@ -1,26 +1,19 @@
 #!/usr/bin/env bash
 # Checks deploy/ and docker-compose.yml without a cluster or a Docker engine (the image
 # is built and run by scripts/image-test.sh): renders each Kustomize overlay with the
-# kubectl on the machine and with Debian's kubernetes-client 1.20 (built-in kustomize
-# v2, the syntax we keep to), validates the objects against the Kubernetes schemas
-# shipped by PyPI's kubernetes-validate (strict), checks what schemas cannot
-# (deploy/check.py), runs `ferry check` on every bundled configuration, and validates
-# the Compose file with Debian's docker-compose. Expects the ferry binary built (the
-# test command builds it).
+# kubectl on the machine (a deprecation warning fails the run), validates the objects
+# against the Kubernetes schemas shipped by PyPI's kubernetes-validate (strict), checks
+# what schemas cannot (deploy/check.py), runs `ferry check` on every bundled
+# configuration, and validates the Compose file with Debian's docker-compose. Expects
+# the ferry binary built (the test command builds it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ferry=target/debug/ferry
 
-# Debian's kubectl 1.20, unpacked next to the build (installing the package would
-# replace a newer kubectl).
-tools=$PWD/target/deploy-tools
-if [ ! -x "$tools/kc120/usr/bin/kubectl" ]; then
-    mkdir -p "$tools/kc120"
-    (cd "$tools" && apt-get download kubernetes-client >/dev/null 2>&1 || { apt-get update -qq && apt-get download kubernetes-client; })
-    dpkg -x "$tools"/kubernetes-client_*.deb "$tools/kc120"
-fi
-kubectls=("$tools/kc120/usr/bin/kubectl")
-if command -v kubectl >/dev/null 2>&1; then kubectls+=("$(command -v kubectl)"); fi
+# The current kubectl only: the manifests use today's kustomize fields (labels,
+# resources, patches), which kustomize v2 (kubectl <= 1.20) does not know.
+command -v kubectl >/dev/null 2>&1 || { echo "kubectl is required (kustomize)" >&2; exit 1; }
+kubectls=("$(command -v kubectl)")
 
 venv=target/deploy-tools/venv
 if [ ! -x "$venv/bin/kubernetes-validate" ]; then
@@ -34,32 +27,53 @@ kek=$("$ferry" keys new-kek)
 
 echo "==> Kubernetes: render, validate, check"
 cp -r deploy/kubernetes "$work/k8s"
-for overlay in staging production; do
+for overlay in staging production with-datastores; do
     dir="$work/k8s/overlays/$overlay"
     printf '%s' "$kek" >"$dir/kek"
-    printf '%s' 'postgres://ferry:pw@postgres:5432/ferry' >"$dir/postgres-url"
+    printf '%s' 'postgres://ferry:pw@ferry-postgres:5432/ferry' >"$dir/postgres-url"
+    printf '%s' 'pw' >"$dir/postgres-password"
     min=2; [ "$overlay" = production ] && min=3
     for kc in "${kubectls[@]}"; do
         version=$("$kc" version --client 2>/dev/null | grep -o 'v1\.[0-9]*' | head -1)
         out="$work/$overlay-$version.yaml"
-        "$kc" kustomize "$dir" >"$out"
+        "$kc" kustomize "$dir" >"$out" 2>"$out.err"
+        if [ -s "$out.err" ]; then
+            echo "kubectl $version warned rendering $overlay:" >&2; cat "$out.err" >&2; exit 1
+        fi
         for k in 1.30.0 1.37.0; do
             "$venv/bin/kubernetes-validate" --strict --quiet -k "$k" "$out"
         done
-        "$venv/bin/python" deploy/check.py "$out" "$min"
-        echo "    $overlay rendered by kubectl $version: valid for Kubernetes 1.30 and 1.37"
+        "$venv/bin/python" deploy/check.py "$out" "$min" deploy/monitoring/kubernetes/servicemonitor.yaml
+        echo "    $overlay rendered by kubectl $version (no warning): valid for Kubernetes 1.30 and 1.37"
     done
     # The configuration in the ConfigMap loads (data_dir moved somewhere writable).
     sed "s#/var/lib/ferry#$work/data-$overlay#" "$out.ferry.yaml" >"$work/$overlay-ferry.yaml"
     FERRY_KEK=$kek FERRY_POSTGRES_URL=unused "$ferry" check --config "$work/$overlay-ferry.yaml" >/dev/null
 done
 # The validator is not vacuous: a replica count that is not a number is refused.
-sed 's/^  replicas: 3$/  replicas: three/' "$out" >"$work/broken.yaml"
+sed 's/^  replicas: 3$/  replicas: three/' "$work/production-$version.yaml" >"$work/broken.yaml"
 grep -q 'replicas: three' "$work/broken.yaml"
 if "$venv/bin/kubernetes-validate" --strict --quiet -k 1.37.0 "$work/broken.yaml" >/dev/null 2>&1; then
     echo "kubernetes-validate accepted a broken Deployment" >&2
     exit 1
 fi
+# Nor is check.py: Redis without persistence, the admin port admitted, the metrics port
+# open to every namespace, and a deprecated kustomize field are each refused.
+datastores="$work/with-datastores-$version.yaml"
+sed 's/^        - "yes"$/        - "no"/; s/^        - yes$/        - "no"/' "$datastores" >"$work/mutant-1.yaml"
+sed 's/^    - port: 9464$/    - port: 9090/' "$datastores" >"$work/mutant-2.yaml"
+sed 's#kubernetes.io/metadata.name: monitoring#kubernetes.io/metadata.name: default#' "$datastores" >"$work/mutant-3.yaml"
+for m in 1 2 3; do
+    if cmp -s "$datastores" "$work/mutant-$m.yaml"; then echo "mutant $m changed nothing" >&2; exit 1; fi
+    if "$venv/bin/python" deploy/check.py "$work/mutant-$m.yaml" 2 >/dev/null 2>&1; then
+        echo "deploy/check.py accepted mutant $m" >&2
+        exit 1
+    fi
+done
+sed -i 's/^resources:$/bases:/' "$work/k8s/overlays/staging/kustomization.yaml"
+kubectl kustomize "$work/k8s/overlays/staging" 2>"$work/deprecated.err" >/dev/null
+grep -qi deprecated "$work/deprecated.err"
+echo "    check.py refuses Redis without appendonly, the admin port admitted, metrics open to another namespace; kubectl warns on bases:"
 
 echo "==> docker-compose.yml"
 FERRY_KEK=$kek FERRY_DB_PASSWORD=pw docker-compose -f docker-compose.yml config -q

@@ -28,7 +28,31 @@ command -v xmlsec1 >/dev/null 2>&1 || need+=(xmlsec1)
 if [ ${#need[@]} -gt 0 ]; then
     echo "==> installing ${need[*]}"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}"
+    # No service a package brings is started (docker.io's would add a bridge and iptables
+    # rules; scripts/image-test.sh starts its own engine without either).
+    policy=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        policy=1
+    fi
+    status=0
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 "${need[@]}" ||
+        status=$?
+    [ -z "$policy" ] || rm -f /usr/sbin/policy-rc.d
+    [ "$status" = 0 ] || exit "$status"
+fi
+
+# promtool, for the Prometheus rules' unit tests (deploy/monitoring): Debian's
+# `prometheus` package unpacked under target/monitoring-tools, not installed — installing
+# it would start a Prometheus server on :9090 wherever services may start, the port of
+# Ferry's admin listener by default. promtool needs only libc.
+tools="$(cd "$(dirname "$0")/.." && pwd)/target/monitoring-tools"
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$tools/usr/bin/promtool" ]; then
+    echo "==> unpacking promtool (Debian's prometheus package) into target/monitoring-tools"
+    mkdir -p "$tools"
+    (cd "$tools" && { apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }; })
+    dpkg -x "$tools"/prometheus_*.deb "$tools"
 fi
 
 for component in rustfmt clippy; do

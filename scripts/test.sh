@@ -33,6 +33,9 @@ scripts/clients-test.sh
 echo "==> deploy/ and docker-compose.yml (rendered and validated; no cluster)"
 scripts/deploy-test.sh
 
+echo "==> deploy/monitoring (promtool unit tests; metric names against a running Ferry)"
+scripts/monitoring-test.sh
+
 echo "==> release build (the container image packages the host's binaries)"
 cargo build --release --locked --workspace --bins
 

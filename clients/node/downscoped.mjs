@@ -1,19 +1,15 @@
-// npm google-auth-library, unmodified: a DownscopedClient over an IdentityPoolClient.
-// Its STS URL is hard-wired to https://sts.<universe_domain>/v1/token, so (as
-// ../shared/reference/CLIENTS.md describes) only its stsCredential is replaced by one
-// built for Ferry's token endpoint. Prints the downscoped token it obtained.
-import { DownscopedClient, IdentityPoolClient } from 'google-auth-library';
-import { StsCredentials } from 'google-auth-library/build/src/auth/stscredentials.js';
+// npm google-auth-library, unmodified: a DownscopedClient over the credentials of the
+// file GOOGLE_APPLICATION_CREDENTIALS names (one `ferry cred-config --universe-domain`
+// wrote). The DownscopedClient posts to https://sts.<universe_domain>/v1/token: with the
+// universe domain of that file, the host name sts.<domain> is Ferry. Nothing is
+// overridden; the environment's HTTPS_PROXY and NODE_EXTRA_CA_CERTS apply as to any
+// client. Prints the downscoped token and the source token it narrowed.
+import { DownscopedClient, GoogleAuth } from 'google-auth-library';
 
-const source = new IdentityPoolClient({
-  type: 'external_account',
-  audience: process.env.AUDIENCE,
-  subject_token_type: 'urn:ietf:params:oauth:token-type:jwt',
-  token_url: process.env.TOKEN_URL,
-  credential_source: { file: process.env.SUBJECT_TOKEN_FILE },
-});
+const source = await new GoogleAuth().getClient();
 const client = new DownscopedClient({
   authClient: source,
+  universe_domain: source.universeDomain,
   credentialAccessBoundary: {
     accessBoundary: {
       accessBoundaryRules: [
@@ -30,7 +26,6 @@ const client = new DownscopedClient({
     },
   },
 });
-client.stsCredential = new StsCredentials({ tokenExchangeEndpoint: process.env.TOKEN_URL });
 const { token } = await client.getAccessToken();
 if (!token) throw new Error('no token');
 const parent = (await source.getAccessToken()).token;

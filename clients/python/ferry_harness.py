@@ -18,11 +18,14 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 BIN = pathlib.Path(os.environ.get("FERRY_BIN_DIR", ROOT / "target" / "debug"))
 KEK = "dGVzdC1rZXktZW5jcnlwdGlvbi1rZXktMzItYnl0ZXM="
 
-# Execs the command in argv[2:] with file descriptor argv[1] as fd 3, LISTEN_FDS=1 and
-# LISTEN_PID its own pid: how systemd hands a socket-activated service its socket.
+# Execs the command in argv[2:] with the file descriptors listed in argv[1] (comma-separated)
+# as fds 3, 4, …, LISTEN_FDS their number, LISTEN_PID its own pid and LISTEN_FDNAMES from
+# FERRY_FDNAMES when set: how systemd hands a socket-activated service its sockets.
 ACTIVATE = (
-    "import os, sys; fd = int(sys.argv[1]); fd == 3 or os.dup2(fd, 3); os.set_inheritable(3, True); "
-    "env = {**os.environ, 'LISTEN_FDS': '1', 'LISTEN_PID': str(os.getpid())}; "
+    "import os, sys; fds = [int(f) for f in sys.argv[1].split(',')]; high = [os.dup(f) for f in fds]; "
+    "[os.dup2(h, 3 + i) for i, h in enumerate(high)]; [os.set_inheritable(3 + i, True) for i in range(len(fds))]; "
+    "env = {**os.environ, 'LISTEN_FDS': str(len(fds)), 'LISTEN_PID': str(os.getpid())}; "
+    "names = env.pop('FERRY_FDNAMES', None); names and env.update(LISTEN_FDNAMES=names); "
     "os.execve(sys.argv[2], sys.argv[2:], env)"
 )
 
@@ -36,14 +39,15 @@ def listening_socket():
     return s
 
 
-def wait_http(url, timeout=30, process=None):
-    """Waits until URL answers 200; gives up early when PROCESS (the server) has exited."""
+def wait_http(url, timeout=30, process=None, verify=True):
+    """Waits until URL answers 200; gives up early when PROCESS (the server) has exited.
+    VERIFY is requests' (a CA file for a server on TLS)."""
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process is not None and process.poll() is not None:
             raise RuntimeError(f"the server exited with status {process.returncode} before {url} came up")
         try:
-            if requests.get(url, timeout=1).status_code == 200:
+            if requests.get(url, timeout=1, verify=verify).status_code == 200:
                 return
         except requests.RequestException:
             pass
@@ -51,24 +55,31 @@ def wait_http(url, timeout=30, process=None):
     raise RuntimeError(f"{url} did not come up")
 
 
-def start_ferry(sock, config, log=None):
+def start_ferry(sock, config, log=None, admin=None, ca=None):
     """Starts `ferry serve --config CONFIG` on the listening socket SOCK (closed here: Ferry
     holds it then) and waits until it is ready. Returns the process. Its standard error
-    goes to the file LOG (a path) when given, and a start that fails quotes its end."""
+    goes to the file LOG (a path) when given, and a start that fails quotes its end. ADMIN,
+    another listening socket, becomes the admin listener (socket activation, named
+    `admin`). With CA (the file of the CA that issued its certificate), Ferry serves TLS."""
     port = sock.getsockname()[1]
+    socks = [sock] + ([admin] if admin else [])
+    fds = ",".join(str(s.fileno()) for s in socks)
+    names = {"FERRY_FDNAMES": "ferry:admin"} if admin else {}
     stderr = open(log, "wb") if log else subprocess.DEVNULL
     ferry = subprocess.Popen(
-        [sys.executable, "-c", ACTIVATE, str(sock.fileno()), BIN / "ferry", "serve", "--config", config],
+        [sys.executable, "-c", ACTIVATE, fds, BIN / "ferry", "serve", "--config", config],
         stdout=subprocess.DEVNULL,
         stderr=stderr,
-        pass_fds=(sock.fileno(),),
-        env={**os.environ, "FERRY_KEK": KEK, "RUST_LOG": "warn"},
+        pass_fds=tuple(s.fileno() for s in socks),
+        env={**os.environ, "FERRY_KEK": KEK, "RUST_LOG": "warn", **names},
     )
-    sock.close()
+    for s in socks:
+        s.close()
     if log:
         stderr.close()  # the child has its own copy
     try:
-        wait_http(f"http://127.0.0.1:{port}/readyz", process=ferry)
+        scheme = "https" if ca else "http"
+        wait_http(f"{scheme}://127.0.0.1:{port}/readyz", process=ferry, verify=ca or True)
     except RuntimeError as e:
         if ferry.poll() is None:
             ferry.terminate()

@@ -9,7 +9,7 @@ use crate::revocation::{API, AT, INACTIVE, REF, TE, call, start};
 
 /// A gateway in front of the relying service: it swaps a reference token for its JWT at
 /// Ferry's introspection endpoint, and forwards the request with the JWT.
-async fn gateway(ferry: String, upstream: String) -> String {
+pub(crate) async fn gateway(ferry: String, upstream: String) -> String {
     use axum::extract::State;
     use axum::http::HeaderMap;
     let app = axum::Router::new()

@@ -278,3 +278,81 @@ fn explain_and_test_take_the_requests_context() {
     assert!(t.status.success(), "{}", text(&t));
     assert!(text(&t).contains("3 passed, 0 failed"), "{}", text(&t));
 }
+
+/// `ferry explain` prints an audience's own claims, and `ferry test` checks them with
+/// `token_claims`: the right values pass, a wrong one fails naming the case; a claim
+/// whose expression fails denies at the step `claims`.
+#[test]
+fn explain_and_test_show_the_audiences_own_claims() {
+    let tmp = TempDir::new("explain-claims");
+    setup(tmp.path());
+    let with_claims = CONFIG.replace(
+        "        max_ttl: 10m\n",
+        "        max_ttl: 10m\n    claims:\n      repository: attribute.repository\n      build: \"int(attribute.actor)\"\n",
+    );
+    std::fs::write(tmp.path().join("ferry.yaml"), with_claims).unwrap();
+    std::fs::write(
+        tmp.path().join("ok.json"),
+        claims("7", "acme/app").to_string(),
+    )
+    .unwrap();
+    let o = ferry(
+        &[
+            "explain",
+            "--config",
+            "ferry.yaml",
+            "--claims",
+            "ok.json",
+            "--audience",
+            "https://deploy.example.com",
+        ],
+        tmp.path(),
+    );
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(
+        out.contains(r#"claims: {"build":7,"repository":"acme/app"}"#),
+        "{out}"
+    );
+    assert!(
+        out.contains("claims audiences[0].claims.build: `int(attribute.actor)` → 7"),
+        "{out}"
+    );
+
+    let c = claims("7", "acme/app");
+    let case = |name: &str, claims: &serde_json::Value, extra: serde_json::Value| {
+        let mut v = json!({"name": name, "claims": claims,
+                           "audience": "https://deploy.example.com", "expect": "allow"});
+        if let (Some(m), Some(e)) = (v.as_object_mut(), extra.as_object()) {
+            m.extend(e.clone());
+        }
+        v
+    };
+    let run = |cases: serde_json::Value| {
+        std::fs::write(
+            tmp.path().join("cases.yaml"),
+            json!({"cases": cases}).to_string(),
+        )
+        .unwrap();
+        ferry(
+            &["test", "--config", "ferry.yaml", "cases.yaml"],
+            tmp.path(),
+        )
+    };
+    let right = json!({"token_claims": {"repository": "acme/app", "build": 7}});
+    let t = run(json!([case("right", &c, right)]));
+    assert!(t.status.success(), "{}", text(&t));
+    let wrong = json!({"token_claims": {"repository": "acme/other", "build": 7}});
+    let t = run(json!([case("wrong", &c, wrong)]));
+    assert_eq!(t.status.code(), Some(1), "{}", text(&t));
+    assert!(
+        text(&t).contains("FAIL case 1 (wrong): token claims"),
+        "{}",
+        text(&t)
+    );
+    // An actor that is not a number: `int()` fails, the request is denied at `claims`.
+    let octocat = claims("octocat", "acme/app");
+    let denied = json!({"expect": "deny", "step": "claims", "rule": "audiences[0].claims.build"});
+    let t = run(json!([case("not a number", &octocat, denied)]));
+    assert!(t.status.success(), "{}", text(&t));
+}

@@ -74,6 +74,11 @@ fn start_with(extra: &str) -> Env {
 }
 
 impl Env {
+    /// A subject token from the identity provider for `sub`.
+    pub(crate) fn token_subject(&self, sub: &str) -> String {
+        self.subject(sub)
+    }
+
     fn subject(&self, sub: &str) -> String {
         self.idp
             .token(&self.idp.claims(&self.issuer_url, sub, now(), json!({})))
@@ -178,6 +183,25 @@ impl Env {
             )
             .await;
         (resp.status().as_u16(), resp.text().await.unwrap())
+    }
+
+    /// Introspection as the gateway asking for the JWT: body and content type.
+    pub(crate) async fn introspect_jwt(&self, token: &str) -> (String, Option<String>) {
+        let resp = self
+            .http
+            .post(format!("{}/introspect", self.ferry.url))
+            .basic_auth("gateway", Some("gateway-secret"))
+            .header("accept", "application/jwt")
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        let kind = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        (resp.text().await.unwrap(), kind)
     }
 
     pub(crate) fn relying_service(&self, interval: Option<u64>) -> (Proc, String) {

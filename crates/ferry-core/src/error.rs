@@ -84,6 +84,8 @@ pub enum Step {
     Mapping,
     /// The audience access rules.
     Policy,
+    /// The audience's own claims (`audiences[].claims`), computed after the decision.
+    Claims,
     /// Computing the lifetime and signing the token.
     Mint,
 }
@@ -96,6 +98,7 @@ impl Step {
             Self::Verify => "verify",
             Self::Mapping => "mapping",
             Self::Policy => "policy",
+            Self::Claims => "claims",
             Self::Mint => "mint",
         }
     }
@@ -239,6 +242,7 @@ pub mod desc {
     /// An actor token that could not be mapped.
     pub const ACTOR_MAPPING_FAILED: &str = "actor token could not be mapped";
     pub const TARGET_NOT_ALLOWED: &str = "the requested audience is not available";
+    pub const CLAIMS_FAILED: &str = "the claims of the requested audience could not be computed";
     pub const SCOPE_NOT_ALLOWED: &str = "the requested scope is not allowed";
     pub const SUBJECT_EXPIRES_TOO_SOON: &str = "subject token expires too soon";
     /// An `…:mtls` subject token on a connection that presented no client certificate.

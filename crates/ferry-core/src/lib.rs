@@ -8,6 +8,7 @@ pub mod binding;
 pub mod boundary;
 pub mod clock;
 pub mod config;
+pub mod custom_claims;
 pub mod decision;
 pub mod delegation;
 pub mod duration;

@@ -116,6 +116,7 @@ pub fn access_claims(input: &MintInput<'_>, principal: &Principal, grant: &Grant
             sub: principal.original_subject.clone(),
             ancestors: principal.ancestors.clone(),
         },
+        custom: grant.claims.clone(),
     }
 }
 
@@ -149,6 +150,7 @@ mod tests {
             require_dpop: false,
             require_mtls: false,
             access_boundaries: None,
+            claims: serde_json::Map::new(),
         }
     }
 

@@ -30,6 +30,8 @@ pub struct Parent {
     pub ancestors: Vec<String>,
     /// Its own `jti`.
     pub jti: String,
+    /// Its audiences' own claims, carried into the child unchanged.
+    pub claims: serde_json::Map<String, Value>,
 }
 
 const RULE_AUDIENCES: &str = "downscoping: audiences must be a subset of the parent's";
@@ -113,6 +115,7 @@ pub fn narrow(
         require_dpop: parent.bound,
         require_mtls: false,
         access_boundaries: (!boundaries.is_empty()).then_some(boundaries),
+        claims: parent.claims.clone(),
     })
 }
 
@@ -158,7 +161,17 @@ mod tests {
             bound: true,
             ancestors: v(&["j0"]),
             jti: "j1".into(),
+            claims: json!({"tenant": "t1"})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
         }
+    }
+
+    #[test]
+    fn the_parents_own_claims_are_carried_unchanged() {
+        let g = narrow(&parent(), &v(&["a"]), &v(&["r"]), None, 400).unwrap();
+        assert_eq!(serde_json::Value::Object(g.claims), json!({"tenant": "t1"}));
     }
 
     #[test]
@@ -219,6 +232,7 @@ mod tests {
             require_dpop: false,
             require_mtls: false,
             access_boundaries: None,
+            claims: serde_json::Map::new(),
         };
         let g = within(narrowed, rules);
         assert_eq!(g.scopes, v(&["r"]));

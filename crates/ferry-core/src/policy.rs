@@ -72,10 +72,12 @@ pub struct Audience {
     pub require_dpop: bool,
     /// Tokens for this audience must be bound to the client's certificate (RFC 8705).
     pub require_mtls: bool,
+    /// The audience's own claims, computed after the decision.
+    pub claims: Vec<crate::custom_claims::ClaimTemplate>,
 }
 
 /// What the policy grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Grant {
     /// Audiences, in the order requested.
     pub audiences: Vec<String>,
@@ -91,6 +93,8 @@ pub struct Grant {
     pub require_mtls: bool,
     /// Access boundaries the token carries (downscoping), every one of which must allow.
     pub access_boundaries: Option<Vec<serde_json::Value>>,
+    /// The audiences' own claims: computed after the decision, or a parent's, carried.
+    pub claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The compiled policy.
@@ -148,9 +152,17 @@ impl Policy {
         }
     }
 
+    /// The own claims of audience `name`, when it is served.
+    pub(crate) fn claim_templates(
+        &self,
+        name: &str,
+    ) -> Option<&[crate::custom_claims::ClaimTemplate]> {
+        self.audiences.get(name).map(|a| a.claims.as_slice())
+    }
+
     /// The CEL context of a rule: the variables of [`POLICY_VARS`].
     #[allow(clippy::too_many_arguments, reason = "the variables of one rule")]
-    fn context(
+    pub(crate) fn rule_context(
         &self,
         principal: &Principal,
         client_id: &str,
@@ -241,7 +253,7 @@ impl Policy {
             let eval = |e: &Expr| match e.eval_bool_fast(&view) {
                 Some(b) => Ok(b),
                 None => e.eval_bool(ctx.get_or_insert_with(|| {
-                    self.context(
+                    self.rule_context(
                         principal, client_id, actor, target, targets, requested, situation,
                     )
                 })),
@@ -293,7 +305,7 @@ impl Policy {
             rules,
             require_dpop,
             require_mtls,
-            access_boundaries: None,
+            ..Grant::default()
         })
     }
 }

@@ -22,6 +22,7 @@ fn audience(name: &str, default_ttl: Option<u64>, rules: Vec<Rule>) -> Audience 
         message: None,
         require_dpop: false,
         require_mtls: false,
+        claims: vec![],
     }
 }
 
@@ -191,7 +192,7 @@ fn the_view_answers_as_the_cel_context_does() {
                     source_ip: &std::cell::OnceCell::new(),
                     situation: &situation,
                 };
-                let ctx = p.context(
+                let ctx = p.rule_context(
                     &subject,
                     client_id,
                     actor,

@@ -30,6 +30,9 @@ pub const TT_ACCESS_TOKEN: &str = "urn:ietf:params:oauth:token-type:access_token
 /// Ferry's reference (opaque) token type: a random handle standing for an access token,
 /// turned back into it by introspection (the phantom-token pattern).
 pub const TT_REFERENCE: &str = "urn:ferry:params:oauth:token-type:reference_token";
+/// Ferry's split token: only the signature part of an access token; the whole JWT is
+/// kept like a reference token's and handed to a gateway by introspection.
+pub const TT_SPLIT: &str = "urn:ferry:token-type:split";
 
 /// The kinds of subject token Ferry accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,8 @@ pub enum IssuedTokenType {
     Jwt,
     /// Ferry's reference token: an opaque handle.
     Reference,
+    /// Ferry's split token: the JWT's signature part, standing for the JWT.
+    Split,
 }
 
 impl IssuedTokenType {
@@ -64,7 +69,13 @@ impl IssuedTokenType {
             Self::AccessToken => TT_ACCESS_TOKEN,
             Self::Jwt => TT_JWT,
             Self::Reference => TT_REFERENCE,
+            Self::Split => TT_SPLIT,
         }
+    }
+
+    /// Whether the holder gets a handle standing for the JWT, not the JWT.
+    pub fn is_handle(self) -> bool {
+        matches!(self, Self::Reference | Self::Split)
     }
 }
 
@@ -382,12 +393,14 @@ pub fn parse_token_request(body: &[u8]) -> Result<(TokenRequest, ClientParams), 
     Ok((request, client))
 }
 
-/// `requested_token_type`: an access token (the default), a JWT, or a reference handle.
+/// `requested_token_type`: an access token (the default), a JWT, a reference handle or a
+/// split token.
 fn requested_type(p: &Params) -> Result<IssuedTokenType, OAuthError> {
     match p.get("requested_token_type") {
         None | Some(TT_ACCESS_TOKEN) => Ok(IssuedTokenType::AccessToken),
         Some(TT_JWT) => Ok(IssuedTokenType::Jwt),
         Some(TT_REFERENCE) => Ok(IssuedTokenType::Reference),
+        Some(TT_SPLIT) => Ok(IssuedTokenType::Split),
         Some(_) => Err(bad(desc::UNSUPPORTED_REQUESTED_TYPE)),
     }
 }

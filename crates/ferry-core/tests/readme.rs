@@ -2,7 +2,8 @@
 //! whose keys are Ferry's is merged into a minimal configuration (its top-level keys
 //! replacing the base's) and loaded as `ferry serve` would load it. Elisions (`…`) are
 //! replaced by the smallest valid value first. Other YAML (a GitHub workflow, Kubernetes
-//! manifests, `ferry test` cases) is left alone.
+//! manifests, `ferry test` cases) is left alone. The black-box `docs` tests go further
+//! (`ferry check` on every block, its files generated; shell blocks run or marked).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -38,6 +39,7 @@ const FERRY_KEYS: &[&str] = &[
     "client_cert_header",
     "data_dir",
     "revocation",
+    "metrics",
 ];
 
 fn blocks() -> Vec<&'static str> {

@@ -1,7 +1,8 @@
-//! The admin listener: `GET /metrics`, `POST /explain`, `POST /revoke`, `GET /readyz`
-//! (with details). It binds 127.0.0.1 by default; anywhere else TLS and bearer tokens
-//! are required. How it authenticates is decided when its socket is bound and kept for
-//! the socket's life ([`guard`]). Every admin request is an audit event.
+//! The admin listener (described by `openapi/admin.yaml`): `GET /metrics`,
+//! `POST /explain`, `POST /revoke`, `GET /readyz` (with details). It binds 127.0.0.1 by
+//! default; anywhere else TLS and bearer tokens are required. How it authenticates is
+//! decided when its socket is bound and kept for the socket's life ([`guard`]). Every
+//! admin request is an audit event.
 
 mod guard;
 pub use guard::{AdminAuth, OffLoopback};
@@ -14,7 +15,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use ferry_core::config::Admin;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -29,13 +30,31 @@ use crate::{ids::fingerprint, ids::random_id};
 /// Longest subject, provider or client a revocation rule may name.
 const MAX_RULE_VALUE: usize = 1024;
 
+/// The admin route table: each path, the method `openapi/admin.yaml` documents for it,
+/// and its handler. The router is built from it, and a test compares it with the
+/// document's `paths`.
+fn table() -> Vec<(&'static str, &'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/metrics", "get", get(metrics_page)),
+        ("/explain", "post", post(explain_endpoint)),
+        ("/revoke", "post", post(admin_revoke)),
+        ("/readyz", "get", get(crate::routes::readyz_details)),
+    ]
+}
+
+/// Every admin route and the method it serves (lower case, as OpenAPI names them):
+/// what `openapi/admin.yaml` describes.
+pub fn routes() -> Vec<(&'static str, &'static str)> {
+    table().into_iter().map(|(p, m, _)| (p, m)).collect()
+}
+
 /// The admin router, authenticating as `auth` says for as long as it serves.
 pub fn router(state: AppState, auth: AdminAuth) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics))
-        .route("/explain", post(explain_endpoint))
-        .route("/revoke", post(admin_revoke))
-        .route("/readyz", get(crate::routes::readyz_details))
+    table()
+        .into_iter()
+        .fold(Router::new(), |r, (path, _, handler)| {
+            r.route(path, handler)
+        })
         .layer(axum::middleware::from_fn_with_state(
             (state.clone(), Arc::new(auth)),
             guard::authenticate,
@@ -126,7 +145,8 @@ impl AdminSocket {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics`: the OpenMetrics page (the admin and the metrics-only listeners).
+pub(crate) async fn metrics_page(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state, &state.reloads);
     let mut r = body.into_response();
     r.headers_mut().insert(

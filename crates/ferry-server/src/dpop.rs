@@ -1,5 +1,5 @@
-//! DPoP at `/token` (RFC 9449): the proof in the `DPoP` header is checked against the
-//! configured public token URL (never the `Host` header) and, when configured, must
+//! DPoP at `/token` and `/v1/token` (RFC 9449): the proof in the `DPoP` header is checked
+//! against the configured public URL of the path used (never the `Host` header) and, when configured, must
 //! carry a fresh server nonce. Its `jti` is single use (§11.1), but it is spent only
 //! once the grant's subject token verified: a checked proof is a [`Pending`] that the
 //! grant must [`consume`] to get the [`DpopProof`] that minting takes, so no grant can
@@ -86,11 +86,13 @@ pub async fn consume<'a>(
 }
 
 /// Checks the `DPoP` header of a token request, if any; its `jti` is spent later, by
-/// [`consume`].
+/// [`consume`]. Its `htu` must name the path the request was sent to: a proof made for
+/// `/token` is refused at `/v1/token` and the other way round.
 pub async fn check_token_request(
     state: &AppState,
     loaded: &Loaded,
     headers: &HeaderMap,
+    endpoint: crate::token::Endpoint,
 ) -> Result<Option<Pending>, OAuthError> {
     let mut values = headers.get_all("dpop").iter();
     let Some(first) = values.next() else {
@@ -107,7 +109,10 @@ pub async fn check_token_request(
     let window = i64::try_from(cfg.iat_window).unwrap_or(60);
     let check = DpopCheck {
         method: "POST",
-        url: &cfg.token_url,
+        url: match endpoint {
+            crate::token::Endpoint::Token => &cfg.token_url,
+            crate::token::Endpoint::GoogleV1 => &cfg.v1_token_url,
+        },
         now,
         window,
         access_token: None,

@@ -14,6 +14,15 @@ type StatFn = fn(&ferry_verify::CacheStats) -> u64;
 impl Metrics {
     /// The OpenMetrics text of every metric, including the ones read at scrape time.
     pub fn render(&self, state: &AppState, reloads: &ReloadStats) -> String {
+        // Each configured provider's expression-error series exists at 0 (bounded by the
+        // configuration), so the family is on the page before the first error.
+        for p in state.loaded().providers.iter() {
+            let _ = self
+                .expression_errors
+                .get_or_create(&crate::metrics::ProviderLabels {
+                    provider: p.config.id.clone(),
+                });
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             return "# EOF\n".to_owned();
@@ -90,6 +99,17 @@ fn issuer_key_metrics(tail: &mut String, state: &AppState) {
             s.staleness_seconds
         );
     }
+    let _ = writeln!(
+        tail,
+        "# HELP ferry_issuer_keys_usable Whether keys that may still verify are held (fresh, or stale within max_staleness).\n# TYPE ferry_issuer_keys_usable gauge"
+    );
+    for (id, s) in &providers {
+        let _ = writeln!(
+            tail,
+            "ferry_issuer_keys_usable{{provider=\"{id}\"}} {}",
+            u8::from(s.usable)
+        );
+    }
 }
 
 /// Ferry's signing key: its age, the next rotation, whether this replica can sign and
@@ -115,6 +135,14 @@ fn signing_metrics(tail: &mut String, state: &AppState, reloads: &ReloadStats) {
             (since + policy.rotation_period - now).max(0)
         );
     }
+    let count = |state| snap.keys.iter().filter(|k| k.state == state).count();
+    let _ = writeln!(
+        tail,
+        "# HELP ferry_signing_keys Keys in the signing key ring by state (a rotation needs a pending key).\n# TYPE ferry_signing_keys gauge\nferry_signing_keys{{state=\"pending\"}} {}\nferry_signing_keys{{state=\"active\"}} {}\nferry_signing_keys{{state=\"retired\"}} {}",
+        count(ferry_core::keyring::KeyState::Pending),
+        count(ferry_core::keyring::KeyState::Active),
+        count(ferry_core::keyring::KeyState::Retired)
+    );
     let _ = writeln!(
         tail,
         "# HELP ferry_signing_available Whether this replica can sign (it can unseal the active key).\n# TYPE ferry_signing_available gauge\nferry_signing_available {}",
@@ -154,6 +182,11 @@ fn store_metrics(tail: &mut String, state: &AppState, reloads: &ReloadStats) {
         "# HELP ferry_config_reloads Configuration reloads by result.\n# TYPE ferry_config_reloads counter\nferry_config_reloads_total{{result=\"ok\"}} {}\nferry_config_reloads_total{{result=\"error\"}} {}",
         reloads.ok.load(Ordering::Relaxed),
         reloads.failed.load(Ordering::Relaxed)
+    );
+    let _ = writeln!(
+        tail,
+        "# HELP ferry_config_last_reload_successful Whether the last configuration reload took effect (1 before any).\n# TYPE ferry_config_last_reload_successful gauge\nferry_config_last_reload_successful {}",
+        u8::from(!reloads.last_failed.load(Ordering::Relaxed))
     );
     let _ = writeln!(
         tail,

@@ -23,6 +23,7 @@ pub mod limits;
 pub mod listener;
 pub mod load;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod nonces;
 pub mod own_keys;
 pub mod redis;

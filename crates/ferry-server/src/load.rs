@@ -86,7 +86,18 @@ impl ConfigSource {
     pub fn read(&self) -> Result<Config, ConfigErrors> {
         let mut config = read_config(&self.path)?;
         self.overrides.apply(&mut config);
-        Ok(config)
+        // The overrides may move a listener onto another's socket: checked again.
+        let mut errs = ConfigErrors::default();
+        for (path, msg) in
+            ferry_core::config::listener_conflicts(&config.listen, &config.admin, &config.metrics)
+        {
+            errs.push(path, msg);
+        }
+        if errs.0.is_empty() {
+            Ok(config)
+        } else {
+            Err(errs)
+        }
     }
 }
 

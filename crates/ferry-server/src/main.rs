@@ -8,12 +8,12 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use ferry_core::{Clock, SystemClock};
 
-use ferry_server::AppState;
 use ferry_server::listener::Server;
 use ferry_server::listener::activation::{Activation, bind_or_inherit};
 use ferry_server::load::{ConfigSource, build_state, read_config};
+use ferry_server::metrics_listener::MetricsSocket;
 use ferry_server::tls::acceptor_asking;
-use ferry_server::{cli, startup};
+use ferry_server::{AppState, cli, startup};
 use ferry_verify::time::SystemMono;
 
 #[derive(Parser, Debug)]
@@ -186,6 +186,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Write the credential file Google's client libraries read (gcloud's create-cred-config).
+    CredConfig(Box<cli::cred_config::Args>),
     /// Run table-driven policy tests; exits non-zero at the first mismatch.
     Test {
         /// Configuration file (YAML).
@@ -236,6 +238,7 @@ async fn serve(
     let admin_socket = ferry_server::admin::AdminSocket::bind(&admin, inherited.admin)
         .await
         .map_err(|e| anyhow::anyhow!(e.to_string()))?;
+    let metrics_socket = MetricsSocket::bind(&config.metrics).await?;
     let accounts = ferry_server::accounts::load_accounts(&config, Arc::new(SystemMono::default()))
         .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
     let state = build_state(
@@ -261,6 +264,9 @@ async fn serve(
             .map_err(|e| anyhow::anyhow!(e.to_string()))?;
     }
 
+    if let Some(socket) = metrics_socket {
+        socket.serve(state.clone());
+    }
     serve_public(state, tcp, tls.as_ref(), &limits).await?;
     if let Some(saver) = replay_saver {
         saver.save(SystemClock.now());
@@ -456,6 +462,7 @@ async fn run(cli: Cli, activation: Activation) -> ExitCode {
         Command::Test { config, cases } => report(policy_test(&config, &cases)),
         Command::Keys { command } => report(keys_command(command)),
         Command::Sa { command } => report(sa_command(command).await),
+        Command::CredConfig(args) => cli::cred_config::command(&args),
         Command::Clients {
             command: ClientsCommand::NewSecret,
         } => {

@@ -54,6 +54,23 @@ pub struct LimitLabels {
     pub limit: String,
 }
 
+/// Every `limit` Ferry counts refusals under: each series exists from the start at 0, so
+/// `rate()` and `increase()` see the first refusal and the page always carries the family
+/// (a family without series is not written at all).
+pub const LIMITS: [&str; 11] = [
+    "source",
+    "global",
+    "provider",
+    "client",
+    "tenant",
+    "concurrency",
+    "timeout",
+    "client_cert_header",
+    "headers",
+    "header_timeout",
+    "connections",
+];
+
 fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
 }
@@ -125,6 +142,11 @@ impl Metrics {
             "Requests refused by a limit",
             limited.clone(),
         );
+        for limit in LIMITS {
+            let _ = limited.get_or_create(&LimitLabels {
+                limit: limit.to_owned(),
+            });
+        }
         Self {
             registry,
             http_requests,
@@ -133,5 +155,37 @@ impl Metrics {
             expression_errors,
             limited,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(m: &Metrics) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &m.registry).unwrap();
+        out
+    }
+
+    #[test]
+    fn every_limit_series_exists_at_zero_before_any_refusal() {
+        let m = Metrics::new();
+        let text = page(&m);
+        assert!(text.contains("# HELP ferry_limited_requests Requests refused by a limit."));
+        for limit in LIMITS {
+            assert!(
+                text.contains(&format!(
+                    "ferry_limited_requests_total{{limit=\"{limit}\"}} 0\n"
+                )),
+                "{limit}: {text}"
+            );
+        }
+        // Counted as before: the first refusal makes it 1.
+        m.count_limited("source");
+        assert!(page(&m).contains("ferry_limited_requests_total{limit=\"source\"} 1\n"));
+        // Families without series are not written: why the exposition touches each
+        // configured provider's expression-error counter.
+        assert!(!text.contains("ferry_expression_errors"));
     }
 }

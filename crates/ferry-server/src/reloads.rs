@@ -10,6 +10,8 @@ pub struct ReloadStats {
     pub ok: AtomicU64,
     /// Reloads refused (the old configuration stayed).
     pub failed: AtomicU64,
+    /// Whether the last reload was refused (`false` before any).
+    pub last_failed: std::sync::atomic::AtomicBool,
     /// The last key-ring poll's error, `None` when it succeeded.
     pub key_store_error: std::sync::Mutex<Option<String>>,
 }

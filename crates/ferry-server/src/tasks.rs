@@ -131,8 +131,8 @@ pub fn reload(
         if signing != current.config.signing {
             tracing::warn!("signing settings changed: they take effect at the next restart");
         }
-        if config.listen != current.config.listen {
-            tracing::warn!("listen changed: it takes effect at the next restart");
+        if config.listen != current.config.listen || config.metrics != current.config.metrics {
+            tracing::warn!("listen or metrics.listen changed: it takes effect at the next restart");
         }
         let empty = Providers::default();
         let previous = if config.outbound == current.config.outbound {
@@ -156,11 +156,13 @@ pub fn reload(
     match &result {
         Ok(()) => {
             stats.ok.fetch_add(1, Ordering::Relaxed);
+            stats.last_failed.store(false, Ordering::Relaxed);
             tracing::info!(config = %path.display(), "configuration reloaded");
             warm(state);
         }
         Err(e) => {
             stats.failed.fetch_add(1, Ordering::Relaxed);
+            stats.last_failed.store(true, Ordering::Relaxed);
             tracing::error!(config = %path.display(), error = %e, "configuration reload refused; the previous configuration stays in force");
         }
     }

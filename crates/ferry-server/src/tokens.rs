@@ -3,7 +3,7 @@
 //! revocation list relying services poll.
 
 use ferry_core::error::desc;
-use ferry_core::request::{IssuedTokenType, TT_REFERENCE};
+use ferry_core::request::IssuedTokenType;
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
 use ferry_token::AccessClaims;
@@ -24,8 +24,15 @@ pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
 /// How long a revocation list is valid after it was signed.
 pub const REVOCATIONS_TTL: i64 = 300;
 
-/// Turns an issued JWT into a reference token when one was asked for: the response
-/// carries a random handle instead, and the handle's hash maps to the JWT until `exp`.
+/// Whether `token` is a handle standing for a JWT kept by Ferry: a reference token
+/// (`ferry_ref_…`) or a split token (a JWT's signature part: no `.`).
+pub fn is_handle(token: &str) -> bool {
+    token.starts_with(HANDLE_PREFIX) || !token.contains('.')
+}
+
+/// Turns an issued JWT into a handle when one was asked for — a reference token (a
+/// random handle) or a split token (the JWT's signature part) — whose hash maps to the
+/// sealed JWT until `exp`; the response carries the handle instead.
 pub async fn maybe_reference(
     state: &AppState,
     config: &ferry_core::config::Config,
@@ -33,10 +40,23 @@ pub async fn maybe_reference(
     mut resp: TokenResponse,
     now: i64,
 ) -> Result<TokenResponse, OAuthError> {
-    if requested != IssuedTokenType::Reference {
-        return Ok(resp);
-    }
-    let handle = format!("{HANDLE_PREFIX}{}", random_id(32));
+    let handle = match requested {
+        IssuedTokenType::Reference => format!("{HANDLE_PREFIX}{}", random_id(32)),
+        // A signature is unpredictable without the signing key, and binds the handle to
+        // this one JWT.
+        IssuedTokenType::Split => match resp.access_token.rsplit_once('.') {
+            Some((_, signature)) if !signature.is_empty() => signature.to_owned(),
+            _ => {
+                return Err(OAuthError::new(
+                    ErrorCode::TemporarilyUnavailable,
+                    Step::Mint,
+                    desc::SIGNING_UNAVAILABLE,
+                )
+                .detail("the issued token has no signature part"));
+            }
+        },
+        _ => return Ok(resp),
+    };
     let exp = now.saturating_add(i64::try_from(resp.expires_in).unwrap_or(i64::MAX));
     let cap = config.limits.max_reference_tokens;
     state
@@ -69,7 +89,7 @@ pub async fn maybe_reference(
             }
         })?;
     resp.access_token = handle;
-    resp.issued_token_type = TT_REFERENCE;
+    resp.issued_token_type = requested.uri();
     Ok(resp)
 }
 
@@ -83,7 +103,7 @@ pub struct Issued {
     pub claims: Map<String, Value>,
     /// The same claims read as Ferry's token profile.
     pub profile: AccessClaims,
-    /// Whether it was presented as a handle.
+    /// Whether it was presented as a handle (a reference or split token).
     pub reference: bool,
 }
 
@@ -95,16 +115,17 @@ pub async fn resolve(
     token: &str,
     now: i64,
 ) -> Result<Option<Issued>, StoreError> {
-    let (jwt, reference) = match token.strip_prefix(HANDLE_PREFIX) {
-        Some(_) => match state
+    let (jwt, reference) = if is_handle(token) {
+        match state
             .revocations
             .get_handle(&fingerprint(token.as_bytes()), now)
             .await?
         {
             Some(jwt) => (jwt, true),
             None => return Ok(None),
-        },
-        None => (token.to_owned(), false),
+        }
+    } else {
+        (token.to_owned(), false)
     };
     let config = &state.loaded().config;
     // Parsed once. Any audience: the signature, type and issuer say the token is Ferry's.

@@ -196,21 +196,39 @@ pub struct AccessClaims {
     pub attributes: BTreeMap<String, String>,
     /// Where the subject came from.
     pub ferry: Provenance,
+    /// The audience's own claims (`audiences[].claims`), top-level members outside the
+    /// profile: read by [`AccessClaims::from_map`], written after the profile's members
+    /// by [`AccessClaims::to_map`], never over one of them.
+    #[serde(skip)]
+    pub custom: Map<String, Value>,
 }
 
 impl AccessClaims {
-    /// Reads the claims of a verified Ferry token.
+    /// Reads the claims of a verified Ferry token; members outside the profile are its
+    /// audience's own claims ([`AccessClaims::custom`]).
     pub fn from_map(claims: &Map<String, Value>) -> Result<Self, serde_json::Error> {
-        Self::deserialize(claims)
+        let mut c = Self::deserialize(claims)?;
+        c.custom = claims
+            .iter()
+            .filter(|(k, _)| !crate::registered::is_ferry_member(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(c)
     }
 
     /// The claims as a JSON object, as they go into the JWT.
     pub fn to_map(&self) -> Map<String, Value> {
-        match serde_json::to_value(self) {
+        let mut m = match serde_json::to_value(self) {
             Ok(Value::Object(m)) => m,
             // Every member serializes to JSON and the struct to an object.
             _ => Map::new(),
+        };
+        for (k, v) in &self.custom {
+            if !crate::registered::is_ferry_member(k) {
+                m.entry(k.clone()).or_insert_with(|| v.clone());
+            }
         }
+        m
     }
 
     /// Every actor of the `act` chain, outermost first.

@@ -11,6 +11,7 @@
 
 mod alg;
 mod claims;
+pub mod registered;
 mod scope;
 mod signing;
 

@@ -71,6 +71,9 @@ impl VerifyingKey {
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
+    /// The usable JWKs as they may be republished, public members only
+    /// ([`public_members`]), rendered once when the set is loaded.
+    published: String,
     /// A SAML identity provider's signing certificates.
     #[cfg(feature = "saml")]
     certificates: Vec<crate::saml::Certificate>,
@@ -92,6 +95,7 @@ impl KeySet {
             .and_then(Value::as_array)
             .ok_or(JwksError::Malformed("no keys array"))?;
         let mut set = KeySet::default();
+        let mut published = Vec::new();
         let mut warnings = Vec::new();
         for (i, jwk) in keys.iter().enumerate() {
             let kid = jwk.get("kid").and_then(Value::as_str).map(str::to_owned);
@@ -100,16 +104,19 @@ impl KeySet {
                 Ok(parsed) if parsed.is_empty() => {
                     warnings.push(format!("key {name}: no allowed algorithm fits it; skipped"));
                 }
-                Ok(parsed) => set
-                    .keys
-                    .extend(parsed.into_iter().map(|(alg, key)| VerifyingKey {
-                        kid: kid.clone(),
-                        alg,
-                        key,
-                    })),
+                Ok(parsed) => {
+                    published.push(public_members(jwk, &parsed));
+                    set.keys
+                        .extend(parsed.into_iter().map(|(alg, key)| VerifyingKey {
+                            kid: kid.clone(),
+                            alg,
+                            key,
+                        }));
+                }
                 Err(why) => warnings.push(format!("key {name}: {why}; skipped")),
             }
         }
+        set.published = serde_json::json!({ "keys": published }).to_string();
         Ok((set, warnings))
     }
 
@@ -132,6 +139,7 @@ impl KeySet {
     pub fn from_certificates(certificates: Vec<crate::saml::Certificate>) -> Self {
         Self {
             keys: Vec::new(),
+            published: String::new(),
             certificates,
         }
     }
@@ -140,6 +148,17 @@ impl KeySet {
     #[cfg(feature = "saml")]
     pub fn certificates(&self) -> &[crate::saml::Certificate] {
         &self.certificates
+    }
+
+    /// The usable keys as a JWK Set to republish (`GET /service-accounts/{id}/jwks`),
+    /// rendered once: only the keys kept, each with its public members only
+    /// ([`public_members`]). A set not read from a JWKS has no keys to republish.
+    pub fn public_jwks(&self) -> &str {
+        if self.published.is_empty() {
+            r#"{"keys":[]}"#
+        } else {
+            &self.published
+        }
     }
 
     /// The distinct `kid`s in the set.
@@ -159,6 +178,24 @@ impl KeySet {
             .iter()
             .filter(move |k| k.alg == alg && (kid.is_none() || k.kid.as_deref() == kid))
     }
+}
+
+/// The members of a usable `jwk` that may be published: an allowlist (`kty`, `crv`, the
+/// public parameters `n`, `e`, `x`, `y`, `kid`), never a copy minus a denylist, so
+/// nothing private or unknown can slip through. `use: sig` always; `alg` as the JWK
+/// pinned it, or the one algorithm it was kept for.
+fn public_members(jwk: &Value, parsed: &[(Algorithm, ParsedPublicKey)]) -> Value {
+    let mut out = serde_json::Map::new();
+    for member in ["kty", "crv", "kid", "n", "e", "x", "y"] {
+        if let Some(v) = jwk.get(member).filter(|v| v.is_string()) {
+            out.insert(member.to_owned(), v.clone());
+        }
+    }
+    out.insert("use".to_owned(), Value::from("sig"));
+    if let [(alg, _)] = parsed {
+        out.insert("alg".to_owned(), Value::from(alg.name()));
+    }
+    Value::Object(out)
 }
 
 /// Parses one public JWK for one algorithm (a DPoP proof's `jwk`).
@@ -347,6 +384,35 @@ mod hostile_keys {
                 warnings.iter().any(|w| w.contains(kid) && w.contains(why)),
                 "{kid}: {warnings:?}"
             );
+        }
+    }
+
+    /// Republishing a set keeps only the usable keys, each with the allowlisted public
+    /// members: a private key is dropped whole, and members beside the public ones
+    /// (`x5c`, anything unknown) are not copied; the twin, a clean public key, is
+    /// published as it was given.
+    #[test]
+    fn a_republished_set_holds_public_members_only() {
+        let (rsa, ec) = (TestKey::rsa("r"), TestKey::ec("e"));
+        let mut private = TestKey::ec("p").public_jwk();
+        private["d"] = json!("AQAB");
+        let mut extra = rsa.public_jwk();
+        extra["x5c"] = json!(["MIIB"]);
+        extra["secret"] = json!("s");
+        let doc = json!({"keys": [extra, ec.public_jwk(), private]});
+        let (set, _) = KeySet::from_jwks(
+            doc.to_string().as_bytes(),
+            &[Algorithm::RS256, Algorithm::ES256],
+        )
+        .unwrap();
+        let text = set.public_jwks();
+        let published: Value = serde_json::from_str(text).unwrap();
+        assert_eq!(
+            published,
+            json!({"keys": [rsa.public_jwk(), ec.public_jwk()]})
+        );
+        for private in ["\"d\"", "x5c", "secret", "\"p\""] {
+            assert!(!text.contains(private), "{private}: {text}");
         }
     }
 

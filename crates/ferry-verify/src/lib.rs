@@ -23,10 +23,12 @@ mod jws;
 pub mod net;
 mod relying;
 mod remote;
+mod replay_cache;
 pub mod revocation;
 mod rules;
 #[cfg(feature = "saml")]
 pub mod saml;
+mod service_account;
 mod source;
 pub mod time;
 mod unverified;
@@ -44,6 +46,11 @@ pub use relying::FerryAuth;
 pub use relying::{ClientCertificate, DiscoverError, FerryToken, FerryVerifier, RelyingError};
 pub use remote::{CacheSettings, CacheStats, Endpoint, KeysError, RemoteKeys, Unavailable};
 pub use rules::Rules;
+#[cfg(feature = "axum")]
+pub use service_account::{ServiceAccountAuth, refusal as service_account_refusal};
+pub use service_account::{
+    ServiceAccountError, ServiceAccountToken, ServiceAccountVerifier, account_jwks_url,
+};
 pub use source::{KeyFileError, KeyFormat, KeySource, StaticKeys};
 pub use unverified::{Unverified, parse};
 pub use verifier::Verified;

@@ -191,6 +191,9 @@ pub struct CacheStats {
     pub staleness_seconds: u64,
     /// Whether keys are held.
     pub has_keys: bool,
+    /// Whether keys are held that may still verify: fresh, or stale within
+    /// `max_staleness`.
+    pub usable: bool,
     /// Whether a fetch is under way.
     pub fetching: bool,
     /// The last fetch error, if the last fetch failed.
@@ -362,6 +365,7 @@ impl RemoteKeys {
                 0
             },
             has_keys: s.keys.is_some(),
+            usable: s.keys.is_some() && now < s.stale_until,
             fetching: load(&c.fetches) > load(&c.ended),
             last_error: s.last_error.as_ref().map(|(_, e)| e.to_string()),
         }

@@ -184,13 +184,19 @@ async fn an_outage_serves_cached_keys_until_the_staleness_bound() {
     assert!(fx.keys.keys().await.is_ok());
     let stats = fx.keys.stats();
     assert!(
-        stats.stale_served >= 2 && stats.errors >= 1 && stats.staleness_seconds >= 60,
+        stats.stale_served >= 2
+            && stats.errors >= 1
+            && stats.staleness_seconds >= 60
+            && stats.usable,
         "{stats:?}"
     );
 
-    // Past the bound: unavailable (→ 503 at the server).
+    // Past the bound: unavailable (→ 503 at the server), and the metrics say so
+    // (`ferry_issuer_keys_usable` 0) though the expired keys are still held.
     fx.time.advance(2 * HOUR);
     assert!(fx.keys.keys().await.is_err());
+    let stats = fx.keys.stats();
+    assert!(stats.has_keys && !stats.usable, "{stats:?}");
     let fetched = fx.idp.jwks_fetches() + fx.idp.discovery_fetches();
     // The failure is remembered: an immediate retry does not reach the issuer.
     assert!(fx.keys.keys().await.is_err());
@@ -199,6 +205,7 @@ async fn an_outage_serves_cached_keys_until_the_staleness_bound() {
     fx.idp.set_mode(Mode::Normal);
     fx.time.advance(Duration::from_secs(31));
     assert!(fx.keys.keys().await.is_ok());
+    assert!(fx.keys.stats().usable);
 }
 
 #[tokio::test]

@@ -9,12 +9,17 @@
 //! (seconds; polls Ferry's revocation list as the client `REVOCATION_CLIENT_ID` with
 //! `REVOCATION_CLIENT_SECRET`, registered at Ferry with `revocations: true`).
 //!
+//! `GET /whoami` also accepts service accounts' self-signed JWTs for `AUDIENCE` (direct
+//! API authentication, [`either`]): `SERVICE_ACCOUNTS` (comma-separated ids) names the
+//! accounts accepted, their keys fetched from Ferry's `/service-accounts/{id}/jwks`.
+//!
 //! Certificate-bound tokens (`cnf.x5t#S256`, RFC 8705 §3) need the request's client
 //! certificate: with `TLS_CERT` and `TLS_KEY` (PEM files) the service terminates TLS and
 //! asks clients for one ([`tls`]); behind a TLS-terminating proxy, `CLIENT_CERT_HEADER`,
 //! `CLIENT_CERT_HEADER_FORMAT` and `TRUSTED_PEERS` read it from the proxy's header
 //! ([`proxy`]).
 
+mod either;
 mod proxy;
 mod tls;
 
@@ -25,8 +30,9 @@ use axum::Router;
 use axum::routing::get;
 use ferry_verify::net::{ClientSettings, Http, OutboundPolicy};
 use ferry_verify::revocation::ClientCredentials;
+use ferry_verify::time::MonoTime;
 use ferry_verify::time::SystemMono;
-use ferry_verify::{FerryAuth, FerryVerifier};
+use ferry_verify::{FerryAuth, FerryVerifier, ServiceAccountVerifier};
 use serde_json::{Value, json};
 
 async fn resource(FerryAuth(token): FerryAuth) -> Json<Value> {
@@ -62,14 +68,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         OutboundPolicy::new(&insecure, &[])?,
         &ClientSettings::default(),
     )?;
-    let mut verifier = FerryVerifier::discover(
-        &env("FERRY_ISSUER")?,
-        &env("AUDIENCE")?,
-        &public_url,
-        http.clone(),
-        Arc::new(SystemMono::default()),
-    )
-    .await?;
+    let (issuer, audience) = (env("FERRY_ISSUER")?, env("AUDIENCE")?);
+    let time: Arc<dyn MonoTime> = Arc::new(SystemMono::default());
+    let mut verifier =
+        FerryVerifier::discover(&issuer, &audience, &public_url, http.clone(), time.clone())
+            .await?;
+    let ids = std::env::var("SERVICE_ACCOUNTS").unwrap_or_default();
+    let ids = ids.split(',').map(str::trim).filter(|s| !s.is_empty());
+    let accounts = ServiceAccountVerifier::from_ferry(&issuer, &audience, ids, &http, &time)?;
     // REVOCATION_INTERVAL=N: refuse tokens Ferry revoked, learning of them within N s.
     if let Ok(n) = std::env::var("REVOCATION_INTERVAL") {
         let secs: u64 = n
@@ -81,9 +87,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
         verifier = verifier.with_revocations(http, std::time::Duration::from_secs(secs), client);
     }
+    let verifiers = either::Verifiers {
+        ferry_issuer: issuer,
+        ferry: Arc::new(verifier),
+        accounts: Arc::new(accounts),
+    };
     let mut app = Router::new()
         .route("/resource", get(resource))
-        .with_state(Arc::new(verifier));
+        .route("/whoami", get(either::whoami))
+        .with_state(verifiers);
     if let Some(header) = proxy::ProxyHeader::from_env()? {
         app = app.layer(axum::middleware::from_fn_with_state(
             Arc::new(header),

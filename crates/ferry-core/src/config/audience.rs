@@ -6,6 +6,7 @@ use super::durations::opt_duration;
 use super::errors::ConfigErrors;
 use super::fields::{compile, valid_id};
 use super::raw::{RawAudience, RawClient};
+use crate::custom_claims::{ClaimTemplate, MAX_CLAIMS, name_problem};
 use crate::expr::Cel;
 use crate::policy::{Audience, Effect, POLICY_VARS, Rule};
 
@@ -109,6 +110,7 @@ fn audience(
             });
         }
     }
+    let claims = claim_templates(errs, cel, path, a);
     (errs.0.len() == before).then_some(Audience {
         name,
         default_ttl,
@@ -117,7 +119,40 @@ fn audience(
         message: a.message.clone(),
         require_dpop: a.require_dpop.unwrap_or(false),
         require_mtls: a.require_mtls.unwrap_or(false),
+        claims,
     })
+}
+
+/// `audiences[].claims`: each name allowed ([`name_problem`]), each expression compiled
+/// over the rules' variables, at most [`MAX_CLAIMS`].
+fn claim_templates(
+    errs: &mut ConfigErrors,
+    cel: &Cel,
+    path: &str,
+    a: &RawAudience,
+) -> Vec<ClaimTemplate> {
+    if a.claims.len() > MAX_CLAIMS {
+        errs.push(
+            format!("{path}.claims"),
+            format!("at most {MAX_CLAIMS} claims per audience"),
+        );
+    }
+    let mut out = Vec::new();
+    for (name, src) in &a.claims {
+        let cpath = format!("{path}.claims.{name}");
+        if let Some(problem) = name_problem(name) {
+            errs.push(&cpath, problem);
+            continue;
+        }
+        if let Some(expr) = compile(errs, cel, &cpath, src, POLICY_VARS) {
+            out.push(ClaimTemplate {
+                name: name.clone(),
+                path: cpath,
+                expr,
+            });
+        }
+    }
+    out
 }
 
 /// A rule that compares `client_id` with a label is only as strong as the label: a

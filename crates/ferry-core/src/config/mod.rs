@@ -46,8 +46,8 @@ pub use model::{
 };
 pub use mtls::{CertificateName, DistinguishedName};
 pub use ops::{
-    Admin, AuditSinkConfig, ClientCertMode, Dpop, Limits, PER_CORE_EXCHANGES, Tls, available_cores,
-    derived_global_rate,
+    Admin, AuditSinkConfig, ClientCertMode, Dpop, Limits, MetricsListener, PER_CORE_EXCHANGES, Tls,
+    available_cores, derived_global_rate, listener_conflicts,
 };
 pub use origin::origin_of;
 pub use provider::Provider;
@@ -98,6 +98,8 @@ pub struct Config {
     pub tls: Option<Tls>,
     /// The admin listener.
     pub admin: Admin,
+    /// The metrics-only listener.
+    pub metrics: MetricsListener,
     /// Where audit events go.
     pub audit: AuditSinkConfig,
     /// Service accounts (RFC 7523).
@@ -151,21 +153,25 @@ pub fn parse(text: &str, base_dir: &Path) -> Result<Config, ConfigErrors> {
     validate(raw, base_dir)
 }
 
-/// The public listener's TLS, the admin listener and the audit sink.
+/// The public listener's address when `listen` is not given.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// The public listener's TLS, the admin and metrics listeners (on sockets of their own)
+/// and the audit sink.
 fn listeners(
     errs: &mut ConfigErrors,
     raw: &RawConfig,
     base: &Path,
-) -> (Option<Tls>, Admin, AuditSinkConfig) {
+) -> (Option<Tls>, Admin, MetricsListener, AuditSinkConfig) {
     let tls = raw
         .tls
         .as_ref()
         .and_then(|t| ops::tls(errs, "tls", t, base));
-    (
-        tls,
-        ops::admin(errs, &raw.admin, base),
-        ops::audit(&raw.audit, base),
-    )
+    let admin = ops::admin(errs, &raw.admin, base);
+    let metrics = ops::metrics_listener(&raw.metrics);
+    let listen = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    ops::check_listeners(errs, listen, &admin, &metrics);
+    (tls, admin, metrics, ops::audit(&raw.audit, base))
 }
 
 /// Features that need a client certificate, where none can arrive (the TLS listener does
@@ -217,11 +223,10 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     if let Some(w) = ops::global_rate_warning(limits.rate_global, ops::available_cores()) {
         warnings.push(w);
     }
-    let max_body_bytes = limits.max_body_bytes;
     let (trusted_proxies, listen_proxy_protocol) = proxies::proxies(&mut errs, &raw);
     let client_cert_header =
         cert_header::client_cert_header(&mut errs, raw.client_cert_header.as_ref());
-    let (tls, admin, audit) = listeners(&mut errs, &raw, base);
+    let (tls, admin, metrics, audit) = listeners(&mut errs, &raw, base);
 
     let outbound = sections::outbound(&mut errs, &mut warnings, &raw.outbound);
     let mut providers = sections::providers(
@@ -266,14 +271,14 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
     }
     Ok(Config {
         issuer,
-        listen: raw.listen.unwrap_or_else(|| "127.0.0.1:8080".to_owned()),
+        listen: raw.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_owned()),
         trusted_proxies,
         listen_proxy_protocol,
         client_cert_header,
         data_dir,
         log_level: raw.log_level.unwrap_or_else(|| "info".to_owned()),
         lifetimes,
-        max_body_bytes,
+        max_body_bytes: limits.max_body_bytes,
         outbound,
         providers,
         audience_names: audiences.iter().map(|a| a.name.clone()).collect(),
@@ -282,6 +287,7 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
         limits,
         tls,
         admin,
+        metrics,
         audit,
         service_accounts,
         clients,
@@ -295,6 +301,8 @@ fn validate(raw: RawConfig, base: &Path) -> Result<Config, ConfigErrors> {
 
 #[cfg(test)]
 mod cert_tests;
+#[cfg(test)]
+mod claims_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::durations::duration;
 use super::errors::ConfigErrors;
 use super::model::DEFAULT_MAX_BODY;
-use super::raw::{RawAdmin, RawAudit, RawLimits, RawTls};
+use super::raw::{RawAdmin, RawAudit, RawLimits, RawMetrics, RawTls};
 
 /// Request limits, with documented defaults.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +89,16 @@ pub struct Admin {
     pub tls: Option<Tls>,
     /// SHA-256 (hex) of the accepted bearer tokens, one per line; required off loopback.
     pub bearer_token_hashes_file: Option<PathBuf>,
+}
+
+/// The metrics-only listener: `GET /metrics` and nothing else, plain HTTP without
+/// authentication (the page carries counts and configured names, never a token, subject
+/// or request value), so it may listen off loopback; restrict who reaches it by network
+/// (a Kubernetes NetworkPolicy admitting the monitoring namespace only).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsListener {
+    /// Where it listens; `None` (the default, or `off`): no such listener.
+    pub listen: Option<String>,
 }
 
 /// Where audit events go.
@@ -296,6 +306,73 @@ pub(super) fn admin(errs: &mut ConfigErrors, a: &RawAdmin, base: &Path) -> Admin
     }
 }
 
+pub(super) fn metrics_listener(m: &RawMetrics) -> MetricsListener {
+    MetricsListener {
+        listen: m.listen.clone().filter(|l| l != "off"),
+    }
+}
+
+/// Whether two listen addresses would take the same socket: the same name, or the same
+/// port (not 0, the kernel's pick) on the same address or where either is a wildcard
+/// (`0.0.0.0`, `[::]`), which takes the port on every address.
+fn same_socket(a: &str, b: &str) -> bool {
+    match (a.parse::<SocketAddr>(), b.parse::<SocketAddr>()) {
+        (Ok(x), Ok(y)) => {
+            x.port() != 0
+                && x.port() == y.port()
+                && (x.ip() == y.ip() || x.ip().is_unspecified() || y.ip().is_unspecified())
+        }
+        _ => {
+            let port = |s: &str| s.rsplit_once(':').map(|(_, p)| p.to_owned());
+            a.eq_ignore_ascii_case(b) && port(a).as_deref() != Some("0")
+        }
+    }
+}
+
+/// Errors for listeners that would share a socket: the metrics listener must differ from
+/// the public and the admin ones (it serves `/metrics` alone, unauthenticated), and the
+/// admin listener from the public one.
+pub fn listener_conflicts(
+    listen: &str,
+    admin: &Admin,
+    metrics: &MetricsListener,
+) -> Vec<(&'static str, &'static str)> {
+    let mut out = Vec::new();
+    if let Some(m) = &metrics.listen {
+        if same_socket(m, listen) {
+            out.push((
+                "metrics.listen",
+                "must differ from listen (the public listener)",
+            ));
+        }
+        if admin.listen.as_deref().is_some_and(|a| same_socket(m, a)) {
+            out.push(("metrics.listen", "must differ from admin.listen"));
+        }
+    }
+    if admin
+        .listen
+        .as_deref()
+        .is_some_and(|a| same_socket(a, listen))
+    {
+        out.push((
+            "admin.listen",
+            "must differ from listen (the public listener)",
+        ));
+    }
+    out
+}
+
+pub(super) fn check_listeners(
+    errs: &mut ConfigErrors,
+    listen: &str,
+    admin: &Admin,
+    metrics: &MetricsListener,
+) {
+    for (path, msg) in listener_conflicts(listen, admin, metrics) {
+        errs.push(path, msg);
+    }
+}
+
 pub(super) fn audit(a: &RawAudit, base: &Path) -> AuditSinkConfig {
     match &a.file {
         Some(f) => AuditSinkConfig::File(base.join(f)),
@@ -309,6 +386,10 @@ pub struct Dpop {
     /// The public URL of the token endpoint that proofs' `htu` must name (the `Host`
     /// header is never trusted); default `<issuer>/token`.
     pub token_url: String,
+    /// The same endpoint at Google's path, `/v1/token` (where Google's client libraries
+    /// post): `token_url` with its last path segment replaced by `v1/token`. A proof sent
+    /// there must name this URL, and one sent to `/token` the other (RFC 9449 §4.3).
+    pub v1_token_url: String,
     /// Accepted distance of a proof's `iat` from now, seconds (60).
     pub iat_window: u64,
     /// Require the server's nonce in proofs (`use_dpop_nonce`).
@@ -320,11 +401,16 @@ pub(super) fn dpop(errs: &mut ConfigErrors, d: &super::raw::RawDpop, issuer: &st
         .token_url
         .clone()
         .unwrap_or_else(|| format!("{issuer}/token"));
-    if url::Url::parse(&token_url).is_err() {
-        errs.push("dpop.token_url", "must be an absolute URL");
-    }
+    let v1_token_url = match url::Url::parse(&token_url).and_then(|u| u.join("v1/token")) {
+        Ok(u) => u.to_string(),
+        Err(_) => {
+            errs.push("dpop.token_url", "must be an absolute URL");
+            String::new()
+        }
+    };
     Dpop {
         token_url,
+        v1_token_url,
         iat_window: duration(errs, "dpop.iat_window", d.iat_window.as_ref(), 60),
         require_nonce: d.require_nonce.unwrap_or(false),
     }

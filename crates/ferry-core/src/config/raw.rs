@@ -32,6 +32,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub admin: RawAdmin,
     #[serde(default)]
+    pub metrics: RawMetrics,
+    #[serde(default)]
     pub audit: RawAudit,
     #[serde(default)]
     pub service_accounts: Vec<RawServiceAccount>,
@@ -181,6 +183,12 @@ pub struct RawAdmin {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct RawAudit {
     pub file: Option<String>,
 }
@@ -289,6 +297,9 @@ pub struct RawAudience {
     pub require_mtls: Option<bool>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// The audience's own claims: name → CEL expression.
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -209,21 +209,7 @@ pub async fn explain(
         let _ = writeln!(out, "{line}");
     }
     match result {
-        Ok(o) => {
-            let _ = writeln!(
-                out,
-                "decision: ALLOW — subject {:?}, audiences {:?}, scopes {:?}, lifetime {}s, by {}",
-                o.principal.subject,
-                o.grant.audiences,
-                o.grant.scopes,
-                o.ttl,
-                o.grant.rules.join(", ")
-            );
-            Ok(Report {
-                text: out,
-                allowed: true,
-            })
-        }
+        Ok(o) => Ok(allowed(out, &o)),
         Err(e) => deny(
             out,
             format!(
@@ -238,5 +224,29 @@ pub async fn explain(
                 }
             ),
         ),
+    }
+}
+
+/// The report of an allowed decision: its summary and the audiences' own claims.
+fn allowed(mut out: String, o: &ferry_core::decision::Outcome) -> Report {
+    let _ = writeln!(
+        out,
+        "decision: ALLOW — subject {:?}, audiences {:?}, scopes {:?}, lifetime {}s, by {}",
+        o.principal.subject,
+        o.grant.audiences,
+        o.grant.scopes,
+        o.ttl,
+        o.grant.rules.join(", ")
+    );
+    if !o.grant.claims.is_empty() {
+        let _ = writeln!(
+            out,
+            "claims: {}",
+            serde_json::Value::Object(o.grant.claims.clone())
+        );
+    }
+    Report {
+        text: out,
+        allowed: true,
     }
 }

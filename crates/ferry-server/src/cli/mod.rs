@@ -1,9 +1,11 @@
 //! Offline commands for operators: `ferry explain` (why a token is allowed or denied)
-//! and `ferry test` (table-driven policy tests for CI). Both run the same decision
-//! function as `/token`.
+//! and `ferry test` (table-driven policy tests for CI), which run the same decision
+//! function as `/token`; `ferry cred-config` (a credential file for Google's client
+//! libraries).
 
 pub mod check;
 pub mod check_keys;
+pub mod cred_config;
 pub mod explain;
 mod explain_saml;
 pub mod keys;

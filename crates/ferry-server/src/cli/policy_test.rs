@@ -1,5 +1,6 @@
 //! `ferry test`: table-driven policy tests. Each case gives claims and a request and the
-//! expected decision (and, optionally, the rule, step, error and scopes). The run stops
+//! expected decision (and, optionally, the rule, step, error, scopes and the audiences'
+//! own claims, `token_claims`). The run stops
 //! at the first mismatch with a non-zero exit, so trust policies can be tested in CI.
 //!
 //! ```yaml
@@ -76,12 +77,15 @@ pub struct Case {
     pub expect: Expect,
     /// The rule expected to decide (allow: the allowing rule; deny: the denying one).
     pub rule: Option<String>,
-    /// The step expected to deny (`mapping`, `policy`, `mint`).
+    /// The step expected to deny (`mapping`, `policy`, `claims`, `mint`).
     pub step: Option<String>,
     /// The error code expected for a denial.
     pub error: Option<String>,
     /// The scopes expected to be granted.
     pub scopes: Option<Vec<String>>,
+    /// The audiences' own claims expected in the token (`audiences[].claims`), all of
+    /// them: a claim missing here or valued otherwise fails the case.
+    pub token_claims: Option<Map<String, Value>>,
     /// What rules see as `request.*` besides the audiences and scopes.
     #[serde(default)]
     pub request: RequestCase,
@@ -189,22 +193,7 @@ fn check(config: &Config, case: &Case, fallback_now: i64) -> Result<(), String> 
         None,
     );
     match (case.expect, result) {
-        (Expect::Allow, Ok(o)) => {
-            if let Some(rule) = &case.rule
-                && !o.grant.rules.contains(rule)
-            {
-                return Err(format!("allowed by {:?}, expected {rule}", o.grant.rules));
-            }
-            if let Some(want) = &case.scopes
-                && *want != o.grant.scopes
-            {
-                return Err(format!(
-                    "granted scopes {:?}, expected {want:?}",
-                    o.grant.scopes
-                ));
-            }
-            Ok(())
-        }
+        (Expect::Allow, Ok(o)) => allowed_as_expected(case, &o),
         (Expect::Allow, Err(e)) => Err(format!(
             "denied ({} at {}{}: {}), expected allow",
             e.code,
@@ -235,4 +224,31 @@ fn check(config: &Config, case: &Case, fallback_now: i64) -> Result<(), String> 
             Ok(())
         }
     }
+}
+
+/// An allowed case: the rule, scopes and own claims it expects, if it names them.
+fn allowed_as_expected(case: &Case, o: &ferry_core::decision::Outcome) -> Result<(), String> {
+    if let Some(rule) = &case.rule
+        && !o.grant.rules.contains(rule)
+    {
+        return Err(format!("allowed by {:?}, expected {rule}", o.grant.rules));
+    }
+    if let Some(want) = &case.scopes
+        && *want != o.grant.scopes
+    {
+        return Err(format!(
+            "granted scopes {:?}, expected {want:?}",
+            o.grant.scopes
+        ));
+    }
+    if let Some(want) = &case.token_claims
+        && *want != o.grant.claims
+    {
+        return Err(format!(
+            "token claims {}, expected {}",
+            Value::Object(o.grant.claims.clone()),
+            Value::Object(want.clone())
+        ));
+    }
+    Ok(())
 }

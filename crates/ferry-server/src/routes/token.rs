@@ -1,4 +1,4 @@
-//! `POST /token`. The HTTP-level checks, in order: method (405), content type (400),
+//! `POST /token` and `POST /v1/token` (Google's path). The HTTP-level checks, in order: method (405), content type (400),
 //! size (413), then the form is parsed once and the exchange runs.
 
 use axum::Extension;
@@ -16,6 +16,7 @@ use crate::audit::AuditEvent;
 use crate::forwarded::ClientAddr;
 use crate::ids::random_id;
 use crate::state::{AppState, Loaded};
+use crate::token::Endpoint;
 
 fn request_error(code: ErrorCode, description: &'static str) -> OAuthError {
     OAuthError::new(code, Step::Request, description)
@@ -101,8 +102,12 @@ fn rate_limited(limit: &'static str, retry: crate::limits::RetryAfter) -> OAuthE
     e
 }
 
-/// `POST /token`: the HTTP adapter of the pipeline ([`crate::token::run`]). One
-/// configuration snapshot serves the whole request.
+/// `POST /token` and `POST /v1/token`: the HTTP adapter of the pipeline
+/// ([`crate::token::run`]). One configuration snapshot serves the whole request. The
+/// router marks `/v1/token` (Google's path, `https://sts.<universe_domain>/v1/token`,
+/// so that Google's client libraries reach Ferry with no transport override) with an
+/// [`Endpoint`] extension; both paths run the same pipeline, and only a DPoP proof's
+/// `htu` names the path used.
 #[allow(clippy::too_many_arguments, reason = "one axum extractor per argument")]
 pub async fn token(
     State(state): State<AppState>,
@@ -112,8 +117,10 @@ pub async fn token(
     client: Option<Extension<ClientAddr>>,
     certificate: Option<Extension<crate::client_cert::PeerCertificate>>,
     ignored: Option<Extension<crate::client_cert_header::Ignored>>,
+    endpoint: Option<Extension<Endpoint>>,
     body: Body,
 ) -> Response {
+    let endpoint = endpoint.map(|e| e.0).unwrap_or_default();
     let loaded = state.loaded();
     let (request_id, trace_id) = match request_id {
         Some(Extension(r)) => (r.id, r.trace_id),
@@ -146,6 +153,7 @@ pub async fn token(
             let caller = crate::token::Caller {
                 source: client.map(|c| c.0.0),
                 certificate: certificate.map(|c| c.0.0),
+                endpoint,
             };
             crate::token::run(
                 &state, &loaded, &headers, &caller, request, &params, &mut audit,

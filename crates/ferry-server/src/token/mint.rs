@@ -15,8 +15,9 @@ use super::subject::{Ask, Policy, Subject};
 use crate::ids::random_id;
 use crate::state::{AppState, Loaded};
 
-/// 9. The decision: the audiences' rules, or "narrower than the parent" — and, when an
-///    actor is added while narrowing, what the audiences' rules allow that actor too.
+/// 9. The decision: the audiences' rules and then their own claims, or "narrower than the
+///    parent" (its claims carried, never evaluated again) — and, when an actor is added
+///    while narrowing, what the audiences' rules allow that actor too.
 pub fn decide(
     loaded: &Loaded,
     ask: &Ask,
@@ -49,6 +50,15 @@ pub fn decide(
             if let Some(b) = added {
                 grant.access_boundaries.get_or_insert_with(Vec::new).push(b);
             }
+            // The audiences' own claims, once the decision is made.
+            let who = ferry_core::custom_claims::Asker {
+                situation,
+                principal: &subject.principal,
+                client_id: ask.client_id.as_deref(),
+                actor,
+                requested: &ask.scopes,
+            };
+            grant.claims = config.policy.custom_claims(&who, &grant, None)?;
             Ok(grant)
         }
         Policy::Narrower { parent, targets } => {

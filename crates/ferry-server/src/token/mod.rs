@@ -15,7 +15,7 @@
 //!     for an actor added while narrowing);
 //! 10. the lifetime;
 //! 11. mint;
-//! 12. the reference handle, when one was asked for.
+//! 12. the reference handle or split token, when one was asked for.
 //!
 //! A grant cannot skip or reorder a shared step: it only produces a subject.
 
@@ -51,6 +51,19 @@ pub struct Caller {
     pub source: Option<std::net::IpAddr>,
     /// The client certificate.
     pub certificate: Option<std::sync::Arc<crate::client_cert::ClientChain>>,
+    /// The path the request was sent to: a DPoP proof must name it (RFC 9449 §4.3).
+    pub endpoint: Endpoint,
+}
+
+/// The two paths of the token endpoint. Both run this same pipeline; they differ only in
+/// the URL a DPoP proof's `htu` must name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/token`, the one the metadata names.
+    #[default]
+    Token,
+    /// `/v1/token`, where Google's client libraries post (`https://sts.<universe_domain>/v1/token`).
+    GoogleV1,
 }
 
 /// What the audit event says of an issued token.
@@ -70,7 +83,7 @@ fn record_issued(
     audit.exp = Some(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
     audit.cnf_jkt = bound.jkt().map(str::to_owned);
     audit.cnf_x5t = bound.x5t().map(str::to_owned);
-    audit.reference = subject.issued == ferry_core::request::IssuedTokenType::Reference;
+    audit.reference = subject.issued.is_handle();
 }
 
 /// Step 5: the grant's subject.
@@ -128,7 +141,7 @@ pub async fn run(
     let client_id = client.map(|c| c.id);
     audit.client_id = client_id.clone();
     // 4. The proof, checked; spent only once the subject is verified (step 7).
-    let pending = crate::dpop::check_token_request(state, loaded, headers).await?;
+    let pending = crate::dpop::check_token_request(state, loaded, headers, caller.endpoint).await?;
     let mut ask = match request {
         TokenRequest::TokenExchange(req) => Ask::exchange(req, client_id),
         TokenRequest::JwtBearer(req) => Ask::jwt_bearer(req, client_id),

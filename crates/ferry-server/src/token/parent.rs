@@ -22,26 +22,39 @@ use crate::ids::fingerprint;
 use crate::state::{AppState, Loaded};
 use crate::tokens::HANDLE_PREFIX;
 
-/// A reference token stands for its JWT, which its holder never sees: what narrows a
-/// handle is a handle (a request for a JWT by name is refused).
+/// A reference or split token stands for its JWT, which its holder never sees: what
+/// narrows a handle is a handle — a split token when asked for or narrowed from one, a
+/// reference token otherwise (a request for a JWT by name is refused).
 fn issued_type(
-    from_handle: bool,
+    from_handle: Option<IssuedTokenType>,
     requested: IssuedTokenType,
 ) -> Result<IssuedTokenType, OAuthError> {
     match (from_handle, requested) {
-        (false, t) => Ok(t),
-        (true, IssuedTokenType::Jwt) => Err(OAuthError::new(
+        (None, t) => Ok(t),
+        (Some(_), IssuedTokenType::Jwt) => Err(OAuthError::new(
             ErrorCode::InvalidRequest,
             Step::Request,
             desc::HANDLE_NARROWS_TO_HANDLE,
         )),
-        (true, _) => Ok(IssuedTokenType::Reference),
+        (Some(_), t) if t.is_handle() => Ok(t),
+        (Some(parent), _) => Ok(parent),
+    }
+}
+
+/// The kind of handle `credential` is, if it is one.
+fn handle_kind(credential: &str) -> Option<IssuedTokenType> {
+    if credential.starts_with(HANDLE_PREFIX) {
+        Some(IssuedTokenType::Reference)
+    } else if crate::tokens::is_handle(credential) {
+        Some(IssuedTokenType::Split)
+    } else {
+        None
     }
 }
 
 /// The parent JWT: the credential, or the JWT its handle stands for.
 async fn parent_jwt(state: &AppState, credential: &str, now: i64) -> Result<String, OAuthError> {
-    if !credential.starts_with(HANDLE_PREFIX) {
+    if handle_kind(credential).is_none() {
         return Ok(credential.to_owned());
     }
     state
@@ -49,7 +62,7 @@ async fn parent_jwt(state: &AppState, credential: &str, now: i64) -> Result<Stri
         .get_handle(&fingerprint(credential.as_bytes()), now)
         .await
         .map_err(crate::errors::revocation_unavailable)?
-        .ok_or_else(|| Role::Parent.invalid("unknown or expired reference token"))
+        .ok_or_else(|| Role::Parent.invalid("unknown or expired reference or split token"))
 }
 
 /// Verifies the parent: signed by Ferry's own keys, `typ` `at+jwt`, unexpired, for the
@@ -86,7 +99,7 @@ pub async fn ferry_token(
 ) -> Result<Subject, Refused> {
     trail.provider = Some("ferry".to_owned());
     trail.original_issuer = Some(loaded.config.issuer.clone());
-    let issued = issued_type(ask.credential.starts_with(HANDLE_PREFIX), ask.issued)?;
+    let issued = issued_type(handle_kind(&ask.credential), ask.issued)?;
     let jwt = parent_jwt(state, &ask.credential, now).await?;
     // Parsed once: read for its audiences (none requested keeps the parent's), then
     // verified.
@@ -132,6 +145,7 @@ pub async fn ferry_token(
         bound: binding.jkt().is_some(),
         ancestors: c.ferry.ancestors.clone(),
         jti: c.jti.clone(),
+        claims: c.custom.clone(),
     };
     let principal = Principal {
         provider: c.ferry.provider.clone(),

@@ -141,39 +141,118 @@ async fn discovery_and_jwks() {
     assert_eq!((s, v["status"].as_str()), (StatusCode::OK, Some("ready")));
 }
 
-#[tokio::test]
-async fn the_openapi_document_describes_exactly_the_served_routes() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../openapi/openapi.yaml");
+/// The (path, method) pairs a document describes, sorted. GET /token (and its alias)
+/// is documented only for its 405 (and the per-source limit's 429, which counts every
+/// request to it), not as a route of its own.
+fn documented(file: &str) -> Vec<(String, String)> {
+    let path = format!("{}/../../openapi/{file}", env!("CARGO_MANIFEST_DIR"));
     let doc: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut documented: Vec<(String, String)> = Vec::new();
+    let mut out: Vec<(String, String)> = Vec::new();
     for (p, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            // GET /token is documented only for its 405 (and the per-source limit's 429,
-            // which counts every request to /token).
+            // A path item also holds `parameters`, `summary`, `servers`…: not operations.
+            const METHODS: [&str; 8] = [
+                "get", "put", "post", "delete", "options", "head", "patch", "trace",
+            ];
+            if !METHODS.contains(&method.as_str()) {
+                continue;
+            }
             let only_405 = op["responses"]
                 .as_object()
                 .is_some_and(|r| r.keys().all(|k| k == "405" || k == "429"));
             if !only_405 {
-                documented.push((p.clone(), method.clone()));
+                out.push((p.clone(), method.clone()));
             }
         }
     }
-    documented.sort();
-    let mut served: Vec<(String, String)> = crate::routes::ROUTES
-        .iter()
-        .map(|(p, m)| (p.to_string(), m.to_string()))
+    out.sort();
+    out
+}
+
+fn sorted(routes: Vec<(&str, &str)>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = routes
+        .into_iter()
+        .map(|(p, m)| (p.to_owned(), m.to_owned()))
         .collect();
-    served.sort();
-    assert_eq!(documented, served);
+    v.sort();
+    v
+}
+
+/// A concrete request path for a documented template (`{id}` → `x`).
+fn concrete(template: &str) -> String {
+    template
+        .split('/')
+        .map(|s| if s.starts_with('{') { "x" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_served_routes() {
+    // The route table the router is built from, against the document's paths.
+    let served = sorted(crate::routes::routes());
+    assert_eq!(
+        documented("openapi.yaml"),
+        served,
+        "openapi/openapi.yaml and the public routes (crate::routes::table) differ"
+    );
     // And every listed route is really served (not 404).
     let fx = fixture();
-    for (p, m) in crate::routes::ROUTES {
+    for (p, m) in crate::routes::routes() {
         let req = Request::builder()
             .method(m.to_uppercase().as_str())
-            .uri(*p)
+            .uri(concrete(p))
             .body(Body::empty())
             .unwrap();
-        let status = fx.app.clone().oneshot(req).await.unwrap().status();
-        assert_ne!(status, StatusCode::NOT_FOUND, "{m} {p}");
+        let resp = fx.app.clone().oneshot(req).await.unwrap();
+        // A templated path is served with `x` for its parameter: its own 404 for an
+        // unknown id is JSON, the router's (no route) has no content type.
+        if p.contains('{') {
+            assert_eq!(
+                resp.headers()[header::CONTENT_TYPE],
+                "application/json",
+                "{p}"
+            );
+        } else {
+            assert_ne!(resp.status(), StatusCode::NOT_FOUND, "{m} {p}");
+        }
+    }
+    // Twin: a path outside the table is not served.
+    let req = Request::get("/undocumented").body(Body::empty()).unwrap();
+    let status = fx.app.clone().oneshot(req).await.unwrap().status();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_admin_openapi_document_describes_exactly_the_admin_routes() {
+    assert_eq!(
+        documented("admin.yaml"),
+        sorted(crate::admin::routes()),
+        "openapi/admin.yaml and the admin routes (crate::admin::table) differ"
+    );
+    let fx = fixture();
+    let admin = ferry_core::config::Admin {
+        listen: Some("127.0.0.1:9090".into()),
+        tls: None,
+        bearer_token_hashes_file: None,
+    };
+    let auth = crate::admin::AdminAuth::at_bind(&admin, "127.0.0.1:9090".parse().unwrap()).unwrap();
+    let app = crate::admin::router(fx.state.clone(), auth);
+    for (p, m) in crate::admin::routes()
+        .into_iter()
+        .chain([("/undocumented", "get")])
+    {
+        let req = Request::builder()
+            .method(m.to_uppercase().as_str())
+            .uri(concrete(p))
+            .body(Body::empty())
+            .unwrap();
+        let status = app.clone().oneshot(req).await.unwrap().status();
+        // The twin: a path outside the table is 404.
+        assert_eq!(
+            status == StatusCode::NOT_FOUND,
+            p == "/undocumented",
+            "{m} {p}"
+        );
     }
 }

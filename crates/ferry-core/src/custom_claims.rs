@@ -1,0 +1,202 @@
+//! An audience's own claims (`audiences[].claims`): CEL expressions over the principal
+//! and the request, evaluated after the decision and added as top-level members of
+//! tokens for that audience. A name of Ferry's profile or of the IANA registry is
+//! refused when the configuration loads; a value must be a string, a number, a bool or
+//! a list of strings, within [`MAX_VALUE_BYTES`], [`MAX_LIST_ITEMS`] and, for all of a
+//! token's claims together, [`MAX_TOTAL_BYTES`]. A token narrowed from a parent keeps
+//! the parent's claims as they are: they are never evaluated again.
+
+use cel::Value;
+use serde_json::{Map, Number, Value as Json};
+
+use crate::error::{ErrorCode, OAuthError, Step, desc};
+use crate::expr::Expr;
+use crate::mapping::Principal;
+use crate::policy::{Grant, Policy, Situation};
+
+/// At most this many claims per audience.
+pub const MAX_CLAIMS: usize = 32;
+/// A claim name is at most this long.
+pub const MAX_NAME_BYTES: usize = 128;
+/// A string value (or one item of a list) is at most this long.
+pub const MAX_VALUE_BYTES: usize = 1024;
+/// A list value has at most this many items.
+pub const MAX_LIST_ITEMS: usize = 64;
+/// All of a token's own claims, serialized, are at most this long.
+pub const MAX_TOTAL_BYTES: usize = 4096;
+
+/// One claim of an audience.
+#[derive(Debug, Clone)]
+pub struct ClaimTemplate {
+    /// The claim's name.
+    pub name: String,
+    /// Where it lives, e.g. `audiences[0].claims.tenant`.
+    pub path: String,
+    /// The expression over [`crate::policy::POLICY_VARS`].
+    pub expr: Expr,
+}
+
+/// Whether `name` may be an audience's own claim: 1 to [`MAX_NAME_BYTES`] of ASCII
+/// letters, digits and `_ - . : /` (a plain name or a collision-resistant URI, RFC 7519
+/// §4.2), and not reserved ([`ferry_token::registered::is_reserved`]). The reason when
+/// not.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    let charset = |b: u8| b.is_ascii_alphanumeric() || b"_-.:/".contains(&b);
+    if name.is_empty() || name.len() > MAX_NAME_BYTES || !name.bytes().all(charset) {
+        Some("a claim name is 1 to 128 ASCII letters, digits or _ - . : /")
+    } else if ferry_token::registered::is_reserved(name) {
+        Some(
+            "is reserved: a claim of Ferry's token profile or of the IANA JSON Web Token \
+             Claims registry (or a name starting with _) cannot be set; choose a name of \
+             your own, e.g. a URI",
+        )
+    } else {
+        None
+    }
+}
+
+fn failed(path: &str, detail: String) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidTarget, Step::Claims, desc::CLAIMS_FAILED)
+        .rule(path.to_owned())
+        .detail(detail)
+}
+
+fn bounded_string(s: &str, path: &str) -> Result<Json, OAuthError> {
+    if s.len() > MAX_VALUE_BYTES {
+        return Err(failed(
+            path,
+            format!("a value of {} bytes exceeds {MAX_VALUE_BYTES}", s.len()),
+        ));
+    }
+    Ok(Json::String(s.to_owned()))
+}
+
+/// A CEL value as a claim: a string, a finite number, a bool or a list of strings.
+pub fn to_json(v: &Value, path: &str) -> Result<Json, OAuthError> {
+    match v {
+        Value::String(s) => bounded_string(s, path),
+        Value::Bool(b) => Ok(Json::Bool(*b)),
+        Value::Int(i) => Ok(Json::Number(Number::from(*i))),
+        Value::UInt(u) => Ok(Json::Number(Number::from(*u))),
+        Value::Float(f) => Number::from_f64(*f)
+            .map(Json::Number)
+            .ok_or_else(|| failed(path, "a number that is not finite".into())),
+        Value::List(items) => {
+            if items.len() > MAX_LIST_ITEMS {
+                return Err(failed(
+                    path,
+                    format!("a list of {} items exceeds {MAX_LIST_ITEMS}", items.len()),
+                ));
+            }
+            items
+                .iter()
+                .map(|i| match i {
+                    Value::String(s) => bounded_string(s, path),
+                    other => Err(failed(
+                        path,
+                        format!("a list item of type {}, not a string", other.type_of()),
+                    )),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(Json::Array)
+        }
+        other => Err(failed(
+            path,
+            format!(
+                "a value of type {}: a claim is a string, number, bool or list of strings",
+                other.type_of()
+            ),
+        )),
+    }
+}
+
+/// Who is asking, for the claims' expressions (the same variables as the rules').
+#[derive(Debug, Clone, Copy)]
+pub struct Asker<'a> {
+    /// The request's situation (`request.*`).
+    pub situation: &'a Situation,
+    /// The subject.
+    pub principal: &'a Principal,
+    /// The authenticated or named client.
+    pub client_id: Option<&'a str>,
+    /// The actor of a delegation.
+    pub actor: Option<&'a Principal>,
+    /// The scopes requested.
+    pub requested: &'a [String],
+}
+
+impl Policy {
+    /// The claims of a token with `grant`: every audience's, in the order of the grant's
+    /// audiences. Two audiences giving one name different values, an expression error,
+    /// a value of another type or too large: refused at [`Step::Claims`], naming the
+    /// claim. With `trace`, each value is recorded for `ferry explain`.
+    pub fn custom_claims(
+        &self,
+        who: &Asker<'_>,
+        grant: &Grant,
+        mut trace: Option<&mut Vec<String>>,
+    ) -> Result<Map<String, Json>, OAuthError> {
+        let mut out = Map::new();
+        let mut total = 0usize;
+        for target in &grant.audiences {
+            let Some(templates) = self.claim_templates(target).filter(|t| !t.is_empty()) else {
+                continue;
+            };
+            let ctx = self.rule_context(
+                who.principal,
+                who.client_id.unwrap_or_default(),
+                who.actor,
+                target,
+                &grant.audiences,
+                who.requested,
+                who.situation,
+            );
+            for t in templates {
+                let value = t
+                    .expr
+                    .eval(&ctx)
+                    .map_err(|e| failed(&t.path, format!("expression error: {e}")))
+                    .and_then(|v| to_json(&v, &t.path));
+                if let Some(tr) = trace.as_deref_mut() {
+                    tr.push(match &value {
+                        Ok(v) => format!("claims {}: `{}` → {v}", t.path, t.expr.source()),
+                        Err(e) => format!(
+                            "claims {}: `{}` → error: {}",
+                            t.path,
+                            t.expr.source(),
+                            e.detail
+                        ),
+                    });
+                }
+                let value = value?;
+                match out.get(&t.name) {
+                    Some(prev) if *prev != value => {
+                        return Err(failed(
+                            &t.path,
+                            "another audience of the token gives this claim another value".into(),
+                        ));
+                    }
+                    Some(_) => {}
+                    None => {
+                        total = total
+                            .saturating_add(t.name.len())
+                            .saturating_add(value.to_string().len())
+                            .saturating_add(4);
+                        if total > MAX_TOTAL_BYTES {
+                            return Err(failed(
+                                &t.path,
+                                format!("the token's own claims exceed {MAX_TOTAL_BYTES} bytes"),
+                            ));
+                        }
+                        out.insert(t.name.clone(), value);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+#[path = "custom_claims_tests.rs"]
+mod tests;

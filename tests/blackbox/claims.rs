@@ -1,0 +1,191 @@
+//! Per-audience claims (`audiences[].claims`): computed after the decision and added at
+//! the top level; a narrowed token keeps its parent's as they were; an expression that
+//! fails, or two audiences that disagree, refuse at the step `claims` — each beside its
+//! twin.
+
+use ferry_testkit::mint::payload;
+use ferry_testkit::{Issuer, now};
+use serde_json::{Value, json};
+
+use crate::harness::{Ferry, IDP, Setup};
+
+const TE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT: &str = "urn:ietf:params:oauth:token-type:jwt";
+const AT: &str = "urn:ietf:params:oauth:token-type:access_token";
+const A: &str = "https://a.example.com";
+const B: &str = "https://b.example.com";
+const C: &str = "https://c.example.com";
+const D: &str = "https://d.example.com";
+
+struct Env {
+    _setup: Setup,
+    ferry: Ferry,
+    issuer_url: String,
+    idp: Issuer,
+    http: reqwest::Client,
+}
+
+fn start() -> Env {
+    let setup = Setup::new("claims");
+    let issuer_url = setup.url();
+    let idp = setup.idp();
+    let ferry = setup.start(&format!(
+        r#"issuer: {issuer_url}
+data_dir: data
+providers:
+  - id: idp
+    issuer: {IDP}
+    audiences: [{issuer_url}]
+    jwks: {{ file: idp.json }}
+    mapping:
+      subject: assertion.sub
+      attributes: {{ repository: assertion.repository }}
+audiences:
+  - audience: {A}
+    rules: [{{ allow: "true", scopes: [read, write] }}]
+    claims:
+      repository: attribute.repository
+      audiences_asked: request.audiences
+      tenant: "'acme'"
+      build: "42"
+      trusted: "provider == 'idp'"
+  - audience: {B}
+    rules: [{{ allow: "true", scopes: [read, write] }}]
+    claims: {{ tenant: "'acme'" }}
+  - audience: {C}
+    rules: [{{ allow: "true", scopes: [read, write] }}]
+    claims: {{ tenant: "'other'" }}
+  - audience: {D}
+    rules: [{{ allow: "true" }}]
+    claims: {{ number: "int(subject)" }}
+"#
+    ));
+    Env {
+        _setup: setup,
+        ferry,
+        issuer_url,
+        idp,
+        http: reqwest::Client::new(),
+    }
+}
+
+impl Env {
+    async fn post(&self, form: &[(&str, &str)]) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/token", self.ferry.url))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    fn subject_of(&self, sub: &str) -> String {
+        let extra = json!({"repository": "acme/app"});
+        self.idp
+            .token(&self.idp.claims(&self.issuer_url, sub, now(), extra))
+    }
+
+    fn subject(&self) -> String {
+        self.subject_of("workload")
+    }
+
+    async fn exchange(&self, subject: &str, audiences: &[&str]) -> (u16, Value) {
+        let mut form = vec![
+            ("grant_type", TE),
+            ("subject_token", subject),
+            ("subject_token_type", JWT),
+        ];
+        form.extend(audiences.iter().map(|a| ("audience", *a)));
+        self.post(&form).await
+    }
+
+    async fn narrow(&self, parent: &str, audience: &str, scope: &str) -> (u16, Value) {
+        self.post(&[
+            ("grant_type", TE),
+            ("subject_token", parent),
+            ("subject_token_type", AT),
+            ("audience", audience),
+            ("scope", scope),
+        ])
+        .await
+    }
+
+    fn audit_names(&mut self, needle: &str) -> bool {
+        self.ferry.proc_mut().wait_for(needle).is_ok()
+    }
+}
+
+fn token(body: &Value) -> String {
+    body["access_token"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn audience_claims_are_top_level_and_a_narrowed_token_keeps_its_parents() {
+    let env = start();
+    let (s, body) = env.exchange(&env.subject(), &[A, B]).await;
+    assert_eq!(s, 200, "{body}");
+    let parent = token(&body);
+    let p = payload(&parent);
+    assert_eq!(p["repository"], "acme/app");
+    assert_eq!(p["audiences_asked"], json!([A, B]));
+    assert_eq!(p["tenant"], "acme");
+    assert_eq!(p["build"], 42);
+    assert_eq!(p["trusted"], true);
+    // Ferry's own profile is untouched beside them.
+    assert_eq!(p["sub"], "workload");
+    assert_eq!(p["ferry"]["provider"], "idp");
+    // Narrowed to A alone: the parent's claims as they were — `request.audiences` was
+    // not evaluated again (it would now say [A]).
+    let (s, body) = env.narrow(&parent, A, "read").await;
+    assert_eq!(s, 200, "{body}");
+    let child = token(&body);
+    let c = payload(&child);
+    assert_eq!(c["aud"], A);
+    assert_eq!(c["audiences_asked"], json!([A, B]));
+    for k in ["repository", "tenant", "build", "trusted"] {
+        assert_eq!(c[k], p[k], "{k}");
+    }
+    // And again from the child, to B: still the first token's claims.
+    let (s, body) = env.narrow(&child, A, "read").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(payload(&token(&body))["audiences_asked"], json!([A, B]));
+    // A fresh exchange for A alone evaluates anew (the twin of the carried value).
+    let (s, body) = env.exchange(&env.subject(), &[A]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(payload(&token(&body))["audiences_asked"], json!([A]));
+}
+
+#[tokio::test]
+async fn a_failing_claim_or_two_disagreeing_audiences_refuse_at_the_claims_step() {
+    let mut env = start();
+    // `int(subject)` of a subject that is not a number: an expression error.
+    let (s, body) = env.exchange(&env.subject(), &[D]).await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(body["error"], "invalid_target");
+    assert_eq!(
+        body["error_description"],
+        "the claims of the requested audience could not be computed"
+    );
+    assert!(env.audit_names(r#""step":"claims","rule":"audiences[3].claims.number""#));
+    // The twin: a numeric subject.
+    let (s, body) = env.exchange(&env.subject_of("42"), &[D]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(payload(&token(&body))["number"], 42);
+    // B and C both set `tenant`, to different values.
+    let (s, body) = env.exchange(&env.subject(), &[B, C]).await;
+    assert_eq!(
+        (s, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    assert!(env.audit_names(r#""step":"claims","rule":"audiences[2].claims.tenant""#));
+    // The twin: A and B agree on it.
+    let (s, body) = env.exchange(&env.subject(), &[A, B]).await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(payload(&token(&body))["tenant"], "acme");
+}
