@@ -40,7 +40,7 @@ echo "==> release build (the container image packages the host's binaries)"
 cargo build --release --locked --workspace --bins
 
 echo "==> the container image, built and run on Debian's Docker engine, and docker-compose up"
-scripts/image-test.sh
+timeout 1800 scripts/image-test.sh
 
 echo "==> chaos (short)"
 scripts/chaos.sh
