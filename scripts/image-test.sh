@@ -149,16 +149,18 @@ arch=$(dpkg --print-architecture)
 
 # base_image NAME PACKAGES PREPARE: sets $image to an image of Debian's minbase plus
 # PACKAGES, made by debootstrap (root filesystem cached as a tarball), PREPARE run on
-# the root filesystem ($ROOT) first.
+# the root filesystem ($ROOT) first. The ISO week is part of the key, so Debian's
+# updates reach the bases within a week; older bases are removed.
+week=$(date -u +%G-W%V)
 base_image() {
     local name=$1 packages=$2 prepare=$3 key tag tarball
-    key=$(printf '%s\n' "$suite" "$mirror" "$arch" minbase "$packages" "$prepare" | sha256sum | cut -c1-16)
+    key=$(printf '%s\n' "$suite" "$mirror" "$arch" minbase "$packages" "$prepare" "$week" |
+        sha256sum | cut -c1-16)
     tag=ferry-ci-$name:$suite-$key
     if ! docker image inspect "$tag" >/dev/null 2>&1; then
         tarball=$cache/$name-$suite-$key.tar
         if [ ! -s "$tarball" ]; then
             echo "    debootstrap $suite ($name: minbase ${packages:-}) from the host's mirror"
-            mkdir -p "$cache/debs"
             # On a tmpfs where there is one (dpkg's many fsyncs cost nothing there).
             rootfs=$(mktemp -d /dev/shm/ferry-rootfs.XXXXXX 2>/dev/null || mktemp -d "$cache/rootfs.XXXXXX")
             if ! timeout 1200 debootstrap --variant=minbase --cache-dir="$cache/debs" \
@@ -179,11 +181,15 @@ base_image() {
             find "$cache" -maxdepth 1 -name "$name-*.tar" ! -name "$(basename "$tarball")" -delete
         fi
         docker import "$tarball" "$tag" >/dev/null
+        docker images --format '{{.Repository}}:{{.Tag}}' "ferry-ci-$name" | grep -vxF "$tag" |
+            xargs -r docker rmi >/dev/null 2>&1 || true
     fi
     image=$tag
 }
 
 step "base images from Debian $suite packages"
+mkdir -p "$cache/debs"
+find "$cache/debs" -name '*.deb' -mtime +30 -delete
 base_image base "ca-certificates" ":"
 FERRY_BASE_IMAGE=$image
 # PostgreSQL and Redis: empty data directories owned by their users (a named volume
@@ -229,6 +235,7 @@ if ! COMPOSE_DOCKER_CLI_BUILD=1 DOCKER_BUILDKIT=1 compose build ferry-1 dev-idp 
 fi
 ferry_image=$(compose config | /usr/bin/python3 -c 'import sys, yaml; print(yaml.safe_load(sys.stdin)["services"]["ferry-1"]["image"])')
 docker image inspect "$ferry_image" >/dev/null
+docker image prune -f >/dev/null # the images these tags held before
 echo "    $ferry_image: $(docker image inspect -f '{{.Size}}' "$ferry_image" | awk '{printf "%.0f MB", $1 / 1e6}')"
 
 # verify TOKEN JWKS_URL AUDIENCE: the token's signature checks against the JWKS; prints its kid.
