@@ -406,23 +406,28 @@ def test_action_does_not_print_an_error_body_that_quotes_a_secret(env, scripted)
     status is printed (twin: Ferry's own fixed error above is quoted)."""
 
     class Echo(Scripted):
+        quote = staticmethod(lambda token: token)
+
         def do_POST(self):
             body = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
             token = body["subject_token"][0]
-            payload = json.dumps({"error": "invalid_grant", "error_description": f"bad token {token}"}).encode()
+            payload = json.dumps({"error": "invalid_grant", "error_description": f"bad token {self.quote(token)}"}).encode()
             self.send_response(400)
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
 
-    server, url = serve(Echo)
-    try:
-        r = run_action(env, inputs(env, url=url))
-    finally:
-        server.shutdown()
-    assert r.code == 1
-    assert r.lines[2:] == ["::error::Ferry refused the exchange (HTTP 400): invalid_grant"], r.stdout
-    assert_masked_first(r, [REQUEST_TOKEN, Runner.served[-1][1]])
+    # The whole token, its payload segment, and a 20-character piece of its signature.
+    for quote in (lambda t: t, lambda t: t.split(".")[1], lambda t: t.split(".")[2][:20]):
+        Echo.quote = staticmethod(quote)
+        server, url = serve(Echo)
+        try:
+            r = run_action(env, inputs(env, url=url))
+        finally:
+            server.shutdown()
+        assert r.code == 1
+        assert r.lines[2:] == ["::error::Ferry refused the exchange (HTTP 400): invalid_grant"], r.stdout
+        assert_masked_first(r, [REQUEST_TOKEN, Runner.served[-1][1]])
 
 
 @pytest.mark.parametrize("name", ["GITHUB_PATH", "NODE_OPTIONS", "LD_PRELOAD", "path", "A-B", "1X", "X\nY"])

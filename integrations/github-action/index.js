@@ -90,7 +90,8 @@ async function fetchOidcToken(oidc, subjectAudience) {
 
 /**
  * Ferry's fixed error code and description, printable ASCII only, and never one that
- * quotes a SECRET (a server that echoes input); nothing else of the body.
+ * quotes a SECRET or any part of one, nor anything token-shaped (a server that echoes
+ * input); nothing else of the body.
  */
 function ferryError(answer, secrets) {
   let body = {};
@@ -99,7 +100,16 @@ function ferryError(answer, secrets) {
   } catch {
     body = {};
   }
-  const quotes = (text) => secrets.some((secret) => text.includes(secret));
+  // A whole secret, a piece of one (16 characters of it), or anything token-shaped (a
+  // run of 16 base64url characters: Ferry's own descriptions are plain words).
+  const quotes = (text) =>
+    /[A-Za-z0-9_-]{16,}/.test(text) ||
+    secrets.some((secret) => {
+      for (let i = 0; i + 16 <= secret.length; i += 1) {
+        if (text.includes(secret.slice(i, i + 16))) return true;
+      }
+      return secret.length > 0 && secret.length < 16 && text.includes(secret);
+    });
   const code =
     typeof body.error === 'string' && /^[A-Za-z0-9_.-]{1,64}$/.test(body.error) && !quotes(body.error)
       ? body.error

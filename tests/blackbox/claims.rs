@@ -40,12 +40,14 @@ providers:
     mapping:
       subject: assertion.sub
       attributes: {{ repository: assertion.repository }}
+clients:
+  - {{ id: ci, auth: client_secret_basic, secret_sha256: {ci} }}
 audiences:
   - audience: {A}
     rules: [{{ allow: "true", scopes: [read, write] }}]
     claims:
       repository: attribute.repository
-      audiences_asked: request.audiences
+      authenticated: request.client_authenticated
       tenant: "'acme'"
       build: "42"
       trusted: "provider == 'idp'"
@@ -58,7 +60,8 @@ audiences:
   - audience: {D}
     rules: [{{ allow: "true" }}]
     claims: {{ number: "int(subject)" }}
-"#
+"#,
+        ci = ferry_testkit::sha256_hex("ci-secret"),
     ));
     Env {
         _setup: setup,
@@ -71,13 +74,18 @@ audiences:
 
 impl Env {
     async fn post(&self, form: &[(&str, &str)]) -> (u16, Value) {
-        let resp = self
+        self.post_as(None, form).await
+    }
+
+    async fn post_as(&self, client: Option<(&str, &str)>, form: &[(&str, &str)]) -> (u16, Value) {
+        let mut r = self
             .http
             .post(format!("{}/token", self.ferry.url))
-            .form(form)
-            .send()
-            .await
-            .unwrap();
+            .form(form);
+        if let Some((id, secret)) = client {
+            r = r.basic_auth(id, Some(secret));
+        }
+        let resp = r.send().await.unwrap();
         (
             resp.status().as_u16(),
             resp.json().await.unwrap_or(Value::Null),
@@ -95,13 +103,22 @@ impl Env {
     }
 
     async fn exchange(&self, subject: &str, audiences: &[&str]) -> (u16, Value) {
+        self.exchange_as(None, subject, audiences).await
+    }
+
+    async fn exchange_as(
+        &self,
+        client: Option<(&str, &str)>,
+        subject: &str,
+        audiences: &[&str],
+    ) -> (u16, Value) {
         let mut form = vec![
             ("grant_type", TE),
             ("subject_token", subject),
             ("subject_token_type", JWT),
         ];
         form.extend(audiences.iter().map(|a| ("audience", *a)));
-        self.post(&form).await
+        self.post_as(client, &form).await
     }
 
     async fn narrow(&self, parent: &str, audience: &str, scope: &str) -> (u16, Value) {
@@ -127,37 +144,41 @@ fn token(body: &Value) -> String {
 #[tokio::test]
 async fn audience_claims_are_top_level_and_a_narrowed_token_keeps_its_parents() {
     let env = start();
-    let (s, body) = env.exchange(&env.subject(), &[A, B]).await;
+    // Issued to the authenticated client `ci`.
+    let (s, body) = env
+        .exchange_as(Some(("ci", "ci-secret")), &env.subject(), &[A, B])
+        .await;
     assert_eq!(s, 200, "{body}");
     let parent = token(&body);
     let p = payload(&parent);
     assert_eq!(p["repository"], "acme/app");
-    assert_eq!(p["audiences_asked"], json!([A, B]));
+    assert_eq!(p["authenticated"], true);
     assert_eq!(p["tenant"], "acme");
     assert_eq!(p["build"], 42);
     assert_eq!(p["trusted"], true);
     // Ferry's own profile is untouched beside them.
     assert_eq!(p["sub"], "workload");
     assert_eq!(p["ferry"]["provider"], "idp");
-    // Narrowed to A alone: the parent's claims as they were — `request.audiences` was
-    // not evaluated again (it would now say [A]).
+    // Narrowed to A alone by a caller that does not authenticate: the parent's claims as
+    // they were — `request.client_authenticated` was not evaluated again (it would now be
+    // false).
     let (s, body) = env.narrow(&parent, A, "read").await;
     assert_eq!(s, 200, "{body}");
     let child = token(&body);
     let c = payload(&child);
     assert_eq!(c["aud"], A);
-    assert_eq!(c["audiences_asked"], json!([A, B]));
-    for k in ["repository", "tenant", "build", "trusted"] {
+    for k in ["repository", "authenticated", "tenant", "build", "trusted"] {
         assert_eq!(c[k], p[k], "{k}");
     }
-    // And again from the child, to B: still the first token's claims.
+    // And again from the child: still the first token's claims.
     let (s, body) = env.narrow(&child, A, "read").await;
     assert_eq!(s, 200, "{body}");
-    assert_eq!(payload(&token(&body))["audiences_asked"], json!([A, B]));
-    // A fresh exchange for A alone evaluates anew (the twin of the carried value).
+    assert_eq!(payload(&token(&body))["authenticated"], true);
+    // A fresh exchange without client authentication evaluates anew (the twin of the
+    // carried value).
     let (s, body) = env.exchange(&env.subject(), &[A]).await;
     assert_eq!(s, 200, "{body}");
-    assert_eq!(payload(&token(&body))["audiences_asked"], json!([A]));
+    assert_eq!(payload(&token(&body))["authenticated"], false);
 }
 
 #[tokio::test]

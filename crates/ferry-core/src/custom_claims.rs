@@ -10,9 +10,42 @@ use cel::Value;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
-use crate::expr::Expr;
+use crate::expr::{Expr, string_list, string_map};
 use crate::mapping::Principal;
 use crate::policy::{Grant, Policy, Situation};
+use crate::rule_vars::{claims_request_value, subject_act_value};
+
+/// Variables a claim may use: the principal's, the client, and the request's context —
+/// not `actor`, `request.scopes` or `request.audiences`, which a token narrowed (or
+/// delegated) from this one changes while it carries the claim unchanged: a claim read
+/// from them would describe a grant its holder no longer has.
+pub const CLAIM_VARS: &[&str] = &[
+    "subject",
+    "provider",
+    "groups",
+    "attribute",
+    "client_id",
+    "request",
+    "subject_act",
+];
+
+/// Why `src` may not be an audience's claim, when it reads `request.scopes` or
+/// `request.audiences` (evaluation refuses them anyway: the claims' `request` has
+/// neither; this says so when the configuration loads).
+pub fn source_problem(src: &str) -> Option<&'static str> {
+    let compact: String = src.chars().filter(|c| !c.is_whitespace()).collect();
+    ["scopes", "audiences"]
+        .iter()
+        .any(|f| {
+            compact.contains(&format!("request.{f}"))
+                || compact.contains(&format!("request['{f}']"))
+                || compact.contains(&format!("request[\"{f}\"]"))
+        })
+        .then_some(
+            "a claim is carried unchanged into tokens narrowed from this one: it may not \
+             read request.scopes or request.audiences (nor actor), which narrowing changes",
+        )
+}
 
 /// At most this many claims per audience.
 pub const MAX_CLAIMS: usize = 32;
@@ -32,7 +65,7 @@ pub struct ClaimTemplate {
     pub name: String,
     /// Where it lives, e.g. `audiences[0].claims.tenant`.
     pub path: String,
-    /// The expression over [`crate::policy::POLICY_VARS`].
+    /// The expression over [`CLAIM_VARS`].
     pub expr: Expr,
 }
 
@@ -110,7 +143,7 @@ pub fn to_json(v: &Value, path: &str) -> Result<Json, OAuthError> {
     }
 }
 
-/// Who is asking, for the claims' expressions (the same variables as the rules').
+/// Who is asking, for the claims' expressions ([`CLAIM_VARS`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Asker<'a> {
     /// The request's situation (`request.*`).
@@ -119,10 +152,6 @@ pub struct Asker<'a> {
     pub principal: &'a Principal,
     /// The authenticated or named client.
     pub client_id: Option<&'a str>,
-    /// The actor of a delegation.
-    pub actor: Option<&'a Principal>,
-    /// The scopes requested.
-    pub requested: &'a [String],
 }
 
 impl Policy {
@@ -142,15 +171,14 @@ impl Policy {
             let Some(templates) = self.claim_templates(target).filter(|t| !t.is_empty()) else {
                 continue;
             };
-            let ctx = self.rule_context(
-                who.principal,
-                who.client_id.unwrap_or_default(),
-                who.actor,
-                target,
-                &grant.audiences,
-                who.requested,
-                who.situation,
-            );
+            let mut ctx = self.cel().context();
+            ctx.add_variable_from_value("subject", who.principal.subject.clone());
+            ctx.add_variable_from_value("provider", who.principal.provider.clone());
+            ctx.add_variable_from_value("groups", string_list(&who.principal.groups));
+            ctx.add_variable_from_value("attribute", string_map(&who.principal.attributes));
+            ctx.add_variable_from_value("client_id", who.client_id.unwrap_or_default().to_owned());
+            ctx.add_variable_from_value("subject_act", subject_act_value(who.principal));
+            ctx.add_variable_from_value("request", claims_request_value(target, who.situation));
             for t in templates {
                 let value = t
                     .expr

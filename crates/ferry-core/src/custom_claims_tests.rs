@@ -6,11 +6,13 @@ use super::*;
 use crate::expr::Cel;
 use crate::policy::{Audience, Effect, POLICY_VARS, Rule};
 
+const VARS: &[&str] = CLAIM_VARS;
+
 fn template(cel: &Cel, aud: usize, name: &str, src: &str) -> ClaimTemplate {
     ClaimTemplate {
         name: name.into(),
         path: format!("audiences[{aud}].claims.{name}"),
-        expr: cel.compile(src, POLICY_VARS).unwrap(),
+        expr: cel.compile(src, VARS).unwrap(),
     }
 }
 
@@ -61,8 +63,6 @@ fn claims_for(p: &Policy, targets: &[&str]) -> Result<Map<String, Json>, OAuthEr
         situation: &situation,
         principal: &principal,
         client_id: Some("ci"),
-        actor: None,
-        requested: &[],
     };
     p.custom_claims(&who, &grant, None)
 }
@@ -122,6 +122,21 @@ fn an_expression_error_is_refused_beside_its_twin() {
         &["a"],
     );
     assert_eq!(ok.unwrap().len(), 1);
+}
+
+#[test]
+fn requested_scopes_and_audiences_are_not_there_to_read() {
+    // However written, `request.scopes` is no member of the claims' `request`; the twin
+    // reads a member that is.
+    for src in ["request['scopes']", "request['audiences']"] {
+        let e = claims_for(&policy(vec![("x", src)], vec![]), &["a"]).unwrap_err();
+        assert_eq!(e.step, Step::Claims, "{src}");
+    }
+    let ok = claims_for(&policy(vec![("x", "request['audience']")], vec![]), &["a"]);
+    assert_eq!(Json::Object(ok.unwrap()), json!({"x": "a"}));
+    assert!(source_problem("'w' in request . scopes").is_some());
+    assert!(source_problem("request[\"audiences\"]").is_some());
+    assert!(source_problem("request.audience").is_none());
 }
 
 #[test]

@@ -85,8 +85,6 @@ pub fn decide_for(
         situation: &ask.situation,
         principal: &principal,
         client_id: ask.client_id,
-        actor: ask.actor,
-        requested: ask.scopes,
     };
     grant.claims = config
         .policy

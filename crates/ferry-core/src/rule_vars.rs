@@ -72,6 +72,29 @@ pub(crate) fn subject_act_value(principal: &Principal) -> Value {
     ])
 }
 
+/// `request` as an audience's own claims see it: the audience and the situation, not the
+/// audiences or scopes asked for (a claim is carried unchanged into tokens narrowed to
+/// fewer of them).
+pub(crate) fn claims_request_value(audience: &str, situation: &Situation) -> Value {
+    let source = situation
+        .source_ip
+        .map(|i| i.to_string())
+        .unwrap_or_default();
+    map_value(vec![
+        ("audience", text(audience)),
+        ("source_ip", text(&source)),
+        ("time", timestamp(situation.time)),
+        (
+            "sender_constrained",
+            Value::Bool(situation.sender_constrained),
+        ),
+        (
+            "client_authenticated",
+            Value::Bool(situation.client_authenticated),
+        ),
+    ])
+}
+
 /// `request`: the audience being decided, all targets, the requested scopes, and the
 /// situation (`source_ip`, `time`, `sender_constrained`, `client_authenticated`).
 pub(crate) fn request_value(

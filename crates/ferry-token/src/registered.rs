@@ -38,6 +38,18 @@ pub const FERRY_MEMBERS: &[&str] = &[
     "username",
 ];
 
+/// Names that libraries read as a token's scopes or permissions when it has no `scope`
+/// (Spring Security falls back to `scp`, Entra ID and Okta write it): an operator's value
+/// there would pass for a grant.
+pub const CONFUSABLE: &[&str] = &[
+    "scp",
+    "scopes",
+    "permissions",
+    "authorities",
+    "role",
+    "wids",
+];
+
 /// Whether `name` is a member Ferry defines: its profile's or [`FERRY_MEMBERS`].
 pub fn is_ferry_member(name: &str) -> bool {
     PROFILE_CLAIMS.contains(&name) || FERRY_MEMBERS.contains(&name)
@@ -223,16 +235,23 @@ pub const REGISTERED_CLAIMS: &[&str] = &[
     "typ",
 ];
 
-/// Whether `name` is a member Ferry defines or a registered claim, compared without
-/// regard to ASCII case (a reader that folds case must not meet one in disguise), or
-/// begins with `_` (the registry's structural names: `_sd`, `_claim_names`).
+/// Whether `name` is a member Ferry defines, a registered claim or a [`CONFUSABLE`] one —
+/// or a dotted path into one (`ferry.provider`) — compared without regard to ASCII case
+/// (a reader that folds case must not meet one in disguise), or begins with `_` (the
+/// registry's structural names: `_sd`, `_claim_names`).
 pub fn is_reserved(name: &str) -> bool {
+    // `ferry.provider`, `cnf.jkt`: a dotted path into a reserved claim, as readers that
+    // address claims by path would take it.
+    let head = name.split(['.', '[']).next().unwrap_or(name);
     name.starts_with('_')
-        || PROFILE_CLAIMS
-            .iter()
-            .chain(FERRY_MEMBERS)
-            .chain(REGISTERED_CLAIMS)
-            .any(|r| r.eq_ignore_ascii_case(name))
+        || [name, head].iter().any(|n| {
+            PROFILE_CLAIMS
+                .iter()
+                .chain(FERRY_MEMBERS)
+                .chain(REGISTERED_CLAIMS)
+                .chain(CONFUSABLE)
+                .any(|r| r.eq_ignore_ascii_case(n))
+        })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::durations::opt_duration;
 use super::errors::ConfigErrors;
 use super::fields::{compile, valid_id};
 use super::raw::{RawAudience, RawClient};
-use crate::custom_claims::{ClaimTemplate, MAX_CLAIMS, name_problem};
+use crate::custom_claims::{CLAIM_VARS, ClaimTemplate, MAX_CLAIMS, name_problem, source_problem};
 use crate::expr::Cel;
 use crate::policy::{Audience, Effect, POLICY_VARS, Rule};
 
@@ -124,7 +124,8 @@ fn audience(
 }
 
 /// `audiences[].claims`: each name allowed ([`name_problem`]), each expression compiled
-/// over the rules' variables, at most [`MAX_CLAIMS`].
+/// over [`CLAIM_VARS`] and reading neither requested scopes nor audiences, at most
+/// [`MAX_CLAIMS`].
 fn claim_templates(
     errs: &mut ConfigErrors,
     cel: &Cel,
@@ -144,7 +145,11 @@ fn claim_templates(
             errs.push(&cpath, problem);
             continue;
         }
-        if let Some(expr) = compile(errs, cel, &cpath, src, POLICY_VARS) {
+        if let Some(problem) = source_problem(src) {
+            errs.push(&cpath, problem);
+            continue;
+        }
+        if let Some(expr) = compile(errs, cel, &cpath, src, CLAIM_VARS) {
             out.push(ClaimTemplate {
                 name: name.clone(),
                 path: cpath,

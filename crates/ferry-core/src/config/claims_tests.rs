@@ -34,4 +34,18 @@ fn audience_claims_are_checked_at_their_paths() {
         paths("{ tenant: 'nosuchvar.x' }"),
         vec!["audiences[0].claims.tenant"]
     );
+    // What narrowing changes may not be read (a claim survives it unchanged); the twin
+    // reads the request's context.
+    assert_eq!(
+        paths("{ w: \"'w' in request.scopes\", a: request.audiences, b: actor.subject }"),
+        vec![
+            "audiences[0].claims.a",
+            "audiences[0].claims.b",
+            "audiences[0].claims.w"
+        ]
+    );
+    assert_eq!(
+        paths("{ bound: request.sender_constrained, ip: request.source_ip, c: client_id }"),
+        Vec::<String>::new()
+    );
 }

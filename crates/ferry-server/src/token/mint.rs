@@ -55,8 +55,6 @@ pub fn decide(
                 situation,
                 principal: &subject.principal,
                 client_id: ask.client_id.as_deref(),
-                actor,
-                requested: &ask.scopes,
             };
             grant.claims = config.policy.custom_claims(&who, &grant, None)?;
             Ok(grant)
