@@ -37,7 +37,7 @@ echo "==> deploy/monitoring (promtool unit tests; metric names against a running
 scripts/monitoring-test.sh
 
 echo "==> release build (the container image packages the host's binaries)"
-cargo build --release --locked --workspace --bins
+cargo build --release --locked -p ferry-server -p ferry-dev-idp --bins
 
 echo "==> the container image, built and run on Debian's Docker engine, and docker-compose up"
 timeout 1800 scripts/image-test.sh
