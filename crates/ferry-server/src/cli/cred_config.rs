@@ -280,10 +280,8 @@ pub fn plan(args: &Args, client_secret: Option<String>) -> Result<Plan, String> 
     if args.audience.trim().is_empty() {
         return Err("--audience must not be empty".into());
     }
-    if let Some(d) = &args.universe_domain
-        && (d.is_empty() || !d.split('.').all(is_dns_label))
-    {
-        return Err("--universe-domain must be a DNS name".into());
+    if let Some(d) = &args.universe_domain {
+        universe_domain(d, &args.url)?;
     }
     let file = CredentialFile {
         kind: "external_account",
@@ -301,6 +299,35 @@ pub fn plan(args: &Args, client_secret: Option<String>) -> Result<Plan, String> 
         credentials,
         certificate_config,
     })
+}
+
+/// `--universe-domain`: Google's downscoping clients post the Ferry token to
+/// `https://sts.<domain>/v1/token`, so the domain must be the one `--url` names as
+/// `sts.<domain>` — a typo would hand full-scope tokens to another host — and neither
+/// Google's own universe nor an address.
+fn universe_domain(d: &str, url: &str) -> Result<(), String> {
+    let d = d.to_ascii_lowercase();
+    if d.is_empty() || !d.split('.').all(is_dns_label) || d.split('.').count() < 2 {
+        return Err("--universe-domain must be a DNS name".into());
+    }
+    if d.split('.').all(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+        return Err("--universe-domain must be a DNS name, not an address".into());
+    }
+    if d == "googleapis.com" {
+        return Err("--universe-domain googleapis.com is Google's own STS, not Ferry".into());
+    }
+    let host = reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    if host != format!("sts.{d}") {
+        return Err(
+            "--universe-domain must be the domain --url names as sts.<domain>: Google's \
+             downscoping clients send the token to https://sts.<universe-domain>/v1/token"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn is_dns_label(l: &str) -> bool {
@@ -340,6 +367,23 @@ use source_args::source;
 /// through a new file renamed over it (so the result is 0600 and a link is not followed).
 fn write_private(path: &Path, text: &str, force: bool) -> Result<(), String> {
     let shown = path.display();
+    // `--force` replaces a regular file, or a link to one (or to nothing) — never a
+    // device, a pipe or a link to one (`/dev/stdout` would become a file of secrets).
+    if force && let Ok(m) = std::fs::symlink_metadata(path) {
+        let regular = if m.file_type().is_symlink() {
+            match std::fs::metadata(path) {
+                Ok(t) => t.is_file(),
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            }
+        } else {
+            m.is_file()
+        };
+        if !regular {
+            return Err(format!(
+                "{shown} is not a regular file: --force replaces only one"
+            ));
+        }
+    }
     let target = if force {
         let name = path
             .file_name()
@@ -382,9 +426,24 @@ fn write_private(path: &Path, text: &str, force: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// Headers the HTTP client writes itself: one given here would smuggle a second framing
+/// or another host past it.
+const HOP_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+];
+
 /// `KEY=VALUE[,KEY=VALUE…]` headers; the errors never quote them (they may be secret).
 fn headers(list: &[String]) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
+    let mut seen = std::collections::HashSet::new();
     for pair in list.iter().flat_map(|l| l.split(',')) {
         let (k, v) = pair
             .split_once('=')
@@ -395,6 +454,17 @@ fn headers(list: &[String]) -> Result<Map<String, Value>, String> {
         }
         if v.bytes().any(|b| b.is_ascii_control()) {
             return Err("--credential-source-headers: a header value is not valid".into());
+        }
+        let lower = k.to_ascii_lowercase();
+        if HOP_HEADERS.contains(&lower.as_str()) {
+            return Err(
+                "--credential-source-headers: Host, Content-Length, Transfer-Encoding and \
+                 other connection headers are the HTTP client's own"
+                    .into(),
+            );
+        }
+        if !seen.insert(lower) {
+            return Err("--credential-source-headers: a header is given twice".into());
         }
         out.insert(k.to_owned(), json!(v));
     }

@@ -81,8 +81,33 @@ pub(super) fn source(args: &Args) -> Result<(Value, Option<(PathBuf, Value)>), S
     if let Some(u) = &args.credential_source_url {
         let parsed = reqwest::Url::parse(u)
             .map_err(|_| "--credential-source-url must be an absolute URL")?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err("--credential-source-url must be http or https".into());
+        // The subject token (and any header) travels over it: https, or http only to this
+        // host or a link-local metadata address (Azure's IMDS wants `Metadata: true`).
+        let host = parsed
+            .host_str()
+            .unwrap_or_default()
+            .trim_matches(['[', ']']);
+        let ip = host.parse::<std::net::IpAddr>().ok();
+        let near = host == "localhost"
+            || ip.is_some_and(|i| match i {
+                std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+                std::net::IpAddr::V6(v6) => {
+                    v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80
+                }
+            });
+        match parsed.scheme() {
+            "https" => {}
+            "http" if near => {}
+            _ => {
+                return Err(
+                    "--credential-source-url must be https (http only to this host or a \
+                     link-local metadata address)"
+                        .into(),
+                );
+            }
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err("--credential-source-url must have no user info".into());
         }
         let mut s = Map::new();
         s.insert("url".into(), json!(u));
@@ -104,6 +129,14 @@ pub(super) fn source(args: &Args) -> Result<(Value, Option<(PathBuf, Value)>), S
         }
         if command.trim().is_empty() {
             return Err("--executable-command must not be empty".into());
+        }
+        // The libraries run it from the application's directory, not this one.
+        if !command
+            .split_whitespace()
+            .next()
+            .is_some_and(|program| Path::new(program).is_absolute())
+        {
+            return Err("--executable-command must start with an absolute path".into());
         }
         let mut e = Map::new();
         e.insert("command".into(), json!(command));

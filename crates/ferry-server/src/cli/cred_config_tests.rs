@@ -233,7 +233,84 @@ fn refusals() -> Vec<(&'static str, Edit, &'static str)> {
             },
             "DNS name",
         ),
+        // Downscoping clients send the token to sts.<universe-domain>: it must be --url's
+        // host (twin: example.com in the first test).
+        (
+            "a universe domain --url does not name",
+            |a| {
+                a.credential_source_file = Some("t".into());
+                a.universe_domain = Some("exarnple.com".into());
+            },
+            "sts.<domain>",
+        ),
+        (
+            "Google's own universe",
+            |a| {
+                a.credential_source_file = Some("t".into());
+                a.url = "https://sts.googleapis.com".into();
+                a.universe_domain = Some("googleapis.com".into());
+            },
+            "Google's own STS",
+        ),
+        (
+            "an address as universe",
+            |a| {
+                a.credential_source_file = Some("t".into());
+                a.universe_domain = Some("10.0.0.1".into());
+            },
+            "not an address",
+        ),
+        // A URL source: https (twin: the URL test), http only nearby and bare.
+        (
+            "a URL source in clear across a network",
+            |a| a.credential_source_url = Some("http://idp.example.com/token".into()),
+            "must be https",
+        ),
+        (
+            "a URL source in clear to a private address",
+            |a| a.credential_source_url = Some("http://10.0.0.1/token".into()),
+            "must be https",
+        ),
+        (
+            "user info in the source URL",
+            |a| a.credential_source_url = Some("https://u:p@idp.example.com/token".into()),
+            "no user info",
+        ),
+        (
+            "a Host header",
+            |a| {
+                a.credential_source_url = Some("https://idp.example.com/token".into());
+                a.credential_source_headers = vec!["Host=evil.example.com".into()];
+            },
+            "connection headers",
+        ),
+        (
+            "a header twice, in two cases",
+            |a| {
+                a.credential_source_url = Some("https://idp.example.com/token".into());
+                a.credential_source_headers = vec!["X-A=1,x-a=2".into()];
+            },
+            "given twice",
+        ),
+        (
+            "a relative executable",
+            |a| a.executable_command = Some("get-token --audience x".into()),
+            "absolute path",
+        ),
     ]
+}
+
+#[test]
+fn nearby_sources_in_clear_are_allowed_without_headers() {
+    for url in [
+        "http://127.0.0.1:8080/t",
+        "http://169.254.169.254/t",
+        "http://[fe80::1]/t",
+    ] {
+        let mut a = base(Path::new("c.json"));
+        a.credential_source_url = Some(url.into());
+        assert!(plan(&a, None).is_ok(), "{url}");
+    }
 }
 
 #[test]
@@ -302,6 +379,14 @@ fn the_file_is_0600_never_overwritten_without_force_and_no_link_is_followed() {
         3,
         "no temporary file left"
     );
+    // Never a device, nor a link to one, even with --force (twin: the link to a regular
+    // file above).
+    let device = dir.path().join("null.json");
+    std::os::unix::fs::symlink("/dev/null", &device).unwrap();
+    let e = write_private(&device, "x", true).unwrap_err();
+    assert!(e.contains("not a regular file"), "{e}");
+    assert!(std::fs::symlink_metadata(&device).unwrap().is_symlink());
+    assert!(write_private(Path::new("/dev/null"), "x", true).is_err());
 }
 
 #[test]
