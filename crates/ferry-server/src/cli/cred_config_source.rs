@@ -79,72 +79,10 @@ pub(super) fn source(args: &Args) -> Result<(Value, Option<(PathBuf, Value)>), S
         return Ok((Value::Object(s), None));
     }
     if let Some(u) = &args.credential_source_url {
-        let parsed = reqwest::Url::parse(u)
-            .map_err(|_| "--credential-source-url must be an absolute URL")?;
-        // The subject token (and any header) travels over it: https, or http only to this
-        // host or a link-local metadata address (Azure's IMDS wants `Metadata: true`).
-        let host = parsed
-            .host_str()
-            .unwrap_or_default()
-            .trim_matches(['[', ']']);
-        let ip = host.parse::<std::net::IpAddr>().ok();
-        let near = host == "localhost"
-            || ip.is_some_and(|i| match i {
-                std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
-                std::net::IpAddr::V6(v6) => {
-                    v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80
-                }
-            });
-        match parsed.scheme() {
-            "https" => {}
-            "http" if near => {}
-            _ => {
-                return Err(
-                    "--credential-source-url must be https (http only to this host or a \
-                     link-local metadata address)"
-                        .into(),
-                );
-            }
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err("--credential-source-url must have no user info".into());
-        }
-        let mut s = Map::new();
-        s.insert("url".into(), json!(u));
-        let h = headers(&args.credential_source_headers)?;
-        if !h.is_empty() {
-            s.insert("headers".into(), Value::Object(h));
-        }
-        if let Some(fmt) = format(args)? {
-            s.insert("format".into(), fmt);
-        }
-        return Ok((Value::Object(s), None));
+        return Ok((url_source(args, u)?, None));
     }
     if let Some(command) = &args.executable_command {
-        let timeout = args
-            .executable_timeout_millis
-            .unwrap_or(DEFAULT_TIMEOUT_MILLIS);
-        if !TIMEOUT_MILLIS.contains(&timeout) {
-            return Err("--executable-timeout-millis must be 5000–120000".into());
-        }
-        if command.trim().is_empty() {
-            return Err("--executable-command must not be empty".into());
-        }
-        // The libraries run it from the application's directory, not this one.
-        if !command
-            .split_whitespace()
-            .next()
-            .is_some_and(|program| Path::new(program).is_absolute())
-        {
-            return Err("--executable-command must start with an absolute path".into());
-        }
-        let mut e = Map::new();
-        e.insert("command".into(), json!(command));
-        e.insert("timeout_millis".into(), json!(timeout));
-        if let Some(o) = &args.executable_output_file {
-            e.insert("output_file".into(), json!(absolute(o)?));
-        }
-        return Ok((json!({ "executable": e }), None));
+        return Ok((executable_source(args, command)?, None));
     }
     certificate_source(args)
 }
@@ -179,4 +117,74 @@ fn certificate_source(args: &Args) -> Result<(Value, Option<(PathBuf, Value)>), 
         c.insert("trust_chain_path".into(), json!(absolute(t)?));
     }
     Ok((json!({ "certificate": c }), config))
+}
+
+/// A `url` source: https, or http to this host or a link-local metadata address.
+fn url_source(args: &Args, u: &str) -> Result<Value, String> {
+    let parsed =
+        reqwest::Url::parse(u).map_err(|_| "--credential-source-url must be an absolute URL")?;
+    // The subject token (and any header) travels over it: https, or http only to this
+    // host or a link-local metadata address (Azure's IMDS wants `Metadata: true`).
+    let host = parsed
+        .host_str()
+        .unwrap_or_default()
+        .trim_matches(['[', ']']);
+    let ip = host.parse::<std::net::IpAddr>().ok();
+    let near = host == "localhost"
+        || ip.is_some_and(|i| match i {
+            std::net::IpAddr::V4(v4) => v4.is_loopback() || v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => v6.is_loopback() || (v6.segments()[0] & 0xffc0) == 0xfe80,
+        });
+    match parsed.scheme() {
+        "https" => {}
+        "http" if near => {}
+        _ => {
+            return Err(
+                "--credential-source-url must be https (http only to this host or a \
+                 link-local metadata address)"
+                    .into(),
+            );
+        }
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err("--credential-source-url must have no user info".into());
+    }
+    let mut s = Map::new();
+    s.insert("url".into(), json!(u));
+    let h = headers(&args.credential_source_headers)?;
+    if !h.is_empty() {
+        s.insert("headers".into(), Value::Object(h));
+    }
+    if let Some(fmt) = format(args)? {
+        s.insert("format".into(), fmt);
+    }
+    Ok(Value::Object(s))
+}
+
+/// An `executable` source: an absolute command, Google's timeout bounds.
+fn executable_source(args: &Args, command: &str) -> Result<Value, String> {
+    let timeout = args
+        .executable_timeout_millis
+        .unwrap_or(DEFAULT_TIMEOUT_MILLIS);
+    if !TIMEOUT_MILLIS.contains(&timeout) {
+        return Err("--executable-timeout-millis must be 5000–120000".into());
+    }
+    if command.trim().is_empty() {
+        return Err("--executable-command must not be empty".into());
+    }
+    // The libraries run it from the application's directory, not this one.
+    if !command
+        .split_whitespace()
+        .next()
+        .is_some_and(|program| Path::new(program).is_absolute())
+    {
+        return Err("--executable-command must start with an absolute path".into());
+    }
+    let mut e = Map::new();
+    e.insert("command".into(), json!(command));
+    e.insert("timeout_millis".into(), json!(timeout));
+    if let Some(o) = &args.executable_output_file {
+        e.insert("output_file".into(), json!(absolute(o)?));
+    }
+    Ok(json!({ "executable": e }))
 }
