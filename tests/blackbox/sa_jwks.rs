@@ -157,13 +157,21 @@ async fn anything_else_is_one_fixed_404() {
         assert_eq!((status, body.as_str()), (404, NOT_FOUND), "{id}");
         assert_eq!(h["content-type"], "application/json", "{id}");
         assert!(h.get("etag").is_none(), "{id}");
+        // Never cached: an account registered later is found at once.
+        assert_eq!(h["cache-control"], "no-store", "{id}");
     }
-    let (status, _, body) = get(
+    let (status, h, body) = get(
         &format!("{}/service-accounts/builder/jwks", env.ferry.url),
         None,
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    assert!(
+        h["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("public, max-age=")
+    );
 }
 
 /// A key removed from the account's file (rotated out) leaves the published set within

@@ -51,10 +51,14 @@ pub async fn jwks(
         .ok()
         .and_then(|Path(id)| loaded.accounts.service_accounts.get(&id))
     else {
-        return json(StatusCode::NOT_FOUND, NOT_FOUND.to_owned());
+        // Not cached: an account registered later must be found at once.
+        return no_store(json(StatusCode::NOT_FOUND, NOT_FOUND.to_owned()));
     };
     let Ok(keys) = account.keys.keys().await else {
-        return json(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE.to_owned());
+        return no_store(json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            UNAVAILABLE.to_owned(),
+        ));
     };
     let body = keys.public_jwks().to_owned();
     let tag = etag(&body);
@@ -76,4 +80,10 @@ pub async fn jwks(
         h.insert(header::ETAG, v);
     }
     resp
+}
+
+fn no_store(mut r: Response) -> Response {
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
 }
