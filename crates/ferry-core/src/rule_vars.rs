@@ -72,15 +72,14 @@ pub(crate) fn subject_act_value(principal: &Principal) -> Value {
     ])
 }
 
-/// `request` as an audience's own claims see it: the audience and the situation, not the
-/// audiences or scopes asked for (a claim is carried unchanged into tokens narrowed to
-/// fewer of them).
-pub(crate) fn claims_request_value(audience: &str, situation: &Situation) -> Value {
+/// The members of `request` every expression may read: the audience being decided and
+/// the situation (`source_ip`, `time`, `sender_constrained`, `client_authenticated`).
+fn context_entries(audience: &str, situation: &Situation) -> Vec<(&'static str, Value)> {
     let source = situation
         .source_ip
         .map(|i| i.to_string())
         .unwrap_or_default();
-    map_value(vec![
+    vec![
         ("audience", text(audience)),
         ("source_ip", text(&source)),
         ("time", timestamp(situation.time)),
@@ -92,36 +91,27 @@ pub(crate) fn claims_request_value(audience: &str, situation: &Situation) -> Val
             "client_authenticated",
             Value::Bool(situation.client_authenticated),
         ),
-    ])
+    ]
 }
 
-/// `request`: the audience being decided, all targets, the requested scopes, and the
-/// situation (`source_ip`, `time`, `sender_constrained`, `client_authenticated`).
+/// `request` as an audience's own claims see it: the audience and the situation, not the
+/// audiences or scopes asked for (a claim is carried unchanged into tokens narrowed to
+/// fewer of them).
+pub(crate) fn claims_request_value(audience: &str, situation: &Situation) -> Value {
+    map_value(context_entries(audience, situation))
+}
+
+/// `request` as rules see it: [`context_entries`], all targets and the requested scopes.
 pub(crate) fn request_value(
     audience: &str,
     targets: &[String],
     requested: &[String],
     situation: &Situation,
 ) -> Value {
-    let source = situation
-        .source_ip
-        .map(|i| i.to_string())
-        .unwrap_or_default();
-    map_value(vec![
-        ("audience", text(audience)),
-        ("audiences", string_list(targets)),
-        ("scopes", string_list(requested)),
-        ("source_ip", text(&source)),
-        ("time", timestamp(situation.time)),
-        (
-            "sender_constrained",
-            Value::Bool(situation.sender_constrained),
-        ),
-        (
-            "client_authenticated",
-            Value::Bool(situation.client_authenticated),
-        ),
-    ])
+    let mut entries = context_entries(audience, situation);
+    entries.push(("audiences", string_list(targets)));
+    entries.push(("scopes", string_list(requested)));
+    map_value(entries)
 }
 
 /// `request.time` as a CEL timestamp (UTC).
