@@ -10,8 +10,9 @@ use cel::Value;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
-use crate::expr::{Expr, string_list, string_map};
+use crate::expr::{string_list, string_map};
 use crate::mapping::Principal;
+pub use crate::policy::ClaimTemplate;
 use crate::policy::{Grant, Policy, Situation};
 use crate::rule_vars::{claims_request_value, subject_act_value};
 
@@ -57,17 +58,6 @@ pub const MAX_VALUE_BYTES: usize = 1024;
 pub const MAX_LIST_ITEMS: usize = 64;
 /// All of a token's own claims, serialized, are at most this long.
 pub const MAX_TOTAL_BYTES: usize = 4096;
-
-/// One claim of an audience.
-#[derive(Debug, Clone)]
-pub struct ClaimTemplate {
-    /// The claim's name.
-    pub name: String,
-    /// Where it lives, e.g. `audiences[0].claims.tenant`.
-    pub path: String,
-    /// The expression over [`CLAIM_VARS`].
-    pub expr: Expr,
-}
 
 /// Whether `name` may be an audience's own claim: 1 to [`MAX_NAME_BYTES`] of ASCII
 /// letters, digits and `_ - . : /` (a plain name or a collision-resistant URI, RFC 7519

@@ -54,6 +54,18 @@ pub struct Rule {
     pub require_dpop: bool,
 }
 
+/// One claim of an audience.
+#[derive(Debug, Clone)]
+pub struct ClaimTemplate {
+    /// The claim's name.
+    pub name: String,
+    /// Where it lives, e.g. `audiences[0].claims.tenant`.
+    pub path: String,
+    /// The expression, over the variables a claim may use (the principal, the client
+    /// and the request's context).
+    pub expr: Expr,
+}
+
 /// A relying service Ferry issues tokens for.
 #[derive(Debug, Clone)]
 pub struct Audience {
@@ -73,7 +85,7 @@ pub struct Audience {
     /// Tokens for this audience must be bound to the client's certificate (RFC 8705).
     pub require_mtls: bool,
     /// The audience's own claims, computed after the decision.
-    pub claims: Vec<crate::custom_claims::ClaimTemplate>,
+    pub claims: Vec<ClaimTemplate>,
 }
 
 /// What the policy grants.
@@ -153,10 +165,7 @@ impl Policy {
     }
 
     /// The own claims of audience `name`, when it is served.
-    pub(crate) fn claim_templates(
-        &self,
-        name: &str,
-    ) -> Option<&[crate::custom_claims::ClaimTemplate]> {
+    pub(crate) fn claim_templates(&self, name: &str) -> Option<&[ClaimTemplate]> {
         self.audiences.get(name).map(|a| a.claims.as_slice())
     }
 

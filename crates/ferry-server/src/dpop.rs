@@ -15,6 +15,17 @@ use ferry_verify::dpop::{DEFAULT_DPOP_ALGORITHMS, DpopCheck, DpopProof, verify_p
 use crate::replay::{ReplayError, Spend};
 use crate::state::{AppState, Loaded};
 
+/// The two paths of the token endpoint. Both run this same pipeline; they differ only in
+/// the URL a DPoP proof's `htu` must name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/token`, the one the metadata names.
+    #[default]
+    Token,
+    /// `/v1/token`, where Google's client libraries post (`https://sts.<universe_domain>/v1/token`).
+    GoogleV1,
+}
+
 fn invalid(detail: impl Into<String>) -> OAuthError {
     OAuthError::new(
         ErrorCode::InvalidDpopProof,
@@ -92,7 +103,7 @@ pub async fn check_token_request(
     state: &AppState,
     loaded: &Loaded,
     headers: &HeaderMap,
-    endpoint: crate::token::Endpoint,
+    endpoint: Endpoint,
 ) -> Result<Option<Pending>, OAuthError> {
     let mut values = headers.get_all("dpop").iter();
     let Some(first) = values.next() else {
@@ -110,8 +121,8 @@ pub async fn check_token_request(
     let check = DpopCheck {
         method: "POST",
         url: match endpoint {
-            crate::token::Endpoint::Token => &cfg.token_url,
-            crate::token::Endpoint::GoogleV1 => &cfg.v1_token_url,
+            Endpoint::Token => &cfg.token_url,
+            Endpoint::GoogleV1 => &cfg.v1_token_url,
         },
         now,
         window,

@@ -35,6 +35,7 @@ use ferry_core::request::{ClientParams, TokenRequest};
 use ferry_core::response::TokenResponse;
 use ferry_core::{ErrorCode, OAuthError, Step};
 
+pub use crate::dpop::Endpoint;
 pub use provider::SERVICE_ACCOUNT_PROVIDER;
 pub use subject::{Ask, GrantKind, Subject, Trail};
 
@@ -53,17 +54,6 @@ pub struct Caller {
     pub certificate: Option<std::sync::Arc<crate::client_cert::ClientChain>>,
     /// The path the request was sent to: a DPoP proof must name it (RFC 9449 §4.3).
     pub endpoint: Endpoint,
-}
-
-/// The two paths of the token endpoint. Both run this same pipeline; they differ only in
-/// the URL a DPoP proof's `htu` must name.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/token`, the one the metadata names.
-    #[default]
-    Token,
-    /// `/v1/token`, where Google's client libraries post (`https://sts.<universe_domain>/v1/token`).
-    GoogleV1,
 }
 
 /// What the audit event says of an issued token.
