@@ -23,6 +23,7 @@ pub mod policy;
 pub mod request;
 pub mod response;
 pub mod rule_vars;
+pub mod token_types;
 
 pub use clock::{Clock, FakeClock, SystemClock};
 pub use error::{ErrorCode, OAuthError, Step};

@@ -347,26 +347,6 @@ async fn explain(
     })
 }
 
-fn policy_test(config: &Path, cases: &Path) -> anyhow::Result<ExitCode> {
-    let config = read_config(config).map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
-    let text =
-        std::fs::read_to_string(cases).with_context(|| format!("reading {}", cases.display()))?;
-    let cases: cli::policy_test::Cases =
-        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", cases.display()))?;
-    let (lines, ok) = match cli::policy_test::run(&config, &cases, SystemClock.now()) {
-        Ok(lines) => (lines, true),
-        Err(lines) => (lines, false),
-    };
-    for l in lines {
-        println!("{l}");
-    }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 fn keys_command(cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let now = SystemClock.now();
     let load =
@@ -459,7 +439,7 @@ async fn run(cli: Cli, activation: Activation) -> ExitCode {
             };
             report(explain(&config, token, claims, audience, scope, client_id, &context).await)
         }
-        Command::Test { config, cases } => report(policy_test(&config, &cases)),
+        Command::Test { config, cases } => report(cli::policy_test::command(&config, &cases)),
         Command::Keys { command } => report(keys_command(command)),
         Command::Sa { command } => report(sa_command(command).await),
         Command::CredConfig(args) => cli::cred_config::command(&args),

@@ -252,3 +252,31 @@ fn allowed_as_expected(case: &Case, o: &ferry_core::decision::Outcome) -> Result
     }
     Ok(())
 }
+
+/// `ferry test --config CONFIG CASES`: runs the cases, prints the report; success when
+/// every case passed.
+pub fn command(
+    config: &std::path::Path,
+    cases: &std::path::Path,
+) -> anyhow::Result<std::process::ExitCode> {
+    use anyhow::Context as _;
+    use ferry_core::Clock as _;
+    let config = crate::load::read_config(config)
+        .map_err(|e| anyhow::anyhow!("invalid configuration:\n{e}"))?;
+    let text =
+        std::fs::read_to_string(cases).with_context(|| format!("reading {}", cases.display()))?;
+    let cases: Cases =
+        serde_saphyr::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", cases.display()))?;
+    let (lines, ok) = match run(&config, &cases, ferry_core::SystemClock.now()) {
+        Ok(lines) => (lines, true),
+        Err(lines) => (lines, false),
+    };
+    for l in lines {
+        println!("{l}");
+    }
+    Ok(if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
