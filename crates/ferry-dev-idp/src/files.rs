@@ -5,6 +5,9 @@ use std::path::Path;
 
 use anyhow::Context;
 
+/// The issuer URL of the last `serve`.
+pub const ISSUER_FILE: &str = "issuer";
+
 /// Writes a private key (owner read/write only).
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -33,7 +36,7 @@ pub fn publish(
 
 /// The issuer recorded by the last `serve` (`--issuer` / `--entity-id` override it).
 pub fn recorded_issuer(data_dir: &Path) -> anyhow::Result<String> {
-    let text = std::fs::read_to_string(data_dir.join(crate::jwt::ISSUER_FILE))
+    let text = std::fs::read_to_string(data_dir.join(ISSUER_FILE))
         .context("no issuer recorded: run `ferry-dev-idp serve` first (or name the issuer)")?;
     Ok(text.trim().to_owned())
 }

@@ -10,8 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::files;
 
 const KEY_FILE: &str = "dev-idp-key.p8";
-/// The issuer URL of the last `serve`.
-pub const ISSUER_FILE: &str = "issuer";
+pub use crate::files::ISSUER_FILE;
 /// The public JWKS.
 pub const JWKS_FILE: &str = "jwks.json";
 const KID: &str = "dev-idp-1";

@@ -5,18 +5,9 @@
 //! certificate is a stronger claim than naming its address.
 
 use ipnet::IpNet;
-use serde::Deserialize;
 
 use super::errors::ConfigErrors;
-
-/// `client_cert_header` as written.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawClientCertHeader {
-    pub name: Option<String>,
-    pub format: Option<String>,
-    pub trusted_peers: Option<Vec<String>>,
-}
+use super::raw::RawClientCertHeader;
 
 /// How the proxy writes the certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

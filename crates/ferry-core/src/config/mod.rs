@@ -5,6 +5,7 @@
 
 mod audience;
 mod cert_header;
+mod client_auth;
 mod clients;
 mod durations;
 mod errors;

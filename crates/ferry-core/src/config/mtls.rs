@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::clients::ClientAuth;
+use super::client_auth::ClientAuth;
 use super::errors::ConfigErrors;
 use super::raw::RawClient;
 

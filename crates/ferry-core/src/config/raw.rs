@@ -12,7 +12,7 @@ pub struct RawConfig {
     pub listen: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub listen_proxy_protocol: Option<bool>,
-    pub client_cert_header: Option<super::cert_header::RawClientCertHeader>,
+    pub client_cert_header: Option<RawClientCertHeader>,
     pub data_dir: Option<String>,
     pub log_level: Option<String>,
     #[serde(default)]
@@ -313,4 +313,13 @@ pub struct RawRule {
     #[serde(default)]
     pub scopes: Vec<String>,
     pub max_ttl: Option<String>,
+}
+
+/// `client_cert_header` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientCertHeader {
+    pub name: Option<String>,
+    pub format: Option<String>,
+    pub trusted_peers: Option<Vec<String>>,
 }

@@ -16,8 +16,7 @@ use super::c14n::{Mode, canonicalize};
 use super::keys::{Certificate, SigAlg};
 use super::xml::{attr, elements, is, only_child, text_of};
 
-/// The XML-DSig namespace.
-pub const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
+pub use super::xml::DS;
 const EXC_C14N: &str = "http://www.w3.org/2001/10/xml-exc-c14n#";
 const C14N_10: &str = "http://www.w3.org/TR/2001/REC-xml-c14n-20010315";
 const ENVELOPED: &str = "http://www.w3.org/2000/09/xmldsig#enveloped-signature";

@@ -10,8 +10,7 @@ use x509_parser::prelude::{FromDer as _, X509Certificate};
 use x509_parser::public_key::PublicKey;
 
 use super::SamlError;
-use super::dsig::DS;
-use super::xml::{attr, elements, is, parse, text_of};
+use super::xml::{DS, attr, elements, is, parse, text_of};
 
 /// The SAML 2.0 metadata namespace.
 const MD: &str = "urn:oasis:names:tc:SAML:2.0:metadata";

@@ -7,6 +7,9 @@ use roxmltree::{Document, Node, ParsingOptions};
 
 use super::SamlError;
 
+/// The XML-DSig namespace.
+pub const DS: &str = "http://www.w3.org/2000/09/xmldsig#";
+
 /// The largest document accepted, in bytes.
 pub const MAX_XML_BYTES: usize = 256 * 1024;
 /// The deepest element nesting accepted.
