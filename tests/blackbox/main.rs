@@ -29,6 +29,7 @@ mod dpop;
 mod durable_revocation;
 mod exchange;
 mod google_path;
+mod house;
 mod http_limits;
 mod issuers;
 mod kek_rollout;

@@ -48,7 +48,7 @@ pub enum VerifyError {
     /// Distinct by type from every "the token is bad" variant, so a caller answers an
     /// outage as one (`503`), never as a bad token.
     #[error("issuer keys unavailable: {0}")]
-    KeysUnavailable(crate::remote::KeysError),
+    KeysUnavailable(crate::keys_error::KeysError),
     /// `exp - iat` exceeds the allowed lifetime, or the token is older than allowed.
     #[error("token lifetime or age exceeds the allowed maximum")]
     TooLong,

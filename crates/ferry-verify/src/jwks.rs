@@ -15,13 +15,7 @@ use serde_json::Value;
 
 use crate::alg::{Algorithm, Crypto as _, Family};
 
-/// A key set that could not be read at all.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum JwksError {
-    /// Not JSON, or no `keys` array.
-    #[error("not a JWK Set: {0}")]
-    Malformed(&'static str),
-}
+pub use crate::keys_error::JwksError;
 
 /// Why one JWK is not usable (the key is skipped, with this as the warning).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,6 +20,7 @@ mod error;
 mod fetch;
 mod jwks;
 mod jws;
+mod keys_error;
 pub mod net;
 mod relying;
 mod remote;

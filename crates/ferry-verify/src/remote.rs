@@ -29,8 +29,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::alg::Algorithm;
-use crate::fetch::{Bearer, FetchError, get};
+use crate::fetch::{Bearer, get};
 use crate::jwks::KeySet;
+pub use crate::keys_error::KeysError;
 use crate::net::Http;
 use crate::time::MonoTime;
 
@@ -91,71 +92,6 @@ impl Default for CacheSettings {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("keys unavailable: {0}")]
 pub struct Unavailable(pub KeysError);
-
-/// Why fetching an issuer's keys failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum KeysError {
-    /// The discovery document or the key set could not be fetched from `at` (origin and
-    /// path only: never a query string or credentials).
-    #[error("{at}: {error}")]
-    Fetch {
-        /// Where.
-        at: String,
-        /// What went wrong.
-        error: FetchError,
-    },
-    /// The discovery document is not JSON.
-    #[error("discovery document is not JSON")]
-    DiscoveryNotJson,
-    /// The discovery document names another issuer (OpenID Connect Discovery §4.3).
-    #[error("discovery document names another issuer")]
-    DiscoveryIssuer,
-    /// The discovery document has no `jwks_uri`.
-    #[error("discovery document has no jwks_uri")]
-    NoJwksUri,
-    /// The `jwks_uri` is not a URL.
-    #[error("jwks_uri is not a URL")]
-    JwksUriNotUrl,
-    /// The `jwks_uri` is refused by the outbound policy.
-    #[error("jwks_uri {0}")]
-    JwksUriRefused(crate::net::NetError),
-    /// The key set does not parse.
-    #[error(transparent)]
-    Jwks(#[from] crate::jwks::JwksError),
-    /// The key set has no key usable with the allowed algorithms.
-    #[error("the key set has no usable key")]
-    NoUsableKey,
-    /// No keys are held and no fetch result is known.
-    #[error("no keys")]
-    NoKeys,
-    /// SAML metadata that is unusable (its reason, a fixed text).
-    #[error("SAML metadata: {0}")]
-    Metadata(String),
-    /// The fetch task ended abnormally.
-    #[error("fetch task failed: {0}")]
-    Task(String),
-}
-
-impl KeysError {
-    /// A fetch of `url` that failed with `error`.
-    pub fn fetch(url: &Url, error: FetchError) -> Self {
-        Self::Fetch {
-            at: located(url),
-            error,
-        }
-    }
-}
-
-/// A URL as logs may show it: scheme, host, port and path; no user, password, query or
-/// fragment (a key URL may carry a token in its query).
-pub fn located(url: &Url) -> String {
-    let host = url.host_str().unwrap_or_default();
-    match url.port() {
-        Some(p) => format!("{}://{host}:{p}{}", url.scheme(), url.path()),
-        None => format!("{}://{host}{}", url.scheme(), url.path()),
-    }
-}
 
 #[derive(Debug, Default)]
 struct Counters {

@@ -245,3 +245,33 @@ pub(crate) async fn with_refetch<T>(
         other => other,
     }
 }
+
+// Here rather than in `saml`, so that `saml` needs nothing of the key sources (which
+// read SAML metadata).
+#[cfg(feature = "saml")]
+impl crate::saml::SamlDocument<'_> {
+    /// [`crate::saml::SamlDocument::verify_with`] with a provider's key source: when no
+    /// certificate verifies a signature, the source is asked once for newer certificates
+    /// (a rotated IdP key).
+    pub async fn verify(
+        &self,
+        source: &KeySource,
+        policy: &crate::saml::SamlPolicy<'_>,
+        now: i64,
+    ) -> Result<crate::saml::Assertion, crate::saml::SamlError> {
+        use crate::saml::SamlError;
+        let keys = source
+            .keys()
+            .await
+            .map_err(|e| SamlError::KeysUnavailable(e.0))?;
+        match self.verify_with(keys.certificates(), policy, now) {
+            Err(e @ (SamlError::Signature | SamlError::UntrustedCertificate)) => {
+                match source.refetch_for_unknown_kid().await {
+                    Some(newer) => self.verify_with(newer.certificates(), policy, now),
+                    None => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+}

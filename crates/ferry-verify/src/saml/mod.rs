@@ -23,8 +23,7 @@ use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use roxmltree::{Document, Node, NodeId};
 
-use crate::remote::KeysError;
-use crate::source::KeySource;
+use crate::keys_error::KeysError;
 
 pub use assertion::date_time;
 pub use c14n::{Mode as Canonicalization, canonicalize};
@@ -362,29 +361,6 @@ impl<'a> SamlDocument<'a> {
             }
         }
         assertion::read(assertion, policy, now)
-    }
-
-    /// [`Self::verify_with`] with a provider's key source: when no certificate verifies
-    /// a signature, the source is asked once for newer certificates (a rotated IdP key).
-    pub async fn verify(
-        &self,
-        source: &KeySource,
-        policy: &SamlPolicy<'_>,
-        now: i64,
-    ) -> Result<Assertion, SamlError> {
-        let keys = source
-            .keys()
-            .await
-            .map_err(|e| SamlError::KeysUnavailable(e.0))?;
-        match self.verify_with(keys.certificates(), policy, now) {
-            Err(e @ (SamlError::Signature | SamlError::UntrustedCertificate)) => {
-                match source.refetch_for_unknown_kid().await {
-                    Some(newer) => self.verify_with(newer.certificates(), policy, now),
-                    None => Err(e),
-                }
-            }
-            other => other,
-        }
     }
 }
 
