@@ -24,7 +24,11 @@ fn no_source_file_of_a_shipped_crate_is_over_500_lines() {
     for krate in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
         rust_files(&krate.path().join("src"), &mut files);
     }
-    assert!(files.len() > 100, "the walk found the sources: {}", files.len());
+    assert!(
+        files.len() > 100,
+        "the walk found the sources: {}",
+        files.len()
+    );
     let long: Vec<String> = files
         .iter()
         .filter_map(|f| {
