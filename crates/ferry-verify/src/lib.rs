@@ -32,6 +32,8 @@ pub mod saml;
 mod service_account;
 mod source;
 pub mod time;
+#[cfg(feature = "tls-client-cert")]
+pub mod tls_client_cert;
 mod unverified;
 mod verifier;
 #[cfg(feature = "x509")]
