@@ -24,10 +24,27 @@ pub const REVOCATIONS_TYPE: &str = "ferry-revocations+jwt";
 /// How long a revocation list is valid after it was signed.
 pub const REVOCATIONS_TTL: i64 = 300;
 
-/// Whether `token` is a handle standing for a JWT kept by Ferry: a reference token
-/// (`ferry_ref_…`) or a split token (a JWT's signature part: no `.`).
+/// The kind of handle `token` is, if it has a handle's shape: a reference token
+/// (`ferry_ref_…`), or a split token — a JWT's signature part, base64url only and as long
+/// as the signatures of Ferry's algorithms (86 characters for ES256 and EdDSA, 342 or
+/// more for RS256). Anything else is no handle and costs no store lookup.
+pub fn handle_kind(token: &str) -> Option<IssuedTokenType> {
+    let signature = (64..=1024).contains(&token.len())
+        && token
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if token.starts_with(HANDLE_PREFIX) {
+        Some(IssuedTokenType::Reference)
+    } else if signature {
+        Some(IssuedTokenType::Split)
+    } else {
+        None
+    }
+}
+
+/// Whether `token` is a handle standing for a JWT kept by Ferry ([`handle_kind`]).
 pub fn is_handle(token: &str) -> bool {
-    token.starts_with(HANDLE_PREFIX) || !token.contains('.')
+    handle_kind(token).is_some()
 }
 
 /// Turns an issued JWT into a handle when one was asked for — a reference token (a
@@ -296,4 +313,28 @@ pub async fn revocation_list(state: &AppState, now: i64) -> Result<String, OAuth
     );
     ferry_keys::sign_jwt(state.keys.active().as_ref(), REVOCATIONS_TYPE, &claims)
         .map_err(|e| sign_error(&e))
+}
+
+#[cfg(test)]
+mod handle_tests {
+    use super::*;
+
+    /// Only a handle's shape reaches the store: a reference token's prefix, or a
+    /// signature's length and alphabet; anything else is no handle (twins side by side).
+    #[test]
+    fn only_a_handles_shape_is_looked_up() {
+        let es256 = "A".repeat(86);
+        let rs256 = "b_-".repeat(114);
+        assert_eq!(handle_kind(&es256), Some(IssuedTokenType::Split));
+        assert_eq!(handle_kind(&rs256), Some(IssuedTokenType::Split));
+        assert_eq!(
+            handle_kind(&format!("{HANDLE_PREFIX}x")),
+            Some(IssuedTokenType::Reference)
+        );
+        let short = "A".repeat(63);
+        let plus = format!("{}+", "A".repeat(85));
+        for other in ["", "garbage", "a.b.c", short.as_str(), plus.as_str()] {
+            assert_eq!(handle_kind(other), None, "{other:?}");
+        }
+    }
 }

@@ -20,7 +20,7 @@ use crate::charge::Refused;
 use crate::errors::Role;
 use crate::ids::fingerprint;
 use crate::state::{AppState, Loaded};
-use crate::tokens::HANDLE_PREFIX;
+use crate::tokens::handle_kind;
 
 /// A reference or split token stands for its JWT, which its holder never sees: what
 /// narrows a handle is a handle — a split token when asked for or narrowed from one, a
@@ -38,17 +38,6 @@ fn issued_type(
         )),
         (Some(_), t) if t.is_handle() => Ok(t),
         (Some(parent), _) => Ok(parent),
-    }
-}
-
-/// The kind of handle `credential` is, if it is one.
-fn handle_kind(credential: &str) -> Option<IssuedTokenType> {
-    if credential.starts_with(HANDLE_PREFIX) {
-        Some(IssuedTokenType::Reference)
-    } else if crate::tokens::is_handle(credential) {
-        Some(IssuedTokenType::Split)
-    } else {
-        None
     }
 }
 
@@ -122,7 +111,7 @@ pub async fn ferry_token(
     }
     let verified = verify_parent(state, loaded, token, &targets, now)?;
     // Signed by Ferry as an access token, so it fits Ferry's token profile.
-    let c = AccessClaims::from_map(&verified.claims)
+    let mut c = AccessClaims::from_map(&verified.claims)
         .map_err(|_| Role::Parent.invalid("the parent token's claims are malformed"))?;
     trail.original_subject = Some(crate::audit::bounded(&c.sub));
     // A revoked parent (or one with a revoked ancestor) cannot be narrowed.
@@ -145,7 +134,7 @@ pub async fn ferry_token(
         bound: binding.jkt().is_some(),
         ancestors: c.ferry.ancestors.clone(),
         jti: c.jti.clone(),
-        claims: c.custom.clone(),
+        claims: std::mem::take(&mut c.custom),
     };
     let principal = Principal {
         provider: c.ferry.provider.clone(),
