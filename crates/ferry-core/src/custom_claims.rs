@@ -10,11 +10,10 @@ use cel::Value;
 use serde_json::{Map, Number, Value as Json};
 
 use crate::error::{ErrorCode, OAuthError, Step, desc};
-use crate::expr::{string_list, string_map};
 use crate::mapping::Principal;
 pub use crate::policy::ClaimTemplate;
 use crate::policy::{Grant, Policy, Situation};
-use crate::rule_vars::{claims_request_value, subject_act_value};
+use crate::rule_vars::claims_request_value;
 
 /// Variables a claim may use: the principal's, the client, and the request's context —
 /// not `actor`, `request.scopes` or `request.audiences`, which a token narrowed (or
@@ -145,6 +144,41 @@ pub struct Asker<'a> {
 }
 
 impl Policy {
+    /// [`Policy::decide_in`], then the granted audiences' own claims
+    /// ([`Policy::custom_claims`]): what `/token`, `ferry explain` and `ferry test` all
+    /// call for a decision by the rules.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "the request as the policy sees it"
+    )]
+    pub fn decide_with_claims(
+        &self,
+        situation: &Situation,
+        principal: &Principal,
+        client_id: Option<&str>,
+        targets: &[String],
+        requested: &[String],
+        actor: Option<&Principal>,
+        mut trace: Option<&mut Vec<String>>,
+    ) -> Result<Grant, OAuthError> {
+        let mut grant = self.decide_in(
+            situation,
+            principal,
+            client_id,
+            targets,
+            requested,
+            actor,
+            trace.as_deref_mut(),
+        )?;
+        let who = Asker {
+            situation,
+            principal,
+            client_id,
+        };
+        grant.claims = self.custom_claims(&who, &grant, trace)?;
+        Ok(grant)
+    }
+
     /// The claims of a token with `grant`: every audience's, in the order of the grant's
     /// audiences. Two audiences giving one name different values, an expression error,
     /// a value of another type or too large: refused at [`Step::Claims`], naming the
@@ -157,22 +191,21 @@ impl Policy {
     ) -> Result<Map<String, Json>, OAuthError> {
         let mut out = Map::new();
         let mut total = 0usize;
+        let mut ctx = None;
         for target in &grant.audiences {
             let Some(templates) = self.claim_templates(target).filter(|t| !t.is_empty()) else {
                 continue;
             };
-            let mut ctx = self.cel().context();
-            ctx.add_variable_from_value("subject", who.principal.subject.clone());
-            ctx.add_variable_from_value("provider", who.principal.provider.clone());
-            ctx.add_variable_from_value("groups", string_list(&who.principal.groups));
-            ctx.add_variable_from_value("attribute", string_map(&who.principal.attributes));
-            ctx.add_variable_from_value("client_id", who.client_id.unwrap_or_default().to_owned());
-            ctx.add_variable_from_value("subject_act", subject_act_value(who.principal));
+            // Built once per request, for the first audience with claims; only `request`
+            // differs from one audience to the next.
+            let ctx = ctx.get_or_insert_with(|| {
+                self.principal_context(who.principal, who.client_id.unwrap_or_default())
+            });
             ctx.add_variable_from_value("request", claims_request_value(target, who.situation));
             for t in templates {
                 let value = t
                     .expr
-                    .eval(&ctx)
+                    .eval(ctx)
                     .map_err(|e| failed(&t.path, format!("expression error: {e}")))
                     .and_then(|v| to_json(&v, &t.path));
                 if let Some(tr) = trace.as_deref_mut() {

@@ -72,7 +72,7 @@ pub fn decide_for(
     ask: Ask<'_>,
     mut trace: Option<&mut Vec<String>>,
 ) -> Result<Outcome, OAuthError> {
-    let mut grant = config.policy.decide_in(
+    let grant = config.policy.decide_with_claims(
         &ask.situation,
         &principal,
         ask.client_id,
@@ -81,14 +81,6 @@ pub fn decide_for(
         ask.actor,
         trace.as_deref_mut(),
     )?;
-    let who = crate::custom_claims::Asker {
-        situation: &ask.situation,
-        principal: &principal,
-        client_id: ask.client_id,
-    };
-    grant.claims = config
-        .policy
-        .custom_claims(&who, &grant, trace.as_deref_mut())?;
     let ttl = issued_lifetime(&config.lifetimes, &grant, now, exp, cap_at_subject_exp)?;
     if let Some(t) = trace {
         t.push(format!(

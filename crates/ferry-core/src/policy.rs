@@ -169,9 +169,25 @@ impl Policy {
         self.audiences.get(name).map(|a| a.claims.as_slice())
     }
 
+    /// The variables every policy expression sees: the principal's and the client.
+    pub(crate) fn principal_context(
+        &self,
+        principal: &Principal,
+        client_id: &str,
+    ) -> cel::Context<'static, 'static> {
+        let mut ctx = self.cel.context();
+        ctx.add_variable_from_value("subject", principal.subject.clone());
+        ctx.add_variable_from_value("provider", principal.provider.clone());
+        ctx.add_variable_from_value("groups", string_list(&principal.groups));
+        ctx.add_variable_from_value("attribute", string_map(&principal.attributes));
+        ctx.add_variable_from_value("client_id", client_id.to_owned());
+        ctx.add_variable_from_value("subject_act", subject_act_value(principal));
+        ctx
+    }
+
     /// The CEL context of a rule: the variables of [`POLICY_VARS`].
     #[allow(clippy::too_many_arguments, reason = "the variables of one rule")]
-    pub(crate) fn rule_context(
+    fn rule_context(
         &self,
         principal: &Principal,
         client_id: &str,
@@ -181,14 +197,8 @@ impl Policy {
         requested: &[String],
         situation: &Situation,
     ) -> cel::Context<'static, 'static> {
-        let mut ctx = self.cel.context();
-        ctx.add_variable_from_value("subject", principal.subject.clone());
-        ctx.add_variable_from_value("provider", principal.provider.clone());
-        ctx.add_variable_from_value("groups", string_list(&principal.groups));
-        ctx.add_variable_from_value("attribute", string_map(&principal.attributes));
-        ctx.add_variable_from_value("client_id", client_id.to_owned());
+        let mut ctx = self.principal_context(principal, client_id);
         ctx.add_variable_from_value("actor", actor_value(actor));
-        ctx.add_variable_from_value("subject_act", subject_act_value(principal));
         ctx.add_variable_from_value(
             "request",
             request_value(audience, targets, requested, situation),

@@ -46,17 +46,19 @@ pub fn decide(
     };
     match &subject.policy {
         Policy::Rules => {
-            let mut grant = rules(&ask.scopes)?;
+            // The rules, then the audiences' own claims (as `ferry explain` decides).
+            let mut grant = config.policy.decide_with_claims(
+                situation,
+                &subject.principal,
+                ask.client_id.as_deref(),
+                &ask.targets,
+                &ask.scopes,
+                actor,
+                None,
+            )?;
             if let Some(b) = added {
                 grant.access_boundaries.get_or_insert_with(Vec::new).push(b);
             }
-            // The audiences' own claims, once the decision is made.
-            let who = ferry_core::custom_claims::Asker {
-                situation,
-                principal: &subject.principal,
-                client_id: ask.client_id.as_deref(),
-            };
-            grant.claims = config.policy.custom_claims(&who, &grant, None)?;
             Ok(grant)
         }
         Policy::Narrower { parent, targets } => {
