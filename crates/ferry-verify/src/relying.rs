@@ -8,7 +8,6 @@
 //! client certificate is that one ([`ClientCertificate`], put in the request by the
 //! service's TLS layer or by a middleware reading a trusted proxy's header).
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use reqwest::Url;
@@ -158,7 +157,9 @@ pub struct FerryVerifier {
     /// request path; the `Host` header is never trusted).
     public_url: String,
     dpop_window: i64,
-    seen: Mutex<HashMap<String, i64>>,
+    /// Spent DPoP proofs, per key: bounded (100,000 in all, 10,000 per key), a live one
+    /// never forgotten to make room.
+    seen: Mutex<crate::replay_cache::ReplayCache>,
     revocations: Option<crate::revocation::RevocationPoller>,
 }
 
@@ -177,7 +178,7 @@ impl FerryVerifier {
             keys,
             public_url: public_url.trim_end_matches('/').to_owned(),
             dpop_window: 60,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(crate::replay_cache::ReplayCache::new(100_000, 10_000)),
             revocations: None,
         }
     }
@@ -243,19 +244,14 @@ impl FerryVerifier {
         ))
     }
 
-    fn consume(&self, key: String, until: i64, now: i64) -> bool {
+    /// Spends a DPoP proof's `jti` for its key: true the first time. A cache full of live
+    /// proofs refuses (as a replay) rather than forget one.
+    fn consume(&self, jkt: &str, jti: &str, until: i64, now: i64) -> bool {
         let mut seen = self
             .seen
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if seen.len() > 100_000 {
-            seen.retain(|_, exp| *exp >= now);
-        }
-        if seen.get(&key).is_some_and(|exp| *exp >= now) {
-            return false;
-        }
-        seen.insert(key, until);
-        true
+        seen.spend(jkt, jti, until, now) == crate::replay_cache::Spent::Fresh
     }
 
     /// Verifies the request's token (and DPoP proof): `authorization` is the
@@ -344,11 +340,7 @@ impl FerryVerifier {
                 if &p.jkt != jkt {
                     return Err(DpopError::Binding.into());
                 }
-                if !self.consume(
-                    format!("{}:{}", p.jkt, p.jti),
-                    p.iat.saturating_add(self.dpop_window),
-                    now,
-                ) {
+                if !self.consume(&p.jkt, &p.jti, p.iat.saturating_add(self.dpop_window), now) {
                     return Err(DpopError::Replayed.into());
                 }
             }

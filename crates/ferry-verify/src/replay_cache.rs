@@ -1,5 +1,5 @@
 //! A bounded in-process memory of spent `jti`s, per principal, for relying services
-//! (service-account JWTs presented directly). An id is kept until the token it came in
+//! (service-account JWTs presented directly, DPoP proofs per key). An id is kept until the token it came in
 //! can no longer verify; a live id is never evicted to make room — when the cache (or a
 //! principal's share of it) holds only live ids, new tokens are refused instead, so a
 //! flood of fresh tokens can never make an earlier one replayable.
@@ -24,6 +24,9 @@ pub(crate) struct ReplayCache {
     len: usize,
     total: usize,
     per_principal: usize,
+    /// The earliest time any kept id may be forgotten: before it, a full cache has
+    /// nothing to drop and is not scanned.
+    earliest: i64,
 }
 
 impl ReplayCache {
@@ -34,6 +37,7 @@ impl ReplayCache {
             len: 0,
             total,
             per_principal,
+            earliest: i64::MAX,
         }
     }
 
@@ -48,7 +52,9 @@ impl ReplayCache {
             return Spent::Replayed;
         }
         if !self.has_room(principal) {
-            self.forget_expired(now);
+            if now > self.earliest {
+                self.forget_expired(now);
+            }
             if !self.has_room(principal) {
                 return Spent::Full;
             }
@@ -57,6 +63,7 @@ impl ReplayCache {
         if ids.insert(jti.to_owned(), until).is_none() {
             self.len += 1;
         }
+        self.earliest = self.earliest.min(until);
         Spent::Fresh
     }
 
@@ -72,6 +79,13 @@ impl ReplayCache {
         }
         self.by_principal.retain(|_, ids| !ids.is_empty());
         self.len = self.by_principal.values().map(HashMap::len).sum();
+        self.earliest = self
+            .by_principal
+            .values()
+            .flat_map(HashMap::values)
+            .copied()
+            .min()
+            .unwrap_or(i64::MAX);
     }
 
     #[cfg(test)]
@@ -104,5 +118,19 @@ mod tests {
         assert_eq!(c.spend("c", "1", 200, 101), Spent::Fresh);
         assert_eq!(c.len(), 1);
         assert_eq!(c.spend("a", "1", 200, 101), Spent::Fresh);
+    }
+
+    /// One principal's share full of live ids refuses only that principal: another
+    /// still gets in (the twin that shows the per-principal bound on its own).
+    #[test]
+    fn a_full_share_refuses_only_its_principal() {
+        let mut c = ReplayCache::new(10, 2);
+        assert_eq!(c.spend("a", "1", 100, 0), Spent::Fresh);
+        assert_eq!(c.spend("a", "2", 100, 0), Spent::Fresh);
+        assert_eq!(c.spend("a", "3", 100, 0), Spent::Full);
+        assert_eq!(c.spend("b", "1", 100, 0), Spent::Fresh);
+        // Before the earliest id expires a full share is not scanned, after it is.
+        assert_eq!(c.spend("a", "3", 100, 100), Spent::Full);
+        assert_eq!(c.spend("a", "3", 200, 101), Spent::Fresh);
     }
 }
