@@ -187,10 +187,22 @@ impl Env {
 
     /// Introspection as the gateway asking for the JWT: body and content type.
     pub(crate) async fn introspect_jwt(&self, token: &str) -> (String, Option<String>) {
+        let (_, body, kind) = self
+            .introspect_jwt_as(("gateway", "gateway-secret"), token)
+            .await;
+        (body, kind)
+    }
+
+    /// Introspection as `client` asking for the JWT: status, body and content type.
+    pub(crate) async fn introspect_jwt_as(
+        &self,
+        (id, secret): (&str, &str),
+        token: &str,
+    ) -> (u16, String, Option<String>) {
         let resp = self
             .http
             .post(format!("{}/introspect", self.ferry.url))
-            .basic_auth("gateway", Some("gateway-secret"))
+            .basic_auth(id, Some(secret))
             .header("accept", "application/jwt")
             .form(&[("token", token)])
             .send()
@@ -201,7 +213,8 @@ impl Env {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        (resp.text().await.unwrap(), kind)
+        let status = resp.status().as_u16();
+        (status, resp.text().await.unwrap(), kind)
     }
 
     pub(crate) fn relying_service(&self, interval: Option<u64>) -> (Proc, String) {

@@ -63,15 +63,13 @@ async fn a_split_token_end_to_end() {
     assert!(jwt.ends_with(&format!(".{split}")), "{jwt}");
     assert_eq!(payload(&jwt)["sub"], "workload");
     // Only a client registered for introspection gets it (twin: the gateway, above).
-    let r = env
-        .post(
-            "/introspect",
-            Some(("ci", "ci-secret")),
-            &[("token", split.as_str())],
-            None,
-        )
-        .await;
-    assert_ne!(r.status().as_u16(), 200);
+    // The same request as the gateway's, from a client not registered for it.
+    let (status, body, _) = env.introspect_jwt_as(("ci", "ci-secret"), &split).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body.contains("unauthorized_client") && !body.contains("eyJ"),
+        "{body}"
+    );
     // A forged split token — the signature altered in its last characters — is nothing
     // (twin: the real one).
     let mut forged = split.clone();
@@ -80,6 +78,7 @@ async fn a_split_token_end_to_end() {
     assert_eq!(env.introspect(&forged).await.1, INACTIVE);
     // Narrowing the split token at Ferry yields a split token (never its JWT), or a
     // reference token by name; a JWT by name is refused.
+    let mut children = Vec::new();
     for (asked, want) in [
         (None, Some(SPLIT)),
         (Some(REF), Some(REF)),
@@ -97,6 +96,7 @@ async fn a_split_token_end_to_end() {
         let b: Value = r.json().await.unwrap();
         assert_eq!(b["issued_token_type"].as_str(), want, "{b}");
         assert!(!b.to_string().contains("eyJ"), "{b}");
+        children.push(b["access_token"].as_str().unwrap().to_owned());
     }
     let r = env
         .post(
@@ -106,6 +106,7 @@ async fn a_split_token_end_to_end() {
                 ("grant_type", TE),
                 ("subject_token", split.as_str()),
                 ("subject_token_type", AT),
+                ("scope", "read"),
                 (
                     "requested_token_type",
                     "urn:ietf:params:oauth:token-type:jwt",
@@ -115,8 +116,23 @@ async fn a_split_token_end_to_end() {
         )
         .await;
     assert_eq!(r.status().as_u16(), 400);
-    // Revoked by its client: the gateway's swap stops (twin: it worked above).
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(b["error"], "invalid_request", "{b}");
+    // Another client cannot revoke it (refused, still live); its own client can, and the
+    // gateway's swap stops — for it and for every token narrowed from it (twins: both
+    // worked above).
+    assert_eq!(
+        env.revoke(Some(("other", "other-secret")), &split).await.0,
+        400
+    );
+    assert_eq!(at(gw.clone(), split.clone()).await, 200);
+    for child in &children {
+        assert_ne!(env.introspect(child).await.1, INACTIVE);
+    }
     assert_eq!(env.revoke(Some(("ci", "ci-secret")), &split).await.0, 200);
     assert_eq!(at(gw.clone(), split.clone()).await, 401);
     assert_eq!(env.introspect(&split).await.1, INACTIVE);
+    for child in &children {
+        assert_eq!(env.introspect(child).await.1, INACTIVE);
+    }
 }
