@@ -139,6 +139,24 @@ fn requested_scopes_and_audiences_are_not_there_to_read() {
     assert!(source_problem("request.audience").is_none());
 }
 
+/// The bounds themselves pass: a 1 KiB value, 64 items, and own claims just under the
+/// token's total; one more byte or item is refused (above and in the total test).
+#[test]
+fn values_at_their_bounds_pass() {
+    let kib = format!("'{}'", "x".repeat(MAX_VALUE_BYTES));
+    let items = format!("[{}]", vec!["'x'"; MAX_LIST_ITEMS].join(","));
+    let c = claims_for(&policy(vec![("v", &kib), ("l", &items)], vec![]), &["a"]).unwrap();
+    assert_eq!(c.len(), 2);
+    // Total: each claim costs its name, its JSON value and 4 bytes; four 1000-byte
+    // strings named c0..c3 come to 4 × (2 + 1002 + 4) = 4032 ≤ 4096, five do not.
+    let claim = format!("'{}'", "x".repeat(1000));
+    let names = ["c0", "c1", "c2", "c3", "c4"];
+    let under: Vec<(&str, &str)> = names[..4].iter().map(|n| (*n, claim.as_str())).collect();
+    assert_eq!(claims_for(&policy(under, vec![]), &["a"]).unwrap().len(), 4);
+    let over: Vec<(&str, &str)> = names.iter().map(|n| (*n, claim.as_str())).collect();
+    assert!(claims_for(&policy(over, vec![]), &["a"]).is_err());
+}
+
 #[test]
 fn two_audiences_must_agree_on_a_shared_name() {
     let p = policy(vec![("tenant", "'t1'")], vec![("tenant", "'t1'")]);

@@ -283,4 +283,37 @@ mod tests {
             assert!(!is_reserved(n), "{n}");
         }
     }
+
+    /// Every member of a fully populated access token is reserved: the profile list
+    /// cannot fall behind `AccessClaims` (twin: an operator's name is not).
+    #[test]
+    fn every_member_ferry_writes_is_reserved() {
+        use crate::{AccessClaims, Act, Confirmation, MayAct};
+        let full = AccessClaims {
+            nbf: Some(1),
+            scope: crate::Scope(vec!["s".into()]),
+            access_boundaries: Some(vec![serde_json::json!({})]),
+            act: Some(Act::default()),
+            may_act: Some(MayAct::default()),
+            cnf: Some(Confirmation::jkt("k")),
+            groups: vec!["g".into()],
+            attributes: [("a".to_owned(), "b".to_owned())].into(),
+            ..AccessClaims::default()
+        };
+        for k in full.to_map().keys() {
+            assert!(is_reserved(k), "{k}");
+            assert!(is_ferry_member(k), "{k}");
+        }
+        assert!(!is_reserved("tenant"));
+        // Dotted paths into reserved claims, beside names that only look alike.
+        for (name, reserved) in [
+            ("cnf", true),
+            ("act", true),
+            ("cnf.jkt", true),
+            ("cnfx", false),
+            ("tenant.id", false),
+        ] {
+            assert_eq!(is_reserved(name), reserved, "{name}");
+        }
+    }
 }

@@ -49,3 +49,28 @@ fn audience_claims_are_checked_at_their_paths() {
         Vec::<String>::new()
     );
 }
+
+/// The count and name bounds, each beside the largest accepted.
+#[test]
+fn claim_count_and_name_length_are_bounded() {
+    let paths = |claims: String| -> Vec<String> {
+        let text = format!(
+            "issuer: https://ferry.example.com\nproviders:\n  - id: idp\n    issuer: https://idp.example.com\n    audiences: [https://ferry.example.com]\n    jwks: {{ inline: {{\"keys\": []}} }}\naudiences:\n  - audience: https://api.example.com\n    rules: [{{ allow: \"true\" }}]\n    claims: {{ {claims} }}\n"
+        );
+        parse(&text, Path::new("/"))
+            .err()
+            .map(|e| e.0.into_iter().map(|(p, _)| p).collect())
+            .unwrap_or_default()
+    };
+    let many = |n: usize| {
+        (0..n)
+            .map(|i| format!("c{i}: subject"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    assert!(paths(many(32)).is_empty());
+    assert_eq!(paths(many(33)), vec!["audiences[0].claims"]);
+    let name = |n: usize| format!("{}: subject", "n".repeat(n));
+    assert!(paths(name(128)).is_empty());
+    assert_eq!(paths(name(129)).len(), 1);
+}
