@@ -132,6 +132,12 @@ async fn v1_token_runs_the_same_client_authentication_and_limits() {
             .await;
         assert_eq!(s, 401, "{path}: {body}");
         assert_eq!(body["error"], "invalid_client");
+        // ...and without any client authentication it does not get that audience.
+        let (s, body) = env
+            .post(path, "https://ci-only.example.com", &[], None)
+            .await;
+        assert_eq!(s, 400, "{path}: {body}");
+        assert_eq!(body["error"], "invalid_target", "{path}: {body}");
         // The body limit: a subject token that fits, and one that does not.
         let (s, _) = env.post(path, API, &[], Some(&"x".repeat(7000))).await;
         assert_eq!(s, 400, "{path}: a junk token that fits is read and refused");

@@ -113,6 +113,13 @@ async fn claims_are_checked_each_beside_its_twin() {
             json!({"iat": NOW - 700, "exp": NOW - 100}),
             "Expired",
         ),
+        ("no exp", json!({"exp": null}), "Claim(\"exp\")"),
+        (
+            "nbf in the future",
+            json!({"nbf": NOW + 300}),
+            "NotYetValid",
+        ),
+        ("nbf within the skew", json!({"nbf": NOW + 30}), ""),
     ];
     for (i, (name, extra, want)) in cases.iter().enumerate() {
         let token = sa.token(&claims(&sa, &format!("j{i}"), extra.clone()));
