@@ -61,6 +61,21 @@ impl VerifyingKey {
     }
 }
 
+/// A JWK Set without keys.
+const EMPTY_JWKS: &str = r#"{"keys":[]}"#;
+/// Its ETag.
+static EMPTY_ETAG: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| etag_of(EMPTY_JWKS));
+
+/// A strong ETag of a JWK Set: the first 16 bytes of its SHA-256, base64url, quoted (the
+/// form of `/jwks`'s).
+fn etag_of(body: &str) -> String {
+    let tag = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
+    format!(
+        "\"{}\"",
+        URL_SAFE_NO_PAD.encode(tag.as_ref().get(..16).unwrap_or_default())
+    )
+}
+
 /// The usable keys of one issuer.
 #[derive(Debug, Clone, Default)]
 pub struct KeySet {
@@ -68,6 +83,8 @@ pub struct KeySet {
     /// The usable JWKs as they may be republished, public members only
     /// ([`public_members`]), rendered once when the set is loaded.
     published: String,
+    /// The strong ETag of `published`, computed with it.
+    published_etag: String,
     /// A SAML identity provider's signing certificates.
     #[cfg(feature = "saml")]
     certificates: Vec<crate::saml::Certificate>,
@@ -111,6 +128,7 @@ impl KeySet {
             }
         }
         set.published = serde_json::json!({ "keys": published }).to_string();
+        set.published_etag = etag_of(&set.published);
         Ok((set, warnings))
     }
 
@@ -134,6 +152,7 @@ impl KeySet {
         Self {
             keys: Vec::new(),
             published: String::new(),
+            published_etag: String::new(),
             certificates,
         }
     }
@@ -149,9 +168,19 @@ impl KeySet {
     /// ([`public_members`]). A set not read from a JWKS has no keys to republish.
     pub fn public_jwks(&self) -> &str {
         if self.published.is_empty() {
-            r#"{"keys":[]}"#
+            EMPTY_JWKS
         } else {
             &self.published
+        }
+    }
+
+    /// The strong ETag of [`KeySet::public_jwks`] (its SHA-256, as `/jwks`'s), computed
+    /// once with it.
+    pub fn public_jwks_etag(&self) -> &str {
+        if self.published.is_empty() {
+            &EMPTY_ETAG
+        } else {
+            &self.published_etag
         }
     }
 

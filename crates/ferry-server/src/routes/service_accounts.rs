@@ -12,7 +12,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
 
 use crate::state::AppState;
 
@@ -28,15 +27,6 @@ fn json(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("application/json"),
     );
     r
-}
-
-/// A strong ETag of the body: its SHA-256.
-fn etag(body: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body.as_bytes());
-    format!(
-        "\"{}\"",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
-    )
 }
 
 /// The account's public keys, cacheable for `signing.jwks_max_age` as `/jwks` is, with a
@@ -60,26 +50,12 @@ pub async fn jwks(
             UNAVAILABLE.to_owned(),
         ));
     };
-    let body = keys.public_jwks().to_owned();
-    let tag = etag(&body);
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag || t.trim() == "*"));
-    let mut resp = if matches {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else {
-        json(StatusCode::OK, body)
-    };
-    let h = resp.headers_mut();
-    let cache = format!("public, max-age={}", loaded.config.signing.jwks_max_age);
-    if let Ok(v) = HeaderValue::from_str(&cache) {
-        h.insert(header::CACHE_CONTROL, v);
-    }
-    if let Ok(v) = HeaderValue::from_str(&tag) {
-        h.insert(header::ETAG, v);
-    }
-    resp
+    super::wellknown::cacheable_jwks(
+        &headers,
+        keys.public_jwks(),
+        keys.public_jwks_etag(),
+        loaded.config.signing.jwks_max_age,
+    )
 }
 
 fn no_store(mut r: Response) -> Response {
