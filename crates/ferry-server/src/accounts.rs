@@ -10,7 +10,6 @@ use std::time::Duration;
 use ferry_core::config::{Client, ClientAuth, Config, ConfigErrors, KeysConfig, ServiceAccount};
 use ferry_verify::time::MonoTime;
 use ferry_verify::{Algorithm, CacheSettings, KeySource, Rules, Verified};
-use serde_json::Value;
 
 use crate::keysource::{KeySourceError, KeySources, KeySpec};
 
@@ -199,18 +198,11 @@ pub async fn verify_assertion(
     skew: i64,
 ) -> Result<Verified, AssertionError> {
     let v = token.verify(rules, keys, now).await?;
-    if v.claims.get("sub").and_then(Value::as_str) != Some(rules.issuer()) {
-        return Err(AssertionError::Subject);
-    }
-    if !v.claims.get("aud").is_some_and(Value::is_string) {
-        return Err(AssertionError::Audience);
-    }
-    let jti = v
-        .claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .filter(|j| !j.is_empty() && j.len() <= 256)
-        .ok_or(AssertionError::Jti)?;
+    let jti = ferry_verify::self_signed_shape(&v.claims, rules.issuer()).map_err(|e| match e {
+        ferry_verify::ShapeError::Subject => AssertionError::Subject,
+        ferry_verify::ShapeError::Audience => AssertionError::Audience,
+        ferry_verify::ShapeError::Jti => AssertionError::Jti,
+    })?;
     let until = v
         .exp
         .saturating_add(rules.leeway().max(0))

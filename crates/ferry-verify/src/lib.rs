@@ -52,7 +52,8 @@ pub use rules::Rules;
 #[cfg(feature = "axum")]
 pub use service_account::{ServiceAccountAuth, refusal as service_account_refusal};
 pub use service_account::{
-    ServiceAccountError, ServiceAccountToken, ServiceAccountVerifier, account_jwks_url,
+    ServiceAccountError, ServiceAccountToken, ServiceAccountVerifier, ShapeError, account_jwks_url,
+    self_signed_shape,
 };
 pub use source::{KeyFileError, KeyFormat, KeySource, StaticKeys};
 pub use unverified::{Unverified, parse};

@@ -38,6 +38,38 @@ use crate::rules::Rules;
 use crate::source::KeySource;
 use crate::time::MonoTime;
 
+/// How a self-signed assertion (RFC 7523 §3: a service account's, a client's) falls
+/// short of its shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShapeError {
+    /// `sub` is not the issuer.
+    Subject,
+    /// `aud` is not one string (an array could name another party that accepts it too).
+    Audience,
+    /// No `jti` of 1 to 256 bytes.
+    Jti,
+}
+
+/// The shape every self-signed assertion Ferry or a relying service accepts must have:
+/// `sub` equal to `issuer`, one `aud` string, a `jti` of 1 to 256 bytes (returned). Ferry's
+/// jwt-bearer grant and client assertions, and [`ServiceAccountVerifier`], check it alike.
+pub fn self_signed_shape<'a>(
+    claims: &'a Map<String, Value>,
+    issuer: &str,
+) -> Result<&'a str, ShapeError> {
+    if claims.get("sub").and_then(Value::as_str) != Some(issuer) {
+        return Err(ShapeError::Subject);
+    }
+    if !claims.get("aud").is_some_and(Value::is_string) {
+        return Err(ShapeError::Audience);
+    }
+    claims
+        .get("jti")
+        .and_then(Value::as_str)
+        .filter(|j| !j.is_empty() && j.len() <= 256)
+        .ok_or(ShapeError::Jti)
+}
+
 /// The algorithms a service account may sign with (those `ferry sa create` makes and
 /// Google's keys use).
 const ALGORITHMS: [Algorithm; 4] = [
@@ -210,25 +242,17 @@ impl ServiceAccountVerifier {
             .allow_lifetime_up_to(self.max_lifetime)
             .allow_clock_skew(self.skew);
         let v = parsed.verify(&rules, keys, now).await?;
-        // 4. sub == iss.
-        if v.claims.get("sub").and_then(Value::as_str) != Some(account.as_str()) {
-            return Err(ServiceAccountError::Subject);
-        }
-        // 5. One audience: an array could name another API that accepts it too.
-        if !v.claims.get("aud").is_some_and(Value::is_string) {
-            return Err(ServiceAccountError::Audience);
-        }
+        // 4, 5, 7: sub == iss, one audience, a `jti` (the shape Ferry's assertions have).
+        let jti = self_signed_shape(&v.claims, account).map_err(|e| match e {
+            ShapeError::Subject => ServiceAccountError::Subject,
+            ShapeError::Audience => ServiceAccountError::Audience,
+            ShapeError::Jti => ServiceAccountError::Jti,
+        })?;
         // 6. `iat` required: without it the lifetime is unknown.
         if !v.claims.get("iat").is_some_and(Value::is_number) {
             return Err(ServiceAccountError::IssuedAt);
         }
-        // 7. `jti`, single use until the token can no longer verify anywhere.
-        let jti = v
-            .claims
-            .get("jti")
-            .and_then(Value::as_str)
-            .filter(|j| !j.is_empty() && j.len() <= 256)
-            .ok_or(ServiceAccountError::Jti)?;
+        // 7. The `jti`, single use until the token can no longer verify anywhere.
         let until = v.exp.saturating_add(rules.leeway());
         let spent = self
             .replay
