@@ -87,3 +87,16 @@ def start_ferry(sock, config, log=None, admin=None, ca=None):
         said = pathlib.Path(log).read_text(errors="replace")[-3000:] if log else ""
         raise RuntimeError(f"{e}\n{said}") from None
     return ferry
+
+
+def stop(process):
+    """Stops PROCESS: terminated, then killed if it has not ended within 10 s. Module
+    fixtures register it as a finalizer as soon as each process starts, so a setup that
+    fails half-way leaves nothing running."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

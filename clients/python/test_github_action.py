@@ -24,7 +24,7 @@ import pytest
 import requests
 import yaml
 
-from ferry_harness import BIN, ROOT, listening_socket, start_ferry
+from ferry_harness import BIN, ROOT, listening_socket, start_ferry, stop
 
 ACTION = ROOT / "integrations" / "github-action" / "index.js"
 AUDIENCE = "https://deploy.example.com"
@@ -79,7 +79,7 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, request):
     for tool in [BIN / "ferry", BIN / "ferry-dev-idp"]:
         assert tool.exists(), f"{tool} missing: build with `cargo build --bins` first"
     e = Env()
@@ -88,6 +88,7 @@ def env(tmp_path_factory):
         [BIN / "ferry-dev-idp", "serve", "--data-dir", tmp / "idp", "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
+    request.addfinalizer(lambda: stop(idp))
     e.idp = idp.stdout.readline().strip().rsplit(" ", 1)[-1]
     assert e.idp.startswith("http://127.0.0.1:"), e.idp
     Runner.idp_dir = tmp / "idp"
@@ -123,13 +124,11 @@ audiences:
 """
     )
     ferry = start_ferry(sock, tmp / "ferry.yaml", log=tmp / "ferry.log")
+    request.addfinalizer(lambda: stop(ferry))
     e.tmp = tmp
     e.runs = 0
     yield e
     runner.shutdown()
-    for p in (ferry, idp):
-        p.terminate()
-        p.wait(timeout=10)
 
 
 def file_commands(path):

@@ -33,7 +33,7 @@ from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAP
 from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate as validate_spec
 
-from ferry_harness import BIN, ROOT, listening_socket, start_ferry
+from ferry_harness import BIN, ROOT, listening_socket, start_ferry, stop
 
 AUDIENCE = "https://relying.example.com"
 TE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -147,7 +147,7 @@ def self_signed_ca(tmp):
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, request):
     for tool in [BIN / "ferry", BIN / "ferry-dev-idp"]:
         assert tool.exists(), f"{tool} missing: build with `cargo build --bins` first"
     e = Env()
@@ -156,6 +156,7 @@ def env(tmp_path_factory):
         [BIN / "ferry-dev-idp", "serve", "--data-dir", tmp / "idp", "--listen", "127.0.0.1:0"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )
+    request.addfinalizer(lambda: stop(idp))
     e.idp_dir = tmp / "idp"
     e.idp = idp.stdout.readline().strip().rsplit(" ", 1)[-1]
     assert e.idp.startswith("http://127.0.0.1:"), e.idp
@@ -211,13 +212,11 @@ audiences:
 """
     )
     ferry = start_ferry(sock, tmp / "ferry.yaml", log=tmp / "ferry.log", admin=admin)
+    request.addfinalizer(lambda: stop(ferry))
     e.tmp = tmp
     e.values = setup_values(e)
     e.api = {"public": openapi("public", e.url), "admin": openapi("admin", e.admin_url)}
     yield e
-    for p in (ferry, idp):
-        p.terminate()
-        p.wait(timeout=10)
 
 
 def mint(e, repository="acme/app"):

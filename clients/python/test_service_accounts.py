@@ -15,7 +15,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ferry_harness import BIN, listening_socket, start_ferry
+from ferry_harness import BIN, listening_socket, start_ferry, stop
 
 API = "https://api.example.com"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -31,7 +31,7 @@ class Env:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory):
+def env(tmp_path_factory, request):
     e = Env()
     tmp = tmp_path_factory.mktemp("sa")
     e.key = ec.generate_private_key(ec.SECP256R1())
@@ -55,6 +55,7 @@ audiences:
 """
     )
     ferry = start_ferry(sock, tmp / "ferry.yaml")
+    request.addfinalizer(lambda: stop(ferry))
     svc = subprocess.Popen(
         [BIN / "ferry-example-relying-service"],
         stdout=subprocess.PIPE,
@@ -63,12 +64,10 @@ audiences:
         env={"FERRY_ISSUER": e.url, "AUDIENCE": API, "INSECURE_ORIGINS": e.url,
              "SERVICE_ACCOUNTS": "builder"},
     )
+    request.addfinalizer(lambda: stop(svc))
     e.svc = svc.stdout.readline().strip().rsplit(" ", 1)[-1]
     assert e.svc.startswith("http://127.0.0.1:"), e.svc
     yield e
-    for p in (svc, ferry):
-        p.terminate()
-        p.wait(timeout=10)
 
 
 def direct(env, **over):
