@@ -127,7 +127,8 @@ pub enum ServiceAccountError {
 #[derive(Debug)]
 pub struct ServiceAccountVerifier {
     audience: String,
-    accounts: HashMap<String, KeySource>,
+    /// Each account's keys and the rules its tokens are verified by (built once).
+    accounts: HashMap<String, (KeySource, Rules)>,
     max_lifetime: Duration,
     skew: Duration,
     replay: Mutex<ReplayCache>,
@@ -149,7 +150,28 @@ impl ServiceAccountVerifier {
     /// Accepts the service account `id`, verified with `keys`.
     #[must_use]
     pub fn with_account(mut self, id: &str, keys: KeySource) -> Self {
-        self.accounts.insert(id.to_owned(), keys);
+        let rules = self.rules(id);
+        self.accounts.insert(id.to_owned(), (keys, rules));
+        self
+    }
+
+    /// The strict rules of account `id`'s tokens: `typ`, `alg`, `iss`, `aud`, times.
+    fn rules(&self, id: &str) -> Rules {
+        Rules::new(id.to_owned(), vec![self.audience.clone()])
+            .set_allowed_algorithms(ALGORITHMS)
+            .allow_lifetime_up_to(self.max_lifetime)
+            .allow_clock_skew(self.skew)
+    }
+
+    /// Rebuilds every account's rules after a setting changed.
+    fn rebuild_rules(mut self) -> Self {
+        let ids: Vec<String> = self.accounts.keys().cloned().collect();
+        for id in ids {
+            let rules = self.rules(&id);
+            if let Some(entry) = self.accounts.get_mut(&id) {
+                entry.1 = rules;
+            }
+        }
         self
     }
 
@@ -190,14 +212,14 @@ impl ServiceAccountVerifier {
     #[must_use]
     pub fn allow_lifetime_up_to(mut self, lifetime: Duration) -> Self {
         self.max_lifetime = lifetime;
-        self
+        self.rebuild_rules()
     }
 
     /// Sets the clock skew tolerated on `exp`, `nbf` and `iat`; default 60 s.
     #[must_use]
     pub fn allow_clock_skew(mut self, skew: Duration) -> Self {
         self.skew = skew;
-        self
+        self.rebuild_rules()
     }
 
     /// Sets how many `jti`s are remembered, in all and per account.
@@ -232,16 +254,12 @@ impl ServiceAccountVerifier {
     ) -> Result<ServiceAccountToken, ServiceAccountError> {
         let parsed = crate::unverified::parse(token)?;
         // 1. Only the accounts this API names; nothing is fetched for another.
-        let (account, keys) = parsed
+        let (account, (keys, rules)) = parsed
             .issuer()
             .and_then(|iss| self.accounts.get_key_value(iss))
             .ok_or(ServiceAccountError::UnknownAccount)?;
         // 2, 3, 5, 6: `typ`, `alg`, signature, `iss`, `aud`, time, by the strict rules.
-        let rules = Rules::new(account.clone(), vec![self.audience.clone()])
-            .set_allowed_algorithms(ALGORITHMS)
-            .allow_lifetime_up_to(self.max_lifetime)
-            .allow_clock_skew(self.skew);
-        let v = parsed.verify(&rules, keys, now).await?;
+        let v = parsed.verify(rules, keys, now).await?;
         // 4, 5, 7: sub == iss, one audience, a `jti` (the shape Ferry's assertions have).
         let jti = self_signed_shape(&v.claims, account).map_err(|e| match e {
             ShapeError::Subject => ServiceAccountError::Subject,

@@ -278,3 +278,23 @@ fn the_jwks_url_of_an_account() {
     }
     assert!(account_jwks_url("not a url", "a").is_err());
 }
+
+/// A setting given after the accounts applies to them (their rules are built once and
+/// rebuilt when a setting changes): a 2 h token is refused by default, accepted once the
+/// verifier allows 2 h, whichever order the builder was called in.
+#[tokio::test]
+async fn settings_apply_to_accounts_added_before_them() {
+    let sa = Issuer::new("builder", TestKey::ec("b1"));
+    let long = |jti: &str| sa.token(&claims(&sa, jti, json!({"exp": NOW + 7_200})));
+    assert!(
+        check(&verifier(&sa), &long("l1"))
+            .await
+            .is_err_and(|e| e.contains("TooLong"))
+    );
+    let after = verifier(&sa).allow_lifetime_up_to(std::time::Duration::from_secs(7_200));
+    assert_eq!(check(&after, &long("l2")).await, Ok("builder".to_owned()));
+    let before = ServiceAccountVerifier::new(API)
+        .allow_lifetime_up_to(std::time::Duration::from_secs(7_200))
+        .with_account(&sa.iss, keys(&[&sa.key]));
+    assert_eq!(check(&before, &long("l3")).await, Ok("builder".to_owned()));
+}
